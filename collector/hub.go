@@ -1,0 +1,507 @@
+package collector
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	sse "github.com/tmaxmax/go-sse"
+)
+
+// Hub defaults.
+const (
+	DefaultReplay    = 4096             // events kept for resuming clients
+	DefaultQueue     = 256              // events a subscriber may fall behind before it is dropped
+	DefaultHeartbeat = 10 * time.Second // idle time after which subscribers get a heartbeat
+)
+
+// Errors a Subscriber reports once it is done.
+var (
+	ErrClosed = errors.New("collector: hub closed")
+	ErrSlow   = errors.New("collector: subscriber too slow, disconnected; resume with Last-Event-ID")
+)
+
+// An Event is one published message, encoded once for every transport.
+// Events are immutable and shared by all subscribers.
+type Event struct {
+	ID     uint64
+	Type   string
+	Source string
+	Time   time.Time
+
+	frame []byte // the whole Server-Sent Events frame
+	data  []byte // the JSON object, a subslice of frame
+}
+
+// Frame is the event as a Server-Sent Events frame, ending in a blank line.
+func (e *Event) Frame() []byte { return e.frame }
+
+// JSON is the event's data as one line of JSON, without a newline. Its
+// fields "seq", "type", "ts" and "source" come first.
+func (e *Event) JSON() []byte { return e.data }
+
+// IsHeartbeat reports whether e is a keep-alive rather than an event.
+func (e *Event) IsHeartbeat() bool { return e.ID == 0 && e.Type == "" }
+
+var heartbeat = &Event{frame: []byte(": heartbeat\n\n")}
+
+// A Message is what a publisher hands the hub.
+type Message struct {
+	Type   string
+	Source string
+	Time   time.Time
+	// Body must encode to a JSON object; its fields follow seq, type, ts
+	// and source. Nil means no further fields.
+	Body any
+	// Key, when set, makes this event the newest state under that key:
+	// a client whose position was lost gets the newest event of every key
+	// in its reset snapshot.
+	Key string
+}
+
+// HubOptions configure a Hub. Zero values take the defaults.
+type HubOptions struct {
+	Replay    int           // events kept for resuming; DefaultReplay
+	Queue     int           // per-subscriber queue; DefaultQueue
+	Heartbeat time.Duration // DefaultHeartbeat
+	// FirstID is the id of the first event. Ids then increase by one.
+	// Zero means the current time in microseconds, which keeps ids
+	// increasing across restarts; see NextRunID.
+	FirstID uint64
+	Now     func() time.Time
+	Metrics *metrics.Set // nil: a private set
+}
+
+// A Hub assigns every event its id, keeps a window of recent events for
+// clients that resume, and fans events out to subscribers.
+//
+// Publish never waits for a subscriber: each has a bounded queue, and one
+// whose queue is full is disconnected (Subscriber.Done) and counted; it
+// resumes from the replay window with its last event id. All methods are
+// safe for concurrent use. After Close, Publish and Subscribe return
+// ErrClosed.
+type Hub struct {
+	opts  HubOptions
+	first uint64
+
+	mu     sync.Mutex
+	next   uint64
+	window []*Event // circular, len == opts.Replay once full
+	start  int      // index of the oldest event in window
+	latest map[string]*Event
+	subs   []*Subscriber
+	closed bool
+
+	nsubs     atomic.Int64
+	published map[string]*metrics.Counter
+	dropped   *metrics.Counter
+}
+
+// NewHub returns a hub; call Run to send heartbeats.
+func NewHub(opts HubOptions) *Hub {
+	if opts.Replay <= 0 {
+		opts.Replay = DefaultReplay
+	}
+	if opts.Queue <= 0 {
+		opts.Queue = DefaultQueue
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = DefaultHeartbeat
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.FirstID == 0 {
+		opts.FirstID = uint64(opts.Now().UnixMicro())
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.NewSet()
+	}
+	h := &Hub{
+		opts:      opts,
+		first:     opts.FirstID,
+		next:      opts.FirstID,
+		window:    make([]*Event, 0, min(opts.Replay, 1024)),
+		latest:    make(map[string]*Event),
+		published: make(map[string]*metrics.Counter),
+	}
+	for _, t := range Types {
+		h.published[t] = opts.Metrics.NewCounter(`vigil_events_published_total{type="` + t + `"}`)
+	}
+	h.dropped = opts.Metrics.NewCounter(`vigil_subscribers_dropped_total{reason="slow"}`)
+	opts.Metrics.NewGauge(`vigil_subscribers`, func() float64 { return float64(h.nsubs.Load()) })
+	return h
+}
+
+// NextRunID returns the first event id for a new run: after every id a
+// previous run may have used (floor, as saved by the previous run) and not
+// before now in microseconds, so ids increase across restarts even when the
+// saved floor is stale after a crash.
+func NextRunID(floor uint64, now time.Time) uint64 {
+	return max(floor+1, uint64(now.UnixMicro()))
+}
+
+// FirstID is the id of this run's first event.
+func (h *Hub) FirstID() uint64 { return h.first }
+
+// LastID is the id of the newest event, or FirstID-1 before the first.
+func (h *Hub) LastID() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.next - 1
+}
+
+// Publish assigns the message the next id, encodes it, keeps it in the
+// replay window and queues it for every matching subscriber. It never
+// blocks on a subscriber.
+func (h *Hub) Publish(m Message) (*Event, error) {
+	if _, ok := h.published[m.Type]; !ok || m.Type == TypeReset {
+		return nil, fmt.Errorf("collector: publish: unknown event type %q", m.Type)
+	}
+	var body []byte
+	if m.Body != nil {
+		b, err := json.Marshal(m.Body)
+		if err != nil {
+			return nil, fmt.Errorf("collector: publish %s %s: %w", m.Type, m.Source, err)
+		}
+		if len(b) < 2 || b[0] != '{' {
+			return nil, fmt.Errorf("collector: publish %s %s: body is not a JSON object", m.Type, m.Source)
+		}
+		body = b
+	}
+	if m.Time.IsZero() {
+		m.Time = h.opts.Now()
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+	ev := encodeEvent(h.next, m.Type, m.Source, m.Time, body)
+	h.next++
+	h.keep(ev)
+	if m.Key != "" {
+		h.latest[m.Key] = ev
+	}
+	h.published[m.Type].Inc()
+	for i := 0; i < len(h.subs); {
+		s := h.subs[i]
+		if !s.match(ev) {
+			i++
+			continue
+		}
+		select {
+		case s.c <- ev:
+			i++
+		default:
+			h.dropped.Inc()
+			h.removeLocked(s, ErrSlow) // swaps another subscriber into i
+		}
+	}
+	return ev, nil
+}
+
+func (h *Hub) keep(ev *Event) {
+	if len(h.window) < h.opts.Replay {
+		h.window = append(h.window, ev)
+		return
+	}
+	h.window[h.start] = ev
+	h.start++
+	if h.start == len(h.window) {
+		h.start = 0
+	}
+}
+
+// at returns the i-th oldest event in the window.
+func (h *Hub) at(i int) *Event {
+	i += h.start
+	if i >= len(h.window) {
+		i -= len(h.window)
+	}
+	return h.window[i]
+}
+
+// A Cursor is where a client stands in the stream: the id of the last event
+// it received, as sent in Last-Event-ID.
+type Cursor struct {
+	LastID string // empty: a new client, which gets live events only
+}
+
+// Reasons a resuming client gets a reset instead of a replay.
+const (
+	ResetMalformed = "malformed id" // the id is not a number
+	ResetOtherRun  = "id from another run"
+	ResetTooOld    = "id older than the replay window"
+	ResetUnknown   = "id newer than any event" // from another instance, or data was lost
+)
+
+// ParseID parses an event id: a decimal number without sign or spaces.
+func ParseID(s string) (uint64, error) {
+	if s == "" || len(s) > 20 || s[0] == '+' {
+		return 0, fmt.Errorf("collector: bad event id %q", truncate(s, 32))
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("collector: bad event id %q", truncate(s, 32))
+	}
+	return n, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// Subscribe registers a subscriber that receives, in order and without
+// gaps or repeats: the events after the cursor still in the window (in
+// Subscriber.Replay), then live events on C(). If the cursor cannot be
+// resumed from, Replay holds a single reset event instead, carrying the
+// newest event of every key that matches the filter.
+func (h *Hub) Subscribe(cur Cursor, f Filter) (*Subscriber, error) {
+	s := &Subscriber{
+		hub:    h,
+		filter: f,
+		all:    f.IsZero(),
+		c:      make(chan *Event, h.opts.Queue),
+		done:   make(chan struct{}),
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+	if cur.LastID != "" {
+		s.Replay = h.replayLocked(cur.LastID, s)
+	}
+	s.index = len(h.subs)
+	h.subs = append(h.subs, s)
+	h.nsubs.Add(1)
+	return s, nil
+}
+
+func (h *Hub) replayLocked(last string, s *Subscriber) []*Event {
+	id, err := ParseID(last)
+	head := h.next - 1
+	switch {
+	case err != nil:
+		return []*Event{h.resetLocked(ResetMalformed, last, s)}
+	case id == head:
+		return nil
+	case id > head:
+		return []*Event{h.resetLocked(ResetUnknown, last, s)}
+	case id < h.first:
+		return []*Event{h.resetLocked(ResetOtherRun, last, s)}
+	}
+	oldest := h.at(0).ID
+	if id+1 < oldest {
+		return []*Event{h.resetLocked(ResetTooOld, last, s)}
+	}
+	var out []*Event
+	for i := int(id + 1 - oldest); i < len(h.window); i++ {
+		if ev := h.at(i); s.match(ev) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// resetLocked builds a reset event for one subscriber: its id is the newest
+// event's, so the client resumes from there, and its data carries the
+// newest event of every key, oldest first.
+func (h *Hub) resetLocked(reason, last string, s *Subscriber) *Event {
+	var snap []*Event
+	for _, ev := range h.latest {
+		if s.match(ev) {
+			snap = append(snap, ev)
+		}
+	}
+	slices.SortFunc(snap, byID)
+	var body bytes.Buffer
+	body.WriteString(`{"reason":`)
+	writeJSONString(&body, reason)
+	body.WriteString(`,"last_event_id":`)
+	writeJSONString(&body, truncate(last, 32))
+	body.WriteString(`,"events":[`)
+	for i, ev := range snap {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		body.Write(ev.data)
+	}
+	body.WriteString(`]}`)
+	id := h.next - 1
+	if id < h.first {
+		id = 0 // nothing published yet: no id to resume from
+	}
+	return encodeEvent(id, TypeReset, "", h.opts.Now(), body.Bytes())
+}
+
+func byID(a, b *Event) int { return cmp.Compare(a.ID, b.ID) }
+
+func writeJSONString(b *bytes.Buffer, s string) {
+	q, _ := json.Marshal(s)
+	b.Write(q)
+}
+
+func (h *Hub) removeLocked(s *Subscriber, why error) {
+	if s.index < 0 {
+		return
+	}
+	last := len(h.subs) - 1
+	h.subs[s.index] = h.subs[last]
+	h.subs[s.index].index = s.index
+	h.subs[last] = nil
+	h.subs = h.subs[:last]
+	s.index = -1
+	s.err = why
+	close(s.done)
+	h.nsubs.Add(-1)
+}
+
+// Run sends a heartbeat to every subscriber with nothing queued, every
+// heartbeat interval, until ctx is done or the hub is closed.
+func (h *Hub) Run(ctx context.Context) error {
+	t := time.NewTicker(h.opts.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			h.mu.Lock()
+			if h.closed {
+				h.mu.Unlock()
+				return nil
+			}
+			for _, s := range h.subs {
+				if len(s.c) == 0 {
+					select {
+					case s.c <- heartbeat:
+					default:
+					}
+				}
+			}
+			h.mu.Unlock()
+		}
+	}
+}
+
+// Close disconnects every subscriber; later calls do nothing.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.closed = true
+	for len(h.subs) > 0 {
+		h.removeLocked(h.subs[len(h.subs)-1], ErrClosed)
+	}
+}
+
+// Subscribers is the number of subscribers connected now.
+func (h *Hub) Subscribers() int { return int(h.nsubs.Load()) }
+
+// Snapshot returns the newest event of every key that f matches, oldest
+// first, and the id of the newest event.
+func (h *Hub) Snapshot(f Filter) ([]*Event, uint64) {
+	s := &Subscriber{filter: f, all: f.IsZero()}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*Event
+	for _, ev := range h.latest {
+		if s.match(ev) {
+			out = append(out, ev)
+		}
+	}
+	slices.SortFunc(out, byID)
+	return out, h.next - 1
+}
+
+// A Subscriber receives events from a Hub. Its methods are safe for
+// concurrent use.
+type Subscriber struct {
+	// Replay holds the events to send before any from C, fixed at
+	// Subscribe.
+	Replay []*Event
+
+	hub    *Hub
+	filter Filter
+	all    bool
+	c      chan *Event
+	done   chan struct{}
+	index  int   // in hub.subs; -1 once removed; guarded by hub.mu
+	err    error // why done was closed; guarded by hub.mu
+}
+
+func (s *Subscriber) match(ev *Event) bool {
+	return s.all || s.filter.Match(ev.Type, ev.Source)
+}
+
+// C delivers live events, and heartbeats when idle.
+func (s *Subscriber) C() <-chan *Event { return s.c }
+
+// Done is closed when the subscriber is disconnected: the hub closed, or the
+// subscriber fell too far behind. Err says which.
+func (s *Subscriber) Done() <-chan struct{} { return s.done }
+
+// Err is nil while the subscriber is connected, then ErrClosed or ErrSlow.
+func (s *Subscriber) Err() error {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	return s.err
+}
+
+// Close unsubscribes; it is idempotent.
+func (s *Subscriber) Close() {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	s.hub.removeLocked(s, nil)
+}
+
+// encodeEvent builds the JSON data and the SSE frame of an event once.
+func encodeEvent(id uint64, typ, source string, t time.Time, body []byte) *Event {
+	var b bytes.Buffer
+	b.Grow(64 + len(source) + len(body))
+	b.WriteString(`{"seq":`)
+	b.WriteString(strconv.FormatUint(id, 10))
+	b.WriteString(`,"type":"`)
+	b.WriteString(typ)
+	b.WriteString(`","ts":"`)
+	b.WriteString(t.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+	b.WriteByte('"')
+	if source != "" {
+		b.WriteString(`,"source":`)
+		writeJSONString(&b, source)
+	}
+	if len(body) > 2 {
+		b.WriteByte(',')
+		b.Write(body[1:])
+	} else {
+		b.WriteByte('}')
+	}
+	data := b.Bytes()
+
+	msg := &sse.Message{Type: sse.Type(typ)}
+	if id != 0 {
+		msg.ID = sse.ID(strconv.FormatUint(id, 10))
+	}
+	msg.AppendData(string(data))
+	frame, _ := msg.MarshalText() // cannot fail: one line of JSON
+	// The data line is "data: <json>\n" followed by the blank line.
+	off := len(frame) - len(data) - 2
+	return &Event{ID: id, Type: typ, Source: source, Time: t, frame: frame, data: frame[off : off+len(data)]}
+}

@@ -1,0 +1,244 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// DefaultInterval is how often sources are sampled unless configured.
+const DefaultInterval = time.Second
+
+// Source states, as carried by "source" events.
+const (
+	StateUp     = "up"     // the source reported for the first time, or again after failing
+	StateFailed = "failed" // the last collect failed, wholly or in part
+	StateGone   = "gone"   // the source was removed
+)
+
+// A Primer is a Source that wants to take a first reading before its first
+// tick, so that rates are available from the first sample on.
+type Primer interface {
+	Prime(ctx context.Context) error
+}
+
+// A Scheduler samples each source every interval, on a goroutine of its own,
+// and hands the results to the store and the hub.
+//
+// A collect that runs past its timeout is reported as failed; if the source
+// ignores its context, the scheduler skips that source's ticks until the
+// call returns rather than piling up calls. Other sources are not delayed.
+type Scheduler struct {
+	Store    *Store
+	Hub      *Hub
+	Sources  []Source
+	Interval time.Duration // DefaultInterval when zero
+	Timeout  time.Duration // per collect; the interval when zero
+	Now      func() time.Time
+	Metrics  *metrics.Set
+	Logger   *slog.Logger
+
+	ready   atomic.Int64 // sources that finished a first collect
+	readyCh chan struct{}
+	once    sync.Once
+}
+
+func (s *Scheduler) init() {
+	s.once.Do(func() {
+		if s.Interval <= 0 {
+			s.Interval = DefaultInterval
+		}
+		if s.Timeout <= 0 || s.Timeout > s.Interval {
+			s.Timeout = s.Interval
+		}
+		if s.Now == nil {
+			s.Now = time.Now
+		}
+		if s.Metrics == nil {
+			s.Metrics = metrics.NewSet()
+		}
+		if s.Logger == nil {
+			s.Logger = slog.New(slog.DiscardHandler)
+		}
+		s.readyCh = make(chan struct{})
+		if len(s.Sources) == 0 {
+			close(s.readyCh)
+		}
+	})
+}
+
+// Ready is closed once every source has finished its first collect,
+// successfully or not.
+func (s *Scheduler) Ready() <-chan struct{} {
+	s.init()
+	return s.readyCh
+}
+
+// Run samples the sources until ctx is done.
+func (s *Scheduler) Run(ctx context.Context) error {
+	s.init()
+	var wg sync.WaitGroup
+	for _, src := range s.Sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.loop(ctx, src)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+type sourceMetrics struct {
+	samples  *metrics.Counter
+	errors   *metrics.Counter
+	duration *metrics.PrometheusHistogram
+}
+
+// sourceLoop is the state of one source's goroutine.
+type sourceLoop struct {
+	s       *Scheduler
+	src     Source
+	name    string
+	m       sourceMetrics
+	state   string // "", StateUp or StateFailed
+	lastErr string
+	first   bool // the first collect has finished
+	running chan collectResult
+}
+
+type collectResult struct {
+	metrics map[string]float64
+	err     error
+	took    time.Duration
+}
+
+var collectBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+func (s *Scheduler) loop(ctx context.Context, src Source) {
+	name := src.Name()
+	label := `{source=` + strconv.Quote(name) + `}`
+	l := &sourceLoop{s: s, src: src, name: name, m: sourceMetrics{
+		samples:  s.Metrics.GetOrCreateCounter(`vigil_samples_collected_total` + label),
+		errors:   s.Metrics.GetOrCreateCounter(`vigil_collect_errors_total` + label),
+		duration: s.Metrics.GetOrCreatePrometheusHistogramExt(`vigil_collect_duration_seconds`+label, collectBuckets),
+	}}
+	if p, ok := src.(Primer); ok {
+		pctx, cancel := context.WithTimeout(ctx, s.Timeout)
+		err := p.Prime(pctx)
+		cancel()
+		if err != nil {
+			s.Logger.Warn("prime source", "source", name, "err", err)
+		}
+	}
+	t := time.NewTicker(s.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			l.tick(ctx)
+		}
+	}
+}
+
+func (l *sourceLoop) tick(ctx context.Context) {
+	s := l.s
+	if l.running != nil {
+		select {
+		case r := <-l.running: // the late call finally returned; drop its result
+			l.running = nil
+			_ = r
+		default:
+			l.fail(nil, fmt.Errorf("collect %s: previous collect still running after %s", l.name, s.Timeout))
+			return
+		}
+	}
+	start := s.Now()
+	cctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	done := make(chan collectResult, 1)
+	go func() {
+		t0 := time.Now()
+		m, err := l.src.Collect(cctx)
+		done <- collectResult{metrics: m, err: err, took: time.Since(t0)}
+	}()
+	var r collectResult
+	select {
+	case r = <-done:
+	case <-cctx.Done():
+		if ctx.Err() != nil {
+			return // shutting down
+		}
+		l.running = done
+		r = collectResult{err: fmt.Errorf("collect %s: timed out after %s", l.name, s.Timeout), took: s.Timeout}
+	}
+	l.m.duration.Update(r.took.Seconds())
+	if len(r.metrics) > 0 {
+		finite(r.metrics)
+		smp := Sample{Source: l.name, Time: start, Metrics: r.metrics}
+		s.Store.Append(smp)
+		l.m.samples.Inc()
+		if _, err := s.Hub.Publish(Message{
+			Type: TypeSample, Source: l.name, Time: start, Key: TypeSample + "/" + l.name,
+			Body: struct {
+				Metrics map[string]float64 `json:"metrics"`
+			}{r.metrics},
+		}); err != nil && !errors.Is(err, ErrClosed) {
+			s.Logger.Error("publish sample", "source", l.name, "err", err)
+		}
+	}
+	if r.err != nil {
+		l.fail(r.metrics, r.err)
+	} else {
+		l.setState(StateUp, "", false)
+	}
+	if !l.first {
+		l.first = true
+		if s.ready.Add(1) == int64(len(s.Sources)) {
+			close(s.readyCh)
+		}
+	}
+}
+
+func (l *sourceLoop) fail(partial map[string]float64, err error) {
+	l.m.errors.Inc()
+	l.setState(StateFailed, err.Error(), len(partial) > 0)
+}
+
+// setState publishes a "source" event when the state or the error changes,
+// so a source that keeps failing the same way is one event, not one a
+// second.
+func (l *sourceLoop) setState(state, msg string, partial bool) {
+	if state == l.state && msg == l.lastErr {
+		return
+	}
+	l.state, l.lastErr = state, msg
+	if state == StateFailed {
+		l.s.Logger.Warn("source failed", "source", l.name, "err", msg, "partial", partial)
+	} else {
+		l.s.Logger.Info("source up", "source", l.name)
+	}
+	_, err := l.s.Hub.Publish(Message{
+		Type: TypeSource, Source: l.name, Key: TypeSource + "/" + l.name,
+		Body: SourceState{State: state, Error: msg, Partial: partial},
+	})
+	if err != nil && !errors.Is(err, ErrClosed) {
+		l.s.Logger.Error("publish source event", "source", l.name, "err", err)
+	}
+}
+
+// SourceState is the body of a "source" event.
+type SourceState struct {
+	State   string `json:"state"`
+	Error   string `json:"error,omitempty"`
+	Partial bool   `json:"partial,omitempty"` // failed in part; the sample still went out
+}

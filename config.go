@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"vigil/collector"
+	"vigil/dashboard"
+)
+
+// Config is vigil's whole configuration, read once at start from embedded
+// defaults, then a YAML file (--config), then VIGIL_* environment
+// variables, then flags; each overrides the one before.
+type Config struct {
+	Addr      string   `yaml:"addr"`      // listen address
+	Data      string   `yaml:"data"`      // state directory
+	Interval  Duration `yaml:"interval"`  // sampling interval
+	Retention Duration `yaml:"retention"` // history kept per series
+	Log       struct {
+		Level  string `yaml:"level"`  // debug, info, warn, error
+		Format string `yaml:"format"` // text or json
+	} `yaml:"log"`
+	TLS struct {
+		Cert string `yaml:"cert"`
+		Key  string `yaml:"key"`
+	} `yaml:"tls"`
+	Stream struct {
+		Replay       int      `yaml:"replay"`        // events kept for resuming clients
+		Queue        int      `yaml:"queue"`         // events a client may fall behind before it is dropped
+		Heartbeat    Duration `yaml:"heartbeat"`     // comment sent to idle streams
+		Retry        Duration `yaml:"retry"`         // reconnect delay hint; clients get up to twice this
+		WriteTimeout Duration `yaml:"write_timeout"` // deadline per write to a client
+	} `yaml:"stream"`
+	Host struct {
+		Enabled           bool     `yaml:"enabled"`
+		Name              string   `yaml:"name"`    // defaults to the hostname
+		Timeout           Duration `yaml:"timeout"` // per collect; defaults to the interval
+		FSTimeout         Duration `yaml:"fs_timeout"`
+		ExcludeFSTypes    []string `yaml:"exclude_fs_types"`
+		ExcludeMounts     []string `yaml:"exclude_mounts"`
+		ExcludeInterfaces []string `yaml:"exclude_interfaces"`
+	} `yaml:"host"`
+}
+
+// Defaults.
+const (
+	DefaultAddr      = "127.0.0.1:8080"
+	DefaultData      = "./vigil-data"
+	DefaultRetention = 10 * time.Minute
+)
+
+func defaultConfig() Config {
+	var c Config
+	c.Addr = DefaultAddr
+	c.Data = DefaultData
+	c.Interval = Duration(collector.DefaultInterval)
+	c.Retention = Duration(DefaultRetention)
+	c.Log.Level = "info"
+	c.Log.Format = "text"
+	c.Stream.Replay = collector.DefaultReplay
+	c.Stream.Queue = collector.DefaultQueue
+	c.Stream.Heartbeat = Duration(collector.DefaultHeartbeat)
+	c.Stream.Retry = Duration(dashboard.DefaultRetry)
+	c.Stream.WriteTimeout = Duration(dashboard.DefaultWriteTimeout)
+	c.Host.Enabled = true
+	c.Host.FSTimeout = Duration(collector.DefaultFSTimeout)
+	c.Host.ExcludeFSTypes = collector.DefaultExcludeFSTypes
+	c.Host.ExcludeMounts = collector.DefaultExcludeMounts
+	c.Host.ExcludeInterfaces = collector.DefaultExcludeInterfaces
+	return c
+}
+
+// Duration is a time.Duration written as "1s", "500ms" or "10m".
+type Duration time.Duration
+
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a duration such as 1s or 5m", n.Line)
+	}
+	v, err := parseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
+			return 0, fmt.Errorf("bad duration %q: give a unit, such as %ss", s, s)
+		}
+		return 0, fmt.Errorf("bad duration %q: want a number and a unit such as 500ms, 1s or 5m", s)
+	}
+	if v < 0 {
+		return 0, fmt.Errorf("bad duration %q: must not be negative", s)
+	}
+	return v, nil
+}
+
+// A ConfigError is one problem in a config, with where it is.
+type ConfigError struct {
+	File string // "" for flags and environment
+	Line int    // 0 when unknown
+	Msg  string
+}
+
+func (e *ConfigError) Error() string {
+	switch {
+	case e.File != "" && e.Line > 0:
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	case e.File != "":
+		return e.File + ": " + e.Msg
+	}
+	return e.Msg
+}
+
+var (
+	yamlLineRe    = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+	unknownKeyRe  = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+	cannotParseRe = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (\\S+)$")
+)
+
+// loadFile reads a YAML config over cfg. Every problem found is returned,
+// each with its file and line.
+func loadFile(path string, cfg *Config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return &ConfigError{File: path, Msg: fmt.Sprintf("read: %v", errors.Unwrap(err))}
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return yamlErrors(path, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) { // EOF: an empty file
+		return yamlErrors(path, err)
+	}
+	return validate(*cfg, path, &root)
+}
+
+// yamlErrors turns yaml.v3's messages into "file:line: what".
+func yamlErrors(path string, err error) error {
+	var lines []string
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		lines = te.Errors
+	} else {
+		lines = []string{err.Error()}
+	}
+	var errs []error
+	for _, l := range lines {
+		ce := &ConfigError{File: path, Msg: strings.TrimPrefix(l, "yaml: ")}
+		if m := yamlLineRe.FindStringSubmatch(l); m != nil {
+			ce.Line, _ = strconv.Atoi(m[1])
+			ce.Msg = m[2]
+		}
+		if m := unknownKeyRe.FindStringSubmatch(ce.Msg); m != nil {
+			ce.Msg = "unknown key " + strconv.Quote(m[1])
+		} else if m := cannotParseRe.FindStringSubmatch(ce.Msg); m != nil {
+			ce.Msg = fmt.Sprintf("bad value %q: want %s", m[2], yamlKind(m[3]))
+		}
+		errs = append(errs, ce)
+	}
+	return errors.Join(errs...)
+}
+
+func yamlKind(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):
+		return "a whole number"
+	case goType == "bool":
+		return "true or false"
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	case goType == "string":
+		return "a string"
+	}
+	return "a mapping"
+}
+
+// validate checks values that parse but make no sense. root, when not nil,
+// is the file's YAML tree, used to point at the offending line.
+func validate(c Config, file string, root *yaml.Node) error {
+	var errs []error
+	bad := func(key, msg string) {
+		errs = append(errs, &ConfigError{File: file, Line: lineOf(root, key), Msg: key + ": " + msg})
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		bad("addr", fmt.Sprintf("%q is not host:port (for example 127.0.0.1:8080 or :8080)", c.Addr))
+	}
+	if c.Data == "" {
+		bad("data", "must not be empty")
+	}
+	if c.Interval.D() < 100*time.Millisecond {
+		bad("interval", fmt.Sprintf("%s is too short; the shortest is 100ms", c.Interval))
+	}
+	if c.Retention.D() < c.Interval.D() {
+		bad("retention", fmt.Sprintf("%s is shorter than the interval %s", c.Retention, c.Interval))
+	} else if c.Interval.D() > 0 && c.Retention.D()/c.Interval.D() > 1_000_000 {
+		bad("retention", fmt.Sprintf("%s at %s is more than a million points per series", c.Retention, c.Interval))
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		bad("log.level", fmt.Sprintf("%q is not one of debug, info, warn, error", c.Log.Level))
+	}
+	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
+		bad("log.format", fmt.Sprintf("%q is not text or json", c.Log.Format))
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		bad("tls", "cert and key must be given together")
+	}
+	if c.Stream.Queue < 1 {
+		bad("stream.queue", "must be at least 1")
+	}
+	if c.Stream.Replay < c.Stream.Queue {
+		bad("stream.replay", fmt.Sprintf("%d is smaller than stream.queue %d; a dropped client could not resume", c.Stream.Replay, c.Stream.Queue))
+	}
+	if c.Stream.Heartbeat.D() < time.Second || c.Stream.Heartbeat.D() > 15*time.Second {
+		bad("stream.heartbeat", fmt.Sprintf("%s is outside 1s to 15s; proxies close streams idle longer", c.Stream.Heartbeat))
+	}
+	if c.Stream.Retry.D() < 100*time.Millisecond {
+		bad("stream.retry", fmt.Sprintf("%s is too short; the shortest is 100ms", c.Stream.Retry))
+	}
+	if c.Stream.WriteTimeout.D() < time.Second {
+		bad("stream.write_timeout", fmt.Sprintf("%s is too short; the shortest is 1s", c.Stream.WriteTimeout))
+	}
+	if c.Host.Timeout.D() > c.Interval.D() {
+		bad("host.timeout", fmt.Sprintf("%s is longer than the interval %s", c.Host.Timeout, c.Interval))
+	}
+	if c.Host.FSTimeout.D() <= 0 {
+		bad("host.fs_timeout", "must be positive")
+	}
+	if strings.ContainsAny(c.Host.Name, "/ \t\n") {
+		bad("host.name", fmt.Sprintf("%q must not contain slashes or spaces", c.Host.Name))
+	}
+	return errors.Join(errs...)
+}
+
+// lineOf finds the line of a dotted key in a YAML tree, or 0.
+func lineOf(root *yaml.Node, key string) int {
+	if root == nil {
+		return 0
+	}
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 0
+	for _, part := range strings.Split(key, ".") {
+		if n.Kind != yaml.MappingNode {
+			return line
+		}
+		found := false
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == part {
+				line = n.Content[i].Line
+				n = n.Content[i+1]
+				found = true
+				break
+			}
+		}
+		if !found {
+			return line
+		}
+	}
+	return line
+}

@@ -1,0 +1,70 @@
+package dashboard
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"vigil/collector"
+)
+
+type seriesList struct {
+	Interval string                 `json:"interval"`
+	Capacity int                    `json:"capacity"` // points kept per series
+	Series   []collector.SeriesInfo `json:"series"`
+}
+
+func (s *Server) handleSeriesList(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, seriesList{
+		Interval: s.opts.Interval.String(),
+		Capacity: s.opts.Store.Capacity(),
+		Series:   s.opts.Store.Series(),
+	})
+}
+
+type seriesPoints struct {
+	Source string `json:"source"`
+	Metric string `json:"metric"`
+	Window string `json:"window"`
+	// Points are [unix milliseconds, value] pairs, oldest first.
+	Points [][2]float64 `json:"points"`
+}
+
+// DefaultWindow is the history a series request returns without ?window=.
+const DefaultWindow = 5 * time.Minute
+
+func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
+	path := r.PathValue("path")
+	source, metric, ok := s.opts.Store.SplitSeriesPath(path)
+	if !ok {
+		writeError(w, http.StatusNotFound, "no such series: "+path+" (GET /api/v1/series lists them)")
+		return
+	}
+	window := DefaultWindow
+	if v := r.URL.Query().Get("window"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			writeError(w, http.StatusBadRequest, "bad window "+quote(v)+": want a positive duration such as 30s, 5m or 1h")
+			return
+		}
+		window = d
+	}
+	pts, ok := s.opts.Store.Range(source, metric, s.opts.Now().Add(-window))
+	if !ok {
+		writeError(w, http.StatusNotFound, "no such series: "+path)
+		return
+	}
+	out := seriesPoints{Source: source, Metric: metric, Window: window.String(), Points: make([][2]float64, len(pts))}
+	for i, p := range pts {
+		out.Points[i] = [2]float64{float64(p.T.UnixMilli()), p.V}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// quote shows a client's input back in an error, cut to a readable length.
+func quote(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return strconv.Quote(s)
+}

@@ -1,0 +1,118 @@
+package dashboard
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	sse "github.com/tmaxmax/go-sse"
+
+	"vigil/collector"
+)
+
+// maxBatch bounds how many queued events are written before one flush.
+const maxBatch = 64
+
+func randomJitter(n time.Duration) time.Duration {
+	if n <= 0 {
+		return 0
+	}
+	return rand.N(n)
+}
+
+// handleEvents streams events as Server-Sent Events.
+//
+// Headers and a retry: hint go out at once, before the first event, so
+// clients and proxies see a live stream immediately. Every write has its own
+// deadline, and every batch of events is flushed as it is written. The
+// client resumes with Last-Event-ID (or ?lastEventId= where it cannot set
+// headers); the header wins when both are present, since a browser's
+// EventSource keeps the original URL but updates the header.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f, err := collector.ParseFilter(q)
+	if err != nil {
+		status, msg := errorStatus(err)
+		writeError(w, status, msg)
+		return
+	}
+	sess, err := sse.Upgrade(w, r)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "streaming unsupported by this connection")
+		return
+	}
+	last := r.Header.Get("Last-Event-ID")
+	if last == "" {
+		last = q.Get("lastEventId")
+	}
+	sub, err := s.opts.Hub.Subscribe(collector.Cursor{LastID: last}, f)
+	if err != nil {
+		status, msg := errorStatus(err)
+		writeError(w, status, msg)
+		return
+	}
+	defer sub.Close()
+
+	h := w.Header()
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("X-Content-Type-Options", "nosniff")
+	rc := http.NewResponseController(w)
+	deadline := func() {
+		// Not every ResponseWriter supports deadlines (httptest's
+		// recorder); the stream still works, only without the bound.
+		_ = rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+	}
+
+	deadline()
+	hello := &sse.Message{Retry: s.opts.Retry + s.opts.Jitter(s.opts.Retry)}
+	hello.AppendComment("vigil stream")
+	if sess.Send(hello) != nil || sess.Flush() != nil {
+		return
+	}
+	for i := 0; i < len(sub.Replay); i += maxBatch {
+		deadline()
+		for _, ev := range sub.Replay[i:min(i+maxBatch, len(sub.Replay))] {
+			if _, err := w.Write(ev.Frame()); err != nil {
+				return
+			}
+		}
+		if rc.Flush() != nil {
+			return
+		}
+	}
+	sub.Replay = nil
+
+	ctx := r.Context()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sub.Done():
+			if errors.Is(sub.Err(), collector.ErrSlow) {
+				s.opts.Logger.Debug("dropped slow stream client", "remote", r.RemoteAddr)
+			}
+			return
+		case ev := <-sub.C():
+			deadline()
+			if _, err := w.Write(ev.Frame()); err != nil {
+				return
+			}
+		batch:
+			for range maxBatch - 1 {
+				select {
+				case ev = <-sub.C():
+					if _, err := w.Write(ev.Frame()); err != nil {
+						return
+					}
+				default:
+					break batch
+				}
+			}
+			if rc.Flush() != nil {
+				return
+			}
+		}
+	}
+}

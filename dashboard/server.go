@@ -1,0 +1,166 @@
+// Package dashboard is vigil's HTTP edge: the event stream (/events), the
+// REST API over the ring buffer, vigil's own /metrics and the health checks.
+// It reads from collector.Store and subscribes to collector.Hub; it never
+// writes to either.
+package dashboard
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"vigil/collector"
+)
+
+// Stream defaults.
+const (
+	DefaultRetry        = time.Second      // base reconnect delay sent in retry:; up to twice this with jitter
+	DefaultWriteTimeout = 10 * time.Second // deadline for each write to a streaming client
+)
+
+// Hub is what the server needs of collector.Hub.
+type Hub interface {
+	Subscribe(cur collector.Cursor, f collector.Filter) (*collector.Subscriber, error)
+	LastID() uint64
+}
+
+var _ Hub = (*collector.Hub)(nil)
+
+// Options configure a Server.
+type Options struct {
+	Hub          Hub
+	Store        *collector.Store
+	Metrics      *metrics.Set // written on /metrics with process and Go metrics
+	Logger       *slog.Logger
+	Version      string
+	Interval     time.Duration // sampling interval, reported by the series API
+	Retry        time.Duration // DefaultRetry
+	WriteTimeout time.Duration // DefaultWriteTimeout
+	// Jitter returns a random duration in [0, n); nil uses math/rand.
+	Jitter func(n time.Duration) time.Duration
+	Now    func() time.Time
+}
+
+// Server serves vigil's HTTP surface. Create it with New.
+type Server struct {
+	opts    Options
+	mux     *http.ServeMux
+	ready   atomic.Bool
+	closing atomic.Bool
+}
+
+// New returns a server with its routes.
+func New(opts Options) *Server {
+	if opts.Retry <= 0 {
+		opts.Retry = DefaultRetry
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Jitter == nil {
+		opts.Jitter = randomJitter
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.NewSet()
+	}
+	s := &Server{opts: opts, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /events", s.handleEvents)
+	s.mux.HandleFunc("GET /api/v1/series", s.handleSeriesList)
+	s.mux.HandleFunc("GET /api/v1/series/{path...}", s.handleSeries)
+	s.mux.HandleFunc("GET /metrics", s.handleMetrics)
+	s.mux.HandleFunc("GET /healthz", s.handleHealthz)
+	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
+	s.mux.HandleFunc("GET /{$}", s.handleIndex)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+}
+
+// SetReady marks the server ready (or not) for /readyz.
+func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
+
+// Shutdown makes /readyz fail, so load balancers stop sending traffic
+// while streams drain.
+func (s *Server) Shutdown() { s.closing.Store(true) }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ok\n"))
+}
+
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	switch {
+	case s.closing.Load():
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+	case !s.ready.Load():
+		http.Error(w, "starting: first samples not collected yet", http.StatusServiceUnavailable)
+	default:
+		w.Write([]byte("ready\n"))
+	}
+}
+
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	s.opts.Metrics.WritePrometheus(w)
+	metrics.WriteProcessMetrics(w)
+}
+
+// handleIndex is a placeholder until the dashboard page exists: it points
+// at the stream and the API.
+func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("vigil " + s.opts.Version + "\n\n" +
+		"  curl -N http://" + r.Host + "/events       live samples (Server-Sent Events)\n" +
+		"  curl http://" + r.Host + "/api/v1/series   what is collected\n" +
+		"  curl http://" + r.Host + "/metrics         vigil's own metrics\n"))
+}
+
+// errorBody is every JSON error answer.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorBody{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.Encode(v)
+}
+
+// errorStatus maps an application error to a status and a message safe to
+// show; everything not recognised is a 500 with a generic message.
+func errorStatus(err error) (int, string) {
+	switch {
+	case errors.Is(err, collector.ErrBadFilter):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, collector.ErrClosed):
+		return http.StatusServiceUnavailable, "shutting down"
+	}
+	return http.StatusInternalServerError, "internal error"
+}

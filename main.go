@@ -1,0 +1,357 @@
+// Command vigil is a live monitoring dashboard: it samples this host, keeps
+// the recent history in memory and streams every sample to browsers and
+// terminals as Server-Sent Events.
+//
+// This file holds flags, configuration and wiring only.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/sync/errgroup"
+
+	"vigil/collector"
+	"vigil/dashboard"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, env{
+		args:   os.Args[1:],
+		getenv: os.Getenv,
+		stdout: os.Stdout,
+		stderr: os.Stderr,
+		stop:   stop,
+	})
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "vigil:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+// env is what run needs from the process, so tests can run vigil in process.
+type env struct {
+	args           []string
+	getenv         func(string) string
+	stdout, stderr io.Writer
+	stop           func()             // restores default signal handling once shutdown starts; may be nil
+	listening      func(addr string) // called with the bound address; may be nil
+}
+
+const usage = `vigil — a live monitoring dashboard
+
+Usage:
+  vigil [flags]                     serve the dashboard, the event stream and the API
+  vigil validate [--config FILE]    check a configuration and exit
+  vigil version                     print the version
+
+Flags (each also read from VIGIL_<NAME>, for example VIGIL_ADDR):
+`
+
+func run(ctx context.Context, e env) error {
+	args := e.args
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "version":
+		fmt.Fprintln(e.stdout, "vigil", buildVersion())
+		return nil
+	case "serve", "validate":
+	case "help":
+		args = []string{"-h"}
+	default:
+		return fmt.Errorf("unknown command %q (want serve, validate or version)", cmd)
+	}
+	cfg, err := configure(args, e.getenv, e.stderr)
+	if err != nil {
+		return err
+	}
+	if cmd == "validate" {
+		fmt.Fprintln(e.stdout, "configuration ok")
+		return nil
+	}
+	return serve(ctx, cfg, e)
+}
+
+// configure builds the configuration: defaults, then the file, then the
+// environment, then flags.
+func configure(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("vigil", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	configPath := fs.String("config", "", "YAML configuration file")
+	// Flags are parsed into strings and applied after the file, so that a
+	// flag overrides the file while its default does not.
+	type setting struct {
+		name, help string
+		apply      func(string) error
+	}
+	str := func(dst *string) func(string) error {
+		return func(v string) error { *dst = v; return nil }
+	}
+	dur := func(dst *Duration) func(string) error {
+		return func(v string) error {
+			d, err := parseDuration(v)
+			*dst = Duration(d)
+			return err
+		}
+	}
+	settings := []setting{
+		{"addr", "listen address (default " + DefaultAddr + ")", str(&cfg.Addr)},
+		{"data", "state directory (default " + DefaultData + ")", str(&cfg.Data)},
+		{"interval", "sampling interval (default 1s)", dur(&cfg.Interval)},
+		{"retention", "history kept per series (default 10m)", dur(&cfg.Retention)},
+		{"tls-cert", "TLS certificate file; with --tls-key serves HTTPS and HTTP/2", str(&cfg.TLS.Cert)},
+		{"tls-key", "TLS private key file", str(&cfg.TLS.Key)},
+		{"log-level", "debug, info, warn or error (default info)", str(&cfg.Log.Level)},
+		{"log-format", "text or json (default text)", str(&cfg.Log.Format)},
+	}
+	values := make(map[string]*string, len(settings))
+	for _, s := range settings {
+		values[s.name] = fs.String(s.name, "", s.help)
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	setOnCLI := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { setOnCLI[f.Name] = true })
+
+	path := *configPath
+	if !setOnCLI["config"] {
+		path = getenv("VIGIL_CONFIG")
+	}
+	if path != "" {
+		if err := loadFile(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	for _, s := range settings {
+		v, from := *values[s.name], "--"+s.name
+		if !setOnCLI[s.name] {
+			from = "VIGIL_" + strings.ToUpper(strings.ReplaceAll(s.name, "-", "_"))
+			if v = getenv(from); v == "" {
+				continue
+			}
+		}
+		if err := s.apply(v); err != nil {
+			return cfg, &ConfigError{Msg: from + ": " + err.Error()}
+		}
+	}
+	if err := validate(cfg, "", nil); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// shutdownTimeout bounds a graceful stop, so SIGTERM ends vigil within 5 s.
+const shutdownTimeout = 4 * time.Second
+
+func serve(ctx context.Context, cfg Config, e env) error {
+	log := newLogger(cfg, e.stderr)
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	idFile := filepath.Join(cfg.Data, "last-event-id")
+	floor, err := readLastID(idFile)
+	if err != nil {
+		log.Warn("ignoring saved event id", "err", err)
+	}
+	if cfg.TLS.Cert != "" {
+		if _, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+	}
+
+	set := metrics.NewSet()
+	hub := collector.NewHub(collector.HubOptions{
+		Replay:    cfg.Stream.Replay,
+		Queue:     cfg.Stream.Queue,
+		Heartbeat: cfg.Stream.Heartbeat.D(),
+		FirstID:   collector.NextRunID(floor, time.Now()),
+		Metrics:   set,
+	})
+	store := collector.NewStore(cfg.Retention.D(), cfg.Interval.D())
+	var sources []collector.Source
+	if cfg.Host.Enabled {
+		h, err := collector.NewHost(collector.HostOptions{
+			Name:              cfg.Host.Name,
+			ExcludeFSTypes:    cfg.Host.ExcludeFSTypes,
+			ExcludeMounts:     cfg.Host.ExcludeMounts,
+			ExcludeInterfaces: cfg.Host.ExcludeInterfaces,
+			FSTimeout:         cfg.Host.FSTimeout.D(),
+		})
+		if err != nil {
+			return err
+		}
+		sources = append(sources, h)
+	}
+	sched := &collector.Scheduler{
+		Store: store, Hub: hub, Sources: sources,
+		Interval: cfg.Interval.D(), Timeout: cfg.Host.Timeout.D(),
+		Metrics: set, Logger: log,
+	}
+	web := dashboard.New(dashboard.Options{
+		Hub: hub, Store: store, Metrics: set, Logger: log, Version: buildVersion(),
+		Interval: cfg.Interval.D(), Retry: cfg.Stream.Retry.D(), WriteTimeout: cfg.Stream.WriteTimeout.D(),
+	})
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           web,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	// Streams end when the hub closes, so Shutdown does not wait on them.
+	srv.RegisterOnShutdown(hub.Close)
+	scheme := "http"
+	if cfg.TLS.Cert != "" {
+		scheme = "https"
+	}
+	log.Info("vigil listening", "url", scheme+"://"+ln.Addr().String(), "version", buildVersion(),
+		"sources", len(sources), "first_event_id", hub.FirstID())
+	if e.listening != nil {
+		e.listening(ln.Addr().String())
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return sched.Run(gctx) })
+	g.Go(func() error { return hub.Run(gctx) })
+	g.Go(func() error {
+		select {
+		case <-sched.Ready():
+			web.SetReady(true)
+		case <-gctx.Done():
+		}
+		return nil
+	})
+	g.Go(func() error {
+		// Save the newest id now and then, so the next run starts after it
+		// even if this one is killed and the clock steps back.
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+				if err := writeLastID(idFile, hub.LastID()); err != nil {
+					log.Warn("save event id", "err", err)
+				}
+			}
+		}
+	})
+	g.Go(func() error {
+		var err error
+		if cfg.TLS.Cert != "" {
+			err = srv.ServeTLS(ln, cfg.TLS.Cert, cfg.TLS.Key)
+		} else {
+			err = srv.Serve(ln)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("serve: %w", err)
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		if e.stop != nil {
+			e.stop() // a second signal kills at once
+		}
+		log.Info("shutting down")
+		web.Shutdown()
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			srv.Close()
+		}
+		hub.Close()
+		return nil
+	})
+	err = g.Wait()
+	if werr := writeLastID(idFile, hub.LastID()); werr != nil {
+		log.Warn("save event id", "err", werr)
+	}
+	return err
+}
+
+// readLastID reads the newest event id a previous run saved; 0 if none.
+func readLastID(path string) (uint64, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return n, nil
+}
+
+// writeLastID saves an id atomically: a crash leaves the old file or the new.
+func writeLastID(path string, id uint64) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(id, 10)+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
