@@ -67,7 +67,7 @@ type env struct {
 	args           []string
 	getenv         func(string) string
 	stdout, stderr io.Writer
-	stop           func()             // restores default signal handling once shutdown starts; may be nil
+	stop           func()            // restores default signal handling once shutdown starts; may be nil
 	listening      func(addr string) // called with the bound address; may be nil
 }
 
