@@ -1,0 +1,379 @@
+package collector
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	sse "github.com/tmaxmax/go-sse"
+)
+
+var testNow = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+
+func newTestHub(t *testing.T, opts HubOptions) *Hub {
+	t.Helper()
+	if opts.FirstID == 0 {
+		opts.FirstID = 1000
+	}
+	if opts.Now == nil {
+		opts.Now = func() time.Time { return testNow }
+	}
+	h := NewHub(opts)
+	t.Cleanup(h.Close)
+	return h
+}
+
+func publishSamples(t *testing.T, h *Hub, source string, n int) []*Event {
+	t.Helper()
+	var out []*Event
+	for i := range n {
+		ev, err := h.Publish(Message{Type: TypeSample, Source: source, Key: "sample/" + source,
+			Body: map[string]any{"metrics": map[string]float64{"i": float64(i)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+func ids(evs []*Event) []uint64 {
+	var out []uint64
+	for _, ev := range evs {
+		out = append(out, ev.ID)
+	}
+	return out
+}
+
+func TestEventEncoding(t *testing.T) {
+	h := newTestHub(t, HubOptions{FirstID: 42})
+	ev, err := h.Publish(Message{Type: TypeSample, Source: "host/web \"1\"", Time: testNow.Add(1500 * time.Millisecond),
+		Body: map[string]any{"metrics": map[string]float64{"cpu.percent": 12.5}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantJSON := `{"seq":42,"type":"sample","ts":"2026-11-23T10:00:01.500Z","source":"host/web \"1\"","metrics":{"cpu.percent":12.5}}`
+	if string(ev.JSON()) != wantJSON {
+		t.Fatalf("JSON =\n%s\nwant\n%s", ev.JSON(), wantJSON)
+	}
+	wantFrame := "id: 42\nevent: sample\ndata: " + wantJSON + "\n\n"
+	if string(ev.Frame()) != wantFrame {
+		t.Fatalf("Frame =\n%q\nwant\n%q", ev.Frame(), wantFrame)
+	}
+	// A WHATWG parser reads back exactly the event.
+	var got []sse.Event
+	for e, err := range sse.Read(bytes.NewReader(ev.Frame()), nil) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e)
+	}
+	if len(got) != 1 || got[0].LastEventID != "42" || got[0].Type != "sample" || got[0].Data != wantJSON {
+		t.Fatalf("parsed %+v", got)
+	}
+	// A message without body still yields a JSON object.
+	ev, _ = h.Publish(Message{Type: TypeSource, Source: "s"})
+	var m map[string]any
+	if err := json.Unmarshal(ev.JSON(), &m); err != nil || m["seq"] != float64(43) {
+		t.Fatalf("bodyless event %s: %v", ev.JSON(), err)
+	}
+}
+
+func TestPublishRejectsBadMessages(t *testing.T) {
+	h := newTestHub(t, HubOptions{})
+	for _, m := range []Message{
+		{Type: "bogus"},
+		{Type: TypeReset},
+		{Type: TypeSample, Body: []int{1}},
+		{Type: TypeSample, Body: map[string]any{"f": func() {}}},
+	} {
+		if _, err := h.Publish(m); err == nil {
+			t.Errorf("Publish(%+v) succeeded", m)
+		}
+	}
+	if h.LastID() != 999 {
+		t.Fatalf("a rejected message used an id: LastID = %d", h.LastID())
+	}
+}
+
+func TestIDsIncreaseStrictly(t *testing.T) {
+	h := newTestHub(t, HubOptions{Replay: 8})
+	evs := publishSamples(t, h, "host/a", 50)
+	for i := 1; i < len(evs); i++ {
+		if evs[i].ID != evs[i-1].ID+1 {
+			t.Fatalf("id %d follows %d", evs[i].ID, evs[i-1].ID)
+		}
+	}
+	// A new run starts after everything the last one used.
+	next := NextRunID(h.LastID(), testNow.Add(-time.Hour))
+	if next <= h.LastID() {
+		t.Fatalf("next run starts at %d, not after %d", next, h.LastID())
+	}
+	if got := NextRunID(0, testNow); got != uint64(testNow.UnixMicro()) {
+		t.Fatalf("NextRunID without a floor = %d", got)
+	}
+}
+
+func TestResume(t *testing.T) {
+	h := newTestHub(t, HubOptions{Replay: 10, FirstID: 1000})
+	publishSamples(t, h, "host/a", 25) // ids 1000..1024; window holds 1015..1024
+	tests := []struct {
+		name      string
+		last      string
+		wantIDs   []uint64
+		wantReset string
+	}{
+		{"new client gets live events only", "", nil, ""},
+		{"newest id: nothing to replay", "1024", nil, ""},
+		{"middle id: the rest of the window", "1020", []uint64{1021, 1022, 1023, 1024}, ""},
+		{"oldest kept id", "1015", []uint64{1016, 1017, 1018, 1019, 1020, 1021, 1022, 1023, 1024}, ""},
+		{"just before the window: all of it", "1014", []uint64{1015, 1016, 1017, 1018, 1019, 1020, 1021, 1022, 1023, 1024}, ""},
+		{"older than the window", "1013", nil, ResetTooOld},
+		{"from another run", "999", nil, ResetOtherRun},
+		{"from the future", "1025", nil, ResetUnknown},
+		{"malformed", "abc", nil, ResetMalformed},
+		{"negative", "-5", nil, ResetMalformed},
+		{"overflow", "99999999999999999999999", nil, ResetMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sub, err := h.Subscribe(Cursor{LastID: tt.last}, Filter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			if tt.wantReset != "" {
+				if len(sub.Replay) != 1 || sub.Replay[0].Type != TypeReset {
+					t.Fatalf("replay = %v, want one reset", ids(sub.Replay))
+				}
+				r := sub.Replay[0]
+				var body struct {
+					Seq    uint64            `json:"seq"`
+					Reason string            `json:"reason"`
+					Last   string            `json:"last_event_id"`
+					Events []json.RawMessage `json:"events"`
+				}
+				if err := json.Unmarshal(r.JSON(), &body); err != nil {
+					t.Fatalf("reset data %s: %v", r.JSON(), err)
+				}
+				if r.ID != 1024 || body.Seq != 1024 || body.Reason != tt.wantReset || len(body.Events) != 1 {
+					t.Fatalf("reset id %d, data %s", r.ID, r.JSON())
+				}
+				if !bytes.Contains(r.Frame(), []byte("id: 1024\nevent: reset\n")) {
+					t.Fatalf("reset frame %q", r.Frame())
+				}
+				return
+			}
+			if got := ids(sub.Replay); fmt.Sprint(got) != fmt.Sprint(tt.wantIDs) {
+				t.Fatalf("replayed %v, want %v", got, tt.wantIDs)
+			}
+		})
+	}
+}
+
+func TestResumeThenLiveHasNoGapOrRepeat(t *testing.T) {
+	h := newTestHub(t, HubOptions{Replay: 100, FirstID: 1})
+	publishSamples(t, h, "host/a", 10)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // publishing races with subscribing
+		defer wg.Done()
+		publishSamples(t, h, "host/a", 50)
+	}()
+	sub, err := h.Subscribe(Cursor{LastID: "5"}, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	got := ids(sub.Replay)
+	for len(sub.C()) > 0 {
+		got = append(got, (<-sub.C()).ID)
+	}
+	if len(got) != 55 {
+		t.Fatalf("got %d events, want 55 (6..60)", len(got))
+	}
+	for i, id := range got {
+		if id != uint64(6+i) {
+			t.Fatalf("event %d has id %d, want %d", i, id, 6+i)
+		}
+	}
+}
+
+func TestResumeWithFilter(t *testing.T) {
+	h := newTestHub(t, HubOptions{FirstID: 1})
+	publishSamples(t, h, "host/a", 2)    // 1, 2
+	publishSamples(t, h, "service/x", 2) // 3, 4
+	publishSamples(t, h, "host/b", 1)    // 5
+	sub, _ := h.Subscribe(Cursor{LastID: "1"}, Filter{Sources: []string{"host/*"}})
+	if got := ids(sub.Replay); fmt.Sprint(got) != "[2 5]" {
+		t.Fatalf("replay = %v", got)
+	}
+	// The reset snapshot is filtered too.
+	sub, _ = h.Subscribe(Cursor{LastID: "x"}, Filter{Sources: []string{"service/*"}})
+	var body struct{ Events []struct{ Source string } }
+	json.Unmarshal(sub.Replay[0].JSON(), &body)
+	if len(body.Events) != 1 || body.Events[0].Source != "service/x" {
+		t.Fatalf("snapshot %s", sub.Replay[0].JSON())
+	}
+	// Live events are filtered before they take queue space.
+	publishSamples(t, h, "host/a", 300)
+	if sub.Err() != nil || len(sub.C()) != 0 {
+		t.Fatalf("filtered-out events reached the subscriber: err %v, queued %d", sub.Err(), len(sub.C()))
+	}
+}
+
+func TestSlowSubscriberIsDroppedAndOthersUnaffected(t *testing.T) {
+	h := newTestHub(t, HubOptions{Queue: 4, Replay: 64, FirstID: 1})
+	slow, _ := h.Subscribe(Cursor{}, Filter{})
+	fast, _ := h.Subscribe(Cursor{}, Filter{})
+	var got []uint64
+	for range 20 {
+		publishSamples(t, h, "host/a", 1) // never blocks, although slow never reads
+		got = append(got, (<-fast.C()).ID)
+	}
+	select {
+	case <-slow.Done():
+	default:
+		t.Fatal("slow subscriber was not disconnected")
+	}
+	if !errors.Is(slow.Err(), ErrSlow) {
+		t.Fatalf("slow.Err() = %v", slow.Err())
+	}
+	if fast.Err() != nil || len(got) != 20 || got[19] != 20 {
+		t.Fatalf("fast subscriber: err %v, got %v", fast.Err(), got)
+	}
+	if h.Subscribers() != 1 || h.dropped.Get() != 1 {
+		t.Fatalf("subscribers %d, dropped %d", h.Subscribers(), h.dropped.Get())
+	}
+	// What the slow subscriber received, it keeps; the rest it replays.
+	var lastSeen uint64
+	for len(slow.C()) > 0 {
+		lastSeen = (<-slow.C()).ID
+	}
+	again, _ := h.Subscribe(Cursor{LastID: strconv.FormatUint(lastSeen, 10)}, Filter{})
+	if len(again.Replay) != int(20-lastSeen) || again.Replay[0].ID != lastSeen+1 {
+		t.Fatalf("resumed after %d: replay %v", lastSeen, ids(again.Replay))
+	}
+}
+
+func TestPublishNeverBlocksOnManySlowSubscribers(t *testing.T) {
+	h := newTestHub(t, HubOptions{Queue: 2, FirstID: 1})
+	for range 1000 {
+		h.Subscribe(Cursor{}, Filter{})
+	}
+	publishSamples(t, h, "host/a", 10) // would deadlock if Publish waited
+	if h.Subscribers() != 0 {
+		t.Fatalf("%d slow subscribers left", h.Subscribers())
+	}
+}
+
+func TestHeartbeatOnlyToIdleSubscribers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := NewHub(HubOptions{Heartbeat: 10 * time.Second, FirstID: 1})
+		idle, _ := h.Subscribe(Cursor{}, Filter{})
+		busy, _ := h.Subscribe(Cursor{}, Filter{})
+		done := make(chan struct{})
+		go func() { h.Run(t.Context()); close(done) }()
+
+		time.Sleep(9 * time.Second)
+		synctest.Wait()
+		if len(idle.C()) != 0 {
+			t.Fatal("heartbeat before the interval")
+		}
+		h.Publish(Message{Type: TypeSample, Source: "host/a", Body: map[string]any{}})
+		<-idle.C() // idle reads it; busy leaves it queued
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if ev := <-idle.C(); !ev.IsHeartbeat() || string(ev.Frame()) != ": heartbeat\n\n" {
+			t.Fatalf("got %q, want a heartbeat comment", ev.Frame())
+		}
+		if len(busy.C()) != 1 {
+			t.Fatalf("busy subscriber has %d queued, want only its event", len(busy.C()))
+		}
+		h.Close()
+		<-done
+	})
+}
+
+func TestCloseDisconnectsEveryone(t *testing.T) {
+	h := newTestHub(t, HubOptions{})
+	a, _ := h.Subscribe(Cursor{}, Filter{})
+	b, _ := h.Subscribe(Cursor{}, Filter{})
+	b.Close()
+	b.Close() // idempotent
+	h.Close()
+	h.Close()
+	<-a.Done()
+	if !errors.Is(a.Err(), ErrClosed) || b.Err() != nil {
+		t.Fatalf("a.Err %v, b.Err %v", a.Err(), b.Err())
+	}
+	if _, err := h.Publish(Message{Type: TypeSample}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Publish after Close: %v", err)
+	}
+	if _, err := h.Subscribe(Cursor{}, Filter{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Subscribe after Close: %v", err)
+	}
+}
+
+func FuzzParseID(f *testing.F) {
+	for _, s := range []string{"0", "1", "1795431473113815", "18446744073709551615", "18446744073709551616", "-1", "+1", " 1", "1e3", "0x10", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseID(s)
+		if err != nil {
+			return
+		}
+		// Only canonical decimal numbers are accepted, possibly with
+		// leading zeros; they round-trip.
+		back := strconv.FormatUint(n, 10)
+		trimmed := bytes.TrimLeft([]byte(s), "0")
+		if len(trimmed) == 0 {
+			trimmed = []byte("0")
+		}
+		if back != string(trimmed) {
+			t.Fatalf("ParseID(%q) = %d", s, n)
+		}
+	})
+}
+
+func FuzzSubscribeLastEventID(f *testing.F) {
+	for _, s := range []string{"", "5", "10", "11", "abc", "-1", "99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, last string) {
+		h := NewHub(HubOptions{Replay: 4, FirstID: 5, Now: func() time.Time { return testNow }})
+		defer h.Close()
+		for range 6 { // ids 5..10, window 7..10
+			h.Publish(Message{Type: TypeSample, Source: "s", Key: "k"})
+		}
+		sub, err := h.Subscribe(Cursor{LastID: last}, Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, perr := ParseID(last)
+		switch {
+		case last == "" || (perr == nil && id == 10):
+			if len(sub.Replay) != 0 {
+				t.Fatalf("%q: replay %v", last, ids(sub.Replay))
+			}
+		case perr == nil && id >= 6 && id < 10:
+			if len(sub.Replay) != int(10-id) || sub.Replay[0].ID != id+1 {
+				t.Fatalf("%q: replay %v", last, ids(sub.Replay))
+			}
+		default:
+			if len(sub.Replay) != 1 || sub.Replay[0].Type != TypeReset || sub.Replay[0].ID != 10 {
+				t.Fatalf("%q: want a reset, got %v", last, ids(sub.Replay))
+			}
+			if !json.Valid(sub.Replay[0].JSON()) {
+				t.Fatalf("%q: reset data is not JSON: %s", last, sub.Replay[0].JSON())
+			}
+		}
+	})
+}

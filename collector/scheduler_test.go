@@ -1,0 +1,128 @@
+package collector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+type recorded struct {
+	Type    string             `json:"type"`
+	Source  string             `json:"source"`
+	State   string             `json:"state"`
+	Error   string             `json:"error"`
+	Partial bool               `json:"partial"`
+	Metrics map[string]float64 `json:"metrics"`
+}
+
+func drain(sub *Subscriber) []recorded {
+	var out []recorded
+	for len(sub.C()) > 0 {
+		var r recorded
+		json.Unmarshal((<-sub.C()).JSON(), &r)
+		out = append(out, r)
+	}
+	return out
+}
+
+func count(evs []recorded, typ, source, state string) int {
+	n := 0
+	for _, e := range evs {
+		if e.Type == typ && e.Source == source && (state == "" || e.State == state) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestSchedulerIsolatesFailingAndHangingSources(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		hub := NewHub(HubOptions{FirstID: 1, Queue: 1000})
+		sub, _ := hub.Subscribe(Cursor{}, Filter{})
+		set := metrics.NewSet()
+
+		var failing atomic.Bool
+		failing.Store(true)
+		flaky := SourceFunc{SourceName: "host/flaky", Fn: func(ctx context.Context) (map[string]float64, error) {
+			if failing.Load() {
+				return map[string]float64{"mem.used_percent": 5}, errors.New("filesystem /mnt/x: input/output error")
+			}
+			return map[string]float64{"mem.used_percent": 5, "fs.used_percent{mount=/mnt/x}": 1}, nil
+		}}
+		release := make(chan struct{})
+		var calls atomic.Int32
+		hung := SourceFunc{SourceName: "host/hung", Fn: func(ctx context.Context) (map[string]float64, error) {
+			calls.Add(1)
+			<-release // ignores its context, like a stuck statfs
+			return nil, nil
+		}}
+		good := SourceFunc{SourceName: "host/good", Fn: func(ctx context.Context) (map[string]float64, error) {
+			return map[string]float64{"cpu.percent": 1}, nil
+		}}
+		s := &Scheduler{Store: NewStore(time.Minute, time.Second), Hub: hub, Sources: []Source{flaky, hung, good},
+			Interval: time.Second, Metrics: set}
+		done := make(chan struct{})
+		go func() { s.Run(ctx); close(done) }()
+
+		time.Sleep(5*time.Second + time.Millisecond)
+		synctest.Wait()
+		evs := drain(sub)
+		if n := count(evs, TypeSample, "host/good", ""); n != 5 {
+			t.Errorf("good source: %d samples in 5 s, want 5", n)
+		}
+		if n := count(evs, TypeSample, "host/flaky", ""); n != 5 {
+			t.Errorf("flaky source: %d partial samples, want 5", n)
+		}
+		if n := count(evs, TypeSource, "host/flaky", StateFailed); n != 1 {
+			t.Errorf("flaky source: %d failed events, want 1 (only on change)", n)
+		}
+		for _, e := range evs {
+			if e.Type == TypeSource && e.Source == "host/flaky" && (!e.Partial || !strings.Contains(e.Error, "input/output error")) {
+				t.Errorf("flaky failure event %+v", e)
+			}
+		}
+		if n := count(evs, TypeSource, "host/hung", StateFailed); n < 1 {
+			t.Errorf("hung source: no failed event")
+		}
+		if calls.Load() != 1 {
+			t.Errorf("hung source called %d times while the first call hangs, want 1", calls.Load())
+		}
+		select {
+		case <-s.Ready():
+		default:
+			t.Error("scheduler not ready after every source's first collect")
+		}
+
+		failing.Store(false)
+		close(release)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		evs = drain(sub)
+		if n := count(evs, TypeSource, "host/flaky", StateUp); n != 1 {
+			t.Errorf("flaky source: %d recovered events, want 1", n)
+		}
+		if n := count(evs, TypeSource, "host/hung", StateUp); n != 1 {
+			t.Errorf("hung source: %d recovered events after it returned, want 1", n)
+		}
+		if got := set.GetOrCreateCounter(`vigil_collect_errors_total{source="host/flaky"}`).Get(); got != 5 {
+			t.Errorf("flaky errors counted %d, want 5", got)
+		}
+		if got := set.GetOrCreateCounter(`vigil_samples_collected_total{source="host/good"}`).Get(); got != 7 {
+			t.Errorf("good samples counted %d, want 7", got)
+		}
+		if pts, ok := s.Store.Range("host/good", "cpu.percent", time.Time{}); !ok || len(pts) != 7 {
+			t.Errorf("store holds %d points", len(pts))
+		}
+		cancel()
+		<-done
+		hub.Close()
+	})
+}
