@@ -1,0 +1,105 @@
+package dashboard
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"vigil/collector"
+)
+
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("%s: Content-Type %q", url, ct)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	return resp.StatusCode
+}
+
+func TestSeriesAPI(t *testing.T) {
+	now := time.Now()
+	a := newTestApp(t, collector.HubOptions{}, Options{Now: func() time.Time { return now }})
+	for i := range 10 {
+		a.store.Append(collector.Sample{Source: "host/web-1", Time: now.Add(time.Duration(i-9) * time.Minute),
+			Metrics: map[string]float64{"cpu.percent": float64(i), "fs.used_bytes{mount=/var}": 1}})
+	}
+	var list seriesList
+	if code := getJSON(t, a.srv.URL+"/api/v1/series", &list); code != 200 || len(list.Series) != 2 || list.Capacity != 600 {
+		t.Fatalf("list: %d %+v", code, list)
+	}
+
+	var pts seriesPoints
+	code := getJSON(t, a.srv.URL+"/api/v1/series/host/web-1/cpu.percent?window=3m", &pts)
+	if code != 200 || len(pts.Points) != 4 || pts.Points[3][1] != 9 || pts.Points[0][0] != float64(now.Add(-3*time.Minute).UnixMilli()) {
+		t.Fatalf("window=3m: %d %+v", code, pts)
+	}
+	code = getJSON(t, a.srv.URL+"/api/v1/series/host/web-1/"+url.PathEscape("fs.used_bytes{mount=/var}"), &pts)
+	if code != 200 || pts.Metric != "fs.used_bytes{mount=/var}" || len(pts.Points) != 6 { // the default 5m window: -5m..0
+		t.Fatalf("metric with slash and braces: %d %+v", code, pts)
+	}
+
+	var e errorBody
+	for path, want := range map[string]int{
+		"/api/v1/series/host/web-1/cpu.percent?window=abc": 400,
+		"/api/v1/series/host/web-1/cpu.percent?window=-5m": 400,
+		"/api/v1/series/host/web-2/cpu.percent":            404,
+		"/api/v1/series/host/web-1":                        404,
+		"/api/v1/nope":                                     404,
+	} {
+		if code := getJSON(t, a.srv.URL+path, &e); code != want || e.Error == "" {
+			t.Errorf("%s: %d %q, want %d with an error", path, code, e.Error, want)
+		}
+	}
+}
+
+func TestHealthReadyAndMetrics(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{}, Options{})
+	srv := a.srv.Config.Handler.(*Server)
+	status := func(path string) (int, string) {
+		resp, err := http.Get(a.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := status("/healthz"); code != 200 {
+		t.Errorf("healthz %d", code)
+	}
+	if code, _ := status("/readyz"); code != 503 {
+		t.Errorf("readyz before the first samples: %d, want 503", code)
+	}
+	srv.SetReady(true)
+	if code, _ := status("/readyz"); code != 200 {
+		t.Errorf("readyz when ready: %d", code)
+	}
+	srv.Shutdown()
+	if code, _ := status("/readyz"); code != 503 {
+		t.Errorf("readyz while shutting down: %d, want 503", code)
+	}
+	a.publish(t, "host/a", 1)
+	code, body := status("/metrics")
+	for _, want := range []string{
+		`vigil_events_published_total{type="sample"} 1`,
+		`vigil_subscribers 0`,
+		`vigil_subscribers_dropped_total{reason="slow"} 0`,
+		`go_goroutines`, `process_resident_memory_bytes`,
+	} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}

@@ -1,0 +1,282 @@
+package dashboard
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	sse "github.com/tmaxmax/go-sse"
+
+	"vigil/collector"
+)
+
+type testApp struct {
+	hub   *collector.Hub
+	store *collector.Store
+	set   *metrics.Set
+	srv   *httptest.Server
+}
+
+func newTestApp(t *testing.T, hopts collector.HubOptions, opts Options) *testApp {
+	t.Helper()
+	a := &testApp{set: metrics.NewSet()}
+	if hopts.FirstID == 0 {
+		hopts.FirstID = 1
+	}
+	hopts.Metrics = a.set
+	a.hub = collector.NewHub(hopts)
+	a.store = collector.NewStore(10*time.Minute, time.Second)
+	opts.Hub, opts.Store, opts.Metrics, opts.Interval = a.hub, a.store, a.set, time.Second
+	if opts.Jitter == nil {
+		opts.Jitter = func(time.Duration) time.Duration { return 250 * time.Millisecond }
+	}
+	a.srv = httptest.NewUnstartedServer(New(opts))
+	a.srv.Config.RegisterOnShutdown(a.hub.Close)
+	a.srv.Start()
+	t.Cleanup(func() { a.hub.Close(); a.srv.Close() })
+	return a
+}
+
+func (a *testApp) publish(t *testing.T, source string, v float64) *collector.Event {
+	t.Helper()
+	ev, err := a.hub.Publish(collector.Message{Type: collector.TypeSample, Source: source, Key: "sample/" + source,
+		Body: map[string]any{"metrics": map[string]float64{"v": v}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// stream opens /events and returns the response and a channel of parsed
+// events, read by the WHATWG rules.
+func stream(t *testing.T, url string, header http.Header) (*http.Response, <-chan sse.Event) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan sse.Event, 1024)
+	go func() {
+		defer close(ch)
+		defer resp.Body.Close()
+		for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 1 << 20}) {
+			if err != nil {
+				return
+			}
+			ch <- ev
+		}
+	}()
+	return resp, ch
+}
+
+func next(t *testing.T, ch <-chan sse.Event) sse.Event {
+	t.Helper()
+	select {
+	case ev, ok := <-ch:
+		if !ok {
+			t.Fatal("stream ended")
+		}
+		return ev
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event within 10 s")
+	}
+	return sse.Event{}
+}
+
+func TestEventsHeadersBeforeFirstEvent(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{}, Options{Retry: time.Second})
+	resp, err := http.Get(a.srv.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// Nothing has been published: the headers and the retry hint must
+	// still arrive at once.
+	for k, want := range map[string]string{
+		"Content-Type":      "text/event-stream",
+		"Cache-Control":     "no-cache",
+		"X-Accel-Buffering": "no",
+	} {
+		if got := resp.Header.Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "retry: 1250\n" {
+		t.Fatalf("first line %q (%v), want the jittered retry hint", line, err)
+	}
+}
+
+func TestEventsJitteredRetry(t *testing.T) {
+	// The real jitter spreads reconnects over [retry, 2*retry).
+	seen := map[string]bool{}
+	a := newTestApp(t, collector.HubOptions{}, Options{Retry: time.Second, Jitter: randomJitter})
+	for range 8 {
+		resp, err := http.Get(a.srv.URL + "/events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+		resp.Body.Close()
+		ms, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "retry: ")))
+		if err != nil || ms < 1000 || ms >= 2000 {
+			t.Fatalf("retry line %q", line)
+		}
+		seen[line] = true
+	}
+	if len(seen) < 2 {
+		t.Fatal("eight connections got the same retry hint: no jitter")
+	}
+}
+
+func TestEventsLiveAndResume(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{Replay: 100}, Options{})
+	_, ch := stream(t, a.srv.URL+"/events", nil)
+	waitSubscribers(t, a.hub, 1)
+	var last string
+	for i := range 5 {
+		want := a.publish(t, "host/a", float64(i))
+		got := next(t, ch)
+		if got.Type != "sample" || got.LastEventID != strconv.FormatUint(want.ID, 10) || got.Data != string(want.JSON()) {
+			t.Fatalf("got %+v, want id %d data %s", got, want.ID, want.JSON())
+		}
+		if i == 1 {
+			last = got.LastEventID
+		}
+	}
+
+	// Resume from the second event, by header and by query.
+	for _, tc := range []struct {
+		name   string
+		url    string
+		header http.Header
+	}{
+		{"header", "/events", http.Header{"Last-Event-Id": {last}}},
+		{"query", "/events?lastEventId=" + last, nil},
+		{"header wins over a stale query", "/events?lastEventId=1", http.Header{"Last-Event-Id": {last}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ch := stream(t, a.srv.URL+tc.url, tc.header)
+			from, _ := strconv.ParseUint(last, 10, 64)
+			for want := from + 1; want <= a.hub.LastID(); want++ {
+				if got := next(t, ch); got.LastEventID != strconv.FormatUint(want, 10) {
+					t.Fatalf("replayed id %s, want %d", got.LastEventID, want)
+				}
+			}
+		})
+	}
+}
+
+func TestEventsResetForUnknownID(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{FirstID: 500}, Options{})
+	a.publish(t, "host/a", 1)
+	a.publish(t, "host/b", 2)
+	_, ch := stream(t, a.srv.URL+"/events?source=host/b", http.Header{"Last-Event-Id": {"17"}})
+	ev := next(t, ch)
+	var body struct {
+		Reason string
+		Events []struct{ Source string }
+	}
+	if err := json.Unmarshal([]byte(ev.Data), &body); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Type != "reset" || ev.LastEventID != "501" || body.Reason != collector.ResetOtherRun ||
+		len(body.Events) != 1 || body.Events[0].Source != "host/b" {
+		t.Fatalf("got %+v", ev)
+	}
+}
+
+func TestEventsFilters(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{}, Options{})
+	_, ch := stream(t, a.srv.URL+"/events?source=host/*&type=sample", nil)
+	waitSubscribers(t, a.hub, 1)
+	a.publish(t, "service/api", 1)
+	a.hub.Publish(collector.Message{Type: collector.TypeSource, Source: "host/a"})
+	want := a.publish(t, "host/a", 2)
+	if got := next(t, ch); got.LastEventID != strconv.FormatUint(want.ID, 10) {
+		t.Fatalf("first event through the filter is %+v, want id %d", got, want.ID)
+	}
+}
+
+func TestEventsBadFilterIsJSON400(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{}, Options{})
+	for _, q := range []string{"type=nope", "source=", "source=" + strings.Repeat("x", 300)} {
+		resp, err := http.Get(a.srv.URL + "/events?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body errorBody
+		json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || body.Error == "" || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s: status %d, error %q", q, resp.StatusCode, body.Error)
+		}
+	}
+}
+
+// TestSlowClientDoesNotDelayOthers connects a client that never reads and
+// one that does, over real TCP. The stalled one is dropped once its queue
+// overflows and its connection closed by the write deadline; the other
+// receives every event in order.
+func TestSlowClientDoesNotDelayOthers(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{Queue: 4, Replay: 512}, Options{WriteTimeout: 300 * time.Millisecond})
+	addr := strings.TrimPrefix(a.srv.URL, "http://")
+	slow, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	fmt.Fprintf(slow, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+	_, ch := stream(t, a.srv.URL+"/events", nil)
+	waitSubscribers(t, a.hub, 2)
+
+	big := strings.Repeat("x", 64<<10)
+	const n = 300 // ~19 MiB: more than loopback socket buffers hold
+	for i := range n {
+		start := time.Now()
+		a.hub.Publish(collector.Message{Type: collector.TypeSample, Source: "host/a", Body: map[string]any{"pad": big, "i": i}})
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("publish %d took %s: it waited for a reader", i, d)
+		}
+		var got struct{ I int }
+		if err := json.Unmarshal([]byte(next(t, ch).Data), &got); err != nil || got.I != i {
+			t.Fatalf("reader got event %d (%v), want %d", got.I, err, i)
+		}
+	}
+	if d := a.set.GetOrCreateCounter(`vigil_subscribers_dropped_total{reason="slow"}`).Get(); d != 1 {
+		t.Fatalf("dropped counter = %d, want 1", d)
+	}
+	// The stalled connection is closed by the server: reading it to the
+	// end finishes instead of hanging.
+	slow.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.Copy(io.Discard, slow); err != nil {
+		t.Fatalf("stalled connection not closed by the server: %v", err)
+	}
+}
+
+func waitSubscribers(t *testing.T, h *collector.Hub, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.Subscribers() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d subscribers, want %d", h.Subscribers(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
