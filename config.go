@@ -89,12 +89,14 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 func (d Duration) String() string { return time.Duration(d).String() }
 
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	// A *yaml.TypeError lets the decoder go on and report every problem
+	// in the file, not just the first.
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: want a duration such as 1s or 5m", n.Line)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a duration such as 1s or 5m", n.Line)}}
 	}
 	v, err := parseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
 	}
 	*d = Duration(v)
 	return nil
@@ -133,8 +135,8 @@ func (e *ConfigError) Error() string {
 
 var (
 	yamlLineRe    = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-	unknownKeyRe  = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
-	cannotParseRe = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (\\S+)$")
+	unknownKeyRe  = regexp.MustCompile(`^field (\S+) not found in type `)
+	cannotParseRe = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (\\S+)")
 )
 
 // loadFile reads a YAML config over cfg. Every problem found is returned,

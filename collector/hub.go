@@ -302,8 +302,12 @@ func (h *Hub) replayLocked(last string, s *Subscriber) []*Event {
 		return nil
 	case id > head:
 		return []*Event{h.resetLocked(ResetUnknown, last, s)}
-	case id < h.first:
+	case id+1 < h.first:
+		// first-1 is where a client stands that got a reset before this
+		// run published anything: it resumes from this run's start.
 		return []*Event{h.resetLocked(ResetOtherRun, last, s)}
+	case len(h.window) == 0:
+		return nil
 	}
 	oldest := h.at(0).ID
 	if id+1 < oldest {
@@ -342,11 +346,7 @@ func (h *Hub) resetLocked(reason, last string, s *Subscriber) *Event {
 		body.Write(ev.data)
 	}
 	body.WriteString(`]}`)
-	id := h.next - 1
-	if id < h.first {
-		id = 0 // nothing published yet: no id to resume from
-	}
-	return encodeEvent(id, TypeReset, "", h.opts.Now(), body.Bytes())
+	return encodeEvent(h.next-1, TypeReset, "", h.opts.Now(), body.Bytes())
 }
 
 func byID(a, b *Event) int { return cmp.Compare(a.ID, b.ID) }

@@ -135,7 +135,7 @@ func TestResume(t *testing.T) {
 		{"oldest kept id", "1015", []uint64{1016, 1017, 1018, 1019, 1020, 1021, 1022, 1023, 1024}, ""},
 		{"just before the window: all of it", "1014", []uint64{1015, 1016, 1017, 1018, 1019, 1020, 1021, 1022, 1023, 1024}, ""},
 		{"older than the window", "1013", nil, ResetTooOld},
-		{"from another run", "999", nil, ResetOtherRun},
+		{"from another run", "998", nil, ResetOtherRun},
 		{"from the future", "1025", nil, ResetUnknown},
 		{"malformed", "abc", nil, ResetMalformed},
 		{"negative", "-5", nil, ResetMalformed},
@@ -174,6 +174,21 @@ func TestResume(t *testing.T) {
 				t.Fatalf("replayed %v, want %v", got, tt.wantIDs)
 			}
 		})
+	}
+}
+
+// A client that got a reset before this run published anything holds
+// FirstID-1; it resumes from this run's first event.
+func TestResumeFromBeforeTheFirstEvent(t *testing.T) {
+	h := newTestHub(t, HubOptions{FirstID: 1000})
+	sub, _ := h.Subscribe(Cursor{LastID: "5"}, Filter{})
+	if len(sub.Replay) != 1 || sub.Replay[0].Type != TypeReset || sub.Replay[0].ID != 999 {
+		t.Fatalf("reset before the first event: %v", sub.Replay)
+	}
+	publishSamples(t, h, "host/a", 3)
+	sub, _ = h.Subscribe(Cursor{LastID: "999"}, Filter{})
+	if got := ids(sub.Replay); fmt.Sprint(got) != "[1000 1001 1002]" {
+		t.Fatalf("resumed from 999: %v", got)
 	}
 }
 

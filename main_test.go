@@ -1,0 +1,400 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	sse "github.com/tmaxmax/go-sse"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startVigil runs the whole app in process on 127.0.0.1:0 and returns its
+// base URL and a function that stops it and reports how long it took.
+func startVigil(t *testing.T, args ...string) (string, func() time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	logs := &syncBuffer{}
+	go func() {
+		done <- run(ctx, env{
+			args:      append([]string{"--addr", "127.0.0.1:0"}, args...),
+			getenv:    func(string) string { return "" },
+			stdout:    io.Discard,
+			stderr:    logs,
+			listening: func(a string) { addr <- a },
+		})
+	}()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatalf("vigil exited: %v\n%s", err, logs)
+	case <-time.After(10 * time.Second):
+		t.Fatal("vigil did not start")
+	}
+	stopped := false
+	stop := func() time.Duration {
+		if stopped {
+			return 0
+		}
+		stopped = true
+		start := time.Now()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("vigil: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("vigil did not stop\n%s", logs)
+		}
+		return time.Since(start)
+	}
+	t.Cleanup(func() { stop() })
+	return base, stop
+}
+
+type sampleData struct {
+	Seq     uint64             `json:"seq"`
+	Type    string             `json:"type"`
+	TS      time.Time          `json:"ts"`
+	Source  string             `json:"source"`
+	Metrics map[string]float64 `json:"metrics"`
+}
+
+func openStream(t *testing.T, url string, lastID string) <-chan sse.Event {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	ch := make(chan sse.Event, 64)
+	go func() {
+		defer close(ch)
+		defer resp.Body.Close()
+		for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 1 << 20}) {
+			if err != nil {
+				return
+			}
+			ch <- ev
+		}
+	}()
+	return ch
+}
+
+func nextOf(t *testing.T, ch <-chan sse.Event, typ string, within time.Duration) sse.Event {
+	t.Helper()
+	timeout := time.After(within)
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				t.Fatalf("stream ended waiting for a %s event", typ)
+			}
+			if ev.Type == typ {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("no %s event within %s", typ, within)
+		}
+	}
+}
+
+func TestWholeAppStreamsHostSamples(t *testing.T) {
+	data := t.TempDir()
+	base, stop := startVigil(t, "--data", data)
+	ch := openStream(t, base+"/events?source=host/*", "")
+
+	var first sampleData
+	ev := nextOf(t, ch, "sample", 3*time.Second)
+	if err := json.Unmarshal([]byte(ev.Data), &first); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(first.Source, "host/") || ev.LastEventID != strconv.FormatUint(first.Seq, 10) {
+		t.Fatalf("first sample %+v, id %s", first, ev.LastEventID)
+	}
+	for _, k := range []string{"cpu.percent", "load.1", "mem.used_percent", "mem.available_bytes", "swap.used_percent",
+		"disk.read_bytes_per_sec", "host.uptime_seconds", "host.procs"} {
+		if _, ok := first.Metrics[k]; !ok {
+			t.Errorf("first sample lacks %s", k)
+		}
+	}
+	var second sampleData
+	json.Unmarshal([]byte(nextOf(t, ch, "sample", 3*time.Second).Data), &second)
+	if gap := second.TS.Sub(first.TS); second.Seq <= first.Seq || gap < 900*time.Millisecond || gap > 1100*time.Millisecond {
+		t.Fatalf("second sample seq %d after %d, %s later; want about a second", second.Seq, first.Seq, gap)
+	}
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/readyz"); code != 200 {
+		t.Errorf("readyz %d after samples flowed", code)
+	}
+	if code, body := get("/api/v1/series/" + first.Source + "/cpu.percent?window=1m"); code != 200 || !strings.Contains(body, `"points":[[`) {
+		t.Errorf("series: %d %s", code, body)
+	}
+	code, body := get("/metrics")
+	for _, want := range []string{`vigil_samples_collected_total{source="` + first.Source + `"}`, `vigil_collect_duration_seconds_bucket{source="`,
+		`vigil_collect_errors_total{source="`, "vigil_subscribers 1", `vigil_events_published_total{type="sample"}`, "vigil_subscribers_dropped_total"} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	// Shut down with the stream still open: it must not hold vigil up.
+	if took := stop(); took > 5*time.Second {
+		t.Fatalf("shutdown took %s with an open stream", took)
+	}
+	for range ch { // the stream ends
+	}
+
+	// A new run with the same data directory: ids keep increasing, and the
+	// old run's id gets a reset rather than a silent gap.
+	base2, _ := startVigil(t, "--data", data)
+	old := strconv.FormatUint(second.Seq, 10)
+	ch2 := openStream(t, base2+"/events", old)
+	reset := nextOf(t, ch2, "reset", 3*time.Second)
+	var rb struct {
+		Reason string `json:"reason"`
+	}
+	json.Unmarshal([]byte(reset.Data), &rb)
+	resetID, _ := strconv.ParseUint(reset.LastEventID, 10, 64)
+	if rb.Reason != "id from another run" || resetID <= second.Seq {
+		t.Fatalf("reset %+v (reason %q)", reset, rb.Reason)
+	}
+	var third sampleData
+	json.Unmarshal([]byte(nextOf(t, ch2, "sample", 3*time.Second).Data), &third)
+	if third.Seq <= second.Seq {
+		t.Fatalf("id %d after restart is not above %d", third.Seq, second.Seq)
+	}
+}
+
+// TestSIGTERMStopsWithinFiveSeconds builds the real binary and stops it
+// with a signal while a client holds the stream open.
+func TestSIGTERMStopsWithinFiveSeconds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "vigil")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--data", t.TempDir())
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stderr)
+	var url string
+	for sc.Scan() {
+		if _, after, ok := strings.Cut(sc.Text(), "url="); ok {
+			url = strings.Fields(after)[0]
+			break
+		}
+	}
+	go io.Copy(io.Discard, stderr)
+	if url == "" {
+		t.Fatal("no listening line")
+	}
+	ch := openStream(t, url+"/events", "")
+	nextOf(t, ch, "sample", 3*time.Second)
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("exit took %s", took)
+	}
+	if err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+}
+
+func TestTLSServesHTTP2(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeSelfSigned(t, dir)
+	base, _ := startVigil(t, "--data", dir, "--tls-cert", cert, "--tls-key", key)
+	url := strings.Replace(base, "http://", "https://", 1)
+	client := &http.Client{Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+		ForceAttemptHTTP2: true,
+	}}
+	resp, err := client.Get(url + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("protocol %s, want HTTP/2", resp.Proto)
+	}
+}
+
+func writeSelfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(k)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return certFile, keyFile
+}
+
+func TestValidate(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		yaml string
+		want []string // substrings of the error; none means valid
+	}{
+		{"empty file keeps defaults", "", nil},
+		{"full valid file", "addr: 0.0.0.0:9090\ninterval: 2s\nretention: 1h\nstream:\n  queue: 64\n  heartbeat: 5s\nhost:\n  exclude_interfaces: [lo, docker0]\n", nil},
+		{"malformed YAML", "addr: [\n", []string{"cfg.yaml:"}},
+		{"tab indentation", "stream:\n\tqueue: 3\n", []string{"cfg.yaml:2:"}},
+		{"unknown key", "addr: :8080\nintervall: 1s\n", []string{"cfg.yaml:2: unknown key \"intervall\""}},
+		{"unknown nested key", "stream:\n  queu: 3\n", []string{"cfg.yaml:2: unknown key \"queu\""}},
+		{"bad duration", "interval: 1x\n", []string{"cfg.yaml:1:", "bad duration \"1x\""}},
+		{"duration without unit", "retention: 600\n", []string{"cfg.yaml:1:", "give a unit"}},
+		{"bad number", "stream:\n  queue: lots\n", []string{"cfg.yaml:2: bad value \"lots\": want a whole number"}},
+		{"bad value", "stream:\n  queue: 0\n", []string{"cfg.yaml:2: stream.queue: must be at least 1"}},
+		{"bad address", "addr: localhost\n", []string{"cfg.yaml:1: addr:"}},
+		{"retention below interval", "interval: 10s\nretention: 5s\n", []string{"cfg.yaml:2: retention:"}},
+		{"several problems at once", "interval: 1x\nwhat: 1\n", []string{"cfg.yaml:1:", "cfg.yaml:2: unknown key"}},
+		{"heartbeat too long for proxies", "stream:\n  heartbeat: 60s\n", []string{"cfg.yaml:2: stream.heartbeat"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, "cfg.yaml")
+			os.WriteFile(path, []byte(tt.yaml), 0o600)
+			var out bytes.Buffer
+			err := run(context.Background(), env{args: []string{"validate", "--config", path}, getenv: func(string) string { return "" }, stdout: &out, stderr: io.Discard})
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("valid config rejected: %v", err)
+				}
+				if !strings.Contains(out.String(), "ok") {
+					t.Fatalf("output %q", out.String())
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("invalid config accepted")
+			}
+			msg := strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q lacks %q", msg, w)
+				}
+			}
+		})
+	}
+	err := run(context.Background(), env{args: []string{"validate", "--config", filepath.Join(dir, "missing.yaml")}, getenv: func(string) string { return "" }, stdout: io.Discard, stderr: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cfg.yaml")
+	os.WriteFile(path, []byte("addr: 127.0.0.1:1111\ninterval: 2s\nretention: 20m\ndata: /from/file\n"), 0o600)
+	envs := map[string]string{"VIGIL_CONFIG": path, "VIGIL_INTERVAL": "3s", "VIGIL_DATA": "/from/env"}
+	cfg, err := configure([]string{"--data", "/from/flag"}, func(k string) string { return envs[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:1111" || cfg.Interval.D() != 3*time.Second || cfg.Retention.D() != 20*time.Minute || cfg.Data != "/from/flag" {
+		t.Fatalf("got addr %s interval %s retention %s data %s", cfg.Addr, cfg.Interval, cfg.Retention, cfg.Data)
+	}
+	_, err = configure(nil, func(k string) string {
+		if k == "VIGIL_INTERVAL" {
+			return "soon"
+		}
+		return ""
+	}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "VIGIL_INTERVAL") {
+		t.Fatalf("bad env value: %v", err)
+	}
+	if _, err := configure([]string{"--interval", "0s"}, func(string) string { return "" }, io.Discard); err == nil {
+		t.Fatal("--interval 0s accepted")
+	}
+}
+
+func TestVersionAndUnknownCommand(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), env{args: []string{"version"}, stdout: &out, stderr: io.Discard, getenv: os.Getenv}); err != nil || !strings.HasPrefix(out.String(), "vigil ") {
+		t.Fatalf("version: %q %v", out.String(), err)
+	}
+	err := run(context.Background(), env{args: []string{"frobnicate"}, stdout: io.Discard, stderr: io.Discard, getenv: os.Getenv})
+	if err == nil || !strings.Contains(err.Error(), "unknown command") {
+		t.Fatalf("unknown command: %v", err)
+	}
+	if err := run(context.Background(), env{args: []string{"--nope"}, stdout: io.Discard, stderr: io.Discard, getenv: os.Getenv}); err == nil || errors.Is(err, context.Canceled) {
+		t.Fatalf("unknown flag: %v", err)
+	}
+}
