@@ -1,0 +1,27 @@
+# Build: docker build -t vigil .
+# Run:   docker run -p 8080:8080 -v /proc:/host/proc:ro -e HOST_PROC=/host/proc vigil
+#        (mount the host's /proc to see the host rather than the container)
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+# `docker build --target test .` runs the same checks as CI (.ci/run).
+FROM build AS test
+RUN go vet ./... && go test ./...
+
+FROM build AS binary
+ARG VERSION=dev
+# The same build CI's tests run against; static, so it runs on distroless.
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/vigil . \
+ && mkdir -p /out/data
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=binary /out/vigil /vigil
+COPY --from=binary --chown=65532:65532 /out/data /data
+USER 65532:65532
+ENV VIGIL_ADDR=0.0.0.0:8080 \
+    VIGIL_DATA=/data
+EXPOSE 8080
+VOLUME ["/data"]
+ENTRYPOINT ["/vigil"]
