@@ -1,0 +1,484 @@
+// Command bench measures vigil's event stream against a minimal net/http
+// broadcaster on this machine, and vigil's own idle cost. Results go to
+// stdout as Markdown; docs/BENCHMARKS.md records them.
+//
+//	go run ./bench fanout [-subs 1000,5000,10000] [-measure 20s]
+//	go run ./bench idle [-measure 60s]
+//
+// Each server under test runs in its own process (this binary, re-executed),
+// so its CPU time and memory are read from /proc without the load
+// generator's. The load generator parses every stream by the WHATWG rules
+// and takes latency from the publish timestamp ("ts") carried in each event.
+// Every loop here is bounded in count and time, and only loopback is used.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"vigil/collector"
+	"vigil/dashboard"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: bench fanout|idle [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "fanout":
+		err = fanout(os.Args[2:])
+	case "idle":
+		err = idle(os.Args[2:])
+	case "serve-vigil":
+		err = serveVigil(os.Args[2])
+	case "serve-ref":
+		err = serveRef(os.Args[2])
+	default:
+		err = fmt.Errorf("unknown mode %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// ---- servers under test ----------------------------------------------------
+
+// serveVigil wires the hub and the /events handler exactly as vigil does and
+// publishes one synthetic sample a second, stamped at publish time.
+func serveVigil(addr string) error {
+	set := metrics.NewSet()
+	hub := collector.NewHub(collector.HubOptions{Metrics: set})
+	web := dashboard.New(dashboard.Options{Hub: hub, Store: collector.NewStore(time.Minute, time.Second), Metrics: set})
+	go hub.Run(context.Background())
+	go func() {
+		for i := 0; ; i++ {
+			time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+			hub.Publish(collector.Message{Type: collector.TypeSample, Source: "bench/synthetic", Time: time.Now(),
+				Body: map[string]any{"metrics": map[string]float64{"v": float64(i)}}})
+		}
+	}()
+	return listenAndServe(addr, web)
+}
+
+// serveRef is the reference: the smallest correct SSE broadcaster net/http
+// allows — a buffered channel per client, a non-blocking send, write and
+// flush per event.
+func serveRef(addr string) error {
+	var mu sync.Mutex
+	clients := map[chan []byte]struct{}{}
+	go func() {
+		seq := uint64(time.Now().UnixMicro())
+		for i := 0; ; i++ {
+			time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+			seq++
+			ts := time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00")
+			msg := []byte(fmt.Sprintf("id: %d\nevent: sample\ndata: {\"seq\":%d,\"type\":\"sample\",\"ts\":\"%s\",\"source\":\"bench/synthetic\",\"metrics\":{\"v\":%d}}\n\n", seq, seq, ts, i))
+			mu.Lock()
+			for c := range clients {
+				select {
+				case c <- msg:
+				default:
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		c := make(chan []byte, 16)
+		mu.Lock()
+		clients[c] = struct{}{}
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			delete(clients, c)
+			mu.Unlock()
+		}()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case m := <-c:
+				if _, err := w.Write(m); err != nil {
+					return
+				}
+				w.(http.Flusher).Flush()
+			}
+		}
+	})
+	return listenAndServe(addr, h)
+}
+
+func listenAndServe(addr string, h http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	fmt.Println("listening", ln.Addr())
+	return (&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
+}
+
+// ---- process measurements --------------------------------------------------
+
+type proc struct {
+	cmd  *exec.Cmd
+	addr string
+}
+
+func startServer(args ...string) (*proc, error) {
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(out)
+	deadline := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	defer deadline.Stop()
+	for sc.Scan() {
+		if a, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
+			go io.Copy(io.Discard, out)
+			return &proc{cmd: cmd, addr: a}, nil
+		}
+	}
+	cmd.Process.Kill()
+	return nil, errors.New("server did not start")
+}
+
+func (p *proc) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// cpuSeconds is the process's user plus system time.
+func (p *proc) cpuSeconds() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+// rssBytes is the process's resident set.
+func (p *proc) rssBytes() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// ---- the load generator ----------------------------------------------------
+
+type subscriber struct {
+	seqs      []uint64
+	latencies []time.Duration
+	alive     atomic.Bool
+}
+
+// readStream parses an event stream by the WHATWG rules (LF, CR and CRLF
+// line ends; "field: value" with one optional space; data lines joined; a
+// blank line dispatches) and records each sample's seq and latency.
+func (s *subscriber) readStream(r io.Reader) {
+	br := bufio.NewReaderSize(r, 4096)
+	var data []byte
+	var typ string
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			return
+		}
+		if len(line) == 0 {
+			if typ == "sample" && len(data) > 0 {
+				s.record(data)
+			}
+			data, typ = data[:0], ""
+			continue
+		}
+		if line[0] == ':' {
+			continue
+		}
+		field, value, _ := bytes.Cut(line, []byte(":"))
+		value = bytes.TrimPrefix(value, []byte(" "))
+		switch string(field) {
+		case "data":
+			if len(data) > 0 {
+				data = append(data, '\n')
+			}
+			data = append(data, value...)
+		case "event":
+			typ = string(value)
+		}
+	}
+}
+
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, err
+	}
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	return line, nil
+}
+
+var (
+	seqKey = []byte(`"seq":`)
+	tsKey  = []byte(`"ts":"`)
+)
+
+func (s *subscriber) record(data []byte) {
+	now := time.Now()
+	i := bytes.Index(data, seqKey)
+	j := bytes.Index(data, tsKey)
+	if i < 0 || j < 0 {
+		return
+	}
+	rest := data[i+len(seqKey):]
+	end := bytes.IndexAny(rest, ",}")
+	seq, err := strconv.ParseUint(string(rest[:end]), 10, 64)
+	if err != nil {
+		return
+	}
+	ts, err := time.Parse(time.RFC3339Nano, string(data[j+len(tsKey):j+len(tsKey)+24]))
+	if err != nil {
+		return
+	}
+	s.seqs = append(s.seqs, seq)
+	s.latencies = append(s.latencies, now.Sub(ts))
+}
+
+type result struct {
+	impl       string
+	subs       int
+	held       int
+	p50, p99   time.Duration
+	missed     int
+	received   int
+	memPerSub  float64 // bytes
+	cpuPercent float64 // of one core
+}
+
+func measureFanout(impl string, n int, warm, measure time.Duration) (result, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return result{}, err
+	}
+	p, err := startServer(self, "serve-"+impl, "127.0.0.1:0")
+	if err != nil {
+		return result{}, err
+	}
+	defer p.stop()
+	time.Sleep(2 * time.Second) // let the runtime settle before the baseline
+	rss0 := p.rssBytes()
+
+	tr := &http.Transport{MaxIdleConnsPerHost: -1, DisableCompression: true}
+	client := &http.Client{Transport: tr}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	subs := make([]*subscriber, n)
+	var wg sync.WaitGroup
+	// Connect one at a time: the listen backlog stays short, and every
+	// client is subscribed before the next dials.
+	for i := range subs {
+		s := &subscriber{}
+		subs[i] = s
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+p.addr+"/events", nil)
+		resp, err := client.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			continue
+		}
+		s.alive.Store(true)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer resp.Body.Close()
+			s.readStream(resp.Body)
+			s.alive.Store(false)
+		}()
+	}
+	time.Sleep(warm)
+	// Only events published inside the window count.
+	for _, s := range subs {
+		s.seqs, s.latencies = s.seqs[:0], s.latencies[:0]
+	}
+	cpu0, t0 := p.cpuSeconds(), time.Now()
+	time.Sleep(measure)
+	cpu1, t1 := p.cpuSeconds(), time.Now()
+	rss1 := p.rssBytes()
+	held := 0
+	for _, s := range subs {
+		if s.alive.Load() {
+			held++
+		}
+	}
+	cancel()
+	tr.CloseIdleConnections()
+	wg.Wait()
+
+	// Expected: every event any subscriber saw in the window, the run of
+	// seqs from the first to the last of them (both servers number
+	// consecutively), excluding the edges that might straddle the window.
+	var lo, hi uint64 = ^uint64(0), 0
+	var lat []time.Duration
+	for _, s := range subs {
+		for _, q := range s.seqs {
+			lo, hi = min(lo, q), max(hi, q)
+		}
+		lat = append(lat, s.latencies...)
+	}
+	lo, hi = lo+1, hi-1
+	missed, received := 0, 0
+	for _, s := range subs {
+		got := 0
+		for _, q := range s.seqs {
+			if q >= lo && q <= hi {
+				got++
+			}
+		}
+		received += got
+		missed += int(hi-lo+1) - got
+	}
+	slices.Sort(lat)
+	pct := func(q float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(q*float64(len(lat))))]
+	}
+	return result{
+		impl: impl, subs: n, held: held,
+		p50: pct(0.50), p99: pct(0.99), missed: missed, received: received,
+		memPerSub:  (rss1 - rss0) / float64(n),
+		cpuPercent: 100 * (cpu1 - cpu0) / t1.Sub(t0).Seconds(),
+	}, nil
+}
+
+func fanout(args []string) error {
+	fs := flag.NewFlagSet("fanout", flag.ExitOnError)
+	subsFlag := fs.String("subs", "1000,5000,10000", "subscriber counts")
+	warm := fs.Duration("warm", 5*time.Second, "time after connecting before measuring")
+	measure := fs.Duration("measure", 20*time.Second, "measurement window")
+	fs.Parse(args)
+	var rlim syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rlim)
+	fmt.Printf("Machine: %d CPUs, %s; open-file limit %d; load generator in the same machine.\n\n", runtime.NumCPU(), runtime.Version(), rlim.Cur)
+	fmt.Println("| subscribers | server | held | events received | missed | p50 latency | p99 latency | memory / subscriber | CPU (% of one core) |")
+	fmt.Println("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, f := range strings.Split(*subsFlag, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 || n > 10000 {
+			return fmt.Errorf("bad subscriber count %q (1 to 10000)", f)
+		}
+		var pair [2]result
+		for i, impl := range []string{"ref", "vigil"} {
+			r, err := measureFanout(impl, n, *warm, *measure)
+			if err != nil {
+				return fmt.Errorf("%s with %d: %w", impl, n, err)
+			}
+			pair[i] = r
+			name := "net/http reference"
+			if impl == "vigil" {
+				name = "vigil"
+			}
+			fmt.Printf("| %d | %s | %d | %d | %d | %s | %s | %.1f KiB | %.1f%% |\n", r.subs, name, r.held, r.received, r.missed,
+				r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.memPerSub/1024, r.cpuPercent)
+		}
+		ref, v := pair[0], pair[1]
+		fmt.Printf("| %d | vigil ÷ reference | | | | %.2f× | %.2f× | %.2f× | %.2f× |\n", n,
+			ratio(float64(v.p50), float64(ref.p50)), ratio(float64(v.p99), float64(ref.p99)),
+			ratio(v.memPerSub, ref.memPerSub), ratio(v.cpuPercent, ref.cpuPercent))
+	}
+	return nil
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// idle runs the real vigil binary with default settings and no subscribers
+// and reports its CPU use and resident memory.
+func idle(args []string) error {
+	fs := flag.NewFlagSet("idle", flag.ExitOnError)
+	warm := fs.Duration("warm", 10*time.Second, "time after start before measuring")
+	measure := fs.Duration("measure", 60*time.Second, "measurement window")
+	fs.Parse(args)
+	dir, err := os.MkdirTemp("", "vigil-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "vigil")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build vigil (run from the repository root): %w", err)
+	}
+	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	p := &proc{cmd: cmd}
+	defer p.stop()
+	time.Sleep(*warm)
+	cpu0, t0 := p.cpuSeconds(), time.Now()
+	var peak float64
+	for time.Since(t0) < *measure {
+		time.Sleep(time.Second)
+		peak = max(peak, p.rssBytes())
+	}
+	cpu1, t1 := p.cpuSeconds(), time.Now()
+	fmt.Printf("| vigil, host source at 1 s, no subscribers | %.2f%% of one core | %.1f MiB (peak %.1f MiB) | %s |\n",
+		100*(cpu1-cpu0)/t1.Sub(t0).Seconds(), p.rssBytes()/(1<<20), peak/(1<<20), measure)
+	return nil
+}
