@@ -95,7 +95,13 @@ func TestHostCollect(t *testing.T) {
 		if m, err = h.Collect(ctx); err != nil {
 			t.Logf("collect: %v", err)
 		}
-		if _, ok := m["cpu.percent"]; ok {
+		perCore := 0
+		for k := range m {
+			if strings.HasPrefix(k, "cpu.percent{core=") {
+				perCore++
+			}
+		}
+		if _, ok := m["cpu.percent"]; ok && perCore == runtime.NumCPU() {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
