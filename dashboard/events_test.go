@@ -224,7 +224,7 @@ func TestEventsBadFilterIsJSON400(t *testing.T) {
 		var body errorBody
 		json.NewDecoder(resp.Body).Decode(&body)
 		resp.Body.Close()
-		if resp.StatusCode != 400 || body.Error == "" || resp.Header.Get("Content-Type") != "application/json" {
+		if resp.StatusCode != 400 || !strings.HasPrefix(body.Error, "bad filter: ") || resp.Header.Get("Content-Type") != "application/json" {
 			t.Errorf("%s: status %d, error %q", q, resp.StatusCode, body.Error)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -158,7 +159,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func errorStatus(err error) (int, string) {
 	switch {
 	case errors.Is(err, collector.ErrBadFilter):
-		return http.StatusBadRequest, err.Error()
+		return http.StatusBadRequest, strings.TrimPrefix(err.Error(), "collector: ")
 	case errors.Is(err, collector.ErrClosed):
 		return http.StatusServiceUnavailable, "shutting down"
 	}
