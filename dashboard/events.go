@@ -91,7 +91,11 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-sub.Done():
 			if errors.Is(sub.Err(), collector.ErrSlow) {
+				// Close the connection rather than end the response: a
+				// client this far behind should reconnect and resume
+				// from the window, not keep an idle connection.
 				s.opts.Logger.Debug("dropped slow stream client", "remote", r.RemoteAddr)
+				panic(http.ErrAbortHandler)
 			}
 			return
 		case ev := <-sub.C():
