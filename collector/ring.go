@@ -95,8 +95,18 @@ type SeriesInfo struct {
 type Store struct {
 	capacity int
 
-	mu      sync.RWMutex
-	sources map[string]*sourceRings
+	mu       sync.RWMutex
+	sources  map[string]*sourceRings
+	statuses map[string]SourceStatus
+}
+
+// SourceStatus is what is known of a source's health.
+type SourceStatus struct {
+	State       string    `json:"state"`           // StateUp, StateFailed or StateGone
+	Since       time.Time `json:"since"`           // when State began
+	Error       string    `json:"error,omitempty"` // the current error while failed
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
 type sourceRings struct {
@@ -110,7 +120,7 @@ func NewStore(retention, interval time.Duration) *Store {
 	if interval > 0 && retention > interval {
 		capacity = int(retention / interval)
 	}
-	return &Store{capacity: capacity, sources: make(map[string]*sourceRings)}
+	return &Store{capacity: capacity, sources: make(map[string]*sourceRings), statuses: make(map[string]SourceStatus)}
 }
 
 // Capacity is the number of points each series keeps.
@@ -138,10 +148,34 @@ func (s *Store) Append(smp Sample) {
 	src.last = smp
 }
 
+// SetStatus records a source's state; errMsg is empty unless it failed.
+func (s *Store) SetStatus(source, state, errMsg string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.statuses[source]
+	if st.State != state {
+		st.State, st.Since = state, at
+	}
+	st.Error = errMsg
+	if errMsg != "" {
+		st.LastError, st.LastErrorAt = errMsg, at
+	}
+	s.statuses[source] = st
+}
+
+// Status returns what is known of a source's health.
+func (s *Store) Status(source string) (SourceStatus, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st, ok := s.statuses[source]
+	return st, ok
+}
+
 // Forget drops a source and all its series.
 func (s *Store) Forget(source string) {
 	s.mu.Lock()
 	delete(s.sources, source)
+	delete(s.statuses, source)
 	s.mu.Unlock()
 }
 

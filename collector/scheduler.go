@@ -222,6 +222,7 @@ func (l *sourceLoop) setState(state, msg string, partial bool) {
 		return
 	}
 	l.state, l.lastErr = state, msg
+	l.s.Store.SetStatus(l.name, state, msg, l.s.Now())
 	if state == StateFailed {
 		l.s.Logger.Warn("source failed", "source", l.name, "err", msg, "partial", partial)
 	} else {

@@ -39,6 +39,7 @@ type Options struct {
 	Metrics      *metrics.Set // written on /metrics with process and Go metrics
 	Logger       *slog.Logger
 	Version      string
+	Demo         bool          // label the page as showing demo data
 	Interval     time.Duration // sampling interval, reported by the series API
 	Retry        time.Duration // DefaultRetry
 	WriteTimeout time.Duration // DefaultWriteTimeout
@@ -88,6 +89,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /healthz", s.handleHealthz)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
 	s.mux.HandleFunc("GET /{$}", s.handleIndex)
+	s.mux.HandleFunc("GET /source/{name...}", s.handleSource)
+	s.mux.Handle("GET /static/{file}", loadStatic())
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -125,16 +128,6 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	s.opts.Metrics.WritePrometheus(w)
 	metrics.WriteProcessMetrics(w)
-}
-
-// handleIndex is a placeholder until the dashboard page exists: it points
-// at the stream and the API.
-func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Write([]byte("vigil " + s.opts.Version + "\n\n" +
-		"  curl -N http://" + r.Host + "/events       live samples (Server-Sent Events)\n" +
-		"  curl http://" + r.Host + "/api/v1/series   what is collected\n" +
-		"  curl http://" + r.Host + "/metrics         vigil's own metrics\n"))
 }
 
 // errorBody is every JSON error answer.

@@ -1,0 +1,289 @@
+package dashboard
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"io/fs"
+	"math"
+	"mime"
+	"net/http"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/a-h/templ"
+
+	"vigil/static"
+	"vigil/templates"
+)
+
+// serviceRateWindow is how much history a service tile's sparkline shows.
+const serviceRateWindow = 2 * time.Minute
+
+// handleIndex renders the dashboard. It is complete without JavaScript; the
+// page script then follows the stream from the id the page was rendered at.
+func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
+	// Read the stream position before the data: an event published in
+	// between is sent again and skipped by the page (it compares sample
+	// times), where the other order could lose it.
+	last := s.opts.Hub.LastID()
+	view := viewState(r)
+	d := templates.Dashboard{Page: s.page(r, "vigil", last, view, "")}
+	for _, src := range s.opts.Store.Sources() {
+		if strings.HasPrefix(src, "host/") {
+			d.Hosts = append(d.Hosts, s.hostPanel(src))
+		} else {
+			d.Tiles = append(d.Tiles, s.tile(src))
+		}
+	}
+	sortTiles(d.Tiles, view.Sort)
+	s.render(w, r, templates.DashboardPage(d))
+}
+
+// handleSource renders the drill-down page of one source.
+func (s *Server) handleSource(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	last := s.opts.Hub.LastID()
+	if _, ok := s.opts.Store.Latest(name); !ok {
+		if _, known := s.opts.Store.Status(name); !known {
+			http.Error(w, "no such source: "+name, http.StatusNotFound)
+			return
+		}
+	}
+	src := templates.Source{
+		Page:   s.page(r, name+" · vigil", last, viewState(r), "source="+name),
+		Name:   name,
+		Status: s.status(name),
+	}
+	now := s.opts.Now()
+	capacity := s.opts.Store.Capacity()
+	for _, info := range s.opts.Store.Series() {
+		if info.Source != name {
+			continue
+		}
+		src.Charts = append(src.Charts, s.chart(name, info.Metric, info.Metric, capacity, now.Add(-time.Duration(capacity)*s.opts.Interval)))
+	}
+	if !strings.HasPrefix(name, "host/") {
+		t := s.tile(name)
+		src.Tile = &t
+	}
+	s.render(w, r, templates.SourcePage(src))
+}
+
+func (s *Server) page(r *http.Request, title string, last uint64, view templates.ViewState, stream string) templates.Page {
+	return templates.Page{
+		Title: title, Version: s.opts.Version, Demo: s.opts.Demo, LastEventID: last,
+		Interval: s.opts.Interval, RenderedAt: s.opts.Now(), View: view, StreamQuery: stream,
+	}
+}
+
+func viewState(r *http.Request) templates.ViewState {
+	q := r.URL.Query()
+	v := templates.ViewState{Sort: templates.Sorts[0].Key, Filter: q.Get("q"), Paused: q.Get("paused") == "1"}
+	if sort := q.Get("sort"); slices.ContainsFunc(templates.Sorts, func(s struct{ Key, Label string }) bool { return s.Key == sort }) {
+		v.Sort = sort
+	}
+	return v
+}
+
+// render writes a page under a strict Content-Security-Policy: scripts only
+// from this origin and with this response's nonce, nothing from elsewhere.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, c templ.Component) {
+	var b [16]byte
+	rand.Read(b[:])
+	nonce := base64.StdEncoding.EncodeToString(b[:])
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'nonce-"+nonce+"'; style-src 'self'; img-src 'self' data:; "+
+		"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Cache-Control", "no-store")
+	if err := c.Render(templ.WithNonce(r.Context(), nonce), w); err != nil {
+		s.opts.Logger.Warn("render page", "path", r.URL.Path, "err", err)
+	}
+}
+
+func (s *Server) status(source string) templates.Status {
+	st, _ := s.opts.Store.Status(source)
+	return templates.Status{State: st.State, Error: st.Error, Since: st.Since}
+}
+
+func (s *Server) chart(source, metric, label string, capacity int, since time.Time) templates.Chart {
+	pts, _ := s.opts.Store.Range(source, metric, since)
+	vals := make([]float64, len(pts))
+	for i, p := range pts {
+		vals[i] = p.V
+	}
+	c := templates.Chart{Label: label, Metric: metric, Values: vals, Capacity: capacity}
+	if templates.FormatOf(metric) == templates.FmtPercent {
+		c.Max = 100
+	}
+	return c
+}
+
+var hostStats = []struct{ label, metric string }{
+	{"CPU", "cpu.percent"},
+	{"Memory", "mem.used_percent"},
+	{"Available", "mem.available_bytes"},
+	{"Swap", "swap.used_percent"},
+	{"Load 1m", "load.1"},
+	{"Load 5m", "load.5"},
+	{"Load 15m", "load.15"},
+	{"Disk read", "disk.read_bytes_per_sec"},
+	{"Disk write", "disk.write_bytes_per_sec"},
+	{"Net in", "net.rx_bytes_per_sec"},
+	{"Net out", "net.tx_bytes_per_sec"},
+	{"Uptime", "host.uptime_seconds"},
+	{"Processes", "host.procs"},
+}
+
+var hostCharts = []struct{ label, metric string }{
+	{"CPU", "cpu.percent"},
+	{"Memory", "mem.used_percent"},
+	{"Load 1m", "load.1"},
+	{"Disk read", "disk.read_bytes_per_sec"},
+	{"Disk write", "disk.write_bytes_per_sec"},
+	{"Net in", "net.rx_bytes_per_sec"},
+	{"Net out", "net.tx_bytes_per_sec"},
+}
+
+func (s *Server) hostPanel(source string) templates.HostPanel {
+	smp, _ := s.opts.Store.Latest(source)
+	p := templates.HostPanel{Source: source, Name: strings.TrimPrefix(source, "host/"), Status: s.status(source)}
+	for _, st := range hostStats {
+		v, ok := smp.Metrics[st.metric]
+		p.Stats = append(p.Stats, templates.Stat{Label: st.label, Metric: st.metric, Value: v, Known: ok})
+	}
+	capacity := s.opts.Store.Capacity()
+	since := s.opts.Now().Add(-time.Duration(capacity) * s.opts.Interval)
+	for _, c := range hostCharts {
+		if _, ok := smp.Metrics[c.metric]; ok {
+			p.Charts = append(p.Charts, s.chart(source, c.metric, c.label, capacity, since))
+		}
+	}
+	for name, v := range smp.Metrics {
+		mount, ok := strings.CutPrefix(name, "fs.used_percent{mount=")
+		if !ok {
+			continue
+		}
+		mount = strings.TrimSuffix(mount, "}")
+		label := "{mount=" + mount + "}"
+		p.Filesystems = append(p.Filesystems, templates.Filesystem{
+			Mount: mount, UsedPercent: v,
+			UsedBytes: smp.Metrics["fs.used_bytes"+label], SizeBytes: smp.Metrics["fs.size_bytes"+label],
+		})
+	}
+	slices.SortFunc(p.Filesystems, func(a, b templates.Filesystem) int { return strings.Compare(a.Mount, b.Mount) })
+	return p
+}
+
+// tile builds a service tile when the source reports request metrics, and
+// a generic one otherwise.
+func (s *Server) tile(source string) templates.Tile {
+	smp, _ := s.opts.Store.Latest(source)
+	name := source
+	if i := strings.IndexByte(source, '/'); i >= 0 {
+		name = source[i+1:]
+	}
+	t := templates.Tile{Source: source, Name: name, Kind: "generic", Status: s.status(source), State: "ok"}
+	m := smp.Metrics
+	if _, ok := m["http.requests_per_sec"]; ok {
+		t.Kind = "service"
+		t.Service = templates.ServiceStats{
+			Rate: m["http.requests_per_sec"], ErrorPercent: m["http.error_percent"],
+			P50: m["http.latency_p50_seconds"], P90: m["http.latency_p90_seconds"], P99: m["http.latency_p99_seconds"],
+			P995: m["http.latency_p99_5_seconds"], Max: m["http.latency_max_seconds"],
+			HostsUp: int(m["instances.up"]), HostsTotal: int(m["instances.total"]),
+		}
+		capacity := max(2, int(serviceRateWindow/s.opts.Interval))
+		t.Rate = s.chart(source, "http.requests_per_sec", "rate", capacity, s.opts.Now().Add(-serviceRateWindow))
+		return t
+	}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names[:min(len(names), 8)] {
+		t.Metrics = append(t.Metrics, templates.Stat{Label: k, Metric: k, Value: m[k], Known: true})
+	}
+	return t
+}
+
+// sortTiles orders tiles the way the page script does: by bands of error
+// rate, volume or latency rather than raw values, then by name, so tiles do
+// not trade places on every small change.
+func sortTiles(tiles []templates.Tile, by string) {
+	band := func(e float64) int {
+		for i, b := range templates.HealthBands {
+			if e < b.Below {
+				return i
+			}
+		}
+		return len(templates.HealthBands) - 1
+	}
+	log2b := func(v float64) int { return int(math.Floor(math.Log2(1 + max(0, v)))) }
+	key := func(t templates.Tile) []int {
+		switch by {
+		case "name":
+			return nil
+		case "rate":
+			return []int{-log2b(t.Service.Rate)}
+		case "latency":
+			return []int{-log2b(t.Service.P99 * 1000)}
+		}
+		return []int{-band(t.Service.ErrorPercent), -log2b(t.Service.Rate)}
+	}
+	slices.SortStableFunc(tiles, func(a, b templates.Tile) int {
+		if c := slices.Compare(key(a), key(b)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+}
+
+// staticFiles serves the embedded assets with a content hash as ETag, so
+// browsers revalidate cheaply and never run a stale script.
+type staticFiles map[string]staticFile
+
+type staticFile struct {
+	body  []byte
+	etag  string
+	ctype string
+}
+
+func loadStatic() staticFiles {
+	files := staticFiles{}
+	fs.WalkDir(static.FS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasSuffix(p, ".go") {
+			return err
+		}
+		b, _ := fs.ReadFile(static.FS, p)
+		sum := sha256.Sum256(b)
+		files[p] = staticFile{body: b, etag: `"` + hex.EncodeToString(sum[:8]) + `"`, ctype: mime.TypeByExtension(path.Ext(p))}
+		return nil
+	})
+	return files
+}
+
+func (f staticFiles) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	file, ok := f[r.PathValue("file")]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	h := w.Header()
+	h.Set("ETag", file.etag)
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if r.Header.Get("If-None-Match") == file.etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Type", file.ctype)
+	w.Write(file.body)
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"vigil/templates"
+)
+
+// browser starts headless Chromium for a test. Locally a missing browser
+// skips the test; in CI (where .ci/run installs Debian's chromium) it fails.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	var path string
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			path = p
+			break
+		}
+	}
+	if path == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no Chromium in CI: .ci/run must install it")
+		}
+		t.Skip("no Chromium here; apt-get install chromium to run the browser tests")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 720),
+	)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelC := chromedp.NewContext(actx)
+	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
+	return ctx
+}
+
+func evalString(t *testing.T, ctx context.Context, js string) string {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", js, err)
+	}
+	return s
+}
+
+// waitFor polls a JavaScript condition until it is true or the time is up.
+func waitFor(t *testing.T, ctx context.Context, what, js string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			state := evalString(t, ctx, `document.querySelector('[data-testid=connection]').textContent`)
+			t.Fatalf("%s: not within %s (connection: %q, err %v)", what, within, strings.TrimSpace(state), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func artifactDir(t *testing.T) string {
+	if d := os.Getenv("VIGIL_ARTIFACTS"); d != "" {
+		os.MkdirAll(d, 0o755)
+		return d
+	}
+	return t.TempDir()
+}
+
+// TestBrowserDashboardGoesLiveAndResumes loads the dashboard in headless
+// Chromium, sees it update, stops vigil (and answers 502 for a while, as a
+// proxy would during a deploy), starts it again on the same port and sees
+// the same page resume without a reload.
+func TestBrowserDashboardGoesLiveAndResumes(t *testing.T) {
+	ctx := browser(t)
+	data := t.TempDir()
+	base, stop := startVigil(t, "--data", data)
+	addr := strings.TrimPrefix(base, "http://")
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(`[data-testid=host-panel]`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "indicator says live", `document.querySelector('[data-testid=connection]').dataset.state === 'live'`, 5*time.Second)
+	uptime := `document.querySelector('[data-testid="value-host.uptime_seconds"]').textContent`
+	before := evalString(t, ctx, uptime)
+	waitFor(t, ctx, "values change", uptime+` !== `+fmt.Sprintf("%q", before), 3*time.Second)
+	points := `document.querySelector('svg[data-spark="cpu.percent"] path').getAttribute('d').split('L').length`
+	p0, _ := chromedp.Run(ctx, chromedp.Evaluate[int](points))
+	waitFor(t, ctx, "sparkline grows", fmt.Sprintf("%s > %d", points, p0), 3*time.Second)
+
+	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(artifactDir(t), "dashboard.png")
+	if err := os.WriteFile(file, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", file)
+
+	// The page must not reload to recover: mark it.
+	chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__marker = true`))
+	stop()
+	waitFor(t, ctx, "indicator stops saying live", `document.querySelector('[data-testid=connection]').dataset.state !== 'live'`, 10*time.Second)
+	waitFor(t, ctx, "a stale page looks stale", `document.body.classList.contains('is-stale')`, 10*time.Second)
+
+	// A proxy answers 502 while vigil is down: EventSource gives up on a
+	// non-200 answer, the page must not.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hits atomic.Int32
+	bad := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Error(w, "bad gateway", http.StatusBadGateway)
+	})}
+	go bad.Serve(ln)
+	deadline := time.Now().Add(15 * time.Second)
+	for hits.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	bad.Close()
+	if hits.Load() == 0 {
+		t.Fatal("the page never retried while the proxy answered 502")
+	}
+
+	startVigil(t, "--data", data, "--addr", addr)
+	waitFor(t, ctx, "page live again after restart", `document.querySelector('[data-testid=connection]').dataset.state === 'live'`, 40*time.Second)
+	before = evalString(t, ctx, uptime)
+	waitFor(t, ctx, "values change after restart", uptime+` !== `+fmt.Sprintf("%q", before), 5*time.Second)
+	if marked, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__marker === true`)); !marked {
+		t.Fatal("the page reloaded instead of resuming")
+	}
+	if evalString(t, ctx, `String(document.body.classList.contains('is-stale'))`) != "false" {
+		t.Fatal("page still marked stale while live")
+	}
+}
+
+// TestBrowserFormatsLikeServer checks the page script formats values,
+// draws sparklines and sizes circles exactly as the server does.
+func TestBrowserFormatsLikeServer(t *testing.T) {
+	ctx := browser(t)
+	base, _ := startVigil(t, "--data", t.TempDir())
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitReady(`body`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "script loaded", `typeof window.__vigil === 'object'`, 5*time.Second)
+	values := []float64{0, 0.0004, 0.5, 1, 12.345, 99.99, 100, 999, 1000, 1023, 1024, 1536, 1e6, 5.5e9, 3.2e12, 59, 61, 3599, 3601, 86400 * 3.5, -3}
+	for _, f := range []string{templates.FmtPercent, templates.FmtBytes, templates.FmtByteRate, templates.FmtRate, templates.FmtLatency, templates.FmtDuration, templates.FmtNumber} {
+		for _, v := range values {
+			got := evalString(t, ctx, fmt.Sprintf("__vigil.format(%q, %v)", f, v))
+			if want := templates.FormatAs(f, v); got != want {
+				t.Errorf("format %s %v: script %q, server %q", f, v, got, want)
+			}
+		}
+	}
+	for _, rate := range []float64{0, 0.5, 1, 10, 99, 1000, 5000, 1e4, 1e6} {
+		got, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](fmt.Sprintf("__vigil.radius(%v)", rate)))
+		if want := templates.CircleRadius(rate); got != want {
+			t.Errorf("radius(%v): script %v, server %v", rate, got, want)
+		}
+	}
+	vals := []float64{1, 5, 3, 0, 7.5, 2}
+	for _, top := range []float64{0, 10, 100} {
+		got := evalString(t, ctx, fmt.Sprintf("__vigil.sparkPath([1,5,3,0,7.5,2], 10, %v, 120, 30)", top))
+		if want := templates.SparkPath(vals, 10, top, 120, 30); got != want {
+			t.Errorf("sparkPath top %v: script %q, server %q", top, got, want)
+		}
+	}
+}

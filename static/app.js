@@ -1,0 +1,440 @@
+// vigil dashboard: keeps the server-rendered page live from /events.
+//
+// One EventSource per page. Events update an in-memory model; rendering
+// happens at most once per animation frame, touches only what changed, and
+// stops while the tab is hidden or paused (the model keeps up, so a tab that
+// comes back catches up at once). The connection indicator never claims
+// "live" unless events are arriving.
+(() => {
+  'use strict';
+  const body = document.body;
+  const intervalMs = Number(body.dataset.intervalMs) || 1000;
+  const streamQuery = body.dataset.streamQuery || '';
+  const staleAfterMs = Math.max(3 * intervalMs, 5000);
+  const resortEveryMs = 5000;
+
+  let lastId = body.dataset.lastEventId || '';
+  let es = null;
+  let retryMs = 1000;
+  let retryTimer = 0;
+  let lastEventAt = 0;
+  let conn = 'connecting';
+  let paused = false;
+  let frame = 0;
+  let lastSort = 0;
+
+  // ---- formatting: the same rules as templates/format.go ----------------
+  function fixed(v, d) {
+    let s = v.toFixed(d);
+    if (s.includes('.')) s = s.replace(/0+$/, '').replace(/\.$/, '');
+    return s === '-0' ? '0' : s;
+  }
+  function binary(v) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+    let i = 0;
+    while (Math.abs(v) >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+    return i === 0 ? fixed(v, 0) + ' B' : fixed(v, 1) + ' ' + units[i];
+  }
+  function si(v) {
+    const units = ['', 'k', 'M', 'G', 'T'];
+    let i = 0;
+    while (Math.abs(v) >= 1000 && i < units.length - 1) { v /= 1000; i++; }
+    if (i === 0) return Math.abs(v) >= 100 ? fixed(v, 0) : fixed(v, 2);
+    return fixed(v, 1) + units[i];
+  }
+  function duration(sec) {
+    const s = Math.trunc(sec);
+    const days = Math.trunc(s / 86400), h = Math.trunc(s / 3600) % 24, m = Math.trunc(s / 60) % 60;
+    if (days > 0) return days + 'd ' + h + 'h';
+    if (h > 0) return h + 'h ' + m + 'm';
+    if (m > 0) return m + 'm ' + (s % 60) + 's';
+    return fixed(sec, 0) + 's';
+  }
+  function format(kind, v) {
+    if (typeof v !== 'number' || !isFinite(v)) return '–';
+    switch (kind) {
+      case 'percent': return fixed(v, 1) + '%';
+      case 'bytes': return binary(v);
+      case 'byterate': return binary(v) + '/s';
+      case 'rate': return si(v) + '/s';
+      case 'latency': {
+        const ms = v * 1000;
+        if (ms < 1) return fixed(ms, 2) + ' ms';
+        if (ms < 1000) return fixed(ms, 0) + ' ms';
+        return fixed(v, 2) + ' s';
+      }
+      case 'duration': return duration(v);
+    }
+    return si(v);
+  }
+
+  // Health bands and circle size: the same as templates/format.go.
+  const bands = [[1, 'h-ok', '✓', 'healthy'], [5, 'h-warn', '!', 'degraded'], [20, 'h-bad', '!!', 'failing'], [Infinity, 'h-crit', '✕', 'critical']];
+  const health = (e) => bands.find((b) => e < b[0]) || bands[bands.length - 1];
+  function radius(rate) {
+    if (!(rate > 0)) return 6;
+    const f = Math.min(1, Math.log10(1 + rate) / 4);
+    return Math.round((6 + 24 * Math.sqrt(f)) * 10) / 10;
+  }
+
+  // ---- sparklines: the same path as templates.SparkPath ------------------
+  function sparkPath(values, cap, top, w, h) {
+    if (!values.length) return '';
+    if (cap < 2) cap = 2;
+    if (values.length > cap) values = values.slice(values.length - cap);
+    if (!(top > 0)) {
+      top = 0;
+      for (const v of values) if (v > top) top = v;
+      if (!(top > 0)) top = 1;
+    }
+    const step = w / (cap - 1);
+    const x0 = w - step * (values.length - 1);
+    let d = '';
+    for (let i = 0; i < values.length; i++) {
+      const v = Math.min(Math.max(values[i], 0), top);
+      d += (i ? 'L' : 'M') + (x0 + step * i).toFixed(1) + ',' + (h - h * v / top).toFixed(1);
+    }
+    return d;
+  }
+
+  // ---- the model and its index into the DOM -----------------------------
+  // sources: name -> {roots, values: metric -> [el], sparks: metric -> [spark], ts, metrics, dirty}
+  const sources = new Map();
+
+  function indexPage() {
+    sources.clear();
+    for (const root of document.querySelectorAll('[data-source]')) {
+      const name = root.dataset.source;
+      let s = sources.get(name);
+      if (!s) {
+        s = { name, roots: [], values: new Map(), sparks: new Map(), ts: 0, metrics: null, dirty: false, status: null };
+        sources.set(name, s);
+      }
+      s.roots.push(root);
+      for (const el of root.querySelectorAll('[data-metric]')) {
+        const list = s.values.get(el.dataset.metric) || [];
+        list.push(el);
+        s.values.set(el.dataset.metric, list);
+      }
+      for (const svg of root.querySelectorAll('svg[data-spark]')) {
+        const raw = svg.dataset.values.trim();
+        const sp = {
+          path: svg.querySelector('path'),
+          values: raw ? raw.split(' ').map(Number) : [],
+          cap: Number(svg.dataset.cap) || 2,
+          max: Number(svg.dataset.max) || 0,
+          w: Number(svg.dataset.w), h: Number(svg.dataset.h),
+        };
+        const list = s.sparks.get(svg.dataset.spark) || [];
+        list.push(sp);
+        s.sparks.set(svg.dataset.spark, list);
+      }
+    }
+  }
+
+  function applySample(d) {
+    const s = sources.get(d.source);
+    if (!s) { // a source that appeared after the page was rendered
+      if (!streamQuery) redrawSoon();
+      return;
+    }
+    const ts = Date.parse(d.ts);
+    if (ts <= s.ts) return; // already drawn (the page was rendered after it)
+    s.ts = ts;
+    s.metrics = d.metrics;
+    for (const [metric, list] of s.sparks) {
+      const v = d.metrics[metric];
+      if (typeof v !== 'number') continue;
+      for (const sp of list) {
+        sp.values.push(v);
+        if (sp.values.length > sp.cap) sp.values.splice(0, sp.values.length - sp.cap);
+      }
+    }
+    s.dirty = true;
+  }
+
+  function setText(el, text) {
+    if (el.textContent !== text) el.textContent = text;
+  }
+
+  function renderSource(s) {
+    const m = s.metrics;
+    if (m) {
+      for (const [metric, list] of s.values) {
+        const v = m[metric];
+        if (v === undefined) continue;
+        for (const el of list) setText(el, format(el.dataset.fmt, v));
+      }
+      for (const list of s.sparks.values()) {
+        for (const sp of list) {
+          const d = sparkPath(sp.values, sp.cap, sp.max, sp.w, sp.h);
+          if (sp.path.getAttribute('d') !== d) sp.path.setAttribute('d', d);
+        }
+      }
+      for (const root of s.roots) {
+        if (root.dataset.kind !== 'service') continue;
+        const rate = m['http.requests_per_sec'] || 0, err = m['http.error_percent'] || 0;
+        const b = health(err);
+        root.dataset.rate = rate;
+        root.dataset.error = err;
+        root.dataset.latency = m['http.latency_p99_seconds'] || 0;
+        if (!root.classList.contains(b[1])) {
+          for (const x of bands) root.classList.remove(x[1]);
+          root.classList.add(b[1]);
+          const sym = root.querySelector('[data-testid=health-symbol]');
+          if (sym) sym.textContent = b[2];
+        }
+        const c = root.querySelector('.circle circle');
+        const r = String(radius(rate));
+        if (c && c.getAttribute('r') !== r) c.setAttribute('r', r);
+        const svg = root.querySelector('.circle');
+        if (svg) svg.setAttribute('aria-label', b[3] + ', ' + format('rate', rate));
+      }
+    }
+    if (s.status) {
+      for (const root of s.roots) {
+        const el = root.querySelector('[data-testid=status]');
+        if (!el) continue;
+        const st = s.status.state;
+        el.className = 'status status-' + st;
+        el.title = s.status.error || '';
+        setText(el, st === 'failed' ? 'failing' : st);
+      }
+    }
+    s.dirty = false;
+  }
+
+  // ---- rendering, at most once a frame, never while hidden or paused ----
+  const perf = { frames: 0, totalMs: 0, maxMs: 0, recent: [] };
+  // For tests and benchmarks: render timings, and the formatting rules so a
+  // test can check they match the server's.
+  window.__vigil = { perf, format, sparkPath, radius };
+
+  function schedule() {
+    if (frame || paused || document.hidden) return;
+    frame = requestAnimationFrame(render);
+  }
+
+  function render() {
+    frame = 0;
+    if (paused || document.hidden) return;
+    const t0 = performance.now();
+    for (const s of sources.values()) if (s.dirty) renderSource(s);
+    if (t0 - lastSort >= resortEveryMs) { sortTiles(false); lastSort = t0; }
+    const ms = performance.now() - t0;
+    perf.frames++;
+    perf.totalMs += ms;
+    perf.maxMs = Math.max(perf.maxMs, ms);
+    perf.recent.push(ms);
+    if (perf.recent.length > 120) perf.recent.shift();
+  }
+
+  // ---- sorting: stable, by bands rather than raw values ------------------
+  const sortSelect = document.getElementById('sort');
+  const filterInput = document.getElementById('filter');
+  const pauseButton = document.querySelector('[data-testid=pause]');
+  const themeButton = document.querySelector('[data-testid=theme]');
+
+  function bandIndex(e) { return bands.findIndex((b) => e < b[0]); }
+  function log2b(v) { return Math.floor(Math.log2(1 + Math.max(0, v))); }
+  function sortKey(el, by) {
+    const rate = Number(el.dataset.rate) || 0, err = Number(el.dataset.error) || 0, lat = Number(el.dataset.latency) || 0;
+    switch (by) {
+      case 'name': return [];
+      case 'rate': return [-log2b(rate)];
+      case 'latency': return [-log2b(lat * 1000)];
+    }
+    return [-bandIndex(err), -log2b(rate)];
+  }
+  function sortTiles(force) {
+    const box = document.querySelector('[data-testid=tiles]');
+    if (!box) return;
+    const by = sortSelect ? sortSelect.value : 'error';
+    const tiles = Array.from(box.children);
+    const keyed = tiles.map((el) => ({ el, k: sortKey(el, by), n: el.dataset.name || '' }));
+    keyed.sort((a, b) => {
+      for (let i = 0; i < a.k.length; i++) if (a.k[i] !== b.k[i]) return a.k[i] - b.k[i];
+      return a.n < b.n ? -1 : a.n > b.n ? 1 : 0;
+    });
+    if (!force && keyed.every((x, i) => x.el === tiles[i])) return;
+    const frag = document.createDocumentFragment();
+    for (const x of keyed) frag.appendChild(x.el);
+    box.appendChild(frag);
+  }
+
+  // ---- view state in the URL ---------------------------------------------
+  function saveView() {
+    const q = new URLSearchParams(location.search);
+    const set = (k, v) => (v ? q.set(k, v) : q.delete(k));
+    set('q', filterInput ? filterInput.value : '');
+    set('sort', sortSelect && sortSelect.value !== 'error' ? sortSelect.value : '');
+    set('paused', paused ? '1' : '');
+    const s = q.toString();
+    history.replaceState(null, '', s ? '?' + s : location.pathname);
+  }
+  function applyFilter() {
+    const f = (filterInput ? filterInput.value : '').toLowerCase();
+    for (const el of document.querySelectorAll('[data-testid=tile], [data-testid=host-panel]')) {
+      el.hidden = f !== '' && !el.dataset.source.toLowerCase().includes(f);
+    }
+  }
+  function setPaused(p) {
+    paused = p;
+    if (pauseButton) {
+      pauseButton.setAttribute('aria-pressed', String(p));
+      pauseButton.textContent = p ? 'Resume' : 'Pause';
+    }
+    showConn();
+    saveView();
+    if (!p) schedule();
+  }
+
+  const themes = ['system', 'dark', 'light'];
+  function setTheme(t) {
+    if (t === 'system') delete document.documentElement.dataset.theme;
+    else document.documentElement.dataset.theme = t;
+    try { localStorage.setItem('vigil-theme', t); } catch (_) { /* private mode */ }
+    if (themeButton) themeButton.title = 'Theme: ' + (t === 'system' ? 'follows the system' : t) + ' (t)';
+  }
+  function nextTheme() {
+    let cur = 'system';
+    try { cur = localStorage.getItem('vigil-theme') || 'system'; } catch (_) { /* ignore */ }
+    setTheme(themes[(themes.indexOf(cur) + 1) % themes.length]);
+  }
+
+  // ---- the connection and its indicator ----------------------------------
+  const connEl = document.querySelector('[data-testid=connection]');
+  const clock = (t) => new Date(t).toLocaleTimeString([], { hour12: false });
+
+  function showConn() {
+    if (!connEl) return;
+    let state = conn, text;
+    const since = lastEventAt ? clock(lastEventAt) : 'page load';
+    if (state === 'live' && lastEventAt && Date.now() - lastEventAt > staleAfterMs) state = 'stale';
+    if (paused) state = 'paused';
+    switch (state) {
+      case 'live': text = 'live'; break;
+      case 'paused': text = 'paused · last update ' + since; break;
+      case 'stale': text = 'stale since ' + since; break;
+      case 'reconnecting': text = 'reconnecting… stale since ' + since; break;
+      default: text = 'connecting…';
+    }
+    connEl.className = 'conn conn-' + state;
+    connEl.dataset.state = state;
+    setText(connEl.querySelector('.conn-text'), text);
+    body.classList.toggle('is-stale', state === 'stale' || state === 'reconnecting');
+  }
+  function setConn(state) {
+    conn = state;
+    showConn();
+  }
+
+  function connect() {
+    clearTimeout(retryTimer);
+    const q = new URLSearchParams(streamQuery);
+    if (lastId) q.set('lastEventId', lastId);
+    es = new EventSource('/events' + (q.toString() ? '?' + q : ''));
+    es.onopen = () => { retryMs = 1000; if (!lastEventAt) lastEventAt = Date.now(); setConn('live'); };
+    es.onerror = () => {
+      // A network error makes EventSource retry by itself; an answer that
+      // is not a 200 event stream (a 502 during a deploy) makes it give up.
+      // Either way the screen is not live; in the second case we retry.
+      setConn('reconnecting');
+      if (es.readyState === EventSource.CLOSED) {
+        es.close();
+        retryTimer = setTimeout(connect, retryMs + Math.random() * retryMs);
+        retryMs = Math.min(retryMs * 2, 30000);
+      }
+    };
+    const seen = (e) => {
+      if (e.lastEventId) lastId = e.lastEventId;
+      lastEventAt = Date.now();
+      if (conn !== 'live') setConn('live');
+    };
+    es.addEventListener('sample', (e) => {
+      seen(e);
+      applySample(JSON.parse(e.data));
+      schedule();
+    });
+    es.addEventListener('source', (e) => {
+      seen(e);
+      const d = JSON.parse(e.data);
+      const s = sources.get(d.source);
+      if (s) { s.status = d; s.dirty = true; schedule(); }
+    });
+    es.addEventListener('reset', (e) => {
+      seen(e);
+      redraw();
+    });
+  }
+
+  let redrawTimer = 0;
+  function redrawSoon() {
+    if (!redrawTimer) redrawTimer = setTimeout(() => { redrawTimer = 0; redraw(); }, 500);
+  }
+
+  // redraw replaces the page's content with a fresh server rendering: after
+  // a reset (a restart, or a gap longer than the replay window) the
+  // server's ring buffer is the truth for every sparkline.
+  async function redraw() {
+    try {
+      const res = await fetch(location.pathname + location.search, { headers: { Accept: 'text/html' } });
+      if (!res.ok) return;
+      const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
+      const fresh = doc.getElementById('main');
+      const main = document.getElementById('main');
+      if (!fresh || !main) return;
+      const model = new Map(Array.from(sources, ([k, s]) => [k, s]));
+      main.replaceChildren(...fresh.childNodes);
+      indexPage();
+      applyFilter();
+      // Keep what arrived while the page was fetched; the timestamps skip
+      // anything the new rendering already has.
+      for (const [k, old] of model) {
+        const s = sources.get(k);
+        if (s && old.metrics && old.ts > s.ts) applySample({ source: k, ts: new Date(old.ts).toISOString(), metrics: old.metrics });
+      }
+      schedule();
+    } catch (_) { /* the stream goes on; the next reset tries again */ }
+  }
+
+  // ---- wiring --------------------------------------------------------------
+  function init() {
+    indexPage();
+    let theme = 'system';
+    try { theme = localStorage.getItem('vigil-theme') || 'system'; } catch (_) { /* ignore */ }
+    setTheme(theme);
+    const q = new URLSearchParams(location.search);
+    if (q.get('paused') === '1') setPaused(true);
+    applyFilter();
+
+    if (filterInput) filterInput.addEventListener('input', () => { applyFilter(); saveView(); });
+    if (sortSelect) sortSelect.addEventListener('change', () => { sortTiles(true); saveView(); });
+    if (pauseButton) pauseButton.addEventListener('click', () => setPaused(!paused));
+    if (themeButton) themeButton.addEventListener('click', nextTheme);
+    const form = document.querySelector('.controls');
+    if (form) form.addEventListener('submit', (e) => e.preventDefault());
+
+    document.addEventListener('keydown', (e) => {
+      const typing = e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement || e.target instanceof HTMLTextAreaElement;
+      if (e.key === 'Escape' && e.target === filterInput) {
+        filterInput.value = '';
+        applyFilter();
+        saveView();
+        filterInput.blur();
+        return;
+      }
+      if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+      if (e.key === '/') { e.preventDefault(); if (filterInput) filterInput.focus(); }
+      else if (e.key === 'p') setPaused(!paused);
+      else if (e.key === 't') nextTheme();
+    });
+    document.addEventListener('visibilitychange', () => { if (!document.hidden) schedule(); });
+    setInterval(showConn, 1000);
+    sortTiles(false);
+    connect();
+    showConn();
+  }
+
+  init();
+})();
