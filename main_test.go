@@ -184,6 +184,9 @@ func TestWholeAppStreamsHostSamples(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
+	if code, body := get("/"); code != 200 || !strings.Contains(body, `data-testid="host-panel" `) && !strings.Contains(body, `data-source="`+first.Source+`"`) {
+		t.Errorf("GET /: %d", code)
+	}
 	if code, _ := get("/readyz"); code != 200 {
 		t.Errorf("readyz %d after samples flowed", code)
 	}

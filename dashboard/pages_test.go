@@ -1,0 +1,120 @@
+package dashboard
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/PuerkitoBio/goquery"
+
+	"vigil/collector"
+)
+
+func getPage(t *testing.T, url string) (*http.Response, *goquery.Document) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	doc, err := goquery.NewDocumentFromReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, doc
+}
+
+func TestIndexPage(t *testing.T) {
+	now := time.Now()
+	a := newTestApp(t, collector.HubOptions{}, Options{Now: func() time.Time { return now }, Version: "v9"})
+	for i := range 5 {
+		ts := now.Add(time.Duration(i-4) * time.Second)
+		a.store.Append(collector.Sample{Source: "host/web-1", Time: ts, Metrics: map[string]float64{"cpu.percent": float64(10 * i), "fs.used_percent{mount=/}": 50, "fs.size_bytes{mount=/}": 1 << 30}})
+		a.store.Append(collector.Sample{Source: "service/quiet", Time: ts, Metrics: map[string]float64{"http.requests_per_sec": 5, "http.error_percent": 0}})
+		a.store.Append(collector.Sample{Source: "service/busy", Time: ts, Metrics: map[string]float64{"http.requests_per_sec": 5000, "http.error_percent": 0.5}})
+		a.store.Append(collector.Sample{Source: "service/broken", Time: ts, Metrics: map[string]float64{"http.requests_per_sec": 1, "http.error_percent": 50}})
+		a.store.Append(collector.Sample{Source: "queue/jobs", Time: ts, Metrics: map[string]float64{"depth": 3}})
+	}
+	a.store.SetStatus("queue/jobs", collector.StateFailed, "scrape: connection refused", now)
+	a.publish(t, "host/web-1", 1)
+
+	resp, doc := getPage(t, a.srv.URL+"/")
+	csp := resp.Header.Get("Content-Security-Policy")
+	nonce := doc.Find(`script[src^="/static/app.js"]`).AttrOr("nonce", "")
+	if resp.StatusCode != 200 || nonce == "" || !strings.Contains(csp, "script-src 'nonce-"+nonce+"'") || strings.Contains(csp, "unsafe-inline") {
+		t.Fatalf("status %d, CSP %q, nonce %q", resp.StatusCode, csp, nonce)
+	}
+	if got := doc.Find("body").AttrOr("data-last-event-id", ""); got != "1" {
+		t.Errorf("page resumes from %q, want 1 (the last published id)", got)
+	}
+	if doc.Find(`[data-testid="host-panel"][data-source="host/web-1"]`).Length() != 1 {
+		t.Error("host panel missing")
+	}
+	if v := doc.Find(`svg[data-spark="cpu.percent"]`).AttrOr("data-values", ""); v != "0 10 20 30 40" {
+		t.Errorf("CPU sparkline from the ring: %q", v)
+	}
+	var order []string
+	doc.Find(`[data-testid="tile"]`).Each(func(_ int, s *goquery.Selection) { order = append(order, s.AttrOr("data-source", "")) })
+	// Default sort: error band first, then volume, then name.
+	if strings.Join(order, " ") != "service/broken service/busy service/quiet queue/jobs" {
+		t.Errorf("tile order %v", order)
+	}
+	if s := doc.Find(`[data-source="queue/jobs"] [data-testid="status"]`); !s.HasClass("status-failed") {
+		t.Error("failed generic source not marked")
+	}
+
+	_, doc = getPage(t, a.srv.URL+"/?sort=name&q=bu")
+	order = nil
+	doc.Find(`[data-testid="tile"]:not([hidden])`).Each(func(_ int, s *goquery.Selection) { order = append(order, s.AttrOr("data-source", "")) })
+	if strings.Join(order, " ") != "service/busy" || doc.Find(`#sort option[selected]`).AttrOr("value", "") != "name" {
+		t.Errorf("view state from the URL: visible %v", order)
+	}
+}
+
+func TestSourcePageAndStatic(t *testing.T) {
+	now := time.Now()
+	a := newTestApp(t, collector.HubOptions{}, Options{Now: func() time.Time { return now }})
+	a.store.Append(collector.Sample{Source: "host/web-1", Time: now, Metrics: map[string]float64{"cpu.percent": 1, "load.1": 2}})
+	a.store.SetStatus("host/web-1", collector.StateFailed, "filesystem /mnt: input/output error", now)
+
+	resp, doc := getPage(t, a.srv.URL+"/source/host/web-1")
+	if resp.StatusCode != 200 || doc.Find(`[data-testid="charts"] svg[data-spark]`).Length() != 2 ||
+		!strings.Contains(doc.Find(`[data-testid="last-error"]`).Text(), "input/output error") {
+		t.Fatalf("drill-down: %d", resp.StatusCode)
+	}
+	if r, err := http.Get(a.srv.URL + "/source/host/nope"); err != nil || r.StatusCode != 404 {
+		t.Errorf("unknown source: %v %v", r.StatusCode, err)
+	}
+
+	r, err := http.Get(a.srv.URL + "/static/app.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	etag := r.Header.Get("ETag")
+	if r.StatusCode != 200 || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/javascript") || etag == "" || !strings.Contains(string(body), "EventSource") {
+		t.Fatalf("app.js: %d %q %q", r.StatusCode, r.Header.Get("Content-Type"), etag)
+	}
+	req, _ := http.NewRequest("GET", a.srv.URL+"/static/app.js", nil)
+	req.Header.Set("If-None-Match", etag)
+	if r, _ := http.DefaultClient.Do(req); r.StatusCode != 304 {
+		t.Errorf("revalidation: %d", r.StatusCode)
+	}
+	if r, _ := http.Get(a.srv.URL + "/static/nope.js"); r.StatusCode != 404 {
+		t.Errorf("missing asset: %d", r.StatusCode)
+	}
+	// Nothing on the page comes from another origin.
+	_, doc = getPage(t, a.srv.URL+"/")
+	external := regexp.MustCompile(`^(https?:)?//`)
+	doc.Find("[src], [href]").Each(func(_ int, s *goquery.Selection) {
+		for _, attr := range []string{"src", "href"} {
+			if v, ok := s.Attr(attr); ok && external.MatchString(v) {
+				t.Errorf("external reference %s=%q", attr, v)
+			}
+		}
+	})
+}

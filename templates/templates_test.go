@@ -1,0 +1,241 @@
+package templates
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/PuerkitoBio/goquery"
+	"github.com/a-h/templ"
+)
+
+func render(t *testing.T, c templ.Component) *goquery.Document {
+	t.Helper()
+	var b bytes.Buffer
+	if err := c.Render(templ.WithNonce(context.Background(), "n0nce"), &b); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := goquery.NewDocumentFromReader(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+func testid(doc *goquery.Document, id string) *goquery.Selection {
+	return doc.Find(`[data-testid="` + id + `"]`)
+}
+
+func sampleDashboard() Dashboard {
+	return Dashboard{
+		Page: Page{Title: "vigil", Version: "v1", LastEventID: 1795431473113815, Interval: time.Second, RenderedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), View: ViewState{Sort: "error"}},
+		Hosts: []HostPanel{{
+			Source: "host/web-1", Name: "web-1", Status: Status{State: "up"},
+			Stats: []Stat{{Label: "CPU", Metric: "cpu.percent", Value: 12.34, Known: true}, {Label: "Swap", Metric: "swap.used_percent"}},
+			Charts: []Chart{{Label: "CPU", Metric: "cpu.percent", Values: []float64{10, 20, 30}, Capacity: 600, Max: 100}},
+			Filesystems: []Filesystem{{Mount: "/", UsedPercent: 42, SizeBytes: 1 << 30}},
+		}},
+		Tiles: []Tile{
+			{Source: "service/api", Name: "api", Kind: "service", State: "firing", Status: Status{State: "up"},
+				Service: ServiceStats{Rate: 1234, ErrorPercent: 7.5, P50: 0.012, P90: 0.05, P99: 0.2, P995: 0.3, Max: 1.5, HostsUp: 2, HostsTotal: 3},
+				Rate:    Chart{Label: "rate", Metric: "http.requests_per_sec", Values: []float64{1000, 1234}, Capacity: 120}},
+			{Source: "batch/nightly", Name: "nightly", Kind: "generic", State: "ok", Status: Status{State: "failed", Error: "connection refused"},
+				Metrics: []Stat{{Metric: "jobs.done", Value: 3, Known: true}}},
+		},
+	}
+}
+
+func TestDashboardPage(t *testing.T) {
+	doc := render(t, DashboardPage(sampleDashboard()))
+
+	if got, _ := doc.Find("body").Attr("data-last-event-id"); got != "1795431473113815" {
+		t.Errorf("last event id %q", got)
+	}
+	if nonce, _ := doc.Find(`script[src^="/static/app.js"]`).Attr("nonce"); nonce != "n0nce" {
+		t.Errorf("script nonce %q", nonce)
+	}
+	if doc.Find("script:not([nonce])").Length() != 0 || doc.Find("[style]").Length() != 0 {
+		t.Error("inline script without nonce or inline style: the CSP would block it")
+	}
+	if txt := testid(doc, "connection").Text(); !strings.Contains(txt, "not live") {
+		t.Errorf("before the script runs the indicator must not claim live: %q", txt)
+	}
+	if testid(doc, "demo-badge").Length() != 0 {
+		t.Error("demo badge on real data")
+	}
+
+	host := testid(doc, "host-panel")
+	if host.Length() != 1 || host.AttrOr("data-source", "") != "host/web-1" {
+		t.Fatalf("host panels: %d", host.Length())
+	}
+	if v := strings.TrimSpace(testid(doc, "value-cpu.percent").Text()); v != "12.3%" {
+		t.Errorf("CPU value %q", v)
+	}
+	if v := strings.TrimSpace(testid(doc, "value-swap.used_percent").Text()); v != "–" {
+		t.Errorf("unknown value shown as %q", v)
+	}
+	spark := doc.Find(`svg[data-spark="cpu.percent"]`)
+	if d := spark.Find("path").AttrOr("d", ""); d != SparkPath([]float64{10, 20, 30}, 600, 100, SparkW, SparkH) || d == "" {
+		t.Errorf("sparkline path %q", d)
+	}
+	if spark.AttrOr("data-values", "") != "10 20 30" || spark.AttrOr("data-cap", "") != "600" || spark.AttrOr("data-max", "") != "100" {
+		t.Errorf("sparkline data for the script: %v", spark.Nodes[0].Attr)
+	}
+	if testid(doc, "filesystems").Find("tbody tr").Length() != 1 {
+		t.Error("filesystem row missing")
+	}
+
+	tiles := testid(doc, "tile")
+	if tiles.Length() != 2 {
+		t.Fatalf("%d tiles", tiles.Length())
+	}
+	svc := tiles.Eq(0)
+	if svc.AttrOr("data-kind", "") != "service" || !svc.HasClass("h-bad") {
+		t.Errorf("service tile kind/health: %v", svc.Nodes[0].Attr)
+	}
+	if sym := strings.TrimSpace(svc.Find(`[data-testid="health-symbol"]`).Text()); sym != "!!" {
+		t.Errorf("non-colour health cue %q", sym)
+	}
+	r, _ := strconv.ParseFloat(svc.Find("circle").AttrOr("r", ""), 64)
+	if r != CircleRadius(1234) || r <= CircleMin || r >= CircleMax {
+		t.Errorf("circle radius %v", r)
+	}
+	for id, want := range map[string]string{"rate": "1.2k/s", "error-percent": "7.5%", "p99": "200 ms", "tile-state": "firing"} {
+		if got := strings.TrimSpace(svc.Find(`[data-testid="` + id + `"]`).Text()); got != want {
+			t.Errorf("%s = %q, want %q", id, got, want)
+		}
+	}
+	if got := strings.Join(strings.Fields(svc.Find(`[data-testid="hosts-reporting"]`).Text()), " "); got != "2 of 3" {
+		t.Errorf("hosts reporting %q", got)
+	}
+	gen := tiles.Eq(1)
+	if gen.AttrOr("data-kind", "") != "generic" || gen.Find(`[data-metric="jobs.done"]`).Length() != 1 {
+		t.Error("generic tile")
+	}
+	if st := gen.Find(`[data-testid="status"]`); !st.HasClass("status-failed") || st.AttrOr("title", "") != "connection refused" {
+		t.Errorf("failed status badge %v", st.Nodes[0].Attr)
+	}
+	if testid(doc, "legend").Find("li").Length() != len(HealthBands)+1 {
+		t.Error("legend incomplete")
+	}
+	if testid(doc, "no-alerts").Length() != 1 || testid(doc, "alert-count").Text() != "0" {
+		t.Error("empty alerts panel")
+	}
+}
+
+func TestDashboardFilterAndAlerts(t *testing.T) {
+	d := sampleDashboard()
+	d.View.Filter = "API"
+	d.Demo = true
+	d.Alerts = []Alert{{Rule: "HighErrorRate", Source: "service/api", State: "firing", Metric: "http.error_percent", Value: 7.5, Summary: "api errors above 5%"}}
+	doc := render(t, DashboardPage(d))
+	tiles := testid(doc, "tile")
+	if _, hidden := tiles.Eq(0).Attr("hidden"); hidden {
+		t.Error("matching tile hidden")
+	}
+	if _, hidden := tiles.Eq(1).Attr("hidden"); !hidden {
+		t.Error("filtered-out tile shown")
+	}
+	if testid(doc, "filter").AttrOr("value", "") != "API" {
+		t.Error("filter not kept in the input")
+	}
+	if testid(doc, "demo-badge").Length() != 1 {
+		t.Error("demo data not labelled")
+	}
+	a := testid(doc, "alert")
+	if a.Length() != 1 || a.AttrOr("data-state", "") != "firing" || !strings.Contains(a.Text(), "7.5%") {
+		t.Errorf("alert row %q", a.Text())
+	}
+}
+
+func TestSourcePage(t *testing.T) {
+	doc := render(t, SourcePage(Source{
+		Page: Page{Title: "x", StreamQuery: "source=host/web-1"}, Name: "host/web-1",
+		Status: Status{State: "failed", Error: "filesystem /mnt: input/output error"},
+		Charts: []Chart{{Label: "cpu.percent", Metric: "cpu.percent", Values: []float64{1, 2}, Capacity: 600, Max: 100}, {Label: "load.1", Metric: "load.1", Values: []float64{1}, Capacity: 600}},
+	}))
+	if doc.Find("body").AttrOr("data-stream-query", "") != "source=host/web-1" {
+		t.Error("drill-down page must follow only its source")
+	}
+	if !strings.Contains(testid(doc, "last-error").Text(), "input/output error") {
+		t.Error("last error not shown")
+	}
+	if testid(doc, "charts").Find("svg[data-spark]").Length() != 2 {
+		t.Error("a chart per metric")
+	}
+}
+
+func TestFormat(t *testing.T) {
+	tests := []struct {
+		metric string
+		v      float64
+		want   string
+	}{
+		{"cpu.percent", 12.345, "12.3%"},
+		{"cpu.percent{core=1}", 100, "100%"},
+		{"mem.used_percent", 0, "0%"},
+		{"mem.available_bytes", 1536, "1.5 KiB"},
+		{"fs.size_bytes{mount=/}", 270553174016, "252 GiB"},
+		{"net.rx_bytes_per_sec", 512, "512 B/s"},
+		{"http.requests_per_sec", 1234, "1.2k/s"},
+		{"http.requests_per_sec", 0.5, "0.5/s"},
+		{"http.latency_p99_seconds", 0.2, "200 ms"},
+		{"http.latency_p50_seconds", 0.0004, "0.4 ms"},
+		{"http.latency_max_seconds", 2.5, "2.5 s"},
+		{"host.uptime_seconds", 3*86400 + 4*3600, "3d 4h"},
+		{"host.uptime_seconds", 125, "2m 5s"},
+		{"load.1", 0.42, "0.42"},
+		{"host.procs", 1500, "1.5k"},
+		{"x", math.NaN(), "–"},
+	}
+	for _, tt := range tests {
+		if got := Format(tt.metric, tt.v); got != tt.want {
+			t.Errorf("Format(%s, %v) = %q, want %q", tt.metric, tt.v, got, tt.want)
+		}
+	}
+}
+
+func TestSparkPath(t *testing.T) {
+	if p := SparkPath(nil, 10, 100, 120, 30); p != "" {
+		t.Errorf("empty: %q", p)
+	}
+	// Newest at the right edge; values at the top of the scale at y=0.
+	if p := SparkPath([]float64{0, 100}, 3, 100, 120, 30); p != "M60.0,30.0L120.0,0.0" {
+		t.Errorf("two points: %q", p)
+	}
+	// More values than capacity: only the newest capacity are drawn;
+	// out-of-range values are clamped.
+	if p := SparkPath([]float64{5, 200, -1}, 2, 100, 120, 30); p != "M0.0,0.0L120.0,30.0" {
+		t.Errorf("clamped: %q", p)
+	}
+	// Auto scale: the largest value is the top.
+	if p := SparkPath([]float64{1, 2}, 2, 0, 10, 10); p != "M0.0,5.0L10.0,0.0" {
+		t.Errorf("auto: %q", p)
+	}
+}
+
+func TestHealthAndCircle(t *testing.T) {
+	for _, tt := range []struct {
+		err  float64
+		word string
+	}{{0, "healthy"}, {0.99, "healthy"}, {1, "degraded"}, {5, "failing"}, {19.9, "failing"}, {20, "critical"}, {100, "critical"}} {
+		if got := HealthOf(tt.err).Word; got != tt.word {
+			t.Errorf("HealthOf(%v) = %s, want %s", tt.err, got, tt.word)
+		}
+	}
+	prev := 0.0
+	for _, rate := range []float64{0, 1, 10, 100, 1000, 10000} {
+		r := CircleRadius(rate)
+		if r < prev || r < CircleMin || r > CircleMax {
+			t.Errorf("CircleRadius(%v) = %v after %v", rate, r, prev)
+		}
+		prev = r
+	}
+	if CircleRadius(1e9) != CircleMax {
+		t.Error("radius not capped")
+	}
+}
