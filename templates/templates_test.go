@@ -35,8 +35,8 @@ func sampleDashboard() Dashboard {
 		Page: Page{Title: "vigil", Version: "v1", LastEventID: 1795431473113815, Interval: time.Second, RenderedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), View: ViewState{Sort: "error"}},
 		Hosts: []HostPanel{{
 			Source: "host/web-1", Name: "web-1", Status: Status{State: "up"},
-			Stats: []Stat{{Label: "CPU", Metric: "cpu.percent", Value: 12.34, Known: true}, {Label: "Swap", Metric: "swap.used_percent"}},
-			Charts: []Chart{{Label: "CPU", Metric: "cpu.percent", Values: []float64{10, 20, 30}, Capacity: 600, Max: 100}},
+			Stats:       []Stat{{Label: "CPU", Metric: "cpu.percent", Value: 12.34, Known: true}, {Label: "Swap", Metric: "swap.used_percent"}},
+			Charts:      []Chart{{Label: "CPU", Metric: "cpu.percent", Values: []float64{10, 20, 30}, Capacity: 600, Max: 100}},
 			Filesystems: []Filesystem{{Mount: "/", UsedPercent: 42, SizeBytes: 1 << 30}},
 		}},
 		Tiles: []Tile{
