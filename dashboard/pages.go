@@ -215,7 +215,7 @@ func (s *Server) tile(source string) templates.Tile {
 }
 
 // sortTiles orders tiles the way the page script does: by bands of error
-// rate, volume or latency rather than raw values, then by name, so tiles do
+// rate, volume or latency rather than raw values, then by source name, so tiles do
 // not trade places on every small change.
 func sortTiles(tiles []templates.Tile, by string) {
 	band := func(e float64) int {
@@ -242,7 +242,7 @@ func sortTiles(tiles []templates.Tile, by string) {
 		if c := slices.Compare(key(a), key(b)); c != 0 {
 			return c
 		}
-		return strings.Compare(a.Name, b.Name)
+		return strings.Compare(a.Source, b.Source)
 	})
 }
 

@@ -101,16 +101,34 @@
   // sources: name -> {roots, values: metric -> [el], sparks: metric -> [spark], ts, metrics, dirty}
   const sources = new Map();
 
+  // Only sources on screen are drawn; the others are marked dirty and drawn
+  // when they scroll into view. With hundreds of tiles this is most of the
+  // saving: a 1280x720 screen shows a dozen.
+  const onScreen = new Set();
+  const observer = 'IntersectionObserver' in window ? new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const s = sources.get(e.target.dataset.source);
+      if (!s) continue;
+      if (e.isIntersecting) s.visible++; else s.visible = Math.max(0, s.visible - 1);
+      if (s.visible > 0) onScreen.add(s); else onScreen.delete(s);
+    }
+    schedule();
+  }, { rootMargin: '200px' }) : null;
+
   function indexPage() {
+    if (observer) observer.disconnect();
+    onScreen.clear();
     sources.clear();
     for (const root of document.querySelectorAll('[data-source]')) {
       const name = root.dataset.source;
       let s = sources.get(name);
       if (!s) {
-        s = { name, roots: [], values: new Map(), sparks: new Map(), ts: 0, metrics: null, dirty: false, status: null };
+        s = { name, roots: [], values: new Map(), sparks: new Map(), ts: 0, metrics: null, dirty: false, status: null, visible: 0 };
         sources.set(name, s);
+        if (!observer) onScreen.add(s);
       }
       s.roots.push(root);
+      if (observer) observer.observe(root);
       for (const el of root.querySelectorAll('[data-metric]')) {
         const list = s.values.get(el.dataset.metric) || [];
         list.push(el);
@@ -219,7 +237,7 @@
     frame = 0;
     if (paused || document.hidden) return;
     const t0 = performance.now();
-    for (const s of sources.values()) if (s.dirty) renderSource(s);
+    for (const s of onScreen) if (s.dirty) renderSource(s);
     if (t0 - lastSort >= resortEveryMs) { sortTiles(false); lastSort = t0; }
     const ms = performance.now() - t0;
     perf.frames++;
@@ -236,30 +254,46 @@
   const themeButton = document.querySelector('[data-testid=theme]');
 
   function bandIndex(e) { return bands.findIndex((b) => e < b[0]); }
-  function log2b(v) { return Math.floor(Math.log2(1 + Math.max(0, v))); }
+  // sticky keeps a tile in its bucket until the value is clearly (by a
+  // fifth of a bucket) in another, so values near a boundary do not make
+  // tiles trade places back and forth.
+  function sticky(s, key, v) {
+    const x = Math.log2(1 + Math.max(0, v));
+    const prev = s ? s[key] : undefined;
+    const b = prev !== undefined && x > prev - 0.2 && x < prev + 1.2 ? prev : Math.floor(x);
+    if (s) s[key] = b;
+    return b;
+  }
+  // Keys come from the model, which is current for every tile, drawn or not.
   function sortKey(el, by) {
-    const rate = Number(el.dataset.rate) || 0, err = Number(el.dataset.error) || 0, lat = Number(el.dataset.latency) || 0;
+    const s = sources.get(el.dataset.source);
+    const m = s && s.metrics;
+    const rate = m ? m['http.requests_per_sec'] || 0 : Number(el.dataset.rate) || 0;
+    const err = m ? m['http.error_percent'] || 0 : Number(el.dataset.error) || 0;
+    const lat = m ? m['http.latency_p99_seconds'] || 0 : Number(el.dataset.latency) || 0;
     switch (by) {
       case 'name': return [];
-      case 'rate': return [-log2b(rate)];
-      case 'latency': return [-log2b(lat * 1000)];
+      case 'rate': return [-sticky(s, 'rateBucket', rate)];
+      case 'latency': return [-sticky(s, 'latBucket', lat * 1000)];
     }
-    return [-bandIndex(err), -log2b(rate)];
+    return [-bandIndex(err), -sticky(s, 'rateBucket', rate)];
   }
   function sortTiles(force) {
     const box = document.querySelector('[data-testid=tiles]');
     if (!box) return;
     const by = sortSelect ? sortSelect.value : 'error';
     const tiles = Array.from(box.children);
-    const keyed = tiles.map((el) => ({ el, k: sortKey(el, by), n: el.dataset.name || '' }));
+    const keyed = tiles.map((el) => ({ el, k: sortKey(el, by), n: el.dataset.source }));
     keyed.sort((a, b) => {
       for (let i = 0; i < a.k.length; i++) if (a.k[i] !== b.k[i]) return a.k[i] - b.k[i];
       return a.n < b.n ? -1 : a.n > b.n ? 1 : 0;
     });
     if (!force && keyed.every((x, i) => x.el === tiles[i])) return;
-    const frag = document.createDocumentFragment();
-    for (const x of keyed) frag.appendChild(x.el);
-    box.appendChild(frag);
+    // Move only the tiles that are out of place: every move costs a layout.
+    for (let i = 0; i < keyed.length; i++) {
+      const want = keyed[i].el;
+      if (box.children[i] !== want) box.insertBefore(want, box.children[i]);
+    }
   }
 
   // ---- view state in the URL ---------------------------------------------

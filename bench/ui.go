@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/performance"
+	"github.com/chromedp/chromedp"
+
+	"vigil/collector"
+	"vigil/dashboard"
+)
+
+// synthetic returns a service source whose rate, errors and latency wander
+// like a real service's, with an incident now and then.
+func synthetic(i int) collector.Source {
+	rng := rand.New(rand.NewPCG(uint64(i), 42))
+	base := math.Pow(10, 0.5+3*rng.Float64()) // 3 to 3,000 req/s
+	errBase := 0.2 * rng.Float64()
+	switch { // a few services are unwell, as some always are
+	case i%10 == 3:
+		errBase = 2 + 2*rng.Float64()
+	case i%25 == 7:
+		errBase = 8 + 6*rng.Float64()
+	case i%50 == 9:
+		errBase = 30
+	}
+	lat := 0.005 + 0.1*rng.Float64()
+	t := 0.0
+	return collector.SourceFunc{SourceName: fmt.Sprintf("service/svc-%03d", i), Fn: func(ctx context.Context) (map[string]float64, error) {
+		t++
+		rate := base * (1 + 0.2*math.Sin(t/30+float64(i)) + 0.05*rng.NormFloat64())
+		errp := errBase + math.Abs(0.1*rng.NormFloat64())
+		if rng.Float64() < 0.002 { // an incident
+			errp += 10 + 30*rng.Float64()
+		}
+		p50 := lat * (1 + 0.1*rng.NormFloat64())
+		return map[string]float64{
+			"http.requests_per_sec":      max(0, rate),
+			"http.error_percent":         min(100, errp),
+			"http.latency_p50_seconds":   p50,
+			"http.latency_p90_seconds":   p50 * 2.5,
+			"http.latency_p99_seconds":   p50 * 6,
+			"http.latency_p99_5_seconds": p50 * 8,
+			"http.latency_max_seconds":   p50 * 20,
+			"instances.up":               3,
+			"instances.total":            3,
+		}, nil
+	}}
+}
+
+// ui serves a dashboard with many service tiles and measures, in headless
+// Chromium, how long the page's main thread works per update.
+func ui(args []string) error {
+	fs := flag.NewFlagSet("ui", flag.ExitOnError)
+	tiles := fs.Int("tiles", 500, "service tiles on the page")
+	warm := fs.Duration("warm", 5*time.Second, "time after the page is live before measuring")
+	measure := fs.Duration("measure", 30*time.Second, "measurement window")
+	width := fs.Int("width", 1280, "viewport width")
+	height := fs.Int("height", 720, "viewport height")
+	shot := fs.String("screenshot", "", "write a screenshot of the page to this PNG file")
+	full := fs.Bool("full", false, "with -screenshot: the whole page, not just the viewport")
+	fs.Parse(args)
+	if *tiles < 0 || *tiles > 5000 {
+		return fmt.Errorf("-tiles %d: want 0 to 5000", *tiles)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hub := collector.NewHub(collector.HubOptions{Queue: 4096})
+	store := collector.NewStore(10*time.Minute, time.Second)
+	sources := []collector.Source{}
+	if h, err := collector.NewHost(collector.HostOptions{}); err == nil {
+		sources = append(sources, h)
+	}
+	for i := range *tiles {
+		sources = append(sources, synthetic(i))
+	}
+	sched := &collector.Scheduler{Store: store, Hub: hub, Sources: sources, Interval: time.Second}
+	go sched.Run(ctx)
+	go hub.Run(ctx)
+	web := dashboard.New(dashboard.Options{Hub: hub, Store: store, Interval: time.Second, Version: "bench"})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: web}
+	srv.RegisterOnShutdown(hub.Close)
+	go srv.Serve(ln)
+	defer srv.Close()
+	base := "http://" + ln.Addr().String()
+	<-sched.Ready()
+	time.Sleep(3 * time.Second) // some history for the sparklines
+
+	resp, err := http.Get(base + "/")
+	if err != nil {
+		return err
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		return fmt.Errorf("chromium not found: apt-get install chromium")
+	}
+	dir, _ := os.MkdirTemp("", "vigil-ui")
+	defer os.RemoveAll(dir)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.UserDataDir(dir), chromedp.WindowSize(*width, *height))
+	actx, cancelA := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelA()
+	bctx, cancelB := chromedp.NewContext(actx)
+	defer cancelB()
+	bctx, cancelT := context.WithTimeout(bctx, *warm+*measure+2*time.Minute)
+	defer cancelT()
+
+	if err := chromedp.Do(bctx, chromedp.EmulateViewport(int64(*width), int64(*height)), chromedp.Navigate(base+"/")); err != nil {
+		return err
+	}
+	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](fmt.Sprintf(
+		`document.querySelectorAll('[data-testid=tile]').length === %d && document.querySelector('[data-testid=connection]').dataset.state === 'live'`, *tiles),
+		chromedp.WithPollingTimeout(60*time.Second))); err != nil {
+		return fmt.Errorf("page did not go live with %d tiles: %w", *tiles, err)
+	}
+	if _, err := chromedp.Call(bctx, performance.Enable, performance.EnableParams{}); err != nil {
+		return err
+	}
+	time.Sleep(*warm)
+
+	type perfStats struct {
+		Frames  int       `json:"frames"`
+		TotalMs float64   `json:"totalMs"`
+		Recent  []float64 `json:"recent"`
+	}
+	read := func() (perfStats, map[string]float64, time.Time, error) {
+		var p perfStats
+		raw, err := chromedp.Run(bctx, chromedp.Evaluate[string](`JSON.stringify(window.__vigil.perf)`))
+		if err != nil {
+			return p, nil, time.Time{}, err
+		}
+		json.Unmarshal([]byte(raw), &p)
+		res, err := chromedp.Call(bctx, performance.GetMetrics, cdp.Empty{})
+		if err != nil {
+			return p, nil, time.Time{}, err
+		}
+		m := map[string]float64{}
+		for _, x := range res.Metrics {
+			m[x.Name] = x.Value
+		}
+		return p, m, time.Now(), nil
+	}
+	p0, m0, t0, err := read()
+	if err != nil {
+		return err
+	}
+	time.Sleep(*measure)
+	p1, m1, t1, err := read()
+	if err != nil {
+		return err
+	}
+	frames := p1.Frames - p0.Frames
+	wall := t1.Sub(t0).Seconds()
+	recent := slices.Clone(p1.Recent)
+	slices.Sort(recent)
+	p95 := 0.0
+	if len(recent) > 0 {
+		p95 = recent[min(len(recent)-1, int(0.95*float64(len(recent))))]
+	}
+	task := m1["TaskDuration"] - m0["TaskDuration"]
+	script := m1["ScriptDuration"] - m0["ScriptDuration"]
+	layout := m1["LayoutDuration"] + m1["RecalcStyleDuration"] - m0["LayoutDuration"] - m0["RecalcStyleDuration"]
+	perUpdate := func(sec float64) float64 {
+		if frames == 0 {
+			return 0
+		}
+		return 1000 * sec / float64(frames)
+	}
+	fmt.Printf("| %d tiles, %dx%d | %.0f KiB | %d | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f%% |\n",
+		*tiles, *width, *height, float64(len(page))/1024, frames,
+		(p1.TotalMs-p0.TotalMs)/math.Max(1, float64(frames)), p95,
+		perUpdate(script), perUpdate(layout), perUpdate(task), 100*task/wall)
+
+	if *shot != "" {
+		var png []byte
+		if *full {
+			png, err = chromedp.Run(bctx, chromedp.FullScreenshot(90))
+		} else {
+			png, err = chromedp.Run(bctx, chromedp.CaptureScreenshot())
+		}
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*shot, png, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
