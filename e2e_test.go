@@ -189,3 +189,58 @@ func TestBrowserFormatsLikeServer(t *testing.T) {
 		}
 	}
 }
+
+// TestBrowserControls drives the page with the keyboard alone: filter,
+// pause, theme; and checks a hidden tab stops drawing and catches up when
+// it is shown again.
+func TestBrowserControls(t *testing.T) {
+	ctx := browser(t)
+	base, _ := startVigil(t, "--data", t.TempDir())
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(`[data-testid=host-panel]`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "live", `document.querySelector('[data-testid=connection]').dataset.state === 'live'`, 5*time.Second)
+	uptime := `document.querySelector('[data-testid="value-host.uptime_seconds"]').textContent`
+
+	// "/" focuses the filter; typing filters; the URL keeps it; Escape clears.
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("/")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "/ focuses the filter", `document.activeElement && document.activeElement.id === 'filter'`, 2*time.Second)
+	// (DevTools sends the "/" as a separate character event, which the
+	// page's preventDefault on keydown cannot stop; a real keyboard's is.)
+	chromedp.Do(ctx, chromedp.KeyEvent("no-such-host"))
+	waitFor(t, ctx, "filter hides the host", `document.querySelector('[data-testid=host-panel]').hidden && location.search.includes('no-such-host')`, 2*time.Second)
+	chromedp.Do(ctx, chromedp.KeyEvent("\u001b")) // Escape
+	waitFor(t, ctx, "Escape clears the filter", `!document.querySelector('[data-testid=host-panel]').hidden && !location.search.includes('q=')`, 2*time.Second)
+
+	// "p" pauses: the indicator says so and values hold still.
+	chromedp.Do(ctx, chromedp.KeyEvent("p"))
+	waitFor(t, ctx, "p pauses", `document.querySelector('[data-testid=connection]').dataset.state === 'paused' && document.querySelector('[data-testid=pause]').getAttribute('aria-pressed') === 'true' && location.search.includes('paused=1')`, 2*time.Second)
+	held := evalString(t, ctx, uptime)
+	time.Sleep(2500 * time.Millisecond) // samples arrive meanwhile; the screen must not move
+	if now := evalString(t, ctx, uptime); now != held {
+		t.Fatalf("value changed while paused: %q -> %q", held, now)
+	}
+	chromedp.Do(ctx, chromedp.KeyEvent("p"))
+	waitFor(t, ctx, "p resumes and catches up", uptime+` !== `+fmt.Sprintf("%q", held), 2*time.Second)
+
+	// The theme toggle overrides the system theme and is remembered.
+	chromedp.Do(ctx, chromedp.KeyEvent("t"))
+	waitFor(t, ctx, "t switches to dark", `document.documentElement.dataset.theme === 'dark' && localStorage.getItem('vigil-theme') === 'dark'`, 2*time.Second)
+	chromedp.Do(ctx, chromedp.Click(`[data-testid=theme]`))
+	waitFor(t, ctx, "the button switches to light", `document.documentElement.dataset.theme === 'light'`, 2*time.Second)
+
+	// A hidden tab draws nothing; shown again, it draws at once.
+	chromedp.Run(ctx, chromedp.Evaluate[bool](`Object.defineProperty(document, 'hidden', {configurable: true, get: () => true}); document.dispatchEvent(new Event('visibilitychange')); true`))
+	time.Sleep(200 * time.Millisecond) // let a frame already requested finish
+	frames := `window.__vigil.perf.frames`
+	f0, _ := chromedp.Run(ctx, chromedp.Evaluate[int](frames))
+	held = evalString(t, ctx, uptime)
+	time.Sleep(2500 * time.Millisecond)
+	if f1, _ := chromedp.Run(ctx, chromedp.Evaluate[int](frames)); f1 != f0 {
+		t.Fatalf("hidden tab rendered %d frames", f1-f0)
+	}
+	chromedp.Run(ctx, chromedp.Evaluate[bool](`Object.defineProperty(document, 'hidden', {configurable: true, get: () => false}); document.dispatchEvent(new Event('visibilitychange')); true`))
+	waitFor(t, ctx, "visible again: catches up at once", uptime+` !== `+fmt.Sprintf("%q", held), 500*time.Millisecond)
+}
