@@ -29,6 +29,12 @@ type Primer interface {
 	Prime(ctx context.Context) error
 }
 
+// A Scheduled source sets its own interval and collect timeout; zero
+// values take the scheduler's.
+type Scheduled interface {
+	Schedule() (interval, timeout time.Duration)
+}
+
 // A Scheduler samples each source every interval, on a goroutine of its own,
 // and hands the results to the store and the hub.
 //
@@ -104,14 +110,16 @@ type sourceMetrics struct {
 
 // sourceLoop is the state of one source's goroutine.
 type sourceLoop struct {
-	s       *Scheduler
-	src     Source
-	name    string
-	m       sourceMetrics
-	state   string // "", StateUp or StateFailed
-	lastErr string
-	first   bool // the first collect has finished
-	running chan collectResult
+	s        *Scheduler
+	interval time.Duration
+	timeout  time.Duration
+	src      Source
+	name     string
+	m        sourceMetrics
+	state    string // "", StateUp or StateFailed
+	lastErr  string
+	first    bool // the first collect has finished
+	running  chan collectResult
 }
 
 type collectResult struct {
@@ -125,20 +133,29 @@ var collectBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25
 func (s *Scheduler) loop(ctx context.Context, src Source) {
 	name := src.Name()
 	label := `{source=` + strconv.Quote(name) + `}`
-	l := &sourceLoop{s: s, src: src, name: name, m: sourceMetrics{
+	l := &sourceLoop{s: s, src: src, name: name, interval: s.Interval, timeout: s.Timeout, m: sourceMetrics{
 		samples:  s.Metrics.GetOrCreateCounter(`vigil_samples_collected_total` + label),
 		errors:   s.Metrics.GetOrCreateCounter(`vigil_collect_errors_total` + label),
 		duration: s.Metrics.GetOrCreatePrometheusHistogramExt(`vigil_collect_duration_seconds`+label, collectBuckets),
 	}}
+	if sc, ok := src.(Scheduled); ok {
+		iv, to := sc.Schedule()
+		if iv > 0 {
+			l.interval = iv
+		}
+		if to > 0 {
+			l.timeout = to
+		}
+	}
 	if p, ok := src.(Primer); ok {
-		pctx, cancel := context.WithTimeout(ctx, s.Timeout)
+		pctx, cancel := context.WithTimeout(ctx, l.timeout)
 		err := p.Prime(pctx)
 		cancel()
 		if err != nil {
 			s.Logger.Warn("prime source", "source", name, "err", err)
 		}
 	}
-	t := time.NewTicker(s.Interval)
+	t := time.NewTicker(l.interval)
 	defer t.Stop()
 	for {
 		select {
@@ -158,12 +175,12 @@ func (l *sourceLoop) tick(ctx context.Context) {
 			l.running = nil
 			_ = r
 		default:
-			l.fail(nil, fmt.Errorf("collect %s: previous collect still running after %s", l.name, s.Timeout))
+			l.fail(nil, fmt.Errorf("collect %s: previous collect still running after %s", l.name, l.timeout))
 			return
 		}
 	}
 	start := s.Now()
-	cctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	cctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	done := make(chan collectResult, 1)
 	go func() {
@@ -179,7 +196,7 @@ func (l *sourceLoop) tick(ctx context.Context) {
 			return // shutting down
 		}
 		l.running = done
-		r = collectResult{err: fmt.Errorf("collect %s: timed out after %s", l.name, s.Timeout), took: s.Timeout}
+		r = collectResult{err: fmt.Errorf("collect %s: timed out after %s", l.name, l.timeout), took: l.timeout}
 	}
 	l.m.duration.Update(r.took.Seconds())
 	if len(r.metrics) > 0 {

@@ -1,0 +1,157 @@
+package collector
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptrace"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Probe defaults.
+const (
+	DefaultProbeTimeout  = 5 * time.Second
+	DefaultMaxProbeBytes = 1 << 20
+)
+
+// ProbeOptions say how to check a service from outside.
+type ProbeOptions struct {
+	URLs         []string
+	Method       string // GET when empty
+	Timeout      time.Duration
+	ExpectStatus []int          // any 2xx when empty
+	BodyRegex    *regexp.Regexp // the body must match, when set
+	JSONField    string         // dotted path into a JSON body that must exist
+	JSONEquals   string         // ... and, when set, equal this (compared as text)
+	MaxBytes     int64          // of the body read for the checks
+	// Transport, when set, replaces the default one (tests; custom CAs).
+	Transport *http.Transport
+}
+
+// probeResult is one check of one instance.
+type probeResult struct {
+	at                             time.Time
+	ok                             bool
+	err                            error // "reason: detail" when not ok
+	status                         int
+	dns, connect, tls, ttfb, total float64 // seconds; NaN when the step did not happen
+	certDays                       float64 // days until the leaf certificate expires; NaN without TLS
+}
+
+type prober struct {
+	url    string
+	opts   ProbeOptions
+	client *http.Client
+	now    func() time.Time
+}
+
+func newProber(url string, opts ProbeOptions, now func() time.Time) *prober {
+	tr := opts.Transport
+	if tr == nil {
+		tr = http.DefaultTransport.(*http.Transport).Clone()
+	} else {
+		tr = tr.Clone()
+	}
+	// Every probe measures a fresh connection: DNS, connect and TLS.
+	tr.DisableKeepAlives = true
+	tr.Proxy = nil
+	return &prober{url: url, opts: opts, now: now, client: &http.Client{
+		Transport: tr,
+		// A redirect is an answer to check, not to follow.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+func (p *prober) probe(ctx context.Context) probeResult {
+	nan := math.NaN()
+	r := probeResult{at: p.now(), dns: nan, connect: nan, tls: nan, ttfb: nan, certDays: nan}
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	defer cancel()
+	var dnsStart, connStart, tlsStart time.Time
+	start := time.Now()
+	trace := &httptrace.ClientTrace{
+		DNSStart:          func(httptrace.DNSStartInfo) { dnsStart = time.Now() },
+		DNSDone:           func(httptrace.DNSDoneInfo) { r.dns = time.Since(dnsStart).Seconds() },
+		ConnectStart:      func(string, string) { connStart = time.Now() },
+		ConnectDone:       func(string, string, error) { r.connect = time.Since(connStart).Seconds() },
+		TLSHandshakeStart: func() { tlsStart = time.Now() },
+		TLSHandshakeDone: func(cs tls.ConnectionState, err error) {
+			r.tls = time.Since(tlsStart).Seconds()
+			if err == nil && len(cs.PeerCertificates) > 0 {
+				r.certDays = cs.PeerCertificates[0].NotAfter.Sub(r.at).Hours() / 24
+			}
+		},
+		GotFirstResponseByte: func() { r.ttfb = time.Since(start).Seconds() },
+	}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), p.opts.Method, p.url, nil)
+	if err != nil {
+		r.err = fmt.Errorf("%s: %w", ReasonNetwork, err)
+		return r
+	}
+	req.Header.Set("User-Agent", "vigil-probe")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		r.total = time.Since(start).Seconds()
+		r.err = classify(err)
+		return r
+	}
+	defer resp.Body.Close()
+	r.status = resp.StatusCode
+	body, err := io.ReadAll(io.LimitReader(resp.Body, p.opts.MaxBytes))
+	r.total = time.Since(start).Seconds()
+	if err != nil {
+		r.err = classify(err)
+		return r
+	}
+	if !p.statusOK(resp.StatusCode) {
+		r.err = fmt.Errorf("%s: got %d", ReasonStatus, resp.StatusCode)
+		return r
+	}
+	if err := p.checkBody(body); err != nil {
+		r.err = fmt.Errorf("%s: %v", ReasonBody, err)
+		return r
+	}
+	r.ok = true
+	return r
+}
+
+func (p *prober) statusOK(code int) bool {
+	if len(p.opts.ExpectStatus) == 0 {
+		return code >= 200 && code < 300
+	}
+	return slices.Contains(p.opts.ExpectStatus, code)
+}
+
+func (p *prober) checkBody(body []byte) error {
+	if p.opts.BodyRegex != nil && !p.opts.BodyRegex.Match(body) {
+		return fmt.Errorf("does not match %s", p.opts.BodyRegex)
+	}
+	if p.opts.JSONField == "" {
+		return nil
+	}
+	var v any
+	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&v); err != nil {
+		return fmt.Errorf("not JSON: %v", err)
+	}
+	for _, part := range strings.Split(p.opts.JSONField, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("field %s missing", p.opts.JSONField)
+		}
+		if v, ok = m[part]; !ok {
+			return fmt.Errorf("field %s missing", p.opts.JSONField)
+		}
+	}
+	if p.opts.JSONEquals != "" && fmt.Sprint(v) != p.opts.JSONEquals {
+		return fmt.Errorf("field %s is %v, want %s", p.opts.JSONField, truncate(fmt.Sprint(v), 40), p.opts.JSONEquals)
+	}
+	return nil
+}

@@ -1,0 +1,335 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+)
+
+// DefaultServiceWindow is the rolling window rates, error percentages and
+// latency percentiles are computed over.
+const DefaultServiceWindow = 30 * time.Second
+
+// ServiceOptions declare one service: probed from outside, scraped for its
+// own metrics, or both, on one or more instances.
+type ServiceOptions struct {
+	Name   string
+	Probe  *ProbeOptions
+	Scrape *ScrapeOptions
+	Window time.Duration
+	// Interval is how often the service is checked; zero leaves it to the
+	// scheduler. Probe and scrape timeouts default to nine tenths of it.
+	Interval time.Duration
+	Now      func() time.Time
+	// Client is used for scrapes; nil uses a default with the scrape timeout.
+	Client *http.Client
+}
+
+// Service is the source "service/<name>". Each collect probes and scrapes
+// every instance at once and publishes, per instance and merged:
+//
+//	http.requests_per_sec, http.error_percent,
+//	http.latency_{p50,p90,p99,p99_5,max}_seconds   (over the window)
+//	instances.up, instances.total
+//	probe.{up,status_code,dns_seconds,connect_seconds,tls_seconds,ttfb_seconds,total_seconds,cert_expiry_days}{instance=URL}
+//	scrape.up{instance=URL}
+//
+// With a scrape, the http.* metrics describe the service's real traffic
+// (merged across instances by adding counters and histogram buckets);
+// with only a probe, they describe the probes.
+type Service struct {
+	opts     ServiceOptions
+	name     string
+	probers  []*prober
+	scrapers []*scraper
+
+	mu      sync.Mutex
+	probes  map[string][]probeResult  // per instance, within the window
+	scrapes map[string][]scrapeResult // per instance, within the window
+	lastOK  map[string]bool
+}
+
+var (
+	_ Source    = (*Service)(nil)
+	_ Scheduled = (*Service)(nil)
+)
+
+// NewService validates the options and returns the source.
+func NewService(opts ServiceOptions) (*Service, error) {
+	if opts.Name == "" {
+		return nil, errors.New("service: a name is required")
+	}
+	if opts.Probe == nil && opts.Scrape == nil {
+		return nil, fmt.Errorf("service %s: needs a probe, a scrape or both", opts.Name)
+	}
+	if opts.Window <= 0 {
+		opts.Window = DefaultServiceWindow
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	defaultTimeout := DefaultProbeTimeout
+	if opts.Interval > 0 {
+		defaultTimeout = opts.Interval * 9 / 10
+	}
+	s := &Service{opts: opts, name: "service/" + opts.Name,
+		probes: map[string][]probeResult{}, scrapes: map[string][]scrapeResult{}}
+	if p := opts.Probe; p != nil {
+		if len(p.URLs) == 0 {
+			return nil, fmt.Errorf("service %s: probe needs at least one URL", opts.Name)
+		}
+		po := *p
+		if po.Method == "" {
+			po.Method = http.MethodGet
+		}
+		if po.Timeout <= 0 {
+			po.Timeout = defaultTimeout
+		}
+		if po.MaxBytes <= 0 {
+			po.MaxBytes = DefaultMaxProbeBytes
+		}
+		for _, u := range p.URLs {
+			s.probers = append(s.probers, newProber(u, po, opts.Now))
+		}
+	}
+	if sc := opts.Scrape; sc != nil {
+		if len(sc.URLs) == 0 {
+			return nil, fmt.Errorf("service %s: scrape needs at least one URL", opts.Name)
+		}
+		so := *sc
+		if so.Requests == "" {
+			so.Requests = DefaultRequestsMetric
+		}
+		if so.Latency == "" {
+			so.Latency = DefaultLatencyMetric
+		}
+		if so.Errors == "" {
+			so.Errors = DefaultErrorSelector
+		}
+		if so.Timeout <= 0 {
+			so.Timeout = defaultTimeout
+		}
+		if so.MaxBytes <= 0 {
+			so.MaxBytes = DefaultMaxScrapeBytes
+		}
+		sel, err := ParseSelector(so.Errors)
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", opts.Name, err)
+		}
+		client := opts.Client
+		if client == nil {
+			client = &http.Client{Timeout: so.Timeout}
+		}
+		for _, u := range sc.URLs {
+			s.scrapers = append(s.scrapers, &scraper{url: u, opts: so, errSel: sel, client: client})
+		}
+	}
+	return s, nil
+}
+
+// Name is "service/<name>".
+func (s *Service) Name() string { return s.name }
+
+// Schedule is the service's interval and how long one collect may take:
+// the longest of its probe and scrape timeouts, and a little more.
+func (s *Service) Schedule() (interval, timeout time.Duration) {
+	for _, p := range s.probers {
+		timeout = max(timeout, p.opts.Timeout)
+	}
+	for _, sc := range s.scrapers {
+		timeout = max(timeout, sc.opts.Timeout)
+	}
+	return s.opts.Interval, timeout + 100*time.Millisecond
+}
+
+// Collect checks every instance concurrently and computes the service's
+// metrics. Instances that fail are named in the error; the others still
+// count.
+func (s *Service) Collect(ctx context.Context) (map[string]float64, error) {
+	now := s.opts.Now()
+	var wg sync.WaitGroup
+	probeRes := make([]probeResult, len(s.probers))
+	scrapeRes := make([]scrapeResult, len(s.scrapers))
+	scrapeErr := make([]error, len(s.scrapers))
+	for i, p := range s.probers {
+		wg.Add(1)
+		go func() { defer wg.Done(); probeRes[i] = p.probe(ctx) }()
+	}
+	for i, sc := range s.scrapers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sctx, cancel := context.WithTimeout(ctx, sc.opts.Timeout)
+			defer cancel()
+			scrapeRes[i], scrapeErr[i] = sc.scrape(sctx, now)
+		}()
+	}
+	wg.Wait()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]float64, 16+8*(len(s.probers)+len(s.scrapers)))
+	var errs []error
+	cutoff := now.Add(-s.opts.Window)
+
+	var probeWindow []probeResult
+	probesUp := 0
+	for i, p := range s.probers {
+		r := probeRes[i]
+		w := append(s.probes[p.url], r)
+		w = slices.DeleteFunc(w, func(x probeResult) bool { return !x.at.After(cutoff) })
+		s.probes[p.url] = w
+		probeWindow = append(probeWindow, w...)
+		label := "{instance=" + p.url + "}"
+		m["probe.up"+label] = b2f(r.ok)
+		if r.status != 0 {
+			m["probe.status_code"+label] = float64(r.status)
+		}
+		for name, v := range map[string]float64{"dns_seconds": r.dns, "connect_seconds": r.connect, "tls_seconds": r.tls,
+			"ttfb_seconds": r.ttfb, "total_seconds": r.total, "cert_expiry_days": r.certDays} {
+			if !math.IsNaN(v) {
+				m["probe."+name+label] = v
+			}
+		}
+		if r.ok {
+			probesUp++
+		} else {
+			errs = append(errs, fmt.Errorf("probe %s: %w", p.url, r.err))
+		}
+	}
+
+	merged := Histogram{}
+	var reqs, errsN, dt float64
+	scrapesUp := 0
+	for i, sc := range s.scrapers {
+		label := "{instance=" + sc.url + "}"
+		if err := scrapeErr[i]; err != nil {
+			errs = append(errs, fmt.Errorf("scrape %s: %w", sc.url, err))
+			m["scrape.up"+label] = 0
+		} else {
+			scrapesUp++
+			m["scrape.up"+label] = 1
+			if scrapeRes[i].dt > 0 {
+				s.scrapes[sc.url] = append(s.scrapes[sc.url], scrapeRes[i])
+			}
+		}
+		w := slices.DeleteFunc(s.scrapes[sc.url], func(x scrapeResult) bool { return !x.at.After(cutoff) })
+		s.scrapes[sc.url] = w
+		h := Histogram{}
+		var r, e, d float64
+		for _, x := range w {
+			r += x.requests
+			e += x.errors
+			d += x.dt
+			h.Add(x.latency)
+		}
+		if d > 0 {
+			putTraffic(m, label, r/d, e, r, h)
+			reqs += r / d
+			errsN += e
+			dt = max(dt, d)
+			merged.Add(h)
+		}
+	}
+
+	switch {
+	case len(s.scrapers) > 0:
+		m["instances.total"] = float64(len(s.scrapers))
+		m["instances.up"] = float64(scrapesUp)
+		if dt > 0 {
+			total := 0.0
+			for _, w := range s.scrapes {
+				for _, x := range w {
+					total += x.requests
+				}
+			}
+			putTraffic(m, "", reqs, errsN, total, merged)
+		}
+	case len(s.probers) > 0:
+		m["instances.total"] = float64(len(s.probers))
+		m["instances.up"] = float64(probesUp)
+		s.probeTraffic(m, probeWindow)
+	}
+	if len(errs) > 0 {
+		return m, fmt.Errorf("collect %s: %w", s.name, errors.Join(errs...))
+	}
+	return m, nil
+}
+
+// putTraffic writes rate, error percentage and latency percentiles.
+func putTraffic(m map[string]float64, label string, rate, errors, requests float64, h Histogram) {
+	m["http.requests_per_sec"+label] = rate
+	if requests > 0 {
+		m["http.error_percent"+label] = 100 * errors / requests
+	} else {
+		m["http.error_percent"+label] = 0
+	}
+	if h.Total() > 0 {
+		m["http.latency_p50_seconds"+label] = h.Quantile(0.50)
+		m["http.latency_p90_seconds"+label] = h.Quantile(0.90)
+		m["http.latency_p99_seconds"+label] = h.Quantile(0.99)
+		m["http.latency_p99_5_seconds"+label] = h.Quantile(0.995)
+		m["http.latency_max_seconds"+label] = h.Max()
+	}
+}
+
+// probeTraffic describes the probes themselves when there is no scrape:
+// probes per second, the share that failed, and exact percentiles of their
+// total time.
+func (s *Service) probeTraffic(m map[string]float64, w []probeResult) {
+	if len(w) == 0 {
+		return
+	}
+	first, last := w[0].at, w[0].at
+	failed := 0
+	lat := make([]float64, 0, len(w))
+	for _, r := range w {
+		first, last = minTime(first, r.at), maxTime(last, r.at)
+		if !r.ok {
+			failed++
+		}
+		if !math.IsNaN(r.total) {
+			lat = append(lat, r.total)
+		}
+	}
+	span := last.Sub(first).Seconds()
+	if span > 0 {
+		m["http.requests_per_sec"] = float64(len(w)-len(s.probers)) / span
+	}
+	m["http.error_percent"] = 100 * float64(failed) / float64(len(w))
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		q := func(p float64) float64 { return lat[int(math.Ceil(p*float64(len(lat))))-1] }
+		m["http.latency_p50_seconds"] = q(0.5)
+		m["http.latency_p90_seconds"] = q(0.9)
+		m["http.latency_p99_seconds"] = q(0.99)
+		m["http.latency_p99_5_seconds"] = q(0.995)
+		m["http.latency_max_seconds"] = lat[len(lat)-1]
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
