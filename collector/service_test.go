@@ -211,7 +211,9 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func uniform(n int) func(int) float64 { return func(i int) float64 { return (float64(i) + 0.5) / float64(n) } }
+func uniform(n int) func(int) float64 {
+	return func(i int) float64 { return (float64(i) + 0.5) / float64(n) }
+}
 
 func near(t *testing.T, what string, got, want, tol float64) {
 	t.Helper()
