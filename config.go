@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"net"
 	"os"
 	"regexp"
@@ -42,7 +43,9 @@ type Config struct {
 		Retry        Duration `yaml:"retry"`         // reconnect delay hint; clients get up to twice this
 		WriteTimeout Duration `yaml:"write_timeout"` // deadline per write to a client
 	} `yaml:"stream"`
-	Host struct {
+	Demo     bool            `yaml:"demo"` // watch built-in demo services
+	Services []ServiceConfig `yaml:"services"`
+	Host     struct {
 		Enabled           bool     `yaml:"enabled"`
 		Name              string   `yaml:"name"`    // defaults to the hostname
 		Timeout           Duration `yaml:"timeout"` // per collect; defaults to the interval
@@ -51,6 +54,107 @@ type Config struct {
 		ExcludeMounts     []string `yaml:"exclude_mounts"`
 		ExcludeInterfaces []string `yaml:"exclude_interfaces"`
 	} `yaml:"host"`
+}
+
+// ServiceConfig declares one service to probe, scrape, or both.
+type ServiceConfig struct {
+	Name     string   `yaml:"name"`
+	Interval Duration `yaml:"interval"` // defaults to the global interval
+	Window   Duration `yaml:"window"`   // rolling window for rates and percentiles
+	Probe    *struct {
+		URL          string   `yaml:"url"`
+		URLs         []string `yaml:"urls"`
+		Method       string   `yaml:"method"`
+		Timeout      Duration `yaml:"timeout"`
+		ExpectStatus []int    `yaml:"expect_status"`
+		BodyRegex    string   `yaml:"body_regex"`
+		JSONField    string   `yaml:"json_field"`
+		JSONEquals   string   `yaml:"json_equals"`
+	} `yaml:"probe"`
+	Scrape *struct {
+		URL      string   `yaml:"url"`
+		URLs     []string `yaml:"urls"`
+		Requests string   `yaml:"requests"`
+		Errors   string   `yaml:"errors"`
+		Latency  string   `yaml:"latency"`
+		Timeout  Duration `yaml:"timeout"`
+	} `yaml:"scrape"`
+}
+
+var serviceNameRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
+
+// serviceOptions turns a service's configuration into collector options,
+// or says what is wrong with it.
+func (sc ServiceConfig) options(interval time.Duration) (collector.ServiceOptions, []error) {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	o := collector.ServiceOptions{Name: sc.Name, Interval: sc.Interval.D(), Window: sc.Window.D()}
+	if o.Interval == 0 {
+		o.Interval = interval
+	}
+	if !serviceNameRe.MatchString(sc.Name) {
+		bad("name: %q must be 1 to 63 letters, digits, '.', '_' or '-'", sc.Name)
+	}
+	if sc.Probe == nil && sc.Scrape == nil {
+		bad("needs a probe, a scrape or both")
+	}
+	urls := func(what, one string, many []string) []string {
+		all := many
+		if one != "" {
+			all = append([]string{one}, many...)
+		}
+		if len(all) == 0 {
+			bad("%s: needs url or urls", what)
+		}
+		for _, u := range all {
+			pu, err := url.Parse(u)
+			if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+				bad("%s: %q is not an http:// or https:// URL", what, u)
+			}
+		}
+		return all
+	}
+	timeout := func(what string, d Duration) {
+		if d.D() > o.Interval {
+			bad("%s.timeout: %s is longer than the interval %s", what, d, o.Interval)
+		}
+	}
+	if p := sc.Probe; p != nil {
+		po := &collector.ProbeOptions{URLs: urls("probe", p.URL, p.URLs), Method: strings.ToUpper(p.Method), Timeout: p.Timeout.D(),
+			ExpectStatus: p.ExpectStatus, JSONField: p.JSONField, JSONEquals: p.JSONEquals}
+		timeout("probe", p.Timeout)
+		if p.BodyRegex != "" {
+			re, err := regexp.Compile(p.BodyRegex)
+			if err != nil {
+				bad("probe.body_regex: %v", err)
+			}
+			po.BodyRegex = re
+		}
+		for _, c := range p.ExpectStatus {
+			if c < 100 || c > 599 {
+				bad("probe.expect_status: %d is not an HTTP status", c)
+			}
+		}
+		if po.Method != "" && po.Method != "GET" && po.Method != "HEAD" && po.Method != "POST" {
+			bad("probe.method: %q: want GET, HEAD or POST", p.Method)
+		}
+		if p.JSONEquals != "" && p.JSONField == "" {
+			bad("probe.json_equals needs json_field")
+		}
+		o.Probe = po
+	}
+	if s := sc.Scrape; s != nil {
+		so := &collector.ScrapeOptions{URLs: urls("scrape", s.URL, s.URLs), Requests: s.Requests, Errors: s.Errors,
+			Latency: s.Latency, Timeout: s.Timeout.D()}
+		timeout("scrape", s.Timeout)
+		if s.Errors != "" {
+			if _, err := collector.ParseSelector(s.Errors); err != nil {
+				bad("scrape.errors: %v", err)
+			}
+		}
+		o.Scrape = so
+	}
+	return o, errs
 }
 
 // Defaults.
@@ -249,6 +353,25 @@ func validate(c Config, file string, root *yaml.Node) error {
 	if c.Host.FSTimeout.D() <= 0 {
 		bad("host.fs_timeout", "must be positive")
 	}
+	seen := map[string]bool{}
+	for i, sc := range c.Services {
+		key := "services." + strconv.Itoa(i)
+		if seen[sc.Name] {
+			bad(key+".name", fmt.Sprintf("%q is declared twice", sc.Name))
+		}
+		seen[sc.Name] = true
+		_, problems := sc.options(c.Interval.D())
+		for _, e := range problems {
+			// Point at the field the problem names ("probe.timeout: …"),
+			// or at the service.
+			field, _, _ := strings.Cut(e.Error(), ":")
+			line := lineOf(root, key+"."+strings.Fields(field)[0])
+			if line == 0 {
+				line = lineOf(root, key)
+			}
+			errs = append(errs, &ConfigError{File: file, Line: line, Msg: fmt.Sprintf("services[%d] %s: %v", i, sc.Name, e)})
+		}
+	}
 	if strings.ContainsAny(c.Host.Name, "/ \t\n") {
 		bad("host.name", fmt.Sprintf("%q must not contain slashes or spaces", c.Host.Name))
 	}
@@ -266,6 +389,15 @@ func lineOf(root *yaml.Node, key string) int {
 	}
 	line := 0
 	for _, part := range strings.Split(key, ".") {
+		if n.Kind == yaml.SequenceNode {
+			i, err := strconv.Atoi(part)
+			if err != nil || i < 0 || i >= len(n.Content) {
+				return line
+			}
+			n = n.Content[i]
+			line = n.Line
+			continue
+		}
 		if n.Kind != yaml.MappingNode {
 			return line
 		}

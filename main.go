@@ -75,6 +75,7 @@ const usage = `vigil — a live monitoring dashboard
 
 Usage:
   vigil [flags]                     serve the dashboard, the event stream and the API
+  vigil --demo                      ... with a few built-in demo services to watch
   vigil validate [--config FILE]    check a configuration and exit
   vigil version                     print the version
 
@@ -119,6 +120,7 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (Con
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", "", "YAML configuration file")
+	demo := fs.Bool("demo", false, "also start a few built-in demo services and watch them")
 	// Flags are parsed into strings and applied after the file, so that a
 	// flag overrides the file while its default does not.
 	type setting struct {
@@ -179,6 +181,15 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (Con
 			return cfg, &ConfigError{Msg: from + ": " + err.Error()}
 		}
 	}
+	if setOnCLI["demo"] {
+		cfg.Demo = *demo
+	} else if v := getenv("VIGIL_DEMO"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return cfg, &ConfigError{Msg: "VIGIL_DEMO: want true or false, got " + strconv.Quote(v)}
+		}
+		cfg.Demo = b
+	}
 	if err := validate(cfg, "", nil); err != nil {
 		return cfg, err
 	}
@@ -237,13 +248,38 @@ func serve(ctx context.Context, cfg Config, e env) error {
 		}
 		sources = append(sources, h)
 	}
+	for _, sc := range cfg.Services {
+		opts, errs := sc.options(cfg.Interval.D())
+		if len(errs) > 0 {
+			return errors.Join(errs...) // validate has said so already
+		}
+		svc, err := collector.NewService(opts)
+		if err != nil {
+			return err
+		}
+		sources = append(sources, svc)
+	}
+	if cfg.Demo {
+		demos, err := collector.StartDemo(ctx, cfg.Interval.D())
+		if err != nil {
+			return err
+		}
+		for _, opts := range demos {
+			svc, err := collector.NewService(opts)
+			if err != nil {
+				return err
+			}
+			sources = append(sources, svc)
+		}
+		log.Info("demo services started", "services", len(demos))
+	}
 	sched := &collector.Scheduler{
 		Store: store, Hub: hub, Sources: sources,
 		Interval: cfg.Interval.D(), Timeout: cfg.Host.Timeout.D(),
 		Metrics: set, Logger: log,
 	}
 	web := dashboard.New(dashboard.Options{
-		Hub: hub, Store: store, Metrics: set, Logger: log, Version: buildVersion(),
+		Hub: hub, Store: store, Metrics: set, Logger: log, Version: buildVersion(), Demo: cfg.Demo,
 		Interval: cfg.Interval.D(), Retry: cfg.Stream.Retry.D(), WriteTimeout: cfg.Stream.WriteTimeout.D(),
 	})
 

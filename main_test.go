@@ -329,6 +329,14 @@ func TestValidate(t *testing.T) {
 		{"retention below interval", "interval: 10s\nretention: 5s\n", []string{"cfg.yaml:2: retention:"}},
 		{"several problems at once", "interval: 1x\nwhat: 1\n", []string{"cfg.yaml:1:", "cfg.yaml:2: unknown key"}},
 		{"heartbeat too long for proxies", "stream:\n  heartbeat: 60s\n", []string{"cfg.yaml:2: stream.heartbeat"}},
+		{"valid services", "services:\n  - name: api\n    probe:\n      url: https://api.example.com/healthz\n      json_field: status\n      json_equals: ok\n    scrape:\n      urls: [http://10.0.0.1:9100/metrics, http://10.0.0.2:9100/metrics]\n      errors: 'status=~\"5..\"'\n", nil},
+		{"service without probe or scrape", "services:\n  - name: api\n", []string{"cfg.yaml:2: services[0] api: needs a probe"}},
+		{"service with a bad URL", "services:\n  - name: api\n    probe:\n      url: ftp://x\n", []string{"cfg.yaml:3:", "not an http:// or https:// URL"}},
+		{"service with a bad regex", "services:\n  - name: api\n    probe:\n      url: http://x\n      body_regex: '('\n", []string{"cfg.yaml:5: services[0] api: probe.body_regex"}},
+		{"service with a bad selector", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      errors: code\n", []string{"cfg.yaml:5: services[0] api: scrape.errors: bad error selector"}},
+		{"service timeout beyond the interval", "services:\n  - name: api\n    probe:\n      url: http://x\n      timeout: 5s\n", []string{"cfg.yaml:5: services[0] api: probe.timeout: 5s is longer than the interval 1s"}},
+		{"duplicate service", "services:\n  - name: api\n    probe: {url: http://x}\n  - name: api\n    probe: {url: http://y}\n", []string{"cfg.yaml:4:", "declared twice"}},
+		{"unknown service key", "services:\n  - name: api\n    prob: {url: http://x}\n", []string{"cfg.yaml:3: unknown key \"prob\""}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -385,6 +393,45 @@ func TestConfigPrecedence(t *testing.T) {
 	}
 	if _, err := configure([]string{"--interval", "0s"}, func(string) string { return "" }, io.Discard); err == nil {
 		t.Fatal("--interval 0s accepted")
+	}
+}
+
+// TestDemo runs vigil --demo: the demo services appear as service tiles
+// with traffic, labelled as demo data, with a per-instance breakdown.
+func TestDemo(t *testing.T) {
+	base, _ := startVigil(t, "--data", t.TempDir(), "--demo")
+	ch := openStream(t, base+"/events?source=service/checkout&type=sample", "")
+	deadline := time.After(10 * time.Second)
+	for {
+		var s sampleData
+		select {
+		case ev := <-ch:
+			json.Unmarshal([]byte(ev.Data), &s)
+		case <-deadline:
+			t.Fatal("no demo traffic within 10 s")
+		}
+		if s.Metrics["http.requests_per_sec"] > 0 && s.Metrics["instances.total"] == 3 {
+			if _, ok := s.Metrics["http.latency_p99_seconds"]; !ok {
+				t.Fatalf("no latency percentiles: %v", s.Metrics)
+			}
+			break
+		}
+	}
+	get := func(path string) string {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	page := get("/")
+	if !strings.Contains(page, `data-testid="demo-badge"`) || !strings.Contains(page, `data-source="service/checkout" data-kind="service"`) {
+		t.Error("dashboard does not show the demo as demo service tiles")
+	}
+	if n := strings.Count(get("/source/service/checkout"), `data-testid="instance"`); n != 3 {
+		t.Errorf("checkout drill-down shows %d instances, want 3", n)
 	}
 }
 

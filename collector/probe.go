@@ -47,10 +47,11 @@ type probeResult struct {
 }
 
 type prober struct {
-	url    string
-	opts   ProbeOptions
-	client *http.Client
-	now    func() time.Time
+	url      string
+	instance string
+	opts     ProbeOptions
+	client   *http.Client
+	now      func() time.Time
 }
 
 func newProber(url string, opts ProbeOptions, now func() time.Time) *prober {

@@ -201,6 +201,9 @@ func (l *sourceLoop) tick(ctx context.Context) {
 	l.m.duration.Update(r.took.Seconds())
 	if len(r.metrics) > 0 {
 		finite(r.metrics)
+		for k, v := range r.metrics {
+			r.metrics[k] = roundSignificant(v, 6) // more digits are noise on every stream
+		}
 		smp := Sample{Source: l.name, Time: start, Metrics: r.metrics}
 		s.Store.Append(smp)
 		l.m.samples.Inc()
@@ -252,6 +255,14 @@ func (l *sourceLoop) setState(state, msg string, partial bool) {
 	if err != nil && !errors.Is(err, ErrClosed) {
 		l.s.Logger.Error("publish source event", "source", l.name, "err", err)
 	}
+}
+
+func roundSignificant(v float64, digits int) float64 {
+	if v == 0 {
+		return 0
+	}
+	r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', digits, 64), 64)
+	return r
 }
 
 // SourceState is the body of a "source" event.

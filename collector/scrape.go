@@ -77,12 +77,13 @@ func (s Selector) Match(smp PromSample) bool {
 // scraper reads one instance and turns its counters into increases since
 // the previous scrape.
 type scraper struct {
-	url    string
-	opts   ScrapeOptions
-	errSel Selector
-	client *http.Client
-	prev   map[string]float64 // counter series -> last value
-	prevAt time.Time
+	url      string
+	instance string
+	opts     ScrapeOptions
+	errSel   Selector
+	client   *http.Client
+	prev     map[string]float64 // counter series -> last value
+	prevAt   time.Time
 }
 
 // scrapeResult is what one scrape adds to the rolling window.

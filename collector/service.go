@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -36,8 +37,8 @@ type ServiceOptions struct {
 //	http.requests_per_sec, http.error_percent,
 //	http.latency_{p50,p90,p99,p99_5,max}_seconds   (over the window)
 //	instances.up, instances.total
-//	probe.{up,status_code,dns_seconds,connect_seconds,tls_seconds,ttfb_seconds,total_seconds,cert_expiry_days}{instance=URL}
-//	scrape.up{instance=URL}
+//	probe.{up,status_code,dns_seconds,connect_seconds,tls_seconds,ttfb_seconds,total_seconds,cert_expiry_days}{instance=HOST:PORT}
+//	scrape.up{instance=HOST:PORT}
 //
 // With a scrape, the http.* metrics describe the service's real traffic
 // (merged across instances by adding counters and histogram buckets);
@@ -93,8 +94,11 @@ func NewService(opts ServiceOptions) (*Service, error) {
 		if po.MaxBytes <= 0 {
 			po.MaxBytes = DefaultMaxProbeBytes
 		}
-		for _, u := range p.URLs {
-			s.probers = append(s.probers, newProber(u, po, opts.Now))
+		names := instanceNames(p.URLs)
+		for i, u := range p.URLs {
+			pr := newProber(u, po, opts.Now)
+			pr.instance = names[i]
+			s.probers = append(s.probers, pr)
 		}
 	}
 	if sc := opts.Scrape; sc != nil {
@@ -125,8 +129,9 @@ func NewService(opts ServiceOptions) (*Service, error) {
 		if client == nil {
 			client = &http.Client{Timeout: so.Timeout}
 		}
-		for _, u := range sc.URLs {
-			s.scrapers = append(s.scrapers, &scraper{url: u, opts: so, errSel: sel, client: client})
+		names := instanceNames(sc.URLs)
+		for i, u := range sc.URLs {
+			s.scrapers = append(s.scrapers, &scraper{url: u, instance: names[i], opts: so, errSel: sel, client: client})
 		}
 	}
 	return s, nil
@@ -185,7 +190,7 @@ func (s *Service) Collect(ctx context.Context) (map[string]float64, error) {
 		w = slices.DeleteFunc(w, func(x probeResult) bool { return !x.at.After(cutoff) })
 		s.probes[p.url] = w
 		probeWindow = append(probeWindow, w...)
-		label := "{instance=" + p.url + "}"
+		label := "{instance=" + p.instance + "}"
 		m["probe.up"+label] = b2f(r.ok)
 		if r.status != 0 {
 			m["probe.status_code"+label] = float64(r.status)
@@ -207,7 +212,7 @@ func (s *Service) Collect(ctx context.Context) (map[string]float64, error) {
 	var reqs, errsN, dt float64
 	scrapesUp := 0
 	for i, sc := range s.scrapers {
-		label := "{instance=" + sc.url + "}"
+		label := "{instance=" + sc.instance + "}"
 		if err := scrapeErr[i]; err != nil {
 			errs = append(errs, fmt.Errorf("scrape %s: %w", sc.url, err))
 			m["scrape.up"+label] = 0
@@ -311,6 +316,26 @@ func (s *Service) probeTraffic(m map[string]float64, w []probeResult) {
 		m["http.latency_p99_5_seconds"] = q(0.995)
 		m["http.latency_max_seconds"] = lat[len(lat)-1]
 	}
+}
+
+// instanceNames names instances as Prometheus does, by host:port, unless
+// two URLs share one; then by the whole URL.
+func instanceNames(urls []string) []string {
+	names := make([]string, len(urls))
+	count := map[string]int{}
+	for i, raw := range urls {
+		names[i] = raw
+		if u, err := url.Parse(raw); err == nil && u.Host != "" {
+			names[i] = u.Host
+		}
+		count[names[i]]++
+	}
+	for i := range names {
+		if count[names[i]] > 1 {
+			names[i] = urls[i]
+		}
+	}
+	return names
 }
 
 func b2f(b bool) float64 {

@@ -256,7 +256,7 @@ func TestScrapeRatesAndQuantiles(t *testing.T) {
 			near(t, "p99", m["http.latency_p99_seconds"], 0.99, tol*0.99+0.01)
 			near(t, "p99.5", m["http.latency_p99_5_seconds"], 0.995, tol+0.01)
 			near(t, "max", m["http.latency_max_seconds"], 1, 0.05)
-			if m["http.requests_per_sec{instance="+in.srv.URL+"}"] != m["http.requests_per_sec"] {
+			if m["http.requests_per_sec{instance="+strings.TrimPrefix(in.srv.URL, "http://")+"}"] != m["http.requests_per_sec"] {
 				t.Error("per-instance rate missing")
 			}
 
@@ -364,7 +364,7 @@ func TestScrapeBadTargets(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), want[name]) {
 				t.Fatalf("error %v, want %q", err, want[name])
 			}
-			if m["scrape.up{instance="+srv.URL+"}"] != 0 || m["instances.up"] != 0 {
+			if m["scrape.up{instance="+strings.TrimPrefix(srv.URL, "http://")+"}"] != 0 || m["instances.up"] != 0 {
 				t.Errorf("failed target counted up: %v", m)
 			}
 		})
@@ -384,7 +384,7 @@ func TestProbe(t *testing.T) {
 	set := func(s int, b string) { mu.Lock(); status, body = s, b; mu.Unlock() }
 	svc, _ := NewService(ServiceOptions{Name: "web", Window: time.Minute, Probe: &ProbeOptions{
 		URLs: []string{srv.URL}, Timeout: time.Second, BodyRegex: regexp.MustCompile(`"db"`), JSONField: "status.db", JSONEquals: "ok"}})
-	inst := "{instance=" + srv.URL + "}"
+	inst := "{instance=" + strings.TrimPrefix(strings.TrimPrefix(srv.URL, "http://"), "https://") + "}"
 
 	m, err := svc.Collect(context.Background())
 	if err != nil || m["probe.up"+inst] != 1 || m["probe.status_code"+inst] != 200 || m["instances.up"] != 1 {
@@ -464,7 +464,7 @@ func TestProbeCertificateExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inst := "{instance=" + srv.URL + "}"
+	inst := "{instance=" + strings.TrimPrefix(strings.TrimPrefix(srv.URL, "http://"), "https://") + "}"
 	want := srv.Certificate().NotAfter.Sub(time.Now()).Hours() / 24
 	near(t, "cert days", m["probe.cert_expiry_days"+inst], want, 1)
 	if _, ok := m["probe.tls_seconds"+inst]; !ok {

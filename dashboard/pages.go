@@ -16,6 +16,7 @@ import (
 
 	"github.com/a-h/templ"
 
+	"vigil/collector"
 	"vigil/static"
 	"vigil/templates"
 )
@@ -69,6 +70,7 @@ func (s *Server) handleSource(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(name, "host/") {
 		t := s.tile(name)
 		src.Tile = &t
+		src.Instances = instances(name, s.opts.Store)
 	}
 	s.render(w, r, templates.SourcePage(src))
 }
@@ -123,6 +125,38 @@ func (s *Server) chart(source, metric, label string, capacity int, since time.Ti
 		c.Max = 100
 	}
 	return c
+}
+
+// instances splits a service's newest sample by its {instance=…} labels.
+func instances(source string, store *collector.Store) []templates.Instance {
+	smp, _ := store.Latest(source)
+	byName := map[string]*templates.Instance{}
+	var out []*templates.Instance
+	for k, v := range smp.Metrics {
+		i := strings.Index(k, "{instance=")
+		if i < 0 || !strings.HasSuffix(k, "}") {
+			continue
+		}
+		name := k[i+len("{instance=") : len(k)-1]
+		in := byName[name]
+		if in == nil {
+			in = &templates.Instance{Name: name, Metrics: map[string]float64{}}
+			byName[name] = in
+			out = append(out, in)
+		}
+		in.Metrics[k[:i]] = v
+	}
+	rows := make([]templates.Instance, 0, len(out))
+	for _, in := range out {
+		up, scraped := in.Metrics["scrape.up"]
+		if !scraped {
+			up = in.Metrics["probe.up"]
+		}
+		in.Up = up == 1
+		rows = append(rows, *in)
+	}
+	slices.SortFunc(rows, func(a, b templates.Instance) int { return strings.Compare(a.Name, b.Name) })
+	return rows
 }
 
 var hostStats = []struct{ label, metric string }{

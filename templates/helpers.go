@@ -1,6 +1,7 @@
 package templates
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -33,4 +34,31 @@ func bandRange(i int) string {
 		return "(≥ " + ftoa(lo) + "% errors)"
 	}
 	return "(" + ftoa(lo) + "–" + ftoa(HealthBands[i].Below) + "%)"
+}
+
+func cell(m map[string]float64, metric string) string {
+	v, ok := m[metric]
+	if !ok {
+		return "–"
+	}
+	return Format(metric, v)
+}
+
+func probeCell(m map[string]float64) string {
+	code, ok := m["probe.status_code"]
+	if !ok {
+		if _, probed := m["probe.up"]; probed {
+			return "no answer"
+		}
+		return "–"
+	}
+	return strconv.Itoa(int(code)) + " in " + FormatAs(FmtLatency, m["probe.total_seconds"])
+}
+
+func certCell(m map[string]float64) string {
+	d, ok := m["probe.cert_expiry_days"]
+	if !ok {
+		return "–"
+	}
+	return "expires in " + fixed(d, 0) + " days"
 }

@@ -127,5 +127,13 @@ type Source struct {
 	Status Status
 	Charts []Chart
 	Alerts []Alert
-	Tile   *Tile // for service sources
+	Tile      *Tile      // for service sources
+	Instances []Instance // a service's instances, for the breakdown
+}
+
+// Instance is one instance of a service on its drill-down page.
+type Instance struct {
+	Name    string
+	Up      bool
+	Metrics map[string]float64 // this instance's metrics, without the {instance=…} part
 }
