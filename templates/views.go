@@ -123,10 +123,10 @@ type Alert struct {
 // Source is the drill-down page of one source.
 type Source struct {
 	Page
-	Name   string
-	Status Status
-	Charts []Chart
-	Alerts []Alert
+	Name      string
+	Status    Status
+	Charts    []Chart
+	Alerts    []Alert
 	Tile      *Tile      // for service sources
 	Instances []Instance // a service's instances, for the breakdown
 }
