@@ -5,6 +5,7 @@
 //	go run ./bench fanout [-subs 1000,5000,10000] [-measure 20s]
 //	go run ./bench idle [-measure 60s]
 //	go run ./bench ui [-tiles 500] [-measure 30s] [-screenshot file.png]
+//	go run ./bench probes [-targets 100] [-measure 30s]
 //
 // Each server under test runs in its own process (this binary, re-executed),
 // so its CPU time and memory are read from /proc without the load
@@ -43,7 +44,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: bench fanout|idle|ui [flags]")
+		fmt.Fprintln(os.Stderr, "usage: bench fanout|idle|ui|probes [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -54,6 +55,8 @@ func main() {
 		err = idle(os.Args[2:])
 	case "ui":
 		err = ui(os.Args[2:])
+	case "probes":
+		err = probes(os.Args[2:])
 	case "serve-vigil":
 		err = serveVigil(os.Args[2])
 	case "serve-ref":

@@ -3,6 +3,9 @@ package collector
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -75,5 +78,66 @@ func BenchmarkHostCollect(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		h.Collect(ctx)
+	}
+}
+
+// exposition1000 is a target with 1,000 series: 100 request counters
+// (method × path × code) and a histogram of 15 buckets for each of 60
+// method × path pairs.
+func exposition1000() string {
+	var b strings.Builder
+	n := 0
+	for m := range 2 {
+		for p := range 30 {
+			for _, code := range []string{"200", "500"} {
+				if n < 100 {
+					fmt.Fprintf(&b, "http_requests_total{method=\"m%d\",path=\"/p%d\",code=%q} %d\n", m, p, code, 1000+n)
+					n++
+				}
+			}
+			for _, le := range []string{"0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "25", "50", "100", "+Inf"} {
+				fmt.Fprintf(&b, "http_request_duration_seconds_bucket{method=\"m%d\",path=\"/p%d\",le=%q} %d\n", m, p, le, 500+n)
+				n++
+			}
+		}
+	}
+	for n < 1000 {
+		fmt.Fprintf(&b, "process_other_metric{i=\"%d\"} %d\n", n, n)
+		n++
+	}
+	return b.String()
+}
+
+// BenchmarkScrape1000Series is one scrape of a 1,000-series target over
+// loopback: fetch, parse, increases, window and percentiles.
+func BenchmarkScrape1000Series(b *testing.B) {
+	body := exposition1000()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, body) }))
+	defer srv.Close()
+	now := time.Unix(1000, 0)
+	svc, err := NewService(ServiceOptions{Name: "big", Scrape: &ScrapeOptions{URLs: []string{srv.URL}}, Now: func() time.Time { return now }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		now = now.Add(time.Second)
+		if _, err := svc.Collect(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParseExposition1000Series is the parse alone.
+func BenchmarkParseExposition1000Series(b *testing.B) {
+	body := exposition1000()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseExposition(strings.NewReader(body)); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -54,16 +55,24 @@ type prober struct {
 	now      func() time.Time
 }
 
-func newProber(url string, opts ProbeOptions, now func() time.Time) *prober {
-	tr := opts.Transport
-	if tr == nil {
-		tr = http.DefaultTransport.(*http.Transport).Clone()
-	} else {
-		tr = tr.Clone()
-	}
-	// Every probe measures a fresh connection: DNS, connect and TLS.
+// probeTransport is shared by every probe with default settings: without
+// keep-alives a transport holds no connections, so one is enough.
+var probeTransport = sync.OnceValue(func() *http.Transport { return probeClone(http.DefaultTransport.(*http.Transport)) })
+
+// probeClone makes every probe measure a fresh connection (DNS, connect
+// and TLS) and go straight to the target, not through a proxy.
+func probeClone(t *http.Transport) *http.Transport {
+	tr := t.Clone()
 	tr.DisableKeepAlives = true
 	tr.Proxy = nil
+	return tr
+}
+
+func newProber(url string, opts ProbeOptions, now func() time.Time) *prober {
+	tr := probeTransport()
+	if opts.Transport != nil {
+		tr = probeClone(opts.Transport)
+	}
 	return &prober{url: url, opts: opts, now: now, client: &http.Client{
 		Transport: tr,
 		// A redirect is an answer to check, not to follow.
