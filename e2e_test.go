@@ -244,3 +244,28 @@ func TestBrowserControls(t *testing.T) {
 	chromedp.Run(ctx, chromedp.Evaluate[bool](`Object.defineProperty(document, 'hidden', {configurable: true, get: () => false}); document.dispatchEvent(new Event('visibilitychange')); true`))
 	waitFor(t, ctx, "visible again: catches up at once", uptime+` !== `+fmt.Sprintf("%q", held), 500*time.Millisecond)
 }
+
+// TestBrowserServiceTilesGoLive runs the demo and watches its service
+// tiles move: rate, circle and the health class follow the stream.
+func TestBrowserServiceTilesGoLive(t *testing.T) {
+	ctx := browser(t)
+	base, _ := startVigil(t, "--data", t.TempDir(), "--demo")
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "five demo tiles", `document.querySelectorAll('[data-testid=tile][data-kind=service]').length === 5`, 15*time.Second)
+	if evalString(t, ctx, `document.querySelector('[data-testid=demo-badge]') ? 'yes' : 'no'`) != "yes" {
+		t.Fatal("demo data not labelled")
+	}
+	rate := `document.querySelector('[data-source="service/search"] [data-testid=rate]').textContent`
+	before := evalString(t, ctx, rate)
+	waitFor(t, ctx, "the search tile's rate moves", rate+` !== `+fmt.Sprintf("%q", before), 5*time.Second)
+	// The circle and health class agree with the numbers on the tile.
+	waitFor(t, ctx, "circle drawn from live data", `(() => {
+		const el = document.querySelector('[data-source="service/search"]');
+		const r = Number(el.querySelector('circle').getAttribute('r'));
+		const rate = Number(el.dataset.rate);
+		return rate > 0 && r === window.__vigil.radius(rate);
+	})()`, 5*time.Second)
+	waitFor(t, ctx, "hosts reporting", `document.querySelector('[data-source="service/checkout"] [data-testid=hosts-reporting]').textContent.replace(/\s+/g, ' ').trim() === '3 of 3'`, 5*time.Second)
+}

@@ -215,8 +215,9 @@ func (s *Server) hostPanel(source string) templates.HostPanel {
 	return p
 }
 
-// tile builds a service tile when the source reports request metrics, and
-// a generic one otherwise.
+// tile builds a service tile for a service source (even before its first
+// traffic is known) or any source reporting request metrics, and a generic
+// one otherwise.
 func (s *Server) tile(source string) templates.Tile {
 	smp, _ := s.opts.Store.Latest(source)
 	name := source
@@ -225,7 +226,7 @@ func (s *Server) tile(source string) templates.Tile {
 	}
 	t := templates.Tile{Source: source, Name: name, Kind: "generic", Status: s.status(source), State: "ok"}
 	m := smp.Metrics
-	if _, ok := m["http.requests_per_sec"]; ok {
+	if _, ok := m["http.requests_per_sec"]; ok || strings.HasPrefix(source, "service/") {
 		t.Kind = "service"
 		t.Service = templates.ServiceStats{
 			Rate: m["http.requests_per_sec"], ErrorPercent: m["http.error_percent"],

@@ -158,6 +158,9 @@
     }
     const ts = Date.parse(d.ts);
     if (ts <= s.ts) return; // already drawn (the page was rendered after it)
+    if (!streamQuery && 'http.requests_per_sec' in d.metrics && s.roots.some((r) => r.dataset.kind === 'generic')) {
+      redrawSoon(); // it turned out to be a service: draw it as one
+    }
     s.ts = ts;
     s.metrics = d.metrics;
     for (const [metric, list] of s.sparks) {
