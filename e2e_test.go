@@ -101,9 +101,11 @@ func TestBrowserDashboardGoesLiveAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "indicator says live", `document.querySelector('[data-testid=connection]').dataset.state === 'live'`, 5*time.Second)
-	uptime := `document.querySelector('[data-testid="value-host.uptime_seconds"]').textContent`
-	before := evalString(t, ctx, uptime)
-	waitFor(t, ctx, "values change", uptime+` !== `+fmt.Sprintf("%q", before), 3*time.Second)
+	// The CPU sparkline moves with every sample (a text value such as the
+	// moving may show the same minute for a while).
+	moving := `document.querySelector('svg[data-spark="cpu.percent"] path').getAttribute('d')`
+	before := evalString(t, ctx, moving)
+	waitFor(t, ctx, "values change", moving+` !== `+fmt.Sprintf("%q", before), 3*time.Second)
 	points := `document.querySelector('svg[data-spark="cpu.percent"] path').getAttribute('d').split('L').length`
 	p0, _ := chromedp.Run(ctx, chromedp.Evaluate[int](points))
 	waitFor(t, ctx, "sparkline grows", fmt.Sprintf("%s > %d", points, p0), 3*time.Second)
@@ -147,8 +149,8 @@ func TestBrowserDashboardGoesLiveAndResumes(t *testing.T) {
 
 	startVigil(t, "--data", data, "--addr", addr)
 	waitFor(t, ctx, "page live again after restart", `document.querySelector('[data-testid=connection]').dataset.state === 'live'`, 40*time.Second)
-	before = evalString(t, ctx, uptime)
-	waitFor(t, ctx, "values change after restart", uptime+` !== `+fmt.Sprintf("%q", before), 5*time.Second)
+	before = evalString(t, ctx, moving)
+	waitFor(t, ctx, "values change after restart", moving+` !== `+fmt.Sprintf("%q", before), 5*time.Second)
 	if marked, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__marker === true`)); !marked {
 		t.Fatal("the page reloaded instead of resuming")
 	}
@@ -200,7 +202,9 @@ func TestBrowserControls(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "live", `document.querySelector('[data-testid=connection]').dataset.state === 'live'`, 5*time.Second)
-	uptime := `document.querySelector('[data-testid="value-host.uptime_seconds"]').textContent`
+	// The CPU sparkline moves with every sample (a text value such as the
+	// moving may show the same minute for a while).
+	moving := `document.querySelector('svg[data-spark="cpu.percent"] path').getAttribute('d')`
 
 	// "/" focuses the filter; typing filters; the URL keeps it; Escape clears.
 	if err := chromedp.Do(ctx, chromedp.KeyEvent("/")); err != nil {
@@ -217,13 +221,13 @@ func TestBrowserControls(t *testing.T) {
 	// "p" pauses: the indicator says so and values hold still.
 	chromedp.Do(ctx, chromedp.KeyEvent("p"))
 	waitFor(t, ctx, "p pauses", `document.querySelector('[data-testid=connection]').dataset.state === 'paused' && document.querySelector('[data-testid=pause]').getAttribute('aria-pressed') === 'true' && location.search.includes('paused=1')`, 2*time.Second)
-	held := evalString(t, ctx, uptime)
+	held := evalString(t, ctx, moving)
 	time.Sleep(2500 * time.Millisecond) // samples arrive meanwhile; the screen must not move
-	if now := evalString(t, ctx, uptime); now != held {
+	if now := evalString(t, ctx, moving); now != held {
 		t.Fatalf("value changed while paused: %q -> %q", held, now)
 	}
 	chromedp.Do(ctx, chromedp.KeyEvent("p"))
-	waitFor(t, ctx, "p resumes and catches up", uptime+` !== `+fmt.Sprintf("%q", held), 2*time.Second)
+	waitFor(t, ctx, "p resumes and catches up", moving+` !== `+fmt.Sprintf("%q", held), 2*time.Second)
 
 	// The theme toggle overrides the system theme and is remembered.
 	chromedp.Do(ctx, chromedp.KeyEvent("t"))
@@ -236,13 +240,13 @@ func TestBrowserControls(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // let a frame already requested finish
 	frames := `window.__vigil.perf.frames`
 	f0, _ := chromedp.Run(ctx, chromedp.Evaluate[int](frames))
-	held = evalString(t, ctx, uptime)
+	held = evalString(t, ctx, moving)
 	time.Sleep(2500 * time.Millisecond)
 	if f1, _ := chromedp.Run(ctx, chromedp.Evaluate[int](frames)); f1 != f0 {
 		t.Fatalf("hidden tab rendered %d frames", f1-f0)
 	}
 	chromedp.Run(ctx, chromedp.Evaluate[bool](`Object.defineProperty(document, 'hidden', {configurable: true, get: () => false}); document.dispatchEvent(new Event('visibilitychange')); true`))
-	waitFor(t, ctx, "visible again: catches up at once", uptime+` !== `+fmt.Sprintf("%q", held), 500*time.Millisecond)
+	waitFor(t, ctx, "visible again: catches up at once", moving+` !== `+fmt.Sprintf("%q", held), 500*time.Millisecond)
 }
 
 // TestBrowserServiceTilesGoLive runs the demo and watches its service
