@@ -458,33 +458,49 @@ func idle(args []string) error {
 	warm := fs.Duration("warm", 10*time.Second, "time after start before measuring")
 	measure := fs.Duration("measure", 60*time.Second, "measurement window")
 	fs.Parse(args)
-	dir, err := os.MkdirTemp("", "vigil-bench")
+	dir, bin, err := buildVigil()
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "vigil")
+	return runVigil("vigil, host source at 1 s, no subscribers", bin, dir, *warm, *measure)
+}
+
+// buildVigil builds vigil into a new temporary directory.
+func buildVigil() (dir, bin string, err error) {
+	dir, err = os.MkdirTemp("", "vigil-bench")
+	if err != nil {
+		return "", "", err
+	}
+	bin = filepath.Join(dir, "vigil")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
-		return fmt.Errorf("build vigil (run from the repository root): %w", err)
+		os.RemoveAll(dir)
+		return "", "", fmt.Errorf("build vigil (run from the repository root): %w", err)
 	}
-	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--log-level", "warn")
+	return dir, bin, nil
+}
+
+// runVigil runs vigil with the given flags and prints a table row of its
+// CPU use and memory over the measurement window.
+func runVigil(label, bin, dir string, warm, measure time.Duration, extra ...string) error {
+	cmd := exec.Command(bin, append([]string{"--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--log-level", "error"}, extra...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return err
 	}
 	p := &proc{cmd: cmd}
 	defer p.stop()
-	time.Sleep(*warm)
+	time.Sleep(warm)
 	cpu0, t0 := p.cpuSeconds(), time.Now()
 	var peak float64
-	for time.Since(t0) < *measure {
+	for time.Since(t0) < measure {
 		time.Sleep(time.Second)
 		peak = max(peak, p.rssBytes())
 	}
 	cpu1, t1 := p.cpuSeconds(), time.Now()
-	fmt.Printf("| vigil, host source at 1 s, no subscribers | %.2f%% of one core | %.1f MiB (peak %.1f MiB) | %s |\n",
+	fmt.Printf("| %s | %.2f%% of one core | %.1f MiB (peak %.1f MiB) | %s |\n", label,
 		100*(cpu1-cpu0)/t1.Sub(t0).Seconds(), p.rssBytes()/(1<<20), peak/(1<<20), measure)
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -25,17 +24,11 @@ func probes(args []string) error {
 	if *targets < 1 || *targets > 2000 {
 		return fmt.Errorf("-targets %d: want 1 to 2000", *targets)
 	}
-	dir, err := os.MkdirTemp("", "vigil-probes")
+	dir, bin, err := buildVigil()
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "vigil")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build vigil (run from the repository root): %w", err)
-	}
 
 	var cfg strings.Builder
 	cfg.WriteString("services:\n")
@@ -55,28 +48,8 @@ func probes(args []string) error {
 	if err := os.WriteFile(cfgFile, []byte(cfg.String()), 0o600); err != nil {
 		return err
 	}
-	run := func(label string, extra ...string) error {
-		cmd := exec.Command(bin, append([]string{"--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--log-level", "error"}, extra...)...)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		p := &proc{cmd: cmd}
-		defer p.stop()
-		time.Sleep(*warm)
-		cpu0, t0 := p.cpuSeconds(), time.Now()
-		var peak float64
-		for time.Since(t0) < *measure {
-			time.Sleep(time.Second)
-			peak = max(peak, p.rssBytes())
-		}
-		cpu1, t1 := p.cpuSeconds(), time.Now()
-		fmt.Printf("| %s | %.2f%% of one core | %.1f MiB (peak %.1f MiB) | %s |\n", label,
-			100*(cpu1-cpu0)/t1.Sub(t0).Seconds(), p.rssBytes()/(1<<20), peak/(1<<20), *measure)
-		return nil
-	}
-	if err := run("vigil, host source only"); err != nil {
+	if err := runVigil("vigil, host source only", bin, dir, *warm, *measure); err != nil {
 		return err
 	}
-	return run(fmt.Sprintf("vigil, host source + %d probes a second", *targets), "--config", cfgFile)
+	return runVigil(fmt.Sprintf("vigil, host source + %d probes a second", *targets), bin, dir, *warm, *measure, "--config", cfgFile)
 }
