@@ -150,6 +150,9 @@ func (h *Host) Collect(ctx context.Context) (map[string]float64, error) {
 		fail("load", err)
 	} else {
 		m["load.1"], m["load.5"], m["load.15"] = avg.Load1, avg.Load5, avg.Load15
+		if n := len(h.prevCPU); n > 0 {
+			m["load.5_per_core"] = avg.Load5 / float64(n) // what "too loaded" means depends on the cores
+		}
 	}
 	if vm, err := mem.VirtualMemoryWithContext(ctx); err != nil {
 		fail("memory", err)

@@ -1,0 +1,332 @@
+package alerts
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"vigil/collector"
+)
+
+// Alert states.
+const (
+	StateInactive = "inactive"
+	StatePending  = "pending"
+	StateFiring   = "firing"
+	StateResolved = "resolved" // a transition; the alert is inactive afterwards
+	StateNoData   = "nodata"
+)
+
+// An Alert is one (rule, source, metric) and where it stands.
+type Alert struct {
+	Fingerprint string            `json:"fingerprint"`
+	Rule        string            `json:"rule"`
+	Source      string            `json:"source"`
+	Metric      string            `json:"metric"`
+	State       string            `json:"state"`
+	Value       float64           `json:"value"`
+	Threshold   float64           `json:"threshold"`
+	Op          string            `json:"op"`
+	Severity    string            `json:"severity"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	ActiveAt    time.Time         `json:"active_at,omitzero"`  // pending (or firing, without for) since
+	StartedAt   time.Time         `json:"started_at,omitzero"` // firing since
+	EndedAt     time.Time         `json:"ended_at,omitzero"`   // resolved at
+	ClearedAt   time.Time         `json:"-"`                   // value back to normal while firing (keep_firing_for)
+	UpdatedAt   time.Time         `json:"updated_at"`
+}
+
+// Fingerprint identifies an alert across restarts.
+func Fingerprint(rule, source, metric string) string {
+	h := sha256.Sum256([]byte(rule + "\x00" + source + "\x00" + metric))
+	return hex.EncodeToString(h[:8])
+}
+
+// step moves an alert given the rule's value now (ok false: no data) and
+// returns the transition to announce, or "" for none. It is the whole state
+// machine and does no I/O.
+func (r *Rule) step(a *Alert, v float64, ok bool, now time.Time) string {
+	a.UpdatedAt = now
+	if !ok {
+		if a.State == StateNoData {
+			return ""
+		}
+		a.State = StateNoData
+		a.ActiveAt, a.ClearedAt = now, time.Time{}
+		return StateNoData
+	}
+	a.Value = v
+	switch a.State {
+	case StateFiring:
+		if !r.cleared(v) {
+			a.ClearedAt = time.Time{}
+			return ""
+		}
+		if a.ClearedAt.IsZero() {
+			a.ClearedAt = now
+		}
+		if now.Sub(a.ClearedAt) < r.KeepFiringFor {
+			return ""
+		}
+		a.State, a.EndedAt, a.ClearedAt = StateInactive, now, time.Time{}
+		return StateResolved
+	case StatePending:
+		if !r.breaches(v) {
+			a.State, a.ActiveAt = StateInactive, time.Time{}
+			return StateInactive
+		}
+		if now.Sub(a.ActiveAt) >= r.For {
+			a.State, a.StartedAt, a.EndedAt = StateFiring, now, time.Time{}
+			return StateFiring
+		}
+		return ""
+	default: // inactive, nodata, or new
+		if !r.breaches(v) {
+			if a.State == StateNoData {
+				a.State, a.ActiveAt = StateInactive, time.Time{}
+				return StateInactive
+			}
+			a.State = StateInactive
+			return ""
+		}
+		a.ActiveAt = now
+		if r.For <= 0 {
+			a.State, a.StartedAt, a.EndedAt = StateFiring, now, time.Time{}
+			return StateFiring
+		}
+		a.State = StatePending
+		return StatePending
+	}
+}
+
+// A Transition is one alert's change of state, as announced.
+type Transition struct {
+	Kind  string // StatePending, StateFiring, StateResolved, StateInactive or StateNoData
+	Alert Alert
+}
+
+// Store keeps alert states (and, with them, whatever must change in the
+// same transaction). Implementations must be safe for concurrent use.
+type Store interface {
+	LoadAlerts(ctx context.Context) ([]Alert, error)
+	// SaveTransitions writes the new states of the alerts that changed,
+	// atomically.
+	SaveTransitions(ctx context.Context, ts []Transition) error
+}
+
+// Publisher is what the evaluator needs of the hub.
+type Publisher interface {
+	Publish(m collector.Message) (*collector.Event, error)
+}
+
+// Evaluator runs the rules over the ring buffer every interval. Reading the
+// ring rather than decoding events keeps windows (avg over 1m) a lookup,
+// and means the evaluator can never be a slow subscriber.
+type Evaluator struct {
+	Rules    []Rule
+	Store    *collector.Store
+	Hub      Publisher
+	DB       Store // may be nil: states then live in memory only
+	Interval time.Duration
+	Now      func() time.Time
+	Logger   *slog.Logger
+
+	mu     sync.Mutex
+	alerts map[string]*Alert
+	rules  map[string]*Rule
+}
+
+// Load restores saved states; call it before Run.
+func (e *Evaluator) Load(ctx context.Context) error {
+	e.init()
+	if e.DB == nil {
+		return nil
+	}
+	saved, err := e.DB.LoadAlerts(ctx)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, a := range saved {
+		if _, ok := e.rules[a.Rule]; !ok {
+			continue // the rule is gone
+		}
+		a := a
+		e.alerts[a.Fingerprint] = &a
+	}
+	return nil
+}
+
+func (e *Evaluator) init() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.alerts != nil {
+		return
+	}
+	e.alerts = map[string]*Alert{}
+	e.rules = map[string]*Rule{}
+	for i := range e.Rules {
+		e.rules[e.Rules[i].Name] = &e.Rules[i]
+	}
+	if e.Now == nil {
+		e.Now = time.Now
+	}
+	if e.Interval <= 0 {
+		e.Interval = time.Second
+	}
+	if e.Logger == nil {
+		e.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Run evaluates every interval until ctx is done.
+func (e *Evaluator) Run(ctx context.Context) error {
+	e.init()
+	t := time.NewTicker(e.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := e.Evaluate(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				e.Logger.Error("evaluate alert rules", "err", err)
+			}
+		}
+	}
+}
+
+// Evaluate runs every rule once. Transitions are saved first and published
+// after, so a crash between the two loses an event on the stream, never a
+// state (or, later, a delivery).
+func (e *Evaluator) Evaluate(ctx context.Context) error {
+	e.init()
+	now := e.Now()
+	var ts []Transition
+	e.mu.Lock()
+	seen := map[string]bool{}
+	for _, source := range e.Store.Sources() {
+		latest, _ := e.Store.Latest(source)
+		for i := range e.Rules {
+			r := &e.Rules[i]
+			if !collector.Glob(r.Source, source) {
+				continue
+			}
+			for metric := range latest.Metrics {
+				if !collector.Glob(r.Metric, metric) {
+					continue
+				}
+				fp := Fingerprint(r.Name, source, metric)
+				seen[fp] = true
+				a := e.alerts[fp]
+				if a == nil {
+					a = &Alert{Fingerprint: fp, Rule: r.Name, Source: source, Metric: metric, State: StateInactive}
+					e.alerts[fp] = a
+				}
+				v, ok := e.value(r, source, metric, latest.Time, now)
+				if kind := r.step(a, v, ok, now); kind != "" {
+					e.describe(r, a)
+					ts = append(ts, Transition{Kind: kind, Alert: *a})
+				}
+			}
+		}
+	}
+	// Alerts whose metric vanished from the source's samples have no data.
+	for fp, a := range e.alerts {
+		if seen[fp] || a.State == StateInactive || a.State == StateNoData {
+			continue
+		}
+		r := e.rules[a.Rule]
+		if kind := r.step(a, 0, false, now); kind != "" {
+			e.describe(r, a)
+			ts = append(ts, Transition{Kind: kind, Alert: *a})
+		}
+	}
+	e.mu.Unlock()
+	if len(ts) == 0 {
+		return nil
+	}
+	if e.DB != nil {
+		if err := e.DB.SaveTransitions(ctx, ts); err != nil {
+			return err
+		}
+	}
+	for _, t := range ts {
+		a := t.Alert
+		e.Logger.Info("alert", "rule", a.Rule, "source", a.Source, "metric", a.Metric, "transition", t.Kind, "value", a.Value)
+		if _, err := e.Hub.Publish(collector.Message{Type: collector.TypeAlert, Source: a.Source, Time: now,
+			Key: "alert/" + a.Fingerprint, Body: event{Transition: t.Kind, Alert: a}}); err != nil && !errors.Is(err, collector.ErrClosed) {
+			return err
+		}
+	}
+	return nil
+}
+
+// event is the body of an "alert" event: the alert with the transition
+// that made it.
+type event struct {
+	Transition string `json:"transition"`
+	Alert
+}
+
+// value is the rule's aggregate for one series, or ok false when the
+// source has been silent longer than the rule allows.
+func (e *Evaluator) value(r *Rule, source, metric string, last, now time.Time) (float64, bool) {
+	if now.Sub(last) > r.NoData {
+		return 0, false
+	}
+	if r.Aggregate == "last" {
+		smp, _ := e.Store.Latest(source)
+		v, ok := smp.Metrics[metric]
+		return v, ok
+	}
+	pts, _ := e.Store.Range(source, metric, now.Add(-r.Window))
+	return aggregate(r.Aggregate, pts)
+}
+
+func (e *Evaluator) describe(r *Rule, a *Alert) {
+	a.Threshold, a.Op, a.Severity, a.Labels = r.Threshold, r.Op, r.Severity, r.Labels
+	a.Annotations = r.annotate(a)
+}
+
+// Active lists pending, firing and nodata alerts: firing first, then
+// pending, then nodata; within each, by severity and rule.
+func (e *Evaluator) Active() []Alert {
+	e.init()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []Alert
+	for _, a := range e.alerts {
+		if a.State == StatePending || a.State == StateFiring || a.State == StateNoData {
+			out = append(out, *a)
+		}
+	}
+	rank := map[string]int{StateFiring: 0, StatePending: 1, StateNoData: 2}
+	sev := func(s string) int { return -slices.Index([]string{"info", "warning", "critical"}, strings.ToLower(s)) }
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if rank[a.State] != rank[b.State] {
+			return rank[a.State] < rank[b.State]
+		}
+		if sev(a.Severity) != sev(b.Severity) {
+			return sev(a.Severity) < sev(b.Severity)
+		}
+		if a.Rule != b.Rule {
+			return a.Rule < b.Rule
+		}
+		return a.Source+a.Metric < b.Source+b.Metric
+	})
+	return out
+}
+
+// RuleList is the loaded rules.
+func (e *Evaluator) RuleList() []Rule { return e.Rules }

@@ -1,0 +1,231 @@
+package alerts
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"vigil/collector"
+)
+
+var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+
+func TestStateMachine(t *testing.T) {
+	type obs struct {
+		at   time.Duration
+		v    float64
+		ok   bool
+		want string // transition announced, "" for none
+		st   string // state after
+	}
+	clear80 := 80.0
+	tests := []struct {
+		name string
+		rule Rule
+		obs  []obs
+	}{
+		{"fires at once without for", Rule{Op: ">", Threshold: 90}, []obs{
+			{0, 50, true, "", StateInactive},
+			{1, 95, true, StateFiring, StateFiring},
+			{2, 96, true, "", StateFiring},
+			{3, 50, true, StateResolved, StateInactive},
+		}},
+		{"pending, then firing after for", Rule{Op: ">", Threshold: 90, For: 3 * time.Second}, []obs{
+			{0, 95, true, StatePending, StatePending},
+			{2, 95, true, "", StatePending},
+			{3, 95, true, StateFiring, StateFiring},
+		}},
+		{"pending that clears never fires", Rule{Op: ">", Threshold: 90, For: 3 * time.Second}, []obs{
+			{0, 95, true, StatePending, StatePending},
+			{1, 85, true, StateInactive, StateInactive},
+			{2, 95, true, StatePending, StatePending},
+			{4, 95, true, "", StatePending}, // for counts again from 2
+			{5, 95, true, StateFiring, StateFiring},
+		}},
+		{"hysteresis: resolves only below clear", Rule{Op: ">", Threshold: 90, Clear: &clear80}, []obs{
+			{0, 95, true, StateFiring, StateFiring},
+			{1, 85, true, "", StateFiring}, // below the threshold, above clear
+			{2, 89, true, "", StateFiring},
+			{3, 79, true, StateResolved, StateInactive},
+		}},
+		{"keep_firing_for holds a flapping alert", Rule{Op: ">", Threshold: 90, KeepFiringFor: 3 * time.Second}, []obs{
+			{0, 95, true, StateFiring, StateFiring},
+			{1, 50, true, "", StateFiring},
+			{2, 95, true, "", StateFiring}, // breached again: the clear clock restarts
+			{3, 50, true, "", StateFiring},
+			{5, 50, true, "", StateFiring},
+			{6, 50, true, StateResolved, StateInactive},
+		}},
+		{"less-than rules", Rule{Op: "<", Threshold: 10}, []obs{
+			{0, 5, true, StateFiring, StateFiring},
+			{1, 10, true, StateResolved, StateInactive},
+		}},
+		{"no data is a state of its own", Rule{Op: ">", Threshold: 90}, []obs{
+			{0, 95, true, StateFiring, StateFiring},
+			{1, 0, false, StateNoData, StateNoData},
+			{2, 0, false, "", StateNoData},
+			{3, 50, true, StateInactive, StateInactive},
+			{4, 0, false, StateNoData, StateNoData},
+			{5, 95, true, StateFiring, StateFiring},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.rule
+			r.Name, r.Metric = "R", "m"
+			if err := r.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			a := &Alert{State: StateInactive}
+			for i, o := range tt.obs {
+				got := r.step(a, o.v, o.ok, t0.Add(o.at*time.Second))
+				if got != o.want || a.State != o.st {
+					t.Fatalf("step %d (v=%v ok=%v at %ds): announced %q, state %q; want %q, %q", i, o.v, o.ok, o.at, got, a.State, o.want, o.st)
+				}
+			}
+		})
+	}
+}
+
+func TestAggregate(t *testing.T) {
+	pts := []collector.Point{{T: t0, V: 10}, {T: t0.Add(time.Second), V: 30}, {T: t0.Add(2 * time.Second), V: 20}}
+	for how, want := range map[string]float64{"last": 20, "avg": 20, "min": 10, "max": 30, "rate": 5} {
+		if got, ok := aggregate(how, pts); !ok || got != want {
+			t.Errorf("%s = %v, %v; want %v", how, got, ok, want)
+		}
+	}
+	if _, ok := aggregate("rate", pts[:1]); ok {
+		t.Error("rate of one point")
+	}
+	if _, ok := aggregate("avg", nil); ok {
+		t.Error("avg of nothing")
+	}
+}
+
+func TestRuleValidate(t *testing.T) {
+	c := func(v float64) *float64 { return &v }
+	for _, tt := range []struct {
+		rule Rule
+		want string
+	}{
+		{Rule{Name: "", Metric: "m", Op: ">"}, "name:"},
+		{Rule{Name: "A", Op: ">"}, "metric: required"},
+		{Rule{Name: "A", Metric: "m", Op: "=>"}, "op:"},
+		{Rule{Name: "A", Metric: "m", Op: ">", Threshold: 90, Clear: c(95)}, "clear: 95 is on the firing side"},
+		{Rule{Name: "A", Metric: "m", Op: "<", Threshold: 10, Clear: c(5)}, "clear: 5 is on the firing side"},
+		{Rule{Name: "A", Metric: "m", Op: ">", Aggregate: "median"}, "aggregate:"},
+		{Rule{Name: "A", Metric: "m", Op: ">", Aggregate: "avg"}, "window: avg needs a window"},
+		{Rule{Name: "A", Metric: "m", Op: ">", For: -time.Second}, "must not be negative"},
+		{Rule{Name: "A", Metric: "m", Op: ">", Annotations: map[string]string{"summary": "{{.Value"}}, "annotations.summary:"},
+	} {
+		err := tt.rule.Validate()
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: %v, want %q", tt.rule, err, tt.want)
+		}
+	}
+	for _, r := range DefaultRules() {
+		if err := r.Validate(); err != nil {
+			t.Errorf("default rule %s: %v", r.Name, err)
+		}
+	}
+}
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+// TestEvaluatorPublishesPersistsAndSurvivesRestart drives the evaluator
+// over a real ring buffer, hub and SQLite store: transitions become alert
+// events and rows, and a new evaluator on the same database carries on
+// without firing again.
+func TestEvaluatorPublishesPersistsAndSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ck := &clock{t: t0}
+	store := collector.NewStore(10*time.Minute, time.Second)
+	hub := collector.NewHub(collector.HubOptions{FirstID: 1, Now: ck.now})
+	defer hub.Close()
+	sub, _ := hub.Subscribe(collector.Cursor{}, collector.Filter{Types: []string{collector.TypeAlert}})
+	rules := []Rule{{Name: "DiskFull", Source: "host/*", Metric: "fs.used_percent{*}", Op: ">", Threshold: 90, For: 2 * time.Second,
+		Severity: "critical", Annotations: map[string]string{"summary": `{{.Metric}} on {{.Source}} at {{printf "%.0f" .Value}}%`}}}
+	for i := range rules {
+		if err := rules[i].Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newEval := func() *Evaluator {
+		e := &Evaluator{Rules: rules, Store: store, Hub: hub, DB: db, Now: ck.now}
+		if err := e.Load(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	sample := func(root, home float64) {
+		store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: map[string]float64{
+			"fs.used_percent{mount=/}": root, "fs.used_percent{mount=/home}": home, "cpu.percent": 99}})
+	}
+	events := func() []map[string]any {
+		var out []map[string]any
+		for len(sub.C()) > 0 {
+			var m map[string]any
+			json.Unmarshal((<-sub.C()).JSON(), &m)
+			out = append(out, m)
+		}
+		return out
+	}
+
+	e := newEval()
+	for i := range 4 {
+		sample(95, 50)
+		e.Evaluate(context.Background())
+		ck.t = ck.t.Add(time.Second)
+		_ = i
+	}
+	evs := events()
+	if len(evs) != 2 || evs[0]["transition"] != StatePending || evs[1]["transition"] != StateFiring {
+		t.Fatalf("events %v", evs)
+	}
+	ev := evs[1]
+	if ev["source"] != "host/a" || ev["metric"] != "fs.used_percent{mount=/}" || ev["value"] != 95.0 || ev["threshold"] != 90.0 ||
+		ev["severity"] != "critical" || ev["fingerprint"] != Fingerprint("DiskFull", "host/a", "fs.used_percent{mount=/}") {
+		t.Errorf("firing event %v", ev)
+	}
+	if ann, _ := ev["annotations"].(map[string]any); ann["summary"] != "fs.used_percent{mount=/} on host/a at 95%" {
+		t.Errorf("summary %v", ev["annotations"])
+	}
+	if act := e.Active(); len(act) != 1 || act[0].State != StateFiring {
+		t.Fatalf("active %v", act)
+	}
+
+	// A restart: the new evaluator knows the alert is firing and says
+	// nothing new while it stays so.
+	e2 := newEval()
+	sample(96, 50)
+	e2.Evaluate(context.Background())
+	if evs := events(); len(evs) != 0 {
+		t.Fatalf("restart announced %v", evs)
+	}
+	if act := e2.Active(); len(act) != 1 || act[0].State != StateFiring || !act[0].StartedAt.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("after restart: %+v", act)
+	}
+	ck.t = ck.t.Add(time.Second)
+	sample(50, 50)
+	e2.Evaluate(context.Background())
+	if evs := events(); len(evs) != 1 || evs[0]["transition"] != StateResolved || evs[0]["ended_at"] == nil {
+		t.Fatalf("resolve: %v", evs)
+	}
+
+	// The source stops reporting: no data.
+	ck.t = ck.t.Add(2 * DefaultNoData)
+	e2.Evaluate(context.Background())
+	evs = events()
+	if len(evs) != 2 || evs[0]["state"] != StateNoData {
+		t.Fatalf("no data: %v", evs)
+	}
+}

@@ -1,0 +1,101 @@
+package alerts
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // the embedded, pure-Go SQLite: no cgo, one static binary
+)
+
+// DB is vigil's embedded store: alert states now, the webhook outbox in the
+// same database so a state change and its deliveries commit together.
+type DB struct {
+	db *sql.DB
+}
+
+var _ Store = (*DB)(nil)
+
+// Open opens (creating if needed) vigil.db in dir, in WAL mode: readers
+// never wait for the writer, and a committed transaction survives the
+// process being killed.
+func Open(dir string) (*DB, error) {
+	path := filepath.Join(dir, "vigil.db")
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1) // one writer; SQLite serialises writes anyway
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return &DB{db: db}, nil
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS alerts (
+	fingerprint TEXT PRIMARY KEY,
+	body        TEXT NOT NULL,
+	updated_at  INTEGER NOT NULL
+);`
+
+// Close closes the database.
+func (d *DB) Close() error { return d.db.Close() }
+
+// stored is an alert as kept on disk, with the fields the API leaves out.
+type stored struct {
+	Alert
+	ClearedAt time.Time `json:"cleared_at,omitzero"`
+}
+
+// LoadAlerts returns every saved alert.
+func (d *DB) LoadAlerts(ctx context.Context) ([]Alert, error) {
+	rows, err := d.db.QueryContext(ctx, `SELECT body FROM alerts`)
+	if err != nil {
+		return nil, fmt.Errorf("load alerts: %w", err)
+	}
+	defer rows.Close()
+	var out []Alert
+	for rows.Next() {
+		var body string
+		if err := rows.Scan(&body); err != nil {
+			return nil, fmt.Errorf("load alerts: %w", err)
+		}
+		var s stored
+		if err := json.Unmarshal([]byte(body), &s); err != nil {
+			return nil, fmt.Errorf("load alerts: %w", err)
+		}
+		s.Alert.ClearedAt = s.ClearedAt
+		out = append(out, s.Alert)
+	}
+	return out, rows.Err()
+}
+
+// SaveTransitions writes the alerts' new states in one transaction.
+func (d *DB) SaveTransitions(ctx context.Context, ts []Transition) error {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("save alerts: %w", err)
+	}
+	defer tx.Rollback()
+	for _, t := range ts {
+		body, err := json.Marshal(stored{Alert: t.Alert, ClearedAt: t.Alert.ClearedAt})
+		if err != nil {
+			return fmt.Errorf("save alerts: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO alerts (fingerprint, body, updated_at) VALUES (?, ?, ?)
+			ON CONFLICT (fingerprint) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at`,
+			t.Alert.Fingerprint, string(body), t.Alert.UpdatedAt.UnixMilli()); err != nil {
+			return fmt.Errorf("save alerts: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("save alerts: %w", err)
+	}
+	return nil
+}
