@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"vigil/alerts"
 	"vigil/collector"
 	"vigil/dashboard"
 )
@@ -43,6 +44,11 @@ type Config struct {
 		Retry        Duration `yaml:"retry"`         // reconnect delay hint; clients get up to twice this
 		WriteTimeout Duration `yaml:"write_timeout"` // deadline per write to a client
 	} `yaml:"stream"`
+	Alerts struct {
+		// Rules replace the default host rules when given; an empty list
+		// turns alerting off.
+		Rules *[]RuleConfig `yaml:"rules"`
+	} `yaml:"alerts"`
 	Demo     bool            `yaml:"demo"` // watch built-in demo services
 	Services []ServiceConfig `yaml:"services"`
 	Host     struct {
@@ -79,6 +85,57 @@ type ServiceConfig struct {
 		Latency  string   `yaml:"latency"`
 		Timeout  Duration `yaml:"timeout"`
 	} `yaml:"scrape"`
+}
+
+// RuleConfig is an alert rule as written in the config file.
+type RuleConfig struct {
+	Name          string            `yaml:"name"`
+	Source        string            `yaml:"source"`
+	Metric        string            `yaml:"metric"`
+	Op            string            `yaml:"op"`
+	Threshold     *float64          `yaml:"threshold"`
+	Clear         *float64          `yaml:"clear"`
+	For           Duration          `yaml:"for"`
+	KeepFiringFor Duration          `yaml:"keep_firing_for"`
+	Aggregate     string            `yaml:"aggregate"`
+	Window        Duration          `yaml:"window"`
+	NoData        Duration          `yaml:"no_data"`
+	Severity      string            `yaml:"severity"`
+	Labels        map[string]string `yaml:"labels"`
+	Annotations   map[string]string `yaml:"annotations"`
+}
+
+func (rc RuleConfig) rule() (alerts.Rule, error) {
+	r := alerts.Rule{Name: rc.Name, Source: rc.Source, Metric: rc.Metric, Op: rc.Op, Clear: rc.Clear,
+		For: rc.For.D(), KeepFiringFor: rc.KeepFiringFor.D(), Aggregate: rc.Aggregate, Window: rc.Window.D(),
+		NoData: rc.NoData.D(), Severity: rc.Severity, Labels: rc.Labels, Annotations: rc.Annotations}
+	if rc.Threshold == nil {
+		return r, errors.New("threshold: required")
+	}
+	r.Threshold = *rc.Threshold
+	return r, r.Validate()
+}
+
+// rules are the configured rules, or the defaults.
+func (c Config) rules() ([]alerts.Rule, error) {
+	if c.Alerts.Rules == nil {
+		rules := alerts.DefaultRules()
+		for i := range rules {
+			if err := rules[i].Validate(); err != nil {
+				return nil, err
+			}
+		}
+		return rules, nil
+	}
+	var out []alerts.Rule
+	for _, rc := range *c.Alerts.Rules {
+		r, err := rc.rule()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 var serviceNameRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
@@ -353,6 +410,26 @@ func validate(c Config, file string, root *yaml.Node) error {
 	if c.Host.FSTimeout.D() <= 0 {
 		bad("host.fs_timeout", "must be positive")
 	}
+	if c.Alerts.Rules != nil {
+		names := map[string]bool{}
+		for i, rc := range *c.Alerts.Rules {
+			key := "alerts.rules." + strconv.Itoa(i)
+			if names[rc.Name] {
+				bad(key+".name", fmt.Sprintf("rule %q is declared twice", rc.Name))
+			}
+			names[rc.Name] = true
+			if _, err := rc.rule(); err != nil {
+				for _, e := range unjoin(err) {
+					field, _, _ := strings.Cut(e.Error(), ":")
+					line := lineOf(root, key+"."+strings.Fields(field)[0])
+					if line == 0 {
+						line = lineOf(root, key)
+					}
+					errs = append(errs, &ConfigError{File: file, Line: line, Msg: fmt.Sprintf("alerts.rules[%d] %s: %v", i, rc.Name, e)})
+				}
+			}
+		}
+	}
 	seen := map[string]bool{}
 	for i, sc := range c.Services {
 		key := "services." + strconv.Itoa(i)
@@ -376,6 +453,14 @@ func validate(c Config, file string, root *yaml.Node) error {
 		bad("host.name", fmt.Sprintf("%q must not contain slashes or spaces", c.Host.Name))
 	}
 	return errors.Join(errs...)
+}
+
+// unjoin splits an errors.Join into its errors.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // lineOf finds the line of a dotted key in a YAML tree, or 0.

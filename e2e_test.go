@@ -103,7 +103,7 @@ func TestBrowserDashboardGoesLiveAndResumes(t *testing.T) {
 	waitFor(t, ctx, "indicator says live", `document.querySelector('[data-testid=connection]').dataset.state === 'live'`, 5*time.Second)
 	// The CPU sparkline moves with every sample (a text value such as the
 	// moving may show the same minute for a while).
-	moving := `document.querySelector('svg[data-spark="cpu.percent"] path').getAttribute('d')`
+	moving := `(document.querySelector('svg[data-spark="cpu.percent"] path')?.getAttribute('d') ?? '')`
 	before := evalString(t, ctx, moving)
 	waitFor(t, ctx, "values change", moving+` !== `+fmt.Sprintf("%q", before), 3*time.Second)
 	points := `document.querySelector('svg[data-spark="cpu.percent"] path').getAttribute('d').split('L').length`
@@ -204,7 +204,7 @@ func TestBrowserControls(t *testing.T) {
 	waitFor(t, ctx, "live", `document.querySelector('[data-testid=connection]').dataset.state === 'live'`, 5*time.Second)
 	// The CPU sparkline moves with every sample (a text value such as the
 	// moving may show the same minute for a while).
-	moving := `document.querySelector('svg[data-spark="cpu.percent"] path').getAttribute('d')`
+	moving := `(document.querySelector('svg[data-spark="cpu.percent"] path')?.getAttribute('d') ?? '')`
 
 	// "/" focuses the filter; typing filters; the URL keeps it; Escape clears.
 	if err := chromedp.Do(ctx, chromedp.KeyEvent("/")); err != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/sync/errgroup"
 
+	"vigil/alerts"
 	"vigil/collector"
 	"vigil/dashboard"
 )
@@ -225,6 +226,16 @@ func serve(ctx context.Context, cfg Config, e env) error {
 		}
 	}
 
+	db, err := alerts.Open(cfg.Data)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rules, err := cfg.rules()
+	if err != nil {
+		return err // validate has said so already
+	}
+
 	set := metrics.NewSet()
 	hub := collector.NewHub(collector.HubOptions{
 		Replay:    cfg.Stream.Replay,
@@ -278,7 +289,11 @@ func serve(ctx context.Context, cfg Config, e env) error {
 		Interval: cfg.Interval.D(), Timeout: cfg.Host.Timeout.D(),
 		Metrics: set, Logger: log,
 	}
-	web := dashboard.New(dashboard.Options{
+	eval := &alerts.Evaluator{Rules: rules, Store: store, Hub: hub, DB: db, Interval: cfg.Interval.D(), Logger: log}
+	if err := eval.Load(ctx); err != nil {
+		return err
+	}
+	web := dashboard.New(dashboard.Options{Alerts: eval,
 		Hub: hub, Store: store, Metrics: set, Logger: log, Version: buildVersion(), Demo: cfg.Demo,
 		Interval: cfg.Interval.D(), Retry: cfg.Stream.Retry.D(), WriteTimeout: cfg.Stream.WriteTimeout.D(),
 	})
@@ -309,6 +324,7 @@ func serve(ctx context.Context, cfg Config, e env) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return sched.Run(gctx) })
 	g.Go(func() error { return hub.Run(gctx) })
+	g.Go(func() error { return eval.Run(gctx) })
 	g.Go(func() error {
 		select {
 		case <-sched.Ready():

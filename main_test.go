@@ -193,6 +193,9 @@ func TestWholeAppStreamsHostSamples(t *testing.T) {
 	if code, body := get("/api/v1/series/" + first.Source + "/cpu.percent?window=1m"); code != 200 || !strings.Contains(body, `"points":[[`) {
 		t.Errorf("series: %d %s", code, body)
 	}
+	if code, body := get("/api/v1/rules"); code != 200 || !strings.Contains(body, `"name":"HostHighCPU"`) {
+		t.Errorf("default rules: %d %s", code, body)
+	}
 	code, body := get("/metrics")
 	for _, want := range []string{`vigil_samples_collected_total{source="` + first.Source + `"}`, `vigil_collect_duration_seconds_bucket{source="`,
 		`vigil_collect_errors_total{source="`, "vigil_subscribers 1", `vigil_events_published_total{type="sample"}`, "vigil_subscribers_dropped_total"} {
@@ -336,6 +339,11 @@ func TestValidate(t *testing.T) {
 		{"service with a bad selector", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      errors: code\n", []string{"cfg.yaml:5: services[0] api: scrape.errors: bad error selector"}},
 		{"service timeout beyond the interval", "services:\n  - name: api\n    probe:\n      url: http://x\n      timeout: 5s\n", []string{"cfg.yaml:5: services[0] api: probe.timeout: 5s is longer than the interval 1s"}},
 		{"duplicate service", "services:\n  - name: api\n    probe: {url: http://x}\n  - name: api\n    probe: {url: http://y}\n", []string{"cfg.yaml:4:", "declared twice"}},
+		{"valid rules", "alerts:\n  rules:\n    - name: HighErrors\n      source: service/*\n      metric: http.error_percent\n      op: '>'\n      threshold: 5\n      clear: 2\n      for: 2m\n      aggregate: avg\n      window: 1m\n      annotations: {summary: 'errors at {{.Value}}'}\n", nil},
+		{"rule without threshold", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n", []string{"cfg.yaml:3: alerts.rules[0] A: threshold: required"}},
+		{"rule with a bad op", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '=>'\n      threshold: 1\n", []string{"cfg.yaml:5: alerts.rules[0] A: op:"}},
+		{"rule with clear on the wrong side", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 90\n      clear: 95\n", []string{"cfg.yaml:7: alerts.rules[0] A: clear: 95 is on the firing side"}},
+		{"rule with a bad duration", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 1\n      for: soon\n", []string{"cfg.yaml:7:", "bad duration"}},
 		{"unknown service key", "services:\n  - name: api\n    prob: {url: http://x}\n", []string{"cfg.yaml:3: unknown key \"prob\""}},
 	}
 	for _, tt := range tests {
@@ -447,4 +455,33 @@ func TestVersionAndUnknownCommand(t *testing.T) {
 	if err := run(context.Background(), env{args: []string{"--nope"}, stdout: io.Discard, stderr: io.Discard, getenv: os.Getenv}); err == nil || errors.Is(err, context.Canceled) {
 		t.Fatalf("unknown flag: %v", err)
 	}
+}
+
+// FuzzConfig feeds arbitrary YAML to the config loader: it never panics,
+// and every error names the file.
+func FuzzConfig(f *testing.F) {
+	f.Add("addr: :8080\ninterval: 1s\n")
+	f.Add("alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 1\n      clear: 0\n      annotations: {summary: '{{.Value}}'}\n")
+	f.Add("services:\n  - name: api\n    probe: {url: 'http://x', body_regex: '(a|b'}\n")
+	f.Add("stream: [1, 2]\n")
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, text string) {
+		path := filepath.Join(dir, "fuzz.yaml")
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg := defaultConfig()
+		err := loadFile(path, &cfg)
+		if err != nil {
+			for _, e := range unjoin(err) {
+				if !strings.HasPrefix(e.Error(), path) {
+					t.Fatalf("error without the file: %q", e)
+				}
+			}
+			return
+		}
+		if _, err := cfg.rules(); err != nil {
+			t.Fatalf("valid config with invalid rules: %v", err)
+		}
+	})
 }

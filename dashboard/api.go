@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"vigil/alerts"
 	"vigil/collector"
 )
 
@@ -67,4 +68,36 @@ func quote(s string) string {
 		s = s[:64] + "…"
 	}
 	return strconv.Quote(s)
+}
+
+func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
+	list := []alerts.Alert{}
+	if s.opts.Alerts != nil {
+		list = append(list, s.opts.Alerts.Active()...)
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Alerts []alerts.Alert `json:"alerts"`
+	}{list})
+}
+
+// ruleView shows durations as text ("5m0s"), as they are written.
+type ruleView struct {
+	alerts.Rule
+	For           string `json:"for"`
+	KeepFiringFor string `json:"keep_firing_for"`
+	Window        string `json:"window"`
+	NoData        string `json:"no_data"`
+}
+
+func (s *Server) handleRules(w http.ResponseWriter, r *http.Request) {
+	list := []ruleView{}
+	if s.opts.Alerts != nil {
+		for _, rule := range s.opts.Alerts.RuleList() {
+			list = append(list, ruleView{Rule: rule, For: rule.For.String(), KeepFiringFor: rule.KeepFiringFor.String(),
+				Window: rule.Window.String(), NoData: rule.NoData.String()})
+		}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Rules []ruleView `json:"rules"`
+	}{list})
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"vigil/alerts"
 	"vigil/collector"
 )
 
@@ -101,5 +102,45 @@ func TestHealthReadyAndMetrics(t *testing.T) {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+type fakeAlerts struct {
+	active []alerts.Alert
+	rules  []alerts.Rule
+}
+
+func (f fakeAlerts) Active() []alerts.Alert  { return f.active }
+func (f fakeAlerts) RuleList() []alerts.Rule { return f.rules }
+
+func TestAlertsAndRulesAPI(t *testing.T) {
+	now := time.Now()
+	fa := fakeAlerts{
+		active: []alerts.Alert{{Fingerprint: "f1", Rule: "HighErrors", Source: "service/api", Metric: "http.error_percent", State: alerts.StateFiring,
+			Value: 12, Threshold: 5, Op: ">", Severity: "critical", Annotations: map[string]string{"summary": "api errors at 12%"}, StartedAt: now}},
+		rules: []alerts.Rule{{Name: "HighErrors", Source: "service/*", Metric: "http.error_percent", Op: ">", Threshold: 5, For: 2 * time.Minute}},
+	}
+	a := newTestApp(t, collector.HubOptions{}, Options{Alerts: fa, Now: func() time.Time { return now }})
+	a.store.Append(collector.Sample{Source: "service/api", Time: now, Metrics: map[string]float64{"http.requests_per_sec": 10, "http.error_percent": 12}})
+
+	var al struct{ Alerts []alerts.Alert }
+	if code := getJSON(t, a.srv.URL+"/api/v1/alerts", &al); code != 200 || len(al.Alerts) != 1 || al.Alerts[0].State != "firing" {
+		t.Fatalf("alerts: %d %+v", code, al)
+	}
+	var rl struct {
+		Rules []struct {
+			Name string
+			For  string
+		}
+	}
+	if code := getJSON(t, a.srv.URL+"/api/v1/rules", &rl); code != 200 || len(rl.Rules) != 1 || rl.Rules[0].For != "2m0s" {
+		t.Fatalf("rules: %d %+v", code, rl)
+	}
+	_, doc := getPage(t, a.srv.URL+"/")
+	if row := doc.Find(`[data-testid="alert"]`); row.Length() != 1 || !strings.Contains(row.Text(), "api errors at 12%") {
+		t.Errorf("alerts panel: %q", row.Text())
+	}
+	if st := strings.TrimSpace(doc.Find(`[data-source="service/api"] [data-testid="tile-state"]`).Text()); st != "firing" {
+		t.Errorf("tile state %q", st)
 	}
 }

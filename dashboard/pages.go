@@ -11,11 +11,13 @@ import (
 	"net/http"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/a-h/templ"
 
+	"vigil/alerts"
 	"vigil/collector"
 	"vigil/static"
 	"vigil/templates"
@@ -41,6 +43,7 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sortTiles(d.Tiles, view.Sort)
+	d.Alerts = s.alertViews("")
 	s.render(w, r, templates.DashboardPage(d))
 }
 
@@ -58,6 +61,7 @@ func (s *Server) handleSource(w http.ResponseWriter, r *http.Request) {
 		Page:   s.page(r, name+" · vigil", last, viewState(r), "source="+name),
 		Name:   name,
 		Status: s.status(name),
+		Alerts: s.alertViews(name),
 	}
 	now := s.opts.Now()
 	capacity := s.opts.Store.Capacity()
@@ -125,6 +129,31 @@ func (s *Server) chart(source, metric, label string, capacity int, since time.Ti
 		c.Max = 100
 	}
 	return c
+}
+
+// alertViews lists active alerts (of one source, or all when source is
+// ""), firing first.
+func (s *Server) alertViews(source string) []templates.Alert {
+	if s.opts.Alerts == nil {
+		return nil
+	}
+	var out []templates.Alert
+	for _, a := range s.opts.Alerts.Active() {
+		if source != "" && a.Source != source {
+			continue
+		}
+		summary := a.Annotations["summary"]
+		if summary == "" {
+			summary = a.Metric + " " + a.Op + " " + strconv.FormatFloat(a.Threshold, 'g', -1, 64)
+		}
+		since := a.StartedAt
+		if a.State != alerts.StateFiring {
+			since = a.ActiveAt
+		}
+		out = append(out, templates.Alert{Rule: a.Rule, Source: a.Source, State: a.State, Severity: a.Severity,
+			Value: a.Value, Metric: a.Metric, Summary: summary, Since: since})
+	}
+	return out
 }
 
 // instances splits a service's newest sample by its {instance=…} labels.
@@ -225,6 +254,11 @@ func (s *Server) tile(source string) templates.Tile {
 		name = source[i+1:]
 	}
 	t := templates.Tile{Source: source, Name: name, Kind: "generic", Status: s.status(source), State: "ok"}
+	for _, a := range s.alertViews(source) {
+		if a.State == alerts.StateFiring || (a.State == alerts.StatePending && t.State == "ok") {
+			t.State = a.State
+		}
+	}
 	m := smp.Metrics
 	if _, ok := m["http.requests_per_sec"]; ok || strings.HasPrefix(source, "service/") {
 		t.Kind = "service"

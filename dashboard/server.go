@@ -15,6 +15,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"vigil/alerts"
 	"vigil/collector"
 )
 
@@ -32,8 +33,17 @@ type Hub interface {
 
 var _ Hub = (*collector.Hub)(nil)
 
+// Alerts is what the server needs of alerts.Evaluator.
+type Alerts interface {
+	Active() []alerts.Alert
+	RuleList() []alerts.Rule
+}
+
+var _ Alerts = (*alerts.Evaluator)(nil)
+
 // Options configure a Server.
 type Options struct {
+	Alerts       Alerts // nil: no alerting
 	Hub          Hub
 	Store        *collector.Store
 	Metrics      *metrics.Set // written on /metrics with process and Go metrics
@@ -84,6 +94,8 @@ func New(opts Options) *Server {
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /events", s.handleEvents)
 	s.mux.HandleFunc("GET /api/v1/series", s.handleSeriesList)
+	s.mux.HandleFunc("GET /api/v1/alerts", s.handleAlerts)
+	s.mux.HandleFunc("GET /api/v1/rules", s.handleRules)
 	s.mux.HandleFunc("GET /api/v1/series/{path...}", s.handleSeries)
 	s.mux.HandleFunc("GET /metrics", s.handleMetrics)
 	s.mux.HandleFunc("GET /healthz", s.handleHealthz)

@@ -22,6 +22,7 @@
   let paused = false;
   let frame = 0;
   let lastSort = 0;
+  let redrawOnSample = false;
 
   // ---- formatting: the same rules as templates/format.go ----------------
   function fixed(v, d) {
@@ -323,7 +324,10 @@
     }
     showConn();
     saveView();
-    if (!p) schedule();
+    if (!p) {
+      if (redrawWhenResumed) { redrawWhenResumed = false; redraw(); }
+      schedule();
+    }
   }
 
   const themes = ['system', 'dark', 'light'];
@@ -390,6 +394,7 @@
     };
     es.addEventListener('sample', (e) => {
       seen(e);
+      if (redrawOnSample) { redrawOnSample = false; redrawSoon(); }
       applySample(JSON.parse(e.data));
       schedule();
     });
@@ -399,9 +404,16 @@
       const s = sources.get(d.source);
       if (s) { s.status = d; s.dirty = true; schedule(); }
     });
+    es.addEventListener('alert', (e) => {
+      seen(e);
+      redrawSoon(); // alerts are rare: draw the panel and tile states afresh
+    });
     es.addEventListener('reset', (e) => {
       seen(e);
-      redraw();
+      // Right after a restart the server has nothing to draw yet: keep the
+      // old picture (greyed until live) and redraw on the first sample.
+      const d = JSON.parse(e.data);
+      if (d.events && d.events.length) redraw(); else redrawOnSample = true;
     });
   }
 
@@ -413,7 +425,9 @@
   // redraw replaces the page's content with a fresh server rendering: after
   // a reset (a restart, or a gap longer than the replay window) the
   // server's ring buffer is the truth for every sparkline.
+  let redrawWhenResumed = false;
   async function redraw() {
+    if (paused) { redrawWhenResumed = true; return; } // a paused screen holds still
     try {
       const res = await fetch(location.pathname + location.search, { headers: { Accept: 'text/html' } });
       if (!res.ok) return;
