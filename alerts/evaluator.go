@@ -28,7 +28,7 @@ const (
 type Alert struct {
 	Fingerprint string            `json:"fingerprint"`
 	Rule        string            `json:"rule"`
-	Source      string            `json:"source"`
+	Source      string            `json:"source,omitempty"` // left out of alert events, whose own "source" says it
 	Metric      string            `json:"metric"`
 	State       string            `json:"state"`
 	Value       float64           `json:"value"`
@@ -263,8 +263,10 @@ func (e *Evaluator) Evaluate(ctx context.Context) error {
 	for _, t := range ts {
 		a := t.Alert
 		e.Logger.Info("alert", "rule", a.Rule, "source", a.Source, "metric", a.Metric, "transition", t.Kind, "value", a.Value)
+		body := event{Transition: t.Kind, Alert: a}
+		body.Alert.Source = ""
 		if _, err := e.Hub.Publish(collector.Message{Type: collector.TypeAlert, Source: a.Source, Time: now,
-			Key: "alert/" + a.Fingerprint, Body: event{Transition: t.Kind, Alert: a}}); err != nil && !errors.Is(err, collector.ErrClosed) {
+			Key: "alert/" + a.Fingerprint, Body: body}); err != nil && !errors.Is(err, collector.ErrClosed) {
 			return err
 		}
 	}

@@ -170,11 +170,14 @@ func TestEvaluatorPublishesPersistsAndSurvivesRestart(t *testing.T) {
 		store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: map[string]float64{
 			"fs.used_percent{mount=/}": root, "fs.used_percent{mount=/home}": home, "cpu.percent": 99}})
 	}
+	var raw []string
 	events := func() []map[string]any {
 		var out []map[string]any
 		for len(sub.C()) > 0 {
 			var m map[string]any
-			json.Unmarshal((<-sub.C()).JSON(), &m)
+			b := (<-sub.C()).JSON()
+			raw = append(raw, string(b))
+			json.Unmarshal(b, &m)
 			out = append(out, m)
 		}
 		return out
@@ -192,7 +195,7 @@ func TestEvaluatorPublishesPersistsAndSurvivesRestart(t *testing.T) {
 		t.Fatalf("events %v", evs)
 	}
 	ev := evs[1]
-	if ev["source"] != "host/a" || ev["metric"] != "fs.used_percent{mount=/}" || ev["value"] != 95.0 || ev["threshold"] != 90.0 ||
+	if ev["source"] != "host/a" || strings.Count(raw[1], `"source"`) != 1 || !strings.Contains(raw[1], `"op":">"`) || ev["op"] != ">" || ev["metric"] != "fs.used_percent{mount=/}" || ev["value"] != 95.0 || ev["threshold"] != 90.0 ||
 		ev["severity"] != "critical" || ev["fingerprint"] != Fingerprint("DiskFull", "host/a", "fs.used_percent{mount=/}") {
 		t.Errorf("firing event %v", ev)
 	}

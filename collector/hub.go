@@ -169,10 +169,13 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 	}
 	var body []byte
 	if m.Body != nil {
-		b, err := json.Marshal(m.Body)
-		if err != nil {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false) // "op":">" rather than "\u003e": this is not HTML
+		if err := enc.Encode(m.Body); err != nil {
 			return nil, fmt.Errorf("collector: publish %s %s: %w", m.Type, m.Source, err)
 		}
+		b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 		if len(b) < 2 || b[0] != '{' {
 			return nil, fmt.Errorf("collector: publish %s %s: body is not a JSON object", m.Type, m.Source)
 		}
