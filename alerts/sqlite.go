@@ -15,6 +15,9 @@ import (
 // same database so a state change and its deliveries commit together.
 type DB struct {
 	db *sql.DB
+	// DashboardURL is the base of links in webhook payloads.
+	DashboardURL string
+	now          func() time.Time
 }
 
 var _ Store = (*DB)(nil)
@@ -30,11 +33,11 @@ func Open(dir string) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1) // one writer; SQLite serialises writes anyway
-	if _, err := db.Exec(schema); err != nil {
+	if _, err := db.Exec(schema + outboxSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &DB{db: db}, nil
+	return &DB{db: db, now: time.Now}, nil
 }
 
 const schema = `
@@ -94,8 +97,44 @@ func (d *DB) SaveTransitions(ctx context.Context, ts []Transition) error {
 			return fmt.Errorf("save alerts: %w", err)
 		}
 	}
+	// The deliveries of these transitions commit with them: a state change
+	// is never saved without its webhooks, nor a webhook without its state.
+	var subs []Subscription
+	for _, t := range ts {
+		typ := webhookType(t.Kind)
+		if typ == "" {
+			continue
+		}
+		if subs == nil {
+			if subs, err = d.subscriptions(ctx, tx, `WHERE 1`); err != nil {
+				return err
+			}
+		}
+		for _, sub := range subs {
+			if sub.Status != SubscriptionActive || !sub.Wants(typ) {
+				continue
+			}
+			render := func(seq uint64) ([]byte, error) {
+				return payload(sub.Format, t, d.DashboardURL, seq, t.Alert.UpdatedAt)
+			}
+			if _, err := d.enqueue(ctx, tx, sub, typ, t.Alert.UpdatedAt, render); err != nil {
+				return err
+			}
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("save alerts: %w", err)
 	}
 	return nil
+}
+
+// webhookType is the webhook event of a transition, or "" for none.
+func webhookType(kind string) string {
+	switch kind {
+	case StateFiring:
+		return EventFiring
+	case StateResolved:
+		return EventResolved
+	}
+	return ""
 }

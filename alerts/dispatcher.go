@@ -1,0 +1,314 @@
+package alerts
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Dispatcher defaults.
+const (
+	DefaultAttemptTimeout = 10 * time.Second
+	DefaultPerReceiver    = 2  // concurrent attempts to one receiver
+	DefaultGlobal         = 16 // concurrent attempts in all
+	DefaultMaxAttempts    = 12 // about a day with the backoff below
+	BackoffBase           = 5 * time.Second
+	BackoffMax            = 2 * time.Hour
+	MaxResponseBytes      = 64 << 10
+	breakerFailures       = 5                // consecutive failures that open a receiver's breaker
+	breakerOpen           = 30 * time.Second // how long an open breaker skips the receiver
+)
+
+// Dispatcher sends queued deliveries: Standard Webhooks headers and
+// signature, a timeout per attempt, retries with exponential backoff and
+// jitter for 5xx, 429 (honouring Retry-After), timeouts and network
+// errors; 410 Gone disables the subscription; other answers are permanent
+// failures, redirects included (they are not followed). A concurrency
+// limit and a circuit breaker per receiver, and a global cap, keep dead or
+// slow receivers from delaying the others.
+type Dispatcher struct {
+	DB          *DB
+	Client      *http.Client // NewClient; its timeout is the attempt timeout
+	Now         func() time.Time
+	Logger      *slog.Logger
+	PerReceiver int
+	Global      int
+	MaxAttempts int
+	// Jitter returns a fraction in [0, 1); nil is random.
+	Jitter func() float64
+
+	mu       sync.Mutex
+	inflight map[string]int // per subscription
+	total    int
+	breakers map[string]*breaker
+	wake     chan struct{}
+	once     sync.Once
+}
+
+type breaker struct {
+	failures  int
+	openUntil time.Time
+}
+
+func (d *Dispatcher) init() {
+	d.once.Do(func() {
+		if d.Now == nil {
+			d.Now = time.Now
+		}
+		if d.Logger == nil {
+			d.Logger = slog.New(slog.DiscardHandler)
+		}
+		if d.PerReceiver <= 0 {
+			d.PerReceiver = DefaultPerReceiver
+		}
+		if d.Global <= 0 {
+			d.Global = DefaultGlobal
+		}
+		if d.MaxAttempts <= 0 {
+			d.MaxAttempts = DefaultMaxAttempts
+		}
+		if d.Jitter == nil {
+			d.Jitter = rand.Float64
+		}
+		d.inflight = map[string]int{}
+		d.breakers = map[string]*breaker{}
+		d.wake = make(chan struct{}, 1)
+	})
+}
+
+// Wake makes the dispatcher look for due deliveries now.
+func (d *Dispatcher) Wake() {
+	d.init()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run sends deliveries until ctx is done. Deliveries left in flight by a
+// previous run (a crash) are sent again first.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	d.init()
+	if err := d.DB.requeueInFlight(ctx, d.Now()); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		d.start(ctx, &wg)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-d.wake:
+		}
+	}
+}
+
+// RunOnce starts every due delivery it may and waits for their attempts.
+func (d *Dispatcher) RunOnce(ctx context.Context) {
+	d.init()
+	var wg sync.WaitGroup
+	d.start(ctx, &wg)
+	wg.Wait()
+}
+
+func (d *Dispatcher) start(ctx context.Context, wg *sync.WaitGroup) {
+	now := d.Now()
+	d.mu.Lock()
+	free := d.Global - d.total
+	counts := map[string]int{}
+	for k, v := range d.inflight {
+		counts[k] = v
+	}
+	d.mu.Unlock()
+	if free <= 0 {
+		return
+	}
+	skip := func(sub string) bool {
+		if counts[sub] >= d.PerReceiver {
+			return true
+		}
+		d.mu.Lock()
+		b := d.breakers[sub]
+		open := b != nil && now.Before(b.openUntil)
+		d.mu.Unlock()
+		if open {
+			return true
+		}
+		counts[sub]++
+		return false
+	}
+	claims, err := d.DB.due(ctx, now, free, skip)
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			d.Logger.Error("webhook outbox", "err", err)
+		}
+		return
+	}
+	for _, c := range claims {
+		d.mu.Lock()
+		d.inflight[c.SubscriptionID]++
+		d.total++
+		d.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.attempt(context.WithoutCancel(ctx), c)
+			d.mu.Lock()
+			d.inflight[c.SubscriptionID]--
+			d.total--
+			d.mu.Unlock()
+			d.Wake()
+		}()
+	}
+}
+
+// outcome of one attempt.
+type outcome struct {
+	retry      bool
+	retryAfter time.Duration // from a 429's Retry-After
+	gone       bool          // 410: disable the subscription
+	err        string
+}
+
+func (d *Dispatcher) attempt(ctx context.Context, c claim) {
+	start := d.Now()
+	a := Attempt{At: start}
+	var o outcome
+	if c.sub.Status == SubscriptionDisabled || c.sub.URL == "" {
+		o = outcome{err: "subscription disabled or deleted"}
+	} else {
+		a.Status, o = d.send(ctx, c)
+	}
+	a.DurationMS = d.Now().Sub(start).Milliseconds()
+	a.Error = o.err
+	now := d.Now()
+	state, next := DeliveryDelivered, time.Time{}
+	switch {
+	case o.err == "":
+	case o.retry && c.attempts+1 < d.MaxAttempts:
+		state, next = DeliveryQueued, now.Add(d.backoff(c.attempts+1, o.retryAfter))
+	default:
+		state = DeliveryDead
+	}
+	d.trip(c.SubscriptionID, o.err == "" || !o.retry, now)
+	if o.gone {
+		if err := d.DB.setStatus(ctx, c.SubscriptionID, SubscriptionDisabled, now); err != nil {
+			d.Logger.Error("disable subscription", "subscription", c.SubscriptionID, "err", err)
+		}
+	}
+	if err := d.DB.record(ctx, c.ID, a, state, next, o.err, now); err != nil {
+		d.Logger.Error("record webhook attempt", "delivery", c.ID, "err", err)
+	}
+	if o.err != "" {
+		d.Logger.Warn("webhook attempt failed", "delivery", c.ID, "subscription", c.SubscriptionID, "status", a.Status, "err", o.err, "next", state)
+	}
+}
+
+// trip counts consecutive failures per receiver and opens its breaker.
+func (d *Dispatcher) trip(sub string, ok bool, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := d.breakers[sub]
+	if b == nil {
+		b = &breaker{}
+		d.breakers[sub] = b
+	}
+	if ok {
+		b.failures = 0
+		return
+	}
+	b.failures++
+	if b.failures >= breakerFailures {
+		b.openUntil = now.Add(breakerOpen)
+	}
+}
+
+// backoff is BackoffBase·2^(n-1), capped, with full jitter over its upper
+// half so retries of many deliveries spread out; a Retry-After wins when
+// longer.
+func (d *Dispatcher) backoff(n int, retryAfter time.Duration) time.Duration {
+	b := float64(BackoffBase) * math.Pow(2, float64(n-1))
+	b = min(b, float64(BackoffMax))
+	wait := time.Duration(b/2 + b/2*d.Jitter())
+	return max(wait, min(retryAfter, BackoffMax))
+}
+
+func (d *Dispatcher) send(ctx context.Context, c claim) (int, outcome) {
+	now := d.Now()
+	sig, err := Sign(c.sub.secrets(now), c.ID, now, c.Payload)
+	if err != nil {
+		return 0, outcome{err: "sign: " + err.Error()}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.sub.URL, bytes.NewReader(c.Payload))
+	if err != nil {
+		return 0, outcome{err: "bad url"}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "vigil-webhooks")
+	req.Header.Set("webhook-id", c.ID)
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set("webhook-signature", sig)
+	resp, err := d.Client.Do(req)
+	if err != nil {
+		// A refused address is configuration, not weather: no retry.
+		return 0, outcome{retry: !errors.Is(err, ErrBlockedAddress), err: redact(err, c.sub.URL)}
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, MaxResponseBytes))
+	resp.Body.Close()
+	code := resp.StatusCode
+	switch {
+	case code >= 200 && code < 300:
+		return code, outcome{}
+	case code == http.StatusGone:
+		return code, outcome{gone: true, err: "410 Gone: subscription disabled"}
+	case code == http.StatusTooManyRequests:
+		return code, outcome{retry: true, retryAfter: retryAfter(resp.Header.Get("Retry-After"), now), err: "429 Too Many Requests"}
+	case code >= 500:
+		return code, outcome{retry: true, err: resp.Status}
+	case code >= 300 && code < 400:
+		return code, outcome{err: resp.Status + ": redirects are not followed"}
+	}
+	return code, outcome{err: resp.Status}
+}
+
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(0, t.Sub(now))
+	}
+	return 0
+}
+
+// redact keeps a target's URL (which may hold credentials or tokens) out
+// of errors that are logged and shown.
+func redact(err error, url string) string {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			err = inner
+		}
+	}
+	msg := err.Error()
+	if url != "" {
+		msg = strings.ReplaceAll(msg, url, "<url>")
+	}
+	return msg
+}

@@ -1,0 +1,335 @@
+package alerts
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+
+type received struct {
+	id, ts, sig string
+	body        []byte
+}
+
+// receiver is an httptest webhook receiver answering with the statuses
+// given, one per request (the last repeats).
+type receiver struct {
+	srv      *httptest.Server
+	mu       sync.Mutex
+	got      []received
+	statuses []int
+	header   http.Header
+}
+
+func newReceiver(t *testing.T, statuses ...int) *receiver {
+	rc := &receiver{statuses: statuses}
+	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rc.mu.Lock()
+		rc.got = append(rc.got, received{r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), body})
+		code := rc.statuses[min(len(rc.got), len(rc.statuses))-1]
+		for k, v := range rc.header {
+			w.Header()[k] = v
+		}
+		rc.mu.Unlock()
+		if code == http.StatusFound {
+			w.Header().Set("Location", "/elsewhere")
+		}
+		w.WriteHeader(code)
+	}))
+	t.Cleanup(rc.srv.Close)
+	return rc
+}
+
+func (rc *receiver) requests() []received {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]received(nil), rc.got...)
+}
+
+type fixture struct {
+	db  *DB
+	d   *Dispatcher
+	now time.Time
+}
+
+func newFixture(t *testing.T, timeout time.Duration) *fixture {
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	f := &fixture{db: db, now: t0}
+	f.d = &Dispatcher{DB: db, Client: NewClient(loopback, timeout), Now: func() time.Time { return f.now }, Jitter: func() float64 { return 0 }}
+	db.DashboardURL = "http://vigil.example"
+	return f
+}
+
+func (f *fixture) subscribe(t *testing.T, url string, format string) Subscription {
+	s := Subscription{ID: newID("sub_"), URL: url, Events: []string{"alert.*"}, Format: format, Status: SubscriptionActive,
+		Secret: NewSecret(), Origin: "config", CreatedAt: f.now, UpdatedAt: f.now}
+	if err := f.db.PutSubscription(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func firing(rule string) Transition {
+	return Transition{Kind: StateFiring, Alert: Alert{Fingerprint: Fingerprint(rule, "host/a", "cpu.percent"), Rule: rule, Source: "host/a",
+		Metric: "cpu.percent", State: StateFiring, Value: 97, Threshold: 90, Op: ">", Severity: "critical",
+		StartedAt: t0, UpdatedAt: t0, Annotations: map[string]string{"summary": "CPU hot"}}}
+}
+
+func (f *fixture) fire(t *testing.T, ts ...Transition) {
+	if err := f.db.SaveTransitions(context.Background(), ts); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) delivery(t *testing.T, sub string) Delivery {
+	ds, err := f.db.Deliveries(context.Background(), sub, 10)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("deliveries of %s: %v %v", sub, ds, err)
+	}
+	return ds[0]
+}
+
+func TestDeliveryRetriesUntilDelivered(t *testing.T) {
+	f := newFixture(t, time.Second)
+	rc := newReceiver(t, 500, 503, 200)
+	sub := f.subscribe(t, rc.srv.URL, FormatStandard)
+	f.fire(t, firing("HighCPU"))
+
+	for i := range 3 {
+		f.d.RunOnce(context.Background())
+		d := f.delivery(t, sub.ID)
+		if i < 2 && (d.State != DeliveryQueued || !d.NextAttemptAt.After(f.now)) {
+			t.Fatalf("after attempt %d: %+v", i+1, d)
+		}
+		f.d.RunOnce(context.Background()) // not due yet: nothing is sent
+		if n := len(rc.requests()); n != i+1 {
+			t.Fatalf("%d requests after attempt %d", n, i+1)
+		}
+		f.now = f.now.Add(BackoffMax)
+	}
+	d := f.delivery(t, sub.ID)
+	if d.State != DeliveryDelivered || len(d.Attempts) != 3 || d.Attempts[0].Status != 500 || d.Attempts[2].Status != 200 {
+		t.Fatalf("delivery %+v", d)
+	}
+	reqs := rc.requests()
+	for _, r := range reqs {
+		if r.id != d.ID {
+			t.Errorf("webhook-id %q, want %q on every attempt", r.id, d.ID)
+		}
+		if err := Verify(sub.Secret, r.id, r.ts, r.sig, r.body, time.Unix(mustAtoi(t, r.ts), 0), 5*time.Minute); err != nil {
+			t.Errorf("signature does not verify: %v", err)
+		}
+		if Verify(NewSecret(), r.id, r.ts, r.sig, r.body, time.Unix(mustAtoi(t, r.ts), 0), 5*time.Minute) == nil {
+			t.Error("another secret verifies")
+		}
+	}
+	var p struct {
+		Type string
+		Data map[string]any
+	}
+	json.Unmarshal(reqs[0].body, &p)
+	if p.Type != EventFiring || p.Data["rule"] != "HighCPU" || p.Data["state"] != "firing" || p.Data["value"] != 97.0 ||
+		p.Data["dashboard_url"] != "http://vigil.example/source/host/a" || p.Data["seq"] == nil || p.Data["fingerprint"] == "" {
+		t.Errorf("payload %s", reqs[0].body)
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int64 {
+	var n int64
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			t.Fatalf("bad timestamp %q", s)
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n
+}
+
+func TestDeliveryPermanentFailures(t *testing.T) {
+	for _, tc := range []struct {
+		status    int
+		wantState string
+		disabled  bool
+	}{
+		{410, DeliveryDead, true},
+		{400, DeliveryDead, false},
+		{302, DeliveryDead, false}, // redirects are failures and not followed
+	} {
+		f := newFixture(t, time.Second)
+		rc := newReceiver(t, tc.status)
+		sub := f.subscribe(t, rc.srv.URL, FormatStandard)
+		f.fire(t, firing("R"))
+		f.d.RunOnce(context.Background())
+		f.now = f.now.Add(BackoffMax)
+		f.d.RunOnce(context.Background())
+		d := f.delivery(t, sub.ID)
+		if d.State != tc.wantState || len(d.Attempts) != 1 || len(rc.requests()) != 1 {
+			t.Errorf("%d: state %s after %d attempts, %d requests", tc.status, d.State, len(d.Attempts), len(rc.requests()))
+		}
+		got, _ := f.db.Subscription(context.Background(), sub.ID)
+		if (got.Status == SubscriptionDisabled) != tc.disabled {
+			t.Errorf("%d: subscription %s", tc.status, got.Status)
+		}
+	}
+}
+
+func TestDeliveryHonoursRetryAfter(t *testing.T) {
+	f := newFixture(t, time.Second)
+	rc := newReceiver(t, 429)
+	rc.header = http.Header{"Retry-After": {"600"}}
+	sub := f.subscribe(t, rc.srv.URL, FormatStandard)
+	f.fire(t, firing("R"))
+	f.d.RunOnce(context.Background())
+	d := f.delivery(t, sub.ID)
+	if d.State != DeliveryQueued || d.NextAttemptAt.Before(f.now.Add(600*time.Second)) {
+		t.Fatalf("429: %+v", d)
+	}
+}
+
+func TestDeliveryTimeoutIsRetried(t *testing.T) {
+	f := newFixture(t, 200*time.Millisecond)
+	hang := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(hang)
+	sub := f.subscribe(t, srv.URL, FormatStandard)
+	f.fire(t, firing("R"))
+	f.d.RunOnce(context.Background())
+	d := f.delivery(t, sub.ID)
+	if d.State != DeliveryQueued || len(d.Attempts) != 1 || d.Attempts[0].Status != 0 || !strings.Contains(d.Attempts[0].Error, "Timeout") {
+		t.Fatalf("timeout: %+v", d)
+	}
+	if strings.Contains(d.Attempts[0].Error, srv.URL) {
+		t.Errorf("target URL in the error: %s", d.Attempts[0].Error)
+	}
+}
+
+func TestBlockedAddressesAreRefused(t *testing.T) {
+	f := newFixture(t, time.Second)
+	f.d.Client = NewClient(nil, time.Second) // no networks allowed
+	rc := newReceiver(t, 200)
+	sub := f.subscribe(t, rc.srv.URL, FormatStandard)
+	f.fire(t, firing("R"))
+	f.d.RunOnce(context.Background())
+	d := f.delivery(t, sub.ID)
+	if d.State != DeliveryDead || len(rc.requests()) != 0 || !strings.Contains(d.LastError, "not allowed") {
+		t.Fatalf("loopback target reached: %+v", d)
+	}
+}
+
+// TestDeadReceiversDoNotDelayOthers: five receivers that never answer and
+// one that does; the healthy one is served at once.
+func TestDeadReceiversDoNotDelayOthers(t *testing.T) {
+	f := newFixture(t, 30*time.Second)
+	f.d.Now = time.Now
+	hang := make(chan struct{})
+	var hung atomic.Int32
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hung.Add(1)
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	defer dead.Close()
+	for range 5 {
+		f.subscribe(t, dead.URL, FormatStandard)
+	}
+	healthy := newReceiver(t, 200)
+	hs := f.subscribe(t, healthy.srv.URL, FormatStandard)
+	for i := range 6 { // several deliveries each, more than the per-receiver limit
+		f.fire(t, firing("R"+string(rune('a'+i))))
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.d.Run(ctx); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(healthy.requests()) < 6 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := len(healthy.requests()); n != 6 {
+		t.Fatalf("healthy receiver got %d of 6 deliveries while the dead ones hang", n)
+	}
+	if n := hung.Load(); n > int32(5*DefaultPerReceiver) {
+		t.Errorf("%d attempts hang on dead receivers, more than %d per receiver", n, DefaultPerReceiver)
+	}
+	if ds, _ := f.db.Deliveries(context.Background(), hs.ID, 10); len(ds) != 6 || ds[0].State != DeliveryDelivered {
+		t.Errorf("healthy deliveries %+v", ds)
+	}
+	cancel()
+	close(hang) // let the dead receivers' attempts end
+	<-done
+}
+
+func TestAlertmanagerFormat(t *testing.T) {
+	f := newFixture(t, time.Second)
+	rc := newReceiver(t, 200)
+	f.subscribe(t, rc.srv.URL, FormatAlertmanager)
+	tr := firing("HighCPU")
+	tr.Alert.Labels = map[string]string{"team": "ops"}
+	f.fire(t, tr)
+	f.d.RunOnce(context.Background())
+	var am struct {
+		Version, Status, Receiver, GroupKey string
+		Alerts                              []struct {
+			Status      string
+			Labels      map[string]string
+			Annotations map[string]string
+			StartsAt    time.Time
+			EndsAt      time.Time
+		}
+	}
+	if err := json.Unmarshal(rc.requests()[0].body, &am); err != nil {
+		t.Fatal(err)
+	}
+	if am.Version != "4" || am.Status != "firing" || len(am.Alerts) != 1 || am.Alerts[0].Labels["alertname"] != "HighCPU" ||
+		am.Alerts[0].Labels["team"] != "ops" || am.Alerts[0].Annotations["summary"] != "CPU hot" || !am.Alerts[0].StartsAt.Equal(t0) {
+		t.Fatalf("alertmanager payload %+v", am)
+	}
+}
+
+func TestRotatedSecretSignsWithBoth(t *testing.T) {
+	old, cur := NewSecret(), NewSecret()
+	s := Subscription{Secret: cur, OldSecret: old, OldSecretUntil: t0.Add(24 * time.Hour)}
+	sig, err := Sign(s.secrets(t0), "msg_1", t0, []byte("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := strconv.FormatInt(t0.Unix(), 10)
+	for _, sec := range []string{old, cur} {
+		if err := Verify(sec, "msg_1", ts, sig, []byte("{}"), t0, time.Minute); err != nil {
+			t.Errorf("a receiver holding one of the two secrets cannot verify: %v", err)
+		}
+	}
+	if Verify(cur, "msg_1", ts, sig, []byte("{}"), t0.Add(10*time.Minute), 5*time.Minute) == nil {
+		t.Error("an old timestamp verifies: replays would be accepted")
+	}
+	if n := len(strings.Fields(sig)); n != 2 {
+		t.Fatalf("%d signatures during the rotation, want 2", n)
+	}
+	if n := len(s.secrets(t0.Add(25 * time.Hour))); n != 1 {
+		t.Fatalf("old secret still used after a day")
+	}
+}

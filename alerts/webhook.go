@@ -1,0 +1,244 @@
+package alerts
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Webhook event types.
+const (
+	EventFiring   = "alert.firing"
+	EventResolved = "alert.resolved"
+	EventTest     = "webhook.test"
+)
+
+// EventTypes are the types a receiver can subscribe to (with wildcards such
+// as "alert.*").
+var EventTypes = []string{EventFiring, EventResolved, EventTest}
+
+// Payload formats.
+const (
+	FormatStandard     = "standard"
+	FormatAlertmanager = "alertmanager"
+)
+
+// NewSecret returns a Standard Webhooks secret: "whsec_" and 24 random
+// bytes in base64.
+func NewSecret() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return "whsec_" + base64.StdEncoding.EncodeToString(b)
+}
+
+// secretKey decodes a whsec_ secret into its HMAC key.
+func secretKey(secret string) ([]byte, error) {
+	raw, ok := strings.CutPrefix(secret, "whsec_")
+	if !ok {
+		return nil, errors.New("secret must start with whsec_")
+	}
+	key, err := base64.StdEncoding.DecodeString(raw)
+	if err != nil || len(key) < 16 {
+		return nil, errors.New("secret must be whsec_ and at least 16 bytes in base64")
+	}
+	return key, nil
+}
+
+// Sign returns the webhook-signature header value for a message: one
+// "v1,<base64 HMAC-SHA256 of id.timestamp.body>" per secret, space-separated,
+// so a receiver holding either the new or the old secret of a rotation can
+// verify it.
+func Sign(secrets []string, id string, ts time.Time, body []byte) (string, error) {
+	var sigs []string
+	for _, s := range secrets {
+		key, err := secretKey(s)
+		if err != nil {
+			return "", err
+		}
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(id + "." + strconv.FormatInt(ts.Unix(), 10) + "."))
+		mac.Write(body)
+		sigs = append(sigs, "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	}
+	return strings.Join(sigs, " "), nil
+}
+
+// Verify checks a webhook-signature header as a receiver would, including
+// that the timestamp is within tolerance of now (replay protection).
+func Verify(secret, id, timestamp, signature string, body []byte, now time.Time, tolerance time.Duration) error {
+	sec, err := strconv.ParseInt(timestamp, 10, 64)
+	if err != nil {
+		return errors.New("bad webhook-timestamp")
+	}
+	ts := time.Unix(sec, 0)
+	if now.Sub(ts) > tolerance || ts.Sub(now) > tolerance {
+		return errors.New("webhook-timestamp outside the tolerance")
+	}
+	want, err := Sign([]string{secret}, id, ts, body)
+	if err != nil {
+		return err
+	}
+	for _, s := range strings.Fields(signature) {
+		if hmac.Equal([]byte(s), []byte(want)) {
+			return nil
+		}
+	}
+	return errors.New("no matching signature")
+}
+
+// payload renders the body a receiver gets for a transition.
+func payload(format string, t Transition, dashboardURL string, seq uint64, now time.Time) ([]byte, error) {
+	a := t.Alert
+	typ := EventFiring
+	if t.Kind == StateResolved {
+		typ = EventResolved
+	}
+	if format == FormatAlertmanager {
+		return alertmanagerPayload(typ, a, dashboardURL)
+	}
+	return json.Marshal(struct {
+		Type      string    `json:"type"`
+		Timestamp time.Time `json:"timestamp"`
+		Data      any       `json:"data"`
+	}{typ, now.UTC(), struct {
+		Rule         string            `json:"rule"`
+		Source       string            `json:"source"`
+		Metric       string            `json:"metric"`
+		Value        float64           `json:"value"`
+		Threshold    float64           `json:"threshold"`
+		Op           string            `json:"op"`
+		Severity     string            `json:"severity"`
+		State        string            `json:"state"`
+		StartedAt    time.Time         `json:"started_at,omitzero"`
+		EndedAt      time.Time         `json:"ended_at,omitzero"`
+		Fingerprint  string            `json:"fingerprint"`
+		Labels       map[string]string `json:"labels"`
+		Annotations  map[string]string `json:"annotations"`
+		DashboardURL string            `json:"dashboard_url"`
+		Seq          uint64            `json:"seq"`
+	}{a.Rule, a.Source, a.Metric, a.Value, a.Threshold, a.Op, a.Severity, stateOf(t), a.StartedAt, a.EndedAt,
+		a.Fingerprint, nonNil(a.Labels), nonNil(a.Annotations), dashboardURL + "/source/" + a.Source, seq}})
+}
+
+func stateOf(t Transition) string {
+	if t.Kind == StateResolved {
+		return StateResolved
+	}
+	return t.Alert.State
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// alertmanagerPayload is the Prometheus Alertmanager webhook body, version
+// "4", so receivers written for Alertmanager work unchanged.
+func alertmanagerPayload(typ string, a Alert, dashboardURL string) ([]byte, error) {
+	status := "firing"
+	if typ == EventResolved {
+		status = "resolved"
+	}
+	labels := map[string]string{"alertname": a.Rule, "source": a.Source, "metric": a.Metric, "severity": a.Severity}
+	for k, v := range a.Labels {
+		labels[k] = v
+	}
+	ann := nonNil(a.Annotations)
+	type amAlert struct {
+		Status       string            `json:"status"`
+		Labels       map[string]string `json:"labels"`
+		Annotations  map[string]string `json:"annotations"`
+		StartsAt     time.Time         `json:"startsAt"`
+		EndsAt       time.Time         `json:"endsAt"`
+		GeneratorURL string            `json:"generatorURL"`
+		Fingerprint  string            `json:"fingerprint"`
+	}
+	ends := a.EndedAt
+	if ends.IsZero() {
+		ends = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC) // Alertmanager's "not ended"
+	}
+	group := map[string]string{"alertname": a.Rule}
+	return json.Marshal(struct {
+		Version           string            `json:"version"`
+		GroupKey          string            `json:"groupKey"`
+		TruncatedAlerts   int               `json:"truncatedAlerts"`
+		Status            string            `json:"status"`
+		Receiver          string            `json:"receiver"`
+		GroupLabels       map[string]string `json:"groupLabels"`
+		CommonLabels      map[string]string `json:"commonLabels"`
+		CommonAnnotations map[string]string `json:"commonAnnotations"`
+		ExternalURL       string            `json:"externalURL"`
+		Alerts            []amAlert         `json:"alerts"`
+	}{"4", `{}:{alertname="` + a.Rule + `"}`, 0, status, "vigil", group, labels, ann, dashboardURL,
+		[]amAlert{{status, labels, ann, a.StartedAt.UTC(), ends.UTC(), dashboardURL + "/source/" + a.Source, a.Fingerprint}}})
+}
+
+// Blocked networks for webhook targets unless an operator allows them:
+// loopback, private, link-local (with the cloud metadata address), CGNAT,
+// and the like.
+var blockedNets = func() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range []string{
+		"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+		"192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
+		"::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "fc00::/7", "fe80::/10", "ff00::/8",
+	} {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}()
+
+// ErrBlockedAddress is returned for a webhook target in a blocked network.
+var ErrBlockedAddress = errors.New("webhook target address not allowed")
+
+// Dialer returns a dialer that checks, after DNS resolution and at connect
+// time, that the address is not in a blocked network unless it is in one
+// of allow. Checking at dial time (not when the URL is saved) defeats DNS
+// rebinding.
+func Dialer(allow []netip.Prefix, timeout time.Duration) *net.Dialer {
+	return &net.Dialer{Timeout: timeout, Control: func(network, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return fmt.Errorf("%w: %s", ErrBlockedAddress, address)
+		}
+		ip := ap.Addr().Unmap()
+		for _, p := range allow {
+			if p.Contains(ip) {
+				return nil
+			}
+		}
+		for _, p := range blockedNets {
+			if p.Contains(ip) || p.Contains(ap.Addr()) {
+				return fmt.Errorf("%w: %s is in %s (allow it with --webhook-allow-net)", ErrBlockedAddress, ip, p)
+			}
+		}
+		return nil
+	}}
+}
+
+// NewClient is the HTTP client deliveries use: no redirects followed, no
+// proxy, a dial-time address check, and a per-attempt timeout.
+func NewClient(allow []netip.Prefix, timeout time.Duration) *http.Client {
+	tr := &http.Transport{
+		DialContext:           Dialer(allow, timeout).DialContext,
+		TLSHandshakeTimeout:   timeout,
+		ResponseHeaderTimeout: timeout,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       90 * time.Second,
+	}
+	return &http.Client{Transport: tr, Timeout: timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
