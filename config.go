@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -48,6 +49,14 @@ type Config struct {
 		// Rules replace the default host rules when given; an empty list
 		// turns alerting off.
 		Rules *[]RuleConfig `yaml:"rules"`
+		// Receivers get webhooks for alert transitions.
+		Receivers []ReceiverConfig `yaml:"receivers"`
+		// AllowNetworks are CIDRs webhook targets may be in although they
+		// are loopback, private or link-local (a receiver on this machine).
+		AllowNetworks []string `yaml:"allow_networks"`
+		// DashboardURL is the base of links in webhook payloads; by default
+		// http:// and the listen address.
+		DashboardURL string `yaml:"dashboard_url"`
 	} `yaml:"alerts"`
 	Demo     bool            `yaml:"demo"` // watch built-in demo services
 	Services []ServiceConfig `yaml:"services"`
@@ -85,6 +94,59 @@ type ServiceConfig struct {
 		Latency  string   `yaml:"latency"`
 		Timeout  Duration `yaml:"timeout"`
 	} `yaml:"scrape"`
+}
+
+// ReceiverConfig is a webhook receiver written in the config file.
+type ReceiverConfig struct {
+	Name   string   `yaml:"name"`
+	URL    string   `yaml:"url"`
+	Secret string   `yaml:"secret"` // whsec_…; never logged or shown
+	Format string   `yaml:"format"` // standard (default) or alertmanager
+	Events []string `yaml:"events"` // default alert.*
+}
+
+func (rc ReceiverConfig) subscription(now time.Time) (alerts.Subscription, []error) {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	s := alerts.Subscription{ID: "cfg-" + rc.Name, URL: rc.URL, Events: rc.Events, Format: rc.Format, Secret: rc.Secret,
+		Status: alerts.SubscriptionActive, Origin: "config", Description: "configured receiver " + rc.Name, CreatedAt: now, UpdatedAt: now}
+	if !serviceNameRe.MatchString(rc.Name) {
+		bad("name: %q must be 1 to 63 letters, digits, '.', '_' or '-'", rc.Name)
+	}
+	if u, err := url.Parse(rc.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("url: not an http:// or https:// URL")
+	}
+	if err := alerts.CheckSecret(rc.Secret); err != nil {
+		bad("secret: %v", err)
+	}
+	if s.Format == "" {
+		s.Format = alerts.FormatStandard
+	}
+	if s.Format != alerts.FormatStandard && s.Format != alerts.FormatAlertmanager {
+		bad("format: %q is not standard or alertmanager", rc.Format)
+	}
+	if len(s.Events) == 0 {
+		s.Events = []string{"alert.*"}
+	}
+	for _, e := range s.Events {
+		if err := alerts.CheckEventPattern(e); err != nil {
+			bad("events: %v", err)
+		}
+	}
+	return s, errs
+}
+
+// allowNets parses alerts.allow_networks.
+func (c Config) allowNets() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, n := range c.Alerts.AllowNetworks {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR such as 127.0.0.0/8 or ::1/128", n)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // RuleConfig is an alert rule as written in the config file.
@@ -428,6 +490,31 @@ func validate(c Config, file string, root *yaml.Node) error {
 					errs = append(errs, &ConfigError{File: file, Line: line, Msg: fmt.Sprintf("alerts.rules[%d] %s: %v", i, rc.Name, e)})
 				}
 			}
+		}
+	}
+	if _, err := c.allowNets(); err != nil {
+		bad("alerts.allow_networks", err.Error())
+	}
+	recv := map[string]bool{}
+	for i, rc := range c.Alerts.Receivers {
+		key := "alerts.receivers." + strconv.Itoa(i)
+		if recv[rc.Name] {
+			bad(key+".name", fmt.Sprintf("receiver %q is declared twice", rc.Name))
+		}
+		recv[rc.Name] = true
+		_, problems := rc.subscription(time.Time{})
+		for _, e := range problems {
+			field, _, _ := strings.Cut(e.Error(), ":")
+			line := lineOf(root, key+"."+field)
+			if line == 0 {
+				line = lineOf(root, key)
+			}
+			errs = append(errs, &ConfigError{File: file, Line: line, Msg: fmt.Sprintf("alerts.receivers[%d] %s: %v", i, rc.Name, e)})
+		}
+	}
+	if u := c.Alerts.DashboardURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || pu.Host == "" {
+			bad("alerts.dashboard_url", fmt.Sprintf("%q is not a URL", u))
 		}
 	}
 	seen := map[string]bool{}

@@ -122,6 +122,8 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (Con
 	}
 	configPath := fs.String("config", "", "YAML configuration file")
 	demo := fs.Bool("demo", false, "also start a few built-in demo services and watch them")
+	var allowNets stringList
+	fs.Var(&allowNets, "webhook-allow-net", "CIDR that webhook targets may be in although it is loopback or private (repeatable), e.g. 127.0.0.0/8")
 	// Flags are parsed into strings and applied after the file, so that a
 	// flag overrides the file while its default does not.
 	type setting struct {
@@ -191,11 +193,22 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (Con
 		}
 		cfg.Demo = b
 	}
+	if len(allowNets) > 0 {
+		cfg.Alerts.AllowNetworks = append(cfg.Alerts.AllowNetworks, allowNets...)
+	} else if v := getenv("VIGIL_WEBHOOK_ALLOW_NET"); v != "" {
+		cfg.Alerts.AllowNetworks = append(cfg.Alerts.AllowNetworks, strings.Split(v, ",")...)
+	}
 	if err := validate(cfg, "", nil); err != nil {
 		return cfg, err
 	}
 	return cfg, nil
 }
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	var level slog.Level
@@ -289,7 +302,12 @@ func serve(ctx context.Context, cfg Config, e env) error {
 		Interval: cfg.Interval.D(), Timeout: cfg.Host.Timeout.D(),
 		Metrics: set, Logger: log,
 	}
-	eval := &alerts.Evaluator{Rules: rules, Store: store, Hub: hub, DB: db, Interval: cfg.Interval.D(), Logger: log}
+	allow, _ := cfg.allowNets() // validated
+	dispatcher := &alerts.Dispatcher{DB: db, Client: alerts.NewClient(allow, alerts.DefaultAttemptTimeout), Logger: log}
+	if err := configureReceivers(ctx, db, cfg.Alerts.Receivers); err != nil {
+		return err
+	}
+	eval := &alerts.Evaluator{Rules: rules, Store: store, Hub: hub, DB: db, Interval: cfg.Interval.D(), Logger: log, Saved: dispatcher.Wake}
 	if err := eval.Load(ctx); err != nil {
 		return err
 	}
@@ -320,11 +338,16 @@ func serve(ctx context.Context, cfg Config, e env) error {
 	if e.listening != nil {
 		e.listening(ln.Addr().String())
 	}
+	db.DashboardURL = cfg.Alerts.DashboardURL
+	if db.DashboardURL == "" {
+		db.DashboardURL = scheme + "://" + ln.Addr().String()
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return sched.Run(gctx) })
 	g.Go(func() error { return hub.Run(gctx) })
 	g.Go(func() error { return eval.Run(gctx) })
+	g.Go(func() error { return dispatcher.Run(gctx) })
 	g.Go(func() error {
 		select {
 		case <-sched.Ready():
@@ -381,6 +404,39 @@ func serve(ctx context.Context, cfg Config, e env) error {
 		log.Warn("save event id", "err", werr)
 	}
 	return err
+}
+
+// configureReceivers saves the configured receivers as subscriptions and
+// disables the ones no longer configured (their history stays).
+func configureReceivers(ctx context.Context, db *alerts.DB, receivers []ReceiverConfig) error {
+	now := time.Now()
+	keep := map[string]bool{}
+	for _, rc := range receivers {
+		sub, errs := rc.subscription(now)
+		if len(errs) > 0 {
+			return errors.Join(errs...) // validate has said so already
+		}
+		if old, err := db.Subscription(ctx, sub.ID); err == nil {
+			sub.CreatedAt = old.CreatedAt
+		}
+		if err := db.PutSubscription(ctx, sub); err != nil {
+			return err
+		}
+		keep[sub.ID] = true
+	}
+	subs, err := db.Subscriptions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range subs {
+		if s.Origin == "config" && !keep[s.ID] && s.Status != alerts.SubscriptionDisabled {
+			s.Status, s.UpdatedAt = alerts.SubscriptionDisabled, now
+			if err := db.PutSubscription(ctx, s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // readLastID reads the newest event id a previous run saved; 0 if none.

@@ -138,6 +138,9 @@ type Evaluator struct {
 	Interval time.Duration
 	Now      func() time.Time
 	Logger   *slog.Logger
+	// Saved, when set, is called after transitions were saved (to wake
+	// the webhook dispatcher).
+	Saved func()
 
 	mu     sync.Mutex
 	alerts map[string]*Alert
@@ -258,6 +261,9 @@ func (e *Evaluator) Evaluate(ctx context.Context) error {
 	if e.DB != nil {
 		if err := e.DB.SaveTransitions(ctx, ts); err != nil {
 			return err
+		}
+		if e.Saved != nil {
+			e.Saved()
 		}
 	}
 	for _, t := range ts {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,6 +41,27 @@ func NewSecret() string {
 	b := make([]byte, 24)
 	rand.Read(b)
 	return "whsec_" + base64.StdEncoding.EncodeToString(b)
+}
+
+// CheckSecret says what is wrong with a secret, without showing it.
+func CheckSecret(secret string) error {
+	_, err := secretKey(secret)
+	return err
+}
+
+// CheckEventPattern checks an event type or a pattern such as "alert.*".
+func CheckEventPattern(p string) error {
+	if p == "*" {
+		return nil
+	}
+	for _, t := range EventTypes {
+		if ok, err := path.Match(p, t); err != nil {
+			return fmt.Errorf("bad pattern %q", p)
+		} else if ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q matches no event type (%s)", p, strings.Join(EventTypes, ", "))
 }
 
 // secretKey decodes a whsec_ secret into its HMAC key.

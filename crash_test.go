@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"vigil/alerts"
+)
+
+// TestKill9LosesNoDelivery is the outbox's promise, with a real vigil
+// process: an alert fires while its receiver is down; vigil is killed with
+// SIGKILL while the delivery waits; vigil starts again; the receiver comes
+// back and gets the delivery — once, with the same webhook-id, signed.
+func TestKill9LosesNoDelivery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "vigil")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	// A port for the receiver, which is down for now.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiverAddr := ln.Addr().String()
+	ln.Close()
+	secret := alerts.NewSecret()
+	cfg := filepath.Join(dir, "vigil.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`alerts:
+  allow_networks: [127.0.0.0/8]
+  rules:
+    - name: AlwaysFiring
+      source: host/*
+      metric: host.uptime_seconds
+      op: ">"
+      threshold: 0
+  receivers:
+    - name: ops
+      url: http://%s/hook
+      secret: %s
+`, receiverAddr, secret)), 0o600)
+	data := filepath.Join(dir, "data")
+	start := func() *exec.Cmd {
+		cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--data", data, "--config", cfg)
+		stderr, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go io.Copy(io.Discard, bufio.NewReader(stderr))
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd
+	}
+
+	vigil := start()
+	// Wait until the delivery is in the outbox and has failed once.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(data, "vigil.db")); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	db, err := alerts.Open(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var id string
+	for time.Now().Before(deadline) {
+		ds, _ := db.Deliveries(context.Background(), "cfg-ops", 10)
+		if len(ds) == 1 && len(ds[0].Attempts) >= 1 {
+			id = ds[0].ID
+			if !strings.Contains(ds[0].Attempts[0].Error, "refused") {
+				t.Fatalf("first attempt: %+v", ds[0].Attempts[0])
+			}
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if id == "" {
+		t.Fatal("no delivery attempted within 20 s")
+	}
+	vigil.Process.Signal(syscall.SIGKILL)
+	vigil.Wait()
+
+	// The receiver comes back; so does vigil.
+	var mu sync.Mutex
+	var got []received
+	rl, err := net.Listen("tcp", receiverAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, received{r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), body})
+		mu.Unlock()
+	})}
+	go srv.Serve(rl)
+	defer srv.Close()
+	start()
+
+	deadline = time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second) // time for a duplicate to show, if there were one
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 {
+		t.Fatalf("receiver got %d deliveries, want exactly 1", len(got))
+	}
+	r := got[0]
+	if r.id != id {
+		t.Fatalf("webhook-id %q after the restart, want %q", r.id, id)
+	}
+	if err := alerts.Verify(secret, r.id, r.ts, r.sig, r.body, time.Now(), 5*time.Minute); err != nil {
+		t.Fatalf("signature: %v", err)
+	}
+	if !strings.Contains(string(r.body), `"type":"alert.firing"`) {
+		t.Fatalf("body %s", r.body)
+	}
+	if ds, _ := db.Deliveries(context.Background(), "cfg-ops", 10); len(ds) != 1 || ds[0].State != alerts.DeliveryDelivered {
+		t.Fatalf("outbox after the restart: %+v", ds)
+	}
+}
+
+type received struct {
+	id, ts, sig string
+	body        []byte
+}
