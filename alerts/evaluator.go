@@ -142,9 +142,10 @@ type Evaluator struct {
 	// the webhook dispatcher).
 	Saved func()
 
-	mu     sync.Mutex
-	alerts map[string]*Alert
-	rules  map[string]*Rule
+	mu       sync.Mutex
+	alerts   map[string]*Alert
+	rules    map[string]*Rule
+	lastSeen map[string]time.Time // when each alert's series last had a sample
 }
 
 // Load restores saved states; call it before Run.
@@ -159,12 +160,16 @@ func (e *Evaluator) Load(ctx context.Context) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	now := e.Now()
 	for _, a := range saved {
 		if _, ok := e.rules[a.Rule]; !ok {
 			continue // the rule is gone
 		}
 		a := a
 		e.alerts[a.Fingerprint] = &a
+		// Sources get the rule's no-data time to report after a restart
+		// before their alerts count as silent.
+		e.lastSeen[a.Fingerprint] = now
 	}
 	return nil
 }
@@ -177,6 +182,7 @@ func (e *Evaluator) init() {
 	}
 	e.alerts = map[string]*Alert{}
 	e.rules = map[string]*Rule{}
+	e.lastSeen = map[string]time.Time{}
 	for i := range e.Rules {
 		e.rules[e.Rules[i].Name] = &e.Rules[i]
 	}
@@ -230,6 +236,7 @@ func (e *Evaluator) Evaluate(ctx context.Context) error {
 				}
 				fp := Fingerprint(r.Name, source, metric)
 				seen[fp] = true
+				e.lastSeen[fp] = latest.Time
 				a := e.alerts[fp]
 				if a == nil {
 					a = &Alert{Fingerprint: fp, Rule: r.Name, Source: source, Metric: metric, State: StateInactive}
@@ -243,12 +250,17 @@ func (e *Evaluator) Evaluate(ctx context.Context) error {
 			}
 		}
 	}
-	// Alerts whose metric vanished from the source's samples have no data.
+	// Alerts whose series stopped reporting (the source went silent, or
+	// the metric left its samples) have no data once the rule's no-data
+	// time has passed.
 	for fp, a := range e.alerts {
 		if seen[fp] || a.State == StateInactive || a.State == StateNoData {
 			continue
 		}
 		r := e.rules[a.Rule]
+		if now.Sub(e.lastSeen[fp]) <= r.NoData {
+			continue
+		}
 		if kind := r.step(a, 0, false, now); kind != "" {
 			e.describe(r, a)
 			ts = append(ts, Transition{Kind: kind, Alert: *a})

@@ -232,3 +232,40 @@ func TestEvaluatorPublishesPersistsAndSurvivesRestart(t *testing.T) {
 		t.Fatalf("no data: %v", evs)
 	}
 }
+
+// TestRestartBeforeFirstSample: after a restart the ring buffer is empty
+// until the sources report; a firing alert must not go to nodata (and fire
+// again) in that moment.
+func TestRestartBeforeFirstSample(t *testing.T) {
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ck := &clock{t: t0}
+	hub := collector.NewHub(collector.HubOptions{FirstID: 1, Now: ck.now})
+	defer hub.Close()
+	rules := []Rule{{Name: "Up", Source: "host/*", Metric: "up", Op: ">", Threshold: 0}}
+	rules[0].Validate()
+	store := collector.NewStore(time.Minute, time.Second)
+	store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: map[string]float64{"up": 1}})
+	e := &Evaluator{Rules: rules, Store: store, Hub: hub, DB: db, Now: ck.now}
+	e.Load(context.Background())
+	e.Evaluate(context.Background())
+
+	sub, _ := hub.Subscribe(collector.Cursor{}, collector.Filter{})
+	empty := collector.NewStore(time.Minute, time.Second) // the new run's ring
+	e2 := &Evaluator{Rules: rules, Store: empty, Hub: hub, DB: db, Now: ck.now}
+	e2.Load(context.Background())
+	ck.t = ck.t.Add(time.Second)
+	e2.Evaluate(context.Background()) // before the first sample
+	ck.t = ck.t.Add(time.Second)
+	empty.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: map[string]float64{"up": 1}})
+	e2.Evaluate(context.Background())
+	if n := len(sub.C()); n != 0 {
+		t.Fatalf("%d alert events after a restart, want none", n)
+	}
+	if act := e2.Active(); len(act) != 1 || act[0].State != StateFiring {
+		t.Fatalf("active %+v", act)
+	}
+}
