@@ -58,6 +58,11 @@ type Config struct {
 		// http:// and the listen address.
 		DashboardURL string `yaml:"dashboard_url"`
 	} `yaml:"alerts"`
+	Auth struct {
+		// Tokens, once set, are required (Authorization: Bearer) for every
+		// request that changes something.
+		Tokens []string `yaml:"tokens"`
+	} `yaml:"auth"`
 	Demo     bool            `yaml:"demo"` // watch built-in demo services
 	Services []ServiceConfig `yaml:"services"`
 	Host     struct {
@@ -490,6 +495,11 @@ func validate(c Config, file string, root *yaml.Node) error {
 					errs = append(errs, &ConfigError{File: file, Line: line, Msg: fmt.Sprintf("alerts.rules[%d] %s: %v", i, rc.Name, e)})
 				}
 			}
+		}
+	}
+	for i, tok := range c.Auth.Tokens {
+		if len(tok) < 16 {
+			bad("auth.tokens."+strconv.Itoa(i), "a token must be at least 16 characters")
 		}
 	}
 	if _, err := c.allowNets(); err != nil {

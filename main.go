@@ -193,6 +193,9 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (Con
 		}
 		cfg.Demo = b
 	}
+	if v := getenv("VIGIL_AUTH_TOKENS"); v != "" {
+		cfg.Auth.Tokens = strings.Split(v, ",")
+	}
 	if len(allowNets) > 0 {
 		cfg.Alerts.AllowNetworks = append(cfg.Alerts.AllowNetworks, allowNets...)
 	} else if v := getenv("VIGIL_WEBHOOK_ALLOW_NET"); v != "" {
@@ -311,7 +314,8 @@ func serve(ctx context.Context, cfg Config, e env) error {
 	if err := eval.Load(ctx); err != nil {
 		return err
 	}
-	web := dashboard.New(dashboard.Options{Alerts: eval,
+	hooks := &alerts.Hooks{DB: db, Wake: dispatcher.Wake}
+	web := dashboard.New(dashboard.Options{Alerts: eval, Hooks: hooks, Tokens: cfg.Auth.Tokens,
 		Hub: hub, Store: store, Metrics: set, Logger: log, Version: buildVersion(), Demo: cfg.Demo,
 		Interval: cfg.Interval.D(), Retry: cfg.Stream.Retry.D(), WriteTimeout: cfg.Stream.WriteTimeout.D(),
 	})

@@ -3,6 +3,7 @@ package alerts
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -266,10 +267,24 @@ func (d *Dispatcher) send(ctx context.Context, c claim) (int, outcome) {
 		// A refused address is configuration, not weather: no retry.
 		return 0, outcome{retry: !errors.Is(err, ErrBlockedAddress), err: redact(err, c.sub.URL)}
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, MaxResponseBytes))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes))
 	resp.Body.Close()
 	code := resp.StatusCode
 	switch {
+	case code >= 200 && code < 300 && c.EventType == EventVerify:
+		// The receiver proves it wants these webhooks by echoing the
+		// challenge, in a JSON body or an X-Hook-Secret header.
+		var echo struct {
+			Challenge string `json:"challenge"`
+		}
+		json.Unmarshal(answer, &echo)
+		if c.sub.challenge == "" || (echo.Challenge != c.sub.challenge && resp.Header.Get("X-Hook-Secret") != c.sub.challenge) {
+			return code, outcome{err: "verification: the answer did not echo the challenge"}
+		}
+		if err := d.DB.setStatus(ctx, c.SubscriptionID, SubscriptionActive, now); err != nil {
+			return code, outcome{retry: true, err: "verification: " + err.Error()}
+		}
+		return code, outcome{}
 	case code >= 200 && code < 300:
 		return code, outcome{}
 	case code == http.StatusGone:

@@ -333,3 +333,37 @@ func TestRotatedSecretSignsWithBoth(t *testing.T) {
 		t.Fatalf("old secret still used after a day")
 	}
 }
+
+// FuzzSubscriptionInput feeds arbitrary JSON to the subscription
+// validation: it never panics, and whatever it accepts is usable.
+func FuzzSubscriptionInput(f *testing.F) {
+	f.Add(`{"url":"https://hooks.example.com/x","events":["alert.*"],"format":"alertmanager"}`)
+	f.Add(`{"url":"http://a","events":["*"],"status":"disabled","description":"x"}`)
+	f.Add(`{"url":"javascript:alert(1)"}`)
+	f.Add(`{"events":["[a-"]}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		var in SubscriptionInput
+		if json.Unmarshal([]byte(body), &in) != nil {
+			return
+		}
+		h := &Hooks{}
+		s := Subscription{Status: SubscriptionPending}
+		if err := h.apply(&s, in, true); err != nil {
+			return
+		}
+		if !strings.HasPrefix(s.URL, "http://") && !strings.HasPrefix(s.URL, "https://") {
+			t.Fatalf("accepted url %q", s.URL)
+		}
+		if s.Format != FormatStandard && s.Format != FormatAlertmanager {
+			t.Fatalf("accepted format %q", s.Format)
+		}
+		for _, e := range s.Events {
+			if CheckEventPattern(e) != nil {
+				t.Fatalf("accepted event %q", e)
+			}
+		}
+		if s.Status == SubscriptionActive {
+			t.Fatal("a new subscription activated without verification")
+		}
+	})
+}

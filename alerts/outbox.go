@@ -1,13 +1,14 @@
 package alerts
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
-	"strings"
 	"time"
 )
 
@@ -42,6 +43,7 @@ type Subscription struct {
 	Secret         string    `json:"-"`
 	OldSecret      string    `json:"-"`
 	OldSecretUntil time.Time `json:"-"`
+	challenge      string
 }
 
 // Wants reports whether the subscription takes an event type; patterns may
@@ -93,7 +95,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 	body             TEXT NOT NULL,
 	secret           TEXT NOT NULL,
 	old_secret       TEXT NOT NULL DEFAULT '',
-	old_secret_until INTEGER NOT NULL DEFAULT 0
+	old_secret_until INTEGER NOT NULL DEFAULT 0,
+	challenge        TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS deliveries (
 	seq             INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -127,8 +130,11 @@ func fromMS(v int64) time.Time {
 	return time.UnixMilli(v).UTC()
 }
 
+// newID is a prefix and 16 random bytes, URL-safe.
 func newID(prefix string) string {
-	return prefix + strings.TrimPrefix(NewSecret(), "whsec_")[:22]
+	b := make([]byte, 16)
+	rand.Read(b)
+	return prefix + base64.RawURLEncoding.EncodeToString(b)
 }
 
 // PutSubscription creates or replaces a subscription.
@@ -172,7 +178,7 @@ type querier interface {
 }
 
 func (d *DB) subscriptions(ctx context.Context, q querier, where string, args ...any) ([]Subscription, error) {
-	rows, err := q.QueryContext(ctx, `SELECT body, secret, old_secret, old_secret_until FROM subscriptions `+where, args...)
+	rows, err := q.QueryContext(ctx, `SELECT body, secret, old_secret, old_secret_until, challenge FROM subscriptions `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("load subscriptions: %w", err)
 	}
@@ -182,14 +188,15 @@ func (d *DB) subscriptions(ctx context.Context, q querier, where string, args ..
 		var body string
 		var s Subscription
 		var until int64
-		if err := rows.Scan(&body, &s.Secret, &s.OldSecret, &until); err != nil {
+		var challenge string
+		if err := rows.Scan(&body, &s.Secret, &s.OldSecret, &until, &challenge); err != nil {
 			return nil, err
 		}
 		secret, old := s.Secret, s.OldSecret
 		if err := json.Unmarshal([]byte(body), &s); err != nil {
 			return nil, err
 		}
-		s.Secret, s.OldSecret, s.OldSecretUntil = secret, old, fromMS(until)
+		s.Secret, s.OldSecret, s.OldSecretUntil, s.challenge = secret, old, fromMS(until), challenge
 		out = append(out, s)
 	}
 	return out, rows.Err()
@@ -390,6 +397,11 @@ func (d *DB) record(ctx context.Context, id string, a Attempt, state string, nex
 // stopped: they are sent again (at least once).
 func (d *DB) requeueInFlight(ctx context.Context, now time.Time) error {
 	_, err := d.db.ExecContext(ctx, `UPDATE deliveries SET state = ?, next_attempt_at = ? WHERE state = ?`, DeliveryQueued, ms(now), DeliveryInFlight)
+	return err
+}
+
+func (d *DB) setChallenge(ctx context.Context, id, challenge string) error {
+	_, err := d.db.ExecContext(ctx, `UPDATE subscriptions SET challenge = ? WHERE id = ?`, challenge, id)
 	return err
 }
 

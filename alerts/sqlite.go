@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // the embedded, pure-Go SQLite: no cgo, one static binary
@@ -34,6 +35,11 @@ func Open(dir string) (*DB, error) {
 	}
 	db.SetMaxOpenConns(1) // one writer; SQLite serialises writes anyway
 	if _, err := db.Exec(schema + outboxSchema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	// Databases from before subscriptions could be verified.
+	if _, err := db.Exec(`ALTER TABLE subscriptions ADD COLUMN challenge TEXT NOT NULL DEFAULT ''`); err != nil && !strings.Contains(err.Error(), "duplicate column") {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}

@@ -43,7 +43,9 @@ var _ Alerts = (*alerts.Evaluator)(nil)
 
 // Options configure a Server.
 type Options struct {
-	Alerts       Alerts // nil: no alerting
+	Alerts       Alerts   // nil: no alerting
+	Hooks        Hooks    // nil: no REST hooks
+	Tokens       []string // bearer tokens required for writes; none: writes are open
 	Hub          Hub
 	Store        *collector.Store
 	Metrics      *metrics.Set // written on /metrics with process and Go metrics
@@ -97,6 +99,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/v1/alerts", s.handleAlerts)
 	s.mux.HandleFunc("GET /api/v1/rules", s.handleRules)
 	s.mux.HandleFunc("GET /api/v1/series/{path...}", s.handleSeries)
+	s.hookRoutes()
 	s.mux.HandleFunc("GET /metrics", s.handleMetrics)
 	s.mux.HandleFunc("GET /healthz", s.handleHealthz)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)

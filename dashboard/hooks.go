@@ -1,0 +1,234 @@
+package dashboard
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"vigil/alerts"
+)
+
+// MaxBodyBytes bounds every request body the API reads.
+const MaxBodyBytes = 1 << 20
+
+// Hooks is what the server needs of alerts.Hooks and the outbox.
+type Hooks interface {
+	Create(ctx context.Context, in alerts.SubscriptionInput) (alerts.Subscription, error)
+	Update(ctx context.Context, id string, in alerts.SubscriptionInput) (alerts.Subscription, error)
+	Rotate(ctx context.Context, id string) (alerts.Subscription, error)
+	Test(ctx context.Context, id string) (string, error)
+	Delete(ctx context.Context, id string) error
+	Retry(ctx context.Context, id string) error
+	Subscription(ctx context.Context, id string) (alerts.Subscription, error)
+	Subscriptions(ctx context.Context) ([]alerts.Subscription, error)
+	Delivery(ctx context.Context, id string) (alerts.Delivery, error)
+	Deliveries(ctx context.Context, subscriptionID string, limit int) ([]alerts.Delivery, error)
+}
+
+func (s *Server) hookRoutes() {
+	if s.opts.Hooks == nil {
+		return
+	}
+	w := s.writeAuth
+	s.mux.HandleFunc("GET /api/v1/subscriptions", s.listSubscriptions)
+	s.mux.HandleFunc("POST /api/v1/subscriptions", w(s.createSubscription))
+	s.mux.HandleFunc("GET /api/v1/subscriptions/{id}", s.getSubscription)
+	s.mux.HandleFunc("PUT /api/v1/subscriptions/{id}", w(s.updateSubscription))
+	s.mux.HandleFunc("DELETE /api/v1/subscriptions/{id}", w(s.deleteSubscription))
+	s.mux.HandleFunc("POST /api/v1/subscriptions/{id}/rotate-secret", w(s.rotateSecret))
+	s.mux.HandleFunc("POST /api/v1/subscriptions/{id}/test", w(s.testSubscription))
+	s.mux.HandleFunc("GET /api/v1/subscriptions/{id}/deliveries", s.listDeliveries)
+	s.mux.HandleFunc("GET /api/v1/deliveries/{id}", s.getDelivery)
+	s.mux.HandleFunc("POST /api/v1/deliveries/{id}/retry", w(s.retryDelivery))
+}
+
+// writeAuth requires a bearer token for writes once tokens are configured.
+func (s *Server) writeAuth(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if len(s.opts.Tokens) > 0 {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			valid := false
+			for _, t := range s.opts.Tokens {
+				if ok && subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
+					valid = true
+				}
+			}
+			if !valid {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="vigil"`)
+				writeError(w, http.StatusUnauthorized, "this request needs Authorization: Bearer <token> (auth.tokens)")
+				return
+			}
+		}
+		next(w, r)
+	}
+}
+
+// decode reads a JSON body strictly: at most MaxBodyBytes, no unknown
+// fields, nothing after the object.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
+		err = errors.New("unexpected data after the JSON object")
+	}
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body larger than 1 MiB")
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "bad JSON: "+strings.TrimPrefix(err.Error(), "json: "))
+		return false
+	}
+	return true
+}
+
+// hookError maps the outbox's errors to a status and a safe message.
+func hookError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, alerts.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not found")
+	case errors.Is(err, alerts.ErrInvalid):
+		writeError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), "invalid: "))
+	case strings.Contains(err.Error(), "only a dead delivery"):
+		writeError(w, http.StatusConflict, err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+// subscriptionView is a subscription as the API shows it: never its secret,
+// except the response that creates or rotates it.
+type subscriptionView struct {
+	alerts.Subscription
+	Secret string `json:"secret,omitempty"`
+}
+
+func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request) {
+	subs, err := s.opts.Hooks.Subscriptions(r.Context())
+	if err != nil {
+		hookError(w, err)
+		return
+	}
+	if subs == nil {
+		subs = []alerts.Subscription{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Subscriptions []alerts.Subscription `json:"subscriptions"`
+	}{subs})
+}
+
+func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) {
+	var in alerts.SubscriptionInput
+	if !decode(w, r, &in) {
+		return
+	}
+	sub, err := s.opts.Hooks.Create(r.Context(), in)
+	if err != nil {
+		hookError(w, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/subscriptions/"+sub.ID)
+	writeJSON(w, http.StatusCreated, subscriptionView{Subscription: sub, Secret: sub.Secret})
+}
+
+func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) {
+	sub, err := s.opts.Hooks.Subscription(r.Context(), r.PathValue("id"))
+	if err != nil {
+		hookError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sub)
+}
+
+func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request) {
+	var in alerts.SubscriptionInput
+	if !decode(w, r, &in) {
+		return
+	}
+	sub, err := s.opts.Hooks.Update(r.Context(), r.PathValue("id"), in)
+	if err != nil {
+		hookError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sub)
+}
+
+func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request) {
+	if err := s.opts.Hooks.Delete(r.Context(), r.PathValue("id")); err != nil {
+		hookError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) {
+	sub, err := s.opts.Hooks.Rotate(r.Context(), r.PathValue("id"))
+	if err != nil {
+		hookError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, subscriptionView{Subscription: sub, Secret: sub.Secret})
+}
+
+func (s *Server) testSubscription(w http.ResponseWriter, r *http.Request) {
+	id, err := s.opts.Hooks.Test(r.Context(), r.PathValue("id"))
+	if err != nil {
+		hookError(w, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/deliveries/"+id)
+	writeJSON(w, http.StatusAccepted, map[string]string{"delivery_id": id, "status_url": "/api/v1/deliveries/" + id})
+}
+
+func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) {
+	limit := 50
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "limit: want 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	id := r.PathValue("id")
+	if _, err := s.opts.Hooks.Subscription(r.Context(), id); err != nil {
+		hookError(w, err)
+		return
+	}
+	ds, err := s.opts.Hooks.Deliveries(r.Context(), id, limit)
+	if err != nil {
+		hookError(w, err)
+		return
+	}
+	if ds == nil {
+		ds = []alerts.Delivery{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Deliveries []alerts.Delivery `json:"deliveries"`
+	}{ds})
+}
+
+func (s *Server) getDelivery(w http.ResponseWriter, r *http.Request) {
+	d, err := s.opts.Hooks.Delivery(r.Context(), r.PathValue("id"))
+	if err != nil {
+		hookError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.opts.Hooks.Retry(r.Context(), id); err != nil {
+		hookError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"delivery_id": id, "status_url": "/api/v1/deliveries/" + id})
+}

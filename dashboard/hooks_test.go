@@ -1,0 +1,211 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"vigil/alerts"
+	"vigil/collector"
+)
+
+type hookApp struct {
+	*testApp
+	db *alerts.DB
+	d  *alerts.Dispatcher
+}
+
+func newHookApp(t *testing.T, tokens ...string) *hookApp {
+	db, err := alerts.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	d := &alerts.Dispatcher{DB: db, Client: alerts.NewClient([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, 2*time.Second)}
+	a := newTestApp(t, collector.HubOptions{}, Options{Hooks: &alerts.Hooks{DB: db}, Tokens: tokens})
+	return &hookApp{testApp: a, db: db, d: d}
+}
+
+func (a *hookApp) do(t *testing.T, method, path, body string, header ...string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, a.srv.URL+path, strings.NewReader(body))
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	b, _ := io.ReadAll(resp.Body)
+	json.Unmarshal(b, &out)
+	return resp.StatusCode, out
+}
+
+// hookReceiver echoes verification challenges (or not) and records the
+// rest.
+type hookReceiver struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	got  []string
+	echo bool
+}
+
+func newHookReceiver(t *testing.T, echo bool) *hookReceiver {
+	h := &hookReceiver{echo: echo}
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		h.mu.Lock()
+		h.got = append(h.got, string(b))
+		h.mu.Unlock()
+		var ev struct {
+			Type string
+			Data struct{ Challenge string }
+		}
+		json.Unmarshal(b, &ev)
+		if ev.Type == alerts.EventVerify && h.echo {
+			json.NewEncoder(w).Encode(map[string]string{"challenge": ev.Data.Challenge})
+		}
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func TestSubscriptionLifecycle(t *testing.T) {
+	a := newHookApp(t)
+	rc := newHookReceiver(t, true)
+	code, sub := a.do(t, "POST", "/api/v1/subscriptions", `{"url":"`+rc.srv.URL+`","events":["alert.*","webhook.test"],"description":"ops bridge"}`)
+	secret, _ := sub["secret"].(string)
+	id, _ := sub["id"].(string)
+	if code != 201 || !strings.HasPrefix(secret, "whsec_") || sub["status"] != alerts.SubscriptionPending || sub["format"] != "standard" {
+		t.Fatalf("create: %d %v", code, sub)
+	}
+	// The secret is shown once.
+	if _, got := a.do(t, "GET", "/api/v1/subscriptions/"+id, ""); got["secret"] != nil {
+		t.Fatal("secret shown again")
+	}
+	if _, list := a.do(t, "GET", "/api/v1/subscriptions", ""); strings.Contains(toJSON(list), secret) {
+		t.Fatal("secret in the list")
+	}
+	// The receiver echoes the challenge: the subscription becomes active.
+	a.d.RunOnce(context.Background())
+	if _, got := a.do(t, "GET", "/api/v1/subscriptions/"+id, ""); got["status"] != alerts.SubscriptionActive {
+		t.Fatalf("after verification: %v", got)
+	}
+	// A test event: 202 with a delivery id, then its state by polling.
+	code, acc := a.do(t, "POST", "/api/v1/subscriptions/"+id+"/test", "")
+	did, _ := acc["delivery_id"].(string)
+	if code != 202 || did == "" || acc["status_url"] != "/api/v1/deliveries/"+did {
+		t.Fatalf("test: %d %v", code, acc)
+	}
+	if _, d := a.do(t, "GET", "/api/v1/deliveries/"+did, ""); d["state"] != alerts.DeliveryQueued {
+		t.Fatalf("queued delivery: %v", d)
+	}
+	a.d.RunOnce(context.Background())
+	_, d := a.do(t, "GET", "/api/v1/deliveries/"+did, "")
+	attempts, _ := d["attempts"].([]any)
+	if d["state"] != alerts.DeliveryDelivered || len(attempts) != 1 || d["event_type"] != alerts.EventTest {
+		t.Fatalf("delivered: %v", d)
+	}
+	if _, ds := a.do(t, "GET", "/api/v1/subscriptions/"+id+"/deliveries", ""); len(ds["deliveries"].([]any)) != 2 {
+		t.Fatalf("deliveries of the subscription: %v", ds)
+	}
+	// A delivered delivery cannot be retried.
+	if code, _ := a.do(t, "POST", "/api/v1/deliveries/"+did+"/retry", ""); code != 409 {
+		t.Fatalf("retry of a delivered one: %d", code)
+	}
+	// Rotation: a new secret, shown once; the old one still signs for a day.
+	code, rot := a.do(t, "POST", "/api/v1/subscriptions/"+id+"/rotate-secret", "")
+	if code != 200 || rot["secret"] == secret || !strings.HasPrefix(rot["secret"].(string), "whsec_") {
+		t.Fatalf("rotate: %d %v", code, rot)
+	}
+	// Update, then delete.
+	if code, up := a.do(t, "PUT", "/api/v1/subscriptions/"+id, `{"format":"alertmanager","status":"disabled"}`); code != 200 || up["format"] != "alertmanager" || up["status"] != "disabled" {
+		t.Fatalf("update: %d %v", code, up)
+	}
+	if code, _ := a.do(t, "DELETE", "/api/v1/subscriptions/"+id, ""); code != 204 {
+		t.Fatalf("delete: %d", code)
+	}
+	if code, _ := a.do(t, "GET", "/api/v1/subscriptions/"+id, ""); code != 404 {
+		t.Fatalf("after delete: %d", code)
+	}
+}
+
+func toJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func TestSubscriptionNotVerifiedStaysPending(t *testing.T) {
+	a := newHookApp(t)
+	rc := newHookReceiver(t, false)
+	_, sub := a.do(t, "POST", "/api/v1/subscriptions", `{"url":"`+rc.srv.URL+`"}`)
+	a.d.RunOnce(context.Background())
+	id := sub["id"].(string)
+	if _, got := a.do(t, "GET", "/api/v1/subscriptions/"+id, ""); got["status"] != alerts.SubscriptionPending {
+		t.Fatalf("unverified subscription: %v", got)
+	}
+	if code, _ := a.do(t, "PUT", "/api/v1/subscriptions/"+id, `{"status":"active"}`); code != 400 {
+		t.Fatalf("activating an unverified subscription: %d", code)
+	}
+}
+
+func TestSubscriptionBadInput(t *testing.T) {
+	a := newHookApp(t)
+	for _, tc := range []struct {
+		body string
+		code int
+		want string
+	}{
+		{`{"url":`, 400, "bad JSON"},
+		{`{"url":"http://x","colour":"red"}`, 400, "unknown field"},
+		{`{"url":"ftp://x"}`, 400, "url:"},
+		{`{"url":"http://user:pw@x"}`, 400, "url:"},
+		{`{}`, 400, "url: required"},
+		{`{"url":"http://x","events":["alert.fired"]}`, 400, "events:"},
+		{`{"url":"http://x","events":[]}`, 400, "events:"},
+		{`{"url":"http://x","format":"xml"}`, 400, "format:"},
+		{`{"url":"http://x"} {"again":1}`, 400, "unexpected data"},
+		{`{"url":"http://x","description":"` + strings.Repeat("x", 2<<20) + `"}`, 413, "1 MiB"},
+	} {
+		code, body := a.do(t, "POST", "/api/v1/subscriptions", tc.body)
+		msg, _ := body["error"].(string)
+		if code != tc.code || !strings.Contains(msg, tc.want) {
+			t.Errorf("%.40s: %d %q, want %d %q", tc.body, code, msg, tc.code, tc.want)
+		}
+	}
+	if _, list := a.do(t, "GET", "/api/v1/subscriptions", ""); len(list["subscriptions"].([]any)) != 0 {
+		t.Fatalf("bad input changed something: %v", list)
+	}
+	for _, path := range []string{"/api/v1/subscriptions/nope", "/api/v1/deliveries/nope"} {
+		if code, _ := a.do(t, "GET", path, ""); code != 404 {
+			t.Errorf("%s: %d", path, code)
+		}
+	}
+}
+
+func TestWritesNeedTokenOnceConfigured(t *testing.T) {
+	const token = "s3cret-token-0123456789"
+	a := newHookApp(t, token)
+	rc := newHookReceiver(t, true)
+	body := `{"url":"` + rc.srv.URL + `"}`
+	for _, h := range [][]string{nil, {"Authorization", "Bearer wrong-token-000000000"}, {"Authorization", token}} {
+		if code, _ := a.do(t, "POST", "/api/v1/subscriptions", body, h...); code != 401 {
+			t.Errorf("POST with %v: %d, want 401", h, code)
+		}
+	}
+	if code, _ := a.do(t, "POST", "/api/v1/subscriptions", body, "Authorization", "Bearer "+token); code != 201 {
+		t.Fatalf("POST with the token: %d", code)
+	}
+	if code, _ := a.do(t, "GET", "/api/v1/subscriptions", ""); code != 200 {
+		t.Fatalf("reads stay open: %d", code)
+	}
+}
