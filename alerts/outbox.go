@@ -1,10 +1,10 @@
 package alerts
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
