@@ -19,9 +19,9 @@ import (
 // Dispatcher defaults.
 const (
 	DefaultAttemptTimeout = 10 * time.Second
-	DefaultPerReceiver    = 2  // concurrent attempts to one receiver
-	DefaultGlobal         = 16 // concurrent attempts in all
-	DefaultMaxAttempts    = 12 // about a day with the backoff below
+	DefaultPerReceiver    = 2   // concurrent attempts to one receiver
+	DefaultGlobal         = 256 // concurrent attempts in all: enough that 2 per dead receiver cannot starve the rest
+	DefaultMaxAttempts    = 12  // about a day with the backoff below
 	BackoffBase           = 5 * time.Second
 	BackoffMax            = 2 * time.Hour
 	MaxResponseBytes      = 64 << 10
@@ -137,21 +137,15 @@ func (d *Dispatcher) start(ctx context.Context, wg *sync.WaitGroup) {
 	if free <= 0 {
 		return
 	}
-	skip := func(sub string) bool {
-		if counts[sub] >= d.PerReceiver {
-			return true
-		}
+	room := func(sub string) int {
 		d.mu.Lock()
-		b := d.breakers[sub]
-		open := b != nil && now.Before(b.openUntil)
-		d.mu.Unlock()
-		if open {
-			return true
+		defer d.mu.Unlock()
+		if b := d.breakers[sub]; b != nil && now.Before(b.openUntil) {
+			return 0
 		}
-		counts[sub]++
-		return false
+		return d.PerReceiver - counts[sub]
 	}
-	claims, err := d.DB.due(ctx, now, free, skip)
+	claims, err := d.DB.due(ctx, now, free, room)
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
 			d.Logger.Error("webhook outbox", "err", err)

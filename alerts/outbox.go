@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"time"
 )
 
@@ -112,6 +113,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_sub ON deliveries (subscription_id, seq);
+CREATE INDEX IF NOT EXISTS deliveries_sub_due ON deliveries (subscription_id, state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS attempts (
 	delivery_id TEXT NOT NULL,
 	at          INTEGER NOT NULL,
@@ -220,17 +222,13 @@ func (d *DB) DeleteSubscription(ctx context.Context, id string) error {
 // render with the delivery's sequence number.
 func (d *DB) enqueue(ctx context.Context, tx *sql.Tx, sub Subscription, typ string, now time.Time, render func(seq uint64) ([]byte, error)) (string, error) {
 	id := newID("msg_")
-	res, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, subscription_id, event_type, payload, state, next_attempt_at, created_at, updated_at)
-		VALUES (?, ?, ?, x'', ?, ?, ?, ?)`, id, sub.ID, typ, DeliveryQueued, ms(now), ms(now), ms(now))
-	if err != nil {
-		return "", fmt.Errorf("enqueue delivery: %w", err)
-	}
-	seq, _ := res.LastInsertId()
-	body, err := render(uint64(seq))
+	seq := d.seq.Add(1)
+	body, err := render(seq)
 	if err != nil {
 		return "", err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET payload = ? WHERE seq = ?`, body, seq); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (seq, id, subscription_id, event_type, payload, state, next_attempt_at, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, seq, id, sub.ID, typ, body, DeliveryQueued, ms(now), ms(now), ms(now)); err != nil {
 		return "", fmt.Errorf("enqueue delivery: %w", err)
 	}
 	return id, nil
@@ -336,39 +334,49 @@ type claim struct {
 	attempts int
 }
 
-// due returns queued deliveries whose time has come, oldest first, with
-// their subscriptions, and marks them in flight.
-func (d *DB) due(ctx context.Context, now time.Time, limit int, skip func(subID string) bool) ([]claim, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT d.id, d.subscription_id, d.event_type, d.payload,
-		(SELECT COUNT(*) FROM attempts a WHERE a.delivery_id = d.id), d.created_at
-		FROM deliveries d WHERE d.state = ? AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.seq LIMIT ?`,
-		DeliveryQueued, ms(now), limit*4)
+// due returns queued deliveries whose time has come, oldest first, at
+// most room(subscription) per receiver and limit in all, and marks them in
+// flight. It asks per receiver (an index lookup each), so one receiver's
+// backlog never crowds out another's deliveries.
+func (d *DB) due(ctx context.Context, now time.Time, limit int, room func(subID string) int) ([]claim, error) {
+	subs, err := d.Subscriptions(ctx)
 	if err != nil {
 		return nil, err
 	}
+	byID := map[string]Subscription{}
 	var out []claim
-	for rows.Next() {
-		var c claim
-		var created int64
-		if err := rows.Scan(&c.ID, &c.SubscriptionID, &c.EventType, &c.Payload, &c.attempts, &created); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		c.CreatedAt = fromMS(created)
-		if skip(c.SubscriptionID) || len(out) >= limit {
+	for _, sub := range subs {
+		n := room(sub.ID)
+		if n <= 0 {
 			continue
 		}
-		out = append(out, c)
-	}
-	rows.Close()
-	for i := range out {
-		sub, err := d.Subscription(ctx, out[i].SubscriptionID)
+		byID[sub.ID] = sub
+		rows, err := d.db.QueryContext(ctx, `SELECT d.id, d.subscription_id, d.event_type, d.payload,
+			(SELECT COUNT(*) FROM attempts a WHERE a.delivery_id = d.id), d.created_at, d.next_attempt_at
+			FROM deliveries d WHERE d.subscription_id = ? AND d.state = ? AND d.next_attempt_at <= ?
+			ORDER BY d.next_attempt_at, d.seq LIMIT ?`, sub.ID, DeliveryQueued, ms(now), n)
 		if err != nil {
-			out[i].sub = Subscription{ID: out[i].SubscriptionID, Status: SubscriptionDisabled}
-		} else {
-			out[i].sub = sub
+			return nil, err
 		}
-		if _, err := d.db.ExecContext(ctx, `UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ?`, DeliveryInFlight, ms(now), out[i].ID); err != nil {
+		for rows.Next() {
+			var c claim
+			var created, next int64
+			if err := rows.Scan(&c.ID, &c.SubscriptionID, &c.EventType, &c.Payload, &c.attempts, &created, &next); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			c.CreatedAt, c.NextAttemptAt = fromMS(created), fromMS(next)
+			c.sub = sub
+			out = append(out, c)
+		}
+		rows.Close()
+	}
+	slices.SortFunc(out, func(a, b claim) int { return a.NextAttemptAt.Compare(b.NextAttemptAt) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	for _, c := range out {
+		if _, err := d.db.ExecContext(ctx, `UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ?`, DeliveryInFlight, ms(now), c.ID); err != nil {
 			return nil, err
 		}
 	}

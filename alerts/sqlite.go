@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // the embedded, pure-Go SQLite: no cgo, one static binary
@@ -19,6 +20,7 @@ type DB struct {
 	// DashboardURL is the base of links in webhook payloads.
 	DashboardURL string
 	now          func() time.Time
+	seq          atomic.Uint64 // the last delivery's sequence number
 }
 
 var _ Store = (*DB)(nil)
@@ -43,7 +45,14 @@ func Open(dir string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &DB{db: db, now: time.Now}, nil
+	d := &DB{db: db, now: time.Now}
+	var last sql.NullInt64
+	if err := db.QueryRow(`SELECT MAX(seq) FROM deliveries`).Scan(&last); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	d.seq.Store(uint64(last.Int64))
+	return d, nil
 }
 
 const schema = `
@@ -116,14 +125,21 @@ func (d *DB) SaveTransitions(ctx context.Context, ts []Transition) error {
 				return err
 			}
 		}
+		// One body per format, shared by every receiver of this event.
+		seq := d.seq.Add(1)
+		bodies := map[string][]byte{}
 		for _, sub := range subs {
 			if sub.Status != SubscriptionActive || !sub.Wants(typ) {
 				continue
 			}
-			render := func(seq uint64) ([]byte, error) {
-				return payload(sub.Format, t, d.DashboardURL, seq, t.Alert.UpdatedAt)
+			body, ok := bodies[sub.Format]
+			if !ok {
+				if body, err = payload(sub.Format, t, d.DashboardURL, seq, t.Alert.UpdatedAt); err != nil {
+					return err
+				}
+				bodies[sub.Format] = body
 			}
-			if _, err := d.enqueue(ctx, tx, sub, typ, t.Alert.UpdatedAt, render); err != nil {
+			if _, err := d.enqueue(ctx, tx, sub, typ, t.Alert.UpdatedAt, func(uint64) ([]byte, error) { return body, nil }); err != nil {
 				return err
 			}
 		}

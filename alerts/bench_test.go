@@ -1,0 +1,125 @@
+package alerts
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"vigil/collector"
+)
+
+// BenchmarkDeliveryThroughput sends deliveries to one local receiver that
+// answers at once: outbox write, claim, sign, POST, record.
+func BenchmarkDeliveryThroughput(b *testing.B) {
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got.Add(1) }))
+	defer srv.Close()
+	db, _ := Open(b.TempDir())
+	defer db.Close()
+	d := &Dispatcher{DB: db, Client: NewClient(loopback, 10*time.Second), PerReceiver: 8}
+	db.PutSubscription(context.Background(), Subscription{ID: "s", URL: srv.URL, Events: []string{"*"}, Format: FormatStandard,
+		Status: SubscriptionActive, Secret: NewSecret()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		db.SaveTransitions(ctx, []Transition{firing(fmt.Sprint("R", i))})
+		d.Wake()
+	}
+	for got.Load() < int64(b.N) {
+		time.Sleep(time.Millisecond)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "deliveries/s")
+}
+
+// BenchmarkBreachToReceipt is the time from the evaluator seeing a breach
+// to the receiver holding the webhook (in a running vigil add up to one
+// interval for the next evaluation).
+func BenchmarkBreachToReceipt(b *testing.B) {
+	received := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case received <- struct{}{}:
+		default:
+		}
+	}))
+	defer srv.Close()
+	db, _ := Open(b.TempDir())
+	defer db.Close()
+	d := &Dispatcher{DB: db, Client: NewClient(loopback, 10*time.Second)}
+	db.PutSubscription(context.Background(), Subscription{ID: "s", URL: srv.URL, Events: []string{"alert.firing"}, Format: FormatStandard,
+		Status: SubscriptionActive, Secret: NewSecret()})
+	store := collector.NewStore(time.Minute, time.Second)
+	hub := collector.NewHub(collector.HubOptions{})
+	defer hub.Close()
+	rules := []Rule{{Name: "Hot", Source: "host/*", Metric: "cpu.percent", Op: ">", Threshold: 90}}
+	rules[0].Validate()
+	e := &Evaluator{Rules: rules, Store: store, Hub: hub, DB: db, Saved: d.Wake}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+	b.ResetTimer()
+	for range b.N {
+		store.Append(collector.Sample{Source: "host/a", Time: time.Now(), Metrics: map[string]float64{"cpu.percent": 95}})
+		e.Evaluate(ctx)
+		<-received
+		b.StopTimer()
+		store.Append(collector.Sample{Source: "host/a", Time: time.Now(), Metrics: map[string]float64{"cpu.percent": 10}})
+		e.Evaluate(ctx) // resolved; not subscribed
+		b.StartTimer()
+	}
+}
+
+// BenchmarkHealthyReceiverLatency is one healthy receiver's time from
+// transition to receipt: alone, beside 50 other healthy receivers (the cost
+// of writing 51 deliveries), and beside 50 receivers that never answer
+// (they hold their attempts until the timeout).
+func BenchmarkHealthyReceiverLatency(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		n       int
+		answers bool
+	}{{"alone", 0, true}, {"others=50", 50, true}, {"dead=50", 50, false}} {
+		dead := tc.n
+		b.Run(tc.name, func(b *testing.B) {
+			received := make(chan struct{}, 1)
+			healthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { received <- struct{}{} }))
+			defer healthy.Close()
+			hang := make(chan struct{})
+			blackhole := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tc.answers {
+					return
+				}
+				select {
+				case <-hang:
+				case <-r.Context().Done():
+				}
+			}))
+			defer blackhole.Close()
+			defer close(hang)
+			db, _ := Open(b.TempDir())
+			defer db.Close()
+			d := &Dispatcher{DB: db, Client: NewClient(loopback, 10*time.Second)}
+			ctx := context.Background()
+			db.PutSubscription(ctx, Subscription{ID: "healthy", URL: healthy.URL, Events: []string{"*"}, Format: FormatStandard, Status: SubscriptionActive, Secret: NewSecret()})
+			for i := range dead {
+				db.PutSubscription(ctx, Subscription{ID: fmt.Sprint("dead", i), URL: blackhole.URL, Events: []string{"*"}, Format: FormatStandard, Status: SubscriptionActive, Secret: NewSecret()})
+			}
+			rctx, cancel := context.WithCancel(ctx)
+			go d.Run(rctx)
+			defer cancel()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				db.SaveTransitions(ctx, []Transition{firing(fmt.Sprint("R", i))})
+				d.Wake()
+				<-received
+			}
+		})
+	}
+}
