@@ -149,6 +149,7 @@ func (d *DB) PutSubscription(ctx context.Context, s Subscription) error {
 		ON CONFLICT (id) DO UPDATE SET body = excluded.body, secret = excluded.secret,
 		old_secret = excluded.old_secret, old_secret_until = excluded.old_secret_until`,
 		s.ID, string(body), s.Secret, s.OldSecret, ms(s.OldSecretUntil))
+	d.forgetSubscriptions()
 	if err != nil {
 		return fmt.Errorf("save subscription: %w", err)
 	}
@@ -160,19 +161,42 @@ var ErrNotFound = errors.New("alerts: not found")
 
 // Subscription returns one subscription.
 func (d *DB) Subscription(ctx context.Context, id string) (Subscription, error) {
-	subs, err := d.subscriptions(ctx, d.db, `WHERE id = ?`, id)
+	subs, err := d.Subscriptions(ctx)
 	if err != nil {
 		return Subscription{}, err
 	}
-	if len(subs) == 0 {
-		return Subscription{}, ErrNotFound
+	for _, s := range subs {
+		if s.ID == id {
+			return s, nil
+		}
 	}
-	return subs[0], nil
+	return Subscription{}, ErrNotFound
 }
 
-// Subscriptions lists every subscription.
+// Subscriptions lists every subscription. They are read from the
+// database once and kept until one changes: the dispatcher asks on every
+// pass.
 func (d *DB) Subscriptions(ctx context.Context) ([]Subscription, error) {
-	return d.subscriptions(ctx, d.db, `ORDER BY id`)
+	d.subsMu.Lock()
+	defer d.subsMu.Unlock()
+	if d.subs == nil {
+		subs, err := d.subscriptions(ctx, d.db, `ORDER BY id`)
+		if err != nil {
+			return nil, err
+		}
+		if subs == nil {
+			subs = []Subscription{}
+		}
+		d.subs = subs
+	}
+	return slices.Clone(d.subs), nil
+}
+
+// forgetSubscriptions drops the cached list after a change.
+func (d *DB) forgetSubscriptions() {
+	d.subsMu.Lock()
+	d.subs = nil
+	d.subsMu.Unlock()
 }
 
 type querier interface {
@@ -207,6 +231,7 @@ func (d *DB) subscriptions(ctx context.Context, q querier, where string, args ..
 // DeleteSubscription removes a subscription; its pending deliveries die.
 func (d *DB) DeleteSubscription(ctx context.Context, id string) error {
 	res, err := d.db.ExecContext(ctx, `DELETE FROM subscriptions WHERE id = ?`, id)
+	d.forgetSubscriptions()
 	if err != nil {
 		return err
 	}
@@ -410,6 +435,7 @@ func (d *DB) requeueInFlight(ctx context.Context, now time.Time) error {
 
 func (d *DB) setChallenge(ctx context.Context, id, challenge string) error {
 	_, err := d.db.ExecContext(ctx, `UPDATE subscriptions SET challenge = ? WHERE id = ?`, challenge, id)
+	d.forgetSubscriptions()
 	return err
 }
 

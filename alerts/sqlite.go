@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,9 @@ type DB struct {
 	DashboardURL string
 	now          func() time.Time
 	seq          atomic.Uint64 // the last delivery's sequence number
+
+	subsMu sync.Mutex
+	subs   []Subscription // every subscription, read once and kept until one changes
 }
 
 var _ Store = (*DB)(nil)
@@ -96,6 +100,11 @@ func (d *DB) LoadAlerts(ctx context.Context) ([]Alert, error) {
 
 // SaveTransitions writes the alerts' new states in one transaction.
 func (d *DB) SaveTransitions(ctx context.Context, ts []Transition) error {
+	// Read the receivers before the transaction takes the connection.
+	subs, err := d.Subscriptions(ctx)
+	if err != nil {
+		return fmt.Errorf("save alerts: %w", err)
+	}
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("save alerts: %w", err)
@@ -114,16 +123,10 @@ func (d *DB) SaveTransitions(ctx context.Context, ts []Transition) error {
 	}
 	// The deliveries of these transitions commit with them: a state change
 	// is never saved without its webhooks, nor a webhook without its state.
-	var subs []Subscription
 	for _, t := range ts {
 		typ := webhookType(t.Kind)
 		if typ == "" {
 			continue
-		}
-		if subs == nil {
-			if subs, err = d.subscriptions(ctx, tx, `WHERE 1`); err != nil {
-				return err
-			}
 		}
 		// One body per format, shared by every receiver of this event.
 		seq := d.seq.Add(1)
