@@ -109,9 +109,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
 	next_attempt_at INTEGER NOT NULL,
 	created_at      INTEGER NOT NULL,
 	updated_at      INTEGER NOT NULL,
-	last_error      TEXT NOT NULL DEFAULT ''
+	last_error      TEXT NOT NULL DEFAULT '',
+	payload_id      INTEGER NOT NULL DEFAULT 0 -- a body shared by one event's deliveries, in payloads
 );
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS payloads (
+	id   INTEGER PRIMARY KEY,
+	body BLOB NOT NULL
+);
+DROP INDEX IF EXISTS deliveries_due; -- claims go per receiver now, through deliveries_sub_due
 CREATE INDEX IF NOT EXISTS deliveries_sub ON deliveries (subscription_id, seq);
 CREATE INDEX IF NOT EXISTS deliveries_sub_due ON deliveries (subscription_id, state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS attempts (
@@ -276,7 +281,7 @@ func (d *DB) Enqueue(ctx context.Context, sub Subscription, typ string, now time
 
 // Delivery returns one delivery with its attempts.
 func (d *DB) Delivery(ctx context.Context, id string) (Delivery, error) {
-	ds, err := d.deliveries(ctx, `WHERE id = ?`, id)
+	ds, err := d.deliveries(ctx, `WHERE d.id = ?`, id)
 	if err != nil {
 		return Delivery{}, err
 	}
@@ -288,12 +293,13 @@ func (d *DB) Delivery(ctx context.Context, id string) (Delivery, error) {
 
 // Deliveries lists a subscription's deliveries, newest first.
 func (d *DB) Deliveries(ctx context.Context, subscriptionID string, limit int) ([]Delivery, error) {
-	return d.deliveries(ctx, `WHERE subscription_id = ? ORDER BY seq DESC LIMIT ?`, subscriptionID, limit)
+	return d.deliveries(ctx, `WHERE d.subscription_id = ? ORDER BY d.seq DESC LIMIT ?`, subscriptionID, limit)
 }
 
 func (d *DB) deliveries(ctx context.Context, where string, args ...any) ([]Delivery, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT id, subscription_id, event_type, payload, state, next_attempt_at, created_at, updated_at, last_error
-		FROM deliveries `+where, args...)
+	rows, err := d.db.QueryContext(ctx, `SELECT d.id, d.subscription_id, d.event_type, COALESCE(p.body, d.payload), d.state,
+		d.next_attempt_at, d.created_at, d.updated_at, d.last_error
+		FROM deliveries d LEFT JOIN payloads p ON p.id = d.payload_id `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("load deliveries: %w", err)
 	}
@@ -376,9 +382,10 @@ func (d *DB) due(ctx context.Context, now time.Time, limit int, room func(subID 
 			continue
 		}
 		byID[sub.ID] = sub
-		rows, err := d.db.QueryContext(ctx, `SELECT d.id, d.subscription_id, d.event_type, d.payload,
+		rows, err := d.db.QueryContext(ctx, `SELECT d.id, d.subscription_id, d.event_type, COALESCE(p.body, d.payload),
 			(SELECT COUNT(*) FROM attempts a WHERE a.delivery_id = d.id), d.created_at, d.next_attempt_at
-			FROM deliveries d WHERE d.subscription_id = ? AND d.state = ? AND d.next_attempt_at <= ?
+			FROM deliveries d LEFT JOIN payloads p ON p.id = d.payload_id
+			WHERE d.subscription_id = ? AND d.state = ? AND d.next_attempt_at <= ?
 			ORDER BY d.next_attempt_at, d.seq LIMIT ?`, sub.ID, DeliveryQueued, ms(now), n)
 		if err != nil {
 			return nil, err

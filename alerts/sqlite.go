@@ -44,10 +44,15 @@ func Open(dir string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	// Databases from before subscriptions could be verified.
-	if _, err := db.Exec(`ALTER TABLE subscriptions ADD COLUMN challenge TEXT NOT NULL DEFAULT ''`); err != nil && !strings.Contains(err.Error(), "duplicate column") {
-		db.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
+	// Databases from before these columns existed.
+	for _, m := range []string{
+		`ALTER TABLE subscriptions ADD COLUMN challenge TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE deliveries ADD COLUMN payload_id INTEGER NOT NULL DEFAULT 0`,
+	} {
+		if _, err := db.Exec(m); err != nil && !strings.Contains(err.Error(), "duplicate column") {
+			db.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
 	}
 	d := &DB{db: db, now: time.Now}
 	var last sql.NullInt64
@@ -128,22 +133,41 @@ func (d *DB) SaveTransitions(ctx context.Context, ts []Transition) error {
 		if typ == "" {
 			continue
 		}
-		// One body per format, shared by every receiver of this event.
+		// One body per format, stored once and shared by every receiver of
+		// this event, and one INSERT for all of its deliveries.
 		seq := d.seq.Add(1)
-		bodies := map[string][]byte{}
+		bodies := map[string]int64{}
+		var q strings.Builder
+		var args []any
+		now := ms(t.Alert.UpdatedAt)
 		for _, sub := range subs {
 			if sub.Status != SubscriptionActive || !sub.Wants(typ) {
 				continue
 			}
-			body, ok := bodies[sub.Format]
+			pid, ok := bodies[sub.Format]
 			if !ok {
-				if body, err = payload(sub.Format, t, d.DashboardURL, seq, t.Alert.UpdatedAt); err != nil {
+				body, err := payload(sub.Format, t, d.DashboardURL, seq, t.Alert.UpdatedAt)
+				if err != nil {
 					return err
 				}
-				bodies[sub.Format] = body
+				res, err := tx.ExecContext(ctx, `INSERT INTO payloads (body) VALUES (?)`, body)
+				if err != nil {
+					return fmt.Errorf("enqueue deliveries: %w", err)
+				}
+				pid, _ = res.LastInsertId()
+				bodies[sub.Format] = pid
 			}
-			if _, err := d.enqueue(ctx, tx, sub, typ, t.Alert.UpdatedAt, func(uint64) ([]byte, error) { return body, nil }); err != nil {
-				return err
+			if q.Len() == 0 {
+				q.WriteString(`INSERT INTO deliveries (seq, id, subscription_id, event_type, payload, payload_id, state, next_attempt_at, created_at, updated_at) VALUES `)
+			} else {
+				q.WriteByte(',')
+			}
+			q.WriteString("(?, ?, ?, ?, x'', ?, ?, ?, ?, ?)")
+			args = append(args, d.seq.Add(1), newID("msg_"), sub.ID, typ, pid, DeliveryQueued, now, now, now)
+		}
+		if len(args) > 0 {
+			if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+				return fmt.Errorf("enqueue deliveries: %w", err)
 			}
 		}
 	}
