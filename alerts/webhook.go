@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -129,7 +130,7 @@ func payload(format string, t Transition, dashboardURL string, seq uint64, now t
 	if format == FormatAlertmanager {
 		return alertmanagerPayload(typ, a, dashboardURL)
 	}
-	return json.Marshal(struct {
+	return marshal(struct {
 		Type      string    `json:"type"`
 		Timestamp time.Time `json:"timestamp"`
 		Data      any       `json:"data"`
@@ -151,6 +152,17 @@ func payload(format string, t Transition, dashboardURL string, seq uint64, now t
 		Seq          uint64            `json:"seq"`
 	}{a.Rule, a.Source, a.Metric, a.Value, a.Threshold, a.Op, a.Severity, stateOf(t), a.StartedAt, a.EndedAt,
 		a.Fingerprint, nonNil(a.Labels), nonNil(a.Annotations), dashboardURL + "/source/" + a.Source, seq}})
+}
+
+// marshal is json.Marshal without HTML escaping: "op":">" as written.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 func stateOf(t Transition) string {
@@ -193,7 +205,7 @@ func alertmanagerPayload(typ string, a Alert, dashboardURL string) ([]byte, erro
 		ends = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC) // Alertmanager's "not ended"
 	}
 	group := map[string]string{"alertname": a.Rule}
-	return json.Marshal(struct {
+	return marshal(struct {
 		Version           string            `json:"version"`
 		GroupKey          string            `json:"groupKey"`
 		TruncatedAlerts   int               `json:"truncatedAlerts"`
