@@ -21,7 +21,7 @@ const (
 	DefaultAttemptTimeout = 10 * time.Second
 	DefaultPerReceiver    = 2   // concurrent attempts to one receiver
 	DefaultGlobal         = 256 // concurrent attempts in all: enough that 2 per dead receiver cannot starve the rest
-	DefaultMaxAttempts    = 12  // about a day with the backoff below
+	DefaultMaxAttempts    = 20  // 14 to 21 hours with the backoff below
 	BackoffBase           = 5 * time.Second
 	BackoffMax            = 2 * time.Hour
 	MaxResponseBytes      = 64 << 10
