@@ -28,6 +28,7 @@ const (
 // Hub is what the server needs of collector.Hub.
 type Hub interface {
 	Subscribe(cur collector.Cursor, f collector.Filter) (*collector.Subscriber, error)
+	Snapshot(f collector.Filter) ([]*collector.Event, uint64)
 	LastID() uint64
 }
 
@@ -95,6 +96,8 @@ func New(opts Options) *Server {
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /events", s.handleEvents)
+	s.mux.HandleFunc("GET /api/v1/poll", s.handlePoll)
+	s.mux.HandleFunc("GET /api/v1/snapshot", s.handleSnapshot)
 	s.mux.HandleFunc("GET /api/v1/series", s.handleSeriesList)
 	s.mux.HandleFunc("GET /api/v1/alerts", s.handleAlerts)
 	s.mux.HandleFunc("GET /api/v1/rules", s.handleRules)

@@ -1,0 +1,129 @@
+package dashboard
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"vigil/collector"
+)
+
+// Long-poll limits.
+const (
+	DefaultPollTimeout = 25 * time.Second
+	MaxPollTimeout     = 60 * time.Second
+	MaxPollBatch       = 500
+)
+
+// pollAnswer is a batch of events and the cursor to ask from next.
+type pollAnswer struct {
+	Events []json.RawMessage `json:"events"`
+	Next   string            `json:"next"`
+}
+
+// handlePoll answers as soon as there are events after the cursor (up to
+// MaxPollBatch of them), or with an empty batch when the timeout passes.
+// The events and ids are the stream's own, so a client can move between
+// long polling and /events without a gap or a repeat. A waiting poller
+// costs a subscription and one timer, both gone when the request ends.
+func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f, err := collector.ParseFilter(q)
+	if err != nil {
+		status, msg := errorStatus(err)
+		writeError(w, status, msg)
+		return
+	}
+	timeout := DefaultPollTimeout
+	if v := q.Get("timeout"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > MaxPollTimeout {
+			writeError(w, http.StatusBadRequest, "bad timeout "+quote(v)+": want a duration from 0s to 60s")
+			return
+		}
+		timeout = d
+	}
+	after := q.Get("after")
+	if after == "" {
+		after = strconv.FormatUint(s.opts.Hub.LastID(), 10)
+	} else if _, err := collector.ParseID(after); err != nil {
+		writeError(w, http.StatusBadRequest, "bad cursor "+quote(after)+": want the id of the last event received (a decimal number), or no after= to start now")
+		return
+	}
+	sub, err := s.opts.Hub.Subscribe(collector.Cursor{LastID: after}, f)
+	if err != nil {
+		status, msg := errorStatus(err)
+		writeError(w, status, msg)
+		return
+	}
+	defer sub.Close()
+	ans := pollAnswer{Events: []json.RawMessage{}, Next: after}
+	add := func(ev *collector.Event) bool {
+		if ev.IsHeartbeat() {
+			return true
+		}
+		ans.Events = append(ans.Events, ev.JSON())
+		ans.Next = strconv.FormatUint(ev.ID, 10)
+		return len(ans.Events) < MaxPollBatch
+	}
+	for _, ev := range sub.Replay {
+		if !add(ev) {
+			break
+		}
+	}
+	if len(ans.Events) == 0 && timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case ev := <-sub.C():
+			add(ev)
+		case <-t.C:
+		case <-sub.Done():
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if len(ans.Events) > 0 && len(ans.Events) < MaxPollBatch && len(sub.Replay) == 0 {
+	drain: // whatever else is already queued goes in the same answer
+		for {
+			select {
+			case ev := <-sub.C():
+				if !add(ev) {
+					break drain
+				}
+			default:
+				break drain
+			}
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, ans)
+}
+
+// handleSnapshot is short polling: the newest sample of every source and
+// the id of the newest event, with that id as the ETag.
+func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
+	f, err := collector.ParseFilter(r.URL.Query())
+	if err != nil {
+		status, msg := errorStatus(err)
+		writeError(w, status, msg)
+		return
+	}
+	events, last := s.opts.Hub.Snapshot(f)
+	etag := `"` + strconv.FormatUint(last, 10) + `"` // an ETag is per URL, so per filter too
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Cache-Control", "no-cache")
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	out := struct {
+		LastEventID string            `json:"last_event_id"`
+		Events      []json.RawMessage `json:"events"`
+	}{strconv.FormatUint(last, 10), []json.RawMessage{}}
+	for _, ev := range events {
+		out.Events = append(out.Events, ev.JSON())
+	}
+	writeJSON(w, http.StatusOK, out)
+}

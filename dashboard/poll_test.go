@@ -1,0 +1,156 @@
+package dashboard
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"vigil/collector"
+)
+
+type pollResult struct {
+	code int
+	ans  struct {
+		Events []struct {
+			Seq    uint64
+			Source string
+			Type   string
+		}
+		Next  string
+		Error string
+	}
+}
+
+func poll(t *testing.T, url string) pollResult {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r pollResult
+	r.code = resp.StatusCode
+	json.NewDecoder(resp.Body).Decode(&r.ans)
+	return r
+}
+
+func TestLongPoll(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{FirstID: 100, Replay: 1000}, Options{})
+	for i := range 3 {
+		a.publish(t, "host/a", float64(i)) // 100, 101, 102
+	}
+	// Events after the cursor are answered at once.
+	r := poll(t, a.srv.URL+"/api/v1/poll?after=100")
+	if r.code != 200 || len(r.ans.Events) != 2 || r.ans.Events[0].Seq != 101 || r.ans.Next != "102" {
+		t.Fatalf("replay: %+v", r)
+	}
+	// Nothing new: an empty batch when the timeout passes, same cursor.
+	if r := poll(t, a.srv.URL+"/api/v1/poll?after=102&timeout=0s"); len(r.ans.Events) != 0 || r.ans.Next != "102" {
+		t.Fatalf("timeout: %+v", r)
+	}
+	// A waiting poller is answered by the next event.
+	done := make(chan pollResult, 1)
+	go func() { done <- poll(t, a.srv.URL+"/api/v1/poll?after=102&timeout=30s") }()
+	waitSubscribers(t, a.hub, 1)
+	a.publish(t, "host/a", 9)
+	select {
+	case r := <-done:
+		if len(r.ans.Events) != 1 || r.ans.Events[0].Seq != 103 || r.ans.Next != "103" {
+			t.Fatalf("woken poll: %+v", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting poll was not answered")
+	}
+	if a.hub.Subscribers() != 0 {
+		t.Fatal("a finished poll left its subscription")
+	}
+	// Batches are bounded; the cursor carries on.
+	for i := range 600 {
+		a.publish(t, "host/b", float64(i))
+	}
+	r = poll(t, a.srv.URL+"/api/v1/poll?after=103&source=host/b")
+	if len(r.ans.Events) != MaxPollBatch || r.ans.Next != strconv.Itoa(103+MaxPollBatch) {
+		t.Fatalf("first batch: %d events, next %s", len(r.ans.Events), r.ans.Next)
+	}
+	r = poll(t, a.srv.URL+"/api/v1/poll?after="+r.ans.Next+"&source=host/b")
+	if len(r.ans.Events) != 100 || r.ans.Events[99].Seq != 703 {
+		t.Fatalf("second batch: %d events", len(r.ans.Events))
+	}
+	// A cursor from another run: a reset, as on the stream.
+	if r := poll(t, a.srv.URL+"/api/v1/poll?after=5"); len(r.ans.Events) != 1 || r.ans.Events[0].Type != "reset" || r.ans.Next != "703" {
+		t.Fatalf("old cursor: %+v", r)
+	}
+}
+
+func TestLongPollBadInput(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{}, Options{})
+	for _, q := range []string{"after=abc", "after=-1", "timeout=forever", "timeout=5m", "type=nope"} {
+		if r := poll(t, a.srv.URL+"/api/v1/poll?"+q); r.code != 400 || r.ans.Error == "" {
+			t.Errorf("%s: %d %q", q, r.code, r.ans.Error)
+		}
+	}
+}
+
+// TestPollThenStream moves a client from long polling to the event stream
+// with the poll's cursor: every event once, none skipped.
+func TestPollThenStream(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{FirstID: 1, Replay: 100}, Options{})
+	for i := range 5 {
+		a.publish(t, "host/a", float64(i))
+	}
+	r := poll(t, a.srv.URL+"/api/v1/poll?after=2")
+	seen := []uint64{}
+	for _, ev := range r.ans.Events {
+		seen = append(seen, ev.Seq)
+	}
+	a.publish(t, "host/a", 5) // 6: published between the poll and the stream
+	_, ch := stream(t, a.srv.URL+"/events?lastEventId="+r.ans.Next, nil)
+	waitSubscribers(t, a.hub, 1)
+	a.publish(t, "host/a", 6) // 7
+	for len(seen) < 5 {
+		ev := next(t, ch)
+		id, _ := strconv.ParseUint(ev.LastEventID, 10, 64)
+		seen = append(seen, id)
+	}
+	for i, id := range seen {
+		if id != uint64(3+i) {
+			t.Fatalf("ids %v, want 3..7 once each", seen)
+		}
+	}
+}
+
+func TestSnapshotETag(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{FirstID: 1}, Options{})
+	a.publish(t, "host/a", 1)
+	a.publish(t, "host/b", 2)
+	a.publish(t, "host/a", 3)
+	resp, err := http.Get(a.srv.URL + "/api/v1/snapshot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap struct {
+		LastEventID string `json:"last_event_id"`
+		Events      []struct {
+			Seq     uint64
+			Source  string
+			Metrics map[string]float64
+		}
+	}
+	json.NewDecoder(resp.Body).Decode(&snap)
+	resp.Body.Close()
+	etag := resp.Header.Get("ETag")
+	if snap.LastEventID != "3" || len(snap.Events) != 2 || snap.Events[1].Source != "host/a" || snap.Events[1].Metrics["v"] != 3 || etag == "" {
+		t.Fatalf("snapshot %+v, ETag %q", snap, etag)
+	}
+	req, _ := http.NewRequest("GET", a.srv.URL+"/api/v1/snapshot", nil)
+	req.Header.Set("If-None-Match", etag)
+	if r, _ := http.DefaultClient.Do(req); r.StatusCode != 304 {
+		t.Fatalf("unchanged snapshot: %d", r.StatusCode)
+	}
+	a.publish(t, "host/a", 4)
+	if r, _ := http.DefaultClient.Do(req); r.StatusCode != 200 {
+		t.Fatalf("changed snapshot: %d", r.StatusCode)
+	}
+}
