@@ -42,6 +42,18 @@ type Event struct {
 	data  []byte // the JSON object, a subslice of frame
 }
 
+// Line is the event's JSON followed by a newline: one line of NDJSON. Like
+// JSON it is a subslice of the frame, so no transport copies an event.
+// A heartbeat's line is empty.
+func (e *Event) Line() []byte {
+	if e.IsHeartbeat() {
+		return newlineOnly
+	}
+	return e.data[: len(e.data)+1 : len(e.data)+1]
+}
+
+var newlineOnly = []byte("\n")
+
 // Frame is the event as a Server-Sent Events frame, ending in a blank line.
 func (e *Event) Frame() []byte { return e.frame }
 

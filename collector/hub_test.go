@@ -392,3 +392,18 @@ func FuzzSubscribeLastEventID(f *testing.F) {
 		}
 	})
 }
+
+func TestEventLineIsJSONAndNewline(t *testing.T) {
+	h := newTestHub(t, HubOptions{})
+	ev, _ := h.Publish(Message{Type: TypeSample, Source: "s", Body: map[string]any{"metrics": map[string]float64{"x": 1}}})
+	if string(ev.Line()) != string(ev.JSON())+"\n" {
+		t.Fatalf("line %q", ev.Line())
+	}
+	if string(heartbeat.Line()) != "\n" {
+		t.Fatalf("heartbeat line %q", heartbeat.Line())
+	}
+	allocs := testing.AllocsPerRun(100, func() { _ = ev.Line() })
+	if allocs != 0 {
+		t.Fatalf("Line allocates %v times", allocs)
+	}
+}

@@ -30,16 +30,40 @@ func randomJitter(n time.Duration) time.Duration {
 // headers); the header wins when both are present, since a browser's
 // EventSource keeps the original URL but updates the header.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	s.stream(w, r, func(sub *collector.Subscriber) bool {
+		sess, err := sse.Upgrade(w, r)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "streaming unsupported by this connection")
+			return false
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		hello := &sse.Message{Retry: s.opts.Retry + s.opts.Jitter(s.opts.Retry)}
+		hello.AppendComment("vigil stream")
+		return sess.Send(hello) == nil && sess.Flush() == nil
+	}, (*collector.Event).Frame)
+}
+
+// handleNDJSON streams the same events as /events, one JSON object per
+// line (heartbeats are empty lines), for curl | jq and for clients behind
+// proxies that mangle text/event-stream. Same filters and resume.
+func (s *Server) handleNDJSON(w http.ResponseWriter, r *http.Request) {
+	s.stream(w, r, func(*collector.Subscriber) bool {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+		return http.NewResponseController(w).Flush() == nil
+	}, (*collector.Event).Line)
+}
+
+// stream is the body of every streaming transport: parse the filter and
+// the resume position, subscribe, send the headers (start), then the
+// replay, then live events, each batch written with a deadline and
+// flushed, until the client goes, falls too far behind, or the hub closes.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, start func(*collector.Subscriber) bool, encode func(*collector.Event) []byte) {
 	q := r.URL.Query()
 	f, err := collector.ParseFilter(q)
 	if err != nil {
 		status, msg := errorStatus(err)
 		writeError(w, status, msg)
-		return
-	}
-	sess, err := sse.Upgrade(w, r)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "streaming unsupported by this connection")
 		return
 	}
 	last := r.Header.Get("Last-Event-ID")
@@ -64,17 +88,14 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		// recorder); the stream still works, only without the bound.
 		_ = rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
 	}
-
 	deadline()
-	hello := &sse.Message{Retry: s.opts.Retry + s.opts.Jitter(s.opts.Retry)}
-	hello.AppendComment("vigil stream")
-	if sess.Send(hello) != nil || sess.Flush() != nil {
+	if !start(sub) {
 		return
 	}
 	for i := 0; i < len(sub.Replay); i += maxBatch {
 		deadline()
 		for _, ev := range sub.Replay[i:min(i+maxBatch, len(sub.Replay))] {
-			if _, err := w.Write(ev.Frame()); err != nil {
+			if _, err := w.Write(encode(ev)); err != nil {
 				return
 			}
 		}
@@ -100,14 +121,14 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		case ev := <-sub.C():
 			deadline()
-			if _, err := w.Write(ev.Frame()); err != nil {
+			if _, err := w.Write(encode(ev)); err != nil {
 				return
 			}
 		batch:
 			for range maxBatch - 1 {
 				select {
 				case ev = <-sub.C():
-					if _, err := w.Write(ev.Frame()); err != nil {
+					if _, err := w.Write(encode(ev)); err != nil {
 						return
 					}
 				default:

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"bufio"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -152,5 +153,46 @@ func TestSnapshotETag(t *testing.T) {
 	a.publish(t, "host/a", 4)
 	if r, _ := http.DefaultClient.Do(req); r.StatusCode != 200 {
 		t.Fatalf("changed snapshot: %d", r.StatusCode)
+	}
+}
+
+func TestNDJSONStream(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{FirstID: 1, Replay: 100}, Options{})
+	a.publish(t, "host/a", 1)
+	a.publish(t, "service/x", 2)
+	resp, err := http.Get(a.srv.URL + "/api/v1/stream?lastEventId=0&source=host/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/x-ndjson" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	lines := bufio.NewScanner(resp.Body)
+	nextLine := func() map[string]any {
+		for lines.Scan() {
+			if lines.Text() == "" {
+				continue // a heartbeat
+			}
+			var m map[string]any
+			if err := json.Unmarshal(lines.Bytes(), &m); err != nil {
+				t.Fatalf("line %q is not JSON: %v", lines.Text(), err)
+			}
+			return m
+		}
+		t.Fatal("stream ended")
+		return nil
+	}
+	if m := nextLine(); m["seq"] != 1.0 || m["source"] != "host/a" {
+		t.Fatalf("replayed line %v", m)
+	}
+	a.publish(t, "service/x", 3) // filtered out
+	a.publish(t, "host/a", 4)
+	if m := nextLine(); m["seq"] != 4.0 || m["type"] != "sample" {
+		t.Fatalf("live line %v", m)
+	}
+	// A bad filter is a JSON 400 before any streaming.
+	if r, _ := http.Get(a.srv.URL + "/api/v1/stream?type=nope"); r.StatusCode != 400 {
+		t.Fatalf("bad filter: %d", r.StatusCode)
 	}
 }

@@ -97,6 +97,7 @@ func New(opts Options) *Server {
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /events", s.handleEvents)
 	s.mux.HandleFunc("GET /api/v1/poll", s.handlePoll)
+	s.mux.HandleFunc("GET /api/v1/stream", s.handleNDJSON)
 	s.mux.HandleFunc("GET /api/v1/snapshot", s.handleSnapshot)
 	s.mux.HandleFunc("GET /api/v1/series", s.handleSeriesList)
 	s.mux.HandleFunc("GET /api/v1/alerts", s.handleAlerts)
