@@ -59,21 +59,12 @@ func (s *Server) handleNDJSON(w http.ResponseWriter, r *http.Request) {
 // replay, then live events, each batch written with a deadline and
 // flushed, until the client goes, falls too far behind, or the hub closes.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, start func(*collector.Subscriber) bool, encode func(*collector.Event) []byte) {
-	q := r.URL.Query()
-	f, err := collector.ParseFilter(q)
-	if err != nil {
-		status, msg := errorStatus(err)
-		writeError(w, status, msg)
-		return
-	}
 	last := r.Header.Get("Last-Event-ID")
 	if last == "" {
-		last = q.Get("lastEventId")
+		last = r.URL.Query().Get("lastEventId")
 	}
-	sub, err := s.opts.Hub.Subscribe(collector.Cursor{LastID: last}, f)
-	if err != nil {
-		status, msg := errorStatus(err)
-		writeError(w, status, msg)
+	sub, ok := s.subscribe(w, r, last)
+	if !ok {
 		return
 	}
 	defer sub.Close()
@@ -140,4 +131,32 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, start func(*coll
 			}
 		}
 	}
+}
+
+// parseFilter reads ?source= and ?type=, or answers 400 and returns false.
+func parseFilter(w http.ResponseWriter, r *http.Request) (collector.Filter, bool) {
+	f, err := collector.ParseFilter(r.URL.Query())
+	if err != nil {
+		status, msg := errorStatus(err)
+		writeError(w, status, msg)
+		return f, false
+	}
+	return f, true
+}
+
+// subscribe subscribes a request to the hub from a cursor, with the
+// request's filter, or answers with the error and returns false. Every
+// transport (SSE, NDJSON, long polling) starts here.
+func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, last string) (*collector.Subscriber, bool) {
+	f, ok := parseFilter(w, r)
+	if !ok {
+		return nil, false
+	}
+	sub, err := s.opts.Hub.Subscribe(collector.Cursor{LastID: last}, f)
+	if err != nil {
+		status, msg := errorStatus(err)
+		writeError(w, status, msg)
+		return nil, false
+	}
+	return sub, true
 }

@@ -29,12 +29,6 @@ type pollAnswer struct {
 // costs a subscription and one timer, both gone when the request ends.
 func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f, err := collector.ParseFilter(q)
-	if err != nil {
-		status, msg := errorStatus(err)
-		writeError(w, status, msg)
-		return
-	}
 	timeout := DefaultPollTimeout
 	if v := q.Get("timeout"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -51,10 +45,8 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad cursor "+quote(after)+": want the id of the last event received (a decimal number), or no after= to start now")
 		return
 	}
-	sub, err := s.opts.Hub.Subscribe(collector.Cursor{LastID: after}, f)
-	if err != nil {
-		status, msg := errorStatus(err)
-		writeError(w, status, msg)
+	sub, ok := s.subscribe(w, r, after)
+	if !ok {
 		return
 	}
 	defer sub.Close()
@@ -104,10 +96,8 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 // handleSnapshot is short polling: the newest sample of every source and
 // the id of the newest event, with that id as the ETag.
 func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
-	f, err := collector.ParseFilter(r.URL.Query())
-	if err != nil {
-		status, msg := errorStatus(err)
-		writeError(w, status, msg)
+	f, ok := parseFilter(w, r)
+	if !ok {
 		return
 	}
 	events, last := s.opts.Hub.Snapshot(f)
