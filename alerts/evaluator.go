@@ -24,6 +24,14 @@ const (
 	StateNoData   = "nodata"
 )
 
+// KindAcknowledged is the transition announced when someone acknowledges
+// an active alert. It changes no state and sends no webhook.
+const KindAcknowledged = "acknowledged"
+
+// ErrNotActive is returned when acknowledging an alert that is not
+// pending, firing or without data.
+var ErrNotActive = errors.New("alerts: no pending, firing or nodata alert has that fingerprint")
+
 // An Alert is one (rule, source, metric) and where it stands.
 type Alert struct {
 	Fingerprint string            `json:"fingerprint"`
@@ -41,6 +49,8 @@ type Alert struct {
 	StartedAt   time.Time         `json:"started_at,omitzero"` // firing since
 	EndedAt     time.Time         `json:"ended_at,omitzero"`   // resolved at
 	ClearedAt   time.Time         `json:"-"`                   // value back to normal while firing (keep_firing_for)
+	AckedBy     string            `json:"acked_by,omitempty"`  // who acknowledged it, until it ends
+	AckedAt     time.Time         `json:"acked_at,omitzero"`
 	UpdatedAt   time.Time         `json:"updated_at"`
 }
 
@@ -52,8 +62,17 @@ func Fingerprint(rule, source, metric string) string {
 
 // step moves an alert given the rule's value now (ok false: no data) and
 // returns the transition to announce, or "" for none. It is the whole state
-// machine and does no I/O.
+// machine and does no I/O. An acknowledgement lasts until the alert is
+// inactive again.
 func (r *Rule) step(a *Alert, v float64, ok bool, now time.Time) string {
+	kind := r.move(a, v, ok, now)
+	if a.State == StateInactive {
+		a.AckedBy, a.AckedAt = "", time.Time{}
+	}
+	return kind
+}
+
+func (r *Rule) move(a *Alert, v float64, ok bool, now time.Time) string {
 	a.UpdatedAt = now
 	if !ok {
 		if a.State == StateNoData {
@@ -281,14 +300,58 @@ func (e *Evaluator) Evaluate(ctx context.Context) error {
 	for _, t := range ts {
 		a := t.Alert
 		e.Logger.Info("alert", "rule", a.Rule, "source", a.Source, "metric", a.Metric, "transition", t.Kind, "value", a.Value)
-		body := event{Transition: t.Kind, Alert: a}
-		body.Alert.Source = ""
-		if _, err := e.Hub.Publish(collector.Message{Type: collector.TypeAlert, Source: a.Source, Time: now,
-			Key: "alert/" + a.Fingerprint, Body: body}); err != nil && !errors.Is(err, collector.ErrClosed) {
+		if err := e.publish(t, now); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Ack acknowledges an active alert: someone is on it. The acknowledgement
+// is saved with the alert, announced as an "alert" event with transition
+// "acknowledged", and lasts until the alert is inactive again. It sends no
+// webhook and changes no state. Acknowledging again replaces who and when.
+func (e *Evaluator) Ack(ctx context.Context, fingerprint, by string) (Alert, error) {
+	e.init()
+	by = strings.TrimSpace(by)
+	if by == "" {
+		by = "anonymous"
+	}
+	if len(by) > 100 {
+		by = by[:100]
+	}
+	now := e.Now()
+	e.mu.Lock()
+	a := e.alerts[fingerprint]
+	if a == nil || (a.State != StatePending && a.State != StateFiring && a.State != StateNoData) {
+		e.mu.Unlock()
+		return Alert{}, ErrNotActive
+	}
+	a.AckedBy, a.AckedAt, a.UpdatedAt = by, now, now
+	t := Transition{Kind: KindAcknowledged, Alert: *a}
+	e.mu.Unlock()
+	if e.DB != nil {
+		if err := e.DB.SaveTransitions(ctx, []Transition{t}); err != nil {
+			return Alert{}, err
+		}
+	}
+	e.Logger.Info("alert acknowledged", "rule", t.Alert.Rule, "source", t.Alert.Source, "metric", t.Alert.Metric, "by", by)
+	if err := e.publish(t, now); err != nil {
+		return Alert{}, err
+	}
+	return t.Alert, nil
+}
+
+func (e *Evaluator) publish(t Transition, now time.Time) error {
+	a := t.Alert
+	body := event{Transition: t.Kind, Alert: a}
+	body.Alert.Source = ""
+	_, err := e.Hub.Publish(collector.Message{Type: collector.TypeAlert, Source: a.Source, Time: now,
+		Key: "alert/" + a.Fingerprint, Body: body})
+	if errors.Is(err, collector.ErrClosed) {
+		return nil
+	}
+	return err
 }
 
 // event is the body of an "alert" event: the alert with the transition

@@ -3,6 +3,7 @@ package alerts
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -267,5 +268,87 @@ func TestRestartBeforeFirstSample(t *testing.T) {
 	}
 	if act := e2.Active(); len(act) != 1 || act[0].State != StateFiring {
 		t.Fatalf("active %+v", act)
+	}
+}
+
+// TestAck: an acknowledgement is announced, saved (a restart keeps it),
+// sends no webhook, and ends when the alert resolves; only active alerts
+// can be acknowledged.
+func TestAck(t *testing.T) {
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.PutSubscription(context.Background(), Subscription{ID: "sub_1", URL: "http://192.0.2.1/", Events: []string{"*"},
+		Format: FormatStandard, Status: SubscriptionActive, Secret: NewSecret()}); err != nil {
+		t.Fatal(err)
+	}
+	ck := &clock{t: t0}
+	hub := collector.NewHub(collector.HubOptions{FirstID: 1, Now: ck.now})
+	defer hub.Close()
+	sub, _ := hub.Subscribe(collector.Cursor{}, collector.Filter{Types: []string{collector.TypeAlert}})
+	rules := []Rule{{Name: "Hot", Source: "host/*", Metric: "temp", Op: ">", Threshold: 90}}
+	rules[0].Validate()
+	store := collector.NewStore(time.Minute, time.Second)
+	sample := func(v float64) {
+		store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: map[string]float64{"temp": v}})
+	}
+	newEval := func() *Evaluator {
+		e := &Evaluator{Rules: rules, Store: store, Hub: hub, DB: db, Now: ck.now}
+		if err := e.Load(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	last := func() map[string]any {
+		var m map[string]any
+		for len(sub.C()) > 0 {
+			json.Unmarshal((<-sub.C()).JSON(), &m)
+		}
+		return m
+	}
+	fp := Fingerprint("Hot", "host/a", "temp")
+	e := newEval()
+	if _, err := e.Ack(context.Background(), fp, "alice"); !errors.Is(err, ErrNotActive) {
+		t.Fatalf("ack of an unknown alert: %v", err)
+	}
+	sample(95)
+	e.Evaluate(context.Background())
+	last()
+	deliveries := func() int {
+		ds, err := db.Deliveries(context.Background(), "sub_1", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ds)
+	}
+	before := deliveries()
+	ck.t = ck.t.Add(time.Second)
+	a, err := e.Ack(context.Background(), fp, "  alice ")
+	if err != nil || a.AckedBy != "alice" || !a.AckedAt.Equal(ck.t) || a.State != StateFiring {
+		t.Fatalf("ack: %+v %v", a, err)
+	}
+	if ev := last(); ev["transition"] != KindAcknowledged || ev["acked_by"] != "alice" || ev["state"] != StateFiring {
+		t.Fatalf("ack event %v", ev)
+	}
+	if n := deliveries(); n != before {
+		t.Fatalf("an acknowledgement queued %d webhooks", n-before)
+	}
+	e2 := newEval() // a restart keeps it
+	if act := e2.Active(); len(act) != 1 || act[0].AckedBy != "alice" {
+		t.Fatalf("after restart %+v", act)
+	}
+	ck.t = ck.t.Add(time.Second)
+	sample(50)
+	e2.Evaluate(context.Background())
+	if ev := last(); ev["transition"] != StateResolved || ev["acked_by"] != nil {
+		t.Fatalf("resolve event %v", ev)
+	}
+	ck.t = ck.t.Add(time.Second)
+	sample(95)
+	e2.Evaluate(context.Background())
+	if act := e2.Active(); len(act) != 1 || act[0].AckedBy != "" {
+		t.Fatalf("a new episode kept the old acknowledgement: %+v", act)
 	}
 }

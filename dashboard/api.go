@@ -1,6 +1,8 @@
 package dashboard
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -78,6 +80,42 @@ func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct {
 		Alerts []alerts.Alert `json:"alerts"`
 	}{list})
+}
+
+// ackInput is the optional body of an acknowledgement.
+type ackInput struct {
+	By string `json:"by"`
+}
+
+// handleAck acknowledges an active alert: POST
+// /api/v1/alerts/{fingerprint}/ack, with an optional {"by": "alice"}.
+func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
+	var in ackInput
+	if r.ContentLength != 0 && !decode(w, r, &in) {
+		return
+	}
+	a, err := s.ack(r.Context(), r.PathValue("fingerprint"), in.By)
+	if err != nil {
+		status, msg := ackError(err)
+		writeError(w, status, msg)
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
+}
+
+func (s *Server) ack(ctx context.Context, fingerprint, by string) (alerts.Alert, error) {
+	if s.opts.Alerts == nil {
+		return alerts.Alert{}, alerts.ErrNotActive
+	}
+	return s.opts.Alerts.Ack(ctx, fingerprint, by)
+}
+
+// ackError maps an acknowledgement's error to a status and a safe message.
+func ackError(err error) (int, string) {
+	if errors.Is(err, alerts.ErrNotActive) {
+		return http.StatusNotFound, "no pending, firing or nodata alert has that fingerprint (GET /api/v1/alerts lists them)"
+	}
+	return http.StatusInternalServerError, "internal error"
 }
 
 // ruleView shows durations as text ("5m0s"), as they are written.

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -112,6 +113,15 @@ type fakeAlerts struct {
 
 func (f fakeAlerts) Active() []alerts.Alert  { return f.active }
 func (f fakeAlerts) RuleList() []alerts.Rule { return f.rules }
+func (f fakeAlerts) Ack(_ context.Context, fp, by string) (alerts.Alert, error) {
+	for _, a := range f.active {
+		if a.Fingerprint == fp {
+			a.AckedBy = by
+			return a, nil
+		}
+	}
+	return alerts.Alert{}, alerts.ErrNotActive
+}
 
 func TestAlertsAndRulesAPI(t *testing.T) {
 	now := time.Now()
@@ -142,5 +152,46 @@ func TestAlertsAndRulesAPI(t *testing.T) {
 	}
 	if st := strings.TrimSpace(doc.Find(`[data-source="service/api"] [data-testid="tile-state"]`).Text()); st != "firing" {
 		t.Errorf("tile state %q", st)
+	}
+}
+
+// TestAckAPI: POST /api/v1/alerts/{fingerprint}/ack acknowledges an active
+// alert; it is a write, so it needs a token once tokens are configured.
+func TestAckAPI(t *testing.T) {
+	fa := fakeAlerts{active: []alerts.Alert{{Fingerprint: "f1", Rule: "Hot", State: alerts.StateFiring}}}
+	a := newTestApp(t, collector.HubOptions{}, Options{Alerts: fa, Tokens: []string{"s3cret"}})
+	post := func(fp, body, token string) (int, map[string]any) {
+		req, _ := http.NewRequest("POST", a.srv.URL+"/api/v1/alerts/"+fp+"/ack", strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	if code, _ := post("f1", `{"by":"alice"}`, ""); code != 401 {
+		t.Errorf("without a token: %d", code)
+	}
+	if code, m := post("f1", `{"by":"alice"}`, "s3cret"); code != 200 || m["acked_by"] != "alice" {
+		t.Errorf("ack: %d %v", code, m)
+	}
+	if code, _ := post("f1", "", "s3cret"); code != 200 {
+		t.Errorf("ack without a body: %d", code)
+	}
+	fa.active[0].AckedBy = "alice" // what the evaluator now holds
+	_, doc := getPage(t, a.srv.URL+"/")
+	if got := doc.Find(`[data-testid="alert"] [data-testid="acked"]`).Text(); got != "acknowledged by alice" {
+		t.Errorf("alerts panel shows %q", got)
+	}
+	if code, m := post("nope", `{}`, "s3cret"); code != 404 || !strings.Contains(m["error"].(string), "GET /api/v1/alerts") {
+		t.Errorf("unknown alert: %d %v", code, m)
+	}
+	if code, _ := post("f1", `{"by":"alice","x":1}`, "s3cret"); code != 400 {
+		t.Errorf("unknown field: %d", code)
 	}
 }

@@ -30,7 +30,7 @@ func randomJitter(n time.Duration) time.Duration {
 // headers); the header wins when both are present, since a browser's
 // EventSource keeps the original URL but updates the header.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
-	s.stream(w, r, func(sub *collector.Subscriber) bool {
+	s.stream(w, r, "sse", func(sub *collector.Subscriber) bool {
 		sess, err := sse.Upgrade(w, r)
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, "streaming unsupported by this connection")
@@ -47,7 +47,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 // line (heartbeats are empty lines), for curl | jq and for clients behind
 // proxies that mangle text/event-stream. Same filters and resume.
 func (s *Server) handleNDJSON(w http.ResponseWriter, r *http.Request) {
-	s.stream(w, r, func(*collector.Subscriber) bool {
+	s.stream(w, r, "ndjson", func(*collector.Subscriber) bool {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.WriteHeader(http.StatusOK)
 		return http.NewResponseController(w).Flush() == nil
@@ -58,7 +58,7 @@ func (s *Server) handleNDJSON(w http.ResponseWriter, r *http.Request) {
 // the resume position, subscribe, send the headers (start), then the
 // replay, then live events, each batch written with a deadline and
 // flushed, until the client goes, falls too far behind, or the hub closes.
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, start func(*collector.Subscriber) bool, encode func(*collector.Event) []byte) {
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, transport string, start func(*collector.Subscriber) bool, encode func(*collector.Event) []byte) {
 	last := r.Header.Get("Last-Event-ID")
 	if last == "" {
 		last = r.URL.Query().Get("lastEventId")
@@ -68,6 +68,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, start func(*coll
 		return
 	}
 	defer sub.Close()
+	s.clients[transport].Add(1)
+	defer s.clients[transport].Add(-1)
 
 	h := w.Header()
 	h.Set("Cache-Control", "no-cache")

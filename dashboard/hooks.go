@@ -50,22 +50,29 @@ func (s *Server) hookRoutes() {
 // writeAuth requires a bearer token for writes once tokens are configured.
 func (s *Server) writeAuth(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if len(s.opts.Tokens) > 0 {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			valid := false
-			for _, t := range s.opts.Tokens {
-				if ok && subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
-					valid = true
-				}
-			}
-			if !valid {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="vigil"`)
-				writeError(w, http.StatusUnauthorized, "this request needs Authorization: Bearer <token> (auth.tokens)")
-				return
-			}
+		if !s.authorized(r.Header.Get("Authorization")) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="vigil"`)
+			writeError(w, http.StatusUnauthorized, "this request needs Authorization: Bearer <token> (auth.tokens)")
+			return
 		}
 		next(w, r)
 	}
+}
+
+// authorized reports whether an Authorization header value ("Bearer
+// <token>") may write: any value when no tokens are configured.
+func (s *Server) authorized(header string) bool {
+	if len(s.opts.Tokens) == 0 {
+		return true
+	}
+	got, ok := strings.CutPrefix(header, "Bearer ")
+	valid := false
+	for _, t := range s.opts.Tokens {
+		if ok && subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
+			valid = true
+		}
+	}
+	return valid
 }
 
 // decode reads a JSON body strictly: at most MaxBodyBytes, no unknown

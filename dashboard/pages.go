@@ -151,7 +151,7 @@ func (s *Server) alertViews(source string) []templates.Alert {
 			since = a.ActiveAt
 		}
 		out = append(out, templates.Alert{Rule: a.Rule, Source: a.Source, State: a.State, Severity: a.Severity,
-			Value: a.Value, Metric: a.Metric, Summary: summary, Since: since})
+			Value: a.Value, Metric: a.Metric, Summary: summary, Since: since, AckedBy: a.AckedBy})
 	}
 	return out
 }

@@ -50,6 +50,8 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sub.Close()
+	s.clients["poll"].Add(1)
+	defer s.clients["poll"].Add(-1)
 	ans := pollAnswer{Events: []json.RawMessage{}, Next: after}
 	add := func(ev *collector.Event) bool {
 		if ev.IsHeartbeat() {

@@ -5,6 +5,7 @@
 package dashboard
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -38,6 +39,7 @@ var _ Hub = (*collector.Hub)(nil)
 type Alerts interface {
 	Active() []alerts.Alert
 	RuleList() []alerts.Rule
+	Ack(ctx context.Context, fingerprint, by string) (alerts.Alert, error)
 }
 
 var _ Alerts = (*alerts.Evaluator)(nil)
@@ -67,6 +69,7 @@ type Server struct {
 	mux     *http.ServeMux
 	ready   atomic.Bool
 	closing atomic.Bool
+	clients map[string]*atomic.Int64 // connected clients by transport
 }
 
 // New returns a server with its routes.
@@ -89,7 +92,12 @@ func New(opts Options) *Server {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux()}
+	s := &Server{opts: opts, mux: http.NewServeMux(), clients: map[string]*atomic.Int64{}}
+	for _, t := range []string{"sse", "ndjson", "poll", "ws"} {
+		n := new(atomic.Int64)
+		s.clients[t] = n
+		opts.Metrics.GetOrCreateGauge(`vigil_stream_clients{transport="`+t+`"}`, func() float64 { return float64(n.Load()) })
+	}
 	s.routes()
 	return s
 }
@@ -98,9 +106,11 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /events", s.handleEvents)
 	s.mux.HandleFunc("GET /api/v1/poll", s.handlePoll)
 	s.mux.HandleFunc("GET /api/v1/stream", s.handleNDJSON)
+	s.mux.HandleFunc("GET /ws", s.handleWS)
 	s.mux.HandleFunc("GET /api/v1/snapshot", s.handleSnapshot)
 	s.mux.HandleFunc("GET /api/v1/series", s.handleSeriesList)
 	s.mux.HandleFunc("GET /api/v1/alerts", s.handleAlerts)
+	s.mux.HandleFunc("POST /api/v1/alerts/{fingerprint}/ack", s.writeAuth(s.handleAck))
 	s.mux.HandleFunc("GET /api/v1/rules", s.handleRules)
 	s.mux.HandleFunc("GET /api/v1/series/{path...}", s.handleSeries)
 	s.hookRoutes()

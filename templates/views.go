@@ -118,6 +118,7 @@ type Alert struct {
 	Metric   string
 	Summary  string
 	Since    time.Time
+	AckedBy  string // who is on it; "" if nobody yet
 }
 
 // Source is the drill-down page of one source.

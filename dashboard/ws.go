@@ -1,0 +1,258 @@
+package dashboard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/coder/websocket"
+
+	"vigil/alerts"
+	"vigil/collector"
+)
+
+// wsReadLimit bounds one message from a WebSocket client; requests are
+// small JSON objects.
+const wsReadLimit = 16 << 10
+
+// A wsRequest is a message from a WebSocket client:
+//
+//	{"op": "subscribe", "source": ["host/*"], "type": ["sample", "alert"]}
+//	{"op": "ack", "fingerprint": "…", "by": "alice", "token": "…"}
+//	{"op": "ping"}
+//
+// "ref", when given, is echoed in the reply so a client can match them.
+type wsRequest struct {
+	Op          string     `json:"op"`
+	Ref         string     `json:"ref,omitempty"`
+	Source      stringList `json:"source,omitempty"`
+	Type        stringList `json:"type,omitempty"`
+	Fingerprint string     `json:"fingerprint,omitempty"`
+	By          string     `json:"by,omitempty"`
+	Token       string     `json:"token,omitempty"`
+
+	err error // the message could not be read as a request
+}
+
+// A wsReply answers one request. Its type, "reply", is not an event type,
+// so a client can tell replies from events by "type" alone.
+type wsReply struct {
+	Type  string        `json:"type"`
+	Op    string        `json:"op"`
+	Ref   string        `json:"ref,omitempty"`
+	OK    bool          `json:"ok"`
+	Error string        `json:"error,omitempty"`
+	Alert *alerts.Alert `json:"alert,omitempty"`
+}
+
+// stringList is a JSON string (comma-separated, like the query parameters)
+// or an array of strings.
+type stringList []string
+
+func (l *stringList) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*l = stringList{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return errors.New("want a string or an array of strings")
+	}
+	*l = many
+	return nil
+}
+
+// handleWS serves the event stream over a WebSocket: each event is one
+// text message holding the same JSON as /events and /api/v1/stream, with
+// the same ids, filters (?source=, ?type=) and resume (?lastEventId= or
+// Last-Event-ID). Over the same connection the client can change its
+// filter — the stream carries on from the last event it was sent, so
+// nothing is missed or repeated — and acknowledge alerts. The server pings
+// when the stream is idle and closes a connection that does not answer;
+// a client that falls too far behind is dropped like a slow SSE client.
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	last := r.Header.Get("Last-Event-ID")
+	if last == "" {
+		last = r.URL.Query().Get("lastEventId")
+	}
+	// Without a cursor the client starts now; remember where "now" was so
+	// that a filter change carries on from there.
+	cursor := last
+	if cursor == "" {
+		cursor = strconv.FormatUint(s.opts.Hub.LastID(), 10)
+	}
+	sub, ok := s.subscribe(w, r, last) // a bad filter is a 400, before the upgrade
+	if !ok {
+		return
+	}
+	defer func() { sub.Close() }()
+	c, err := websocket.Accept(w, r, nil) // same-origin only: a page elsewhere cannot ack
+	if err != nil {
+		return // Accept answered the request
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(wsReadLimit)
+	s.clients["ws"].Add(1)
+	defer s.clients["ws"].Add(-1)
+	canWrite := s.authorized(r.Header.Get("Authorization"))
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	reqs := make(chan wsRequest)
+	go wsRead(ctx, cancel, c, reqs)
+	pings := make(chan struct{}, 1)
+	go s.wsPing(ctx, cancel, c, pings)
+
+	write := func(b []byte) error {
+		wctx, done := context.WithTimeout(ctx, s.opts.WriteTimeout)
+		defer done()
+		return c.Write(wctx, websocket.MessageText, b)
+	}
+	send := func(ev *collector.Event) error {
+		if ev.IsHeartbeat() {
+			select {
+			case pings <- struct{}{}:
+			default: // a ping is already on its way
+			}
+			return nil
+		}
+		if err := write(ev.JSON()); err != nil {
+			return err
+		}
+		cursor = strconv.FormatUint(ev.ID, 10)
+		return nil
+	}
+	reply := func(req wsRequest, rep wsReply) error {
+		rep.Type, rep.Op, rep.Ref = "reply", req.Op, req.Ref
+		if rep.Error == "" {
+			rep.OK = true
+		}
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		enc.Encode(rep)
+		return write(bytes.TrimSuffix(b.Bytes(), []byte("\n")))
+	}
+	replay := func() error {
+		for _, ev := range sub.Replay {
+			if err := send(ev); err != nil {
+				return err
+			}
+		}
+		sub.Replay = nil
+		return nil
+	}
+	if replay() != nil {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sub.Done():
+			if errors.Is(sub.Err(), collector.ErrSlow) {
+				// It is not reading: a close handshake would only wait.
+				s.opts.Logger.Debug("dropped slow websocket client", "remote", r.RemoteAddr)
+				return
+			}
+			c.Close(websocket.StatusGoingAway, "vigil is shutting down; reconnect with lastEventId")
+			return
+		case req := <-reqs:
+			var rep wsReply
+			switch {
+			case req.err != nil:
+				rep.Error = req.err.Error()
+			case req.Op == "ping":
+			case req.Op == "subscribe":
+				q := url.Values{"source": req.Source, "type": req.Type}
+				f, err := collector.ParseFilter(q)
+				if err != nil {
+					_, rep.Error = errorStatus(err)
+					break
+				}
+				next, err := s.opts.Hub.Subscribe(collector.Cursor{LastID: cursor}, f)
+				if err != nil {
+					_, rep.Error = errorStatus(err)
+					break
+				}
+				sub.Close()
+				sub = next
+			case req.Op == "ack":
+				if !canWrite && !s.authorized("Bearer "+req.Token) {
+					rep.Error = "acknowledging needs a token (auth.tokens): send Authorization: Bearer when connecting, or \"token\" in the request"
+					break
+				}
+				a, err := s.ack(ctx, req.Fingerprint, req.By)
+				if err != nil {
+					_, rep.Error = ackError(err)
+					break
+				}
+				rep.Alert = &a
+			default:
+				rep.Error = "unknown op " + quote(req.Op) + ": want subscribe, ack or ping"
+			}
+			if reply(req, rep) != nil || replay() != nil {
+				return
+			}
+		case ev := <-sub.C():
+			if send(ev) != nil {
+				return
+			}
+		}
+	}
+}
+
+// wsRead reads the client's requests until the connection ends, then
+// cancels the connection's context. Reading also answers the client's
+// pings and takes in the pongs to ours.
+func wsRead(ctx context.Context, cancel context.CancelFunc, c *websocket.Conn, reqs chan<- wsRequest) {
+	defer cancel()
+	for {
+		typ, data, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		var req wsRequest
+		if typ != websocket.MessageText {
+			req.err = errors.New("requests are JSON text messages")
+		} else {
+			dec := json.NewDecoder(bytes.NewReader(data))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&req); err != nil {
+				req = wsRequest{err: errors.New("bad JSON: " + strings.TrimPrefix(err.Error(), "json: "))}
+			}
+		}
+		select {
+		case reqs <- req:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// wsPing pings the client each time the stream has been idle for a
+// heartbeat, and ends the connection when a pong does not come back within
+// the write timeout.
+func (s *Server) wsPing(ctx context.Context, cancel context.CancelFunc, c *websocket.Conn, pings <-chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-pings:
+			pctx, done := context.WithTimeout(ctx, s.opts.WriteTimeout)
+			err := c.Ping(pctx)
+			done()
+			if err != nil {
+				s.opts.Logger.Debug("websocket client did not answer a ping", "err", err)
+				cancel()
+				return
+			}
+		}
+	}
+}

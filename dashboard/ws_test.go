@@ -1,0 +1,289 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"vigil/alerts"
+	"vigil/collector"
+)
+
+// wsMsg is any message from /ws: an event or a reply.
+type wsMsg struct {
+	Seq    uint64
+	Type   string
+	Source string
+	Op     string
+	Ref    string
+	OK     bool
+	Error  string
+	Alert  *alerts.Alert
+	Reason string
+	I      int
+}
+
+func dialWS(t *testing.T, url string, h http.Header) *websocket.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, strings.Replace(url, "http://", "ws://", 1), &websocket.DialOptions{HTTPHeader: h})
+	if err != nil {
+		t.Fatalf("dial %s: %v (%v)", url, err, resp)
+	}
+	c.SetReadLimit(1 << 20)
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+func readWS(t *testing.T, c *websocket.Conn) wsMsg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	typ, b, err := c.Read(ctx)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if typ != websocket.MessageText {
+		t.Fatalf("message type %v", typ)
+	}
+	var m wsMsg
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	return m
+}
+
+func sendWS(t *testing.T, c *websocket.Conn, v any) {
+	t.Helper()
+	b, _ := json.Marshal(v)
+	if s, ok := v.(string); ok {
+		b = []byte(s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWebSocketEventsAndResume: events arrive as JSON messages with the
+// stream's ids, filtered like /events, and a reconnect with lastEventId
+// gets exactly what it missed.
+func TestWebSocketEventsAndResume(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{}, Options{})
+	c := dialWS(t, a.srv.URL+"/ws?source=host/*", nil)
+	waitSubscribers(t, a.hub, 1)
+	e1 := a.publish(t, "host/a", 1)
+	a.publish(t, "service/x", 2)
+	e3 := a.publish(t, "host/b", 3)
+	for _, want := range []*collector.Event{e1, e3} {
+		if m := readWS(t, c); m.Seq != want.ID || m.Source != want.Source || m.Type != "sample" {
+			t.Fatalf("got %+v, want event %d from %s", m, want.ID, want.Source)
+		}
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	waitSubscribers(t, a.hub, 0)
+	e4 := a.publish(t, "host/c", 4)
+	c2 := dialWS(t, a.srv.URL+"/ws?source=host/*&lastEventId="+strconv.FormatUint(e1.ID, 10), nil)
+	for _, want := range []*collector.Event{e3, e4} {
+		if m := readWS(t, c2); m.Seq != want.ID {
+			t.Fatalf("resume got %+v, want %d", m, want.ID)
+		}
+	}
+	// The Last-Event-ID header works too, and an id from another run
+	// gets a reset.
+	c3 := dialWS(t, a.srv.URL+"/ws", http.Header{"Last-Event-ID": {"999999999999"}})
+	if m := readWS(t, c3); m.Type != "reset" || m.Seq != e4.ID {
+		t.Fatalf("unknown id: %+v", m)
+	}
+}
+
+// TestWebSocketChangeFilter: a subscribe request changes the filter over
+// the same connection; the stream carries on from the last event sent, so
+// events published meanwhile that match the new filter are not lost.
+func TestWebSocketChangeFilter(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{}, Options{})
+	c := dialWS(t, a.srv.URL+"/ws?source=host/a", nil)
+	waitSubscribers(t, a.hub, 1)
+	e1 := a.publish(t, "host/a", 1)
+	if m := readWS(t, c); m.Seq != e1.ID {
+		t.Fatalf("%+v", m)
+	}
+	e2 := a.publish(t, "host/b", 2) // not wanted yet
+	e3 := a.publish(t, "host/a", 3)
+	if m := readWS(t, c); m.Seq != e3.ID {
+		t.Fatalf("%+v", m)
+	}
+	sendWS(t, c, map[string]any{"op": "subscribe", "ref": "r1", "source": []string{"host/b", "service/*"}})
+	if m := readWS(t, c); m.Type != "reply" || m.Op != "subscribe" || m.Ref != "r1" || !m.OK {
+		t.Fatalf("reply %+v", m)
+	}
+	e4 := a.publish(t, "host/a", 4) // no longer wanted
+	e5 := a.publish(t, "service/x", 5)
+	if m := readWS(t, c); m.Seq != e5.ID {
+		t.Fatalf("after the change got %+v, want %d (not %d, nor %d from before the last sent)", m, e5.ID, e4.ID, e2.ID)
+	}
+	if n := a.hub.Subscribers(); n != 1 {
+		t.Fatalf("%d subscriptions after a filter change, want 1", n)
+	}
+
+	// A bad filter is refused and the old one stays.
+	sendWS(t, c, `{"op":"subscribe","type":"nope"}`)
+	if m := readWS(t, c); m.OK || !strings.Contains(m.Error, "nope") {
+		t.Fatalf("bad filter reply %+v", m)
+	}
+	e6 := a.publish(t, "service/y", 6)
+	if m := readWS(t, c); m.Seq != e6.ID {
+		t.Fatalf("%+v", m)
+	}
+}
+
+// TestWebSocketBadRequests: every malformed request gets an error reply
+// and the connection carries on; a bad filter in the URL is a 400 before
+// any upgrade.
+func TestWebSocketBadRequests(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{}, Options{})
+	c := dialWS(t, a.srv.URL+"/ws", nil)
+	for _, tc := range []struct{ req, want string }{
+		{`{"op":`, "bad JSON"},
+		{`{"op":"subscribe","colour":"red"}`, "unknown field"},
+		{`{"op":"dance"}`, "unknown op"},
+		{`{"op":"ack","fingerprint":"nope"}`, "no pending, firing or nodata alert"},
+		{`{"op":"subscribe","source":7}`, "string or an array"},
+	} {
+		sendWS(t, c, tc.req)
+		if m := readWS(t, c); m.Type != "reply" || m.OK || !strings.Contains(m.Error, tc.want) {
+			t.Errorf("%s: %+v, want an error with %q", tc.req, m, tc.want)
+		}
+	}
+	sendWS(t, c, `{"op":"ping","ref":"p"}`)
+	if m := readWS(t, c); !m.OK || m.Ref != "p" {
+		t.Fatalf("ping %+v", m)
+	}
+
+	resp, err := http.Get(a.srv.URL + "/ws?type=bogus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("bad filter: %d", resp.StatusCode)
+	}
+	resp, err = http.Get(a.srv.URL + "/ws?lastEventId=1") // not a WebSocket request
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUpgradeRequired && resp.StatusCode != 400 {
+		t.Fatalf("plain GET: %d", resp.StatusCode)
+	}
+}
+
+// TestWebSocketAck: an alert is acknowledged over the connection; with
+// auth.tokens set it needs a token, from the upgrade request or in the
+// message.
+func TestWebSocketAck(t *testing.T) {
+	fa := fakeAlerts{active: []alerts.Alert{{Fingerprint: "f1", Rule: "Hot", State: alerts.StateFiring}}}
+	a := newTestApp(t, collector.HubOptions{}, Options{Alerts: fa, Tokens: []string{"s3cret"}})
+	c := dialWS(t, a.srv.URL+"/ws", nil)
+	sendWS(t, c, `{"op":"ack","fingerprint":"f1","by":"alice"}`)
+	if m := readWS(t, c); m.OK || !strings.Contains(m.Error, "token") {
+		t.Fatalf("ack without a token: %+v", m)
+	}
+	sendWS(t, c, `{"op":"ack","fingerprint":"f1","by":"alice","token":"wrong"}`)
+	if m := readWS(t, c); m.OK {
+		t.Fatalf("ack with a wrong token: %+v", m)
+	}
+	sendWS(t, c, `{"op":"ack","fingerprint":"f1","by":"alice","token":"s3cret","ref":"a1"}`)
+	if m := readWS(t, c); !m.OK || m.Ref != "a1" || m.Alert == nil || m.Alert.AckedBy != "alice" {
+		t.Fatalf("ack: %+v", m)
+	}
+	c2 := dialWS(t, a.srv.URL+"/ws", http.Header{"Authorization": {"Bearer s3cret"}})
+	sendWS(t, c2, `{"op":"ack","fingerprint":"f1","by":"bob"}`)
+	if m := readWS(t, c2); !m.OK || m.Alert.AckedBy != "bob" {
+		t.Fatalf("ack with the header: %+v", m)
+	}
+	// A page on another origin cannot open the socket (and so cannot ack
+	// with the browser's credentials).
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, strings.Replace(a.srv.URL, "http", "ws", 1)+"/ws",
+		&websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"https://evil.example"}}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-origin upgrade: %v %v", err, resp)
+	}
+}
+
+// TestWebSocketPing: an idle stream is kept alive with pings (the hub's
+// heartbeat), which the client's reader answers.
+func TestWebSocketPing(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{Heartbeat: 20 * time.Millisecond}, Options{})
+	pinged := make(chan struct{}, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, strings.Replace(a.srv.URL, "http", "ws", 1)+"/ws", &websocket.DialOptions{
+		OnPingReceived: func(context.Context, []byte) bool {
+			select {
+			case pinged <- struct{}{}:
+			default:
+			}
+			return true
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	go a.hub.Run(ctx)
+	go c.Read(ctx) // reading is what answers pings
+	select {
+	case <-pinged:
+	case <-ctx.Done():
+		t.Fatal("no ping on an idle stream")
+	}
+}
+
+// TestWebSocketSlowClientIsolated: a client that stops reading is dropped
+// once its queue overflows and its connection closed, while another
+// client gets every event in order and publishing never waits.
+func TestWebSocketSlowClientIsolated(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{Queue: 4, Replay: 512}, Options{WriteTimeout: 300 * time.Millisecond})
+	slow := dialWS(t, a.srv.URL+"/ws", nil) // never read until the end
+	fast := dialWS(t, a.srv.URL+"/ws", nil)
+	waitSubscribers(t, a.hub, 2)
+
+	big := strings.Repeat("x", 64<<10)
+	const n = 300 // ~19 MiB: more than loopback socket buffers hold
+	for i := range n {
+		a.hub.Publish(collector.Message{Type: collector.TypeSample, Source: "host/a", Body: map[string]any{"pad": big, "i": i}})
+		if m := readWS(t, fast); m.I != i {
+			t.Fatalf("reader got event %d, want %d", m.I, i)
+		}
+	}
+	if d := a.set.GetOrCreateCounter(`vigil_subscribers_dropped_total{reason="slow"}`).Get(); d != 1 {
+		t.Fatalf("dropped counter = %d, want 1", d)
+	}
+	// The server closed the stalled connection: reading what was buffered
+	// ends in an error rather than waiting for more.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	slow.SetReadLimit(1 << 20)
+	for {
+		if _, _, err := slow.Read(ctx); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				t.Fatal("stalled connection not closed by the server")
+			}
+			break
+		}
+	}
+	if g := a.set.GetOrCreateGauge(`vigil_stream_clients{transport="ws"}`, nil).Get(); g != 1 {
+		t.Errorf("ws clients gauge = %v, want 1", g)
+	}
+}
