@@ -78,6 +78,7 @@ Usage:
   vigil [flags]                     serve the dashboard, the event stream and the API
   vigil --demo                      ... with a few built-in demo services to watch
   vigil validate [--config FILE]    check a configuration and exit
+  vigil tail [flags] [URL]          follow a vigil's event stream in the terminal
   vigil version                     print the version
 
 Flags (each also read from VIGIL_<NAME>, for example VIGIL_ADDR):
@@ -94,10 +95,12 @@ func run(ctx context.Context, e env) error {
 		fmt.Fprintln(e.stdout, "vigil", buildVersion())
 		return nil
 	case "serve", "validate":
+	case "tail":
+		return tail(ctx, args, e)
 	case "help":
 		args = []string{"-h"}
 	default:
-		return fmt.Errorf("unknown command %q (want serve, validate or version)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, validate, tail or version)", cmd)
 	}
 	cfg, err := configure(args, e.getenv, e.stderr)
 	if err != nil {
@@ -108,6 +111,79 @@ func run(ctx context.Context, e env) error {
 		return nil
 	}
 	return serve(ctx, cfg, e)
+}
+
+const tailUsage = `vigil tail — follow a vigil's event stream, one line per event
+
+Usage:
+  vigil tail [flags] [URL]
+
+URL is the vigil to follow (default http://127.0.0.1:8080). After a
+disconnect, tail reconnects with Last-Event-ID and misses nothing the
+server still holds. Ctrl-C stops it.
+
+Flags:
+`
+
+// tail runs "vigil tail".
+func tail(ctx context.Context, args []string, e env) error {
+	fs := flag.NewFlagSet("vigil tail", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), tailUsage)
+		fs.PrintDefaults()
+	}
+	var sources, types stringList
+	fs.Var(&sources, "source", "only sources matching this glob (repeatable, or comma-separated), e.g. host/* or service/api")
+	fs.Var(&types, "type", "only these event types: sample, source, alert, reset (repeatable, or comma-separated)")
+	from := fs.String("from", "", "start after this event id instead of now (replays what the server still holds)")
+	asJSON := fs.Bool("json", false, "print each event's JSON, one per line (NDJSON), for jq and scripts")
+	color := fs.String("color", "auto", "colour the output: auto (when writing to a terminal and NO_COLOR is unset), always or never")
+	quiet := fs.Bool("quiet", false, "do not report disconnects and reconnects on stderr")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	target := "http://" + DefaultAddr
+	if rest := fs.Args(); len(rest) > 0 {
+		target = rest[0]
+		if err := fs.Parse(rest[1:]); err != nil { // flags may follow the URL
+			return err
+		}
+		if len(fs.Args()) > 0 {
+			return fmt.Errorf("tail takes one URL, got %q too", fs.Args())
+		}
+	}
+	var useColor bool
+	switch *color {
+	case "always":
+		useColor = true
+	case "never":
+	case "auto":
+		useColor = isTerminal(e.stdout) && e.getenv("NO_COLOR") == ""
+	default:
+		return fmt.Errorf("bad --color %q: want auto, always or never", *color)
+	}
+	if *from != "" {
+		if _, err := collector.ParseID(*from); err != nil {
+			return fmt.Errorf("bad --from %q: want an event id (a decimal number)", *from)
+		}
+	}
+	o := dashboard.TailOptions{URL: target, Sources: sources, Types: types, From: *from,
+		JSON: *asJSON, Color: useColor, Out: e.stdout, Status: e.stderr}
+	if *quiet {
+		o.Status = nil
+	}
+	return dashboard.Tail(ctx, o)
+}
+
+// isTerminal reports whether w is a character device, such as a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // configure builds the configuration: defaults, then the file, then the

@@ -485,3 +485,52 @@ func FuzzConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestTailCommand runs "vigil tail" against a running vigil: flags may
+// follow the URL, --json prints the stream's JSON, and bad flags or
+// filters are errors that name the problem.
+func TestTailCommand(t *testing.T) {
+	base, _ := startVigil(t, "--interval", "100ms")
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, env{args: []string{"tail", base, "--type", "sample", "--json", "--source", "host/*"},
+			getenv: func(string) string { return "" }, stdout: out, stderr: io.Discard})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(out.String(), "\n") < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("tail: %v", err)
+	}
+	ls := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(ls) < 2 {
+		t.Fatalf("tail printed %q", out)
+	}
+	var prev uint64
+	for _, l := range ls {
+		var ev sampleData
+		if err := json.Unmarshal([]byte(l), &ev); err != nil || ev.Type != "sample" || !strings.HasPrefix(ev.Source, "host/") || ev.Seq <= prev {
+			t.Fatalf("line %q: %+v %v", l, ev, err)
+		}
+		prev = ev.Seq
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"tail", base, "--color", "purple"}, "bad --color"},
+		{[]string{"tail", base, "--from", "yesterday"}, "bad --from"},
+		{[]string{"tail", base, "extra"}, "one URL"},
+		{[]string{"tail", base, "--type", "nope"}, `unknown event type "nope"`},
+	} {
+		err := run(context.Background(), env{args: tc.args, getenv: func(string) string { return "" }, stdout: io.Discard, stderr: io.Discard})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
