@@ -3,8 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,6 +106,9 @@ func TestBrowserDashboardGoesLiveAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "indicator says live", `document.querySelector('[data-testid=connection]').dataset.state === 'live'`, 5*time.Second)
+	if tr := evalString(t, ctx, `document.querySelector('[data-testid=connection]').textContent.trim() + ' ' + localStorage.getItem('vigil-transport')`); !strings.HasPrefix(tr, "live · SSE {\"t\":\"sse\"") {
+		t.Errorf("indicator and remembered transport: %q", tr)
+	}
 	// The CPU sparkline moves with every sample (a text value such as the
 	// moving may show the same minute for a while).
 	moving := `(document.querySelector('svg[data-spark="cpu.percent"] path')?.getAttribute('d') ?? '')`
@@ -272,4 +280,61 @@ func TestBrowserServiceTilesGoLive(t *testing.T) {
 		return rate > 0 && r === window.__vigil.radius(rate);
 	})()`, 5*time.Second)
 	waitFor(t, ctx, "hosts reporting", `document.querySelector('[data-source="service/checkout"] [data-testid=hosts-reporting]').textContent.replace(/\s+/g, ' ').trim() === '3 of 3'`, 5*time.Second)
+}
+
+// TestBrowserFallsBackToLongPolling puts the dashboard behind a proxy that
+// buffers event streams (it sends the headers, then holds the body): the
+// page must notice within a heartbeat, switch to long polling by itself,
+// stay live, say so, and start with long polling after a reload.
+func TestBrowserFallsBackToLongPolling(t *testing.T) {
+	ctx := browser(t)
+	cfg := filepath.Join(t.TempDir(), "vigil.yaml")
+	os.WriteFile(cfg, []byte("stream:\n  heartbeat: 1s\n"), 0o644)
+	base, _ := startVigil(t, "--data", t.TempDir(), "--config", cfg, "--interval", "250ms")
+	up, _ := url.Parse(base)
+	pass := httputil.NewSingleHostReverseProxy(up)
+	pass.ErrorLog = log.New(io.Discard, "", 0) // a page's polls cut short by a reload
+	var streams atomic.Int32
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/events" {
+			streams.Add(1)
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.WriteHeader(http.StatusOK)
+			http.NewResponseController(w).Flush()
+			<-r.Context().Done() // the body stays in the proxy's buffer
+			return
+		}
+		pass.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(proxy.URL+"/"), chromedp.WaitVisible(`[data-testid=host-panel]`)); err != nil {
+		t.Fatal(err)
+	}
+	conn := `document.querySelector('[data-testid=connection]')`
+	waitFor(t, ctx, "falls back to long polling", conn+`.dataset.transport === 'poll' && `+conn+`.dataset.state === 'live'`, 15*time.Second)
+	if txt := evalString(t, ctx, conn+`.textContent.trim()`); txt != "live · long polling" {
+		t.Errorf("indicator says %q", txt)
+	}
+	if streams.Load() == 0 {
+		t.Fatal("the page never tried the event stream")
+	}
+	moving := `(document.querySelector('svg[data-spark="cpu.percent"] path')?.getAttribute('d') ?? '')`
+	before := evalString(t, ctx, moving)
+	waitFor(t, ctx, "values change by long polling", moving+` !== `+fmt.Sprintf("%q", before), 5*time.Second)
+	if v := evalString(t, ctx, `JSON.parse(localStorage.getItem('vigil-transport')).t`); v != "poll" {
+		t.Fatalf("remembered %q", v)
+	}
+
+	// After a reload the page starts with long polling: no stream request.
+	n := streams.Load()
+	if err := chromedp.Do(ctx, chromedp.Reload(), chromedp.WaitVisible(`[data-testid=host-panel]`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "live by long polling after a reload", conn+`.dataset.transport === 'poll' && `+conn+`.dataset.state === 'live'`, 5*time.Second)
+	before = evalString(t, ctx, moving)
+	waitFor(t, ctx, "values change after a reload", moving+` !== `+fmt.Sprintf("%q", before), 5*time.Second)
+	if streams.Load() != n {
+		t.Errorf("the reloaded page opened the event stream again (%d -> %d)", n, streams.Load())
+	}
 }

@@ -393,7 +393,7 @@ func serve(ctx context.Context, cfg Config, e env) error {
 	hooks := &alerts.Hooks{DB: db, Wake: dispatcher.Wake}
 	web := dashboard.New(dashboard.Options{Alerts: eval, Hooks: hooks, Tokens: cfg.Auth.Tokens,
 		Hub: hub, Store: store, Metrics: set, Logger: log, Version: buildVersion(), Demo: cfg.Demo,
-		Interval: cfg.Interval.D(), Retry: cfg.Stream.Retry.D(), WriteTimeout: cfg.Stream.WriteTimeout.D(),
+		Interval: cfg.Interval.D(), Heartbeat: cfg.Stream.Heartbeat.D(), Retry: cfg.Stream.Retry.D(), WriteTimeout: cfg.Stream.WriteTimeout.D(),
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)

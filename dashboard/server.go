@@ -56,6 +56,7 @@ type Options struct {
 	Version      string
 	Demo         bool          // label the page as showing demo data
 	Interval     time.Duration // sampling interval, reported by the series API
+	Heartbeat    time.Duration // the hub's heartbeat; the page falls back to long polling when a stream is silent longer (collector.DefaultHeartbeat)
 	Retry        time.Duration // DefaultRetry
 	WriteTimeout time.Duration // DefaultWriteTimeout
 	// Jitter returns a random duration in [0, n); nil uses math/rand.
@@ -76,6 +77,9 @@ type Server struct {
 func New(opts Options) *Server {
 	if opts.Retry <= 0 {
 		opts.Retry = DefaultRetry
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = collector.DefaultHeartbeat
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultWriteTimeout

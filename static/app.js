@@ -1,6 +1,9 @@
 // vigil dashboard: keeps the server-rendered page live from /events.
 //
-// One EventSource per page. Events update an in-memory model; rendering
+// One EventSource per page; where the stream cannot be held (a proxy that
+// buffers it: no event within a heartbeat although the server has some),
+// the page falls back to long polling /api/v1/poll with the same ids, and
+// remembers for a day that it had to. Events update an in-memory model; rendering
 // happens at most once per animation frame, touches only what changed, and
 // stops while the tab is hidden or paused (the model keeps up, so a tab that
 // comes back catches up at once). The connection indicator never claims
@@ -11,10 +14,18 @@
   const intervalMs = Number(body.dataset.intervalMs) || 1000;
   const streamQuery = body.dataset.streamQuery || '';
   const staleAfterMs = Math.max(3 * intervalMs, 5000);
+  // A working stream carries an event (or, idle, a heartbeat) at least this
+  // often; silence longer than this is checked with one poll.
+  const silentMs = (Number(body.dataset.heartbeatMs) || 10000) + Math.max(2 * intervalMs, 2000);
+  const rememberMs = 24 * 3600 * 1000; // how long a fallback is remembered
+  const transportKey = 'vigil-transport';
   const resortEveryMs = 5000;
 
   let lastId = body.dataset.lastEventId || '';
   let es = null;
+  let transport = 'sse'; // or 'poll'
+  let watchdog = 0;
+  let heard = false; // an event came on the current stream
   let retryMs = 1000;
   let retryTimer = 0;
   let lastEventAt = 0;
@@ -347,6 +358,7 @@
   const connEl = document.querySelector('[data-testid=connection]');
   const clock = (t) => new Date(t).toLocaleTimeString([], { hour12: false });
 
+  const transportName = { sse: 'SSE', poll: 'long polling' };
   function showConn() {
     if (!connEl) return;
     let state = conn, text;
@@ -354,7 +366,7 @@
     if (state === 'live' && lastEventAt && Date.now() - lastEventAt > staleAfterMs) state = 'stale';
     if (paused) state = 'paused';
     switch (state) {
-      case 'live': text = 'live'; break;
+      case 'live': text = 'live · ' + transportName[transport]; break;
       case 'paused': text = 'paused · last update ' + since; break;
       case 'stale': text = 'stale since ' + since; break;
       case 'reconnecting': text = 'reconnecting… stale since ' + since; break;
@@ -362,6 +374,8 @@
     }
     connEl.className = 'conn conn-' + state;
     connEl.dataset.state = state;
+    connEl.dataset.transport = transport;
+    connEl.title = 'Updates by ' + transportName[transport];
     setText(connEl.querySelector('.conn-text'), text);
     body.classList.toggle('is-stale', state === 'stale' || state === 'reconnecting');
   }
@@ -370,51 +384,132 @@
     showConn();
   }
 
+  // remember stores the transport that worked; recalled says which to
+  // start with: long polling if it was needed within the last day.
+  function remember(t) {
+    try { localStorage.setItem(transportKey, JSON.stringify({ t, at: Date.now() })); } catch (_) { /* private mode */ }
+  }
+  function recalled() {
+    try {
+      const v = JSON.parse(localStorage.getItem(transportKey) || 'null');
+      if (v && v.t === 'poll' && Date.now() - v.at < rememberMs) return 'poll';
+    } catch (_) { /* ignore */ }
+    return 'sse';
+  }
+
+  function pollURL(timeout) {
+    const q = new URLSearchParams(streamQuery);
+    if (lastId) q.set('after', lastId);
+    q.set('timeout', timeout);
+    return '/api/v1/poll?' + q;
+  }
+
+  // handle applies one event, from either transport.
+  function handle(d) {
+    if (d.seq) lastId = String(d.seq);
+    lastEventAt = Date.now();
+    if (conn !== 'live') setConn('live');
+    switch (d.type) {
+      case 'sample':
+        if (redrawOnSample) { redrawOnSample = false; redrawSoon(); }
+        applySample(d);
+        schedule();
+        break;
+      case 'source': {
+        const s = sources.get(d.source);
+        if (s) { s.status = d; s.dirty = true; schedule(); }
+        break;
+      }
+      case 'alert':
+        redrawSoon(); // alerts are rare: draw the panel and tile states afresh
+        break;
+      case 'reset':
+        // Right after a restart the server has nothing to draw yet: keep
+        // the old picture (greyed until live) and redraw on the first
+        // sample.
+        if (d.events && d.events.length) redraw(); else redrawOnSample = true;
+        break;
+    }
+  }
+
   function connect() {
     clearTimeout(retryTimer);
+    if (transport === 'poll') { poll(); return; }
     const q = new URLSearchParams(streamQuery);
     if (lastId) q.set('lastEventId', lastId);
     es = new EventSource('/events' + (q.toString() ? '?' + q : ''));
-    es.onopen = () => { retryMs = 1000; if (!lastEventAt) lastEventAt = Date.now(); setConn('live'); };
+    heard = false;
+    armWatchdog();
+    es.onopen = () => { retryMs = 1000; if (!lastEventAt) lastEventAt = Date.now(); setConn('live'); armWatchdog(); };
     es.onerror = () => {
       // A network error makes EventSource retry by itself; an answer that
       // is not a 200 event stream (a 502 during a deploy) makes it give up.
       // Either way the screen is not live; in the second case we retry.
+      heard = false;
       setConn('reconnecting');
       if (es.readyState === EventSource.CLOSED) {
         es.close();
+        clearTimeout(watchdog);
         retryTimer = setTimeout(connect, retryMs + Math.random() * retryMs);
         retryMs = Math.min(retryMs * 2, 30000);
       }
     };
-    const seen = (e) => {
-      if (e.lastEventId) lastId = e.lastEventId;
-      lastEventAt = Date.now();
-      if (conn !== 'live') setConn('live');
+    const on = (e) => {
+      if (!heard) { heard = true; clearTimeout(watchdog); remember('sse'); }
+      handle(JSON.parse(e.data));
     };
-    es.addEventListener('sample', (e) => {
-      seen(e);
-      if (redrawOnSample) { redrawOnSample = false; redrawSoon(); }
-      applySample(JSON.parse(e.data));
-      schedule();
-    });
-    es.addEventListener('source', (e) => {
-      seen(e);
-      const d = JSON.parse(e.data);
-      const s = sources.get(d.source);
-      if (s) { s.status = d; s.dirty = true; schedule(); }
-    });
-    es.addEventListener('alert', (e) => {
-      seen(e);
-      redrawSoon(); // alerts are rare: draw the panel and tile states afresh
-    });
-    es.addEventListener('reset', (e) => {
-      seen(e);
-      // Right after a restart the server has nothing to draw yet: keep the
-      // old picture (greyed until live) and redraw on the first sample.
-      const d = JSON.parse(e.data);
-      if (d.events && d.events.length) redraw(); else redrawOnSample = true;
-    });
+    for (const t of ['sample', 'source', 'alert', 'reset']) es.addEventListener(t, on);
+  }
+
+  // The stream has been silent for longer than a heartbeat. One poll from
+  // the same position tells why: if it has events, they are stuck on the
+  // way (a buffering proxy) and the page switches to long polling; if not,
+  // there is nothing to show yet; if it fails, the server is away and the
+  // stream's own reconnects carry on.
+  function armWatchdog() {
+    clearTimeout(watchdog);
+    watchdog = setTimeout(checkStream, silentMs);
+  }
+  async function checkStream() {
+    if (transport !== 'sse' || heard) return;
+    let ans = null;
+    try {
+      const res = await fetch(pollURL('0s'), { cache: 'no-store' });
+      if (res.ok) ans = await res.json();
+    } catch (_) { /* server away */ }
+    if (transport !== 'sse' || heard) return;
+    if (!ans || !ans.events.length) { armWatchdog(); return; }
+    es.close();
+    transport = 'poll';
+    remember('poll');
+    for (const d of ans.events) handle(d);
+    if (ans.next) lastId = ans.next;
+    poll();
+  }
+
+  // poll long-polls until the page goes: each answer holds every event
+  // after the cursor (or none, after the timeout) and the next cursor.
+  let polling = false;
+  async function poll() {
+    if (polling) return;
+    polling = true;
+    while (transport === 'poll') {
+      try {
+        const res = await fetch(pollURL('25s'), { cache: 'no-store' });
+        if (res.status === 400) { lastId = ''; continue; } // a cursor it cannot read: start from now
+        if (!res.ok) throw new Error('poll: ' + res.status);
+        const ans = await res.json();
+        retryMs = 1000;
+        if (conn !== 'live') setConn('live');
+        for (const d of ans.events) handle(d);
+        if (ans.next) lastId = ans.next;
+      } catch (_) {
+        setConn('reconnecting');
+        await new Promise((r) => setTimeout(r, retryMs + Math.random() * retryMs));
+        retryMs = Math.min(retryMs * 2, 30000);
+      }
+    }
+    polling = false;
   }
 
   let redrawTimer = 0;
@@ -483,6 +578,7 @@
     document.addEventListener('visibilitychange', () => { if (!document.hidden) schedule(); });
     setInterval(showConn, 1000);
     sortTiles(false);
+    transport = recalled();
     connect();
     showConn();
   }

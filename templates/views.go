@@ -16,6 +16,7 @@ type Page struct {
 	Demo        bool   // the data comes from vigil's built-in demo services
 	LastEventID uint64 // the stream resumes after this event
 	Interval    time.Duration
+	Heartbeat   time.Duration // the longest a working stream stays silent
 	RenderedAt  time.Time
 	View        ViewState
 	StreamQuery string // filters the page's event stream, for example "source=host/web-1"
