@@ -1,0 +1,153 @@
+package dashboard
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	sse "github.com/tmaxmax/go-sse"
+
+	"vigil/collector"
+)
+
+// TestSwitchTransportsEveryEventOnce moves one client between every
+// transport — long polling, then SSE, then NDJSON, then WebSocket, and
+// round again — resuming each time from the last id it got, while a
+// publisher keeps publishing. The client must see every event exactly
+// once, in order.
+func TestSwitchTransportsEveryEventOnce(t *testing.T) {
+	const total = 3000
+	const perLeg = 120 // events taken on one transport before switching
+	a := newTestApp(t, collector.HubOptions{Replay: 4096, Queue: 4096}, Options{})
+	first := a.hub.LastID()
+	// The publisher stays at most `ahead` events ahead of the client, so
+	// every leg begins with a replay and goes on live.
+	const ahead = 50
+	credits := make(chan struct{}, total)
+	start := make(chan struct{})
+	published := make(chan uint64, 1)
+	go func() {
+		<-start
+		var last uint64
+		for i := range total {
+			if i >= ahead {
+				<-credits
+			}
+			ev, err := a.hub.Publish(collector.Message{Type: collector.TypeSample, Source: "host/h" + strconv.Itoa(i%7),
+				Body: map[string]any{"i": i}})
+			if err != nil {
+				break
+			}
+			last = ev.ID
+		}
+		published <- last
+	}()
+
+	var seen []uint64
+	cursor := strconv.FormatUint(first, 10)
+	took := func(id uint64) {
+		seen = append(seen, id)
+		cursor = strconv.FormatUint(id, 10)
+		credits <- struct{}{}
+	}
+	done := func() bool { return len(seen) >= total }
+
+	legs := map[string]func(){
+		"poll": func() {
+			for n := 0; n < perLeg && !done(); {
+				r := poll(t, a.srv.URL+"/api/v1/poll?timeout=10s&after="+cursor)
+				if r.code != 200 {
+					t.Fatalf("poll: %d %s", r.code, r.ans.Error)
+				}
+				for _, ev := range r.ans.Events {
+					took(ev.Seq)
+					n++
+				}
+				if len(r.ans.Events) > 0 && r.ans.Next != cursor {
+					t.Fatalf("next %s after event %s", r.ans.Next, cursor)
+				}
+			}
+		},
+		"sse": func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "GET", a.srv.URL+"/events", nil)
+			req.Header.Set("Last-Event-ID", cursor)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			n := 0
+			for ev, err := range sse.Read(resp.Body, nil) {
+				if err != nil {
+					t.Fatalf("sse: %v", err)
+				}
+				id, _ := strconv.ParseUint(ev.LastEventID, 10, 64)
+				took(id)
+				if n++; n == perLeg || done() {
+					return
+				}
+			}
+			t.Fatal("sse stream ended")
+		},
+		"ndjson": func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "GET", a.srv.URL+"/api/v1/stream?lastEventId="+cursor, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			sc := bufio.NewScanner(resp.Body)
+			n := 0
+			for sc.Scan() {
+				if len(strings.TrimSpace(sc.Text())) == 0 {
+					continue // a heartbeat
+				}
+				var ev struct{ Seq uint64 }
+				if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+					t.Fatalf("ndjson line %q: %v", sc.Text(), err)
+				}
+				took(ev.Seq)
+				if n++; n == perLeg || done() {
+					return
+				}
+			}
+			t.Fatalf("ndjson stream ended: %v", sc.Err())
+		},
+		"ws": func() {
+			c := dialWS(t, a.srv.URL+"/ws?lastEventId="+cursor, nil)
+			defer c.CloseNow()
+			for n := 0; n < perLeg && !done(); n++ {
+				m := readWS(t, c)
+				if m.Type != "sample" {
+					t.Fatalf("ws message %+v", m)
+				}
+				took(m.Seq)
+			}
+		},
+	}
+	order := []string{"poll", "sse", "ndjson", "ws"}
+	close(start)
+	for leg := 0; !done(); leg++ {
+		legs[order[leg%len(order)]]()
+	}
+	last := <-published
+	if len(seen) != total {
+		t.Fatalf("saw %d events, want %d", len(seen), total)
+	}
+	for i, id := range seen {
+		if id != first+1+uint64(i) {
+			t.Fatalf("event %d has id %d, want %d: a gap or a repeat", i, id, first+1+uint64(i))
+		}
+	}
+	if seen[len(seen)-1] != last {
+		t.Fatalf("last id %d, publisher's last %d", seen[len(seen)-1], last)
+	}
+}
