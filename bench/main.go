@@ -6,6 +6,7 @@
 //	go run ./bench idle [-measure 60s]
 //	go run ./bench ui [-tiles 500] [-measure 30s] [-screenshot file.png]
 //	go run ./bench probes [-targets 100] [-measure 30s]
+//	go run ./bench transports [-clients 1000] [-rate 10] [-measure 20s]
 //
 // Each server under test runs in its own process (this binary, re-executed),
 // so its CPU time and memory are read from /proc without the load
@@ -44,7 +45,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: bench fanout|idle|ui|probes [flags]")
+		fmt.Fprintln(os.Stderr, "usage: bench fanout|idle|ui|probes|transports [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -57,6 +58,10 @@ func main() {
 		err = ui(os.Args[2:])
 	case "probes":
 		err = probes(os.Args[2:])
+	case "transports":
+		err = transports(os.Args[2:])
+	case "serve-transports":
+		err = serveTransports(os.Args[2], os.Args[3])
 	case "serve-vigil":
 		err = serveVigil(os.Args[2])
 	case "serve-ref":

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/coder/websocket"
 
@@ -106,8 +107,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	reqs := make(chan wsRequest)
 	go wsRead(ctx, cancel, c, reqs)
-	pings := make(chan struct{}, 1)
-	go s.wsPing(ctx, cancel, c, pings)
+	var pinging atomic.Bool // a ping is waiting for its pong
 
 	write := func(b []byte) error {
 		wctx, done := context.WithTimeout(ctx, s.opts.WriteTimeout)
@@ -116,9 +116,10 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	send := func(ev *collector.Event) error {
 		if ev.IsHeartbeat() {
-			select {
-			case pings <- struct{}{}:
-			default: // a ping is already on its way
+			// Ping from a goroutine of its own, started only while a ping
+			// is out: an idle connection holds no extra goroutine.
+			if pinging.CompareAndSwap(false, true) {
+				go s.wsPing(ctx, cancel, c, &pinging)
 			}
 			return nil
 		}
@@ -236,23 +237,14 @@ func wsRead(ctx context.Context, cancel context.CancelFunc, c *websocket.Conn, r
 	}
 }
 
-// wsPing pings the client each time the stream has been idle for a
-// heartbeat, and ends the connection when a pong does not come back within
-// the write timeout.
-func (s *Server) wsPing(ctx context.Context, cancel context.CancelFunc, c *websocket.Conn, pings <-chan struct{}) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-pings:
-			pctx, done := context.WithTimeout(ctx, s.opts.WriteTimeout)
-			err := c.Ping(pctx)
-			done()
-			if err != nil {
-				s.opts.Logger.Debug("websocket client did not answer a ping", "err", err)
-				cancel()
-				return
-			}
-		}
+// wsPing pings the client (the stream has been idle for a heartbeat) and
+// ends the connection when no pong comes back within the write timeout.
+func (s *Server) wsPing(ctx context.Context, cancel context.CancelFunc, c *websocket.Conn, pinging *atomic.Bool) {
+	defer pinging.Store(false)
+	pctx, done := context.WithTimeout(ctx, s.opts.WriteTimeout)
+	defer done()
+	if err := c.Ping(pctx); err != nil && ctx.Err() == nil {
+		s.opts.Logger.Debug("websocket client did not answer a ping", "err", err)
+		cancel()
 	}
 }

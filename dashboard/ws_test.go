@@ -287,3 +287,15 @@ func TestWebSocketSlowClientIsolated(t *testing.T) {
 		t.Errorf("ws clients gauge = %v, want 1", g)
 	}
 }
+
+// TestWebSocketNoPongCloses: a client that does not answer a ping within
+// the write timeout is disconnected.
+func TestWebSocketNoPongCloses(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{Heartbeat: 20 * time.Millisecond}, Options{WriteTimeout: 200 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.hub.Run(ctx)
+	dialWS(t, a.srv.URL+"/ws", nil) // never reads, so never answers
+	waitSubscribers(t, a.hub, 1)
+	waitSubscribers(t, a.hub, 0)
+}
