@@ -323,7 +323,7 @@ func (p *printer) line(ev *tailEvent) {
 			b.WriteString(p.c(cCyan, " acknowledged by "+ev.AckedBy))
 		}
 	case "reset":
-		fmt.Fprintf(b, "%s position lost (%s); the latest %d events follow", p.c(cYellow, "stream reset:"), ev.Reason, len(ev.Events))
+		fmt.Fprintf(b, "%s position lost (%s); current state follows (%d events)", p.c(cYellow, "stream reset:"), ev.Reason, len(ev.Events))
 		b.WriteByte('\n')
 		for _, raw := range ev.Events {
 			var inner tailEvent

@@ -144,7 +144,7 @@ func TestTailJSONAndAlerts(t *testing.T) {
 	// of each key, each on its own line.
 	reset := newLines()
 	startTail(t, TailOptions{URL: a.srv.URL, From: "999999", Out: reset})
-	if l := reset.next(t); !strings.Contains(l, "stream reset") || !strings.Contains(l, "latest 1 events") {
+	if l := reset.next(t); !strings.Contains(l, "stream reset") || !strings.Contains(l, "current state follows (1 events)") {
 		t.Errorf("reset line %q", l)
 	}
 	if l := reset.next(t); !strings.Contains(l, "HighErrors") {
