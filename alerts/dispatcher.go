@@ -129,23 +129,24 @@ func (d *Dispatcher) start(ctx context.Context, wg *sync.WaitGroup) {
 	now := d.Now()
 	d.mu.Lock()
 	free := d.Global - d.total
-	counts := map[string]int{}
-	for k, v := range d.inflight {
-		counts[k] = v
-	}
 	d.mu.Unlock()
 	if free <= 0 {
 		return
 	}
-	room := func(sub string) int {
+	// How many more attempts each receiver may have running: none while
+	// its breaker is open. One lock for all of them.
+	rooms := func(subs []Subscription, out []int) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		if b := d.breakers[sub]; b != nil && now.Before(b.openUntil) {
-			return 0
+		for i, s := range subs {
+			if b := d.breakers[s.ID]; b != nil && now.Before(b.openUntil) {
+				out[i] = 0
+				continue
+			}
+			out[i] = d.PerReceiver - d.inflight[s.ID]
 		}
-		return d.PerReceiver - counts[sub]
 	}
-	claims, err := d.DB.due(ctx, now, free, room)
+	claims, err := d.DB.due(ctx, now, free, rooms)
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
 			d.Logger.Error("webhook outbox", "err", err)

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"path"
 	"slices"
 	"time"
@@ -116,9 +118,25 @@ CREATE TABLE IF NOT EXISTS payloads (
 	id   INTEGER PRIMARY KEY,
 	body BLOB NOT NULL
 );
+-- The webhook events, one row each however many receivers take it, with
+-- its body in each format. A receiver's delivery of one is created when
+-- the dispatcher starts on it; cursors say how far each active receiver
+-- has got.
+CREATE TABLE IF NOT EXISTS events (
+	seq                  INTEGER PRIMARY KEY,
+	type                 TEXT NOT NULL,
+	standard_payload     INTEGER NOT NULL,
+	alertmanager_payload INTEGER NOT NULL,
+	created_at           INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cursors (
+	subscription_id TEXT PRIMARY KEY,
+	seq             INTEGER NOT NULL -- the newest event this receiver has taken (or passed over: not its type)
+);
 DROP INDEX IF EXISTS deliveries_due; -- claims go per receiver now, through deliveries_sub_due
 CREATE INDEX IF NOT EXISTS deliveries_sub ON deliveries (subscription_id, seq);
 CREATE INDEX IF NOT EXISTS deliveries_sub_due ON deliveries (subscription_id, state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_queued ON deliveries (next_attempt_at) WHERE state = 'queued';
 CREATE TABLE IF NOT EXISTS attempts (
 	delivery_id TEXT NOT NULL,
 	at          INTEGER NOT NULL,
@@ -150,15 +168,43 @@ func (d *DB) PutSubscription(ctx context.Context, s Subscription) error {
 	if err != nil {
 		return err
 	}
-	_, err = d.db.ExecContext(ctx, `INSERT INTO subscriptions (id, body, secret, old_secret, old_secret_until) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET body = excluded.body, secret = excluded.secret,
-		old_secret = excluded.old_secret, old_secret_until = excluded.old_secret_until`,
-		s.ID, string(body), s.Secret, s.OldSecret, ms(s.OldSecretUntil))
-	d.forgetSubscriptions()
+	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("save subscription: %w", err)
 	}
+	defer tx.Rollback()
+	defer d.forgetSubscriptions()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO subscriptions (id, body, secret, old_secret, old_secret_until) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET body = excluded.body, secret = excluded.secret,
+		old_secret = excluded.old_secret, old_secret_until = excluded.old_secret_until`,
+		s.ID, string(body), s.Secret, s.OldSecret, ms(s.OldSecretUntil)); err != nil {
+		return fmt.Errorf("save subscription: %w", err)
+	}
+	if err := d.syncCursor(ctx, tx, s); err != nil {
+		return fmt.Errorf("save subscription: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("save subscription: %w", err)
+	}
 	return nil
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// syncCursor gives an active subscription a cursor at the newest event,
+// if it has none, and takes it from one that is not active: a receiver
+// gets the events from when it became active, not those from before or
+// from while it was disabled.
+func (d *DB) syncCursor(ctx context.Context, x execer, s Subscription) error {
+	var err error
+	if s.Status == SubscriptionActive {
+		_, err = x.ExecContext(ctx, `INSERT OR IGNORE INTO cursors (subscription_id, seq) VALUES (?, ?)`, s.ID, d.lastEvent.Load())
+	} else {
+		_, err = x.ExecContext(ctx, `DELETE FROM cursors WHERE subscription_id = ?`, s.ID)
+	}
+	return err
 }
 
 // ErrNotFound is returned for an unknown subscription or delivery.
@@ -184,23 +230,91 @@ func (d *DB) Subscription(ctx context.Context, id string) (Subscription, error) 
 func (d *DB) Subscriptions(ctx context.Context) ([]Subscription, error) {
 	d.subsMu.Lock()
 	defer d.subsMu.Unlock()
-	if d.subs == nil {
-		subs, err := d.subscriptions(ctx, d.db, `ORDER BY id`)
-		if err != nil {
-			return nil, err
-		}
-		if subs == nil {
-			subs = []Subscription{}
-		}
-		d.subs = subs
+	if err := d.loadLocked(ctx); err != nil {
+		return nil, err
 	}
 	return slices.Clone(d.subs), nil
+}
+
+// loadLocked reads the subscriptions and their cursors if they are not
+// cached.
+func (d *DB) loadLocked(ctx context.Context) error {
+	if d.subs != nil {
+		return nil
+	}
+	subs, err := d.subscriptions(ctx, d.db, `ORDER BY id`)
+	if err != nil {
+		return err
+	}
+	rows, err := d.db.QueryContext(ctx, `SELECT subscription_id, seq FROM cursors`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	curs := map[string]uint64{}
+	for rows.Next() {
+		var id string
+		var seq uint64
+		if err := rows.Scan(&id, &seq); err != nil {
+			return err
+		}
+		curs[id] = seq
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if subs == nil {
+		subs = []Subscription{}
+	}
+	d.subs, d.curs = subs, curs
+	return nil
+}
+
+// cached returns the cached subscriptions and cursors themselves, not
+// copies: callers must not change them. (Both are replaced, never changed
+// in place, so they stay as they were for whoever holds them.)
+func (d *DB) cached(ctx context.Context) ([]Subscription, map[string]uint64, error) {
+	d.subsMu.Lock()
+	defer d.subsMu.Unlock()
+	if err := d.loadLocked(ctx); err != nil {
+		return nil, nil, err
+	}
+	return d.subs, d.curs, nil
+}
+
+// moved records cursors that a committed transaction moved.
+func (d *DB) moved(curs map[string]uint64) {
+	if len(curs) == 0 {
+		return
+	}
+	d.subsMu.Lock()
+	defer d.subsMu.Unlock()
+	if d.curs == nil {
+		return // reloaded from the database next time
+	}
+	next := maps.Clone(d.curs)
+	for id, seq := range curs {
+		if _, ok := next[id]; ok {
+			next[id] = seq
+		}
+	}
+	d.curs = next
+}
+
+// retryAt lowers the time of the earliest queued delivery, so the next
+// pass looks for due ones.
+func (d *DB) retryAt(t time.Time) {
+	d.retryMu.Lock()
+	defer d.retryMu.Unlock()
+	if v := ms(t); v < d.nextRetry {
+		d.nextRetry = v
+	}
 }
 
 // forgetSubscriptions drops the cached list after a change.
 func (d *DB) forgetSubscriptions() {
 	d.subsMu.Lock()
-	d.subs = nil
+	d.subs, d.curs = nil, nil
 	d.subsMu.Unlock()
 }
 
@@ -237,6 +351,9 @@ func (d *DB) subscriptions(ctx context.Context, q querier, where string, args ..
 func (d *DB) DeleteSubscription(ctx context.Context, id string) error {
 	res, err := d.db.ExecContext(ctx, `DELETE FROM subscriptions WHERE id = ?`, id)
 	d.forgetSubscriptions()
+	if err == nil {
+		_, err = d.db.ExecContext(ctx, `DELETE FROM cursors WHERE subscription_id = ?`, id)
+	}
 	if err != nil {
 		return err
 	}
@@ -276,7 +393,11 @@ func (d *DB) Enqueue(ctx context.Context, sub Subscription, typ string, now time
 	if err != nil {
 		return "", err
 	}
-	return id, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return "", err
+	}
+	d.retryAt(now)
+	return id, nil
 }
 
 // Delivery returns one delivery with its attempts.
@@ -349,6 +470,7 @@ func (d *DB) Retry(ctx context.Context, id string, now time.Time) error {
 	if err != nil {
 		return err
 	}
+	d.retryAt(now)
 	if n, _ := res.RowsAffected(); n == 0 {
 		if _, err := d.Delivery(ctx, id); err != nil {
 			return err
@@ -365,54 +487,192 @@ type claim struct {
 	attempts int
 }
 
-// due returns queued deliveries whose time has come, oldest first, at
-// most room(subscription) per receiver and limit in all, and marks them in
-// flight. It asks per receiver (an index lookup each), so one receiver's
-// backlog never crowds out another's deliveries.
-func (d *DB) due(ctx context.Context, now time.Time, limit int, room func(subID string) int) ([]claim, error) {
-	subs, err := d.Subscriptions(ctx)
-	if err != nil {
+// due claims the deliveries to start now, at most what room gives each
+// receiver and limit in all, and marks them in flight: first each
+// receiver's retries whose time has come, oldest first, then new events
+// after its cursor, each becoming a delivery as it is claimed. It goes
+// receiver by receiver (an index lookup each), starting with a different
+// one each time, so one receiver's backlog never crowds out another's, and
+// a receiver with no room costs nothing.
+func (d *DB) due(ctx context.Context, now time.Time, limit int, room func(subs []Subscription, rooms []int)) ([]claim, error) {
+	subs, curs, err := d.cached(ctx)
+	if err != nil || len(subs) == 0 {
 		return nil, err
 	}
-	byID := map[string]Subscription{}
+	newest := d.lastEvent.Load()
+	// Nothing to do (no new event for a receiver with room, no retry
+	// due) costs no query: this runs after every attempt and four times
+	// a second.
+	d.retryMu.Lock()
+	retry := d.nextRetry <= ms(now)
+	d.retryMu.Unlock()
+	fresh := func(sub Subscription) bool {
+		c, ok := curs[sub.ID]
+		return ok && c < newest && sub.Status == SubscriptionActive
+	}
+	// Receivers with no room (at their limit, or their breaker open) are
+	// passed over without a look: fifty dead ones cost fifty map lookups.
+	rooms := make([]int, len(subs))
+	room(subs, rooms)
+	work := false
+	for i, sub := range subs {
+		if rooms[i] > 0 && (retry || fresh(sub)) {
+			work = true
+		}
+	}
+	if !work {
+		return nil, nil
+	}
+	if retry {
+		d.retryMu.Lock()
+		d.nextRetry = math.MaxInt64 // lowered again below, and by every attempt recorded meanwhile
+		d.retryMu.Unlock()
+	}
+
+	first := int(d.turn.Add(1) % uint64(len(subs)))
+	// One transaction for the whole pass: one commit however many
+	// receivers get something.
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		d.retryAt(now)
+		return nil, err
+	}
+	defer tx.Rollback()
 	var out []claim
-	for _, sub := range subs {
-		n := room(sub.ID)
+	var moved map[string]uint64
+	for k := range subs {
+		i := (first + k) % len(subs)
+		sub := subs[i]
+		n := min(rooms[i], limit-len(out))
 		if n <= 0 {
 			continue
 		}
-		byID[sub.ID] = sub
-		rows, err := d.db.QueryContext(ctx, `SELECT d.id, d.subscription_id, d.event_type, COALESCE(p.body, d.payload),
-			(SELECT COUNT(*) FROM attempts a WHERE a.delivery_id = d.id), d.created_at, d.next_attempt_at
-			FROM deliveries d LEFT JOIN payloads p ON p.id = d.payload_id
-			WHERE d.subscription_id = ? AND d.state = ? AND d.next_attempt_at <= ?
-			ORDER BY d.next_attempt_at, d.seq LIMIT ?`, sub.ID, DeliveryQueued, ms(now), n)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var c claim
-			var created, next int64
-			if err := rows.Scan(&c.ID, &c.SubscriptionID, &c.EventType, &c.Payload, &c.attempts, &created, &next); err != nil {
-				rows.Close()
+		if retry {
+			retries, err := d.retries(ctx, tx, sub, now, n)
+			if err != nil {
+				d.retryAt(now)
 				return nil, err
 			}
-			c.CreatedAt, c.NextAttemptAt = fromMS(created), fromMS(next)
-			c.sub = sub
-			out = append(out, c)
+			out = append(out, retries...)
+			n -= len(retries)
 		}
-		rows.Close()
+		if n <= 0 || !fresh(sub) {
+			continue
+		}
+		taken, cursor, err := d.take(ctx, tx, sub, now, n, curs[sub.ID], newest)
+		if err != nil {
+			d.retryAt(now)
+			return nil, err
+		}
+		out = append(out, taken...)
+		if moved == nil {
+			moved = map[string]uint64{}
+		}
+		moved[sub.ID] = cursor
 	}
-	slices.SortFunc(out, func(a, b claim) int { return a.NextAttemptAt.Compare(b.NextAttemptAt) })
-	if len(out) > limit {
-		out = out[:limit]
+	if retry {
+		// The next retry's time, for the passes to come.
+		var next sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM deliveries WHERE state = ?`, DeliveryQueued).Scan(&next); err != nil {
+			d.retryAt(now)
+			return nil, err
+		}
+		if next.Valid {
+			d.retryAt(fromMS(next.Int64))
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		d.retryAt(now)
+		return nil, err
+	}
+	d.moved(moved)
+	return out, nil
+}
+
+// retries claims up to n of a receiver's queued deliveries whose time has
+// come.
+func (d *DB) retries(ctx context.Context, tx *sql.Tx, sub Subscription, now time.Time, n int) ([]claim, error) {
+	rows, err := d.query(ctx, tx, sqlRetries, sub.ID, DeliveryQueued, ms(now), n)
+	if err != nil {
+		return nil, err
+	}
+	var out []claim
+	for rows.Next() {
+		var c claim
+		var created, next int64
+		if err := rows.Scan(&c.ID, &c.SubscriptionID, &c.EventType, &c.Payload, &c.attempts, &created, &next); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		c.CreatedAt, c.NextAttemptAt = fromMS(created), fromMS(next)
+		c.sub = sub
+		out = append(out, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
 	}
 	for _, c := range out {
-		if _, err := d.db.ExecContext(ctx, `UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ?`, DeliveryInFlight, ms(now), c.ID); err != nil {
+		if _, err := d.exec(ctx, tx, sqlInFlight, DeliveryInFlight, ms(now), c.ID); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// take turns up to n of the events after a receiver's cursor that it
+// wants into deliveries, in flight, and moves its cursor past them (and
+// past the events it does not want).
+func (d *DB) take(ctx context.Context, tx *sql.Tx, sub Subscription, now time.Time, n int, cursor, newest uint64) ([]claim, uint64, error) {
+	var out []claim
+	for len(out) < n && cursor < newest {
+		rows, err := d.query(ctx, tx, sqlTakeEvents, sub.Format, cursor)
+		if err != nil {
+			return nil, 0, err
+		}
+		type row struct {
+			seq     uint64
+			typ     string
+			created int64
+			pid     int64
+			body    []byte
+		}
+		var batch []row
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.seq, &r.typ, &r.created, &r.pid, &r.body); err != nil {
+				rows.Close()
+				return nil, 0, err
+			}
+			batch = append(batch, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, 0, err
+		}
+		if len(batch) == 0 {
+			break
+		}
+		for _, r := range batch {
+			if len(out) == n {
+				break
+			}
+			cursor = r.seq
+			if !sub.Wants(r.typ) {
+				continue
+			}
+			c := claim{Delivery: Delivery{ID: newID("msg_"), SubscriptionID: sub.ID, EventType: r.typ, Payload: r.body,
+				CreatedAt: fromMS(r.created), NextAttemptAt: now}, sub: sub}
+			if _, err := d.exec(ctx, tx, sqlInsertDelivery, d.seq.Add(1), c.ID, sub.ID, r.typ, r.pid, DeliveryInFlight, ms(now), r.created, ms(now)); err != nil {
+				return nil, 0, fmt.Errorf("enqueue delivery: %w", err)
+			}
+			out = append(out, c)
+		}
+	}
+	if _, err := d.exec(ctx, tx, sqlMoveCursor, cursor, sub.ID); err != nil {
+		return nil, 0, err
+	}
+	return out, cursor, nil
 }
 
 // record saves an attempt and the delivery's new state.
@@ -422,21 +682,28 @@ func (d *DB) record(ctx context.Context, id string, a Attempt, state string, nex
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (delivery_id, at, status, error, duration_ms) VALUES (?, ?, ?, ?, ?)`,
+	if _, err := d.exec(ctx, tx, sqlInsertAttempt,
 		id, ms(a.At), a.Status, a.Error, a.DurationMS); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, next_attempt_at = ?, updated_at = ?, last_error = ? WHERE id = ?`,
+	if _, err := d.exec(ctx, tx, sqlRecord,
 		state, ms(next), ms(now), lastErr, id); err != nil {
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if state == DeliveryQueued {
+		d.retryAt(next)
+	}
+	return nil
 }
 
 // requeueInFlight puts back deliveries that were in flight when vigil
 // stopped: they are sent again (at least once).
 func (d *DB) requeueInFlight(ctx context.Context, now time.Time) error {
 	_, err := d.db.ExecContext(ctx, `UPDATE deliveries SET state = ?, next_attempt_at = ? WHERE state = ?`, DeliveryQueued, ms(now), DeliveryInFlight)
+	d.retryAt(now)
 	return err
 }
 

@@ -21,10 +21,18 @@ type DB struct {
 	// DashboardURL is the base of links in webhook payloads.
 	DashboardURL string
 	now          func() time.Time
-	seq          atomic.Uint64 // the last delivery's sequence number
+	seq          atomic.Uint64 // the last sequence number given to an event or a delivery
+	lastEvent    atomic.Uint64 // the newest webhook event's seq
+	turn         atomic.Uint64 // which receiver the next claim starts with
 
 	subsMu sync.Mutex
-	subs   []Subscription // every subscription, read once and kept until one changes
+	subs   []Subscription    // every subscription, read once and kept until one changes
+	curs   map[string]uint64 // every active receiver's cursor, kept with subs
+
+	retryMu   sync.Mutex
+	nextRetry int64 // unix ms: no queued delivery is due before this
+
+	stmts sync.Map // query text → *sql.Stmt, for the statements run on every event and delivery
 }
 
 var _ Store = (*DB)(nil)
@@ -34,7 +42,7 @@ var _ Store = (*DB)(nil)
 // process being killed.
 func Open(dir string) (*DB, error) {
 	path := filepath.Join(dir, "vigil.db")
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -55,12 +63,32 @@ func Open(dir string) (*DB, error) {
 		}
 	}
 	d := &DB{db: db, now: time.Now}
-	var last sql.NullInt64
-	if err := db.QueryRow(`SELECT MAX(seq) FROM deliveries`).Scan(&last); err != nil {
+	var last, lastEvent sql.NullInt64
+	if err := db.QueryRow(`SELECT MAX(seq), (SELECT MAX(seq) FROM events) FROM deliveries`).Scan(&last, &lastEvent); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	d.seq.Store(uint64(last.Int64))
+	d.seq.Store(uint64(max(last.Int64, lastEvent.Int64)))
+	for _, q := range inTx {
+		if _, err := d.stmt(context.Background(), nil, q); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+	}
+	d.lastEvent.Store(uint64(lastEvent.Int64))
+	// Active receivers from before cursors existed start from here.
+	subs, err := d.Subscriptions(context.Background())
+	if err == nil {
+		for _, s := range subs {
+			if err = d.syncCursor(context.Background(), d.db, s); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
 	return d, nil
 }
 
@@ -71,8 +99,82 @@ CREATE TABLE IF NOT EXISTS alerts (
 	updated_at  INTEGER NOT NULL
 );`
 
+// The statements run inside transactions, prepared when the database opens.
+const (
+	sqlSaveAlert = `INSERT INTO alerts (fingerprint, body, updated_at) VALUES (?, ?, ?)
+		ON CONFLICT (fingerprint) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at`
+	sqlInsertPayload = `INSERT INTO payloads (body) VALUES (?)`
+	sqlInsertEvent   = `INSERT INTO events (seq, type, standard_payload, alertmanager_payload, created_at) VALUES (?, ?, ?, ?, ?)`
+	sqlTakeEvents    = `SELECT e.seq, e.type, e.created_at, p.id, p.body FROM events e
+		JOIN payloads p ON p.id = CASE WHEN ? = 'alertmanager' THEN e.alertmanager_payload ELSE e.standard_payload END
+		WHERE e.seq > ? ORDER BY e.seq LIMIT 64`
+	sqlInsertDelivery = `INSERT INTO deliveries (seq, id, subscription_id, event_type, payload, payload_id, state, next_attempt_at, created_at, updated_at)
+		VALUES (?, ?, ?, ?, x'', ?, ?, ?, ?, ?)`
+	sqlMoveCursor = `UPDATE cursors SET seq = ? WHERE subscription_id = ?`
+	sqlCursor     = `SELECT seq FROM cursors WHERE subscription_id = ?`
+	sqlRetries    = `SELECT d.id, d.subscription_id, d.event_type, COALESCE(p.body, d.payload),
+		(SELECT COUNT(*) FROM attempts a WHERE a.delivery_id = d.id), d.created_at, d.next_attempt_at
+		FROM deliveries d LEFT JOIN payloads p ON p.id = d.payload_id
+		WHERE d.subscription_id = ? AND d.state = ? AND d.next_attempt_at <= ?
+		ORDER BY d.next_attempt_at, d.seq LIMIT ?`
+	sqlInFlight      = `UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ?`
+	sqlInsertAttempt = `INSERT INTO attempts (delivery_id, at, status, error, duration_ms) VALUES (?, ?, ?, ?, ?)`
+	sqlRecord        = `UPDATE deliveries SET state = ?, next_attempt_at = ?, updated_at = ?, last_error = ? WHERE id = ?`
+)
+
+var inTx = []string{sqlSaveAlert, sqlInsertPayload, sqlInsertEvent, sqlTakeEvents, sqlInsertDelivery, sqlMoveCursor,
+	sqlRetries, sqlInFlight, sqlInsertAttempt, sqlRecord}
+
 // Close closes the database.
-func (d *DB) Close() error { return d.db.Close() }
+func (d *DB) Close() error {
+	d.stmts.Range(func(_, st any) bool {
+		st.(*sql.Stmt).Close()
+		return true
+	})
+	return d.db.Close()
+}
+
+// stmt returns a statement prepared once, within tx when tx is not nil.
+// Parsing SQL is a good part of a small statement's cost in SQLite.
+func (d *DB) stmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	v, ok := d.stmts.Load(query)
+	if !ok && tx != nil {
+		// Preparing on the pool would wait for the one connection, which
+		// tx holds: prepare in tx, for this transaction only. (Open
+		// prepares the statements that run in transactions.)
+		return tx.PrepareContext(ctx, query)
+	}
+	if !ok {
+		st, err := d.db.PrepareContext(ctx, query)
+		if err != nil {
+			return nil, err
+		}
+		if v, ok = d.stmts.LoadOrStore(query, st); ok {
+			st.Close()
+		}
+	}
+	st := v.(*sql.Stmt)
+	if tx != nil {
+		st = tx.StmtContext(ctx, st)
+	}
+	return st, nil
+}
+
+func (d *DB) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	st, err := d.stmt(ctx, tx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (d *DB) query(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
+	st, err := d.stmt(ctx, tx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
 
 // stored is an alert as kept on disk, with the fields the API leaves out.
 type stored struct {
@@ -106,7 +208,7 @@ func (d *DB) LoadAlerts(ctx context.Context) ([]Alert, error) {
 // SaveTransitions writes the alerts' new states in one transaction.
 func (d *DB) SaveTransitions(ctx context.Context, ts []Transition) error {
 	// Read the receivers before the transaction takes the connection.
-	subs, err := d.Subscriptions(ctx)
+	subs, _, err := d.cached(ctx)
 	if err != nil {
 		return fmt.Errorf("save alerts: %w", err)
 	}
@@ -120,61 +222,58 @@ func (d *DB) SaveTransitions(ctx context.Context, ts []Transition) error {
 		if err != nil {
 			return fmt.Errorf("save alerts: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO alerts (fingerprint, body, updated_at) VALUES (?, ?, ?)
-			ON CONFLICT (fingerprint) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at`,
+		if _, err := d.exec(ctx, tx, sqlSaveAlert,
 			t.Alert.Fingerprint, string(body), t.Alert.UpdatedAt.UnixMilli()); err != nil {
 			return fmt.Errorf("save alerts: %w", err)
 		}
 	}
-	// The deliveries of these transitions commit with them: a state change
-	// is never saved without its webhooks, nor a webhook without its state.
+	// Each transition's webhook event commits with it: a state change is
+	// never saved without its webhooks, nor a webhook without its state.
+	// It is one row, whatever the number of receivers: each receiver's
+	// delivery is created when the dispatcher starts on it (see due), so
+	// a transition costs the same beside fifty receivers as beside one.
+	var last uint64
 	for _, t := range ts {
 		typ := webhookType(t.Kind)
-		if typ == "" {
+		if typ == "" || !wanted(subs, typ) {
 			continue
 		}
-		// One body per format, stored once and shared by every receiver of
-		// this event, and one INSERT for all of its deliveries.
 		seq := d.seq.Add(1)
-		bodies := map[string]int64{}
-		var q strings.Builder
-		var args []any
-		now := ms(t.Alert.UpdatedAt)
-		for _, sub := range subs {
-			if sub.Status != SubscriptionActive || !sub.Wants(typ) {
-				continue
+		var ids [2]int64
+		for i, format := range []string{FormatStandard, FormatAlertmanager} {
+			body, err := payload(format, t, d.DashboardURL, seq, t.Alert.UpdatedAt)
+			if err != nil {
+				return err
 			}
-			pid, ok := bodies[sub.Format]
-			if !ok {
-				body, err := payload(sub.Format, t, d.DashboardURL, seq, t.Alert.UpdatedAt)
-				if err != nil {
-					return err
-				}
-				res, err := tx.ExecContext(ctx, `INSERT INTO payloads (body) VALUES (?)`, body)
-				if err != nil {
-					return fmt.Errorf("enqueue deliveries: %w", err)
-				}
-				pid, _ = res.LastInsertId()
-				bodies[sub.Format] = pid
+			res, err := d.exec(ctx, tx, sqlInsertPayload, body)
+			if err != nil {
+				return fmt.Errorf("enqueue webhooks: %w", err)
 			}
-			if q.Len() == 0 {
-				q.WriteString(`INSERT INTO deliveries (seq, id, subscription_id, event_type, payload, payload_id, state, next_attempt_at, created_at, updated_at) VALUES `)
-			} else {
-				q.WriteByte(',')
-			}
-			q.WriteString("(?, ?, ?, ?, x'', ?, ?, ?, ?, ?)")
-			args = append(args, d.seq.Add(1), newID("msg_"), sub.ID, typ, pid, DeliveryQueued, now, now, now)
+			ids[i], _ = res.LastInsertId()
 		}
-		if len(args) > 0 {
-			if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-				return fmt.Errorf("enqueue deliveries: %w", err)
-			}
+		if _, err := d.exec(ctx, tx, sqlInsertEvent,
+			seq, typ, ids[0], ids[1], ms(t.Alert.UpdatedAt)); err != nil {
+			return fmt.Errorf("enqueue webhooks: %w", err)
 		}
+		last = seq
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("save alerts: %w", err)
 	}
+	if last > 0 {
+		d.lastEvent.Store(last)
+	}
 	return nil
+}
+
+// wanted reports whether any active subscription takes an event type.
+func wanted(subs []Subscription, typ string) bool {
+	for _, s := range subs {
+		if s.Status == SubscriptionActive && s.Wants(typ) {
+			return true
+		}
+	}
+	return false
 }
 
 // webhookType is the webhook event of a transition, or "" for none.
