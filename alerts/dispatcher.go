@@ -106,6 +106,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer wg.Wait()
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
+	prune := time.NewTicker(time.Hour)
+	defer prune.Stop()
+	d.prune(ctx)
 	for {
 		d.start(ctx, &wg)
 		select {
@@ -113,7 +116,19 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		case <-d.wake:
+		case <-prune.C:
+			d.prune(ctx)
 		}
+	}
+}
+
+func (d *Dispatcher) prune(ctx context.Context) {
+	n, e, err := d.DB.Prune(ctx, d.Now())
+	switch {
+	case err != nil && !errors.Is(err, context.Canceled):
+		d.Logger.Error("webhook outbox", "err", err)
+	case n+e > 0:
+		d.Logger.Info("webhook outbox pruned", "deliveries", n, "events", e)
 	}
 }
 

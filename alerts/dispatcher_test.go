@@ -464,3 +464,47 @@ func TestEventsWaitForAReceiverAndSurviveReopen(t *testing.T) {
 		t.Fatalf("after a disable and enable: %v", rules)
 	}
 }
+
+// TestPrune: old delivered and dead deliveries go, with their attempts and
+// bodies; queued ones stay whatever their age; events go once every
+// receiver has taken them and they are old enough.
+func TestPrune(t *testing.T) {
+	f := newFixture(t, time.Second)
+	ok := newReceiver(t, 200)
+	down := newReceiver(t, 503)
+	f.subscribe(t, ok.srv.URL, FormatStandard)
+	slow := f.subscribe(t, down.srv.URL, FormatStandard)
+	f.fire(t, firing("R1"))
+	f.d.RunOnce(context.Background()) // delivered to one, queued for a retry at the other
+	count := func(table string) int {
+		var n int
+		if err := f.db.db.QueryRow(`SELECT COUNT(*) FROM ` + table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if d, e, err := f.db.Prune(context.Background(), f.now.Add(DeliveryRetention+time.Hour)); err != nil || d != 1 || e != 1 {
+		t.Fatalf("pruned %d deliveries, %d events (%v); want the delivered one and the taken event", d, e, err)
+	}
+	if n := count("deliveries"); n != 1 {
+		t.Fatalf("%d deliveries left, want the queued one", n)
+	}
+	if n := count("attempts"); n != 1 {
+		t.Fatalf("%d attempts left, want the queued delivery's", n)
+	}
+	if got := f.delivery(t, slow.ID); got.State != DeliveryQueued || len(got.Payload) == 0 {
+		t.Fatalf("the queued delivery lost its body: %+v", got)
+	}
+
+	// An event a receiver has not taken yet stays.
+	f.d.init()
+	f.d.breakers[slow.ID] = &breaker{openUntil: f.now.Add(time.Hour)}
+	f.fire(t, firing("R2"))
+	f.d.RunOnce(context.Background())
+	if _, e, _ := f.db.Prune(context.Background(), f.now.Add(2*EventRetention)); e != 0 {
+		t.Fatalf("pruned an event a receiver has not taken")
+	}
+	if n := count("events"); n != 1 {
+		t.Fatalf("%d events, want 1", n)
+	}
+}

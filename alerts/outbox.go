@@ -699,6 +699,83 @@ func (d *DB) record(ctx context.Context, id string, a Attempt, state string, nex
 	return nil
 }
 
+// Backlog is how many webhook events wait for a receiver that vigil has
+// not started sending yet (they become deliveries, with ids, when it
+// does): a dead receiver's backlog grows while its breaker is open.
+func (d *DB) Backlog(ctx context.Context, subID string) (int, error) {
+	sub, err := d.Subscription(ctx, subID)
+	if err != nil {
+		return 0, err
+	}
+	_, curs, err := d.cached(ctx)
+	if err != nil {
+		return 0, err
+	}
+	cursor, ok := curs[subID]
+	if !ok {
+		return 0, nil
+	}
+	rows, err := d.db.QueryContext(ctx, `SELECT type, COUNT(*) FROM events WHERE seq > ? GROUP BY type`, cursor)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var typ string
+		var c int
+		if err := rows.Scan(&typ, &c); err != nil {
+			return 0, err
+		}
+		if sub.Wants(typ) {
+			n += c
+		}
+	}
+	return n, rows.Err()
+}
+
+// Retention of the outbox.
+const (
+	DeliveryRetention = 7 * 24 * time.Hour // delivered and dead deliveries, with their attempts
+	EventRetention    = time.Hour          // webhook events every receiver has taken
+)
+
+// Prune deletes what the outbox no longer needs: delivered and dead
+// deliveries older than DeliveryRetention, events that every active
+// receiver has taken and that are older than EventRetention, and bodies
+// nothing refers to. Queued deliveries and events a receiver has not
+// taken yet are never deleted.
+func (d *DB) Prune(ctx context.Context, now time.Time) (deliveries, events int64, err error) {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer tx.Rollback()
+	old := ms(now.Add(-DeliveryRetention))
+	if _, err := tx.ExecContext(ctx, `DELETE FROM attempts WHERE delivery_id IN
+		(SELECT id FROM deliveries WHERE state IN (?, ?) AND updated_at < ?)`, DeliveryDelivered, DeliveryDead, old); err != nil {
+		return 0, 0, fmt.Errorf("prune outbox: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM deliveries WHERE state IN (?, ?) AND updated_at < ?`, DeliveryDelivered, DeliveryDead, old)
+	if err != nil {
+		return 0, 0, fmt.Errorf("prune outbox: %w", err)
+	}
+	deliveries, _ = res.RowsAffected()
+	res, err = tx.ExecContext(ctx, `DELETE FROM events WHERE created_at < ? AND seq <= (SELECT COALESCE(MIN(seq), ?) FROM cursors)`,
+		ms(now.Add(-EventRetention)), d.lastEvent.Load())
+	if err != nil {
+		return 0, 0, fmt.Errorf("prune outbox: %w", err)
+	}
+	events, _ = res.RowsAffected()
+	if deliveries+events > 0 {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM payloads WHERE id NOT IN (SELECT payload_id FROM deliveries)
+			AND id NOT IN (SELECT standard_payload FROM events) AND id NOT IN (SELECT alertmanager_payload FROM events)`); err != nil {
+			return 0, 0, fmt.Errorf("prune outbox: %w", err)
+		}
+	}
+	return deliveries, events, tx.Commit()
+}
+
 // requeueInFlight puts back deliveries that were in flight when vigil
 // stopped: they are sent again (at least once).
 func (d *DB) requeueInFlight(ctx context.Context, now time.Time) error {

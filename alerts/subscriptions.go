@@ -205,6 +205,9 @@ func (h *Hooks) Subscriptions(ctx context.Context) ([]Subscription, error) {
 	return h.DB.Subscriptions(ctx)
 }
 
+// Backlog is how many events wait for a receiver, not yet started.
+func (h *Hooks) Backlog(ctx context.Context, id string) (int, error) { return h.DB.Backlog(ctx, id) }
+
 func (h *Hooks) Delivery(ctx context.Context, id string) (Delivery, error) {
 	return h.DB.Delivery(ctx, id)
 }

@@ -27,6 +27,7 @@ type Hooks interface {
 	Subscription(ctx context.Context, id string) (alerts.Subscription, error)
 	Subscriptions(ctx context.Context) ([]alerts.Subscription, error)
 	Delivery(ctx context.Context, id string) (alerts.Delivery, error)
+	Backlog(ctx context.Context, id string) (int, error)
 	Deliveries(ctx context.Context, subscriptionID string, limit int) ([]alerts.Delivery, error)
 }
 
@@ -114,7 +115,8 @@ func hookError(w http.ResponseWriter, err error) {
 // except the response that creates or rotates it.
 type subscriptionView struct {
 	alerts.Subscription
-	Secret string `json:"secret,omitempty"`
+	Secret  string `json:"secret,omitempty"`
+	Backlog *int   `json:"backlog,omitempty"` // events waiting that vigil has not started sending (GET of one subscription)
 }
 
 func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request) {
@@ -151,7 +153,12 @@ func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) {
 		hookError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, sub)
+	n, err := s.opts.Hooks.Backlog(r.Context(), sub.ID)
+	if err != nil {
+		hookError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, subscriptionView{Subscription: sub, Backlog: &n})
 }
 
 func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request) {

@@ -97,8 +97,20 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	}
 	// The receiver echoes the challenge: the subscription becomes active.
 	a.d.RunOnce(context.Background())
-	if _, got := a.do(t, "GET", "/api/v1/subscriptions/"+id, ""); got["status"] != alerts.SubscriptionActive {
+	if _, got := a.do(t, "GET", "/api/v1/subscriptions/"+id, ""); got["status"] != alerts.SubscriptionActive || got["backlog"] != 0.0 {
 		t.Fatalf("after verification: %v", got)
+	}
+	// An alert fires: until the dispatcher starts on it, it is backlog.
+	if err := a.db.SaveTransitions(context.Background(), []alerts.Transition{{Kind: alerts.StateFiring,
+		Alert: alerts.Alert{Fingerprint: "f1", Rule: "Hot", Source: "host/a", Metric: "cpu.percent", State: alerts.StateFiring, UpdatedAt: time.Now()}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, got := a.do(t, "GET", "/api/v1/subscriptions/"+id, ""); got["backlog"] != 1.0 {
+		t.Fatalf("backlog after an alert: %v", got["backlog"])
+	}
+	a.d.RunOnce(context.Background())
+	if _, got := a.do(t, "GET", "/api/v1/subscriptions/"+id, ""); got["backlog"] != 0.0 {
+		t.Fatalf("backlog once sent: %v", got["backlog"])
 	}
 	// A test event: 202 with a delivery id, then its state by polling.
 	code, acc := a.do(t, "POST", "/api/v1/subscriptions/"+id+"/test", "")
@@ -115,7 +127,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	if d["state"] != alerts.DeliveryDelivered || len(attempts) != 1 || d["event_type"] != alerts.EventTest {
 		t.Fatalf("delivered: %v", d)
 	}
-	if _, ds := a.do(t, "GET", "/api/v1/subscriptions/"+id+"/deliveries", ""); len(ds["deliveries"].([]any)) != 2 {
+	if _, ds := a.do(t, "GET", "/api/v1/subscriptions/"+id+"/deliveries", ""); len(ds["deliveries"].([]any)) != 3 {
 		t.Fatalf("deliveries of the subscription: %v", ds)
 	}
 	// A delivered delivery cannot be retried.
