@@ -373,28 +373,52 @@ func measureFanout(impl string, n int, warm, measure time.Duration) (result, err
 	tr.CloseIdleConnections()
 	wg.Wait()
 
-	// Expected: every event any subscriber saw in the window, the run of
-	// seqs from the first to the last of them (both servers number
-	// consecutively), excluding the edges that might straddle the window.
-	var lo, hi uint64 = ^uint64(0), 0
+	seqs := make([][]uint64, len(subs))
 	var lat []time.Duration
-	for _, s := range subs {
-		for _, q := range s.seqs {
-			lo, hi = min(lo, q), max(hi, q)
-		}
+	for i, s := range subs {
+		seqs[i] = s.seqs
 		lat = append(lat, s.latencies...)
 	}
+	w := tally(seqs, lat)
+	return result{
+		impl: impl, subs: n, held: held,
+		p50: w.p50, p99: w.p99, missed: w.missed, received: w.received,
+		memPerSub:  (rss1 - rss0) / float64(n),
+		cpuPercent: 100 * (cpu1 - cpu0) / t1.Sub(t0).Seconds(),
+	}, nil
+}
+
+// window is what the clients of a run got in the measurement window.
+type window struct {
+	events, received, missed int
+	p50, p99                 time.Duration
+}
+
+// tally counts, per client, the events received and missed among those
+// of the window — the run of seqs from the first to the last that any
+// client saw (the servers number consecutively), less the two edges,
+// which may straddle the window — and the latency percentiles.
+func tally(seqs [][]uint64, lat []time.Duration) window {
+	var lo, hi uint64 = ^uint64(0), 0
+	for _, ss := range seqs {
+		for _, q := range ss {
+			lo, hi = min(lo, q), max(hi, q)
+		}
+	}
+	if hi < lo+2 {
+		return window{}
+	}
 	lo, hi = lo+1, hi-1
-	missed, received := 0, 0
-	for _, s := range subs {
+	w := window{events: int(hi - lo + 1)}
+	for _, ss := range seqs {
 		got := 0
-		for _, q := range s.seqs {
+		for _, q := range ss {
 			if q >= lo && q <= hi {
 				got++
 			}
 		}
-		received += got
-		missed += int(hi-lo+1) - got
+		w.received += got
+		w.missed += w.events - got
 	}
 	slices.Sort(lat)
 	pct := func(q float64) time.Duration {
@@ -403,12 +427,8 @@ func measureFanout(impl string, n int, warm, measure time.Duration) (result, err
 		}
 		return lat[min(len(lat)-1, int(q*float64(len(lat))))]
 	}
-	return result{
-		impl: impl, subs: n, held: held,
-		p50: pct(0.50), p99: pct(0.99), missed: missed, received: received,
-		memPerSub:  (rss1 - rss0) / float64(n),
-		cpuPercent: 100 * (cpu1 - cpu0) / t1.Sub(t0).Seconds(),
-	}, nil
+	w.p50, w.p99 = pct(0.5), pct(0.99)
+	return w
 }
 
 func fanout(args []string) error {

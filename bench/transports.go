@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -352,43 +351,20 @@ func measureTransport(name string, n, rate int, warm, measure time.Duration) (tr
 	tr.CloseIdleConnections()
 	wg.Wait()
 
-	// The events of the window: the run of seqs from the first to the
-	// last any client saw, without the edges.
-	var lo, hi uint64 = ^uint64(0), 0
+	seqs := make([][]uint64, len(cs))
 	var lat []time.Duration
-	for _, c := range cs {
-		for _, q := range c.seqs {
-			lo, hi = min(lo, q), max(hi, q)
-		}
+	for i, c := range cs {
+		seqs[i] = c.seqs
 		lat = append(lat, c.latencies...)
 	}
-	if hi == 0 {
+	w := tally(seqs, lat)
+	if w.events == 0 {
 		return transportResult{}, fmt.Errorf("no events received")
-	}
-	lo, hi = lo+1, hi-1
-	events := int(hi - lo + 1)
-	missed, received := 0, 0
-	for _, c := range cs {
-		got := 0
-		for _, q := range c.seqs {
-			if q >= lo && q <= hi {
-				got++
-			}
-		}
-		received += got
-		missed += events - got
-	}
-	slices.Sort(lat)
-	pct := func(q float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
-		}
-		return lat[min(len(lat)-1, int(q*float64(len(lat))))]
 	}
 	published := float64(rate) * t1.Sub(t0).Seconds()
 	return transportResult{
-		name: name, clients: n, held: held, events: events, received: received, missed: missed,
-		p50: pct(0.5), p99: pct(0.99),
+		name: name, clients: n, held: held, events: w.events, received: w.received, missed: w.missed,
+		p50: w.p50, p99: w.p99,
 		cpuPercent: 100 * (cpu1 - cpu0) / t1.Sub(t0).Seconds(),
 		memPerConn: (rss1 - rss0) / float64(n),
 		wirePerEv:  float64(w1-w0) / published / float64(n),
