@@ -219,22 +219,33 @@ func wsRead(ctx context.Context, cancel context.CancelFunc, c *websocket.Conn, r
 		if err != nil {
 			return
 		}
-		var req wsRequest
-		if typ != websocket.MessageText {
-			req.err = errors.New("requests are JSON text messages")
-		} else {
-			dec := json.NewDecoder(bytes.NewReader(data))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&req); err != nil {
-				req = wsRequest{err: errors.New("bad JSON: " + strings.TrimPrefix(err.Error(), "json: "))}
-			}
-		}
+		req := parseWSRequest(typ, data)
 		select {
 		case reqs <- req:
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// parseWSRequest reads one client message strictly: a JSON object with
+// known fields only, nothing after it. A message that is not one carries
+// the error to answer with.
+func parseWSRequest(typ websocket.MessageType, data []byte) wsRequest {
+	if typ != websocket.MessageText {
+		return wsRequest{err: errors.New("requests are JSON text messages")}
+	}
+	var req wsRequest
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&req)
+	if err == nil && dec.More() {
+		err = errors.New("unexpected data after the JSON object")
+	}
+	if err != nil {
+		return wsRequest{err: errors.New("bad JSON: " + strings.TrimPrefix(err.Error(), "json: "))}
+	}
+	return req
 }
 
 // wsPing pings the client (the stream has been idle for a heartbeat) and

@@ -299,3 +299,29 @@ func TestWebSocketNoPongCloses(t *testing.T) {
 	waitSubscribers(t, a.hub, 1)
 	waitSubscribers(t, a.hub, 0)
 }
+
+// FuzzWSRequest: any message parses to a request or to an error to answer
+// with, never a panic; what parses has an op and survives a round trip.
+func FuzzWSRequest(f *testing.F) {
+	for _, s := range []string{`{"op":"subscribe","source":["host/*"],"type":"sample,alert"}`, `{"op":"ack","fingerprint":"f1","by":"a"}`,
+		`{"op":"ping","ref":"1"}`, `{"op":`, `{"op":"x"} {}`, `[]`, `{"source":7}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req := parseWSRequest(websocket.MessageText, data)
+		if req.err != nil {
+			if req.Op != "" || req.Fingerprint != "" {
+				t.Fatalf("an error with fields set: %+v", req)
+			}
+			return
+		}
+		b, err := json.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again := parseWSRequest(websocket.MessageText, b)
+		if again.err != nil || again.Op != req.Op || again.Fingerprint != req.Fingerprint || len(again.Source) != len(req.Source) {
+			t.Fatalf("round trip %s: %+v vs %+v", b, again, req)
+		}
+	})
+}
