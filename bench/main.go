@@ -228,9 +228,17 @@ func (p *proc) rssBytes() float64 {
 // ---- the load generator ----------------------------------------------------
 
 type subscriber struct {
+	mu        sync.Mutex
 	seqs      []uint64
 	latencies []time.Duration
 	alive     atomic.Bool
+}
+
+// reset forgets what was received so far: only the window counts.
+func (s *subscriber) reset() {
+	s.mu.Lock()
+	s.seqs, s.latencies = s.seqs[:0], s.latencies[:0]
+	s.mu.Unlock()
 }
 
 // readStream parses an event stream by the WHATWG rules (LF, CR and CRLF
@@ -284,25 +292,78 @@ var (
 	tsKey  = []byte(`"ts":"`)
 )
 
-func (s *subscriber) record(data []byte) {
+// record notes an event's seq and latency; it returns the seq, or 0 for
+// data that is not an event.
+func (s *subscriber) record(data []byte) uint64 {
+	seq, lat, ok := parseEvent(data)
+	if !ok {
+		return 0
+	}
+	s.mu.Lock()
+	s.seqs = append(s.seqs, seq)
+	s.latencies = append(s.latencies, lat)
+	s.mu.Unlock()
+	return seq
+}
+
+// parseEvent reads an event's seq and its latency from its "ts".
+func parseEvent(data []byte) (uint64, time.Duration, bool) {
 	now := time.Now()
 	i := bytes.Index(data, seqKey)
 	j := bytes.Index(data, tsKey)
-	if i < 0 || j < 0 {
-		return
+	if i < 0 || j < 0 || len(data) < j+len(tsKey)+24 {
+		return 0, 0, false
 	}
 	rest := data[i+len(seqKey):]
 	end := bytes.IndexAny(rest, ",}")
+	if end < 0 {
+		return 0, 0, false
+	}
 	seq, err := strconv.ParseUint(string(rest[:end]), 10, 64)
 	if err != nil {
-		return
+		return 0, 0, false
 	}
 	ts, err := time.Parse(time.RFC3339Nano, string(data[j+len(tsKey):j+len(tsKey)+24]))
 	if err != nil {
-		return
+		return 0, 0, false
 	}
-	s.seqs = append(s.seqs, seq)
-	s.latencies = append(s.latencies, now.Sub(ts))
+	return seq, now.Sub(ts), true
+}
+
+// measureWindow lets the clients warm up, then measures the server over
+// the window: its CPU time and resident memory, and how many clients are
+// still connected at the end. mark, if not nil, is called as the window
+// opens (false) and closes (true), for counters of the caller's own.
+func measureWindow(p *proc, subs []*subscriber, warm, measure time.Duration, mark func(end bool)) (cpuPercent, rss float64, held int) {
+	if mark == nil {
+		mark = func(bool) {}
+	}
+	time.Sleep(warm)
+	for _, s := range subs {
+		s.reset()
+	}
+	mark(false)
+	cpu0, t0 := p.cpuSeconds(), time.Now()
+	time.Sleep(measure)
+	cpu1, t1 := p.cpuSeconds(), time.Now()
+	mark(true)
+	for _, s := range subs {
+		if s.alive.Load() {
+			held++
+		}
+	}
+	return 100 * (cpu1 - cpu0) / t1.Sub(t0).Seconds(), p.rssBytes(), held
+}
+
+// tallyAll is tally over every client, once they have stopped.
+func tallyAll(subs []*subscriber) window {
+	seqs := make([][]uint64, len(subs))
+	var lat []time.Duration
+	for i, s := range subs {
+		seqs[i] = s.seqs
+		lat = append(lat, s.latencies...)
+	}
+	return tally(seqs, lat)
 }
 
 type result struct {
@@ -354,37 +415,16 @@ func measureFanout(impl string, n int, warm, measure time.Duration) (result, err
 			s.alive.Store(false)
 		}()
 	}
-	time.Sleep(warm)
-	// Only events published inside the window count.
-	for _, s := range subs {
-		s.seqs, s.latencies = s.seqs[:0], s.latencies[:0]
-	}
-	cpu0, t0 := p.cpuSeconds(), time.Now()
-	time.Sleep(measure)
-	cpu1, t1 := p.cpuSeconds(), time.Now()
-	rss1 := p.rssBytes()
-	held := 0
-	for _, s := range subs {
-		if s.alive.Load() {
-			held++
-		}
-	}
+	cpu, rss1, held := measureWindow(p, subs, warm, measure, nil)
 	cancel()
 	tr.CloseIdleConnections()
 	wg.Wait()
-
-	seqs := make([][]uint64, len(subs))
-	var lat []time.Duration
-	for i, s := range subs {
-		seqs[i] = s.seqs
-		lat = append(lat, s.latencies...)
-	}
-	w := tally(seqs, lat)
+	w := tallyAll(subs)
 	return result{
 		impl: impl, subs: n, held: held,
 		p50: w.p50, p99: w.p99, missed: w.missed, received: w.received,
 		memPerSub:  (rss1 - rss0) / float64(n),
-		cpuPercent: 100 * (cpu1 - cpu0) / t1.Sub(t0).Seconds(),
+		cpuPercent: cpu,
 	}, nil
 }
 

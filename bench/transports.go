@@ -141,27 +141,6 @@ func transports(args []string) error {
 	return nil
 }
 
-// tclient is one client's record of the events it got.
-type tclient struct {
-	mu        sync.Mutex
-	seqs      []uint64
-	latencies []time.Duration
-	alive     atomic.Bool
-}
-
-func (c *tclient) take(data []byte) uint64 {
-	s := &subscriber{}
-	s.record(data)
-	if len(s.seqs) == 0 {
-		return 0
-	}
-	c.mu.Lock()
-	c.seqs = append(c.seqs, s.seqs[0])
-	c.latencies = append(c.latencies, s.latencies[0])
-	c.mu.Unlock()
-	return s.seqs[0]
-}
-
 func measureTransport(name string, n, rate int, warm, measure time.Duration) (transportResult, error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -194,7 +173,7 @@ func measureTransport(name string, n, rate int, warm, measure time.Duration) (tr
 	client := &http.Client{Transport: tr}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cs := make([]*tclient, n)
+	cs := make([]*subscriber, n)
 	var wg sync.WaitGroup
 	get := func(url string, h http.Header) (*http.Response, error) {
 		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
@@ -205,7 +184,7 @@ func measureTransport(name string, n, rate int, warm, measure time.Duration) (tr
 		return client.Do(req)
 	}
 	for i := range cs {
-		c := &tclient{}
+		c := &subscriber{}
 		cs[i] = c
 		switch name {
 		case "sse", "ndjson":
@@ -229,10 +208,10 @@ func measureTransport(name string, n, rate int, warm, measure time.Duration) (tr
 					}
 					if name == "sse" {
 						if d, ok := bytes.CutPrefix(line, []byte("data: ")); ok {
-							c.take(d)
+							c.record(d)
 						}
 					} else if len(line) > 0 {
-						c.take(line)
+						c.record(line)
 					}
 				}
 			})
@@ -251,7 +230,7 @@ func measureTransport(name string, n, rate int, warm, measure time.Duration) (tr
 					if err != nil {
 						return
 					}
-					c.take(b)
+					c.record(b)
 				}
 			})
 		case "longpoll":
@@ -276,7 +255,7 @@ func measureTransport(name string, n, rate int, warm, measure time.Duration) (tr
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 					for _, ev := range ans.Events {
-						c.take(ev)
+						c.record(ev)
 					}
 					after = ans.Next
 				}
@@ -320,7 +299,7 @@ func measureTransport(name string, n, rate int, warm, measure time.Duration) (tr
 						s := &subscriber{}
 						s.record(ev)
 						if len(s.seqs) == 1 && s.seqs[0] > newest {
-							c.take(ev)
+							c.record(ev)
 							top = max(top, s.seqs[0])
 						}
 					}
@@ -329,43 +308,28 @@ func measureTransport(name string, n, rate int, warm, measure time.Duration) (tr
 			})
 		}
 	}
-	time.Sleep(warm)
-	for _, c := range cs {
-		c.mu.Lock()
-		c.seqs, c.latencies = c.seqs[:0], c.latencies[:0]
-		c.mu.Unlock()
-	}
-	w0, r0 := wire.Load(), requests.Load()
-	cpu0, t0 := p.cpuSeconds(), time.Now()
-	time.Sleep(measure)
-	cpu1, t1 := p.cpuSeconds(), time.Now()
-	w1, r1 := wire.Load(), requests.Load()
-	rss1 := p.rssBytes()
-	held := 0
-	for _, c := range cs {
-		if c.alive.Load() {
-			held++
+	var w0, r0, w1, r1 int64
+	var opened time.Time
+	var window time.Duration
+	cpu, rss1, held := measureWindow(p, cs, warm, measure, func(end bool) {
+		if !end {
+			w0, r0, opened = wire.Load(), requests.Load(), time.Now()
+			return
 		}
-	}
+		w1, r1, window = wire.Load(), requests.Load(), time.Since(opened)
+	})
 	cancel()
 	tr.CloseIdleConnections()
 	wg.Wait()
-
-	seqs := make([][]uint64, len(cs))
-	var lat []time.Duration
-	for i, c := range cs {
-		seqs[i] = c.seqs
-		lat = append(lat, c.latencies...)
-	}
-	w := tally(seqs, lat)
+	w := tallyAll(cs)
 	if w.events == 0 {
 		return transportResult{}, fmt.Errorf("no events received")
 	}
-	published := float64(rate) * t1.Sub(t0).Seconds()
+	published := float64(rate) * window.Seconds()
 	return transportResult{
 		name: name, clients: n, held: held, events: w.events, received: w.received, missed: w.missed,
 		p50: w.p50, p99: w.p99,
-		cpuPercent: 100 * (cpu1 - cpu0) / t1.Sub(t0).Seconds(),
+		cpuPercent: cpu,
 		memPerConn: (rss1 - rss0) / float64(n),
 		wirePerEv:  float64(w1-w0) / published / float64(n),
 		requests:   r1 - r0,
