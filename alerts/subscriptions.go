@@ -63,7 +63,7 @@ func (h *Hooks) apply(s *Subscription, in SubscriptionInput, creating bool) erro
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || len(*in.URL) > 2048 {
 			return invalid("url: want an absolute http:// or https:// URL without credentials")
 		}
-		s.URL = *in.URL
+		s.URL = u.String() // normalised: "HTTPS://Example.com" is stored as https://Example.com
 	} else if creating {
 		return invalid("url: required")
 	}
