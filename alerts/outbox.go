@@ -374,8 +374,14 @@ func (d *DB) enqueue(ctx context.Context, tx *sql.Tx, sub Subscription, typ stri
 	if err != nil {
 		return "", err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (seq, id, subscription_id, event_type, payload, state, next_attempt_at, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, seq, id, sub.ID, typ, body, DeliveryQueued, ms(now), ms(now), ms(now)); err != nil {
+	// Bodies live in payloads, as alert events' do (deliveries.payload is
+	// read only for rows from before that table).
+	res, err := d.exec(ctx, tx, sqlInsertPayload, body)
+	if err != nil {
+		return "", fmt.Errorf("enqueue delivery: %w", err)
+	}
+	pid, _ := res.LastInsertId()
+	if _, err := d.exec(ctx, tx, sqlInsertDelivery, seq, id, sub.ID, typ, pid, DeliveryQueued, ms(now), ms(now), ms(now)); err != nil {
 		return "", fmt.Errorf("enqueue delivery: %w", err)
 	}
 	return id, nil
