@@ -58,6 +58,14 @@ type Config struct {
 		// http:// and the listen address.
 		DashboardURL string `yaml:"dashboard_url"`
 	} `yaml:"alerts"`
+	Server struct {
+		// AllowedHosts are the names vigil answers to (in the Host
+		// header) besides IP addresses and loopback names, against DNS
+		// rebinding; "*.example.com" matches subdomains. On a loopback
+		// address only loopback names are accepted without them;
+		// elsewhere, when empty, any name is.
+		AllowedHosts []string `yaml:"allowed_hosts"`
+	} `yaml:"server"`
 	Auth struct {
 		// Tokens, once set, are required (Authorization: Bearer) for every
 		// request that changes something.
@@ -204,6 +212,9 @@ func (c Config) rules() ([]alerts.Rule, error) {
 	}
 	return out, nil
 }
+
+// allowedHostRe is a DNS name, a "*." pattern or "*".
+var allowedHostRe = regexp.MustCompile(`^(\*|(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?)$`)
 
 var serviceNameRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
 
@@ -495,6 +506,11 @@ func validate(c Config, file string, root *yaml.Node) error {
 					errs = append(errs, &ConfigError{File: file, Line: line, Msg: fmt.Sprintf("alerts.rules[%d] %s: %v", i, rc.Name, e)})
 				}
 			}
+		}
+	}
+	for i, h := range c.Server.AllowedHosts {
+		if !allowedHostRe.MatchString(h) {
+			bad("server.allowed_hosts."+strconv.Itoa(i), fmt.Sprintf("%q is not a host name, *.domain or *", h))
 		}
 	}
 	for i, tok := range c.Auth.Tokens {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -25,7 +26,7 @@ import (
 
 // browser starts headless Chromium for a test. Locally a missing browser
 // skips the test; in CI (where .ci/run installs Debian's chromium) it fails.
-func browser(t *testing.T) context.Context {
+func browser(t *testing.T, flags ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	var path string
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
@@ -51,6 +52,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 720),
 	)
+	opts = append(opts, flags...)
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelC := chromedp.NewContext(actx)
 	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
@@ -338,5 +340,142 @@ func TestBrowserFallsBackToLongPolling(t *testing.T) {
 	waitFor(t, ctx, "values change after a reload", moving+` !== `+fmt.Sprintf("%q", before), 5*time.Second)
 	if streams.Load() != n {
 		t.Errorf("the reloaded page opened the event stream again (%d -> %d)", n, streams.Load())
+	}
+}
+
+// TestBrowserCrossSiteWritesFail: a page on another origin tries every
+// write in a visitor's browser — "simple" no-cors requests, JSON with a
+// preflight, a form post, the WebSocket's ack — and a page on a name that
+// rebinds to vigil's address tries them as "same origin". All fail and
+// nothing changes.
+func TestBrowserCrossSiteWritesFail(t *testing.T) {
+	ctx := browser(t, chromedp.Flag("host-resolver-rules", "MAP evil.test 127.0.0.1"))
+	cfg := filepath.Join(t.TempDir(), "vigil.yaml")
+	os.WriteFile(cfg, []byte("alerts:\n  rules:\n    - {name: AlwaysFiring, source: host/*, metric: host.uptime_seconds, op: '>', threshold: 0}\n"), 0o644)
+	base, _ := startVigil(t, "--data", t.TempDir(), "--config", cfg)
+	vigilPort := base[strings.LastIndex(base, ":")+1:]
+
+	var fp string
+	eventually(t, 15*time.Second, "the alert fires", func() bool {
+		var out struct{ Alerts []struct{ Fingerprint, State string } }
+		getJSONInto(t, base+"/api/v1/alerts", &out)
+		if len(out.Alerts) > 0 && out.Alerts[0].State == "firing" {
+			fp = out.Alerts[0].Fingerprint
+		}
+		return fp != ""
+	})
+	// A subscription made the legitimate way (no browser, no Origin).
+	req, _ := http.NewRequest("POST", base+"/api/v1/subscriptions", strings.NewReader(`{"url":"http://127.0.0.1:9/hook","description":"ops"}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("create: %v %v", resp, err)
+	}
+	var sub struct{ ID string }
+	json.NewDecoder(resp.Body).Decode(&sub)
+	resp.Body.Close()
+	// What a forged write could change: the subscriptions, and who
+	// acknowledged the alert (values and times move on their own).
+	state := func() string {
+		var subs map[string]any
+		var alerts struct {
+			Alerts []struct {
+				Fingerprint, State string
+				AckedBy            string `json:"acked_by"`
+			}
+		}
+		getJSONInto(t, base+"/api/v1/subscriptions", &subs)
+		getJSONInto(t, base+"/api/v1/alerts", &alerts)
+		b, _ := json.Marshal([]any{subs, alerts})
+		return string(b)
+	}
+	before := state()
+	if !strings.Contains(before, `"State":"firing","AckedBy":""`) {
+		t.Fatalf("unexpected start state %s", before)
+	}
+
+	attack := `(async (base, sub, fp) => {
+		const results = [];
+		const tries = [
+			['POST', base + '/api/v1/subscriptions', '{"url":"http://127.0.0.1:9/evil"}'],
+			['PUT', base + '/api/v1/subscriptions/' + sub, '{"description":"pwned"}'],
+			['DELETE', base + '/api/v1/subscriptions/' + sub, null],
+			['POST', base + '/api/v1/subscriptions/' + sub + '/rotate-secret', null],
+			['POST', base + '/api/v1/subscriptions/' + sub + '/test', null],
+			['POST', base + '/api/v1/alerts/' + fp + '/ack', '{"by":"mallory"}'],
+			['POST', base + '/api/v1/alerts/' + fp + '/ack', null],
+		];
+		for (const [method, url, body] of tries) {
+			for (const mode of ['no-cors', 'cors']) {
+				const init = {method, mode, body, credentials: 'include',
+					headers: mode === 'cors' ? {'Content-Type': 'application/json'} : {'Content-Type': 'text/plain'}};
+				try { const r = await fetch(url, init); results.push(method + ' ' + mode + ' ' + r.status + ' ' + r.type); }
+				catch (e) { results.push(method + ' ' + mode + ' failed'); }
+			}
+			try {
+				const form = new URLSearchParams({by: 'mallory'});
+				await fetch(url, {method: 'POST', mode: 'no-cors', body: form});
+			} catch (e) {}
+		}
+		await new Promise((done) => {
+			const ws = new WebSocket(base.replace('http', 'ws') + '/ws');
+			ws.onopen = () => { results.push('ws open'); ws.send(JSON.stringify({op: 'ack', fingerprint: fp, by: 'mallory'})); setTimeout(done, 500); };
+			ws.onerror = () => { results.push('ws refused'); done(); };
+		});
+		return results.join('\n');
+	})`
+
+	// A page on another site (localhost is another site than 127.0.0.1).
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, "<!doctype html><title>somewhere else</title><p>hello")
+	}))
+	defer page.Close()
+	pagePort := page.URL[strings.LastIndex(page.URL, ":")+1:]
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://localhost:"+pagePort+"/")); err != nil {
+		t.Fatal(err)
+	}
+	out, err := chromedp.Run(ctx, chromedp.Evaluate[string](attack+fmt.Sprintf("(%q, %q, %q)", base, sub.ID, fp), chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cross-site page:\n%s", out)
+	if strings.Contains(out, "ws open") {
+		t.Error("the cross-site page opened the WebSocket")
+	}
+	if after := state(); after != before {
+		t.Fatalf("a cross-site page changed something:\n%s\n%s", before, after)
+	}
+
+	// A page on a name that resolves to vigil's address (DNS rebinding):
+	// to the browser its requests are same-origin.
+	evil := "http://evil.test:" + vigilPort
+	if err := chromedp.Do(ctx, chromedp.Navigate(evil+"/")); err != nil {
+		t.Fatal(err)
+	}
+	if body := evalString(t, ctx, `document.body.textContent`); !strings.Contains(body, "server.allowed_hosts") {
+		t.Errorf("the rebinding name got a page: %q", body)
+	}
+	if out, err = chromedp.Run(ctx, chromedp.Evaluate[string](attack+fmt.Sprintf("(%q, %q, %q)", evil, sub.ID, fp), chromedp.EvalAwaitPromise)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("rebinding page:\n%s", out)
+	if strings.Contains(out, " 2") || strings.Contains(out, "ws open") {
+		t.Errorf("a request from the rebinding name was answered:\n%s", out)
+	}
+	if after := state(); after != before {
+		t.Fatalf("a rebinding page changed something:\n%s\n%s", before, after)
+	}
+}
+
+func getJSONInto(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
 	}
 }

@@ -269,6 +269,9 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (Con
 		}
 		cfg.Demo = b
 	}
+	if v := getenv("VIGIL_ALLOWED_HOSTS"); v != "" {
+		cfg.Server.AllowedHosts = strings.Split(v, ",")
+	}
 	if v := getenv("VIGIL_AUTH_TOKENS"); v != "" {
 		cfg.Auth.Tokens = strings.Split(v, ",")
 	}
@@ -391,15 +394,23 @@ func serve(ctx context.Context, cfg Config, e env) error {
 		return err
 	}
 	hooks := &alerts.Hooks{DB: db, Wake: dispatcher.Wake}
-	web := dashboard.New(dashboard.Options{Alerts: eval, Hooks: hooks, Tokens: cfg.Auth.Tokens,
-		Hub: hub, Store: store, Metrics: set, Logger: log, Version: buildVersion(), Demo: cfg.Demo,
-		Interval: cfg.Interval.D(), Heartbeat: cfg.Stream.Heartbeat.D(), Retry: cfg.Stream.Retry.D(), WriteTimeout: cfg.Stream.WriteTimeout.D(),
-	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	loopback := false
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
+		loopback = ta.IP.IsLoopback()
+	}
+	if !loopback && len(cfg.Server.AllowedHosts) == 0 {
+		log.Warn("listening beyond this machine with any Host accepted; set server.allowed_hosts to the names vigil is reached by (DNS rebinding)")
+	}
+	web := dashboard.New(dashboard.Options{Alerts: eval, Hooks: hooks, Tokens: cfg.Auth.Tokens,
+		Hub: hub, Store: store, Metrics: set, Logger: log, Version: buildVersion(), Demo: cfg.Demo,
+		Interval: cfg.Interval.D(), Heartbeat: cfg.Stream.Heartbeat.D(), Retry: cfg.Stream.Retry.D(), WriteTimeout: cfg.Stream.WriteTimeout.D(),
+		Loopback: loopback, AllowedHosts: cfg.Server.AllowedHosts,
+	})
 	srv := &http.Server{
 		Handler:           web,
 		ReadHeaderTimeout: 10 * time.Second,

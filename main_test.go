@@ -47,6 +47,19 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// eventually waits for cond to hold, checking every 20 ms, and fails the
+// test when it does not within the time given.
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // startVigil runs the whole app in process on 127.0.0.1:0 and returns its
 // base URL and a function that stops it and reports how long it took.
 func startVigil(t *testing.T, args ...string) (string, func() time.Duration) {

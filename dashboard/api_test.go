@@ -162,6 +162,9 @@ func TestAckAPI(t *testing.T) {
 	a := newTestApp(t, collector.HubOptions{}, Options{Alerts: fa, Tokens: []string{"s3cret"}})
 	post := func(fp, body, token string) (int, map[string]any) {
 		req, _ := http.NewRequest("POST", a.srv.URL+"/api/v1/alerts/"+fp+"/ack", strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}

@@ -3,10 +3,9 @@ package dashboard
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -61,12 +60,15 @@ func (s *Server) writeAuth(next http.HandlerFunc) http.HandlerFunc {
 }
 
 // authorized reports whether an Authorization header value ("Bearer
-// <token>") may write: any value when no tokens are configured.
+// <token>"; the scheme is case-insensitive, RFC 7235) may write: any value
+// when no tokens are configured.
 func (s *Server) authorized(header string) bool {
 	if len(s.opts.Tokens) == 0 {
 		return true
 	}
-	got, ok := strings.CutPrefix(header, "Bearer ")
+	scheme, got, ok := strings.Cut(header, " ")
+	ok = ok && strings.EqualFold(scheme, "Bearer")
+	got = strings.TrimLeft(got, " ")
 	valid := false
 	for _, t := range s.opts.Tokens {
 		if ok && subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
@@ -76,25 +78,27 @@ func (s *Server) authorized(header string) bool {
 	return valid
 }
 
-// decode reads a JSON body strictly: at most MaxBodyBytes, no unknown
-// fields, nothing after the object.
+// decode reads a JSON body strictly (see decodeStrict), at most
+// MaxBodyBytes, declared as application/json, or answers the error and
+// returns false.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
-		err = errors.New("unexpected data after the JSON object")
-	}
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, "body larger than 1 MiB")
-			return false
-		}
-		writeError(w, http.StatusBadRequest, "bad JSON: "+strings.TrimPrefix(err.Error(), "json: "))
+	if !isJSON(r) {
+		writeError(w, http.StatusUnsupportedMediaType, errMediaType.Error())
 		return false
 	}
-	return true
+	err := decodeStrict(http.MaxBytesReader(w, r.Body, MaxBodyBytes), v)
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, "body larger than 1 MiB")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		writeError(w, http.StatusRequestTimeout, "the body did not arrive in time")
+	default:
+		writeError(w, http.StatusBadRequest, "bad JSON: "+strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return false
 }
 
 // hookError maps the outbox's errors to a status and a safe message.

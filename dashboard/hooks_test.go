@@ -36,6 +36,9 @@ func newHookApp(t *testing.T, tokens ...string) *hookApp {
 func (a *hookApp) do(t *testing.T, method, path, body string, header ...string) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest(method, a.srv.URL+path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}

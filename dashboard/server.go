@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -59,6 +60,14 @@ type Options struct {
 	Heartbeat    time.Duration // the hub's heartbeat; the page falls back to long polling when a stream is silent longer (collector.DefaultHeartbeat)
 	Retry        time.Duration // DefaultRetry
 	WriteTimeout time.Duration // DefaultWriteTimeout
+	BodyTimeout  time.Duration // DefaultBodyTimeout
+	// Loopback says vigil listens on a loopback address: it then answers
+	// only to loopback host names and addresses, and AllowedHosts.
+	Loopback bool
+	// AllowedHosts are the host names (or "*.example.com" patterns) that
+	// requests may carry in Host besides IP addresses and loopback names;
+	// empty, on a listener that is not loopback, allows any.
+	AllowedHosts []string
 	// Jitter returns a random duration in [0, n); nil uses math/rand.
 	Jitter func(n time.Duration) time.Duration
 	Now    func() time.Time
@@ -71,6 +80,8 @@ type Server struct {
 	ready   atomic.Bool
 	closing atomic.Bool
 	clients map[string]*atomic.Int64 // connected clients by transport
+	handler http.Handler             // mux behind the checks every request passes
+	panics  *metrics.Counter
 }
 
 // New returns a server with its routes.
@@ -84,6 +95,12 @@ func New(opts Options) *Server {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = DefaultBodyTimeout
+	}
+	for i, h := range opts.AllowedHosts {
+		opts.AllowedHosts[i] = strings.TrimSuffix(strings.ToLower(h), ".")
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -96,13 +113,15 @@ func New(opts Options) *Server {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux(), clients: map[string]*atomic.Int64{}}
+	s := &Server{opts: opts, mux: http.NewServeMux(), clients: map[string]*atomic.Int64{},
+		panics: opts.Metrics.GetOrCreateCounter(`vigil_http_panics_total`)}
 	for _, t := range []string{"sse", "ndjson", "poll", "ws"} {
 		n := new(atomic.Int64)
 		s.clients[t] = n
 		opts.Metrics.GetOrCreateGauge(`vigil_stream_clients{transport="`+t+`"}`, func() float64 { return float64(n.Load()) })
 	}
 	s.routes()
+	s.handler = s.edge(s.mux)
 	return s
 }
 
@@ -137,7 +156,7 @@ func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
 func (s *Server) Shutdown() { s.closing.Store(true) }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mux.ServeHTTP(w, r)
+	s.handler.ServeHTTP(w, r)
 }
 
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
@@ -170,6 +189,20 @@ type errorBody struct {
 
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, errorBody{Error: msg})
+}
+
+// decodeStrict reads one JSON value: known fields only, nothing after it.
+// Every JSON request (HTTP bodies, WebSocket messages) is read with it.
+func decodeStrict(data io.Reader, v any) error {
+	dec := json.NewDecoder(data)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("unexpected data after the JSON object")
+	}
+	return nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -236,13 +236,7 @@ func parseWSRequest(typ websocket.MessageType, data []byte) wsRequest {
 		return wsRequest{err: errors.New("requests are JSON text messages")}
 	}
 	var req wsRequest
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&req)
-	if err == nil && dec.More() {
-		err = errors.New("unexpected data after the JSON object")
-	}
-	if err != nil {
+	if err := decodeStrict(bytes.NewReader(data), &req); err != nil {
 		return wsRequest{err: errors.New("bad JSON: " + strings.TrimPrefix(err.Error(), "json: "))}
 	}
 	return req
