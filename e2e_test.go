@@ -390,7 +390,7 @@ func TestBrowserCrossSiteWritesFail(t *testing.T) {
 		return string(b)
 	}
 	before := state()
-	if !strings.Contains(before, `"State":"firing","AckedBy":""`) {
+	if !strings.Contains(before, `"State":"firing","acked_by":""`) {
 		t.Fatalf("unexpected start state %s", before)
 	}
 
