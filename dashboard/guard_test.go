@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -284,4 +286,55 @@ func openDB(t *testing.T) *alerts.DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// panickyHooks crashes on listing subscriptions.
+type panickyHooks struct{ *alerts.Hooks }
+
+func (panickyHooks) Subscriptions(context.Context) ([]alerts.Subscription, error) {
+	panic("boom: a bug in a handler")
+}
+
+// TestPanicLoggedAndCounted: a crash in a handler is logged at error level
+// with its stack, whatever the log level, and counted in /metrics.
+func TestPanicLoggedAndCounted(t *testing.T) {
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))
+	a := newTestApp(t, collector.HubOptions{}, Options{Logger: log, Hooks: panickyHooks{&alerts.Hooks{DB: openDB(t)}}})
+	if resp, err := http.Get(a.srv.URL + "/api/v1/subscriptions"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a crashed request was answered: %s", resp.Status)
+	}
+	out := logs.String()
+	for _, want := range []string{"level=ERROR", "boom: a bug in a handler", "/api/v1/subscriptions", "guard_test.go"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	resp, err := http.Get(a.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "vigil_http_panics_total 1\n") {
+		t.Fatalf("panic not counted:\n%s", b)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
