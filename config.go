@@ -292,6 +292,27 @@ func (sc ServiceConfig) options(interval time.Duration) (collector.ServiceOption
 	return o, errs
 }
 
+// Bounds of numeric options; vigil validate refuses values outside them.
+const (
+	MinInterval        = 100 * time.Millisecond
+	MaxInterval        = time.Hour
+	MaxPointsPerSeries = 1_000_000 // retention / interval
+	MaxQueue           = 16384     // stream.queue: a subscriber's queue is allocated when it connects
+	MaxReplay          = 1_000_000 // stream.replay
+)
+
+// fmtDur writes a bound as it would be written in the file: 1h, not 1h0m0s.
+func fmtDur(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
 // Defaults.
 const (
 	DefaultAddr      = "127.0.0.1:8080"
@@ -450,12 +471,20 @@ func validate(c Config, file string, root *yaml.Node) error {
 	if c.Data == "" {
 		bad("data", "must not be empty")
 	}
-	if c.Interval.D() < 100*time.Millisecond {
-		bad("interval", fmt.Sprintf("%s is too short; the shortest is 100ms", c.Interval))
+	durRange := func(key string, d Duration, lo, hi time.Duration) {
+		if d.D() < lo || d.D() > hi {
+			bad(key, fmt.Sprintf("%s is outside %s to %s", d, fmtDur(lo), fmtDur(hi)))
+		}
 	}
+	intRange := func(key string, n, lo, hi int) {
+		if n < lo || n > hi {
+			bad(key, fmt.Sprintf("%d is outside %d to %d", n, lo, hi))
+		}
+	}
+	durRange("interval", c.Interval, MinInterval, MaxInterval)
 	if c.Retention.D() < c.Interval.D() {
 		bad("retention", fmt.Sprintf("%s is shorter than the interval %s", c.Retention, c.Interval))
-	} else if c.Interval.D() > 0 && c.Retention.D()/c.Interval.D() > 1_000_000 {
+	} else if c.Interval.D() > 0 && c.Retention.D()/c.Interval.D() > MaxPointsPerSeries {
 		bad("retention", fmt.Sprintf("%s at %s is more than a million points per series", c.Retention, c.Interval))
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
@@ -469,25 +498,23 @@ func validate(c Config, file string, root *yaml.Node) error {
 	}
 	if c.Stream.Queue < 1 {
 		bad("stream.queue", "must be at least 1")
+	} else {
+		intRange("stream.queue", c.Stream.Queue, 1, MaxQueue)
 	}
 	if c.Stream.Replay < c.Stream.Queue {
 		bad("stream.replay", fmt.Sprintf("%d is smaller than stream.queue %d; a dropped client could not resume", c.Stream.Replay, c.Stream.Queue))
+	} else {
+		intRange("stream.replay", c.Stream.Replay, c.Stream.Queue, MaxReplay)
 	}
 	if c.Stream.Heartbeat.D() < time.Second || c.Stream.Heartbeat.D() > 15*time.Second {
 		bad("stream.heartbeat", fmt.Sprintf("%s is outside 1s to 15s; proxies close streams idle longer", c.Stream.Heartbeat))
 	}
-	if c.Stream.Retry.D() < 100*time.Millisecond {
-		bad("stream.retry", fmt.Sprintf("%s is too short; the shortest is 100ms", c.Stream.Retry))
-	}
-	if c.Stream.WriteTimeout.D() < time.Second {
-		bad("stream.write_timeout", fmt.Sprintf("%s is too short; the shortest is 1s", c.Stream.WriteTimeout))
-	}
+	durRange("stream.retry", c.Stream.Retry, 100*time.Millisecond, time.Minute)
+	durRange("stream.write_timeout", c.Stream.WriteTimeout, time.Second, 5*time.Minute)
 	if c.Host.Timeout.D() > c.Interval.D() {
 		bad("host.timeout", fmt.Sprintf("%s is longer than the interval %s", c.Host.Timeout, c.Interval))
 	}
-	if c.Host.FSTimeout.D() <= 0 {
-		bad("host.fs_timeout", "must be positive")
-	}
+	durRange("host.fs_timeout", c.Host.FSTimeout, time.Millisecond, time.Minute)
 	if c.Alerts.Rules != nil {
 		names := map[string]bool{}
 		for i, rc := range *c.Alerts.Rules {
@@ -496,6 +523,9 @@ func validate(c Config, file string, root *yaml.Node) error {
 				bad(key+".name", fmt.Sprintf("rule %q is declared twice", rc.Name))
 			}
 			names[rc.Name] = true
+			if rc.Window.D() > c.Retention.D() {
+				bad(key+".window", fmt.Sprintf("%s is longer than the retention %s: the ring holds no more", rc.Window, c.Retention))
+			}
 			if _, err := rc.rule(); err != nil {
 				for _, e := range unjoin(err) {
 					field, _, _ := strings.Cut(e.Error(), ":")
@@ -514,8 +544,8 @@ func validate(c Config, file string, root *yaml.Node) error {
 		}
 	}
 	for i, tok := range c.Auth.Tokens {
-		if len(tok) < 16 {
-			bad("auth.tokens."+strconv.Itoa(i), "a token must be at least 16 characters")
+		if len(tok) < 16 || len(tok) > 4096 {
+			bad("auth.tokens."+strconv.Itoa(i), "a token must be 16 to 4096 characters")
 		}
 	}
 	if _, err := c.allowNets(); err != nil {

@@ -357,6 +357,13 @@ func TestValidate(t *testing.T) {
 		{"rule with a bad op", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '=>'\n      threshold: 1\n", []string{"cfg.yaml:5: alerts.rules[0] A: op:"}},
 		{"rule with clear on the wrong side", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 90\n      clear: 95\n", []string{"cfg.yaml:7: alerts.rules[0] A: clear: 95 is on the firing side"}},
 		{"rule with a bad duration", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 1\n      for: soon\n", []string{"cfg.yaml:7:", "bad duration"}},
+		{"queue that cannot be allocated", "stream:\n  queue: 1099511627776\n  replay: 1099511627776\n", []string{"cfg.yaml:2: stream.queue: 1099511627776 is outside 1 to 16384", "cfg.yaml:3: stream.replay: 1099511627776 is outside"}},
+		{"replay too large", "stream:\n  replay: 50000000\n", []string{"cfg.yaml:2: stream.replay: 50000000 is outside 256 to 1000000"}},
+		{"interval too long", "interval: 2h\nretention: 4h\n", []string{"cfg.yaml:1: interval: 2h0m0s is outside 100ms to 1h"}},
+		{"write timeout too long", "stream:\n  write_timeout: 1h\n", []string{"cfg.yaml:2: stream.write_timeout: 1h0m0s is outside 1s to 5m"}},
+		{"retry too long", "stream:\n  retry: 10m\n", []string{"cfg.yaml:2: stream.retry: 10m0s is outside 100ms to 1m"}},
+		{"rule window beyond the ring", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 1\n      aggregate: avg\n      window: 1h\n", []string{"cfg.yaml:8:", "window: 1h0m0s is longer than the retention 10m0s"}},
+		{"rule for too long", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 1\n      for: 1000h\n", []string{"cfg.yaml:7:", "for: 1000h0m0s is outside 0s to 168h0m0s"}},
 		{"unknown service key", "services:\n  - name: api\n    prob: {url: http://x}\n", []string{"cfg.yaml:3: unknown key \"prob\""}},
 	}
 	for _, tt := range tests {

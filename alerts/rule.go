@@ -29,6 +29,12 @@ var Ops = []string{">", ">=", "<", "<=", "==", "!="}
 // Aggregations over a rule's window.
 var Aggregates = []string{"last", "avg", "min", "max", "rate"}
 
+// Bounds of a rule's durations.
+const (
+	MaxFor    = 7 * 24 * time.Hour // for and keep_firing_for
+	MaxWindow = 24 * time.Hour     // window and no_data
+)
+
 // DefaultNoData is how long a source may be silent before its alerts
 // are in the "nodata" state.
 const DefaultNoData = time.Minute
@@ -99,8 +105,14 @@ func (r *Rule) Validate() error {
 	if r.Aggregate != "last" && r.Window <= 0 {
 		bad("window: %s needs a window", r.Aggregate)
 	}
-	if r.For < 0 || r.KeepFiringFor < 0 || r.Window < 0 || r.NoData < 0 {
-		bad("for, keep_firing_for, window and no_data must not be negative")
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		max  time.Duration
+	}{{"for", r.For, MaxFor}, {"keep_firing_for", r.KeepFiringFor, MaxFor}, {"window", r.Window, MaxWindow}, {"no_data", r.NoData, MaxWindow}} {
+		if d.v < 0 || d.v > d.max {
+			bad("%s: %s is outside 0s to %s", d.name, d.v, d.max)
+		}
 	}
 	if r.NoData == 0 {
 		r.NoData = DefaultNoData

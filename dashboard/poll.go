@@ -69,13 +69,18 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	if len(ans.Events) == 0 && timeout > 0 {
 		t := time.NewTimer(timeout)
 		defer t.Stop()
-		select {
-		case ev := <-sub.C():
-			add(ev)
-		case <-t.C:
-		case <-sub.Done():
-		case <-r.Context().Done():
-			return
+	wait: // heartbeats are not events: keep waiting for the timeout asked for
+		for len(ans.Events) == 0 {
+			select {
+			case ev := <-sub.C():
+				add(ev)
+			case <-t.C:
+				break wait
+			case <-sub.Done():
+				break wait
+			case <-r.Context().Done():
+				return
+			}
 		}
 	}
 	if len(ans.Events) > 0 && len(ans.Events) < MaxPollBatch && len(sub.Replay) == 0 {

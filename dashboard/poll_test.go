@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -194,5 +195,50 @@ func TestNDJSONStream(t *testing.T) {
 	// A bad filter is a JSON 400 before any streaming.
 	if r, _ := http.Get(a.srv.URL + "/api/v1/stream?type=nope"); r.StatusCode != 400 {
 		t.Fatalf("bad filter: %d", r.StatusCode)
+	}
+}
+
+// TestLongPollOutlastsHeartbeats: a long poll waits for the timeout it
+// asked for; the hub's heartbeats (every 20 ms here) do not end it early.
+func TestLongPollOutlastsHeartbeats(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{FirstID: 100, Heartbeat: 20 * time.Millisecond}, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.hub.Run(ctx)
+	a.publish(t, "host/a", 1) // 100
+	done := make(chan pollResult, 1)
+	go func() { done <- poll(t, a.srv.URL+"/api/v1/poll?after=100&timeout=30s") }()
+	waitSubscribers(t, a.hub, 1)
+	// Several heartbeats pass: an SSE client beside sees them.
+	resp, err := http.Get(a.srv.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := make(chan string, 1024)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	beats := 0
+	for beats < 3 {
+		select {
+		case r := <-done:
+			t.Fatalf("the poll ended before its timeout, on a heartbeat: %+v", r)
+		case l := <-lines:
+			if l == ": heartbeat" {
+				beats++
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no heartbeats")
+		}
+	}
+	a.publish(t, "host/a", 2) // 101
+	r := <-done
+	if len(r.ans.Events) != 1 || r.ans.Events[0].Seq != 101 || r.ans.Next != "101" {
+		t.Fatalf("after heartbeats the poll should carry the event: %+v", r)
 	}
 }

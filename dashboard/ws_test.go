@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -300,11 +301,24 @@ func TestWebSocketNoPongCloses(t *testing.T) {
 	waitSubscribers(t, a.hub, 0)
 }
 
+// TestWSRequestNothingAfterObject: a request is one JSON object and
+// nothing else (a stray "]" used to pass).
+func TestWSRequestNothingAfterObject(t *testing.T) {
+	for _, msg := range []string{`{"op":"ping"}]`, `{"op":"ping"}}`, `{"op":"ping"} x`, `{"op":"ping"}{"op":"ping"}`, `{"op":"ping"},`} {
+		if req := parseWSRequest(websocket.MessageText, []byte(msg)); req.err == nil {
+			t.Errorf("%s accepted", msg)
+		}
+	}
+	if req := parseWSRequest(websocket.MessageText, []byte(" {\"op\":\"ping\"} \n")); req.err != nil || req.Op != "ping" {
+		t.Fatalf("whitespace around the object: %+v", req)
+	}
+}
+
 // FuzzWSRequest: any message parses to a request or to an error to answer
 // with, never a panic; what parses has an op and survives a round trip.
 func FuzzWSRequest(f *testing.F) {
 	for _, s := range []string{`{"op":"subscribe","source":["host/*"],"type":"sample,alert"}`, `{"op":"ack","fingerprint":"f1","by":"a"}`,
-		`{"op":"ping","ref":"1"}`, `{"op":`, `{"op":"x"} {}`, `[]`, `{"source":7}`} {
+		`{"op":"ping","ref":"1"}`, `{"op":`, `{"op":"x"} {}`, `[]`, `{"source":7}`, `{"op":"ping"}]`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -314,6 +328,9 @@ func FuzzWSRequest(f *testing.F) {
 				t.Fatalf("an error with fields set: %+v", req)
 			}
 			return
+		}
+		if trimmed := bytes.TrimSpace(data); len(trimmed) == 0 || trimmed[len(trimmed)-1] != '}' {
+			t.Fatalf("%q accepted: something after the object", data)
 		}
 		b, err := json.Marshal(req)
 		if err != nil {
