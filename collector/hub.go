@@ -132,8 +132,8 @@ func NewHub(opts HubOptions) *Hub {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.FirstID == 0 {
-		opts.FirstID = uint64(opts.Now().UnixMicro())
+	if opts.FirstID == 0 || opts.FirstID > MaxID {
+		opts.FirstID = epochStart(opts.Now())
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
@@ -154,16 +154,41 @@ func NewHub(opts HubOptions) *Hub {
 	return h
 }
 
+// MaxID is the largest event id: ids are numbers in every event's JSON,
+// and JavaScript reads numbers exactly only up to 2^53-1.
+const MaxID = 1<<53 - 1
+
+// epochHeadroom is how many ids a run must have before MaxID; a start any
+// nearer begins a new epoch instead.
+const epochHeadroom = 1 << 40
+
 // NextRunID returns the first event id for a new run: after every id a
 // previous run may have used (floor, as saved by the previous run) and not
 // before now in microseconds, so ids increase across restarts even when the
-// saved floor is stale after a crash.
+// saved floor is stale after a crash. A floor too near MaxID starts a new
+// epoch from now: ids go down once, and clients from before get a reset.
 func NextRunID(floor uint64, now time.Time) uint64 {
-	return max(floor+1, uint64(now.UnixMicro()))
+	if floor < MaxID-epochHeadroom {
+		return max(floor+1, epochStart(now))
+	}
+	return epochStart(now)
 }
 
-// FirstID is the id of this run's first event.
-func (h *Hub) FirstID() uint64 { return h.first }
+// epochStart is the first id of a new epoch: now in microseconds.
+func epochStart(now time.Time) uint64 {
+	us := uint64(max(1, now.UnixMicro()))
+	if us > MaxID-epochHeadroom {
+		return 1 // a clock centuries ahead
+	}
+	return us
+}
+
+// FirstID is the id of this run's (or epoch's) first event.
+func (h *Hub) FirstID() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.first
+}
 
 // LastID is the id of the newest event, or FirstID-1 before the first.
 func (h *Hub) LastID() uint64 {
@@ -202,6 +227,9 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 	if h.closed {
 		return nil, ErrClosed
 	}
+	if h.next > MaxID {
+		h.newEpochLocked()
+	}
 	ev := encodeEvent(h.next, m.Type, m.Source, m.Time, body)
 	h.next++
 	h.keep(ev)
@@ -224,6 +252,16 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 		}
 	}
 	return ev, nil
+}
+
+// newEpochLocked starts ids again from a new epoch once they reach MaxID:
+// the window is emptied (its ids are of the old epoch), so a client
+// resuming from an old id gets a reset with the newest state.
+func (h *Hub) newEpochLocked() {
+	h.first = epochStart(h.opts.Now())
+	h.next = h.first
+	clear(h.window)
+	h.window, h.start = h.window[:0], 0
 }
 
 func (h *Hub) keep(ev *Event) {

@@ -120,6 +120,41 @@ func TestIDsIncreaseStrictly(t *testing.T) {
 	}
 }
 
+// TestIDsStaySafeIntegers: ids are numbers in every event's JSON, so they
+// stay within JavaScript's safe integers and never wrap: a saved id near
+// the limit starts a new epoch, and a client from before it gets a reset.
+func TestIDsStaySafeIntegers(t *testing.T) {
+	for _, floor := range []uint64{MaxID - 5, MaxID, MaxID + 10, 1 << 63} {
+		if got := NextRunID(floor, testNow); got > MaxID-1<<40 || got != uint64(testNow.UnixMicro()) {
+			t.Errorf("NextRunID(%d) = %d: want a new epoch from now", floor, got)
+		}
+	}
+	h := newTestHub(t, HubOptions{FirstID: MaxID - 2})
+	evs := publishSamples(t, h, "host/a", 5)
+	for _, ev := range evs {
+		if ev.ID > MaxID || ev.ID == 0 {
+			t.Fatalf("id %d beyond 2^53-1: %v", ev.ID, ids(evs))
+		}
+	}
+	if evs[2].ID != MaxID || evs[3].ID >= evs[2].ID {
+		t.Fatalf("ids %v: want the limit reached, then a new epoch", ids(evs))
+	}
+	sub, err := h.Subscribe(Cursor{LastID: strconv.FormatUint(MaxID-1, 10)}, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if len(sub.Replay) != 1 || sub.Replay[0].Type != TypeReset || sub.Replay[0].ID != evs[4].ID {
+		t.Fatalf("a client from the old epoch: %+v", sub.Replay)
+	}
+	// A client of the new epoch resumes normally.
+	sub2, _ := h.Subscribe(Cursor{LastID: strconv.FormatUint(evs[3].ID, 10)}, Filter{})
+	defer sub2.Close()
+	if len(sub2.Replay) != 1 || sub2.Replay[0].ID != evs[4].ID {
+		t.Fatalf("a client of the new epoch: %v", ids(sub2.Replay))
+	}
+}
+
 func TestResume(t *testing.T) {
 	h := newTestHub(t, HubOptions{Replay: 10, FirstID: 1000})
 	publishSamples(t, h, "host/a", 25) // ids 1000..1024; window holds 1015..1024
