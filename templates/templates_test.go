@@ -239,3 +239,34 @@ func TestHealthAndCircle(t *testing.T) {
 		t.Error("radius not capped")
 	}
 }
+
+// TestNamesIsolatedFromBidiTricks: a name from a source may carry a
+// right-to-left override (U+202E) to disguise itself or what follows; every
+// element showing one is rendered with dir="auto" (its own bidi isolate).
+func TestNamesIsolatedFromBidiTricks(t *testing.T) {
+	const rlo = "\u202e"
+	d := sampleDashboard()
+	d.Hosts[0].Name = "web" + rlo + "1"
+	d.Hosts[0].Filesystems[0].Mount = "/mnt/" + rlo + "gpj.exe"
+	d.Tiles[0].Name = "api" + rlo + "evil"
+	d.Tiles[1].Metrics[0].Metric = "jobs" + rlo + ".done"
+	d.Alerts = []Alert{{Rule: "R" + rlo + "x", Source: "service/" + rlo + "api", State: "firing", Summary: "s" + rlo + "s"}}
+	src := Source{Name: "service/" + rlo + "api", Status: Status{State: "failed", Error: "e" + rlo + "rr"},
+		Instances: []Instance{{Name: "10.0.0.1:" + rlo + "80", Metrics: map[string]float64{}}}}
+	for name, doc := range map[string]*goquery.Document{"dashboard": render(t, DashboardPage(d)), "source": render(t, SourcePage(src))} {
+		n := 0
+		doc.Find("body *").Each(func(_ int, el *goquery.Selection) {
+			own := el.Contents().FilterFunction(func(_ int, c *goquery.Selection) bool { return goquery.NodeName(c) == "#text" }).Text()
+			if !strings.Contains(own, rlo) || goquery.NodeName(el) == "script" {
+				return
+			}
+			n++
+			if el.Closest(`[dir="auto"]`).Length() == 0 {
+				t.Errorf("%s: <%s> shows %q without dir=auto", name, goquery.NodeName(el), own)
+			}
+		})
+		if n == 0 {
+			t.Fatalf("%s: no name rendered", name)
+		}
+	}
+}
