@@ -389,7 +389,7 @@ func serve(ctx context.Context, cfg Config, e env) error {
 	if err := configureReceivers(ctx, db, cfg.Alerts.Receivers); err != nil {
 		return err
 	}
-	eval := &alerts.Evaluator{Rules: rules, Store: store, Hub: hub, DB: db, Interval: cfg.Interval.D(), Logger: log, Saved: dispatcher.Wake}
+	eval := &alerts.Evaluator{Rules: rules, Store: store, Hub: hub, DB: db, Interval: cfg.Interval.D(), Logger: log, Metrics: set, Saved: dispatcher.Wake}
 	if err := eval.Load(ctx); err != nil {
 		return err
 	}
@@ -410,6 +410,7 @@ func serve(ctx context.Context, cfg Config, e env) error {
 		Hub: hub, Store: store, Metrics: set, Logger: log, Version: buildVersion(), Demo: cfg.Demo,
 		Interval: cfg.Interval.D(), Heartbeat: cfg.Stream.Heartbeat.D(), Retry: cfg.Stream.Retry.D(), WriteTimeout: cfg.Stream.WriteTimeout.D(),
 		Loopback: loopback, AllowedHosts: cfg.Server.AllowedHosts,
+		Checks: []dashboard.Check{{Name: "alert store", Err: eval.Healthy}},
 	})
 	srv := &http.Server{
 		Handler:           web,

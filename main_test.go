@@ -510,7 +510,7 @@ func FuzzConfig(f *testing.F) {
 // follow the URL, --json prints the stream's JSON, and bad flags or
 // filters are errors that name the problem.
 func TestTailCommand(t *testing.T) {
-	base, _ := startVigil(t, "--interval", "100ms")
+	base, _ := startVigil(t, "--data", t.TempDir(), "--interval", "100ms")
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	done := make(chan error, 1)

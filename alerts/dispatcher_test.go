@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -507,4 +508,117 @@ func TestPrune(t *testing.T) {
 	if n := count("events"); n != 1 {
 		t.Fatalf("%d events, want 1", n)
 	}
+}
+
+func resolvedT(rule string) Transition {
+	t := firing(rule)
+	t.Kind, t.Alert.State, t.Alert.EndedAt = StateResolved, StateInactive, t0.Add(time.Minute)
+	return t
+}
+
+// orderedReceiver records the order webhooks arrive in and answers by
+// rule: the statuses given for a rule, one per request (the last repeats),
+// 200 for the others. While it handles one request it waits a little for
+// another to arrive, so that two sent at once are seen as such.
+type orderedReceiver struct {
+	srv      *httptest.Server
+	mu       sync.Mutex
+	got      []string // "rule type"
+	busy     map[string]int
+	overlap  []string // requests that came while another of the same alert was being handled
+	statuses map[string][]int
+}
+
+func newOrderedReceiver(t *testing.T, statuses map[string][]int) *orderedReceiver {
+	o := &orderedReceiver{statuses: statuses, busy: map[string]int{}}
+	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev struct {
+			Type string
+			Data struct{ Rule string }
+		}
+		json.NewDecoder(r.Body).Decode(&ev)
+		key := ev.Data.Rule + " " + ev.Type
+		o.mu.Lock()
+		o.got = append(o.got, key)
+		n := 0
+		for _, g := range o.got {
+			if strings.HasPrefix(g, ev.Data.Rule+" ") {
+				n++
+			}
+		}
+		code := 200
+		if st := o.statuses[ev.Data.Rule]; len(st) > 0 {
+			code = st[min(n, len(st))-1]
+		}
+		o.busy[ev.Data.Rule]++
+		if o.busy[ev.Data.Rule] > 1 {
+			o.overlap = append(o.overlap, key)
+		}
+		o.mu.Unlock()
+		time.Sleep(100 * time.Millisecond) // room for a second request of the same pass to arrive
+		o.mu.Lock()
+		o.busy[ev.Data.Rule]--
+		o.mu.Unlock()
+		w.WriteHeader(code)
+	}))
+	t.Cleanup(o.srv.Close)
+	return o
+}
+
+func (o *orderedReceiver) arrived() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]string(nil), o.got...)
+}
+
+// TestOneAlertsWebhooksInOrder: two transitions of one alert waiting
+// together (after an outage of the store or of the receiver) are sent one
+// after the other, in order, never at once; a retry of the first holds
+// the second back. Another alert's webhooks do not wait for it.
+func TestOneAlertsWebhooksInOrder(t *testing.T) {
+	f := newFixture(t, 2*time.Second)
+	rc := newOrderedReceiver(t, map[string][]int{"Flaky": {500, 200}})
+	sub := f.subscribe(t, rc.srv.URL, FormatStandard)
+	f.fire(t, firing("Hot"), resolvedT("Hot"))
+	f.fire(t, firing("Flaky"), resolvedT("Flaky"), firing("Other"))
+
+	for range 3 {
+		f.d.RunOnce(context.Background())
+	}
+	got := rc.arrived()
+	if want := []string{"Hot alert.firing", "Hot alert.resolved"}; !slices.Equal(filterPrefix(got, "Hot "), want) {
+		t.Fatalf("one alert's webhooks arrived as %v, want %v", filterPrefix(got, "Hot "), want)
+	}
+	if fl := filterPrefix(got, "Flaky "); !slices.Equal(fl, []string{"Flaky alert.firing"}) {
+		t.Fatalf("the resolution went out while the firing waits for its retry: %v", fl)
+	}
+	if o := filterPrefix(got, "Other "); len(o) != 1 {
+		t.Fatalf("another alert waited behind a failing one: %v", got)
+	}
+	f.now = f.now.Add(time.Hour) // the retry is due
+	for range 3 {
+		f.d.RunOnce(context.Background())
+	}
+	if fl := filterPrefix(rc.arrived(), "Flaky "); !slices.Equal(fl, []string{"Flaky alert.firing", "Flaky alert.firing", "Flaky alert.resolved"}) {
+		t.Fatalf("after the retry: %v", fl)
+	}
+	if len(rc.overlap) > 0 {
+		t.Fatalf("two webhooks of one alert were in flight at once: %v", rc.overlap)
+	}
+	ds, _ := f.db.Deliveries(context.Background(), sub.ID, 20)
+	for _, d := range ds {
+		if d.State != DeliveryDelivered {
+			t.Fatalf("undelivered: %+v", d)
+		}
+	}
+}
+
+func filterPrefix(list []string, prefix string) []string {
+	var out []string
+	for _, s := range list {
+		if strings.HasPrefix(s, prefix) {
+			out = append(out, s)
+		}
+	}
+	return out
 }

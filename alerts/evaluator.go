@@ -5,12 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 
 	"vigil/collector"
 )
@@ -31,6 +34,9 @@ const KindAcknowledged = "acknowledged"
 // ErrNotActive is returned when acknowledging an alert that is not
 // pending, firing or without data.
 var ErrNotActive = errors.New("alerts: no pending, firing or nodata alert has that fingerprint")
+
+// ErrStore wraps the error of a store that refused to save transitions.
+var ErrStore = errors.New("alerts: saving alert states failed")
 
 // An Alert is one (rule, source, metric) and where it stands.
 type Alert struct {
@@ -149,6 +155,11 @@ type Publisher interface {
 // Evaluator runs the rules over the ring buffer every interval. Reading the
 // ring rather than decoding events keeps windows (avg over 1m) a lookup,
 // and means the evaluator can never be a slow subscriber.
+//
+// A transition is saved before it takes effect: while the store refuses
+// writes (a full disk), every alert stays in its last saved state and the
+// same transitions are made again on the next evaluation, so nothing is
+// announced or sent that is not saved, and nothing is lost.
 type Evaluator struct {
 	Rules    []Rule
 	Store    *collector.Store
@@ -157,15 +168,33 @@ type Evaluator struct {
 	Interval time.Duration
 	Now      func() time.Time
 	Logger   *slog.Logger
+	Metrics  *metrics.Set // nil: a private set
 	// Saved, when set, is called after transitions were saved (to wake
 	// the webhook dispatcher).
 	Saved func()
 
-	mu       sync.Mutex
+	write    sync.Mutex // held by Evaluate and Ack, the only writers, from their first read to their commit
+	mu       sync.Mutex // guards the maps and the alerts in them
 	alerts   map[string]*Alert
 	rules    map[string]*Rule
 	lastSeen map[string]time.Time // when each alert's series last had a sample
+
+	failure     storeFailure
+	storeErrors *metrics.Counter
+	transitions map[string]*metrics.Counter
 }
+
+// storeFailure is the state of a store that refuses writes; guarded by
+// Evaluator.mu.
+type storeFailure struct {
+	err      error
+	since    time.Time
+	loggedAt time.Time
+	count    int
+}
+
+// failureLogEvery is how often a store that keeps failing is logged.
+const failureLogEvery = time.Minute
 
 // Load restores saved states; call it before Run.
 func (e *Evaluator) Load(ctx context.Context) error {
@@ -214,6 +243,14 @@ func (e *Evaluator) init() {
 	if e.Logger == nil {
 		e.Logger = slog.New(slog.DiscardHandler)
 	}
+	if e.Metrics == nil {
+		e.Metrics = metrics.NewSet()
+	}
+	e.storeErrors = e.Metrics.GetOrCreateCounter(`vigil_store_errors_total{op="save_alerts"}`)
+	e.transitions = map[string]*metrics.Counter{}
+	for _, k := range []string{StatePending, StateFiring, StateResolved, StateInactive, StateNoData, KindAcknowledged} {
+		e.transitions[k] = e.Metrics.GetOrCreateCounter(`vigil_alert_transitions_total{transition="` + k + `"}`)
+	}
 }
 
 // Run evaluates every interval until ctx is done.
@@ -226,21 +263,68 @@ func (e *Evaluator) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := e.Evaluate(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			// A failing store is logged by save, once a minute.
+			if err := e.Evaluate(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrStore) {
 				e.Logger.Error("evaluate alert rules", "err", err)
 			}
 		}
 	}
 }
 
-// Evaluate runs every rule once. Transitions are saved first and published
-// after, so a crash between the two loses an event on the stream, never a
-// state (or, later, a delivery).
+// Evaluate runs every rule once. Transitions are saved first and take
+// effect and are published after, so a crash between the two loses an
+// event on the stream, never a state (or, later, a delivery); and a save
+// that fails changes nothing: the next evaluation makes them again.
 func (e *Evaluator) Evaluate(ctx context.Context) error {
 	e.init()
+	e.write.Lock()
+	defer e.write.Unlock()
 	now := e.Now()
-	var ts []Transition
+	changes := e.step(now)
+	if len(changes) == 0 {
+		return nil
+	}
+	ts := make([]Transition, len(changes))
+	for i, c := range changes {
+		ts[i] = c.Transition
+	}
+	if err := e.save(ctx, ts, now); err != nil {
+		return err
+	}
+	e.commit(changes)
+	for _, t := range ts {
+		a := t.Alert
+		e.Logger.Info("alert", "rule", a.Rule, "source", a.Source, "metric", a.Metric, "transition", t.Kind, "value", a.Value)
+		if err := e.publish(t, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// change is a transition not yet in effect: the alert it moves and how.
+type change struct {
+	alert *Alert
+	Transition
+}
+
+// step runs the rules over the ring. Changes that are not transitions
+// (the latest value, when a firing alert's value cleared) take effect at
+// once; transitions are returned, to take effect once saved.
+func (e *Evaluator) step(now time.Time) []change {
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []change
+	move := func(r *Rule, a *Alert, v float64, ok bool) {
+		next := *a
+		kind := r.step(&next, v, ok, now)
+		if kind == "" {
+			*a = next
+			return
+		}
+		e.describe(r, &next)
+		out = append(out, change{alert: a, Transition: Transition{Kind: kind, Alert: next}})
+	}
 	seen := map[string]bool{}
 	for _, source := range e.Store.Sources() {
 		latest, _ := e.Store.Latest(source)
@@ -262,10 +346,7 @@ func (e *Evaluator) Evaluate(ctx context.Context) error {
 					e.alerts[fp] = a
 				}
 				v, ok := e.value(r, source, metric, latest.Time, now)
-				if kind := r.step(a, v, ok, now); kind != "" {
-					e.describe(r, a)
-					ts = append(ts, Transition{Kind: kind, Alert: *a})
-				}
+				move(r, a, v, ok)
 			}
 		}
 	}
@@ -280,29 +361,65 @@ func (e *Evaluator) Evaluate(ctx context.Context) error {
 		if now.Sub(e.lastSeen[fp]) <= r.NoData {
 			continue
 		}
-		if kind := r.step(a, 0, false, now); kind != "" {
-			e.describe(r, a)
-			ts = append(ts, Transition{Kind: kind, Alert: *a})
-		}
+		move(r, a, 0, false)
 	}
-	e.mu.Unlock()
-	if len(ts) == 0 {
+	return out
+}
+
+// save writes transitions to the store. A failure is counted, logged at
+// most once a minute, and reported by Healthy until a save succeeds.
+func (e *Evaluator) save(ctx context.Context, ts []Transition, now time.Time) error {
+	if e.DB == nil {
 		return nil
 	}
-	if e.DB != nil {
-		if err := e.DB.SaveTransitions(ctx, ts); err != nil {
-			return err
+	err := e.DB.SaveTransitions(ctx, ts)
+	e.mu.Lock()
+	f := &e.failure
+	switch {
+	case err != nil && !errors.Is(err, context.Canceled):
+		e.storeErrors.Inc()
+		if f.err == nil {
+			f.since, f.loggedAt = now, time.Time{}
 		}
-		if e.Saved != nil {
-			e.Saved()
+		f.err = err
+		f.count++
+		if f.loggedAt.IsZero() || now.Sub(f.loggedAt) >= failureLogEvery {
+			f.loggedAt = now
+			e.Logger.Error("saving alert transitions failed; they take effect once a save succeeds, retried every evaluation",
+				"err", err, "transitions", len(ts), "failing_since", f.since, "failures", f.count)
 		}
+	case err == nil && f.err != nil:
+		e.Logger.Info("alert store writable again", "failed_for", now.Sub(f.since), "failures", f.count)
+		*f = storeFailure{}
 	}
-	for _, t := range ts {
-		a := t.Alert
-		e.Logger.Info("alert", "rule", a.Rule, "source", a.Source, "metric", a.Metric, "transition", t.Kind, "value", a.Value)
-		if err := e.publish(t, now); err != nil {
-			return err
-		}
+	e.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	if e.Saved != nil {
+		e.Saved()
+	}
+	return nil
+}
+
+// commit puts saved transitions into effect.
+func (e *Evaluator) commit(changes []change) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, c := range changes {
+		*c.alert = c.Alert
+		e.transitions[c.Kind].Inc()
+	}
+}
+
+// Healthy is nil while alert states can be saved, and the store's error,
+// with since when, while they cannot.
+func (e *Evaluator) Healthy() error {
+	e.init()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if f := e.failure; f.err != nil {
+		return fmt.Errorf("alert store failing since %s: %w", f.since.Format(time.RFC3339), f.err)
 	}
 	return nil
 }
@@ -320,6 +437,8 @@ func (e *Evaluator) Ack(ctx context.Context, fingerprint, by string) (Alert, err
 	if len(by) > 100 {
 		by = by[:100]
 	}
+	e.write.Lock()
+	defer e.write.Unlock()
 	now := e.Now()
 	e.mu.Lock()
 	a := e.alerts[fingerprint]
@@ -327,14 +446,14 @@ func (e *Evaluator) Ack(ctx context.Context, fingerprint, by string) (Alert, err
 		e.mu.Unlock()
 		return Alert{}, ErrNotActive
 	}
-	a.AckedBy, a.AckedAt, a.UpdatedAt = by, now, now
-	t := Transition{Kind: KindAcknowledged, Alert: *a}
+	next := *a
+	next.AckedBy, next.AckedAt, next.UpdatedAt = by, now, now
+	t := Transition{Kind: KindAcknowledged, Alert: next}
 	e.mu.Unlock()
-	if e.DB != nil {
-		if err := e.DB.SaveTransitions(ctx, []Transition{t}); err != nil {
-			return Alert{}, err
-		}
+	if err := e.save(ctx, []Transition{t}, now); err != nil {
+		return Alert{}, err
 	}
+	e.commit([]change{{alert: a, Transition: t}})
 	e.Logger.Info("alert acknowledged", "rule", t.Alert.Rule, "source", t.Alert.Source, "metric", t.Alert.Metric, "by", by)
 	if err := e.publish(t, now); err != nil {
 		return Alert{}, err

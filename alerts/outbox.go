@@ -112,7 +112,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
 	created_at      INTEGER NOT NULL,
 	updated_at      INTEGER NOT NULL,
 	last_error      TEXT NOT NULL DEFAULT '',
-	payload_id      INTEGER NOT NULL DEFAULT 0 -- a body shared by one event's deliveries, in payloads
+	payload_id      INTEGER NOT NULL DEFAULT 0, -- a body shared by one event's deliveries, in payloads
+	fingerprint     TEXT NOT NULL DEFAULT '' -- the alert's, or '' (tests, verifications)
 );
 CREATE TABLE IF NOT EXISTS payloads (
 	id   INTEGER PRIMARY KEY,
@@ -127,7 +128,8 @@ CREATE TABLE IF NOT EXISTS events (
 	type                 TEXT NOT NULL,
 	standard_payload     INTEGER NOT NULL,
 	alertmanager_payload INTEGER NOT NULL,
-	created_at           INTEGER NOT NULL
+	created_at           INTEGER NOT NULL,
+	fingerprint          TEXT NOT NULL DEFAULT '' -- the alert's; its webhooks go to each receiver in order
 );
 CREATE TABLE IF NOT EXISTS cursors (
 	subscription_id TEXT PRIMARY KEY,
@@ -381,7 +383,7 @@ func (d *DB) enqueue(ctx context.Context, tx *sql.Tx, sub Subscription, typ stri
 		return "", fmt.Errorf("enqueue delivery: %w", err)
 	}
 	pid, _ := res.LastInsertId()
-	if _, err := d.exec(ctx, tx, sqlInsertDelivery, seq, id, sub.ID, typ, pid, DeliveryQueued, ms(now), ms(now), ms(now)); err != nil {
+	if _, err := d.exec(ctx, tx, sqlInsertDelivery, seq, id, sub.ID, typ, pid, DeliveryQueued, ms(now), ms(now), ms(now), ""); err != nil {
 		return "", fmt.Errorf("enqueue delivery: %w", err)
 	}
 	return id, nil
@@ -579,7 +581,7 @@ func (d *DB) due(ctx context.Context, now time.Time, limit int, room func(subs [
 	if retry {
 		// The next retry's time, for the passes to come.
 		var next sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM deliveries WHERE state = ?`, DeliveryQueued).Scan(&next); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.state = ? AND NOT `+alertOpenBefore, DeliveryQueued).Scan(&next); err != nil {
 			d.retryAt(now)
 			return nil, err
 		}
@@ -642,11 +644,12 @@ func (d *DB) take(ctx context.Context, tx *sql.Tx, sub Subscription, now time.Ti
 			created int64
 			pid     int64
 			body    []byte
+			fp      string
 		}
 		var batch []row
 		for rows.Next() {
 			var r row
-			if err := rows.Scan(&r.seq, &r.typ, &r.created, &r.pid, &r.body); err != nil {
+			if err := rows.Scan(&r.seq, &r.typ, &r.created, &r.pid, &r.body, &r.fp); err != nil {
 				rows.Close()
 				return nil, 0, err
 			}
@@ -669,10 +672,25 @@ func (d *DB) take(ctx context.Context, tx *sql.Tx, sub Subscription, now time.Ti
 			}
 			c := claim{Delivery: Delivery{ID: newID("msg_"), SubscriptionID: sub.ID, EventType: r.typ, Payload: r.body,
 				CreatedAt: fromMS(r.created), NextAttemptAt: now}, sub: sub}
-			if _, err := d.exec(ctx, tx, sqlInsertDelivery, d.seq.Add(1), c.ID, sub.ID, r.typ, r.pid, DeliveryInFlight, ms(now), r.created, ms(now)); err != nil {
+			// A webhook of an alert whose earlier one to this receiver is
+			// not delivered yet waits, queued, behind it: an alert's
+			// webhooks arrive in order.
+			state := DeliveryInFlight
+			if r.fp != "" {
+				var open int
+				if err := d.queryRow(ctx, tx, sqlAlertOpen, sub.ID, r.fp).Scan(&open); err != nil {
+					return nil, 0, err
+				}
+				if open > 0 {
+					state = DeliveryQueued
+				}
+			}
+			if _, err := d.exec(ctx, tx, sqlInsertDelivery, d.seq.Add(1), c.ID, sub.ID, r.typ, r.pid, state, ms(now), r.created, ms(now), r.fp); err != nil {
 				return nil, 0, fmt.Errorf("enqueue delivery: %w", err)
 			}
-			out = append(out, c)
+			if state == DeliveryInFlight {
+				out = append(out, c)
+			}
 		}
 	}
 	if _, err := d.exec(ctx, tx, sqlMoveCursor, cursor, sub.ID); err != nil {
@@ -701,6 +719,8 @@ func (d *DB) record(ctx context.Context, id string, a Attempt, state string, nex
 	}
 	if state == DeliveryQueued {
 		d.retryAt(next)
+	} else {
+		d.retryAt(now) // a webhook of the same alert may wait behind this one
 	}
 	return nil
 }

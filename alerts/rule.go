@@ -110,7 +110,9 @@ func (r *Rule) Validate() error {
 		v    time.Duration
 		max  time.Duration
 	}{{"for", r.For, MaxFor}, {"keep_firing_for", r.KeepFiringFor, MaxFor}, {"window", r.Window, MaxWindow}, {"no_data", r.NoData, MaxWindow}} {
-		if d.v < 0 || d.v > d.max {
+		if d.v < 0 {
+			bad("%s: %s must not be negative", d.name, d.v)
+		} else if d.v > d.max {
 			bad("%s: %s is outside 0s to %s", d.name, d.v, d.max)
 		}
 	}

@@ -56,6 +56,11 @@ func Open(dir string) (*DB, error) {
 	for _, m := range []string{
 		`ALTER TABLE subscriptions ADD COLUMN challenge TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE deliveries ADD COLUMN payload_id INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE deliveries ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE events ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''`,
+		// Undelivered webhooks of one alert to one receiver: a newer one
+		// waits for these (after the column it needs exists).
+		`CREATE INDEX IF NOT EXISTS deliveries_alert_open ON deliveries (subscription_id, fingerprint, seq) WHERE state IN ('queued', 'in_flight')`,
 	} {
 		if _, err := db.Exec(m); err != nil && !strings.Contains(err.Error(), "duplicate column") {
 			db.Close()
@@ -104,18 +109,23 @@ const (
 	sqlSaveAlert = `INSERT INTO alerts (fingerprint, body, updated_at) VALUES (?, ?, ?)
 		ON CONFLICT (fingerprint) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at`
 	sqlInsertPayload = `INSERT INTO payloads (body) VALUES (?)`
-	sqlInsertEvent   = `INSERT INTO events (seq, type, standard_payload, alertmanager_payload, created_at) VALUES (?, ?, ?, ?, ?)`
-	sqlTakeEvents    = `SELECT e.seq, e.type, e.created_at, p.id, p.body FROM events e
+	sqlInsertEvent   = `INSERT INTO events (seq, type, standard_payload, alertmanager_payload, created_at, fingerprint) VALUES (?, ?, ?, ?, ?, ?)`
+	sqlTakeEvents    = `SELECT e.seq, e.type, e.created_at, p.id, p.body, e.fingerprint FROM events e
 		JOIN payloads p ON p.id = CASE WHEN ? = 'alertmanager' THEN e.alertmanager_payload ELSE e.standard_payload END
 		WHERE e.seq > ? ORDER BY e.seq LIMIT 64`
-	sqlInsertDelivery = `INSERT INTO deliveries (seq, id, subscription_id, event_type, payload, payload_id, state, next_attempt_at, created_at, updated_at)
-		VALUES (?, ?, ?, ?, x'', ?, ?, ?, ?, ?)`
+	sqlInsertDelivery = `INSERT INTO deliveries (seq, id, subscription_id, event_type, payload, payload_id, state, next_attempt_at, created_at, updated_at, fingerprint)
+		VALUES (?, ?, ?, ?, x'', ?, ?, ?, ?, ?, ?)`
+	// An alert's webhook to a receiver is held back while an earlier one
+	// is queued or in flight, so they arrive in order.
+	alertOpenBefore = `EXISTS (SELECT 1 FROM deliveries o WHERE o.subscription_id = d.subscription_id AND o.fingerprint = d.fingerprint
+		AND d.fingerprint != '' AND o.seq < d.seq AND o.state IN ('queued', 'in_flight'))`
+	sqlAlertOpen = `SELECT COUNT(*) FROM deliveries WHERE subscription_id = ? AND fingerprint = ? AND state IN ('queued', 'in_flight')`
 	sqlMoveCursor = `UPDATE cursors SET seq = ? WHERE subscription_id = ?`
 	sqlCursor     = `SELECT seq FROM cursors WHERE subscription_id = ?`
 	sqlRetries    = `SELECT d.id, d.subscription_id, d.event_type, COALESCE(p.body, d.payload),
 		(SELECT COUNT(*) FROM attempts a WHERE a.delivery_id = d.id), d.created_at, d.next_attempt_at
 		FROM deliveries d LEFT JOIN payloads p ON p.id = d.payload_id
-		WHERE d.subscription_id = ? AND d.state = ? AND d.next_attempt_at <= ?
+		WHERE d.subscription_id = ? AND d.state = ? AND d.next_attempt_at <= ? AND NOT ` + alertOpenBefore + `
 		ORDER BY d.next_attempt_at, d.seq LIMIT ?`
 	sqlInFlight      = `UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ?`
 	sqlInsertAttempt = `INSERT INTO attempts (delivery_id, at, status, error, duration_ms) VALUES (?, ?, ?, ?, ?)`
@@ -123,7 +133,7 @@ const (
 )
 
 var inTx = []string{sqlSaveAlert, sqlInsertPayload, sqlInsertEvent, sqlTakeEvents, sqlInsertDelivery, sqlMoveCursor,
-	sqlRetries, sqlInFlight, sqlInsertAttempt, sqlRecord}
+	sqlRetries, sqlInFlight, sqlInsertAttempt, sqlRecord, sqlAlertOpen}
 
 // Close closes the database.
 func (d *DB) Close() error {
@@ -166,6 +176,14 @@ func (d *DB) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (s
 		return nil, err
 	}
 	return st.ExecContext(ctx, args...)
+}
+
+func (d *DB) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	st, err := d.stmt(ctx, tx, query)
+	if err != nil {
+		return tx.QueryRowContext(ctx, query, args...) // prepares it again, and reports the error
+	}
+	return st.QueryRowContext(ctx, args...)
 }
 
 func (d *DB) query(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
@@ -252,7 +270,7 @@ func (d *DB) SaveTransitions(ctx context.Context, ts []Transition) error {
 			ids[i], _ = res.LastInsertId()
 		}
 		if _, err := d.exec(ctx, tx, sqlInsertEvent,
-			seq, typ, ids[0], ids[1], ms(t.Alert.UpdatedAt)); err != nil {
+			seq, typ, ids[0], ids[1], ms(t.Alert.UpdatedAt), t.Alert.Fingerprint); err != nil {
 			return fmt.Errorf("enqueue webhooks: %w", err)
 		}
 		last = seq

@@ -1,6 +1,8 @@
 package dashboard
 
 import (
+	"errors"
+	"sync/atomic"
 	"context"
 	"encoding/json"
 	"io"
@@ -64,6 +66,47 @@ func TestSeriesAPI(t *testing.T) {
 			t.Errorf("%s: %d %q, want %d with an error", path, code, e.Error, want)
 		}
 	}
+}
+
+// TestReadyzReportsFailingChecks: while the alert store refuses writes
+// (a full disk), vigil is not ready, and says why.
+func TestReadyzReportsFailingChecks(t *testing.T) {
+	var storeErr atomic.Pointer[error]
+	a := newTestApp(t, collector.HubOptions{}, Options{Checks: []Check{{Name: "alert store", Err: func() error {
+		if p := storeErr.Load(); p != nil {
+			return *p
+		}
+		return nil
+	}}}})
+	a.srv.Config.Handler.(*Server).SetReady(true)
+	var e errorBody
+	if code := getJSONStatus(t, a.srv.URL+"/readyz", &e); code != 200 {
+		t.Fatalf("readyz with healthy checks: %d", code)
+	}
+	full := errors.New("database or disk is full")
+	storeErr.Store(&full)
+	if code := getJSONStatus(t, a.srv.URL+"/readyz", &e); code != 503 || e.Error != "alert store: database or disk is full" {
+		t.Fatalf("readyz with a full disk: %d %+v", code, e)
+	}
+	storeErr.Store(nil)
+	if code := getJSONStatus(t, a.srv.URL+"/readyz", nil); code != 200 {
+		t.Fatalf("readyz after recovery: %d", code)
+	}
+}
+
+// getJSONStatus GETs a URL and decodes a JSON answer into v when the
+// answer is JSON.
+func getJSONStatus(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if v != nil && resp.Header.Get("Content-Type") == "application/json" {
+		json.NewDecoder(resp.Body).Decode(v)
+	}
+	return resp.StatusCode
 }
 
 func TestHealthReadyAndMetrics(t *testing.T) {

@@ -45,9 +45,18 @@ type Alerts interface {
 
 var _ Alerts = (*alerts.Evaluator)(nil)
 
+// A Check is a condition of readiness: /readyz answers 503 with its
+// error while Err returns one. Err must be cheap and safe for concurrent
+// use.
+type Check struct {
+	Name string
+	Err  func() error
+}
+
 // Options configure a Server.
 type Options struct {
 	Alerts       Alerts   // nil: no alerting
+	Checks       []Check  // more conditions of /readyz
 	Hooks        Hooks    // nil: no REST hooks
 	Tokens       []string // bearer tokens required for writes; none: writes are open
 	Hub          Hub
@@ -165,15 +174,26 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	switch {
 	case s.closing.Load():
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		writeError(w, http.StatusServiceUnavailable, "shutting down")
+		return
 	case !s.ready.Load():
-		http.Error(w, "starting: first samples not collected yet", http.StatusServiceUnavailable)
-	default:
-		w.Write([]byte("ready\n"))
+		writeError(w, http.StatusServiceUnavailable, "starting: first samples not collected yet")
+		return
 	}
+	var failing []string
+	for _, c := range s.opts.Checks {
+		if err := c.Err(); err != nil {
+			failing = append(failing, c.Name+": "+err.Error())
+		}
+	}
+	if len(failing) > 0 {
+		writeError(w, http.StatusServiceUnavailable, strings.Join(failing, "; "))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ready\n"))
 }
 
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,363 @@
+package alerts
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"vigil/collector"
+)
+
+// flakyStore is the real store, failing on demand as a full disk would.
+type flakyStore struct {
+	*DB
+	fail atomic.Bool
+}
+
+var errDiskFull = errors.New("database or disk is full (13)")
+
+func (f *flakyStore) SaveTransitions(ctx context.Context, ts []Transition) error {
+	if f.fail.Load() {
+		return errDiskFull
+	}
+	return f.DB.SaveTransitions(ctx, ts)
+}
+
+// storeRig is an evaluator over a real ring, hub and database, with a
+// webhook receiver subscribed to its alerts.
+type storeRig struct {
+	db    *DB
+	store Store
+	ck    *clock
+	ring  *collector.Store
+	hub   *collector.Hub
+	sub   *collector.Subscriber
+	rc    *receiver
+	d     *Dispatcher
+	e     *Evaluator
+	set   *metrics.Set
+	logs  *lockedBuffer
+}
+
+func newStoreRig(t *testing.T, db *DB, store Store) *storeRig {
+	t.Helper()
+	r := &storeRig{db: db, store: store, ck: &clock{t: t0}, set: metrics.NewSet(), logs: &lockedBuffer{}}
+	r.ring = collector.NewStore(time.Minute, time.Second)
+	r.hub = collector.NewHub(collector.HubOptions{FirstID: 1, Now: r.ck.now})
+	t.Cleanup(r.hub.Close)
+	r.sub, _ = r.hub.Subscribe(collector.Cursor{}, collector.Filter{Types: []string{collector.TypeAlert}})
+	r.rc = newReceiver(t, 200)
+	if err := db.PutSubscription(context.Background(), Subscription{ID: "sub_ops", URL: r.rc.srv.URL, Events: []string{"alert.*"},
+		Format: FormatStandard, Status: SubscriptionActive, Secret: NewSecret()}); err != nil {
+		t.Fatal(err)
+	}
+	r.d = &Dispatcher{DB: db, Client: NewClient(loopback, 2*time.Second), Jitter: func() float64 { return 0 }}
+	rules := []Rule{{Name: "Hot", Source: "host/*", Metric: "temp", Op: ">", Threshold: 90}}
+	rules[0].Validate()
+	r.e = &Evaluator{Rules: rules, Store: r.ring, Hub: r.hub, DB: store, Now: r.ck.now, Metrics: r.set,
+		Logger: slog.New(slog.NewTextHandler(r.logs, nil))}
+	if err := r.e.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// tick samples the temperature and evaluates, a quarter second later
+// than the last tick.
+func (r *storeRig) tick(v float64) error {
+	r.ck.t = r.ck.t.Add(250 * time.Millisecond)
+	r.ring.Append(collector.Sample{Source: "host/a", Time: r.ck.t, Metrics: map[string]float64{"temp": v}})
+	return r.e.Evaluate(context.Background())
+}
+
+// announced is the transitions published on the stream since last asked.
+func (r *storeRig) announced() []string {
+	var out []string
+	for len(r.sub.C()) > 0 {
+		var m struct{ Transition string }
+		json.Unmarshal((<-r.sub.C()).JSON(), &m)
+		out = append(out, m.Transition)
+	}
+	return out
+}
+
+func (r *storeRig) state(t *testing.T) string {
+	t.Helper()
+	for _, a := range r.e.Active() {
+		return a.State
+	}
+	return StateInactive
+}
+
+// delivered sends what is due until the receiver has n webhooks, and
+// returns their types in order.
+func (r *storeRig) delivered(t *testing.T, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(r.rc.requests()) < n && time.Now().Before(deadline) {
+		r.d.RunOnce(context.Background())
+	}
+	r.d.RunOnce(context.Background()) // and nothing more arrives
+	var out []string
+	for _, req := range r.rc.requests() {
+		var m struct{ Type string }
+		json.Unmarshal(req.body, &m)
+		out = append(out, m.Type)
+	}
+	return out
+}
+
+// TestTransitionKeptWhenSaveFails: while the store refuses writes, an
+// alert stays in its last saved state (nothing announced, nothing sent),
+// and the transition is made again on every evaluation until it is saved.
+// The receiver then gets each transition once, in order — never
+// "resolved" twice. The failure is counted, logged once a minute, and
+// reported by Healthy.
+func TestTransitionKeptWhenSaveFails(t *testing.T) {
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	fs := &flakyStore{DB: db}
+	r := newStoreRig(t, db, fs)
+
+	fs.fail.Store(true)
+	for range 8 { // two seconds of failing evaluations
+		if err := r.tick(95); !errors.Is(err, errDiskFull) {
+			t.Fatalf("evaluate with a failing store: %v", err)
+		}
+	}
+	if st := r.state(t); st != StateInactive {
+		t.Fatalf("the alert moved to %s although the save failed", st)
+	}
+	if got := r.announced(); len(got) != 0 {
+		t.Fatalf("announced %v without saving", got)
+	}
+	if err := r.e.Healthy(); err == nil || !strings.Contains(err.Error(), "disk is full") {
+		t.Fatalf("Healthy while saves fail: %v", err)
+	}
+	if n := strings.Count(r.logs.String(), "level=ERROR"); n != 1 {
+		t.Fatalf("%d error lines in two seconds of failures, want 1:\n%s", n, r.logs)
+	}
+	if got := counter(r.set, `vigil_store_errors_total{op="save_alerts"}`); got != 8 {
+		t.Fatalf("store errors counted %v, want 8", got)
+	}
+
+	fs.fail.Store(false)
+	if err := r.tick(95); err != nil {
+		t.Fatal(err)
+	}
+	if st, got := r.state(t), r.announced(); st != StateFiring || len(got) != 1 || got[0] != StateFiring {
+		t.Fatalf("once saves work: state %s, announced %v", st, got)
+	}
+	if err := r.e.Healthy(); err != nil {
+		t.Fatalf("Healthy after recovery: %v", err)
+	}
+
+	// It clears while the disk is full again; a minute later the error is
+	// logged again.
+	fs.fail.Store(true)
+	for range 4 {
+		r.tick(50)
+	}
+	r.ck.t = r.ck.t.Add(time.Minute)
+	r.tick(50)
+	if st := r.state(t); st != StateFiring {
+		t.Fatalf("resolved in memory although not saved: %s", st)
+	}
+	if n := strings.Count(r.logs.String(), "level=ERROR"); n != 3 { // the first outage; this one at once; a minute into it
+		t.Fatalf("%d error lines, want 3:\n%s", n, r.logs)
+	}
+	fs.fail.Store(false)
+	r.tick(50)
+	r.tick(50)
+	if st, got := r.state(t), r.announced(); st != StateInactive || len(got) != 1 || got[0] != StateResolved {
+		t.Fatalf("after the second outage: state %s, announced %v", st, got)
+	}
+	if got := r.delivered(t, 2); len(got) != 2 || got[0] != EventFiring || got[1] != EventResolved {
+		t.Fatalf("receiver got %v, want firing then resolved, once each", got)
+	}
+}
+
+// TestAckKeptWhenSaveFails: an acknowledgement that cannot be saved is
+// refused and leaves the alert as it was.
+func TestAckKeptWhenSaveFails(t *testing.T) {
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	fs := &flakyStore{DB: db}
+	r := newStoreRig(t, db, fs)
+	r.tick(95)
+	r.announced()
+	fs.fail.Store(true)
+	if _, err := r.e.Ack(context.Background(), Fingerprint("Hot", "host/a", "temp"), "alice"); !errors.Is(err, errDiskFull) {
+		t.Fatalf("ack with a failing store: %v", err)
+	}
+	if a := r.e.Active(); len(a) != 1 || a[0].AckedBy != "" {
+		t.Fatalf("acknowledged in memory although not saved: %+v", a)
+	}
+	if got := r.announced(); len(got) != 0 {
+		t.Fatalf("announced %v", got)
+	}
+}
+
+// TestTransitionsSurviveAFullDisk does it for real: the database lives on
+// a small tmpfs that the test fills to the last byte.
+func TestTransitionsSurviveAFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root (CI runs as root)")
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=4m"); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	db, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	r := newStoreRig(t, db, db)
+	if err := r.tick(50); err != nil { // the first save: WAL and all exist
+		t.Fatal(err)
+	}
+	filler := filepath.Join(dir, "filler")
+	fill(t, filler)
+
+	var saveErr error
+	for range 4 {
+		saveErr = r.tick(95)
+	}
+	if saveErr == nil || !strings.Contains(saveErr.Error(), "full") {
+		t.Fatalf("a save on a full disk: %v", saveErr)
+	}
+	if st, got := r.state(t), r.announced(); st != StateInactive || len(got) != 0 {
+		t.Fatalf("on a full disk: state %s, announced %v", st, got)
+	}
+	if err := r.e.Healthy(); err == nil {
+		t.Fatal("healthy on a full disk")
+	}
+	os.Remove(filler)
+	if err := r.tick(95); err != nil {
+		t.Fatalf("after room was made: %v", err)
+	}
+	fill(t, filler)
+	for range 4 {
+		r.tick(50)
+	}
+	if st := r.state(t); st != StateFiring {
+		t.Fatalf("resolved on a full disk: %s", st)
+	}
+	os.Remove(filler)
+	if err := r.tick(50); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.announced(); len(got) != 2 || got[0] != StateFiring || got[1] != StateResolved {
+		t.Fatalf("announced %v", got)
+	}
+	if got := r.delivered(t, 2); len(got) != 2 || got[0] != EventFiring || got[1] != EventResolved {
+		t.Fatalf("receiver got %v, want firing then resolved, once each", got)
+	}
+}
+
+// fill writes a file until the filesystem has no room left.
+func fill(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := bytes.Repeat([]byte{1}, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("fill: %v", err)
+			}
+			break
+		}
+	}
+	f.Sync()
+	// A little more room would let SQLite squeeze a page in: take it.
+	for _, n := range []int{512, 64, 1} {
+		for {
+			if _, err := f.Write(buf[:n]); err != nil {
+				break
+			}
+		}
+	}
+}
+
+func counter(set *metrics.Set, name string) float64 {
+	var b bytes.Buffer
+	set.WritePrometheus(&b)
+	for _, line := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			json.Unmarshal([]byte(v), &f)
+			return f
+		}
+	}
+	return 0
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestOpensADatabaseFromBefore: a vigil.db written by an earlier version
+// opens (its tables gain the new columns) and delivers.
+func TestOpensADatabaseFromBefore(t *testing.T) {
+	dir := t.TempDir()
+	schema, err := os.ReadFile("testdata/schema-2026-11-23.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "vigil.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Exec(string(schema)); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	db, err := Open(dir)
+	if err != nil {
+		t.Fatalf("open a database from before: %v", err)
+	}
+	defer db.Close()
+	r := newStoreRig(t, db, db)
+	r.tick(95)
+	if got := r.delivered(t, 1); len(got) != 1 || got[0] != EventFiring {
+		t.Fatalf("delivered %v", got)
+	}
+}
