@@ -340,3 +340,63 @@ func loopbackInterface(t *testing.T) string {
 	t.Skip("no loopback interface")
 	return ""
 }
+
+// FuzzDialCheck: no address string makes the check panic, and an address
+// in a well-known blocked network, however it is spelled (zone, IPv4-mapped,
+// or carried inside an IPv6 tunnel or translation address), is refused.
+func FuzzDialCheck(f *testing.F) {
+	for _, s := range []string{
+		"[::1%lo]:8080", "[fe80::1%eth0]:80", "[::ffff:127.0.0.1]:8080", "[::7f00:1]:8080",
+		"[64:ff9b::7f00:1]:80", "[64:ff9b::a9fe:a9fe]:80", "[64:ff9b:1::a00:1]:80",
+		"[2002:7f00:1::1]:80", "[2002:a9fe:a9fe::1]:80", "[2001:0:808:808::80ff:fffe]:80",
+		"[2001:0:a00:1::fefe:fefe]:80", "169.254.169.254:80", "[fd00:ec2::254]:80",
+		"8.8.8.8:443", "[2606:4700:4700::1111]:443", "::1", "10.0.0.1", "example.com:80", "[::1%]:1", "",
+	} {
+		f.Add(s)
+	}
+	// Loopback, private, link-local and the cloud metadata addresses: what
+	// no policy that works at all may let through by default.
+	var blocked []netip.Prefix
+	for _, s := range []string{
+		"0.0.0.0/8", "10.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16",
+		"169.254.169.254/32", "::/128", "::1/128", "fc00::/7", "fe80::/10", "fd00:ec2::254/128",
+	} {
+		blocked = append(blocked, netip.MustParsePrefix(s))
+	}
+	isBlocked := func(a netip.Addr) bool {
+		for _, p := range blocked {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	byDefault := dialCheck(f)
+	tunnelsOpen := dialCheck(f, "::/96", "64:ff9b::/96", "2002::/16", "2001::/32")
+
+	f.Fuzz(func(t *testing.T, address string) {
+		for _, network := range []string{"tcp4", "tcp6", "tcp"} {
+			byDefault(network, address)
+			tunnelsOpen(network, address)
+		}
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			a, err := netip.ParseAddr(address)
+			if err != nil {
+				return
+			}
+			ap = netip.AddrPortFrom(a, 443)
+			address = ap.String()
+		}
+		a := ap.Addr().WithZone("").Unmap()
+		network, _ := hostPort(a)
+		if isBlocked(a) {
+			refused(t, byDefault, network, address, "a well-known blocked network")
+		}
+		for _, v4 := range rfcIPv4(a) {
+			if isBlocked(v4) {
+				refused(t, tunnelsOpen, network, address, "tunnels allowed, but it carries "+v4.String())
+			}
+		}
+	})
+}
