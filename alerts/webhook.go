@@ -9,13 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"path"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -218,49 +216,6 @@ func alertmanagerPayload(typ string, a Alert, dashboardURL string) ([]byte, erro
 		Alerts            []amAlert         `json:"alerts"`
 	}{"4", `{}:{alertname="` + a.Rule + `"}`, 0, status, "vigil", group, labels, ann, dashboardURL,
 		[]amAlert{{status, labels, ann, a.StartedAt.UTC(), ends.UTC(), dashboardURL + "/source/" + a.Source, a.Fingerprint}}})
-}
-
-// Blocked networks for webhook targets unless an operator allows them:
-// loopback, private, link-local (with the cloud metadata address), CGNAT,
-// and the like.
-var blockedNets = func() []netip.Prefix {
-	var out []netip.Prefix
-	for _, s := range []string{
-		"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-		"192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
-		"::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "fc00::/7", "fe80::/10", "ff00::/8",
-	} {
-		out = append(out, netip.MustParsePrefix(s))
-	}
-	return out
-}()
-
-// ErrBlockedAddress is returned for a webhook target in a blocked network.
-var ErrBlockedAddress = errors.New("webhook target address not allowed")
-
-// Dialer returns a dialer that checks, after DNS resolution and at connect
-// time, that the address is not in a blocked network unless it is in one
-// of allow. Checking at dial time (not when the URL is saved) defeats DNS
-// rebinding.
-func Dialer(allow []netip.Prefix, timeout time.Duration) *net.Dialer {
-	return &net.Dialer{Timeout: timeout, Control: func(network, address string, _ syscall.RawConn) error {
-		ap, err := netip.ParseAddrPort(address)
-		if err != nil {
-			return fmt.Errorf("%w: %s", ErrBlockedAddress, address)
-		}
-		ip := ap.Addr().Unmap()
-		for _, p := range allow {
-			if p.Contains(ip) {
-				return nil
-			}
-		}
-		for _, p := range blockedNets {
-			if p.Contains(ip) || p.Contains(ap.Addr()) {
-				return fmt.Errorf("%w: %s is in %s (allow it with --webhook-allow-net)", ErrBlockedAddress, ip, p)
-			}
-		}
-		return nil
-	}}
 }
 
 // NewClient is the HTTP client deliveries use: no redirects followed, no
