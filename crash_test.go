@@ -150,3 +150,135 @@ type received struct {
 	id, ts, sig string
 	body        []byte
 }
+
+// TestSIGTERMWhileReceiverHangs: a receiver that accepts the connection
+// and never answers must not hold up a stop beyond the promised 5 s; the
+// attempt cut short is sent again after the restart (same webhook-id),
+// not lost and not counted as a failure.
+func TestSIGTERMWhileReceiverHangs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildVigil(t)
+	dir := t.TempDir()
+	hang, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := hang.Addr().String()
+	hung := make(chan string, 16) // the webhook-id of each request that arrived
+	go func() {
+		for {
+			c, err := hang.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err == nil {
+					hung <- req.Header.Get("webhook-id")
+				}
+				// never answers; the connection stays open
+			}()
+		}
+	}()
+	cfg := filepath.Join(dir, "vigil.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`alerts:
+  allow_networks: [127.0.0.0/8]
+  rules:
+    - {name: AlwaysFiring, source: host/*, metric: host.uptime_seconds, op: ">", threshold: 0}
+  receivers:
+    - {name: ops, url: "http://%s/hook", secret: %s}
+`, addr, alerts.NewSecret())), 0o600)
+	data := filepath.Join(dir, "data")
+	vigil := exec.Command(bin, "--addr", "127.0.0.1:0", "--data", data, "--config", cfg)
+	vigil.Stderr = io.Discard
+	if err := vigil.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vigil.Process.Kill(); vigil.Wait() })
+	var id string
+	select {
+	case id = <-hung:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no webhook attempt within 20 s")
+	}
+	start := time.Now()
+	vigil.Process.Signal(syscall.SIGTERM)
+	waited := make(chan error, 1)
+	go func() { waited <- vigil.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("still running 5 s after SIGTERM while a receiver hangs")
+	}
+	t.Logf("stopped in %s with an attempt hanging", time.Since(start).Round(time.Millisecond))
+	hang.Close()
+
+	// The receiver answers now; vigil starts again and sends it again.
+	got := make(chan string, 16)
+	rl, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("webhook-id")
+	})}
+	go srv.Serve(rl)
+	defer srv.Close()
+	again := exec.Command(bin, "--addr", "127.0.0.1:0", "--data", data, "--config", cfg)
+	again.Stderr = io.Discard
+	if err := again.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { again.Process.Kill(); again.Wait() })
+	select {
+	case g := <-got:
+		if g != id {
+			t.Fatalf("after the restart webhook-id %q, want the one cut short, %q", g, id)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the attempt cut short was not sent after the restart")
+	}
+	again.Process.Signal(syscall.SIGTERM)
+	again.Wait()
+	db, err := alerts.Open(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ds, _ := db.Deliveries(context.Background(), "cfg-ops", 10)
+	if len(ds) != 1 || ds[0].State != alerts.DeliveryDelivered || len(ds[0].Attempts) != 1 || ds[0].Attempts[0].Status != 200 {
+		t.Fatalf("outbox: %+v", ds)
+	}
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// buildVigil builds the binary once for the tests that run it as a
+// process.
+func buildVigil(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "vigil-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "vigil")
+		if out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}

@@ -365,11 +365,13 @@ func serve(ctx context.Context, cfg Config, e env) error {
 		}
 		sources = append(sources, svc)
 	}
+	var demo *collector.Demo
 	if cfg.Demo {
-		demos, err := collector.StartDemo(ctx, cfg.Interval.D())
-		if err != nil {
+		if demo, err = collector.NewDemo(cfg.Interval.D()); err != nil {
 			return err
 		}
+		defer demo.Close()
+		demos := demo.Services()
 		for _, opts := range demos {
 			svc, err := collector.NewService(opts)
 			if err != nil {
@@ -436,6 +438,9 @@ func serve(ctx context.Context, cfg Config, e env) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	if demo != nil {
+		g.Go(func() error { return demo.Run(gctx) })
+	}
 	g.Go(func() error { return sched.Run(gctx) })
 	g.Go(func() error { return hub.Run(gctx) })
 	g.Go(func() error { return eval.Run(gctx) })

@@ -30,6 +30,14 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
+	}
+	os.Exit(code)
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

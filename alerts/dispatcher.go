@@ -25,6 +25,7 @@ const (
 	BackoffBase           = 5 * time.Second
 	BackoffMax            = 2 * time.Hour
 	MaxResponseBytes      = 64 << 10
+	DefaultShutdownGrace  = time.Second      // attempts under way when vigil stops get this long to finish
 	breakerFailures       = 5                // consecutive failures that open a receiver's breaker
 	breakerOpen           = 30 * time.Second // how long an open breaker skips the receiver
 )
@@ -44,6 +45,10 @@ type Dispatcher struct {
 	PerReceiver int
 	Global      int
 	MaxAttempts int
+	// ShutdownGrace is how long attempts under way may go on once Run's
+	// context is done (DefaultShutdownGrace); then they are cut short and
+	// sent again after the restart.
+	ShutdownGrace time.Duration
 	// Jitter returns a fraction in [0, 1); nil is random.
 	Jitter func() float64
 
@@ -77,6 +82,9 @@ func (d *Dispatcher) init() {
 		if d.MaxAttempts <= 0 {
 			d.MaxAttempts = DefaultMaxAttempts
 		}
+		if d.ShutdownGrace <= 0 {
+			d.ShutdownGrace = DefaultShutdownGrace
+		}
 		if d.Jitter == nil {
 			d.Jitter = rand.Float64
 		}
@@ -96,23 +104,30 @@ func (d *Dispatcher) Wake() {
 }
 
 // Run sends deliveries until ctx is done. Deliveries left in flight by a
-// previous run (a crash) are sent again first.
+// previous run (a crash, or attempts cut short by a stop) are sent again
+// first. When ctx is done, attempts under way get ShutdownGrace to finish;
+// the rest are cut short, recorded as nothing, and stay in flight for the
+// next run to send again.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	d.init()
 	if err := d.DB.requeueInFlight(ctx, d.Now()); err != nil {
 		return err
 	}
+	attempts, cutShort := context.WithCancel(context.WithoutCancel(ctx))
+	defer cutShort()
 	var wg sync.WaitGroup
-	defer wg.Wait()
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	prune := time.NewTicker(time.Hour)
 	defer prune.Stop()
 	d.prune(ctx)
 	for {
-		d.start(ctx, &wg)
+		d.start(ctx, attempts, &wg)
 		select {
 		case <-ctx.Done():
+			grace := time.AfterFunc(d.ShutdownGrace, cutShort)
+			wg.Wait()
+			grace.Stop()
 			return nil
 		case <-t.C:
 		case <-d.wake:
@@ -136,11 +151,13 @@ func (d *Dispatcher) prune(ctx context.Context) {
 func (d *Dispatcher) RunOnce(ctx context.Context) {
 	d.init()
 	var wg sync.WaitGroup
-	d.start(ctx, &wg)
+	d.start(ctx, ctx, &wg)
 	wg.Wait()
 }
 
-func (d *Dispatcher) start(ctx context.Context, wg *sync.WaitGroup) {
+// start claims what is due and starts an attempt for each, under
+// attempts, a context that outlives ctx for a grace period.
+func (d *Dispatcher) start(ctx, attempts context.Context, wg *sync.WaitGroup) {
 	now := d.Now()
 	d.mu.Lock()
 	free := d.Global - d.total
@@ -176,7 +193,7 @@ func (d *Dispatcher) start(ctx context.Context, wg *sync.WaitGroup) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d.attempt(context.WithoutCancel(ctx), c)
+			d.attempt(attempts, c)
 			d.mu.Lock()
 			d.inflight[c.SubscriptionID]--
 			d.total--
@@ -203,6 +220,12 @@ func (d *Dispatcher) attempt(ctx context.Context, c claim) {
 	} else {
 		a.Status, o = d.send(ctx, c)
 	}
+	if ctx.Err() != nil {
+		// Cut short by a stop: not the receiver's doing. It stays in
+		// flight in the outbox and the next run sends it again.
+		d.Logger.Info("webhook attempt cut short by shutdown; it is sent again after the restart", "delivery", c.ID, "subscription", c.SubscriptionID)
+		return
+	}
 	a.DurationMS = d.Now().Sub(start).Milliseconds()
 	a.Error = o.err
 	now := d.Now()
@@ -215,6 +238,7 @@ func (d *Dispatcher) attempt(ctx context.Context, c claim) {
 		state = DeliveryDead
 	}
 	d.trip(c.SubscriptionID, o.err == "" || !o.retry, now)
+	ctx = context.WithoutCancel(ctx) // the answer came: record it even if a stop cuts attempts short now
 	if o.gone {
 		if err := d.DB.setStatus(ctx, c.SubscriptionID, SubscriptionDisabled, now); err != nil {
 			d.Logger.Error("disable subscription", "subscription", c.SubscriptionID, "err", err)

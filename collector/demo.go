@@ -2,7 +2,6 @@ package collector
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -36,10 +35,20 @@ var demoServices = []demoService{
 	{name: "recommendations", instances: 4, rate: 60, errShare: 0.07, median: 0.12, incidents: 1.0 / 900},
 }
 
-// StartDemo starts the demo services and returns the options to watch
-// them with. They stop when ctx is done.
-func StartDemo(ctx context.Context, interval time.Duration) ([]ServiceOptions, error) {
-	var out []ServiceOptions
+// A Demo is the demo services, listening on loopback. NewDemo binds their
+// sockets; Run serves them and simulates their traffic until its context
+// is done.
+type Demo struct {
+	services  []ServiceOptions
+	servers   []*http.Server
+	listeners []net.Listener
+	instances []*demoInstance
+}
+
+// NewDemo opens a socket for every demo instance; Services says how to
+// watch them. Call Run to serve them, or Close.
+func NewDemo(interval time.Duration) (*Demo, error) {
+	dm := &Demo{}
 	for i, d := range demoServices {
 		o := ServiceOptions{Name: d.name, Interval: interval, Scrape: &ScrapeOptions{}}
 		if d.probe {
@@ -49,39 +58,51 @@ func StartDemo(ctx context.Context, interval time.Duration) ([]ServiceOptions, e
 		for j := range d.instances {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
+				dm.Close()
 				return nil, fmt.Errorf("demo: %w", err)
 			}
 			in := &demoInstance{svc: d, set: metrics.NewSet(), inc: inc,
 				rng: rand.New(rand.NewPCG(uint64(i*100+j), uint64(time.Now().UnixNano())))}
-			mux := http.NewServeMux()
-			mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-				in.set.WritePrometheus(w)
-			})
-			mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-				if inc.active(time.Now()) && d.name == "payments" {
-					http.Error(w, `{"status":"degraded"}`, http.StatusServiceUnavailable)
-					return
-				}
-				fmt.Fprint(w, `{"status":"ok"}`)
-			})
-			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-			go func() {
-				if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-					return
-				}
-			}()
-			go func() { <-ctx.Done(); srv.Close() }()
-			go in.run(ctx)
+			dm.listeners = append(dm.listeners, ln)
+			dm.servers = append(dm.servers, &http.Server{Handler: in.handler(), ReadHeaderTimeout: 5 * time.Second})
+			dm.instances = append(dm.instances, in)
 			base := "http://" + ln.Addr().String()
 			o.Scrape.URLs = append(o.Scrape.URLs, base+"/metrics")
 			if d.probe {
 				o.Probe.URLs = append(o.Probe.URLs, base+"/healthz")
 			}
 		}
-		out = append(out, o)
+		dm.services = append(dm.services, o)
 	}
-	return out, nil
+	return dm, nil
+}
+
+// Services are the options to watch the demo services with.
+func (dm *Demo) Services() []ServiceOptions { return dm.services }
+
+// Run serves the demo services and simulates their traffic until ctx is
+// done, then stops them and returns.
+func (dm *Demo) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for i, srv := range dm.servers {
+		wg.Add(2)
+		go func() { defer wg.Done(); srv.Serve(dm.listeners[i]) }()
+		go func() { defer wg.Done(); dm.instances[i].run(ctx) }()
+	}
+	<-ctx.Done()
+	dm.Close()
+	wg.Wait()
+	return nil
+}
+
+// Close stops the demo services' servers.
+func (dm *Demo) Close() {
+	for _, srv := range dm.servers {
+		srv.Close()
+	}
+	for _, ln := range dm.listeners {
+		ln.Close()
+	}
 }
 
 // incident is shared by a service's instances: they fail together.
@@ -109,6 +130,23 @@ type demoInstance struct {
 	set *metrics.Set
 	inc *incident
 	rng *rand.Rand
+}
+
+// handler serves the instance's /metrics and /healthz.
+func (in *demoInstance) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		in.set.WritePrometheus(w)
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if in.inc.active(time.Now()) && in.svc.name == "payments" {
+			http.Error(w, `{"status":"degraded"}`, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, `{"status":"ok"}`)
+	})
+	return mux
 }
 
 // run simulates requests ten times a second.
