@@ -108,7 +108,9 @@ func (s *scraper) scrape(ctx context.Context, now time.Time) (scrapeResult, erro
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return scrapeResult{}, fmt.Errorf("status: %s", resp.Status)
+		// The code, not resp.Status: the reason phrase is the target's
+		// own text, of any length.
+		return scrapeResult{}, fmt.Errorf("%s: %d", ReasonStatus, resp.StatusCode)
 	}
 	body := &limitedReader{r: resp.Body, n: s.opts.MaxBytes}
 	samples, err := ParseExposition(body)

@@ -204,7 +204,7 @@ func (s *Service) Collect(ctx context.Context) (map[string]float64, error) {
 		if r.ok {
 			probesUp++
 		} else {
-			errs = append(errs, fmt.Errorf("probe %s: %w", p.url, r.err))
+			errs = append(errs, fmt.Errorf("probe %s: %w", p.url, clipErr(r.err)))
 		}
 	}
 
@@ -214,7 +214,7 @@ func (s *Service) Collect(ctx context.Context) (map[string]float64, error) {
 	for i, sc := range s.scrapers {
 		label := "{instance=" + sc.instance + "}"
 		if err := scrapeErr[i]; err != nil {
-			errs = append(errs, fmt.Errorf("scrape %s: %w", sc.url, err))
+			errs = append(errs, fmt.Errorf("scrape %s: %w", sc.url, clipErr(err)))
 			m["scrape.up"+label] = 0
 		} else {
 			scrapesUp++
