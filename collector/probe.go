@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -140,6 +141,8 @@ func (p *prober) statusOK(code int) bool {
 	return slices.Contains(p.opts.ExpectStatus, code)
 }
 
+// checkBody says which check failed and what it wanted, never what the
+// body said: that is the target's text, of any size and content.
 func (p *prober) checkBody(body []byte) error {
 	if p.opts.BodyRegex != nil && !p.opts.BodyRegex.Match(body) {
 		return fmt.Errorf("does not match %s", p.opts.BodyRegex)
@@ -149,7 +152,16 @@ func (p *prober) checkBody(body []byte) error {
 	}
 	var v any
 	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&v); err != nil {
-		return fmt.Errorf("not JSON: %v", err)
+		var syntax *json.SyntaxError
+		switch {
+		case errors.As(err, &syntax):
+			return fmt.Errorf("not JSON (at byte %d)", syntax.Offset)
+		case errors.Is(err, io.EOF):
+			return errors.New("not JSON (empty)")
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return fmt.Errorf("not JSON (ends early; the check reads at most %d bytes)", p.opts.MaxBytes)
+		}
+		return errors.New("not JSON")
 	}
 	for _, part := range strings.Split(p.opts.JSONField, ".") {
 		m, ok := v.(map[string]any)
@@ -161,7 +173,26 @@ func (p *prober) checkBody(body []byte) error {
 		}
 	}
 	if p.opts.JSONEquals != "" && fmt.Sprint(v) != p.opts.JSONEquals {
-		return fmt.Errorf("field %s is %v, want %s", p.opts.JSONField, truncate(fmt.Sprint(v), 40), p.opts.JSONEquals)
+		return fmt.Errorf("field %s: want %q, got %s", p.opts.JSONField, p.opts.JSONEquals, jsonKind(v))
 	}
 	return nil
+}
+
+// jsonKind names what a JSON value is without saying what it holds.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a different boolean"
+	case float64:
+		return "a different number"
+	case string:
+		return "a different string"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	}
+	return "a different value"
 }

@@ -403,19 +403,25 @@ func TestProbe(t *testing.T) {
 		{503, body, "status: got 503"},
 		{200, `{"status":{"cache":"ok"}}`, "body: does not match"},
 		{200, `{"db": 1}`, "body: field status.db missing"},
-		{200, `{"status":{"db":"down"}}`, "body: field status.db is down, want ok"},
-		{200, `not json "db"`, "body: not JSON"},
+		{200, `{"status":{"db":"down"}}`, `body: field status.db: want "ok", got a different string`},
+		{200, `{"status":{"db":["down"]}}`, `body: field status.db: want "ok", got an array`},
+		{200, `not json "db"`, "body: not JSON (at byte 2)"},
+		{200, `{"status":{"db":"down"`, "body: not JSON (ends early"},
 	} {
 		set(tc.status, tc.body)
 		m, err := svc.Collect(context.Background())
 		if err == nil || !strings.Contains(err.Error(), tc.want) || m["probe.up"+inst] != 0 {
 			t.Errorf("%d %q: error %v, want %q", tc.status, tc.body, err, tc.want)
 		}
+		// The error says what was wanted, never what the target answered.
+		if err != nil && (strings.Contains(err.Error(), "down") || strings.Contains(err.Error(), "'o'")) {
+			t.Errorf("%d %q: error quotes the body: %v", tc.status, tc.body, err)
+		}
 	}
 	set(200, `{"status":{"db":"ok"}}`)
 	m, _ = svc.Collect(context.Background())
-	// Without a scrape the probes are the traffic: 5 of 7 failed.
-	near(t, "probe error %", m["http.error_percent"], 100*5.0/7, 1e-9)
+	// Without a scrape the probes are the traffic: 7 of 9 failed.
+	near(t, "probe error %", m["http.error_percent"], 100*7.0/9, 1e-9)
 	if m["http.latency_max_seconds"] <= 0 || m["http.latency_p50_seconds"] > m["http.latency_max_seconds"] {
 		t.Errorf("probe latency percentiles: %v", m)
 	}
