@@ -38,21 +38,40 @@ func (s PromSample) Label(name string) string {
 	return ""
 }
 
-// Limits that keep a hostile or broken target from costing much.
+// Limits that keep a hostile or broken target from costing much. The
+// number of series is a scrape option (ScrapeOptions.MaxSeries).
 const (
-	MaxExpositionLine = 64 << 10
-	MaxLabels         = 64
+	MaxExpositionLine  = 64 << 10 // bytes
+	MaxLabels          = 64       // per series
+	MaxLabelNameBytes  = 128
+	MaxLabelValueBytes = 1 << 10
 )
 
-// ErrExposition wraps every parse error.
+// ErrExposition wraps every error about a line of an exposition.
 var ErrExposition = errors.New("malformed exposition")
 
+// A SeriesLimitError says an exposition holds more series than a scrape
+// accepts. Parsing stops there, so memory is bounded by the limit, not by
+// what the target sends.
+type SeriesLimitError struct{ Max int }
+
+func (e *SeriesLimitError) Error() string {
+	return fmt.Sprintf("more than %d series; raise scrape.max_series", e.Max)
+}
+
 // ParseExposition reads Prometheus text format (version 0.0.4) and returns
-// its samples. Comments and metadata lines are skipped. The first
-// malformed line stops parsing with an error that says where (line and
-// column) and what was wanted; errors never quote the body, which is the
-// target's to write.
-func ParseExposition(r io.Reader) ([]PromSample, error) {
+// its samples, at most maxSeries of them (DefaultMaxSeries when 0 or
+// less); one more is a *SeriesLimitError. Comments and metadata lines are
+// skipped. The first malformed line stops parsing with an error that says
+// where (line and column) and what was wanted; errors never quote the
+// body, which is the target's to write. Label names and values are
+// bounded (MaxLabelNameBytes, MaxLabelValueBytes), and a bucket bound
+// that is NaN (le="NaN", or in a vmrange) is refused: NaN is never equal
+// to itself, so every such bucket would be a new one.
+func ParseExposition(r io.Reader, maxSeries int) ([]PromSample, error) {
+	if maxSeries <= 0 {
+		maxSeries = DefaultMaxSeries
+	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), MaxExpositionLine)
 	var out []PromSample
@@ -69,6 +88,9 @@ func ParseExposition(r io.Reader) ([]PromSample, error) {
 		s, err := p.sample()
 		if err != nil {
 			return out, fmt.Errorf("%w: line %d, %v", ErrExposition, n, err)
+		}
+		if len(out) == maxSeries {
+			return out, &SeriesLimitError{Max: maxSeries}
 		}
 		out = append(out, s)
 	}
@@ -198,6 +220,9 @@ func (p *lineParser) labels() ([]Label, error) {
 		if p.i == start {
 			return nil, p.errorAt(p.i, "want a label name")
 		}
+		if p.i-start > MaxLabelNameBytes {
+			return nil, p.errorAt(start, "label name longer than %d bytes", MaxLabelNameBytes)
+		}
 		name := p.line[start:p.i]
 		p.skipBlanks()
 		if p.i >= len(p.line) || p.line[p.i] != '=' {
@@ -211,6 +236,12 @@ func (p *lineParser) labels() ([]Label, error) {
 		value, err := p.quoted()
 		if err != nil {
 			return nil, err
+		}
+		switch {
+		case name == "le" && isNaNBound(value):
+			return nil, p.errorAt(start, `le="NaN" is not a bucket bound`)
+		case name == "vmrange" && vmrangeHasNaN(value):
+			return nil, p.errorAt(start, "a vmrange bound is NaN")
 		}
 		labels = append(labels, Label{name, value})
 		if len(labels) > MaxLabels {
@@ -236,7 +267,11 @@ func (p *lineParser) labels() ([]Label, error) {
 func (p *lineParser) quoted() (string, error) {
 	open := p.i
 	var b strings.Builder
+	tooLong := func() error { return p.errorAt(open, "label value longer than %d bytes", MaxLabelValueBytes) }
 	for j := open + 1; j < len(p.line); {
+		if b.Len() > MaxLabelValueBytes {
+			return "", tooLong()
+		}
 		c := p.line[j]
 		if c == '"' {
 			p.i = j + 1
@@ -258,7 +293,20 @@ func (p *lineParser) quoted() (string, error) {
 		b.WriteByte(c)
 		j++
 	}
+	if b.Len() > MaxLabelValueBytes {
+		return "", tooLong()
+	}
 	return "", p.errorAt(open, "label value not terminated")
+}
+
+func isNaNBound(s string) bool {
+	v, err := parseValue(s)
+	return err == nil && math.IsNaN(v)
+}
+
+func vmrangeHasNaN(s string) bool {
+	lo, hi, _ := strings.Cut(s, "...")
+	return isNaNBound(lo) || isNaNBound(hi)
 }
 
 // seriesKey identifies a series by its labels, leaving out the ones named.

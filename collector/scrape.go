@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"regexp"
@@ -20,6 +21,7 @@ const (
 	DefaultLatencyMetric  = "http_request_duration_seconds"
 	DefaultErrorSelector  = `code=~"5.."` // also tried on a "status" label
 	DefaultMaxScrapeBytes = 16 << 20
+	DefaultMaxSeries      = 10_000 // per scrape; Prometheus calls it sample_limit
 )
 
 // ScrapeOptions say how to read a service's own metrics.
@@ -30,6 +32,9 @@ type ScrapeOptions struct {
 	Latency  string // histogram base name: <name>_bucket with le or vmrange
 	Timeout  time.Duration
 	MaxBytes int64
+	// MaxSeries is how many series one scrape may hold (DefaultMaxSeries
+	// when 0); past it the scrape fails, and reads no further.
+	MaxSeries int
 }
 
 // A Selector matches a series by one label: name=value, name!=value,
@@ -113,7 +118,7 @@ func (s *scraper) scrape(ctx context.Context, now time.Time) (scrapeResult, erro
 		return scrapeResult{}, fmt.Errorf("%s: %d", ReasonStatus, resp.StatusCode)
 	}
 	body := &limitedReader{r: resp.Body, n: s.opts.MaxBytes}
-	samples, err := ParseExposition(body)
+	samples, err := ParseExposition(body, s.opts.MaxSeries)
 	if body.exceeded {
 		return scrapeResult{}, fmt.Errorf("body: larger than %d bytes", s.opts.MaxBytes)
 	}
@@ -174,7 +179,7 @@ func (s *scraper) increases(samples []PromSample, now time.Time) (scrapeResult, 
 				r.latency[hi] = b
 			} else if v := smp.Label("le"); v != "" {
 				bound, err := parseValue(v)
-				if err != nil {
+				if err != nil || math.IsNaN(bound) { // the parser refuses NaN; a map key must equal itself
 					continue
 				}
 				haveBuckets = true

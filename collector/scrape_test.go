@@ -1,10 +1,12 @@
 package collector
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -34,5 +36,87 @@ func TestScrapeErrorNamesTheStatusCodeOnly(t *testing.T) {
 	}
 	if msg := err.Error(); strings.Contains(msg, "overloaded") || len(msg) > 512 {
 		t.Errorf("error carries the target's reason phrase (%d bytes): %.200s", len(msg), msg)
+	}
+}
+
+// bodyServer serves the same body to every request.
+func bodyServer(t *testing.T, body []byte) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// allocated is how many bytes the process allocated while f ran.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// A NaN bound is a new map key every time (NaN != NaN): 100,000 of them
+// once drove vigil to 450 MB. The scrape refuses the first one.
+func TestScrapeRefusesNaNBuckets(t *testing.T) {
+	var b bytes.Buffer
+	for i := range 100_000 {
+		fmt.Fprintf(&b, "http_request_duration_seconds_bucket{le=\"NaN\",i=\"%d\"} 1\n", i)
+	}
+	srv := bodyServer(t, b.Bytes())
+	svc, err := NewService(ServiceOptions{Name: "nan", Scrape: &ScrapeOptions{URLs: []string{srv.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second scrape has a baseline to compare with
+		var err error
+		n := allocated(func() { _, err = svc.Collect(context.Background()) })
+		if err == nil || !strings.Contains(err.Error(), `line 1, column 38: le="NaN" is not a bucket bound`) {
+			t.Fatalf("error %v, want le=\"NaN\" refused", err)
+		}
+		if n > 1<<20 {
+			t.Errorf("a scrape of %d bytes of NaN buckets allocated %d bytes", b.Len(), n)
+		}
+	}
+}
+
+// Past DefaultMaxSeries the scrape fails, and stops reading: memory stays
+// bounded by the limit, not by what the target sends.
+func TestScrapeCapsSeries(t *testing.T) {
+	var b bytes.Buffer
+	for i := range 100_000 {
+		fmt.Fprintf(&b, "http_requests_total{code=\"200\",path=\"/p%d\"} %d\n", i, i)
+	}
+	srv := bodyServer(t, b.Bytes())
+	svc, err := NewService(ServiceOptions{Name: "many", Scrape: &ScrapeOptions{URLs: []string{srv.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		var err error
+		n := allocated(func() { _, err = svc.Collect(context.Background()) })
+		if err == nil || !strings.Contains(err.Error(), "body: more than 10000 series; raise scrape.max_series") {
+			t.Fatalf("error %v, want the series limit", err)
+		}
+		if n > 8<<20 {
+			t.Errorf("a scrape of 100,000 series allocated %d bytes", n)
+		}
+	}
+}
+
+func TestScrapeMaxSeriesOption(t *testing.T) {
+	srv := bodyServer(t, []byte("http_requests_total{code=\"200\"} 1\nhttp_requests_total{code=\"500\"} 1\nup 1\n"))
+	for _, tc := range []struct {
+		max  int
+		want string
+	}{{3, ""}, {2, "body: more than 2 series; raise scrape.max_series"}} {
+		svc, err := NewService(ServiceOptions{Name: "x", Scrape: &ScrapeOptions{URLs: []string{srv.URL}, MaxSeries: tc.max}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = svc.Collect(context.Background())
+		if (tc.want == "" && err != nil) || (tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want))) {
+			t.Errorf("max_series %d: error %v, want %q", tc.max, err, tc.want)
+		}
 	}
 }

@@ -121,6 +121,9 @@ func NewService(opts ServiceOptions) (*Service, error) {
 		if so.MaxBytes <= 0 {
 			so.MaxBytes = DefaultMaxScrapeBytes
 		}
+		if so.MaxSeries <= 0 {
+			so.MaxSeries = DefaultMaxSeries
+		}
 		sel, err := ParseSelector(so.Errors)
 		if err != nil {
 			return nil, fmt.Errorf("service %s: %w", opts.Name, err)
