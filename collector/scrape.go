@@ -35,6 +35,9 @@ type ScrapeOptions struct {
 	// MaxSeries is how many series one scrape may hold (DefaultMaxSeries
 	// when 0); past it the scrape fails, and reads no further.
 	MaxSeries int
+	// FollowRedirects lets a scrape follow redirects (as Prometheus's
+	// follow_redirects does); without it a redirect is a failure.
+	FollowRedirects bool
 }
 
 // A Selector matches a series by one label: name=value, name!=value,
@@ -113,6 +116,9 @@ func (s *scraper) scrape(ctx context.Context, now time.Time) (scrapeResult, erro
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		if !s.opts.FollowRedirects && resp.StatusCode/100 == 3 && resp.Header.Get("Location") != "" {
+			return scrapeResult{}, fmt.Errorf("%s: %d (a redirect; follow_redirects: true follows it)", ReasonStatus, resp.StatusCode)
+		}
 		// The code, not resp.Status: the reason phrase is the target's
 		// own text, of any length.
 		return scrapeResult{}, fmt.Errorf("%s: %d", ReasonStatus, resp.StatusCode)
@@ -126,6 +132,19 @@ func (s *scraper) scrape(ctx context.Context, now time.Time) (scrapeResult, erro
 		return scrapeResult{}, fmt.Errorf("body: %w", err)
 	}
 	return s.increases(samples, now)
+}
+
+// scrapeClient is the client a scrape uses: a copy of the one given, or
+// one with the scrape timeout, that follows redirects only when told to.
+func scrapeClient(base *http.Client, o ScrapeOptions) *http.Client {
+	c := http.Client{Timeout: o.Timeout}
+	if base != nil {
+		c = *base
+	}
+	if !o.FollowRedirects {
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	}
+	return &c
 }
 
 // increases compares a scrape with the previous one. Counters that went

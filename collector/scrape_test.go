@@ -120,3 +120,57 @@ func TestScrapeMaxSeriesOption(t *testing.T) {
 		}
 	}
 }
+
+// redirectingTarget answers /metrics with a redirect to /real, which
+// serves metrics.
+func redirectingTarget(t *testing.T) *httptest.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", http.RedirectHandler("/real", http.StatusFound))
+	mux.HandleFunc("/real", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "http_requests_total 1\n") })
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// A scrape does not follow a redirect unless told to: it fails with the
+// status and a hint.
+func TestScrapeDoesNotFollowRedirects(t *testing.T) {
+	srv := redirectingTarget(t)
+	svc, err := NewService(ServiceOptions{Name: "x", Scrape: &ScrapeOptions{URLs: []string{srv.URL + "/metrics"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := svc.Collect(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "status: 302 (a redirect; follow_redirects: true follows it)") {
+		t.Fatalf("error %v, want status: 302 and a hint", err)
+	}
+	if m["instances.up"] != 0 {
+		t.Errorf("redirected target counted up: %v", m)
+	}
+}
+
+func TestScrapeFollowsRedirectsWhenTold(t *testing.T) {
+	srv := redirectingTarget(t)
+	for _, client := range []*http.Client{nil, srv.Client()} {
+		var hops int
+		if client != nil { // a given client's own redirect policy still runs
+			client.CheckRedirect = func(*http.Request, []*http.Request) error { hops++; return nil }
+		}
+		svc, err := NewService(ServiceOptions{Name: "x", Client: client,
+			Scrape: &ScrapeOptions{URLs: []string{srv.URL + "/metrics"}, FollowRedirects: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, err := svc.Collect(context.Background()); err != nil || m["instances.up"] != 1 {
+			t.Errorf("client %v: %v, %v", client != nil, m, err)
+		}
+		if client != nil && hops != 1 {
+			t.Errorf("the given client's CheckRedirect ran %d times", hops)
+		}
+		// Without the option, the given client does not follow either.
+		svc, _ = NewService(ServiceOptions{Name: "x", Client: client, Scrape: &ScrapeOptions{URLs: []string{srv.URL + "/metrics"}}})
+		if _, err := svc.Collect(context.Background()); err == nil || !strings.Contains(err.Error(), "status: 302") {
+			t.Errorf("client %v without follow_redirects: %v", client != nil, err)
+		}
+	}
+}

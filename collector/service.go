@@ -27,7 +27,8 @@ type ServiceOptions struct {
 	// scheduler. Probe and scrape timeouts default to nine tenths of it.
 	Interval time.Duration
 	Now      func() time.Time
-	// Client is used for scrapes; nil uses a default with the scrape timeout.
+	// Client is used for scrapes (a copy, whose redirect policy is the
+	// scrape's); nil uses a default with the scrape timeout.
 	Client *http.Client
 }
 
@@ -128,10 +129,7 @@ func NewService(opts ServiceOptions) (*Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("service %s: %w", opts.Name, err)
 		}
-		client := opts.Client
-		if client == nil {
-			client = &http.Client{Timeout: so.Timeout}
-		}
+		client := scrapeClient(opts.Client, so)
 		names := instanceNames(sc.URLs)
 		for i, u := range sc.URLs {
 			s.scrapers = append(s.scrapers, &scraper{url: u, instance: names[i], opts: so, errSel: sel, client: client})
