@@ -49,7 +49,8 @@ type probeResult struct {
 }
 
 type prober struct {
-	url      string
+	url      string // as configured: may hold credentials
+	shown    string // the URL redacted, for errors
 	instance string
 	opts     ProbeOptions
 	client   *http.Client
@@ -74,7 +75,7 @@ func newProber(url string, opts ProbeOptions, now func() time.Time) *prober {
 	if opts.Transport != nil {
 		tr = probeClone(opts.Transport)
 	}
-	return &prober{url: url, opts: opts, now: now, client: &http.Client{
+	return &prober{url: url, shown: Clip(RedactURL(url), MaxTextBytes), opts: opts, now: now, client: &http.Client{
 		Transport: tr,
 		// A redirect is an answer to check, not to follow.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -104,14 +105,14 @@ func (p *prober) probe(ctx context.Context) probeResult {
 	}
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), p.opts.Method, p.url, nil)
 	if err != nil {
-		r.err = fmt.Errorf("%s: %w", ReasonNetwork, err)
+		r.err = fmt.Errorf("%s: %w", ReasonNetwork, hideURL(err, p.url))
 		return r
 	}
 	req.Header.Set("User-Agent", "vigil-probe")
 	resp, err := p.client.Do(req)
 	if err != nil {
 		r.total = time.Since(start).Seconds()
-		r.err = classify(err)
+		r.err = classify(hideURL(err, p.url))
 		return r
 	}
 	defer resp.Body.Close()

@@ -85,7 +85,8 @@ func (s Selector) Match(smp PromSample) bool {
 // scraper reads one instance and turns its counters into increases since
 // the previous scrape.
 type scraper struct {
-	url      string
+	url      string // as configured: may hold credentials
+	shown    string // the URL redacted, for errors
 	instance string
 	opts     ScrapeOptions
 	errSel   Selector
@@ -106,12 +107,12 @@ type scrapeResult struct {
 func (s *scraper) scrape(ctx context.Context, now time.Time) (scrapeResult, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
 	if err != nil {
-		return scrapeResult{}, err
+		return scrapeResult{}, hideURL(err, s.url)
 	}
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return scrapeResult{}, classify(err)
+		return scrapeResult{}, classify(hideURL(err, s.url))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
