@@ -106,6 +106,11 @@ type ServiceConfig struct {
 		Errors   string   `yaml:"errors"`
 		Latency  string   `yaml:"latency"`
 		Timeout  Duration `yaml:"timeout"`
+		// FollowRedirects follows redirects; without it one is a failure.
+		FollowRedirects bool `yaml:"follow_redirects"`
+		// MaxSeries caps the series one scrape may hold; nil is
+		// collector.DefaultMaxSeries.
+		MaxSeries *int `yaml:"max_series"`
 	} `yaml:"scrape"`
 }
 
@@ -244,7 +249,7 @@ func (sc ServiceConfig) options(interval time.Duration) (collector.ServiceOption
 		for _, u := range all {
 			pu, err := url.Parse(u)
 			if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-				bad("%s: %q is not an http:// or https:// URL", what, u)
+				bad("%s: %q is not an http:// or https:// URL", what, collector.RedactURL(u))
 			}
 		}
 		return all
@@ -280,8 +285,15 @@ func (sc ServiceConfig) options(interval time.Duration) (collector.ServiceOption
 	}
 	if s := sc.Scrape; s != nil {
 		so := &collector.ScrapeOptions{URLs: urls("scrape", s.URL, s.URLs), Requests: s.Requests, Errors: s.Errors,
-			Latency: s.Latency, Timeout: s.Timeout.D()}
+			Latency: s.Latency, Timeout: s.Timeout.D(), FollowRedirects: s.FollowRedirects}
 		timeout("scrape", s.Timeout)
+		if n := s.MaxSeries; n != nil {
+			const most = 1_000_000
+			if *n < 1 || *n > most {
+				bad("scrape.max_series: %d is not between 1 and %d", *n, most)
+			}
+			so.MaxSeries = *n
+		}
 		if s.Errors != "" {
 			if _, err := collector.ParseSelector(s.Errors); err != nil {
 				bad("scrape.errors: %v", err)

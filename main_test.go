@@ -28,6 +28,7 @@ import (
 	"time"
 
 	sse "github.com/tmaxmax/go-sse"
+	"gopkg.in/yaml.v3"
 )
 
 func TestMain(m *testing.M) {
@@ -373,6 +374,10 @@ func TestValidate(t *testing.T) {
 		{"rule window beyond the ring", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 1\n      aggregate: avg\n      window: 1h\n", []string{"cfg.yaml:8:", "window: 1h0m0s is longer than the retention 10m0s"}},
 		{"rule for too long", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 1\n      for: 1000h\n", []string{"cfg.yaml:7:", "for: 1000h0m0s is outside 0s to 168h0m0s"}},
 		{"unknown service key", "services:\n  - name: api\n    prob: {url: http://x}\n", []string{"cfg.yaml:3: unknown key \"prob\""}},
+		{"scrape limits", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      follow_redirects: true\n      max_series: 1000000\n", nil},
+		{"scrape max_series zero", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      max_series: 0\n", []string{"cfg.yaml:5: services[0] api: scrape.max_series: 0 is not between 1 and 1000000"}},
+		{"scrape max_series too high", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      max_series: 1000001\n", []string{"cfg.yaml:5: services[0] api: scrape.max_series: 1000001 is not between 1 and 1000000"}},
+		{"bad URL with credentials", "services:\n  - name: api\n    probe:\n      url: ftp://user:pw@x/?token=abc\n", []string{`"ftp://user:xxxxx@x/?token=xxxxx" is not an http:// or https:// URL`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -400,7 +405,13 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
-	err := run(context.Background(), env{args: []string{"validate", "--config", filepath.Join(dir, "missing.yaml")}, getenv: func(string) string { return "" }, stdout: io.Discard, stderr: io.Discard})
+	// A configured URL's credentials are not shown back, even in an error.
+	os.WriteFile(filepath.Join(dir, "cfg.yaml"), []byte("services:\n  - name: api\n    scrape:\n      url: http://user:pw@x:y:z/?token=abc\n"), 0o600)
+	err := run(context.Background(), env{args: []string{"validate", "--config", filepath.Join(dir, "cfg.yaml")}, getenv: func(string) string { return "" }, stdout: io.Discard, stderr: io.Discard})
+	if err == nil || strings.Contains(err.Error(), "pw") || strings.Contains(err.Error(), "abc") {
+		t.Errorf("unparseable URL with credentials: %v", err)
+	}
+	err = run(context.Background(), env{args: []string{"validate", "--config", filepath.Join(dir, "missing.yaml")}, getenv: func(string) string { return "" }, stdout: io.Discard, stderr: io.Discard})
 	if err == nil || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Fatalf("missing file: %v", err)
 	}
@@ -559,6 +570,26 @@ func TestTailCommand(t *testing.T) {
 		err := run(context.Background(), env{args: tc.args, getenv: func(string) string { return "" }, stdout: io.Discard, stderr: io.Discard})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestServiceScrapeOptions(t *testing.T) {
+	for _, tc := range []struct {
+		yaml      string
+		follow    bool
+		maxSeries int
+	}{
+		{"name: api\nscrape: {url: http://x/metrics}\n", false, 0}, // 0: the collector's default
+		{"name: api\nscrape: {url: http://x/metrics, follow_redirects: true, max_series: 50000}\n", true, 50000},
+	} {
+		var sc ServiceConfig
+		if err := yaml.Unmarshal([]byte(tc.yaml), &sc); err != nil {
+			t.Fatal(err)
+		}
+		o, errs := sc.options(time.Second)
+		if len(errs) > 0 || o.Scrape.FollowRedirects != tc.follow || o.Scrape.MaxSeries != tc.maxSeries {
+			t.Errorf("%q: %+v, %v", tc.yaml, o.Scrape, errs)
 		}
 	}
 }

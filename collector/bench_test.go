@@ -136,7 +136,7 @@ func BenchmarkParseExposition1000Series(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := ParseExposition(strings.NewReader(body)); err != nil {
+		if _, err := ParseExposition(strings.NewReader(body), 0); err != nil {
 			b.Fatal(err)
 		}
 	}

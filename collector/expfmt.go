@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // The Prometheus text exposition format is parsed here rather than with
@@ -37,32 +38,59 @@ func (s PromSample) Label(name string) string {
 	return ""
 }
 
-// Limits that keep a hostile or broken target from costing much.
+// Limits that keep a hostile or broken target from costing much. The
+// number of series is a scrape option (ScrapeOptions.MaxSeries).
 const (
-	MaxExpositionLine = 64 << 10
-	MaxLabels         = 64
+	MaxExpositionLine  = 64 << 10 // bytes
+	MaxLabels          = 64       // per series
+	MaxLabelNameBytes  = 128
+	MaxLabelValueBytes = 1 << 10
 )
 
-// ErrExposition wraps every parse error.
+// ErrExposition wraps every error about a line of an exposition.
 var ErrExposition = errors.New("malformed exposition")
 
+// A SeriesLimitError says an exposition holds more series than a scrape
+// accepts. Parsing stops there, so memory is bounded by the limit, not by
+// what the target sends.
+type SeriesLimitError struct{ Max int }
+
+func (e *SeriesLimitError) Error() string {
+	return fmt.Sprintf("more than %d series; raise scrape.max_series", e.Max)
+}
+
 // ParseExposition reads Prometheus text format (version 0.0.4) and returns
-// its samples. Comments and metadata lines are skipped. The first
-// malformed line stops parsing with an error naming the line.
-func ParseExposition(r io.Reader) ([]PromSample, error) {
+// its samples, at most maxSeries of them (DefaultMaxSeries when 0 or
+// less); one more is a *SeriesLimitError. Comments and metadata lines are
+// skipped. The first malformed line stops parsing with an error that says
+// where (line and column) and what was wanted; errors never quote the
+// body, which is the target's to write. Label names and values are
+// bounded (MaxLabelNameBytes, MaxLabelValueBytes), and a bucket bound
+// that is NaN (le="NaN", or in a vmrange) is refused: NaN is never equal
+// to itself, so every such bucket would be a new one.
+func ParseExposition(r io.Reader, maxSeries int) ([]PromSample, error) {
+	if maxSeries <= 0 {
+		maxSeries = DefaultMaxSeries
+	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), MaxExpositionLine)
 	var out []PromSample
 	n := 0
 	for sc.Scan() {
 		n++
-		line := strings.TrimSpace(sc.Text())
+		raw := sc.Text()
+		trimmed := strings.TrimLeftFunc(raw, unicode.IsSpace)
+		line := strings.TrimRightFunc(trimmed, unicode.IsSpace)
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		s, err := parseSampleLine(line)
+		p := lineParser{line: line, col0: len(raw) - len(trimmed) + 1}
+		s, err := p.sample()
 		if err != nil {
-			return out, fmt.Errorf("%w: line %d: %v", ErrExposition, n, err)
+			return out, fmt.Errorf("%w: line %d, %v", ErrExposition, n, err)
+		}
+		if len(out) == maxSeries {
+			return out, &SeriesLimitError{Max: maxSeries}
 		}
 		out = append(out, s)
 	}
@@ -79,39 +107,89 @@ func isNameChar(c byte, first bool) bool {
 	return c == '_' || c == ':' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (!first && c >= '0' && c <= '9')
 }
 
-func parseSampleLine(line string) (PromSample, error) {
+// lineParser reads one sample line, keeping its place for errors.
+type lineParser struct {
+	line string
+	i    int // the next byte to read
+	col0 int // the column of line[0] in the body's line
+}
+
+// syntaxError says where a line went wrong and what was wanted there.
+type syntaxError struct {
+	col  int
+	want string
+}
+
+func (e *syntaxError) Error() string { return fmt.Sprintf("column %d: %s", e.col, e.want) }
+
+func (p *lineParser) errorAt(i int, format string, a ...any) error {
+	return &syntaxError{col: p.col0 + i, want: fmt.Sprintf(format, a...)}
+}
+
+func (p *lineParser) skipBlanks() {
+	for p.i < len(p.line) && (p.line[p.i] == ' ' || p.line[p.i] == '\t') {
+		p.i++
+	}
+}
+
+func (p *lineParser) sample() (PromSample, error) {
 	var s PromSample
-	i := 0
-	for i < len(line) && isNameChar(line[i], i == 0) {
-		i++
+	for p.i < len(p.line) && isNameChar(p.line[p.i], p.i == 0) {
+		p.i++
 	}
-	if i == 0 {
-		return s, fmt.Errorf("want a metric name, got %q", truncate(line, 20))
+	if p.i == 0 {
+		return s, p.errorAt(0, "want a metric name")
 	}
-	s.Name = line[:i]
-	rest := line[i:]
-	if strings.HasPrefix(rest, "{") {
-		labels, after, err := parseLabels(rest[1:])
+	s.Name = p.line[:p.i]
+	if p.i < len(p.line) && p.line[p.i] == '{' {
+		p.i++
+		labels, err := p.labels()
 		if err != nil {
 			return s, err
 		}
-		s.Labels, rest = labels, after
+		s.Labels = labels
 	}
-	fields := strings.Fields(rest)
+	fields, at := fieldsAt(p.line[p.i:], 3)
 	if len(fields) < 1 || len(fields) > 2 {
-		return s, fmt.Errorf("want a value (and an optional timestamp) after %s", s.Name)
+		col := len(p.line) // the value is missing at the end of the line
+		if len(fields) > 2 {
+			col = p.i + at[2]
+		}
+		return s, p.errorAt(col, "want a value and an optional timestamp after the series")
 	}
 	v, err := parseValue(fields[0])
 	if err != nil {
-		return s, err
+		return s, p.errorAt(p.i+at[0], "want a number as the value")
 	}
 	if len(fields) == 2 {
 		if _, err := strconv.ParseInt(fields[1], 10, 64); err != nil {
-			return s, fmt.Errorf("bad timestamp %q", truncate(fields[1], 20))
+			return s, p.errorAt(p.i+at[1], "want a timestamp (integer milliseconds) or the end of the line")
 		}
 	}
 	s.Value = v
 	return s, nil
+}
+
+// fieldsAt splits s as strings.Fields does, up to max fields, and says
+// where each starts.
+func fieldsAt(s string, max int) (fields []string, at []int) {
+	i := 0
+	for len(fields) < max {
+		start := strings.IndexFunc(s[i:], func(r rune) bool { return !unicode.IsSpace(r) })
+		if start < 0 {
+			break
+		}
+		start += i
+		end := strings.IndexFunc(s[start:], unicode.IsSpace)
+		if end < 0 {
+			end = len(s)
+		} else {
+			end += start
+		}
+		fields, at = append(fields, s[start:end]), append(at, start)
+		i = end
+	}
+	return fields, at
 }
 
 func parseValue(f string) (float64, error) {
@@ -123,83 +201,112 @@ func parseValue(f string) (float64, error) {
 	case "NaN":
 		return math.NaN(), nil
 	}
-	v, err := strconv.ParseFloat(f, 64)
-	if err != nil {
-		return 0, fmt.Errorf("bad value %q", truncate(f, 20))
-	}
-	return v, nil
+	return strconv.ParseFloat(f, 64)
 }
 
-// parseLabels reads `a="x",b="y"}` and returns the labels, sorted, and what
-// follows the closing brace.
-func parseLabels(s string) ([]Label, string, error) {
+// labels reads `a="x",b="y"}`, just after the opening brace, and returns
+// the labels sorted, leaving p after the closing brace.
+func (p *lineParser) labels() ([]Label, error) {
 	var labels []Label
 	for {
-		s = strings.TrimLeft(s, " \t")
-		if strings.HasPrefix(s, "}") {
+		p.skipBlanks()
+		if p.i < len(p.line) && p.line[p.i] == '}' {
 			break
 		}
-		i := 0
-		for i < len(s) && isNameChar(s[i], i == 0) && s[i] != ':' {
-			i++
+		start := p.i
+		for p.i < len(p.line) && isNameChar(p.line[p.i], p.i == start) && p.line[p.i] != ':' {
+			p.i++
 		}
-		if i == 0 {
-			return nil, "", errors.New("want a label name")
+		if p.i == start {
+			return nil, p.errorAt(p.i, "want a label name")
 		}
-		name := s[:i]
-		s = strings.TrimLeft(s[i:], " \t")
-		if !strings.HasPrefix(s, "=") {
-			return nil, "", fmt.Errorf("want = after label %s", name)
+		if p.i-start > MaxLabelNameBytes {
+			return nil, p.errorAt(start, "label name longer than %d bytes", MaxLabelNameBytes)
 		}
-		s = strings.TrimLeft(s[1:], " \t")
-		if !strings.HasPrefix(s, `"`) {
-			return nil, "", fmt.Errorf("want a quoted value for label %s", name)
+		name := p.line[start:p.i]
+		p.skipBlanks()
+		if p.i >= len(p.line) || p.line[p.i] != '=' {
+			return nil, p.errorAt(p.i, "want = after a label name")
 		}
-		var b strings.Builder
-		j := 1
-		closed := false
-		for j < len(s) {
-			c := s[j]
-			if c == '"' {
-				closed = true
-				j++
-				break
-			}
-			if c == '\\' && j+1 < len(s) {
-				switch s[j+1] {
-				case 'n':
-					b.WriteByte('\n')
-				case '\\', '"':
-					b.WriteByte(s[j+1])
-				default:
-					b.WriteByte('\\')
-					b.WriteByte(s[j+1])
-				}
-				j += 2
-				continue
-			}
-			b.WriteByte(c)
-			j++
+		p.i++
+		p.skipBlanks()
+		if p.i >= len(p.line) || p.line[p.i] != '"' {
+			return nil, p.errorAt(p.i, "want a quoted label value")
 		}
-		if !closed {
-			return nil, "", fmt.Errorf("unterminated value for label %s", name)
+		value, err := p.quoted()
+		if err != nil {
+			return nil, err
 		}
-		labels = append(labels, Label{name, b.String()})
+		switch {
+		case name == "le" && isNaNBound(value):
+			return nil, p.errorAt(start, `le="NaN" is not a bucket bound`)
+		case name == "vmrange" && vmrangeHasNaN(value):
+			return nil, p.errorAt(start, "a vmrange bound is NaN")
+		}
+		labels = append(labels, Label{name, value})
 		if len(labels) > MaxLabels {
-			return nil, "", fmt.Errorf("more than %d labels", MaxLabels)
+			return nil, p.errorAt(start, "at most %d labels", MaxLabels)
 		}
-		s = strings.TrimLeft(s[j:], " \t")
-		if strings.HasPrefix(s, ",") {
-			s = s[1:]
+		p.skipBlanks()
+		if p.i < len(p.line) && p.line[p.i] == ',' {
+			p.i++
 			continue
 		}
-		if !strings.HasPrefix(s, "}") {
-			return nil, "", errors.New("want , or } after a label")
+		if p.i >= len(p.line) || p.line[p.i] != '}' {
+			return nil, p.errorAt(p.i, "want , or } after a label")
 		}
 		break
 	}
+	p.i++ // the closing brace
 	sort.Slice(labels, func(i, j int) bool { return labels[i].Name < labels[j].Name })
-	return labels, s[1:], nil
+	return labels, nil
+}
+
+// quoted reads a label value from its opening quote to its closing one,
+// undoing the escapes.
+func (p *lineParser) quoted() (string, error) {
+	open := p.i
+	var b strings.Builder
+	tooLong := func() error { return p.errorAt(open, "label value longer than %d bytes", MaxLabelValueBytes) }
+	for j := open + 1; j < len(p.line); {
+		if b.Len() > MaxLabelValueBytes {
+			return "", tooLong()
+		}
+		c := p.line[j]
+		if c == '"' {
+			p.i = j + 1
+			return b.String(), nil
+		}
+		if c == '\\' && j+1 < len(p.line) {
+			switch p.line[j+1] {
+			case 'n':
+				b.WriteByte('\n')
+			case '\\', '"':
+				b.WriteByte(p.line[j+1])
+			default:
+				b.WriteByte('\\')
+				b.WriteByte(p.line[j+1])
+			}
+			j += 2
+			continue
+		}
+		b.WriteByte(c)
+		j++
+	}
+	if b.Len() > MaxLabelValueBytes {
+		return "", tooLong()
+	}
+	return "", p.errorAt(open, "label value not terminated")
+}
+
+func isNaNBound(s string) bool {
+	v, err := parseValue(s)
+	return err == nil && math.IsNaN(v)
+}
+
+func vmrangeHasNaN(s string) bool {
+	lo, hi, _ := strings.Cut(s, "...")
+	return isNaNBound(lo) || isNaNBound(hi)
 }
 
 // seriesKey identifies a series by its labels, leaving out the ones named.

@@ -107,7 +107,7 @@ func parseVMRange(s string) (lo, hi float64, ok bool) {
 	}
 	lo, err1 := strconv.ParseFloat(a, 64)
 	hi, err2 := strconv.ParseFloat(b, 64)
-	if err1 != nil || err2 != nil || hi < lo {
+	if err1 != nil || err2 != nil || !(lo <= hi) { // also false for NaN
 		return 0, 0, false
 	}
 	return lo, hi, true

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -48,7 +49,8 @@ type probeResult struct {
 }
 
 type prober struct {
-	url      string
+	url      string // as configured: may hold credentials
+	shown    string // the URL redacted, for errors
 	instance string
 	opts     ProbeOptions
 	client   *http.Client
@@ -73,7 +75,7 @@ func newProber(url string, opts ProbeOptions, now func() time.Time) *prober {
 	if opts.Transport != nil {
 		tr = probeClone(opts.Transport)
 	}
-	return &prober{url: url, opts: opts, now: now, client: &http.Client{
+	return &prober{url: url, shown: Clip(RedactURL(url), MaxTextBytes), opts: opts, now: now, client: &http.Client{
 		Transport: tr,
 		// A redirect is an answer to check, not to follow.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -103,14 +105,14 @@ func (p *prober) probe(ctx context.Context) probeResult {
 	}
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), p.opts.Method, p.url, nil)
 	if err != nil {
-		r.err = fmt.Errorf("%s: %w", ReasonNetwork, err)
+		r.err = fmt.Errorf("%s: %w", ReasonNetwork, hideURL(err, p.url))
 		return r
 	}
 	req.Header.Set("User-Agent", "vigil-probe")
 	resp, err := p.client.Do(req)
 	if err != nil {
 		r.total = time.Since(start).Seconds()
-		r.err = classify(err)
+		r.err = classify(hideURL(err, p.url))
 		return r
 	}
 	defer resp.Body.Close()
@@ -140,6 +142,8 @@ func (p *prober) statusOK(code int) bool {
 	return slices.Contains(p.opts.ExpectStatus, code)
 }
 
+// checkBody says which check failed and what it wanted, never what the
+// body said: that is the target's text, of any size and content.
 func (p *prober) checkBody(body []byte) error {
 	if p.opts.BodyRegex != nil && !p.opts.BodyRegex.Match(body) {
 		return fmt.Errorf("does not match %s", p.opts.BodyRegex)
@@ -149,7 +153,16 @@ func (p *prober) checkBody(body []byte) error {
 	}
 	var v any
 	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&v); err != nil {
-		return fmt.Errorf("not JSON: %v", err)
+		var syntax *json.SyntaxError
+		switch {
+		case errors.As(err, &syntax):
+			return fmt.Errorf("not JSON (at byte %d)", syntax.Offset)
+		case errors.Is(err, io.EOF):
+			return errors.New("not JSON (empty)")
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return fmt.Errorf("not JSON (ends early; the check reads at most %d bytes)", p.opts.MaxBytes)
+		}
+		return errors.New("not JSON")
 	}
 	for _, part := range strings.Split(p.opts.JSONField, ".") {
 		m, ok := v.(map[string]any)
@@ -161,7 +174,26 @@ func (p *prober) checkBody(body []byte) error {
 		}
 	}
 	if p.opts.JSONEquals != "" && fmt.Sprint(v) != p.opts.JSONEquals {
-		return fmt.Errorf("field %s is %v, want %s", p.opts.JSONField, truncate(fmt.Sprint(v), 40), p.opts.JSONEquals)
+		return fmt.Errorf("field %s: want %q, got %s", p.opts.JSONField, p.opts.JSONEquals, jsonKind(v))
 	}
 	return nil
+}
+
+// jsonKind names what a JSON value is without saying what it holds.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a different boolean"
+	case float64:
+		return "a different number"
+	case string:
+		return "a different string"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	}
+	return "a different value"
 }

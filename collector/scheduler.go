@@ -152,7 +152,7 @@ func (s *Scheduler) loop(ctx context.Context, src Source) {
 		err := p.Prime(pctx)
 		cancel()
 		if err != nil {
-			s.Logger.Warn("prime source", "source", name, "err", err)
+			s.Logger.Warn("prime source", "source", name, "err", Clip(err.Error(), maxErrorBytes))
 		}
 	}
 	t := time.NewTicker(l.interval)
@@ -229,9 +229,12 @@ func (l *sourceLoop) tick(ctx context.Context) {
 	}
 }
 
+// fail records a failed collect. The error's text is cut to a bound here,
+// whatever source produced it, before it is stored, logged and published:
+// it may quote what a target said.
 func (l *sourceLoop) fail(partial map[string]float64, err error) {
 	l.m.errors.Inc()
-	l.setState(StateFailed, err.Error(), len(partial) > 0)
+	l.setState(StateFailed, Clip(err.Error(), maxErrorBytes), len(partial) > 0)
 }
 
 // setState publishes a "source" event when the state or the error changes,

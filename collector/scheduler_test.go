@@ -1,14 +1,17 @@
 package collector
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -124,5 +127,47 @@ func TestSchedulerIsolatesFailingAndHangingSources(t *testing.T) {
 		cancel()
 		<-done
 		hub.Close()
+	})
+}
+
+// Whatever a source's error says, the source event, the stored status and
+// the log line carry a bounded, valid UTF-8 piece of it.
+func TestSchedulerBoundsErrorText(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		hub := NewHub(HubOptions{FirstID: 1, Queue: 100})
+		sub, _ := hub.Subscribe(Cursor{}, Filter{})
+		var logs bytes.Buffer
+		huge := "status: \xff\xfe" + strings.Repeat("é", 450<<10) // 900 KiB, invalid UTF-8 up front
+		src := SourceFunc{SourceName: "service/huge", Fn: func(ctx context.Context) (map[string]float64, error) {
+			return nil, errors.New(huge)
+		}}
+		s := &Scheduler{Store: NewStore(time.Minute, time.Second), Hub: hub, Sources: []Source{src},
+			Interval: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+		done := make(chan struct{})
+		go func() { s.Run(ctx); close(done) }()
+		time.Sleep(time.Second + time.Millisecond)
+		synctest.Wait()
+		cancel()
+		<-done
+		hub.Close()
+
+		const bound = maxErrorBytes + len("…")
+		evs := drain(sub)
+		if count(evs, TypeSource, "service/huge", StateFailed) != 1 {
+			t.Fatalf("events %+v", evs)
+		}
+		for _, e := range evs {
+			if e.Type == TypeSource && (len(e.Error) > bound || !strings.HasPrefix(e.Error, "status: ")) {
+				t.Errorf("source event error is %d bytes: %.80q", len(e.Error), e.Error)
+			}
+		}
+		st, _ := s.Store.Status("service/huge")
+		if len(st.Error) > bound || len(st.LastError) > bound || !utf8.ValidString(st.Error) {
+			t.Errorf("stored error is %d bytes, valid UTF-8 %v", len(st.Error), utf8.ValidString(st.Error))
+		}
+		if logs.Len() > 2*bound {
+			t.Errorf("log is %d bytes: %.200s", logs.Len(), logs.String())
+		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"regexp"
@@ -20,6 +21,7 @@ const (
 	DefaultLatencyMetric  = "http_request_duration_seconds"
 	DefaultErrorSelector  = `code=~"5.."` // also tried on a "status" label
 	DefaultMaxScrapeBytes = 16 << 20
+	DefaultMaxSeries      = 10_000 // per scrape; Prometheus calls it sample_limit
 )
 
 // ScrapeOptions say how to read a service's own metrics.
@@ -30,6 +32,12 @@ type ScrapeOptions struct {
 	Latency  string // histogram base name: <name>_bucket with le or vmrange
 	Timeout  time.Duration
 	MaxBytes int64
+	// MaxSeries is how many series one scrape may hold (DefaultMaxSeries
+	// when 0); past it the scrape fails, and reads no further.
+	MaxSeries int
+	// FollowRedirects lets a scrape follow redirects (as Prometheus's
+	// follow_redirects does); without it a redirect is a failure.
+	FollowRedirects bool
 }
 
 // A Selector matches a series by one label: name=value, name!=value,
@@ -77,7 +85,8 @@ func (s Selector) Match(smp PromSample) bool {
 // scraper reads one instance and turns its counters into increases since
 // the previous scrape.
 type scraper struct {
-	url      string
+	url      string // as configured: may hold credentials
+	shown    string // the URL redacted, for errors
 	instance string
 	opts     ScrapeOptions
 	errSel   Selector
@@ -98,20 +107,25 @@ type scrapeResult struct {
 func (s *scraper) scrape(ctx context.Context, now time.Time) (scrapeResult, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
 	if err != nil {
-		return scrapeResult{}, err
+		return scrapeResult{}, hideURL(err, s.url)
 	}
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return scrapeResult{}, classify(err)
+		return scrapeResult{}, classify(hideURL(err, s.url))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return scrapeResult{}, fmt.Errorf("status: %s", resp.Status)
+		if !s.opts.FollowRedirects && resp.StatusCode/100 == 3 && resp.Header.Get("Location") != "" {
+			return scrapeResult{}, fmt.Errorf("%s: %d (a redirect; follow_redirects: true follows it)", ReasonStatus, resp.StatusCode)
+		}
+		// The code, not resp.Status: the reason phrase is the target's
+		// own text, of any length.
+		return scrapeResult{}, fmt.Errorf("%s: %d", ReasonStatus, resp.StatusCode)
 	}
 	body := &limitedReader{r: resp.Body, n: s.opts.MaxBytes}
-	samples, err := ParseExposition(body)
+	samples, err := ParseExposition(body, s.opts.MaxSeries)
 	if body.exceeded {
 		return scrapeResult{}, fmt.Errorf("body: larger than %d bytes", s.opts.MaxBytes)
 	}
@@ -119,6 +133,19 @@ func (s *scraper) scrape(ctx context.Context, now time.Time) (scrapeResult, erro
 		return scrapeResult{}, fmt.Errorf("body: %w", err)
 	}
 	return s.increases(samples, now)
+}
+
+// scrapeClient is the client a scrape uses: a copy of the one given, or
+// one with the scrape timeout, that follows redirects only when told to.
+func scrapeClient(base *http.Client, o ScrapeOptions) *http.Client {
+	c := http.Client{Timeout: o.Timeout}
+	if base != nil {
+		c = *base
+	}
+	if !o.FollowRedirects {
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	}
+	return &c
 }
 
 // increases compares a scrape with the previous one. Counters that went
@@ -172,7 +199,7 @@ func (s *scraper) increases(samples []PromSample, now time.Time) (scrapeResult, 
 				r.latency[hi] = b
 			} else if v := smp.Label("le"); v != "" {
 				bound, err := parseValue(v)
-				if err != nil {
+				if err != nil || math.IsNaN(bound) { // the parser refuses NaN; a map key must equal itself
 					continue
 				}
 				haveBuckets = true

@@ -27,7 +27,8 @@ type ServiceOptions struct {
 	// scheduler. Probe and scrape timeouts default to nine tenths of it.
 	Interval time.Duration
 	Now      func() time.Time
-	// Client is used for scrapes; nil uses a default with the scrape timeout.
+	// Client is used for scrapes (a copy, whose redirect policy is the
+	// scrape's); nil uses a default with the scrape timeout.
 	Client *http.Client
 }
 
@@ -121,17 +122,18 @@ func NewService(opts ServiceOptions) (*Service, error) {
 		if so.MaxBytes <= 0 {
 			so.MaxBytes = DefaultMaxScrapeBytes
 		}
+		if so.MaxSeries <= 0 {
+			so.MaxSeries = DefaultMaxSeries
+		}
 		sel, err := ParseSelector(so.Errors)
 		if err != nil {
 			return nil, fmt.Errorf("service %s: %w", opts.Name, err)
 		}
-		client := opts.Client
-		if client == nil {
-			client = &http.Client{Timeout: so.Timeout}
-		}
+		client := scrapeClient(opts.Client, so)
 		names := instanceNames(sc.URLs)
 		for i, u := range sc.URLs {
-			s.scrapers = append(s.scrapers, &scraper{url: u, instance: names[i], opts: so, errSel: sel, client: client})
+			s.scrapers = append(s.scrapers, &scraper{url: u, shown: Clip(RedactURL(u), MaxTextBytes), instance: names[i],
+				opts: so, errSel: sel, client: client})
 		}
 	}
 	return s, nil
@@ -204,7 +206,7 @@ func (s *Service) Collect(ctx context.Context) (map[string]float64, error) {
 		if r.ok {
 			probesUp++
 		} else {
-			errs = append(errs, fmt.Errorf("probe %s: %w", p.url, r.err))
+			errs = append(errs, fmt.Errorf("probe %s: %w", p.shown, clipErr(r.err)))
 		}
 	}
 
@@ -214,7 +216,7 @@ func (s *Service) Collect(ctx context.Context) (map[string]float64, error) {
 	for i, sc := range s.scrapers {
 		label := "{instance=" + sc.instance + "}"
 		if err := scrapeErr[i]; err != nil {
-			errs = append(errs, fmt.Errorf("scrape %s: %w", sc.url, err))
+			errs = append(errs, fmt.Errorf("scrape %s: %w", sc.shown, clipErr(err)))
 			m["scrape.up"+label] = 0
 		} else {
 			scrapesUp++
@@ -319,23 +321,44 @@ func (s *Service) probeTraffic(m map[string]float64, w []probeResult) {
 }
 
 // instanceNames names instances as Prometheus does, by host:port, unless
-// two URLs share one; then by the whole URL.
+// two URLs share one; then by the whole URL. Names are shown (in metric
+// names, on the page), so they come from the redacted URL, cut to
+// MaxTextBytes; URLs that still look alike (they differ only in a secret,
+// or past the cut) are numbered: "… (1)", "… (2)".
 func instanceNames(urls []string) []string {
 	names := make([]string, len(urls))
-	count := map[string]int{}
 	for i, raw := range urls {
-		names[i] = raw
+		names[i] = Clip(RedactURL(raw), MaxTextBytes)
 		if u, err := url.Parse(raw); err == nil && u.Host != "" {
-			names[i] = u.Host
+			names[i] = Clip(u.Host, MaxTextBytes)
 		}
-		count[names[i]]++
 	}
-	for i := range names {
-		if count[names[i]] > 1 {
-			names[i] = urls[i]
+	for i, dup := range duplicates(names) {
+		if dup {
+			names[i] = Clip(RedactURL(urls[i]), MaxTextBytes)
+		}
+	}
+	nth := map[string]int{}
+	for i, dup := range duplicates(names) {
+		if dup {
+			nth[names[i]]++
+			names[i] += fmt.Sprintf(" (%d)", nth[names[i]])
 		}
 	}
 	return names
+}
+
+// duplicates says which names occur more than once.
+func duplicates(names []string) []bool {
+	count := map[string]int{}
+	for _, n := range names {
+		count[n]++
+	}
+	dup := make([]bool, len(names))
+	for i, n := range names {
+		dup[i] = count[n] > 1
+	}
+	return dup
 }
 
 func b2f(b bool) float64 {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,7 +30,7 @@ empty_labels{} 2.5e3
 `
 
 func TestParseExposition(t *testing.T) {
-	got, err := ParseExposition(strings.NewReader(exposition))
+	got, err := ParseExposition(strings.NewReader(exposition), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,12 +55,12 @@ func TestParseExposition(t *testing.T) {
 		"{a=\"1\"} 2\n",
 		"7x 1\n",
 	} {
-		_, err := ParseExposition(strings.NewReader("ok 1\n" + bad))
+		_, err := ParseExposition(strings.NewReader("ok 1\n"+bad), 0)
 		if !errors.Is(err, ErrExposition) || !strings.Contains(err.Error(), "line 2") {
 			t.Errorf("%q: error %v", bad, err)
 		}
 	}
-	_, err = ParseExposition(strings.NewReader("x 1\n" + strings.Repeat("y", MaxExpositionLine+1) + " 1\n"))
+	_, err = ParseExposition(strings.NewReader("x 1\n"+strings.Repeat("y", MaxExpositionLine+1)+" 1\n"), 0)
 	if !errors.Is(err, ErrExposition) {
 		t.Errorf("overlong line: %v", err)
 	}
@@ -69,14 +70,36 @@ func FuzzParseExposition(f *testing.F) {
 	f.Add(exposition)
 	f.Add("a{b=\"c\\\"\"} 1\n")
 	f.Add("x_bucket{vmrange=\"1.000e-03...1.136e-03\"} 5\n")
+	f.Add("x_bucket{le=\"NaN\"} 1\nx_bucket{le=\"nan\"} 1\n")
+	f.Add("x_bucket{vmrange=\"NaN...1\"} 1\n")
+	f.Add("a 1\nb 2\nc 3\nd 4\ne 5\nf 6\n")
+	f.Add("x{" + strings.Repeat("n", MaxLabelNameBytes+1) + "=\"" + strings.Repeat("v", MaxLabelValueBytes+1) + "\"} 1\n")
+	const limit = 5 // small, so that fuzzed inputs reach it
 	f.Fuzz(func(t *testing.T, text string) {
-		samples, err := ParseExposition(strings.NewReader(text))
-		if err != nil && !errors.Is(err, ErrExposition) {
+		samples, err := ParseExposition(strings.NewReader(text), limit)
+		var tooMany *SeriesLimitError
+		if err != nil && !errors.Is(err, ErrExposition) && !errors.As(err, &tooMany) {
 			t.Fatalf("unexpected error kind: %v", err)
+		}
+		if len(samples) > limit || (tooMany != nil && len(samples) != limit) {
+			t.Fatalf("%d samples under a limit of %d, error %v", len(samples), limit, err)
+		}
+		// An error says where and what, and does not carry the body.
+		if err != nil && len(err.Error()) > 120 {
+			t.Fatalf("error of %d bytes: %.200q", len(err.Error()), err)
 		}
 		for _, s := range samples {
 			if s.Name == "" || len(s.Labels) > MaxLabels {
 				t.Fatalf("bad sample %+v", s)
+			}
+			for _, l := range s.Labels {
+				if len(l.Name) > MaxLabelNameBytes || len(l.Value) > MaxLabelValueBytes {
+					t.Fatalf("label over the limits: %d-byte name, %d-byte value", len(l.Name), len(l.Value))
+				}
+				lo, hi, _ := strings.Cut(l.Value, "...")
+				if (l.Name == "le" && isNaN(l.Value)) || (l.Name == "vmrange" && (isNaN(lo) || isNaN(hi))) {
+					t.Fatalf("NaN bucket bound accepted: %+v", s)
+				}
 			}
 		}
 		// Whatever parses can be fed to a scraper without a panic.
@@ -84,6 +107,11 @@ func FuzzParseExposition(f *testing.F) {
 		sc.increases(samples, time.Unix(1, 0))
 		sc.increases(samples, time.Unix(2, 0))
 	})
+}
+
+func isNaN(s string) bool {
+	v, err := strconv.ParseFloat(s, 64)
+	return err == nil && math.IsNaN(v)
 }
 
 func mustSelector(t testing.TB, s string) Selector {
@@ -403,19 +431,25 @@ func TestProbe(t *testing.T) {
 		{503, body, "status: got 503"},
 		{200, `{"status":{"cache":"ok"}}`, "body: does not match"},
 		{200, `{"db": 1}`, "body: field status.db missing"},
-		{200, `{"status":{"db":"down"}}`, "body: field status.db is down, want ok"},
-		{200, `not json "db"`, "body: not JSON"},
+		{200, `{"status":{"db":"down"}}`, `body: field status.db: want "ok", got a different string`},
+		{200, `{"status":{"db":["down"]}}`, `body: field status.db: want "ok", got an array`},
+		{200, `not json "db"`, "body: not JSON (at byte 2)"},
+		{200, `{"status":{"db":"down"`, "body: not JSON (ends early"},
 	} {
 		set(tc.status, tc.body)
 		m, err := svc.Collect(context.Background())
 		if err == nil || !strings.Contains(err.Error(), tc.want) || m["probe.up"+inst] != 0 {
 			t.Errorf("%d %q: error %v, want %q", tc.status, tc.body, err, tc.want)
 		}
+		// The error says what was wanted, never what the target answered.
+		if err != nil && (strings.Contains(err.Error(), "down") || strings.Contains(err.Error(), "'o'")) {
+			t.Errorf("%d %q: error quotes the body: %v", tc.status, tc.body, err)
+		}
 	}
 	set(200, `{"status":{"db":"ok"}}`)
 	m, _ = svc.Collect(context.Background())
-	// Without a scrape the probes are the traffic: 5 of 7 failed.
-	near(t, "probe error %", m["http.error_percent"], 100*5.0/7, 1e-9)
+	// Without a scrape the probes are the traffic: 7 of 9 failed.
+	near(t, "probe error %", m["http.error_percent"], 100*7.0/9, 1e-9)
 	if m["http.latency_max_seconds"] <= 0 || m["http.latency_p50_seconds"] > m["http.latency_max_seconds"] {
 		t.Errorf("probe latency percentiles: %v", m)
 	}

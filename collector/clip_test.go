@@ -1,0 +1,66 @@
+package collector
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestClip(t *testing.T) {
+	tests := []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"", 5, ""},
+		{"short", 5, "short"},
+		{"longer", 5, "longe…"},
+		{"héllo", 2, "h…"}, // é is two bytes: not cut in half
+		{"héllo", 3, "hé…"},
+		{"日本語", 4, "日…"},
+		{"a\xffb", 10, "a\uFFFDb"},         // invalid UTF-8 replaced, even when short
+		{"a\xff\xfe\xfdb", 10, "a\uFFFDb"}, // a run of bad bytes is one replacement
+		{"\xff\xff", 2, "…"},               // the replacement itself does not fit
+		{"abc", 0, "…"},
+		{"abc", -1, "…"},
+	}
+	for _, tt := range tests {
+		if got := Clip(tt.s, tt.n); got != tt.want {
+			t.Errorf("Clip(%q, %d) = %q, want %q", tt.s, tt.n, got, tt.want)
+		}
+	}
+	huge := strings.Repeat("\xffé", 1<<20)
+	got := Clip(huge, MaxTextBytes)
+	if len(got) > MaxTextBytes+len("…") || !utf8.ValidString(got) || !strings.HasSuffix(got, "…") {
+		t.Errorf("huge input: %d bytes, valid %v", len(got), utf8.ValidString(got))
+	}
+}
+
+func TestClipErrKeepsTheChain(t *testing.T) {
+	base := errors.New(strings.Repeat("x", 10*MaxTextBytes))
+	err := clipErr(base)
+	if len(err.Error()) > MaxTextBytes+len("…") || !errors.Is(err, base) {
+		t.Errorf("clipped error: %d bytes, in chain %v", len(err.Error()), errors.Is(err, base))
+	}
+	if clipErr(nil) != nil {
+		t.Error("clipErr(nil) is not nil")
+	}
+}
+
+func FuzzClip(f *testing.F) {
+	f.Add("héllo\xff", 3)
+	f.Fuzz(func(t *testing.T, s string, n int) {
+		n %= 1 << 10
+		got := Clip(s, n)
+		if !utf8.ValidString(got) || len(got) > max(n, 0)+len("…") {
+			t.Fatalf("Clip(%q, %d) = %q", s, n, got)
+		}
+		if utf8.ValidString(s) && len(s) <= n && got != s {
+			t.Fatalf("Clip changed a short valid string: %q -> %q", s, got)
+		}
+		if !strings.HasSuffix(got, "…") && got != strings.ToValidUTF8(s, "\uFFFD") {
+			t.Fatalf("Clip(%q, %d) = %q: cut without an ellipsis", s, n, got)
+		}
+	})
+}
