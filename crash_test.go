@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -10,11 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	sse "github.com/tmaxmax/go-sse"
 
 	"vigil/alerts"
 )
@@ -281,4 +285,123 @@ func buildVigil(t *testing.T) string {
 		t.Fatal(buildErr)
 	}
 	return builtBin
+}
+
+// TestKill9FilteredClientMissesNoTransition: a client follows only alert
+// events; an alert is firing already when it connects, so no event comes
+// to it — but it has a position. vigil is killed; it starts again with
+// rules under which that alert resolves and another goes pending, then
+// firing, before the client is back. The client reconnects with its
+// position and is told all three, in order: none lost, none collapsed.
+func TestKill9FilteredClientMissesNoTransition(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills the binary")
+	}
+	bin := buildVigil(t)
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	base := "http://" + addr
+	start := func(rules string) *exec.Cmd {
+		cfg := filepath.Join(dir, "vigil.yaml")
+		os.WriteFile(cfg, []byte("interval: 200ms\nalerts:\n  rules:\n"+rules), 0o600)
+		cmd := exec.Command(bin, "--addr", addr, "--data", filepath.Join(dir, "data"), "--config", cfg)
+		cmd.Stderr = io.Discard
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd
+	}
+	alertStates := func() map[string]string {
+		out := map[string]string{}
+		resp, err := http.Get(base + "/api/v1/alerts")
+		if err != nil {
+			return out
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Alerts []struct{ Rule, State string }
+		}
+		json.NewDecoder(resp.Body).Decode(&body)
+		for _, a := range body.Alerts {
+			out[a.Rule] = a.State
+		}
+		return out
+	}
+	first := start(`    - {name: Up, source: host/*, metric: host.uptime_seconds, op: ">", threshold: 0}
+    - {name: Late, source: host/*, metric: host.uptime_seconds, op: ">", threshold: 1e15}
+`)
+	eventually(t, 20*time.Second, "Up fires", func() bool { return alertStates()["Up"] == "firing" })
+
+	// The client connects now: nothing for it yet but its position.
+	position := func(last string) (string, []sse.Event) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/events?type=alert", nil)
+		if last != "" {
+			req.Header.Set("Last-Event-ID", last)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var evs []sse.Event
+		for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 1 << 20}) {
+			if err != nil {
+				t.Fatalf("stream: %v", err)
+			}
+			last = ev.LastEventID
+			if ev.Type != "" {
+				evs = append(evs, ev)
+			}
+			if ev.Type == "" && ev.Data == "" && last != "" {
+				return last, evs // the position after the replay
+			}
+		}
+		t.Fatal("stream ended")
+		return "", nil
+	}
+	pos, evs := position("")
+	if pos == "" || len(evs) != 0 {
+		t.Fatalf("on connecting: position %q, events %v", pos, evs)
+	}
+
+	first.Process.Signal(syscall.SIGKILL)
+	first.Wait()
+	start(`    - {name: Up, source: host/*, metric: host.uptime_seconds, op: ">", threshold: 1e15}
+    - {name: Late, source: host/*, metric: host.uptime_seconds, op: ">", threshold: 0, for: 1s}
+`)
+	eventually(t, 20*time.Second, "Late fires after the restart", func() bool {
+		s := alertStates()
+		return s["Late"] == "firing" && s["Up"] == ""
+	})
+
+	_, evs = position(pos)
+	if len(evs) != 1 || evs[0].Type != "reset" {
+		t.Fatalf("on reconnecting: %v, want one reset", evs)
+	}
+	var reset struct {
+		Reason string
+		Events []struct {
+			Type, Rule, Transition string
+			Seq                    uint64
+		}
+	}
+	if err := json.Unmarshal([]byte(evs[0].Data), &reset); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range reset.Events {
+		got = append(got, e.Rule+" "+e.Transition)
+	}
+	want := []string{"Up resolved", "Late pending", "Late firing"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("reset (%s) carries %v, want %v in order", reset.Reason, got, want)
+	}
 }

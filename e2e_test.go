@@ -357,7 +357,9 @@ func TestBrowserCrossSiteWritesFail(t *testing.T) {
 
 	var fp string
 	eventually(t, 15*time.Second, "the alert fires", func() bool {
-		var out struct{ Alerts []struct{ Fingerprint, State string } }
+		var out struct {
+			Alerts []struct{ Fingerprint, State string }
+		}
 		getJSONInto(t, base+"/api/v1/alerts", &out)
 		if len(out.Alerts) > 0 && out.Alerts[0].State == "firing" {
 			fp = out.Alerts[0].Fingerprint

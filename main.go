@@ -332,12 +332,20 @@ func serve(ctx context.Context, cfg Config, e env) error {
 	}
 
 	set := metrics.NewSet()
+	first := collector.NextRunID(floor, time.Now())
+	journal, err := collector.OpenJournal(cfg.Data, first)
+	if err != nil {
+		return err
+	}
+	defer journal.Close()
 	hub := collector.NewHub(collector.HubOptions{
 		Replay:    cfg.Stream.Replay,
 		Queue:     cfg.Stream.Queue,
 		Heartbeat: cfg.Stream.Heartbeat.D(),
-		FirstID:   collector.NextRunID(floor, time.Now()),
+		FirstID:   first,
 		Metrics:   set,
+		History:   journal,
+		Logger:    log,
 	})
 	store := collector.NewStore(cfg.Retention.D(), cfg.Interval.D())
 	var sources []collector.Source

@@ -119,7 +119,7 @@ const (
 	// is queued or in flight, so they arrive in order.
 	alertOpenBefore = `EXISTS (SELECT 1 FROM deliveries o WHERE o.subscription_id = d.subscription_id AND o.fingerprint = d.fingerprint
 		AND d.fingerprint != '' AND o.seq < d.seq AND o.state IN ('queued', 'in_flight'))`
-	sqlAlertOpen = `SELECT COUNT(*) FROM deliveries WHERE subscription_id = ? AND fingerprint = ? AND state IN ('queued', 'in_flight')`
+	sqlAlertOpen  = `SELECT COUNT(*) FROM deliveries WHERE subscription_id = ? AND fingerprint = ? AND state IN ('queued', 'in_flight')`
 	sqlMoveCursor = `UPDATE cursors SET seq = ? WHERE subscription_id = ?`
 	sqlCursor     = `SELECT seq FROM cursors WHERE subscription_id = ?`
 	sqlRetries    = `SELECT d.id, d.subscription_id, d.event_type, COALESCE(p.body, d.payload),

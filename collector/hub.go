@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
@@ -40,6 +41,16 @@ type Event struct {
 
 	frame []byte // the whole Server-Sent Events frame
 	data  []byte // the JSON object, a subslice of frame
+	pos   uint64 // a heartbeat's position: the newest id when it was sent
+}
+
+// Position is where a client stands once it has this event: its id, or
+// for a heartbeat the newest id when it was sent.
+func (e *Event) Position() uint64 {
+	if e.IsHeartbeat() {
+		return e.pos
+	}
+	return e.ID
 }
 
 // Line is the event's JSON followed by a newline: one line of NDJSON. Like
@@ -63,8 +74,6 @@ func (e *Event) JSON() []byte { return e.data }
 
 // IsHeartbeat reports whether e is a keep-alive rather than an event.
 func (e *Event) IsHeartbeat() bool { return e.ID == 0 && e.Type == "" }
-
-var heartbeat = &Event{frame: []byte(": heartbeat\n\n")}
 
 // A Message is what a publisher hands the hub.
 type Message struct {
@@ -91,7 +100,33 @@ type HubOptions struct {
 	FirstID uint64
 	Now     func() time.Time
 	Metrics *metrics.Set // nil: a private set
+	// History, when set, keeps alert and source events beyond the
+	// window: Run writes them to it, and a client that lost its position
+	// gets, in its reset, every one it missed.
+	History History
+	Logger  *slog.Logger // nil: discard
 }
+
+// A History keeps the events that are history — alert and source
+// transitions — beyond the replay window and across restarts.
+// Implementations must be safe for concurrent use.
+type History interface {
+	// Append saves events, given in id order.
+	Append(ctx context.Context, evs []*Event) error
+	// After returns the events after id that match, oldest first: the
+	// newest limit of them, and how many older ones it left out.
+	After(ctx context.Context, id uint64, match func(*Event) bool, limit int) ([]*Event, int, error)
+}
+
+// History limits.
+const (
+	MaxResetHistory = 1000   // transitions a reset carries at most; older ones are counted as omitted
+	maxPending      = 10_000 // history events waiting to be written; beyond, the oldest are dropped and counted
+)
+
+// isHistory reports whether events of a type are history (each one
+// counts) rather than state (the newest says it all).
+func isHistory(typ string) bool { return typ == TypeAlert || typ == TypeSource }
 
 // A Hub assigns every event its id, keeps a window of recent events for
 // clients that resume, and fans events out to subscribers.
@@ -113,9 +148,16 @@ type Hub struct {
 	subs   []*Subscriber
 	closed bool
 
-	nsubs     atomic.Int64
-	published map[string]*metrics.Counter
-	dropped   *metrics.Counter
+	pending    []*Event      // history events not yet written to opts.History
+	flush      chan struct{} // a signal to Run that pending has events
+	historyErr time.Time     // when a failed write was last logged
+
+	nsubs          atomic.Int64
+	published      map[string]*metrics.Counter
+	dropped        *metrics.Counter
+	resets         map[string]*metrics.Counter
+	historyErrors  *metrics.Counter
+	historyDropped *metrics.Counter
 }
 
 // NewHub returns a hub; call Run to send heartbeats.
@@ -138,17 +180,27 @@ func NewHub(opts HubOptions) *Hub {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
 	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	h := &Hub{
 		opts:      opts,
 		first:     opts.FirstID,
 		next:      opts.FirstID,
 		window:    make([]*Event, 0, min(opts.Replay, 1024)),
 		latest:    make(map[string]*Event),
+		flush:     make(chan struct{}, 1),
 		published: make(map[string]*metrics.Counter),
+		resets:    make(map[string]*metrics.Counter),
 	}
 	for _, t := range Types {
 		h.published[t] = opts.Metrics.NewCounter(`vigil_events_published_total{type="` + t + `"}`)
 	}
+	for _, r := range []string{ResetMalformed, ResetOtherRun, ResetTooOld, ResetUnknown} {
+		h.resets[r] = opts.Metrics.NewCounter(`vigil_stream_resets_total{reason="` + r + `"}`)
+	}
+	h.historyErrors = opts.Metrics.NewCounter(`vigil_store_errors_total{op="save_history"}`)
+	h.historyDropped = opts.Metrics.NewCounter(`vigil_history_dropped_total`)
 	h.dropped = opts.Metrics.NewCounter(`vigil_subscribers_dropped_total{reason="slow"}`)
 	opts.Metrics.NewGauge(`vigil_subscribers`, func() float64 { return float64(h.nsubs.Load()) })
 	return h
@@ -236,6 +288,17 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 	if m.Key != "" {
 		h.latest[m.Key] = ev
 	}
+	if h.opts.History != nil && isHistory(ev.Type) {
+		if len(h.pending) == maxPending {
+			h.pending = h.pending[1:]
+			h.historyDropped.Inc()
+		}
+		h.pending = append(h.pending, ev)
+		select {
+		case h.flush <- struct{}{}:
+		default:
+		}
+	}
 	h.published[m.Type].Inc()
 	for i := 0; i < len(h.subs); {
 		s := h.subs[i]
@@ -322,7 +385,9 @@ func truncate(s string, n int) string {
 // gaps or repeats: the events after the cursor still in the window (in
 // Subscriber.Replay), then live events on C(). If the cursor cannot be
 // resumed from, Replay holds a single reset event instead, carrying the
-// newest event of every key that matches the filter.
+// newest event of every key that matches the filter and — with a History —
+// every alert and source event the client missed, in order. Head is the
+// position after Replay.
 func (h *Hub) Subscribe(cur Cursor, f Filter) (*Subscriber, error) {
 	s := &Subscriber{
 		hub:    h,
@@ -332,39 +397,56 @@ func (h *Hub) Subscribe(cur Cursor, f Filter) (*Subscriber, error) {
 		done:   make(chan struct{}),
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closed {
+		h.mu.Unlock()
 		return nil, ErrClosed
 	}
+	var lost *resetPlan
 	if cur.LastID != "" {
-		s.Replay = h.replayLocked(cur.LastID, s)
+		s.Replay, lost = h.replayLocked(cur.LastID, s)
 	}
+	s.Head = h.next - 1
 	s.index = len(h.subs)
 	h.subs = append(h.subs, s)
 	h.nsubs.Add(1)
+	h.mu.Unlock()
+	if lost != nil {
+		// Reading the history is I/O: not under the lock. Live events
+		// queue meanwhile, after Head.
+		s.Replay = []*Event{h.reset(lost, s)}
+	}
 	return s, nil
 }
 
-func (h *Hub) replayLocked(last string, s *Subscriber) []*Event {
+// A resetPlan is what a reset is built from, gathered under the lock.
+type resetPlan struct {
+	reason, last string
+	after        uint64   // the client's id, when the history may hold what it missed
+	head         uint64   // the reset's id: the newest event's
+	state        []*Event // the newest event of every key that matches
+	recent       []*Event // history events after the client's id in the window or not yet written
+}
+
+func (h *Hub) replayLocked(last string, s *Subscriber) ([]*Event, *resetPlan) {
 	id, err := ParseID(last)
 	head := h.next - 1
 	switch {
 	case err != nil:
-		return []*Event{h.resetLocked(ResetMalformed, last, s)}
+		return nil, h.planLocked(ResetMalformed, last, 0, s)
 	case id == head:
-		return nil
+		return nil, nil
 	case id > head:
-		return []*Event{h.resetLocked(ResetUnknown, last, s)}
+		return nil, h.planLocked(ResetUnknown, last, 0, s)
 	case id+1 < h.first:
 		// first-1 is where a client stands that got a reset before this
 		// run published anything: it resumes from this run's start.
-		return []*Event{h.resetLocked(ResetOtherRun, last, s)}
+		return nil, h.planLocked(ResetOtherRun, last, id, s)
 	case len(h.window) == 0:
-		return nil
+		return nil, nil
 	}
 	oldest := h.at(0).ID
 	if id+1 < oldest {
-		return []*Event{h.resetLocked(ResetTooOld, last, s)}
+		return nil, h.planLocked(ResetTooOld, last, id, s)
 	}
 	var out []*Event
 	for i := int(id + 1 - oldest); i < len(h.window); i++ {
@@ -372,25 +454,73 @@ func (h *Hub) replayLocked(last string, s *Subscriber) []*Event {
 			out = append(out, ev)
 		}
 	}
-	return out
+	return out, nil
 }
 
-// resetLocked builds a reset event for one subscriber: its id is the newest
-// event's, so the client resumes from there, and its data carries the
-// newest event of every key, oldest first.
-func (h *Hub) resetLocked(reason, last string, s *Subscriber) *Event {
-	var snap []*Event
+func (h *Hub) planLocked(reason, last string, after uint64, s *Subscriber) *resetPlan {
+	h.resets[reason].Inc()
+	p := &resetPlan{reason: reason, last: last, after: after, head: h.next - 1}
 	for _, ev := range h.latest {
 		if s.match(ev) {
-			snap = append(snap, ev)
+			p.state = append(p.state, ev)
 		}
+	}
+	if after > 0 && h.opts.History != nil {
+		for i := range h.window {
+			if ev := h.at(i); ev.ID > after && isHistory(ev.Type) && s.match(ev) {
+				p.recent = append(p.recent, ev)
+			}
+		}
+		for _, ev := range h.pending {
+			if ev.ID > after && s.match(ev) {
+				p.recent = append(p.recent, ev)
+			}
+		}
+	}
+	return p
+}
+
+// historyTimeout bounds reading the history for one reset.
+const historyTimeout = 5 * time.Second
+
+// reset builds a reset event for one subscriber: its id is the newest
+// event's, so the client resumes from there, and its data carries the
+// newest event of every key and every history event the client missed,
+// oldest first.
+func (h *Hub) reset(p *resetPlan, s *Subscriber) *Event {
+	byIDs := map[uint64]*Event{}
+	for _, ev := range p.state {
+		byIDs[ev.ID] = ev
+	}
+	omitted := 0
+	if p.after > 0 && h.opts.History != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), historyTimeout)
+		missed, n, err := h.opts.History.After(ctx, p.after, s.match, MaxResetHistory)
+		cancel()
+		if err != nil {
+			h.opts.Logger.Warn("reading the event history for a reset", "err", err)
+		}
+		omitted = n
+		for _, ev := range append(missed, p.recent...) {
+			if ev.ID <= p.head {
+				byIDs[ev.ID] = ev
+			}
+		}
+	}
+	snap := make([]*Event, 0, len(byIDs))
+	for _, ev := range byIDs {
+		snap = append(snap, ev)
 	}
 	slices.SortFunc(snap, byID)
 	var body bytes.Buffer
 	body.WriteString(`{"reason":`)
-	writeJSONString(&body, reason)
+	writeJSONString(&body, p.reason)
 	body.WriteString(`,"last_event_id":`)
-	writeJSONString(&body, truncate(last, 32))
+	writeJSONString(&body, Clip(p.last, 32))
+	if omitted > 0 {
+		body.WriteString(`,"omitted":`)
+		body.WriteString(strconv.Itoa(omitted))
+	}
 	body.WriteString(`,"events":[`)
 	for i, ev := range snap {
 		if i > 0 {
@@ -399,7 +529,7 @@ func (h *Hub) resetLocked(reason, last string, s *Subscriber) *Event {
 		body.Write(ev.data)
 	}
 	body.WriteString(`]}`)
-	return encodeEvent(h.next-1, TypeReset, "", h.opts.Now(), body.Bytes())
+	return encodeEvent(p.head, TypeReset, "", h.opts.Now(), body.Bytes())
 }
 
 func byID(a, b *Event) int { return cmp.Compare(a.ID, b.ID) }
@@ -425,31 +555,87 @@ func (h *Hub) removeLocked(s *Subscriber, why error) {
 }
 
 // Run sends a heartbeat to every subscriber with nothing queued, every
-// heartbeat interval, until ctx is done or the hub is closed.
+// heartbeat interval, and writes history events to the History, until ctx
+// is done or the hub is closed. A heartbeat carries the newest id: every
+// event before it that the subscriber wanted has been sent, so it is a
+// position to resume from even for a subscriber whose filter matched
+// nothing for a long time.
 func (h *Hub) Run(ctx context.Context) error {
 	t := time.NewTicker(h.opts.Heartbeat)
 	defer t.Stop()
+	defer func() { // what is left, as vigil stops: briefly, a stop must not wait on a disk
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		h.writeHistory(fctx)
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-h.flush:
+			h.writeHistory(ctx)
 		case <-t.C:
 			h.mu.Lock()
 			if h.closed {
 				h.mu.Unlock()
 				return nil
 			}
+			beat := heartbeatAt(h.next - 1)
 			for _, s := range h.subs {
 				if len(s.c) == 0 {
 					select {
-					case s.c <- heartbeat:
+					case s.c <- beat:
 					default:
 					}
 				}
 			}
+			again := len(h.pending) > 0 // after a failed write
 			h.mu.Unlock()
+			if again {
+				h.writeHistory(ctx)
+			}
 		}
 	}
+}
+
+func (h *Hub) pendingCopy() []*Event {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.pending)
+}
+
+// writeHistory writes the pending history events. On failure they stay
+// pending (the oldest dropped past maxPending) and the failure is counted
+// and logged once a minute.
+func (h *Hub) writeHistory(ctx context.Context) {
+	evs := h.pendingCopy()
+	if len(evs) == 0 || h.opts.History == nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, historyTimeout)
+	err := h.opts.History.Append(wctx, evs)
+	cancel()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err != nil {
+		h.historyErrors.Inc()
+		if now := h.opts.Now(); now.Sub(h.historyErr) >= time.Minute {
+			h.historyErr = now
+			h.opts.Logger.Error("writing the event history failed; retried every heartbeat", "err", err, "waiting", len(h.pending))
+		}
+		return
+	}
+	// Events published meanwhile came after these.
+	n := 0
+	for n < len(h.pending) && n < len(evs) && h.pending[n] == evs[n] {
+		n++
+	}
+	h.pending = append(h.pending[:0], h.pending[n:]...)
+}
+
+// heartbeatAt is a heartbeat that tells SSE clients their position.
+func heartbeatAt(id uint64) *Event {
+	return &Event{frame: []byte(": heartbeat\nid: " + strconv.FormatUint(id, 10) + "\n\n"), pos: id}
 }
 
 // Close disconnects every subscriber; later calls do nothing.
@@ -490,6 +676,10 @@ type Subscriber struct {
 	// Replay holds the events to send before any from C, fixed at
 	// Subscribe.
 	Replay []*Event
+	// Head is the id of the newest event when the subscriber was
+	// registered: once Replay is sent, the client stands there (a
+	// position to resume from, even if its filter matched nothing).
+	Head uint64
 
 	hub    *Hub
 	filter Filter
@@ -546,8 +736,16 @@ func encodeEvent(id uint64, typ, source string, t time.Time, body []byte) *Event
 	} else {
 		b.WriteByte('}')
 	}
-	data := b.Bytes()
+	return frameEvent(id, typ, source, t, b.Bytes())
+}
 
+// storedEvent rebuilds an event from the JSON it was sent with.
+func storedEvent(id uint64, typ, source string, t time.Time, data []byte) *Event {
+	return frameEvent(id, typ, source, t, data)
+}
+
+// frameEvent wraps an event's JSON in its Server-Sent Events frame.
+func frameEvent(id uint64, typ, source string, t time.Time, data []byte) *Event {
 	msg := &sse.Message{Type: sse.Type(typ)}
 	if id != 0 {
 		msg.ID = sse.ID(strconv.FormatUint(id, 10))

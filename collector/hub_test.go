@@ -2,10 +2,13 @@ package collector
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -340,8 +343,8 @@ func TestHeartbeatOnlyToIdleSubscribers(t *testing.T) {
 		<-idle.C() // idle reads it; busy leaves it queued
 		time.Sleep(time.Second)
 		synctest.Wait()
-		if ev := <-idle.C(); !ev.IsHeartbeat() || string(ev.Frame()) != ": heartbeat\n\n" {
-			t.Fatalf("got %q, want a heartbeat comment", ev.Frame())
+		if ev := <-idle.C(); !ev.IsHeartbeat() || string(ev.Frame()) != ": heartbeat\nid: 1\n\n" {
+			t.Fatalf("got %q, want a heartbeat comment with the position", ev.Frame())
 		}
 		if len(busy.C()) != 1 {
 			t.Fatalf("busy subscriber has %d queued, want only its event", len(busy.C()))
@@ -434,11 +437,126 @@ func TestEventLineIsJSONAndNewline(t *testing.T) {
 	if string(ev.Line()) != string(ev.JSON())+"\n" {
 		t.Fatalf("line %q", ev.Line())
 	}
-	if string(heartbeat.Line()) != "\n" {
-		t.Fatalf("heartbeat line %q", heartbeat.Line())
+	if string(heartbeatAt(7).Line()) != "\n" {
+		t.Fatalf("heartbeat line %q", heartbeatAt(7).Line())
 	}
 	allocs := testing.AllocsPerRun(100, func() { _ = ev.Line() })
 	if allocs != 0 {
 		t.Fatalf("Line allocates %v times", allocs)
+	}
+}
+
+// TestResetCarriesEveryMissedTransition: a client whose position is lost —
+// it is from the previous run, or older than the window — gets in its
+// reset the newest sample of every source and every alert and source
+// event it missed, in order: a pending then a firing are two events, not
+// the newest one alone.
+func TestResetCarriesEveryMissedTransition(t *testing.T) {
+	dir := t.TempDir()
+	j, err := OpenJournal(dir, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.now = func() time.Time { return testNow } // retention counts from the events' clock
+	h1 := newTestHub(t, HubOptions{FirstID: 1000, Replay: 16, History: j})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- h1.Run(ctx) }()
+	alert := func(h *Hub, transition string) *Event {
+		ev, err := h.Publish(Message{Type: TypeAlert, Source: "host/a", Key: "alert/fp1",
+			Body: map[string]any{"transition": transition, "fingerprint": "fp1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	publishSamples(t, h1, "host/a", 3)
+	seen := alert(h1, "pending") // the client has seen this one
+	firing := alert(h1, "firing")
+	publishSamples(t, h1, "host/a", 3)
+	// vigil stops (what is pending is written) and starts again.
+	cancel()
+	<-done
+	j.Close()
+	j, err = OpenJournal(dir, NextRunID(h1.LastID(), testNow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	j.now = func() time.Time { return testNow }
+	h2 := newTestHub(t, HubOptions{FirstID: NextRunID(h1.LastID(), testNow), Replay: 16, History: j})
+	up, _ := h2.Publish(Message{Type: TypeSource, Source: "host/a", Key: "source/host/a", Body: map[string]any{"state": "up"}})
+	resolved := alert(h2, "resolved")
+	pending := alert(h2, "pending")
+	again := alert(h2, "firing")
+	newest := publishSamples(t, h2, "host/a", 2)[1]
+	publishSamples(t, h2, "host/b", 1)
+
+	check := func(name string, last uint64, f Filter, want []uint64) {
+		t.Helper()
+		sub, err := h2.Subscribe(Cursor{LastID: strconv.FormatUint(last, 10)}, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		if len(sub.Replay) != 1 || sub.Replay[0].Type != TypeReset {
+			t.Fatalf("%s: replay %v, want a reset", name, ids(sub.Replay))
+		}
+		var body struct {
+			Events []struct{ Seq uint64 } `json:"events"`
+		}
+		json.Unmarshal(sub.Replay[0].JSON(), &body)
+		var got []uint64
+		for _, e := range body.Events {
+			got = append(got, e.Seq)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: reset carries %v, want %v", name, got, want)
+		}
+		if sub.Head != h2.LastID() || sub.Replay[0].ID != sub.Head {
+			t.Fatalf("%s: head %d, reset id %d, newest %d", name, sub.Head, sub.Replay[0].ID, h2.LastID())
+		}
+	}
+	// From the previous run, alerts only: every alert event after its id,
+	// in order, none collapsed.
+	check("previous run, alerts", seen.ID, Filter{Types: []string{TypeAlert}},
+		[]uint64{firing.ID, resolved.ID, pending.ID, again.ID})
+	// Everything of host/a: the transitions, and the newest sample.
+	check("previous run, host/a", seen.ID, Filter{Sources: []string{"host/a"}},
+		[]uint64{firing.ID, up.ID, resolved.ID, pending.ID, again.ID, newest.ID})
+
+	// In the same run, from before the window: what it missed, and the
+	// newest state of every key (the source's, which it had).
+	publishSamples(t, h2, "host/a", 40)
+	check("older than the window", resolved.ID, Filter{Types: []string{TypeAlert, TypeSource}},
+		[]uint64{up.ID, pending.ID, again.ID})
+}
+
+// TestHeadAndHeartbeatArePositions: a subscriber knows where it stands
+// as soon as it subscribes, and every heartbeat says so again.
+func TestHeadAndHeartbeatArePositions(t *testing.T) {
+	h := newTestHub(t, HubOptions{FirstID: 500, Heartbeat: 10 * time.Millisecond})
+	publishSamples(t, h, "host/a", 5) // 500..504
+	sub, _ := h.Subscribe(Cursor{}, Filter{Types: []string{TypeAlert}})
+	defer sub.Close()
+	if sub.Head != 504 {
+		t.Fatalf("head %d, want 504", sub.Head)
+	}
+	resumed, _ := h.Subscribe(Cursor{LastID: "501"}, Filter{Sources: []string{"host/none"}})
+	defer resumed.Close()
+	if len(resumed.Replay) != 0 || resumed.Head != 504 {
+		t.Fatalf("a filtered client that missed nothing it wants: replay %v head %d", ids(resumed.Replay), resumed.Head)
+	}
+	publishSamples(t, h, "host/a", 3) // 505..507: not for sub
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go h.Run(ctx)
+	select {
+	case ev := <-sub.C():
+		if !ev.IsHeartbeat() || !strings.HasSuffix(string(ev.Frame()), "id: 507\n\n") {
+			t.Fatalf("heartbeat frame %q, want one with id: 507", ev.Frame())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no heartbeat")
 	}
 }

@@ -1,14 +1,14 @@
 package dashboard
 
 import (
-	"errors"
-	"sync/atomic"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 

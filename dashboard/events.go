@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"time"
 
 	sse "github.com/tmaxmax/go-sse"
@@ -40,30 +41,61 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		hello := &sse.Message{Retry: s.opts.Retry + s.opts.Jitter(s.opts.Retry)}
 		hello.AppendComment("vigil stream")
 		return sess.Send(hello) == nil && sess.Flush() == nil
-	}, (*collector.Event).Frame)
+	}, (*collector.Event).Frame, ssePosition)
+}
+
+// ssePosition is an "id:" line alone: EventSource (and every client that
+// follows the spec) takes it as its last event id and dispatches nothing.
+func ssePosition(id uint64) []byte {
+	return []byte("id: " + strconv.FormatUint(id, 10) + "\n\n")
 }
 
 // handleNDJSON streams the same events as /events, one JSON object per
 // line (heartbeats are empty lines), for curl | jq and for clients behind
 // proxies that mangle text/event-stream. Same filters and resume.
 func (s *Server) handleNDJSON(w http.ResponseWriter, r *http.Request) {
-	s.stream(w, r, "ndjson", func(*collector.Subscriber) bool {
+	s.stream(w, r, "ndjson", func(sub *collector.Subscriber) bool {
 		w.Header().Set("Content-Type", "application/x-ndjson")
+		// Where the stream starts: a client whose filter matches nothing
+		// for a while resumes from here.
+		w.Header().Set("Last-Event-ID", startPosition(r, sub))
 		w.WriteHeader(http.StatusOK)
 		return http.NewResponseController(w).Flush() == nil
-	}, (*collector.Event).Line)
+	}, (*collector.Event).Line, nil)
+}
+
+// startPosition is where a stream starts, before its replay: the client's
+// own cursor when it resumes, or now.
+func startPosition(r *http.Request, sub *collector.Subscriber) string {
+	if last := lastEventID(r); last != "" {
+		if _, err := collector.ParseID(last); err == nil {
+			return last
+		}
+	}
+	return strconv.FormatUint(sub.Head, 10)
+}
+
+// lastEventID is where a streaming client resumes from: the Last-Event-ID
+// header, or ?lastEventId= for clients that cannot set headers. The header
+// wins, since a browser's EventSource keeps the URL but updates the header.
+func lastEventID(r *http.Request) string {
+	if last := r.Header.Get("Last-Event-ID"); last != "" {
+		return last
+	}
+	return r.URL.Query().Get("lastEventId")
 }
 
 // stream is the body of every streaming transport: parse the filter and
 // the resume position, subscribe, send the headers (start), then the
 // replay, then live events, each batch written with a deadline and
 // flushed, until the client goes, falls too far behind, or the hub closes.
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, transport string, start func(*collector.Subscriber) bool, encode func(*collector.Event) []byte) {
-	last := r.Header.Get("Last-Event-ID")
-	if last == "" {
-		last = r.URL.Query().Get("lastEventId")
-	}
-	sub, ok := s.subscribe(w, r, last)
+//
+// position, when set, encodes where the client stands after the replay,
+// sent at once so that even a client whose filter matches nothing has a
+// position to resume from.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, transport string, start func(*collector.Subscriber) bool,
+	encode func(*collector.Event) []byte, position func(uint64) []byte) {
+	sub, ok := s.subscribe(w, r, lastEventID(r))
 	if !ok {
 		return
 	}
@@ -97,6 +129,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, transport string
 		}
 	}
 	sub.Replay = nil
+	if position != nil {
+		deadline()
+		if _, err := w.Write(position(sub.Head)); err != nil || rc.Flush() != nil {
+			return
+		}
+	}
 
 	ctx := r.Context()
 	for {

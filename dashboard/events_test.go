@@ -79,6 +79,9 @@ func stream(t *testing.T, url string, header http.Header) (*http.Response, <-cha
 			if err != nil {
 				return
 			}
+			if ev.Type == "" && ev.Data == "" {
+				continue // a position ("id:" alone): EventSource dispatches nothing
+			}
 			ch <- ev
 		}
 	}()
@@ -278,5 +281,68 @@ func waitSubscribers(t *testing.T, h *collector.Hub, n int) {
 			t.Fatalf("%d subscribers, want %d", h.Subscribers(), n)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestEveryStreamGivesAPositionOnOpen: a client whose filter matches
+// nothing yet still learns where it stands when it connects, so that a
+// reconnect resumes from there rather than from "now" (which would lose
+// whatever happened while it was away).
+func TestEveryStreamGivesAPositionOnOpen(t *testing.T) {
+	a := newTestApp(t, collector.HubOptions{FirstID: 100}, Options{})
+	for i := range 3 {
+		a.publish(t, "host/a", float64(i)) // 100, 101, 102
+	}
+	// SSE: an "id:" line alone, after the stream's opening.
+	resp, err := http.Get(a.srv.URL + "/events?type=alert")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	var lines []string
+	for sc.Scan() && len(lines) < 5 {
+		lines = append(lines, sc.Text())
+		if sc.Text() == "id: 102" {
+			break
+		}
+	}
+	resp.Body.Close()
+	if lines[len(lines)-1] != "id: 102" {
+		t.Fatalf("SSE opening %q: want an id: line with the newest id", lines)
+	}
+	// A resuming SSE client: the replay, then its position.
+	_, ch := stream(t, a.srv.URL+"/events?lastEventId=100", nil)
+	if ev := next(t, ch); ev.LastEventID != "101" {
+		t.Fatalf("replay %+v", ev)
+	}
+
+	// NDJSON: where the stream starts, in the answer's header.
+	resp, err = http.Get(a.srv.URL + "/api/v1/stream?type=alert")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Last-Event-ID"); got != "102" {
+		t.Fatalf("NDJSON Last-Event-ID %q, want 102", got)
+	}
+	req, _ := http.NewRequest("GET", a.srv.URL+"/api/v1/stream?type=alert", nil)
+	req.Header.Set("Last-Event-ID", "101")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Last-Event-ID"); got != "101" {
+		t.Fatalf("resuming NDJSON Last-Event-ID %q, want its own 101", got)
+	}
+
+	// WebSocket: a position message first.
+	c := dialWS(t, a.srv.URL+"/ws?type=alert", nil)
+	if m := readWSAny(t, c); m.Type != "position" || m.Seq != 102 {
+		t.Fatalf("first WebSocket message %+v, want the position 102", m)
+	}
+
+	// Long polling: a filtered poll that times out moves its cursor on.
+	if r := poll(t, a.srv.URL+"/api/v1/poll?type=alert&after=100&timeout=0s"); r.ans.Next != "102" || len(r.ans.Events) != 0 {
+		t.Fatalf("filtered poll: %+v, want next 102", r)
 	}
 }

@@ -61,10 +61,17 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 		ans.Next = strconv.FormatUint(ev.ID, 10)
 		return len(ans.Events) < MaxPollBatch
 	}
+	whole := true // the replay fits in one answer
 	for _, ev := range sub.Replay {
 		if !add(ev) {
+			whole = false
 			break
 		}
+	}
+	if whole {
+		// Every event up to the head that the filter matches is in this
+		// answer: with none, the client moves on to the head.
+		ans.Next = strconv.FormatUint(max(sub.Head, parseIDOr(ans.Next)), 10)
 	}
 	if len(ans.Events) == 0 && timeout > 0 {
 		t := time.NewTimer(timeout)
@@ -74,6 +81,9 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 			select {
 			case ev := <-sub.C():
 				add(ev)
+				if ev.IsHeartbeat() && whole {
+					ans.Next = strconv.FormatUint(max(ev.Position(), parseIDOr(ans.Next)), 10)
+				}
 			case <-t.C:
 				break wait
 			case <-sub.Done():
@@ -98,6 +108,12 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, ans)
+}
+
+// parseIDOr reads an id already checked, or 0.
+func parseIDOr(s string) uint64 {
+	id, _ := collector.ParseID(s)
+	return id
 }
 
 // handleSnapshot is short polling: the newest sample of every source and

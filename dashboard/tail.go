@@ -179,6 +179,9 @@ func (p *printer) follow(ctx context.Context, u string, last *string, again bool
 		if ev.LastEventID != "" {
 			*last = ev.LastEventID
 		}
+		if ev.Type == "" && ev.Data == "" {
+			continue // the stream's retry hint, or a position: nothing to show
+		}
 		if err := p.print(ev.Type, []byte(ev.Data)); err != nil {
 			return got, fmt.Errorf("%w: writing: %v", ErrTailRefused, err)
 		}

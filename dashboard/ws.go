@@ -78,20 +78,14 @@ func (l *stringList) UnmarshalJSON(b []byte) error {
 // when the stream is idle and closes a connection that does not answer;
 // a client that falls too far behind is dropped like a slow SSE client.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
-	last := r.Header.Get("Last-Event-ID")
-	if last == "" {
-		last = r.URL.Query().Get("lastEventId")
-	}
-	// Without a cursor the client starts now; remember where "now" was so
-	// that a filter change carries on from there.
-	cursor := last
-	if cursor == "" {
-		cursor = strconv.FormatUint(s.opts.Hub.LastID(), 10)
-	}
-	sub, ok := s.subscribe(w, r, last) // a bad filter is a 400, before the upgrade
+	sub, ok := s.subscribe(w, r, lastEventID(r)) // a bad filter is a 400, before the upgrade
 	if !ok {
 		return
 	}
+	// Where the client stands: after the replay, the subscription's head;
+	// then the last event (or heartbeat) sent. A filter change carries on
+	// from there.
+	var cursor string
 	defer func() { sub.Close() }()
 	c, err := websocket.Accept(w, r, nil) // same-origin only: a page elsewhere cannot ack
 	if err != nil {
@@ -121,12 +115,10 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 			if pinging.CompareAndSwap(false, true) {
 				go s.wsPing(ctx, cancel, c, &pinging)
 			}
-			return nil
-		}
-		if err := write(ev.JSON()); err != nil {
+		} else if err := write(ev.JSON()); err != nil {
 			return err
 		}
-		cursor = strconv.FormatUint(ev.ID, 10)
+		cursor = strconv.FormatUint(ev.Position(), 10)
 		return nil
 	}
 	reply := func(req wsRequest, rep wsReply) error {
@@ -140,6 +132,8 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		enc.Encode(rep)
 		return write(bytes.TrimSuffix(b.Bytes(), []byte("\n")))
 	}
+	// After each replay the client is told where it stands, so that even
+	// one whose filter matches nothing has a position to resume from.
 	replay := func() error {
 		for _, ev := range sub.Replay {
 			if err := send(ev); err != nil {
@@ -147,7 +141,8 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		sub.Replay = nil
-		return nil
+		cursor = strconv.FormatUint(sub.Head, 10)
+		return write([]byte(`{"type":"position","seq":` + cursor + `}`))
 	}
 	if replay() != nil {
 		return
