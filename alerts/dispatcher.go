@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"vigil/collector"
 )
 
 // Dispatcher defaults.
@@ -227,6 +229,7 @@ func (d *Dispatcher) attempt(ctx context.Context, c claim) {
 		return
 	}
 	a.DurationMS = d.Now().Sub(start).Milliseconds()
+	o.err = collector.Clip(o.err, collector.MaxTextBytes) // a receiver's words: bounded before they are stored or logged
 	a.Error = o.err
 	now := d.Now()
 	state, next := DeliveryDelivered, time.Time{}

@@ -1,9 +1,13 @@
 package alerts
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -14,6 +18,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
@@ -621,4 +626,47 @@ func filterPrefix(list []string, prefix string) []string {
 		}
 	}
 	return out
+}
+
+// TestHostileReceiverAnswerBounded: a receiver's 900 KiB status text is
+// not stored, logged or shown: the attempt's error is a few hundred bytes
+// of valid UTF-8 at most.
+func TestHostileReceiverAnswerBounded(t *testing.T) {
+	f := newFixture(t, 2*time.Second)
+	var logs lockedBuffer
+	f.d.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	huge := strings.Repeat("é", 450<<10) // 900 KiB
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				http.ReadRequest(bufio.NewReader(c))
+				fmt.Fprintf(c, "HTTP/1.1 503 %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", huge)
+			}()
+		}
+	}()
+	sub := f.subscribe(t, "http://"+ln.Addr().String()+"/hook", FormatStandard)
+	f.fire(t, firing("R"))
+	f.d.RunOnce(context.Background())
+	d := f.delivery(t, sub.ID)
+	if len(d.Attempts) != 1 || d.Attempts[0].Status != 503 {
+		t.Fatalf("attempts %+v", d.Attempts)
+	}
+	for what, s := range map[string]string{"attempt error": d.Attempts[0].Error, "last error": d.LastError, "log": logs.String()} {
+		if len(s) > 1024 || !utf8.ValidString(s) {
+			t.Errorf("%s: %d bytes (valid UTF-8: %v)", what, len(s), utf8.ValidString(s))
+		}
+	}
+	if !strings.HasPrefix(d.Attempts[0].Error, "503") {
+		t.Errorf("the error should still say what happened: %.80q", d.Attempts[0].Error)
+	}
 }

@@ -434,9 +434,7 @@ func (e *Evaluator) Ack(ctx context.Context, fingerprint, by string) (Alert, err
 	if by == "" {
 		by = "anonymous"
 	}
-	if len(by) > 100 {
-		by = by[:100]
-	}
+	by = collector.Clip(by, 100)
 	e.write.Lock()
 	defer e.write.Unlock()
 	now := e.Now()

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -359,5 +360,24 @@ func TestOpensADatabaseFromBefore(t *testing.T) {
 	r.tick(95)
 	if got := r.delivered(t, 1); len(got) != 1 || got[0] != EventFiring {
 		t.Fatalf("delivered %v", got)
+	}
+}
+
+// TestAckByBounded: who acknowledged is a client's string: kept short and
+// valid UTF-8 in the store and the events.
+func TestAckByBounded(t *testing.T) {
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	r := newStoreRig(t, db, db)
+	r.tick(95)
+	a, err := r.e.Ack(context.Background(), Fingerprint("Hot", "host/a", "temp"), "x"+strings.Repeat("é", 300))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.AckedBy) > 104 || !utf8.ValidString(a.AckedBy) {
+		t.Fatalf("acked_by %d bytes, valid UTF-8 %v", len(a.AckedBy), utf8.ValidString(a.AckedBy))
 	}
 }

@@ -61,7 +61,7 @@ func ParseFilter(q url.Values) (Filter, error) {
 		for _, t := range strings.Split(v, ",") {
 			t = strings.TrimSpace(t)
 			if !slices.Contains(Types, t) {
-				return Filter{}, fmt.Errorf("%w: unknown event type %s (want one of %s)", ErrBadFilter, strconv.Quote(t), strings.Join(Types, ", "))
+				return Filter{}, fmt.Errorf("%w: unknown event type %s (want one of %s)", ErrBadFilter, strconv.Quote(Clip(t, 64)), strings.Join(Types, ", "))
 			}
 			if !slices.Contains(f.Types, t) {
 				f.Types = append(f.Types, t)

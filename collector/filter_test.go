@@ -2,9 +2,12 @@ package collector
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestGlob(t *testing.T) {
@@ -146,4 +149,13 @@ func FuzzGlob(f *testing.F) {
 			t.Fatalf("prefix changed the result for %q, %q", pattern, s)
 		}
 	})
+}
+
+// TestFilterErrorsBounded: a bad filter's error quotes the client's input,
+// cut short.
+func TestFilterErrorsBounded(t *testing.T) {
+	_, err := ParseFilter(url.Values{"type": {strings.Repeat("x", 100_000)}})
+	if err == nil || len(err.Error()) > 512 || !utf8.ValidString(err.Error()) {
+		t.Fatalf("error of %d bytes", len(fmt.Sprint(err)))
+	}
 }

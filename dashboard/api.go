@@ -66,10 +66,7 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 
 // quote shows a client's input back in an error, cut to a readable length.
 func quote(s string) string {
-	if len(s) > 64 {
-		s = s[:64] + "…"
-	}
-	return strconv.Quote(s)
+	return strconv.Quote(collector.Clip(s, 64))
 }
 
 func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {

@@ -5,11 +5,13 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 
 	"vigil/alerts"
+	"vigil/collector"
 )
 
 // MaxBodyBytes bounds every request body the API reads.
@@ -78,6 +80,28 @@ func (s *Server) authorized(header string) bool {
 	return valid
 }
 
+// mayReadSecrets reports whether a read may see webhook URLs whole: only
+// with a valid token (so never when no tokens are configured, since reads
+// are open to anyone then).
+func (s *Server) mayReadSecrets(r *http.Request) bool {
+	return len(s.opts.Tokens) > 0 && s.authorized(r.Header.Get("Authorization"))
+}
+
+// redactTarget shows a webhook URL without what may be its secret: user
+// and password, path (Slack and Discord keep their tokens there) and
+// query. The scheme and host stay, to tell receivers apart.
+func redactTarget(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return collector.UnparseableURL
+	}
+	out := u.Scheme + "://" + u.Host + "/"
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		out += collector.Redacted
+	}
+	return out
+}
+
 // decode reads a JSON body strictly (see decodeStrict), at most
 // MaxBodyBytes, declared as application/json, or answers the error and
 // returns false.
@@ -132,6 +156,11 @@ func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 	if subs == nil {
 		subs = []alerts.Subscription{}
 	}
+	if !s.mayReadSecrets(r) {
+		for i := range subs {
+			subs[i].URL = redactTarget(subs[i].URL)
+		}
+	}
 	writeJSON(w, http.StatusOK, struct {
 		Subscriptions []alerts.Subscription `json:"subscriptions"`
 	}{subs})
@@ -161,6 +190,9 @@ func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		hookError(w, err)
 		return
+	}
+	if !s.mayReadSecrets(r) {
+		sub.URL = redactTarget(sub.URL)
 	}
 	writeJSON(w, http.StatusOK, subscriptionView{Subscription: sub, Backlog: &n})
 }

@@ -224,3 +224,37 @@ func TestWritesNeedTokenOnceConfigured(t *testing.T) {
 		t.Fatalf("reads stay open: %d", code)
 	}
 }
+
+// TestSubscriptionURLsRedacted: webhook targets often carry their token
+// in the URL (user:password, ?token=, or the path, as Slack's do). The open
+// GET shows only the scheme and host; a request with a valid token sees
+// the whole URL.
+func TestSubscriptionURLsRedacted(t *testing.T) {
+	const token = "0123456789abcdef-token"
+	const target = "https://ops:pa55word@hooks.example.com/services/T00/B00/SECRETPATH?token=abc123"
+	for _, tokens := range [][]string{nil, {token}} {
+		a := newHookApp(t, tokens...)
+		if err := a.db.PutSubscription(context.Background(), alerts.Subscription{ID: "cfg-ops", URL: target, Events: []string{"alert.*"},
+			Format: alerts.FormatStandard, Status: alerts.SubscriptionActive, Secret: alerts.NewSecret(), Origin: "config"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{"/api/v1/subscriptions", "/api/v1/subscriptions/cfg-ops"} {
+			_, open := a.do(t, "GET", path, "")
+			body := toJSON(open)
+			for _, secret := range []string{"pa55word", "SECRETPATH", "abc123", "ops:"} {
+				if strings.Contains(body, secret) {
+					t.Errorf("tokens %v, GET %s without a token shows %q: %s", tokens, path, secret, body)
+				}
+			}
+			if !strings.Contains(body, "https://hooks.example.com/") {
+				t.Errorf("GET %s: the host should still show: %s", path, body)
+			}
+			if tokens != nil {
+				_, whole := a.do(t, "GET", path, "", "Authorization", "Bearer "+token)
+				if !strings.Contains(toJSON(whole), "SECRETPATH?token=abc123") {
+					t.Errorf("GET %s with a valid token: %s", path, toJSON(whole))
+				}
+			}
+		}
+	}
+}

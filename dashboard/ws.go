@@ -122,7 +122,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return nil
 	}
 	reply := func(req wsRequest, rep wsReply) error {
-		rep.Type, rep.Op, rep.Ref = "reply", req.Op, req.Ref
+		rep.Type, rep.Op, rep.Ref = "reply", collector.Clip(req.Op, 32), collector.Clip(req.Ref, 128)
 		if rep.Error == "" {
 			rep.OK = true
 		}
