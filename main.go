@@ -395,7 +395,7 @@ func serve(ctx context.Context, cfg Config, e env) error {
 		Metrics: set, Logger: log,
 	}
 	allow, _ := cfg.allowNets() // validated
-	dispatcher := &alerts.Dispatcher{DB: db, Client: alerts.NewClient(allow, alerts.DefaultAttemptTimeout), Logger: log}
+	dispatcher := &alerts.Dispatcher{DB: db, Client: alerts.NewClient(allow, alerts.DefaultAttemptTimeout), Logger: log, Metrics: set}
 	if err := configureReceivers(ctx, db, cfg.Alerts.Receivers); err != nil {
 		return err
 	}

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"vigil/collector"
 )
 
@@ -44,6 +46,7 @@ type Dispatcher struct {
 	Client      *http.Client // NewClient; its timeout is the attempt timeout
 	Now         func() time.Time
 	Logger      *slog.Logger
+	Metrics     *metrics.Set // nil: a private set
 	PerReceiver int
 	Global      int
 	MaxAttempts int
@@ -60,6 +63,9 @@ type Dispatcher struct {
 	breakers map[string]*breaker
 	wake     chan struct{}
 	once     sync.Once
+
+	attempts   map[string]*metrics.Counter // by outcome
+	deliveries map[string]*metrics.Counter // by final outcome
 }
 
 type breaker struct {
@@ -89,6 +95,16 @@ func (d *Dispatcher) init() {
 		}
 		if d.Jitter == nil {
 			d.Jitter = rand.Float64
+		}
+		if d.Metrics == nil {
+			d.Metrics = metrics.NewSet()
+		}
+		d.attempts, d.deliveries = map[string]*metrics.Counter{}, map[string]*metrics.Counter{}
+		for _, o := range []string{DeliveryDelivered, "retry", DeliveryDead} {
+			d.attempts[o] = d.Metrics.GetOrCreateCounter(`vigil_webhook_attempts_total{outcome="` + o + `"}`)
+		}
+		for _, o := range []string{DeliveryDelivered, DeliveryDead} {
+			d.deliveries[o] = d.Metrics.GetOrCreateCounter(`vigil_webhook_deliveries_total{outcome="` + o + `"}`)
 		}
 		d.inflight = map[string]int{}
 		d.breakers = map[string]*breaker{}
@@ -249,6 +265,12 @@ func (d *Dispatcher) attempt(ctx context.Context, c claim) {
 	}
 	if err := d.DB.record(ctx, c.ID, a, state, next, o.err, now); err != nil {
 		d.Logger.Error("record webhook attempt", "delivery", c.ID, "err", err)
+	}
+	if state == DeliveryQueued {
+		d.attempts["retry"].Inc()
+	} else {
+		d.attempts[state].Inc()
+		d.deliveries[state].Inc()
 	}
 	if o.err != "" {
 		d.Logger.Warn("webhook attempt failed", "delivery", c.ID, "subscription", c.SubscriptionID, "status", a.Status, "err", o.err, "next", state)

@@ -129,6 +129,9 @@ func New(opts Options) *Server {
 		s.clients[t] = n
 		opts.Metrics.GetOrCreateGauge(`vigil_stream_clients{transport="`+t+`"}`, func() float64 { return float64(n.Load()) })
 	}
+	// /metrics carries # HELP and # TYPE (a switch of the library's,
+	// for the whole process).
+	metrics.ExposeMetadata(true)
 	s.routes()
 	s.handler = s.edge(s.mux)
 	return s
@@ -194,12 +197,6 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Write([]byte("ready\n"))
-}
-
-func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	s.opts.Metrics.WritePrometheus(w)
-	metrics.WriteProcessMetrics(w)
 }
 
 // errorBody is every JSON error answer.
