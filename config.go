@@ -239,20 +239,25 @@ func (sc ServiceConfig) options(interval time.Duration) (collector.ServiceOption
 		bad("needs a probe, a scrape or both")
 	}
 	urls := func(what, one string, many []string) []string {
-		all := many
-		if one != "" {
-			all = append([]string{one}, many...)
-		}
-		if len(all) == 0 {
+		if one == "" && len(many) == 0 {
 			bad("%s: needs url or urls", what)
 		}
-		for _, u := range all {
+		check := func(field, u string) {
 			pu, err := url.Parse(u)
 			if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-				bad("%s: %q is not an http:// or https:// URL", what, collector.RedactURL(u))
+				bad("%s: %q is not an http:// or https:// URL", field, collector.RedactURL(u))
 			}
 		}
-		return all
+		if one != "" {
+			check(what+".url", one)
+		}
+		for i, u := range many {
+			check(what+".urls."+strconv.Itoa(i), u)
+		}
+		if one != "" {
+			return append([]string{one}, many...)
+		}
+		return many
 	}
 	timeout := func(what string, d Duration) {
 		if d.D() > o.Interval {
@@ -270,16 +275,16 @@ func (sc ServiceConfig) options(interval time.Duration) (collector.ServiceOption
 			}
 			po.BodyRegex = re
 		}
-		for _, c := range p.ExpectStatus {
+		for i, c := range p.ExpectStatus {
 			if c < 100 || c > 599 {
-				bad("probe.expect_status: %d is not an HTTP status", c)
+				bad("probe.expect_status.%d: %d is not an HTTP status", i, c)
 			}
 		}
 		if po.Method != "" && po.Method != "GET" && po.Method != "HEAD" && po.Method != "POST" {
 			bad("probe.method: %q: want GET, HEAD or POST", p.Method)
 		}
 		if p.JSONEquals != "" && p.JSONField == "" {
-			bad("probe.json_equals needs json_field")
+			bad("probe.json_equals: needs json_field")
 		}
 		o.Probe = po
 	}
@@ -439,12 +444,16 @@ func yamlErrors(path string, err error) error {
 	} else {
 		lines = []string{err.Error()}
 	}
-	var errs []error
+	var errs []*ConfigError
 	for _, l := range lines {
 		ce := &ConfigError{File: path, Msg: strings.TrimPrefix(l, "yaml: ")}
 		if m := yamlLineRe.FindStringSubmatch(l); m != nil {
 			ce.Line, _ = strconv.Atoi(m[1])
 			ce.Msg = m[2]
+		}
+		if slices.Contains(yamlParserProblems, ce.Msg) {
+			// yaml.v3 numbers these lines from 0 (and leaves out line 0).
+			ce.Line++
 		}
 		if m := unknownKeyRe.FindStringSubmatch(ce.Msg); m != nil {
 			ce.Msg = "unknown key " + strconv.Quote(m[1])
@@ -453,11 +462,23 @@ func yamlErrors(path string, err error) error {
 		}
 		errs = append(errs, ce)
 	}
-	return errors.Join(errs...)
+	return sortedErrors(errs)
+}
+
+// yamlParserProblems are the problems yaml.v3's parser (not its scanner)
+// reports; their line numbers count from 0.
+var yamlParserProblems = []string{
+	"did not find expected ',' or ']'", "did not find expected ',' or '}'", "did not find expected '-' indicator",
+	"did not find expected <document start>", "did not find expected <stream-start>", "did not find expected key",
+	"did not find expected node content", "found duplicate %TAG directive", "found duplicate %YAML directive",
+	"found incompatible YAML document", "found undefined tag handle",
 }
 
 func yamlKind(goType string) string {
+	goType = strings.TrimLeft(goType, "*")
 	switch {
+	case strings.HasPrefix(goType, "float"):
+		return "a number"
 	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):
 		return "a whole number"
 	case goType == "bool":
@@ -473,9 +494,23 @@ func yamlKind(goType string) string {
 // validate checks values that parse but make no sense. root, when not nil,
 // is the file's YAML tree, used to point at the offending line.
 func validate(c Config, file string, root *yaml.Node) error {
-	var errs []error
+	var errs []*ConfigError
+	// bad reports a problem with the value at a dotted key
+	// ("services.0.probe.urls.1"), at its line, named as written in
+	// messages: services[0].probe.urls[1].
 	bad := func(key, msg string) {
-		errs = append(errs, &ConfigError{File: file, Line: lineOf(root, key), Msg: key + ": " + msg})
+		errs = append(errs, &ConfigError{File: file, Line: lineOf(root, key), Msg: fieldPath(key) + ": " + msg})
+	}
+	// item reports the problems of a list item, each "field: what", or
+	// "what" for the item as a whole.
+	item := func(key string, problems []error) {
+		for _, e := range problems {
+			path, msg := key, e.Error()
+			if field, rest, ok := strings.Cut(msg, ": "); ok && !strings.ContainsAny(field, " \"") {
+				path, msg = key+"."+field, rest
+			}
+			bad(path, msg)
+		}
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		bad("addr", fmt.Sprintf("%q is not host:port (for example 127.0.0.1:8080 or :8080)", c.Addr))
@@ -539,14 +574,7 @@ func validate(c Config, file string, root *yaml.Node) error {
 				bad(key+".window", fmt.Sprintf("%s is longer than the retention %s: the ring holds no more", rc.Window, c.Retention))
 			}
 			if _, err := rc.rule(); err != nil {
-				for _, e := range unjoin(err) {
-					field, _, _ := strings.Cut(e.Error(), ":")
-					line := lineOf(root, key+"."+strings.Fields(field)[0])
-					if line == 0 {
-						line = lineOf(root, key)
-					}
-					errs = append(errs, &ConfigError{File: file, Line: line, Msg: fmt.Sprintf("alerts.rules[%d] %s: %v", i, rc.Name, e)})
-				}
+				item(key, unjoin(err))
 			}
 		}
 	}
@@ -571,14 +599,7 @@ func validate(c Config, file string, root *yaml.Node) error {
 		}
 		recv[rc.Name] = true
 		_, problems := rc.subscription(time.Time{})
-		for _, e := range problems {
-			field, _, _ := strings.Cut(e.Error(), ":")
-			line := lineOf(root, key+"."+field)
-			if line == 0 {
-				line = lineOf(root, key)
-			}
-			errs = append(errs, &ConfigError{File: file, Line: line, Msg: fmt.Sprintf("alerts.receivers[%d] %s: %v", i, rc.Name, e)})
-		}
+		item(key, problems)
 	}
 	if u := c.Alerts.DashboardURL; u != "" {
 		if pu, err := url.Parse(u); err != nil || pu.Host == "" {
@@ -593,21 +614,39 @@ func validate(c Config, file string, root *yaml.Node) error {
 		}
 		seen[sc.Name] = true
 		_, problems := sc.options(c.Interval.D())
-		for _, e := range problems {
-			// Point at the field the problem names ("probe.timeout: …"),
-			// or at the service.
-			field, _, _ := strings.Cut(e.Error(), ":")
-			line := lineOf(root, key+"."+strings.Fields(field)[0])
-			if line == 0 {
-				line = lineOf(root, key)
-			}
-			errs = append(errs, &ConfigError{File: file, Line: line, Msg: fmt.Sprintf("services[%d] %s: %v", i, sc.Name, e)})
-		}
+		item(key, problems)
 	}
 	if strings.ContainsAny(c.Host.Name, "/ \t\n") {
 		bad("host.name", fmt.Sprintf("%q must not contain slashes or spaces", c.Host.Name))
 	}
-	return errors.Join(errs...)
+	return sortedErrors(errs)
+}
+
+// sortedErrors joins config errors in the order of their lines.
+func sortedErrors(errs []*ConfigError) error {
+	slices.SortStableFunc(errs, func(a, b *ConfigError) int { return a.Line - b.Line })
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		out[i] = e
+	}
+	return errors.Join(out...)
+}
+
+// fieldPath writes a dotted key as messages name it: services.0.probe
+// is services[0].probe.
+func fieldPath(key string) string {
+	var b strings.Builder
+	for i, part := range strings.Split(key, ".") {
+		if _, err := strconv.Atoi(part); err == nil && i > 0 {
+			b.WriteString("[" + part + "]")
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(part)
+	}
+	return b.String()
 }
 
 // unjoin splits an errors.Join into its errors.

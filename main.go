@@ -56,9 +56,10 @@ func main() {
 		stop:   stop,
 	})
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "vigil:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			return // --help: the usage went to stdout
 		}
+		fmt.Fprintln(os.Stderr, "vigil:", err)
 		os.Exit(2)
 	}
 }
@@ -102,7 +103,7 @@ func run(ctx context.Context, e env) error {
 	default:
 		return fmt.Errorf("unknown command %q (want serve, validate, tail or version)", cmd)
 	}
-	cfg, err := configure(args, e.getenv, e.stderr)
+	cfg, err := configure(args, e.getenv, e.stdout, e.stderr)
 	if err != nil {
 		return err
 	}
@@ -128,7 +129,7 @@ Flags:
 // tail runs "vigil tail".
 func tail(ctx context.Context, args []string, e env) error {
 	fs := flag.NewFlagSet("vigil tail", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs.SetOutput(usageOut(args, e.stdout, e.stderr))
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), tailUsage)
 		fs.PrintDefaults()
@@ -188,18 +189,18 @@ func isTerminal(w io.Writer) bool {
 
 // configure builds the configuration: defaults, then the file, then the
 // environment, then flags.
-func configure(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+func configure(args []string, getenv func(string) string, stdout, stderr io.Writer) (Config, error) {
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("vigil", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(usageOut(args, stdout, stderr))
 	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", "", "YAML configuration file")
 	demo := fs.Bool("demo", false, "also start a few built-in demo services and watch them")
 	var allowNets stringList
-	fs.Var(&allowNets, "webhook-allow-net", "CIDR that webhook targets may be in although it is loopback or private (repeatable), e.g. 127.0.0.0/8")
+	fs.Var(&allowNets, "webhook-allow-net", "CIDR that webhook targets may be in although it is loopback, private or otherwise special-purpose (repeatable), e.g. 127.0.0.0/8")
 	// Flags are parsed into strings and applied after the file, so that a
 	// flag overrides the file while its default does not.
 	type setting struct {
@@ -284,6 +285,20 @@ func configure(args []string, getenv func(string) string, stderr io.Writer) (Con
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// usageOut is where a flag set writes its usage: stdout when help was
+// asked for (it is the answer, and vigil exits 0), stderr with an error.
+func usageOut(args []string, stdout, stderr io.Writer) io.Writer {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return stderr
+		case "-h", "-help", "--h", "--help":
+			return stdout
+		}
+	}
+	return stderr
 }
 
 // stringList is a repeatable flag.

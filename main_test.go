@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -355,16 +356,17 @@ func TestValidate(t *testing.T) {
 		{"several problems at once", "interval: 1x\nwhat: 1\n", []string{"cfg.yaml:1:", "cfg.yaml:2: unknown key"}},
 		{"heartbeat too long for proxies", "stream:\n  heartbeat: 60s\n", []string{"cfg.yaml:2: stream.heartbeat"}},
 		{"valid services", "services:\n  - name: api\n    probe:\n      url: https://api.example.com/healthz\n      json_field: status\n      json_equals: ok\n    scrape:\n      urls: [http://10.0.0.1:9100/metrics, http://10.0.0.2:9100/metrics]\n      errors: 'status=~\"5..\"'\n", nil},
-		{"service without probe or scrape", "services:\n  - name: api\n", []string{"cfg.yaml:2: services[0] api: needs a probe"}},
-		{"service with a bad URL", "services:\n  - name: api\n    probe:\n      url: ftp://x\n", []string{"cfg.yaml:3:", "not an http:// or https:// URL"}},
-		{"service with a bad regex", "services:\n  - name: api\n    probe:\n      url: http://x\n      body_regex: '('\n", []string{"cfg.yaml:5: services[0] api: probe.body_regex"}},
-		{"service with a bad selector", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      errors: code\n", []string{"cfg.yaml:5: services[0] api: scrape.errors: bad error selector"}},
-		{"service timeout beyond the interval", "services:\n  - name: api\n    probe:\n      url: http://x\n      timeout: 5s\n", []string{"cfg.yaml:5: services[0] api: probe.timeout: 5s is longer than the interval 1s"}},
+		{"service without probe or scrape", "services:\n  - name: api\n", []string{"cfg.yaml:2: services[0]: needs a probe"}},
+		{"service with a bad URL", "services:\n  - name: api\n    probe:\n      url: ftp://x\n", []string{"cfg.yaml:4: services[0].probe.url:", "not an http:// or https:// URL"}},
+		{"a bad URL in a list", "services:\n  - name: api\n    probe:\n      urls:\n        - http://ok\n        - ftp://bad\n", []string{"cfg.yaml:6: services[0].probe.urls[1]: \"ftp://bad\" is not"}},
+		{"service with a bad regex", "services:\n  - name: api\n    probe:\n      url: http://x\n      body_regex: '('\n", []string{"cfg.yaml:5: services[0].probe.body_regex:"}},
+		{"service with a bad selector", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      errors: code\n", []string{"cfg.yaml:5: services[0].scrape.errors: bad error selector"}},
+		{"service timeout beyond the interval", "services:\n  - name: api\n    probe:\n      url: http://x\n      timeout: 5s\n", []string{"cfg.yaml:5: services[0].probe.timeout: 5s is longer than the interval 1s"}},
 		{"duplicate service", "services:\n  - name: api\n    probe: {url: http://x}\n  - name: api\n    probe: {url: http://y}\n", []string{"cfg.yaml:4:", "declared twice"}},
 		{"valid rules", "alerts:\n  rules:\n    - name: HighErrors\n      source: service/*\n      metric: http.error_percent\n      op: '>'\n      threshold: 5\n      clear: 2\n      for: 2m\n      aggregate: avg\n      window: 1m\n      annotations: {summary: 'errors at {{.Value}}'}\n", nil},
-		{"rule without threshold", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n", []string{"cfg.yaml:3: alerts.rules[0] A: threshold: required"}},
-		{"rule with a bad op", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '=>'\n      threshold: 1\n", []string{"cfg.yaml:5: alerts.rules[0] A: op:"}},
-		{"rule with clear on the wrong side", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 90\n      clear: 95\n", []string{"cfg.yaml:7: alerts.rules[0] A: clear: 95 is on the firing side"}},
+		{"rule without threshold", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n", []string{"cfg.yaml:3: alerts.rules[0].threshold: required"}},
+		{"rule with a bad op", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '=>'\n      threshold: 1\n", []string{"cfg.yaml:5: alerts.rules[0].op:"}},
+		{"rule with clear on the wrong side", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 90\n      clear: 95\n", []string{"cfg.yaml:7: alerts.rules[0].clear: 95 is on the firing side"}},
 		{"rule with a bad duration", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 1\n      for: soon\n", []string{"cfg.yaml:7:", "bad duration"}},
 		{"queue that cannot be allocated", "stream:\n  queue: 1099511627776\n  replay: 1099511627776\n", []string{"cfg.yaml:2: stream.queue: 1099511627776 is outside 1 to 16384", "cfg.yaml:3: stream.replay: 1099511627776 is outside"}},
 		{"replay too large", "stream:\n  replay: 50000000\n", []string{"cfg.yaml:2: stream.replay: 50000000 is outside 256 to 1000000"}},
@@ -373,10 +375,15 @@ func TestValidate(t *testing.T) {
 		{"retry too long", "stream:\n  retry: 10m\n", []string{"cfg.yaml:2: stream.retry: 10m0s is outside 100ms to 1m"}},
 		{"rule window beyond the ring", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 1\n      aggregate: avg\n      window: 1h\n", []string{"cfg.yaml:8:", "window: 1h0m0s is longer than the retention 10m0s"}},
 		{"rule for too long", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 1\n      for: 1000h\n", []string{"cfg.yaml:7:", "for: 1000h0m0s is outside 0s to 168h0m0s"}},
+		{"a threshold that is not a number", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: high\n", []string{"cfg.yaml:6: bad value \"high\": want a number"}},
+		{"an unclosed list on line 2", "a: 1\nb: [1, 2\nc: 3\n", []string{"cfg.yaml:2: did not find expected ',' or ']'"}},
+		{"a list item among keys", "addr: :8080\n- item\n", []string{"cfg.yaml:2: did not find expected key"}},
+		{"an unclosed list on line 1", "[1, 2\n", []string{"cfg.yaml:2:"}},
+		{"a bad token in a list", "auth:\n  tokens:\n    - 0123456789abcdef0\n    - short\n", []string{"cfg.yaml:4: auth.tokens[1]: a token must be"}},
 		{"unknown service key", "services:\n  - name: api\n    prob: {url: http://x}\n", []string{"cfg.yaml:3: unknown key \"prob\""}},
 		{"scrape limits", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      follow_redirects: true\n      max_series: 1000000\n", nil},
-		{"scrape max_series zero", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      max_series: 0\n", []string{"cfg.yaml:5: services[0] api: scrape.max_series: 0 is not between 1 and 1000000"}},
-		{"scrape max_series too high", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      max_series: 1000001\n", []string{"cfg.yaml:5: services[0] api: scrape.max_series: 1000001 is not between 1 and 1000000"}},
+		{"scrape max_series zero", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      max_series: 0\n", []string{"cfg.yaml:5: services[0].scrape.max_series: 0 is not between 1 and 1000000"}},
+		{"scrape max_series too high", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      max_series: 1000001\n", []string{"cfg.yaml:5: services[0].scrape.max_series: 1000001 is not between 1 and 1000000"}},
 		{"bad URL with credentials", "services:\n  - name: api\n    probe:\n      url: ftp://user:pw@x/?token=abc\n", []string{`"ftp://user:xxxxx@x/?token=xxxxx" is not an http:// or https:// URL`}},
 	}
 	for _, tt := range tests {
@@ -422,7 +429,7 @@ func TestConfigPrecedence(t *testing.T) {
 	path := filepath.Join(dir, "cfg.yaml")
 	os.WriteFile(path, []byte("addr: 127.0.0.1:1111\ninterval: 2s\nretention: 20m\ndata: /from/file\n"), 0o600)
 	envs := map[string]string{"VIGIL_CONFIG": path, "VIGIL_INTERVAL": "3s", "VIGIL_DATA": "/from/env"}
-	cfg, err := configure([]string{"--data", "/from/flag"}, func(k string) string { return envs[k] }, io.Discard)
+	cfg, err := configure([]string{"--data", "/from/flag"}, func(k string) string { return envs[k] }, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,11 +441,11 @@ func TestConfigPrecedence(t *testing.T) {
 			return "soon"
 		}
 		return ""
-	}, io.Discard)
+	}, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "VIGIL_INTERVAL") {
 		t.Fatalf("bad env value: %v", err)
 	}
-	if _, err := configure([]string{"--interval", "0s"}, func(string) string { return "" }, io.Discard); err == nil {
+	if _, err := configure([]string{"--interval", "0s"}, func(string) string { return "" }, io.Discard, io.Discard); err == nil {
 		t.Fatal("--interval 0s accepted")
 	}
 }
@@ -591,5 +598,51 @@ func TestServiceScrapeOptions(t *testing.T) {
 		if len(errs) > 0 || o.Scrape.FollowRedirects != tc.follow || o.Scrape.MaxSeries != tc.maxSeries {
 			t.Errorf("%q: %+v, %v", tc.yaml, o.Scrape, errs)
 		}
+	}
+}
+
+// TestHelpExitsZero: asking for help is not an error: the usage goes to
+// stdout and the exit status is 0; a bad flag is an error, on stderr.
+func TestHelpExitsZero(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildVigil(t)
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"tail", "--help"}, {"validate", "--help"}} {
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Errorf("vigil %v: %v (stderr %q)", args, err, stderr.String())
+		}
+		if !strings.Contains(stdout.String(), "Usage:") || stderr.Len() != 0 {
+			t.Errorf("vigil %v: stdout %q, stderr %q", args, stdout.String(), stderr.String())
+		}
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "--nope")
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != 2 || !strings.Contains(stderr.String(), "-nope") {
+		t.Fatalf("a bad flag: %v, stderr %q", err, stderr.String())
+	}
+}
+
+// TestValidateErrorsInLineOrder: vigil validate lists problems in the
+// order of their lines, whichever part of the file they are in.
+func TestValidateErrorsInLineOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cfg.yaml")
+	os.WriteFile(path, []byte("services:\n  - name: api\nauth:\n  tokens: [short]\nstream:\n  queue: 0\naddr: nowhere\n"), 0o600)
+	err := run(context.Background(), env{args: []string{"validate", "--config", path}, getenv: func(string) string { return "" }, stdout: io.Discard, stderr: io.Discard})
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	var lines []int
+	for _, l := range strings.Split(err.Error(), "\n") {
+		rest := strings.TrimPrefix(l, path+":")
+		n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ':')])
+		lines = append(lines, n)
+	}
+	if !slices.IsSorted(lines) || len(lines) != 4 {
+		t.Fatalf("lines %v in:\n%s", lines, err)
 	}
 }
