@@ -235,6 +235,12 @@ func (sc ServiceConfig) options(interval time.Duration) (collector.ServiceOption
 	if !serviceNameRe.MatchString(sc.Name) {
 		bad("name: %q must be 1 to 63 letters, digits, '.', '_' or '-'", sc.Name)
 	}
+	if o.Interval < MinInterval || o.Interval > MaxInterval {
+		bad("interval: %s is outside %s to %s", o.Interval, fmtDur(MinInterval), fmtDur(MaxInterval))
+	}
+	if w := sc.Window.D(); w != 0 && (w < 2*o.Interval || w > MaxServiceWindow) {
+		bad("window: %s is outside %s (two intervals) to %s", w, 2*o.Interval, fmtDur(MaxServiceWindow))
+	}
 	if sc.Probe == nil && sc.Scrape == nil {
 		bad("needs a probe, a scrape or both")
 	}
@@ -316,6 +322,7 @@ const (
 	MaxPointsPerSeries = 1_000_000 // retention / interval
 	MaxQueue           = 16384     // stream.queue: a subscriber's queue is allocated when it connects
 	MaxReplay          = 1_000_000 // stream.replay
+	MaxServiceWindow   = time.Hour // a service's window: what it keeps per instance grows with it
 )
 
 // fmtDur writes a bound as it would be written in the file: 1h, not 1h0m0s.

@@ -380,6 +380,8 @@ func TestValidate(t *testing.T) {
 		{"a list item among keys", "addr: :8080\n- item\n", []string{"cfg.yaml:2: did not find expected key"}},
 		{"an unclosed list on line 1", "[1, 2\n", []string{"cfg.yaml:2:"}},
 		{"a bad token in a list", "auth:\n  tokens:\n    - 0123456789abcdef0\n    - short\n", []string{"cfg.yaml:4: auth.tokens[1]: a token must be"}},
+		{"a service window shorter than two intervals", "services:\n  - name: api\n    window: 1s\n    probe: {url: http://x}\n", []string{"cfg.yaml:3: services[0].window: 1s is outside 2s (two intervals) to 1h"}},
+		{"a service interval too short", "services:\n  - name: api\n    interval: 10ms\n    probe: {url: http://x}\n", []string{"cfg.yaml:3: services[0].interval: 10ms is outside 100ms to 1h"}},
 		{"unknown service key", "services:\n  - name: api\n    prob: {url: http://x}\n", []string{"cfg.yaml:3: unknown key \"prob\""}},
 		{"scrape limits", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      follow_redirects: true\n      max_series: 1000000\n", nil},
 		{"scrape max_series zero", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      max_series: 0\n", []string{"cfg.yaml:5: services[0].scrape.max_series: 0 is not between 1 and 1000000"}},
