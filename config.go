@@ -20,6 +20,7 @@ import (
 	"vigil/alerts"
 	"vigil/collector"
 	"vigil/dashboard"
+	"vigil/stream"
 )
 
 // Config is vigil's whole configuration, read once at start from embedded
@@ -352,9 +353,9 @@ func defaultConfig() Config {
 	c.Retention = Duration(DefaultRetention)
 	c.Log.Level = "info"
 	c.Log.Format = "text"
-	c.Stream.Replay = collector.DefaultReplay
-	c.Stream.Queue = collector.DefaultQueue
-	c.Stream.Heartbeat = Duration(collector.DefaultHeartbeat)
+	c.Stream.Replay = stream.DefaultReplay
+	c.Stream.Queue = stream.DefaultQueue
+	c.Stream.Heartbeat = Duration(stream.DefaultHeartbeat)
 	c.Stream.Retry = Duration(dashboard.DefaultRetry)
 	c.Stream.WriteTimeout = Duration(dashboard.DefaultWriteTimeout)
 	c.Host.Enabled = true

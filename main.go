@@ -30,6 +30,7 @@ import (
 	"vigil/alerts"
 	"vigil/collector"
 	"vigil/dashboard"
+	"vigil/stream"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -165,7 +166,7 @@ func tail(ctx context.Context, args []string, e env) error {
 		return fmt.Errorf("bad --color %q: want auto, always or never", *color)
 	}
 	if *from != "" {
-		if _, err := collector.ParseID(*from); err != nil {
+		if _, err := stream.ParseID(*from); err != nil {
 			return fmt.Errorf("bad --from %q: want an event id (a decimal number)", *from)
 		}
 	}
@@ -347,13 +348,13 @@ func serve(ctx context.Context, cfg Config, e env) error {
 	}
 
 	set := metrics.NewSet()
-	first := collector.NextRunID(floor, time.Now())
-	journal, err := collector.OpenJournal(cfg.Data, first)
+	first := stream.NextRunID(floor, time.Now())
+	journal, err := stream.OpenJournal(cfg.Data, first)
 	if err != nil {
 		return err
 	}
 	defer journal.Close()
-	hub := collector.NewHub(collector.HubOptions{
+	hub := stream.NewHub(stream.HubOptions{
 		Replay:    cfg.Stream.Replay,
 		Queue:     cfg.Stream.Queue,
 		Heartbeat: cfg.Stream.Heartbeat.D(),

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"vigil/collector"
+	"vigil/stream"
 )
 
 // BenchmarkDeliveryThroughput sends deliveries to one local receiver that
@@ -58,7 +59,7 @@ func BenchmarkBreachToReceipt(b *testing.B) {
 	db.PutSubscription(context.Background(), Subscription{ID: "s", URL: srv.URL, Events: []string{"alert.firing"}, Format: FormatStandard,
 		Status: SubscriptionActive, Secret: NewSecret()})
 	store := collector.NewStore(time.Minute, time.Second)
-	hub := collector.NewHub(collector.HubOptions{})
+	hub := stream.NewHub(stream.HubOptions{})
 	defer hub.Close()
 	rules := []Rule{{Name: "Hot", Source: "host/*", Metric: "cpu.percent", Op: ">", Threshold: 90}}
 	rules[0].Validate()

@@ -17,7 +17,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"vigil/collector"
+	"vigil/stream"
 )
 
 // Dispatcher defaults.
@@ -245,7 +245,7 @@ func (d *Dispatcher) attempt(ctx context.Context, c claim) {
 		return
 	}
 	a.DurationMS = d.Now().Sub(start).Milliseconds()
-	o.err = collector.Clip(o.err, collector.MaxTextBytes) // a receiver's words: bounded before they are stored or logged
+	o.err = stream.Clip(o.err, stream.MaxTextBytes) // a receiver's words: bounded before they are stored or logged
 	a.Error = o.err
 	now := d.Now()
 	state, next := DeliveryDelivered, time.Time{}

@@ -16,6 +16,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"vigil/collector"
+	"vigil/stream"
 )
 
 // Alert states.
@@ -149,7 +150,7 @@ type Store interface {
 
 // Publisher is what the evaluator needs of the hub.
 type Publisher interface {
-	Publish(m collector.Message) (*collector.Event, error)
+	Publish(m stream.Message) (*stream.Event, error)
 }
 
 // Evaluator runs the rules over the ring buffer every interval. Reading the
@@ -330,11 +331,11 @@ func (e *Evaluator) step(now time.Time) []change {
 		latest, _ := e.Store.Latest(source)
 		for i := range e.Rules {
 			r := &e.Rules[i]
-			if !collector.Glob(r.Source, source) {
+			if !stream.Glob(r.Source, source) {
 				continue
 			}
 			for metric := range latest.Metrics {
-				if !collector.Glob(r.Metric, metric) {
+				if !stream.Glob(r.Metric, metric) {
 					continue
 				}
 				fp := Fingerprint(r.Name, source, metric)
@@ -434,7 +435,7 @@ func (e *Evaluator) Ack(ctx context.Context, fingerprint, by string) (Alert, err
 	if by == "" {
 		by = "anonymous"
 	}
-	by = collector.Clip(by, 100)
+	by = stream.Clip(by, 100)
 	e.write.Lock()
 	defer e.write.Unlock()
 	now := e.Now()
@@ -463,9 +464,9 @@ func (e *Evaluator) publish(t Transition, now time.Time) error {
 	a := t.Alert
 	body := event{Transition: t.Kind, Alert: a}
 	body.Alert.Source = ""
-	_, err := e.Hub.Publish(collector.Message{Type: collector.TypeAlert, Source: a.Source, Time: now,
+	_, err := e.Hub.Publish(stream.Message{Type: stream.TypeAlert, Source: a.Source, Time: now,
 		Key: "alert/" + a.Fingerprint, Body: body})
-	if errors.Is(err, collector.ErrClosed) {
+	if errors.Is(err, stream.ErrClosed) {
 		return nil
 	}
 	return err

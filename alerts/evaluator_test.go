@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"vigil/collector"
+	"vigil/stream"
 )
 
 var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
@@ -150,9 +151,9 @@ func TestEvaluatorPublishesPersistsAndSurvivesRestart(t *testing.T) {
 	defer db.Close()
 	ck := &clock{t: t0}
 	store := collector.NewStore(10*time.Minute, time.Second)
-	hub := collector.NewHub(collector.HubOptions{FirstID: 1, Now: ck.now})
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
 	defer hub.Close()
-	sub, _ := hub.Subscribe(collector.Cursor{}, collector.Filter{Types: []string{collector.TypeAlert}})
+	sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
 	rules := []Rule{{Name: "DiskFull", Source: "host/*", Metric: "fs.used_percent{*}", Op: ">", Threshold: 90, For: 2 * time.Second,
 		Severity: "critical", Annotations: map[string]string{"summary": `{{.Metric}} on {{.Source}} at {{printf "%.0f" .Value}}%`}}}
 	for i := range rules {
@@ -244,7 +245,7 @@ func TestRestartBeforeFirstSample(t *testing.T) {
 	}
 	defer db.Close()
 	ck := &clock{t: t0}
-	hub := collector.NewHub(collector.HubOptions{FirstID: 1, Now: ck.now})
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
 	defer hub.Close()
 	rules := []Rule{{Name: "Up", Source: "host/*", Metric: "up", Op: ">", Threshold: 0}}
 	rules[0].Validate()
@@ -254,7 +255,7 @@ func TestRestartBeforeFirstSample(t *testing.T) {
 	e.Load(context.Background())
 	e.Evaluate(context.Background())
 
-	sub, _ := hub.Subscribe(collector.Cursor{}, collector.Filter{})
+	sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{})
 	empty := collector.NewStore(time.Minute, time.Second) // the new run's ring
 	e2 := &Evaluator{Rules: rules, Store: empty, Hub: hub, DB: db, Now: ck.now}
 	e2.Load(context.Background())
@@ -285,9 +286,9 @@ func TestAck(t *testing.T) {
 		t.Fatal(err)
 	}
 	ck := &clock{t: t0}
-	hub := collector.NewHub(collector.HubOptions{FirstID: 1, Now: ck.now})
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
 	defer hub.Close()
-	sub, _ := hub.Subscribe(collector.Cursor{}, collector.Filter{Types: []string{collector.TypeAlert}})
+	sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
 	rules := []Rule{{Name: "Hot", Source: "host/*", Metric: "temp", Op: ">", Threshold: 90}}
 	rules[0].Validate()
 	store := collector.NewStore(time.Minute, time.Second)

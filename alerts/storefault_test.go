@@ -20,6 +20,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"vigil/collector"
+	"vigil/stream"
 )
 
 // flakyStore is the real store, failing on demand as a full disk would.
@@ -44,8 +45,8 @@ type storeRig struct {
 	store Store
 	ck    *clock
 	ring  *collector.Store
-	hub   *collector.Hub
-	sub   *collector.Subscriber
+	hub   *stream.Hub
+	sub   *stream.Subscriber
 	rc    *receiver
 	d     *Dispatcher
 	e     *Evaluator
@@ -57,9 +58,9 @@ func newStoreRig(t *testing.T, db *DB, store Store) *storeRig {
 	t.Helper()
 	r := &storeRig{db: db, store: store, ck: &clock{t: t0}, set: metrics.NewSet(), logs: &lockedBuffer{}}
 	r.ring = collector.NewStore(time.Minute, time.Second)
-	r.hub = collector.NewHub(collector.HubOptions{FirstID: 1, Now: r.ck.now})
+	r.hub = stream.NewHub(stream.HubOptions{FirstID: 1, Now: r.ck.now})
 	t.Cleanup(r.hub.Close)
-	r.sub, _ = r.hub.Subscribe(collector.Cursor{}, collector.Filter{Types: []string{collector.TypeAlert}})
+	r.sub, _ = r.hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
 	r.rc = newReceiver(t, 200)
 	if err := db.PutSubscription(context.Background(), Subscription{ID: "sub_ops", URL: r.rc.srv.URL, Events: []string{"alert.*"},
 		Format: FormatStandard, Status: SubscriptionActive, Secret: NewSecret()}); err != nil {

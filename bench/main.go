@@ -41,6 +41,7 @@ import (
 
 	"vigil/collector"
 	"vigil/dashboard"
+	"vigil/stream"
 )
 
 func main() {
@@ -81,13 +82,13 @@ func main() {
 // publishes one synthetic sample a second, stamped at publish time.
 func serveVigil(addr string) error {
 	set := metrics.NewSet()
-	hub := collector.NewHub(collector.HubOptions{Metrics: set})
+	hub := stream.NewHub(stream.HubOptions{Metrics: set})
 	web := dashboard.New(dashboard.Options{Hub: hub, Store: collector.NewStore(time.Minute, time.Second), Metrics: set})
 	go hub.Run(context.Background())
 	go func() {
 		for i := 0; ; i++ {
 			time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
-			hub.Publish(collector.Message{Type: collector.TypeSample, Source: "bench/synthetic", Time: time.Now(),
+			hub.Publish(stream.Message{Type: stream.TypeSample, Source: "bench/synthetic", Time: time.Now(),
 				Body: map[string]any{"metrics": map[string]float64{"v": float64(i)}}})
 		}
 	}()

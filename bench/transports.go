@@ -22,6 +22,7 @@ import (
 
 	"vigil/collector"
 	"vigil/dashboard"
+	"vigil/stream"
 )
 
 // serveTransports serves vigil's whole HTTP surface and publishes rate
@@ -33,7 +34,7 @@ func serveTransports(addr, rate string) error {
 		return fmt.Errorf("bad rate %q", rate)
 	}
 	set := metrics.NewSet()
-	hub := collector.NewHub(collector.HubOptions{Metrics: set})
+	hub := stream.NewHub(stream.HubOptions{Metrics: set})
 	web := dashboard.New(dashboard.Options{Hub: hub, Store: collector.NewStore(time.Minute, time.Second), Metrics: set})
 	go hub.Run(context.Background())
 	go func() {
@@ -45,7 +46,7 @@ func serveTransports(addr, rate string) error {
 				m["bench.metric_"+strconv.Itoa(k)+"_per_sec"] = float64((i*31+k*17)%1000) / 7
 			}
 			src := "bench/source-" + strconv.Itoa(i%10)
-			hub.Publish(collector.Message{Type: collector.TypeSample, Source: src, Key: "sample/" + src, Time: time.Now(),
+			hub.Publish(stream.Message{Type: stream.TypeSample, Source: src, Key: "sample/" + src, Time: time.Now(),
 				Body: map[string]any{"metrics": m}})
 		}
 	}()
@@ -54,13 +55,13 @@ func serveTransports(addr, rate string) error {
 
 // sampleSize is the JSON size of one published sample.
 func sampleSize() int {
-	hub := collector.NewHub(collector.HubOptions{})
+	hub := stream.NewHub(stream.HubOptions{})
 	defer hub.Close()
 	m := make(map[string]float64, 20)
 	for k := range 20 {
 		m["bench.metric_"+strconv.Itoa(k)+"_per_sec"] = 123.456789
 	}
-	ev, _ := hub.Publish(collector.Message{Type: collector.TypeSample, Source: "bench/source-0", Time: time.Now(), Body: map[string]any{"metrics": m}})
+	ev, _ := hub.Publish(stream.Message{Type: stream.TypeSample, Source: "bench/source-0", Time: time.Now(), Body: map[string]any{"metrics": m}})
 	return len(ev.JSON())
 }
 

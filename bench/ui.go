@@ -21,6 +21,7 @@ import (
 
 	"vigil/collector"
 	"vigil/dashboard"
+	"vigil/stream"
 )
 
 // synthetic returns a service source whose rate, errors and latency wander
@@ -79,7 +80,7 @@ func ui(args []string) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	hub := collector.NewHub(collector.HubOptions{Queue: 4096})
+	hub := stream.NewHub(stream.HubOptions{Queue: 4096})
 	store := collector.NewStore(10*time.Minute, time.Second)
 	sources := []collector.Source{}
 	if h, err := collector.NewHost(collector.HostOptions{}); err == nil {

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -30,40 +29,6 @@ func BenchmarkStoreAppend(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		s.Append(Sample{Source: "host/a", Time: now.Add(time.Duration(i) * time.Second), Metrics: m})
-	}
-}
-
-// BenchmarkPublish is the cost of one Publish (encoding once and queueing
-// for every subscriber), with subscribers that keep up.
-func BenchmarkPublish(b *testing.B) {
-	metrics := map[string]float64{"cpu.percent": 12.5, "mem.used_percent": 40, "load.1": 0.5}
-	for _, n := range []int{0, 1000, 10000} {
-		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
-			h := NewHub(HubOptions{Queue: 1 << 16})
-			defer h.Close()
-			var wg sync.WaitGroup
-			for range n {
-				s, _ := h.Subscribe(Cursor{}, Filter{})
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						select {
-						case <-s.C():
-						case <-s.Done():
-							return
-						}
-					}
-				}()
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				h.Publish(Message{Type: TypeSample, Source: "host/a", Body: map[string]any{"metrics": metrics}})
-			}
-			b.StopTimer()
-			h.Close()
-			wg.Wait()
-		})
 	}
 }
 

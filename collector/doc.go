@@ -1,20 +1,21 @@
-// Package collector is the front of vigil's data flow: it samples sources,
-// keeps their recent history, and fans every sample out to whoever listens.
+// Package collector is the front of vigil's data flow: it samples sources
+// and keeps their recent history.
 //
 //	Source.Collect (every interval, per source, with a timeout)
 //	  -> Sample -> Store (a fixed-size Ring per series)
-//	  -> Hub.Publish (assigns the event id, keeps a replay window, fans out without blocking)
-//	       -> the transports in package dashboard, and package alerts
+//	  -> stream.Hub.Publish (a "sample" event; "source" events when a
+//	     source fails or recovers)
 //
-// A Source is anything with a name that can be asked for a set of metric values
-// (see Host). A Scheduler runs each source on its own goroutine, so a source
-// that hangs or fails delays nobody else; failures become "source" events and
-// metrics rather than gaps.
+// A Source is anything with a name that can be asked for a set of metric
+// values: the host (host*.go, a file per subsystem, every gopsutil call in
+// them), a service probed and scraped over HTTP (service.go, probe.go,
+// scrape.go, expfmt.go), the demo services. A Scheduler runs each source on
+// its own goroutine, so a source that hangs or fails delays nobody else;
+// failures become "source" events and metrics rather than gaps. Text from a
+// target is bounded and credentials in URLs are redacted (RedactURL) before
+// either reaches an event, a log line or a metric name.
 //
-// The Hub is the only way events leave this package. It encodes every event
-// once, as the Server-Sent Events frame a browser or curl receives, and hands
-// subscribers pointers to that frame; a subscriber that cannot keep up is
-// disconnected and resumes from the replay window with its last event id.
-//
-// This package imports none of vigil's other packages.
+// The Store is what the dashboard's pages and the alert rules read; the
+// Hub is how samples leave this package. It imports vigil's stream package
+// and no other.
 package collector

@@ -20,6 +20,8 @@ import (
 	"github.com/shirou/gopsutil/v3/mem"
 	"github.com/shirou/gopsutil/v3/net"
 	"github.com/shirou/gopsutil/v3/process"
+
+	"vigil/stream"
 )
 
 // Host defaults.
@@ -365,7 +367,7 @@ func realFilesystems(parts []disk.PartitionStat, excludeTypes, excludeMounts []s
 
 func matchAny(globs []string, s string) bool {
 	for _, g := range globs {
-		if Glob(g, s) {
+		if stream.Glob(g, s) {
 			return true
 		}
 	}

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"vigil/stream"
 )
 
 // Probe defaults.
@@ -75,7 +77,7 @@ func newProber(url string, opts ProbeOptions, now func() time.Time) *prober {
 	if opts.Transport != nil {
 		tr = probeClone(opts.Transport)
 	}
-	return &prober{url: url, shown: Clip(RedactURL(url), MaxTextBytes), opts: opts, now: now, client: &http.Client{
+	return &prober{url: url, shown: stream.Clip(RedactURL(url), stream.MaxTextBytes), opts: opts, now: now, client: &http.Client{
 		Transport: tr,
 		// A redirect is an answer to check, not to follow.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

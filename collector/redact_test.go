@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"vigil/stream"
 )
 
 // Credentials in configured URLs (userinfo, token=, sig=) appear nowhere a
@@ -50,9 +53,9 @@ func TestServiceKeepsURLCredentialsSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := NewHub(HubOptions{FirstID: 1, Queue: 1000})
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Queue: 1000})
 	defer hub.Close()
-	sub, _ := hub.Subscribe(Cursor{}, Filter{})
+	sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{})
 	var logs bytes.Buffer
 	s := &Scheduler{Store: NewStore(time.Minute, time.Second), Hub: hub, Sources: []Source{svc},
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
@@ -70,13 +73,13 @@ func TestServiceKeepsURLCredentialsSecret(t *testing.T) {
 			published = append(published, string(ev.JSON()))
 			var r recorded
 			json.Unmarshal(ev.JSON(), &r)
-			if r.Type == TypeSample {
+			if r.Type == stream.TypeSample {
 				samples++
 				for name := range r.Metrics {
 					names = append(names, name)
 				}
 			}
-			failed = failed || (r.Type == TypeSource && r.State == StateFailed)
+			failed = failed || (r.Type == stream.TypeSource && r.State == StateFailed)
 		case <-deadline:
 			t.Fatalf("%d samples, failed %v after 20 s", samples, failed)
 		}
@@ -165,9 +168,9 @@ func TestInstanceNames(t *testing.T) {
 			t.Errorf("instanceNames(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
-	long := "http://a:1/" + strings.Repeat("p", 2*MaxTextBytes)
+	long := "http://a:1/" + strings.Repeat("p", 2*stream.MaxTextBytes)
 	for _, n := range instanceNames([]string{long + "1", long + "2"}) {
-		if len(n) > MaxTextBytes+len("… (1)") {
+		if len(n) > stream.MaxTextBytes+len("… (1)") {
 			t.Errorf("instance name of %d bytes", len(n))
 		}
 	}
@@ -209,4 +212,15 @@ func FuzzRedactURL(f *testing.F) {
 			t.Fatalf("RedactURL is not idempotent: %q -> %q -> %q", raw, got, again)
 		}
 	})
+}
+
+func TestClipErrKeepsTheChain(t *testing.T) {
+	base := errors.New(strings.Repeat("x", 10*stream.MaxTextBytes))
+	err := clipErr(base)
+	if len(err.Error()) > stream.MaxTextBytes+len("…") || !errors.Is(err, base) {
+		t.Errorf("clipped error: %d bytes, in chain %v", len(err.Error()), errors.Is(err, base))
+	}
+	if clipErr(nil) != nil {
+		t.Error("clipErr(nil) is not nil")
+	}
 }

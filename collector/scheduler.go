@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"vigil/stream"
 )
 
 // DefaultInterval is how often sources are sampled unless configured.
@@ -35,6 +37,18 @@ type Scheduled interface {
 	Schedule() (interval, timeout time.Duration)
 }
 
+// maxErrorBytes bounds a source's whole error, as the scheduler publishes
+// and logs it. A service names each failing instance in its error, each
+// part already cut to stream.MaxTextBytes, so the whole gets room for a few.
+const maxErrorBytes = 4 * stream.MaxTextBytes
+
+// Publisher is the one method of stream.Hub the scheduler calls.
+type Publisher interface {
+	Publish(m stream.Message) (*stream.Event, error)
+}
+
+var _ Publisher = (*stream.Hub)(nil)
+
 // A Scheduler samples each source every interval, on a goroutine of its own,
 // and hands the results to the store and the hub.
 //
@@ -43,7 +57,7 @@ type Scheduled interface {
 // call returns rather than piling up calls. Other sources are not delayed.
 type Scheduler struct {
 	Store    *Store
-	Hub      *Hub
+	Hub      Publisher
 	Sources  []Source
 	Interval time.Duration // DefaultInterval when zero
 	Timeout  time.Duration // per collect; the interval when zero
@@ -152,7 +166,7 @@ func (s *Scheduler) loop(ctx context.Context, src Source) {
 		err := p.Prime(pctx)
 		cancel()
 		if err != nil {
-			s.Logger.Warn("prime source", "source", name, "err", Clip(err.Error(), maxErrorBytes))
+			s.Logger.Warn("prime source", "source", name, "err", stream.Clip(err.Error(), maxErrorBytes))
 		}
 	}
 	t := time.NewTicker(l.interval)
@@ -207,12 +221,12 @@ func (l *sourceLoop) tick(ctx context.Context) {
 		smp := Sample{Source: l.name, Time: start, Metrics: r.metrics}
 		s.Store.Append(smp)
 		l.m.samples.Inc()
-		if _, err := s.Hub.Publish(Message{
-			Type: TypeSample, Source: l.name, Time: start, Key: TypeSample + "/" + l.name,
+		if _, err := s.Hub.Publish(stream.Message{
+			Type: stream.TypeSample, Source: l.name, Time: start, Key: stream.TypeSample + "/" + l.name,
 			Body: struct {
 				Metrics map[string]float64 `json:"metrics"`
 			}{r.metrics},
-		}); err != nil && !errors.Is(err, ErrClosed) {
+		}); err != nil && !errors.Is(err, stream.ErrClosed) {
 			s.Logger.Error("publish sample", "source", l.name, "err", err)
 		}
 	}
@@ -234,7 +248,7 @@ func (l *sourceLoop) tick(ctx context.Context) {
 // it may quote what a target said.
 func (l *sourceLoop) fail(partial map[string]float64, err error) {
 	l.m.errors.Inc()
-	l.setState(StateFailed, Clip(err.Error(), maxErrorBytes), len(partial) > 0)
+	l.setState(StateFailed, stream.Clip(err.Error(), maxErrorBytes), len(partial) > 0)
 }
 
 // setState publishes a "source" event when the state or the error changes,
@@ -251,11 +265,11 @@ func (l *sourceLoop) setState(state, msg string, partial bool) {
 	} else {
 		l.s.Logger.Info("source up", "source", l.name)
 	}
-	_, err := l.s.Hub.Publish(Message{
-		Type: TypeSource, Source: l.name, Key: TypeSource + "/" + l.name,
+	_, err := l.s.Hub.Publish(stream.Message{
+		Type: stream.TypeSource, Source: l.name, Key: stream.TypeSource + "/" + l.name,
 		Body: SourceState{State: state, Error: msg, Partial: partial},
 	})
-	if err != nil && !errors.Is(err, ErrClosed) {
+	if err != nil && !errors.Is(err, stream.ErrClosed) {
 		l.s.Logger.Error("publish source event", "source", l.name, "err", err)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"vigil/stream"
 )
 
 type recorded struct {
@@ -25,7 +27,7 @@ type recorded struct {
 	Metrics map[string]float64 `json:"metrics"`
 }
 
-func drain(sub *Subscriber) []recorded {
+func drain(sub *stream.Subscriber) []recorded {
 	var out []recorded
 	for len(sub.C()) > 0 {
 		var r recorded
@@ -48,8 +50,8 @@ func count(evs []recorded, typ, source, state string) int {
 func TestSchedulerIsolatesFailingAndHangingSources(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
-		hub := NewHub(HubOptions{FirstID: 1, Queue: 1000})
-		sub, _ := hub.Subscribe(Cursor{}, Filter{})
+		hub := stream.NewHub(stream.HubOptions{FirstID: 1, Queue: 1000})
+		sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{})
 		set := metrics.NewSet()
 
 		var failing atomic.Bool
@@ -78,21 +80,21 @@ func TestSchedulerIsolatesFailingAndHangingSources(t *testing.T) {
 		time.Sleep(5*time.Second + time.Millisecond)
 		synctest.Wait()
 		evs := drain(sub)
-		if n := count(evs, TypeSample, "host/good", ""); n != 5 {
+		if n := count(evs, stream.TypeSample, "host/good", ""); n != 5 {
 			t.Errorf("good source: %d samples in 5 s, want 5", n)
 		}
-		if n := count(evs, TypeSample, "host/flaky", ""); n != 5 {
+		if n := count(evs, stream.TypeSample, "host/flaky", ""); n != 5 {
 			t.Errorf("flaky source: %d partial samples, want 5", n)
 		}
-		if n := count(evs, TypeSource, "host/flaky", StateFailed); n != 1 {
+		if n := count(evs, stream.TypeSource, "host/flaky", StateFailed); n != 1 {
 			t.Errorf("flaky source: %d failed events, want 1 (only on change)", n)
 		}
 		for _, e := range evs {
-			if e.Type == TypeSource && e.Source == "host/flaky" && (!e.Partial || !strings.Contains(e.Error, "input/output error")) {
+			if e.Type == stream.TypeSource && e.Source == "host/flaky" && (!e.Partial || !strings.Contains(e.Error, "input/output error")) {
 				t.Errorf("flaky failure event %+v", e)
 			}
 		}
-		if n := count(evs, TypeSource, "host/hung", StateFailed); n < 1 {
+		if n := count(evs, stream.TypeSource, "host/hung", StateFailed); n < 1 {
 			t.Errorf("hung source: no failed event")
 		}
 		if calls.Load() != 1 {
@@ -109,10 +111,10 @@ func TestSchedulerIsolatesFailingAndHangingSources(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		synctest.Wait()
 		evs = drain(sub)
-		if n := count(evs, TypeSource, "host/flaky", StateUp); n != 1 {
+		if n := count(evs, stream.TypeSource, "host/flaky", StateUp); n != 1 {
 			t.Errorf("flaky source: %d recovered events, want 1", n)
 		}
-		if n := count(evs, TypeSource, "host/hung", StateUp); n != 1 {
+		if n := count(evs, stream.TypeSource, "host/hung", StateUp); n != 1 {
 			t.Errorf("hung source: %d recovered events after it returned, want 1", n)
 		}
 		if got := set.GetOrCreateCounter(`vigil_collect_errors_total{source="host/flaky"}`).Get(); got != 5 {
@@ -135,8 +137,8 @@ func TestSchedulerIsolatesFailingAndHangingSources(t *testing.T) {
 func TestSchedulerBoundsErrorText(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
-		hub := NewHub(HubOptions{FirstID: 1, Queue: 100})
-		sub, _ := hub.Subscribe(Cursor{}, Filter{})
+		hub := stream.NewHub(stream.HubOptions{FirstID: 1, Queue: 100})
+		sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{})
 		var logs bytes.Buffer
 		huge := "status: \xff\xfe" + strings.Repeat("é", 450<<10) // 900 KiB, invalid UTF-8 up front
 		src := SourceFunc{SourceName: "service/huge", Fn: func(ctx context.Context) (map[string]float64, error) {
@@ -154,11 +156,11 @@ func TestSchedulerBoundsErrorText(t *testing.T) {
 
 		const bound = maxErrorBytes + len("…")
 		evs := drain(sub)
-		if count(evs, TypeSource, "service/huge", StateFailed) != 1 {
+		if count(evs, stream.TypeSource, "service/huge", StateFailed) != 1 {
 			t.Fatalf("events %+v", evs)
 		}
 		for _, e := range evs {
-			if e.Type == TypeSource && (len(e.Error) > bound || !strings.HasPrefix(e.Error, "status: ")) {
+			if e.Type == stream.TypeSource && (len(e.Error) > bound || !strings.HasPrefix(e.Error, "status: ")) {
 				t.Errorf("source event error is %d bytes: %.80q", len(e.Error), e.Error)
 			}
 		}

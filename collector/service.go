@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"vigil/stream"
 )
 
 // DefaultServiceWindow is the rolling window rates, error percentages and
@@ -132,7 +134,7 @@ func NewService(opts ServiceOptions) (*Service, error) {
 		client := scrapeClient(opts.Client, so)
 		names := instanceNames(sc.URLs)
 		for i, u := range sc.URLs {
-			s.scrapers = append(s.scrapers, &scraper{url: u, shown: Clip(RedactURL(u), MaxTextBytes), instance: names[i],
+			s.scrapers = append(s.scrapers, &scraper{url: u, shown: stream.Clip(RedactURL(u), stream.MaxTextBytes), instance: names[i],
 				opts: so, errSel: sel, client: client})
 		}
 	}
@@ -323,19 +325,19 @@ func (s *Service) probeTraffic(m map[string]float64, w []probeResult) {
 // instanceNames names instances as Prometheus does, by host:port, unless
 // two URLs share one; then by the whole URL. Names are shown (in metric
 // names, on the page), so they come from the redacted URL, cut to
-// MaxTextBytes; URLs that still look alike (they differ only in a secret,
+// stream.MaxTextBytes; URLs that still look alike (they differ only in a secret,
 // or past the cut) are numbered: "… (1)", "… (2)".
 func instanceNames(urls []string) []string {
 	names := make([]string, len(urls))
 	for i, raw := range urls {
-		names[i] = Clip(RedactURL(raw), MaxTextBytes)
+		names[i] = stream.Clip(RedactURL(raw), stream.MaxTextBytes)
 		if u, err := url.Parse(raw); err == nil && u.Host != "" {
-			names[i] = Clip(u.Host, MaxTextBytes)
+			names[i] = stream.Clip(u.Host, stream.MaxTextBytes)
 		}
 	}
 	for i, dup := range duplicates(names) {
 		if dup {
-			names[i] = Clip(RedactURL(urls[i]), MaxTextBytes)
+			names[i] = stream.Clip(RedactURL(urls[i]), stream.MaxTextBytes)
 		}
 	}
 	nth := map[string]int{}
@@ -380,4 +382,19 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// clippedError bounds an error's text while keeping it in the chain, so
+// errors.Is and errors.As still see what caused it.
+type clippedError struct{ err error }
+
+func (e clippedError) Error() string { return stream.Clip(e.err.Error(), stream.MaxTextBytes) }
+func (e clippedError) Unwrap() error { return e.err }
+
+// clipErr bounds the text of an error that carries what a target said.
+func clipErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return clippedError{err}
 }

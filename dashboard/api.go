@@ -9,6 +9,7 @@ import (
 
 	"vigil/alerts"
 	"vigil/collector"
+	"vigil/stream"
 )
 
 type seriesList struct {
@@ -66,7 +67,7 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 
 // quote shows a client's input back in an error, cut to a readable length.
 func quote(s string) string {
-	return strconv.Quote(collector.Clip(s, 64))
+	return strconv.Quote(stream.Clip(s, 64))
 }
 
 func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {

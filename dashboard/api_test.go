@@ -14,6 +14,7 @@ import (
 
 	"vigil/alerts"
 	"vigil/collector"
+	"vigil/stream"
 )
 
 func getJSON(t *testing.T, url string, v any) int {
@@ -34,7 +35,7 @@ func getJSON(t *testing.T, url string, v any) int {
 
 func TestSeriesAPI(t *testing.T) {
 	now := time.Now()
-	a := newTestApp(t, collector.HubOptions{}, Options{Now: func() time.Time { return now }})
+	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }})
 	for i := range 10 {
 		a.store.Append(collector.Sample{Source: "host/web-1", Time: now.Add(time.Duration(i-9) * time.Minute),
 			Metrics: map[string]float64{"cpu.percent": float64(i), "fs.used_bytes{mount=/var}": 1}})
@@ -72,7 +73,7 @@ func TestSeriesAPI(t *testing.T) {
 // (a full disk), vigil is not ready, and says why.
 func TestReadyzReportsFailingChecks(t *testing.T) {
 	var storeErr atomic.Pointer[error]
-	a := newTestApp(t, collector.HubOptions{}, Options{Checks: []Check{{Name: "alert store", Err: func() error {
+	a := newTestApp(t, stream.HubOptions{}, Options{Checks: []Check{{Name: "alert store", Err: func() error {
 		if p := storeErr.Load(); p != nil {
 			return *p
 		}
@@ -110,7 +111,7 @@ func getJSONStatus(t *testing.T, url string, v any) int {
 }
 
 func TestHealthReadyAndMetrics(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{}, Options{})
+	a := newTestApp(t, stream.HubOptions{}, Options{})
 	srv := a.srv.Config.Handler.(*Server)
 	status := func(path string) (int, string) {
 		resp, err := http.Get(a.srv.URL + path)
@@ -173,7 +174,7 @@ func TestAlertsAndRulesAPI(t *testing.T) {
 			Value: 12, Threshold: 5, Op: ">", Severity: "critical", Annotations: map[string]string{"summary": "api errors at 12%"}, StartedAt: now}},
 		rules: []alerts.Rule{{Name: "HighErrors", Source: "service/*", Metric: "http.error_percent", Op: ">", Threshold: 5, For: 2 * time.Minute}},
 	}
-	a := newTestApp(t, collector.HubOptions{}, Options{Alerts: fa, Now: func() time.Time { return now }})
+	a := newTestApp(t, stream.HubOptions{}, Options{Alerts: fa, Now: func() time.Time { return now }})
 	a.store.Append(collector.Sample{Source: "service/api", Time: now, Metrics: map[string]float64{"http.requests_per_sec": 10, "http.error_percent": 12}})
 
 	var al struct{ Alerts []alerts.Alert }
@@ -202,7 +203,7 @@ func TestAlertsAndRulesAPI(t *testing.T) {
 // alert; it is a write, so it needs a token once tokens are configured.
 func TestAckAPI(t *testing.T) {
 	fa := fakeAlerts{active: []alerts.Alert{{Fingerprint: "f1", Rule: "Hot", State: alerts.StateFiring}}}
-	a := newTestApp(t, collector.HubOptions{}, Options{Alerts: fa, Tokens: []string{"s3cret"}})
+	a := newTestApp(t, stream.HubOptions{}, Options{Alerts: fa, Tokens: []string{"s3cret"}})
 	post := func(fp, body, token string) (int, map[string]any) {
 		req, _ := http.NewRequest("POST", a.srv.URL+"/api/v1/alerts/"+fp+"/ack", strings.NewReader(body))
 		if body != "" {

@@ -9,7 +9,7 @@ import (
 
 	sse "github.com/tmaxmax/go-sse"
 
-	"vigil/collector"
+	"vigil/stream"
 )
 
 // maxBatch bounds how many queued events are written before one flush.
@@ -31,7 +31,7 @@ func randomJitter(n time.Duration) time.Duration {
 // headers); the header wins when both are present, since a browser's
 // EventSource keeps the original URL but updates the header.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
-	s.stream(w, r, "sse", func(sub *collector.Subscriber) bool {
+	s.stream(w, r, "sse", func(sub *stream.Subscriber) bool {
 		sess, err := sse.Upgrade(w, r)
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, "streaming unsupported by this connection")
@@ -41,7 +41,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		hello := &sse.Message{Retry: s.opts.Retry + s.opts.Jitter(s.opts.Retry)}
 		hello.AppendComment("vigil stream")
 		return sess.Send(hello) == nil && sess.Flush() == nil
-	}, (*collector.Event).Frame, ssePosition)
+	}, (*stream.Event).Frame, ssePosition)
 }
 
 // ssePosition is an "id:" line alone: EventSource (and every client that
@@ -54,21 +54,21 @@ func ssePosition(id uint64) []byte {
 // line (heartbeats are empty lines), for curl | jq and for clients behind
 // proxies that mangle text/event-stream. Same filters and resume.
 func (s *Server) handleNDJSON(w http.ResponseWriter, r *http.Request) {
-	s.stream(w, r, "ndjson", func(sub *collector.Subscriber) bool {
+	s.stream(w, r, "ndjson", func(sub *stream.Subscriber) bool {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		// Where the stream starts: a client whose filter matches nothing
 		// for a while resumes from here.
 		w.Header().Set("Last-Event-ID", startPosition(r, sub))
 		w.WriteHeader(http.StatusOK)
 		return http.NewResponseController(w).Flush() == nil
-	}, (*collector.Event).Line, nil)
+	}, (*stream.Event).Line, nil)
 }
 
 // startPosition is where a stream starts, before its replay: the client's
 // own cursor when it resumes, or now.
-func startPosition(r *http.Request, sub *collector.Subscriber) string {
+func startPosition(r *http.Request, sub *stream.Subscriber) string {
 	if last := lastEventID(r); last != "" {
-		if _, err := collector.ParseID(last); err == nil {
+		if _, err := stream.ParseID(last); err == nil {
 			return last
 		}
 	}
@@ -93,8 +93,8 @@ func lastEventID(r *http.Request) string {
 // position, when set, encodes where the client stands after the replay,
 // sent at once so that even a client whose filter matches nothing has a
 // position to resume from.
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, transport string, start func(*collector.Subscriber) bool,
-	encode func(*collector.Event) []byte, position func(uint64) []byte) {
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, transport string, start func(*stream.Subscriber) bool,
+	encode func(*stream.Event) []byte, position func(uint64) []byte) {
 	sub, ok := s.subscribe(w, r, lastEventID(r))
 	if !ok {
 		return
@@ -142,7 +142,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, transport string
 		case <-ctx.Done():
 			return
 		case <-sub.Done():
-			if errors.Is(sub.Err(), collector.ErrSlow) {
+			if errors.Is(sub.Err(), stream.ErrSlow) {
 				// Close the connection rather than end the response: a
 				// client this far behind should reconnect and resume
 				// from the window, not keep an idle connection.
@@ -174,8 +174,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, transport string
 }
 
 // parseFilter reads ?source= and ?type=, or answers 400 and returns false.
-func parseFilter(w http.ResponseWriter, r *http.Request) (collector.Filter, bool) {
-	f, err := collector.ParseFilter(r.URL.Query())
+func parseFilter(w http.ResponseWriter, r *http.Request) (stream.Filter, bool) {
+	f, err := stream.ParseFilter(r.URL.Query())
 	if err != nil {
 		status, msg := errorStatus(err)
 		writeError(w, status, msg)
@@ -187,12 +187,12 @@ func parseFilter(w http.ResponseWriter, r *http.Request) (collector.Filter, bool
 // subscribe subscribes a request to the hub from a cursor, with the
 // request's filter, or answers with the error and returns false. Every
 // transport (SSE, NDJSON, long polling) starts here.
-func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, last string) (*collector.Subscriber, bool) {
+func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, last string) (*stream.Subscriber, bool) {
 	f, ok := parseFilter(w, r)
 	if !ok {
 		return nil, false
 	}
-	sub, err := s.opts.Hub.Subscribe(collector.Cursor{LastID: last}, f)
+	sub, err := s.opts.Hub.Subscribe(stream.Cursor{LastID: last}, f)
 	if err != nil {
 		status, msg := errorStatus(err)
 		writeError(w, status, msg)

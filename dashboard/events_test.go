@@ -18,23 +18,24 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 
 	"vigil/collector"
+	"vigil/stream"
 )
 
 type testApp struct {
-	hub   *collector.Hub
+	hub   *stream.Hub
 	store *collector.Store
 	set   *metrics.Set
 	srv   *httptest.Server
 }
 
-func newTestApp(t *testing.T, hopts collector.HubOptions, opts Options) *testApp {
+func newTestApp(t *testing.T, hopts stream.HubOptions, opts Options) *testApp {
 	t.Helper()
 	a := &testApp{set: metrics.NewSet()}
 	if hopts.FirstID == 0 {
 		hopts.FirstID = 1
 	}
 	hopts.Metrics = a.set
-	a.hub = collector.NewHub(hopts)
+	a.hub = stream.NewHub(hopts)
 	a.store = collector.NewStore(10*time.Minute, time.Second)
 	opts.Hub, opts.Store, opts.Metrics, opts.Interval = a.hub, a.store, a.set, time.Second
 	if opts.Jitter == nil {
@@ -47,9 +48,9 @@ func newTestApp(t *testing.T, hopts collector.HubOptions, opts Options) *testApp
 	return a
 }
 
-func (a *testApp) publish(t *testing.T, source string, v float64) *collector.Event {
+func (a *testApp) publish(t *testing.T, source string, v float64) *stream.Event {
 	t.Helper()
-	ev, err := a.hub.Publish(collector.Message{Type: collector.TypeSample, Source: source, Key: "sample/" + source,
+	ev, err := a.hub.Publish(stream.Message{Type: stream.TypeSample, Source: source, Key: "sample/" + source,
 		Body: map[string]any{"metrics": map[string]float64{"v": v}}})
 	if err != nil {
 		t.Fatal(err)
@@ -57,9 +58,9 @@ func (a *testApp) publish(t *testing.T, source string, v float64) *collector.Eve
 	return ev
 }
 
-// stream opens /events and returns the response and a channel of parsed
+// openSSE opens /events and returns the response and a channel of parsed
 // events, read by the WHATWG rules.
-func stream(t *testing.T, url string, header http.Header) (*http.Response, <-chan sse.Event) {
+func openSSE(t *testing.T, url string, header http.Header) (*http.Response, <-chan sse.Event) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -103,7 +104,7 @@ func next(t *testing.T, ch <-chan sse.Event) sse.Event {
 }
 
 func TestEventsHeadersBeforeFirstEvent(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{}, Options{Retry: time.Second})
+	a := newTestApp(t, stream.HubOptions{}, Options{Retry: time.Second})
 	resp, err := http.Get(a.srv.URL + "/events")
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +130,7 @@ func TestEventsHeadersBeforeFirstEvent(t *testing.T) {
 func TestEventsJitteredRetry(t *testing.T) {
 	// The real jitter spreads reconnects over [retry, 2*retry).
 	seen := map[string]bool{}
-	a := newTestApp(t, collector.HubOptions{}, Options{Retry: time.Second, Jitter: randomJitter})
+	a := newTestApp(t, stream.HubOptions{}, Options{Retry: time.Second, Jitter: randomJitter})
 	for range 8 {
 		resp, err := http.Get(a.srv.URL + "/events")
 		if err != nil {
@@ -149,8 +150,8 @@ func TestEventsJitteredRetry(t *testing.T) {
 }
 
 func TestEventsLiveAndResume(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{Replay: 100}, Options{})
-	_, ch := stream(t, a.srv.URL+"/events", nil)
+	a := newTestApp(t, stream.HubOptions{Replay: 100}, Options{})
+	_, ch := openSSE(t, a.srv.URL+"/events", nil)
 	waitSubscribers(t, a.hub, 1)
 	var last string
 	for i := range 5 {
@@ -175,7 +176,7 @@ func TestEventsLiveAndResume(t *testing.T) {
 		{"header wins over a stale query", "/events?lastEventId=1", http.Header{"Last-Event-Id": {last}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, ch := stream(t, a.srv.URL+tc.url, tc.header)
+			_, ch := openSSE(t, a.srv.URL+tc.url, tc.header)
 			from, _ := strconv.ParseUint(last, 10, 64)
 			for want := from + 1; want <= a.hub.LastID(); want++ {
 				if got := next(t, ch); got.LastEventID != strconv.FormatUint(want, 10) {
@@ -187,10 +188,10 @@ func TestEventsLiveAndResume(t *testing.T) {
 }
 
 func TestEventsResetForUnknownID(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{FirstID: 500}, Options{})
+	a := newTestApp(t, stream.HubOptions{FirstID: 500}, Options{})
 	a.publish(t, "host/a", 1)
 	a.publish(t, "host/b", 2)
-	_, ch := stream(t, a.srv.URL+"/events?source=host/b", http.Header{"Last-Event-Id": {"17"}})
+	_, ch := openSSE(t, a.srv.URL+"/events?source=host/b", http.Header{"Last-Event-Id": {"17"}})
 	ev := next(t, ch)
 	var body struct {
 		Reason string
@@ -199,18 +200,18 @@ func TestEventsResetForUnknownID(t *testing.T) {
 	if err := json.Unmarshal([]byte(ev.Data), &body); err != nil {
 		t.Fatal(err)
 	}
-	if ev.Type != "reset" || ev.LastEventID != "501" || body.Reason != collector.ResetOtherRun ||
+	if ev.Type != "reset" || ev.LastEventID != "501" || body.Reason != stream.ResetOtherRun ||
 		len(body.Events) != 1 || body.Events[0].Source != "host/b" {
 		t.Fatalf("got %+v", ev)
 	}
 }
 
 func TestEventsFilters(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{}, Options{})
-	_, ch := stream(t, a.srv.URL+"/events?source=host/*&type=sample", nil)
+	a := newTestApp(t, stream.HubOptions{}, Options{})
+	_, ch := openSSE(t, a.srv.URL+"/events?source=host/*&type=sample", nil)
 	waitSubscribers(t, a.hub, 1)
 	a.publish(t, "service/api", 1)
-	a.hub.Publish(collector.Message{Type: collector.TypeSource, Source: "host/a"})
+	a.hub.Publish(stream.Message{Type: stream.TypeSource, Source: "host/a"})
 	want := a.publish(t, "host/a", 2)
 	if got := next(t, ch); got.LastEventID != strconv.FormatUint(want.ID, 10) {
 		t.Fatalf("first event through the filter is %+v, want id %d", got, want.ID)
@@ -218,7 +219,7 @@ func TestEventsFilters(t *testing.T) {
 }
 
 func TestEventsBadFilterIsJSON400(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{}, Options{})
+	a := newTestApp(t, stream.HubOptions{}, Options{})
 	for _, q := range []string{"type=nope", "source=", "source=" + strings.Repeat("x", 300)} {
 		resp, err := http.Get(a.srv.URL + "/events?" + q)
 		if err != nil {
@@ -238,7 +239,7 @@ func TestEventsBadFilterIsJSON400(t *testing.T) {
 // overflows and its connection closed by the write deadline; the other
 // receives every event in order.
 func TestSlowClientDoesNotDelayOthers(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{Queue: 4, Replay: 512}, Options{WriteTimeout: 300 * time.Millisecond})
+	a := newTestApp(t, stream.HubOptions{Queue: 4, Replay: 512}, Options{WriteTimeout: 300 * time.Millisecond})
 	addr := strings.TrimPrefix(a.srv.URL, "http://")
 	slow, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -246,14 +247,14 @@ func TestSlowClientDoesNotDelayOthers(t *testing.T) {
 	}
 	defer slow.Close()
 	fmt.Fprintf(slow, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
-	_, ch := stream(t, a.srv.URL+"/events", nil)
+	_, ch := openSSE(t, a.srv.URL+"/events", nil)
 	waitSubscribers(t, a.hub, 2)
 
 	big := strings.Repeat("x", 64<<10)
 	const n = 300 // ~19 MiB: more than loopback socket buffers hold
 	for i := range n {
 		start := time.Now()
-		a.hub.Publish(collector.Message{Type: collector.TypeSample, Source: "host/a", Body: map[string]any{"pad": big, "i": i}})
+		a.hub.Publish(stream.Message{Type: stream.TypeSample, Source: "host/a", Body: map[string]any{"pad": big, "i": i}})
 		if d := time.Since(start); d > 2*time.Second {
 			t.Fatalf("publish %d took %s: it waited for a reader", i, d)
 		}
@@ -273,7 +274,7 @@ func TestSlowClientDoesNotDelayOthers(t *testing.T) {
 	}
 }
 
-func waitSubscribers(t *testing.T, h *collector.Hub, n int) {
+func waitSubscribers(t *testing.T, h *stream.Hub, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for h.Subscribers() != n {
@@ -289,7 +290,7 @@ func waitSubscribers(t *testing.T, h *collector.Hub, n int) {
 // reconnect resumes from there rather than from "now" (which would lose
 // whatever happened while it was away).
 func TestEveryStreamGivesAPositionOnOpen(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{FirstID: 100}, Options{})
+	a := newTestApp(t, stream.HubOptions{FirstID: 100}, Options{})
 	for i := range 3 {
 		a.publish(t, "host/a", float64(i)) // 100, 101, 102
 	}
@@ -311,7 +312,7 @@ func TestEveryStreamGivesAPositionOnOpen(t *testing.T) {
 		t.Fatalf("SSE opening %q: want an id: line with the newest id", lines)
 	}
 	// A resuming SSE client: the replay, then its position.
-	_, ch := stream(t, a.srv.URL+"/events?lastEventId=100", nil)
+	_, ch := openSSE(t, a.srv.URL+"/events?lastEventId=100", nil)
 	if ev := next(t, ch); ev.LastEventID != "101" {
 		t.Fatalf("replay %+v", ev)
 	}

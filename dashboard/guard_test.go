@@ -16,7 +16,7 @@ import (
 	"github.com/coder/websocket"
 
 	"vigil/alerts"
-	"vigil/collector"
+	"vigil/stream"
 )
 
 // writes lists every request that changes something, with a body that
@@ -101,7 +101,7 @@ func TestJSONBodiesNeedJSONContentType(t *testing.T) {
 		}
 	}
 	// An acknowledgement may have no body at all; with one, it is JSON.
-	b := newTestApp(t, collector.HubOptions{}, Options{Alerts: fakeAlerts{active: []alerts.Alert{{Fingerprint: "fp1", State: alerts.StateFiring}}}})
+	b := newTestApp(t, stream.HubOptions{}, Options{Alerts: fakeAlerts{active: []alerts.Alert{{Fingerprint: "fp1", State: alerts.StateFiring}}}})
 	for ct, want := range map[string]int{"text/plain": 415, "application/json": 200} {
 		req, _ := http.NewRequest("POST", b.srv.URL+"/api/v1/alerts/fp1/ack", strings.NewReader(`{"by":"alice"}`))
 		req.Header.Set("Content-Type", ct)
@@ -120,7 +120,7 @@ func TestJSONBodiesNeedJSONContentType(t *testing.T) {
 // address answers only to loopback names and addresses, and to the names
 // in server.allowed_hosts.
 func TestHostHeaderChecked(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{}, Options{Loopback: true, AllowedHosts: []string{"vigil.example.com", "*.dash.example"}})
+	a := newTestApp(t, stream.HubOptions{}, Options{Loopback: true, AllowedHosts: []string{"vigil.example.com", "*.dash.example"}})
 	port := a.srv.Listener.Addr().(*net.TCPAddr).Port
 	for host, want := range map[string]int{
 		"127.0.0.1":                          200,
@@ -162,13 +162,13 @@ func TestHostHeaderChecked(t *testing.T) {
 
 	// Listening on every interface, any name is accepted unless
 	// allowed_hosts says which.
-	open := newTestApp(t, collector.HubOptions{}, Options{})
+	open := newTestApp(t, stream.HubOptions{}, Options{})
 	req, _ := http.NewRequest("GET", open.srv.URL+"/healthz", nil)
 	req.Host = "dashboard.internal"
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("not loopback, no allowed_hosts: %v %v", resp, err)
 	}
-	strict := newTestApp(t, collector.HubOptions{}, Options{AllowedHosts: []string{"dashboard.internal"}})
+	strict := newTestApp(t, stream.HubOptions{}, Options{AllowedHosts: []string{"dashboard.internal"}})
 	for host, want := range map[string]int{"dashboard.internal": 200, "other.internal": 421, "192.0.2.7:8080": 200, "localhost": 200} {
 		req, _ := http.NewRequest("GET", strict.srv.URL+"/healthz", nil)
 		req.Host = host
@@ -188,7 +188,7 @@ func TestHostHeaderChecked(t *testing.T) {
 // it in; the Host check stops it first. A page on another origin is
 // refused by the origin check.
 func TestWebSocketOriginNotFooledByHost(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{}, Options{Loopback: true})
+	a := newTestApp(t, stream.HubOptions{}, Options{Loopback: true})
 	port := a.srv.Listener.Addr().(*net.TCPAddr).Port
 	ws := "ws" + strings.TrimPrefix(a.srv.URL, "http") + "/ws"
 	for _, tc := range []struct {
@@ -243,7 +243,7 @@ func TestBearerSchemeCaseInsensitive(t *testing.T) {
 func TestSlowBodyCutOff(t *testing.T) {
 	for name, tokens := range map[string][]string{"open": nil, "needs a token": {"0123456789abcdef-token"}} {
 		t.Run(name, func(t *testing.T) {
-			a := newTestApp(t, collector.HubOptions{}, Options{BodyTimeout: 300 * time.Millisecond, Tokens: tokens,
+			a := newTestApp(t, stream.HubOptions{}, Options{BodyTimeout: 300 * time.Millisecond, Tokens: tokens,
 				Hooks: &alerts.Hooks{DB: openDB(t)}})
 			conn, err := net.Dial("tcp", a.srv.Listener.Addr().String())
 			if err != nil {
@@ -300,7 +300,7 @@ func (panickyHooks) Subscriptions(context.Context) ([]alerts.Subscription, error
 func TestPanicLoggedAndCounted(t *testing.T) {
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))
-	a := newTestApp(t, collector.HubOptions{}, Options{Logger: log, Hooks: panickyHooks{&alerts.Hooks{DB: openDB(t)}}})
+	a := newTestApp(t, stream.HubOptions{}, Options{Logger: log, Hooks: panickyHooks{&alerts.Hooks{DB: openDB(t)}}})
 	if resp, err := http.Get(a.srv.URL + "/api/v1/subscriptions"); err == nil {
 		resp.Body.Close()
 		t.Fatalf("a crashed request was answered: %s", resp.Status)

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"vigil/alerts"
-	"vigil/collector"
+	"vigil/stream"
 )
 
 type hookApp struct {
@@ -29,7 +29,7 @@ func newHookApp(t *testing.T, tokens ...string) *hookApp {
 	}
 	t.Cleanup(func() { db.Close() })
 	d := &alerts.Dispatcher{DB: db, Client: alerts.NewClient([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, 2*time.Second)}
-	a := newTestApp(t, collector.HubOptions{}, Options{Hooks: &alerts.Hooks{DB: db}, Tokens: tokens})
+	a := newTestApp(t, stream.HubOptions{}, Options{Hooks: &alerts.Hooks{DB: db}, Tokens: tokens})
 	return &hookApp{testApp: a, db: db, d: d}
 }
 

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"vigil/alerts"
-	"vigil/collector"
+	"vigil/stream"
 )
 
 // TestMetricsPassPromtool: /metrics is what `promtool check metrics`
@@ -18,7 +18,7 @@ import (
 // their types — so Prometheus knows each metric's type. vigil's own
 // metrics have help written for them, not made up from the name.
 func TestMetricsPassPromtool(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{}, Options{})
+	a := newTestApp(t, stream.HubOptions{}, Options{})
 	a.publish(t, "host/a", 1)
 	// Metrics registered by the other parts of vigil, on the same set.
 	(&alerts.Evaluator{Metrics: a.set}).Healthy()

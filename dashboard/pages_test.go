@@ -11,6 +11,7 @@ import (
 	"github.com/PuerkitoBio/goquery"
 
 	"vigil/collector"
+	"vigil/stream"
 )
 
 func getPage(t *testing.T, url string) (*http.Response, *goquery.Document) {
@@ -29,7 +30,7 @@ func getPage(t *testing.T, url string) (*http.Response, *goquery.Document) {
 
 func TestIndexPage(t *testing.T) {
 	now := time.Now()
-	a := newTestApp(t, collector.HubOptions{}, Options{Now: func() time.Time { return now }, Version: "v9"})
+	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }, Version: "v9"})
 	for i := range 5 {
 		ts := now.Add(time.Duration(i-4) * time.Second)
 		a.store.Append(collector.Sample{Source: "host/web-1", Time: ts, Metrics: map[string]float64{"cpu.percent": float64(10 * i), "fs.used_percent{mount=/}": 50, "fs.size_bytes{mount=/}": 1 << 30}})
@@ -76,7 +77,7 @@ func TestIndexPage(t *testing.T) {
 
 func TestSourcePageAndStatic(t *testing.T) {
 	now := time.Now()
-	a := newTestApp(t, collector.HubOptions{}, Options{Now: func() time.Time { return now }})
+	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }})
 	a.store.Append(collector.Sample{Source: "host/web-1", Time: now, Metrics: map[string]float64{"cpu.percent": 1, "load.1": 2}})
 	a.store.SetStatus("host/web-1", collector.StateFailed, "filesystem /mnt: input/output error", now)
 

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"vigil/collector"
+	"vigil/stream"
 )
 
 // Long-poll limits.
@@ -41,7 +41,7 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	after := q.Get("after")
 	if after == "" {
 		after = strconv.FormatUint(s.opts.Hub.LastID(), 10)
-	} else if _, err := collector.ParseID(after); err != nil {
+	} else if _, err := stream.ParseID(after); err != nil {
 		writeError(w, http.StatusBadRequest, "bad cursor "+quote(after)+": want the id of the last event received (a decimal number), or no after= to start now")
 		return
 	}
@@ -53,7 +53,7 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	s.clients["poll"].Add(1)
 	defer s.clients["poll"].Add(-1)
 	ans := pollAnswer{Events: []json.RawMessage{}, Next: after}
-	add := func(ev *collector.Event) bool {
+	add := func(ev *stream.Event) bool {
 		if ev.IsHeartbeat() {
 			return true
 		}
@@ -112,7 +112,7 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 
 // parseIDOr reads an id already checked, or 0.
 func parseIDOr(s string) uint64 {
-	id, _ := collector.ParseID(s)
+	id, _ := stream.ParseID(s)
 	return id
 }
 

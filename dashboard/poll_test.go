@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"vigil/collector"
+	"vigil/stream"
 )
 
 type pollResult struct {
@@ -39,7 +39,7 @@ func poll(t *testing.T, url string) pollResult {
 }
 
 func TestLongPoll(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{FirstID: 100, Replay: 1000}, Options{})
+	a := newTestApp(t, stream.HubOptions{FirstID: 100, Replay: 1000}, Options{})
 	for i := range 3 {
 		a.publish(t, "host/a", float64(i)) // 100, 101, 102
 	}
@@ -87,7 +87,7 @@ func TestLongPoll(t *testing.T) {
 }
 
 func TestLongPollBadInput(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{}, Options{})
+	a := newTestApp(t, stream.HubOptions{}, Options{})
 	for _, q := range []string{"after=abc", "after=-1", "timeout=forever", "timeout=5m", "type=nope"} {
 		if r := poll(t, a.srv.URL+"/api/v1/poll?"+q); r.code != 400 || r.ans.Error == "" {
 			t.Errorf("%s: %d %q", q, r.code, r.ans.Error)
@@ -98,7 +98,7 @@ func TestLongPollBadInput(t *testing.T) {
 // TestPollThenStream moves a client from long polling to the event stream
 // with the poll's cursor: every event once, none skipped.
 func TestPollThenStream(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{FirstID: 1, Replay: 100}, Options{})
+	a := newTestApp(t, stream.HubOptions{FirstID: 1, Replay: 100}, Options{})
 	for i := range 5 {
 		a.publish(t, "host/a", float64(i))
 	}
@@ -108,7 +108,7 @@ func TestPollThenStream(t *testing.T) {
 		seen = append(seen, ev.Seq)
 	}
 	a.publish(t, "host/a", 5) // 6: published between the poll and the stream
-	_, ch := stream(t, a.srv.URL+"/events?lastEventId="+r.ans.Next, nil)
+	_, ch := openSSE(t, a.srv.URL+"/events?lastEventId="+r.ans.Next, nil)
 	waitSubscribers(t, a.hub, 1)
 	a.publish(t, "host/a", 6) // 7
 	for len(seen) < 5 {
@@ -124,7 +124,7 @@ func TestPollThenStream(t *testing.T) {
 }
 
 func TestSnapshotETag(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{FirstID: 1}, Options{})
+	a := newTestApp(t, stream.HubOptions{FirstID: 1}, Options{})
 	a.publish(t, "host/a", 1)
 	a.publish(t, "host/b", 2)
 	a.publish(t, "host/a", 3)
@@ -158,7 +158,7 @@ func TestSnapshotETag(t *testing.T) {
 }
 
 func TestNDJSONStream(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{FirstID: 1, Replay: 100}, Options{})
+	a := newTestApp(t, stream.HubOptions{FirstID: 1, Replay: 100}, Options{})
 	a.publish(t, "host/a", 1)
 	a.publish(t, "service/x", 2)
 	resp, err := http.Get(a.srv.URL + "/api/v1/stream?lastEventId=0&source=host/*")
@@ -201,7 +201,7 @@ func TestNDJSONStream(t *testing.T) {
 // TestLongPollOutlastsHeartbeats: a long poll waits for the timeout it
 // asked for; the hub's heartbeats (every 20 ms here) do not end it early.
 func TestLongPollOutlastsHeartbeats(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{FirstID: 100, Heartbeat: 20 * time.Millisecond}, Options{})
+	a := newTestApp(t, stream.HubOptions{FirstID: 100, Heartbeat: 20 * time.Millisecond}, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go a.hub.Run(ctx)

@@ -1,6 +1,6 @@
 // Package dashboard is vigil's HTTP edge: the event stream (/events), the
 // REST API over the ring buffer, vigil's own /metrics and the health checks.
-// It reads from collector.Store and subscribes to collector.Hub; it never
+// It reads from collector.Store and subscribes to stream.Hub; it never
 // writes to either.
 package dashboard
 
@@ -19,6 +19,7 @@ import (
 
 	"vigil/alerts"
 	"vigil/collector"
+	"vigil/stream"
 )
 
 // Stream defaults.
@@ -27,14 +28,14 @@ const (
 	DefaultWriteTimeout = 10 * time.Second // deadline for each write to a streaming client
 )
 
-// Hub is what the server needs of collector.Hub.
+// Hub is what the server needs of stream.Hub.
 type Hub interface {
-	Subscribe(cur collector.Cursor, f collector.Filter) (*collector.Subscriber, error)
-	Snapshot(f collector.Filter) ([]*collector.Event, uint64)
+	Subscribe(cur stream.Cursor, f stream.Filter) (*stream.Subscriber, error)
+	Snapshot(f stream.Filter) ([]*stream.Event, uint64)
 	LastID() uint64
 }
 
-var _ Hub = (*collector.Hub)(nil)
+var _ Hub = (*stream.Hub)(nil)
 
 // Alerts is what the server needs of alerts.Evaluator.
 type Alerts interface {
@@ -66,7 +67,7 @@ type Options struct {
 	Version      string
 	Demo         bool          // label the page as showing demo data
 	Interval     time.Duration // sampling interval, reported by the series API
-	Heartbeat    time.Duration // the hub's heartbeat; the page falls back to long polling when a stream is silent longer (collector.DefaultHeartbeat)
+	Heartbeat    time.Duration // the hub's heartbeat; the page falls back to long polling when a stream is silent longer (stream.DefaultHeartbeat)
 	Retry        time.Duration // DefaultRetry
 	WriteTimeout time.Duration // DefaultWriteTimeout
 	BodyTimeout  time.Duration // DefaultBodyTimeout
@@ -99,7 +100,7 @@ func New(opts Options) *Server {
 		opts.Retry = DefaultRetry
 	}
 	if opts.Heartbeat <= 0 {
-		opts.Heartbeat = collector.DefaultHeartbeat
+		opts.Heartbeat = stream.DefaultHeartbeat
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
@@ -235,9 +236,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // show; everything not recognised is a 500 with a generic message.
 func errorStatus(err error) (int, string) {
 	switch {
-	case errors.Is(err, collector.ErrBadFilter):
-		return http.StatusBadRequest, strings.TrimPrefix(err.Error(), "collector: ")
-	case errors.Is(err, collector.ErrClosed):
+	case errors.Is(err, stream.ErrBadFilter):
+		return http.StatusBadRequest, strings.TrimPrefix(err.Error(), "stream: ")
+	case errors.Is(err, stream.ErrClosed):
 		return http.StatusServiceUnavailable, "shutting down"
 	}
 	return http.StatusInternalServerError, "internal error"

@@ -11,7 +11,7 @@ import (
 
 	sse "github.com/tmaxmax/go-sse"
 
-	"vigil/collector"
+	"vigil/stream"
 )
 
 // TestSwitchTransportsEveryEventOnce moves one client between every
@@ -22,7 +22,7 @@ import (
 func TestSwitchTransportsEveryEventOnce(t *testing.T) {
 	const total = 3000
 	const perLeg = 120 // events taken on one transport before switching
-	a := newTestApp(t, collector.HubOptions{Replay: 4096, Queue: 4096}, Options{})
+	a := newTestApp(t, stream.HubOptions{Replay: 4096, Queue: 4096}, Options{})
 	first := a.hub.LastID()
 	// The publisher stays at most `ahead` events ahead of the client, so
 	// every leg begins with a replay and goes on live.
@@ -37,7 +37,7 @@ func TestSwitchTransportsEveryEventOnce(t *testing.T) {
 			if i >= ahead {
 				<-credits
 			}
-			ev, err := a.hub.Publish(collector.Message{Type: collector.TypeSample, Source: "host/h" + strconv.Itoa(i%7),
+			ev, err := a.hub.Publish(stream.Message{Type: stream.TypeSample, Source: "host/h" + strconv.Itoa(i%7),
 				Body: map[string]any{"i": i}})
 			if err != nil {
 				break

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"vigil/collector"
+	"vigil/stream"
 )
 
 // lines collects what Tail writes, a line at a time.
@@ -64,7 +65,7 @@ func startTail(t *testing.T, o TailOptions) (<-chan error, context.CancelFunc) {
 // the connection drops it reconnects with Last-Event-ID, so the events
 // published meanwhile appear once and nothing repeats.
 func TestTailLinesAndResume(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{}, Options{})
+	a := newTestApp(t, stream.HubOptions{}, Options{})
 	out, status := newLines(), newLines()
 	waits, proceed := make(chan time.Duration, 10), make(chan struct{})
 	startTail(t, TailOptions{URL: a.srv.URL, Sources: []string{"host/*"}, Out: out, Status: status,
@@ -79,10 +80,10 @@ func TestTailLinesAndResume(t *testing.T) {
 		}})
 	waitSubscribers(t, a.hub, 1)
 
-	a.hub.Publish(collector.Message{Type: collector.TypeSample, Source: "host/a", Key: "sample/host/a",
+	a.hub.Publish(stream.Message{Type: stream.TypeSample, Source: "host/a", Key: "sample/host/a",
 		Body: map[string]any{"metrics": map[string]float64{"cpu.percent": 12.345, "mem.used_percent": 50, "net.rx_bytes_per_sec": 2048}}})
 	a.publish(t, "service/x", 1) // filtered out
-	a.hub.Publish(collector.Message{Type: collector.TypeSource, Source: "host/b", Body: collector.SourceState{State: "failed", Error: "timeout"}})
+	a.hub.Publish(stream.Message{Type: stream.TypeSource, Source: "host/b", Body: collector.SourceState{State: "failed", Error: "timeout"}})
 	l := out.next(t)
 	if !strings.Contains(l, " sample ") || !strings.Contains(l, "host/a") ||
 		!strings.Contains(l, "cpu.percent=12.3% mem.used_percent=50% net.rx_bytes_per_sec=2 KiB/s") {
@@ -119,12 +120,12 @@ func TestTailLinesAndResume(t *testing.T) {
 // TestTailJSONAndAlerts: --json prints each event's JSON as the server
 // sent it; alert and reset events get lines of their own.
 func TestTailJSONAndAlerts(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{}, Options{})
+	a := newTestApp(t, stream.HubOptions{}, Options{})
 	raw, human := newLines(), newLines()
 	startTail(t, TailOptions{URL: a.srv.URL + "/events", JSON: true, Out: raw})
 	startTail(t, TailOptions{URL: strings.TrimPrefix(a.srv.URL, "http://"), Out: human, Color: true})
 	waitSubscribers(t, a.hub, 2)
-	ev, err := a.hub.Publish(collector.Message{Type: collector.TypeAlert, Source: "service/api", Key: "alert/x", Body: map[string]any{
+	ev, err := a.hub.Publish(stream.Message{Type: stream.TypeAlert, Source: "service/api", Key: "alert/x", Body: map[string]any{
 		"transition": "firing", "rule": "HighErrors", "metric": "http.error_percent", "value": 12.5, "threshold": 5, "op": ">",
 		"severity": "critical", "annotations": map[string]string{"summary": "api errors at 12.5%"}}})
 	if err != nil {
@@ -155,7 +156,7 @@ func TestTailJSONAndAlerts(t *testing.T) {
 // TestTailRefused: an answer that retrying cannot fix ends tail with the
 // server's reason.
 func TestTailRefused(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{}, Options{})
+	a := newTestApp(t, stream.HubOptions{}, Options{})
 	html := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		w.Write([]byte("<html>"))

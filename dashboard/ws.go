@@ -14,7 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"vigil/alerts"
-	"vigil/collector"
+	"vigil/stream"
 )
 
 // wsReadLimit bounds one message from a WebSocket client; requests are
@@ -108,7 +108,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		defer done()
 		return c.Write(wctx, websocket.MessageText, b)
 	}
-	send := func(ev *collector.Event) error {
+	send := func(ev *stream.Event) error {
 		if ev.IsHeartbeat() {
 			// Ping from a goroutine of its own, started only while a ping
 			// is out: an idle connection holds no extra goroutine.
@@ -122,7 +122,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return nil
 	}
 	reply := func(req wsRequest, rep wsReply) error {
-		rep.Type, rep.Op, rep.Ref = "reply", collector.Clip(req.Op, 32), collector.Clip(req.Ref, 128)
+		rep.Type, rep.Op, rep.Ref = "reply", stream.Clip(req.Op, 32), stream.Clip(req.Ref, 128)
 		if rep.Error == "" {
 			rep.OK = true
 		}
@@ -152,7 +152,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case <-sub.Done():
-			if errors.Is(sub.Err(), collector.ErrSlow) {
+			if errors.Is(sub.Err(), stream.ErrSlow) {
 				// It is not reading: a close handshake would only wait.
 				s.opts.Logger.Debug("dropped slow websocket client", "remote", r.RemoteAddr)
 				return
@@ -167,12 +167,12 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 			case req.Op == "ping":
 			case req.Op == "subscribe":
 				q := url.Values{"source": req.Source, "type": req.Type}
-				f, err := collector.ParseFilter(q)
+				f, err := stream.ParseFilter(q)
 				if err != nil {
 					_, rep.Error = errorStatus(err)
 					break
 				}
-				next, err := s.opts.Hub.Subscribe(collector.Cursor{LastID: cursor}, f)
+				next, err := s.opts.Hub.Subscribe(stream.Cursor{LastID: cursor}, f)
 				if err != nil {
 					_, rep.Error = errorStatus(err)
 					break

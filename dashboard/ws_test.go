@@ -14,7 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"vigil/alerts"
-	"vigil/collector"
+	"vigil/stream"
 )
 
 // wsMsg is any message from /ws: an event or a reply.
@@ -89,13 +89,13 @@ func sendWS(t *testing.T, c *websocket.Conn, v any) {
 // stream's ids, filtered like /events, and a reconnect with lastEventId
 // gets exactly what it missed.
 func TestWebSocketEventsAndResume(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{}, Options{})
+	a := newTestApp(t, stream.HubOptions{}, Options{})
 	c := dialWS(t, a.srv.URL+"/ws?source=host/*", nil)
 	waitSubscribers(t, a.hub, 1)
 	e1 := a.publish(t, "host/a", 1)
 	a.publish(t, "service/x", 2)
 	e3 := a.publish(t, "host/b", 3)
-	for _, want := range []*collector.Event{e1, e3} {
+	for _, want := range []*stream.Event{e1, e3} {
 		if m := readWS(t, c); m.Seq != want.ID || m.Source != want.Source || m.Type != "sample" {
 			t.Fatalf("got %+v, want event %d from %s", m, want.ID, want.Source)
 		}
@@ -104,7 +104,7 @@ func TestWebSocketEventsAndResume(t *testing.T) {
 	waitSubscribers(t, a.hub, 0)
 	e4 := a.publish(t, "host/c", 4)
 	c2 := dialWS(t, a.srv.URL+"/ws?source=host/*&lastEventId="+strconv.FormatUint(e1.ID, 10), nil)
-	for _, want := range []*collector.Event{e3, e4} {
+	for _, want := range []*stream.Event{e3, e4} {
 		if m := readWS(t, c2); m.Seq != want.ID {
 			t.Fatalf("resume got %+v, want %d", m, want.ID)
 		}
@@ -121,7 +121,7 @@ func TestWebSocketEventsAndResume(t *testing.T) {
 // the same connection; the stream carries on from the last event sent, so
 // events published meanwhile that match the new filter are not lost.
 func TestWebSocketChangeFilter(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{}, Options{})
+	a := newTestApp(t, stream.HubOptions{}, Options{})
 	c := dialWS(t, a.srv.URL+"/ws?source=host/a", nil)
 	waitSubscribers(t, a.hub, 1)
 	e1 := a.publish(t, "host/a", 1)
@@ -161,7 +161,7 @@ func TestWebSocketChangeFilter(t *testing.T) {
 // and the connection carries on; a bad filter in the URL is a 400 before
 // any upgrade.
 func TestWebSocketBadRequests(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{}, Options{})
+	a := newTestApp(t, stream.HubOptions{}, Options{})
 	c := dialWS(t, a.srv.URL+"/ws", nil)
 	for _, tc := range []struct{ req, want string }{
 		{`{"op":`, "bad JSON"},
@@ -203,7 +203,7 @@ func TestWebSocketBadRequests(t *testing.T) {
 // message.
 func TestWebSocketAck(t *testing.T) {
 	fa := fakeAlerts{active: []alerts.Alert{{Fingerprint: "f1", Rule: "Hot", State: alerts.StateFiring}}}
-	a := newTestApp(t, collector.HubOptions{}, Options{Alerts: fa, Tokens: []string{"s3cret"}})
+	a := newTestApp(t, stream.HubOptions{}, Options{Alerts: fa, Tokens: []string{"s3cret"}})
 	c := dialWS(t, a.srv.URL+"/ws", nil)
 	sendWS(t, c, `{"op":"ack","fingerprint":"f1","by":"alice"}`)
 	if m := readWS(t, c); m.OK || !strings.Contains(m.Error, "token") {
@@ -236,7 +236,7 @@ func TestWebSocketAck(t *testing.T) {
 // TestWebSocketPing: an idle stream is kept alive with pings (the hub's
 // heartbeat), which the client's reader answers.
 func TestWebSocketPing(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{Heartbeat: 20 * time.Millisecond}, Options{})
+	a := newTestApp(t, stream.HubOptions{Heartbeat: 20 * time.Millisecond}, Options{})
 	pinged := make(chan struct{}, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -271,7 +271,7 @@ func TestWebSocketPing(t *testing.T) {
 // once its queue overflows and its connection closed, while another
 // client gets every event in order and publishing never waits.
 func TestWebSocketSlowClientIsolated(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{Queue: 4, Replay: 512}, Options{WriteTimeout: 300 * time.Millisecond})
+	a := newTestApp(t, stream.HubOptions{Queue: 4, Replay: 512}, Options{WriteTimeout: 300 * time.Millisecond})
 	slow := dialWS(t, a.srv.URL+"/ws", nil) // never read until the end
 	fast := dialWS(t, a.srv.URL+"/ws", nil)
 	waitSubscribers(t, a.hub, 2)
@@ -279,7 +279,7 @@ func TestWebSocketSlowClientIsolated(t *testing.T) {
 	big := strings.Repeat("x", 64<<10)
 	const n = 300 // ~19 MiB: more than loopback socket buffers hold
 	for i := range n {
-		a.hub.Publish(collector.Message{Type: collector.TypeSample, Source: "host/a", Body: map[string]any{"pad": big, "i": i}})
+		a.hub.Publish(stream.Message{Type: stream.TypeSample, Source: "host/a", Body: map[string]any{"pad": big, "i": i}})
 		if m := readWS(t, fast); m.I != i {
 			t.Fatalf("reader got event %d, want %d", m.I, i)
 		}
@@ -308,7 +308,7 @@ func TestWebSocketSlowClientIsolated(t *testing.T) {
 // TestWebSocketNoPongCloses: a client that does not answer a ping within
 // the write timeout is disconnected.
 func TestWebSocketNoPongCloses(t *testing.T) {
-	a := newTestApp(t, collector.HubOptions{Heartbeat: 20 * time.Millisecond}, Options{WriteTimeout: 200 * time.Millisecond})
+	a := newTestApp(t, stream.HubOptions{Heartbeat: 20 * time.Millisecond}, Options{WriteTimeout: 200 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go a.hub.Run(ctx)

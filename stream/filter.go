@@ -1,4 +1,4 @@
-package collector
+package stream
 
 import (
 	"errors"
@@ -36,7 +36,7 @@ type Filter struct {
 }
 
 // ErrBadFilter is wrapped by every error ParseFilter returns.
-var ErrBadFilter = errors.New("collector: bad filter")
+var ErrBadFilter = errors.New("stream: bad filter")
 
 // ParseFilter reads ?source= and ?type= from a query. Both may be repeated
 // or hold comma-separated lists.

@@ -1,7 +1,6 @@
-package collector
+package stream
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -34,17 +33,6 @@ func TestClip(t *testing.T) {
 	got := Clip(huge, MaxTextBytes)
 	if len(got) > MaxTextBytes+len("…") || !utf8.ValidString(got) || !strings.HasSuffix(got, "…") {
 		t.Errorf("huge input: %d bytes, valid %v", len(got), utf8.ValidString(got))
-	}
-}
-
-func TestClipErrKeepsTheChain(t *testing.T) {
-	base := errors.New(strings.Repeat("x", 10*MaxTextBytes))
-	err := clipErr(base)
-	if len(err.Error()) > MaxTextBytes+len("…") || !errors.Is(err, base) {
-		t.Errorf("clipped error: %d bytes, in chain %v", len(err.Error()), errors.Is(err, base))
-	}
-	if clipErr(nil) != nil {
-		t.Error("clipErr(nil) is not nil")
 	}
 }
 

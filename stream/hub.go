@@ -1,4 +1,4 @@
-package collector
+package stream
 
 import (
 	"bytes"
@@ -27,8 +27,8 @@ const (
 
 // Errors a Subscriber reports once it is done.
 var (
-	ErrClosed = errors.New("collector: hub closed")
-	ErrSlow   = errors.New("collector: subscriber too slow, disconnected; resume with Last-Event-ID")
+	ErrClosed = errors.New("stream: hub closed")
+	ErrSlow   = errors.New("stream: subscriber too slow, disconnected; resume with Last-Event-ID")
 )
 
 // An Event is one published message, encoded once for every transport.
@@ -254,7 +254,7 @@ func (h *Hub) LastID() uint64 {
 // blocks on a subscriber.
 func (h *Hub) Publish(m Message) (*Event, error) {
 	if _, ok := h.published[m.Type]; !ok || m.Type == TypeReset {
-		return nil, fmt.Errorf("collector: publish: unknown event type %q", m.Type)
+		return nil, fmt.Errorf("stream: publish: unknown event type %q", m.Type)
 	}
 	var body []byte
 	if m.Body != nil {
@@ -262,11 +262,11 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 		enc := json.NewEncoder(&buf)
 		enc.SetEscapeHTML(false) // "op":">" rather than "\u003e": this is not HTML
 		if err := enc.Encode(m.Body); err != nil {
-			return nil, fmt.Errorf("collector: publish %s %s: %w", m.Type, m.Source, err)
+			return nil, fmt.Errorf("stream: publish %s %s: %w", m.Type, m.Source, err)
 		}
 		b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 		if len(b) < 2 || b[0] != '{' {
-			return nil, fmt.Errorf("collector: publish %s %s: body is not a JSON object", m.Type, m.Source)
+			return nil, fmt.Errorf("stream: publish %s %s: body is not a JSON object", m.Type, m.Source)
 		}
 		body = b
 	}
@@ -365,11 +365,11 @@ const (
 // ParseID parses an event id: a decimal number without sign or spaces.
 func ParseID(s string) (uint64, error) {
 	if s == "" || len(s) > 20 || s[0] == '+' {
-		return 0, fmt.Errorf("collector: bad event id %q", truncate(s, 32))
+		return 0, fmt.Errorf("stream: bad event id %q", truncate(s, 32))
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("collector: bad event id %q", truncate(s, 32))
+		return 0, fmt.Errorf("stream: bad event id %q", truncate(s, 32))
 	}
 	return n, nil
 }

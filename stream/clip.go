@@ -1,4 +1,4 @@
-package collector
+package stream
 
 import (
 	"strings"
@@ -11,11 +11,6 @@ import (
 // megabyte of text must not have it logged and sent to every client once a
 // second.
 const MaxTextBytes = 256
-
-// maxErrorBytes bounds a source's whole error, as the scheduler publishes
-// and logs it. A service names each failing instance in its error, each
-// part already cut to MaxTextBytes, so the whole gets room for a few.
-const maxErrorBytes = 4 * MaxTextBytes
 
 const ellipsis = "…"
 
@@ -54,19 +49,4 @@ func Clip(s string, n int) string {
 		i += size
 	}
 	return b.String()
-}
-
-// clippedError bounds an error's text while keeping it in the chain, so
-// errors.Is and errors.As still see what caused it.
-type clippedError struct{ err error }
-
-func (e clippedError) Error() string { return Clip(e.err.Error(), MaxTextBytes) }
-func (e clippedError) Unwrap() error { return e.err }
-
-// clipErr bounds the text of an error that carries what a target said.
-func clipErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	return clippedError{err}
 }
