@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"vigil/templates"
+	"vigil/units"
 )
 
 // browser starts headless Chromium for a test. Locally a missing browser
@@ -181,10 +182,10 @@ func TestBrowserFormatsLikeServer(t *testing.T) {
 	}
 	waitFor(t, ctx, "script loaded", `typeof window.__vigil === 'object'`, 5*time.Second)
 	values := []float64{0, 0.0004, 0.5, 1, 12.345, 99.99, 100, 999, 1000, 1023, 1024, 1536, 1e6, 5.5e9, 3.2e12, 59, 61, 3599, 3601, 86400 * 3.5, -3}
-	for _, f := range []string{templates.FmtPercent, templates.FmtBytes, templates.FmtByteRate, templates.FmtRate, templates.FmtLatency, templates.FmtDuration, templates.FmtNumber} {
+	for _, f := range []string{units.Percent, units.Bytes, units.ByteRate, units.Rate, units.Latency, units.Duration, units.Number} {
 		for _, v := range values {
 			got := evalString(t, ctx, fmt.Sprintf("__vigil.format(%q, %v)", f, v))
-			if want := templates.FormatAs(f, v); got != want {
+			if want := units.FormatAs(f, v); got != want {
 				t.Errorf("format %s %v: script %q, server %q", f, v, got, want)
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	"vigil/collector"
 	"vigil/static"
 	"vigil/templates"
+	"vigil/units"
 )
 
 // serviceRateWindow is how much history a service tile's sparkline shows.
@@ -125,7 +126,7 @@ func (s *Server) chart(source, metric, label string, capacity int, since time.Ti
 		vals[i] = p.V
 	}
 	c := templates.Chart{Label: label, Metric: metric, Values: vals, Capacity: capacity}
-	if templates.FormatOf(metric) == templates.FmtPercent {
+	if units.Of(metric) == units.Percent {
 		c.Max = 100
 	}
 	return c

@@ -15,7 +15,7 @@ import (
 
 	sse "github.com/tmaxmax/go-sse"
 
-	"vigil/templates"
+	"vigil/units"
 )
 
 // TailOptions configure Tail.
@@ -297,7 +297,7 @@ func (p *printer) line(ev *tailEvent) {
 				b.WriteString(p.c(cDim, fmt.Sprintf(" +%d more", len(names)-i)))
 				break
 			}
-			fmt.Fprintf(b, " %s=%s", m, templates.Format(m, ev.Metrics[m]))
+			fmt.Fprintf(b, " %s=%s", m, units.Format(m, ev.Metrics[m]))
 		}
 	case "source":
 		col := cGreen
@@ -315,9 +315,9 @@ func (p *printer) line(ev *tailEvent) {
 			col = cDim
 		}
 		fmt.Fprintf(b, " %s %s %s", p.c(col+cBold, strings.ToUpper(what)), ev.Severity, p.c(cBold, ev.Rule))
-		fmt.Fprintf(b, " %s=%s", ev.Metric, templates.Format(ev.Metric, ev.Value))
+		fmt.Fprintf(b, " %s=%s", ev.Metric, units.Format(ev.Metric, ev.Value))
 		if ev.Op != "" {
-			fmt.Fprintf(b, " (%s %s)", ev.Op, templates.Format(ev.Metric, ev.Threshold))
+			fmt.Fprintf(b, " (%s %s)", ev.Op, units.Format(ev.Metric, ev.Threshold))
 		}
 		if s := ev.Annotations["summary"]; s != "" {
 			b.WriteString(" — " + s)

@@ -1,8 +1,10 @@
 package templates
 
 import (
+	"math"
 	"strconv"
 	"strings"
+	"vigil/units"
 )
 
 func stateOr(s string) string {
@@ -16,7 +18,7 @@ func lastValue(c Chart) string {
 	if len(c.Values) == 0 {
 		return "–"
 	}
-	return Format(c.Metric, c.Values[len(c.Values)-1])
+	return units.Format(c.Metric, c.Values[len(c.Values)-1])
 }
 
 // hiddenBy reports whether a filter hides a source; the page script applies
@@ -41,7 +43,7 @@ func cell(m map[string]float64, metric string) string {
 	if !ok {
 		return "–"
 	}
-	return Format(metric, v)
+	return units.Format(metric, v)
 }
 
 func probeCell(m map[string]float64) string {
@@ -52,7 +54,7 @@ func probeCell(m map[string]float64) string {
 		}
 		return "–"
 	}
-	return strconv.Itoa(int(code)) + " in " + FormatAs(FmtLatency, m["probe.total_seconds"])
+	return strconv.Itoa(int(code)) + " in " + units.FormatAs(units.Latency, m["probe.total_seconds"])
 }
 
 func certCell(m map[string]float64) string {
@@ -60,5 +62,5 @@ func certCell(m map[string]float64) string {
 	if !ok {
 		return "–"
 	}
-	return "expires in " + fixed(d, 0) + " days"
+	return "expires in " + strconv.FormatFloat(math.Round(d), 'f', 0, 64) + " days"
 }

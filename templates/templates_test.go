@@ -3,7 +3,6 @@ package templates
 import (
 	"bytes"
 	"context"
-	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -166,36 +165,6 @@ func TestSourcePage(t *testing.T) {
 	}
 	if testid(doc, "charts").Find("svg[data-spark]").Length() != 2 {
 		t.Error("a chart per metric")
-	}
-}
-
-func TestFormat(t *testing.T) {
-	tests := []struct {
-		metric string
-		v      float64
-		want   string
-	}{
-		{"cpu.percent", 12.345, "12.3%"},
-		{"cpu.percent{core=1}", 100, "100%"},
-		{"mem.used_percent", 0, "0%"},
-		{"mem.available_bytes", 1536, "1.5 KiB"},
-		{"fs.size_bytes{mount=/}", 270553174016, "252 GiB"},
-		{"net.rx_bytes_per_sec", 512, "512 B/s"},
-		{"http.requests_per_sec", 1234, "1.2k/s"},
-		{"http.requests_per_sec", 0.5, "0.5/s"},
-		{"http.latency_p99_seconds", 0.2, "200 ms"},
-		{"http.latency_p50_seconds", 0.0004, "0.4 ms"},
-		{"http.latency_max_seconds", 2.5, "2.5 s"},
-		{"host.uptime_seconds", 3*86400 + 4*3600, "3d 4h"},
-		{"host.uptime_seconds", 125, "2m 5s"},
-		{"load.1", 0.42, "0.42"},
-		{"host.procs", 1500, "1.5k"},
-		{"x", math.NaN(), "–"},
-	}
-	for _, tt := range tests {
-		if got := Format(tt.metric, tt.v); got != tt.want {
-			t.Errorf("Format(%s, %v) = %q, want %q", tt.metric, tt.v, got, tt.want)
-		}
 	}
 }
 
