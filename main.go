@@ -31,6 +31,7 @@ import (
 	"vigil/collector"
 	"vigil/dashboard"
 	"vigil/stream"
+	"vigil/tail"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -98,7 +99,8 @@ func run(ctx context.Context, e env) error {
 		return nil
 	case "serve", "validate":
 	case "tail":
-		return tail(ctx, args, e)
+		return tail.Command(ctx, args, tail.Env{Stdout: e.stdout, Stderr: e.stderr,
+			Usage: usageOut(args, e.stdout, e.stderr), Getenv: e.getenv, DefaultURL: "http://" + DefaultAddr})
 	case "help":
 		args = []string{"-h"}
 	default:
@@ -113,79 +115,6 @@ func run(ctx context.Context, e env) error {
 		return nil
 	}
 	return serve(ctx, cfg, e)
-}
-
-const tailUsage = `vigil tail — follow a vigil's event stream, one line per event
-
-Usage:
-  vigil tail [flags] [URL]
-
-URL is the vigil to follow (default http://127.0.0.1:8080). After a
-disconnect, tail reconnects with Last-Event-ID and misses nothing the
-server still holds. Ctrl-C stops it.
-
-Flags:
-`
-
-// tail runs "vigil tail".
-func tail(ctx context.Context, args []string, e env) error {
-	fs := flag.NewFlagSet("vigil tail", flag.ContinueOnError)
-	fs.SetOutput(usageOut(args, e.stdout, e.stderr))
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), tailUsage)
-		fs.PrintDefaults()
-	}
-	var sources, types stringList
-	fs.Var(&sources, "source", "only sources matching this glob (repeatable, or comma-separated), e.g. host/* or service/api")
-	fs.Var(&types, "type", "only these event types: sample, source, alert, reset (repeatable, or comma-separated)")
-	from := fs.String("from", "", "start after this event id instead of now (replays what the server still holds)")
-	asJSON := fs.Bool("json", false, "print each event's JSON, one per line (NDJSON), for jq and scripts")
-	color := fs.String("color", "auto", "colour the output: auto (when writing to a terminal and NO_COLOR is unset), always or never")
-	quiet := fs.Bool("quiet", false, "do not report disconnects and reconnects on stderr")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	target := "http://" + DefaultAddr
-	if rest := fs.Args(); len(rest) > 0 {
-		target = rest[0]
-		if err := fs.Parse(rest[1:]); err != nil { // flags may follow the URL
-			return err
-		}
-		if len(fs.Args()) > 0 {
-			return fmt.Errorf("tail takes one URL, got %q too", fs.Args())
-		}
-	}
-	var useColor bool
-	switch *color {
-	case "always":
-		useColor = true
-	case "never":
-	case "auto":
-		useColor = isTerminal(e.stdout) && e.getenv("NO_COLOR") == ""
-	default:
-		return fmt.Errorf("bad --color %q: want auto, always or never", *color)
-	}
-	if *from != "" {
-		if _, err := stream.ParseID(*from); err != nil {
-			return fmt.Errorf("bad --from %q: want an event id (a decimal number)", *from)
-		}
-	}
-	o := dashboard.TailOptions{URL: target, Sources: sources, Types: types, From: *from,
-		JSON: *asJSON, Color: useColor, Out: e.stdout, Status: e.stderr}
-	if *quiet {
-		o.Status = nil
-	}
-	return dashboard.Tail(ctx, o)
-}
-
-// isTerminal reports whether w is a character device, such as a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // configure builds the configuration: defaults, then the file, then the

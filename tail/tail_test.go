@@ -1,4 +1,4 @@
-package dashboard
+package tail
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"vigil/collector"
+	"vigil/dashboard"
 	"vigil/stream"
 )
 
@@ -50,10 +51,47 @@ func (l *lines) next(t *testing.T) string {
 	}
 }
 
-func startTail(t *testing.T, o TailOptions) (<-chan error, context.CancelFunc) {
+// vigil is vigil's HTTP surface — a hub and the dashboard's handler — on
+// loopback, for tail to follow.
+type vigil struct {
+	hub *stream.Hub
+	srv *httptest.Server
+}
+
+func newVigil(t *testing.T) *vigil {
+	v := &vigil{hub: stream.NewHub(stream.HubOptions{FirstID: 1})}
+	v.srv = httptest.NewUnstartedServer(dashboard.New(dashboard.Options{Hub: v.hub, Store: collector.NewStore(time.Minute, time.Second)}))
+	v.srv.Config.RegisterOnShutdown(v.hub.Close)
+	v.srv.Start()
+	t.Cleanup(func() { v.hub.Close(); v.srv.Close() })
+	return v
+}
+
+// publish publishes a sample of one metric, v.
+func (v *vigil) publish(t *testing.T, source string, x float64) {
+	t.Helper()
+	if _, err := v.hub.Publish(stream.Message{Type: stream.TypeSample, Source: source, Key: "sample/" + source,
+		Body: map[string]any{"metrics": map[string]float64{"v": x}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitSubscribers waits until the hub has n subscribers.
+func waitSubscribers(t *testing.T, h *stream.Hub, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.Subscribers() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d subscribers, want %d", h.Subscribers(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func startTail(t *testing.T, o Options) (<-chan error, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Tail(ctx, o) }()
+	go func() { done <- Follow(ctx, o) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done
@@ -65,10 +103,10 @@ func startTail(t *testing.T, o TailOptions) (<-chan error, context.CancelFunc) {
 // the connection drops it reconnects with Last-Event-ID, so the events
 // published meanwhile appear once and nothing repeats.
 func TestTailLinesAndResume(t *testing.T) {
-	a := newTestApp(t, stream.HubOptions{}, Options{})
+	a := newVigil(t)
 	out, status := newLines(), newLines()
 	waits, proceed := make(chan time.Duration, 10), make(chan struct{})
-	startTail(t, TailOptions{URL: a.srv.URL, Sources: []string{"host/*"}, Out: out, Status: status,
+	startTail(t, Options{URL: a.srv.URL, Sources: []string{"host/*"}, Out: out, Status: status,
 		Wait: func(ctx context.Context, d time.Duration) error {
 			waits <- d
 			select {
@@ -120,10 +158,10 @@ func TestTailLinesAndResume(t *testing.T) {
 // TestTailJSONAndAlerts: --json prints each event's JSON as the server
 // sent it; alert and reset events get lines of their own.
 func TestTailJSONAndAlerts(t *testing.T) {
-	a := newTestApp(t, stream.HubOptions{}, Options{})
+	a := newVigil(t)
 	raw, human := newLines(), newLines()
-	startTail(t, TailOptions{URL: a.srv.URL + "/events", JSON: true, Out: raw})
-	startTail(t, TailOptions{URL: strings.TrimPrefix(a.srv.URL, "http://"), Out: human, Color: true})
+	startTail(t, Options{URL: a.srv.URL + "/events", JSON: true, Out: raw})
+	startTail(t, Options{URL: strings.TrimPrefix(a.srv.URL, "http://"), Out: human, Color: true})
 	waitSubscribers(t, a.hub, 2)
 	ev, err := a.hub.Publish(stream.Message{Type: stream.TypeAlert, Source: "service/api", Key: "alert/x", Body: map[string]any{
 		"transition": "firing", "rule": "HighErrors", "metric": "http.error_percent", "value": 12.5, "threshold": 5, "op": ">",
@@ -144,7 +182,7 @@ func TestTailJSONAndAlerts(t *testing.T) {
 	// From an id the server has not reached: a reset, then the latest event
 	// of each key, each on its own line.
 	reset := newLines()
-	startTail(t, TailOptions{URL: a.srv.URL, From: "999999", Out: reset})
+	startTail(t, Options{URL: a.srv.URL, From: "999999", Out: reset})
 	if l := reset.next(t); !strings.Contains(l, "stream reset") || !strings.Contains(l, "current state follows (1 events)") {
 		t.Errorf("reset line %q", l)
 	}
@@ -156,30 +194,30 @@ func TestTailJSONAndAlerts(t *testing.T) {
 // TestTailRefused: an answer that retrying cannot fix ends tail with the
 // server's reason.
 func TestTailRefused(t *testing.T) {
-	a := newTestApp(t, stream.HubOptions{}, Options{})
+	a := newVigil(t)
 	html := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		w.Write([]byte("<html>"))
 	}))
 	defer html.Close()
 	for _, tc := range []struct {
-		o    TailOptions
+		o    Options
 		want string
 	}{
-		{TailOptions{URL: a.srv.URL, Types: []string{"bogus"}}, `unknown event type "bogus"`},
-		{TailOptions{URL: a.srv.URL + "/nope"}, "404"},
-		{TailOptions{URL: html.URL}, "is not an event stream"},
-		{TailOptions{URL: "ftp://x"}, "bad URL"},
+		{Options{URL: a.srv.URL, Types: []string{"bogus"}}, `unknown event type "bogus"`},
+		{Options{URL: a.srv.URL + "/nope"}, "404"},
+		{Options{URL: html.URL}, "is not an event stream"},
+		{Options{URL: "ftp://x"}, "bad URL"},
 	} {
 		tc.o.Out = newLines()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := Tail(ctx, tc.o)
+		err := Follow(ctx, tc.o)
 		cancel()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", tc.o.URL, err, tc.want)
 		}
-		if tc.want != "bad URL" && !errors.Is(err, ErrTailRefused) {
-			t.Errorf("%s: %v is not ErrTailRefused", tc.o.URL, err)
+		if tc.want != "bad URL" && !errors.Is(err, ErrRefused) {
+			t.Errorf("%s: %v is not ErrRefused", tc.o.URL, err)
 		}
 	}
 }
@@ -194,7 +232,7 @@ func TestTailBackoff(t *testing.T) {
 	var waits []time.Duration
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	err := Tail(ctx, TailOptions{URL: down.URL, Out: newLines(), MaxRetry: 8 * time.Second,
+	err := Follow(ctx, Options{URL: down.URL, Out: newLines(), MaxRetry: 8 * time.Second,
 		Jitter: func(n time.Duration) time.Duration { return n - 1 },
 		Wait: func(ctx context.Context, d time.Duration) error {
 			waits = append(waits, d)

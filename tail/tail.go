@@ -1,4 +1,9 @@
-package dashboard
+// Package tail is "vigil tail": it follows a vigil's event stream from a
+// terminal, one line per event, and resumes with Last-Event-ID after a
+// disconnect. It is a client of the HTTP surface in package dashboard and
+// knows nothing else of vigil but the event JSON and how numbers are shown
+// (package units).
+package tail
 
 import (
 	"bytes"
@@ -7,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -18,8 +24,8 @@ import (
 	"vigil/units"
 )
 
-// TailOptions configure Tail.
-type TailOptions struct {
+// Options configure Follow.
+type Options struct {
 	URL     string   // a vigil base URL, or its /events URL
 	Sources []string // ?source= patterns
 	Types   []string // ?type= event types
@@ -29,7 +35,7 @@ type TailOptions struct {
 	Out     io.Writer
 	Status  io.Writer // disconnects and reconnects; nil: not shown
 	Client  *http.Client
-	// MaxRetry caps the wait between reconnects (DefaultTailMaxRetry).
+	// MaxRetry caps the wait between reconnects (DefaultMaxRetry).
 	MaxRetry time.Duration
 	// Wait waits between reconnects; nil sleeps (tests pass their own).
 	Wait func(ctx context.Context, d time.Duration) error
@@ -38,19 +44,19 @@ type TailOptions struct {
 	Jitter func(n time.Duration) time.Duration
 }
 
-// DefaultTailMaxRetry caps the wait between reconnects.
-const DefaultTailMaxRetry = 30 * time.Second
+// DefaultMaxRetry caps the wait between reconnects.
+const DefaultMaxRetry = 30 * time.Second
 
-// ErrTailRefused is wrapped when the server answers with an error that
+// ErrRefused is wrapped when the server answers with an error that
 // retrying will not fix (a bad filter, a wrong URL).
-var ErrTailRefused = errors.New("refused")
+var ErrRefused = errors.New("refused")
 
-// Tail follows a vigil event stream and writes one line per event until
+// Follow follows a vigil event stream and writes one line per event until
 // ctx is done. After a disconnect it reconnects with Last-Event-ID, so no
 // event is missed or repeated while the server still holds them (a reset
 // line says when it does not). It returns nil when ctx ends, or an error
 // the server gave that a retry would not fix.
-func Tail(ctx context.Context, o TailOptions) error {
+func Follow(ctx context.Context, o Options) error {
 	u, err := tailURL(o)
 	if err != nil {
 		return err
@@ -59,7 +65,7 @@ func Tail(ctx context.Context, o TailOptions) error {
 		o.Client = &http.Client{} // no timeout: the stream is long
 	}
 	if o.MaxRetry <= 0 {
-		o.MaxRetry = DefaultTailMaxRetry
+		o.MaxRetry = DefaultMaxRetry
 	}
 	if o.Wait == nil {
 		o.Wait = func(ctx context.Context, d time.Duration) error {
@@ -74,7 +80,7 @@ func Tail(ctx context.Context, o TailOptions) error {
 		}
 	}
 	if o.Jitter == nil {
-		o.Jitter = randomJitter
+		o.Jitter = func(n time.Duration) time.Duration { return rand.N(max(n, 1)) }
 	}
 	p := &printer{o: o}
 	last := o.From
@@ -84,7 +90,7 @@ func Tail(ctx context.Context, o TailOptions) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, ErrTailRefused) {
+		if errors.Is(err, ErrRefused) {
 			return err
 		}
 		if got {
@@ -113,7 +119,7 @@ func orNow(id string) string {
 }
 
 // tailURL is the /events URL with the filter.
-func tailURL(o TailOptions) (string, error) {
+func tailURL(o Options) (string, error) {
 	raw := o.URL
 	if !strings.Contains(raw, "://") {
 		raw = "http://" + raw
@@ -154,19 +160,21 @@ func (p *printer) follow(ctx context.Context, u string, last *string, again bool
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var e errorBody
+		var e struct {
+			Error string `json:"error"`
+		}
 		json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
 		msg := fmt.Sprintf("%s answered %s", u, resp.Status)
 		if e.Error != "" {
 			msg += ": " + e.Error
 		}
 		if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests {
-			return false, fmt.Errorf("%w: %s", ErrTailRefused, msg)
+			return false, fmt.Errorf("%w: %s", ErrRefused, msg)
 		}
 		return false, errors.New(msg)
 	}
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
-		return false, fmt.Errorf("%w: %s is not an event stream (Content-Type %q): is this a vigil server?", ErrTailRefused, u, ct)
+		return false, fmt.Errorf("%w: %s is not an event stream (Content-Type %q): is this a vigil server?", ErrRefused, u, ct)
 	}
 	if p.o.Status != nil && again {
 		fmt.Fprintf(p.o.Status, "vigil tail: connected again, resuming after event %s\n", orNow(*last))
@@ -183,7 +191,7 @@ func (p *printer) follow(ctx context.Context, u string, last *string, again bool
 			continue // the stream's retry hint, or a position: nothing to show
 		}
 		if err := p.print(ev.Type, []byte(ev.Data)); err != nil {
-			return got, fmt.Errorf("%w: writing: %v", ErrTailRefused, err)
+			return got, fmt.Errorf("%w: writing: %v", ErrRefused, err)
 		}
 	}
 	return got, nil
@@ -191,7 +199,7 @@ func (p *printer) follow(ctx context.Context, u string, last *string, again bool
 
 // printer writes events as lines.
 type printer struct {
-	o   TailOptions
+	o   Options
 	buf bytes.Buffer
 }
 
