@@ -2,7 +2,6 @@ package stream
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	sse "github.com/tmaxmax/go-sse"
 )
 
 // Hub defaults.
@@ -31,73 +29,18 @@ var (
 	ErrSlow   = errors.New("stream: subscriber too slow, disconnected; resume with Last-Event-ID")
 )
 
-// An Event is one published message, encoded once for every transport.
-// Events are immutable and shared by all subscribers.
-type Event struct {
-	ID     uint64
-	Type   string
-	Source string
-	Time   time.Time
-
-	frame []byte // the whole Server-Sent Events frame
-	data  []byte // the JSON object, a subslice of frame
-	pos   uint64 // a heartbeat's position: the newest id when it was sent
-}
-
-// Position is where a client stands once it has this event: its id, or
-// for a heartbeat the newest id when it was sent.
-func (e *Event) Position() uint64 {
-	if e.IsHeartbeat() {
-		return e.pos
-	}
-	return e.ID
-}
-
-// Line is the event's JSON followed by a newline: one line of NDJSON. Like
-// JSON it is a subslice of the frame, so no transport copies an event.
-// A heartbeat's line is empty.
-func (e *Event) Line() []byte {
-	if e.IsHeartbeat() {
-		return newlineOnly
-	}
-	return e.data[: len(e.data)+1 : len(e.data)+1]
-}
-
-var newlineOnly = []byte("\n")
-
-// Frame is the event as a Server-Sent Events frame, ending in a blank line.
-func (e *Event) Frame() []byte { return e.frame }
-
-// JSON is the event's data as one line of JSON, without a newline. Its
-// fields "seq", "type", "ts" and "source" come first.
-func (e *Event) JSON() []byte { return e.data }
-
-// IsHeartbeat reports whether e is a keep-alive rather than an event.
-func (e *Event) IsHeartbeat() bool { return e.ID == 0 && e.Type == "" }
-
-// A Message is what a publisher hands the hub.
-type Message struct {
-	Type   string
-	Source string
-	Time   time.Time
-	// Body must encode to a JSON object; its fields follow seq, type, ts
-	// and source. Nil means no further fields.
-	Body any
-	// Key, when set, makes this event the newest state under that key:
-	// a client whose position was lost gets the newest event of every key
-	// in its reset snapshot.
-	Key string
-}
-
 // HubOptions configure a Hub. Zero values take the defaults.
 type HubOptions struct {
 	Replay    int           // events kept for resuming; DefaultReplay
 	Queue     int           // per-subscriber queue; DefaultQueue
 	Heartbeat time.Duration // DefaultHeartbeat
-	// FirstID is the id of the first event. Ids then increase by one.
-	// Zero means the current time in microseconds, which keeps ids
-	// increasing across restarts; see NextRunID.
+	// FirstID is the id of the first event of the default MemoryLog. Ids
+	// then increase by one. Zero means the current time in microseconds,
+	// which keeps ids increasing across restarts; see NextRunID.
 	FirstID uint64
+	// Log numbers and keeps the events; nil is a MemoryLog of Replay
+	// events from FirstID.
+	Log     Log
 	Now     func() time.Time
 	Metrics *metrics.Set // nil: a private set
 	// History, when set, keeps alert and source events beyond the
@@ -137,13 +80,10 @@ func isHistory(typ string) bool { return typ == TypeAlert || typ == TypeSource }
 // safe for concurrent use. After Close, Publish and Subscribe return
 // ErrClosed.
 type Hub struct {
-	opts  HubOptions
-	first uint64
+	opts HubOptions
 
 	mu     sync.Mutex
-	next   uint64
-	window []*Event // circular, len == opts.Replay once full
-	start  int      // index of the oldest event in window
+	log    Log // guarded by mu
 	latest map[string]*Event
 	subs   []*Subscriber
 	closed bool
@@ -174,8 +114,8 @@ func NewHub(opts HubOptions) *Hub {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.FirstID == 0 || opts.FirstID > MaxID {
-		opts.FirstID = epochStart(opts.Now())
+	if opts.Log == nil {
+		opts.Log = NewMemoryLog(opts.FirstID, opts.Replay, opts.Now)
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
@@ -185,9 +125,7 @@ func NewHub(opts HubOptions) *Hub {
 	}
 	h := &Hub{
 		opts:      opts,
-		first:     opts.FirstID,
-		next:      opts.FirstID,
-		window:    make([]*Event, 0, min(opts.Replay, 1024)),
+		log:       opts.Log,
 		latest:    make(map[string]*Event),
 		flush:     make(chan struct{}, 1),
 		published: make(map[string]*metrics.Counter),
@@ -206,47 +144,18 @@ func NewHub(opts HubOptions) *Hub {
 	return h
 }
 
-// MaxID is the largest event id: ids are numbers in every event's JSON,
-// and JavaScript reads numbers exactly only up to 2^53-1.
-const MaxID = 1<<53 - 1
-
-// epochHeadroom is how many ids a run must have before MaxID; a start any
-// nearer begins a new epoch instead.
-const epochHeadroom = 1 << 40
-
-// NextRunID returns the first event id for a new run: after every id a
-// previous run may have used (floor, as saved by the previous run) and not
-// before now in microseconds, so ids increase across restarts even when the
-// saved floor is stale after a crash. A floor too near MaxID starts a new
-// epoch from now: ids go down once, and clients from before get a reset.
-func NextRunID(floor uint64, now time.Time) uint64 {
-	if floor < MaxID-epochHeadroom {
-		return max(floor+1, epochStart(now))
-	}
-	return epochStart(now)
-}
-
-// epochStart is the first id of a new epoch: now in microseconds.
-func epochStart(now time.Time) uint64 {
-	us := uint64(max(1, now.UnixMicro()))
-	if us > MaxID-epochHeadroom {
-		return 1 // a clock centuries ahead
-	}
-	return us
-}
-
 // FirstID is the id of this run's (or epoch's) first event.
 func (h *Hub) FirstID() uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.first
+	return h.log.Epoch()
 }
 
 // LastID is the id of the newest event, or FirstID-1 before the first.
 func (h *Hub) LastID() uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.next - 1
+	return h.log.Head()
 }
 
 // Publish assigns the message the next id, encodes it, keeps it in the
@@ -279,12 +188,10 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 	if h.closed {
 		return nil, ErrClosed
 	}
-	if h.next > MaxID {
-		h.newEpochLocked()
+	ev, err := h.log.Append(m.Type, m.Source, m.Time, body)
+	if err != nil {
+		return nil, fmt.Errorf("stream: publish %s %s: %w", m.Type, m.Source, err)
 	}
-	ev := encodeEvent(h.next, m.Type, m.Source, m.Time, body)
-	h.next++
-	h.keep(ev)
 	if m.Key != "" {
 		h.latest[m.Key] = ev
 	}
@@ -317,70 +224,6 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 	return ev, nil
 }
 
-// newEpochLocked starts ids again from a new epoch once they reach MaxID:
-// the window is emptied (its ids are of the old epoch), so a client
-// resuming from an old id gets a reset with the newest state.
-func (h *Hub) newEpochLocked() {
-	h.first = epochStart(h.opts.Now())
-	h.next = h.first
-	clear(h.window)
-	h.window, h.start = h.window[:0], 0
-}
-
-func (h *Hub) keep(ev *Event) {
-	if len(h.window) < h.opts.Replay {
-		h.window = append(h.window, ev)
-		return
-	}
-	h.window[h.start] = ev
-	h.start++
-	if h.start == len(h.window) {
-		h.start = 0
-	}
-}
-
-// at returns the i-th oldest event in the window.
-func (h *Hub) at(i int) *Event {
-	i += h.start
-	if i >= len(h.window) {
-		i -= len(h.window)
-	}
-	return h.window[i]
-}
-
-// A Cursor is where a client stands in the stream: the id of the last event
-// it received, as sent in Last-Event-ID.
-type Cursor struct {
-	LastID string // empty: a new client, which gets live events only
-}
-
-// Reasons a resuming client gets a reset instead of a replay.
-const (
-	ResetMalformed = "malformed id" // the id is not a number
-	ResetOtherRun  = "id from another run"
-	ResetTooOld    = "id older than the replay window"
-	ResetUnknown   = "id newer than any event" // from another instance, or data was lost
-)
-
-// ParseID parses an event id: a decimal number without sign or spaces.
-func ParseID(s string) (uint64, error) {
-	if s == "" || len(s) > 20 || s[0] == '+' {
-		return 0, fmt.Errorf("stream: bad event id %q", truncate(s, 32))
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("stream: bad event id %q", truncate(s, 32))
-	}
-	return n, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
-
 // Subscribe registers a subscriber that receives, in order and without
 // gaps or repeats: the events after the cursor still in the window (in
 // Subscriber.Replay), then live events on C(). If the cursor cannot be
@@ -405,7 +248,7 @@ func (h *Hub) Subscribe(cur Cursor, f Filter) (*Subscriber, error) {
 	if cur.LastID != "" {
 		s.Replay, lost = h.replayLocked(cur.LastID, s)
 	}
-	s.Head = h.next - 1
+	s.Head = h.log.Head()
 	s.index = len(h.subs)
 	h.subs = append(h.subs, s)
 	h.nsubs.Add(1)
@@ -424,53 +267,45 @@ type resetPlan struct {
 	after        uint64   // the client's id, when the history may hold what it missed
 	head         uint64   // the reset's id: the newest event's
 	state        []*Event // the newest event of every key that matches
-	recent       []*Event // history events after the client's id in the window or not yet written
+	recent       []*Event // history events after the client's id not yet written to the History
 }
 
 func (h *Hub) replayLocked(last string, s *Subscriber) ([]*Event, *resetPlan) {
 	id, err := ParseID(last)
-	head := h.next - 1
-	switch {
-	case err != nil:
+	if err != nil {
 		return nil, h.planLocked(ResetMalformed, last, 0, s)
-	case id == head:
-		return nil, nil
-	case id > head:
+	}
+	evs, err := h.log.After(id)
+	var lost *PositionError
+	switch {
+	case errors.As(err, &lost) && lost.Reason == ResetUnknown:
+		return nil, h.planLocked(lost.Reason, last, 0, s) // nothing after it to tell of
+	case errors.As(err, &lost):
+		return nil, h.planLocked(lost.Reason, last, id, s)
+	case err != nil:
 		return nil, h.planLocked(ResetUnknown, last, 0, s)
-	case id+1 < h.first:
-		// first-1 is where a client stands that got a reset before this
-		// run published anything: it resumes from this run's start.
-		return nil, h.planLocked(ResetOtherRun, last, id, s)
-	case len(h.window) == 0:
-		return nil, nil
 	}
-	oldest := h.at(0).ID
-	if id+1 < oldest {
-		return nil, h.planLocked(ResetTooOld, last, id, s)
-	}
-	var out []*Event
-	for i := int(id + 1 - oldest); i < len(h.window); i++ {
-		if ev := h.at(i); s.match(ev) {
+	out := evs[:0:0]
+	for _, ev := range evs {
+		if s.match(ev) {
 			out = append(out, ev)
 		}
 	}
 	return out, nil
 }
 
+// planLocked gathers, under the lock, what a reset is built from: the
+// newest state of every key, and the history events not written yet (the
+// others the History has).
 func (h *Hub) planLocked(reason, last string, after uint64, s *Subscriber) *resetPlan {
 	h.resets[reason].Inc()
-	p := &resetPlan{reason: reason, last: last, after: after, head: h.next - 1}
+	p := &resetPlan{reason: reason, last: last, after: after, head: h.log.Head()}
 	for _, ev := range h.latest {
 		if s.match(ev) {
 			p.state = append(p.state, ev)
 		}
 	}
 	if after > 0 && h.opts.History != nil {
-		for i := range h.window {
-			if ev := h.at(i); ev.ID > after && isHistory(ev.Type) && s.match(ev) {
-				p.recent = append(p.recent, ev)
-			}
-		}
 		for _, ev := range h.pending {
 			if ev.ID > after && s.match(ev) {
 				p.recent = append(p.recent, ev)
@@ -532,13 +367,6 @@ func (h *Hub) reset(p *resetPlan, s *Subscriber) *Event {
 	return encodeEvent(p.head, TypeReset, "", h.opts.Now(), body.Bytes())
 }
 
-func byID(a, b *Event) int { return cmp.Compare(a.ID, b.ID) }
-
-func writeJSONString(b *bytes.Buffer, s string) {
-	q, _ := json.Marshal(s)
-	b.Write(q)
-}
-
 func (h *Hub) removeLocked(s *Subscriber, why error) {
 	if s.index < 0 {
 		return
@@ -580,7 +408,7 @@ func (h *Hub) Run(ctx context.Context) error {
 				h.mu.Unlock()
 				return nil
 			}
-			beat := heartbeatAt(h.next - 1)
+			beat := heartbeatAt(h.log.Head())
 			for _, s := range h.subs {
 				if len(s.c) == 0 {
 					select {
@@ -633,11 +461,6 @@ func (h *Hub) writeHistory(ctx context.Context) {
 	h.pending = append(h.pending[:0], h.pending[n:]...)
 }
 
-// heartbeatAt is a heartbeat that tells SSE clients their position.
-func heartbeatAt(id uint64) *Event {
-	return &Event{frame: []byte(": heartbeat\nid: " + strconv.FormatUint(id, 10) + "\n\n"), pos: id}
-}
-
 // Close disconnects every subscriber; later calls do nothing.
 func (h *Hub) Close() {
 	h.mu.Lock()
@@ -667,7 +490,7 @@ func (h *Hub) Snapshot(f Filter) ([]*Event, uint64) {
 		}
 	}
 	slices.SortFunc(out, byID)
-	return out, h.next - 1
+	return out, h.log.Head()
 }
 
 // A Subscriber receives events from a Hub. Its methods are safe for
@@ -713,46 +536,4 @@ func (s *Subscriber) Close() {
 	s.hub.mu.Lock()
 	defer s.hub.mu.Unlock()
 	s.hub.removeLocked(s, nil)
-}
-
-// encodeEvent builds the JSON data and the SSE frame of an event once.
-func encodeEvent(id uint64, typ, source string, t time.Time, body []byte) *Event {
-	var b bytes.Buffer
-	b.Grow(64 + len(source) + len(body))
-	b.WriteString(`{"seq":`)
-	b.WriteString(strconv.FormatUint(id, 10))
-	b.WriteString(`,"type":"`)
-	b.WriteString(typ)
-	b.WriteString(`","ts":"`)
-	b.WriteString(t.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
-	b.WriteByte('"')
-	if source != "" {
-		b.WriteString(`,"source":`)
-		writeJSONString(&b, source)
-	}
-	if len(body) > 2 {
-		b.WriteByte(',')
-		b.Write(body[1:])
-	} else {
-		b.WriteByte('}')
-	}
-	return frameEvent(id, typ, source, t, b.Bytes())
-}
-
-// storedEvent rebuilds an event from the JSON it was sent with.
-func storedEvent(id uint64, typ, source string, t time.Time, data []byte) *Event {
-	return frameEvent(id, typ, source, t, data)
-}
-
-// frameEvent wraps an event's JSON in its Server-Sent Events frame.
-func frameEvent(id uint64, typ, source string, t time.Time, data []byte) *Event {
-	msg := &sse.Message{Type: sse.Type(typ)}
-	if id != 0 {
-		msg.ID = sse.ID(strconv.FormatUint(id, 10))
-	}
-	msg.AppendData(string(data))
-	frame, _ := msg.MarshalText() // cannot fail: one line of JSON
-	// The data line is "data: <json>\n" followed by the blank line.
-	off := len(frame) - len(data) - 2
-	return &Event{ID: id, Type: typ, Source: source, Time: t, frame: frame, data: frame[off : off+len(data)]}
 }

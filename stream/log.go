@@ -1,0 +1,137 @@
+package stream
+
+import (
+	"fmt"
+	"time"
+)
+
+// A Log numbers the stream's events and keeps them for clients that
+// resume: an event's id is its position in the log, the same for every
+// transport. MemoryLog, a window of events in this process, is the default;
+// a log shared by several replicas (NATS JetStream, whose stream sequence
+// would be the id) implements the same four methods, and nothing that
+// reads the stream — no transport — changes.
+//
+// The hub calls a Log's methods one at a time, holding its lock, so a Log
+// need not be safe for concurrent use; it must not block for long.
+type Log interface {
+	// Append gives an event the next id and keeps it. body is the
+	// event's JSON object past seq, type, ts and source (nil: none).
+	Append(typ, source string, t time.Time, body []byte) (*Event, error)
+	// After returns every event after id, oldest first, or a
+	// *PositionError when the log cannot say what came after id: it is
+	// from another run or epoch, older than what the log keeps, or newer
+	// than any event.
+	After(id uint64) ([]*Event, error)
+	// Head is the id of the newest event; Epoch()-1 before the first.
+	Head() uint64
+	// Epoch is the first id of the log's current epoch: ids below it
+	// belong to another run or epoch and cannot be resumed from.
+	Epoch() uint64
+}
+
+// A PositionError says why a log cannot replay from a position; its
+// Reason is one of the Reset reasons, and what a reset event carries.
+type PositionError struct {
+	ID     uint64
+	Reason string
+}
+
+func (e *PositionError) Error() string {
+	return fmt.Sprintf("stream: cannot resume from %d: %s", e.ID, e.Reason)
+}
+
+// MemoryLog is the in-process Log: ids count up from the run's first id
+// (see NextRunID), and the newest events are kept in a fixed window.
+type MemoryLog struct {
+	first, next uint64
+	window      []*Event // circular, len == size once full
+	start       int      // index of the oldest event in window
+	size        int
+	now         func() time.Time
+}
+
+var _ Log = (*MemoryLog)(nil)
+
+// NewMemoryLog returns a log whose first event gets id first (0: now in
+// microseconds) and that keeps the newest size events.
+func NewMemoryLog(first uint64, size int, now func() time.Time) *MemoryLog {
+	if now == nil {
+		now = time.Now
+	}
+	if first == 0 || first > MaxID {
+		first = epochStart(now())
+	}
+	return &MemoryLog{first: first, next: first, size: max(size, 1), window: make([]*Event, 0, min(size, 1024)), now: now}
+}
+
+// Append encodes the event with the next id and keeps it, dropping the
+// oldest once the window is full. Past MaxID it starts a new epoch.
+func (l *MemoryLog) Append(typ, source string, t time.Time, body []byte) (*Event, error) {
+	if l.next > MaxID {
+		l.newEpoch()
+	}
+	ev := encodeEvent(l.next, typ, source, t, body)
+	l.next++
+	if len(l.window) < l.size {
+		l.window = append(l.window, ev)
+		return ev, nil
+	}
+	l.window[l.start] = ev
+	l.start++
+	if l.start == len(l.window) {
+		l.start = 0
+	}
+	return ev, nil
+}
+
+// newEpoch starts ids again from a new epoch once they reach MaxID: the
+// window is emptied (its ids are of the old epoch), so a client resuming
+// from an old id is told its position is lost.
+func (l *MemoryLog) newEpoch() {
+	l.first = epochStart(l.now())
+	l.next = l.first
+	clear(l.window)
+	l.window, l.start = l.window[:0], 0
+}
+
+// After returns the events after id still in the window.
+func (l *MemoryLog) After(id uint64) ([]*Event, error) {
+	head := l.next - 1
+	switch {
+	case id == head:
+		return nil, nil
+	case id > head:
+		return nil, &PositionError{id, ResetUnknown}
+	case id+1 < l.first:
+		// first-1 is where a client stands that got a reset before this
+		// run published anything: it resumes from this run's start.
+		return nil, &PositionError{id, ResetOtherRun}
+	case len(l.window) == 0:
+		return nil, nil
+	}
+	oldest := l.at(0).ID
+	if id+1 < oldest {
+		return nil, &PositionError{id, ResetTooOld}
+	}
+	out := make([]*Event, 0, head-id)
+	for i := int(id + 1 - oldest); i < len(l.window); i++ {
+		out = append(out, l.at(i))
+	}
+	return out, nil
+}
+
+// at returns the i-th oldest event in the window.
+func (l *MemoryLog) at(i int) *Event {
+	i += l.start
+	if i >= len(l.window) {
+		i -= len(l.window)
+	}
+	return l.window[i]
+}
+
+// Head is the id of the newest event.
+func (l *MemoryLog) Head() uint64 { return l.next - 1 }
+
+// Epoch is the first id of this run or epoch.
+func (l *MemoryLog) Epoch() uint64 { return l.first }
