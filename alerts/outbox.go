@@ -212,6 +212,9 @@ func (d *DB) syncCursor(ctx context.Context, x execer, s Subscription) error {
 // ErrNotFound is returned for an unknown subscription or delivery.
 var ErrNotFound = errors.New("alerts: not found")
 
+// ErrNotDead is returned when retrying a delivery that is not dead.
+var ErrNotDead = errors.New("alerts: only a dead delivery can be retried")
+
 // Subscription returns one subscription.
 func (d *DB) Subscription(ctx context.Context, id string) (Subscription, error) {
 	subs, err := d.Subscriptions(ctx)
@@ -483,7 +486,7 @@ func (d *DB) Retry(ctx context.Context, id string, now time.Time) error {
 		if _, err := d.Delivery(ctx, id); err != nil {
 			return err
 		}
-		return errors.New("only a dead delivery can be retried")
+		return ErrNotDead
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -94,8 +93,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 	}
 	a, err := s.ack(r.Context(), r.PathValue("fingerprint"), in.By)
 	if err != nil {
-		status, msg := ackError(err)
-		writeError(w, status, msg)
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, a)
@@ -106,14 +104,6 @@ func (s *Server) ack(ctx context.Context, fingerprint, by string) (alerts.Alert,
 		return alerts.Alert{}, alerts.ErrNotActive
 	}
 	return s.opts.Alerts.Ack(ctx, fingerprint, by)
-}
-
-// ackError maps an acknowledgement's error to a status and a safe message.
-func ackError(err error) (int, string) {
-	if errors.Is(err, alerts.ErrNotActive) {
-		return http.StatusNotFound, "no pending, firing or nodata alert has that fingerprint (GET /api/v1/alerts lists them)"
-	}
-	return http.StatusInternalServerError, "internal error"
 }
 
 // ruleView shows durations as text ("5m0s"), as they are written.

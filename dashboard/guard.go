@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"errors"
 	"mime"
 	"net"
 	"net/http"
@@ -91,9 +90,6 @@ func (s *Server) hostAllowed(hostport string) (string, bool) {
 	}
 	return msg + ": add it to server.allowed_hosts", false
 }
-
-// errMediaType is answered with 415.
-var errMediaType = errors.New("the body must be JSON: send Content-Type: application/json")
 
 // isJSON reports whether a request declares a JSON body.
 func isJSON(r *http.Request) bool {

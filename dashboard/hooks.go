@@ -106,38 +106,38 @@ func redactTarget(raw string) string {
 // MaxBodyBytes, declared as application/json, or answers the error and
 // returns false.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if !isJSON(r) {
-		writeError(w, http.StatusUnsupportedMediaType, errMediaType.Error())
+	if err := decodeBody(w, r, v); err != nil {
+		status, msg := statusOf(err)
+		writeError(w, status, msg)
 		return false
+	}
+	return true
+}
+
+// decodeBody reads a request's JSON body: declared as JSON, at most
+// MaxBodyBytes, in time, strictly.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	if !isJSON(r) {
+		return errMediaType
 	}
 	err := decodeStrict(http.MaxBytesReader(w, r.Body, MaxBodyBytes), v)
 	var tooBig *http.MaxBytesError
 	switch {
 	case err == nil:
-		return true
+		return nil
 	case errors.As(err, &tooBig):
-		writeError(w, http.StatusRequestEntityTooLarge, "body larger than 1 MiB")
+		return errTooLarge
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		writeError(w, http.StatusRequestTimeout, "the body did not arrive in time")
-	default:
-		writeError(w, http.StatusBadRequest, "bad JSON: "+strings.TrimPrefix(err.Error(), "json: "))
+		return errBodyTimeout
 	}
-	return false
+	return &badJSON{err}
 }
 
-// hookError maps the outbox's errors to a status and a safe message.
-func hookError(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, alerts.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not found")
-	case errors.Is(err, alerts.ErrInvalid):
-		writeError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), "invalid: "))
-	case strings.Contains(err.Error(), "only a dead delivery"):
-		writeError(w, http.StatusConflict, err.Error())
-	default:
-		writeError(w, http.StatusInternalServerError, "internal error")
-	}
-}
+// badJSON is a body that is not the JSON asked for: a 400.
+type badJSON struct{ err error }
+
+func (e *badJSON) Error() string        { return "bad JSON: " + strings.TrimPrefix(e.err.Error(), "json: ") }
+func (e *badJSON) Is(target error) bool { return target == errBadJSON }
 
 // subscriptionView is a subscription as the API shows it: never its secret,
 // except the response that creates or rotates it.
@@ -150,7 +150,7 @@ type subscriptionView struct {
 func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 	subs, err := s.opts.Hooks.Subscriptions(r.Context())
 	if err != nil {
-		hookError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	if subs == nil {
@@ -173,7 +173,7 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) {
 	}
 	sub, err := s.opts.Hooks.Create(r.Context(), in)
 	if err != nil {
-		hookError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	w.Header().Set("Location", "/api/v1/subscriptions/"+sub.ID)
@@ -183,12 +183,12 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) {
 	sub, err := s.opts.Hooks.Subscription(r.Context(), r.PathValue("id"))
 	if err != nil {
-		hookError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	n, err := s.opts.Hooks.Backlog(r.Context(), sub.ID)
 	if err != nil {
-		hookError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	if !s.mayReadSecrets(r) {
@@ -204,7 +204,7 @@ func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request) {
 	}
 	sub, err := s.opts.Hooks.Update(r.Context(), r.PathValue("id"), in)
 	if err != nil {
-		hookError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, sub)
@@ -212,7 +212,7 @@ func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request) {
 	if err := s.opts.Hooks.Delete(r.Context(), r.PathValue("id")); err != nil {
-		hookError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -221,7 +221,7 @@ func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request) {
 func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) {
 	sub, err := s.opts.Hooks.Rotate(r.Context(), r.PathValue("id"))
 	if err != nil {
-		hookError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, subscriptionView{Subscription: sub, Secret: sub.Secret})
@@ -230,7 +230,7 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) {
 func (s *Server) testSubscription(w http.ResponseWriter, r *http.Request) {
 	id, err := s.opts.Hooks.Test(r.Context(), r.PathValue("id"))
 	if err != nil {
-		hookError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	w.Header().Set("Location", "/api/v1/deliveries/"+id)
@@ -249,12 +249,12 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	if _, err := s.opts.Hooks.Subscription(r.Context(), id); err != nil {
-		hookError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	ds, err := s.opts.Hooks.Deliveries(r.Context(), id, limit)
 	if err != nil {
-		hookError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	if ds == nil {
@@ -268,7 +268,7 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getDelivery(w http.ResponseWriter, r *http.Request) {
 	d, err := s.opts.Hooks.Delivery(r.Context(), r.PathValue("id"))
 	if err != nil {
-		hookError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, d)
@@ -277,7 +277,7 @@ func (s *Server) getDelivery(w http.ResponseWriter, r *http.Request) {
 func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := s.opts.Hooks.Retry(r.Context(), id); err != nil {
-		hookError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"delivery_id": id, "status_url": "/api/v1/deliveries/" + id})

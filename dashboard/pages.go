@@ -54,7 +54,7 @@ func (s *Server) handleSource(w http.ResponseWriter, r *http.Request) {
 	last := s.opts.Hub.LastID()
 	if _, ok := s.opts.Store.Latest(name); !ok {
 		if _, known := s.opts.Store.Status(name); !known {
-			http.Error(w, "no such source: "+name, http.StatusNotFound)
+			writeError(w, http.StatusNotFound, "no such source: "+quote(name)+" (GET /api/v1/series lists them)")
 			return
 		}
 	}

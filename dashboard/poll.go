@@ -45,69 +45,65 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad cursor "+quote(after)+": want the id of the last event received (a decimal number), or no after= to start now")
 		return
 	}
-	sub, ok := s.subscribe(w, r, after)
-	if !ok {
-		return
-	}
-	defer sub.Close()
-	s.clients["poll"].Add(1)
-	defer s.clients["poll"].Add(-1)
-	ans := pollAnswer{Events: []json.RawMessage{}, Next: after}
-	add := func(ev *stream.Event) bool {
-		if ev.IsHeartbeat() {
-			return true
+	p := &longPoll{w: w, timer: time.NewTimer(timeout), ans: pollAnswer{Events: []json.RawMessage{}, Next: after}}
+	defer p.timer.Stop()
+	s.serve(r.Context(), w, r, p, after)
+}
+
+// longPoll is a long poll's answer: a batch of events and the cursor to ask
+// from next, written when the first events came, or at the timeout.
+type longPoll struct {
+	w      http.ResponseWriter
+	timer  *time.Timer
+	ans    pollAnswer
+	placed bool // the whole replay went in: the client can move on to the head
+}
+
+var _ interface {
+	transport
+	deadliner
+} = (*longPoll)(nil)
+
+func (p *longPoll) name() transportName           { return viaPoll }
+func (p *longPoll) open(*stream.Subscriber) error { return nil }
+func (p *longPoll) deadline() <-chan time.Time    { return p.timer.C }
+
+func (p *longPoll) write(ev *stream.Event) error {
+	if ev.IsHeartbeat() {
+		// Not an event: keep waiting for the timeout asked for; with none
+		// yet, the client may move on to the heartbeat's position.
+		if p.placed && len(p.ans.Events) == 0 {
+			p.ans.Next = strconv.FormatUint(max(ev.Position(), parseIDOr(p.ans.Next)), 10)
 		}
-		ans.Events = append(ans.Events, ev.JSON())
-		ans.Next = strconv.FormatUint(ev.ID, 10)
-		return len(ans.Events) < MaxPollBatch
+		return nil
 	}
-	whole := true // the replay fits in one answer
-	for _, ev := range sub.Replay {
-		if !add(ev) {
-			whole = false
-			break
-		}
+	p.ans.Events = append(p.ans.Events, ev.JSON())
+	p.ans.Next = strconv.FormatUint(ev.ID, 10)
+	if len(p.ans.Events) == MaxPollBatch {
+		return errDone
 	}
-	if whole {
-		// Every event up to the head that the filter matches is in this
-		// answer: with none, the client moves on to the head.
-		ans.Next = strconv.FormatUint(max(sub.Head, parseIDOr(ans.Next)), 10)
+	return nil
+}
+
+// position: every event up to the head that the filter matches is in this
+// answer; with none, the client moves on to the head.
+func (p *longPoll) position(id uint64) error {
+	p.placed = true
+	p.ans.Next = strconv.FormatUint(max(id, parseIDOr(p.ans.Next)), 10)
+	return nil
+}
+
+// flush answers once there are events and no more are waiting.
+func (p *longPoll) flush(more bool) error {
+	if len(p.ans.Events) > 0 && !more {
+		return errDone
 	}
-	if len(ans.Events) == 0 && timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-	wait: // heartbeats are not events: keep waiting for the timeout asked for
-		for len(ans.Events) == 0 {
-			select {
-			case ev := <-sub.C():
-				add(ev)
-				if ev.IsHeartbeat() && whole {
-					ans.Next = strconv.FormatUint(max(ev.Position(), parseIDOr(ans.Next)), 10)
-				}
-			case <-t.C:
-				break wait
-			case <-sub.Done():
-				break wait
-			case <-r.Context().Done():
-				return
-			}
-		}
-	}
-	if len(ans.Events) > 0 && len(ans.Events) < MaxPollBatch && len(sub.Replay) == 0 {
-	drain: // whatever else is already queued goes in the same answer
-		for {
-			select {
-			case ev := <-sub.C():
-				if !add(ev) {
-					break drain
-				}
-			default:
-				break drain
-			}
-		}
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, ans)
+	return nil
+}
+
+func (p *longPoll) end(error) {
+	p.w.Header().Set("Cache-Control", "no-store")
+	writeJSON(p.w, http.StatusOK, p.ans)
 }
 
 // parseIDOr reads an id already checked, or 0.
@@ -119,8 +115,9 @@ func parseIDOr(s string) uint64 {
 // handleSnapshot is short polling: the newest sample of every source and
 // the id of the newest event, with that id as the ETag.
 func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
-	f, ok := parseFilter(w, r)
-	if !ok {
+	f, err := stream.ParseFilter(r.URL.Query())
+	if err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	events, last := s.opts.Hub.Snapshot(f)

@@ -89,8 +89,8 @@ type Server struct {
 	mux     *http.ServeMux
 	ready   atomic.Bool
 	closing atomic.Bool
-	clients map[string]*atomic.Int64 // connected clients by transport
-	handler http.Handler             // mux behind the checks every request passes
+	clients map[transportName]*atomic.Int64 // connected clients by transport
+	handler http.Handler                    // mux behind the checks every request passes
 	panics  *metrics.Counter
 }
 
@@ -123,13 +123,9 @@ func New(opts Options) *Server {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux(), clients: map[string]*atomic.Int64{},
+	s := &Server{opts: opts, mux: http.NewServeMux(),
 		panics: opts.Metrics.GetOrCreateCounter(`vigil_http_panics_total`)}
-	for _, t := range []string{"sse", "ndjson", "poll", "ws"} {
-		n := new(atomic.Int64)
-		s.clients[t] = n
-		opts.Metrics.GetOrCreateGauge(`vigil_stream_clients{transport="`+t+`"}`, func() float64 { return float64(n.Load()) })
-	}
+	s.clients = clientGauges(s)
 	// /metrics carries # HELP and # TYPE (a switch of the library's,
 	// for the whole process).
 	metrics.ExposeMetadata(true)
@@ -200,15 +196,6 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte("ready\n"))
 }
 
-// errorBody is every JSON error answer.
-type errorBody struct {
-	Error string `json:"error"`
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, errorBody{Error: msg})
-}
-
 // decodeStrict reads one JSON value: known fields only, nothing after it.
 // Every JSON request (HTTP bodies, WebSocket messages) is read with it.
 func decodeStrict(data io.Reader, v any) error {
@@ -221,25 +208,4 @@ func decodeStrict(data io.Reader, v any) error {
 		return errors.New("unexpected data after the JSON object")
 	}
 	return nil
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.Encode(v)
-}
-
-// errorStatus maps an application error to a status and a message safe to
-// show; everything not recognised is a 500 with a generic message.
-func errorStatus(err error) (int, string) {
-	switch {
-	case errors.Is(err, stream.ErrBadFilter):
-		return http.StatusBadRequest, strings.TrimPrefix(err.Error(), "stream: ")
-	case errors.Is(err, stream.ErrClosed):
-		return http.StatusServiceUnavailable, "shutting down"
-	}
-	return http.StatusInternalServerError, "internal error"
 }

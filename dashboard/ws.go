@@ -73,135 +73,139 @@ func (l *stringList) UnmarshalJSON(b []byte) error {
 // text message holding the same JSON as /events and /api/v1/stream, with
 // the same ids, filters (?source=, ?type=) and resume (?lastEventId= or
 // Last-Event-ID). Over the same connection the client can change its
-// filter — the stream carries on from the last event it was sent, so
-// nothing is missed or repeated — and acknowledge alerts. The server pings
-// when the stream is idle and closes a connection that does not answer;
-// a client that falls too far behind is dropped like a slow SSE client.
+// filter — the stream carries on from where the client stands, so nothing
+// is missed or repeated — and acknowledge alerts. The server pings when
+// the stream is idle and closes a connection that does not answer; a
+// client that falls too far behind is dropped like a slow SSE client.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
-	sub, ok := s.subscribe(w, r, lastEventID(r)) // a bad filter is a 400, before the upgrade
-	if !ok {
-		return
-	}
-	// Where the client stands: after the replay, the subscription's head;
-	// then the last event (or heartbeat) sent. A filter change carries on
-	// from there.
-	var cursor string
-	defer func() { sub.Close() }()
-	c, err := websocket.Accept(w, r, nil) // same-origin only: a page elsewhere cannot ack
-	if err != nil {
-		return // Accept answered the request
-	}
-	defer c.CloseNow()
-	c.SetReadLimit(wsReadLimit)
-	s.clients["ws"].Add(1)
-	defer s.clients["ws"].Add(-1)
-	canWrite := s.authorized(r.Header.Get("Authorization"))
-
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	reqs := make(chan wsRequest)
-	go wsRead(ctx, cancel, c, reqs)
-	var pinging atomic.Bool // a ping is waiting for its pong
+	ws := &wsStream{s: s, w: w, r: r, ctx: ctx, cancel: cancel, reqs: make(chan wsRequest),
+		canWrite: s.authorized(r.Header.Get("Authorization"))}
+	s.serve(ctx, w, r, ws, lastEventID(r)) // a bad filter is a 400, before the upgrade
+	if ws.c != nil {
+		ws.c.CloseNow()
+	}
+}
 
-	write := func(b []byte) error {
-		wctx, done := context.WithTimeout(ctx, s.opts.WriteTimeout)
-		defer done()
-		return c.Write(wctx, websocket.MessageText, b)
+// wsStream is a WebSocket client: events as messages, and its requests.
+type wsStream struct {
+	s        *Server
+	w        http.ResponseWriter
+	r        *http.Request
+	c        *websocket.Conn
+	ctx      context.Context
+	cancel   context.CancelFunc // the connection ended
+	reqs     chan wsRequest
+	pinging  atomic.Bool // a ping is waiting for its pong
+	canWrite bool        // the upgrade carried a valid token
+}
+
+var _ interface {
+	transport
+	talker
+} = (*wsStream)(nil)
+
+func (ws *wsStream) name() transportName { return viaWS }
+
+func (ws *wsStream) open(*stream.Subscriber) error {
+	c, err := websocket.Accept(ws.w, ws.r, nil) // same-origin only: a page elsewhere cannot ack
+	if err != nil {
+		return err // Accept answered the request
 	}
-	send := func(ev *stream.Event) error {
-		if ev.IsHeartbeat() {
-			// Ping from a goroutine of its own, started only while a ping
-			// is out: an idle connection holds no extra goroutine.
-			if pinging.CompareAndSwap(false, true) {
-				go s.wsPing(ctx, cancel, c, &pinging)
-			}
-		} else if err := write(ev.JSON()); err != nil {
-			return err
-		}
-		cursor = strconv.FormatUint(ev.Position(), 10)
-		return nil
+	c.SetReadLimit(wsReadLimit)
+	ws.c = c
+	go wsRead(ws.ctx, ws.cancel, c, ws.reqs)
+	return nil
+}
+
+func (ws *wsStream) send(b []byte) error {
+	wctx, done := context.WithTimeout(ws.ctx, ws.s.opts.WriteTimeout)
+	defer done()
+	return ws.c.Write(wctx, websocket.MessageText, b)
+}
+
+func (ws *wsStream) write(ev *stream.Event) error {
+	if !ev.IsHeartbeat() {
+		return ws.send(ev.JSON())
 	}
-	reply := func(req wsRequest, rep wsReply) error {
-		rep.Type, rep.Op, rep.Ref = "reply", stream.Clip(req.Op, 32), stream.Clip(req.Ref, 128)
-		if rep.Error == "" {
-			rep.OK = true
-		}
-		var b bytes.Buffer
-		enc := json.NewEncoder(&b)
-		enc.SetEscapeHTML(false)
-		enc.Encode(rep)
-		return write(bytes.TrimSuffix(b.Bytes(), []byte("\n")))
+	// Ping from a goroutine of its own, started only while a ping is out:
+	// an idle connection holds no extra goroutine.
+	if ws.pinging.CompareAndSwap(false, true) {
+		go ws.s.wsPing(ws.ctx, ws.cancel, ws.c, &ws.pinging)
 	}
-	// After each replay the client is told where it stands, so that even
-	// one whose filter matches nothing has a position to resume from.
-	replay := func() error {
-		for _, ev := range sub.Replay {
-			if err := send(ev); err != nil {
-				return err
-			}
-		}
-		sub.Replay = nil
-		cursor = strconv.FormatUint(sub.Head, 10)
-		return write([]byte(`{"type":"position","seq":` + cursor + `}`))
-	}
-	if replay() != nil {
+	return nil
+}
+
+func (ws *wsStream) position(id uint64) error {
+	return ws.send([]byte(`{"type":"position","seq":` + strconv.FormatUint(id, 10) + `}`))
+}
+
+func (ws *wsStream) flush(bool) error { return nil } // every message is sent as it is written
+
+func (ws *wsStream) end(why error) {
+	if why == stream.ErrSlow {
+		// It is not reading: a close handshake would only wait.
+		ws.s.opts.Logger.Debug("dropped slow websocket client", "remote", ws.r.RemoteAddr)
 		return
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-sub.Done():
-			if errors.Is(sub.Err(), stream.ErrSlow) {
-				// It is not reading: a close handshake would only wait.
-				s.opts.Logger.Debug("dropped slow websocket client", "remote", r.RemoteAddr)
-				return
-			}
-			c.Close(websocket.StatusGoingAway, "vigil is shutting down; reconnect with lastEventId")
-			return
-		case req := <-reqs:
-			var rep wsReply
-			switch {
-			case req.err != nil:
-				rep.Error = req.err.Error()
-			case req.Op == "ping":
-			case req.Op == "subscribe":
-				q := url.Values{"source": req.Source, "type": req.Type}
-				f, err := stream.ParseFilter(q)
-				if err != nil {
-					_, rep.Error = errorStatus(err)
-					break
-				}
-				next, err := s.opts.Hub.Subscribe(stream.Cursor{LastID: cursor}, f)
-				if err != nil {
-					_, rep.Error = errorStatus(err)
-					break
-				}
-				sub.Close()
-				sub = next
-			case req.Op == "ack":
-				if !canWrite && !s.authorized("Bearer "+req.Token) {
-					rep.Error = "acknowledging needs a token (auth.tokens): send Authorization: Bearer when connecting, or \"token\" in the request"
-					break
-				}
-				a, err := s.ack(ctx, req.Fingerprint, req.By)
-				if err != nil {
-					_, rep.Error = ackError(err)
-					break
-				}
-				rep.Alert = &a
-			default:
-				rep.Error = "unknown op " + quote(req.Op) + ": want subscribe, ack or ping"
-			}
-			if reply(req, rep) != nil || replay() != nil {
-				return
-			}
-		case ev := <-sub.C():
-			if send(ev) != nil {
-				return
-			}
+	ws.c.Close(websocket.StatusGoingAway, "vigil is shutting down; reconnect with lastEventId")
+}
+
+func (ws *wsStream) requests() <-chan wsRequest { return ws.reqs }
+
+// handle answers one request; a filter change replays what the new filter
+// matches from where the client stands.
+func (ws *wsStream) handle(ss *session, req wsRequest) error {
+	var rep wsReply
+	resubscribed := false
+	switch {
+	case req.err != nil:
+		rep.Error = req.err.Error()
+	case req.Op == "ping":
+	case req.Op == "subscribe":
+		f, err := stream.ParseFilter(url.Values{"source": req.Source, "type": req.Type})
+		if err == nil {
+			err = ss.resubscribe(f)
 		}
+		if err != nil {
+			_, rep.Error = statusOf(err)
+			break
+		}
+		resubscribed = true
+	case req.Op == "ack":
+		if !ws.canWrite && !ws.s.authorized("Bearer "+req.Token) {
+			rep.Error = "acknowledging needs a token (auth.tokens): send Authorization: Bearer when connecting, or \"token\" in the request"
+			break
+		}
+		a, err := ws.s.ack(ws.ctx, req.Fingerprint, req.By)
+		if err != nil {
+			_, rep.Error = statusOf(err)
+			break
+		}
+		rep.Alert = &a
+	default:
+		rep.Error = "unknown op " + quote(req.Op) + ": want subscribe, ack or ping"
 	}
+	if err := ws.reply(req, rep); err != nil {
+		return err
+	}
+	if resubscribed {
+		return ss.replay()
+	}
+	return nil
+}
+
+func (ws *wsStream) reply(req wsRequest, rep wsReply) error {
+	rep.Type, rep.Op, rep.Ref = "reply", stream.Clip(req.Op, 32), stream.Clip(req.Ref, 128)
+	if rep.Error == "" {
+		rep.OK = true
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(rep)
+	return ws.send(bytes.TrimSuffix(b.Bytes(), []byte("\n")))
 }
 
 // wsRead reads the client's requests until the connection ends, then
