@@ -1,0 +1,32 @@
+package collector
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/shirou/gopsutil/v3/disk"
+)
+
+func TestRealFilesystems(t *testing.T) {
+	parts := []disk.PartitionStat{
+		{Device: "proc", Mountpoint: "/proc", Fstype: "proc"},
+		{Device: "tmpfs", Mountpoint: "/run", Fstype: "tmpfs"},
+		{Device: "/dev/sda1", Mountpoint: "/", Fstype: "ext4"},
+		{Device: "/dev/sda1", Mountpoint: "/var/lib/docker/overlay2/x/merged", Fstype: "ext4"},
+		{Device: "/dev/sda1", Mountpoint: "/srv/bind", Fstype: "ext4"},
+		{Device: "/dev/sdb1", Mountpoint: "/home", Fstype: "xfs"},
+		{Device: "overlay", Mountpoint: "/var/lib/docker/overlay2/y/merged", Fstype: "overlay"},
+		{Device: "/dev/loop3", Mountpoint: "/snap/core/123", Fstype: "squashfs"},
+		{Device: "cgroup2", Mountpoint: "/sys/fs/cgroup", Fstype: "cgroup2"},
+		{Device: "none", Mountpoint: "/mnt/x", Fstype: "ext4"},
+		{Device: "srv:/export", Mountpoint: "/mnt/nfs", Fstype: "nfs4"},
+	}
+	got := realFilesystems(parts, DefaultExcludeFSTypes, DefaultExcludeMounts)
+	var mounts []string
+	for _, p := range got {
+		mounts = append(mounts, p.Mountpoint)
+	}
+	if want := "[/ /home /mnt/nfs]"; fmt.Sprint(mounts) != want {
+		t.Fatalf("mounts = %v, want %s", mounts, want)
+	}
+}
