@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"maps"
 	"testing"
 
 	"github.com/shirou/gopsutil/v3/cpu"
@@ -29,5 +30,46 @@ func TestCPUPercent(t *testing.T) {
 				t.Fatalf("cpuPercent = %+v, %v; want busy %v iowait %v, %v", got, ok, tt.busy, tt.iowait, tt.ok)
 			}
 		})
+	}
+}
+
+// TestCPUMetrics feeds readings by hand: totals appear only once every CPU
+// has a previous reading, so a CPU coming online never skews them.
+func TestCPUMetrics(t *testing.T) {
+	h, err := NewHost(HostOptions{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(times ...cpu.TimesStat) map[string]float64 {
+		m := make(map[string]float64)
+		h.cpuMetrics(m, times)
+		return m
+	}
+	if m := read(
+		cpu.TimesStat{CPU: "cpu0", User: 100, Idle: 100},
+		cpu.TimesStat{CPU: "cpu1", User: 100, Idle: 100},
+	); len(m) != 0 {
+		t.Fatalf("first reading gave %v, want nothing", m)
+	}
+	m := read(
+		cpu.TimesStat{CPU: "cpu0", User: 200, Idle: 100}, // all busy
+		cpu.TimesStat{CPU: "cpu1", User: 100, Idle: 200}, // all idle
+	)
+	want := map[string]float64{
+		"cpu.percent{core=0}": 100, "cpu.percent{core=1}": 0,
+		"cpu.percent": 50, "cpu.user_percent": 50, "cpu.system_percent": 0,
+		"cpu.iowait_percent": 0, "cpu.steal_percent": 0, "cpu.cores": 2,
+	}
+	if !maps.Equal(m, want) {
+		t.Fatalf("second reading = %v, want %v", m, want)
+	}
+	m = read(
+		cpu.TimesStat{CPU: "cpu0", User: 300, Idle: 100},
+		cpu.TimesStat{CPU: "cpu1", User: 100, Idle: 300},
+		cpu.TimesStat{CPU: "cpu2", User: 5, Idle: 5}, // came online
+	)
+	want = map[string]float64{"cpu.percent{core=0}": 100, "cpu.percent{core=1}": 0}
+	if !maps.Equal(m, want) {
+		t.Fatalf("reading with a new CPU = %v, want %v", m, want)
 	}
 }

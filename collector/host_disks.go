@@ -11,9 +11,10 @@ import (
 	"github.com/shirou/gopsutil/v3/disk"
 )
 
+// collectDisks looks for new disks only when the mount table is read again,
+// and otherwise asks for the counters of the whole disks alone.
 func (h *Host) collectDisks(ctx context.Context, m map[string]float64, now time.Time, fail func(string, error)) {
 	if h.disks == nil || h.mountsAt.Equal(now) {
-		// Look for new disks when the mount table is read again.
 		all, err := disk.IOCountersWithContext(ctx)
 		if err != nil {
 			fail("disk io", err)
@@ -33,6 +34,12 @@ func (h *Host) collectDisks(ctx context.Context, m map[string]float64, now time.
 		fail("disk io", err)
 		return
 	}
+	h.diskMetrics(m, io, now)
+}
+
+// diskMetrics turns the byte counters of h.disks into rates. A disk the
+// reading lacks (it went away) is skipped rather than failing the rest.
+func (h *Host) diskMetrics(m map[string]float64, io map[string]disk.IOCountersStat, now time.Time) {
 	var read, write float64
 	for _, name := range h.disks {
 		c, ok := io[name]

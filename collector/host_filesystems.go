@@ -18,17 +18,8 @@ import (
 const mountRefresh = 30 * time.Second
 
 func (h *Host) collectFilesystems(ctx context.Context, m map[string]float64, now time.Time, fail func(string, error)) {
-	if h.mountsAt.IsZero() || now.Sub(h.mountsAt) >= mountRefresh {
-		parts, err := disk.PartitionsWithContext(ctx, true)
-		if err != nil {
-			fail("filesystems", err)
-			if h.mountsAt.IsZero() {
-				return
-			}
-		} else {
-			h.mounts = realFilesystems(parts, h.opts.ExcludeFSTypes, h.opts.ExcludeMounts)
-			h.mountsAt = now
-		}
+	if !h.readMounts(ctx, now, fail) {
+		return
 	}
 	for _, p := range h.mounts {
 		u, err := h.usage(ctx, p.Mountpoint)
@@ -36,11 +27,32 @@ func (h *Host) collectFilesystems(ctx context.Context, m map[string]float64, now
 			fail("filesystem "+p.Mountpoint, err)
 			continue
 		}
-		label := "{mount=" + p.Mountpoint + "}"
-		m["fs.size_bytes"+label] = float64(u.Total)
-		m["fs.used_bytes"+label] = float64(u.Used)
-		m["fs.used_percent"+label] = u.UsedPercent
+		fsMetrics(m, p.Mountpoint, u)
 	}
+}
+
+// readMounts reads the mount table when it is due. A failed read keeps the
+// table of the last good one, so a passing error does not blank every
+// filesystem's chart; ok is false only while there has never been one.
+func (h *Host) readMounts(ctx context.Context, now time.Time, fail func(string, error)) (ok bool) {
+	if !h.mountsAt.IsZero() && now.Sub(h.mountsAt) < mountRefresh {
+		return true
+	}
+	parts, err := disk.PartitionsWithContext(ctx, true)
+	if err != nil {
+		fail("filesystems", err)
+		return !h.mountsAt.IsZero()
+	}
+	h.mounts = realFilesystems(parts, h.opts.ExcludeFSTypes, h.opts.ExcludeMounts)
+	h.mountsAt = now
+	return true
+}
+
+func fsMetrics(m map[string]float64, mount string, u *disk.UsageStat) {
+	label := "{mount=" + mount + "}"
+	m["fs.size_bytes"+label] = float64(u.Total)
+	m["fs.used_bytes"+label] = float64(u.Used)
+	m["fs.used_percent"+label] = u.UsedPercent
 }
 
 // usage runs statfs on a mount point with a timeout. A call that hangs is

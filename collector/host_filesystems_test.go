@@ -2,6 +2,7 @@ package collector
 
 import (
 	"fmt"
+	"maps"
 	"testing"
 
 	"github.com/shirou/gopsutil/v3/disk"
@@ -28,5 +29,17 @@ func TestRealFilesystems(t *testing.T) {
 	}
 	if want := "[/ /home /mnt/nfs]"; fmt.Sprint(mounts) != want {
 		t.Fatalf("mounts = %v, want %s", mounts, want)
+	}
+}
+
+// TestFSMetrics pins the names, units and label the README lists.
+func TestFSMetrics(t *testing.T) {
+	m := make(map[string]float64)
+	fsMetrics(m, "/home", &disk.UsageStat{Total: 100 << 30, Used: 40 << 30, Free: 60 << 30, UsedPercent: 40})
+	want := map[string]float64{
+		"fs.size_bytes{mount=/home}": 100 << 30, "fs.used_bytes{mount=/home}": 40 << 30, "fs.used_percent{mount=/home}": 40,
+	}
+	if !maps.Equal(m, want) {
+		t.Fatalf("fsMetrics = %v, want %v", m, want)
 	}
 }
