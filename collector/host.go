@@ -62,6 +62,9 @@ type Host struct {
 	mountsAt time.Time
 	mu       sync.Mutex
 	stuck    map[string]bool // mount points whose statfs has not returned
+	// statfs is disk.UsageWithContext; a field so that a test can stand in
+	// a call that hangs, as a dead NFS server's does.
+	statfs func(ctx context.Context, path string) (*disk.UsageStat, error)
 
 	disks    []string               // host_disks.go
 	diskRate map[string]*[2]Counter // read, write bytes
@@ -106,6 +109,7 @@ func NewHost(opts HostOptions) (*Host, error) {
 		diskRate: make(map[string]*[2]Counter),
 		netRate:  make(map[string]*[2]Counter),
 		stuck:    make(map[string]bool),
+		statfs:   disk.UsageWithContext,
 	}, nil
 }
 

@@ -71,7 +71,7 @@ func (h *Host) usage(ctx context.Context, mount string) (*disk.UsageStat, error)
 	}
 	ch := make(chan result, 1)
 	go func() {
-		u, err := disk.UsageWithContext(context.Background(), mount)
+		u, err := h.statfs(context.Background(), mount)
 		ch <- result{u, err}
 	}()
 	timer := time.NewTimer(h.opts.FSTimeout)

@@ -1,9 +1,14 @@
 package collector
 
 import (
+	"context"
 	"fmt"
 	"maps"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/shirou/gopsutil/v3/disk"
 )
@@ -42,4 +47,44 @@ func TestFSMetrics(t *testing.T) {
 	if !maps.Equal(m, want) {
 		t.Fatalf("fsMetrics = %v, want %v", m, want)
 	}
+}
+
+// TestUsageSkipsHungMount: a statfs that hangs costs one timeout and one
+// goroutine, not one per tick; the mount is back once the call returns.
+func TestUsageSkipsHungMount(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, err := NewHost(HostOptions{Name: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		release := make(chan struct{})
+		var calls atomic.Int32
+		h.statfs = func(_ context.Context, path string) (*disk.UsageStat, error) {
+			calls.Add(1)
+			<-release
+			return &disk.UsageStat{Path: path, Total: 100}, nil
+		}
+		ctx := context.Background()
+
+		start := time.Now()
+		if _, err := h.usage(ctx, "/mnt/nfs"); err == nil || !strings.Contains(err.Error(), "timed out") {
+			t.Fatalf("hanging statfs: err = %v, want a timeout", err)
+		}
+		if waited := time.Since(start); waited != DefaultFSTimeout {
+			t.Fatalf("waited %v, want %v", waited, DefaultFSTimeout)
+		}
+		if _, err := h.usage(ctx, "/mnt/nfs"); err == nil || !strings.Contains(err.Error(), "still hanging") {
+			t.Fatalf("next tick: err = %v, want the mount skipped", err)
+		}
+		if n := calls.Load(); n != 1 {
+			t.Fatalf("%d statfs calls while the first hangs, want 1", n)
+		}
+
+		close(release)
+		synctest.Wait()
+		u, err := h.usage(ctx, "/mnt/nfs")
+		if err != nil || u.Total != 100 {
+			t.Fatalf("after the call returned: %+v, %v; want the mount back", u, err)
+		}
+	})
 }
