@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -87,32 +85,38 @@ type Config struct {
 
 // ServiceConfig declares one service to probe, scrape, or both.
 type ServiceConfig struct {
-	Name     string   `yaml:"name"`
-	Interval Duration `yaml:"interval"` // defaults to the global interval
-	Window   Duration `yaml:"window"`   // rolling window for rates and percentiles
-	Probe    *struct {
-		URL          string   `yaml:"url"`
-		URLs         []string `yaml:"urls"`
-		Method       string   `yaml:"method"`
-		Timeout      Duration `yaml:"timeout"`
-		ExpectStatus []int    `yaml:"expect_status"`
-		BodyRegex    string   `yaml:"body_regex"`
-		JSONField    string   `yaml:"json_field"`
-		JSONEquals   string   `yaml:"json_equals"`
-	} `yaml:"probe"`
-	Scrape *struct {
-		URL      string   `yaml:"url"`
-		URLs     []string `yaml:"urls"`
-		Requests string   `yaml:"requests"`
-		Errors   string   `yaml:"errors"`
-		Latency  string   `yaml:"latency"`
-		Timeout  Duration `yaml:"timeout"`
-		// FollowRedirects follows redirects; without it one is a failure.
-		FollowRedirects bool `yaml:"follow_redirects"`
-		// MaxSeries caps the series one scrape may hold; nil is
-		// collector.DefaultMaxSeries.
-		MaxSeries *int `yaml:"max_series"`
-	} `yaml:"scrape"`
+	Name     string        `yaml:"name"`
+	Interval Duration      `yaml:"interval"` // defaults to the global interval
+	Window   Duration      `yaml:"window"`   // rolling window for rates and percentiles
+	Probe    *ProbeConfig  `yaml:"probe"`
+	Scrape   *ScrapeConfig `yaml:"scrape"`
+}
+
+// ProbeConfig checks a service from outside.
+type ProbeConfig struct {
+	URL          string   `yaml:"url"`
+	URLs         []string `yaml:"urls"`
+	Method       string   `yaml:"method"`
+	Timeout      Duration `yaml:"timeout"`
+	ExpectStatus []int    `yaml:"expect_status"`
+	BodyRegex    string   `yaml:"body_regex"`
+	JSONField    string   `yaml:"json_field"`
+	JSONEquals   string   `yaml:"json_equals"`
+}
+
+// ScrapeConfig reads a service's own metrics.
+type ScrapeConfig struct {
+	URL      string   `yaml:"url"`
+	URLs     []string `yaml:"urls"`
+	Requests string   `yaml:"requests"`
+	Errors   string   `yaml:"errors"`
+	Latency  string   `yaml:"latency"`
+	Timeout  Duration `yaml:"timeout"`
+	// FollowRedirects follows redirects; without it one is a failure.
+	FollowRedirects bool `yaml:"follow_redirects"`
+	// MaxSeries caps the series one scrape may hold; nil is
+	// collector.DefaultMaxSeries.
+	MaxSeries *int `yaml:"max_series"`
 }
 
 // ReceiverConfig is a webhook receiver written in the config file.
@@ -155,19 +159,6 @@ func (rc ReceiverConfig) subscription(now time.Time) (alerts.Subscription, []err
 	return s, errs
 }
 
-// allowNets parses alerts.allow_networks.
-func (c Config) allowNets() ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, n := range c.Alerts.AllowNetworks {
-		p, err := netip.ParsePrefix(n)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a CIDR such as 127.0.0.0/8 or ::1/128", n)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
-}
-
 // RuleConfig is an alert rule as written in the config file.
 type RuleConfig struct {
 	Name          string            `yaml:"name"`
@@ -197,35 +188,10 @@ func (rc RuleConfig) rule() (alerts.Rule, error) {
 	return r, r.Validate()
 }
 
-// rules are the configured rules, or the defaults.
-func (c Config) rules() ([]alerts.Rule, error) {
-	if c.Alerts.Rules == nil {
-		rules := alerts.DefaultRules()
-		for i := range rules {
-			if err := rules[i].Validate(); err != nil {
-				return nil, err
-			}
-		}
-		return rules, nil
-	}
-	var out []alerts.Rule
-	for _, rc := range *c.Alerts.Rules {
-		r, err := rc.rule()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, nil
-}
-
-// allowedHostRe is a DNS name, a "*." pattern or "*".
-var allowedHostRe = regexp.MustCompile(`^(\*|(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?)$`)
-
 var serviceNameRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
 
-// serviceOptions turns a service's configuration into collector options,
-// or says what is wrong with it.
+// options turns a service's configuration into collector options, or
+// says what is wrong with it: each problem "field: what".
 func (sc ServiceConfig) options(interval time.Duration) (collector.ServiceOptions, []error) {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
@@ -245,75 +211,91 @@ func (sc ServiceConfig) options(interval time.Duration) (collector.ServiceOption
 	if sc.Probe == nil && sc.Scrape == nil {
 		bad("needs a probe, a scrape or both")
 	}
-	urls := func(what, one string, many []string) []string {
-		if one == "" && len(many) == 0 {
-			bad("%s: needs url or urls", what)
-		}
-		check := func(field, u string) {
-			pu, err := url.Parse(u)
-			if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-				bad("%s: %q is not an http:// or https:// URL", field, collector.RedactURL(u))
-			}
-		}
-		if one != "" {
-			check(what+".url", one)
-		}
-		for i, u := range many {
-			check(what+".urls."+strconv.Itoa(i), u)
-		}
-		if one != "" {
-			return append([]string{one}, many...)
-		}
-		return many
+	if sc.Probe != nil {
+		o.Probe = sc.Probe.options(o.Interval, bad)
 	}
-	timeout := func(what string, d Duration) {
-		if d.D() > o.Interval {
-			bad("%s.timeout: %s is longer than the interval %s", what, d, o.Interval)
-		}
-	}
-	if p := sc.Probe; p != nil {
-		po := &collector.ProbeOptions{URLs: urls("probe", p.URL, p.URLs), Method: strings.ToUpper(p.Method), Timeout: p.Timeout.D(),
-			ExpectStatus: p.ExpectStatus, JSONField: p.JSONField, JSONEquals: p.JSONEquals}
-		timeout("probe", p.Timeout)
-		if p.BodyRegex != "" {
-			re, err := regexp.Compile(p.BodyRegex)
-			if err != nil {
-				bad("probe.body_regex: %v", err)
-			}
-			po.BodyRegex = re
-		}
-		for i, c := range p.ExpectStatus {
-			if c < 100 || c > 599 {
-				bad("probe.expect_status.%d: %d is not an HTTP status", i, c)
-			}
-		}
-		if po.Method != "" && po.Method != "GET" && po.Method != "HEAD" && po.Method != "POST" {
-			bad("probe.method: %q: want GET, HEAD or POST", p.Method)
-		}
-		if p.JSONEquals != "" && p.JSONField == "" {
-			bad("probe.json_equals: needs json_field")
-		}
-		o.Probe = po
-	}
-	if s := sc.Scrape; s != nil {
-		so := &collector.ScrapeOptions{URLs: urls("scrape", s.URL, s.URLs), Requests: s.Requests, Errors: s.Errors,
-			Latency: s.Latency, Timeout: s.Timeout.D(), FollowRedirects: s.FollowRedirects}
-		timeout("scrape", s.Timeout)
-		if n := s.MaxSeries; n != nil {
-			const most = 1_000_000
-			if *n < 1 || *n > most {
-				bad("scrape.max_series: %d is not between 1 and %d", *n, most)
-			}
-			so.MaxSeries = *n
-		}
-		if s.Errors != "" {
-			if _, err := collector.ParseSelector(s.Errors); err != nil {
-				bad("scrape.errors: %v", err)
-			}
-		}
-		o.Scrape = so
+	if sc.Scrape != nil {
+		o.Scrape = sc.Scrape.options(o.Interval, bad)
 	}
 	return o, errs
+}
+
+// problem reports what is wrong with a field: "field: what".
+type problem func(format string, a ...any)
+
+func (pc ProbeConfig) options(interval time.Duration, bad problem) *collector.ProbeOptions {
+	po := &collector.ProbeOptions{URLs: targets("probe", pc.URL, pc.URLs, bad), Method: strings.ToUpper(pc.Method), Timeout: pc.Timeout.D(),
+		ExpectStatus: pc.ExpectStatus, JSONField: pc.JSONField, JSONEquals: pc.JSONEquals}
+	checkTimeout("probe", pc.Timeout, interval, bad)
+	if pc.BodyRegex != "" {
+		re, err := regexp.Compile(pc.BodyRegex)
+		if err != nil {
+			bad("probe.body_regex: %v", err)
+		}
+		po.BodyRegex = re
+	}
+	for i, c := range pc.ExpectStatus {
+		if c < 100 || c > 599 {
+			bad("probe.expect_status.%d: %d is not an HTTP status", i, c)
+		}
+	}
+	if po.Method != "" && po.Method != "GET" && po.Method != "HEAD" && po.Method != "POST" {
+		bad("probe.method: %q: want GET, HEAD or POST", pc.Method)
+	}
+	if pc.JSONEquals != "" && pc.JSONField == "" {
+		bad("probe.json_equals: needs json_field")
+	}
+	return po
+}
+
+// maxSeriesLimit bounds scrape.max_series.
+const maxSeriesLimit = 1_000_000
+
+func (sc ScrapeConfig) options(interval time.Duration, bad problem) *collector.ScrapeOptions {
+	so := &collector.ScrapeOptions{URLs: targets("scrape", sc.URL, sc.URLs, bad), Requests: sc.Requests, Errors: sc.Errors,
+		Latency: sc.Latency, Timeout: sc.Timeout.D(), FollowRedirects: sc.FollowRedirects}
+	checkTimeout("scrape", sc.Timeout, interval, bad)
+	if n := sc.MaxSeries; n != nil {
+		if *n < 1 || *n > maxSeriesLimit {
+			bad("scrape.max_series: %d is not between 1 and %d", *n, maxSeriesLimit)
+		}
+		so.MaxSeries = *n
+	}
+	if sc.Errors != "" {
+		if _, err := collector.ParseSelector(sc.Errors); err != nil {
+			bad("scrape.errors: %v", err)
+		}
+	}
+	return so
+}
+
+// targets are a probe's or a scrape's URLs: url, then urls.
+func targets(what, one string, many []string, bad problem) []string {
+	if one == "" && len(many) == 0 {
+		bad("%s: needs url or urls", what)
+	}
+	check := func(field, u string) {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			bad("%s: %q is not an http:// or https:// URL", field, collector.RedactURL(u))
+		}
+	}
+	if one != "" {
+		check(what+".url", one)
+	}
+	for i, u := range many {
+		check(what+".urls."+strconv.Itoa(i), u)
+	}
+	if one != "" {
+		return append([]string{one}, many...)
+	}
+	return many
+}
+
+func checkTimeout(what string, d Duration, interval time.Duration, bad problem) {
+	if d.D() > interval {
+		bad("%s.timeout: %s is longer than the interval %s", what, d, interval)
+	}
 }
 
 // Bounds of numeric options; vigil validate refuses values outside them.
@@ -424,23 +406,24 @@ var (
 	cannotParseRe = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (\\S+)")
 )
 
-// loadFile reads a YAML config over cfg. Every problem found is returned,
+// loadFile reads a YAML config over cfg and returns its tree, which the
+// plan uses to point at lines. Every problem the YAML has is returned,
 // each with its file and line.
-func loadFile(path string, cfg *Config) error {
+func loadFile(path string, cfg *Config) (*yaml.Node, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return &ConfigError{File: path, Msg: fmt.Sprintf("read: %v", errors.Unwrap(err))}
+		return nil, &ConfigError{File: path, Msg: fmt.Sprintf("read: %v", errors.Unwrap(err))}
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
-		return yamlErrors(path, err)
+		return nil, yamlErrors(path, err)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) { // EOF: an empty file
-		return yamlErrors(path, err)
+		return nil, yamlErrors(path, err)
 	}
-	return validate(*cfg, path, &root)
+	return &root, nil
 }
 
 // yamlErrors turns yaml.v3's messages into "file:line: what".
@@ -497,137 +480,6 @@ func yamlKind(goType string) string {
 		return "a string"
 	}
 	return "a mapping"
-}
-
-// validate checks values that parse but make no sense. root, when not nil,
-// is the file's YAML tree, used to point at the offending line.
-func validate(c Config, file string, root *yaml.Node) error {
-	var errs []*ConfigError
-	// bad reports a problem with the value at a dotted key
-	// ("services.0.probe.urls.1"), at its line, named as written in
-	// messages: services[0].probe.urls[1].
-	bad := func(key, msg string) {
-		errs = append(errs, &ConfigError{File: file, Line: lineOf(root, key), Msg: fieldPath(key) + ": " + msg})
-	}
-	// item reports the problems of a list item, each "field: what", or
-	// "what" for the item as a whole.
-	item := func(key string, problems []error) {
-		for _, e := range problems {
-			path, msg := key, e.Error()
-			if field, rest, ok := strings.Cut(msg, ": "); ok && !strings.ContainsAny(field, " \"") {
-				path, msg = key+"."+field, rest
-			}
-			bad(path, msg)
-		}
-	}
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		bad("addr", fmt.Sprintf("%q is not host:port (for example 127.0.0.1:8080 or :8080)", c.Addr))
-	}
-	if c.Data == "" {
-		bad("data", "must not be empty")
-	}
-	durRange := func(key string, d Duration, lo, hi time.Duration) {
-		if d.D() < lo || d.D() > hi {
-			bad(key, fmt.Sprintf("%s is outside %s to %s", d, fmtDur(lo), fmtDur(hi)))
-		}
-	}
-	intRange := func(key string, n, lo, hi int) {
-		if n < lo || n > hi {
-			bad(key, fmt.Sprintf("%d is outside %d to %d", n, lo, hi))
-		}
-	}
-	durRange("interval", c.Interval, MinInterval, MaxInterval)
-	if c.Retention.D() < c.Interval.D() {
-		bad("retention", fmt.Sprintf("%s is shorter than the interval %s", c.Retention, c.Interval))
-	} else if c.Interval.D() > 0 && c.Retention.D()/c.Interval.D() > MaxPointsPerSeries {
-		bad("retention", fmt.Sprintf("%s at %s is more than a million points per series", c.Retention, c.Interval))
-	}
-	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
-		bad("log.level", fmt.Sprintf("%q is not one of debug, info, warn, error", c.Log.Level))
-	}
-	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
-		bad("log.format", fmt.Sprintf("%q is not text or json", c.Log.Format))
-	}
-	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
-		bad("tls", "cert and key must be given together")
-	}
-	if c.Stream.Queue < 1 {
-		bad("stream.queue", "must be at least 1")
-	} else {
-		intRange("stream.queue", c.Stream.Queue, 1, MaxQueue)
-	}
-	if c.Stream.Replay < c.Stream.Queue {
-		bad("stream.replay", fmt.Sprintf("%d is smaller than stream.queue %d; a dropped client could not resume", c.Stream.Replay, c.Stream.Queue))
-	} else {
-		intRange("stream.replay", c.Stream.Replay, c.Stream.Queue, MaxReplay)
-	}
-	if c.Stream.Heartbeat.D() < time.Second || c.Stream.Heartbeat.D() > 15*time.Second {
-		bad("stream.heartbeat", fmt.Sprintf("%s is outside 1s to 15s; proxies close streams idle longer", c.Stream.Heartbeat))
-	}
-	durRange("stream.retry", c.Stream.Retry, 100*time.Millisecond, time.Minute)
-	durRange("stream.write_timeout", c.Stream.WriteTimeout, time.Second, 5*time.Minute)
-	if c.Host.Timeout.D() > c.Interval.D() {
-		bad("host.timeout", fmt.Sprintf("%s is longer than the interval %s", c.Host.Timeout, c.Interval))
-	}
-	durRange("host.fs_timeout", c.Host.FSTimeout, time.Millisecond, time.Minute)
-	if c.Alerts.Rules != nil {
-		names := map[string]bool{}
-		for i, rc := range *c.Alerts.Rules {
-			key := "alerts.rules." + strconv.Itoa(i)
-			if names[rc.Name] {
-				bad(key+".name", fmt.Sprintf("rule %q is declared twice", rc.Name))
-			}
-			names[rc.Name] = true
-			if rc.Window.D() > c.Retention.D() {
-				bad(key+".window", fmt.Sprintf("%s is longer than the retention %s: the ring holds no more", rc.Window, c.Retention))
-			}
-			if _, err := rc.rule(); err != nil {
-				item(key, unjoin(err))
-			}
-		}
-	}
-	for i, h := range c.Server.AllowedHosts {
-		if !allowedHostRe.MatchString(h) {
-			bad("server.allowed_hosts."+strconv.Itoa(i), fmt.Sprintf("%q is not a host name, *.domain or *", h))
-		}
-	}
-	for i, tok := range c.Auth.Tokens {
-		if len(tok) < 16 || len(tok) > 4096 {
-			bad("auth.tokens."+strconv.Itoa(i), "a token must be 16 to 4096 characters")
-		}
-	}
-	if _, err := c.allowNets(); err != nil {
-		bad("alerts.allow_networks", err.Error())
-	}
-	recv := map[string]bool{}
-	for i, rc := range c.Alerts.Receivers {
-		key := "alerts.receivers." + strconv.Itoa(i)
-		if recv[rc.Name] {
-			bad(key+".name", fmt.Sprintf("receiver %q is declared twice", rc.Name))
-		}
-		recv[rc.Name] = true
-		_, problems := rc.subscription(time.Time{})
-		item(key, problems)
-	}
-	if u := c.Alerts.DashboardURL; u != "" {
-		if pu, err := url.Parse(u); err != nil || pu.Host == "" {
-			bad("alerts.dashboard_url", fmt.Sprintf("%q is not a URL", u))
-		}
-	}
-	seen := map[string]bool{}
-	for i, sc := range c.Services {
-		key := "services." + strconv.Itoa(i)
-		if seen[sc.Name] {
-			bad(key+".name", fmt.Sprintf("%q is declared twice", sc.Name))
-		}
-		seen[sc.Name] = true
-		_, problems := sc.options(c.Interval.D())
-		item(key, problems)
-	}
-	if strings.ContainsAny(c.Host.Name, "/ \t\n") {
-		bad("host.name", fmt.Sprintf("%q must not contain slashes or spaces", c.Host.Name))
-	}
-	return sortedErrors(errs)
 }
 
 // sortedErrors joins config errors in the order of their lines.

@@ -1,36 +1,25 @@
-// Command vigil is a live monitoring dashboard: it samples this host, keeps
-// the recent history in memory and streams every sample to browsers and
-// terminals as Server-Sent Events.
+// Command vigil is a live monitoring dashboard: it samples this host and
+// its services, keeps the recent history in memory, streams every sample to
+// browsers and terminals, and sends alerts to webhooks.
 //
-// This file holds flags, configuration and wiring only.
+// This file is the command line: flags and the environment over the file
+// (config.go) make a checked plan (plan.go); newApp(plan) builds vigil and
+// run(ctx) runs it (app.go) until a signal.
 package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-	"golang.org/x/sync/errgroup"
-
-	"vigil/alerts"
-	"vigil/collector"
-	"vigil/dashboard"
-	"vigil/stream"
 	"vigil/tail"
 )
 
@@ -106,7 +95,7 @@ func run(ctx context.Context, e env) error {
 	default:
 		return fmt.Errorf("unknown command %q (want serve, validate, tail or version)", cmd)
 	}
-	cfg, err := configure(args, e.getenv, e.stdout, e.stderr)
+	p, err := configure(args, e.getenv, e.stdout, e.stderr)
 	if err != nil {
 		return err
 	}
@@ -114,12 +103,16 @@ func run(ctx context.Context, e env) error {
 		fmt.Fprintln(e.stdout, "configuration ok")
 		return nil
 	}
-	return serve(ctx, cfg, e)
+	a, err := newApp(p, e)
+	if err != nil {
+		return err
+	}
+	return a.run(ctx)
 }
 
-// configure builds the configuration: defaults, then the file, then the
-// environment, then flags.
-func configure(args []string, getenv func(string) string, stdout, stderr io.Writer) (Config, error) {
+// configure builds the plan: defaults, then the file, then the
+// environment, then flags, checked and converted once.
+func configure(args []string, getenv func(string) string, stdout, stderr io.Writer) (plan, error) {
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("vigil", flag.ContinueOnError)
 	fs.SetOutput(usageOut(args, stdout, stderr))
@@ -131,12 +124,60 @@ func configure(args []string, getenv func(string) string, stdout, stderr io.Writ
 	demo := fs.Bool("demo", false, "also start a few built-in demo services and watch them")
 	var allowNets stringList
 	fs.Var(&allowNets, "webhook-allow-net", "CIDR that webhook targets may be in although it is loopback, private or otherwise special-purpose (repeatable), e.g. 127.0.0.0/8")
-	// Flags are parsed into strings and applied after the file, so that a
-	// flag overrides the file while its default does not.
-	type setting struct {
-		name, help string
-		apply      func(string) error
+	settings := flagSettings(&cfg)
+	values := make(map[string]*string, len(settings))
+	for _, st := range settings {
+		values[st.name] = fs.String(st.name, "", st.help)
 	}
+	if err := fs.Parse(args); err != nil {
+		return plan{}, err
+	}
+	if fs.NArg() > 0 {
+		return plan{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	setOnCLI := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { setOnCLI[f.Name] = true })
+
+	src := origin{from: map[string]string{}}
+	src.file = *configPath
+	if !setOnCLI["config"] {
+		src.file = getenv("VIGIL_CONFIG")
+	}
+	if src.file != "" {
+		root, err := loadFile(src.file, &cfg)
+		if err != nil {
+			return plan{}, err
+		}
+		src.root = root
+	}
+	for _, st := range settings {
+		v, from := *values[st.name], "--"+st.name
+		if !setOnCLI[st.name] {
+			from = "VIGIL_" + strings.ToUpper(strings.ReplaceAll(st.name, "-", "_"))
+			if v = getenv(from); v == "" {
+				continue
+			}
+		}
+		if err := st.apply(v); err != nil {
+			return plan{}, &ConfigError{Msg: from + ": " + err.Error()}
+		}
+		src.from[st.key] = from
+	}
+	if err := fromEnv(&cfg, src, setOnCLI["demo"], *demo, allowNets, getenv); err != nil {
+		return plan{}, err
+	}
+	return cfg.plan(src)
+}
+
+// A setting is a flag that sets one value of the file, with its
+// environment variable. Flags are parsed into strings and applied after
+// the file, so that a flag overrides the file while its default does not.
+type setting struct {
+	name, key, help string // key: where the value lands in the file's terms
+	apply           func(string) error
+}
+
+func flagSettings(cfg *Config) []setting {
 	str := func(dst *string) func(string) error {
 		return func(v string) error { *dst = v; return nil }
 	}
@@ -147,74 +188,45 @@ func configure(args []string, getenv func(string) string, stdout, stderr io.Writ
 			return err
 		}
 	}
-	settings := []setting{
-		{"addr", "listen address (default " + DefaultAddr + ")", str(&cfg.Addr)},
-		{"data", "state directory (default " + DefaultData + ")", str(&cfg.Data)},
-		{"interval", "sampling interval (default 1s)", dur(&cfg.Interval)},
-		{"retention", "history kept per series (default 10m)", dur(&cfg.Retention)},
-		{"tls-cert", "TLS certificate file; with --tls-key serves HTTPS and HTTP/2", str(&cfg.TLS.Cert)},
-		{"tls-key", "TLS private key file", str(&cfg.TLS.Key)},
-		{"log-level", "debug, info, warn or error (default info)", str(&cfg.Log.Level)},
-		{"log-format", "text or json (default text)", str(&cfg.Log.Format)},
+	return []setting{
+		{"addr", "addr", "listen address (default " + DefaultAddr + ")", str(&cfg.Addr)},
+		{"data", "data", "state directory (default " + DefaultData + ")", str(&cfg.Data)},
+		{"interval", "interval", "sampling interval (default 1s)", dur(&cfg.Interval)},
+		{"retention", "retention", "history kept per series (default 10m)", dur(&cfg.Retention)},
+		{"tls-cert", "tls", "TLS certificate file; with --tls-key serves HTTPS and HTTP/2", str(&cfg.TLS.Cert)},
+		{"tls-key", "tls", "TLS private key file", str(&cfg.TLS.Key)},
+		{"log-level", "log.level", "debug, info, warn or error (default info)", str(&cfg.Log.Level)},
+		{"log-format", "log.format", "text or json (default text)", str(&cfg.Log.Format)},
 	}
-	values := make(map[string]*string, len(settings))
-	for _, s := range settings {
-		values[s.name] = fs.String(s.name, "", s.help)
-	}
-	if err := fs.Parse(args); err != nil {
-		return cfg, err
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	setOnCLI := make(map[string]bool)
-	fs.Visit(func(f *flag.Flag) { setOnCLI[f.Name] = true })
+}
 
-	path := *configPath
-	if !setOnCLI["config"] {
-		path = getenv("VIGIL_CONFIG")
-	}
-	if path != "" {
-		if err := loadFile(path, &cfg); err != nil {
-			return cfg, err
-		}
-	}
-	for _, s := range settings {
-		v, from := *values[s.name], "--"+s.name
-		if !setOnCLI[s.name] {
-			from = "VIGIL_" + strings.ToUpper(strings.ReplaceAll(s.name, "-", "_"))
-			if v = getenv(from); v == "" {
-				continue
-			}
-		}
-		if err := s.apply(v); err != nil {
-			return cfg, &ConfigError{Msg: from + ": " + err.Error()}
-		}
-	}
-	if setOnCLI["demo"] {
-		cfg.Demo = *demo
+// fromEnv applies the settings that have no flag, or whose flag adds to a
+// list: VIGIL_DEMO, VIGIL_ALLOWED_HOSTS, VIGIL_AUTH_TOKENS and
+// --webhook-allow-net / VIGIL_WEBHOOK_ALLOW_NET.
+func fromEnv(cfg *Config, src origin, demoOnCLI, demo bool, allowNets []string, getenv func(string) string) error {
+	if demoOnCLI {
+		cfg.Demo = demo
 	} else if v := getenv("VIGIL_DEMO"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return cfg, &ConfigError{Msg: "VIGIL_DEMO: want true or false, got " + strconv.Quote(v)}
+			return &ConfigError{Msg: "VIGIL_DEMO: want true or false, got " + strconv.Quote(v)}
 		}
 		cfg.Demo = b
 	}
 	if v := getenv("VIGIL_ALLOWED_HOSTS"); v != "" {
 		cfg.Server.AllowedHosts = strings.Split(v, ",")
+		src.from["server.allowed_hosts"] = "VIGIL_ALLOWED_HOSTS"
 	}
 	if v := getenv("VIGIL_AUTH_TOKENS"); v != "" {
 		cfg.Auth.Tokens = strings.Split(v, ",")
+		src.from["auth.tokens"] = "VIGIL_AUTH_TOKENS"
 	}
 	if len(allowNets) > 0 {
 		cfg.Alerts.AllowNetworks = append(cfg.Alerts.AllowNetworks, allowNets...)
 	} else if v := getenv("VIGIL_WEBHOOK_ALLOW_NET"); v != "" {
 		cfg.Alerts.AllowNetworks = append(cfg.Alerts.AllowNetworks, strings.Split(v, ",")...)
 	}
-	if err := validate(cfg, "", nil); err != nil {
-		return cfg, err
-	}
-	return cfg, nil
+	return nil
 }
 
 // usageOut is where a flag set writes its usage: stdout when help was
@@ -236,280 +248,3 @@ type stringList []string
 
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
-
-func newLogger(cfg Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Log.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// shutdownTimeout bounds a graceful stop, so SIGTERM ends vigil within 5 s.
-const shutdownTimeout = 4 * time.Second
-
-func serve(ctx context.Context, cfg Config, e env) error {
-	log := newLogger(cfg, e.stderr)
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	idFile := filepath.Join(cfg.Data, "last-event-id")
-	floor, err := readLastID(idFile)
-	if err != nil {
-		log.Warn("ignoring saved event id", "err", err)
-	}
-	if cfg.TLS.Cert != "" {
-		if _, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
-			return fmt.Errorf("tls: %w", err)
-		}
-	}
-
-	db, err := alerts.Open(cfg.Data)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	rules, err := cfg.rules()
-	if err != nil {
-		return err // validate has said so already
-	}
-
-	set := metrics.NewSet()
-	first := stream.NextRunID(floor, time.Now())
-	journal, err := stream.OpenJournal(cfg.Data, first)
-	if err != nil {
-		return err
-	}
-	defer journal.Close()
-	hub := stream.NewHub(stream.HubOptions{
-		Replay:    cfg.Stream.Replay,
-		Queue:     cfg.Stream.Queue,
-		Heartbeat: cfg.Stream.Heartbeat.D(),
-		FirstID:   first,
-		Metrics:   set,
-		History:   journal,
-		Logger:    log,
-	})
-	store := collector.NewStore(cfg.Retention.D(), cfg.Interval.D())
-	var sources []collector.Source
-	if cfg.Host.Enabled {
-		h, err := collector.NewHost(collector.HostOptions{
-			Name:              cfg.Host.Name,
-			ExcludeFSTypes:    cfg.Host.ExcludeFSTypes,
-			ExcludeMounts:     cfg.Host.ExcludeMounts,
-			ExcludeInterfaces: cfg.Host.ExcludeInterfaces,
-			FSTimeout:         cfg.Host.FSTimeout.D(),
-		})
-		if err != nil {
-			return err
-		}
-		sources = append(sources, h)
-	}
-	for _, sc := range cfg.Services {
-		opts, errs := sc.options(cfg.Interval.D())
-		if len(errs) > 0 {
-			return errors.Join(errs...) // validate has said so already
-		}
-		svc, err := collector.NewService(opts)
-		if err != nil {
-			return err
-		}
-		sources = append(sources, svc)
-	}
-	var demo *collector.Demo
-	if cfg.Demo {
-		if demo, err = collector.NewDemo(cfg.Interval.D()); err != nil {
-			return err
-		}
-		defer demo.Close()
-		demos := demo.Services()
-		for _, opts := range demos {
-			svc, err := collector.NewService(opts)
-			if err != nil {
-				return err
-			}
-			sources = append(sources, svc)
-		}
-		log.Info("demo services started", "services", len(demos))
-	}
-	sched := &collector.Scheduler{
-		Store: store, Hub: hub, Sources: sources,
-		Interval: cfg.Interval.D(), Timeout: cfg.Host.Timeout.D(),
-		Metrics: set, Logger: log,
-	}
-	allow, _ := cfg.allowNets() // validated
-	dispatcher := &alerts.Dispatcher{DB: db, Client: alerts.NewClient(allow, alerts.DefaultAttemptTimeout), Logger: log, Metrics: set}
-	if err := configureReceivers(ctx, db, cfg.Alerts.Receivers); err != nil {
-		return err
-	}
-	eval := &alerts.Evaluator{Rules: rules, Store: store, Hub: hub, DB: db, Interval: cfg.Interval.D(), Logger: log, Metrics: set, Saved: dispatcher.Wake}
-	if err := eval.Load(ctx); err != nil {
-		return err
-	}
-	hooks := &alerts.Hooks{DB: db, Wake: dispatcher.Wake}
-
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	loopback := false
-	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
-		loopback = ta.IP.IsLoopback()
-	}
-	if !loopback && len(cfg.Server.AllowedHosts) == 0 {
-		log.Warn("listening beyond this machine with any Host accepted; set server.allowed_hosts to the names vigil is reached by (DNS rebinding)")
-	}
-	web := dashboard.New(dashboard.Options{Alerts: eval, Hooks: hooks, Tokens: cfg.Auth.Tokens,
-		Hub: hub, Store: store, Metrics: set, Logger: log, Version: buildVersion(), Demo: cfg.Demo,
-		Interval: cfg.Interval.D(), Heartbeat: cfg.Stream.Heartbeat.D(), Retry: cfg.Stream.Retry.D(), WriteTimeout: cfg.Stream.WriteTimeout.D(),
-		Loopback: loopback, AllowedHosts: cfg.Server.AllowedHosts,
-		Checks: []dashboard.Check{{Name: "alert store", Err: eval.Healthy}},
-	})
-	srv := &http.Server{
-		Handler:           web,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	// Streams end when the hub closes, so Shutdown does not wait on them.
-	srv.RegisterOnShutdown(hub.Close)
-	scheme := "http"
-	if cfg.TLS.Cert != "" {
-		scheme = "https"
-	}
-	log.Info("vigil listening", "url", scheme+"://"+ln.Addr().String(), "version", buildVersion(),
-		"sources", len(sources), "first_event_id", hub.FirstID())
-	if e.listening != nil {
-		e.listening(ln.Addr().String())
-	}
-	db.DashboardURL = cfg.Alerts.DashboardURL
-	if db.DashboardURL == "" {
-		db.DashboardURL = scheme + "://" + ln.Addr().String()
-	}
-
-	g, gctx := errgroup.WithContext(ctx)
-	if demo != nil {
-		g.Go(func() error { return demo.Run(gctx) })
-	}
-	g.Go(func() error { return sched.Run(gctx) })
-	g.Go(func() error { return hub.Run(gctx) })
-	g.Go(func() error { return eval.Run(gctx) })
-	g.Go(func() error { return dispatcher.Run(gctx) })
-	g.Go(func() error {
-		select {
-		case <-sched.Ready():
-			web.SetReady(true)
-		case <-gctx.Done():
-		}
-		return nil
-	})
-	g.Go(func() error {
-		// Save the newest id now and then, so the next run starts after it
-		// even if this one is killed and the clock steps back.
-		t := time.NewTicker(10 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-gctx.Done():
-				return nil
-			case <-t.C:
-				if err := writeLastID(idFile, hub.LastID()); err != nil {
-					log.Warn("save event id", "err", err)
-				}
-			}
-		}
-	})
-	g.Go(func() error {
-		var err error
-		if cfg.TLS.Cert != "" {
-			err = srv.ServeTLS(ln, cfg.TLS.Cert, cfg.TLS.Key)
-		} else {
-			err = srv.Serve(ln)
-		}
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return fmt.Errorf("serve: %w", err)
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		if e.stop != nil {
-			e.stop() // a second signal kills at once
-		}
-		log.Info("shutting down")
-		web.Shutdown()
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			srv.Close()
-		}
-		hub.Close()
-		return nil
-	})
-	err = g.Wait()
-	if werr := writeLastID(idFile, hub.LastID()); werr != nil {
-		log.Warn("save event id", "err", werr)
-	}
-	return err
-}
-
-// configureReceivers saves the configured receivers as subscriptions and
-// disables the ones no longer configured (their history stays).
-func configureReceivers(ctx context.Context, db *alerts.DB, receivers []ReceiverConfig) error {
-	now := time.Now()
-	keep := map[string]bool{}
-	for _, rc := range receivers {
-		sub, errs := rc.subscription(now)
-		if len(errs) > 0 {
-			return errors.Join(errs...) // validate has said so already
-		}
-		if old, err := db.Subscription(ctx, sub.ID); err == nil {
-			sub.CreatedAt = old.CreatedAt
-		}
-		if err := db.PutSubscription(ctx, sub); err != nil {
-			return err
-		}
-		keep[sub.ID] = true
-	}
-	subs, err := db.Subscriptions(ctx)
-	if err != nil {
-		return err
-	}
-	for _, s := range subs {
-		if s.Origin == "config" && !keep[s.ID] && s.Status != alerts.SubscriptionDisabled {
-			s.Status, s.UpdatedAt = alerts.SubscriptionDisabled, now
-			if err := db.PutSubscription(ctx, s); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// readLastID reads the newest event id a previous run saved; 0 if none.
-func readLastID(path string) (uint64, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
-	}
-	return n, nil
-}
-
-// writeLastID saves an id atomically: a crash leaves the old file or the new.
-func writeLastID(path string, id uint64) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(id, 10)+"\n"), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}

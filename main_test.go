@@ -435,8 +435,8 @@ func TestConfigPrecedence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Addr != "127.0.0.1:1111" || cfg.Interval.D() != 3*time.Second || cfg.Retention.D() != 20*time.Minute || cfg.Data != "/from/flag" {
-		t.Fatalf("got addr %s interval %s retention %s data %s", cfg.Addr, cfg.Interval, cfg.Retention, cfg.Data)
+	if cfg.addr != "127.0.0.1:1111" || cfg.interval != 3*time.Second || cfg.retention != 20*time.Minute || cfg.data != "/from/flag" {
+		t.Fatalf("got addr %s interval %s retention %s data %s", cfg.addr, cfg.interval, cfg.retention, cfg.data)
 	}
 	_, err = configure(nil, func(k string) string {
 		if k == "VIGIL_INTERVAL" {
@@ -519,7 +519,11 @@ func FuzzConfig(f *testing.F) {
 			t.Fatal(err)
 		}
 		cfg := defaultConfig()
-		err := loadFile(path, &cfg)
+		root, err := loadFile(path, &cfg)
+		var p plan
+		if err == nil {
+			p, err = cfg.plan(origin{file: path, root: root})
+		}
 		if err != nil {
 			for _, e := range unjoin(err) {
 				if !strings.HasPrefix(e.Error(), path) {
@@ -528,8 +532,10 @@ func FuzzConfig(f *testing.F) {
 			}
 			return
 		}
-		if _, err := cfg.rules(); err != nil {
-			t.Fatalf("valid config with invalid rules: %v", err)
+		for i := range p.rules {
+			if err := p.rules[i].Validate(); err != nil {
+				t.Fatalf("valid config with invalid rules: %v", err)
+			}
 		}
 	})
 }
@@ -646,5 +652,26 @@ func TestValidateErrorsInLineOrder(t *testing.T) {
 	}
 	if !slices.IsSorted(lines) || len(lines) != 4 {
 		t.Fatalf("lines %v in:\n%s", lines, err)
+	}
+}
+
+// TestProblemsNameWhereTheValueCameFrom: a value that a flag or the
+// environment overrode is reported under that flag or variable, not at
+// the file's line it replaced.
+func TestProblemsNameWhereTheValueCameFrom(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cfg.yaml")
+	os.WriteFile(path, []byte("interval: 1s\nlog:\n  level: info\n"), 0o600)
+	envs := map[string]string{"VIGIL_LOG_LEVEL": "loud"}
+	_, err := configure([]string{"--config", path, "--interval", "50ms"}, func(k string) string { return envs[k] }, io.Discard, io.Discard)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"--interval: 50ms is outside 100ms to 1h", `VIGIL_LOG_LEVEL: "loud" is not one of`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), path+":") {
+		t.Errorf("a flag's problem pointed at the file: %q", err)
 	}
 }

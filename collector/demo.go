@@ -39,6 +39,7 @@ var demoServices = []demoService{
 // sockets; Run serves them and simulates their traffic until its context
 // is done.
 type Demo struct {
+	closeOnce sync.Once
 	services  []ServiceOptions
 	servers   []*http.Server
 	listeners []net.Listener
@@ -95,14 +96,16 @@ func (dm *Demo) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the demo services' servers.
+// Close stops the demo services' servers; later calls do nothing.
 func (dm *Demo) Close() {
-	for _, srv := range dm.servers {
-		srv.Close()
-	}
-	for _, ln := range dm.listeners {
-		ln.Close()
-	}
+	dm.closeOnce.Do(func() {
+		for _, srv := range dm.servers {
+			srv.Close()
+		}
+		for _, ln := range dm.listeners {
+			ln.Close()
+		}
+	})
 }
 
 // incident is shared by a service's instances: they fail together.

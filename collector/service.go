@@ -183,17 +183,35 @@ func (s *Service) Collect(ctx context.Context) (map[string]float64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := make(map[string]float64, 16+8*(len(s.probers)+len(s.scrapers)))
-	var errs []error
 	cutoff := now.Add(-s.opts.Window)
+	probeWindow, probesUp, errs := s.addProbes(m, probeRes, cutoff)
+	scrapesUp, scrapeErrs := s.addScrapes(m, scrapeRes, scrapeErr, cutoff)
+	errs = append(errs, scrapeErrs...)
+	switch {
+	case len(s.scrapers) > 0:
+		m["instances.total"] = float64(len(s.scrapers))
+		m["instances.up"] = float64(scrapesUp)
+	case len(s.probers) > 0:
+		m["instances.total"] = float64(len(s.probers))
+		m["instances.up"] = float64(probesUp)
+		s.probeTraffic(m, probeWindow)
+	}
+	if len(errs) > 0 {
+		return m, fmt.Errorf("collect %s: %w", s.name, errors.Join(errs...))
+	}
+	return m, nil
+}
 
-	var probeWindow []probeResult
-	probesUp := 0
+// addProbes records this collect's probes in each instance's window and
+// writes their per-instance metrics; it returns every probe in the
+// windows, how many instances are up, and the failures.
+func (s *Service) addProbes(m map[string]float64, res []probeResult, cutoff time.Time) (window []probeResult, up int, errs []error) {
 	for i, p := range s.probers {
-		r := probeRes[i]
+		r := res[i]
 		w := append(s.probes[p.url], r)
 		w = slices.DeleteFunc(w, func(x probeResult) bool { return !x.at.After(cutoff) })
 		s.probes[p.url] = w
-		probeWindow = append(probeWindow, w...)
+		window = append(window, w...)
 		label := "{instance=" + p.instance + "}"
 		m["probe.up"+label] = b2f(r.ok)
 		if r.status != 0 {
@@ -206,25 +224,31 @@ func (s *Service) Collect(ctx context.Context) (map[string]float64, error) {
 			}
 		}
 		if r.ok {
-			probesUp++
+			up++
 		} else {
 			errs = append(errs, fmt.Errorf("probe %s: %w", p.shown, clipErr(r.err)))
 		}
 	}
+	return window, up, errs
+}
 
+// addScrapes records this collect's scrapes in each instance's window and
+// writes the traffic per instance and merged — counters added, histogram
+// buckets merged, never percentiles averaged; it returns how many
+// instances are up, and the failures.
+func (s *Service) addScrapes(m map[string]float64, res []scrapeResult, failed []error, cutoff time.Time) (up int, errs []error) {
 	merged := Histogram{}
 	var reqs, errsN, dt float64
-	scrapesUp := 0
 	for i, sc := range s.scrapers {
 		label := "{instance=" + sc.instance + "}"
-		if err := scrapeErr[i]; err != nil {
+		if err := failed[i]; err != nil {
 			errs = append(errs, fmt.Errorf("scrape %s: %w", sc.shown, clipErr(err)))
 			m["scrape.up"+label] = 0
 		} else {
-			scrapesUp++
+			up++
 			m["scrape.up"+label] = 1
-			if scrapeRes[i].dt > 0 {
-				s.scrapes[sc.url] = append(s.scrapes[sc.url], scrapeRes[i])
+			if res[i].dt > 0 {
+				s.scrapes[sc.url] = append(s.scrapes[sc.url], res[i])
 			}
 		}
 		w := slices.DeleteFunc(s.scrapes[sc.url], func(x scrapeResult) bool { return !x.at.After(cutoff) })
@@ -245,29 +269,16 @@ func (s *Service) Collect(ctx context.Context) (map[string]float64, error) {
 			merged.Add(h)
 		}
 	}
-
-	switch {
-	case len(s.scrapers) > 0:
-		m["instances.total"] = float64(len(s.scrapers))
-		m["instances.up"] = float64(scrapesUp)
-		if dt > 0 {
-			total := 0.0
-			for _, w := range s.scrapes {
-				for _, x := range w {
-					total += x.requests
-				}
+	if dt > 0 {
+		total := 0.0
+		for _, w := range s.scrapes {
+			for _, x := range w {
+				total += x.requests
 			}
-			putTraffic(m, "", reqs, errsN, total, merged)
 		}
-	case len(s.probers) > 0:
-		m["instances.total"] = float64(len(s.probers))
-		m["instances.up"] = float64(probesUp)
-		s.probeTraffic(m, probeWindow)
+		putTraffic(m, "", reqs, errsN, total, merged)
 	}
-	if len(errs) > 0 {
-		return m, fmt.Errorf("collect %s: %w", s.name, errors.Join(errs...))
-	}
-	return m, nil
+	return up, errs
 }
 
 // putTraffic writes rate, error percentage and latency percentiles.

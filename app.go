@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/sync/errgroup"
+
+	"vigil/alerts"
+	"vigil/collector"
+	"vigil/dashboard"
+	"vigil/stream"
+)
+
+// shutdownTimeout bounds a graceful stop, so SIGTERM ends vigil within 5 s.
+const shutdownTimeout = 4 * time.Second
+
+// app is a vigil built from a plan: every part, wired in the order the
+// data flows, and everything that must be closed.
+//
+//	collector.Scheduler (sources) -> collector.Store (ring) and stream.Hub
+//	stream.Hub -> dashboard.Server (SSE, NDJSON, long polling, WebSocket)
+//	alerts.Evaluator (reads the ring) -> alerts.DB (states, outbox) -> alerts.Dispatcher -> receivers
+type app struct {
+	plan     plan
+	env      env
+	log      *slog.Logger
+	closers  []func() error
+	ids      stream.IDFile
+	journal  *stream.Journal
+	hub      *stream.Hub
+	store    *collector.Store
+	demo     *collector.Demo // nil without --demo
+	sched    *collector.Scheduler
+	db       *alerts.DB
+	eval     *alerts.Evaluator
+	dispatch *alerts.Dispatcher
+	web      *dashboard.Server
+	srv      *http.Server
+	ln       net.Listener
+}
+
+// newApp builds every part; nothing runs until run. On an error what was
+// opened is closed.
+func newApp(p plan, e env) (a *app, err error) {
+	a = &app{plan: p, env: e, log: newLogger(p, e.stderr)}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	if err := os.MkdirAll(p.data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if p.tlsCert != "" {
+		if _, err := tls.LoadX509KeyPair(p.tlsCert, p.tlsKey); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+	}
+	set := metrics.NewSet()
+	if err := a.buildStream(set); err != nil {
+		return nil, err
+	}
+	if err := a.buildSources(set); err != nil {
+		return nil, err
+	}
+	if err := a.buildAlerts(set); err != nil {
+		return nil, err
+	}
+	if err := a.buildWeb(set); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func newLogger(p plan, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: p.logLevel}
+	if p.logJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// buildStream opens the journal and builds the hub, its ids after every
+// id a previous run used.
+func (a *app) buildStream(set *metrics.Set) error {
+	a.ids = stream.IDFile(filepath.Join(a.plan.data, "last-event-id"))
+	floor, err := a.ids.Load()
+	if err != nil {
+		a.log.Warn("ignoring saved event id", "err", err)
+	}
+	first := stream.NextRunID(floor, time.Now())
+	if a.journal, err = stream.OpenJournal(a.plan.data, first); err != nil {
+		return err
+	}
+	a.closers = append(a.closers, a.journal.Close)
+	a.hub = stream.NewHub(stream.HubOptions{Replay: a.plan.replay, Queue: a.plan.queue, Heartbeat: a.plan.heartbeat,
+		FirstID: first, Metrics: set, History: a.journal, Logger: a.log})
+	return nil
+}
+
+// buildSources builds the host, the services and the demo, and the
+// scheduler that samples them into the ring and the hub.
+func (a *app) buildSources(set *metrics.Set) error {
+	a.store = collector.NewStore(a.plan.retention, a.plan.interval)
+	var sources []collector.Source
+	if a.plan.host != nil {
+		h, err := collector.NewHost(*a.plan.host)
+		if err != nil {
+			return err
+		}
+		sources = append(sources, h)
+	}
+	services := a.plan.services
+	if a.plan.demo {
+		var err error
+		if a.demo, err = collector.NewDemo(a.plan.interval); err != nil {
+			return err
+		}
+		a.closers = append(a.closers, func() error { a.demo.Close(); return nil })
+		services = append(services, a.demo.Services()...)
+	}
+	for _, opts := range services {
+		svc, err := collector.NewService(opts)
+		if err != nil {
+			return err
+		}
+		sources = append(sources, svc)
+	}
+	a.sched = &collector.Scheduler{Store: a.store, Hub: a.hub, Sources: sources,
+		Interval: a.plan.interval, Timeout: a.plan.hostTimeout, Metrics: set, Logger: a.log}
+	return nil
+}
+
+// buildAlerts opens the store and builds the evaluator and the
+// dispatcher, with the configured receivers saved.
+func (a *app) buildAlerts(set *metrics.Set) error {
+	var err error
+	if a.db, err = alerts.Open(a.plan.data); err != nil {
+		return err
+	}
+	a.closers = append(a.closers, a.db.Close)
+	a.dispatch = &alerts.Dispatcher{DB: a.db, Client: alerts.NewClient(a.plan.allowNets, alerts.DefaultAttemptTimeout), Logger: a.log, Metrics: set}
+	if err := configureReceivers(context.Background(), a.db, a.plan.receivers); err != nil {
+		return err
+	}
+	a.eval = &alerts.Evaluator{Rules: a.plan.rules, Store: a.store, Hub: a.hub, DB: a.db, Interval: a.plan.interval,
+		Logger: a.log, Metrics: set, Saved: a.dispatch.Wake}
+	return a.eval.Load(context.Background())
+}
+
+// buildWeb listens and builds the HTTP server.
+func (a *app) buildWeb(set *metrics.Set) error {
+	ln, err := net.Listen("tcp", a.plan.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	a.ln = ln
+	a.closers = append(a.closers, func() error { ln.Close(); return nil })
+	loopback := false
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
+		loopback = ta.IP.IsLoopback()
+	}
+	if !loopback && len(a.plan.allowedHosts) == 0 {
+		a.log.Warn("listening beyond this machine with any Host accepted; set server.allowed_hosts to the names vigil is reached by (DNS rebinding)")
+	}
+	a.db.DashboardURL = a.plan.dashboardURL
+	if a.db.DashboardURL == "" {
+		a.db.DashboardURL = a.url()
+	}
+	a.web = dashboard.New(dashboard.Options{Alerts: a.eval, Hooks: &alerts.Hooks{DB: a.db, Wake: a.dispatch.Wake}, Tokens: a.plan.tokens,
+		Hub: a.hub, Store: a.store, Metrics: set, Logger: a.log, Version: buildVersion(), Demo: a.plan.demo,
+		Interval: a.plan.interval, Heartbeat: a.plan.heartbeat, Retry: a.plan.retry, WriteTimeout: a.plan.writeTimeout,
+		Loopback: loopback, AllowedHosts: a.plan.allowedHosts,
+		Checks: []dashboard.Check{{Name: "alert store", Err: a.eval.Healthy}},
+	})
+	a.srv = &http.Server{Handler: a.web, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
+	// Streams end when the hub closes, so Shutdown does not wait on them.
+	a.srv.RegisterOnShutdown(a.hub.Close)
+	return nil
+}
+
+// url is where vigil is reached, by its listening address.
+func (a *app) url() string {
+	scheme := "http"
+	if a.plan.tlsCert != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + a.ln.Addr().String()
+}
+
+// run runs every part, each on its own goroutine in one group, until ctx
+// is done or a part fails; then it stops them in order: the web server
+// (streams end as the hub closes), the collectors, the alerts and the
+// dispatcher (attempts under way get a grace period), and last saves the
+// newest event id and closes the stores.
+func (a *app) run(ctx context.Context) error {
+	defer a.close()
+	a.log.Info("vigil listening", "url", a.url(), "version", buildVersion(),
+		"sources", len(a.sched.Sources), "first_event_id", a.hub.FirstID())
+	if a.env.listening != nil {
+		a.env.listening(a.ln.Addr().String())
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if a.demo != nil {
+		g.Go(func() error { return a.demo.Run(gctx) })
+	}
+	g.Go(func() error { return a.sched.Run(gctx) })
+	g.Go(func() error { return a.hub.Run(gctx) })
+	g.Go(func() error { return a.eval.Run(gctx) })
+	g.Go(func() error { return a.dispatch.Run(gctx) })
+	g.Go(func() error { return a.ids.Keep(gctx, a.hub, a.log) })
+	g.Go(func() error { a.ready(gctx); return nil })
+	g.Go(func() error { return a.serve() })
+	g.Go(func() error { <-gctx.Done(); a.shutdown(); return nil })
+	err := g.Wait()
+	if serr := a.ids.Save(a.hub.LastID()); serr != nil {
+		a.log.Warn("save event id", "err", serr)
+	}
+	return err
+}
+
+// ready marks the server ready once every source has reported once.
+func (a *app) ready(ctx context.Context) {
+	select {
+	case <-a.sched.Ready():
+		a.web.SetReady(true)
+	case <-ctx.Done():
+	}
+}
+
+func (a *app) serve() error {
+	var err error
+	if a.plan.tlsCert != "" {
+		err = a.srv.ServeTLS(a.ln, a.plan.tlsCert, a.plan.tlsKey)
+	} else {
+		err = a.srv.Serve(a.ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("serve: %w", err)
+}
+
+// shutdown stops the web server: /readyz fails at once, the hub closes
+// (ending every stream), and requests under way get shutdownTimeout.
+func (a *app) shutdown() {
+	if a.env.stop != nil {
+		a.env.stop() // a second signal kills at once
+	}
+	a.log.Info("shutting down")
+	a.web.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := a.srv.Shutdown(ctx); err != nil {
+		a.srv.Close()
+	}
+}
+
+// close closes what newApp opened, last opened first.
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
+}
+
+// configureReceivers saves the configured receivers as subscriptions and
+// disables the ones no longer configured (their history stays).
+func configureReceivers(ctx context.Context, db *alerts.DB, receivers []alerts.Subscription) error {
+	now := time.Now()
+	keep := map[string]bool{}
+	for _, sub := range receivers {
+		sub.CreatedAt, sub.UpdatedAt = now, now
+		if old, err := db.Subscription(ctx, sub.ID); err == nil {
+			sub.CreatedAt = old.CreatedAt
+		}
+		if err := db.PutSubscription(ctx, sub); err != nil {
+			return err
+		}
+		keep[sub.ID] = true
+	}
+	subs, err := db.Subscriptions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range subs {
+		if s.Origin == "config" && !keep[s.ID] && s.Status != alerts.SubscriptionDisabled {
+			s.Status, s.UpdatedAt = alerts.SubscriptionDisabled, now
+			if err := db.PutSubscription(ctx, s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

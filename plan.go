@@ -1,0 +1,259 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"vigil/alerts"
+	"vigil/collector"
+)
+
+// A plan is a configuration checked and converted, in one pass, into what
+// each part of vigil takes: nothing is converted twice, and what newApp
+// gets cannot be wrong in a way a check could have seen.
+type plan struct {
+	addr, data          string
+	interval, retention time.Duration
+	logLevel            slog.Level
+	logJSON             bool
+	tlsCert, tlsKey     string
+
+	replay, queue                  int
+	heartbeat, retry, writeTimeout time.Duration
+	tokens, allowedHosts           []string
+	host                           *collector.HostOptions // nil: the host is not watched
+	hostTimeout                    time.Duration
+	services                       []collector.ServiceOptions
+	demo                           bool
+	rules                          []alerts.Rule
+	receivers                      []alerts.Subscription
+	allowNets                      []netip.Prefix
+	dashboardURL                   string
+}
+
+// origin says where the values being checked came from, so that a problem
+// is reported where it can be fixed: a file's line, or the flag or
+// environment variable that overrode it.
+type origin struct {
+	file string
+	root *yaml.Node        // the file's YAML tree; nil without a file
+	from map[string]string // dotted key -> "--flag" or "VIGIL_…" that set it
+}
+
+// planner gathers the problems of one configuration.
+type planner struct {
+	src  origin
+	errs []*ConfigError
+}
+
+// bad reports a problem with the value at a dotted key
+// ("services.0.probe.urls.1"), named as messages write it
+// (services[0].probe.urls[1]), at its line or its flag.
+func (pl *planner) bad(key, msg string) {
+	if by := pl.src.from[key]; by != "" {
+		pl.errs = append(pl.errs, &ConfigError{Msg: by + ": " + msg})
+		return
+	}
+	pl.errs = append(pl.errs, &ConfigError{File: pl.src.file, Line: lineOf(pl.src.root, key), Msg: fieldPath(key) + ": " + msg})
+}
+
+// item reports the problems of a list item, each "field: what", or "what"
+// for the item as a whole.
+func (pl *planner) item(key string, problems []error) {
+	for _, e := range problems {
+		path, msg := key, e.Error()
+		if field, rest, ok := strings.Cut(msg, ": "); ok && !strings.ContainsAny(field, " \"") {
+			path, msg = key+"."+field, rest
+		}
+		pl.bad(path, msg)
+	}
+}
+
+func (pl *planner) durRange(key string, d Duration, lo, hi time.Duration) {
+	if d.D() < lo || d.D() > hi {
+		pl.bad(key, fmt.Sprintf("%s is outside %s to %s", d, fmtDur(lo), fmtDur(hi)))
+	}
+}
+
+func (pl *planner) intRange(key string, n, lo, hi int) {
+	if n < lo || n > hi {
+		pl.bad(key, fmt.Sprintf("%d is outside %d to %d", n, lo, hi))
+	}
+}
+
+// plan checks the configuration and converts it; the error joins every
+// problem, in the order of their lines.
+func (c Config) plan(src origin) (plan, error) {
+	pl := &planner{src: src}
+	p := plan{addr: c.Addr, data: c.Data, interval: c.Interval.D(), retention: c.Retention.D(), demo: c.Demo}
+	pl.general(c, &p)
+	pl.stream(c, &p)
+	pl.access(c, &p)
+	pl.host(c, &p)
+	pl.services(c, &p)
+	pl.rules(c, &p)
+	pl.receivers(c, &p)
+	return p, sortedErrors(pl.errs)
+}
+
+func (pl *planner) general(c Config, p *plan) {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		pl.bad("addr", fmt.Sprintf("%q is not host:port (for example 127.0.0.1:8080 or :8080)", c.Addr))
+	}
+	if c.Data == "" {
+		pl.bad("data", "must not be empty")
+	}
+	pl.durRange("interval", c.Interval, MinInterval, MaxInterval)
+	if c.Retention.D() < c.Interval.D() {
+		pl.bad("retention", fmt.Sprintf("%s is shorter than the interval %s", c.Retention, c.Interval))
+	} else if c.Interval.D() > 0 && c.Retention.D()/c.Interval.D() > MaxPointsPerSeries {
+		pl.bad("retention", fmt.Sprintf("%s at %s is more than a million points per series", c.Retention, c.Interval))
+	}
+	if err := p.logLevel.UnmarshalText([]byte(c.Log.Level)); err != nil || !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		pl.bad("log.level", fmt.Sprintf("%q is not one of debug, info, warn, error", c.Log.Level))
+	}
+	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
+		pl.bad("log.format", fmt.Sprintf("%q is not text or json", c.Log.Format))
+	}
+	p.logJSON = c.Log.Format == "json"
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		pl.bad("tls", "cert and key must be given together")
+	}
+	p.tlsCert, p.tlsKey = c.TLS.Cert, c.TLS.Key
+}
+
+func (pl *planner) stream(c Config, p *plan) {
+	s := c.Stream
+	if s.Queue < 1 {
+		pl.bad("stream.queue", "must be at least 1")
+	} else {
+		pl.intRange("stream.queue", s.Queue, 1, MaxQueue)
+	}
+	if s.Replay < s.Queue {
+		pl.bad("stream.replay", fmt.Sprintf("%d is smaller than stream.queue %d; a dropped client could not resume", s.Replay, s.Queue))
+	} else {
+		pl.intRange("stream.replay", s.Replay, s.Queue, MaxReplay)
+	}
+	if s.Heartbeat.D() < time.Second || s.Heartbeat.D() > 15*time.Second {
+		pl.bad("stream.heartbeat", fmt.Sprintf("%s is outside 1s to 15s; proxies close streams idle longer", s.Heartbeat))
+	}
+	pl.durRange("stream.retry", s.Retry, 100*time.Millisecond, time.Minute)
+	pl.durRange("stream.write_timeout", s.WriteTimeout, time.Second, 5*time.Minute)
+	p.replay, p.queue = s.Replay, s.Queue
+	p.heartbeat, p.retry, p.writeTimeout = s.Heartbeat.D(), s.Retry.D(), s.WriteTimeout.D()
+}
+
+// allowedHostRe is a DNS name, a "*." pattern or "*".
+var allowedHostRe = regexp.MustCompile(`^(\*|(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?)$`)
+
+// access checks who may reach vigil and what webhooks may reach.
+func (pl *planner) access(c Config, p *plan) {
+	for i, h := range c.Server.AllowedHosts {
+		if !allowedHostRe.MatchString(h) {
+			pl.bad("server.allowed_hosts."+strconv.Itoa(i), fmt.Sprintf("%q is not a host name, *.domain or *", h))
+		}
+	}
+	for i, tok := range c.Auth.Tokens {
+		if len(tok) < 16 || len(tok) > 4096 {
+			pl.bad("auth.tokens."+strconv.Itoa(i), "a token must be 16 to 4096 characters")
+		}
+	}
+	p.allowedHosts, p.tokens = c.Server.AllowedHosts, c.Auth.Tokens
+	for i, n := range c.Alerts.AllowNetworks {
+		prefix, err := netip.ParsePrefix(n)
+		if err != nil {
+			pl.bad("alerts.allow_networks."+strconv.Itoa(i), fmt.Sprintf("%q is not a CIDR such as 127.0.0.0/8 or ::1/128", n))
+			continue
+		}
+		p.allowNets = append(p.allowNets, prefix.Masked())
+	}
+	if u := c.Alerts.DashboardURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || pu.Host == "" {
+			pl.bad("alerts.dashboard_url", fmt.Sprintf("%q is not a URL", u))
+		}
+	}
+	p.dashboardURL = c.Alerts.DashboardURL
+}
+
+func (pl *planner) host(c Config, p *plan) {
+	h := c.Host
+	if h.Timeout.D() > c.Interval.D() {
+		pl.bad("host.timeout", fmt.Sprintf("%s is longer than the interval %s", h.Timeout, c.Interval))
+	}
+	pl.durRange("host.fs_timeout", h.FSTimeout, time.Millisecond, time.Minute)
+	if strings.ContainsAny(h.Name, "/ \t\n") {
+		pl.bad("host.name", fmt.Sprintf("%q must not contain slashes or spaces", h.Name))
+	}
+	p.hostTimeout = h.Timeout.D()
+	if h.Enabled {
+		p.host = &collector.HostOptions{Name: h.Name, ExcludeFSTypes: h.ExcludeFSTypes, ExcludeMounts: h.ExcludeMounts,
+			ExcludeInterfaces: h.ExcludeInterfaces, FSTimeout: h.FSTimeout.D()}
+	}
+}
+
+func (pl *planner) services(c Config, p *plan) {
+	seen := map[string]bool{}
+	for i, sc := range c.Services {
+		key := "services." + strconv.Itoa(i)
+		if seen[sc.Name] {
+			pl.bad(key+".name", fmt.Sprintf("%q is declared twice", sc.Name))
+		}
+		seen[sc.Name] = true
+		o, problems := sc.options(c.Interval.D())
+		pl.item(key, problems)
+		p.services = append(p.services, o)
+	}
+}
+
+// rules are the configured rules, or the host defaults without any.
+func (pl *planner) rules(c Config, p *plan) {
+	if c.Alerts.Rules == nil {
+		p.rules = alerts.DefaultRules()
+		for i := range p.rules {
+			if err := p.rules[i].Validate(); err != nil {
+				pl.bad("alerts.rules", fmt.Sprintf("default rule %s: %v", p.rules[i].Name, err))
+			}
+		}
+		return
+	}
+	names := map[string]bool{}
+	for i, rc := range *c.Alerts.Rules {
+		key := "alerts.rules." + strconv.Itoa(i)
+		if names[rc.Name] {
+			pl.bad(key+".name", fmt.Sprintf("rule %q is declared twice", rc.Name))
+		}
+		names[rc.Name] = true
+		if rc.Window.D() > c.Retention.D() {
+			pl.bad(key+".window", fmt.Sprintf("%s is longer than the retention %s: the ring holds no more", rc.Window, c.Retention))
+		}
+		r, err := rc.rule()
+		if err != nil {
+			pl.item(key, unjoin(err))
+		}
+		p.rules = append(p.rules, r)
+	}
+}
+
+func (pl *planner) receivers(c Config, p *plan) {
+	names := map[string]bool{}
+	for i, rc := range c.Alerts.Receivers {
+		key := "alerts.receivers." + strconv.Itoa(i)
+		if names[rc.Name] {
+			pl.bad(key+".name", fmt.Sprintf("receiver %q is declared twice", rc.Name))
+		}
+		names[rc.Name] = true
+		sub, problems := rc.subscription(time.Time{})
+		pl.item(key, problems)
+		p.receivers = append(p.receivers, sub)
+	}
+}
