@@ -1,7 +1,16 @@
-// Package dashboard is vigil's HTTP edge: the event stream (/events), the
-// REST API over the ring buffer, vigil's own /metrics and the health checks.
-// It reads from collector.Store and subscribes to stream.Hub; it never
-// writes to either.
+// Package dashboard is vigil's HTTP edge, the end of the data flow:
+//
+//	stream.Hub -> one session per client (session.go) -> a transport:
+//	  Server-Sent Events and NDJSON (events.go), long polling (poll.go),
+//	  WebSocket (ws.go)
+//	collector.Store -> the pages (pages.go) and the series API (api.go)
+//	alerts -> the alerts API, acknowledgements and receivers (hooks.go)
+//
+// plus vigil's own /metrics and the health checks. Every request passes
+// the same checks first (guard.go: Host, cross-origin writes, body time,
+// panics), every JSON body is read by one strict decoder, and every error
+// answer is JSON, its status from one table (errors.go). It reads from the
+// store and subscribes to the hub; it never writes to either.
 package dashboard
 
 import (
