@@ -9,8 +9,10 @@
 // comes back catches up at once). The connection indicator never claims
 // "live" unless events are arriving.
 //
-// The script finds its elements by ids and classes; data-testid attributes
-// are for tests only.
+// This is an ES module (layout.templ loads it with type="module"): what it
+// shares with the server's templates (format, radius, sparkPath) is
+// exported, not put on window. The script finds its elements by ids and
+// classes; data-testid attributes are for tests only.
 
 // ---- settings, from the page -----------------------------------------------
 const body = document.body;
@@ -92,7 +94,7 @@ function duration(sec) {
   if (m > 0) return m + 'm ' + (s % 60) + 's';
   return fixed(sec, 0) + 's';
 }
-function format(kind, v) {
+export function format(kind, v) {
   if (typeof v !== 'number' || !isFinite(v)) return '–';
   switch (kind) {
     case 'percent': return fixed(v, 1) + '%';
@@ -123,14 +125,14 @@ function healthIndex(errPercent) {
   return i < 0 ? healthBands.length - 1 : i;
 }
 const health = (errPercent) => healthBands[healthIndex(errPercent)];
-function radius(rate) {
+export function radius(rate) {
   if (!(rate > 0)) return 6;
   const f = Math.min(1, Math.log10(1 + rate) / 4);
   return Math.round((6 + 24 * Math.sqrt(f)) * 10) / 10;
 }
 
 // ---- sparklines: the same path as templates.SparkPath -------------------------
-function sparkPath(values, cap, top, w, h) {
+export function sparkPath(values, cap, top, w, h) {
   if (!values.length) return '';
   if (cap < 2) cap = 2;
   if (values.length > cap) values = values.slice(values.length - cap);
@@ -288,23 +290,11 @@ function schedule() {
   state.frame = requestAnimationFrame(render);
 }
 
-const perf = { frames: 0, totalMs: 0, maxMs: 0, recent: [] };
-// For tests and benchmarks: render timings, and the formatting rules so a
-// test can check they match the server's.
-window.__vigil = { perf, format, sparkPath, radius };
-
-function render() {
+function render(now) {
   state.frame = 0;
   if (state.paused || document.hidden) return;
-  const t0 = performance.now();
   for (const s of state.onScreen) if (s.dirty) renderSource(s);
-  if (t0 - state.lastSort >= resortEveryMs) { sortTiles(false); state.lastSort = t0; }
-  const ms = performance.now() - t0;
-  perf.frames++;
-  perf.totalMs += ms;
-  perf.maxMs = Math.max(perf.maxMs, ms);
-  perf.recent.push(ms);
-  if (perf.recent.length > 120) perf.recent.shift();
+  if (now - state.lastSort >= resortEveryMs) { sortTiles(false); state.lastSort = now; }
 }
 
 // ---- sorting: stable, by bands rather than raw values -------------------------
