@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"vigil/templates"
@@ -84,6 +85,35 @@ func waitFor(t *testing.T, ctx context.Context, what, js string, within time.Dur
 			t.Fatalf("%s: not within %s (connection: %q, err %v)", what, within, strings.TrimSpace(state), err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// importApp imports the page's own script, static/app.js, by the URL the
+// page loaded it from, and keeps its exports (format, radius, sparkPath) in
+// window.app for the test's expressions. The URL is the page's, so the
+// browser's module map hands back the instance the page runs, without a
+// fetch; any other URL would be a second instance, and the page's CSP
+// refuses to load it.
+func importApp(t *testing.T, ctx context.Context) {
+	t.Helper()
+	const js = `import(document.querySelector('script[type=module][src^="/static/app.js"]').src).then((m) => { window.app = m; return true; })`
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js, chromedp.EvalAwaitPromise)); err != nil {
+		t.Fatalf("import the page script: %v", err)
+	}
+}
+
+// countFrames keeps, in window.framesDrawn, the count of animation frames
+// drawn in every page the tab loads from now on: it wraps
+// requestAnimationFrame before the page's own script runs.
+func countFrames(t *testing.T, ctx context.Context) {
+	t.Helper()
+	const js = `{
+		window.framesDrawn = 0;
+		const raf = window.requestAnimationFrame.bind(window);
+		window.requestAnimationFrame = (draw) => raf((now) => { window.framesDrawn++; draw(now); });
+	}`
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: js}); err != nil {
+		t.Fatalf("count frames: %v", err)
 	}
 }
 
@@ -180,25 +210,25 @@ func TestBrowserFormatsLikeServer(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitReady(`body`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "script loaded", `typeof window.__vigil === 'object'`, 5*time.Second)
+	importApp(t, ctx)
 	values := []float64{0, 0.0004, 0.5, 1, 12.345, 99.99, 100, 999, 1000, 1023, 1024, 1536, 1e6, 5.5e9, 3.2e12, 59, 61, 3599, 3601, 86400 * 3.5, -3}
 	for _, f := range []string{units.Percent, units.Bytes, units.ByteRate, units.Rate, units.Latency, units.Duration, units.Number} {
 		for _, v := range values {
-			got := evalString(t, ctx, fmt.Sprintf("__vigil.format(%q, %v)", f, v))
+			got := evalString(t, ctx, fmt.Sprintf("app.format(%q, %v)", f, v))
 			if want := units.FormatAs(f, v); got != want {
 				t.Errorf("format %s %v: script %q, server %q", f, v, got, want)
 			}
 		}
 	}
 	for _, rate := range []float64{0, 0.5, 1, 10, 99, 1000, 5000, 1e4, 1e6} {
-		got, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](fmt.Sprintf("__vigil.radius(%v)", rate)))
+		got, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](fmt.Sprintf("app.radius(%v)", rate)))
 		if want := templates.CircleRadius(rate); got != want {
 			t.Errorf("radius(%v): script %v, server %v", rate, got, want)
 		}
 	}
 	vals := []float64{1, 5, 3, 0, 7.5, 2}
 	for _, top := range []float64{0, 10, 100} {
-		got := evalString(t, ctx, fmt.Sprintf("__vigil.sparkPath([1,5,3,0,7.5,2], 10, %v, 120, 30)", top))
+		got := evalString(t, ctx, fmt.Sprintf("app.sparkPath([1,5,3,0,7.5,2], 10, %v, 120, 30)", top))
 		if want := templates.SparkPath(vals, 10, top, 120, 30); got != want {
 			t.Errorf("sparkPath top %v: script %q, server %q", top, got, want)
 		}
@@ -211,6 +241,7 @@ func TestBrowserFormatsLikeServer(t *testing.T) {
 func TestBrowserControls(t *testing.T) {
 	ctx := browser(t)
 	base, _ := startVigil(t, "--data", t.TempDir())
+	countFrames(t, ctx)
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(`[data-testid=host-panel]`)); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +282,7 @@ func TestBrowserControls(t *testing.T) {
 	// A hidden tab draws nothing; shown again, it draws at once.
 	chromedp.Run(ctx, chromedp.Evaluate[bool](`Object.defineProperty(document, 'hidden', {configurable: true, get: () => true}); document.dispatchEvent(new Event('visibilitychange')); true`))
 	time.Sleep(200 * time.Millisecond) // let a frame already requested finish
-	frames := `window.__vigil.perf.frames`
+	frames := `window.framesDrawn`
 	f0, _ := chromedp.Run(ctx, chromedp.Evaluate[int](frames))
 	held = evalString(t, ctx, moving)
 	time.Sleep(2500 * time.Millisecond)
@@ -270,6 +301,7 @@ func TestBrowserServiceTilesGoLive(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
 		t.Fatal(err)
 	}
+	importApp(t, ctx)
 	waitFor(t, ctx, "five demo tiles", `document.querySelectorAll('[data-testid=tile][data-kind=service]').length === 5`, 15*time.Second)
 	if evalString(t, ctx, `document.querySelector('[data-testid=demo-badge]') ? 'yes' : 'no'`) != "yes" {
 		t.Fatal("demo data not labelled")
@@ -282,7 +314,7 @@ func TestBrowserServiceTilesGoLive(t *testing.T) {
 		const el = document.querySelector('[data-source="service/search"]');
 		const r = Number(el.querySelector('circle').getAttribute('r'));
 		const rate = Number(el.dataset.rate);
-		return rate > 0 && r === window.__vigil.radius(rate);
+		return rate > 0 && r === window.app.radius(rate);
 	})()`, 5*time.Second)
 	waitFor(t, ctx, "hosts reporting", `document.querySelector('[data-source="service/checkout"] [data-testid=hosts-reporting]').textContent.replace(/\s+/g, ' ').trim() === '3 of 3'`, 5*time.Second)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/performance"
 	"github.com/chromedp/chromedp"
 
@@ -61,6 +62,26 @@ func synthetic(i int) collector.Source {
 		}, nil
 	}}
 }
+
+// timeFrames runs in the page before its own script: it wraps
+// requestAnimationFrame to count the frames the page draws and time each
+// (the last 120 kept for a percentile), in window.benchFrames.
+const timeFrames = `{
+	const stats = window.benchFrames = { frames: 0, totalMs: 0, recent: [] };
+	const raf = window.requestAnimationFrame.bind(window);
+	window.requestAnimationFrame = (draw) => raf((now) => {
+		const t0 = performance.now();
+		try {
+			draw(now);
+		} finally {
+			const ms = performance.now() - t0;
+			stats.frames++;
+			stats.totalMs += ms;
+			stats.recent.push(ms);
+			if (stats.recent.length > 120) stats.recent.shift();
+		}
+	});
+}`
 
 // ui serves a dashboard with many service tiles and measures, in headless
 // Chromium, how long the page's main thread works per update.
@@ -128,6 +149,9 @@ func ui(args []string) error {
 	bctx, cancelT := context.WithTimeout(bctx, *warm+*measure+2*time.Minute)
 	defer cancelT()
 
+	if _, err := chromedp.Call(bctx, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: timeFrames}); err != nil {
+		return err
+	}
 	if err := chromedp.Do(bctx, chromedp.EmulateViewport(int64(*width), int64(*height)), chromedp.Navigate(base+"/")); err != nil {
 		return err
 	}
@@ -148,7 +172,7 @@ func ui(args []string) error {
 	}
 	read := func() (perfStats, map[string]float64, time.Time, error) {
 		var p perfStats
-		raw, err := chromedp.Run(bctx, chromedp.Evaluate[string](`JSON.stringify(window.__vigil.perf)`))
+		raw, err := chromedp.Run(bctx, chromedp.Evaluate[string](`JSON.stringify(window.benchFrames)`))
 		if err != nil {
 			return p, nil, time.Time{}, err
 		}
