@@ -358,3 +358,46 @@ func FuzzWSRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestWebSocketRequestsDoNotMoveTheClientBack: a request (a ping, an ack,
+// a filter change) never sends the client back to an earlier position, and
+// no event comes twice (the stream once repeated itself after every
+// request).
+func TestWebSocketRequestsDoNotMoveTheClientBack(t *testing.T) {
+	a := newTestApp(t, stream.HubOptions{FirstID: 1}, Options{})
+	c := dialWS(t, a.srv.URL+"/ws?type=sample", nil)
+	last := uint64(0)
+	seen := map[uint64]bool{}
+	expect := func(want uint64) {
+		t.Helper()
+		for {
+			m := readWSAny(t, c)
+			switch m.Type {
+			case "reply":
+				continue
+			case "position":
+				if m.Seq < last {
+					t.Fatalf("position %d after %d: the client was sent back", m.Seq, last)
+				}
+				last = m.Seq
+				continue
+			}
+			if seen[m.Seq] || m.Seq < last {
+				t.Fatalf("event %d again (last %d)", m.Seq, last)
+			}
+			seen[m.Seq], last = true, m.Seq
+			if m.Seq == want {
+				return
+			}
+		}
+	}
+	for i := range 3 {
+		expect(a.publish(t, "host/a", float64(i)).ID)
+	}
+	sendWS(t, c, map[string]any{"op": "ping", "ref": "1"})
+	expect(a.publish(t, "host/a", 3).ID)
+	sendWS(t, c, map[string]any{"op": "subscribe", "ref": "2", "type": "sample"})
+	expect(a.publish(t, "host/a", 4).ID)
+	sendWS(t, c, map[string]any{"op": "ping", "ref": "3"})
+	expect(a.publish(t, "host/a", 5).ID)
+}
