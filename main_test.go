@@ -386,7 +386,7 @@ func TestValidate(t *testing.T) {
 		{"scrape limits", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      follow_redirects: true\n      max_series: 1000000\n", nil},
 		{"scrape max_series zero", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      max_series: 0\n", []string{"cfg.yaml:5: services[0].scrape.max_series: 0 is not between 1 and 1000000"}},
 		{"scrape max_series too high", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      max_series: 1000001\n", []string{"cfg.yaml:5: services[0].scrape.max_series: 1000001 is not between 1 and 1000000"}},
-		{"bad URL with credentials", "services:\n  - name: api\n    probe:\n      url: ftp://user:pw@x/?token=abc\n", []string{`"ftp://user:xxxxx@x/?token=xxxxx" is not an http:// or https:// URL`}},
+		{"bad URL with credentials", "services:\n  - name: api\n    probe:\n      url: ftp://user:pw@x/?token=abc\n", []string{`"ftp://xxxxx:xxxxx@x/?token=xxxxx" is not an http:// or https:// URL`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -23,8 +24,15 @@ const UnparseableURL = "(unparseable URL)"
 // the side to err on.
 var sensitiveParams = []string{"token", "secret", "pass", "pwd", "key", "sig", "cred", "auth", "private", "session", "jwt"}
 
+// sensitiveNames are whole parameter names whose values are secrets: an
+// OAuth authorization code (as a piece it would match too much).
+var sensitiveNames = []string{"code"}
+
 func sensitiveParam(name string) bool {
 	name = strings.ToLower(name)
+	if slices.Contains(sensitiveNames, name) {
+		return true
+	}
 	for _, s := range sensitiveParams {
 		if strings.Contains(name, s) {
 			return true
@@ -34,9 +42,9 @@ func sensitiveParam(name string) bool {
 }
 
 // RedactURL returns a URL fit to show in a log line, an event, a metric
-// name or an error: a password in it is replaced by "xxxxx" (as
-// url.URL.Redacted does), so is a user name that stands alone (it is often
-// a token, as in https://TOKEN@host), and so is the value of every query
+// name or an error: a user name and password in it are replaced by
+// "xxxxx" (a user name is often a key or a token, as in https://TOKEN@host
+// or https://KEY:@host), and so is the value of every query
 // parameter (and fragment parameter) whose name looks secret: token,
 // secret, password, key, sig, signature, credential, auth, private,
 // session, jwt and their variants (api_key, access_token,
@@ -49,8 +57,10 @@ func RedactURL(raw string) string {
 		return UnparseableURL
 	}
 	if u.User != nil {
+		// The user name goes too: it is as often a key (https://KEY:@host,
+		// https://TOKEN@host) as a name.
 		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), Redacted)
+			u.User = url.UserPassword(Redacted, Redacted)
 		} else {
 			u.User = url.User(Redacted)
 		}
