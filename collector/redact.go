@@ -68,7 +68,7 @@ func RedactURL(raw string) string {
 	if u.Opaque != "" {
 		// "user:pw@host" parses as scheme "user" and opaque "pw@host".
 		if i := strings.LastIndexByte(u.Opaque, '@'); i >= 0 {
-			u.Opaque = Redacted + u.Opaque[i:]
+			u.Scheme, u.Opaque = Redacted, Redacted+u.Opaque[i:]
 		}
 	}
 	u.RawQuery = redactParams(u.RawQuery)

@@ -145,7 +145,7 @@ func TestRedactURL(t *testing.T) {
 		{"http://h/?token", "http://h/?token"},                                             // no value, nothing to hide
 		{"http://h/cb#access_token=abc&state=1", "http://h/cb#access_token=xxxxx&state=1"}, // fragments too
 		{"http://h/docs#section", "http://h/docs#section"},
-		{"user:pw@host/metrics", "xxxxx@host/metrics"}, // no scheme: parsed as opaque
+		{"user:pw@host/metrics", "xxxxx:xxxxx@host/metrics"}, // no scheme: parsed as opaque
 		{"http://user:pw@h/%zz?token=abc", UnparseableURL},
 		{"http://h\x7f/?token=abc", UnparseableURL},
 		{"", ""},
