@@ -15,7 +15,8 @@ RUN .ci/run
 
 FROM build AS binary
 ARG VERSION=dev
-# The same build CI's tests run against; static, so it runs on distroless.
+# The same sources the test stage checks (build it with --target test, or
+# run .ci/run, before you ship an image); static, so it runs on distroless.
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/vigil . \
  && mkdir -p /out/data
 
@@ -23,8 +24,12 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=binary /out/vigil /vigil
 COPY --from=binary --chown=65532:65532 /out/data /data
 USER 65532:65532
+# In a container vigil listens on every interface: answer to IP addresses
+# and localhost only, against DNS rebinding, until the names it is reached
+# by are given (-e VIGIL_ALLOWED_HOSTS=vigil.example.com).
 ENV VIGIL_ADDR=0.0.0.0:8080 \
-    VIGIL_DATA=/data
+    VIGIL_DATA=/data \
+    VIGIL_ALLOWED_HOSTS=localhost
 EXPOSE 8080
 VOLUME ["/data"]
 ENTRYPOINT ["/vigil"]

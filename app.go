@@ -46,6 +46,7 @@ type app struct {
 	eval     *alerts.Evaluator
 	dispatch *alerts.Dispatcher
 	web      *dashboard.Server
+	set      *metrics.Set // vigil's own metrics
 	srv      *http.Server
 	ln       net.Listener
 }
@@ -68,6 +69,7 @@ func newApp(p plan, e env) (a *app, err error) {
 		}
 	}
 	set := metrics.NewSet()
+	a.set = set
 	if err := a.buildStream(set); err != nil {
 		return nil, err
 	}
@@ -220,7 +222,7 @@ func (a *app) run(ctx context.Context) error {
 	g.Go(func() error { return a.hub.Run(gctx) })
 	g.Go(func() error { return a.eval.Run(gctx) })
 	g.Go(func() error { return a.dispatch.Run(gctx) })
-	g.Go(func() error { return a.ids.Keep(gctx, a.hub, a.log) })
+	g.Go(func() error { return a.ids.Keep(gctx, a.hub, a.set, a.log) })
 	g.Go(func() error { a.ready(gctx); return nil })
 	g.Go(func() error { return a.serve() })
 	g.Go(func() error { <-gctx.Done(); a.shutdown(); return nil })

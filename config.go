@@ -404,30 +404,38 @@ var (
 	yamlLineRe    = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 	unknownKeyRe  = regexp.MustCompile(`^field (\S+) not found in type `)
 	cannotParseRe = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (\\S+)")
+	cannotTakeRe  = regexp.MustCompile(`^cannot unmarshal !!(seq|map) into (\S+)`)
 )
 
 // loadFile reads a YAML config over cfg and returns its tree, which the
-// plan uses to point at lines. Every problem the YAML has is returned,
-// each with its file and line.
-func loadFile(path string, cfg *Config) (*yaml.Node, error) {
+// plan uses to point at lines. A file that cannot be read or parsed is an
+// error; values of the wrong type are problems, each with its file and
+// line, and the rest of the file is still read so that the plan can report
+// every other problem beside them.
+func loadFile(path string, cfg *Config) (*yaml.Node, []*ConfigError, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &ConfigError{File: path, Msg: fmt.Sprintf("read: %v", errors.Unwrap(err))}
+		return nil, nil, &ConfigError{File: path, Msg: fmt.Sprintf("read: %v", errors.Unwrap(err))}
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
-		return nil, yamlErrors(path, err)
+		return nil, nil, sortedErrors(yamlErrors(path, err))
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) { // EOF: an empty file
-		return nil, yamlErrors(path, err)
+	err = dec.Decode(cfg)
+	var te *yaml.TypeError
+	switch {
+	case err == nil, errors.Is(err, io.EOF): // EOF: an empty file
+		return &root, nil, nil
+	case errors.As(err, &te):
+		return &root, yamlErrors(path, err), nil
 	}
-	return &root, nil
+	return nil, nil, sortedErrors(yamlErrors(path, err))
 }
 
 // yamlErrors turns yaml.v3's messages into "file:line: what".
-func yamlErrors(path string, err error) error {
+func yamlErrors(path string, err error) []*ConfigError {
 	var lines []string
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
@@ -450,10 +458,12 @@ func yamlErrors(path string, err error) error {
 			ce.Msg = "unknown key " + strconv.Quote(m[1])
 		} else if m := cannotParseRe.FindStringSubmatch(ce.Msg); m != nil {
 			ce.Msg = fmt.Sprintf("bad value %q: want %s", m[2], yamlKind(m[3]))
+		} else if m := cannotTakeRe.FindStringSubmatch(ce.Msg); m != nil {
+			ce.Msg = fmt.Sprintf("a %s here: want %s", map[string]string{"seq": "list", "map": "mapping"}[m[1]], yamlKind(m[2]))
 		}
 		errs = append(errs, ce)
 	}
-	return sortedErrors(errs)
+	return errs
 }
 
 // yamlParserProblems are the problems yaml.v3's parser (not its scanner)
@@ -468,6 +478,8 @@ var yamlParserProblems = []string{
 func yamlKind(goType string) string {
 	goType = strings.TrimLeft(goType, "*")
 	switch {
+	case goType == "main.Config":
+		return "the settings as a mapping (addr: …, services: …)"
 	case strings.HasPrefix(goType, "float"):
 		return "a number"
 	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):

@@ -67,7 +67,7 @@ type env struct {
 const usage = `vigil — a live monitoring dashboard
 
 Usage:
-  vigil [flags]                     serve the dashboard, the event stream and the API
+  vigil [serve] [flags]             serve the dashboard, the event stream and the API
   vigil --demo                      ... with a few built-in demo services to watch
   vigil validate [--config FILE]    check a configuration and exit
   vigil tail [flags] [URL]          follow a vigil's event stream in the terminal
@@ -144,11 +144,11 @@ func configure(args []string, getenv func(string) string, stdout, stderr io.Writ
 		src.file = getenv("VIGIL_CONFIG")
 	}
 	if src.file != "" {
-		root, err := loadFile(src.file, &cfg)
+		root, problems, err := loadFile(src.file, &cfg)
 		if err != nil {
 			return plan{}, err
 		}
-		src.root = root
+		src.root, src.problems = root, problems
 	}
 	for _, st := range settings {
 		v, from := *values[st.name], "--"+st.name

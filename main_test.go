@@ -382,6 +382,12 @@ func TestValidate(t *testing.T) {
 		{"a bad token in a list", "auth:\n  tokens:\n    - 0123456789abcdef0\n    - short\n", []string{"cfg.yaml:4: auth.tokens[1]: a token must be"}},
 		{"a service window shorter than two intervals", "services:\n  - name: api\n    window: 1s\n    probe: {url: http://x}\n", []string{"cfg.yaml:3: services[0].window: 1s is outside 2s (two intervals) to 1h"}},
 		{"a service interval too short", "services:\n  - name: api\n    interval: 10ms\n    probe: {url: http://x}\n", []string{"cfg.yaml:3: services[0].interval: 10ms is outside 100ms to 1h"}},
+		{"a port out of range", "addr: 127.0.0.1:99999\n", []string{`cfg.yaml:1: addr: "127.0.0.1:99999": the port must be a number from 0 to 65535`}},
+		{"a host name with a right-to-left override", "host:\n  name: \"web\u202egnp.exe\"\n", []string{"cfg.yaml:2: host.name:", "bidirectional"}},
+		{"a huge queue says so once", "stream:\n  queue: 1099511627776\n", []string{"cfg.yaml:2: stream.queue: 1099511627776 is outside 1 to 16384"}},
+		{"type problems beside range problems", "stream:\n  queue: lots\n  write_timeout: 1h\n", []string{"cfg.yaml:2: bad value \"lots\": want a whole number", "cfg.yaml:3: stream.write_timeout: 1h0m0s is outside 1s to 5m"}},
+		{"a list where a number goes", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: [1]\n", []string{"cfg.yaml:6: a list here: want a number"}},
+		{"a list as the whole file", "- a\n- b\n", []string{"cfg.yaml:1: a list here: want the settings as a mapping"}},
 		{"unknown service key", "services:\n  - name: api\n    prob: {url: http://x}\n", []string{"cfg.yaml:3: unknown key \"prob\""}},
 		{"scrape limits", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      follow_redirects: true\n      max_series: 1000000\n", nil},
 		{"scrape max_series zero", "services:\n  - name: api\n    scrape:\n      url: http://x/metrics\n      max_series: 0\n", []string{"cfg.yaml:5: services[0].scrape.max_series: 0 is not between 1 and 1000000"}},
@@ -519,10 +525,10 @@ func FuzzConfig(f *testing.F) {
 			t.Fatal(err)
 		}
 		cfg := defaultConfig()
-		root, err := loadFile(path, &cfg)
+		root, problems, err := loadFile(path, &cfg)
 		var p plan
 		if err == nil {
-			p, err = cfg.plan(origin{file: path, root: root})
+			p, err = cfg.plan(origin{file: path, root: root, problems: problems})
 		}
 		if err != nil {
 			for _, e := range unjoin(err) {
@@ -661,12 +667,13 @@ func TestValidateErrorsInLineOrder(t *testing.T) {
 func TestProblemsNameWhereTheValueCameFrom(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cfg.yaml")
 	os.WriteFile(path, []byte("interval: 1s\nlog:\n  level: info\n"), 0o600)
-	envs := map[string]string{"VIGIL_LOG_LEVEL": "loud"}
+	envs := map[string]string{"VIGIL_LOG_LEVEL": "loud", "VIGIL_AUTH_TOKENS": "0123456789abcdef,short"}
 	_, err := configure([]string{"--config", path, "--interval", "50ms"}, func(k string) string { return envs[k] }, io.Discard, io.Discard)
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	for _, want := range []string{"--interval: 50ms is outside 100ms to 1h", `VIGIL_LOG_LEVEL: "loud" is not one of`} {
+	for _, want := range []string{"--interval: 50ms is outside 100ms to 1h", `VIGIL_LOG_LEVEL: "loud" is not one of`,
+		"VIGIL_AUTH_TOKENS: auth.tokens[1]: a token must be 16 to 4096 characters"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q lacks %q", err, want)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"vigil/alerts"
 	"vigil/collector"
+	"vigil/stream"
 )
 
 // A plan is a configuration checked and converted, in one pass, into what
@@ -45,9 +46,10 @@ type plan struct {
 // is reported where it can be fixed: a file's line, or the flag or
 // environment variable that overrode it.
 type origin struct {
-	file string
-	root *yaml.Node        // the file's YAML tree; nil without a file
-	from map[string]string // dotted key -> "--flag" or "VIGIL_…" that set it
+	file     string
+	root     *yaml.Node        // the file's YAML tree; nil without a file
+	from     map[string]string // dotted key -> "--flag" or "VIGIL_…" that set it
+	problems []*ConfigError    // values the file has of the wrong type
 }
 
 // planner gathers the problems of one configuration.
@@ -60,11 +62,25 @@ type planner struct {
 // ("services.0.probe.urls.1"), named as messages write it
 // (services[0].probe.urls[1]), at its line or its flag.
 func (pl *planner) bad(key, msg string) {
-	if by := pl.src.from[key]; by != "" {
-		pl.errs = append(pl.errs, &ConfigError{Msg: by + ": " + msg})
-		return
+	for k := key; k != ""; k = parentKey(k) {
+		if by := pl.src.from[k]; by != "" {
+			if k != key { // an item of the list it set
+				by += ": " + fieldPath(key)
+			}
+			pl.errs = append(pl.errs, &ConfigError{Msg: by + ": " + msg})
+			return
+		}
 	}
 	pl.errs = append(pl.errs, &ConfigError{File: pl.src.file, Line: lineOf(pl.src.root, key), Msg: fieldPath(key) + ": " + msg})
+}
+
+// parentKey is "a.b" for "a.b.c", "" for "a".
+func parentKey(key string) string {
+	i := strings.LastIndexByte(key, '.')
+	if i < 0 {
+		return ""
+	}
+	return key[:i]
 }
 
 // item reports the problems of a list item, each "field: what", or "what"
@@ -103,12 +119,22 @@ func (c Config) plan(src origin) (plan, error) {
 	pl.services(c, &p)
 	pl.rules(c, &p)
 	pl.receivers(c, &p)
-	return p, sortedErrors(pl.errs)
+	// A value of the wrong type was left out of c: what the plan says of
+	// its line is about the value that is not there.
+	errs := src.problems
+	for _, e := range pl.errs {
+		if !slices.ContainsFunc(src.problems, func(pr *ConfigError) bool { return pr.File == e.File && pr.Line == e.Line }) {
+			errs = append(errs, e)
+		}
+	}
+	return p, sortedErrors(errs)
 }
 
 func (pl *planner) general(c Config, p *plan) {
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
 		pl.bad("addr", fmt.Sprintf("%q is not host:port (for example 127.0.0.1:8080 or :8080)", c.Addr))
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		pl.bad("addr", fmt.Sprintf("%q: the port must be a number from 0 to 65535", c.Addr))
 	}
 	if c.Data == "" {
 		pl.bad("data", "must not be empty")
@@ -139,9 +165,12 @@ func (pl *planner) stream(c Config, p *plan) {
 	} else {
 		pl.intRange("stream.queue", s.Queue, 1, MaxQueue)
 	}
-	if s.Replay < s.Queue {
+	switch {
+	case s.Queue < 1 || s.Queue > MaxQueue:
+		pl.intRange("stream.replay", s.Replay, 1, MaxReplay) // its own range; its tie to the queue waits for a queue that fits
+	case s.Replay < s.Queue:
 		pl.bad("stream.replay", fmt.Sprintf("%d is smaller than stream.queue %d; a dropped client could not resume", s.Replay, s.Queue))
-	} else {
+	default:
 		pl.intRange("stream.replay", s.Replay, s.Queue, MaxReplay)
 	}
 	if s.Heartbeat.D() < time.Second || s.Heartbeat.D() > 15*time.Second {
@@ -191,8 +220,8 @@ func (pl *planner) host(c Config, p *plan) {
 		pl.bad("host.timeout", fmt.Sprintf("%s is longer than the interval %s", h.Timeout, c.Interval))
 	}
 	pl.durRange("host.fs_timeout", h.FSTimeout, time.Millisecond, time.Minute)
-	if strings.ContainsAny(h.Name, "/ \t\n") {
-		pl.bad("host.name", fmt.Sprintf("%q must not contain slashes or spaces", h.Name))
+	if strings.ContainsAny(h.Name, "/ \t\n") || stream.Readable(h.Name) != h.Name {
+		pl.bad("host.name", fmt.Sprintf("%q must not contain slashes, spaces, control or bidirectional formatting characters", h.Name))
 	}
 	p.hostTimeout = h.Timeout.D()
 	if h.Enabled {

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"encoding/json"
 	"bufio"
 	"context"
 	"fmt"
@@ -207,8 +208,8 @@ func TestWebSocketOriginNotFooledByHost(t *testing.T) {
 			t.Errorf("Host %s Origin %s: connected", tc.host, tc.origin)
 			continue
 		}
-		if resp == nil || resp.StatusCode != tc.want {
-			t.Errorf("Host %s Origin %s: %v %v, want %d", tc.host, tc.origin, resp, err, tc.want)
+		if resp == nil || resp.StatusCode != tc.want || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("Host %s Origin %s: %v %v, want %d with a JSON error", tc.host, tc.origin, resp, err, tc.want)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -218,6 +219,25 @@ func TestWebSocketOriginNotFooledByHost(t *testing.T) {
 		t.Fatalf("same origin: %v", err)
 	}
 	c.CloseNow()
+}
+
+// TestEveryErrorIsJSON: the error answers that are not an API's own —
+// an unknown static file, an unknown source's page, an unknown path — are
+// JSON too.
+func TestEveryErrorIsJSON(t *testing.T) {
+	a := newTestApp(t, stream.HubOptions{}, Options{})
+	for _, path := range []string{"/static/nope.js", "/source/host/nope", "/nowhere"} {
+		resp, err := http.Get(a.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e errorBody
+		json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != 404 || resp.Header.Get("Content-Type") != "application/json" || e.Error == "" {
+			t.Errorf("GET %s: %d %q %+v", path, resp.StatusCode, resp.Header.Get("Content-Type"), e)
+		}
+	}
 }
 
 // TestBearerSchemeCaseInsensitive: RFC 7235 auth schemes are

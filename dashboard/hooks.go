@@ -95,11 +95,11 @@ func redactTarget(raw string) string {
 	if err != nil || u.Host == "" {
 		return collector.UnparseableURL
 	}
-	out := u.Scheme + "://" + u.Host + "/"
+	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/"}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-		out += collector.Redacted
+		shown.Path += collector.Redacted
 	}
-	return out
+	return shown.String()
 }
 
 // decode reads a JSON body strictly (see decodeStrict), at most

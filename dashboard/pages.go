@@ -20,6 +20,7 @@ import (
 	"vigil/alerts"
 	"vigil/collector"
 	"vigil/static"
+	"vigil/stream"
 	"vigil/templates"
 	"vigil/units"
 )
@@ -59,7 +60,7 @@ func (s *Server) handleSource(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	src := templates.Source{
-		Page:   s.page(r, name+" · vigil", last, viewState(r), "source="+name),
+		Page:   s.page(r, stream.Readable(name)+" · vigil", last, viewState(r), "source="+name),
 		Name:   name,
 		Status: s.status(name),
 		Alerts: s.alertViews(name),
@@ -343,7 +344,7 @@ func loadStatic() staticFiles {
 func (f staticFiles) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	file, ok := f[r.PathValue("file")]
 	if !ok {
-		http.NotFound(w, r)
+		writeError(w, http.StatusNotFound, "no such file: "+quote(r.PathValue("file")))
 		return
 	}
 	h := w.Header()

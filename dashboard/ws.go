@@ -109,7 +109,15 @@ var _ interface {
 func (ws *wsStream) name() transportName { return viaWS }
 
 func (ws *wsStream) open(*stream.Subscriber) error {
-	c, err := websocket.Accept(ws.w, ws.r, nil) // same-origin only: a page elsewhere cannot ack
+	// Same origin only, so that a page elsewhere cannot ack with a
+	// visitor's browser (Accept checks it too, and answers in plain text).
+	if origin := ws.r.Header.Get("Origin"); origin != "" {
+		if u, err := url.Parse(origin); err != nil || !strings.EqualFold(u.Host, ws.r.Host) {
+			writeError(ws.w, http.StatusForbidden, "cross-origin WebSocket refused: only vigil's own pages may open one")
+			return errors.New("cross-origin")
+		}
+	}
+	c, err := websocket.Accept(ws.w, ws.r, nil)
 	if err != nil {
 		return err // Accept answered the request
 	}

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -49,4 +50,31 @@ func Clip(s string, n int) string {
 		i += size
 	}
 	return b.String()
+}
+
+// Readable returns s with every character that changes how the text
+// around it reads replaced by U+FFFD, so that a name shows as what it is:
+// the bidirectional controls (a right-to-left override makes "web‮gnp.exe"
+// read "webexe.png") and the control characters (a terminal would obey an
+// escape sequence in it).
+func Readable(s string) string {
+	if !strings.ContainsFunc(s, unreadable) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if unreadable(r) {
+			return utf8.RuneError
+		}
+		return r
+	}, s)
+}
+
+func unreadable(r rune) bool {
+	switch {
+	case unicode.IsControl(r):
+		return true
+	case r == 0x061C, r == 0x200E, r == 0x200F, r >= 0x202A && r <= 0x202E, r >= 0x2066 && r <= 0x2069:
+		return true // bidi marks, embeddings, overrides and isolates
+	}
+	return false
 }

@@ -52,3 +52,18 @@ func FuzzClip(f *testing.F) {
 		}
 	})
 }
+
+func TestReadable(t *testing.T) {
+	for in, want := range map[string]string{
+		"web-1":                  "web-1",
+		"web\u202egnp.exe":       "web\ufffdgnp.exe",
+		"a\u2066b\u2069c\u200fd": "a\ufffdb\ufffdc\ufffdd",
+		"host\x1b[31mred":        "host\ufffd[31mred",
+		"tab\tnew\nline":         "tab\ufffdnew\ufffdline",
+		"日本語/Ünïcode":            "日本語/Ünïcode",
+	} {
+		if got := Readable(in); got != want {
+			t.Errorf("Readable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

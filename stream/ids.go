@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 )
 
 // MaxID is the largest event id: ids are numbers in every event's JSON,
@@ -106,18 +108,25 @@ func (f IDFile) Save(id uint64) error {
 const SaveEvery = 10 * time.Second
 
 // Keep saves the hub's newest id every SaveEvery until ctx is done (save
-// once more when nothing publishes any longer). A failed save is logged
-// and tried again next time.
-func (f IDFile) Keep(ctx context.Context, h *Hub, log *slog.Logger) error {
+// once more when nothing publishes any longer). A failed save (a full
+// disk) is counted in vigil_store_errors_total{op="save_event_id"},
+// logged once a minute, and tried again next time.
+func (f IDFile) Keep(ctx context.Context, h *Hub, set *metrics.Set, log *slog.Logger) error {
+	failed := set.GetOrCreateCounter(`vigil_store_errors_total{op="save_event_id"}`)
+	var logged time.Time
 	t := time.NewTicker(SaveEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case now := <-t.C:
 			if err := f.Save(h.LastID()); err != nil {
-				log.Warn("save event id", "err", err)
+				failed.Inc()
+				if now.Sub(logged) >= time.Minute {
+					logged = now
+					log.Warn("save event id; tried again every 10s, logged once a minute", "err", err)
+				}
 			}
 		}
 	}

@@ -21,6 +21,7 @@ import (
 
 	sse "github.com/tmaxmax/go-sse"
 
+	"vigil/stream"
 	"vigil/units"
 )
 
@@ -263,6 +264,25 @@ func (p *printer) print(typ string, data []byte) error {
 	return err
 }
 
+// readable replaces, in every text an event carries, the characters that
+// would change how the line reads or what the terminal does (a
+// right-to-left override, an escape sequence).
+func (ev *tailEvent) readable() {
+	for _, f := range []*string{&ev.Source, &ev.State, &ev.Error, &ev.Transition, &ev.Rule, &ev.Metric, &ev.Op,
+		&ev.Severity, &ev.AckedBy, &ev.Reason} {
+		*f = stream.Readable(*f)
+	}
+	for k, v := range ev.Annotations {
+		ev.Annotations[k] = stream.Readable(v)
+	}
+	for k, v := range ev.Metrics {
+		if r := stream.Readable(k); r != k {
+			delete(ev.Metrics, k)
+			ev.Metrics[r] = v
+		}
+	}
+}
+
 // headline metrics, shown first and in this order when a sample has them.
 var headline = []string{
 	"cpu.percent", "mem.used_percent", "load.1", "swap.used_percent",
@@ -274,6 +294,7 @@ var headline = []string{
 const maxLineMetrics = 6
 
 func (p *printer) line(ev *tailEvent) {
+	ev.readable()
 	b := &p.buf
 	ts := ev.TS.Local().Format("15:04:05.000")
 	fmt.Fprintf(b, "%s %s %s", p.c(cDim, ts), p.c(cBlue, fmt.Sprintf("%-6s", ev.Type)), p.c(cBold, fmt.Sprintf("%-20s", ev.Source)))

@@ -256,3 +256,17 @@ func TestTailBackoff(t *testing.T) {
 		}
 	}
 }
+
+// TestTailShowsNamesAsTheyAre: a source name with a right-to-left override
+// or a terminal escape sequence is printed with them replaced.
+func TestTailShowsNamesAsTheyAre(t *testing.T) {
+	v := newVigil(t)
+	out := newLines()
+	startTail(t, Options{URL: v.srv.URL, Out: out})
+	waitSubscribers(t, v.hub, 1)
+	v.publish(t, "host/web\u202egnp.exe\x1b[2J", 1)
+	l := out.next(t)
+	if strings.ContainsAny(l, "\u202e\x1b") || !strings.Contains(l, "host/web\ufffdgnp.exe\ufffd[2J") {
+		t.Fatalf("line %q", l)
+	}
+}
