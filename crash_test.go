@@ -21,6 +21,7 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 
 	"vigil/alerts"
+	"vigil/internal/vigiltest"
 )
 
 // TestKill9LosesNoDelivery is the outbox's promise, with a real vigil
@@ -72,87 +73,61 @@ func TestKill9LosesNoDelivery(t *testing.T) {
 
 	vigil := start()
 	// Wait until the delivery is in the outbox and has failed once.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(data, "vigil.db")); err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	db, err := alerts.Open(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	var db *alerts.DB
 	var id string
-	for time.Now().Before(deadline) {
+	vigiltest.Eventually(t, 20*time.Second, "a delivery attempted", func() bool {
+		if db == nil {
+			if _, err := os.Stat(filepath.Join(data, "vigil.db")); err != nil {
+				return false
+			}
+			var err error
+			if db, err = alerts.Open(data); err != nil {
+				t.Fatal(err)
+			}
+		}
 		ds, _ := db.Deliveries(context.Background(), "cfg-ops", 10)
 		if len(ds) == 1 && len(ds[0].Attempts) >= 1 {
 			id = ds[0].ID
 			if !strings.Contains(ds[0].Attempts[0].Error, "refused") {
 				t.Fatalf("first attempt: %+v", ds[0].Attempts[0])
 			}
-			break
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if id == "" {
-		t.Fatal("no delivery attempted within 20 s")
-	}
+		return id != ""
+	})
+	defer db.Close()
 	vigil.Process.Signal(syscall.SIGKILL)
 	vigil.Wait()
 
 	// The receiver comes back; so does vigil.
-	var mu sync.Mutex
-	var got []received
 	rl, err := net.Listen("tcp", receiverAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		got = append(got, received{r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), body})
-		mu.Unlock()
-	})}
-	go srv.Serve(rl)
-	defer srv.Close()
+	rc := vigiltest.NewReceiverOn(t, rl, nil)
 	start()
-
-	deadline = time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n > 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	time.Sleep(3 * time.Second) // time for a duplicate to show, if there were one
-	mu.Lock()
-	defer mu.Unlock()
+	// Once the delivery is recorded as delivered nothing sends it again;
+	// a duplicate would have arrived before.
+	vigiltest.Eventually(t, 30*time.Second, "the delivery delivered after the restart", func() bool {
+		ds, _ := db.Deliveries(context.Background(), "cfg-ops", 10)
+		return len(ds) == 1 && ds[0].State == alerts.DeliveryDelivered
+	})
+	got := rc.Requests()
 	if len(got) != 1 {
 		t.Fatalf("receiver got %d deliveries, want exactly 1", len(got))
 	}
 	r := got[0]
-	if r.id != id {
-		t.Fatalf("webhook-id %q after the restart, want %q", r.id, id)
+	if r.Header.Get("webhook-id") != id {
+		t.Fatalf("webhook-id %q after the restart, want %q", r.Header.Get("webhook-id"), id)
 	}
-	if err := alerts.Verify(secret, r.id, r.ts, r.sig, r.body, time.Now(), 5*time.Minute); err != nil {
+	if err := alerts.Verify(secret, id, r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), r.Body, time.Now(), 5*time.Minute); err != nil {
 		t.Fatalf("signature: %v", err)
 	}
-	if !strings.Contains(string(r.body), `"type":"alert.firing"`) {
-		t.Fatalf("body %s", r.body)
+	if !strings.Contains(string(r.Body), `"type":"alert.firing"`) {
+		t.Fatalf("body %s", r.Body)
 	}
 	if ds, _ := db.Deliveries(context.Background(), "cfg-ops", 10); len(ds) != 1 || ds[0].State != alerts.DeliveryDelivered {
 		t.Fatalf("outbox after the restart: %+v", ds)
 	}
-}
-
-type received struct {
-	id, ts, sig string
-	body        []byte
 }
 
 // TestSIGTERMWhileReceiverHangs: a receiver that accepts the connection
@@ -223,29 +198,20 @@ func TestSIGTERMWhileReceiverHangs(t *testing.T) {
 	hang.Close()
 
 	// The receiver answers now; vigil starts again and sends it again.
-	got := make(chan string, 16)
 	rl, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got <- r.Header.Get("webhook-id")
-	})}
-	go srv.Serve(rl)
-	defer srv.Close()
+	rc := vigiltest.NewReceiverOn(t, rl, nil)
 	again := exec.Command(bin, "--addr", "127.0.0.1:0", "--data", data, "--config", cfg)
 	again.Stderr = io.Discard
 	if err := again.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { again.Process.Kill(); again.Wait() })
-	select {
-	case g := <-got:
-		if g != id {
-			t.Fatalf("after the restart webhook-id %q, want the one cut short, %q", g, id)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the attempt cut short was not sent after the restart")
+	vigiltest.Eventually(t, 20*time.Second, "the attempt cut short sent after the restart", func() bool { return len(rc.Requests()) > 0 })
+	if g := rc.Requests()[0].Header.Get("webhook-id"); g != id {
+		t.Fatalf("after the restart webhook-id %q, want the one cut short, %q", g, id)
 	}
 	again.Process.Signal(syscall.SIGTERM)
 	again.Wait()
@@ -336,7 +302,7 @@ func TestKill9FilteredClientMissesNoTransition(t *testing.T) {
 	first := start(`    - {name: Up, source: host/*, metric: host.uptime_seconds, op: ">", threshold: 0}
     - {name: Late, source: host/*, metric: host.uptime_seconds, op: ">", threshold: 1e15}
 `)
-	eventually(t, 20*time.Second, "Up fires", func() bool { return alertStates()["Up"] == "firing" })
+	vigiltest.Eventually(t, 20*time.Second, "Up fires", func() bool { return alertStates()["Up"] == "firing" })
 
 	// The client connects now: nothing for it yet but its position.
 	position := func(last string) (string, []sse.Event) {
@@ -377,7 +343,7 @@ func TestKill9FilteredClientMissesNoTransition(t *testing.T) {
 	start(`    - {name: Up, source: host/*, metric: host.uptime_seconds, op: ">", threshold: 1e15}
     - {name: Late, source: host/*, metric: host.uptime_seconds, op: ">", threshold: 0, for: 1s}
 `)
-	eventually(t, 20*time.Second, "Late fires after the restart", func() bool {
+	vigiltest.Eventually(t, 20*time.Second, "Late fires after the restart", func() bool {
 		s := alertStates()
 		return s["Late"] == "firing" && s["Up"] == ""
 	})

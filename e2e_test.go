@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"vigil/internal/vigiltest"
 	"vigil/templates"
 	"vigil/units"
 )
@@ -71,21 +72,13 @@ func evalString(t *testing.T, ctx context.Context, js string) string {
 	return s
 }
 
-// waitFor polls a JavaScript condition until it is true or the time is up.
+// waitFor waits for a JavaScript condition in the page to hold.
 func waitFor(t *testing.T, ctx context.Context, what, js string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	vigiltest.Eventually(t, within, what, func() bool {
 		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js))
-		if err == nil && ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			state := evalString(t, ctx, `document.querySelector('[data-testid=connection]').textContent`)
-			t.Fatalf("%s: not within %s (connection: %q, err %v)", what, within, strings.TrimSpace(state), err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil && ok
+	})
 }
 
 // importApp imports the page's own script, static/app.js, by the URL the
@@ -181,14 +174,8 @@ func TestBrowserDashboardGoesLiveAndResumes(t *testing.T) {
 		http.Error(w, "bad gateway", http.StatusBadGateway)
 	})}
 	go bad.Serve(ln)
-	deadline := time.Now().Add(15 * time.Second)
-	for hits.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
+	vigiltest.Eventually(t, 15*time.Second, "the page retries while the proxy answers 502", func() bool { return hits.Load() > 0 })
 	bad.Close()
-	if hits.Load() == 0 {
-		t.Fatal("the page never retried while the proxy answered 502")
-	}
 
 	startVigil(t, "--data", data, "--addr", addr)
 	waitFor(t, ctx, "page live again after restart", `document.querySelector('[data-testid=connection]').dataset.state === 'live'`, 40*time.Second)
@@ -241,6 +228,17 @@ func TestBrowserFormatsLikeServer(t *testing.T) {
 func TestBrowserControls(t *testing.T) {
 	ctx := browser(t)
 	base, _ := startVigil(t, "--data", t.TempDir())
+	// samples waits until n more samples were published (and sent to the
+	// page too).
+	published := openStream(t, base+"/events?type=sample", nil)
+	samples := func(n int) {
+		for len(published) > 0 {
+			<-published // from before
+		}
+		for range n {
+			vigiltest.Next(t, published, "sample", 5*time.Second)
+		}
+	}
 	countFrames(t, ctx)
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(`[data-testid=host-panel]`)); err != nil {
 		t.Fatal(err)
@@ -266,7 +264,7 @@ func TestBrowserControls(t *testing.T) {
 	chromedp.Do(ctx, chromedp.KeyEvent("p"))
 	waitFor(t, ctx, "p pauses", `document.querySelector('[data-testid=connection]').dataset.state === 'paused' && document.querySelector('[data-testid=pause]').getAttribute('aria-pressed') === 'true' && location.search.includes('paused=1')`, 2*time.Second)
 	held := evalString(t, ctx, moving)
-	time.Sleep(2500 * time.Millisecond) // samples arrive meanwhile; the screen must not move
+	samples(2) // arrive meanwhile; the screen must not move
 	if now := evalString(t, ctx, moving); now != held {
 		t.Fatalf("value changed while paused: %q -> %q", held, now)
 	}
@@ -281,11 +279,12 @@ func TestBrowserControls(t *testing.T) {
 
 	// A hidden tab draws nothing; shown again, it draws at once.
 	chromedp.Run(ctx, chromedp.Evaluate[bool](`Object.defineProperty(document, 'hidden', {configurable: true, get: () => true}); document.dispatchEvent(new Event('visibilitychange')); true`))
-	time.Sleep(200 * time.Millisecond) // let a frame already requested finish
+	// A frame already requested finishes within the next two.
+	chromedp.Run(ctx, chromedp.Evaluate[bool](`new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(() => done(true))))`, chromedp.EvalAwaitPromise))
 	frames := `window.framesDrawn`
 	f0, _ := chromedp.Run(ctx, chromedp.Evaluate[int](frames))
 	held = evalString(t, ctx, moving)
-	time.Sleep(2500 * time.Millisecond)
+	samples(2)
 	if f1, _ := chromedp.Run(ctx, chromedp.Evaluate[int](frames)); f1 != f0 {
 		t.Fatalf("hidden tab rendered %d frames", f1-f0)
 	}
@@ -389,7 +388,7 @@ func TestBrowserCrossSiteWritesFail(t *testing.T) {
 	vigilPort := base[strings.LastIndex(base, ":")+1:]
 
 	var fp string
-	eventually(t, 15*time.Second, "the alert fires", func() bool {
+	vigiltest.Eventually(t, 15*time.Second, "the alert fires", func() bool {
 		var out struct {
 			Alerts []struct{ Fingerprint, State string }
 		}

@@ -23,13 +23,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	sse "github.com/tmaxmax/go-sse"
 	"gopkg.in/yaml.v3"
+
+	"vigil/internal/vigiltest"
 )
 
 func TestMain(m *testing.M) {
@@ -40,34 +41,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// eventually waits for cond to hold, checking every 20 ms, and fails the
-// test when it does not within the time given.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+// openStream opens an event stream and returns its events.
+func openStream(t *testing.T, url string, header http.Header) <-chan sse.Event {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
+	resp, ch := vigiltest.SSE(t, url, header)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s", url, resp.Status)
 	}
+	return ch
 }
 
 // startVigil runs the whole app in process on 127.0.0.1:0 and returns its
@@ -77,7 +58,7 @@ func startVigil(t *testing.T, args ...string) (string, func() time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
-	logs := &syncBuffer{}
+	logs := &vigiltest.Buffer{}
 	go func() {
 		done <- run(ctx, env{
 			args:      append([]string{"--addr", "127.0.0.1:0"}, args...),
@@ -126,60 +107,13 @@ type sampleData struct {
 	Metrics map[string]float64 `json:"metrics"`
 }
 
-func openStream(t *testing.T, url string, lastID string) <-chan sse.Event {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	ch := make(chan sse.Event, 64)
-	go func() {
-		defer close(ch)
-		defer resp.Body.Close()
-		for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 1 << 20}) {
-			if err != nil {
-				return
-			}
-			ch <- ev
-		}
-	}()
-	return ch
-}
-
-func nextOf(t *testing.T, ch <-chan sse.Event, typ string, within time.Duration) sse.Event {
-	t.Helper()
-	timeout := time.After(within)
-	for {
-		select {
-		case ev, ok := <-ch:
-			if !ok {
-				t.Fatalf("stream ended waiting for a %s event", typ)
-			}
-			if ev.Type == typ {
-				return ev
-			}
-		case <-timeout:
-			t.Fatalf("no %s event within %s", typ, within)
-		}
-	}
-}
-
 func TestWholeAppStreamsHostSamples(t *testing.T) {
 	data := t.TempDir()
 	base, stop := startVigil(t, "--data", data)
-	ch := openStream(t, base+"/events?source=host/*", "")
+	ch := openStream(t, base+"/events?source=host/*", nil)
 
 	var first sampleData
-	ev := nextOf(t, ch, "sample", 3*time.Second)
+	ev := vigiltest.Next(t, ch, "sample", 3*time.Second)
 	if err := json.Unmarshal([]byte(ev.Data), &first); err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +127,7 @@ func TestWholeAppStreamsHostSamples(t *testing.T) {
 		}
 	}
 	var second sampleData
-	json.Unmarshal([]byte(nextOf(t, ch, "sample", 3*time.Second).Data), &second)
+	json.Unmarshal([]byte(vigiltest.Next(t, ch, "sample", 3*time.Second).Data), &second)
 	if gap := second.TS.Sub(first.TS); second.Seq <= first.Seq || gap < 900*time.Millisecond || gap > 1100*time.Millisecond {
 		t.Fatalf("second sample seq %d after %d, %s later; want about a second", second.Seq, first.Seq, gap)
 	}
@@ -238,8 +172,8 @@ func TestWholeAppStreamsHostSamples(t *testing.T) {
 	// old run's id gets a reset rather than a silent gap.
 	base2, _ := startVigil(t, "--data", data)
 	old := strconv.FormatUint(second.Seq, 10)
-	ch2 := openStream(t, base2+"/events", old)
-	reset := nextOf(t, ch2, "reset", 3*time.Second)
+	ch2 := openStream(t, base2+"/events", http.Header{"Last-Event-Id": {old}})
+	reset := vigiltest.Next(t, ch2, "reset", 3*time.Second)
 	var rb struct {
 		Reason string `json:"reason"`
 	}
@@ -249,7 +183,7 @@ func TestWholeAppStreamsHostSamples(t *testing.T) {
 		t.Fatalf("reset %+v (reason %q)", reset, rb.Reason)
 	}
 	var third sampleData
-	json.Unmarshal([]byte(nextOf(t, ch2, "sample", 3*time.Second).Data), &third)
+	json.Unmarshal([]byte(vigiltest.Next(t, ch2, "sample", 3*time.Second).Data), &third)
 	if third.Seq <= second.Seq {
 		t.Fatalf("id %d after restart is not above %d", third.Seq, second.Seq)
 	}
@@ -283,8 +217,8 @@ func TestSIGTERMStopsWithinFiveSeconds(t *testing.T) {
 	if url == "" {
 		t.Fatal("no listening line")
 	}
-	ch := openStream(t, url+"/events", "")
-	nextOf(t, ch, "sample", 3*time.Second)
+	ch := openStream(t, url+"/events", nil)
+	vigiltest.Next(t, ch, "sample", 3*time.Second)
 	start := time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)
 	err := cmd.Wait()
@@ -462,7 +396,7 @@ func TestConfigPrecedence(t *testing.T) {
 // with traffic, labelled as demo data, with a per-instance breakdown.
 func TestDemo(t *testing.T) {
 	base, _ := startVigil(t, "--data", t.TempDir(), "--demo")
-	ch := openStream(t, base+"/events?source=service/checkout&type=sample", "")
+	ch := openStream(t, base+"/events?source=service/checkout&type=sample", nil)
 	deadline := time.After(10 * time.Second)
 	for {
 		var s sampleData
@@ -552,16 +486,13 @@ func FuzzConfig(f *testing.F) {
 func TestTailCommand(t *testing.T) {
 	base, _ := startVigil(t, "--data", t.TempDir(), "--interval", "100ms")
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &vigiltest.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, env{args: []string{"tail", base, "--type", "sample", "--json", "--source", "host/*"},
 			getenv: func(string) string { return "" }, stdout: out, stderr: io.Discard})
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(out.String(), "\n") < 2 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	vigiltest.Eventually(t, 10*time.Second, "two lines from tail", func() bool { return strings.Count(out.String(), "\n") >= 2 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("tail: %v", err)
