@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 
 	"vigil/collector"
+	"vigil/internal/vigiltest"
 	"vigil/stream"
 )
 
@@ -56,51 +56,6 @@ func (a *testApp) publish(t *testing.T, source string, v float64) *stream.Event 
 		t.Fatal(err)
 	}
 	return ev
-}
-
-// openSSE opens /events and returns the response and a channel of parsed
-// events, read by the WHATWG rules.
-func openSSE(t *testing.T, url string, header http.Header) (*http.Response, <-chan sse.Event) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch := make(chan sse.Event, 1024)
-	go func() {
-		defer close(ch)
-		defer resp.Body.Close()
-		for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 1 << 20}) {
-			if err != nil {
-				return
-			}
-			if ev.Type == "" && ev.Data == "" {
-				continue // a position ("id:" alone): EventSource dispatches nothing
-			}
-			ch <- ev
-		}
-	}()
-	return resp, ch
-}
-
-func next(t *testing.T, ch <-chan sse.Event) sse.Event {
-	t.Helper()
-	select {
-	case ev, ok := <-ch:
-		if !ok {
-			t.Fatal("stream ended")
-		}
-		return ev
-	case <-time.After(10 * time.Second):
-		t.Fatal("no event within 10 s")
-	}
-	return sse.Event{}
 }
 
 func TestEventsHeadersBeforeFirstEvent(t *testing.T) {
@@ -151,7 +106,7 @@ func TestEventsJitteredRetry(t *testing.T) {
 
 func TestEventsLiveAndResume(t *testing.T) {
 	a := newTestApp(t, stream.HubOptions{Replay: 100}, Options{})
-	_, ch := openSSE(t, a.srv.URL+"/events", nil)
+	_, ch := vigiltest.SSE(t, a.srv.URL+"/events", nil)
 	waitSubscribers(t, a.hub, 1)
 	var last string
 	for i := range 5 {
@@ -176,7 +131,7 @@ func TestEventsLiveAndResume(t *testing.T) {
 		{"header wins over a stale query", "/events?lastEventId=1", http.Header{"Last-Event-Id": {last}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, ch := openSSE(t, a.srv.URL+tc.url, tc.header)
+			_, ch := vigiltest.SSE(t, a.srv.URL+tc.url, tc.header)
 			from, _ := strconv.ParseUint(last, 10, 64)
 			for want := from + 1; want <= a.hub.LastID(); want++ {
 				if got := next(t, ch); got.LastEventID != strconv.FormatUint(want, 10) {
@@ -191,7 +146,7 @@ func TestEventsResetForUnknownID(t *testing.T) {
 	a := newTestApp(t, stream.HubOptions{FirstID: 500}, Options{})
 	a.publish(t, "host/a", 1)
 	a.publish(t, "host/b", 2)
-	_, ch := openSSE(t, a.srv.URL+"/events?source=host/b", http.Header{"Last-Event-Id": {"17"}})
+	_, ch := vigiltest.SSE(t, a.srv.URL+"/events?source=host/b", http.Header{"Last-Event-Id": {"17"}})
 	ev := next(t, ch)
 	var body struct {
 		Reason string
@@ -208,7 +163,7 @@ func TestEventsResetForUnknownID(t *testing.T) {
 
 func TestEventsFilters(t *testing.T) {
 	a := newTestApp(t, stream.HubOptions{}, Options{})
-	_, ch := openSSE(t, a.srv.URL+"/events?source=host/*&type=sample", nil)
+	_, ch := vigiltest.SSE(t, a.srv.URL+"/events?source=host/*&type=sample", nil)
 	waitSubscribers(t, a.hub, 1)
 	a.publish(t, "service/api", 1)
 	a.hub.Publish(stream.Message{Type: stream.TypeSource, Source: "host/a"})
@@ -247,7 +202,7 @@ func TestSlowClientDoesNotDelayOthers(t *testing.T) {
 	}
 	defer slow.Close()
 	fmt.Fprintf(slow, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
-	_, ch := openSSE(t, a.srv.URL+"/events", nil)
+	_, ch := vigiltest.SSE(t, a.srv.URL+"/events", nil)
 	waitSubscribers(t, a.hub, 2)
 
 	big := strings.Repeat("x", 64<<10)
@@ -271,17 +226,6 @@ func TestSlowClientDoesNotDelayOthers(t *testing.T) {
 	slow.SetReadDeadline(time.Now().Add(30 * time.Second))
 	if _, err := io.Copy(io.Discard, slow); err != nil {
 		t.Fatalf("stalled connection not closed by the server: %v", err)
-	}
-}
-
-func waitSubscribers(t *testing.T, h *stream.Hub, n int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for h.Subscribers() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d subscribers, want %d", h.Subscribers(), n)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -312,7 +256,7 @@ func TestEveryStreamGivesAPositionOnOpen(t *testing.T) {
 		t.Fatalf("SSE opening %q: want an id: line with the newest id", lines)
 	}
 	// A resuming SSE client: the replay, then its position.
-	_, ch := openSSE(t, a.srv.URL+"/events?lastEventId=100", nil)
+	_, ch := vigiltest.SSE(t, a.srv.URL+"/events?lastEventId=100", nil)
 	if ev := next(t, ch); ev.LastEventID != "101" {
 		t.Fatalf("replay %+v", ev)
 	}
@@ -346,4 +290,16 @@ func TestEveryStreamGivesAPositionOnOpen(t *testing.T) {
 	if r := poll(t, a.srv.URL+"/api/v1/poll?type=alert&after=100&timeout=0s"); r.ans.Next != "102" || len(r.ans.Events) != 0 {
 		t.Fatalf("filtered poll: %+v, want next 102", r)
 	}
+}
+
+// waitSubscribers waits until the hub has n subscribers.
+func waitSubscribers(t *testing.T, h *stream.Hub, n int) {
+	t.Helper()
+	vigiltest.Eventually(t, 10*time.Second, fmt.Sprintf("%d subscribers", n), func() bool { return h.Subscribers() == n })
+}
+
+// next is the next event of a stream.
+func next(t *testing.T, ch <-chan sse.Event) sse.Event {
+	t.Helper()
+	return vigiltest.Next(t, ch, "", 10*time.Second)
 }

@@ -1,22 +1,22 @@
 package dashboard
 
 import (
-	"encoding/json"
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"vigil/alerts"
+	"vigil/internal/vigiltest"
 	"vigil/stream"
 )
 
@@ -318,7 +318,7 @@ func (panickyHooks) Subscriptions(context.Context) ([]alerts.Subscription, error
 // TestPanicLoggedAndCounted: a crash in a handler is logged at error level
 // with its stack, whatever the log level, and counted in /metrics.
 func TestPanicLoggedAndCounted(t *testing.T) {
-	var logs syncBuffer
+	var logs vigiltest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))
 	a := newTestApp(t, stream.HubOptions{}, Options{Logger: log, Hooks: panickyHooks{&alerts.Hooks{DB: openDB(t)}}})
 	if resp, err := http.Get(a.srv.URL + "/api/v1/subscriptions"); err == nil {
@@ -340,21 +340,4 @@ func TestPanicLoggedAndCounted(t *testing.T) {
 	if !strings.Contains(string(b), "vigil_http_panics_total 1\n") {
 		t.Fatalf("panic not counted:\n%s", b)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

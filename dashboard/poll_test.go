@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"vigil/internal/vigiltest"
 	"vigil/stream"
 )
 
@@ -108,7 +109,7 @@ func TestPollThenStream(t *testing.T) {
 		seen = append(seen, ev.Seq)
 	}
 	a.publish(t, "host/a", 5) // 6: published between the poll and the stream
-	_, ch := openSSE(t, a.srv.URL+"/events?lastEventId="+r.ans.Next, nil)
+	_, ch := vigiltest.SSE(t, a.srv.URL+"/events?lastEventId="+r.ans.Next, nil)
 	waitSubscribers(t, a.hub, 1)
 	a.publish(t, "host/a", 6) // 7
 	for len(seen) < 5 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"vigil/collector"
 	"vigil/dashboard"
+	"vigil/internal/vigiltest"
 	"vigil/stream"
 )
 
@@ -79,13 +81,7 @@ func (v *vigil) publish(t *testing.T, source string, x float64) {
 // waitSubscribers waits until the hub has n subscribers.
 func waitSubscribers(t *testing.T, h *stream.Hub, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for h.Subscribers() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d subscribers, want %d", h.Subscribers(), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	vigiltest.Eventually(t, 10*time.Second, fmt.Sprintf("%d subscribers", n), func() bool { return h.Subscribers() == n })
 }
 
 func startTail(t *testing.T, o Options) (<-chan error, context.CancelFunc) {
