@@ -261,7 +261,7 @@ func (a *app) shutdown() {
 	if a.env.stop != nil {
 		a.env.stop() // a second signal kills at once
 	}
-	a.log.Info("shutting down")
+	a.log.Info("shutting down", "streams", a.hub.Subscribers())
 	a.web.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()

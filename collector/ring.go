@@ -31,9 +31,6 @@ func NewRing(capacity int) *Ring {
 	return &Ring{ts: make([]int64, capacity), vs: make([]float64, capacity)}
 }
 
-// Cap is the number of points the ring keeps.
-func (r *Ring) Cap() int { return len(r.ts) }
-
 // Len is the number of points the ring holds now.
 func (r *Ring) Len() int { return r.n }
 
@@ -169,14 +166,6 @@ func (s *Store) Status(source string) (SourceStatus, bool) {
 	defer s.mu.RUnlock()
 	st, ok := s.statuses[source]
 	return st, ok
-}
-
-// Forget drops a source and all its series.
-func (s *Store) Forget(source string) {
-	s.mu.Lock()
-	delete(s.sources, source)
-	delete(s.statuses, source)
-	s.mu.Unlock()
 }
 
 // Sources lists the sources the store holds, sorted.
