@@ -12,6 +12,7 @@ import (
 	"math"
 	"path"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -135,7 +136,6 @@ CREATE TABLE IF NOT EXISTS cursors (
 	subscription_id TEXT PRIMARY KEY,
 	seq             INTEGER NOT NULL -- the newest event this receiver has taken (or passed over: not its type)
 );
-DROP INDEX IF EXISTS deliveries_due; -- claims go per receiver now, through deliveries_sub_due
 CREATE INDEX IF NOT EXISTS deliveries_sub ON deliveries (subscription_id, seq);
 CREATE INDEX IF NOT EXISTS deliveries_sub_due ON deliveries (subscription_id, state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_queued ON deliveries (next_attempt_at) WHERE state = 'queued';
@@ -148,13 +148,80 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id);`
 
-func ms(t time.Time) int64 { return t.UnixMilli() }
-
-func fromMS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
+// migrateOutbox creates the outbox's tables, and brings those of a
+// database from an earlier version up to date.
+func migrateOutbox(db *sql.DB) error {
+	if _, err := db.Exec(outboxSchema); err != nil {
+		return err
 	}
-	return time.UnixMilli(v).UTC()
+	for _, m := range []string{
+		`DROP INDEX IF EXISTS deliveries_due`, // claims go per receiver now, through deliveries_sub_due
+		// Databases from before these columns existed.
+		`ALTER TABLE subscriptions ADD COLUMN challenge TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE deliveries ADD COLUMN payload_id INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE deliveries ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE events ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''`,
+		// Undelivered webhooks of one alert to one receiver: a newer one
+		// waits for these (after the column it needs exists).
+		`CREATE INDEX IF NOT EXISTS deliveries_alert_open ON deliveries (subscription_id, fingerprint, seq) WHERE state IN ('queued', 'in_flight')`,
+	} {
+		if _, err := db.Exec(m); err != nil && !strings.Contains(err.Error(), "duplicate column") {
+			return err
+		}
+	}
+	return nil
+}
+
+// The outbox's statements that run inside transactions, prepared when the
+// database opens.
+const (
+	sqlInsertPayload = `INSERT INTO payloads (body) VALUES (?)`
+	sqlInsertEvent   = `INSERT INTO events (seq, type, standard_payload, alertmanager_payload, created_at, fingerprint) VALUES (?, ?, ?, ?, ?, ?)`
+	sqlTakeEvents    = `SELECT e.seq, e.type, e.created_at, p.id, p.body, e.fingerprint FROM events e
+		JOIN payloads p ON p.id = CASE WHEN ? = 'alertmanager' THEN e.alertmanager_payload ELSE e.standard_payload END
+		WHERE e.seq > ? ORDER BY e.seq LIMIT 64`
+	sqlInsertDelivery = `INSERT INTO deliveries (seq, id, subscription_id, event_type, payload, payload_id, state, next_attempt_at, created_at, updated_at, fingerprint)
+		VALUES (?, ?, ?, ?, x'', ?, ?, ?, ?, ?, ?)`
+	// An alert's webhook to a receiver is held back while an earlier one
+	// is queued or in flight, so they arrive in order.
+	alertOpenBefore = `EXISTS (SELECT 1 FROM deliveries o WHERE o.subscription_id = d.subscription_id AND o.fingerprint = d.fingerprint
+		AND d.fingerprint != '' AND o.seq < d.seq AND o.state IN ('queued', 'in_flight'))`
+	sqlAlertOpen  = `SELECT COUNT(*) FROM deliveries WHERE subscription_id = ? AND fingerprint = ? AND state IN ('queued', 'in_flight')`
+	sqlMoveCursor = `UPDATE cursors SET seq = ? WHERE subscription_id = ?`
+	sqlRetries    = `SELECT d.id, d.subscription_id, d.event_type, COALESCE(p.body, d.payload),
+		(SELECT COUNT(*) FROM attempts a WHERE a.delivery_id = d.id), d.created_at, d.next_attempt_at
+		FROM deliveries d LEFT JOIN payloads p ON p.id = d.payload_id
+		WHERE d.subscription_id = ? AND d.state = ? AND d.next_attempt_at <= ? AND NOT ` + alertOpenBefore + `
+		ORDER BY d.next_attempt_at, d.seq LIMIT ?`
+	sqlNextRetry     = `SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.state = ? AND NOT ` + alertOpenBefore
+	sqlInFlight      = `UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ?`
+	sqlInsertAttempt = `INSERT INTO attempts (delivery_id, at, status, error, duration_ms) VALUES (?, ?, ?, ?, ?)`
+	sqlRecord        = `UPDATE deliveries SET state = ?, next_attempt_at = ?, updated_at = ?, last_error = ? WHERE id = ?`
+)
+
+var outboxStatements = []string{sqlInsertPayload, sqlInsertEvent, sqlTakeEvents, sqlInsertDelivery, sqlMoveCursor,
+	sqlRetries, sqlInFlight, sqlInsertAttempt, sqlRecord, sqlAlertOpen}
+
+// openOutbox picks up where the database left off: the newest sequence
+// number and event, and a cursor for each active receiver from before
+// cursors existed (it starts from here).
+func (d *DB) openOutbox(ctx context.Context) error {
+	var last, lastEvent sql.NullInt64
+	if err := d.db.QueryRowContext(ctx, `SELECT MAX(seq), (SELECT MAX(seq) FROM events) FROM deliveries`).Scan(&last, &lastEvent); err != nil {
+		return err
+	}
+	d.seq.Store(uint64(max(last.Int64, lastEvent.Int64)))
+	d.lastEvent.Store(uint64(lastEvent.Int64))
+	subs, err := d.Subscriptions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range subs {
+		if err := d.syncCursor(ctx, d.db, s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // newID is a prefix and 16 random bytes, URL-safe.
@@ -189,10 +256,6 @@ func (d *DB) PutSubscription(ctx context.Context, s Subscription) error {
 		return fmt.Errorf("save subscription: %w", err)
 	}
 	return nil
-}
-
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
 // syncCursor gives an active subscription a cursor at the newest event,
@@ -323,10 +386,6 @@ func (d *DB) forgetSubscriptions() {
 	d.subsMu.Unlock()
 }
 
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
 func (d *DB) subscriptions(ctx context.Context, q querier, where string, args ...any) ([]Subscription, error) {
 	rows, err := q.QueryContext(ctx, `SELECT body, secret, old_secret, old_secret_until, challenge FROM subscriptions `+where, args...)
 	if err != nil {
@@ -368,6 +427,41 @@ func (d *DB) DeleteSubscription(ctx context.Context, id string) error {
 	_, err = d.db.ExecContext(ctx, `UPDATE deliveries SET state = ?, last_error = 'subscription deleted' WHERE subscription_id = ? AND state = ?`,
 		DeliveryDead, id, DeliveryQueued)
 	return err
+}
+
+// wanted reports whether any active subscription takes an event type.
+func wanted(subs []Subscription, typ string) bool {
+	for _, s := range subs {
+		if s.Status == SubscriptionActive && s.Wants(typ) {
+			return true
+		}
+	}
+	return false
+}
+
+// addEvent adds a webhook event inside a transaction and returns its
+// sequence number: one row, whatever the number of receivers, with its
+// bodies, which render makes with that number. Each receiver's delivery
+// of it is created when the dispatcher starts on it (see due), so an
+// event costs the same beside fifty receivers as beside one.
+func (d *DB) addEvent(ctx context.Context, tx *sql.Tx, typ, fingerprint string, at time.Time, render func(seq uint64) (webhookBodies, error)) (uint64, error) {
+	seq := d.seq.Add(1)
+	bodies, err := render(seq)
+	if err != nil {
+		return 0, err
+	}
+	var ids [2]int64
+	for i, body := range [][]byte{bodies.standard, bodies.alertmanager} {
+		res, err := d.exec(ctx, tx, sqlInsertPayload, body)
+		if err != nil {
+			return 0, fmt.Errorf("enqueue webhooks: %w", err)
+		}
+		ids[i], _ = res.LastInsertId()
+	}
+	if _, err := d.exec(ctx, tx, sqlInsertEvent, seq, typ, ids[0], ids[1], ms(at), fingerprint); err != nil {
+		return 0, fmt.Errorf("enqueue webhooks: %w", err)
+	}
+	return seq, nil
 }
 
 // enqueue adds one delivery inside a transaction. The payload is built by
@@ -506,98 +600,137 @@ type claim struct {
 // one each time, so one receiver's backlog never crowds out another's, and
 // a receiver with no room costs nothing.
 func (d *DB) due(ctx context.Context, now time.Time, limit int, room func(subs []Subscription, rooms []int)) ([]claim, error) {
+	p, err := d.plan(ctx, now, room)
+	if p == nil || err != nil {
+		return nil, err
+	}
+	out, err := d.claimAll(ctx, p, now, limit)
+	if err != nil {
+		d.retryAt(now)
+		return nil, err
+	}
+	d.moved(p.moved)
+	return out, nil
+}
+
+// A pass is one claim pass: the receivers and cursors it works from, as
+// cached, and what it finds.
+type pass struct {
+	subs   []Subscription
+	curs   map[string]uint64
+	newest uint64            // the newest event
+	retry  bool              // a queued delivery may be due
+	rooms  []int             // how many attempts each receiver may start
+	moved  map[string]uint64 // the cursors the pass moved
+}
+
+// fresh reports whether a receiver takes events and has some after its
+// cursor.
+func (p *pass) fresh(sub Subscription) bool {
+	c, ok := p.curs[sub.ID]
+	return ok && c < p.newest && sub.Status == SubscriptionActive
+}
+
+// plan starts a pass, or returns nil when it would find nothing: no
+// receiver with room has a new event or may have a retry due. That costs
+// no query: it is asked after every attempt and four times a second.
+func (d *DB) plan(ctx context.Context, now time.Time, room func(subs []Subscription, rooms []int)) (*pass, error) {
 	subs, curs, err := d.cached(ctx)
 	if err != nil || len(subs) == 0 {
 		return nil, err
 	}
-	newest := d.lastEvent.Load()
-	// Nothing to do (no new event for a receiver with room, no retry
-	// due) costs no query: this runs after every attempt and four times
-	// a second.
+	p := &pass{subs: subs, curs: curs, newest: d.lastEvent.Load(), rooms: make([]int, len(subs))}
 	d.retryMu.Lock()
-	retry := d.nextRetry <= ms(now)
+	p.retry = d.nextRetry <= ms(now)
 	d.retryMu.Unlock()
-	fresh := func(sub Subscription) bool {
-		c, ok := curs[sub.ID]
-		return ok && c < newest && sub.Status == SubscriptionActive
-	}
 	// Receivers with no room (at their limit, or their breaker open) are
 	// passed over without a look: fifty dead ones cost fifty map lookups.
-	rooms := make([]int, len(subs))
-	room(subs, rooms)
+	room(subs, p.rooms)
 	work := false
 	for i, sub := range subs {
-		if rooms[i] > 0 && (retry || fresh(sub)) {
+		if p.rooms[i] > 0 && (p.retry || p.fresh(sub)) {
 			work = true
 		}
 	}
 	if !work {
 		return nil, nil
 	}
-	if retry {
+	if p.retry {
 		d.retryMu.Lock()
-		d.nextRetry = math.MaxInt64 // lowered again below, and by every attempt recorded meanwhile
+		d.nextRetry = math.MaxInt64 // lowered again by the pass (scheduleRetries), and by every attempt recorded meanwhile
 		d.retryMu.Unlock()
 	}
+	return p, nil
+}
 
-	first := int(d.turn.Add(1) % uint64(len(subs)))
-	// One transaction for the whole pass: one commit however many
-	// receivers get something.
+// claimAll claims, receiver by receiver from the pass's turn, up to limit
+// in all, in one transaction: one commit however many receivers get
+// something.
+func (d *DB) claimAll(ctx context.Context, p *pass, now time.Time, limit int) ([]claim, error) {
+	first := int(d.turn.Add(1) % uint64(len(p.subs)))
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
-		d.retryAt(now)
 		return nil, err
 	}
 	defer tx.Rollback()
 	var out []claim
-	var moved map[string]uint64
-	for k := range subs {
-		i := (first + k) % len(subs)
-		sub := subs[i]
-		n := min(rooms[i], limit-len(out))
+	for k := range p.subs {
+		i := (first + k) % len(p.subs)
+		n := min(p.rooms[i], limit-len(out))
 		if n <= 0 {
 			continue
 		}
-		if retry {
-			retries, err := d.retries(ctx, tx, sub, now, n)
-			if err != nil {
-				d.retryAt(now)
-				return nil, err
-			}
-			out = append(out, retries...)
-			n -= len(retries)
-		}
-		if n <= 0 || !fresh(sub) {
-			continue
-		}
-		taken, cursor, err := d.take(ctx, tx, sub, now, n, curs[sub.ID], newest)
+		claims, err := d.claimFor(ctx, tx, p, p.subs[i], now, n)
 		if err != nil {
-			d.retryAt(now)
 			return nil, err
 		}
-		out = append(out, taken...)
-		if moved == nil {
-			moved = map[string]uint64{}
-		}
-		moved[sub.ID] = cursor
+		out = append(out, claims...)
 	}
-	if retry {
-		// The next retry's time, for the passes to come.
-		var next sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.state = ? AND NOT `+alertOpenBefore, DeliveryQueued).Scan(&next); err != nil {
-			d.retryAt(now)
+	if p.retry {
+		if err := d.scheduleRetries(ctx, tx); err != nil {
 			return nil, err
 		}
-		if next.Valid {
-			d.retryAt(fromMS(next.Int64))
-		}
 	}
-	if err := tx.Commit(); err != nil {
-		d.retryAt(now)
+	return out, tx.Commit()
+}
+
+// claimFor claims up to n deliveries for one receiver: its retries whose
+// time has come, then new events after its cursor.
+func (d *DB) claimFor(ctx context.Context, tx *sql.Tx, p *pass, sub Subscription, now time.Time, n int) ([]claim, error) {
+	var out []claim
+	if p.retry {
+		retries, err := d.retries(ctx, tx, sub, now, n)
+		if err != nil {
+			return nil, err
+		}
+		out = retries
+		n -= len(retries)
+	}
+	if n <= 0 || !p.fresh(sub) {
+		return out, nil
+	}
+	taken, cursor, err := d.take(ctx, tx, sub, now, n, p.curs[sub.ID], p.newest)
+	if err != nil {
 		return nil, err
 	}
-	d.moved(moved)
-	return out, nil
+	if p.moved == nil {
+		p.moved = map[string]uint64{}
+	}
+	p.moved[sub.ID] = cursor
+	return append(out, taken...), nil
+}
+
+// scheduleRetries lowers the next retry's time to the earliest queued
+// delivery's, for the passes to come.
+func (d *DB) scheduleRetries(ctx context.Context, tx *sql.Tx) error {
+	var next sql.NullInt64
+	if err := tx.QueryRowContext(ctx, sqlNextRetry, DeliveryQueued).Scan(&next); err != nil {
+		return err
+	}
+	if next.Valid {
+		d.retryAt(fromMS(next.Int64))
+	}
+	return nil
 }
 
 // retries claims up to n of a receiver's queued deliveries whose time has

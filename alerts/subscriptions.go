@@ -2,7 +2,6 @@ package alerts
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -133,8 +132,7 @@ func (h *Hooks) Create(ctx context.Context, in SubscriptionInput) (Subscription,
 		return Subscription{}, err
 	}
 	if _, err := h.DB.Enqueue(ctx, s, EventVerify, now, func(seq uint64) ([]byte, error) {
-		return json.Marshal(map[string]any{"type": EventVerify, "timestamp": now.UTC(),
-			"data": map[string]any{"subscription_id": s.ID, "challenge": s.challenge, "seq": seq}})
+		return verifyPayload(s.ID, s.challenge, now, seq)
 	}); err != nil {
 		return Subscription{}, err
 	}
@@ -175,8 +173,7 @@ func (h *Hooks) Test(ctx context.Context, id string) (string, error) {
 	}
 	now := h.now()
 	did, err := h.DB.Enqueue(ctx, s, EventTest, now, func(seq uint64) ([]byte, error) {
-		return json.Marshal(map[string]any{"type": EventTest, "timestamp": now.UTC(),
-			"data": map[string]any{"subscription_id": s.ID, "message": "a test event from vigil", "seq": seq}})
+		return testPayload(s.ID, now, seq)
 	})
 	if err == nil {
 		h.wake()
