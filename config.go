@@ -124,11 +124,11 @@ type ReceiverConfig struct {
 	Events []string `yaml:"events"` // default alert.*
 }
 
-func (rc ReceiverConfig) subscription(now time.Time) (alerts.Subscription, []error) {
+func (rc ReceiverConfig) subscription(now time.Time) (alerts.Receiver, []error) {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	s := alerts.Subscription{ID: "cfg-" + rc.Name, URL: rc.URL, Events: rc.Events, Format: rc.Format, Secret: rc.Secret,
-		Status: alerts.SubscriptionActive, Origin: "config", Description: "configured receiver " + rc.Name, CreatedAt: now, UpdatedAt: now}
+	s := alerts.Receiver{ID: "cfg-" + rc.Name, URL: rc.URL, Events: rc.Events, Format: rc.Format, Secret: rc.Secret,
+		Status: alerts.ReceiverActive, Origin: "config", Description: "configured receiver " + rc.Name, CreatedAt: now, UpdatedAt: now}
 	if !serviceNameRe.MatchString(rc.Name) {
 		bad("name: %q must be 1 to 63 letters, digits, '.', '_' or '-'", rc.Name)
 	}

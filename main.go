@@ -348,7 +348,7 @@ func serve(ctx context.Context, cfg Config, e env) error {
 	if err := eval.Load(ctx); err != nil {
 		return err
 	}
-	hooks := &alerts.Hooks{DB: db, Wake: dispatcher.Wake}
+	receivers := &alerts.Receivers{DB: db, Wake: dispatcher.Wake}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -361,7 +361,7 @@ func serve(ctx context.Context, cfg Config, e env) error {
 	if !loopback && len(cfg.Server.AllowedHosts) == 0 {
 		log.Warn("listening beyond this machine with any Host accepted; set server.allowed_hosts to the names vigil is reached by (DNS rebinding)")
 	}
-	web := dashboard.New(dashboard.Options{Alerts: eval, Hooks: hooks, Tokens: cfg.Auth.Tokens,
+	web := dashboard.New(dashboard.Options{Alerts: eval, Receivers: receivers, Tokens: cfg.Auth.Tokens,
 		Hub: hub, Store: store, Metrics: set, Logger: log, Version: buildVersion(), Demo: cfg.Demo,
 		Interval: cfg.Interval.D(), Heartbeat: cfg.Stream.Heartbeat.D(), Retry: cfg.Stream.Retry.D(), WriteTimeout: cfg.Stream.WriteTimeout.D(),
 		Loopback: loopback, AllowedHosts: cfg.Server.AllowedHosts,
@@ -466,22 +466,22 @@ func configureReceivers(ctx context.Context, db *alerts.DB, receivers []Receiver
 		if len(errs) > 0 {
 			return errors.Join(errs...) // validate has said so already
 		}
-		if old, err := db.Subscription(ctx, sub.ID); err == nil {
+		if old, err := db.Receiver(ctx, sub.ID); err == nil {
 			sub.CreatedAt = old.CreatedAt
 		}
-		if err := db.PutSubscription(ctx, sub); err != nil {
+		if err := db.PutReceiver(ctx, sub); err != nil {
 			return err
 		}
 		keep[sub.ID] = true
 	}
-	subs, err := db.Subscriptions(ctx)
+	subs, err := db.Receivers(ctx)
 	if err != nil {
 		return err
 	}
 	for _, s := range subs {
-		if s.Origin == "config" && !keep[s.ID] && s.Status != alerts.SubscriptionDisabled {
-			s.Status, s.UpdatedAt = alerts.SubscriptionDisabled, now
-			if err := db.PutSubscription(ctx, s); err != nil {
+		if s.Origin == "config" && !keep[s.ID] && s.Status != alerts.ReceiverDisabled {
+			s.Status, s.UpdatedAt = alerts.ReceiverDisabled, now
+			if err := db.PutReceiver(ctx, s); err != nil {
 				return err
 			}
 		}

@@ -82,10 +82,10 @@ func newFixture(t *testing.T, timeout time.Duration) *fixture {
 	return f
 }
 
-func (f *fixture) subscribe(t *testing.T, url string, format string) Subscription {
-	s := Subscription{ID: newID("sub_"), URL: url, Events: []string{"alert.*"}, Format: format, Status: SubscriptionActive,
+func (f *fixture) subscribe(t *testing.T, url string, format string) Receiver {
+	s := Receiver{ID: newID("rcv_"), URL: url, Events: []string{"alert.*"}, Format: format, Status: ReceiverActive,
 		Secret: NewSecret(), Origin: "config", CreatedAt: f.now, UpdatedAt: f.now}
-	if err := f.db.PutSubscription(context.Background(), s); err != nil {
+	if err := f.db.PutReceiver(context.Background(), s); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -188,9 +188,9 @@ func TestDeliveryPermanentFailures(t *testing.T) {
 		if d.State != tc.wantState || len(d.Attempts) != 1 || len(rc.requests()) != 1 {
 			t.Errorf("%d: state %s after %d attempts, %d requests", tc.status, d.State, len(d.Attempts), len(rc.requests()))
 		}
-		got, _ := f.db.Subscription(context.Background(), sub.ID)
-		if (got.Status == SubscriptionDisabled) != tc.disabled {
-			t.Errorf("%d: subscription %s", tc.status, got.Status)
+		got, _ := f.db.Receiver(context.Background(), sub.ID)
+		if (got.Status == ReceiverDisabled) != tc.disabled {
+			t.Errorf("%d: receiver %s", tc.status, got.Status)
 		}
 	}
 }
@@ -330,7 +330,7 @@ func TestAlertmanagerFormat(t *testing.T) {
 
 func TestRotatedSecretSignsWithBoth(t *testing.T) {
 	old, cur := NewSecret(), NewSecret()
-	s := Subscription{Secret: cur, OldSecret: old, OldSecretUntil: t0.Add(24 * time.Hour)}
+	s := Receiver{Secret: cur, OldSecret: old, OldSecretUntil: t0.Add(24 * time.Hour)}
 	sig, err := Sign(s.secrets(t0), "msg_1", t0, []byte("{}"))
 	if err != nil {
 		t.Fatal(err)
@@ -352,21 +352,21 @@ func TestRotatedSecretSignsWithBoth(t *testing.T) {
 	}
 }
 
-// FuzzSubscriptionInput feeds arbitrary JSON to the subscription
+// FuzzReceiverInput feeds arbitrary JSON to the receiver
 // validation: it never panics, and whatever it accepts is usable.
-func FuzzSubscriptionInput(f *testing.F) {
+func FuzzReceiverInput(f *testing.F) {
 	f.Add(`{"url":"https://hooks.example.com/x","events":["alert.*"],"format":"alertmanager"}`)
 	f.Add(`{"url":"http://a","events":["*"],"status":"disabled","description":"x"}`)
 	f.Add(`{"url":"javascript:alert(1)"}`)
 	f.Add(`{"events":["[a-"]}`)
 	f.Fuzz(func(t *testing.T, body string) {
-		var in SubscriptionInput
+		var in ReceiverInput
 		if json.Unmarshal([]byte(body), &in) != nil {
 			return
 		}
-		h := &Hooks{}
-		s := Subscription{Status: SubscriptionPending}
-		if err := h.apply(&s, in, true); err != nil {
+		rs := &Receivers{}
+		s := Receiver{Status: ReceiverPending}
+		if err := rs.apply(&s, in, true); err != nil {
 			return
 		}
 		if !strings.HasPrefix(s.URL, "http://") && !strings.HasPrefix(s.URL, "https://") {
@@ -380,8 +380,8 @@ func FuzzSubscriptionInput(f *testing.F) {
 				t.Fatalf("accepted event %q", e)
 			}
 		}
-		if s.Status == SubscriptionActive {
-			t.Fatal("a new subscription activated without verification")
+		if s.Status == ReceiverActive {
+			t.Fatal("a new receiver activated without verification")
 		}
 	})
 }
@@ -397,8 +397,8 @@ func TestEventsWaitForAReceiverAndSurviveReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc := newReceiver(t, 200)
-	sub := Subscription{ID: "sub_a", URL: rc.srv.URL, Events: []string{"alert.firing"}, Format: FormatStandard, Status: SubscriptionActive, Secret: NewSecret()}
-	if err := db.PutSubscription(context.Background(), sub); err != nil {
+	sub := Receiver{ID: "sub_a", URL: rc.srv.URL, Events: []string{"alert.firing"}, Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()}
+	if err := db.PutReceiver(context.Background(), sub); err != nil {
 		t.Fatal(err)
 	}
 	resolved := firing("R0")
@@ -423,8 +423,8 @@ func TestEventsWaitForAReceiverAndSurviveReopen(t *testing.T) {
 	}
 	defer db.Close()
 	late := newReceiver(t, 200) // subscribes now: none of the above is for it
-	if err := db.PutSubscription(context.Background(), Subscription{ID: "sub_late", URL: late.srv.URL, Events: []string{"*"},
-		Format: FormatStandard, Status: SubscriptionActive, Secret: NewSecret()}); err != nil {
+	if err := db.PutReceiver(context.Background(), Receiver{ID: "sub_late", URL: late.srv.URL, Events: []string{"*"},
+		Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()}); err != nil {
 		t.Fatal(err)
 	}
 	d = &Dispatcher{DB: db, Client: NewClient(loopback, time.Second), PerReceiver: 1}
@@ -452,11 +452,11 @@ func TestEventsWaitForAReceiverAndSurviveReopen(t *testing.T) {
 	}
 
 	// Disabled, it takes nothing; enabled again, it starts from then.
-	sub.Status = SubscriptionDisabled
-	db.PutSubscription(context.Background(), sub)
+	sub.Status = ReceiverDisabled
+	db.PutReceiver(context.Background(), sub)
 	db.SaveTransitions(context.Background(), []Transition{firing("R5")})
-	sub.Status = SubscriptionActive
-	db.PutSubscription(context.Background(), sub)
+	sub.Status = ReceiverActive
+	db.PutReceiver(context.Background(), sub)
 	db.SaveTransitions(context.Background(), []Transition{firing("R6")})
 	d.RunOnce(context.Background())
 	d.RunOnce(context.Background())

@@ -12,11 +12,12 @@
 //	     (Standard Webhooks), sends, retries with backoff, and keeps a
 //	     breaker per receiver so a dead one delays nobody (dispatcher.go,
 //	     ssrf.go for where it may connect)
-//	  -> a receiver: configured, or subscribed through the API
+//	  -> a Receiver: written in the config file, or subscribed through the
+//	     API
 //
-// Hooks is the service behind the API for subscriptions: receivers that
-// subscribe themselves and prove it with a challenge, their secrets, test
-// events and delivery history (subscriptions.go). Ack marks an active
-// alert as being handled: saved and announced like a transition, with no
-// webhook.
+// Receivers is the service behind the receivers API: receivers that
+// subscribe themselves and prove it by echoing a challenge, their
+// secrets, test events and delivery history (receivers.go). Ack marks an
+// active alert as being handled: saved and announced like a transition,
+// with no webhook.
 package alerts

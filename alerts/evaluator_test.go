@@ -281,8 +281,8 @@ func TestAck(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if err := db.PutSubscription(context.Background(), Subscription{ID: "sub_1", URL: "http://192.0.2.1/", Events: []string{"*"},
-		Format: FormatStandard, Status: SubscriptionActive, Secret: NewSecret()}); err != nil {
+	if err := db.PutReceiver(context.Background(), Receiver{ID: "sub_1", URL: "http://192.0.2.1/", Events: []string{"*"},
+		Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()}); err != nil {
 		t.Fatal(err)
 	}
 	ck := &clock{t: t0}

@@ -25,9 +25,9 @@ type DB struct {
 	lastEvent    atomic.Uint64 // the newest webhook event's seq
 	turn         atomic.Uint64 // which receiver the next claim starts with
 
-	subsMu sync.Mutex
-	subs   []Subscription    // every subscription, read once and kept until one changes
-	curs   map[string]uint64 // every active receiver's cursor, kept with subs
+	rcvMu sync.Mutex
+	rcvs  []Receiver        // every receiver, read once and kept until one changes
+	curs  map[string]uint64 // every active receiver's cursor, kept with rcvs
 
 	retryMu   sync.Mutex
 	nextRetry int64 // unix ms: no queued delivery is due before this
@@ -193,7 +193,7 @@ func (d *DB) LoadAlerts(ctx context.Context) ([]Alert, error) {
 // webhook without its state.
 func (d *DB) SaveTransitions(ctx context.Context, ts []Transition) error {
 	// Read the receivers before the transaction takes the connection.
-	subs, _, err := d.cached(ctx)
+	rcvs, _, err := d.cached(ctx)
 	if err != nil {
 		return fmt.Errorf("save alerts: %w", err)
 	}
@@ -215,7 +215,7 @@ func (d *DB) SaveTransitions(ctx context.Context, ts []Transition) error {
 	var last uint64
 	for _, t := range ts {
 		typ := webhookType(t.Kind)
-		if typ == "" || !wanted(subs, typ) {
+		if typ == "" || !wanted(rcvs, typ) {
 			continue
 		}
 		if last, err = d.addEvent(ctx, tx, typ, t.Alert.Fingerprint, t.Alert.UpdatedAt, func(seq uint64) (webhookBodies, error) {

@@ -22,6 +22,11 @@ const (
 	EventFiring   = "alert.firing"
 	EventResolved = "alert.resolved"
 	EventTest     = "webhook.test"
+	// EventVerify is the verification of a receiver that subscribed
+	// through the API: it carries a challenge the receiver echoes. (The
+	// name is from before "receiver" was the one name: receivers check
+	// it.)
+	EventVerify = "subscription.verify"
 )
 
 // EventTypes are the types a receiver can subscribe to (with wildcards such
@@ -183,7 +188,9 @@ func payload(format string, t Transition, dashboardURL string, seq uint64, now t
 
 // verifyPayload is the body of the verification event a receiver that
 // subscribed through the API gets: it echoes the challenge to show it wants
-// the webhooks.
+// the webhooks. The verification and test bodies name the receiver
+// "subscription_id", as they did before "receiver" was the one name:
+// receivers read them.
 func verifyPayload(id, challenge string, now time.Time, seq uint64) ([]byte, error) {
 	return json.Marshal(map[string]any{"type": EventVerify, "timestamp": now.UTC(),
 		"data": map[string]any{"subscription_id": id, "challenge": challenge, "seq": seq}})
