@@ -124,35 +124,20 @@ type ReceiverConfig struct {
 	Events []string `yaml:"events"` // default alert.*
 }
 
-func (rc ReceiverConfig) subscription(now time.Time) (alerts.Receiver, []error) {
-	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	s := alerts.Receiver{ID: "cfg-" + rc.Name, URL: rc.URL, Events: rc.Events, Format: rc.Format, Secret: rc.Secret,
-		Status: alerts.ReceiverActive, Origin: "config", Description: "configured receiver " + rc.Name, CreatedAt: now, UpdatedAt: now}
-	if !serviceNameRe.MatchString(rc.Name) {
-		bad("name: %q must be 1 to 63 letters, digits, '.', '_' or '-'", rc.Name)
+// receiver is rc as package alerts takes it; alerts validates it and
+// saves it.
+func (rc ReceiverConfig) receiver() alerts.ConfiguredReceiver {
+	return alerts.ConfiguredReceiver{Name: rc.Name, URL: rc.URL, Secret: rc.Secret, Format: rc.Format, Events: rc.Events}
+}
+
+// configuredReceivers are the receivers of the config file, as package
+// alerts takes them.
+func configuredReceivers(rcs []ReceiverConfig) []alerts.ConfiguredReceiver {
+	out := make([]alerts.ConfiguredReceiver, len(rcs))
+	for i, rc := range rcs {
+		out[i] = rc.receiver()
 	}
-	if u, err := url.Parse(rc.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("url: not an http:// or https:// URL")
-	}
-	if err := alerts.CheckSecret(rc.Secret); err != nil {
-		bad("secret: %v", err)
-	}
-	if s.Format == "" {
-		s.Format = alerts.FormatStandard
-	}
-	if s.Format != alerts.FormatStandard && s.Format != alerts.FormatAlertmanager {
-		bad("format: %q is not standard or alertmanager", rc.Format)
-	}
-	if len(s.Events) == 0 {
-		s.Events = []string{"alert.*"}
-	}
-	for _, e := range s.Events {
-		if err := alerts.CheckEventPattern(e); err != nil {
-			bad("events: %v", err)
-		}
-	}
-	return s, errs
+	return out
 }
 
 // allowNets parses alerts.allow_networks.
@@ -606,8 +591,7 @@ func validate(c Config, file string, root *yaml.Node) error {
 			bad(key+".name", fmt.Sprintf("receiver %q is declared twice", rc.Name))
 		}
 		recv[rc.Name] = true
-		_, problems := rc.subscription(time.Time{})
-		item(key, problems)
+		item(key, rc.receiver().Validate())
 	}
 	if u := c.Alerts.DashboardURL; u != "" {
 		if pu, err := url.Parse(u); err != nil || pu.Host == "" {

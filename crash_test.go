@@ -86,7 +86,7 @@ func TestKill9LosesNoDelivery(t *testing.T) {
 	defer db.Close()
 	var id string
 	for time.Now().Before(deadline) {
-		ds, _ := db.Deliveries(context.Background(), "cfg-ops", 10)
+		ds, _ := (&alerts.Receivers{DB: db}).Deliveries(context.Background(), "cfg-ops", 10)
 		if len(ds) == 1 && len(ds[0].Attempts) >= 1 {
 			id = ds[0].ID
 			if !strings.Contains(ds[0].Attempts[0].Error, "refused") {
@@ -145,7 +145,7 @@ func TestKill9LosesNoDelivery(t *testing.T) {
 	if !strings.Contains(string(r.body), `"type":"alert.firing"`) {
 		t.Fatalf("body %s", r.body)
 	}
-	if ds, _ := db.Deliveries(context.Background(), "cfg-ops", 10); len(ds) != 1 || ds[0].State != alerts.DeliveryDelivered {
+	if ds, _ := (&alerts.Receivers{DB: db}).Deliveries(context.Background(), "cfg-ops", 10); len(ds) != 1 || ds[0].State != alerts.DeliveryDelivered {
 		t.Fatalf("outbox after the restart: %+v", ds)
 	}
 }
@@ -254,7 +254,7 @@ func TestSIGTERMWhileReceiverHangs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ds, _ := db.Deliveries(context.Background(), "cfg-ops", 10)
+	ds, _ := (&alerts.Receivers{DB: db}).Deliveries(context.Background(), "cfg-ops", 10)
 	if len(ds) != 1 || ds[0].State != alerts.DeliveryDelivered || len(ds[0].Attempts) != 1 || ds[0].Attempts[0].Status != 200 {
 		t.Fatalf("outbox: %+v", ds)
 	}

@@ -341,14 +341,14 @@ func serve(ctx context.Context, cfg Config, e env) error {
 	}
 	allow, _ := cfg.allowNets() // validated
 	dispatcher := &alerts.Dispatcher{DB: db, Client: alerts.NewClient(allow, alerts.DefaultAttemptTimeout), Logger: log, Metrics: set}
-	if err := configureReceivers(ctx, db, cfg.Alerts.Receivers); err != nil {
+	receivers := &alerts.Receivers{DB: db, Wake: dispatcher.Wake}
+	if err := receivers.Configure(ctx, configuredReceivers(cfg.Alerts.Receivers)); err != nil {
 		return err
 	}
 	eval := &alerts.Evaluator{Rules: rules, Store: store, Hub: hub, DB: db, Interval: cfg.Interval.D(), Logger: log, Metrics: set, Saved: dispatcher.Wake}
 	if err := eval.Load(ctx); err != nil {
 		return err
 	}
-	receivers := &alerts.Receivers{DB: db, Wake: dispatcher.Wake}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -454,39 +454,6 @@ func serve(ctx context.Context, cfg Config, e env) error {
 		log.Warn("save event id", "err", werr)
 	}
 	return err
-}
-
-// configureReceivers saves the configured receivers as subscriptions and
-// disables the ones no longer configured (their history stays).
-func configureReceivers(ctx context.Context, db *alerts.DB, receivers []ReceiverConfig) error {
-	now := time.Now()
-	keep := map[string]bool{}
-	for _, rc := range receivers {
-		sub, errs := rc.subscription(now)
-		if len(errs) > 0 {
-			return errors.Join(errs...) // validate has said so already
-		}
-		if old, err := db.Receiver(ctx, sub.ID); err == nil {
-			sub.CreatedAt = old.CreatedAt
-		}
-		if err := db.PutReceiver(ctx, sub); err != nil {
-			return err
-		}
-		keep[sub.ID] = true
-	}
-	subs, err := db.Receivers(ctx)
-	if err != nil {
-		return err
-	}
-	for _, s := range subs {
-		if s.Origin == "config" && !keep[s.ID] && s.Status != alerts.ReceiverDisabled {
-			s.Status, s.UpdatedAt = alerts.ReceiverDisabled, now
-			if err := db.PutReceiver(ctx, s); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // readLastID reads the newest event id a previous run saved; 0 if none.

@@ -24,7 +24,7 @@ func BenchmarkDeliveryThroughput(b *testing.B) {
 	db, _ := Open(b.TempDir())
 	defer db.Close()
 	d := &Dispatcher{DB: db, Client: NewClient(loopback, 10*time.Second), PerReceiver: 8}
-	db.PutReceiver(context.Background(), Receiver{ID: "s", URL: srv.URL, Events: []string{"*"}, Format: FormatStandard,
+	db.putReceiver(context.Background(), Receiver{ID: "s", URL: srv.URL, Events: []string{"*"}, Format: FormatStandard,
 		Status: ReceiverActive, Secret: NewSecret()})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -56,7 +56,7 @@ func BenchmarkBreachToReceipt(b *testing.B) {
 	db, _ := Open(b.TempDir())
 	defer db.Close()
 	d := &Dispatcher{DB: db, Client: NewClient(loopback, 10*time.Second)}
-	db.PutReceiver(context.Background(), Receiver{ID: "s", URL: srv.URL, Events: []string{"alert.firing"}, Format: FormatStandard,
+	db.putReceiver(context.Background(), Receiver{ID: "s", URL: srv.URL, Events: []string{"alert.firing"}, Format: FormatStandard,
 		Status: ReceiverActive, Secret: NewSecret()})
 	store := collector.NewStore(time.Minute, time.Second)
 	hub := stream.NewHub(stream.HubOptions{})
@@ -116,9 +116,9 @@ func BenchmarkHealthyReceiverLatency(b *testing.B) {
 			defer db.Close()
 			d := &Dispatcher{DB: db, Client: NewClient(loopback, 10*time.Second)}
 			ctx := context.Background()
-			db.PutReceiver(ctx, Receiver{ID: "healthy", URL: healthy.URL, Events: []string{"*"}, Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()})
+			db.putReceiver(ctx, Receiver{ID: "healthy", URL: healthy.URL, Events: []string{"*"}, Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()})
 			for i := range dead {
-				db.PutReceiver(ctx, Receiver{ID: fmt.Sprint("dead", i), URL: otherURL, Events: []string{"*"}, Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()})
+				db.putReceiver(ctx, Receiver{ID: fmt.Sprint("dead", i), URL: otherURL, Events: []string{"*"}, Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()})
 			}
 			rctx, cancel := context.WithCancel(ctx)
 			go d.Run(rctx)

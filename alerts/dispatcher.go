@@ -156,21 +156,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 }
 
 func (d *Dispatcher) prune(ctx context.Context) {
-	n, e, err := d.DB.Prune(ctx, d.Now())
+	n, e, err := d.DB.prune(ctx, d.Now())
 	switch {
 	case err != nil && !errors.Is(err, context.Canceled):
 		d.Logger.Error("webhook outbox", "err", err)
 	case n+e > 0:
 		d.Logger.Info("webhook outbox pruned", "deliveries", n, "events", e)
 	}
-}
-
-// RunOnce starts every due delivery it may and waits for their attempts.
-func (d *Dispatcher) RunOnce(ctx context.Context) {
-	d.init()
-	var wg sync.WaitGroup
-	d.start(ctx, ctx, &wg)
-	wg.Wait()
 }
 
 // start claims what is due and starts an attempt for each, under

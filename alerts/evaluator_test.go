@@ -281,7 +281,7 @@ func TestAck(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if err := db.PutReceiver(context.Background(), Receiver{ID: "sub_1", URL: "http://192.0.2.1/", Events: []string{"*"},
+	if err := db.putReceiver(context.Background(), Receiver{ID: "sub_1", URL: "http://192.0.2.1/", Events: []string{"*"},
 		Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()}); err != nil {
 		t.Fatal(err)
 	}

@@ -208,7 +208,7 @@ func (d *DB) openOutbox(ctx context.Context) error {
 	}
 	d.seq.Store(uint64(max(last.Int64, lastEvent.Int64)))
 	d.lastEvent.Store(uint64(lastEvent.Int64))
-	rcvs, err := d.Receivers(ctx)
+	rcvs, err := d.receivers(ctx)
 	if err != nil {
 		return err
 	}
@@ -227,8 +227,8 @@ func newID(prefix string) string {
 	return prefix + base64.RawURLEncoding.EncodeToString(b)
 }
 
-// PutReceiver creates or replaces a receiver.
-func (d *DB) PutReceiver(ctx context.Context, s Receiver) error {
+// putReceiver creates or replaces a receiver.
+func (d *DB) putReceiver(ctx context.Context, s Receiver) error {
 	body, err := json.Marshal(s)
 	if err != nil {
 		return err
@@ -274,9 +274,9 @@ var ErrNotFound = errors.New("alerts: not found")
 // ErrNotDead is returned when retrying a delivery that is not dead.
 var ErrNotDead = errors.New("alerts: only a dead delivery can be retried")
 
-// Receiver returns one receiver.
-func (d *DB) Receiver(ctx context.Context, id string) (Receiver, error) {
-	rcvs, err := d.Receivers(ctx)
+// receiver returns one receiver.
+func (d *DB) receiver(ctx context.Context, id string) (Receiver, error) {
+	rcvs, err := d.receivers(ctx)
 	if err != nil {
 		return Receiver{}, err
 	}
@@ -288,10 +288,10 @@ func (d *DB) Receiver(ctx context.Context, id string) (Receiver, error) {
 	return Receiver{}, ErrNotFound
 }
 
-// Receivers lists every receiver. They are read from the
+// receivers lists every receiver. They are read from the
 // database once and kept until one changes: the dispatcher asks on every
 // pass.
-func (d *DB) Receivers(ctx context.Context) ([]Receiver, error) {
+func (d *DB) receivers(ctx context.Context) ([]Receiver, error) {
 	d.rcvMu.Lock()
 	defer d.rcvMu.Unlock()
 	if err := d.loadLocked(ctx); err != nil {
@@ -407,8 +407,8 @@ func (d *DB) loadReceivers(ctx context.Context, q querier, where string, args ..
 	return out, rows.Err()
 }
 
-// DeleteReceiver removes a receiver; its pending deliveries die.
-func (d *DB) DeleteReceiver(ctx context.Context, id string) error {
+// deleteReceiver removes a receiver; its pending deliveries die.
+func (d *DB) deleteReceiver(ctx context.Context, id string) error {
 	res, err := d.db.ExecContext(ctx, `DELETE FROM receivers WHERE id = ?`, id)
 	d.forgetReceivers()
 	if err == nil {
@@ -482,9 +482,9 @@ func (d *DB) enqueue(ctx context.Context, tx *sql.Tx, rcv Receiver, typ string, 
 	return id, nil
 }
 
-// Enqueue adds a delivery of a ready payload (a test event, a
+// enqueueOne adds a delivery of a ready payload (a test event, a
 // verification) to one receiver.
-func (d *DB) Enqueue(ctx context.Context, rcv Receiver, typ string, now time.Time, render func(seq uint64) ([]byte, error)) (string, error) {
+func (d *DB) enqueueOne(ctx context.Context, rcv Receiver, typ string, now time.Time, render func(seq uint64) ([]byte, error)) (string, error) {
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return "", err
@@ -501,9 +501,9 @@ func (d *DB) Enqueue(ctx context.Context, rcv Receiver, typ string, now time.Tim
 	return id, nil
 }
 
-// Delivery returns one delivery with its attempts.
-func (d *DB) Delivery(ctx context.Context, id string) (Delivery, error) {
-	ds, err := d.deliveries(ctx, `WHERE d.id = ?`, id)
+// delivery returns one delivery with its attempts.
+func (d *DB) delivery(ctx context.Context, id string) (Delivery, error) {
+	ds, err := d.queryDeliveries(ctx, `WHERE d.id = ?`, id)
 	if err != nil {
 		return Delivery{}, err
 	}
@@ -513,12 +513,12 @@ func (d *DB) Delivery(ctx context.Context, id string) (Delivery, error) {
 	return ds[0], nil
 }
 
-// Deliveries lists a receiver's deliveries, newest first.
-func (d *DB) Deliveries(ctx context.Context, receiverID string, limit int) ([]Delivery, error) {
-	return d.deliveries(ctx, `WHERE d.receiver_id = ? ORDER BY d.seq DESC LIMIT ?`, receiverID, limit)
+// deliveries lists a receiver's deliveries, newest first.
+func (d *DB) deliveries(ctx context.Context, receiverID string, limit int) ([]Delivery, error) {
+	return d.queryDeliveries(ctx, `WHERE d.receiver_id = ? ORDER BY d.seq DESC LIMIT ?`, receiverID, limit)
 }
 
-func (d *DB) deliveries(ctx context.Context, where string, args ...any) ([]Delivery, error) {
+func (d *DB) queryDeliveries(ctx context.Context, where string, args ...any) ([]Delivery, error) {
 	rows, err := d.db.QueryContext(ctx, `SELECT d.id, d.receiver_id, d.event_type, COALESCE(p.body, d.payload), d.state,
 		d.next_attempt_at, d.created_at, d.updated_at, d.last_error
 		FROM deliveries d LEFT JOIN payloads p ON p.id = d.payload_id `+where, args...)
@@ -564,8 +564,8 @@ func (d *DB) deliveries(ctx context.Context, where string, args ...any) ([]Deliv
 	return out, nil
 }
 
-// Retry queues a dead delivery again, now.
-func (d *DB) Retry(ctx context.Context, id string, now time.Time) error {
+// retry queues a dead delivery again, now.
+func (d *DB) retry(ctx context.Context, id string, now time.Time) error {
 	res, err := d.db.ExecContext(ctx, `UPDATE deliveries SET state = ?, next_attempt_at = ?, updated_at = ?, last_error = '' WHERE id = ? AND state = ?`,
 		DeliveryQueued, ms(now), ms(now), id, DeliveryDead)
 	if err != nil {
@@ -573,7 +573,7 @@ func (d *DB) Retry(ctx context.Context, id string, now time.Time) error {
 	}
 	d.retryAt(now)
 	if n, _ := res.RowsAffected(); n == 0 {
-		if _, err := d.Delivery(ctx, id); err != nil {
+		if _, err := d.delivery(ctx, id); err != nil {
 			return err
 		}
 		return ErrNotDead
@@ -857,11 +857,11 @@ func (d *DB) record(ctx context.Context, id string, a Attempt, state string, nex
 	return nil
 }
 
-// Backlog is how many webhook events wait for a receiver that vigil has
+// backlog is how many webhook events wait for a receiver that vigil has
 // not started sending yet (they become deliveries, with ids, when it
 // does): a dead receiver's backlog grows while its breaker is open.
-func (d *DB) Backlog(ctx context.Context, rcvID string) (int, error) {
-	rcv, err := d.Receiver(ctx, rcvID)
+func (d *DB) backlog(ctx context.Context, rcvID string) (int, error) {
+	rcv, err := d.receiver(ctx, rcvID)
 	if err != nil {
 		return 0, err
 	}
@@ -898,12 +898,12 @@ const (
 	EventRetention    = time.Hour          // webhook events every receiver has taken
 )
 
-// Prune deletes what the outbox no longer needs: delivered and dead
+// prune deletes what the outbox no longer needs: delivered and dead
 // deliveries older than DeliveryRetention, events that every active
 // receiver has taken and that are older than EventRetention, and bodies
 // nothing refers to. Queued deliveries and events a receiver has not
 // taken yet are never deleted.
-func (d *DB) Prune(ctx context.Context, now time.Time) (deliveries, events int64, err error) {
+func (d *DB) prune(ctx context.Context, now time.Time) (deliveries, events int64, err error) {
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, 0, err
@@ -950,10 +950,10 @@ func (d *DB) setChallenge(ctx context.Context, id, challenge string) error {
 
 // setStatus changes a receiver's status.
 func (d *DB) setStatus(ctx context.Context, id, status string, now time.Time) error {
-	rcv, err := d.Receiver(ctx, id)
+	rcv, err := d.receiver(ctx, id)
 	if err != nil {
 		return err
 	}
 	rcv.Status, rcv.UpdatedAt = status, now
-	return d.PutReceiver(ctx, rcv)
+	return d.putReceiver(ctx, rcv)
 }

@@ -62,7 +62,7 @@ func newStoreRig(t *testing.T, db *DB, store Store) *storeRig {
 	t.Cleanup(r.hub.Close)
 	r.sub, _ = r.hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
 	r.rc = newReceiver(t, 200)
-	if err := db.PutReceiver(context.Background(), Receiver{ID: "sub_ops", URL: r.rc.srv.URL, Events: []string{"alert.*"},
+	if err := db.putReceiver(context.Background(), Receiver{ID: "sub_ops", URL: r.rc.srv.URL, Events: []string{"alert.*"},
 		Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()}); err != nil {
 		t.Fatal(err)
 	}
@@ -110,9 +110,9 @@ func (r *storeRig) delivered(t *testing.T, n int) []string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for len(r.rc.requests()) < n && time.Now().Before(deadline) {
-		r.d.RunOnce(context.Background())
+		r.d.runOnce(context.Background())
 	}
-	r.d.RunOnce(context.Background()) // and nothing more arrives
+	r.d.runOnce(context.Background()) // and nothing more arrives
 	var out []string
 	for _, req := range r.rc.requests() {
 		var m struct{ Type string }
@@ -374,10 +374,10 @@ func TestOpensADatabaseFromBefore(t *testing.T) {
 			}
 			defer db.Close()
 			ctx := context.Background()
-			if rcv, err := db.Receiver(ctx, "cfg-old"); err != nil || rcv.Status != ReceiverDisabled || rcv.Secret != secret {
+			if rcv, err := db.receiver(ctx, "cfg-old"); err != nil || rcv.Status != ReceiverDisabled || rcv.Secret != secret {
 				t.Fatalf("the receiver from before: %+v %v", rcv, err)
 			}
-			ds, err := db.Deliveries(ctx, "cfg-old", 10)
+			ds, err := db.deliveries(ctx, "cfg-old", 10)
 			if err != nil || len(ds) != 1 || ds[0].ID != "msg_old" || ds[0].ReceiverID != "cfg-old" || ds[0].State != DeliveryDead ||
 				len(ds[0].Attempts) != 1 || ds[0].Attempts[0].Status != 500 {
 				t.Fatalf("the delivery from before: %+v %v", ds, err)

@@ -47,14 +47,16 @@ func NewSecret() string {
 	return "whsec_" + base64.StdEncoding.EncodeToString(b)
 }
 
-// CheckSecret says what is wrong with a secret, without showing it.
-func CheckSecret(secret string) error {
-	_, err := secretKey(secret)
-	return err
+// checkSecret says what is wrong with a secret, without showing it.
+func checkSecret(secret string) error {
+	if _, err := secretKey(secret); err != nil {
+		return fmt.Errorf("secret: %w", err)
+	}
+	return nil
 }
 
-// CheckEventPattern checks an event type or a pattern such as "alert.*".
-func CheckEventPattern(p string) error {
+// checkEventPattern checks an event type or a pattern such as "alert.*".
+func checkEventPattern(p string) error {
 	if p == "*" {
 		return nil
 	}

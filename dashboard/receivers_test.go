@@ -82,6 +82,28 @@ func newEchoReceiver(t *testing.T, echo bool) *echoReceiver {
 	return h
 }
 
+// dispatch runs the dispatcher, as vigil does, until the receiver has had
+// n requests, and stops it: attempts under way are recorded before it
+// returns.
+func (a *receiverApp) dispatch(t *testing.T, rc *echoReceiver, n int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.d.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(10 * time.Second); rc.requests() < n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the receiver had %d requests, want %d", rc.requests(), n)
+		}
+	}
+}
+
+func (h *echoReceiver) requests() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.got)
+}
+
 func TestReceiverLifecycle(t *testing.T) {
 	a := newReceiverApp(t)
 	rc := newEchoReceiver(t, true)
@@ -99,7 +121,7 @@ func TestReceiverLifecycle(t *testing.T) {
 		t.Fatal("secret in the list")
 	}
 	// The receiver echoes the challenge: it becomes active.
-	a.d.RunOnce(context.Background())
+	a.dispatch(t, rc, 1)
 	if _, got := a.do(t, "GET", "/api/v1/receivers/"+id, ""); got["status"] != alerts.ReceiverActive || got["backlog"] != 0.0 {
 		t.Fatalf("after verification: %v", got)
 	}
@@ -111,7 +133,7 @@ func TestReceiverLifecycle(t *testing.T) {
 	if _, got := a.do(t, "GET", "/api/v1/receivers/"+id, ""); got["backlog"] != 1.0 {
 		t.Fatalf("backlog after an alert: %v", got["backlog"])
 	}
-	a.d.RunOnce(context.Background())
+	a.dispatch(t, rc, 2)
 	if _, got := a.do(t, "GET", "/api/v1/receivers/"+id, ""); got["backlog"] != 0.0 {
 		t.Fatalf("backlog once sent: %v", got["backlog"])
 	}
@@ -124,7 +146,7 @@ func TestReceiverLifecycle(t *testing.T) {
 	if _, d := a.do(t, "GET", "/api/v1/deliveries/"+did, ""); d["state"] != alerts.DeliveryQueued {
 		t.Fatalf("queued delivery: %v", d)
 	}
-	a.d.RunOnce(context.Background())
+	a.dispatch(t, rc, 3)
 	_, d := a.do(t, "GET", "/api/v1/deliveries/"+did, "")
 	attempts, _ := d["attempts"].([]any)
 	if d["state"] != alerts.DeliveryDelivered || len(attempts) != 1 || d["event_type"] != alerts.EventTest {
@@ -163,7 +185,7 @@ func TestReceiverNotVerifiedStaysPending(t *testing.T) {
 	a := newReceiverApp(t)
 	rc := newEchoReceiver(t, false)
 	_, sub := a.do(t, "POST", "/api/v1/receivers", `{"url":"`+rc.srv.URL+`"}`)
-	a.d.RunOnce(context.Background())
+	a.dispatch(t, rc, 1)
 	id := sub["id"].(string)
 	if _, got := a.do(t, "GET", "/api/v1/receivers/"+id, ""); got["status"] != alerts.ReceiverPending {
 		t.Fatalf("unverified receiver: %v", got)
@@ -234,8 +256,8 @@ func TestReceiverURLsRedacted(t *testing.T) {
 	const target = "https://ops:pa55word@hooks.example.com/services/T00/B00/SECRETPATH?token=abc123"
 	for _, tokens := range [][]string{nil, {token}} {
 		a := newReceiverApp(t, tokens...)
-		if err := a.db.PutReceiver(context.Background(), alerts.Receiver{ID: "cfg-ops", URL: target, Events: []string{"alert.*"},
-			Format: alerts.FormatStandard, Status: alerts.ReceiverActive, Secret: alerts.NewSecret(), Origin: "config"}); err != nil {
+		configured := []alerts.ConfiguredReceiver{{Name: "ops", URL: target, Secret: alerts.NewSecret()}}
+		if err := (&alerts.Receivers{DB: a.db}).Configure(context.Background(), configured); err != nil {
 			t.Fatal(err)
 		}
 		for _, path := range []string{"/api/v1/receivers", "/api/v1/receivers/cfg-ops"} {
