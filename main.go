@@ -345,7 +345,7 @@ func serve(ctx context.Context, cfg Config, e env) error {
 	if err := receivers.Configure(ctx, configuredReceivers(cfg.Alerts.Receivers)); err != nil {
 		return err
 	}
-	eval := &alerts.Evaluator{Rules: rules, Store: store, Hub: hub, DB: db, Interval: cfg.Interval.D(), Logger: log, Metrics: set, Saved: dispatcher.Wake}
+	eval := &alerts.Evaluator{Rules: rules, Ring: store, Hub: hub, States: db, Interval: cfg.Interval.D(), Logger: log, Metrics: set, Saved: dispatcher.Wake}
 	if err := eval.Load(ctx); err != nil {
 		return err
 	}

@@ -63,7 +63,7 @@ func BenchmarkBreachToReceipt(b *testing.B) {
 	defer hub.Close()
 	rules := []Rule{{Name: "Hot", Source: "host/*", Metric: "cpu.percent", Op: ">", Threshold: 90}}
 	rules[0].Validate()
-	e := &Evaluator{Rules: rules, Store: store, Hub: hub, DB: db, Saved: d.Wake}
+	e := &Evaluator{Rules: rules, Ring: store, Hub: hub, States: db, Saved: d.Wake}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go d.Run(ctx)

@@ -4,8 +4,9 @@
 //	Evaluator: the rules over collector's ring, every interval; each
 //	  (rule, source, metric) moves inactive → pending → firing → resolved,
 //	  or to nodata when its source goes silent (rule.go, evaluator.go)
-//	  -> SaveTransitions: the new states and, in the same transaction, the
-//	     webhook event of each (store.go), then an "alert" event on the hub
+//	  -> SaveTransitions (the StateStore, DB in store.go): the new states
+//	     and, in the same transaction, the webhook event of each; then an
+//	     "alert" event on the hub
 //	  -> the outbox in vigil.db: events, then each receiver's deliveries
 //	     from its own cursor (outbox.go; bodies rendered in webhook.go)
 //	  -> Dispatcher: claims what is due receiver by receiver, signs

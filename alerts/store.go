@@ -35,7 +35,7 @@ type DB struct {
 	stmts sync.Map // query text → *sql.Stmt, for the statements run on every event and delivery
 }
 
-var _ Store = (*DB)(nil)
+var _ StateStore = (*DB)(nil)
 
 // Open opens (creating if needed) vigil.db in dir, in WAL mode: readers
 // never wait for the writer, and a committed transaction survives the

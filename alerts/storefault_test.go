@@ -42,7 +42,7 @@ func (f *flakyStore) SaveTransitions(ctx context.Context, ts []Transition) error
 // webhook receiver subscribed to its alerts.
 type storeRig struct {
 	db    *DB
-	store Store
+	store StateStore
 	ck    *clock
 	ring  *collector.Store
 	hub   *stream.Hub
@@ -54,7 +54,7 @@ type storeRig struct {
 	logs  *lockedBuffer
 }
 
-func newStoreRig(t *testing.T, db *DB, store Store) *storeRig {
+func newStoreRig(t *testing.T, db *DB, store StateStore) *storeRig {
 	t.Helper()
 	r := &storeRig{db: db, store: store, ck: &clock{t: t0}, set: metrics.NewSet(), logs: &lockedBuffer{}}
 	r.ring = collector.NewStore(time.Minute, time.Second)
@@ -69,7 +69,7 @@ func newStoreRig(t *testing.T, db *DB, store Store) *storeRig {
 	r.d = &Dispatcher{DB: db, Client: NewClient(loopback, 2*time.Second), Jitter: func() float64 { return 0 }}
 	rules := []Rule{{Name: "Hot", Source: "host/*", Metric: "temp", Op: ">", Threshold: 90}}
 	rules[0].Validate()
-	r.e = &Evaluator{Rules: rules, Store: r.ring, Hub: r.hub, DB: store, Now: r.ck.now, Metrics: r.set,
+	r.e = &Evaluator{Rules: rules, Ring: r.ring, Hub: r.hub, States: store, Now: r.ck.now, Metrics: r.set,
 		Logger: slog.New(slog.NewTextHandler(r.logs, nil))}
 	if err := r.e.Load(context.Background()); err != nil {
 		t.Fatal(err)
