@@ -15,6 +15,12 @@ import (
 	"time"
 )
 
+// The outbox, in vigil.db beside the alert states: the receivers, one row
+// per webhook event (its body in each format, in payloads), each active
+// receiver's cursor through the events, and the deliveries made of them
+// as the dispatcher claims them, with their attempts. Its tables, their
+// migrations from earlier versions, and every statement on them are here.
+
 // Delivery states.
 const (
 	DeliveryQueued    = "queued"    // waiting for its next attempt
@@ -596,11 +602,11 @@ type claim struct {
 // one each time, so one receiver's backlog never crowds out another's, and
 // a receiver with no room costs nothing.
 func (d *DB) due(ctx context.Context, now time.Time, limit int, room func(rcvs []Receiver, rooms []int)) ([]claim, error) {
-	p, err := d.plan(ctx, now, room)
-	if p == nil || err != nil {
+	p, ok, err := d.plan(ctx, now, room)
+	if !ok || err != nil {
 		return nil, err
 	}
-	out, err := d.claimAll(ctx, p, now, limit)
+	out, err := d.claimAll(ctx, &p, now, limit)
 	if err != nil {
 		d.retryAt(now)
 		return nil, err
@@ -627,15 +633,15 @@ func (p *pass) fresh(rcv Receiver) bool {
 	return ok && c < p.newest && rcv.Status == ReceiverActive
 }
 
-// plan starts a pass, or returns nil when it would find nothing: no
+// plan starts a pass, or says (ok false) that it would find nothing: no
 // receiver with room has a new event or may have a retry due. That costs
 // no query: it is asked after every attempt and four times a second.
-func (d *DB) plan(ctx context.Context, now time.Time, room func(rcvs []Receiver, rooms []int)) (*pass, error) {
+func (d *DB) plan(ctx context.Context, now time.Time, room func(rcvs []Receiver, rooms []int)) (p pass, ok bool, err error) {
 	rcvs, curs, err := d.cached(ctx)
 	if err != nil || len(rcvs) == 0 {
-		return nil, err
+		return p, false, err
 	}
-	p := &pass{rcvs: rcvs, curs: curs, newest: d.lastEvent.Load(), rooms: make([]int, len(rcvs))}
+	p = pass{rcvs: rcvs, curs: curs, newest: d.lastEvent.Load(), rooms: make([]int, len(rcvs))}
 	d.retryMu.Lock()
 	p.retry = d.nextRetry <= ms(now)
 	d.retryMu.Unlock()
@@ -649,14 +655,14 @@ func (d *DB) plan(ctx context.Context, now time.Time, room func(rcvs []Receiver,
 		}
 	}
 	if !work {
-		return nil, nil
+		return p, false, nil
 	}
 	if p.retry {
 		d.retryMu.Lock()
 		d.nextRetry = math.MaxInt64 // lowered again by the pass (scheduleRetries), and by every attempt recorded meanwhile
 		d.retryMu.Unlock()
 	}
-	return p, nil
+	return p, true, nil
 }
 
 // claimAll claims, receiver by receiver from the pass's turn, up to limit
