@@ -30,25 +30,26 @@ const shutdownTimeout = 4 * time.Second
 //
 //	collector.Scheduler (sources) -> collector.Store (ring) and stream.Hub
 //	stream.Hub -> dashboard.Server (SSE, NDJSON, long polling, WebSocket)
-//	alerts.Evaluator (reads the ring) -> alerts.DB (states, outbox) -> alerts.Dispatcher -> receivers
+//	alerts.Evaluator (reads the ring) -> alerts.DB (states, outbox) -> alerts.Dispatcher -> alerts.Receivers
 type app struct {
-	plan     plan
-	env      env
-	log      *slog.Logger
-	closers  []func() error
-	ids      stream.IDFile
-	journal  *stream.Journal
-	hub      *stream.Hub
-	store    *collector.Store
-	demo     *collector.Demo // nil without --demo
-	sched    *collector.Scheduler
-	db       *alerts.DB
-	eval     *alerts.Evaluator
-	dispatch *alerts.Dispatcher
-	web      *dashboard.Server
-	set      *metrics.Set // vigil's own metrics
-	srv      *http.Server
-	ln       net.Listener
+	plan      plan
+	env       env
+	log       *slog.Logger
+	closers   []func() error
+	ids       stream.IDFile
+	journal   *stream.Journal
+	hub       *stream.Hub
+	store     *collector.Store
+	demo      *collector.Demo // nil without --demo
+	sched     *collector.Scheduler
+	db        *alerts.DB
+	eval      *alerts.Evaluator
+	dispatch  *alerts.Dispatcher
+	receivers *alerts.Receivers
+	web       *dashboard.Server
+	set       *metrics.Set // vigil's own metrics
+	srv       *http.Server
+	ln        net.Listener
 }
 
 // newApp builds every part; nothing runs until run. On an error what was
@@ -153,10 +154,11 @@ func (a *app) buildAlerts(set *metrics.Set) error {
 	}
 	a.closers = append(a.closers, a.db.Close)
 	a.dispatch = &alerts.Dispatcher{DB: a.db, Client: alerts.NewClient(a.plan.allowNets, alerts.DefaultAttemptTimeout), Logger: a.log, Metrics: set}
-	if err := configureReceivers(context.Background(), a.db, a.plan.receivers); err != nil {
+	a.receivers = &alerts.Receivers{DB: a.db, Wake: a.dispatch.Wake}
+	if err := a.receivers.Configure(context.Background(), a.plan.receivers); err != nil {
 		return err
 	}
-	a.eval = &alerts.Evaluator{Rules: a.plan.rules, Store: a.store, Hub: a.hub, DB: a.db, Interval: a.plan.interval,
+	a.eval = &alerts.Evaluator{Rules: a.plan.rules, Ring: a.store, Hub: a.hub, States: a.db, Interval: a.plan.interval,
 		Logger: a.log, Metrics: set, Saved: a.dispatch.Wake}
 	return a.eval.Load(context.Background())
 }
@@ -180,7 +182,7 @@ func (a *app) buildWeb(set *metrics.Set) error {
 	if a.db.DashboardURL == "" {
 		a.db.DashboardURL = a.url()
 	}
-	a.web = dashboard.New(dashboard.Options{Alerts: a.eval, Hooks: &alerts.Hooks{DB: a.db, Wake: a.dispatch.Wake}, Tokens: a.plan.tokens,
+	a.web = dashboard.New(dashboard.Options{Alerts: a.eval, Receivers: a.receivers, Tokens: a.plan.tokens,
 		Hub: a.hub, Store: a.store, Metrics: set, Logger: a.log, Version: buildVersion(), Demo: a.plan.demo,
 		Interval: a.plan.interval, Heartbeat: a.plan.heartbeat, Retry: a.plan.retry, WriteTimeout: a.plan.writeTimeout,
 		Loopback: loopback, AllowedHosts: a.plan.allowedHosts,
@@ -276,34 +278,4 @@ func (a *app) close() {
 		a.closers[i]()
 	}
 	a.closers = nil
-}
-
-// configureReceivers saves the configured receivers as subscriptions and
-// disables the ones no longer configured (their history stays).
-func configureReceivers(ctx context.Context, db *alerts.DB, receivers []alerts.Subscription) error {
-	now := time.Now()
-	keep := map[string]bool{}
-	for _, sub := range receivers {
-		sub.CreatedAt, sub.UpdatedAt = now, now
-		if old, err := db.Subscription(ctx, sub.ID); err == nil {
-			sub.CreatedAt = old.CreatedAt
-		}
-		if err := db.PutSubscription(ctx, sub); err != nil {
-			return err
-		}
-		keep[sub.ID] = true
-	}
-	subs, err := db.Subscriptions(ctx)
-	if err != nil {
-		return err
-	}
-	for _, s := range subs {
-		if s.Origin == "config" && !keep[s.ID] && s.Status != alerts.SubscriptionDisabled {
-			s.Status, s.UpdatedAt = alerts.SubscriptionDisabled, now
-			if err := db.PutSubscription(ctx, s); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

@@ -128,35 +128,10 @@ type ReceiverConfig struct {
 	Events []string `yaml:"events"` // default alert.*
 }
 
-func (rc ReceiverConfig) subscription(now time.Time) (alerts.Subscription, []error) {
-	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	s := alerts.Subscription{ID: "cfg-" + rc.Name, URL: rc.URL, Events: rc.Events, Format: rc.Format, Secret: rc.Secret,
-		Status: alerts.SubscriptionActive, Origin: "config", Description: "configured receiver " + rc.Name, CreatedAt: now, UpdatedAt: now}
-	if !serviceNameRe.MatchString(rc.Name) {
-		bad("name: %q must be 1 to 63 letters, digits, '.', '_' or '-'", rc.Name)
-	}
-	if u, err := url.Parse(rc.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("url: not an http:// or https:// URL")
-	}
-	if err := alerts.CheckSecret(rc.Secret); err != nil {
-		bad("secret: %v", err)
-	}
-	if s.Format == "" {
-		s.Format = alerts.FormatStandard
-	}
-	if s.Format != alerts.FormatStandard && s.Format != alerts.FormatAlertmanager {
-		bad("format: %q is not standard or alertmanager", rc.Format)
-	}
-	if len(s.Events) == 0 {
-		s.Events = []string{"alert.*"}
-	}
-	for _, e := range s.Events {
-		if err := alerts.CheckEventPattern(e); err != nil {
-			bad("events: %v", err)
-		}
-	}
-	return s, errs
+// receiver is rc as package alerts takes it; alerts validates it and
+// saves it.
+func (rc ReceiverConfig) receiver() alerts.ConfiguredReceiver {
+	return alerts.ConfiguredReceiver{Name: rc.Name, URL: rc.URL, Secret: rc.Secret, Format: rc.Format, Events: rc.Events}
 }
 
 // RuleConfig is an alert rule as written in the config file.

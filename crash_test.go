@@ -85,7 +85,7 @@ func TestKill9LosesNoDelivery(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		ds, _ := db.Deliveries(context.Background(), "cfg-ops", 10)
+		ds, _ := (&alerts.Receivers{DB: db}).Deliveries(context.Background(), "cfg-ops", 10)
 		if len(ds) == 1 && len(ds[0].Attempts) >= 1 {
 			id = ds[0].ID
 			if !strings.Contains(ds[0].Attempts[0].Error, "refused") {
@@ -108,7 +108,7 @@ func TestKill9LosesNoDelivery(t *testing.T) {
 	// Once the delivery is recorded as delivered nothing sends it again;
 	// a duplicate would have arrived before.
 	vigiltest.Eventually(t, 30*time.Second, "the delivery delivered after the restart", func() bool {
-		ds, _ := db.Deliveries(context.Background(), "cfg-ops", 10)
+		ds, _ := (&alerts.Receivers{DB: db}).Deliveries(context.Background(), "cfg-ops", 10)
 		return len(ds) == 1 && ds[0].State == alerts.DeliveryDelivered
 	})
 	got := rc.Requests()
@@ -125,7 +125,7 @@ func TestKill9LosesNoDelivery(t *testing.T) {
 	if !strings.Contains(string(r.Body), `"type":"alert.firing"`) {
 		t.Fatalf("body %s", r.Body)
 	}
-	if ds, _ := db.Deliveries(context.Background(), "cfg-ops", 10); len(ds) != 1 || ds[0].State != alerts.DeliveryDelivered {
+	if ds, _ := (&alerts.Receivers{DB: db}).Deliveries(context.Background(), "cfg-ops", 10); len(ds) != 1 || ds[0].State != alerts.DeliveryDelivered {
 		t.Fatalf("outbox after the restart: %+v", ds)
 	}
 }
@@ -220,7 +220,7 @@ func TestSIGTERMWhileReceiverHangs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ds, _ := db.Deliveries(context.Background(), "cfg-ops", 10)
+	ds, _ := (&alerts.Receivers{DB: db}).Deliveries(context.Background(), "cfg-ops", 10)
 	if len(ds) != 1 || ds[0].State != alerts.DeliveryDelivered || len(ds[0].Attempts) != 1 || ds[0].Attempts[0].Status != 200 {
 		t.Fatalf("outbox: %+v", ds)
 	}

@@ -37,7 +37,7 @@ type plan struct {
 	services                       []collector.ServiceOptions
 	demo                           bool
 	rules                          []alerts.Rule
-	receivers                      []alerts.Subscription
+	receivers                      []alerts.ConfiguredReceiver
 	allowNets                      []netip.Prefix
 	dashboardURL                   string
 }
@@ -281,8 +281,8 @@ func (pl *planner) receivers(c Config, p *plan) {
 			pl.bad(key+".name", fmt.Sprintf("receiver %q is declared twice", rc.Name))
 		}
 		names[rc.Name] = true
-		sub, problems := rc.subscription(time.Time{})
-		pl.item(key, problems)
-		p.receivers = append(p.receivers, sub)
+		r := rc.receiver()
+		pl.item(key, r.Validate())
+		p.receivers = append(p.receivers, r)
 	}
 }

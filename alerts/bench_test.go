@@ -24,8 +24,8 @@ func BenchmarkDeliveryThroughput(b *testing.B) {
 	db, _ := Open(b.TempDir())
 	defer db.Close()
 	d := &Dispatcher{DB: db, Client: NewClient(loopback, 10*time.Second), PerReceiver: 8}
-	db.PutSubscription(context.Background(), Subscription{ID: "s", URL: srv.URL, Events: []string{"*"}, Format: FormatStandard,
-		Status: SubscriptionActive, Secret: NewSecret()})
+	db.putReceiver(context.Background(), Receiver{ID: "s", URL: srv.URL, Events: []string{"*"}, Format: FormatStandard,
+		Status: ReceiverActive, Secret: NewSecret()})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go d.Run(ctx)
@@ -56,14 +56,14 @@ func BenchmarkBreachToReceipt(b *testing.B) {
 	db, _ := Open(b.TempDir())
 	defer db.Close()
 	d := &Dispatcher{DB: db, Client: NewClient(loopback, 10*time.Second)}
-	db.PutSubscription(context.Background(), Subscription{ID: "s", URL: srv.URL, Events: []string{"alert.firing"}, Format: FormatStandard,
-		Status: SubscriptionActive, Secret: NewSecret()})
+	db.putReceiver(context.Background(), Receiver{ID: "s", URL: srv.URL, Events: []string{"alert.firing"}, Format: FormatStandard,
+		Status: ReceiverActive, Secret: NewSecret()})
 	store := collector.NewStore(time.Minute, time.Second)
 	hub := stream.NewHub(stream.HubOptions{})
 	defer hub.Close()
 	rules := []Rule{{Name: "Hot", Source: "host/*", Metric: "cpu.percent", Op: ">", Threshold: 90}}
 	rules[0].Validate()
-	e := &Evaluator{Rules: rules, Store: store, Hub: hub, DB: db, Saved: d.Wake}
+	e := &Evaluator{Rules: rules, Ring: store, Hub: hub, States: db, Saved: d.Wake}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go d.Run(ctx)
@@ -116,9 +116,9 @@ func BenchmarkHealthyReceiverLatency(b *testing.B) {
 			defer db.Close()
 			d := &Dispatcher{DB: db, Client: NewClient(loopback, 10*time.Second)}
 			ctx := context.Background()
-			db.PutSubscription(ctx, Subscription{ID: "healthy", URL: healthy.URL, Events: []string{"*"}, Format: FormatStandard, Status: SubscriptionActive, Secret: NewSecret()})
+			db.putReceiver(ctx, Receiver{ID: "healthy", URL: healthy.URL, Events: []string{"*"}, Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()})
 			for i := range dead {
-				db.PutSubscription(ctx, Subscription{ID: fmt.Sprint("dead", i), URL: otherURL, Events: []string{"*"}, Format: FormatStandard, Status: SubscriptionActive, Secret: NewSecret()})
+				db.putReceiver(ctx, Receiver{ID: fmt.Sprint("dead", i), URL: otherURL, Events: []string{"*"}, Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()})
 			}
 			rctx, cancel := context.WithCancel(ctx)
 			go d.Run(rctx)

@@ -37,7 +37,7 @@ const (
 // Dispatcher sends queued deliveries: Standard Webhooks headers and
 // signature, a timeout per attempt, retries with exponential backoff and
 // jitter for 5xx, 429 (honouring Retry-After), timeouts and network
-// errors; 410 Gone disables the subscription; other answers are permanent
+// errors; 410 Gone disables the receiver; other answers are permanent
 // failures, redirects included (they are not followed). A concurrency
 // limit and a circuit breaker per receiver, and a global cap, keep dead or
 // slow receivers from delaying the others.
@@ -58,7 +58,7 @@ type Dispatcher struct {
 	Jitter func() float64
 
 	mu       sync.Mutex
-	inflight map[string]int // per subscription
+	inflight map[string]int // per receiver
 	total    int
 	breakers map[string]*breaker
 	wake     chan struct{}
@@ -156,21 +156,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 }
 
 func (d *Dispatcher) prune(ctx context.Context) {
-	n, e, err := d.DB.Prune(ctx, d.Now())
+	n, e, err := d.DB.prune(ctx, d.Now())
 	switch {
 	case err != nil && !errors.Is(err, context.Canceled):
 		d.Logger.Error("webhook outbox", "err", err)
 	case n+e > 0:
 		d.Logger.Info("webhook outbox pruned", "deliveries", n, "events", e)
 	}
-}
-
-// RunOnce starts every due delivery it may and waits for their attempts.
-func (d *Dispatcher) RunOnce(ctx context.Context) {
-	d.init()
-	var wg sync.WaitGroup
-	d.start(ctx, ctx, &wg)
-	wg.Wait()
 }
 
 // start claims what is due and starts an attempt for each, under
@@ -185,10 +177,10 @@ func (d *Dispatcher) start(ctx, attempts context.Context, wg *sync.WaitGroup) {
 	}
 	// How many more attempts each receiver may have running: none while
 	// its breaker is open. One lock for all of them.
-	rooms := func(subs []Subscription, out []int) {
+	rooms := func(rcvs []Receiver, out []int) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		for i, s := range subs {
+		for i, s := range rcvs {
 			if b := d.breakers[s.ID]; b != nil && now.Before(b.openUntil) {
 				out[i] = 0
 				continue
@@ -205,7 +197,7 @@ func (d *Dispatcher) start(ctx, attempts context.Context, wg *sync.WaitGroup) {
 	}
 	for _, c := range claims {
 		d.mu.Lock()
-		d.inflight[c.SubscriptionID]++
+		d.inflight[c.ReceiverID]++
 		d.total++
 		d.mu.Unlock()
 		wg.Add(1)
@@ -213,7 +205,7 @@ func (d *Dispatcher) start(ctx, attempts context.Context, wg *sync.WaitGroup) {
 			defer wg.Done()
 			d.attempt(attempts, c)
 			d.mu.Lock()
-			d.inflight[c.SubscriptionID]--
+			d.inflight[c.ReceiverID]--
 			d.total--
 			d.mu.Unlock()
 			d.Wake()
@@ -225,7 +217,7 @@ func (d *Dispatcher) start(ctx, attempts context.Context, wg *sync.WaitGroup) {
 type outcome struct {
 	retry      bool
 	retryAfter time.Duration // from a 429's Retry-After
-	gone       bool          // 410: disable the subscription
+	gone       bool          // 410: disable the receiver
 	err        string
 }
 
@@ -233,15 +225,15 @@ func (d *Dispatcher) attempt(ctx context.Context, c claim) {
 	start := d.Now()
 	a := Attempt{At: start}
 	var o outcome
-	if c.sub.Status == SubscriptionDisabled || c.sub.URL == "" {
-		o = outcome{err: "subscription disabled or deleted"}
+	if c.rcv.Status == ReceiverDisabled || c.rcv.URL == "" {
+		o = outcome{err: "receiver disabled or deleted"}
 	} else {
 		a.Status, o = d.send(ctx, c)
 	}
 	if ctx.Err() != nil {
 		// Cut short by a stop: not the receiver's doing. It stays in
 		// flight in the outbox and the next run sends it again.
-		d.Logger.Info("webhook attempt cut short by shutdown; it is sent again after the restart", "delivery", c.ID, "subscription", c.SubscriptionID)
+		d.Logger.Info("webhook attempt cut short by shutdown; it is sent again after the restart", "delivery", c.ID, "receiver", c.ReceiverID)
 		return
 	}
 	a.DurationMS = d.Now().Sub(start).Milliseconds()
@@ -256,11 +248,11 @@ func (d *Dispatcher) attempt(ctx context.Context, c claim) {
 	default:
 		state = DeliveryDead
 	}
-	d.trip(c.SubscriptionID, o.err == "" || !o.retry, now)
+	d.trip(c.ReceiverID, o.err == "" || !o.retry, now)
 	ctx = context.WithoutCancel(ctx) // the answer came: record it even if a stop cuts attempts short now
 	if o.gone {
-		if err := d.DB.setStatus(ctx, c.SubscriptionID, SubscriptionDisabled, now); err != nil {
-			d.Logger.Error("disable subscription", "subscription", c.SubscriptionID, "err", err)
+		if err := d.DB.setStatus(ctx, c.ReceiverID, ReceiverDisabled, now); err != nil {
+			d.Logger.Error("disable receiver", "receiver", c.ReceiverID, "err", err)
 		}
 	}
 	if err := d.DB.record(ctx, c.ID, a, state, next, o.err, now); err != nil {
@@ -273,18 +265,18 @@ func (d *Dispatcher) attempt(ctx context.Context, c claim) {
 		d.deliveries[state].Inc()
 	}
 	if o.err != "" {
-		d.Logger.Warn("webhook attempt failed", "delivery", c.ID, "subscription", c.SubscriptionID, "status", a.Status, "err", o.err, "next", state)
+		d.Logger.Warn("webhook attempt failed", "delivery", c.ID, "receiver", c.ReceiverID, "status", a.Status, "err", o.err, "next", state)
 	}
 }
 
 // trip counts consecutive failures per receiver and opens its breaker.
-func (d *Dispatcher) trip(sub string, ok bool, now time.Time) {
+func (d *Dispatcher) trip(rcv string, ok bool, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	b := d.breakers[sub]
+	b := d.breakers[rcv]
 	if b == nil {
 		b = &breaker{}
-		d.breakers[sub] = b
+		d.breakers[rcv] = b
 	}
 	if ok {
 		b.failures = 0
@@ -308,11 +300,11 @@ func (d *Dispatcher) backoff(n int, retryAfter time.Duration) time.Duration {
 
 func (d *Dispatcher) send(ctx context.Context, c claim) (int, outcome) {
 	now := d.Now()
-	sig, err := Sign(c.sub.secrets(now), c.ID, now, c.Payload)
+	sig, err := Sign(c.rcv.secrets(now), c.ID, now, c.Payload)
 	if err != nil {
 		return 0, outcome{err: "sign: " + err.Error()}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.sub.URL, bytes.NewReader(c.Payload))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.rcv.URL, bytes.NewReader(c.Payload))
 	if err != nil {
 		return 0, outcome{err: "bad url"}
 	}
@@ -324,7 +316,7 @@ func (d *Dispatcher) send(ctx context.Context, c claim) (int, outcome) {
 	resp, err := d.Client.Do(req)
 	if err != nil {
 		// A refused address is configuration, not weather: no retry.
-		return 0, outcome{retry: !errors.Is(err, ErrBlockedAddress), err: redact(err, c.sub.URL)}
+		return 0, outcome{retry: !errors.Is(err, ErrBlockedAddress), err: redact(err, c.rcv.URL)}
 	}
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes))
 	resp.Body.Close()
@@ -337,17 +329,17 @@ func (d *Dispatcher) send(ctx context.Context, c claim) (int, outcome) {
 			Challenge string `json:"challenge"`
 		}
 		json.Unmarshal(answer, &echo)
-		if c.sub.challenge == "" || (echo.Challenge != c.sub.challenge && resp.Header.Get("X-Hook-Secret") != c.sub.challenge) {
+		if c.rcv.challenge == "" || (echo.Challenge != c.rcv.challenge && resp.Header.Get("X-Hook-Secret") != c.rcv.challenge) {
 			return code, outcome{err: "verification: the answer did not echo the challenge"}
 		}
-		if err := d.DB.setStatus(ctx, c.SubscriptionID, SubscriptionActive, now); err != nil {
+		if err := d.DB.setStatus(ctx, c.ReceiverID, ReceiverActive, now); err != nil {
 			return code, outcome{retry: true, err: "verification: " + err.Error()}
 		}
 		return code, outcome{}
 	case code >= 200 && code < 300:
 		return code, outcome{}
 	case code == http.StatusGone:
-		return code, outcome{gone: true, err: "410 Gone: subscription disabled"}
+		return code, outcome{gone: true, err: "410 Gone: receiver disabled"}
 	case code == http.StatusTooManyRequests:
 		return code, outcome{retry: true, retryAfter: retryAfter(resp.Header.Get("Retry-After"), now), err: "429 Too Many Requests"}
 	case code >= 500:

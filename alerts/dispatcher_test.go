@@ -70,6 +70,14 @@ type fixture struct {
 	now time.Time
 }
 
+// runOnce starts every due delivery it may and waits for their attempts.
+func (d *Dispatcher) runOnce(ctx context.Context) {
+	d.init()
+	var wg sync.WaitGroup
+	d.start(ctx, ctx, &wg)
+	wg.Wait()
+}
+
 func newFixture(t *testing.T, timeout time.Duration) *fixture {
 	db, err := Open(t.TempDir())
 	if err != nil {
@@ -82,10 +90,10 @@ func newFixture(t *testing.T, timeout time.Duration) *fixture {
 	return f
 }
 
-func (f *fixture) subscribe(t *testing.T, url string, format string) Subscription {
-	s := Subscription{ID: newID("sub_"), URL: url, Events: []string{"alert.*"}, Format: format, Status: SubscriptionActive,
+func (f *fixture) subscribe(t *testing.T, url string, format string) Receiver {
+	s := Receiver{ID: newID("rcv_"), URL: url, Events: []string{"alert.*"}, Format: format, Status: ReceiverActive,
 		Secret: NewSecret(), Origin: "config", CreatedAt: f.now, UpdatedAt: f.now}
-	if err := f.db.PutSubscription(context.Background(), s); err != nil {
+	if err := f.db.putReceiver(context.Background(), s); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -104,7 +112,7 @@ func (f *fixture) fire(t *testing.T, ts ...Transition) {
 }
 
 func (f *fixture) delivery(t *testing.T, sub string) Delivery {
-	ds, err := f.db.Deliveries(context.Background(), sub, 10)
+	ds, err := f.db.deliveries(context.Background(), sub, 10)
 	if err != nil || len(ds) != 1 {
 		t.Fatalf("deliveries of %s: %v %v", sub, ds, err)
 	}
@@ -118,12 +126,12 @@ func TestDeliveryRetriesUntilDelivered(t *testing.T) {
 	f.fire(t, firing("HighCPU"))
 
 	for i := range 3 {
-		f.d.RunOnce(context.Background())
+		f.d.runOnce(context.Background())
 		d := f.delivery(t, sub.ID)
 		if i < 2 && (d.State != DeliveryQueued || !d.NextAttemptAt.After(f.now)) {
 			t.Fatalf("after attempt %d: %+v", i+1, d)
 		}
-		f.d.RunOnce(context.Background()) // not due yet: nothing is sent
+		f.d.runOnce(context.Background()) // not due yet: nothing is sent
 		if n := len(rc.requests()); n != i+1 {
 			t.Fatalf("%d requests after attempt %d", n, i+1)
 		}
@@ -181,16 +189,16 @@ func TestDeliveryPermanentFailures(t *testing.T) {
 		rc := newReceiver(t, tc.status)
 		sub := f.subscribe(t, rc.srv.URL, FormatStandard)
 		f.fire(t, firing("R"))
-		f.d.RunOnce(context.Background())
+		f.d.runOnce(context.Background())
 		f.now = f.now.Add(BackoffMax)
-		f.d.RunOnce(context.Background())
+		f.d.runOnce(context.Background())
 		d := f.delivery(t, sub.ID)
 		if d.State != tc.wantState || len(d.Attempts) != 1 || len(rc.requests()) != 1 {
 			t.Errorf("%d: state %s after %d attempts, %d requests", tc.status, d.State, len(d.Attempts), len(rc.requests()))
 		}
-		got, _ := f.db.Subscription(context.Background(), sub.ID)
-		if (got.Status == SubscriptionDisabled) != tc.disabled {
-			t.Errorf("%d: subscription %s", tc.status, got.Status)
+		got, _ := f.db.receiver(context.Background(), sub.ID)
+		if (got.Status == ReceiverDisabled) != tc.disabled {
+			t.Errorf("%d: receiver %s", tc.status, got.Status)
 		}
 	}
 }
@@ -201,7 +209,7 @@ func TestDeliveryHonoursRetryAfter(t *testing.T) {
 	rc.header = http.Header{"Retry-After": {"600"}}
 	sub := f.subscribe(t, rc.srv.URL, FormatStandard)
 	f.fire(t, firing("R"))
-	f.d.RunOnce(context.Background())
+	f.d.runOnce(context.Background())
 	d := f.delivery(t, sub.ID)
 	if d.State != DeliveryQueued || d.NextAttemptAt.Before(f.now.Add(600*time.Second)) {
 		t.Fatalf("429: %+v", d)
@@ -221,7 +229,7 @@ func TestDeliveryTimeoutIsRetried(t *testing.T) {
 	defer close(hang)
 	sub := f.subscribe(t, srv.URL, FormatStandard)
 	f.fire(t, firing("R"))
-	f.d.RunOnce(context.Background())
+	f.d.runOnce(context.Background())
 	d := f.delivery(t, sub.ID)
 	if d.State != DeliveryQueued || len(d.Attempts) != 1 || d.Attempts[0].Status != 0 || !strings.Contains(d.Attempts[0].Error, "Timeout") {
 		t.Fatalf("timeout: %+v", d)
@@ -237,7 +245,7 @@ func TestBlockedAddressesAreRefused(t *testing.T) {
 	rc := newReceiver(t, 200)
 	sub := f.subscribe(t, rc.srv.URL, FormatStandard)
 	f.fire(t, firing("R"))
-	f.d.RunOnce(context.Background())
+	f.d.runOnce(context.Background())
 	d := f.delivery(t, sub.ID)
 	if d.State != DeliveryDead || len(rc.requests()) != 0 || !strings.Contains(d.LastError, "not allowed") {
 		t.Fatalf("loopback target reached: %+v", d)
@@ -283,7 +291,7 @@ func TestDeadReceiversDoNotDelayOthers(t *testing.T) {
 	}
 	// The last answer may still be being recorded: wait for the outbox.
 	for {
-		ds, _ := f.db.Deliveries(context.Background(), hs.ID, 10)
+		ds, _ := f.db.deliveries(context.Background(), hs.ID, 10)
 		done := len(ds) == 6
 		for _, d := range ds {
 			done = done && d.State == DeliveryDelivered
@@ -308,7 +316,7 @@ func TestAlertmanagerFormat(t *testing.T) {
 	tr := firing("HighCPU")
 	tr.Alert.Labels = map[string]string{"team": "ops"}
 	f.fire(t, tr)
-	f.d.RunOnce(context.Background())
+	f.d.runOnce(context.Background())
 	var am struct {
 		Version, Status, Receiver, GroupKey string
 		Alerts                              []struct {
@@ -330,7 +338,7 @@ func TestAlertmanagerFormat(t *testing.T) {
 
 func TestRotatedSecretSignsWithBoth(t *testing.T) {
 	old, cur := NewSecret(), NewSecret()
-	s := Subscription{Secret: cur, OldSecret: old, OldSecretUntil: t0.Add(24 * time.Hour)}
+	s := Receiver{Secret: cur, OldSecret: old, OldSecretUntil: t0.Add(24 * time.Hour)}
 	sig, err := Sign(s.secrets(t0), "msg_1", t0, []byte("{}"))
 	if err != nil {
 		t.Fatal(err)
@@ -352,21 +360,20 @@ func TestRotatedSecretSignsWithBoth(t *testing.T) {
 	}
 }
 
-// FuzzSubscriptionInput feeds arbitrary JSON to the subscription
+// FuzzReceiverInput feeds arbitrary JSON to the receiver
 // validation: it never panics, and whatever it accepts is usable.
-func FuzzSubscriptionInput(f *testing.F) {
+func FuzzReceiverInput(f *testing.F) {
 	f.Add(`{"url":"https://hooks.example.com/x","events":["alert.*"],"format":"alertmanager"}`)
 	f.Add(`{"url":"http://a","events":["*"],"status":"disabled","description":"x"}`)
 	f.Add(`{"url":"javascript:alert(1)"}`)
 	f.Add(`{"events":["[a-"]}`)
 	f.Fuzz(func(t *testing.T, body string) {
-		var in SubscriptionInput
+		var in ReceiverInput
 		if json.Unmarshal([]byte(body), &in) != nil {
 			return
 		}
-		h := &Hooks{}
-		s := Subscription{Status: SubscriptionPending}
-		if err := h.apply(&s, in, true); err != nil {
+		s := Receiver{Status: ReceiverPending}
+		if err := in.apply(&s, true); err != nil {
 			return
 		}
 		if !strings.HasPrefix(s.URL, "http://") && !strings.HasPrefix(s.URL, "https://") {
@@ -376,12 +383,12 @@ func FuzzSubscriptionInput(f *testing.F) {
 			t.Fatalf("accepted format %q", s.Format)
 		}
 		for _, e := range s.Events {
-			if CheckEventPattern(e) != nil {
+			if checkEventPattern(e) != nil {
 				t.Fatalf("accepted event %q", e)
 			}
 		}
-		if s.Status == SubscriptionActive {
-			t.Fatal("a new subscription activated without verification")
+		if s.Status == ReceiverActive {
+			t.Fatal("a new receiver activated without verification")
 		}
 	})
 }
@@ -397,8 +404,8 @@ func TestEventsWaitForAReceiverAndSurviveReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc := newReceiver(t, 200)
-	sub := Subscription{ID: "sub_a", URL: rc.srv.URL, Events: []string{"alert.firing"}, Format: FormatStandard, Status: SubscriptionActive, Secret: NewSecret()}
-	if err := db.PutSubscription(context.Background(), sub); err != nil {
+	sub := Receiver{ID: "sub_a", URL: rc.srv.URL, Events: []string{"alert.firing"}, Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()}
+	if err := db.putReceiver(context.Background(), sub); err != nil {
 		t.Fatal(err)
 	}
 	resolved := firing("R0")
@@ -411,7 +418,7 @@ func TestEventsWaitForAReceiverAndSurviveReopen(t *testing.T) {
 	d := &Dispatcher{DB: db, Client: NewClient(loopback, time.Second)}
 	d.init()
 	d.breakers[sub.ID] = &breaker{openUntil: time.Now().Add(time.Hour)}
-	d.RunOnce(context.Background())
+	d.runOnce(context.Background())
 	if n := len(rc.requests()); n != 0 {
 		t.Fatalf("%d requests to a receiver whose breaker is open", n)
 	}
@@ -423,13 +430,13 @@ func TestEventsWaitForAReceiverAndSurviveReopen(t *testing.T) {
 	}
 	defer db.Close()
 	late := newReceiver(t, 200) // subscribes now: none of the above is for it
-	if err := db.PutSubscription(context.Background(), Subscription{ID: "sub_late", URL: late.srv.URL, Events: []string{"*"},
-		Format: FormatStandard, Status: SubscriptionActive, Secret: NewSecret()}); err != nil {
+	if err := db.putReceiver(context.Background(), Receiver{ID: "sub_late", URL: late.srv.URL, Events: []string{"*"},
+		Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()}); err != nil {
 		t.Fatal(err)
 	}
 	d = &Dispatcher{DB: db, Client: NewClient(loopback, time.Second), PerReceiver: 1}
 	for range 5 {
-		d.RunOnce(context.Background())
+		d.runOnce(context.Background())
 	}
 	var rules []string
 	ids := map[string]bool{}
@@ -446,20 +453,20 @@ func TestEventsWaitForAReceiverAndSurviveReopen(t *testing.T) {
 		t.Fatalf("a receiver subscribed later got %d old events", n)
 	}
 	db.SaveTransitions(context.Background(), []Transition{firing("R4")})
-	d.RunOnce(context.Background())
+	d.runOnce(context.Background())
 	if n := len(late.requests()); n != 1 {
 		t.Fatalf("the later receiver got %d of the new event", n)
 	}
 
 	// Disabled, it takes nothing; enabled again, it starts from then.
-	sub.Status = SubscriptionDisabled
-	db.PutSubscription(context.Background(), sub)
+	sub.Status = ReceiverDisabled
+	db.putReceiver(context.Background(), sub)
 	db.SaveTransitions(context.Background(), []Transition{firing("R5")})
-	sub.Status = SubscriptionActive
-	db.PutSubscription(context.Background(), sub)
+	sub.Status = ReceiverActive
+	db.putReceiver(context.Background(), sub)
 	db.SaveTransitions(context.Background(), []Transition{firing("R6")})
-	d.RunOnce(context.Background())
-	d.RunOnce(context.Background())
+	d.runOnce(context.Background())
+	d.runOnce(context.Background())
 	rules = rules[:0]
 	for _, r := range rc.requests() {
 		var p struct{ Data struct{ Rule string } }
@@ -481,7 +488,7 @@ func TestPrune(t *testing.T) {
 	f.subscribe(t, ok.srv.URL, FormatStandard)
 	slow := f.subscribe(t, down.srv.URL, FormatStandard)
 	f.fire(t, firing("R1"))
-	f.d.RunOnce(context.Background()) // delivered to one, queued for a retry at the other
+	f.d.runOnce(context.Background()) // delivered to one, queued for a retry at the other
 	count := func(table string) int {
 		var n int
 		if err := f.db.db.QueryRow(`SELECT COUNT(*) FROM ` + table).Scan(&n); err != nil {
@@ -489,7 +496,7 @@ func TestPrune(t *testing.T) {
 		}
 		return n
 	}
-	if d, e, err := f.db.Prune(context.Background(), f.now.Add(DeliveryRetention+time.Hour)); err != nil || d != 1 || e != 1 {
+	if d, e, err := f.db.prune(context.Background(), f.now.Add(DeliveryRetention+time.Hour)); err != nil || d != 1 || e != 1 {
 		t.Fatalf("pruned %d deliveries, %d events (%v); want the delivered one and the taken event", d, e, err)
 	}
 	if n := count("deliveries"); n != 1 {
@@ -506,8 +513,8 @@ func TestPrune(t *testing.T) {
 	f.d.init()
 	f.d.breakers[slow.ID] = &breaker{openUntil: f.now.Add(time.Hour)}
 	f.fire(t, firing("R2"))
-	f.d.RunOnce(context.Background())
-	if _, e, _ := f.db.Prune(context.Background(), f.now.Add(2*EventRetention)); e != 0 {
+	f.d.runOnce(context.Background())
+	if _, e, _ := f.db.prune(context.Background(), f.now.Add(2*EventRetention)); e != 0 {
 		t.Fatalf("pruned an event a receiver has not taken")
 	}
 	if n := count("events"); n != 1 {
@@ -588,7 +595,7 @@ func TestOneAlertsWebhooksInOrder(t *testing.T) {
 	f.fire(t, firing("Flaky"), resolvedT("Flaky"), firing("Other"))
 
 	for range 3 {
-		f.d.RunOnce(context.Background())
+		f.d.runOnce(context.Background())
 	}
 	got := rc.arrived()
 	if want := []string{"Hot alert.firing", "Hot alert.resolved"}; !slices.Equal(filterPrefix(got, "Hot "), want) {
@@ -602,7 +609,7 @@ func TestOneAlertsWebhooksInOrder(t *testing.T) {
 	}
 	f.now = f.now.Add(time.Hour) // the retry is due
 	for range 3 {
-		f.d.RunOnce(context.Background())
+		f.d.runOnce(context.Background())
 	}
 	if fl := filterPrefix(rc.arrived(), "Flaky "); !slices.Equal(fl, []string{"Flaky alert.firing", "Flaky alert.firing", "Flaky alert.resolved"}) {
 		t.Fatalf("after the retry: %v", fl)
@@ -610,7 +617,7 @@ func TestOneAlertsWebhooksInOrder(t *testing.T) {
 	if len(rc.overlap) > 0 {
 		t.Fatalf("two webhooks of one alert were in flight at once: %v", rc.overlap)
 	}
-	ds, _ := f.db.Deliveries(context.Background(), sub.ID, 20)
+	ds, _ := f.db.deliveries(context.Background(), sub.ID, 20)
 	for _, d := range ds {
 		if d.State != DeliveryDelivered {
 			t.Fatalf("undelivered: %+v", d)
@@ -656,7 +663,7 @@ func TestHostileReceiverAnswerBounded(t *testing.T) {
 	}()
 	sub := f.subscribe(t, "http://"+ln.Addr().String()+"/hook", FormatStandard)
 	f.fire(t, firing("R"))
-	f.d.RunOnce(context.Background())
+	f.d.runOnce(context.Background())
 	d := f.delivery(t, sub.ID)
 	if len(d.Attempts) != 1 || d.Attempts[0].Status != 503 {
 		t.Fatalf("attempts %+v", d.Attempts)

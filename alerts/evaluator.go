@@ -36,7 +36,7 @@ const KindAcknowledged = "acknowledged"
 // pending, firing or without data.
 var ErrNotActive = errors.New("alerts: no pending, firing or nodata alert has that fingerprint")
 
-// ErrStore wraps the error of a store that refused to save transitions.
+// ErrStore wraps the error of a StateStore that refused to save transitions.
 var ErrStore = errors.New("alerts: saving alert states failed")
 
 // An Alert is one (rule, source, metric) and where it stands.
@@ -139,9 +139,10 @@ type Transition struct {
 	Alert Alert
 }
 
-// Store keeps alert states (and, with them, whatever must change in the
-// same transaction). Implementations must be safe for concurrent use.
-type Store interface {
+// A StateStore keeps alert states (and, with them, whatever must change
+// in the same transaction: DB adds the webhooks' outbox events).
+// Implementations must be safe for concurrent use.
+type StateStore interface {
 	LoadAlerts(ctx context.Context) ([]Alert, error)
 	// SaveTransitions writes the new states of the alerts that changed,
 	// atomically.
@@ -163,9 +164,9 @@ type Publisher interface {
 // announced or sent that is not saved, and nothing is lost.
 type Evaluator struct {
 	Rules    []Rule
-	Store    *collector.Store
+	Ring     *collector.Store // the samples the rules read
 	Hub      Publisher
-	DB       Store // may be nil: states then live in memory only
+	States   StateStore // may be nil: states then live in memory only
 	Interval time.Duration
 	Now      func() time.Time
 	Logger   *slog.Logger
@@ -200,10 +201,10 @@ const failureLogEvery = time.Minute
 // Load restores saved states; call it before Run.
 func (e *Evaluator) Load(ctx context.Context) error {
 	e.init()
-	if e.DB == nil {
+	if e.States == nil {
 		return nil
 	}
-	saved, err := e.DB.LoadAlerts(ctx)
+	saved, err := e.States.LoadAlerts(ctx)
 	if err != nil {
 		return err
 	}
@@ -327,8 +328,8 @@ func (e *Evaluator) step(now time.Time) []change {
 		out = append(out, change{alert: a, Transition: Transition{Kind: kind, Alert: next}})
 	}
 	seen := map[string]bool{}
-	for _, source := range e.Store.Sources() {
-		latest, _ := e.Store.Latest(source)
+	for _, source := range e.Ring.Sources() {
+		latest, _ := e.Ring.Latest(source)
 		for i := range e.Rules {
 			r := &e.Rules[i]
 			if !stream.Glob(r.Source, source) {
@@ -370,10 +371,10 @@ func (e *Evaluator) step(now time.Time) []change {
 // save writes transitions to the store. A failure is counted, logged at
 // most once a minute, and reported by Healthy until a save succeeds.
 func (e *Evaluator) save(ctx context.Context, ts []Transition, now time.Time) error {
-	if e.DB == nil {
+	if e.States == nil {
 		return nil
 	}
-	err := e.DB.SaveTransitions(ctx, ts)
+	err := e.States.SaveTransitions(ctx, ts)
 	e.mu.Lock()
 	f := &e.failure
 	switch {
@@ -486,11 +487,11 @@ func (e *Evaluator) value(r *Rule, source, metric string, last, now time.Time) (
 		return 0, false
 	}
 	if r.Aggregate == "last" {
-		smp, _ := e.Store.Latest(source)
+		smp, _ := e.Ring.Latest(source)
 		v, ok := smp.Metrics[metric]
 		return v, ok
 	}
-	pts, _ := e.Store.Range(source, metric, now.Add(-r.Window))
+	pts, _ := e.Ring.Range(source, metric, now.Add(-r.Window))
 	return aggregate(r.Aggregate, pts)
 }
 

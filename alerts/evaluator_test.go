@@ -162,7 +162,7 @@ func TestEvaluatorPublishesPersistsAndSurvivesRestart(t *testing.T) {
 		}
 	}
 	newEval := func() *Evaluator {
-		e := &Evaluator{Rules: rules, Store: store, Hub: hub, DB: db, Now: ck.now}
+		e := &Evaluator{Rules: rules, Ring: store, Hub: hub, States: db, Now: ck.now}
 		if err := e.Load(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -251,13 +251,13 @@ func TestRestartBeforeFirstSample(t *testing.T) {
 	rules[0].Validate()
 	store := collector.NewStore(time.Minute, time.Second)
 	store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: map[string]float64{"up": 1}})
-	e := &Evaluator{Rules: rules, Store: store, Hub: hub, DB: db, Now: ck.now}
+	e := &Evaluator{Rules: rules, Ring: store, Hub: hub, States: db, Now: ck.now}
 	e.Load(context.Background())
 	e.Evaluate(context.Background())
 
 	sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{})
 	empty := collector.NewStore(time.Minute, time.Second) // the new run's ring
-	e2 := &Evaluator{Rules: rules, Store: empty, Hub: hub, DB: db, Now: ck.now}
+	e2 := &Evaluator{Rules: rules, Ring: empty, Hub: hub, States: db, Now: ck.now}
 	e2.Load(context.Background())
 	ck.t = ck.t.Add(time.Second)
 	e2.Evaluate(context.Background()) // before the first sample
@@ -281,8 +281,8 @@ func TestAck(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if err := db.PutSubscription(context.Background(), Subscription{ID: "sub_1", URL: "http://192.0.2.1/", Events: []string{"*"},
-		Format: FormatStandard, Status: SubscriptionActive, Secret: NewSecret()}); err != nil {
+	if err := db.putReceiver(context.Background(), Receiver{ID: "sub_1", URL: "http://192.0.2.1/", Events: []string{"*"},
+		Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()}); err != nil {
 		t.Fatal(err)
 	}
 	ck := &clock{t: t0}
@@ -296,7 +296,7 @@ func TestAck(t *testing.T) {
 		store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: map[string]float64{"temp": v}})
 	}
 	newEval := func() *Evaluator {
-		e := &Evaluator{Rules: rules, Store: store, Hub: hub, DB: db, Now: ck.now}
+		e := &Evaluator{Rules: rules, Ring: store, Hub: hub, States: db, Now: ck.now}
 		if err := e.Load(context.Background()); err != nil {
 			t.Fatal(err)
 		}

@@ -10,10 +10,16 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"path"
 	"slices"
+	"strings"
 	"time"
 )
+
+// The outbox, in vigil.db beside the alert states: the receivers, one row
+// per webhook event (its body in each format, in payloads), each active
+// receiver's cursor through the events, and the deliveries made of them
+// as the dispatcher claims them, with their attempts. Its tables, their
+// migrations from earlier versions, and every statement on them are here.
 
 // Delivery states.
 const (
@@ -23,65 +29,18 @@ const (
 	DeliveryDead      = "dead" // given up: a permanent failure, or out of attempts
 )
 
-// Subscription states.
-const (
-	SubscriptionActive   = "active"
-	SubscriptionPending  = "pending_verification"
-	SubscriptionDisabled = "disabled" // the receiver answered 410 Gone, or was turned off
-)
-
-// A Subscription is a receiver of webhooks: configured, or subscribed
-// through the API.
-type Subscription struct {
-	ID          string    `json:"id"`
-	URL         string    `json:"url"`
-	Events      []string  `json:"events"`
-	Format      string    `json:"format"`
-	Description string    `json:"description,omitempty"`
-	Status      string    `json:"status"`
-	Origin      string    `json:"origin"` // "config" or "api"
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
-
-	Secret         string    `json:"-"`
-	OldSecret      string    `json:"-"`
-	OldSecretUntil time.Time `json:"-"`
-	challenge      string
-}
-
-// Wants reports whether the subscription takes an event type; patterns may
-// use wildcards ("alert.*", "*").
-func (s Subscription) Wants(typ string) bool {
-	for _, p := range s.Events {
-		if ok, _ := path.Match(p, typ); ok || p == "*" {
-			return true
-		}
-	}
-	return false
-}
-
-// secrets are the secrets to sign with now: the current one, and the old
-// one for a day after a rotation.
-func (s Subscription) secrets(now time.Time) []string {
-	out := []string{s.Secret}
-	if s.OldSecret != "" && now.Before(s.OldSecretUntil) {
-		out = append(out, s.OldSecret)
-	}
-	return out
-}
-
 // A Delivery is one message to one receiver and its attempts.
 type Delivery struct {
-	ID             string    `json:"id"` // also the webhook-id header, the same on every attempt
-	SubscriptionID string    `json:"subscription_id"`
-	EventType      string    `json:"event_type"`
-	State          string    `json:"state"`
-	Attempts       []Attempt `json:"attempts"`
-	NextAttemptAt  time.Time `json:"next_attempt_at,omitzero"`
-	CreatedAt      time.Time `json:"created_at"`
-	UpdatedAt      time.Time `json:"updated_at"`
-	Payload        []byte    `json:"-"`
-	LastError      string    `json:"last_error,omitempty"`
+	ID            string    `json:"id"` // also the webhook-id header, the same on every attempt
+	ReceiverID    string    `json:"receiver_id"`
+	EventType     string    `json:"event_type"`
+	State         string    `json:"state"`
+	Attempts      []Attempt `json:"attempts"`
+	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+	Payload       []byte    `json:"-"`
+	LastError     string    `json:"last_error,omitempty"`
 }
 
 // An Attempt is one try of a delivery.
@@ -93,7 +52,7 @@ type Attempt struct {
 }
 
 const outboxSchema = `
-CREATE TABLE IF NOT EXISTS subscriptions (
+CREATE TABLE IF NOT EXISTS receivers (
 	id               TEXT PRIMARY KEY,
 	body             TEXT NOT NULL,
 	secret           TEXT NOT NULL,
@@ -104,7 +63,7 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 CREATE TABLE IF NOT EXISTS deliveries (
 	seq             INTEGER PRIMARY KEY AUTOINCREMENT,
 	id              TEXT NOT NULL UNIQUE,
-	subscription_id TEXT NOT NULL,
+	receiver_id     TEXT NOT NULL,
 	event_type      TEXT NOT NULL,
 	payload         BLOB NOT NULL,
 	state           TEXT NOT NULL,
@@ -132,12 +91,11 @@ CREATE TABLE IF NOT EXISTS events (
 	fingerprint          TEXT NOT NULL DEFAULT '' -- the alert's; its webhooks go to each receiver in order
 );
 CREATE TABLE IF NOT EXISTS cursors (
-	subscription_id TEXT PRIMARY KEY,
-	seq             INTEGER NOT NULL -- the newest event this receiver has taken (or passed over: not its type)
+	receiver_id TEXT PRIMARY KEY,
+	seq         INTEGER NOT NULL -- the newest event this receiver has taken (or passed over: not its type)
 );
-DROP INDEX IF EXISTS deliveries_due; -- claims go per receiver now, through deliveries_sub_due
-CREATE INDEX IF NOT EXISTS deliveries_sub ON deliveries (subscription_id, seq);
-CREATE INDEX IF NOT EXISTS deliveries_sub_due ON deliveries (subscription_id, state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_receiver ON deliveries (receiver_id, seq);
+CREATE INDEX IF NOT EXISTS deliveries_receiver_due ON deliveries (receiver_id, state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_queued ON deliveries (next_attempt_at) WHERE state = 'queued';
 CREATE TABLE IF NOT EXISTS attempts (
 	delivery_id TEXT NOT NULL,
@@ -148,13 +106,124 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id);`
 
-func ms(t time.Time) int64 { return t.UnixMilli() }
-
-func fromMS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
+// migrateOutbox creates the outbox's tables, and brings those of a
+// database from an earlier version up to date.
+func migrateOutbox(db *sql.DB) error {
+	if err := renameToReceivers(db); err != nil {
+		return err
 	}
-	return time.UnixMilli(v).UTC()
+	if _, err := db.Exec(outboxSchema); err != nil {
+		return err
+	}
+	for _, m := range []string{
+		`DROP INDEX IF EXISTS deliveries_due`, // claims go per receiver now, through deliveries_receiver_due
+		// Databases from before these columns existed.
+		`ALTER TABLE receivers ADD COLUMN challenge TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE deliveries ADD COLUMN payload_id INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE deliveries ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE events ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''`,
+		// Undelivered webhooks of one alert to one receiver: a newer one
+		// waits for these (after the column it needs exists).
+		`CREATE INDEX IF NOT EXISTS deliveries_alert_open ON deliveries (receiver_id, fingerprint, seq) WHERE state IN ('queued', 'in_flight')`,
+	} {
+		if _, err := db.Exec(m); err != nil && !strings.Contains(err.Error(), "duplicate column") {
+			return err
+		}
+	}
+	return nil
+}
+
+// renameToReceivers brings a database from before "receiver" was the one
+// name up to date, in one transaction: the subscriptions table becomes
+// receivers, and the subscription_id columns of deliveries and cursors
+// become receiver_id (SQLite rewrites the indexes on them). The two
+// indexes named after subscriptions go; the schema makes them again under
+// their new names. Rows stay as they are. A database that has the new
+// names already is left alone.
+func renameToReceivers(db *sql.DB) error {
+	tx, err := db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var renames []string
+	var old int
+	if err := tx.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'subscriptions'`).Scan(&old); err != nil {
+		return err
+	}
+	if old > 0 {
+		renames = append(renames, `ALTER TABLE subscriptions RENAME TO receivers`)
+	}
+	for _, table := range []string{"deliveries", "cursors"} {
+		if err := tx.QueryRow(`SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = 'subscription_id'`, table).Scan(&old); err != nil {
+			return err
+		}
+		if old > 0 {
+			renames = append(renames, `ALTER TABLE `+table+` RENAME COLUMN subscription_id TO receiver_id`)
+		}
+	}
+	if len(renames) == 0 {
+		return nil
+	}
+	renames = append(renames, `DROP INDEX IF EXISTS deliveries_sub`, `DROP INDEX IF EXISTS deliveries_sub_due`)
+	for _, q := range renames {
+		if _, err := tx.Exec(q); err != nil {
+			return fmt.Errorf("rename subscriptions to receivers: %w", err)
+		}
+	}
+	return tx.Commit()
+}
+
+// The outbox's statements that run inside transactions, prepared when the
+// database opens.
+const (
+	sqlInsertPayload = `INSERT INTO payloads (body) VALUES (?)`
+	sqlInsertEvent   = `INSERT INTO events (seq, type, standard_payload, alertmanager_payload, created_at, fingerprint) VALUES (?, ?, ?, ?, ?, ?)`
+	sqlTakeEvents    = `SELECT e.seq, e.type, e.created_at, p.id, p.body, e.fingerprint FROM events e
+		JOIN payloads p ON p.id = CASE WHEN ? = 'alertmanager' THEN e.alertmanager_payload ELSE e.standard_payload END
+		WHERE e.seq > ? ORDER BY e.seq LIMIT 64`
+	sqlInsertDelivery = `INSERT INTO deliveries (seq, id, receiver_id, event_type, payload, payload_id, state, next_attempt_at, created_at, updated_at, fingerprint)
+		VALUES (?, ?, ?, ?, x'', ?, ?, ?, ?, ?, ?)`
+	// An alert's webhook to a receiver is held back while an earlier one
+	// is queued or in flight, so they arrive in order.
+	alertOpenBefore = `EXISTS (SELECT 1 FROM deliveries o WHERE o.receiver_id = d.receiver_id AND o.fingerprint = d.fingerprint
+		AND d.fingerprint != '' AND o.seq < d.seq AND o.state IN ('queued', 'in_flight'))`
+	sqlAlertOpen  = `SELECT COUNT(*) FROM deliveries WHERE receiver_id = ? AND fingerprint = ? AND state IN ('queued', 'in_flight')`
+	sqlMoveCursor = `UPDATE cursors SET seq = ? WHERE receiver_id = ?`
+	sqlRetries    = `SELECT d.id, d.receiver_id, d.event_type, COALESCE(p.body, d.payload),
+		(SELECT COUNT(*) FROM attempts a WHERE a.delivery_id = d.id), d.created_at, d.next_attempt_at
+		FROM deliveries d LEFT JOIN payloads p ON p.id = d.payload_id
+		WHERE d.receiver_id = ? AND d.state = ? AND d.next_attempt_at <= ? AND NOT ` + alertOpenBefore + `
+		ORDER BY d.next_attempt_at, d.seq LIMIT ?`
+	sqlNextRetry     = `SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.state = ? AND NOT ` + alertOpenBefore
+	sqlInFlight      = `UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ?`
+	sqlInsertAttempt = `INSERT INTO attempts (delivery_id, at, status, error, duration_ms) VALUES (?, ?, ?, ?, ?)`
+	sqlRecord        = `UPDATE deliveries SET state = ?, next_attempt_at = ?, updated_at = ?, last_error = ? WHERE id = ?`
+)
+
+var outboxStatements = []string{sqlInsertPayload, sqlInsertEvent, sqlTakeEvents, sqlInsertDelivery, sqlMoveCursor,
+	sqlRetries, sqlInFlight, sqlInsertAttempt, sqlRecord, sqlAlertOpen}
+
+// openOutbox picks up where the database left off: the newest sequence
+// number and event, and a cursor for each active receiver from before
+// cursors existed (it starts from here).
+func (d *DB) openOutbox(ctx context.Context) error {
+	var last, lastEvent sql.NullInt64
+	if err := d.db.QueryRowContext(ctx, `SELECT MAX(seq), (SELECT MAX(seq) FROM events) FROM deliveries`).Scan(&last, &lastEvent); err != nil {
+		return err
+	}
+	d.seq.Store(uint64(max(last.Int64, lastEvent.Int64)))
+	d.lastEvent.Store(uint64(lastEvent.Int64))
+	rcvs, err := d.receivers(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range rcvs {
+		if err := d.syncCursor(ctx, d.db, s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // newID is a prefix and 16 random bytes, URL-safe.
@@ -164,94 +233,90 @@ func newID(prefix string) string {
 	return prefix + base64.RawURLEncoding.EncodeToString(b)
 }
 
-// PutSubscription creates or replaces a subscription.
-func (d *DB) PutSubscription(ctx context.Context, s Subscription) error {
+// putReceiver creates or replaces a receiver.
+func (d *DB) putReceiver(ctx context.Context, s Receiver) error {
 	body, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("save subscription: %w", err)
+		return fmt.Errorf("save receiver: %w", err)
 	}
 	defer tx.Rollback()
-	defer d.forgetSubscriptions()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO subscriptions (id, body, secret, old_secret, old_secret_until) VALUES (?, ?, ?, ?, ?)
+	defer d.forgetReceivers()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO receivers (id, body, secret, old_secret, old_secret_until) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET body = excluded.body, secret = excluded.secret,
 		old_secret = excluded.old_secret, old_secret_until = excluded.old_secret_until`,
 		s.ID, string(body), s.Secret, s.OldSecret, ms(s.OldSecretUntil)); err != nil {
-		return fmt.Errorf("save subscription: %w", err)
+		return fmt.Errorf("save receiver: %w", err)
 	}
 	if err := d.syncCursor(ctx, tx, s); err != nil {
-		return fmt.Errorf("save subscription: %w", err)
+		return fmt.Errorf("save receiver: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("save subscription: %w", err)
+		return fmt.Errorf("save receiver: %w", err)
 	}
 	return nil
 }
 
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
-// syncCursor gives an active subscription a cursor at the newest event,
+// syncCursor gives an active receiver a cursor at the newest event,
 // if it has none, and takes it from one that is not active: a receiver
 // gets the events from when it became active, not those from before or
 // from while it was disabled.
-func (d *DB) syncCursor(ctx context.Context, x execer, s Subscription) error {
+func (d *DB) syncCursor(ctx context.Context, x execer, s Receiver) error {
 	var err error
-	if s.Status == SubscriptionActive {
-		_, err = x.ExecContext(ctx, `INSERT OR IGNORE INTO cursors (subscription_id, seq) VALUES (?, ?)`, s.ID, d.lastEvent.Load())
+	if s.Status == ReceiverActive {
+		_, err = x.ExecContext(ctx, `INSERT OR IGNORE INTO cursors (receiver_id, seq) VALUES (?, ?)`, s.ID, d.lastEvent.Load())
 	} else {
-		_, err = x.ExecContext(ctx, `DELETE FROM cursors WHERE subscription_id = ?`, s.ID)
+		_, err = x.ExecContext(ctx, `DELETE FROM cursors WHERE receiver_id = ?`, s.ID)
 	}
 	return err
 }
 
-// ErrNotFound is returned for an unknown subscription or delivery.
+// ErrNotFound is returned for an unknown receiver or delivery.
 var ErrNotFound = errors.New("alerts: not found")
 
 // ErrNotDead is returned when retrying a delivery that is not dead.
 var ErrNotDead = errors.New("alerts: only a dead delivery can be retried")
 
-// Subscription returns one subscription.
-func (d *DB) Subscription(ctx context.Context, id string) (Subscription, error) {
-	subs, err := d.Subscriptions(ctx)
+// receiver returns one receiver.
+func (d *DB) receiver(ctx context.Context, id string) (Receiver, error) {
+	rcvs, err := d.receivers(ctx)
 	if err != nil {
-		return Subscription{}, err
+		return Receiver{}, err
 	}
-	for _, s := range subs {
+	for _, s := range rcvs {
 		if s.ID == id {
 			return s, nil
 		}
 	}
-	return Subscription{}, ErrNotFound
+	return Receiver{}, ErrNotFound
 }
 
-// Subscriptions lists every subscription. They are read from the
+// receivers lists every receiver. They are read from the
 // database once and kept until one changes: the dispatcher asks on every
 // pass.
-func (d *DB) Subscriptions(ctx context.Context) ([]Subscription, error) {
-	d.subsMu.Lock()
-	defer d.subsMu.Unlock()
+func (d *DB) receivers(ctx context.Context) ([]Receiver, error) {
+	d.rcvMu.Lock()
+	defer d.rcvMu.Unlock()
 	if err := d.loadLocked(ctx); err != nil {
 		return nil, err
 	}
-	return slices.Clone(d.subs), nil
+	return slices.Clone(d.rcvs), nil
 }
 
-// loadLocked reads the subscriptions and their cursors if they are not
+// loadLocked reads the receivers and their cursors if they are not
 // cached.
 func (d *DB) loadLocked(ctx context.Context) error {
-	if d.subs != nil {
+	if d.rcvs != nil {
 		return nil
 	}
-	subs, err := d.subscriptions(ctx, d.db, `ORDER BY id`)
+	rcvs, err := d.loadReceivers(ctx, d.db, `ORDER BY id`)
 	if err != nil {
 		return err
 	}
-	rows, err := d.db.QueryContext(ctx, `SELECT subscription_id, seq FROM cursors`)
+	rows, err := d.db.QueryContext(ctx, `SELECT receiver_id, seq FROM cursors`)
 	if err != nil {
 		return err
 	}
@@ -268,23 +333,23 @@ func (d *DB) loadLocked(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	if subs == nil {
-		subs = []Subscription{}
+	if rcvs == nil {
+		rcvs = []Receiver{}
 	}
-	d.subs, d.curs = subs, curs
+	d.rcvs, d.curs = rcvs, curs
 	return nil
 }
 
-// cached returns the cached subscriptions and cursors themselves, not
+// cached returns the cached receivers and cursors themselves, not
 // copies: callers must not change them. (Both are replaced, never changed
 // in place, so they stay as they were for whoever holds them.)
-func (d *DB) cached(ctx context.Context) ([]Subscription, map[string]uint64, error) {
-	d.subsMu.Lock()
-	defer d.subsMu.Unlock()
+func (d *DB) cached(ctx context.Context) ([]Receiver, map[string]uint64, error) {
+	d.rcvMu.Lock()
+	defer d.rcvMu.Unlock()
 	if err := d.loadLocked(ctx); err != nil {
 		return nil, nil, err
 	}
-	return d.subs, d.curs, nil
+	return d.rcvs, d.curs, nil
 }
 
 // moved records cursors that a committed transaction moved.
@@ -292,8 +357,8 @@ func (d *DB) moved(curs map[string]uint64) {
 	if len(curs) == 0 {
 		return
 	}
-	d.subsMu.Lock()
-	defer d.subsMu.Unlock()
+	d.rcvMu.Lock()
+	defer d.rcvMu.Unlock()
 	if d.curs == nil {
 		return // reloaded from the database next time
 	}
@@ -316,27 +381,23 @@ func (d *DB) retryAt(t time.Time) {
 	}
 }
 
-// forgetSubscriptions drops the cached list after a change.
-func (d *DB) forgetSubscriptions() {
-	d.subsMu.Lock()
-	d.subs, d.curs = nil, nil
-	d.subsMu.Unlock()
+// forgetReceivers drops the cached list after a change.
+func (d *DB) forgetReceivers() {
+	d.rcvMu.Lock()
+	d.rcvs, d.curs = nil, nil
+	d.rcvMu.Unlock()
 }
 
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-func (d *DB) subscriptions(ctx context.Context, q querier, where string, args ...any) ([]Subscription, error) {
-	rows, err := q.QueryContext(ctx, `SELECT body, secret, old_secret, old_secret_until, challenge FROM subscriptions `+where, args...)
+func (d *DB) loadReceivers(ctx context.Context, q querier, where string, args ...any) ([]Receiver, error) {
+	rows, err := q.QueryContext(ctx, `SELECT body, secret, old_secret, old_secret_until, challenge FROM receivers `+where, args...)
 	if err != nil {
-		return nil, fmt.Errorf("load subscriptions: %w", err)
+		return nil, fmt.Errorf("load receivers: %w", err)
 	}
 	defer rows.Close()
-	var out []Subscription
+	var out []Receiver
 	for rows.Next() {
 		var body string
-		var s Subscription
+		var s Receiver
 		var until int64
 		var challenge string
 		if err := rows.Scan(&body, &s.Secret, &s.OldSecret, &until, &challenge); err != nil {
@@ -352,12 +413,12 @@ func (d *DB) subscriptions(ctx context.Context, q querier, where string, args ..
 	return out, rows.Err()
 }
 
-// DeleteSubscription removes a subscription; its pending deliveries die.
-func (d *DB) DeleteSubscription(ctx context.Context, id string) error {
-	res, err := d.db.ExecContext(ctx, `DELETE FROM subscriptions WHERE id = ?`, id)
-	d.forgetSubscriptions()
+// deleteReceiver removes a receiver; its pending deliveries die.
+func (d *DB) deleteReceiver(ctx context.Context, id string) error {
+	res, err := d.db.ExecContext(ctx, `DELETE FROM receivers WHERE id = ?`, id)
+	d.forgetReceivers()
 	if err == nil {
-		_, err = d.db.ExecContext(ctx, `DELETE FROM cursors WHERE subscription_id = ?`, id)
+		_, err = d.db.ExecContext(ctx, `DELETE FROM cursors WHERE receiver_id = ?`, id)
 	}
 	if err != nil {
 		return err
@@ -365,14 +426,49 @@ func (d *DB) DeleteSubscription(ctx context.Context, id string) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return ErrNotFound
 	}
-	_, err = d.db.ExecContext(ctx, `UPDATE deliveries SET state = ?, last_error = 'subscription deleted' WHERE subscription_id = ? AND state = ?`,
+	_, err = d.db.ExecContext(ctx, `UPDATE deliveries SET state = ?, last_error = 'receiver deleted' WHERE receiver_id = ? AND state = ?`,
 		DeliveryDead, id, DeliveryQueued)
 	return err
 }
 
+// wanted reports whether any active receiver takes an event type.
+func wanted(rcvs []Receiver, typ string) bool {
+	for _, s := range rcvs {
+		if s.Status == ReceiverActive && s.Wants(typ) {
+			return true
+		}
+	}
+	return false
+}
+
+// addEvent adds a webhook event inside a transaction and returns its
+// sequence number: one row, whatever the number of receivers, with its
+// bodies, which render makes with that number. Each receiver's delivery
+// of it is created when the dispatcher starts on it (see due), so an
+// event costs the same beside fifty receivers as beside one.
+func (d *DB) addEvent(ctx context.Context, tx *sql.Tx, typ, fingerprint string, at time.Time, render func(seq uint64) (webhookBodies, error)) (uint64, error) {
+	seq := d.seq.Add(1)
+	bodies, err := render(seq)
+	if err != nil {
+		return 0, err
+	}
+	var ids [2]int64
+	for i, body := range [][]byte{bodies.standard, bodies.alertmanager} {
+		res, err := d.exec(ctx, tx, sqlInsertPayload, body)
+		if err != nil {
+			return 0, fmt.Errorf("enqueue webhooks: %w", err)
+		}
+		ids[i], _ = res.LastInsertId()
+	}
+	if _, err := d.exec(ctx, tx, sqlInsertEvent, seq, typ, ids[0], ids[1], ms(at), fingerprint); err != nil {
+		return 0, fmt.Errorf("enqueue webhooks: %w", err)
+	}
+	return seq, nil
+}
+
 // enqueue adds one delivery inside a transaction. The payload is built by
 // render with the delivery's sequence number.
-func (d *DB) enqueue(ctx context.Context, tx *sql.Tx, sub Subscription, typ string, now time.Time, render func(seq uint64) ([]byte, error)) (string, error) {
+func (d *DB) enqueue(ctx context.Context, tx *sql.Tx, rcv Receiver, typ string, now time.Time, render func(seq uint64) ([]byte, error)) (string, error) {
 	id := newID("msg_")
 	seq := d.seq.Add(1)
 	body, err := render(seq)
@@ -386,21 +482,21 @@ func (d *DB) enqueue(ctx context.Context, tx *sql.Tx, sub Subscription, typ stri
 		return "", fmt.Errorf("enqueue delivery: %w", err)
 	}
 	pid, _ := res.LastInsertId()
-	if _, err := d.exec(ctx, tx, sqlInsertDelivery, seq, id, sub.ID, typ, pid, DeliveryQueued, ms(now), ms(now), ms(now), ""); err != nil {
+	if _, err := d.exec(ctx, tx, sqlInsertDelivery, seq, id, rcv.ID, typ, pid, DeliveryQueued, ms(now), ms(now), ms(now), ""); err != nil {
 		return "", fmt.Errorf("enqueue delivery: %w", err)
 	}
 	return id, nil
 }
 
-// Enqueue adds a delivery of a ready payload (a test event, a
-// verification) to one subscription.
-func (d *DB) Enqueue(ctx context.Context, sub Subscription, typ string, now time.Time, render func(seq uint64) ([]byte, error)) (string, error) {
+// enqueueOne adds a delivery of a ready payload (a test event, a
+// verification) to one receiver.
+func (d *DB) enqueueOne(ctx context.Context, rcv Receiver, typ string, now time.Time, render func(seq uint64) ([]byte, error)) (string, error) {
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return "", err
 	}
 	defer tx.Rollback()
-	id, err := d.enqueue(ctx, tx, sub, typ, now, render)
+	id, err := d.enqueue(ctx, tx, rcv, typ, now, render)
 	if err != nil {
 		return "", err
 	}
@@ -411,9 +507,9 @@ func (d *DB) Enqueue(ctx context.Context, sub Subscription, typ string, now time
 	return id, nil
 }
 
-// Delivery returns one delivery with its attempts.
-func (d *DB) Delivery(ctx context.Context, id string) (Delivery, error) {
-	ds, err := d.deliveries(ctx, `WHERE d.id = ?`, id)
+// delivery returns one delivery with its attempts.
+func (d *DB) delivery(ctx context.Context, id string) (Delivery, error) {
+	ds, err := d.queryDeliveries(ctx, `WHERE d.id = ?`, id)
 	if err != nil {
 		return Delivery{}, err
 	}
@@ -423,13 +519,13 @@ func (d *DB) Delivery(ctx context.Context, id string) (Delivery, error) {
 	return ds[0], nil
 }
 
-// Deliveries lists a subscription's deliveries, newest first.
-func (d *DB) Deliveries(ctx context.Context, subscriptionID string, limit int) ([]Delivery, error) {
-	return d.deliveries(ctx, `WHERE d.subscription_id = ? ORDER BY d.seq DESC LIMIT ?`, subscriptionID, limit)
+// deliveries lists a receiver's deliveries, newest first.
+func (d *DB) deliveries(ctx context.Context, receiverID string, limit int) ([]Delivery, error) {
+	return d.queryDeliveries(ctx, `WHERE d.receiver_id = ? ORDER BY d.seq DESC LIMIT ?`, receiverID, limit)
 }
 
-func (d *DB) deliveries(ctx context.Context, where string, args ...any) ([]Delivery, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT d.id, d.subscription_id, d.event_type, COALESCE(p.body, d.payload), d.state,
+func (d *DB) queryDeliveries(ctx context.Context, where string, args ...any) ([]Delivery, error) {
+	rows, err := d.db.QueryContext(ctx, `SELECT d.id, d.receiver_id, d.event_type, COALESCE(p.body, d.payload), d.state,
 		d.next_attempt_at, d.created_at, d.updated_at, d.last_error
 		FROM deliveries d LEFT JOIN payloads p ON p.id = d.payload_id `+where, args...)
 	if err != nil {
@@ -439,7 +535,7 @@ func (d *DB) deliveries(ctx context.Context, where string, args ...any) ([]Deliv
 	for rows.Next() {
 		var x Delivery
 		var next, created, updated int64
-		if err := rows.Scan(&x.ID, &x.SubscriptionID, &x.EventType, &x.Payload, &x.State, &next, &created, &updated, &x.LastError); err != nil {
+		if err := rows.Scan(&x.ID, &x.ReceiverID, &x.EventType, &x.Payload, &x.State, &next, &created, &updated, &x.LastError); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -474,8 +570,8 @@ func (d *DB) deliveries(ctx context.Context, where string, args ...any) ([]Deliv
 	return out, nil
 }
 
-// Retry queues a dead delivery again, now.
-func (d *DB) Retry(ctx context.Context, id string, now time.Time) error {
+// retry queues a dead delivery again, now.
+func (d *DB) retry(ctx context.Context, id string, now time.Time) error {
 	res, err := d.db.ExecContext(ctx, `UPDATE deliveries SET state = ?, next_attempt_at = ?, updated_at = ?, last_error = '' WHERE id = ? AND state = ?`,
 		DeliveryQueued, ms(now), ms(now), id, DeliveryDead)
 	if err != nil {
@@ -483,7 +579,7 @@ func (d *DB) Retry(ctx context.Context, id string, now time.Time) error {
 	}
 	d.retryAt(now)
 	if n, _ := res.RowsAffected(); n == 0 {
-		if _, err := d.Delivery(ctx, id); err != nil {
+		if _, err := d.delivery(ctx, id); err != nil {
 			return err
 		}
 		return ErrNotDead
@@ -494,7 +590,7 @@ func (d *DB) Retry(ctx context.Context, id string, now time.Time) error {
 // claim is a due delivery handed to a worker.
 type claim struct {
 	Delivery
-	sub      Subscription
+	rcv      Receiver
 	attempts int
 }
 
@@ -505,105 +601,144 @@ type claim struct {
 // receiver by receiver (an index lookup each), starting with a different
 // one each time, so one receiver's backlog never crowds out another's, and
 // a receiver with no room costs nothing.
-func (d *DB) due(ctx context.Context, now time.Time, limit int, room func(subs []Subscription, rooms []int)) ([]claim, error) {
-	subs, curs, err := d.cached(ctx)
-	if err != nil || len(subs) == 0 {
+func (d *DB) due(ctx context.Context, now time.Time, limit int, room func(rcvs []Receiver, rooms []int)) ([]claim, error) {
+	p, ok, err := d.plan(ctx, now, room)
+	if !ok || err != nil {
 		return nil, err
 	}
-	newest := d.lastEvent.Load()
-	// Nothing to do (no new event for a receiver with room, no retry
-	// due) costs no query: this runs after every attempt and four times
-	// a second.
-	d.retryMu.Lock()
-	retry := d.nextRetry <= ms(now)
-	d.retryMu.Unlock()
-	fresh := func(sub Subscription) bool {
-		c, ok := curs[sub.ID]
-		return ok && c < newest && sub.Status == SubscriptionActive
-	}
-	// Receivers with no room (at their limit, or their breaker open) are
-	// passed over without a look: fifty dead ones cost fifty map lookups.
-	rooms := make([]int, len(subs))
-	room(subs, rooms)
-	work := false
-	for i, sub := range subs {
-		if rooms[i] > 0 && (retry || fresh(sub)) {
-			work = true
-		}
-	}
-	if !work {
-		return nil, nil
-	}
-	if retry {
-		d.retryMu.Lock()
-		d.nextRetry = math.MaxInt64 // lowered again below, and by every attempt recorded meanwhile
-		d.retryMu.Unlock()
-	}
-
-	first := int(d.turn.Add(1) % uint64(len(subs)))
-	// One transaction for the whole pass: one commit however many
-	// receivers get something.
-	tx, err := d.db.BeginTx(ctx, nil)
+	out, err := d.claimAll(ctx, &p, now, limit)
 	if err != nil {
 		d.retryAt(now)
 		return nil, err
 	}
+	d.moved(p.moved)
+	return out, nil
+}
+
+// A pass is one claim pass: the receivers and cursors it works from, as
+// cached, and what it finds.
+type pass struct {
+	rcvs   []Receiver
+	curs   map[string]uint64
+	newest uint64            // the newest event
+	retry  bool              // a queued delivery may be due
+	rooms  []int             // how many attempts each receiver may start
+	moved  map[string]uint64 // the cursors the pass moved
+}
+
+// fresh reports whether a receiver takes events and has some after its
+// cursor.
+func (p *pass) fresh(rcv Receiver) bool {
+	c, ok := p.curs[rcv.ID]
+	return ok && c < p.newest && rcv.Status == ReceiverActive
+}
+
+// plan starts a pass, or says (ok false) that it would find nothing: no
+// receiver with room has a new event or may have a retry due. That costs
+// no query: it is asked after every attempt and four times a second.
+func (d *DB) plan(ctx context.Context, now time.Time, room func(rcvs []Receiver, rooms []int)) (p pass, ok bool, err error) {
+	rcvs, curs, err := d.cached(ctx)
+	if err != nil || len(rcvs) == 0 {
+		return p, false, err
+	}
+	p = pass{rcvs: rcvs, curs: curs, newest: d.lastEvent.Load(), rooms: make([]int, len(rcvs))}
+	d.retryMu.Lock()
+	p.retry = d.nextRetry <= ms(now)
+	d.retryMu.Unlock()
+	// Receivers with no room (at their limit, or their breaker open) are
+	// passed over without a look: fifty dead ones cost fifty map lookups.
+	room(rcvs, p.rooms)
+	work := false
+	for i, rcv := range rcvs {
+		if p.rooms[i] > 0 && (p.retry || p.fresh(rcv)) {
+			work = true
+		}
+	}
+	if !work {
+		return p, false, nil
+	}
+	if p.retry {
+		d.retryMu.Lock()
+		d.nextRetry = math.MaxInt64 // lowered again by the pass (scheduleRetries), and by every attempt recorded meanwhile
+		d.retryMu.Unlock()
+	}
+	return p, true, nil
+}
+
+// claimAll claims, receiver by receiver from the pass's turn, up to limit
+// in all, in one transaction: one commit however many receivers get
+// something.
+func (d *DB) claimAll(ctx context.Context, p *pass, now time.Time, limit int) ([]claim, error) {
+	first := int(d.turn.Add(1) % uint64(len(p.rcvs)))
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
 	defer tx.Rollback()
 	var out []claim
-	var moved map[string]uint64
-	for k := range subs {
-		i := (first + k) % len(subs)
-		sub := subs[i]
-		n := min(rooms[i], limit-len(out))
+	for k := range p.rcvs {
+		i := (first + k) % len(p.rcvs)
+		n := min(p.rooms[i], limit-len(out))
 		if n <= 0 {
 			continue
 		}
-		if retry {
-			retries, err := d.retries(ctx, tx, sub, now, n)
-			if err != nil {
-				d.retryAt(now)
-				return nil, err
-			}
-			out = append(out, retries...)
-			n -= len(retries)
-		}
-		if n <= 0 || !fresh(sub) {
-			continue
-		}
-		taken, cursor, err := d.take(ctx, tx, sub, now, n, curs[sub.ID], newest)
+		claims, err := d.claimFor(ctx, tx, p, p.rcvs[i], now, n)
 		if err != nil {
-			d.retryAt(now)
 			return nil, err
 		}
-		out = append(out, taken...)
-		if moved == nil {
-			moved = map[string]uint64{}
-		}
-		moved[sub.ID] = cursor
+		out = append(out, claims...)
 	}
-	if retry {
-		// The next retry's time, for the passes to come.
-		var next sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.state = ? AND NOT `+alertOpenBefore, DeliveryQueued).Scan(&next); err != nil {
-			d.retryAt(now)
+	if p.retry {
+		if err := d.scheduleRetries(ctx, tx); err != nil {
 			return nil, err
 		}
-		if next.Valid {
-			d.retryAt(fromMS(next.Int64))
-		}
 	}
-	if err := tx.Commit(); err != nil {
-		d.retryAt(now)
+	return out, tx.Commit()
+}
+
+// claimFor claims up to n deliveries for one receiver: its retries whose
+// time has come, then new events after its cursor.
+func (d *DB) claimFor(ctx context.Context, tx *sql.Tx, p *pass, rcv Receiver, now time.Time, n int) ([]claim, error) {
+	var out []claim
+	if p.retry {
+		retries, err := d.retries(ctx, tx, rcv, now, n)
+		if err != nil {
+			return nil, err
+		}
+		out = retries
+		n -= len(retries)
+	}
+	if n <= 0 || !p.fresh(rcv) {
+		return out, nil
+	}
+	taken, cursor, err := d.take(ctx, tx, rcv, now, n, p.curs[rcv.ID], p.newest)
+	if err != nil {
 		return nil, err
 	}
-	d.moved(moved)
-	return out, nil
+	if p.moved == nil {
+		p.moved = map[string]uint64{}
+	}
+	p.moved[rcv.ID] = cursor
+	return append(out, taken...), nil
+}
+
+// scheduleRetries lowers the next retry's time to the earliest queued
+// delivery's, for the passes to come.
+func (d *DB) scheduleRetries(ctx context.Context, tx *sql.Tx) error {
+	var next sql.NullInt64
+	if err := tx.QueryRowContext(ctx, sqlNextRetry, DeliveryQueued).Scan(&next); err != nil {
+		return err
+	}
+	if next.Valid {
+		d.retryAt(fromMS(next.Int64))
+	}
+	return nil
 }
 
 // retries claims up to n of a receiver's queued deliveries whose time has
 // come.
-func (d *DB) retries(ctx context.Context, tx *sql.Tx, sub Subscription, now time.Time, n int) ([]claim, error) {
-	rows, err := d.query(ctx, tx, sqlRetries, sub.ID, DeliveryQueued, ms(now), n)
+func (d *DB) retries(ctx context.Context, tx *sql.Tx, rcv Receiver, now time.Time, n int) ([]claim, error) {
+	rows, err := d.query(ctx, tx, sqlRetries, rcv.ID, DeliveryQueued, ms(now), n)
 	if err != nil {
 		return nil, err
 	}
@@ -611,12 +746,12 @@ func (d *DB) retries(ctx context.Context, tx *sql.Tx, sub Subscription, now time
 	for rows.Next() {
 		var c claim
 		var created, next int64
-		if err := rows.Scan(&c.ID, &c.SubscriptionID, &c.EventType, &c.Payload, &c.attempts, &created, &next); err != nil {
+		if err := rows.Scan(&c.ID, &c.ReceiverID, &c.EventType, &c.Payload, &c.attempts, &created, &next); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		c.CreatedAt, c.NextAttemptAt = fromMS(created), fromMS(next)
-		c.sub = sub
+		c.rcv = rcv
 		out = append(out, c)
 	}
 	rows.Close()
@@ -634,10 +769,10 @@ func (d *DB) retries(ctx context.Context, tx *sql.Tx, sub Subscription, now time
 // take turns up to n of the events after a receiver's cursor that it
 // wants into deliveries, in flight, and moves its cursor past them (and
 // past the events it does not want).
-func (d *DB) take(ctx context.Context, tx *sql.Tx, sub Subscription, now time.Time, n int, cursor, newest uint64) ([]claim, uint64, error) {
+func (d *DB) take(ctx context.Context, tx *sql.Tx, rcv Receiver, now time.Time, n int, cursor, newest uint64) ([]claim, uint64, error) {
 	var out []claim
 	for len(out) < n && cursor < newest {
-		rows, err := d.query(ctx, tx, sqlTakeEvents, sub.Format, cursor)
+		rows, err := d.query(ctx, tx, sqlTakeEvents, rcv.Format, cursor)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -670,25 +805,25 @@ func (d *DB) take(ctx context.Context, tx *sql.Tx, sub Subscription, now time.Ti
 				break
 			}
 			cursor = r.seq
-			if !sub.Wants(r.typ) {
+			if !rcv.Wants(r.typ) {
 				continue
 			}
-			c := claim{Delivery: Delivery{ID: newID("msg_"), SubscriptionID: sub.ID, EventType: r.typ, Payload: r.body,
-				CreatedAt: fromMS(r.created), NextAttemptAt: now}, sub: sub}
+			c := claim{Delivery: Delivery{ID: newID("msg_"), ReceiverID: rcv.ID, EventType: r.typ, Payload: r.body,
+				CreatedAt: fromMS(r.created), NextAttemptAt: now}, rcv: rcv}
 			// A webhook of an alert whose earlier one to this receiver is
 			// not delivered yet waits, queued, behind it: an alert's
 			// webhooks arrive in order.
 			state := DeliveryInFlight
 			if r.fp != "" {
 				var open int
-				if err := d.queryRow(ctx, tx, sqlAlertOpen, sub.ID, r.fp).Scan(&open); err != nil {
+				if err := d.queryRow(ctx, tx, sqlAlertOpen, rcv.ID, r.fp).Scan(&open); err != nil {
 					return nil, 0, err
 				}
 				if open > 0 {
 					state = DeliveryQueued
 				}
 			}
-			if _, err := d.exec(ctx, tx, sqlInsertDelivery, d.seq.Add(1), c.ID, sub.ID, r.typ, r.pid, state, ms(now), r.created, ms(now), r.fp); err != nil {
+			if _, err := d.exec(ctx, tx, sqlInsertDelivery, d.seq.Add(1), c.ID, rcv.ID, r.typ, r.pid, state, ms(now), r.created, ms(now), r.fp); err != nil {
 				return nil, 0, fmt.Errorf("enqueue delivery: %w", err)
 			}
 			if state == DeliveryInFlight {
@@ -696,7 +831,7 @@ func (d *DB) take(ctx context.Context, tx *sql.Tx, sub Subscription, now time.Ti
 			}
 		}
 	}
-	if _, err := d.exec(ctx, tx, sqlMoveCursor, cursor, sub.ID); err != nil {
+	if _, err := d.exec(ctx, tx, sqlMoveCursor, cursor, rcv.ID); err != nil {
 		return nil, 0, err
 	}
 	return out, cursor, nil
@@ -728,11 +863,11 @@ func (d *DB) record(ctx context.Context, id string, a Attempt, state string, nex
 	return nil
 }
 
-// Backlog is how many webhook events wait for a receiver that vigil has
+// backlog is how many webhook events wait for a receiver that vigil has
 // not started sending yet (they become deliveries, with ids, when it
 // does): a dead receiver's backlog grows while its breaker is open.
-func (d *DB) Backlog(ctx context.Context, subID string) (int, error) {
-	sub, err := d.Subscription(ctx, subID)
+func (d *DB) backlog(ctx context.Context, rcvID string) (int, error) {
+	rcv, err := d.receiver(ctx, rcvID)
 	if err != nil {
 		return 0, err
 	}
@@ -740,7 +875,7 @@ func (d *DB) Backlog(ctx context.Context, subID string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	cursor, ok := curs[subID]
+	cursor, ok := curs[rcvID]
 	if !ok {
 		return 0, nil
 	}
@@ -756,7 +891,7 @@ func (d *DB) Backlog(ctx context.Context, subID string) (int, error) {
 		if err := rows.Scan(&typ, &c); err != nil {
 			return 0, err
 		}
-		if sub.Wants(typ) {
+		if rcv.Wants(typ) {
 			n += c
 		}
 	}
@@ -769,12 +904,12 @@ const (
 	EventRetention    = time.Hour          // webhook events every receiver has taken
 )
 
-// Prune deletes what the outbox no longer needs: delivered and dead
+// prune deletes what the outbox no longer needs: delivered and dead
 // deliveries older than DeliveryRetention, events that every active
 // receiver has taken and that are older than EventRetention, and bodies
 // nothing refers to. Queued deliveries and events a receiver has not
 // taken yet are never deleted.
-func (d *DB) Prune(ctx context.Context, now time.Time) (deliveries, events int64, err error) {
+func (d *DB) prune(ctx context.Context, now time.Time) (deliveries, events int64, err error) {
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, 0, err
@@ -814,17 +949,17 @@ func (d *DB) requeueInFlight(ctx context.Context, now time.Time) error {
 }
 
 func (d *DB) setChallenge(ctx context.Context, id, challenge string) error {
-	_, err := d.db.ExecContext(ctx, `UPDATE subscriptions SET challenge = ? WHERE id = ?`, challenge, id)
-	d.forgetSubscriptions()
+	_, err := d.db.ExecContext(ctx, `UPDATE receivers SET challenge = ? WHERE id = ?`, challenge, id)
+	d.forgetReceivers()
 	return err
 }
 
-// setStatus changes a subscription's status.
+// setStatus changes a receiver's status.
 func (d *DB) setStatus(ctx context.Context, id, status string, now time.Time) error {
-	sub, err := d.Subscription(ctx, id)
+	rcv, err := d.receiver(ctx, id)
 	if err != nil {
 		return err
 	}
-	sub.Status, sub.UpdatedAt = status, now
-	return d.PutSubscription(ctx, sub)
+	rcv.Status, rcv.UpdatedAt = status, now
+	return d.putReceiver(ctx, rcv)
 }

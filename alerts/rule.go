@@ -1,12 +1,3 @@
-// Package alerts watches the samples in collector's ring buffer with rules
-// and moves each (rule, source, metric) through
-//
-//	inactive → pending → firing → resolved (→ inactive)
-//
-// with "nodata" as a state of its own for a source that stops reporting.
-// Every transition is published as an "alert" event on the hub and kept in
-// the embedded SQLite store, so a restart neither fires an alert again nor
-// forgets one that is firing.
 package alerts
 
 import (

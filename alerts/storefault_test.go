@@ -42,7 +42,7 @@ func (f *flakyStore) SaveTransitions(ctx context.Context, ts []Transition) error
 // webhook receiver subscribed to its alerts.
 type storeRig struct {
 	db    *DB
-	store Store
+	store StateStore
 	ck    *clock
 	ring  *collector.Store
 	hub   *stream.Hub
@@ -54,7 +54,7 @@ type storeRig struct {
 	logs  *lockedBuffer
 }
 
-func newStoreRig(t *testing.T, db *DB, store Store) *storeRig {
+func newStoreRig(t *testing.T, db *DB, store StateStore) *storeRig {
 	t.Helper()
 	r := &storeRig{db: db, store: store, ck: &clock{t: t0}, set: metrics.NewSet(), logs: &lockedBuffer{}}
 	r.ring = collector.NewStore(time.Minute, time.Second)
@@ -62,14 +62,14 @@ func newStoreRig(t *testing.T, db *DB, store Store) *storeRig {
 	t.Cleanup(r.hub.Close)
 	r.sub, _ = r.hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
 	r.rc = newReceiver(t, 200)
-	if err := db.PutSubscription(context.Background(), Subscription{ID: "sub_ops", URL: r.rc.srv.URL, Events: []string{"alert.*"},
-		Format: FormatStandard, Status: SubscriptionActive, Secret: NewSecret()}); err != nil {
+	if err := db.putReceiver(context.Background(), Receiver{ID: "sub_ops", URL: r.rc.srv.URL, Events: []string{"alert.*"},
+		Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()}); err != nil {
 		t.Fatal(err)
 	}
 	r.d = &Dispatcher{DB: db, Client: NewClient(loopback, 2*time.Second), Jitter: func() float64 { return 0 }}
 	rules := []Rule{{Name: "Hot", Source: "host/*", Metric: "temp", Op: ">", Threshold: 90}}
 	rules[0].Validate()
-	r.e = &Evaluator{Rules: rules, Store: r.ring, Hub: r.hub, DB: store, Now: r.ck.now, Metrics: r.set,
+	r.e = &Evaluator{Rules: rules, Ring: r.ring, Hub: r.hub, States: store, Now: r.ck.now, Metrics: r.set,
 		Logger: slog.New(slog.NewTextHandler(r.logs, nil))}
 	if err := r.e.Load(context.Background()); err != nil {
 		t.Fatal(err)
@@ -110,9 +110,9 @@ func (r *storeRig) delivered(t *testing.T, n int) []string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for len(r.rc.requests()) < n && time.Now().Before(deadline) {
-		r.d.RunOnce(context.Background())
+		r.d.runOnce(context.Background())
 	}
-	r.d.RunOnce(context.Background()) // and nothing more arrives
+	r.d.runOnce(context.Background()) // and nothing more arrives
 	var out []string
 	for _, req := range r.rc.requests() {
 		var m struct{ Type string }
@@ -337,30 +337,62 @@ func (l *lockedBuffer) String() string {
 }
 
 // TestOpensADatabaseFromBefore: a vigil.db written by an earlier version
-// opens (its tables gain the new columns) and delivers.
+// opens (its tables gain the new columns, and the subscriptions table and
+// columns of before "receiver" was the one name are renamed), keeps its
+// receivers and deliveries, opens again, and delivers.
 func TestOpensADatabaseFromBefore(t *testing.T) {
-	dir := t.TempDir()
-	schema, err := os.ReadFile("testdata/schema-2026-11-23.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "vigil.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := old.Exec(string(schema)); err != nil {
-		t.Fatal(err)
-	}
-	old.Close()
-	db, err := Open(dir)
-	if err != nil {
-		t.Fatalf("open a database from before: %v", err)
-	}
-	defer db.Close()
-	r := newStoreRig(t, db, db)
-	r.tick(95)
-	if got := r.delivered(t, 1); len(got) != 1 || got[0] != EventFiring {
-		t.Fatalf("delivered %v", got)
+	for _, file := range []string{"testdata/schema-2026-11-23.sql", "testdata/schema-2026-12-01.sql"} {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			dir := t.TempDir()
+			schema, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			old, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "vigil.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := old.Exec(string(schema)); err != nil {
+				t.Fatal(err)
+			}
+			secret := NewSecret()
+			if _, err := old.Exec(`INSERT INTO subscriptions (id, body, secret) VALUES ('cfg-old', ?, ?);
+				INSERT INTO deliveries (id, subscription_id, event_type, payload, state, next_attempt_at, created_at, updated_at, last_error)
+					VALUES ('msg_old', 'cfg-old', 'alert.firing', x'7b7d', 'dead', 0, 1, 1, '500 Internal Server Error');
+				INSERT INTO attempts (delivery_id, at, status, error, duration_ms) VALUES ('msg_old', 1, 500, '500 Internal Server Error', 3);`,
+				`{"id":"cfg-old","url":"http://192.0.2.1/","events":["alert.*"],"format":"standard","status":"disabled","origin":"config"}`, secret); err != nil {
+				t.Fatal(err)
+			}
+			old.Close()
+			db, err := Open(dir)
+			if err != nil {
+				t.Fatalf("open a database from before: %v", err)
+			}
+			db.Close()
+			if db, err = Open(dir); err != nil {
+				t.Fatalf("open it again: %v", err)
+			}
+			defer db.Close()
+			ctx := context.Background()
+			if rcv, err := db.receiver(ctx, "cfg-old"); err != nil || rcv.Status != ReceiverDisabled || rcv.Secret != secret {
+				t.Fatalf("the receiver from before: %+v %v", rcv, err)
+			}
+			ds, err := db.deliveries(ctx, "cfg-old", 10)
+			if err != nil || len(ds) != 1 || ds[0].ID != "msg_old" || ds[0].ReceiverID != "cfg-old" || ds[0].State != DeliveryDead ||
+				len(ds[0].Attempts) != 1 || ds[0].Attempts[0].Status != 500 {
+				t.Fatalf("the delivery from before: %+v %v", ds, err)
+			}
+			var left string
+			db.db.QueryRow(`SELECT group_concat(name) FROM sqlite_master WHERE sql LIKE '%subscription%'`).Scan(&left)
+			if left != "" {
+				t.Fatalf("still named after subscriptions: %s", left)
+			}
+			r := newStoreRig(t, db, db)
+			r.tick(95)
+			if got := r.delivered(t, 1); len(got) != 1 || got[0] != EventFiring {
+				t.Fatalf("delivered %v", got)
+			}
+		})
 	}
 }
 

@@ -22,6 +22,11 @@ const (
 	EventFiring   = "alert.firing"
 	EventResolved = "alert.resolved"
 	EventTest     = "webhook.test"
+	// EventVerify is the verification of a receiver that subscribed
+	// through the API: it carries a challenge the receiver echoes. (The
+	// name is from before "receiver" was the one name: receivers check
+	// it.)
+	EventVerify = "subscription.verify"
 )
 
 // EventTypes are the types a receiver can subscribe to (with wildcards such
@@ -42,14 +47,16 @@ func NewSecret() string {
 	return "whsec_" + base64.StdEncoding.EncodeToString(b)
 }
 
-// CheckSecret says what is wrong with a secret, without showing it.
-func CheckSecret(secret string) error {
-	_, err := secretKey(secret)
-	return err
+// checkSecret says what is wrong with a secret, without showing it.
+func checkSecret(secret string) error {
+	if _, err := secretKey(secret); err != nil {
+		return fmt.Errorf("secret: %w", err)
+	}
+	return nil
 }
 
-// CheckEventPattern checks an event type or a pattern such as "alert.*".
-func CheckEventPattern(p string) error {
+// checkEventPattern checks an event type or a pattern such as "alert.*".
+func checkEventPattern(p string) error {
 	if p == "*" {
 		return nil
 	}
@@ -118,6 +125,35 @@ func Verify(secret, id, timestamp, signature string, body []byte, now time.Time,
 	return errors.New("no matching signature")
 }
 
+// webhookType is the webhook event of a transition, or "" for none.
+func webhookType(kind string) string {
+	switch kind {
+	case StateFiring:
+		return EventFiring
+	case StateResolved:
+		return EventResolved
+	}
+	return ""
+}
+
+// webhookBodies are one webhook event's body in each format, rendered
+// once however many receivers take it.
+type webhookBodies struct {
+	standard, alertmanager []byte
+}
+
+// renderTransition renders a transition's webhook in each format, with
+// the outbox's sequence number for it.
+func renderTransition(t Transition, dashboardURL string, seq uint64) (webhookBodies, error) {
+	var b webhookBodies
+	var err error
+	if b.standard, err = payload(FormatStandard, t, dashboardURL, seq, t.Alert.UpdatedAt); err != nil {
+		return b, err
+	}
+	b.alertmanager, err = payload(FormatAlertmanager, t, dashboardURL, seq, t.Alert.UpdatedAt)
+	return b, err
+}
+
 // payload renders the body a receiver gets for a transition.
 func payload(format string, t Transition, dashboardURL string, seq uint64, now time.Time) ([]byte, error) {
 	a := t.Alert
@@ -150,6 +186,22 @@ func payload(format string, t Transition, dashboardURL string, seq uint64, now t
 		Seq          uint64            `json:"seq"`
 	}{a.Rule, a.Source, a.Metric, a.Value, a.Threshold, a.Op, a.Severity, stateOf(t), a.StartedAt, a.EndedAt,
 		a.Fingerprint, nonNil(a.Labels), nonNil(a.Annotations), dashboardURL + "/source/" + a.Source, seq}})
+}
+
+// verifyPayload is the body of the verification event a receiver that
+// subscribed through the API gets: it echoes the challenge to show it wants
+// the webhooks. The verification and test bodies name the receiver
+// "subscription_id", as they did before "receiver" was the one name:
+// receivers read them.
+func verifyPayload(id, challenge string, now time.Time, seq uint64) ([]byte, error) {
+	return json.Marshal(map[string]any{"type": EventVerify, "timestamp": now.UTC(),
+		"data": map[string]any{"subscription_id": id, "challenge": challenge, "seq": seq}})
+}
+
+// testPayload is the body of a test event.
+func testPayload(id string, now time.Time, seq uint64) ([]byte, error) {
+	return json.Marshal(map[string]any{"type": EventTest, "timestamp": now.UTC(),
+		"data": map[string]any{"subscription_id": id, "message": "a test event from vigil", "seq": seq}})
 }
 
 // marshal is json.Marshal without HTML escaping: "op":">" as written.

@@ -39,8 +39,8 @@ func writes(subID, deliveryID string) []struct{ method, path, body string } {
 // tokens configured those used to go through; every write endpoint must
 // refuse them and change nothing.
 func TestCrossSiteWritesRefused(t *testing.T) {
-	a := newHookApp(t)
-	rc := newHookReceiver(t, true)
+	a := newReceiverApp(t)
+	rc := newEchoReceiver(t, true)
 	code, sub := a.do(t, "POST", "/api/v1/subscriptions", `{"url":"`+rc.srv.URL+`"}`, "Content-Type", "application/json")
 	if code != 201 {
 		t.Fatalf("create from the same origin: %d %v", code, sub)
@@ -62,7 +62,7 @@ func TestCrossSiteWritesRefused(t *testing.T) {
 		}
 	}
 	if after := toJSON(mustGet(t, a, "/api/v1/subscriptions")); after != before {
-		t.Fatalf("a refused request changed the subscriptions:\n%s\n%s", before, after)
+		t.Fatalf("a refused request changed the receivers:\n%s\n%s", before, after)
 	}
 	// The same request from vigil's own page is fine.
 	code, _ = a.do(t, "PUT", "/api/v1/subscriptions/"+id, `{"description":"mine"}`,
@@ -72,7 +72,7 @@ func TestCrossSiteWritesRefused(t *testing.T) {
 	}
 }
 
-func mustGet(t *testing.T, a *hookApp, path string) map[string]any {
+func mustGet(t *testing.T, a *receiverApp, path string) map[string]any {
 	t.Helper()
 	code, body := a.do(t, "GET", path, "")
 	if code != 200 {
@@ -85,7 +85,7 @@ func mustGet(t *testing.T, a *hookApp, path string) map[string]any {
 // is refused (a form or text/plain body is what a cross-site page can send
 // without a preflight).
 func TestJSONBodiesNeedJSONContentType(t *testing.T) {
-	a := newHookApp(t)
+	a := newReceiverApp(t)
 	body := `{"url":"http://127.0.0.1:9/hook"}`
 	for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx"} {
 		code, out := a.do(t, "POST", "/api/v1/subscriptions", body, "Content-Type", ct)
@@ -93,8 +93,8 @@ func TestJSONBodiesNeedJSONContentType(t *testing.T) {
 			t.Errorf("Content-Type %q: %d %v, want 415", ct, code, out)
 		}
 	}
-	if _, list := a.do(t, "GET", "/api/v1/subscriptions", ""); len(list["subscriptions"].([]any)) != 0 {
-		t.Fatalf("a refused body created a subscription: %v", list)
+	if _, list := a.do(t, "GET", "/api/v1/subscriptions", ""); len(list["receivers"].([]any)) != 0 {
+		t.Fatalf("a refused body created a receiver: %v", list)
 	}
 	for _, ct := range []string{"application/json", "application/json; charset=utf-8", "Application/JSON"} {
 		if code, out := a.do(t, "POST", "/api/v1/subscriptions", body, "Content-Type", ct); code != 201 {
@@ -244,7 +244,7 @@ func TestEveryErrorIsJSON(t *testing.T) {
 // case-insensitive.
 func TestBearerSchemeCaseInsensitive(t *testing.T) {
 	const token = "0123456789abcdef-token"
-	a := newHookApp(t, token)
+	a := newReceiverApp(t, token)
 	body := `{"url":"http://127.0.0.1:9/hook"}`
 	for _, h := range []string{"Bearer " + token, "bearer " + token, "BEARER " + token, "Bearer  " + token} {
 		if code, out := a.do(t, "POST", "/api/v1/subscriptions", body, "Authorization", h, "Content-Type", "application/json"); code != 201 {
@@ -264,7 +264,7 @@ func TestSlowBodyCutOff(t *testing.T) {
 	for name, tokens := range map[string][]string{"open": nil, "needs a token": {"0123456789abcdef-token"}} {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, stream.HubOptions{}, Options{BodyTimeout: 300 * time.Millisecond, Tokens: tokens,
-				Hooks: &alerts.Hooks{DB: openDB(t)}})
+				Receivers: &alerts.Receivers{DB: openDB(t)}})
 			conn, err := net.Dial("tcp", a.srv.Listener.Addr().String())
 			if err != nil {
 				t.Fatal(err)
@@ -308,10 +308,10 @@ func openDB(t *testing.T) *alerts.DB {
 	return db
 }
 
-// panickyHooks crashes on listing subscriptions.
-type panickyHooks struct{ *alerts.Hooks }
+// panickyReceivers crashes on listing receivers.
+type panickyReceivers struct{ *alerts.Receivers }
 
-func (panickyHooks) Subscriptions(context.Context) ([]alerts.Subscription, error) {
+func (panickyReceivers) List(context.Context) ([]alerts.Receiver, error) {
 	panic("boom: a bug in a handler")
 }
 
@@ -320,7 +320,7 @@ func (panickyHooks) Subscriptions(context.Context) ([]alerts.Subscription, error
 func TestPanicLoggedAndCounted(t *testing.T) {
 	var logs vigiltest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))
-	a := newTestApp(t, stream.HubOptions{}, Options{Logger: log, Hooks: panickyHooks{&alerts.Hooks{DB: openDB(t)}}})
+	a := newTestApp(t, stream.HubOptions{}, Options{Logger: log, Receivers: panickyReceivers{&alerts.Receivers{DB: openDB(t)}}})
 	if resp, err := http.Get(a.srv.URL + "/api/v1/subscriptions"); err == nil {
 		resp.Body.Close()
 		t.Fatalf("a crashed request was answered: %s", resp.Status)

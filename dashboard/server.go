@@ -67,7 +67,6 @@ type Check struct {
 type Options struct {
 	Alerts       Alerts   // nil: no alerting
 	Checks       []Check  // more conditions of /readyz
-	Hooks        Hooks    // nil: no REST hooks
 	Tokens       []string // bearer tokens required for writes; none: writes are open
 	Hub          Hub
 	Store        *collector.Store
@@ -87,6 +86,8 @@ type Options struct {
 	// requests may carry in Host besides IP addresses and loopback names;
 	// empty, on a listener that is not loopback, allows any.
 	AllowedHosts []string
+	// Receivers serves the receivers API (alerts.Receivers); nil: none.
+	Receivers Receivers
 	// Jitter returns a random duration in [0, n); nil uses math/rand.
 	Jitter func(n time.Duration) time.Duration
 	Now    func() time.Time
@@ -154,7 +155,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /api/v1/alerts/{fingerprint}/ack", s.writeAuth(s.handleAck))
 	s.mux.HandleFunc("GET /api/v1/rules", s.handleRules)
 	s.mux.HandleFunc("GET /api/v1/series/{path...}", s.handleSeries)
-	s.hookRoutes()
+	s.receiverRoutes()
 	s.mux.HandleFunc("GET /metrics", s.handleMetrics)
 	s.mux.HandleFunc("GET /healthz", s.handleHealthz)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)

@@ -16,24 +16,24 @@ import (
 	"vigil/stream"
 )
 
-type hookApp struct {
+type receiverApp struct {
 	*testApp
 	db *alerts.DB
 	d  *alerts.Dispatcher
 }
 
-func newHookApp(t *testing.T, tokens ...string) *hookApp {
+func newReceiverApp(t *testing.T, tokens ...string) *receiverApp {
 	db, err := alerts.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
 	d := &alerts.Dispatcher{DB: db, Client: alerts.NewClient([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, 2*time.Second)}
-	a := newTestApp(t, stream.HubOptions{}, Options{Hooks: &alerts.Hooks{DB: db}, Tokens: tokens})
-	return &hookApp{testApp: a, db: db, d: d}
+	a := newTestApp(t, stream.HubOptions{}, Options{Receivers: &alerts.Receivers{DB: db}, Tokens: tokens})
+	return &receiverApp{testApp: a, db: db, d: d}
 }
 
-func (a *hookApp) do(t *testing.T, method, path, body string, header ...string) (int, map[string]any) {
+func (a *receiverApp) do(t *testing.T, method, path, body string, header ...string) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest(method, a.srv.URL+path, strings.NewReader(body))
 	if body != "" {
@@ -53,17 +53,17 @@ func (a *hookApp) do(t *testing.T, method, path, body string, header ...string) 
 	return resp.StatusCode, out
 }
 
-// hookReceiver echoes verification challenges (or not) and records the
+// echoReceiver echoes verification challenges (or not) and records the
 // rest.
-type hookReceiver struct {
+type echoReceiver struct {
 	srv  *httptest.Server
 	mu   sync.Mutex
 	got  []string
 	echo bool
 }
 
-func newHookReceiver(t *testing.T, echo bool) *hookReceiver {
-	h := &hookReceiver{echo: echo}
+func newEchoReceiver(t *testing.T, echo bool) *echoReceiver {
+	h := &echoReceiver{echo: echo}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		h.mu.Lock()
@@ -82,25 +82,47 @@ func newHookReceiver(t *testing.T, echo bool) *hookReceiver {
 	return h
 }
 
-func TestSubscriptionLifecycle(t *testing.T) {
-	a := newHookApp(t)
-	rc := newHookReceiver(t, true)
-	code, sub := a.do(t, "POST", "/api/v1/subscriptions", `{"url":"`+rc.srv.URL+`","events":["alert.*","webhook.test"],"description":"ops bridge"}`)
+// dispatch runs the dispatcher, as vigil does, until the receiver has had
+// n requests, and stops it: attempts under way are recorded before it
+// returns.
+func (a *receiverApp) dispatch(t *testing.T, rc *echoReceiver, n int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.d.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(10 * time.Second); rc.requests() < n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the receiver had %d requests, want %d", rc.requests(), n)
+		}
+	}
+}
+
+func (h *echoReceiver) requests() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.got)
+}
+
+func TestReceiverLifecycle(t *testing.T) {
+	a := newReceiverApp(t)
+	rc := newEchoReceiver(t, true)
+	code, sub := a.do(t, "POST", "/api/v1/receivers", `{"url":"`+rc.srv.URL+`","events":["alert.*","webhook.test"],"description":"ops bridge"}`)
 	secret, _ := sub["secret"].(string)
 	id, _ := sub["id"].(string)
-	if code != 201 || !strings.HasPrefix(secret, "whsec_") || sub["status"] != alerts.SubscriptionPending || sub["format"] != "standard" {
+	if code != 201 || !strings.HasPrefix(secret, "whsec_") || sub["status"] != alerts.ReceiverPending || sub["format"] != "standard" {
 		t.Fatalf("create: %d %v", code, sub)
 	}
 	// The secret is shown once.
-	if _, got := a.do(t, "GET", "/api/v1/subscriptions/"+id, ""); got["secret"] != nil {
+	if _, got := a.do(t, "GET", "/api/v1/receivers/"+id, ""); got["secret"] != nil {
 		t.Fatal("secret shown again")
 	}
-	if _, list := a.do(t, "GET", "/api/v1/subscriptions", ""); strings.Contains(toJSON(list), secret) {
+	if _, list := a.do(t, "GET", "/api/v1/receivers", ""); strings.Contains(toJSON(list), secret) {
 		t.Fatal("secret in the list")
 	}
-	// The receiver echoes the challenge: the subscription becomes active.
-	a.d.RunOnce(context.Background())
-	if _, got := a.do(t, "GET", "/api/v1/subscriptions/"+id, ""); got["status"] != alerts.SubscriptionActive || got["backlog"] != 0.0 {
+	// The receiver echoes the challenge: it becomes active.
+	a.dispatch(t, rc, 1)
+	if _, got := a.do(t, "GET", "/api/v1/receivers/"+id, ""); got["status"] != alerts.ReceiverActive || got["backlog"] != 0.0 {
 		t.Fatalf("after verification: %v", got)
 	}
 	// An alert fires: until the dispatcher starts on it, it is backlog.
@@ -108,15 +130,15 @@ func TestSubscriptionLifecycle(t *testing.T) {
 		Alert: alerts.Alert{Fingerprint: "f1", Rule: "Hot", Source: "host/a", Metric: "cpu.percent", State: alerts.StateFiring, UpdatedAt: time.Now()}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, got := a.do(t, "GET", "/api/v1/subscriptions/"+id, ""); got["backlog"] != 1.0 {
+	if _, got := a.do(t, "GET", "/api/v1/receivers/"+id, ""); got["backlog"] != 1.0 {
 		t.Fatalf("backlog after an alert: %v", got["backlog"])
 	}
-	a.d.RunOnce(context.Background())
-	if _, got := a.do(t, "GET", "/api/v1/subscriptions/"+id, ""); got["backlog"] != 0.0 {
+	a.dispatch(t, rc, 2)
+	if _, got := a.do(t, "GET", "/api/v1/receivers/"+id, ""); got["backlog"] != 0.0 {
 		t.Fatalf("backlog once sent: %v", got["backlog"])
 	}
 	// A test event: 202 with a delivery id, then its state by polling.
-	code, acc := a.do(t, "POST", "/api/v1/subscriptions/"+id+"/test", "")
+	code, acc := a.do(t, "POST", "/api/v1/receivers/"+id+"/test", "")
 	did, _ := acc["delivery_id"].(string)
 	if code != 202 || did == "" || acc["status_url"] != "/api/v1/deliveries/"+did {
 		t.Fatalf("test: %d %v", code, acc)
@@ -124,32 +146,32 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	if _, d := a.do(t, "GET", "/api/v1/deliveries/"+did, ""); d["state"] != alerts.DeliveryQueued {
 		t.Fatalf("queued delivery: %v", d)
 	}
-	a.d.RunOnce(context.Background())
+	a.dispatch(t, rc, 3)
 	_, d := a.do(t, "GET", "/api/v1/deliveries/"+did, "")
 	attempts, _ := d["attempts"].([]any)
 	if d["state"] != alerts.DeliveryDelivered || len(attempts) != 1 || d["event_type"] != alerts.EventTest {
 		t.Fatalf("delivered: %v", d)
 	}
-	if _, ds := a.do(t, "GET", "/api/v1/subscriptions/"+id+"/deliveries", ""); len(ds["deliveries"].([]any)) != 3 {
-		t.Fatalf("deliveries of the subscription: %v", ds)
+	if _, ds := a.do(t, "GET", "/api/v1/receivers/"+id+"/deliveries", ""); len(ds["deliveries"].([]any)) != 3 {
+		t.Fatalf("deliveries of the receiver: %v", ds)
 	}
 	// A delivered delivery cannot be retried.
 	if code, _ := a.do(t, "POST", "/api/v1/deliveries/"+did+"/retry", ""); code != 409 {
 		t.Fatalf("retry of a delivered one: %d", code)
 	}
 	// Rotation: a new secret, shown once; the old one still signs for a day.
-	code, rot := a.do(t, "POST", "/api/v1/subscriptions/"+id+"/rotate-secret", "")
+	code, rot := a.do(t, "POST", "/api/v1/receivers/"+id+"/rotate-secret", "")
 	if code != 200 || rot["secret"] == secret || !strings.HasPrefix(rot["secret"].(string), "whsec_") {
 		t.Fatalf("rotate: %d %v", code, rot)
 	}
 	// Update, then delete.
-	if code, up := a.do(t, "PUT", "/api/v1/subscriptions/"+id, `{"format":"alertmanager","status":"disabled"}`); code != 200 || up["format"] != "alertmanager" || up["status"] != "disabled" {
+	if code, up := a.do(t, "PUT", "/api/v1/receivers/"+id, `{"format":"alertmanager","status":"disabled"}`); code != 200 || up["format"] != "alertmanager" || up["status"] != "disabled" {
 		t.Fatalf("update: %d %v", code, up)
 	}
-	if code, _ := a.do(t, "DELETE", "/api/v1/subscriptions/"+id, ""); code != 204 {
+	if code, _ := a.do(t, "DELETE", "/api/v1/receivers/"+id, ""); code != 204 {
 		t.Fatalf("delete: %d", code)
 	}
-	if code, _ := a.do(t, "GET", "/api/v1/subscriptions/"+id, ""); code != 404 {
+	if code, _ := a.do(t, "GET", "/api/v1/receivers/"+id, ""); code != 404 {
 		t.Fatalf("after delete: %d", code)
 	}
 }
@@ -159,22 +181,22 @@ func toJSON(v any) string {
 	return string(b)
 }
 
-func TestSubscriptionNotVerifiedStaysPending(t *testing.T) {
-	a := newHookApp(t)
-	rc := newHookReceiver(t, false)
-	_, sub := a.do(t, "POST", "/api/v1/subscriptions", `{"url":"`+rc.srv.URL+`"}`)
-	a.d.RunOnce(context.Background())
+func TestReceiverNotVerifiedStaysPending(t *testing.T) {
+	a := newReceiverApp(t)
+	rc := newEchoReceiver(t, false)
+	_, sub := a.do(t, "POST", "/api/v1/receivers", `{"url":"`+rc.srv.URL+`"}`)
+	a.dispatch(t, rc, 1)
 	id := sub["id"].(string)
-	if _, got := a.do(t, "GET", "/api/v1/subscriptions/"+id, ""); got["status"] != alerts.SubscriptionPending {
-		t.Fatalf("unverified subscription: %v", got)
+	if _, got := a.do(t, "GET", "/api/v1/receivers/"+id, ""); got["status"] != alerts.ReceiverPending {
+		t.Fatalf("unverified receiver: %v", got)
 	}
-	if code, _ := a.do(t, "PUT", "/api/v1/subscriptions/"+id, `{"status":"active"}`); code != 400 {
-		t.Fatalf("activating an unverified subscription: %d", code)
+	if code, _ := a.do(t, "PUT", "/api/v1/receivers/"+id, `{"status":"active"}`); code != 400 {
+		t.Fatalf("activating an unverified receiver: %d", code)
 	}
 }
 
-func TestSubscriptionBadInput(t *testing.T) {
-	a := newHookApp(t)
+func TestReceiverBadInput(t *testing.T) {
+	a := newReceiverApp(t)
 	for _, tc := range []struct {
 		body string
 		code int
@@ -191,16 +213,16 @@ func TestSubscriptionBadInput(t *testing.T) {
 		{`{"url":"http://x"} {"again":1}`, 400, "unexpected data"},
 		{`{"url":"http://x","description":"` + strings.Repeat("x", 2<<20) + `"}`, 413, "1 MiB"},
 	} {
-		code, body := a.do(t, "POST", "/api/v1/subscriptions", tc.body)
+		code, body := a.do(t, "POST", "/api/v1/receivers", tc.body)
 		msg, _ := body["error"].(string)
 		if code != tc.code || !strings.Contains(msg, tc.want) {
 			t.Errorf("%.40s: %d %q, want %d %q", tc.body, code, msg, tc.code, tc.want)
 		}
 	}
-	if _, list := a.do(t, "GET", "/api/v1/subscriptions", ""); len(list["subscriptions"].([]any)) != 0 {
+	if _, list := a.do(t, "GET", "/api/v1/receivers", ""); len(list["receivers"].([]any)) != 0 {
 		t.Fatalf("bad input changed something: %v", list)
 	}
-	for _, path := range []string{"/api/v1/subscriptions/nope", "/api/v1/deliveries/nope"} {
+	for _, path := range []string{"/api/v1/receivers/nope", "/api/v1/deliveries/nope"} {
 		if code, _ := a.do(t, "GET", path, ""); code != 404 {
 			t.Errorf("%s: %d", path, code)
 		}
@@ -209,36 +231,36 @@ func TestSubscriptionBadInput(t *testing.T) {
 
 func TestWritesNeedTokenOnceConfigured(t *testing.T) {
 	const token = "s3cret-token-0123456789"
-	a := newHookApp(t, token)
-	rc := newHookReceiver(t, true)
+	a := newReceiverApp(t, token)
+	rc := newEchoReceiver(t, true)
 	body := `{"url":"` + rc.srv.URL + `"}`
 	for _, h := range [][]string{nil, {"Authorization", "Bearer wrong-token-000000000"}, {"Authorization", token}} {
-		if code, _ := a.do(t, "POST", "/api/v1/subscriptions", body, h...); code != 401 {
+		if code, _ := a.do(t, "POST", "/api/v1/receivers", body, h...); code != 401 {
 			t.Errorf("POST with %v: %d, want 401", h, code)
 		}
 	}
-	if code, _ := a.do(t, "POST", "/api/v1/subscriptions", body, "Authorization", "Bearer "+token); code != 201 {
+	if code, _ := a.do(t, "POST", "/api/v1/receivers", body, "Authorization", "Bearer "+token); code != 201 {
 		t.Fatalf("POST with the token: %d", code)
 	}
-	if code, _ := a.do(t, "GET", "/api/v1/subscriptions", ""); code != 200 {
+	if code, _ := a.do(t, "GET", "/api/v1/receivers", ""); code != 200 {
 		t.Fatalf("reads stay open: %d", code)
 	}
 }
 
-// TestSubscriptionURLsRedacted: webhook targets often carry their token
+// TestReceiverURLsRedacted: webhook targets often carry their token
 // in the URL (user:password, ?token=, or the path, as Slack's do). The open
 // GET shows only the scheme and host; a request with a valid token sees
 // the whole URL.
-func TestSubscriptionURLsRedacted(t *testing.T) {
+func TestReceiverURLsRedacted(t *testing.T) {
 	const token = "0123456789abcdef-token"
 	const target = "https://ops:pa55word@hooks.example.com/services/T00/B00/SECRETPATH?token=abc123"
 	for _, tokens := range [][]string{nil, {token}} {
-		a := newHookApp(t, tokens...)
-		if err := a.db.PutSubscription(context.Background(), alerts.Subscription{ID: "cfg-ops", URL: target, Events: []string{"alert.*"},
-			Format: alerts.FormatStandard, Status: alerts.SubscriptionActive, Secret: alerts.NewSecret(), Origin: "config"}); err != nil {
+		a := newReceiverApp(t, tokens...)
+		configured := []alerts.ConfiguredReceiver{{Name: "ops", URL: target, Secret: alerts.NewSecret()}}
+		if err := (&alerts.Receivers{DB: a.db}).Configure(context.Background(), configured); err != nil {
 			t.Fatal(err)
 		}
-		for _, path := range []string{"/api/v1/subscriptions", "/api/v1/subscriptions/cfg-ops"} {
+		for _, path := range []string{"/api/v1/receivers", "/api/v1/receivers/cfg-ops"} {
 			_, open := a.do(t, "GET", path, "")
 			body := toJSON(open)
 			for _, secret := range []string{"pa55word", "SECRETPATH", "abc123", "ops:"} {
@@ -255,6 +277,38 @@ func TestSubscriptionURLsRedacted(t *testing.T) {
 					t.Errorf("GET %s with a valid token: %s", path, toJSON(whole))
 				}
 			}
+		}
+	}
+}
+
+// TestSubscriptionsPathsStillServed: /api/v1/subscriptions, the receivers
+// API's path from before "receiver" was the one name, is served by the
+// same handlers.
+func TestSubscriptionsPathsStillServed(t *testing.T) {
+	a := newReceiverApp(t)
+	code, rcv := a.do(t, "POST", "/api/v1/subscriptions", `{"url":"http://127.0.0.1:9/hook"}`)
+	id, _ := rcv["id"].(string)
+	if code != 201 || id == "" {
+		t.Fatalf("create: %d %v", code, rcv)
+	}
+	if _, list := a.do(t, "GET", "/api/v1/subscriptions", ""); !strings.Contains(toJSON(list["receivers"]), id) {
+		t.Fatalf("list: %v", list)
+	}
+	for _, tc := range []struct {
+		method, path, body string
+		want               int
+	}{
+		{"GET", "/api/v1/receivers/" + id, "", 200},
+		{"GET", "/api/v1/subscriptions/" + id, "", 200},
+		{"PUT", "/api/v1/subscriptions/" + id, `{"description":"old path"}`, 200},
+		{"POST", "/api/v1/subscriptions/" + id + "/rotate-secret", "", 200},
+		{"POST", "/api/v1/subscriptions/" + id + "/test", "", 202},
+		{"GET", "/api/v1/subscriptions/" + id + "/deliveries", "", 200},
+		{"DELETE", "/api/v1/subscriptions/" + id, "", 204},
+		{"GET", "/api/v1/receivers/" + id, "", 404},
+	} {
+		if code, out := a.do(t, tc.method, tc.path, tc.body); code != tc.want {
+			t.Errorf("%s %s: %d %v, want %d", tc.method, tc.path, code, out, tc.want)
 		}
 	}
 }

@@ -17,34 +17,41 @@ import (
 // MaxBodyBytes bounds every request body the API reads.
 const MaxBodyBytes = 1 << 20
 
-// Hooks is what the server needs of alerts.Hooks and the outbox.
-type Hooks interface {
-	Create(ctx context.Context, in alerts.SubscriptionInput) (alerts.Subscription, error)
-	Update(ctx context.Context, id string, in alerts.SubscriptionInput) (alerts.Subscription, error)
-	Rotate(ctx context.Context, id string) (alerts.Subscription, error)
+// Receivers is what the server needs of alerts.Receivers.
+type Receivers interface {
+	Create(ctx context.Context, in alerts.ReceiverInput) (alerts.Receiver, error)
+	Update(ctx context.Context, id string, in alerts.ReceiverInput) (alerts.Receiver, error)
+	Rotate(ctx context.Context, id string) (alerts.Receiver, error)
 	Test(ctx context.Context, id string) (string, error)
 	Delete(ctx context.Context, id string) error
 	Retry(ctx context.Context, id string) error
-	Subscription(ctx context.Context, id string) (alerts.Subscription, error)
-	Subscriptions(ctx context.Context) ([]alerts.Subscription, error)
+	Get(ctx context.Context, id string) (alerts.Receiver, error)
+	List(ctx context.Context) ([]alerts.Receiver, error)
 	Delivery(ctx context.Context, id string) (alerts.Delivery, error)
 	Backlog(ctx context.Context, id string) (int, error)
-	Deliveries(ctx context.Context, subscriptionID string, limit int) ([]alerts.Delivery, error)
+	Deliveries(ctx context.Context, receiverID string, limit int) ([]alerts.Delivery, error)
 }
 
-func (s *Server) hookRoutes() {
-	if s.opts.Hooks == nil {
+var _ Receivers = (*alerts.Receivers)(nil)
+
+// receiverRoutes serves the receivers API under /api/v1/receivers, and
+// under /api/v1/subscriptions, its name before "receiver" was the one
+// name, kept as an alias for clients written against it.
+func (s *Server) receiverRoutes() {
+	if s.opts.Receivers == nil {
 		return
 	}
 	w := s.writeAuth
-	s.mux.HandleFunc("GET /api/v1/subscriptions", s.listSubscriptions)
-	s.mux.HandleFunc("POST /api/v1/subscriptions", w(s.createSubscription))
-	s.mux.HandleFunc("GET /api/v1/subscriptions/{id}", s.getSubscription)
-	s.mux.HandleFunc("PUT /api/v1/subscriptions/{id}", w(s.updateSubscription))
-	s.mux.HandleFunc("DELETE /api/v1/subscriptions/{id}", w(s.deleteSubscription))
-	s.mux.HandleFunc("POST /api/v1/subscriptions/{id}/rotate-secret", w(s.rotateSecret))
-	s.mux.HandleFunc("POST /api/v1/subscriptions/{id}/test", w(s.testSubscription))
-	s.mux.HandleFunc("GET /api/v1/subscriptions/{id}/deliveries", s.listDeliveries)
+	for _, base := range []string{"/api/v1/receivers", "/api/v1/subscriptions"} {
+		s.mux.HandleFunc("GET "+base, s.listReceivers)
+		s.mux.HandleFunc("POST "+base, w(s.createReceiver))
+		s.mux.HandleFunc("GET "+base+"/{id}", s.getReceiver)
+		s.mux.HandleFunc("PUT "+base+"/{id}", w(s.updateReceiver))
+		s.mux.HandleFunc("DELETE "+base+"/{id}", w(s.deleteReceiver))
+		s.mux.HandleFunc("POST "+base+"/{id}/rotate-secret", w(s.rotateSecret))
+		s.mux.HandleFunc("POST "+base+"/{id}/test", w(s.testReceiver))
+		s.mux.HandleFunc("GET "+base+"/{id}/deliveries", s.listDeliveries)
+	}
 	s.mux.HandleFunc("GET /api/v1/deliveries/{id}", s.getDelivery)
 	s.mux.HandleFunc("POST /api/v1/deliveries/{id}/retry", w(s.retryDelivery))
 }
@@ -139,79 +146,79 @@ type badJSON struct{ err error }
 func (e *badJSON) Error() string        { return "bad JSON: " + strings.TrimPrefix(e.err.Error(), "json: ") }
 func (e *badJSON) Is(target error) bool { return target == errBadJSON }
 
-// subscriptionView is a subscription as the API shows it: never its secret,
+// receiverView is a receiver as the API shows it: never its secret,
 // except the response that creates or rotates it.
-type subscriptionView struct {
-	alerts.Subscription
+type receiverView struct {
+	alerts.Receiver
 	Secret  string `json:"secret,omitempty"`
-	Backlog *int   `json:"backlog,omitempty"` // events waiting that vigil has not started sending (GET of one subscription)
+	Backlog *int   `json:"backlog,omitempty"` // events waiting that vigil has not started sending (GET of one receiver)
 }
 
-func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request) {
-	subs, err := s.opts.Hooks.Subscriptions(r.Context())
+func (s *Server) listReceivers(w http.ResponseWriter, r *http.Request) {
+	rcvs, err := s.opts.Receivers.List(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if subs == nil {
-		subs = []alerts.Subscription{}
+	if rcvs == nil {
+		rcvs = []alerts.Receiver{}
 	}
 	if !s.mayReadSecrets(r) {
-		for i := range subs {
-			subs[i].URL = redactTarget(subs[i].URL)
+		for i := range rcvs {
+			rcvs[i].URL = redactTarget(rcvs[i].URL)
 		}
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Subscriptions []alerts.Subscription `json:"subscriptions"`
-	}{subs})
+		Receivers []alerts.Receiver `json:"receivers"`
+	}{rcvs})
 }
 
-func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) {
-	var in alerts.SubscriptionInput
+func (s *Server) createReceiver(w http.ResponseWriter, r *http.Request) {
+	var in alerts.ReceiverInput
 	if !decode(w, r, &in) {
 		return
 	}
-	sub, err := s.opts.Hooks.Create(r.Context(), in)
+	rcv, err := s.opts.Receivers.Create(r.Context(), in)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	w.Header().Set("Location", "/api/v1/subscriptions/"+sub.ID)
-	writeJSON(w, http.StatusCreated, subscriptionView{Subscription: sub, Secret: sub.Secret})
+	w.Header().Set("Location", "/api/v1/receivers/"+rcv.ID)
+	writeJSON(w, http.StatusCreated, receiverView{Receiver: rcv, Secret: rcv.Secret})
 }
 
-func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) {
-	sub, err := s.opts.Hooks.Subscription(r.Context(), r.PathValue("id"))
+func (s *Server) getReceiver(w http.ResponseWriter, r *http.Request) {
+	rcv, err := s.opts.Receivers.Get(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	n, err := s.opts.Hooks.Backlog(r.Context(), sub.ID)
+	n, err := s.opts.Receivers.Backlog(r.Context(), rcv.ID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	if !s.mayReadSecrets(r) {
-		sub.URL = redactTarget(sub.URL)
+		rcv.URL = redactTarget(rcv.URL)
 	}
-	writeJSON(w, http.StatusOK, subscriptionView{Subscription: sub, Backlog: &n})
+	writeJSON(w, http.StatusOK, receiverView{Receiver: rcv, Backlog: &n})
 }
 
-func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request) {
-	var in alerts.SubscriptionInput
+func (s *Server) updateReceiver(w http.ResponseWriter, r *http.Request) {
+	var in alerts.ReceiverInput
 	if !decode(w, r, &in) {
 		return
 	}
-	sub, err := s.opts.Hooks.Update(r.Context(), r.PathValue("id"), in)
+	rcv, err := s.opts.Receivers.Update(r.Context(), r.PathValue("id"), in)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, sub)
+	writeJSON(w, http.StatusOK, rcv)
 }
 
-func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request) {
-	if err := s.opts.Hooks.Delete(r.Context(), r.PathValue("id")); err != nil {
+func (s *Server) deleteReceiver(w http.ResponseWriter, r *http.Request) {
+	if err := s.opts.Receivers.Delete(r.Context(), r.PathValue("id")); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -219,16 +226,16 @@ func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) {
-	sub, err := s.opts.Hooks.Rotate(r.Context(), r.PathValue("id"))
+	rcv, err := s.opts.Receivers.Rotate(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, subscriptionView{Subscription: sub, Secret: sub.Secret})
+	writeJSON(w, http.StatusOK, receiverView{Receiver: rcv, Secret: rcv.Secret})
 }
 
-func (s *Server) testSubscription(w http.ResponseWriter, r *http.Request) {
-	id, err := s.opts.Hooks.Test(r.Context(), r.PathValue("id"))
+func (s *Server) testReceiver(w http.ResponseWriter, r *http.Request) {
+	id, err := s.opts.Receivers.Test(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -248,11 +255,11 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	id := r.PathValue("id")
-	if _, err := s.opts.Hooks.Subscription(r.Context(), id); err != nil {
+	if _, err := s.opts.Receivers.Get(r.Context(), id); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	ds, err := s.opts.Hooks.Deliveries(r.Context(), id, limit)
+	ds, err := s.opts.Receivers.Deliveries(r.Context(), id, limit)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -266,7 +273,7 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getDelivery(w http.ResponseWriter, r *http.Request) {
-	d, err := s.opts.Hooks.Delivery(r.Context(), r.PathValue("id"))
+	d, err := s.opts.Receivers.Delivery(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -276,7 +283,7 @@ func (s *Server) getDelivery(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := s.opts.Hooks.Retry(r.Context(), id); err != nil {
+	if err := s.opts.Receivers.Retry(r.Context(), id); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -1,0 +1,411 @@
+package alerts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Receiver statuses.
+const (
+	ReceiverActive   = "active"
+	ReceiverPending  = "pending_verification" // subscribed through the API; has not echoed the challenge yet
+	ReceiverDisabled = "disabled"             // it answered 410 Gone, or was turned off
+)
+
+// A Receiver is where webhooks go: one written in the config file, or one
+// that subscribed itself through the API (Receivers.Create) and proved it
+// wants them by echoing a challenge.
+type Receiver struct {
+	ID          string    `json:"id"`
+	URL         string    `json:"url"`
+	Events      []string  `json:"events"`
+	Format      string    `json:"format"`
+	Description string    `json:"description,omitempty"`
+	Status      string    `json:"status"`
+	Origin      string    `json:"origin"` // "config" or "api"
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+
+	Secret         string    `json:"-"`
+	OldSecret      string    `json:"-"`
+	OldSecretUntil time.Time `json:"-"`
+	challenge      string
+}
+
+// Wants reports whether the receiver takes an event type; patterns may
+// use wildcards ("alert.*", "*").
+func (r Receiver) Wants(typ string) bool {
+	for _, p := range r.Events {
+		if ok, _ := path.Match(p, typ); ok || p == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+// secrets are the secrets to sign with now: the current one, and the old
+// one for a day after a rotation.
+func (r Receiver) secrets(now time.Time) []string {
+	out := []string{r.Secret}
+	if r.OldSecret != "" && now.Before(r.OldSecretUntil) {
+		out = append(out, r.OldSecret)
+	}
+	return out
+}
+
+// SecretOverlap is how long a rotated-out secret still signs deliveries.
+const SecretOverlap = 24 * time.Hour
+
+// Bounds of a receiver's fields.
+const (
+	MaxDescriptionBytes = 1000
+	maxURLBytes         = 2048
+	maxEvents           = 32
+)
+
+// The rules of a receiver's fields, the same for a receiver written in the
+// config file and one that subscribes through the API. Each error reads
+// "field: what is wrong".
+var nameRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
+
+func checkName(name string) error {
+	if !nameRe.MatchString(name) {
+		return fmt.Errorf("name: %q must be 1 to 63 letters, digits, '.', '_' or '-'", name)
+	}
+	return nil
+}
+
+// checkURL returns the URL to store: the parsed one written out again, so
+// that what is stored is what was checked (fuzzing found "httpS://0"
+// accepted as written). A configured receiver's URL may carry credentials
+// (user:password@): the config file is the operator's, and an existing
+// endpoint behind basic auth is a fair target. One given through the API
+// may not: a receiver that subscribes itself checks vigil's signature
+// with the secret it was given, and needs no second secret kept in the
+// open.
+func checkURL(raw string, credentials bool) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(raw) > maxURLBytes || (u.User != nil && !credentials) {
+		if credentials {
+			return "", errors.New("url: want an absolute http:// or https:// URL")
+		}
+		return "", errors.New("url: want an absolute http:// or https:// URL without credentials")
+	}
+	return u.String(), nil // normalised: "HTTPS://Example.com" is stored as https://Example.com
+}
+
+func checkEvents(events []string) error {
+	if len(events) == 0 || len(events) > maxEvents {
+		return fmt.Errorf("events: want 1 to %d event types, such as alert.*", maxEvents)
+	}
+	for _, e := range events {
+		if err := checkEventPattern(e); err != nil {
+			return fmt.Errorf("events: %w", err)
+		}
+	}
+	return nil
+}
+
+func checkFormat(format string) error {
+	if format != FormatStandard && format != FormatAlertmanager {
+		return fmt.Errorf("format: %q is not standard or alertmanager", format)
+	}
+	return nil
+}
+
+func checkDescription(d string) error {
+	if len(d) > MaxDescriptionBytes {
+		return fmt.Errorf("description: longer than %d bytes", MaxDescriptionBytes)
+	}
+	return nil
+}
+
+// A ConfiguredReceiver is a receiver written in the config file. It is
+// saved with the id "cfg-" and its name, active from the start (the
+// operator vouches for it: no challenge), with the secret written.
+type ConfiguredReceiver struct {
+	Name   string
+	URL    string   // may carry credentials (see checkURL)
+	Secret string   // whsec_…; never logged or shown
+	Format string   // FormatStandard (the default) or FormatAlertmanager
+	Events []string // event types or patterns; default alert.*
+}
+
+// Validate says what is wrong with a configured receiver: an error per
+// field, each "field: what is wrong".
+func (c ConfiguredReceiver) Validate() []error {
+	_, errs := c.receiver(time.Time{})
+	return errs
+}
+
+// receiver is the receiver to save for c, at now.
+func (c ConfiguredReceiver) receiver(now time.Time) (Receiver, []error) {
+	r := Receiver{ID: "cfg-" + c.Name, Events: c.Events, Format: c.Format, Secret: c.Secret, Status: ReceiverActive,
+		Origin: originConfig, Description: "configured receiver " + c.Name, CreatedAt: now, UpdatedAt: now}
+	if r.Format == "" {
+		r.Format = FormatStandard
+	}
+	if len(r.Events) == 0 {
+		r.Events = []string{"alert.*"}
+	}
+	var errs []error
+	u, err := checkURL(c.URL, true)
+	r.URL = u
+	for _, err := range []error{checkName(c.Name), err, checkSecret(c.Secret), checkFormat(r.Format), checkEvents(r.Events)} {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return r, errs
+}
+
+// Where a receiver comes from (Receiver.Origin).
+const (
+	originConfig = "config"
+	originAPI    = "api"
+)
+
+// ErrInvalid wraps errors in a receiver request that the client must fix.
+var ErrInvalid = errors.New("invalid")
+
+func invalid(err error) error {
+	return fmt.Errorf("%w: %w", ErrInvalid, err)
+}
+
+// ReceiverInput is what a client sends to create or change a receiver.
+// Unset fields keep their value on update.
+type ReceiverInput struct {
+	URL         *string   `json:"url"`
+	Events      *[]string `json:"events"`
+	Format      *string   `json:"format"`
+	Description *string   `json:"description"`
+	Status      *string   `json:"status"` // "active" or "disabled" (an unverified one stays pending)
+}
+
+// apply sets the fields in, by the rules of every receiver's fields (its
+// URL without credentials), and the defaults when creating.
+func (in ReceiverInput) apply(r *Receiver, creating bool) error {
+	if in.URL == nil && creating {
+		return invalid(errors.New("url: required"))
+	}
+	if in.URL != nil {
+		u, err := checkURL(*in.URL, false)
+		if err != nil {
+			return invalid(err)
+		}
+		r.URL = u
+	}
+	if in.Events == nil && creating {
+		r.Events = []string{"alert.*"}
+	} else if in.Events != nil {
+		if err := checkEvents(*in.Events); err != nil {
+			return invalid(err)
+		}
+		r.Events = *in.Events
+	}
+	if in.Format == nil && creating {
+		r.Format = FormatStandard
+	} else if in.Format != nil {
+		if err := checkFormat(*in.Format); err != nil {
+			return invalid(err)
+		}
+		r.Format = *in.Format
+	}
+	if in.Description != nil {
+		if err := checkDescription(*in.Description); err != nil {
+			return invalid(err)
+		}
+		r.Description = *in.Description
+	}
+	if in.Status != nil {
+		return in.applyStatus(r)
+	}
+	return nil
+}
+
+// applyStatus turns a receiver on or off; only the challenge activates one
+// that is pending.
+func (in ReceiverInput) applyStatus(r *Receiver) error {
+	switch *in.Status {
+	case ReceiverDisabled:
+		r.Status = ReceiverDisabled
+	case ReceiverActive:
+		if r.Status == ReceiverPending {
+			return invalid(errors.New("status: the receiver has not answered the verification challenge yet"))
+		}
+		r.Status = ReceiverActive
+	default:
+		return invalid(fmt.Errorf("status: %q is not active or disabled", *in.Status))
+	}
+	return nil
+}
+
+// Receivers is the service behind the receivers API — receivers that
+// subscribe themselves, their verification, secrets, test events and
+// delivery history — and Configure, for the ones in the config file. It
+// is safe for concurrent use.
+type Receivers struct {
+	DB   *DB
+	Wake func() // wakes the dispatcher; may be nil
+	Now  func() time.Time
+}
+
+func (rs *Receivers) now() time.Time {
+	if rs.Now == nil {
+		return time.Now()
+	}
+	return rs.Now()
+}
+
+func (rs *Receivers) wake() {
+	if rs.Wake != nil {
+		rs.Wake()
+	}
+}
+
+// Configure saves the receivers of the config file: each as active,
+// keeping when it was first configured, and it disables configured
+// receivers that are no longer in the file (their history stays). An
+// invalid one (see ConfiguredReceiver.Validate) changes nothing.
+func (rs *Receivers) Configure(ctx context.Context, configured []ConfiguredReceiver) error {
+	now := rs.now()
+	keep := map[string]bool{}
+	var saves []Receiver
+	for _, c := range configured {
+		r, errs := c.receiver(now)
+		if len(errs) > 0 {
+			return fmt.Errorf("receiver %q: %w", c.Name, errors.Join(errs...))
+		}
+		if old, err := rs.DB.receiver(ctx, r.ID); err == nil {
+			r.CreatedAt = old.CreatedAt
+		}
+		saves = append(saves, r)
+		keep[r.ID] = true
+	}
+	all, err := rs.DB.receivers(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range all {
+		if r.Origin == originConfig && !keep[r.ID] && r.Status != ReceiverDisabled {
+			r.Status, r.UpdatedAt = ReceiverDisabled, now
+			saves = append(saves, r)
+		}
+	}
+	for _, r := range saves {
+		if err := rs.DB.putReceiver(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Create saves a receiver as pending verification and queues the signed
+// verification event. The secret is returned only here.
+func (rs *Receivers) Create(ctx context.Context, in ReceiverInput) (Receiver, error) {
+	now := rs.now()
+	r := Receiver{ID: newID("rcv_"), Origin: originAPI, Status: ReceiverPending, Secret: NewSecret(), CreatedAt: now, UpdatedAt: now}
+	if err := in.apply(&r, true); err != nil {
+		return Receiver{}, err
+	}
+	if in.Status != nil && *in.Status == ReceiverDisabled {
+		r.Status = ReceiverDisabled
+	}
+	r.challenge = strings.TrimPrefix(NewSecret(), "whsec_")
+	if err := rs.DB.putReceiver(ctx, r); err != nil {
+		return Receiver{}, err
+	}
+	if err := rs.DB.setChallenge(ctx, r.ID, r.challenge); err != nil {
+		return Receiver{}, err
+	}
+	if _, err := rs.DB.enqueueOne(ctx, r, EventVerify, now, func(seq uint64) ([]byte, error) {
+		return verifyPayload(r.ID, r.challenge, now, seq)
+	}); err != nil {
+		return Receiver{}, err
+	}
+	rs.wake()
+	return r, nil
+}
+
+// Update changes a receiver.
+func (rs *Receivers) Update(ctx context.Context, id string, in ReceiverInput) (Receiver, error) {
+	r, err := rs.DB.receiver(ctx, id)
+	if err != nil {
+		return Receiver{}, err
+	}
+	if err := in.apply(&r, false); err != nil {
+		return Receiver{}, err
+	}
+	r.UpdatedAt = rs.now()
+	return r, rs.DB.putReceiver(ctx, r)
+}
+
+// Rotate gives a receiver a new secret; the old one keeps signing, beside
+// the new, for SecretOverlap.
+func (rs *Receivers) Rotate(ctx context.Context, id string) (Receiver, error) {
+	r, err := rs.DB.receiver(ctx, id)
+	if err != nil {
+		return Receiver{}, err
+	}
+	now := rs.now()
+	r.OldSecret, r.OldSecretUntil, r.Secret, r.UpdatedAt = r.Secret, now.Add(SecretOverlap), NewSecret(), now
+	return r, rs.DB.putReceiver(ctx, r)
+}
+
+// Test queues a signed test event and returns its delivery id.
+func (rs *Receivers) Test(ctx context.Context, id string) (string, error) {
+	r, err := rs.DB.receiver(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	now := rs.now()
+	did, err := rs.DB.enqueueOne(ctx, r, EventTest, now, func(seq uint64) ([]byte, error) {
+		return testPayload(r.ID, now, seq)
+	})
+	if err == nil {
+		rs.wake()
+	}
+	return did, err
+}
+
+// Delete removes a receiver.
+func (rs *Receivers) Delete(ctx context.Context, id string) error {
+	return rs.DB.deleteReceiver(ctx, id)
+}
+
+// Retry sends a dead delivery again.
+func (rs *Receivers) Retry(ctx context.Context, id string) error {
+	err := rs.DB.retry(ctx, id, rs.now())
+	if err == nil {
+		rs.wake()
+	}
+	return err
+}
+
+// Get, List, Backlog, Delivery and Deliveries read the outbox.
+func (rs *Receivers) Get(ctx context.Context, id string) (Receiver, error) {
+	return rs.DB.receiver(ctx, id)
+}
+
+func (rs *Receivers) List(ctx context.Context) ([]Receiver, error) {
+	return rs.DB.receivers(ctx)
+}
+
+// Backlog is how many events wait for a receiver, not yet started.
+func (rs *Receivers) Backlog(ctx context.Context, id string) (int, error) {
+	return rs.DB.backlog(ctx, id)
+}
+
+func (rs *Receivers) Delivery(ctx context.Context, id string) (Delivery, error) {
+	return rs.DB.delivery(ctx, id)
+}
+
+func (rs *Receivers) Deliveries(ctx context.Context, receiverID string, limit int) ([]Delivery, error) {
+	return rs.DB.deliveries(ctx, receiverID, limit)
+}
