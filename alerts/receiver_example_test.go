@@ -9,14 +9,16 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// readmeVerify is the receiver in README.md, word for word, so the README
-// cannot drift from what vigil sends.
+// readmeVerify is the receiver in README.md, word for word (TestREADME
+// ReceiverIsThisOne reads README.md to hold it so), so that what the README
+// shows is what vigil's signatures pass.
 func readmeVerify(r *http.Request, body []byte, secret string) error {
 	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
 	if err != nil {
@@ -62,5 +64,28 @@ func TestREADMEReceiverVerifies(t *testing.T) {
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Add(-time.Hour).Unix(), 10))
 	if readmeVerify(req, body, secret) == nil {
 		t.Error("README receiver accepts an old timestamp")
+	}
+}
+
+// TestREADMEReceiverIsThisOne: the receiver README.md shows is readmeVerify,
+// word for word.
+func TestREADMEReceiverIsThisOne(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(readme), "```go\nfunc verify(")
+	block, _, closed := strings.Cut(block, "\n```")
+	if !ok || !closed {
+		t.Fatal("README.md shows no receiver (a ```go block with func verify)")
+	}
+	self, err := os.ReadFile("receiver_example_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, fn, _ := strings.Cut(string(self), "\nfunc readmeVerify(")
+	fn, _, _ = strings.Cut(fn, "\n}\n")
+	if block != fn+"\n}" {
+		t.Fatalf("README.md's receiver is not the one tested here:\n%s\n--- tested:\n%s\n}", block, fn)
 	}
 }

@@ -102,29 +102,6 @@ func Sign(secrets []string, id string, ts time.Time, body []byte) (string, error
 	return strings.Join(sigs, " "), nil
 }
 
-// Verify checks a webhook-signature header as a receiver would, including
-// that the timestamp is within tolerance of now (replay protection).
-func Verify(secret, id, timestamp, signature string, body []byte, now time.Time, tolerance time.Duration) error {
-	sec, err := strconv.ParseInt(timestamp, 10, 64)
-	if err != nil {
-		return errors.New("bad webhook-timestamp")
-	}
-	ts := time.Unix(sec, 0)
-	if now.Sub(ts) > tolerance || ts.Sub(now) > tolerance {
-		return errors.New("webhook-timestamp outside the tolerance")
-	}
-	want, err := Sign([]string{secret}, id, ts, body)
-	if err != nil {
-		return err
-	}
-	for _, s := range strings.Fields(signature) {
-		if hmac.Equal([]byte(s), []byte(want)) {
-			return nil
-		}
-	}
-	return errors.New("no matching signature")
-}
-
 // webhookType is the webhook event of a transition, or "" for none.
 func webhookType(kind string) string {
 	switch kind {
