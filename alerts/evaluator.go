@@ -36,8 +36,9 @@ const KindAcknowledged = "acknowledged"
 // pending, firing or without data.
 var ErrNotActive = errors.New("alerts: no pending, firing or nodata alert has that fingerprint")
 
-// ErrStore wraps the error of a StateStore that refused to save transitions.
-var ErrStore = errors.New("alerts: saving alert states failed")
+// ErrStore wraps the error of a store that refused to save (a full disk):
+// an alert's transition, an acknowledgement, a receiver's change.
+var ErrStore = errors.New("alerts: the store cannot save")
 
 // An Alert is one (rule, source, metric) and where it stands.
 type Alert struct {

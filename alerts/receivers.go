@@ -308,7 +308,8 @@ func (rs *Receivers) Configure(ctx context.Context, configured []ConfiguredRecei
 
 // Create saves a receiver as pending verification and queues the signed
 // verification event. The secret is returned only here.
-func (rs *Receivers) Create(ctx context.Context, in ReceiverInput) (Receiver, error) {
+func (rs *Receivers) Create(ctx context.Context, in ReceiverInput) (_ Receiver, err error) {
+	defer func() { err = storeErr(err) }()
 	now := rs.now()
 	r := Receiver{ID: newID("rcv_"), Origin: originAPI, Status: ReceiverPending, Secret: NewSecret(), CreatedAt: now, UpdatedAt: now}
 	if err := in.apply(&r, true); err != nil {
@@ -334,7 +335,8 @@ func (rs *Receivers) Create(ctx context.Context, in ReceiverInput) (Receiver, er
 }
 
 // Update changes a receiver.
-func (rs *Receivers) Update(ctx context.Context, id string, in ReceiverInput) (Receiver, error) {
+func (rs *Receivers) Update(ctx context.Context, id string, in ReceiverInput) (_ Receiver, err error) {
+	defer func() { err = storeErr(err) }()
 	r, err := rs.DB.receiver(ctx, id)
 	if err != nil {
 		return Receiver{}, err
@@ -348,7 +350,8 @@ func (rs *Receivers) Update(ctx context.Context, id string, in ReceiverInput) (R
 
 // Rotate gives a receiver a new secret; the old one keeps signing, beside
 // the new, for SecretOverlap.
-func (rs *Receivers) Rotate(ctx context.Context, id string) (Receiver, error) {
+func (rs *Receivers) Rotate(ctx context.Context, id string) (_ Receiver, err error) {
+	defer func() { err = storeErr(err) }()
 	r, err := rs.DB.receiver(ctx, id)
 	if err != nil {
 		return Receiver{}, err
@@ -359,7 +362,8 @@ func (rs *Receivers) Rotate(ctx context.Context, id string) (Receiver, error) {
 }
 
 // Test queues a signed test event and returns its delivery id.
-func (rs *Receivers) Test(ctx context.Context, id string) (string, error) {
+func (rs *Receivers) Test(ctx context.Context, id string) (_ string, err error) {
+	defer func() { err = storeErr(err) }()
 	r, err := rs.DB.receiver(ctx, id)
 	if err != nil {
 		return "", err
@@ -375,13 +379,15 @@ func (rs *Receivers) Test(ctx context.Context, id string) (string, error) {
 }
 
 // Delete removes a receiver.
-func (rs *Receivers) Delete(ctx context.Context, id string) error {
+func (rs *Receivers) Delete(ctx context.Context, id string) (err error) {
+	defer func() { err = storeErr(err) }()
 	return rs.DB.deleteReceiver(ctx, id)
 }
 
 // Retry sends a dead delivery again.
-func (rs *Receivers) Retry(ctx context.Context, id string) error {
-	err := rs.DB.retry(ctx, id, rs.now())
+func (rs *Receivers) Retry(ctx context.Context, id string) (err error) {
+	defer func() { err = storeErr(err) }()
+	err = rs.DB.retry(ctx, id, rs.now())
 	if err == nil {
 		rs.wake()
 	}
@@ -408,4 +414,15 @@ func (rs *Receivers) Delivery(ctx context.Context, id string) (Delivery, error) 
 
 func (rs *Receivers) Deliveries(ctx context.Context, receiverID string, limit int) ([]Delivery, error) {
 	return rs.DB.deliveries(ctx, receiverID, limit)
+}
+
+// storeErr marks an error of the database as the store's (ErrStore), so the
+// HTTP edge answers it with 503 and what the database said, rather than
+// as an unforeseen failure.
+func storeErr(err error) error {
+	var db interface{ Code() int } // the SQLite driver's errors
+	if errors.As(err, &db) && !errors.Is(err, ErrStore) {
+		return fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	return err
 }

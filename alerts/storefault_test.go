@@ -241,6 +241,12 @@ func TestTransitionsSurviveAFullDisk(t *testing.T) {
 	}
 	filler := filepath.Join(dir, "filler")
 	fill(t, filler)
+	// Receivers made through the API cannot be saved either: the error
+	// says it is the store's, which the HTTP edge answers with 503.
+	desc := strings.Repeat("x", 900)
+	if _, err := (&Receivers{DB: db}).Create(context.Background(), ReceiverInput{URL: ptr("http://127.0.0.1:9/hook"), Description: &desc}); !errors.Is(err, ErrStore) {
+		t.Fatalf("creating a receiver on a full disk: %v", err)
+	}
 
 	var saveErr error
 	for range 4 {

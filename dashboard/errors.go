@@ -39,6 +39,7 @@ var statuses = []struct {
 	{alerts.ErrNotFound, http.StatusNotFound, "not found"},
 	{alerts.ErrNotActive, http.StatusNotFound, errNoAlerting.Error()},
 	{alerts.ErrNotDead, http.StatusConflict, ""},
+	{alerts.ErrStore, http.StatusServiceUnavailable, ""},
 	{errMediaType, http.StatusUnsupportedMediaType, ""},
 	{errTooLarge, http.StatusRequestEntityTooLarge, ""},
 	{errBodyTimeout, http.StatusRequestTimeout, ""},
