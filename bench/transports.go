@@ -154,158 +154,24 @@ func measureTransport(name string, n, rate int, warm, measure time.Duration) (tr
 	defer p.stop()
 	time.Sleep(2 * time.Second)
 	rss0 := p.rssBytes()
-	base := "http://" + p.addr
 
-	var wire, requests atomic.Int64
-	dialer := &net.Dialer{}
-	tr := &http.Transport{
-		MaxIdleConnsPerHost: -1, DisableCompression: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return countingConn{c, &wire}, nil
-		},
-	}
-	if name == "longpoll" || name == "shortpoll" {
-		tr.MaxIdleConnsPerHost = n // one kept-alive connection per poller
-	}
-	client := &http.Client{Transport: tr}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	tc := newTransportClients(ctx, p.addr, n, name == "longpoll" || name == "shortpoll")
 	cs := make([]*subscriber, n)
 	var wg sync.WaitGroup
-	get := func(url string, h http.Header) (*http.Response, error) {
-		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-		for k, v := range h {
-			req.Header[k] = v
-		}
-		requests.Add(1)
-		return client.Do(req)
-	}
 	for i := range cs {
 		c := &subscriber{}
 		cs[i] = c
-		switch name {
-		case "sse", "ndjson":
-			path := "/events"
-			if name == "ndjson" {
-				path = "/api/v1/stream"
-			}
-			resp, err := get(base+path, nil)
-			if err != nil || resp.StatusCode != 200 {
-				continue
-			}
-			c.alive.Store(true)
-			wg.Go(func() {
-				defer resp.Body.Close()
-				defer c.alive.Store(false)
-				br := bufio.NewReaderSize(resp.Body, 4096)
-				for {
-					line, err := readLine(br)
-					if err != nil {
-						return
-					}
-					if name == "sse" {
-						if d, ok := bytes.CutPrefix(line, []byte("data: ")); ok {
-							c.record(d)
-						}
-					} else if len(line) > 0 {
-						c.record(line)
-					}
-				}
-			})
-		case "ws":
-			ws, _, err := websocket.Dial(ctx, "ws://"+p.addr+"/ws", &websocket.DialOptions{HTTPClient: client})
-			requests.Add(1)
-			if err != nil {
-				continue
-			}
-			c.alive.Store(true)
-			wg.Go(func() {
-				defer ws.CloseNow()
-				defer c.alive.Store(false)
-				for {
-					_, b, err := ws.Read(ctx)
-					if err != nil {
-						return
-					}
-					c.record(b)
-				}
-			})
-		case "longpoll":
+		follow := map[string]func(*subscriber) func(){
+			"sse": tc.stream("/events"), "ndjson": tc.stream("/api/v1/stream"), "ws": tc.websocket,
+			"longpoll": tc.longPoll, "shortpoll": tc.shortPoll(time.Duration(i) * time.Second / time.Duration(n)),
+		}[name]
+		if run := follow(c); run != nil {
 			c.alive.Store(true)
 			wg.Go(func() {
 				defer c.alive.Store(false)
-				after := ""
-				for ctx.Err() == nil {
-					url := base + "/api/v1/poll?timeout=25s"
-					if after != "" {
-						url += "&after=" + after
-					}
-					resp, err := get(url, nil)
-					if err != nil {
-						return
-					}
-					var ans struct {
-						Events []json.RawMessage
-						Next   string
-					}
-					json.NewDecoder(resp.Body).Decode(&ans)
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					for _, ev := range ans.Events {
-						c.record(ev)
-					}
-					after = ans.Next
-				}
-			})
-		case "shortpoll":
-			// Once a second, the snapshot, with the ETag of the last one.
-			c.alive.Store(true)
-			offset := time.Duration(i) * time.Second / time.Duration(n)
-			wg.Go(func() {
-				defer c.alive.Store(false)
-				t := time.NewTimer(offset)
-				defer t.Stop()
-				etag := ""
-				var newest uint64
-				for {
-					select {
-					case <-ctx.Done():
-						return
-					case <-t.C:
-					}
-					t.Reset(time.Second)
-					h := http.Header{}
-					if etag != "" {
-						h.Set("If-None-Match", etag)
-					}
-					resp, err := get(base+"/api/v1/snapshot", h)
-					if err != nil {
-						return
-					}
-					var snap struct{ Events []json.RawMessage }
-					if resp.StatusCode == 200 {
-						etag = resp.Header.Get("ETag")
-						json.NewDecoder(resp.Body).Decode(&snap)
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					// A snapshot holds the newest event of each key; the
-					// ones not seen before are what this poll delivered.
-					var top uint64
-					for _, ev := range snap.Events {
-						s := &subscriber{}
-						s.record(ev)
-						if len(s.seqs) == 1 && s.seqs[0] > newest {
-							c.record(ev)
-							top = max(top, s.seqs[0])
-						}
-					}
-					newest = max(newest, top)
-				}
+				run()
 			})
 		}
 	}
@@ -314,13 +180,13 @@ func measureTransport(name string, n, rate int, warm, measure time.Duration) (tr
 	var window time.Duration
 	cpu, rss1, held := measureWindow(p, cs, warm, measure, func(end bool) {
 		if !end {
-			w0, r0, opened = wire.Load(), requests.Load(), time.Now()
+			w0, r0, opened = tc.wire.Load(), tc.requests.Load(), time.Now()
 			return
 		}
-		w1, r1, window = wire.Load(), requests.Load(), time.Since(opened)
+		w1, r1, window = tc.wire.Load(), tc.requests.Load(), time.Since(opened)
 	})
 	cancel()
-	tr.CloseIdleConnections()
+	tc.tr.CloseIdleConnections()
 	wg.Wait()
 	w := tallyAll(cs)
 	if w.events == 0 {
@@ -335,4 +201,173 @@ func measureTransport(name string, n, rate int, warm, measure time.Duration) (tr
 		wirePerEv:  float64(w1-w0) / published / float64(n),
 		requests:   r1 - r0,
 	}, nil
+}
+
+// transportClients are the load generator's clients of one transport:
+// one HTTP client whose connections count the bytes on the wire, and the
+// requests made.
+type transportClients struct {
+	ctx            context.Context
+	base, addr     string
+	tr             *http.Transport
+	client         *http.Client
+	wire, requests atomic.Int64
+}
+
+func newTransportClients(ctx context.Context, addr string, n int, polling bool) *transportClients {
+	tc := &transportClients{ctx: ctx, base: "http://" + addr, addr: addr}
+	dialer := &net.Dialer{}
+	tc.tr = &http.Transport{
+		MaxIdleConnsPerHost: -1, DisableCompression: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return countingConn{c, &tc.wire}, nil
+		},
+	}
+	if polling {
+		tc.tr.MaxIdleConnsPerHost = n // one kept-alive connection per poller
+	}
+	tc.client = &http.Client{Transport: tc.tr}
+	return tc
+}
+
+func (tc *transportClients) get(url string, h http.Header) (*http.Response, error) {
+	req, _ := http.NewRequestWithContext(tc.ctx, "GET", url, nil)
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	tc.requests.Add(1)
+	return tc.client.Do(req)
+}
+
+// stream follows an SSE (/events) or NDJSON stream; the returned function
+// reads it until it ends, or nil if it did not open.
+func (tc *transportClients) stream(path string) func(c *subscriber) func() {
+	return func(c *subscriber) func() {
+		resp, err := tc.get(tc.base+path, nil)
+		if err != nil || resp.StatusCode != 200 {
+			return nil
+		}
+		return func() {
+			defer resp.Body.Close()
+			br := bufio.NewReaderSize(resp.Body, 4096)
+			for {
+				line, err := readLine(br)
+				if err != nil {
+					return
+				}
+				if path == "/events" {
+					if d, ok := bytes.CutPrefix(line, []byte("data: ")); ok {
+						c.record(d)
+					}
+				} else if len(line) > 0 {
+					c.record(line)
+				}
+			}
+		}
+	}
+}
+
+func (tc *transportClients) websocket(c *subscriber) func() {
+	ws, _, err := websocket.Dial(tc.ctx, "ws://"+tc.addr+"/ws", &websocket.DialOptions{HTTPClient: tc.client})
+	tc.requests.Add(1)
+	if err != nil {
+		return nil
+	}
+	return func() {
+		defer ws.CloseNow()
+		for {
+			_, b, err := ws.Read(tc.ctx)
+			if err != nil {
+				return
+			}
+			c.record(b)
+		}
+	}
+}
+
+// longPoll asks for the events after its cursor again and again.
+func (tc *transportClients) longPoll(c *subscriber) func() {
+	return func() {
+		after := ""
+		for tc.ctx.Err() == nil {
+			url := tc.base + "/api/v1/poll?timeout=25s"
+			if after != "" {
+				url += "&after=" + after
+			}
+			resp, err := tc.get(url, nil)
+			if err != nil {
+				return
+			}
+			var ans struct {
+				Events []json.RawMessage
+				Next   string
+			}
+			json.NewDecoder(resp.Body).Decode(&ans)
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			for _, ev := range ans.Events {
+				c.record(ev)
+			}
+			after = ans.Next
+		}
+	}
+}
+
+// shortPoll fetches the snapshot once a second, with the ETag of the last
+// one, starting at an offset so that the pollers spread over the second.
+func (tc *transportClients) shortPoll(offset time.Duration) func(c *subscriber) func() {
+	return func(c *subscriber) func() {
+		return func() {
+			t := time.NewTimer(offset)
+			defer t.Stop()
+			etag := ""
+			var newest uint64
+			for {
+				select {
+				case <-tc.ctx.Done():
+					return
+				case <-t.C:
+				}
+				t.Reset(time.Second)
+				var ok bool
+				if etag, newest, ok = tc.snapshot(c, etag, newest); !ok {
+					return
+				}
+			}
+		}
+	}
+}
+
+// snapshot is one short poll: the events not seen before are what it
+// delivered (a snapshot holds the newest event of each key).
+func (tc *transportClients) snapshot(c *subscriber, etag string, newest uint64) (string, uint64, bool) {
+	h := http.Header{}
+	if etag != "" {
+		h.Set("If-None-Match", etag)
+	}
+	resp, err := tc.get(tc.base+"/api/v1/snapshot", h)
+	if err != nil {
+		return etag, newest, false
+	}
+	var snap struct{ Events []json.RawMessage }
+	if resp.StatusCode == 200 {
+		etag = resp.Header.Get("ETag")
+		json.NewDecoder(resp.Body).Decode(&snap)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	var top uint64
+	for _, ev := range snap.Events {
+		s := &subscriber{}
+		s.record(ev)
+		if len(s.seqs) == 1 && s.seqs[0] > newest {
+			c.record(ev)
+			top = max(top, s.seqs[0])
+		}
+	}
+	return etag, max(newest, top), true
 }

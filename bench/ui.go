@@ -98,101 +98,25 @@ func ui(args []string) error {
 	if *tiles < 0 || *tiles > 5000 {
 		return fmt.Errorf("-tiles %d: want 0 to 5000", *tiles)
 	}
-
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	hub := stream.NewHub(stream.HubOptions{Queue: 4096})
-	store := collector.NewStore(10*time.Minute, time.Second)
-	sources := []collector.Source{}
-	if h, err := collector.NewHost(collector.HostOptions{}); err == nil {
-		sources = append(sources, h)
-	}
-	for i := range *tiles {
-		sources = append(sources, synthetic(i))
-	}
-	sched := &collector.Scheduler{Store: store, Hub: hub, Sources: sources, Interval: time.Second}
-	go sched.Run(ctx)
-	go hub.Run(ctx)
-	web := dashboard.New(dashboard.Options{Hub: hub, Store: store, Interval: time.Second, Version: "bench"})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	base, pageBytes, stop, err := serveTiles(ctx, *tiles)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: web}
-	srv.RegisterOnShutdown(hub.Close)
-	go srv.Serve(ln)
-	defer srv.Close()
-	base := "http://" + ln.Addr().String()
-	<-sched.Ready()
-	time.Sleep(3 * time.Second) // some history for the sparklines
-
-	resp, err := http.Get(base + "/")
+	defer stop()
+	bctx, closeBrowser, err := openPage(ctx, base, *tiles, *width, *height, *warm+*measure+2*time.Minute)
 	if err != nil {
 		return err
 	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		return fmt.Errorf("chromium not found: apt-get install chromium")
-	}
-	dir, _ := os.MkdirTemp("", "vigil-ui")
-	defer os.RemoveAll(dir)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.UserDataDir(dir), chromedp.WindowSize(*width, *height))
-	actx, cancelA := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelA()
-	bctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
-	bctx, cancelT := context.WithTimeout(bctx, *warm+*measure+2*time.Minute)
-	defer cancelT()
-
-	if _, err := chromedp.Call(bctx, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: timeFrames}); err != nil {
-		return err
-	}
-	if err := chromedp.Do(bctx, chromedp.EmulateViewport(int64(*width), int64(*height)), chromedp.Navigate(base+"/")); err != nil {
-		return err
-	}
-	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](fmt.Sprintf(
-		`document.querySelectorAll('[data-testid=tile]').length === %d && document.querySelector('[data-testid=connection]').dataset.state === 'live'`, *tiles),
-		chromedp.WithPollingTimeout(60*time.Second))); err != nil {
-		return fmt.Errorf("page did not go live with %d tiles: %w", *tiles, err)
-	}
-	if _, err := chromedp.Call(bctx, performance.Enable, performance.EnableParams{}); err != nil {
-		return err
-	}
+	defer closeBrowser()
 	time.Sleep(*warm)
-
-	type perfStats struct {
-		Frames  int       `json:"frames"`
-		TotalMs float64   `json:"totalMs"`
-		Recent  []float64 `json:"recent"`
-	}
-	read := func() (perfStats, map[string]float64, time.Time, error) {
-		var p perfStats
-		raw, err := chromedp.Run(bctx, chromedp.Evaluate[string](`JSON.stringify(window.benchFrames)`))
-		if err != nil {
-			return p, nil, time.Time{}, err
-		}
-		json.Unmarshal([]byte(raw), &p)
-		res, err := chromedp.Call(bctx, performance.GetMetrics, cdp.Empty{})
-		if err != nil {
-			return p, nil, time.Time{}, err
-		}
-		m := map[string]float64{}
-		for _, x := range res.Metrics {
-			m[x.Name] = x.Value
-		}
-		return p, m, time.Now(), nil
-	}
-	p0, m0, t0, err := read()
+	p0, m0, t0, err := readPerf(bctx)
 	if err != nil {
 		return err
 	}
 	time.Sleep(*measure)
-	p1, m1, t1, err := read()
+	p1, m1, t1, err := readPerf(bctx)
 	if err != nil {
 		return err
 	}
@@ -214,23 +138,120 @@ func ui(args []string) error {
 		return 1000 * sec / float64(frames)
 	}
 	fmt.Printf("| %d tiles, %dx%d | %.0f KiB | %d | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f%% |\n",
-		*tiles, *width, *height, float64(len(page))/1024, frames,
+		*tiles, *width, *height, float64(pageBytes)/1024, frames,
 		(p1.TotalMs-p0.TotalMs)/math.Max(1, float64(frames)), p95,
 		perUpdate(script), perUpdate(layout), perUpdate(task), 100*task/wall)
-
 	if *shot != "" {
-		var png []byte
-		if *full {
-			png, err = chromedp.Run(bctx, chromedp.FullScreenshot(90))
-		} else {
-			png, err = chromedp.Run(bctx, chromedp.CaptureScreenshot())
-		}
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(*shot, png, 0o644); err != nil {
-			return err
-		}
+		return screenshot(bctx, *shot, *full)
 	}
 	return nil
+}
+
+// serveTiles serves vigil's dashboard with this host and n synthetic
+// services, and returns its address and the size of the page.
+func serveTiles(ctx context.Context, n int) (base string, pageBytes int, stop func(), err error) {
+	hub := stream.NewHub(stream.HubOptions{Queue: 4096})
+	store := collector.NewStore(10*time.Minute, time.Second)
+	sources := []collector.Source{}
+	if h, err := collector.NewHost(collector.HostOptions{}); err == nil {
+		sources = append(sources, h)
+	}
+	for i := range n {
+		sources = append(sources, synthetic(i))
+	}
+	sched := &collector.Scheduler{Store: store, Hub: hub, Sources: sources, Interval: time.Second}
+	go sched.Run(ctx)
+	go hub.Run(ctx)
+	web := dashboard.New(dashboard.Options{Hub: hub, Store: store, Interval: time.Second, Version: "bench"})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", 0, nil, err
+	}
+	srv := &http.Server{Handler: web}
+	srv.RegisterOnShutdown(hub.Close)
+	go srv.Serve(ln)
+	base = "http://" + ln.Addr().String()
+	<-sched.Ready()
+	time.Sleep(3 * time.Second) // some history for the sparklines
+	resp, err := http.Get(base + "/")
+	if err != nil {
+		srv.Close()
+		return "", 0, nil, err
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return base, len(page), func() { srv.Close() }, nil
+}
+
+// openPage opens the dashboard in headless Chromium, with frames timed,
+// and waits until it shows every tile and is live.
+func openPage(ctx context.Context, base string, tiles, width, height int, within time.Duration) (context.Context, func(), error) {
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		return nil, nil, fmt.Errorf("chromium not found: apt-get install chromium")
+	}
+	dir, _ := os.MkdirTemp("", "vigil-ui")
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.UserDataDir(dir), chromedp.WindowSize(width, height))
+	actx, cancelA := chromedp.NewExecAllocator(ctx, opts...)
+	bctx, cancelB := chromedp.NewContext(actx)
+	bctx, cancelT := context.WithTimeout(bctx, within)
+	closeAll := func() { cancelT(); cancelB(); cancelA(); os.RemoveAll(dir) }
+	fail := func(err error) (context.Context, func(), error) { closeAll(); return nil, nil, err }
+	if _, err := chromedp.Call(bctx, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: timeFrames}); err != nil {
+		return fail(err)
+	}
+	if err := chromedp.Do(bctx, chromedp.EmulateViewport(int64(width), int64(height)), chromedp.Navigate(base+"/")); err != nil {
+		return fail(err)
+	}
+	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](fmt.Sprintf(
+		`document.querySelectorAll('[data-testid=tile]').length === %d && document.querySelector('[data-testid=connection]').dataset.state === 'live'`, tiles),
+		chromedp.WithPollingTimeout(60*time.Second))); err != nil {
+		return fail(fmt.Errorf("page did not go live with %d tiles: %w", tiles, err))
+	}
+	if _, err := chromedp.Call(bctx, performance.Enable, performance.EnableParams{}); err != nil {
+		return fail(err)
+	}
+	return bctx, closeAll, nil
+}
+
+// perfStats is what timeFrames records in the page.
+type perfStats struct {
+	Frames  int       `json:"frames"`
+	TotalMs float64   `json:"totalMs"`
+	Recent  []float64 `json:"recent"`
+}
+
+// readPerf reads the page's frame timings and the DevTools metrics.
+func readPerf(bctx context.Context) (perfStats, map[string]float64, time.Time, error) {
+	var p perfStats
+	raw, err := chromedp.Run(bctx, chromedp.Evaluate[string](`JSON.stringify(window.benchFrames)`))
+	if err != nil {
+		return p, nil, time.Time{}, err
+	}
+	json.Unmarshal([]byte(raw), &p)
+	res, err := chromedp.Call(bctx, performance.GetMetrics, cdp.Empty{})
+	if err != nil {
+		return p, nil, time.Time{}, err
+	}
+	m := map[string]float64{}
+	for _, x := range res.Metrics {
+		m[x.Name] = x.Value
+	}
+	return p, m, time.Now(), nil
+}
+
+func screenshot(bctx context.Context, file string, full bool) error {
+	var png []byte
+	var err error
+	if full {
+		png, err = chromedp.Run(bctx, chromedp.FullScreenshot(90))
+	} else {
+		png, err = chromedp.Run(bctx, chromedp.CaptureScreenshot())
+	}
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, png, 0o644)
 }
