@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -81,18 +82,10 @@ func (d *Dispatcher) init() {
 		if d.Logger == nil {
 			d.Logger = slog.New(slog.DiscardHandler)
 		}
-		if d.PerReceiver <= 0 {
-			d.PerReceiver = DefaultPerReceiver
-		}
-		if d.Global <= 0 {
-			d.Global = DefaultGlobal
-		}
-		if d.MaxAttempts <= 0 {
-			d.MaxAttempts = DefaultMaxAttempts
-		}
-		if d.ShutdownGrace <= 0 {
-			d.ShutdownGrace = DefaultShutdownGrace
-		}
+		d.PerReceiver = cmp.Or(max(d.PerReceiver, 0), DefaultPerReceiver)
+		d.Global = cmp.Or(max(d.Global, 0), DefaultGlobal)
+		d.MaxAttempts = cmp.Or(max(d.MaxAttempts, 0), DefaultMaxAttempts)
+		d.ShutdownGrace = cmp.Or(max(d.ShutdownGrace, 0), DefaultShutdownGrace)
 		if d.Jitter == nil {
 			d.Jitter = rand.Float64
 		}

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+	"vigil/internal/vigiltest"
 )
 
 var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
@@ -81,11 +82,7 @@ func (d *Dispatcher) runOnce(ctx context.Context) {
 }
 
 func newFixture(t *testing.T, timeout time.Duration) *fixture {
-	db, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openDB(t)
 	f := &fixture{db: db, now: t0}
 	f.d = &Dispatcher{DB: db, Client: NewClient(loopback, timeout), Now: func() time.Time { return f.now }, Jitter: func() float64 { return 0 }}
 	db.DashboardURL = "http://vigil.example"
@@ -642,7 +639,7 @@ func filterPrefix(list []string, prefix string) []string {
 // of valid UTF-8 at most.
 func TestHostileReceiverAnswerBounded(t *testing.T) {
 	f := newFixture(t, 2*time.Second)
-	var logs lockedBuffer
+	var logs vigiltest.Buffer
 	f.d.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	huge := strings.Repeat("é", 450<<10) // 900 KiB
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -239,11 +239,7 @@ func TestEvaluatorPublishesPersistsAndSurvivesRestart(t *testing.T) {
 // until the sources report; a firing alert must not go to nodata (and fire
 // again) in that moment.
 func TestRestartBeforeFirstSample(t *testing.T) {
-	db, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openDB(t)
 	ck := &clock{t: t0}
 	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
 	defer hub.Close()
@@ -276,11 +272,7 @@ func TestRestartBeforeFirstSample(t *testing.T) {
 // sends no webhook, and ends when the alert resolves; only active alerts
 // can be acknowledged.
 func TestAck(t *testing.T) {
-	db, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openDB(t)
 	if err := db.putReceiver(context.Background(), Receiver{ID: "sub_1", URL: "http://192.0.2.1/", Events: []string{"*"},
 		Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()}); err != nil {
 		t.Fatal(err)

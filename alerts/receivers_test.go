@@ -59,11 +59,7 @@ func TestConfiguredReceiverValidate(t *testing.T) {
 // and are disabled once the file no longer has them; receivers from the
 // API are left alone, and an invalid configured receiver changes nothing.
 func TestConfigure(t *testing.T) {
-	db, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openDB(t)
 	ctx := context.Background()
 	now := t0
 	rs := &Receivers{DB: db, Now: func() time.Time { return now }}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"vigil/collector"
+	"vigil/internal/vigiltest"
 	"vigil/stream"
 )
 
@@ -51,12 +51,12 @@ type storeRig struct {
 	d     *Dispatcher
 	e     *Evaluator
 	set   *metrics.Set
-	logs  *lockedBuffer
+	logs  *vigiltest.Buffer
 }
 
 func newStoreRig(t *testing.T, db *DB, store StateStore) *storeRig {
 	t.Helper()
-	r := &storeRig{db: db, store: store, ck: &clock{t: t0}, set: metrics.NewSet(), logs: &lockedBuffer{}}
+	r := &storeRig{db: db, store: store, ck: &clock{t: t0}, set: metrics.NewSet(), logs: &vigiltest.Buffer{}}
 	r.ring = collector.NewStore(time.Minute, time.Second)
 	r.hub = stream.NewHub(stream.HubOptions{FirstID: 1, Now: r.ck.now})
 	t.Cleanup(r.hub.Close)
@@ -129,11 +129,7 @@ func (r *storeRig) delivered(t *testing.T, n int) []string {
 // "resolved" twice. The failure is counted, logged once a minute, and
 // reported by Healthy.
 func TestTransitionKeptWhenSaveFails(t *testing.T) {
-	db, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openDB(t)
 	fs := &flakyStore{DB: db}
 	r := newStoreRig(t, db, fs)
 
@@ -198,11 +194,7 @@ func TestTransitionKeptWhenSaveFails(t *testing.T) {
 // TestAckKeptWhenSaveFails: an acknowledgement that cannot be saved is
 // refused and leaves the alert as it was.
 func TestAckKeptWhenSaveFails(t *testing.T) {
-	db, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openDB(t)
 	fs := &flakyStore{DB: db}
 	r := newStoreRig(t, db, fs)
 	r.tick(95)
@@ -325,23 +317,6 @@ func counter(set *metrics.Set, name string) float64 {
 	return 0
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestOpensADatabaseFromBefore: a vigil.db written by an earlier version
 // opens (its tables gain the new columns, and the subscriptions table and
 // columns of before "receiver" was the one name are renamed), keeps its
@@ -405,11 +380,7 @@ func TestOpensADatabaseFromBefore(t *testing.T) {
 // TestAckByBounded: who acknowledged is a client's string: kept short and
 // valid UTF-8 in the store and the events.
 func TestAckByBounded(t *testing.T) {
-	db, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openDB(t)
 	r := newStoreRig(t, db, db)
 	r.tick(95)
 	a, err := r.e.Ack(context.Background(), Fingerprint("Hot", "host/a", "temp"), "x"+strings.Repeat("é", 300))
@@ -419,4 +390,15 @@ func TestAckByBounded(t *testing.T) {
 	if len(a.AckedBy) > 104 || !utf8.ValidString(a.AckedBy) {
 		t.Fatalf("acked_by %d bytes, valid UTF-8 %v", len(a.AckedBy), utf8.ValidString(a.AckedBy))
 	}
+}
+
+// openDB opens a store in a temporary directory, closed when the test ends.
+func openDB(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }

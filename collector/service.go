@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -109,24 +110,12 @@ func NewService(opts ServiceOptions) (*Service, error) {
 			return nil, fmt.Errorf("service %s: scrape needs at least one URL", opts.Name)
 		}
 		so := *sc
-		if so.Requests == "" {
-			so.Requests = DefaultRequestsMetric
-		}
-		if so.Latency == "" {
-			so.Latency = DefaultLatencyMetric
-		}
-		if so.Errors == "" {
-			so.Errors = DefaultErrorSelector
-		}
-		if so.Timeout <= 0 {
-			so.Timeout = defaultTimeout
-		}
-		if so.MaxBytes <= 0 {
-			so.MaxBytes = DefaultMaxScrapeBytes
-		}
-		if so.MaxSeries <= 0 {
-			so.MaxSeries = DefaultMaxSeries
-		}
+		so.Requests = cmp.Or(so.Requests, DefaultRequestsMetric)
+		so.Latency = cmp.Or(so.Latency, DefaultLatencyMetric)
+		so.Errors = cmp.Or(so.Errors, DefaultErrorSelector)
+		so.Timeout = cmp.Or(max(so.Timeout, 0), defaultTimeout)
+		so.MaxBytes = cmp.Or(max(so.MaxBytes, 0), DefaultMaxScrapeBytes)
+		so.MaxSeries = cmp.Or(max(so.MaxSeries, 0), DefaultMaxSeries)
 		sel, err := ParseSelector(so.Errors)
 		if err != nil {
 			return nil, fmt.Errorf("service %s: %w", opts.Name, err)

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -102,15 +103,9 @@ type Hub struct {
 
 // NewHub returns a hub; call Run to send heartbeats.
 func NewHub(opts HubOptions) *Hub {
-	if opts.Replay <= 0 {
-		opts.Replay = DefaultReplay
-	}
-	if opts.Queue <= 0 {
-		opts.Queue = DefaultQueue
-	}
-	if opts.Heartbeat <= 0 {
-		opts.Heartbeat = DefaultHeartbeat
-	}
+	opts.Replay = cmp.Or(max(opts.Replay, 0), DefaultReplay)
+	opts.Queue = cmp.Or(max(opts.Queue, 0), DefaultQueue)
+	opts.Heartbeat = cmp.Or(max(opts.Heartbeat, 0), DefaultHeartbeat)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
