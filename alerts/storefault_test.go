@@ -47,7 +47,7 @@ type storeRig struct {
 	ring  *collector.Store
 	hub   *stream.Hub
 	sub   *stream.Subscriber
-	rc    *receiver
+	rc    *vigiltest.Receiver
 	d     *Dispatcher
 	e     *Evaluator
 	set   *metrics.Set
@@ -62,7 +62,7 @@ func newStoreRig(t *testing.T, db *DB, store StateStore) *storeRig {
 	t.Cleanup(r.hub.Close)
 	r.sub, _ = r.hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
 	r.rc = newReceiver(t, 200)
-	if err := db.putReceiver(context.Background(), Receiver{ID: "sub_ops", URL: r.rc.srv.URL, Events: []string{"alert.*"},
+	if err := db.putReceiver(context.Background(), Receiver{ID: "sub_ops", URL: r.rc.URL, Events: []string{"alert.*"},
 		Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()}); err != nil {
 		t.Fatal(err)
 	}
@@ -109,14 +109,14 @@ func (r *storeRig) state(t *testing.T) string {
 func (r *storeRig) delivered(t *testing.T, n int) []string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for len(r.rc.requests()) < n && time.Now().Before(deadline) {
+	for len(r.rc.Requests()) < n && time.Now().Before(deadline) {
 		r.d.runOnce(context.Background())
 	}
 	r.d.runOnce(context.Background()) // and nothing more arrives
 	var out []string
-	for _, req := range r.rc.requests() {
+	for _, req := range r.rc.Requests() {
 		var m struct{ Type string }
-		json.Unmarshal(req.body, &m)
+		json.Unmarshal(req.Body, &m)
 		out = append(out, m.Type)
 	}
 	return out
