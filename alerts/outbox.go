@@ -193,16 +193,20 @@ const (
 	sqlRetries    = `SELECT d.id, d.receiver_id, d.event_type, COALESCE(p.body, d.payload),
 		(SELECT COUNT(*) FROM attempts a WHERE a.delivery_id = d.id), d.created_at, d.next_attempt_at
 		FROM deliveries d LEFT JOIN payloads p ON p.id = d.payload_id
-		WHERE d.receiver_id = ? AND d.state = ? AND d.next_attempt_at <= ? AND NOT ` + alertOpenBefore + `
+		WHERE d.receiver_id = ? AND d.state = 'queued' AND d.next_attempt_at <= ? AND NOT ` + alertOpenBefore + `
 		ORDER BY d.next_attempt_at, d.seq LIMIT ?`
-	sqlNextRetry     = `SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.state = ? AND NOT ` + alertOpenBefore
+	sqlNextRetry     = `SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.state = 'queued' AND NOT ` + alertOpenBefore
 	sqlInFlight      = `UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ?`
 	sqlInsertAttempt = `INSERT INTO attempts (delivery_id, at, status, error, duration_ms) VALUES (?, ?, ?, ?, ?)`
 	sqlRecord        = `UPDATE deliveries SET state = ?, next_attempt_at = ?, updated_at = ?, last_error = ? WHERE id = ?`
+	// Whether a webhook of the same alert waits for this delivery (now
+	// delivered or dead, so no longer open itself).
+	sqlWaitsBehind = `SELECT EXISTS (SELECT 1 FROM deliveries d, deliveries o WHERE d.id = ? AND d.fingerprint != ''
+		AND o.receiver_id = d.receiver_id AND o.fingerprint = d.fingerprint AND o.state IN ('queued', 'in_flight'))`
 )
 
 var outboxStatements = []string{sqlInsertPayload, sqlInsertEvent, sqlTakeEvents, sqlInsertDelivery, sqlMoveCursor,
-	sqlRetries, sqlInFlight, sqlInsertAttempt, sqlRecord, sqlAlertOpen}
+	sqlRetries, sqlNextRetry, sqlInFlight, sqlInsertAttempt, sqlRecord, sqlWaitsBehind, sqlAlertOpen}
 
 // openOutbox picks up where the database left off: the newest sequence
 // number and event, and a cursor for each active receiver from before
@@ -726,7 +730,7 @@ func (d *DB) claimFor(ctx context.Context, tx *sql.Tx, p *pass, rcv Receiver, no
 // delivery's, for the passes to come.
 func (d *DB) scheduleRetries(ctx context.Context, tx *sql.Tx) error {
 	var next sql.NullInt64
-	if err := tx.QueryRowContext(ctx, sqlNextRetry, DeliveryQueued).Scan(&next); err != nil {
+	if err := d.queryRow(ctx, tx, sqlNextRetry).Scan(&next); err != nil {
 		return err
 	}
 	if next.Valid {
@@ -738,7 +742,7 @@ func (d *DB) scheduleRetries(ctx context.Context, tx *sql.Tx) error {
 // retries claims up to n of a receiver's queued deliveries whose time has
 // come.
 func (d *DB) retries(ctx context.Context, tx *sql.Tx, rcv Receiver, now time.Time, n int) ([]claim, error) {
-	rows, err := d.query(ctx, tx, sqlRetries, rcv.ID, DeliveryQueued, ms(now), n)
+	rows, err := d.query(ctx, tx, sqlRetries, rcv.ID, ms(now), n)
 	if err != nil {
 		return nil, err
 	}
@@ -837,7 +841,8 @@ func (d *DB) take(ctx context.Context, tx *sql.Tx, rcv Receiver, now time.Time, 
 	return out, cursor, nil
 }
 
-// record saves an attempt and the delivery's new state.
+// record saves an attempt and the delivery's new state. A webhook of the
+// same alert that waits behind a delivery now done is due at once.
 func (d *DB) record(ctx context.Context, id string, a Attempt, state string, next time.Time, lastErr string, now time.Time) error {
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -852,13 +857,20 @@ func (d *DB) record(ctx context.Context, id string, a Attempt, state string, nex
 		state, ms(next), ms(now), lastErr, id); err != nil {
 		return err
 	}
+	waits := false
+	if state != DeliveryQueued {
+		if err := d.queryRow(ctx, tx, sqlWaitsBehind, id).Scan(&waits); err != nil {
+			return err
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	if state == DeliveryQueued {
+	switch {
+	case state == DeliveryQueued:
 		d.retryAt(next)
-	} else {
-		d.retryAt(now) // a webhook of the same alert may wait behind this one
+	case waits:
+		d.retryAt(now)
 	}
 	return nil
 }
