@@ -99,7 +99,7 @@ type Store struct {
 
 // SourceStatus is what is known of a source's health.
 type SourceStatus struct {
-	State       string    `json:"state"`           // StateUp, StateFailed or StateGone
+	State       string    `json:"state"`           // StateUp or StateFailed
 	Since       time.Time `json:"since"`           // when State began
 	Error       string    `json:"error,omitempty"` // the current error while failed
 	LastError   string    `json:"last_error,omitempty"`

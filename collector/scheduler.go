@@ -22,7 +22,6 @@ const DefaultInterval = time.Second
 const (
 	StateUp     = "up"     // the source reported for the first time, or again after failing
 	StateFailed = "failed" // the last collect failed, wholly or in part
-	StateGone   = "gone"   // the source was removed
 )
 
 // A Primer is a Source that wants to take a first reading before its first

@@ -57,7 +57,7 @@ type HostPanel struct {
 
 // Status is a source's health as shown on the page.
 type Status struct {
-	State string // "up", "failed", "gone", or "" before the first report
+	State string // "up", "failed", or "" before the first report
 	Error string
 	Since time.Time
 }
