@@ -54,8 +54,8 @@ type app struct {
 
 // newApp builds every part; nothing runs until run. On an error what was
 // opened is closed.
-func newApp(p plan, e env) (a *app, err error) {
-	a = &app{plan: p, env: e, log: newLogger(p, e.stderr)}
+func newApp(p plan, e env) (_ *app, err error) {
+	a := &app{plan: p, env: e, log: newLogger(p, e.stderr)}
 	defer func() {
 		if err != nil {
 			a.close()

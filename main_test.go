@@ -613,3 +613,43 @@ func TestProblemsNameWhereTheValueCameFrom(t *testing.T) {
 		t.Errorf("a flag's problem pointed at the file: %q", err)
 	}
 }
+
+// TestStartupErrorsAreReported: what stops vigil from starting — a port
+// in use, a certificate that does not load, a data directory that cannot
+// be made — is returned as an error that says so, never a panic, and
+// what was opened before it is closed.
+func TestStartupErrorsAreReported(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	notPEM := filepath.Join(t.TempDir(), "cert.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fileInTheWay := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(fileInTheWay, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"port in use", []string{"--addr", busy.Addr().String()}, "address already in use"},
+		{"bad certificate", []string{"--addr", "127.0.0.1:0", "--tls-cert", notPEM, "--tls-key", notPEM}, "tls:"},
+		{"data directory under a file", []string{"--addr", "127.0.0.1:0", "--data", filepath.Join(fileInTheWay, "data")}, "data directory:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if !slices.Contains(args, "--data") {
+				args = append(args, "--data", t.TempDir())
+			}
+			err := run(context.Background(), env{args: args, getenv: func(string) string { return "" }, stdout: io.Discard, stderr: io.Discard})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one that says %q", err, tc.want)
+			}
+		})
+	}
+}
