@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -651,5 +652,44 @@ func TestStartupErrorsAreReported(t *testing.T) {
 				t.Fatalf("error %v, want one that says %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestREADMEWholeFileIsTheDefaults: the README's "whole file, with the
+// defaults" is read from README.md; it validates, and it plans exactly
+// what no file at all does.
+func TestREADMEWholeFileIsTheDefaults(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "The whole file, with the defaults:\n\n```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("README.md has no \"whole file, with the defaults\" block")
+	}
+	path := filepath.Join(t.TempDir(), "whole.yaml")
+	if err := os.WriteFile(path, []byte(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noEnv := func(string) string { return "" }
+	fromFile, err := configure([]string{"--config", path}, noEnv, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatalf("the README's whole file does not validate: %v", err)
+	}
+	defaults, err := configure(nil, noEnv, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*plan{&fromFile, &defaults} { // an empty list is no list
+		if len(p.tokens) == 0 {
+			p.tokens = nil
+		}
+		if len(p.allowedHosts) == 0 {
+			p.allowedHosts = nil
+		}
+	}
+	if !reflect.DeepEqual(fromFile, defaults) {
+		t.Fatalf("the README's whole file is not the defaults:\nfile:     %+v\ndefaults: %+v", fromFile, defaults)
 	}
 }
