@@ -8,6 +8,7 @@ package tail
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -103,20 +104,17 @@ func Follow(ctx context.Context, o Options) error {
 			if err != nil {
 				why = err.Error()
 			}
-			fmt.Fprintf(o.Status, "vigil tail: %s; reconnecting in %s from event %s\n", why, wait.Round(100*time.Millisecond), orNow(last))
+			resume := ""
+			if last != "" {
+				resume = ", to resume after event " + last
+			}
+			fmt.Fprintf(o.Status, "vigil tail: %s; reconnecting in %s%s\n", why, wait.Round(100*time.Millisecond), resume)
 		}
 		if o.Wait(ctx, wait) != nil {
 			return nil
 		}
 		delay = min(delay*2, o.MaxRetry)
 	}
-}
-
-func orNow(id string) string {
-	if id == "" {
-		return "now"
-	}
-	return id
 }
 
 // tailURL is the /events URL with the filter.
@@ -156,6 +154,11 @@ func (p *printer) follow(ctx context.Context, u string, last *string, again bool
 		req.Header.Set("Last-Event-ID", *last)
 	}
 	resp, err := p.o.Client.Do(req)
+	var badCert *tls.CertificateVerificationError
+	if errors.As(err, &badCert) {
+		// Trying again meets the same certificate.
+		return false, fmt.Errorf("%w: %v", ErrRefused, err)
+	}
 	if err != nil {
 		return false, err
 	}
@@ -178,7 +181,11 @@ func (p *printer) follow(ctx context.Context, u string, last *string, again bool
 		return false, fmt.Errorf("%w: %s is not an event stream (Content-Type %q): is this a vigil server?", ErrRefused, u, ct)
 	}
 	if p.o.Status != nil && again {
-		fmt.Fprintf(p.o.Status, "vigil tail: connected again, resuming after event %s\n", orNow(*last))
+		if *last == "" {
+			fmt.Fprintln(p.o.Status, "vigil tail: connected again, from the newest event (none seen before)")
+		} else {
+			fmt.Fprintf(p.o.Status, "vigil tail: connected again, resuming after event %s\n", *last)
+		}
 	}
 	for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 16 << 20}) {
 		if err != nil {

@@ -196,6 +196,8 @@ func TestTailRefused(t *testing.T) {
 		w.Write([]byte("<html>"))
 	}))
 	defer html.Close()
+	selfSigned := httptest.NewTLSServer(a.srv.Config.Handler)
+	defer selfSigned.Close()
 	for _, tc := range []struct {
 		o    Options
 		want string
@@ -204,6 +206,7 @@ func TestTailRefused(t *testing.T) {
 		{Options{URL: a.srv.URL + "/nope"}, "404"},
 		{Options{URL: html.URL}, "is not an event stream"},
 		{Options{URL: "ftp://x"}, "bad URL"},
+		{Options{URL: selfSigned.URL}, "certificate signed by unknown authority"},
 	} {
 		tc.o.Out = newLines()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -228,7 +231,8 @@ func TestTailBackoff(t *testing.T) {
 	var waits []time.Duration
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	err := Follow(ctx, Options{URL: down.URL, Out: newLines(), MaxRetry: 8 * time.Second,
+	status := newLines()
+	err := Follow(ctx, Options{URL: down.URL, Out: newLines(), Status: status, MaxRetry: 8 * time.Second,
 		Jitter: func(n time.Duration) time.Duration { return n - 1 },
 		Wait: func(ctx context.Context, d time.Duration) error {
 			waits = append(waits, d)
@@ -250,6 +254,9 @@ func TestTailBackoff(t *testing.T) {
 		if waits[i] != want[i] {
 			t.Fatalf("waits %s, want %v", b, want)
 		}
+	}
+	if l := status.next(t); !strings.HasSuffix(l, "answered 503 Service Unavailable; reconnecting in 1s") {
+		t.Fatalf("status line %q", l)
 	}
 }
 
