@@ -243,3 +243,22 @@ func TestLongPollOutlastsHeartbeats(t *testing.T) {
 		t.Fatalf("after heartbeats the poll should carry the event: %+v", r)
 	}
 }
+
+// TestFilteredLongPollMovesOnAtTimeout: a poll whose filter matched none
+// of the events published while it waited ends, at its timeout, with the
+// newest id as its next cursor: the events it passed over are not looked
+// at again, and none it would have matched is skipped.
+func TestFilteredLongPollMovesOnAtTimeout(t *testing.T) {
+	a := newTestApp(t, stream.HubOptions{FirstID: 100}, Options{})
+	a.publish(t, "host/a", 1) // 100
+	done := make(chan pollResult, 1)
+	go func() { done <- poll(t, a.srv.URL+"/api/v1/poll?after=100&timeout=500ms&type=alert") }()
+	waitSubscribers(t, a.hub, 1)
+	for i := range 3 {
+		a.publish(t, "host/a", float64(i)) // 101, 102, 103: samples, not alerts
+	}
+	r := <-done
+	if len(r.ans.Events) != 0 || r.ans.Next != "103" {
+		t.Fatalf("a poll that matched nothing while 101 to 103 went by: %+v, want next 103", r)
+	}
+}

@@ -170,6 +170,11 @@ func (ss *session) live() {
 			ss.t.end(ss.sub.Err())
 			return
 		case <-deadline:
+			// Nothing matched in time: the client moves on past what
+			// its filter passed over, if nothing is waiting.
+			if id, ok := ss.sub.Caught(); ok {
+				ss.t.position(id)
+			}
 			ss.t.end(nil)
 			return
 		case req := <-reqs:

@@ -512,6 +512,18 @@ func (s *Subscriber) match(ev *Event) bool {
 	return s.all || s.filter.Match(ev.Type, ev.Source)
 }
 
+// Caught returns the newest id when nothing is waiting on C: the
+// subscriber has had every event up to it that its filter matched, and
+// a client can move on to it. ok is false while events are queued.
+func (s *Subscriber) Caught() (id uint64, ok bool) {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	if len(s.c) > 0 || s.index < 0 {
+		return 0, false
+	}
+	return s.hub.log.Head(), true
+}
+
 // C delivers live events, and heartbeats when idle.
 func (s *Subscriber) C() <-chan *Event { return s.c }
 
