@@ -214,19 +214,34 @@ func fromEnv(cfg *Config, src origin, demoOnCLI, demo bool, allowNets []string, 
 		cfg.Demo = b
 	}
 	if v := getenv("VIGIL_ALLOWED_HOSTS"); v != "" {
-		cfg.Server.AllowedHosts = strings.Split(v, ",")
+		cfg.Server.AllowedHosts = splitList(v)
 		src.from["server.allowed_hosts"] = "VIGIL_ALLOWED_HOSTS"
 	}
 	if v := getenv("VIGIL_AUTH_TOKENS"); v != "" {
-		cfg.Auth.Tokens = strings.Split(v, ",")
+		cfg.Auth.Tokens = splitList(v)
 		src.from["auth.tokens"] = "VIGIL_AUTH_TOKENS"
 	}
-	if len(allowNets) > 0 {
-		cfg.Alerts.AllowNetworks = append(cfg.Alerts.AllowNetworks, allowNets...)
-	} else if v := getenv("VIGIL_WEBHOOK_ALLOW_NET"); v != "" {
-		cfg.Alerts.AllowNetworks = append(cfg.Alerts.AllowNetworks, strings.Split(v, ",")...)
+	// Networks add to the file's: each says where it came from.
+	from := "--webhook-allow-net"
+	if len(allowNets) == 0 {
+		allowNets, from = splitList(getenv("VIGIL_WEBHOOK_ALLOW_NET")), "VIGIL_WEBHOOK_ALLOW_NET"
+	}
+	for _, n := range allowNets {
+		src.from["alerts.allow_networks."+strconv.Itoa(len(cfg.Alerts.AllowNetworks))] = from
+		cfg.Alerts.AllowNetworks = append(cfg.Alerts.AllowNetworks, n)
 	}
 	return nil
+}
+
+// splitList reads a comma-separated variable: "a, b" is a and b.
+func splitList(v string) []string {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // usageOut is where a flag set writes its usage: stdout when help was

@@ -693,3 +693,32 @@ func TestREADMEWholeFileIsTheDefaults(t *testing.T) {
 		t.Fatalf("the README's whole file is not the defaults:\nfile:     %+v\ndefaults: %+v", fromFile, defaults)
 	}
 }
+
+// TestListsFromTheCommandLine: comma-separated variables may have spaces
+// after the commas, and a bad network says whether it came from the flag,
+// the variable or the file's line.
+func TestListsFromTheCommandLine(t *testing.T) {
+	envs := map[string]string{"VIGIL_WEBHOOK_ALLOW_NET": "127.0.0.0/8, ::1/128", "VIGIL_ALLOWED_HOSTS": "a.example, b.example",
+		"VIGIL_AUTH_TOKENS": "0123456789abcdef, fedcba9876543210"}
+	p, err := configure(nil, func(k string) string { return envs[k] }, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.allowNets) != 2 || p.allowNets[1].String() != "::1/128" || !slices.Equal(p.allowedHosts, []string{"a.example", "b.example"}) ||
+		!slices.Equal(p.tokens, []string{"0123456789abcdef", "fedcba9876543210"}) {
+		t.Fatalf("lists: %v %v %v", p.allowNets, p.allowedHosts, p.tokens)
+	}
+
+	path := filepath.Join(t.TempDir(), "cfg.yaml")
+	os.WriteFile(path, []byte("alerts:\n  allow_networks: [10.0.0.0/8, bogus-in-file]\n"), 0o600)
+	_, err = configure([]string{"--config", path, "--webhook-allow-net", "bogus-flag"}, func(string) string { return "" }, io.Discard, io.Discard)
+	for _, want := range []string{path + `:2: alerts.allow_networks[1]: "bogus-in-file"`, `--webhook-allow-net: "bogus-flag" is not a CIDR`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v lacks %q", err, want)
+		}
+	}
+	_, err = configure(nil, func(k string) string { return map[string]string{"VIGIL_WEBHOOK_ALLOW_NET": "bogus"}[k] }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `VIGIL_WEBHOOK_ALLOW_NET: "bogus" is not a CIDR`) {
+		t.Errorf("from the variable: %v", err)
+	}
+}
