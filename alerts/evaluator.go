@@ -124,7 +124,8 @@ func (r *Rule) move(a *Alert, v float64, ok bool, now time.Time) string {
 			a.State = StateInactive
 			return ""
 		}
-		a.ActiveAt = now
+		// A new episode: the last one's start and end are not its own.
+		a.ActiveAt, a.StartedAt, a.EndedAt = now, time.Time{}, time.Time{}
 		if r.For <= 0 {
 			a.State, a.StartedAt, a.EndedAt = StateFiring, now, time.Time{}
 			return StateFiring

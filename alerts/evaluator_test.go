@@ -91,6 +91,29 @@ func TestStateMachine(t *testing.T) {
 	}
 }
 
+// TestANewEpisodeStartsClean: an alert that fires again after it
+// resolved is a new episode: its pending transition carries neither the
+// last episode's start nor its end.
+func TestANewEpisodeStartsClean(t *testing.T) {
+	r := Rule{Name: "R", Metric: "m", Op: ">", Threshold: 90, For: 2 * time.Second}
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a := &Alert{State: StateInactive}
+	for i, v := range []float64{95, 95, 95, 50} { // pending, -, firing, resolved
+		r.step(a, v, true, t0.Add(time.Duration(i)*time.Second))
+	}
+	if a.StartedAt.IsZero() || a.EndedAt.IsZero() {
+		t.Fatalf("the first episode: %+v", a)
+	}
+	if got := r.step(a, 95, true, t0.Add(10*time.Second)); got != StatePending {
+		t.Fatalf("breached again: %q", got)
+	}
+	if !a.StartedAt.IsZero() || !a.EndedAt.IsZero() || !a.ActiveAt.Equal(t0.Add(10*time.Second)) {
+		t.Fatalf("the new episode's pending carries the last one's times: %+v", a)
+	}
+}
+
 func TestAggregate(t *testing.T) {
 	pts := []collector.Point{{T: t0, V: 10}, {T: t0.Add(time.Second), V: 30}, {T: t0.Add(2 * time.Second), V: 20}}
 	for how, want := range map[string]float64{"last": 20, "avg": 20, "min": 10, "max": 30, "rate": 5} {
