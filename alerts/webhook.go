@@ -168,17 +168,18 @@ func payload(format string, t Transition, dashboardURL string, seq uint64, now t
 // verifyPayload is the body of the verification event a receiver that
 // subscribed through the API gets: it echoes the challenge to show it wants
 // the webhooks. The verification and test bodies name the receiver
-// "subscription_id", as they did before "receiver" was the one name:
-// receivers read them.
+// receiver_id, and subscription_id too, its name before "receiver" was the
+// one name, for receivers written then. seq is the outbox's: it orders
+// the webhook events, and is not an id of the event stream.
 func verifyPayload(id, challenge string, now time.Time, seq uint64) ([]byte, error) {
 	return json.Marshal(map[string]any{"type": EventVerify, "timestamp": now.UTC(),
-		"data": map[string]any{"subscription_id": id, "challenge": challenge, "seq": seq}})
+		"data": map[string]any{"receiver_id": id, "subscription_id": id, "challenge": challenge, "seq": seq}})
 }
 
 // testPayload is the body of a test event.
 func testPayload(id string, now time.Time, seq uint64) ([]byte, error) {
 	return json.Marshal(map[string]any{"type": EventTest, "timestamp": now.UTC(),
-		"data": map[string]any{"subscription_id": id, "message": "a test event from vigil", "seq": seq}})
+		"data": map[string]any{"receiver_id": id, "subscription_id": id, "message": "a test event from vigil", "seq": seq}})
 }
 
 // marshal is json.Marshal without HTML escaping: "op":">" as written.

@@ -41,7 +41,7 @@ func writes(subID, deliveryID string) []struct{ method, path, body string } {
 func TestCrossSiteWritesRefused(t *testing.T) {
 	a := newReceiverApp(t)
 	rc := newEchoReceiver(t, true)
-	code, sub := a.do(t, "POST", "/api/v1/subscriptions", `{"url":"`+rc.srv.URL+`"}`, "Content-Type", "application/json")
+	code, sub := a.do(t, "POST", "/api/v1/subscriptions", `{"url":"`+rc.URL+`"}`, "Content-Type", "application/json")
 	if code != 201 {
 		t.Fatalf("create from the same origin: %d %v", code, sub)
 	}

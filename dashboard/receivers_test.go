@@ -3,16 +3,16 @@ package dashboard
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"vigil/alerts"
+	"vigil/internal/vigiltest"
 	"vigil/stream"
 )
 
@@ -53,61 +53,50 @@ func (a *receiverApp) do(t *testing.T, method, path, body string, header ...stri
 	return resp.StatusCode, out
 }
 
-// echoReceiver echoes verification challenges (or not) and records the
-// rest.
-type echoReceiver struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	got  []string
-	echo bool
-}
-
-func newEchoReceiver(t *testing.T, echo bool) *echoReceiver {
-	h := &echoReceiver{echo: echo}
-	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		h.mu.Lock()
-		h.got = append(h.got, string(b))
-		h.mu.Unlock()
+// newEchoReceiver starts a receiver that echoes verification challenges,
+// or does not.
+func newEchoReceiver(t *testing.T, echo bool) *vigiltest.Receiver {
+	return vigiltest.NewReceiver(t, func(w http.ResponseWriter, req vigiltest.Request, _ int) {
 		var ev struct {
 			Type string
 			Data struct{ Challenge string }
 		}
-		json.Unmarshal(b, &ev)
-		if ev.Type == alerts.EventVerify && h.echo {
+		json.Unmarshal(req.Body, &ev)
+		if ev.Type == alerts.EventVerify && echo {
 			json.NewEncoder(w).Encode(map[string]string{"challenge": ev.Data.Challenge})
 		}
-	}))
-	t.Cleanup(h.srv.Close)
-	return h
+	})
 }
 
 // dispatch runs the dispatcher, as vigil does, until the receiver has had
 // n requests, and stops it: attempts under way are recorded before it
 // returns.
-func (a *receiverApp) dispatch(t *testing.T, rc *echoReceiver, n int) {
+func (a *receiverApp) dispatch(t *testing.T, rc *vigiltest.Receiver, n int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.d.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	for deadline := time.Now().Add(10 * time.Second); rc.requests() < n; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the receiver had %d requests, want %d", rc.requests(), n)
-		}
-	}
+	vigiltest.Eventually(t, 10*time.Second, fmt.Sprintf("%d requests at the receiver", n), func() bool { return len(rc.Requests()) >= n })
 }
 
-func (h *echoReceiver) requests() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.got)
+// body decodes the data of the receiver's n-th request (from 0).
+func body(t *testing.T, rc *vigiltest.Receiver, n int) (typ string, data map[string]any) {
+	t.Helper()
+	var ev struct {
+		Type string
+		Data map[string]any
+	}
+	if err := json.Unmarshal(rc.Requests()[n].Body, &ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev.Type, ev.Data
 }
 
 func TestReceiverLifecycle(t *testing.T) {
 	a := newReceiverApp(t)
 	rc := newEchoReceiver(t, true)
-	code, sub := a.do(t, "POST", "/api/v1/receivers", `{"url":"`+rc.srv.URL+`","events":["alert.*","webhook.test"],"description":"ops bridge"}`)
+	code, sub := a.do(t, "POST", "/api/v1/receivers", `{"url":"`+rc.URL+`","events":["alert.*","webhook.test"],"description":"ops bridge"}`)
 	secret, _ := sub["secret"].(string)
 	id, _ := sub["id"].(string)
 	if code != 201 || !strings.HasPrefix(secret, "whsec_") || sub["status"] != alerts.ReceiverPending || sub["format"] != "standard" {
@@ -120,8 +109,13 @@ func TestReceiverLifecycle(t *testing.T) {
 	if _, list := a.do(t, "GET", "/api/v1/receivers", ""); strings.Contains(toJSON(list), secret) {
 		t.Fatal("secret in the list")
 	}
-	// The receiver echoes the challenge: it becomes active.
+	// The receiver echoes the challenge: it becomes active. The
+	// verification names it receiver_id (and subscription_id, its name
+	// before, for receivers written then).
 	a.dispatch(t, rc, 1)
+	if typ, data := body(t, rc, 0); typ != alerts.EventVerify || data["receiver_id"] != id || data["subscription_id"] != id {
+		t.Fatalf("verification: %s %v", typ, data)
+	}
 	if _, got := a.do(t, "GET", "/api/v1/receivers/"+id, ""); got["status"] != alerts.ReceiverActive || got["backlog"] != 0.0 {
 		t.Fatalf("after verification: %v", got)
 	}
@@ -151,6 +145,9 @@ func TestReceiverLifecycle(t *testing.T) {
 	attempts, _ := d["attempts"].([]any)
 	if d["state"] != alerts.DeliveryDelivered || len(attempts) != 1 || d["event_type"] != alerts.EventTest {
 		t.Fatalf("delivered: %v", d)
+	}
+	if typ, data := body(t, rc, 2); typ != alerts.EventTest || data["receiver_id"] != id {
+		t.Fatalf("test event: %s %v", typ, data)
 	}
 	if _, ds := a.do(t, "GET", "/api/v1/receivers/"+id+"/deliveries", ""); len(ds["deliveries"].([]any)) != 3 {
 		t.Fatalf("deliveries of the receiver: %v", ds)
@@ -184,7 +181,7 @@ func toJSON(v any) string {
 func TestReceiverNotVerifiedStaysPending(t *testing.T) {
 	a := newReceiverApp(t)
 	rc := newEchoReceiver(t, false)
-	_, sub := a.do(t, "POST", "/api/v1/receivers", `{"url":"`+rc.srv.URL+`"}`)
+	_, sub := a.do(t, "POST", "/api/v1/receivers", `{"url":"`+rc.URL+`"}`)
 	a.dispatch(t, rc, 1)
 	id := sub["id"].(string)
 	if _, got := a.do(t, "GET", "/api/v1/receivers/"+id, ""); got["status"] != alerts.ReceiverPending {
@@ -233,7 +230,7 @@ func TestWritesNeedTokenOnceConfigured(t *testing.T) {
 	const token = "s3cret-token-0123456789"
 	a := newReceiverApp(t, token)
 	rc := newEchoReceiver(t, true)
-	body := `{"url":"` + rc.srv.URL + `"}`
+	body := `{"url":"` + rc.URL + `"}`
 	for _, h := range [][]string{nil, {"Authorization", "Bearer wrong-token-000000000"}, {"Authorization", token}} {
 		if code, _ := a.do(t, "POST", "/api/v1/receivers", body, h...); code != 401 {
 			t.Errorf("POST with %v: %d, want 401", h, code)
