@@ -278,8 +278,15 @@ func (d *DB) syncCursor(ctx context.Context, x execer, s Receiver) error {
 	return err
 }
 
-// ErrNotFound is returned for an unknown receiver or delivery.
+// ErrNotFound is returned for an unknown receiver or delivery (as a
+// *NotFoundError that names it).
 var ErrNotFound = errors.New("alerts: not found")
+
+// A NotFoundError names what was not found: `no receiver "rcv_x"`.
+type NotFoundError struct{ What, ID string }
+
+func (e *NotFoundError) Error() string        { return fmt.Sprintf("no %s %q", e.What, e.ID) }
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
 
 // ErrNotDead is returned when retrying a delivery that is not dead.
 var ErrNotDead = errors.New("alerts: only a dead delivery can be retried")
@@ -295,7 +302,7 @@ func (d *DB) receiver(ctx context.Context, id string) (Receiver, error) {
 			return s, nil
 		}
 	}
-	return Receiver{}, ErrNotFound
+	return Receiver{}, &NotFoundError{"receiver", id}
 }
 
 // receivers lists every receiver. They are read from the
@@ -428,7 +435,7 @@ func (d *DB) deleteReceiver(ctx context.Context, id string) error {
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
+		return &NotFoundError{"receiver", id}
 	}
 	_, err = d.db.ExecContext(ctx, `UPDATE deliveries SET state = ?, last_error = 'receiver deleted' WHERE receiver_id = ? AND state = ?`,
 		DeliveryDead, id, DeliveryQueued)
@@ -518,7 +525,7 @@ func (d *DB) delivery(ctx context.Context, id string) (Delivery, error) {
 		return Delivery{}, err
 	}
 	if len(ds) == 0 {
-		return Delivery{}, ErrNotFound
+		return Delivery{}, &NotFoundError{"delivery", id}
 	}
 	return ds[0], nil
 }

@@ -171,6 +171,21 @@ const (
 	originAPI    = "api"
 )
 
+// ErrConfigured is returned for a change, through the API, to a receiver
+// the configuration file declares: it is changed there (what the API did
+// would be undone when vigil starts again).
+var ErrConfigured = errors.New("alerts: configured in the file")
+
+// editable returns the receiver id names, unless the file declares it.
+func (rs *Receivers) editable(ctx context.Context, id string) (Receiver, error) {
+	r, err := rs.DB.receiver(ctx, id)
+	if err == nil && r.Origin == originConfig {
+		return Receiver{}, fmt.Errorf("%w: receiver %s is declared in alerts.receivers (name %q); change it there and restart vigil",
+			ErrConfigured, id, strings.TrimPrefix(id, "cfg-"))
+	}
+	return r, err
+}
+
 // ErrInvalid wraps errors in a receiver request that the client must fix.
 var ErrInvalid = errors.New("invalid")
 
@@ -334,10 +349,10 @@ func (rs *Receivers) Create(ctx context.Context, in ReceiverInput) (_ Receiver, 
 	return r, nil
 }
 
-// Update changes a receiver.
+// Update changes a receiver made through the API.
 func (rs *Receivers) Update(ctx context.Context, id string, in ReceiverInput) (_ Receiver, err error) {
 	defer func() { err = storeErr(err) }()
-	r, err := rs.DB.receiver(ctx, id)
+	r, err := rs.editable(ctx, id)
 	if err != nil {
 		return Receiver{}, err
 	}
@@ -352,7 +367,7 @@ func (rs *Receivers) Update(ctx context.Context, id string, in ReceiverInput) (_
 // the new, for SecretOverlap.
 func (rs *Receivers) Rotate(ctx context.Context, id string) (_ Receiver, err error) {
 	defer func() { err = storeErr(err) }()
-	r, err := rs.DB.receiver(ctx, id)
+	r, err := rs.editable(ctx, id)
 	if err != nil {
 		return Receiver{}, err
 	}
@@ -378,9 +393,12 @@ func (rs *Receivers) Test(ctx context.Context, id string) (_ string, err error) 
 	return did, err
 }
 
-// Delete removes a receiver.
+// Delete removes a receiver made through the API.
 func (rs *Receivers) Delete(ctx context.Context, id string) (err error) {
 	defer func() { err = storeErr(err) }()
+	if _, err := rs.editable(ctx, id); err != nil {
+		return err
+	}
 	return rs.DB.deleteReceiver(ctx, id)
 }
 

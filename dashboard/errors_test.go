@@ -21,7 +21,7 @@ func TestStatusOf(t *testing.T) {
 	}{
 		{fmt.Errorf("%w: unknown event type %q", stream.ErrBadFilter, "x"), http.StatusBadRequest, "bad filter: unknown event type"},
 		{stream.ErrClosed, http.StatusServiceUnavailable, "shutting down"},
-		{fmt.Errorf("get receiver: %w", alerts.ErrNotFound), http.StatusNotFound, "not found"},
+		{&alerts.NotFoundError{What: "receiver", ID: "rcv_x"}, http.StatusNotFound, `no receiver "rcv_x"`},
 		{alerts.ErrNotActive, http.StatusNotFound, "GET /api/v1/alerts lists them"},
 		{alerts.ErrNotDead, http.StatusConflict, "only a dead delivery"},
 		{fmt.Errorf("%w: %w", alerts.ErrStore, errors.New("database or disk is full (13)")), http.StatusServiceUnavailable, "the store cannot save: database or disk is full"},

@@ -219,10 +219,40 @@ func TestReceiverBadInput(t *testing.T) {
 	if _, list := a.do(t, "GET", "/api/v1/receivers", ""); len(list["receivers"].([]any)) != 0 {
 		t.Fatalf("bad input changed something: %v", list)
 	}
-	for _, path := range []string{"/api/v1/receivers/nope", "/api/v1/deliveries/nope"} {
-		if code, _ := a.do(t, "GET", path, ""); code != 404 {
-			t.Errorf("%s: %d", path, code)
+	for path, want := range map[string]string{"/api/v1/receivers/nope": `no receiver "nope"`, "/api/v1/deliveries/nope": `no delivery "nope"`,
+		"/api/v1/receivers/nope/deliveries": `no receiver "nope"`} {
+		if code, body := a.do(t, "GET", path, ""); code != 404 || body["error"] != want {
+			t.Errorf("%s: %d %v, want 404 %q", path, code, body, want)
 		}
+	}
+}
+
+// TestConfiguredReceiverIsReadOnly: a receiver from the file is changed
+// in the file. The API refuses to change, delete or rotate it — what it
+// did would be undone at the next start — and says where to; it may be
+// read and sent a test event.
+func TestConfiguredReceiverIsReadOnly(t *testing.T) {
+	a := newReceiverApp(t)
+	rc := newEchoReceiver(t, false)
+	rs := &alerts.Receivers{DB: a.db}
+	if err := rs.Configure(context.Background(), []alerts.ConfiguredReceiver{{Name: "ops", URL: rc.URL, Secret: alerts.NewSecret()}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ method, path, body string }{
+		{"PUT", "/api/v1/receivers/cfg-ops", `{"status":"disabled"}`},
+		{"DELETE", "/api/v1/receivers/cfg-ops", ""},
+		{"POST", "/api/v1/receivers/cfg-ops/rotate-secret", ""},
+	} {
+		code, body := a.do(t, tc.method, tc.path, tc.body)
+		if msg, _ := body["error"].(string); code != 409 || !strings.Contains(msg, "configured in the file") || !strings.Contains(msg, `alerts.receivers (name "ops")`) {
+			t.Errorf("%s %s: %d %v", tc.method, tc.path, code, body)
+		}
+	}
+	if code, got := a.do(t, "GET", "/api/v1/receivers/cfg-ops", ""); code != 200 || got["status"] != alerts.ReceiverActive {
+		t.Fatalf("after the refusals: %d %v", code, got)
+	}
+	if code, _ := a.do(t, "POST", "/api/v1/receivers/cfg-ops/test", ""); code != 202 {
+		t.Fatalf("test event: %d", code)
 	}
 }
 
