@@ -86,7 +86,12 @@ func (s *Server) hostAllowed(hostport string) (string, bool) {
 	}
 	msg := "host " + quote(hostport) + " is not allowed"
 	if s.opts.Loopback {
-		return msg + ": vigil listens on a loopback address and answers only to loopback names (localhost, 127.0.0.1, [::1]); add this name to server.allowed_hosts if a proxy sends it", false
+		also := ""
+		if len(s.opts.AllowedHosts) > 0 {
+			also = " and to the names in server.allowed_hosts"
+		}
+		return msg + ": vigil listens on a loopback address and answers only to loopback names (localhost, 127.0.0.1, [::1])" + also +
+			"; add this name to server.allowed_hosts if a proxy sends it", false
 	}
 	return msg + ": add it to server.allowed_hosts", false
 }

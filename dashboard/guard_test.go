@@ -155,7 +155,7 @@ func TestHostHeaderChecked(t *testing.T) {
 			if resp.StatusCode != want {
 				t.Errorf("Host %q %s: %d, want %d", host, path, resp.StatusCode, want)
 			}
-			if want == 421 && (!strings.Contains(string(b), "server.allowed_hosts") || resp.Header.Get("Content-Type") != "application/json") {
+			if want == 421 && (!strings.Contains(string(b), "and to the names in server.allowed_hosts") || resp.Header.Get("Content-Type") != "application/json") {
 				t.Errorf("Host %q: the answer does not say what to do: %s", host, b)
 			}
 		}

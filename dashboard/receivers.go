@@ -59,39 +59,47 @@ func (s *Server) receiverRoutes() {
 // writeAuth requires a bearer token for writes once tokens are configured.
 func (s *Server) writeAuth(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !s.authorized(r.Header.Get("Authorization")) {
+		if err := s.authorize(r.Header.Get("Authorization")); err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="vigil"`)
-			writeError(w, http.StatusUnauthorized, "this request needs Authorization: Bearer <token> (auth.tokens)")
+			writeError(w, http.StatusUnauthorized, err.Error())
 			return
 		}
 		next(w, r)
 	}
 }
 
-// authorized reports whether an Authorization header value ("Bearer
-// <token>"; the scheme is case-insensitive, RFC 7235) may write: any value
-// when no tokens are configured.
-func (s *Server) authorized(header string) bool {
+// authorize says why an Authorization header value ("Bearer <token>"; the
+// scheme is case-insensitive, RFC 7235) may not write, or nil when it
+// may: any value when no tokens are configured.
+func (s *Server) authorize(header string) error {
 	if len(s.opts.Tokens) == 0 {
-		return true
+		return nil
+	}
+	if header == "" {
+		return errors.New("this request needs Authorization: Bearer <token> (auth.tokens)")
 	}
 	scheme, got, ok := strings.Cut(header, " ")
-	ok = ok && strings.EqualFold(scheme, "Bearer")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return errors.New("Authorization must be Bearer <token>")
+	}
 	got = strings.TrimLeft(got, " ")
 	valid := false
 	for _, t := range s.opts.Tokens {
-		if ok && subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
+		if subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
 			valid = true
 		}
 	}
-	return valid
+	if !valid {
+		return errors.New("the bearer token is not one of auth.tokens")
+	}
+	return nil
 }
 
 // mayReadSecrets reports whether a read may see webhook URLs whole: only
 // with a valid token (so never when no tokens are configured, since reads
 // are open to anyone then).
 func (s *Server) mayReadSecrets(r *http.Request) bool {
-	return len(s.opts.Tokens) > 0 && s.authorized(r.Header.Get("Authorization"))
+	return len(s.opts.Tokens) > 0 && s.authorize(r.Header.Get("Authorization")) == nil
 }
 
 // redactTarget shows a webhook URL without what may be its secret: user

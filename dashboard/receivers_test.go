@@ -261,9 +261,16 @@ func TestWritesNeedTokenOnceConfigured(t *testing.T) {
 	a := newReceiverApp(t, token)
 	rc := newEchoReceiver(t, true)
 	body := `{"url":"` + rc.URL + `"}`
-	for _, h := range [][]string{nil, {"Authorization", "Bearer wrong-token-000000000"}, {"Authorization", token}} {
-		if code, _ := a.do(t, "POST", "/api/v1/receivers", body, h...); code != 401 {
-			t.Errorf("POST with %v: %d, want 401", h, code)
+	for _, tc := range []struct {
+		header []string
+		want   string
+	}{
+		{nil, "this request needs Authorization: Bearer <token> (auth.tokens)"},
+		{[]string{"Authorization", "Bearer wrong-token-000000000"}, "the bearer token is not one of auth.tokens"},
+		{[]string{"Authorization", token}, "Authorization must be Bearer <token>"},
+	} {
+		if code, got := a.do(t, "POST", "/api/v1/receivers", body, tc.header...); code != 401 || got["error"] != tc.want {
+			t.Errorf("POST with %v: %d %v, want 401 %q", tc.header, code, got, tc.want)
 		}
 	}
 	if code, _ := a.do(t, "POST", "/api/v1/receivers", body, "Authorization", "Bearer "+token); code != 201 {

@@ -81,7 +81,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	ws := &wsStream{s: s, w: w, r: r, ctx: ctx, cancel: cancel, reqs: make(chan wsRequest),
-		canWrite: s.authorized(r.Header.Get("Authorization"))}
+		canWrite: s.authorize(r.Header.Get("Authorization")) == nil}
 	s.serve(ctx, w, r, ws, lastEventID(r)) // a bad filter is a 400, before the upgrade
 	if ws.c != nil {
 		ws.c.CloseNow()
@@ -182,7 +182,7 @@ func (ws *wsStream) handle(ss *session, req wsRequest) error {
 		}
 		resubscribed = true
 	case req.Op == "ack":
-		if !ws.canWrite && !ws.s.authorized("Bearer "+req.Token) {
+		if !ws.canWrite && ws.s.authorize("Bearer "+req.Token) != nil {
 			rep.Error = "acknowledging needs a token (auth.tokens): send Authorization: Bearer when connecting, or \"token\" in the request"
 			break
 		}
