@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -242,12 +243,14 @@ func (l *sourceLoop) tick(ctx context.Context) {
 	}
 }
 
-// fail records a failed collect. The error's text is cut to a bound here,
+// fail records a failed collect. The error's text is made one line (the
+// parts of a joined error separated by "; ") and cut to a bound here,
 // whatever source produced it, before it is stored, logged and published:
 // it may quote what a target said.
 func (l *sourceLoop) fail(partial map[string]float64, err error) {
 	l.m.errors.Inc()
-	l.setState(StateFailed, stream.Clip(err.Error(), maxErrorBytes), len(partial) > 0)
+	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+	l.setState(StateFailed, stream.Clip(msg, maxErrorBytes), len(partial) > 0)
 }
 
 // setState publishes a "source" event when the state or the error changes,

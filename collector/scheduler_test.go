@@ -173,3 +173,35 @@ func TestSchedulerBoundsErrorText(t *testing.T) {
 		}
 	})
 }
+
+// TestSchedulerErrorIsOneLine: an error that joins several (errors.Join
+// puts a newline between them) is told on one line, parts separated by
+// "; ", in the source event and the store.
+func TestSchedulerErrorIsOneLine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		hub := stream.NewHub(stream.HubOptions{FirstID: 1, Queue: 100})
+		sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{})
+		src := SourceFunc{SourceName: "service/two", Fn: func(ctx context.Context) (map[string]float64, error) {
+			return map[string]float64{"instances.up": 0}, errors.Join(errors.New("scrape a: refused"), errors.New("scrape b: refused"))
+		}}
+		s := &Scheduler{Store: NewStore(time.Minute, time.Second), Hub: hub, Sources: []Source{src},
+			Interval: time.Second, Logger: slog.New(slog.DiscardHandler)}
+		done := make(chan struct{})
+		go func() { s.Run(ctx); close(done) }()
+		time.Sleep(time.Second + time.Millisecond)
+		synctest.Wait()
+		cancel()
+		<-done
+		hub.Close()
+		const want = "scrape a: refused; scrape b: refused"
+		for _, e := range drain(sub) {
+			if e.Type == stream.TypeSource && e.Error != want {
+				t.Errorf("source event error %q, want %q", e.Error, want)
+			}
+		}
+		if st, _ := s.Store.Status("service/two"); st.Error != want {
+			t.Errorf("stored error %q", st.Error)
+		}
+	})
+}
