@@ -237,14 +237,17 @@ func wsRead(ctx context.Context, cancel context.CancelFunc, c *websocket.Conn, r
 
 // parseWSRequest reads one client message strictly: a JSON object with
 // known fields only, nothing after it. A message that is not one carries
-// the error to answer with.
+// the error to answer with, and its op and ref if they can be read.
 func parseWSRequest(typ websocket.MessageType, data []byte) wsRequest {
 	if typ != websocket.MessageText {
 		return wsRequest{err: errors.New("requests are JSON text messages")}
 	}
 	var req wsRequest
 	if err := decodeStrict(bytes.NewReader(data), &req); err != nil {
-		return wsRequest{err: errors.New("bad JSON: " + strings.TrimPrefix(err.Error(), "json: "))}
+		// The reply names the request it refuses, when it can tell.
+		var id struct{ Op, Ref string }
+		json.Unmarshal(data, &id)
+		return wsRequest{Op: id.Op, Ref: id.Ref, err: errors.New("bad JSON: " + strings.TrimPrefix(err.Error(), "json: "))}
 	}
 	return req
 }

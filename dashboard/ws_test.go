@@ -179,6 +179,12 @@ func TestWebSocketBadRequests(t *testing.T) {
 	if m := readWS(t, c); !m.OK || m.Ref != "p" {
 		t.Fatalf("ping %+v", m)
 	}
+	// A refused request's reply still carries its op and ref, so the
+	// client can tell which request it answers.
+	sendWS(t, c, `{"op":"ping","ref":"5","extra":1}`)
+	if m := readWS(t, c); m.OK || m.Op != "ping" || m.Ref != "5" || !strings.Contains(m.Error, `unknown field "extra"`) {
+		t.Fatalf("a request with an unknown field: %+v", m)
+	}
 
 	resp, err := http.Get(a.srv.URL + "/ws?type=bogus")
 	if err != nil {
@@ -340,7 +346,9 @@ func FuzzWSRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req := parseWSRequest(websocket.MessageText, data)
 		if req.err != nil {
-			if req.Op != "" || req.Fingerprint != "" {
+			// A refused request carries its op and ref, for the reply
+			// to name, and nothing that could be acted on.
+			if req.Fingerprint != "" || req.Source != nil || req.Type != nil || req.By != "" || req.Token != "" {
 				t.Fatalf("an error with fields set: %+v", req)
 			}
 			return
