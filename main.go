@@ -68,12 +68,23 @@ const usage = `vigil — a live monitoring dashboard
 
 Usage:
   vigil [serve] [flags]             serve the dashboard, the event stream and the API
-  vigil --demo                      ... with a few built-in demo services to watch
+  vigil --demo                      ... with five built-in demo services to watch
   vigil validate [--config FILE]    check a configuration and exit
   vigil tail [flags] [URL]          follow a vigil's event stream in the terminal
   vigil version                     print the version
 
 Flags (each also read from VIGIL_<NAME>, for example VIGIL_ADDR):
+`
+
+const validateUsage = `vigil validate — check a configuration and exit: 0 when it is good, 2 with
+every problem at its line (or the flag or variable it came from)
+
+Usage:
+  vigil validate [--config FILE] [flags]
+
+It reads the file, the VIGIL_* variables and the flags as vigil serve does.
+
+Flags:
 `
 
 func run(ctx context.Context, e env) error {
@@ -89,13 +100,13 @@ func run(ctx context.Context, e env) error {
 	case "serve", "validate":
 	case "tail":
 		return tail.Command(ctx, args, tail.Env{Stdout: e.stdout, Stderr: e.stderr,
-			Usage: usageOut(args, e.stdout, e.stderr), Getenv: e.getenv, DefaultURL: "http://" + DefaultAddr})
+			Usage: e.stdout, Getenv: e.getenv, DefaultURL: "http://" + DefaultAddr})
 	case "help":
 		args = []string{"-h"}
 	default:
 		return fmt.Errorf("unknown command %q (want serve, validate, tail or version)", cmd)
 	}
-	p, err := configure(args, e.getenv, e.stdout, e.stderr)
+	p, err := configure(cmd, args, e.getenv, e.stdout)
 	if err != nil {
 		return err
 	}
@@ -111,17 +122,23 @@ func run(ctx context.Context, e env) error {
 }
 
 // configure builds the plan: defaults, then the file, then the
-// environment, then flags, checked and converted once.
-func configure(args []string, getenv func(string) string, stdout, stderr io.Writer) (plan, error) {
+// environment, then flags, checked and converted once. cmd is serve or
+// validate; --help writes its usage to stdout.
+func configure(cmd string, args []string, getenv func(string) string, stdout io.Writer) (plan, error) {
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("vigil", flag.ContinueOnError)
-	fs.SetOutput(usageOut(args, stdout, stderr))
+	fs.SetOutput(io.Discard) // a bad flag is one error, returned; not the usage too
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usage)
+		if cmd == "validate" {
+			fmt.Fprint(stdout, validateUsage)
+		} else {
+			fmt.Fprint(stdout, usage)
+		}
+		fs.SetOutput(stdout)
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", "", "YAML configuration file")
-	demo := fs.Bool("demo", false, "also start a few built-in demo services and watch them")
+	demo := fs.Bool("demo", false, "also start five built-in demo services and watch them")
 	var allowNets stringList
 	fs.Var(&allowNets, "webhook-allow-net", "CIDR that webhook targets may be in although it is loopback, private or otherwise special-purpose (repeatable), e.g. 127.0.0.0/8")
 	settings := flagSettings(&cfg)
@@ -130,7 +147,14 @@ func configure(args []string, getenv func(string) string, stdout, stderr io.Writ
 		values[st.name] = fs.String(st.name, "", st.help)
 	}
 	if err := fs.Parse(args); err != nil {
-		return plan{}, err
+		if errors.Is(err, flag.ErrHelp) {
+			return plan{}, err
+		}
+		help := "vigil --help"
+		if cmd == "validate" {
+			help = "vigil validate --help"
+		}
+		return plan{}, fmt.Errorf("%w (%s lists the flags)", err, help)
 	}
 	if fs.NArg() > 0 {
 		return plan{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -242,20 +266,6 @@ func splitList(v string) []string {
 		}
 	}
 	return out
-}
-
-// usageOut is where a flag set writes its usage: stdout when help was
-// asked for (it is the answer, and vigil exits 0), stderr with an error.
-func usageOut(args []string, stdout, stderr io.Writer) io.Writer {
-	for _, a := range args {
-		switch a {
-		case "--":
-			return stderr
-		case "-h", "-help", "--h", "--help":
-			return stdout
-		}
-	}
-	return stderr
 }
 
 // stringList is a repeatable flag.

@@ -372,23 +372,23 @@ func TestConfigPrecedence(t *testing.T) {
 	path := filepath.Join(dir, "cfg.yaml")
 	os.WriteFile(path, []byte("addr: 127.0.0.1:1111\ninterval: 2s\nretention: 20m\ndata: /from/file\n"), 0o600)
 	envs := map[string]string{"VIGIL_CONFIG": path, "VIGIL_INTERVAL": "3s", "VIGIL_DATA": "/from/env"}
-	cfg, err := configure([]string{"--data", "/from/flag"}, func(k string) string { return envs[k] }, io.Discard, io.Discard)
+	cfg, err := configure("serve", []string{"--data", "/from/flag"}, func(k string) string { return envs[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.addr != "127.0.0.1:1111" || cfg.interval != 3*time.Second || cfg.retention != 20*time.Minute || cfg.data != "/from/flag" {
 		t.Fatalf("got addr %s interval %s retention %s data %s", cfg.addr, cfg.interval, cfg.retention, cfg.data)
 	}
-	_, err = configure(nil, func(k string) string {
+	_, err = configure("serve", nil, func(k string) string {
 		if k == "VIGIL_INTERVAL" {
 			return "soon"
 		}
 		return ""
-	}, io.Discard, io.Discard)
+	}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "VIGIL_INTERVAL") {
 		t.Fatalf("bad env value: %v", err)
 	}
-	if _, err := configure([]string{"--interval", "0s"}, func(string) string { return "" }, io.Discard, io.Discard); err == nil {
+	if _, err := configure("serve", []string{"--interval", "0s"}, func(string) string { return "" }, io.Discard); err == nil {
 		t.Fatal("--interval 0s accepted")
 	}
 }
@@ -564,12 +564,20 @@ func TestHelpExitsZero(t *testing.T) {
 		if !strings.Contains(stdout.String(), "Usage:") || stderr.Len() != 0 {
 			t.Errorf("vigil %v: stdout %q, stderr %q", args, stdout.String(), stderr.String())
 		}
+		if args[0] == "validate" && !strings.Contains(stdout.String(), "vigil validate [--config FILE]") {
+			t.Errorf("vigil validate --help is not about validate: %q", stdout.String())
+		}
 	}
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "--nope")
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != 2 || !strings.Contains(stderr.String(), "-nope") {
-		t.Fatalf("a bad flag: %v, stderr %q", err, stderr.String())
+	// A bad flag: said once, with where to look, without the whole usage.
+	for _, args := range [][]string{{"--nope"}, {"validate", "--nope"}, {"tail", "--nope"}} {
+		var stderr bytes.Buffer
+		cmd := exec.Command(bin, args...)
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if err == nil || cmd.ProcessState.ExitCode() != 2 || strings.Count(stderr.String(), "-nope") != 1 ||
+			strings.Contains(stderr.String(), "Usage:") || !strings.Contains(stderr.String(), "--help") {
+			t.Errorf("vigil %v: %v, stderr %q", args, err, stderr.String())
+		}
 	}
 }
 
@@ -600,7 +608,7 @@ func TestProblemsNameWhereTheValueCameFrom(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cfg.yaml")
 	os.WriteFile(path, []byte("interval: 1s\nlog:\n  level: info\n"), 0o600)
 	envs := map[string]string{"VIGIL_LOG_LEVEL": "loud", "VIGIL_AUTH_TOKENS": "0123456789abcdef,short"}
-	_, err := configure([]string{"--config", path, "--interval", "50ms"}, func(k string) string { return envs[k] }, io.Discard, io.Discard)
+	_, err := configure("serve", []string{"--config", path, "--interval", "50ms"}, func(k string) string { return envs[k] }, io.Discard)
 	if err == nil {
 		t.Fatal("accepted")
 	}
@@ -673,11 +681,11 @@ func TestREADMEWholeFileIsTheDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	noEnv := func(string) string { return "" }
-	fromFile, err := configure([]string{"--config", path}, noEnv, io.Discard, io.Discard)
+	fromFile, err := configure("serve", []string{"--config", path}, noEnv, io.Discard)
 	if err != nil {
 		t.Fatalf("the README's whole file does not validate: %v", err)
 	}
-	defaults, err := configure(nil, noEnv, io.Discard, io.Discard)
+	defaults, err := configure("serve", nil, noEnv, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -700,7 +708,7 @@ func TestREADMEWholeFileIsTheDefaults(t *testing.T) {
 func TestListsFromTheCommandLine(t *testing.T) {
 	envs := map[string]string{"VIGIL_WEBHOOK_ALLOW_NET": "127.0.0.0/8, ::1/128", "VIGIL_ALLOWED_HOSTS": "a.example, b.example",
 		"VIGIL_AUTH_TOKENS": "0123456789abcdef, fedcba9876543210"}
-	p, err := configure(nil, func(k string) string { return envs[k] }, io.Discard, io.Discard)
+	p, err := configure("serve", nil, func(k string) string { return envs[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -711,13 +719,13 @@ func TestListsFromTheCommandLine(t *testing.T) {
 
 	path := filepath.Join(t.TempDir(), "cfg.yaml")
 	os.WriteFile(path, []byte("alerts:\n  allow_networks: [10.0.0.0/8, bogus-in-file]\n"), 0o600)
-	_, err = configure([]string{"--config", path, "--webhook-allow-net", "bogus-flag"}, func(string) string { return "" }, io.Discard, io.Discard)
+	_, err = configure("serve", []string{"--config", path, "--webhook-allow-net", "bogus-flag"}, func(string) string { return "" }, io.Discard)
 	for _, want := range []string{path + `:2: alerts.allow_networks[1]: "bogus-in-file"`, `--webhook-allow-net: "bogus-flag" is not a CIDR`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v lacks %q", err, want)
 		}
 	}
-	_, err = configure(nil, func(k string) string { return map[string]string{"VIGIL_WEBHOOK_ALLOW_NET": "bogus"}[k] }, io.Discard, io.Discard)
+	_, err = configure("serve", nil, func(k string) string { return map[string]string{"VIGIL_WEBHOOK_ALLOW_NET": "bogus"}[k] }, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `VIGIL_WEBHOOK_ALLOW_NET: "bogus" is not a CIDR`) {
 		t.Errorf("from the variable: %v", err)
 	}

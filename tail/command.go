@@ -2,6 +2,7 @@ package tail
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,7 +27,7 @@ Flags:
 // Env is what Command needs of the process.
 type Env struct {
 	Stdout, Stderr io.Writer
-	Usage          io.Writer // where --help and flag errors write the usage
+	Usage          io.Writer // where --help writes the usage
 	Getenv         func(string) string
 	DefaultURL     string // the vigil to follow when no URL is given
 }
@@ -36,10 +37,18 @@ type Env struct {
 // fix, is an error; --help is flag.ErrHelp, with the usage on stdout.
 func Command(ctx context.Context, args []string, e Env) error {
 	fs := flag.NewFlagSet("vigil tail", flag.ContinueOnError)
-	fs.SetOutput(e.Usage)
+	fs.SetOutput(io.Discard) // a bad flag is one error, returned; not the usage too
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), tailUsage)
+		fmt.Fprint(e.Usage, tailUsage)
+		fs.SetOutput(e.Usage)
 		fs.PrintDefaults()
+	}
+	parse := func(args []string) error {
+		err := fs.Parse(args)
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			err = fmt.Errorf("%w (vigil tail --help lists the flags)", err)
+		}
+		return err
 	}
 	var sources, types list
 	fs.Var(&sources, "source", "only sources matching this glob (repeatable, or comma-separated), e.g. host/* or service/api")
@@ -48,13 +57,13 @@ func Command(ctx context.Context, args []string, e Env) error {
 	asJSON := fs.Bool("json", false, "print each event's JSON, one per line (NDJSON), for jq and scripts")
 	color := fs.String("color", "auto", "colour the output: auto (when writing to a terminal and NO_COLOR is unset), always or never")
 	quiet := fs.Bool("quiet", false, "do not report disconnects and reconnects on stderr")
-	if err := fs.Parse(args); err != nil {
+	if err := parse(args); err != nil {
 		return err
 	}
 	target := e.DefaultURL
 	if rest := fs.Args(); len(rest) > 0 {
 		target = rest[0]
-		if err := fs.Parse(rest[1:]); err != nil { // flags may follow the URL
+		if err := parse(rest[1:]); err != nil { // flags may follow the URL
 			return err
 		}
 		if len(fs.Args()) > 0 {
