@@ -430,6 +430,11 @@ func TestDemo(t *testing.T) {
 	if n := strings.Count(get("/source/service/checkout"), `data-testid="instance"`); n != 3 {
 		t.Errorf("checkout drill-down shows %d instances, want 3", n)
 	}
+	// The demo's incidents raise an alert: a rule watches its services
+	// beside the host defaults.
+	if rules := get("/api/v1/rules"); !strings.Contains(rules, `"name":"DemoServiceErrors"`) || !strings.Contains(rules, `"name":"HostHighCPU"`) {
+		t.Errorf("rules with --demo: %s", rules)
+	}
 }
 
 func TestVersionAndUnknownCommand(t *testing.T) {

@@ -244,10 +244,14 @@ func (pl *planner) services(c Config, p *plan) {
 	}
 }
 
-// rules are the configured rules, or the host defaults without any.
+// rules are the configured rules, or the host defaults without any (and,
+// with the demo, a rule its incidents fire).
 func (pl *planner) rules(c Config, p *plan) {
 	if c.Alerts.Rules == nil {
 		p.rules = alerts.DefaultRules()
+		if c.Demo {
+			p.rules = append(p.rules, demoRule())
+		}
 		for i := range p.rules {
 			if err := p.rules[i].Validate(); err != nil {
 				pl.bad("alerts.rules", fmt.Sprintf("default rule %s: %v", p.rules[i].Name, err))
@@ -285,4 +289,13 @@ func (pl *planner) receivers(c Config, p *plan) {
 		pl.item(key, r.Validate())
 		p.receivers = append(p.receivers, r)
 	}
+}
+
+// demoRule watches the demo services' errors, which their incidents
+// raise to 15% and more for a minute or so.
+func demoRule() alerts.Rule {
+	clear := 8.0
+	return alerts.Rule{Name: "DemoServiceErrors", Source: "service/*", Metric: "http.error_percent", Op: ">", Threshold: 10,
+		Clear: &clear, For: 15 * time.Second, Severity: "warning", Labels: map[string]string{"demo": "true"},
+		Annotations: map[string]string{"summary": `{{.Source}} errors at {{printf "%.1f" .Value}}% (over {{.Threshold}}%)`}}
 }

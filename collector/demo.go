@@ -177,7 +177,7 @@ func (in *demoInstance) run(ctx context.Context) {
 			in.inc.maybeStart(now, in.svc.incidents*step.Seconds()/float64(in.svc.instances), in.rng)
 			errShare, median := in.svc.errShare, in.svc.median
 			if in.inc.active(now) {
-				errShare, median = min(0.6, errShare*15+0.05), median*3
+				errShare, median = min(0.6, max(0.15, errShare*15+0.05)), median*3
 			}
 			// Daily-ish swing compressed into ten minutes, and noise.
 			swing := 1 + 0.3*math.Sin(now.Sub(start).Seconds()/600*2*math.Pi)
