@@ -221,11 +221,14 @@ func (l *sourceLoop) tick(ctx context.Context) {
 		smp := Sample{Source: l.name, Time: start, Metrics: r.metrics}
 		s.Store.Append(smp)
 		l.m.samples.Inc()
+		body := SampleBody{Metrics: r.metrics}
+		if ts, ok := l.src.(TrafficSource); ok {
+			if t, ok := ts.Traffic(); ok {
+				body.Traffic = &t
+			}
+		}
 		if _, err := s.Hub.Publish(stream.Message{
-			Type: stream.TypeSample, Source: l.name, Time: start, Key: stream.TypeSample + "/" + l.name,
-			Body: struct {
-				Metrics map[string]float64 `json:"metrics"`
-			}{r.metrics},
+			Type: stream.TypeSample, Source: l.name, Time: start, Key: stream.TypeSample + "/" + l.name, Body: body,
 		}); err != nil && !errors.Is(err, stream.ErrClosed) {
 			s.Logger.Error("publish sample", "source", l.name, "err", err)
 		}
@@ -282,6 +285,24 @@ func roundSignificant(v float64, digits int) float64 {
 	}
 	r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', digits, 64), 64)
 	return r
+}
+
+// SampleBody is the body of a "sample" event.
+type SampleBody struct {
+	Metrics map[string]float64 `json:"metrics"`
+	// Traffic is a service's counts of this interval (see Traffic).
+	Traffic *Traffic `json:"traffic,omitempty"`
+	// Labels are the labels of the upstream a hub got the sample from.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Upstream says which agent, and which of its events, a hub
+	// republishes.
+	Upstream *UpstreamRef `json:"upstream,omitempty"`
+}
+
+// UpstreamRef names the agent an event came from and the event's id there.
+type UpstreamRef struct {
+	Name string `json:"name"`
+	Seq  uint64 `json:"seq"`
 }
 
 // SourceState is the body of a "source" event.

@@ -151,14 +151,20 @@ func scrapeClient(base *http.Client, o ScrapeOptions) *http.Client {
 // increases compares a scrape with the previous one. Counters that went
 // down were reset (the process restarted) and count from zero; series seen
 // for the first time only set a baseline; series that vanished are
-// forgotten — as rate() over a range does.
+// forgotten — as rate() over a range does. The exception is a vmrange
+// bucket: VictoriaMetrics shows a bucket only once something falls in it,
+// so one that appears on a target scraped before counts from zero.
 func (s *scraper) increases(samples []PromSample, now time.Time) (scrapeResult, error) {
 	next := make(map[string]float64, len(s.prev))
-	inc := func(key string, v float64) float64 {
+	inc := func(key string, v float64, lazy bool) float64 {
 		next[key] = v
 		prev, ok := s.prev[key]
 		switch {
-		case !ok || s.prev == nil:
+		case s.prev == nil:
+			return 0
+		case !ok && lazy:
+			return v
+		case !ok:
 			return 0
 		case v < prev:
 			return v
@@ -178,14 +184,14 @@ func (s *scraper) increases(samples []PromSample, now time.Time) (scrapeResult, 
 		switch smp.Name {
 		case s.opts.Requests:
 			haveRequests = true
-			d := inc("r|"+seriesKey(smp.Labels), smp.Value)
+			d := inc("r|"+seriesKey(smp.Labels), smp.Value, false)
 			r.requests += d
 			if s.errSel.Match(smp) {
 				r.errors += d
 			}
 		case countName:
 			haveCount = true
-			countInc += inc("c|"+seriesKey(smp.Labels), smp.Value)
+			countInc += inc("c|"+seriesKey(smp.Labels), smp.Value, false)
 		case bucketName:
 			if v := smp.Label("vmrange"); v != "" {
 				lo, hi, ok := parseVMRange(v)
@@ -193,7 +199,7 @@ func (s *scraper) increases(samples []PromSample, now time.Time) (scrapeResult, 
 					continue
 				}
 				haveBuckets = true
-				d := inc("v|"+seriesKey(smp.Labels), smp.Value)
+				d := inc("v|"+seriesKey(smp.Labels), smp.Value, true)
 				b := r.latency[hi]
 				b.Lo, b.Count = lo, b.Count+d
 				r.latency[hi] = b
@@ -203,7 +209,7 @@ func (s *scraper) increases(samples []PromSample, now time.Time) (scrapeResult, 
 					continue
 				}
 				haveBuckets = true
-				le[bound] += inc("b|"+seriesKey(smp.Labels), smp.Value)
+				le[bound] += inc("b|"+seriesKey(smp.Labels), smp.Value, false)
 			}
 		}
 	}

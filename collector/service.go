@@ -39,29 +39,33 @@ type ServiceOptions struct {
 // every instance at once and publishes, per instance and merged:
 //
 //	http.requests_per_sec, http.error_percent,
-//	http.latency_{p50,p90,p99,p99_5,max}_seconds   (over the window)
+//	http.latency_{p50,p90,p99,p99_5,p99_9,max}_seconds   (over the window)
 //	instances.up, instances.total
 //	probe.{up,status_code,dns_seconds,connect_seconds,tls_seconds,ttfb_seconds,total_seconds,cert_expiry_days}{instance=HOST:PORT}
 //	scrape.up{instance=HOST:PORT}
 //
 // With a scrape, the http.* metrics describe the service's real traffic
 // (merged across instances by adding counters and histogram buckets);
-// with only a probe, they describe the probes.
+// with only a probe, they describe the probes. Each sample also carries
+// the collect's Traffic, for a hub to merge with other hosts'.
 type Service struct {
 	opts     ServiceOptions
 	name     string
 	probers  []*prober
 	scrapers []*scraper
 
-	mu      sync.Mutex
-	probes  map[string][]probeResult  // per instance, within the window
-	scrapes map[string][]scrapeResult // per instance, within the window
-	lastOK  map[string]bool
+	mu          sync.Mutex
+	probes      map[string][]probeResult  // per instance, within the window
+	scrapes     map[string][]scrapeResult // per instance, within the window
+	lastCollect time.Time
+	traffic     Traffic // the last collect's, for a hub to merge
+	hasTraffic  bool
 }
 
 var (
-	_ Source    = (*Service)(nil)
-	_ Scheduled = (*Service)(nil)
+	_ Source        = (*Service)(nil)
+	_ Scheduled     = (*Service)(nil)
+	_ TrafficSource = (*Service)(nil)
 )
 
 // NewService validates the options and returns the source.
@@ -180,15 +184,59 @@ func (s *Service) Collect(ctx context.Context) (map[string]float64, error) {
 	case len(s.scrapers) > 0:
 		m["instances.total"] = float64(len(s.scrapers))
 		m["instances.up"] = float64(scrapesUp)
+		s.traffic, s.hasTraffic = scrapedTraffic(scrapeRes, scrapeErr)
 	case len(s.probers) > 0:
 		m["instances.total"] = float64(len(s.probers))
 		m["instances.up"] = float64(probesUp)
 		s.probeTraffic(m, probeWindow)
+		s.traffic, s.hasTraffic = probedTraffic(probeRes, now.Sub(s.lastCollect).Seconds()), !s.lastCollect.IsZero()
 	}
+	s.lastCollect = now
 	if len(errs) > 0 {
 		return m, fmt.Errorf("collect %s: %w", s.name, errors.Join(errs...))
 	}
 	return m, nil
+}
+
+// Traffic is what the last collect saw, as counts: a hub adds them up
+// with the same service's on other hosts.
+func (s *Service) Traffic() (Traffic, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.traffic, s.hasTraffic
+}
+
+// scrapedTraffic adds up the increases this collect's scrapes saw.
+func scrapedTraffic(res []scrapeResult, failed []error) (Traffic, bool) {
+	var t Traffic
+	h := Histogram{}
+	for i, r := range res {
+		if failed[i] != nil || r.dt <= 0 {
+			continue
+		}
+		t.Requests += r.requests
+		t.Errors += r.errors
+		t.Seconds = max(t.Seconds, r.dt)
+		h.Add(r.latency)
+	}
+	t.Latency = h.Buckets()
+	return t, t.Seconds > 0
+}
+
+// probedTraffic counts this collect's probes as requests, failed ones as
+// errors, their total times as latencies.
+func probedTraffic(res []probeResult, seconds float64) Traffic {
+	t := Traffic{Seconds: seconds}
+	totals := make([]float64, 0, len(res))
+	for _, r := range res {
+		t.Requests++
+		if !r.ok {
+			t.Errors++
+		}
+		totals = append(totals, r.total)
+	}
+	t.Latency = observed(totals).Buckets()
+	return t
 }
 
 // addProbes records this collect's probes in each instance's window and
@@ -283,6 +331,7 @@ func putTraffic(m map[string]float64, label string, rate, errors, requests float
 		m["http.latency_p90_seconds"+label] = h.Quantile(0.90)
 		m["http.latency_p99_seconds"+label] = h.Quantile(0.99)
 		m["http.latency_p99_5_seconds"+label] = h.Quantile(0.995)
+		m["http.latency_p99_9_seconds"+label] = h.Quantile(0.999)
 		m["http.latency_max_seconds"+label] = h.Max()
 	}
 }
@@ -318,6 +367,7 @@ func (s *Service) probeTraffic(m map[string]float64, w []probeResult) {
 		m["http.latency_p90_seconds"] = q(0.9)
 		m["http.latency_p99_seconds"] = q(0.99)
 		m["http.latency_p99_5_seconds"] = q(0.995)
+		m["http.latency_p99_9_seconds"] = q(0.999)
 		m["http.latency_max_seconds"] = lat[len(lat)-1]
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -359,6 +360,54 @@ func TestScrapeMergesInstancesByBuckets(t *testing.T) {
 	}
 	if p99 := m["http.latency_p99_seconds"]; p99 < 1 || p99 > 2.5 {
 		t.Errorf("merged p99 = %v, want a slow request's", p99)
+	}
+}
+
+// TestServiceTraffic: a sample carries what its collect saw as counts —
+// the increases of every instance that answered, the buckets merged, the
+// seconds covered — for a hub to merge with other hosts'; the first
+// scrape, a baseline, carries none.
+func TestServiceTraffic(t *testing.T) {
+	fast, slow := newInstance(t, false), newInstance(t, true)
+	clock := &fakeClock{t: time.Unix(1000, 0)}
+	svc, _ := NewService(ServiceOptions{Name: "api", Window: time.Minute, Now: clock.Now,
+		Scrape: &ScrapeOptions{URLs: []string{fast.srv.URL, slow.srv.URL}}})
+	fast.serve(5, 0, uniform(5))
+	slow.serve(5, 0, uniform(5))
+	svc.Collect(context.Background())
+	if _, ok := svc.Traffic(); ok {
+		t.Fatal("a baseline scrape has traffic")
+	}
+	fast.serve(900, 0, func(int) float64 { return 0.004 })
+	slow.serve(100, 0.5, func(int) float64 { return 2 })
+	clock.Advance(10 * time.Second)
+	svc.Collect(context.Background())
+	tr, ok := svc.Traffic()
+	if !ok || tr.Requests != 1000 || tr.Errors != 50 || tr.Seconds != 10 {
+		t.Fatalf("traffic %+v %v", tr, ok)
+	}
+	h, err := HistogramOf(tr.Latency)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Total() != 1000 || h.Quantile(0.5) > 0.005 || h.Quantile(0.99) < 1 {
+		t.Fatalf("latency buckets %v: total %v p50 %v p99 %v", tr.Latency, h.Total(), h.Quantile(0.5), h.Quantile(0.99))
+	}
+}
+
+// TestHistogramBucketsRoundTrip: a histogram written as Traffic.Latency
+// reads back the same, +Inf included; a bucket that is not lo...hi, or a
+// count that is not a number of observations, is refused.
+func TestHistogramBucketsRoundTrip(t *testing.T) {
+	h := Histogram{0.1: {Lo: 0, Count: 3}, 0.25: {Lo: 0.1, Count: 2}, math.Inf(1): {Lo: 0.25, Count: 1}}
+	back, err := HistogramOf(h.Buckets())
+	if err != nil || !reflect.DeepEqual(back, h) {
+		t.Fatalf("round trip: %v %v", back, err)
+	}
+	for _, bad := range []map[string]float64{{"0.1": 1}, {"0.2...0.1": 1}, {"a...b": 1}, {"0...1": -1}, {"0...1": math.NaN()}, {"NaN...1": 1}, {"-Inf...1": 1}} {
+		if _, err := HistogramOf(bad); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
 	}
 }
 
