@@ -68,6 +68,12 @@ type Scheduler struct {
 	ready   atomic.Int64 // sources that finished a first collect
 	readyCh chan struct{}
 	once    sync.Once
+
+	mu      sync.Mutex
+	ctx     context.Context               // Run's, once it runs; nil before and after
+	wg      sync.WaitGroup                // every source's goroutine
+	running map[string]context.CancelFunc // by source name
+	added   []Source                      // added before Run
 }
 
 func (s *Scheduler) init() {
@@ -101,19 +107,72 @@ func (s *Scheduler) Ready() <-chan struct{} {
 	return s.readyCh
 }
 
-// Run samples the sources until ctx is done.
+// Run samples the sources, and those added while it runs, until ctx is
+// done.
 func (s *Scheduler) Run(ctx context.Context) error {
 	s.init()
-	var wg sync.WaitGroup
+	s.mu.Lock()
+	s.ctx, s.running = ctx, map[string]context.CancelFunc{}
 	for _, src := range s.Sources {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.loop(ctx, src)
-		}()
+		s.startLocked(src, true)
 	}
-	wg.Wait()
+	for _, src := range s.added {
+		s.startLocked(src, false)
+	}
+	s.added = nil
+	s.mu.Unlock()
+	<-ctx.Done()
+	s.mu.Lock()
+	s.ctx = nil
+	s.mu.Unlock()
+	s.wg.Wait()
 	return nil
+}
+
+// Add starts sampling a source (a service a hub learns of from its
+// agents); a source of the same name already sampled is left as it is,
+// and Add reports false. Sources added do not count towards Ready.
+func (s *Scheduler) Add(src Source) bool {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running == nil && s.ctx == nil { // not running yet
+		for _, a := range s.added {
+			if a.Name() == src.Name() {
+				return false
+			}
+		}
+		s.added = append(s.added, src)
+		return true
+	}
+	if s.ctx == nil || s.running[src.Name()] != nil {
+		return false // stopped, or sampled already
+	}
+	s.startLocked(src, false)
+	return true
+}
+
+// Remove stops sampling a source; its last collect may still finish.
+func (s *Scheduler) Remove(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cancel := s.running[name]; cancel != nil {
+		cancel()
+		delete(s.running, name)
+	}
+}
+
+// startLocked starts a source's goroutine; initial says it is one of
+// Sources, whose first collects Ready waits for.
+func (s *Scheduler) startLocked(src Source, initial bool) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	s.running[src.Name()] = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		s.loop(ctx, src, initial)
+	}()
 }
 
 type sourceMetrics struct {
@@ -132,7 +191,7 @@ type sourceLoop struct {
 	m        sourceMetrics
 	state    string // "", StateUp or StateFailed
 	lastErr  string
-	first    bool // the first collect has finished
+	first    bool // the first collect has finished, or Ready does not wait for it
 	running  chan collectResult
 }
 
@@ -144,10 +203,10 @@ type collectResult struct {
 
 var collectBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
-func (s *Scheduler) loop(ctx context.Context, src Source) {
+func (s *Scheduler) loop(ctx context.Context, src Source, initial bool) {
 	name := src.Name()
 	label := `{source=` + strconv.Quote(name) + `}`
-	l := &sourceLoop{s: s, src: src, name: name, interval: s.Interval, timeout: s.Timeout, m: sourceMetrics{
+	l := &sourceLoop{s: s, src: src, name: name, interval: s.Interval, timeout: s.Timeout, first: !initial, m: sourceMetrics{
 		samples:  s.Metrics.GetOrCreateCounter(`vigil_samples_collected_total` + label),
 		errors:   s.Metrics.GetOrCreateCounter(`vigil_collect_errors_total` + label),
 		duration: s.Metrics.GetOrCreatePrometheusHistogramExt(`vigil_collect_duration_seconds`+label, collectBuckets),

@@ -205,3 +205,54 @@ func TestSchedulerErrorIsOneLine(t *testing.T) {
 		}
 	})
 }
+
+// TestSchedulerAddAndRemove: a source added before or while the
+// scheduler runs is sampled every interval; a name sampled already is not
+// added twice; a removed source is sampled no more; Ready waits only for
+// the sources given at the start.
+func TestSchedulerAddAndRemove(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		hub := stream.NewHub(stream.HubOptions{FirstID: 1, Queue: 1000})
+		sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeSample}})
+		src := func(name string) Source {
+			return SourceFunc{SourceName: name, Fn: func(context.Context) (map[string]float64, error) { return map[string]float64{"x": 1}, nil }}
+		}
+		s := &Scheduler{Store: NewStore(time.Minute, time.Second), Hub: hub, Sources: []Source{src("host/a")}, Interval: time.Second}
+		if !s.Add(src("service/early")) || s.Add(src("service/early")) {
+			t.Fatal("adding before Run")
+		}
+		done := make(chan struct{})
+		go func() { s.Run(ctx); close(done) }()
+		time.Sleep(time.Second + time.Millisecond)
+		synctest.Wait()
+		select {
+		case <-s.Ready():
+		default:
+			t.Fatal("not ready after the first collect")
+		}
+		if !s.Add(src("service/late")) || s.Add(src("host/a")) {
+			t.Fatal("adding while running")
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		s.Remove("service/early")
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		cancel()
+		<-done
+		evs := drain(sub)
+		if n := count(evs, stream.TypeSample, "host/a", ""); n != 6 {
+			t.Errorf("host/a: %d samples, want 6", n)
+		}
+		if n := count(evs, stream.TypeSample, "service/early", ""); n != 3 {
+			t.Errorf("service/early, removed after 3 s: %d samples, want 3", n)
+		}
+		if n := count(evs, stream.TypeSample, "service/late", ""); n != 5 {
+			t.Errorf("service/late, added after 1 s: %d samples, want 5", n)
+		}
+		if s.Add(src("service/after")) {
+			t.Error("added after Run returned")
+		}
+	})
+}
