@@ -160,6 +160,14 @@ func (s *Store) SetStatus(source, state, errMsg string, at time.Time) {
 	s.statuses[source] = st
 }
 
+// Remove forgets a source: its series and its status.
+func (s *Store) Remove(source string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sources, source)
+	delete(s.statuses, source)
+}
+
 // Status returns what is known of a source's health.
 func (s *Store) Status(source string) (SourceStatus, bool) {
 	s.mu.RLock()

@@ -15,6 +15,9 @@ type Sample struct {
 	Source  string
 	Time    time.Time
 	Metrics map[string]float64
+	// Labels are the source's own labels, from the upstream a hub got it
+	// from (role=web, dc=fra); nil for a local source.
+	Labels map[string]string
 }
 
 // A Source produces samples. Collect is called by one goroutine at a time;
