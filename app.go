@@ -40,7 +40,8 @@ type app struct {
 	journal   *stream.Journal
 	hub       *stream.Hub
 	store     *collector.Store
-	demo      *collector.Demo // nil without --demo
+	demo      *collector.Demo  // nil without --demo
+	fleet     *collector.Fleet // nil unless this vigil is a hub
 	sched     *collector.Scheduler
 	db        *alerts.DB
 	eval      *alerts.Evaluator
@@ -142,6 +143,11 @@ func (a *app) buildSources(set *metrics.Set) error {
 	}
 	a.sched = &collector.Scheduler{Store: a.store, Hub: a.hub, Sources: sources,
 		Interval: a.plan.interval, Timeout: a.plan.hostTimeout, Metrics: set, Logger: a.log}
+	if len(a.plan.upstreams) > 0 || a.plan.upstreamsFile != "" {
+		a.fleet = &collector.Fleet{Store: a.store, Hub: a.hub, Scheduler: a.sched, Upstreams: a.plan.upstreams,
+			File: a.plan.upstreamsFile, FileDefaults: a.plan.fileDefaults,
+			Positions: collector.PositionFile(filepath.Join(a.plan.data, "upstreams.json")), Metrics: set, Logger: a.log}
+	}
 	return nil
 }
 
@@ -182,7 +188,7 @@ func (a *app) buildWeb(set *metrics.Set) error {
 	if a.db.DashboardURL == "" {
 		a.db.DashboardURL = a.url()
 	}
-	a.web = dashboard.New(dashboard.Options{Alerts: a.eval, Receivers: a.receivers, Tokens: a.plan.tokens,
+	a.web = dashboard.New(dashboard.Options{Alerts: a.eval, Receivers: a.receivers, Tokens: a.plan.tokens, ReadTokens: a.plan.readTokens,
 		Hub: a.hub, Store: a.store, Metrics: set, Logger: a.log, Version: buildVersion(), Demo: a.plan.demo,
 		Interval: a.plan.interval, Heartbeat: a.plan.heartbeat, Retry: a.plan.retry, WriteTimeout: a.plan.writeTimeout,
 		Loopback: loopback, AllowedHosts: a.plan.allowedHosts,
@@ -221,6 +227,9 @@ func (a *app) run(ctx context.Context) error {
 		g.Go(func() error { return a.demo.Run(gctx) })
 	}
 	g.Go(func() error { return a.sched.Run(gctx) })
+	if a.fleet != nil {
+		g.Go(func() error { return a.fleet.Run(gctx) })
+	}
 	g.Go(func() error { return a.hub.Run(gctx) })
 	g.Go(func() error { return a.eval.Run(gctx) })
 	g.Go(func() error { return a.dispatch.Run(gctx) })

@@ -56,6 +56,9 @@ type Config struct {
 		// DashboardURL is the base of links in webhook payloads; by default
 		// http:// and the listen address.
 		DashboardURL string `yaml:"dashboard_url"`
+		// AgentDownFor is how long an upstream stays unreachable before
+		// the AgentDown alert fires; 0s: no such alert.
+		AgentDownFor Duration `yaml:"agent_down_for"`
 	} `yaml:"alerts"`
 	Server struct {
 		// AllowedHosts are the names vigil answers to (in the Host
@@ -69,10 +72,23 @@ type Config struct {
 		// Tokens, once set, are required (Authorization: Bearer) for every
 		// request that changes something.
 		Tokens []string `yaml:"tokens"`
+		// ReadTokens, once set, are required to read: the stream, the
+		// pages and the read API (a write token reads too). A hub sends
+		// one to its agents.
+		ReadTokens []string `yaml:"read_tokens"`
 	} `yaml:"auth"`
-	Demo     bool            `yaml:"demo"` // watch built-in demo services
-	Services []ServiceConfig `yaml:"services"`
-	Host     struct {
+	// Upstreams are the agents — other vigils — this one follows, which
+	// makes it a hub.
+	Upstreams []UpstreamConfig `yaml:"upstreams"`
+	// UpstreamsFile lists more upstreams in Prometheus' file_sd format;
+	// it is read again when it changes.
+	UpstreamsFile string `yaml:"upstreams_file"`
+	// UpstreamDefaults apply to every upstream; an upstream's own
+	// settings win.
+	UpstreamDefaults UpstreamSettings `yaml:"upstream_defaults"`
+	Demo             bool             `yaml:"demo"` // watch built-in demo services
+	Services         []ServiceConfig  `yaml:"services"`
+	Host             struct {
 		Enabled           bool     `yaml:"enabled"`
 		Name              string   `yaml:"name"`    // defaults to the hostname
 		Timeout           Duration `yaml:"timeout"` // per collect; defaults to the interval
@@ -81,6 +97,32 @@ type Config struct {
 		ExcludeMounts     []string `yaml:"exclude_mounts"`
 		ExcludeInterfaces []string `yaml:"exclude_interfaces"`
 	} `yaml:"host"`
+}
+
+// UpstreamConfig is one agent a hub follows.
+type UpstreamConfig struct {
+	URL              string `yaml:"url"`  // http(s)://host:port, or host:port
+	Name             string `yaml:"name"` // upstream/<name>; by default the URL's host
+	UpstreamSettings `yaml:",inline"`
+}
+
+// UpstreamSettings are an upstream's access and labels; upstream_defaults
+// has them for every upstream.
+type UpstreamSettings struct {
+	Labels    map[string]string `yaml:"labels"`
+	Token     string            `yaml:"token"`      // the agent's read token
+	TokenFile string            `yaml:"token_file"` // or a file that holds it
+	TLS       TLSClientConfig   `yaml:"tls"`
+}
+
+// TLSClientConfig is how a hub checks an agent's certificate, and its own
+// for an agent that asks for one.
+type TLSClientConfig struct {
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 }
 
 // ServiceConfig declares one service to probe, scrape, or both.
@@ -315,6 +357,7 @@ func defaultConfig() Config {
 	c.Stream.Heartbeat = Duration(stream.DefaultHeartbeat)
 	c.Stream.Retry = Duration(dashboard.DefaultRetry)
 	c.Stream.WriteTimeout = Duration(dashboard.DefaultWriteTimeout)
+	c.Alerts.AgentDownFor = Duration(alerts.DefaultAgentDownFor)
 	c.Host.Enabled = true
 	c.Host.FSTimeout = Duration(collector.DefaultFSTimeout)
 	c.Host.ExcludeFSTypes = collector.DefaultExcludeFSTypes

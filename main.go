@@ -139,8 +139,9 @@ func configure(cmd string, args []string, getenv func(string) string, stdout io.
 	}
 	configPath := fs.String("config", "", "YAML configuration file")
 	demo := fs.Bool("demo", false, "also start five built-in demo services and watch them")
-	var allowNets stringList
+	var allowNets, upstreams stringList
 	fs.Var(&allowNets, "webhook-allow-net", "CIDR that webhook targets may be in although it is loopback, private or otherwise special-purpose (repeatable), e.g. 127.0.0.0/8")
+	fs.Var(&upstreams, "upstream", "URL of an agent (another vigil) to follow, which makes this one a hub (repeatable), e.g. http://web-1:8080")
 	settings := flagSettings(&cfg)
 	values := make(map[string]*string, len(settings))
 	for _, st := range settings {
@@ -187,7 +188,7 @@ func configure(cmd string, args []string, getenv func(string) string, stdout io.
 		}
 		src.from[st.key] = from
 	}
-	if err := fromEnv(&cfg, src, setOnCLI["demo"], *demo, allowNets, getenv); err != nil {
+	if err := fromEnv(&cfg, src, setOnCLI["demo"], *demo, cliLists{allowNets, upstreams}, getenv); err != nil {
 		return plan{}, err
 	}
 	return cfg.plan(src)
@@ -224,10 +225,16 @@ func flagSettings(cfg *Config) []setting {
 	}
 }
 
+// cliLists are the repeatable flags, which add to the file's lists.
+type cliLists struct {
+	allowNets, upstreams []string
+}
+
 // fromEnv applies the settings that have no flag, or whose flag adds to a
-// list: VIGIL_DEMO, VIGIL_ALLOWED_HOSTS, VIGIL_AUTH_TOKENS and
-// --webhook-allow-net / VIGIL_WEBHOOK_ALLOW_NET.
-func fromEnv(cfg *Config, src origin, demoOnCLI, demo bool, allowNets []string, getenv func(string) string) error {
+// list: VIGIL_DEMO, VIGIL_ALLOWED_HOSTS, VIGIL_AUTH_TOKENS,
+// VIGIL_AUTH_READ_TOKENS, --webhook-allow-net / VIGIL_WEBHOOK_ALLOW_NET and
+// --upstream / VIGIL_UPSTREAM.
+func fromEnv(cfg *Config, src origin, demoOnCLI, demo bool, cli cliLists, getenv func(string) string) error {
 	if demoOnCLI {
 		cfg.Demo = demo
 	} else if v := getenv("VIGIL_DEMO"); v != "" {
@@ -245,14 +252,27 @@ func fromEnv(cfg *Config, src origin, demoOnCLI, demo bool, allowNets []string, 
 		cfg.Auth.Tokens = splitList(v)
 		src.from["auth.tokens"] = "VIGIL_AUTH_TOKENS"
 	}
-	// Networks add to the file's: each says where it came from.
-	from := "--webhook-allow-net"
+	if v := getenv("VIGIL_AUTH_READ_TOKENS"); v != "" {
+		cfg.Auth.ReadTokens = splitList(v)
+		src.from["auth.read_tokens"] = "VIGIL_AUTH_READ_TOKENS"
+	}
+	// Networks and upstreams add to the file's: each says where it came
+	// from.
+	allowNets, from := cli.allowNets, "--webhook-allow-net"
 	if len(allowNets) == 0 {
 		allowNets, from = splitList(getenv("VIGIL_WEBHOOK_ALLOW_NET")), "VIGIL_WEBHOOK_ALLOW_NET"
 	}
 	for _, n := range allowNets {
 		src.from["alerts.allow_networks."+strconv.Itoa(len(cfg.Alerts.AllowNetworks))] = from
 		cfg.Alerts.AllowNetworks = append(cfg.Alerts.AllowNetworks, n)
+	}
+	ups, from := cli.upstreams, "--upstream"
+	if len(ups) == 0 {
+		ups, from = splitList(getenv("VIGIL_UPSTREAM")), "VIGIL_UPSTREAM"
+	}
+	for _, u := range ups {
+		src.from["upstreams."+strconv.Itoa(len(cfg.Upstreams))] = from
+		cfg.Upstreams = append(cfg.Upstreams, UpstreamConfig{URL: u})
 	}
 	return nil
 }

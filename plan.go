@@ -40,6 +40,12 @@ type plan struct {
 	receivers                      []alerts.ConfiguredReceiver
 	allowNets                      []netip.Prefix
 	dashboardURL                   string
+
+	readTokens    []string
+	upstreams     []collector.UpstreamOptions // followed: this vigil is a hub
+	upstreamsFile string                      // more of them, read again when it changes
+	fileDefaults  collector.UpstreamOptions   // token, TLS and labels of the file's
+	agentDownFor  time.Duration
 }
 
 // origin says where the values being checked came from, so that a problem
@@ -117,6 +123,7 @@ func (c Config) plan(src origin) (plan, error) {
 	pl.access(c, &p)
 	pl.host(c, &p)
 	pl.services(c, &p)
+	pl.fleet(c, &p)
 	pl.rules(c, &p)
 	pl.receivers(c, &p)
 	// A value of the wrong type was left out of c: what the plan says of
@@ -252,6 +259,7 @@ func (pl *planner) rules(c Config, p *plan) {
 		if c.Demo {
 			p.rules = append(p.rules, demoRule())
 		}
+		pl.agentDown(p, false)
 		for i := range p.rules {
 			if err := p.rules[i].Validate(); err != nil {
 				pl.bad("alerts.rules", fmt.Sprintf("default rule %s: %v", p.rules[i].Name, err))
@@ -273,6 +281,19 @@ func (pl *planner) rules(c Config, p *plan) {
 		if err != nil {
 			pl.item(key, unjoin(err))
 		}
+		p.rules = append(p.rules, r)
+	}
+	pl.agentDown(p, names["AgentDown"] || len(*c.Alerts.Rules) == 0) // [] turns alerting off
+}
+
+// agentDown adds the AgentDown rule to a hub's rules, unless turned off
+// or written out in the file.
+func (pl *planner) agentDown(p *plan, declared bool) {
+	if declared || p.agentDownFor <= 0 || (len(p.upstreams) == 0 && p.upstreamsFile == "") {
+		return
+	}
+	r := alerts.AgentDownRule(p.agentDownFor)
+	if r.Validate() == nil { // a bad agent_down_for is reported where it is read
 		p.rules = append(p.rules, r)
 	}
 }

@@ -231,3 +231,15 @@ func DefaultRules() []Rule {
 			Annotations: map[string]string{"summary": `Load on {{.Source}} at {{printf "%.1f" .Value}} per core`}},
 	}
 }
+
+// DefaultAgentDownFor is how long a hub's upstream stays unreachable before
+// AgentDown fires.
+const DefaultAgentDownFor = time.Minute
+
+// AgentDownRule fires when a hub cannot reach an agent for the time given:
+// its source upstream/<name> reports upstream.up 0 while it is down.
+func AgentDownRule(after time.Duration) Rule {
+	return Rule{Name: "AgentDown", Source: "upstream/*", Metric: "upstream.up", Op: "<", Threshold: 1,
+		For: after, Severity: "critical",
+		Annotations: map[string]string{"summary": `{{.Source}} is unreachable: the hub gets nothing from this agent`}}
+}

@@ -23,6 +23,7 @@ const DefaultInterval = time.Second
 const (
 	StateUp     = "up"     // the source reported for the first time, or again after failing
 	StateFailed = "failed" // the last collect failed, wholly or in part
+	StateGone   = "gone"   // a hub no longer follows the agent it came from
 )
 
 // A Primer is a Source that wants to take a first reading before its first
@@ -369,4 +370,8 @@ type SourceState struct {
 	State   string `json:"state"`
 	Error   string `json:"error,omitempty"`
 	Partial bool   `json:"partial,omitempty"` // failed in part; the sample still went out
+	// Gap, on an upstream's source, says the hub lost some of the agent's
+	// events.
+	Gap      *Gap         `json:"gap,omitempty"`
+	Upstream *UpstreamRef `json:"upstream,omitempty"` // on a hub: the agent it came from
 }

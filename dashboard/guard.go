@@ -16,8 +16,9 @@ const DefaultBodyTimeout = 5 * time.Second
 
 // edge wraps the routes in what every request passes through, outermost
 // first: a panic is logged and counted; the Host must be one vigil answers
-// to (DNS rebinding); a body must arrive in time; a write must come from
-// vigil's own origin (CSRF).
+// to (DNS rebinding); a read needs a token once read tokens are set; a
+// body must arrive in time; a write must come from vigil's own origin
+// (CSRF).
 func (s *Server) edge(routes http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -28,6 +29,9 @@ func (s *Server) edge(routes http.Handler) http.Handler {
 		defer s.recoverPanic(r)
 		if msg, ok := s.hostAllowed(r.Host); !ok {
 			writeError(w, http.StatusMisdirectedRequest, msg)
+			return
+		}
+		if !s.readGate(w, r) {
 			return
 		}
 		if r.ContentLength != 0 {

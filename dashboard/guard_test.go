@@ -3,6 +3,7 @@ package dashboard
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -339,5 +340,63 @@ func TestPanicLoggedAndCounted(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(b), "vigil_http_panics_total 1\n") {
 		t.Fatalf("panic not counted:\n%s", b)
+	}
+}
+
+// TestReadTokens: with auth.read_tokens set, every read — the stream, the
+// API, the pages — needs a token, read or write, as Bearer or as the
+// password of Basic (a browser asks for it); health checks and static
+// files stay open. A read token writes nothing.
+func TestReadTokens(t *testing.T) {
+	const read, write = "read-token-0123456789", "write-token-0123456789"
+	a := newTestApp(t, stream.HubOptions{}, Options{ReadTokens: []string{read}, Tokens: []string{write}})
+	basic := func(tok string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:"+tok)) }
+	get := func(path, auth string) int {
+		req, _ := http.NewRequest("GET", a.srv.URL+path, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		req.Header.Set("Accept", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, path := range []string{"/", "/api/v1/alerts", "/api/v1/series", "/api/v1/snapshot", "/metrics", "/api/v1/poll?timeout=0s"} {
+		for auth, want := range map[string]int{"": 401, "Bearer nope-nope-nope-nope": 401, "Bearer " + read: 200, "Bearer " + write: 200, basic(read): 200, basic("wrong"): 401} {
+			if got := get(path, auth); got != want {
+				t.Errorf("GET %s with %q: %d, want %d", path, auth, got, want)
+			}
+		}
+	}
+	for _, path := range []string{"/healthz", "/static/app.css"} {
+		if got := get(path, ""); got != 200 {
+			t.Errorf("GET %s without a token: %d", path, got)
+		}
+	}
+	resp, _ := vigiltest.SSE(t, a.srv.URL+"/events", http.Header{"Authorization": {"Bearer " + read}})
+	if resp.StatusCode != 200 {
+		t.Fatalf("the stream with a read token: %d", resp.StatusCode)
+	}
+	req, _ := http.NewRequest("POST", a.srv.URL+"/api/v1/alerts/f1/ack", strings.NewReader(`{}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+read)
+	w, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Body.Close()
+	if w.StatusCode != 401 {
+		t.Fatalf("a write with a read token: %d", w.StatusCode)
+	}
+	// Read tokens without write tokens: nobody writes.
+	ro := newTestApp(t, stream.HubOptions{}, Options{ReadTokens: []string{read}})
+	req, _ = http.NewRequest("POST", ro.srv.URL+"/api/v1/alerts/f1/ack", strings.NewReader(`{}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+read)
+	if w, err := http.DefaultClient.Do(req); err != nil || w.StatusCode != 401 {
+		t.Fatalf("a write where only read tokens are set: %v %v", w, err)
 	}
 }

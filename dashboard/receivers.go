@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"net/http"
 	"net/url"
@@ -66,33 +65,6 @@ func (s *Server) writeAuth(next http.HandlerFunc) http.HandlerFunc {
 		}
 		next(w, r)
 	}
-}
-
-// authorize says why an Authorization header value ("Bearer <token>"; the
-// scheme is case-insensitive, RFC 7235) may not write, or nil when it
-// may: any value when no tokens are configured.
-func (s *Server) authorize(header string) error {
-	if len(s.opts.Tokens) == 0 {
-		return nil
-	}
-	if header == "" {
-		return errors.New("this request needs Authorization: Bearer <token> (auth.tokens)")
-	}
-	scheme, got, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return errors.New("Authorization must be Bearer <token>")
-	}
-	got = strings.TrimLeft(got, " ")
-	valid := false
-	for _, t := range s.opts.Tokens {
-		if subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
-			valid = true
-		}
-	}
-	if !valid {
-		return errors.New("the bearer token is not one of auth.tokens")
-	}
-	return nil
 }
 
 // mayReadSecrets reports whether a read may see webhook URLs whole: only

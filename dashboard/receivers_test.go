@@ -266,8 +266,8 @@ func TestWritesNeedTokenOnceConfigured(t *testing.T) {
 		want   string
 	}{
 		{nil, "this request needs Authorization: Bearer <token> (auth.tokens)"},
-		{[]string{"Authorization", "Bearer wrong-token-000000000"}, "the bearer token is not one of auth.tokens"},
-		{[]string{"Authorization", token}, "Authorization must be Bearer <token>"},
+		{[]string{"Authorization", "Bearer wrong-token-000000000"}, "the token is not one of auth.tokens"},
+		{[]string{"Authorization", token}, "Authorization must be Bearer <token>, or Basic with the token as the password"},
 	} {
 		if code, got := a.do(t, "POST", "/api/v1/receivers", body, tc.header...); code != 401 || got["error"] != tc.want {
 			t.Errorf("POST with %v: %d %v, want 401 %q", tc.header, code, got, tc.want)

@@ -65,9 +65,13 @@ type Check struct {
 
 // Options configure a Server.
 type Options struct {
-	Alerts       Alerts   // nil: no alerting
-	Checks       []Check  // more conditions of /readyz
-	Tokens       []string // bearer tokens required for writes; none: writes are open
+	Alerts Alerts   // nil: no alerting
+	Checks []Check  // more conditions of /readyz
+	Tokens []string // bearer tokens required for writes; none: writes are open
+	// ReadTokens, when set, are required to read anything but the health
+	// checks and static files (a write token reads too); they write
+	// nothing.
+	ReadTokens   []string
 	Hub          Hub
 	Store        *collector.Store
 	Metrics      *metrics.Set // written on /metrics with process and Go metrics

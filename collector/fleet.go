@@ -1,0 +1,436 @@
+package collector
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"vigil/stream"
+)
+
+// DefaultMaxDials is how many agents a hub connects to at once: after a
+// hub restart, hundreds of agents are reached in turn, not all in the
+// same instant.
+const DefaultMaxDials = 16
+
+// A Fleet is a hub's side of its agents: it follows every upstream's
+// event stream and takes in what comes. An agent's host (and any other
+// source but its services) appears under its own name with the
+// upstream's labels, each sample and source event republished on this
+// hub's stream and kept in the Store. Its services are merged with the
+// same services of the other agents into one source each, service/<name>:
+// requests and errors added, latency buckets merged, so percentiles are
+// of the whole fleet's traffic, never averages of percentiles.
+//
+// Every upstream is also a source, upstream/<name>, that tells whether the
+// hub can reach the agent and since when (see upstream.Collect). Where
+// each upstream stands in its agent's stream is saved in Positions, so a
+// hub that restarts resumes each agent after the last event it took.
+type Fleet struct {
+	Store     *Store
+	Hub       Publisher
+	Scheduler *Scheduler // samples upstream/* and the merged services
+	Upstreams []UpstreamOptions
+	// File, when set, is a file of more upstreams in Prometheus' file_sd
+	// format, read again when it changes (see FileTargets).
+	File         string
+	FileDefaults UpstreamOptions // token, TLS and labels of the file's upstreams
+	FileInterval time.Duration   // how often the file is looked at; 5s when zero
+	Positions    PositionFile    // "": positions are not saved
+	Window       time.Duration   // of the merged services; DefaultServiceWindow when zero
+	MaxDials     int             // DefaultMaxDials when zero
+	Now          func() time.Time
+	Logger       *slog.Logger
+	Metrics      *metrics.Set
+
+	once     sync.Once
+	dials    chan struct{}
+	mu       sync.Mutex
+	ups      map[string]*runningUpstream // by URL
+	owners   map[string]string           // source name -> URL of the upstream that sends it
+	services map[string]*fleetService
+	saved    map[string]uint64 // positions loaded at the start
+	posDirty bool
+	pos      map[string]uint64
+	ctx      context.Context
+	wg       sync.WaitGroup
+
+	fileErrors *metrics.Counter
+	dropped    *metrics.Counter
+}
+
+type runningUpstream struct {
+	u      *upstream
+	cancel context.CancelFunc
+	hosts  map[string]bool // the sources it sent, for removal
+}
+
+func (f *Fleet) init() {
+	f.once.Do(func() {
+		f.Window = cmp.Or(max(f.Window, 0), DefaultServiceWindow)
+		f.MaxDials = cmp.Or(max(f.MaxDials, 0), DefaultMaxDials)
+		f.FileInterval = cmp.Or(max(f.FileInterval, 0), 5*time.Second)
+		if f.Now == nil {
+			f.Now = time.Now
+		}
+		if f.Logger == nil {
+			f.Logger = slog.New(slog.DiscardHandler)
+		}
+		if f.Metrics == nil {
+			f.Metrics = metrics.NewSet()
+		}
+		f.dials = make(chan struct{}, f.MaxDials)
+		f.ups = map[string]*runningUpstream{}
+		f.owners = map[string]string{}
+		f.services = map[string]*fleetService{}
+		f.pos = map[string]uint64{}
+		f.fileErrors = f.Metrics.GetOrCreateCounter(`vigil_upstreams_file_errors_total`)
+		f.dropped = f.Metrics.GetOrCreateCounter(`vigil_upstream_events_dropped_total`)
+	})
+}
+
+func (f *Fleet) now() time.Time { return f.Now() }
+
+// Run follows the upstreams, and those of the file as it changes, until
+// ctx is done; then it saves where each stands.
+func (f *Fleet) Run(ctx context.Context) error {
+	f.init()
+	saved, err := f.Positions.Load()
+	if err != nil {
+		f.Logger.Warn("upstream positions not read; every agent is followed from now", "err", err)
+	}
+	f.mu.Lock()
+	f.ctx, f.saved = ctx, saved
+	f.mu.Unlock()
+	f.apply(f.Upstreams, nil)
+	var lastFile []byte
+	if f.File != "" {
+		lastFile = f.readFile(nil)
+	}
+	t := time.NewTicker(f.FileInterval)
+	defer t.Stop()
+	save := time.NewTicker(time.Second)
+	defer save.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			f.mu.Lock()
+			f.ctx = nil
+			f.mu.Unlock()
+			f.wg.Wait()
+			f.savePositions()
+			return nil
+		case <-t.C:
+			if f.File != "" {
+				lastFile = f.readFile(lastFile)
+			}
+		case <-save.C:
+			f.savePositions()
+		}
+	}
+}
+
+// readFile reads the file of upstreams and, if it changed and is good,
+// follows what it lists now. A bad file keeps the upstreams as they were.
+func (f *Fleet) readFile(last []byte) []byte {
+	b, err := os.ReadFile(f.File)
+	if err == nil && string(b) == string(last) {
+		return last
+	}
+	var targets []UpstreamOptions
+	if err == nil {
+		targets, err = FileTargets(b, f.FileDefaults)
+	}
+	if err != nil {
+		f.fileErrors.Inc()
+		f.Logger.Error("upstreams file: keeping the upstreams as they were", "file", f.File, "err", err)
+		return last
+	}
+	f.apply(f.Upstreams, targets)
+	return b
+}
+
+// apply follows every upstream listed and stops following the others.
+func (f *Fleet) apply(static, fromFile []UpstreamOptions) {
+	want := append(slices.Clone(static), fromFile...)
+	names := UpstreamNames(want)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ctx == nil {
+		return
+	}
+	keep := map[string]bool{}
+	for i, o := range want {
+		keep[o.URL] = true
+		if r := f.ups[o.URL]; r != nil && r.u.name == names[i] && equalLabels(r.u.opts.Labels, o.Labels) {
+			continue
+		}
+		f.stopLocked(o.URL)
+		f.startLocked(o, names[i])
+	}
+	for key := range f.ups {
+		if !keep[key] {
+			f.stopLocked(key)
+		}
+	}
+}
+
+func (f *Fleet) startLocked(o UpstreamOptions, name string) {
+	u := &upstream{opts: o, key: o.URL, name: name, fleet: f, client: upstreamClient(o), seq: f.saved[o.URL]}
+	u.since = f.now()
+	ctx, cancel := context.WithCancel(f.ctx)
+	f.ups[o.URL] = &runningUpstream{u: u, cancel: cancel, hosts: map[string]bool{}}
+	f.Scheduler.Add(u)
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		u.run(ctx)
+	}()
+	f.Logger.Info("following upstream", "upstream", name, "url", RedactURL(o.URL))
+}
+
+// stopLocked stops following an upstream and forgets the sources it sent.
+func (f *Fleet) stopLocked(key string) {
+	r := f.ups[key]
+	if r == nil {
+		return
+	}
+	r.cancel()
+	delete(f.ups, key)
+	f.Scheduler.Remove(r.u.Name())
+	for _, src := range append(slices.Sorted(maps.Keys(r.hosts)), r.u.Name()) {
+		delete(f.owners, src)
+		f.Store.Remove(src)
+		_, err := f.Hub.Publish(stream.Message{Type: stream.TypeSource, Source: src, Key: stream.TypeSource + "/" + src,
+			Body: SourceState{State: StateGone, Upstream: &UpstreamRef{Name: r.u.name}}})
+		if err != nil && !errors.Is(err, stream.ErrClosed) {
+			f.Logger.Error("publish a source gone", "source", src, "err", err)
+		}
+	}
+	for _, s := range f.services {
+		s.forget(r.u.name)
+	}
+	delete(f.pos, key)
+	f.Logger.Info("no longer following upstream", "upstream", r.u.name)
+}
+
+// dialSlot waits for a turn to connect; dialDone gives it back.
+func (f *Fleet) dialSlot(ctx context.Context) error {
+	select {
+	case f.dials <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (f *Fleet) dialDone() { <-f.dials }
+
+// take takes one sample or source event of an agent.
+func (f *Fleet) take(u *upstream, ev agentEvent) {
+	if svc, ok := strings.CutPrefix(ev.Source, "service/"); ok {
+		if f.current(u) {
+			f.service(svc).take(u.name, ev, f.now())
+		}
+		return
+	}
+	if !f.own(u, ev.Source) {
+		return
+	}
+	ref := &UpstreamRef{Name: u.name, Seq: ev.Seq}
+	var err error
+	switch ev.Type {
+	case stream.TypeSample:
+		finite(ev.Metrics)
+		f.Store.Append(Sample{Source: ev.Source, Time: ev.TS, Metrics: ev.Metrics, Labels: u.opts.Labels})
+		_, err = f.Hub.Publish(stream.Message{Type: stream.TypeSample, Source: ev.Source, Time: ev.TS,
+			Key:  stream.TypeSample + "/" + ev.Source,
+			Body: SampleBody{Metrics: ev.Metrics, Labels: u.opts.Labels, Upstream: ref}})
+	case stream.TypeSource:
+		st := SourceState{State: ev.State, Error: stream.Clip(ev.Error, maxErrorBytes), Partial: ev.Partial, Upstream: ref}
+		f.Store.SetStatus(ev.Source, st.State, st.Error, ev.TS)
+		_, err = f.Hub.Publish(stream.Message{Type: stream.TypeSource, Source: ev.Source, Time: ev.TS,
+			Key: stream.TypeSource + "/" + ev.Source, Body: st})
+	}
+	if err != nil && !errors.Is(err, stream.ErrClosed) {
+		f.Logger.Error("republish an agent's event", "upstream", u.name, "source", ev.Source, "err", err)
+	}
+}
+
+// current says whether the hub still follows the upstream.
+func (f *Fleet) current(u *upstream) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.ups[u.key]
+	return r != nil && r.u == u
+}
+
+// own says whether the upstream may send a source: the first upstream to
+// send a name has it; another agent with the same name is refused (its
+// events are dropped, counted and logged) until one of them is renamed.
+func (f *Fleet) own(u *upstream, source string) bool {
+	if source == "" || strings.HasPrefix(source, "upstream/") {
+		f.dropped.Inc()
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.ups[u.key]
+	if r == nil || r.u != u {
+		return false // stopped meanwhile
+	}
+	owner, ok := f.owners[source]
+	if !ok {
+		f.owners[source] = u.key
+		r.hosts[source] = true
+		return true
+	}
+	if owner == u.key {
+		return true
+	}
+	f.dropped.Inc()
+	if other := f.ups[owner]; other != nil {
+		u.refuse(fmt.Sprintf("%s comes from upstream %s already: give one of the two another host.name", source, other.u.name))
+	}
+	return false
+}
+
+// gap marks, on the hub's stream, that an agent could not say what came
+// after the hub's position: the events in between are lost to the hub.
+// The agent's snapshot's source states are taken in.
+func (f *Fleet) gap(u *upstream, after uint64, reset agentEvent) {
+	_, err := f.Hub.Publish(stream.Message{Type: stream.TypeSource, Source: u.Name(), Time: reset.TS,
+		Body: SourceState{State: StateUp, Gap: &Gap{Reason: reset.Reason, After: after, Resumed: reset.Seq},
+			Upstream: &UpstreamRef{Name: u.name, Seq: reset.Seq}}})
+	if err != nil && !errors.Is(err, stream.ErrClosed) {
+		f.Logger.Error("publish a gap", "upstream", u.name, "err", err)
+	}
+	f.Logger.Warn("gap in an upstream's events", "upstream", u.name, "after", after, "reason", reset.Reason)
+	for _, raw := range reset.Events {
+		var ev agentEvent
+		if json.Unmarshal(raw, &ev) == nil && ev.Type == stream.TypeSource {
+			f.take(u, ev)
+		}
+	}
+}
+
+// moved records an upstream's position, saved within a second.
+func (f *Fleet) moved(key string, seq uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.ups[key]; ok && f.pos[key] != seq {
+		f.pos[key], f.posDirty = seq, true
+	}
+}
+
+func (f *Fleet) savePositions() {
+	f.mu.Lock()
+	if !f.posDirty {
+		f.mu.Unlock()
+		return
+	}
+	pos := make(map[string]uint64, len(f.pos))
+	for k, v := range f.pos {
+		pos[k] = v
+	}
+	f.posDirty = false
+	f.mu.Unlock()
+	if err := f.Positions.Save(pos); err != nil {
+		f.Logger.Warn("save upstream positions", "err", err)
+		f.mu.Lock()
+		f.posDirty = true
+		f.mu.Unlock()
+	}
+}
+
+// service returns the merged source of a service, starting it the first
+// time an agent sends it.
+func (f *Fleet) service(name string) *fleetService {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.services[name]
+	if s == nil {
+		s = &fleetService{name: "service/" + name, window: f.Window, hosts: map[string]*hostTraffic{}, now: f.Now}
+		f.services[name] = s
+		f.Scheduler.Add(s)
+	}
+	return s
+}
+
+// A Gap says that a hub lost some of an agent's events: the agent could
+// not replay what came after After (Reason says why); its stream resumed
+// at Resumed.
+type Gap struct {
+	Reason  string `json:"reason"`
+	After   uint64 `json:"after"`
+	Resumed uint64 `json:"resumed"`
+}
+
+// UpstreamNames names upstreams as the hub shows them: the configured
+// name, or the URL's host, with its port when two share a host, or the
+// whole URL when two share that too.
+func UpstreamNames(ups []UpstreamOptions) []string {
+	names := make([]string, len(ups))
+	hostports := make([]string, len(ups))
+	for i, o := range ups {
+		u, err := url.Parse(o.URL)
+		if err != nil || u.Host == "" {
+			names[i], hostports[i] = o.URL, o.URL
+			continue
+		}
+		names[i], hostports[i] = u.Hostname(), u.Host
+	}
+	for i, dup := range duplicates(names) {
+		if dup {
+			names[i] = hostports[i]
+		}
+	}
+	for i, dup := range duplicates(names) {
+		if dup {
+			names[i] = RedactURL(ups[i].URL)
+		}
+	}
+	for i, o := range ups {
+		if o.Name != "" {
+			names[i] = o.Name
+		}
+	}
+	return names
+}
+
+// upstreamClient is the client of one upstream: no overall timeout (the
+// stream is long), but one for connecting and for the answer's headers.
+func upstreamClient(o UpstreamOptions) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = o.TLS
+	tr.ResponseHeaderTimeout = 10 * time.Second
+	tr.MaxIdleConnsPerHost = 1
+	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return errors.New("an upstream's /events does not redirect")
+	}}
+}
+
+func equalLabels(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,283 @@
+package collector
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	sse "github.com/tmaxmax/go-sse"
+
+	"vigil/stream"
+)
+
+// UpstreamOptions declare one agent — another vigil — that a hub follows.
+type UpstreamOptions struct {
+	URL    string            // the agent's base URL, http(s)://host:port
+	Name   string            // how the hub names it: upstream/<Name>
+	Labels map[string]string // put on its sources, their alerts and webhooks
+	Token  string            // sent as Authorization: Bearer, for an agent with read tokens
+	TLS    *tls.Config       // nil: the system's roots
+}
+
+// Reconnection backoff: a random wait up to the current step, which
+// doubles from UpstreamMinBackoff to UpstreamMaxBackoff after each failed
+// attempt and starts over once a connection delivers.
+const (
+	UpstreamMinBackoff = time.Second
+	UpstreamMaxBackoff = 30 * time.Second
+)
+
+// upstreamTypes is what a hub asks an agent for: its samples and source
+// states. The agent's alerts stay its own; the hub evaluates its rules
+// over the whole fleet.
+const upstreamTypes = stream.TypeSample + "," + stream.TypeSource
+
+// An upstream follows one agent's event stream, resuming with
+// Last-Event-ID, and hands what it gets to the fleet. As a Source
+// ("upstream/<name>") it reports the connection: up, lag, events a second.
+type upstream struct {
+	opts   UpstreamOptions
+	key    string // the URL: what its position is saved under
+	name   string
+	fleet  *Fleet
+	client *http.Client
+
+	mu        sync.Mutex
+	connected bool
+	since     time.Time // when connected became what it is
+	lastErr   string
+	refused   string    // why the hub drops some of what the agent sends
+	seq       uint64    // the agent's id of the last event taken
+	lastTS    time.Time // the agent's time of the last event taken
+	events    uint64    // events taken, for the rate
+	prevCount uint64
+	prevAt    time.Time
+}
+
+var _ Source = (*upstream)(nil)
+
+func (u *upstream) Name() string { return "upstream/" + u.name }
+
+// Collect reports the connection: upstream.up, upstream.lag_seconds (from
+// the agent's time of the newest event to now), upstream.events_per_sec,
+// and while it is down upstream.down_seconds and an error that says since
+// when and why.
+func (u *upstream) Collect(context.Context) (map[string]float64, error) {
+	now := u.fleet.now()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	m := map[string]float64{"upstream.up": b2f(u.connected)}
+	if !u.prevAt.IsZero() {
+		if dt := now.Sub(u.prevAt).Seconds(); dt > 0 {
+			m["upstream.events_per_sec"] = float64(u.events-u.prevCount) / dt
+		}
+	}
+	u.prevCount, u.prevAt = u.events, now
+	if u.connected {
+		if !u.lastTS.IsZero() {
+			m["upstream.lag_seconds"] = max(0, now.Sub(u.lastTS).Seconds())
+		}
+		if u.refused != "" {
+			return m, errors.New(u.refused)
+		}
+		return m, nil
+	}
+	m["upstream.down_seconds"] = now.Sub(u.since).Seconds()
+	why := u.lastErr
+	if why == "" {
+		why = "not connected yet"
+	}
+	return m, fmt.Errorf("unreachable since %s: %s", u.since.UTC().Format(time.RFC3339), why)
+}
+
+// run follows the agent until ctx is done, reconnecting after every
+// failure with a growing, random wait.
+func (u *upstream) run(ctx context.Context) {
+	step := UpstreamMinBackoff
+	for {
+		got, err := u.follow(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		u.down(err)
+		if got {
+			step = UpstreamMinBackoff
+		}
+		wait := time.Duration(rand.Int64N(int64(step))) + time.Millisecond
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		step = min(step*2, UpstreamMaxBackoff)
+	}
+}
+
+// follow opens the agent's stream after the last event taken and takes
+// events until the stream ends; got says whether any came.
+func (u *upstream) follow(ctx context.Context) (got bool, err error) {
+	if err := u.fleet.dialSlot(ctx); err != nil {
+		return false, err
+	}
+	resp, err := u.open(ctx)
+	u.fleet.dialDone()
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	u.up()
+	for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 16 << 20}) {
+		if err != nil {
+			return got, err
+		}
+		got = true
+		if ev.Type == "" && ev.Data == "" { // a position: nothing to take, somewhere to resume from
+			if id, err := stream.ParseID(ev.LastEventID); err == nil {
+				u.moveTo(id, time.Time{})
+			}
+			continue
+		}
+		if err := u.take(ev.Type, []byte(ev.Data)); err != nil {
+			return got, err
+		}
+	}
+	return got, errors.New("the stream ended")
+}
+
+// open requests the stream after the saved position.
+func (u *upstream) open(ctx context.Context) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.eventsURL(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if u.opts.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+u.opts.Token)
+	}
+	u.mu.Lock()
+	if u.seq > 0 {
+		req.Header.Set("Last-Event-ID", strconv.FormatUint(u.seq, 10))
+	}
+	u.mu.Unlock()
+	resp, err := u.client.Do(req)
+	if err != nil {
+		return nil, hideURL(err, u.opts.URL)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
+		resp.Body.Close()
+		msg := resp.Status
+		if e.Error != "" {
+			msg += ": " + e.Error
+		}
+		return nil, fmt.Errorf("the agent answered %s", stream.Clip(msg, stream.MaxTextBytes))
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+		resp.Body.Close()
+		return nil, fmt.Errorf("not an event stream (Content-Type %q): is this a vigil?", stream.Clip(ct, 64))
+	}
+	return resp, nil
+}
+
+func (u *upstream) eventsURL() string {
+	return strings.TrimSuffix(u.opts.URL, "/") + "/events?type=" + url.QueryEscape(upstreamTypes)
+}
+
+// agentEvent is every field of an agent's event the hub reads.
+type agentEvent struct {
+	Seq     uint64             `json:"seq"`
+	Type    string             `json:"type"`
+	TS      time.Time          `json:"ts"`
+	Source  string             `json:"source"`
+	Metrics map[string]float64 `json:"metrics"`
+	Traffic *Traffic           `json:"traffic"`
+	SourceState
+	Reason string            `json:"reason"`
+	Events []json.RawMessage `json:"events"`
+}
+
+// take hands one event to the fleet, once: an event at or before the last
+// one taken (a replay overlapping what came before) is passed over.
+func (u *upstream) take(typ string, data []byte) error {
+	var ev agentEvent
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return fmt.Errorf("a %s event that is not JSON: %v", stream.Clip(typ, 32), err)
+	}
+	u.mu.Lock()
+	last := u.seq
+	u.mu.Unlock()
+	if ev.Seq <= last && typ != stream.TypeReset {
+		return nil
+	}
+	switch typ {
+	case stream.TypeReset:
+		u.fleet.gap(u, last, ev)
+	case stream.TypeSample, stream.TypeSource:
+		u.fleet.take(u, ev)
+	}
+	u.moveTo(ev.Seq, ev.TS)
+	return nil
+}
+
+// moveTo records the agent's position after an event (or a heartbeat's
+// position, with no time).
+func (u *upstream) moveTo(id uint64, ts time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if id > u.seq || !ts.IsZero() {
+		u.seq = id
+	}
+	if !ts.IsZero() {
+		u.lastTS = ts
+		u.events++
+	}
+	u.fleet.moved(u.key, u.seq)
+}
+
+func (u *upstream) up() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.connected {
+		u.connected, u.since, u.lastErr = true, u.fleet.now(), ""
+	}
+}
+
+func (u *upstream) down(err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.connected || u.since.IsZero() {
+		u.connected, u.since = false, u.fleet.now()
+	}
+	if err != nil {
+		u.lastErr = stream.Clip(strings.ReplaceAll(err.Error(), "\n", "; "), stream.MaxTextBytes)
+	}
+}
+
+// refuse records why some of the agent's events are dropped.
+func (u *upstream) refuse(why string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.refused = why
+}
+
+// position is the agent's id of the last event taken.
+func (u *upstream) position() uint64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.seq
+}

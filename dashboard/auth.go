@@ -1,0 +1,100 @@
+package dashboard
+
+import (
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// authorize says why an Authorization header value may not write, or nil
+// when it may: any value when no tokens are configured and reads are
+// open; with read tokens only, nothing may write.
+func (s *Server) authorize(header string) error {
+	if len(s.opts.Tokens) == 0 {
+		if len(s.opts.ReadTokens) > 0 {
+			return errors.New("writes need a token of auth.tokens, and this vigil has only read tokens")
+		}
+		return nil
+	}
+	if header == "" {
+		return errors.New("this request needs Authorization: Bearer <token> (auth.tokens)")
+	}
+	tok, err := tokenOf(header)
+	if err != nil {
+		return err
+	}
+	if !oneOf(tok, s.opts.Tokens) {
+		return errors.New("the token is not one of auth.tokens")
+	}
+	return nil
+}
+
+// authorizeRead says why a request may not read, or nil when it may:
+// reads are open unless read tokens are set; then a read or write token
+// is needed.
+func (s *Server) authorizeRead(header string) error {
+	if len(s.opts.ReadTokens) == 0 {
+		return nil
+	}
+	if header == "" {
+		return errors.New("reading needs a token: Authorization: Bearer <token> (auth.read_tokens)")
+	}
+	tok, err := tokenOf(header)
+	if err != nil {
+		return err
+	}
+	if !oneOf(tok, s.opts.ReadTokens) && !oneOf(tok, s.opts.Tokens) {
+		return errors.New("the token is not one of auth.read_tokens or auth.tokens")
+	}
+	return nil
+}
+
+// openToAll are the paths anyone may read: health checks for load
+// balancers, and the page's static files (no data in them).
+func openToAll(path string) bool {
+	return path == "/healthz" || path == "/readyz" || strings.HasPrefix(path, "/static/")
+}
+
+// readGate refuses a read without a read token, once read tokens are set.
+// Browsers are asked for Basic credentials, the token as the password.
+func (s *Server) readGate(w http.ResponseWriter, r *http.Request) bool {
+	if openToAll(r.URL.Path) {
+		return true
+	}
+	if err := s.authorizeRead(r.Header.Get("Authorization")); err != nil {
+		w.Header().Set("WWW-Authenticate", `Basic realm="vigil", charset="UTF-8"`)
+		writeError(w, http.StatusUnauthorized, err.Error())
+		return false
+	}
+	return true
+}
+
+// tokenOf reads the token of "Bearer <token>" (the scheme is
+// case-insensitive, RFC 7235) or of Basic credentials, as the password.
+func tokenOf(header string) (string, error) {
+	scheme, rest, _ := strings.Cut(header, " ")
+	rest = strings.TrimLeft(rest, " ")
+	switch {
+	case strings.EqualFold(scheme, "Bearer") && rest != "":
+		return rest, nil
+	case strings.EqualFold(scheme, "Basic"):
+		b, err := base64.StdEncoding.DecodeString(rest)
+		if _, pw, ok := strings.Cut(string(b), ":"); err == nil && ok {
+			return pw, nil
+		}
+	}
+	return "", errors.New("Authorization must be Bearer <token>, or Basic with the token as the password")
+}
+
+// oneOf compares a token with each of the tokens in constant time.
+func oneOf(tok string, tokens []string) bool {
+	ok := false
+	for _, t := range tokens {
+		if subtle.ConstantTimeCompare([]byte(tok), []byte(t)) == 1 {
+			ok = true
+		}
+	}
+	return ok
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"vigil/alerts"
+	"vigil/collector"
+	"vigil/stream"
+)
+
+// fleet checks and converts what makes this vigil a hub: the upstreams,
+// the file of more of them, the defaults they share; and who may read.
+func (pl *planner) fleet(c Config, p *plan) {
+	for i, tok := range c.Auth.ReadTokens {
+		if len(tok) < 16 || len(tok) > 4096 {
+			pl.bad("auth.read_tokens."+strconv.Itoa(i), "a token must be 16 to 4096 characters")
+		}
+	}
+	p.readTokens = c.Auth.ReadTokens
+	pl.durRange("alerts.agent_down_for", c.Alerts.AgentDownFor, 0, alerts.MaxFor)
+	p.agentDownFor = c.Alerts.AgentDownFor.D()
+
+	defaults, ok := pl.upstreamSettings("upstream_defaults", c.UpstreamDefaults)
+	p.fileDefaults = defaults
+	urls, names := map[string]bool{}, map[string]bool{}
+	for i, uc := range c.Upstreams {
+		key := "upstreams." + strconv.Itoa(i)
+		o, good := pl.upstreamSettings(key, uc.UpstreamSettings.over(c.UpstreamDefaults))
+		u, err := collector.TargetURL(uc.URL, "http")
+		switch {
+		case uc.URL == "":
+			pl.bad(key+".url", "required")
+		case err != nil:
+			pl.bad(key+".url", err.Error())
+		case urls[u]:
+			pl.bad(key+".url", fmt.Sprintf("%s is followed twice", collector.RedactURL(u)))
+		}
+		urls[u] = true
+		if n := uc.Name; n != "" {
+			if strings.ContainsAny(n, "/ \t\n") || stream.Readable(n) != n || len(n) > stream.MaxTextBytes {
+				pl.bad(key+".name", fmt.Sprintf("%q must not contain slashes, spaces, control or bidirectional formatting characters", stream.Clip(n, 64)))
+			}
+			if names[n] {
+				pl.bad(key+".name", fmt.Sprintf("%q names two upstreams", n))
+			}
+			names[n] = true
+		}
+		o.URL, o.Name = u, uc.Name
+		if good && ok && err == nil {
+			p.upstreams = append(p.upstreams, o)
+		}
+	}
+	if f := c.UpstreamsFile; f != "" {
+		b, err := os.ReadFile(f)
+		if err == nil {
+			_, err = collector.FileTargets(b, defaults)
+		}
+		if err != nil {
+			pl.bad("upstreams_file", fmt.Sprintf("%s: %v", f, err))
+		}
+		p.upstreamsFile = f
+	}
+}
+
+// over is s with what it leaves unset taken from the defaults d; labels
+// are merged, s's winning.
+func (s UpstreamSettings) over(d UpstreamSettings) UpstreamSettings {
+	out := s
+	if out.Token == "" && out.TokenFile == "" {
+		out.Token, out.TokenFile = d.Token, d.TokenFile
+	}
+	if out.TLS == (TLSClientConfig{}) {
+		out.TLS = d.TLS
+	}
+	out.Labels = map[string]string{}
+	for k, v := range d.Labels {
+		out.Labels[k] = v
+	}
+	for k, v := range s.Labels {
+		out.Labels[k] = v
+	}
+	return out
+}
+
+// upstreamSettings checks and converts an upstream's labels, token and
+// TLS; ok is false when something is wrong (and reported).
+func (pl *planner) upstreamSettings(key string, s UpstreamSettings) (o collector.UpstreamOptions, ok bool) {
+	ok = true
+	bad := func(k, msg string) { pl.bad(key+"."+k, msg); ok = false }
+	for name, v := range s.Labels {
+		if err := collector.CheckLabel(name, v); err != nil {
+			bad("labels", err.Error())
+		}
+	}
+	o.Labels = s.Labels
+	o.Token = s.Token
+	if s.TokenFile != "" {
+		if s.Token != "" {
+			bad("token_file", "give token or token_file, not both")
+		}
+		b, err := os.ReadFile(s.TokenFile)
+		if err != nil {
+			bad("token_file", err.Error())
+		}
+		o.Token = strings.TrimSpace(string(b))
+	}
+	if o.Token != "" && (len(o.Token) < 16 || len(o.Token) > 4096) {
+		bad("token", "a token must be 16 to 4096 characters")
+	}
+	cfg, err := s.TLS.config()
+	if err != nil {
+		bad("tls", err.Error())
+	}
+	o.TLS = cfg
+	return o, ok
+}
+
+// config builds the TLS configuration; nil when nothing is set (the
+// system's roots).
+func (t TLSClientConfig) config() (*tls.Config, error) {
+	if t == (TLSClientConfig{}) {
+		return nil, nil
+	}
+	cfg := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", t.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return nil, fmt.Errorf("cert_file and key_file must be given together")
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cert_file: %v", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
