@@ -434,3 +434,43 @@ func equalLabels(a, b map[string]string) bool {
 	}
 	return true
 }
+
+// UpstreamStatus is what a hub knows of one of its agents.
+type UpstreamStatus struct {
+	Name      string            `json:"name"`
+	URL       string            `json:"url"` // redacted
+	Labels    map[string]string `json:"labels,omitempty"`
+	Connected bool              `json:"connected"`
+	Since     time.Time         `json:"since"`           // when it connected, or became unreachable
+	Error     string            `json:"error,omitempty"` // why it is unreachable, or what the hub refuses
+	Position  uint64            `json:"position"`        // the agent's id of the last event taken
+	Hosts     []string          `json:"hosts"`           // the sources it sends but its services
+}
+
+// Status lists the upstreams followed, by name.
+func (f *Fleet) Status() []UpstreamStatus {
+	f.init()
+	f.mu.Lock()
+	ups := make([]*runningUpstream, 0, len(f.ups))
+	for _, r := range f.ups {
+		ups = append(ups, r)
+	}
+	hosts := make([][]string, len(ups))
+	for i, r := range ups {
+		hosts[i] = slices.Sorted(maps.Keys(r.hosts))
+	}
+	f.mu.Unlock()
+	out := make([]UpstreamStatus, len(ups))
+	for i, r := range ups {
+		u := r.u
+		u.mu.Lock()
+		out[i] = UpstreamStatus{Name: u.name, URL: RedactURL(u.opts.URL), Labels: u.opts.Labels, Connected: u.connected,
+			Since: u.since, Error: cmp.Or(u.refused, u.lastErr), Position: u.seq, Hosts: hosts[i]}
+		if out[i].Connected && u.refused == "" {
+			out[i].Error = ""
+		}
+		u.mu.Unlock()
+	}
+	slices.SortFunc(out, func(a, b UpstreamStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}

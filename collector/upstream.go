@@ -274,10 +274,3 @@ func (u *upstream) refuse(why string) {
 	defer u.mu.Unlock()
 	u.refused = why
 }
-
-// position is the agent's id of the last event taken.
-func (u *upstream) position() uint64 {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.seq
-}
