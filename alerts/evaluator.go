@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -497,8 +498,14 @@ func (e *Evaluator) value(r *Rule, source, metric string, last, now time.Time) (
 	return aggregate(r.Aggregate, pts)
 }
 
+// describe sets what the rule says of an alert. Its labels are the
+// source's (an upstream's role, dc, …), then the rule's, which win.
 func (e *Evaluator) describe(r *Rule, a *Alert) {
 	a.Threshold, a.Op, a.Severity, a.Labels = r.Threshold, r.Op, r.Severity, r.Labels
+	if smp, _ := e.Ring.Latest(a.Source); len(smp.Labels) > 0 {
+		a.Labels = maps.Clone(smp.Labels)
+		maps.Copy(a.Labels, r.Labels)
+	}
 	a.Annotations = r.annotate(a)
 }
 

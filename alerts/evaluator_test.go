@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -369,5 +370,32 @@ func TestAck(t *testing.T) {
 	e2.Evaluate(context.Background())
 	if act := e2.Active(); len(act) != 1 || act[0].AckedBy != "" {
 		t.Fatalf("a new episode kept the old acknowledgement: %+v", act)
+	}
+}
+
+// TestAlertsCarrySourceLabels: an alert on a source that came from an
+// upstream carries the upstream's labels (role, dc), so receivers can
+// route by them; the rule's own labels win over them.
+func TestAlertsCarrySourceLabels(t *testing.T) {
+	ck := &clock{t: t0}
+	store := collector.NewStore(10*time.Minute, time.Second)
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
+	defer hub.Close()
+	r := Rule{Name: "Hot", Source: "host/*", Metric: "cpu.percent", Op: ">", Threshold: 90, Labels: map[string]string{"team": "ops", "dc": "rule"}}
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	e := &Evaluator{Rules: []Rule{r}, Ring: store, Hub: hub, Now: ck.now}
+	store.Append(collector.Sample{Source: "host/web-1", Time: ck.t, Metrics: map[string]float64{"cpu.percent": 99},
+		Labels: map[string]string{"role": "web", "dc": "fra"}})
+	if err := e.Evaluate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	active := e.Active()
+	if len(active) != 1 {
+		t.Fatalf("alerts %+v", active)
+	}
+	if want := map[string]string{"role": "web", "dc": "rule", "team": "ops"}; !maps.Equal(active[0].Labels, want) {
+		t.Fatalf("labels %v, want %v", active[0].Labels, want)
 	}
 }

@@ -32,6 +32,12 @@ type Primer interface {
 	Prime(ctx context.Context) error
 }
 
+// A Labeled source has labels of its own (an upstream's role, dc), put
+// on its samples and on its alerts.
+type Labeled interface {
+	Labels() map[string]string
+}
+
 // A Scheduled source sets its own interval and collect timeout; zero
 // values take the scheduler's.
 type Scheduled interface {
@@ -279,9 +285,12 @@ func (l *sourceLoop) tick(ctx context.Context) {
 			r.metrics[k] = roundSignificant(v, 6) // more digits are noise on every stream
 		}
 		smp := Sample{Source: l.name, Time: start, Metrics: r.metrics}
+		if lb, ok := l.src.(Labeled); ok {
+			smp.Labels = lb.Labels()
+		}
 		s.Store.Append(smp)
 		l.m.samples.Inc()
-		body := SampleBody{Metrics: r.metrics}
+		body := SampleBody{Metrics: r.metrics, Labels: smp.Labels}
 		if ts, ok := l.src.(TrafficSource); ok {
 			if t, ok := ts.Traffic(); ok {
 				body.Traffic = &t

@@ -64,9 +64,15 @@ type upstream struct {
 	prevAt    time.Time
 }
 
-var _ Source = (*upstream)(nil)
+var (
+	_ Source  = (*upstream)(nil)
+	_ Labeled = (*upstream)(nil)
+)
 
 func (u *upstream) Name() string { return "upstream/" + u.name }
+
+// Labels are the upstream's labels.
+func (u *upstream) Labels() map[string]string { return u.opts.Labels }
 
 // Collect reports the connection: upstream.up, upstream.lag_seconds (from
 // the agent's time of the newest event to now), upstream.events_per_sec,
