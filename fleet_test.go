@@ -340,3 +340,93 @@ func checkAgent(t *testing.T, name string, own []*record, hubRecs []*record) (ga
 	t.Logf("%s: %d samples checked, %d on the hub, gaps %v", name, checked, len(got), gapList)
 	return len(gapList)
 }
+
+// TestHubFileTokensAndAgentDown: a hub finds its agents in a file_sd
+// file, reads it again when it changes, and reaches agents that need a
+// read token with the one in upstream_defaults. An agent that goes away
+// raises AgentDown, with the file's labels on it; an agent taken out of
+// the file is followed no more.
+func TestHubFileTokensAndAgentDown(t *testing.T) {
+	const token = "read-token-0123456789"
+	dir := t.TempDir()
+	agentCfg := func(name string) string {
+		p := filepath.Join(dir, name+".yaml")
+		os.WriteFile(p, []byte("interval: 200ms\nhost: {name: "+name+"}\nalerts: {rules: []}\nauth: {read_tokens: ["+token+"]}\n"), 0o600)
+		return p
+	}
+	b1, _ := startVigil(t, "--data", filepath.Join(dir, "b1"), "--config", agentCfg("b1"))
+	b2, stopB2 := startVigil(t, "--data", filepath.Join(dir, "b2"), "--config", agentCfg("b2"))
+	if resp, err := http.Get(b1 + "/events"); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("an agent with read tokens answers a stream without one: %v %v", resp, err)
+	}
+
+	targets := filepath.Join(dir, "agents.json")
+	writeTargets := func(urls ...string) {
+		b, _ := json.Marshal([]map[string]any{{"targets": urls, "labels": map[string]string{"dc": "fra"}}})
+		os.WriteFile(targets+".tmp", b, 0o600)
+		os.Rename(targets+".tmp", targets) // as provisioning tools do
+	}
+	writeTargets(b1)
+	hubCfg := filepath.Join(dir, "hub.yaml")
+	os.WriteFile(hubCfg, []byte(fmt.Sprintf(`interval: 200ms
+host: {enabled: false}
+upstreams_file: %s
+upstream_defaults: {token: %s}
+alerts: {agent_down_for: 1s}
+`, targets, token)), 0o600)
+	hub, _ := startVigil(t, "--data", filepath.Join(dir, "hub"), "--config", hubCfg)
+	upstreams := func() map[string]bool {
+		var snap struct {
+			Events []struct {
+				Source  string
+				Metrics map[string]float64
+			}
+		}
+		getJSONInto(t, hub+"/api/v1/snapshot", &snap)
+		out := map[string]bool{}
+		for _, e := range snap.Events {
+			if v, ok := e.Metrics["upstream.up"]; ok {
+				out[e.Source] = v == 1
+			}
+		}
+		return out
+	}
+	name1, name2 := "upstream/"+b1[len("http://"):], "upstream/"+b2[len("http://"):] // host:port
+	vigiltest.Eventually(t, 20*time.Second, "the hub reaches b1 with the token", func() bool { return upstreams()[name1] })
+
+	writeTargets(b1, b2)
+	vigiltest.Eventually(t, 30*time.Second, "the hub follows b2 once the file lists it", func() bool {
+		u := upstreams()
+		return u[name1] && u[name2]
+	})
+
+	stopB2()
+	alertsNow := func() []struct {
+		Rule, Source, State string
+		Labels              map[string]string
+	} {
+		var body struct {
+			Alerts []struct {
+				Rule, Source, State string
+				Labels              map[string]string
+			}
+		}
+		getJSONInto(t, hub+"/api/v1/alerts", &body)
+		return body.Alerts
+	}
+	vigiltest.Eventually(t, 30*time.Second, "AgentDown fires for b2, with the file's labels", func() bool {
+		for _, a := range alertsNow() {
+			if a.Rule == "AgentDown" && a.Source == name2 && a.State == "firing" && a.Labels["dc"] == "fra" {
+				return true
+			}
+		}
+		return false
+	})
+
+	writeTargets(b1) // b2 is taken out of the file
+	vigiltest.Eventually(t, 30*time.Second, "the hub no longer follows b2", func() bool {
+		u := upstreams()
+		_, still := u[name2]
+		return u[name1] && !still
+	})
+}

@@ -21,6 +21,15 @@ import (
 	"vigil/stream"
 )
 
+// FleetHub is what a Fleet needs of the hub: to publish, and to forget
+// the sources of an agent it follows no more.
+type FleetHub interface {
+	Publisher
+	Forget(keys ...string)
+}
+
+var _ FleetHub = (*stream.Hub)(nil)
+
 // DefaultMaxDials is how many agents a hub connects to at once: after a
 // hub restart, hundreds of agents are reached in turn, not all in the
 // same instant.
@@ -41,7 +50,7 @@ const DefaultMaxDials = 16
 // hub that restarts resumes each agent after the last event it took.
 type Fleet struct {
 	Store     *Store
-	Hub       Publisher
+	Hub       FleetHub
 	Scheduler *Scheduler // samples upstream/* and the merged services
 	Upstreams []UpstreamOptions
 	// File, when set, is a file of more upstreams in Prometheus' file_sd
@@ -214,6 +223,7 @@ func (f *Fleet) stopLocked(key string) {
 	for _, src := range append(slices.Sorted(maps.Keys(r.hosts)), r.u.Name()) {
 		delete(f.owners, src)
 		f.Store.Remove(src)
+		f.Hub.Forget(stream.TypeSample+"/"+src, stream.TypeSource+"/"+src)
 		_, err := f.Hub.Publish(stream.Message{Type: stream.TypeSource, Source: src, Key: stream.TypeSource + "/" + src,
 			Body: SourceState{State: StateGone, Upstream: &UpstreamRef{Name: r.u.name}}})
 		if err != nil && !errors.Is(err, stream.ErrClosed) {
@@ -380,33 +390,21 @@ type Gap struct {
 }
 
 // UpstreamNames names upstreams as the hub shows them: the configured
-// name, or the URL's host, with its port when two share a host, or the
-// whole URL when two share that too.
+// name, or the URL's host and port (and path, if any), as Prometheus
+// names an instance. A name never changes as other upstreams come and go.
 func UpstreamNames(ups []UpstreamOptions) []string {
 	names := make([]string, len(ups))
-	hostports := make([]string, len(ups))
 	for i, o := range ups {
-		u, err := url.Parse(o.URL)
-		if err != nil || u.Host == "" {
-			names[i], hostports[i] = o.URL, o.URL
+		names[i] = o.Name
+		if names[i] != "" {
 			continue
 		}
-		names[i], hostports[i] = u.Hostname(), u.Host
-	}
-	for i, dup := range duplicates(names) {
-		if dup {
-			names[i] = hostports[i]
+		u, err := url.Parse(o.URL)
+		if err != nil || u.Host == "" {
+			names[i] = RedactURL(o.URL)
+			continue
 		}
-	}
-	for i, dup := range duplicates(names) {
-		if dup {
-			names[i] = RedactURL(ups[i].URL)
-		}
-	}
-	for i, o := range ups {
-		if o.Name != "" {
-			names[i] = o.Name
-		}
+		names[i] = u.Host + strings.TrimSuffix(u.EscapedPath(), "/")
 	}
 	return names
 }

@@ -219,6 +219,16 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 	return ev, nil
 }
 
+// Forget drops the newest event under each key (a source that went
+// away): a reset snapshot carries it no more.
+func (h *Hub) Forget(keys ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, k := range keys {
+		delete(h.latest, k)
+	}
+}
+
 // Subscribe registers a subscriber that receives, in order and without
 // gaps or repeats: the events after the cursor still in the window (in
 // Subscriber.Replay), then live events on C(). If the cursor cannot be
