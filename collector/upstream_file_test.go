@@ -1,0 +1,90 @@
+package collector
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFileTargets(t *testing.T) {
+	defaults := UpstreamOptions{Token: "0123456789abcdef", Labels: map[string]string{"dc": "fra", "role": "any"}}
+	ups, err := FileTargets([]byte(`[{"targets": ["web-1:8080", "https://web-2:8443/", "web-1:8080"], "labels": {"role": "web", "__meta_x": "dropped"}},
+		{"targets": ["db-1:8080"], "labels": {"__scheme__": "https"}}]`), defaults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct{ url, role string }{{"http://web-1:8080", "web"}, {"https://web-2:8443", "web"}, {"https://db-1:8080", "any"}}
+	if len(ups) != len(want) {
+		t.Fatalf("%d upstreams: %+v", len(ups), ups)
+	}
+	for i, w := range want {
+		if ups[i].URL != w.url || ups[i].Labels["role"] != w.role || ups[i].Labels["dc"] != "fra" || ups[i].Token != defaults.Token || ups[i].Labels["__meta_x"] != "" {
+			t.Errorf("%d: %+v, want %s role=%s", i, ups[i], w.url, w.role)
+		}
+	}
+	yamlUps, err := FileTargets([]byte("- targets: [web-1:8080]\n  labels: {role: web}\n"), UpstreamOptions{})
+	if err != nil || len(yamlUps) != 1 || yamlUps[0].URL != "http://web-1:8080" {
+		t.Fatalf("YAML: %+v %v", yamlUps, err)
+	}
+	if ups, err := FileTargets(nil, defaults); err != nil || len(ups) != 0 {
+		t.Fatalf("an empty file: %v %v", ups, err)
+	}
+	for _, bad := range []string{`{"targets": ["x:1"]}`, `[{"targets": ["ftp://x"]}]`, `[{"targets": ["http://u:p@x:1"]}]`,
+		`[{"targets": ["x:1"], "labels": {"9x": "y"}}]`, `[{"targets": ["x:1"], "labels": {"__scheme__": "gopher"}}]`,
+		`[{"targets": ["x:1"], "labls": {}}]`, `[{"targets": ["x:1"], "labels": {"a": "\u202e"}}]`} {
+		if _, err := FileTargets([]byte(bad), defaults); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+// FuzzFileTargets: no file makes the reader panic, and every upstream it
+// accepts has an http(s) URL without credentials and labels a hub can
+// show.
+func FuzzFileTargets(f *testing.F) {
+	f.Add([]byte(`[{"targets": ["web-1:8080"], "labels": {"role": "web"}}]`))
+	f.Add([]byte("- targets: [https://x:1/a]\n  labels: {__scheme__: https}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ups, err := FileTargets(b, UpstreamOptions{})
+		if err != nil {
+			return
+		}
+		for _, u := range ups {
+			if !strings.HasPrefix(u.URL, "http://") && !strings.HasPrefix(u.URL, "https://") || strings.Contains(u.URL, "@") {
+				t.Fatalf("accepted %q", u.URL)
+			}
+			for k, v := range u.Labels {
+				if CheckLabel(k, v) != nil {
+					t.Fatalf("accepted label %q=%q", k, v)
+				}
+			}
+		}
+	})
+}
+
+// FuzzAgentEvent: whatever an agent sends as a service sample, the hub's
+// merge neither panics nor reports a value that is not a number.
+func FuzzAgentEvent(f *testing.F) {
+	f.Add([]byte(`{"seq":1,"type":"sample","source":"service/a","metrics":{"instances.up":1},"traffic":{"requests":10,"errors":1,"seconds":1,"latency":{"0...0.1":10}}}`))
+	f.Add([]byte(`{"type":"sample","traffic":{"requests":1e308,"errors":-1,"seconds":1e-300,"latency":{"1...+Inf":1e308}}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var ev agentEvent
+		if json.Unmarshal(b, &ev) != nil {
+			return
+		}
+		ev.Type = "sample"
+		now := time.Unix(1000, 0)
+		s := &fleetService{name: "service/a", window: time.Minute, hosts: map[string]*hostTraffic{}, now: func() time.Time { return now }}
+		s.take("h", ev, now)
+		s.take("h", ev, now)
+		m, _ := s.Collect(context.Background())
+		for k, v := range m {
+			if math.IsNaN(v) {
+				t.Fatalf("%s is NaN", k)
+			}
+		}
+	})
+}
