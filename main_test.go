@@ -715,6 +715,12 @@ func TestREADMEWholeFileIsTheDefaults(t *testing.T) {
 		if len(p.allowedHosts) == 0 {
 			p.allowedHosts = nil
 		}
+		if len(p.readTokens) == 0 {
+			p.readTokens = nil
+		}
+		if len(p.fileDefaults.Labels) == 0 {
+			p.fileDefaults.Labels = nil
+		}
 	}
 	if !reflect.DeepEqual(fromFile, defaults) {
 		t.Fatalf("the README's whole file is not the defaults:\nfile:     %+v\ndefaults: %+v", fromFile, defaults)
