@@ -15,6 +15,11 @@
 // target is bounded and credentials in URLs are redacted (RedactURL) before
 // either reaches an event, a log line or a metric name.
 //
+// On a hub, a Fleet (fleet.go, upstream.go) follows other vigils'
+// event streams: their hosts come in as samples of their own, their
+// services are merged by counts and latency buckets into one source each
+// (fleet_service.go), and each connection is a source, upstream/<name>.
+//
 // The Store is what the dashboard's pages and the alert rules read; the
 // Hub is how samples leave this package. It imports vigil's stream package
 // and no other.
