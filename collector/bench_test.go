@@ -2,12 +2,14 @@ package collector
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+	"vigil/stream"
 )
 
 func BenchmarkRingPush(b *testing.B) {
@@ -105,4 +107,32 @@ func BenchmarkParseExposition1000Series(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkFleetIngest is a hub taking one agent's host sample of 40
+// metrics, as its JSON comes off the stream: decoded, kept in the ring,
+// republished. The reference beside it is the agent's own cost of the
+// same sample (BenchmarkStoreAppend and the hub's Publish).
+func BenchmarkFleetIngest(b *testing.B) {
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1})
+	defer hub.Close()
+	f := &Fleet{Store: NewStore(10*time.Minute, time.Second), Hub: hub, Scheduler: &Scheduler{}}
+	f.init()
+	f.ctx = context.Background()
+	u := &upstream{opts: UpstreamOptions{URL: "http://a:1", Labels: map[string]string{"role": "web"}}, key: "http://a:1", name: "a", suffix: bodySuffix("a", map[string]string{"role": "web"}), names: nameCache{}, fleet: f}
+	f.ups[u.key] = &runningUpstream{u: u, cancel: func() {}, hosts: map[string]bool{}}
+	metrics := make(map[string]float64, 40)
+	for i := range 40 {
+		metrics[fmt.Sprintf("metric.%d{x=%d}", i, i)] = float64(i) * 1.5
+	}
+	body, _ := json.Marshal(metrics)
+	ts := time.Unix(1000, 0).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	b.ReportAllocs()
+	for i := 1; b.Loop(); i++ {
+		data := fmt.Appendf(nil, `{"seq":%d,"type":"sample","ts":%q,"source":"host/a","metrics":%s}`, i, ts, body)
+		if err := u.take("sample", data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/40/1000, "µs/point")
 }

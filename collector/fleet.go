@@ -198,7 +198,7 @@ func (f *Fleet) apply(static, fromFile []UpstreamOptions) {
 }
 
 func (f *Fleet) startLocked(o UpstreamOptions, name string) {
-	u := &upstream{opts: o, key: o.URL, name: name, fleet: f, client: upstreamClient(o), seq: f.saved[o.URL]}
+	u := &upstream{opts: o, key: o.URL, name: name, suffix: bodySuffix(name, o.Labels), names: nameCache{}, fleet: f, client: upstreamClient(o), seq: f.saved[o.URL]}
 	u.since = f.now()
 	ctx, cancel := context.WithCancel(f.ctx)
 	f.ups[o.URL] = &runningUpstream{u: u, cancel: cancel, hosts: map[string]bool{}}
@@ -264,11 +264,12 @@ func (f *Fleet) take(u *upstream, ev agentEvent) {
 	var err error
 	switch ev.Type {
 	case stream.TypeSample:
-		finite(ev.Metrics)
+		if ev.Metrics == nil {
+			return
+		}
 		f.Store.Append(Sample{Source: ev.Source, Time: ev.TS, Metrics: ev.Metrics, Labels: u.opts.Labels})
 		_, err = f.Hub.Publish(stream.Message{Type: stream.TypeSample, Source: ev.Source, Time: ev.TS,
-			Key:  stream.TypeSample + "/" + ev.Source,
-			Body: SampleBody{Metrics: ev.Metrics, Labels: u.opts.Labels, Upstream: ref}})
+			Key: stream.TypeSample + "/" + ev.Source, Body: u.sampleBody(ev)})
 	case stream.TypeSource:
 		st := SourceState{State: ev.State, Error: stream.Clip(ev.Error, maxErrorBytes), Partial: ev.Partial, Upstream: ref}
 		f.Store.SetStatus(ev.Source, st.State, st.Error, ev.TS)

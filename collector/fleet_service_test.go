@@ -56,8 +56,8 @@ func TestFleetPercentilesFromMergedBuckets(t *testing.T) {
 		tr, _ := svc.Traffic()
 		// As the hub gets it: the sample's JSON.
 		b, _ := json.Marshal(SampleBody{Metrics: m, Traffic: &tr})
-		var ev agentEvent
-		if err := json.Unmarshal(b, &ev); err != nil {
+		ev, err := decodeAgentEvent(b, nameCache{})
+		if err != nil {
 			t.Fatal(err)
 		}
 		ev.Type, ev.Source = "sample", "service/api"

@@ -1,8 +1,10 @@
 package collector
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"math"
 	"strings"
 	"testing"
@@ -71,8 +73,8 @@ func FuzzAgentEvent(f *testing.F) {
 	f.Add([]byte(`{"seq":1,"type":"sample","source":"service/a","metrics":{"instances.up":1},"traffic":{"requests":10,"errors":1,"seconds":1,"latency":{"0...0.1":10}}}`))
 	f.Add([]byte(`{"type":"sample","traffic":{"requests":1e308,"errors":-1,"seconds":1e-300,"latency":{"1...+Inf":1e308}}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var ev agentEvent
-		if json.Unmarshal(b, &ev) != nil {
+		ev, err := decodeAgentEvent(b, nameCache{})
+		if err != nil {
 			return
 		}
 		ev.Type = "sample"
@@ -84,6 +86,33 @@ func FuzzAgentEvent(f *testing.F) {
 		for k, v := range m {
 			if math.IsNaN(v) {
 				t.Fatalf("%s is NaN", k)
+			}
+		}
+	})
+}
+
+// FuzzParseMetrics: the hub's own reader of an agent's metrics agrees
+// with encoding/json: what it accepts, encoding/json reads the same; what
+// encoding/json reads as an object, it accepts; and it says compact only
+// of what json.Compact leaves as it is.
+func FuzzParseMetrics(f *testing.F) {
+	for _, s := range []string{`{"cpu.percent":12.5,"fs.used_percent{mount=/}":1e3}`, `{ "a" : -0.5e-3 , "b":0 }`, `{}`,
+		`{"\u00e9\n":1}`, `{"a":01}`, `{"a":1,}`, `{"a":1}x`, `{"a":null}`, `{"\xff":1}`, `{"a":1e999}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, compact, err := parseMetrics(b, nameCache{})
+		var want map[string]float64
+		jerr := json.Unmarshal(b, &want)
+		switch {
+		case err == nil && (jerr != nil || !maps.Equal(got, want)):
+			t.Fatalf("%q: read %v, encoding/json %v %v", b, got, want, jerr)
+		case err != nil && jerr == nil && want != nil:
+			t.Fatalf("%q refused (%v); encoding/json reads %v", b, err, want)
+		case err == nil && compact:
+			var c bytes.Buffer
+			if json.Compact(&c, b); !bytes.Equal(c.Bytes(), b) {
+				t.Fatalf("%q said to be compact", b)
 			}
 		}
 	})

@@ -60,7 +60,8 @@ type Message struct {
 	Source string
 	Time   time.Time
 	// Body must encode to a JSON object; its fields follow seq, type, ts
-	// and source. Nil means no further fields.
+	// and source. Nil means no further fields. A json.RawMessage is taken
+	// as it is: it must be a valid JSON object, compact, on one line.
 	Body any
 	// Key, when set, makes this event the newest state under that key:
 	// a client whose position was lost gets the newest event of every key

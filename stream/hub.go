@@ -161,7 +161,14 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 		return nil, fmt.Errorf("stream: publish: unknown event type %q", m.Type)
 	}
 	var body []byte
-	if m.Body != nil {
+	if raw, ok := m.Body.(json.RawMessage); ok {
+		// Encoded already (a hub republishing an agent's sample): taken
+		// as it is, once it is seen to be an object on one line.
+		if len(raw) < 2 || raw[0] != '{' || bytes.IndexByte(raw, '\n') >= 0 {
+			return nil, fmt.Errorf("stream: publish %s %s: body is not a JSON object on one line", m.Type, m.Source)
+		}
+		body = raw
+	} else if m.Body != nil {
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
 		enc.SetEscapeHTML(false) // "op":">" rather than "\u003e": this is not HTML

@@ -1,0 +1,200 @@
+package collector
+
+import (
+	"encoding/json"
+	"errors"
+	"strconv"
+)
+
+// errNotMetrics is a metrics object that is not {"name": number, ...}.
+var errNotMetrics = errors.New(`metrics: want an object of "name": number`)
+
+// A nameCache keeps the metric names an agent sends, so that the forty
+// names of each sample are not forty new strings each second.
+type nameCache map[string]string
+
+// name returns b as a string, the cached one when seen before.
+func (c nameCache) name(b []byte) string {
+	if s, ok := c[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	s := string(b)
+	if len(c) < 10000 { // an agent that invents names does not grow it for ever
+		c[s] = s
+	}
+	return s
+}
+
+// parseMetrics reads a sample's metrics — a JSON object of names to
+// numbers — into a map. It is what encoding/json would make of it (the
+// tests compare the two), without reflection: on a hub, decoding agents'
+// metrics is most of the work. compact says raw has no whitespace.
+func parseMetrics(raw []byte, names nameCache) (m map[string]float64, compact bool, err error) {
+	p := metricsParser{b: raw, compact: true}
+	p.space()
+	if !p.eat('{') {
+		return nil, false, errNotMetrics
+	}
+	m = make(map[string]float64, 48)
+	p.space()
+	if p.eat('}') {
+		return m, p.end(), p.err()
+	}
+	for {
+		p.space()
+		key, ok := p.str(names)
+		if !ok {
+			return nil, false, errNotMetrics
+		}
+		p.space()
+		if !p.eat(':') {
+			return nil, false, errNotMetrics
+		}
+		p.space()
+		v, ok := p.number()
+		if !ok {
+			return nil, false, errNotMetrics
+		}
+		m[key] = v
+		p.space()
+		if p.eat(',') {
+			continue
+		}
+		if p.eat('}') {
+			return m, p.end(), p.err()
+		}
+		return nil, false, errNotMetrics
+	}
+}
+
+type metricsParser struct {
+	b       []byte
+	i       int
+	compact bool
+	bad     bool
+}
+
+func (p *metricsParser) space() {
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+			p.compact = false
+		default:
+			return
+		}
+	}
+}
+
+func (p *metricsParser) eat(c byte) bool {
+	if p.i < len(p.b) && p.b[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+// end: nothing but space may follow the object.
+func (p *metricsParser) end() bool {
+	p.space()
+	if p.i != len(p.b) {
+		p.bad = true
+	}
+	return p.compact
+}
+
+func (p *metricsParser) err() error {
+	if p.bad {
+		return errNotMetrics
+	}
+	return nil
+}
+
+// str reads a JSON string; one with escapes is read by encoding/json.
+func (p *metricsParser) str(names nameCache) (string, bool) {
+	if !p.eat('"') {
+		return "", false
+	}
+	start := p.i
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		switch {
+		case c == '"':
+			s := names.name(p.b[start:p.i])
+			p.i++
+			return s, true
+		case c == '\\' || c < 0x20 || c >= 0x80:
+			return p.slowStr(start - 1)
+		}
+		p.i++
+	}
+	return "", false
+}
+
+// slowStr reads the string starting at its quote at from with
+// encoding/json: escapes, and non-ASCII text, which must be valid UTF-8
+// (invalid bytes become U+FFFD, as encoding/json makes them).
+func (p *metricsParser) slowStr(from int) (string, bool) {
+	end := from + 1
+	for end < len(p.b) {
+		if p.b[end] == '\\' {
+			end += 2
+			continue
+		}
+		if p.b[end] == '"' {
+			break
+		}
+		end++
+	}
+	if end >= len(p.b) {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(p.b[from:end+1], &s) != nil {
+		return "", false
+	}
+	p.i = end + 1
+	return s, true
+}
+
+// number reads a JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?,
+// or null, which encoding/json reads as 0.
+func (p *metricsParser) number() (float64, bool) {
+	if len(p.b)-p.i >= 4 && string(p.b[p.i:p.i+4]) == "null" {
+		p.i += 4
+		return 0, true
+	}
+	start := p.i
+	p.eat('-')
+	switch {
+	case p.eat('0'):
+	case p.i < len(p.b) && p.b[p.i] >= '1' && p.b[p.i] <= '9':
+		p.digits()
+	default:
+		return 0, false
+	}
+	if p.eat('.') && !p.digits() {
+		return 0, false
+	}
+	if p.eat('e') || p.eat('E') {
+		if !p.eat('+') {
+			p.eat('-')
+		}
+		if !p.digits() {
+			return 0, false
+		}
+	}
+	v, err := strconv.ParseFloat(string(p.b[start:p.i]), 64)
+	if err != nil { // out of range: encoding/json refuses it too
+		return 0, false
+	}
+	return v, true
+}
+
+func (p *metricsParser) digits() bool {
+	start := p.i
+	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
+		p.i++
+	}
+	return p.i > start
+}
