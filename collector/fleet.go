@@ -21,6 +21,11 @@ import (
 	"vigil/stream"
 )
 
+// DefaultUpstreamIdle is how long an agent's stream may be silent before
+// the hub takes it for dead: three of the longest heartbeat an agent may
+// have (stream.heartbeat is 15 s at most).
+const DefaultUpstreamIdle = 45 * time.Second
+
 // FleetHub is what a Fleet needs of the hub: to publish, and to forget
 // the sources of an agent it follows no more.
 type FleetHub interface {
@@ -61,6 +66,7 @@ type Fleet struct {
 	Positions    PositionFile    // "": positions are not saved
 	Window       time.Duration   // of the merged services; DefaultServiceWindow when zero
 	MaxDials     int             // DefaultMaxDials when zero
+	IdleTimeout  time.Duration   // a stream silent this long is dead; DefaultUpstreamIdle when zero
 	Now          func() time.Time
 	Logger       *slog.Logger
 	Metrics      *metrics.Set
@@ -92,6 +98,7 @@ func (f *Fleet) init() {
 		f.Window = cmp.Or(max(f.Window, 0), DefaultServiceWindow)
 		f.MaxDials = cmp.Or(max(f.MaxDials, 0), DefaultMaxDials)
 		f.FileInterval = cmp.Or(max(f.FileInterval, 0), 5*time.Second)
+		f.IdleTimeout = cmp.Or(max(f.IdleTimeout, 0), DefaultUpstreamIdle)
 		if f.Now == nil {
 			f.Now = time.Now
 		}

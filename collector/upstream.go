@@ -2,6 +2,7 @@ package collector
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -151,22 +152,33 @@ func (u *upstream) run(ctx context.Context) {
 }
 
 // follow opens the agent's stream after the last event taken and takes
-// events until the stream ends; got says whether any came.
+// events until the stream ends; got says whether any came. A stream on
+// which nothing comes for the fleet's IdleTimeout — not even a heartbeat,
+// which an agent sends every 15 s at most — is taken for dead (a host
+// gone without closing the connection) and given up.
 func (u *upstream) follow(ctx context.Context) (got bool, err error) {
 	if err := u.fleet.dialSlot(ctx); err != nil {
 		return false, err
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	idle := u.fleet.IdleTimeout
+	watchdog := time.AfterFunc(idle, func() {
+		cancel(fmt.Errorf("nothing from the agent for %s, not even a heartbeat", idle))
+	})
+	defer watchdog.Stop()
 	resp, err := u.open(ctx)
 	u.fleet.dialDone()
 	if err != nil {
-		return false, err
+		return false, cmp.Or(context.Cause(ctx), err)
 	}
 	defer resp.Body.Close()
 	u.up()
 	for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 16 << 20}) {
 		if err != nil {
-			return got, err
+			return got, cmp.Or(context.Cause(ctx), err)
 		}
+		watchdog.Reset(idle)
 		got = true
 		if ev.Type == "" && ev.Data == "" { // a position: nothing to take, somewhere to resume from
 			if id, err := stream.ParseID(ev.LastEventID); err == nil {
