@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -428,5 +429,50 @@ alerts: {agent_down_for: 1s}
 		u := upstreams()
 		_, still := u[name2]
 		return u[name1] && !still
+	})
+}
+
+// TestHubReachesTLSAgents: an agent serving HTTPS with its own CA's
+// certificate is followed with the CA file and the name its certificate
+// carries; without the CA, the upstream says why it cannot connect.
+func TestHubReachesTLSAgents(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeSelfSigned(t, dir)
+	agent, _ := startVigil(t, "--data", filepath.Join(dir, "agent"), "--tls-cert", cert, "--tls-key", key, "--interval", "200ms")
+	other, _ := startVigil(t, "--data", filepath.Join(dir, "other"), "--tls-cert", cert, "--tls-key", key, "--interval", "200ms")
+	https := func(u string) string { return strings.Replace(u, "http://", "https://", 1) }
+	hubCfg := filepath.Join(dir, "hub.yaml")
+	os.WriteFile(hubCfg, []byte(fmt.Sprintf(`host: {enabled: false}
+upstreams:
+  - {url: %q, name: trusted, tls: {ca_file: %q, server_name: agent.internal}}
+  - {url: %q, name: untrusted}
+`, https(agent), cert, https(other))), 0o600)
+	hub, _ := startVigil(t, "--data", filepath.Join(dir, "hub"), "--config", hubCfg)
+	vigiltest.Eventually(t, 20*time.Second, "the hub follows the agent over TLS, and says why it cannot without its CA", func() bool {
+		resp, err := http.Get(hub + "/api/v1/snapshot?source=upstream/*")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var snap struct {
+			Events []struct {
+				Source  string
+				Type    string
+				State   string
+				Error   string
+				Metrics map[string]float64
+			}
+		}
+		json.NewDecoder(resp.Body).Decode(&snap)
+		ok := map[string]bool{}
+		for _, e := range snap.Events {
+			switch {
+			case e.Source == "upstream/trusted" && e.Metrics["upstream.up"] == 1:
+				ok["trusted"] = true
+			case e.Source == "upstream/untrusted" && e.Type == "source" && strings.Contains(e.Error, "x509: certificate"):
+				ok["untrusted"] = true
+			}
+		}
+		return ok["trusted"] && ok["untrusted"]
 	})
 }
