@@ -469,7 +469,7 @@ upstreams:
 			switch {
 			case e.Source == "upstream/trusted" && e.Metrics["upstream.up"] == 1:
 				ok["trusted"] = true
-			case e.Source == "upstream/untrusted" && e.Type == "source" && strings.Contains(e.Error, "x509: certificate"):
+			case e.Source == "upstream/untrusted" && e.Type == "source" && strings.Contains(e.Error, "x509: ") && !strings.Contains(e.Error, "redirected"):
 				ok["untrusted"] = true
 			}
 		}

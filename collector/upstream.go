@@ -210,7 +210,7 @@ func (u *upstream) open(ctx context.Context) (*http.Response, error) {
 	u.mu.Unlock()
 	resp, err := u.client.Do(req)
 	if err != nil {
-		return nil, hideURL(err, u.opts.URL)
+		return nil, hideURL(err, req.URL.String())
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
