@@ -229,19 +229,28 @@ func (f *Fleet) stopLocked(key string) {
 	f.Scheduler.Remove(r.u.Name())
 	for _, src := range append(slices.Sorted(maps.Keys(r.hosts)), r.u.Name()) {
 		delete(f.owners, src)
-		f.Store.Remove(src)
-		f.Hub.Forget(stream.TypeSample+"/"+src, stream.TypeSource+"/"+src)
-		_, err := f.Hub.Publish(stream.Message{Type: stream.TypeSource, Source: src, Key: stream.TypeSource + "/" + src,
-			Body: SourceState{State: StateGone, Upstream: &UpstreamRef{Name: r.u.name}}})
-		if err != nil && !errors.Is(err, stream.ErrClosed) {
-			f.Logger.Error("publish a source gone", "source", src, "err", err)
-		}
+		f.goneLocked(src, r.u.name)
 	}
-	for _, s := range f.services {
-		s.forget(r.u.name)
+	for name, s := range f.services {
+		if s.forget(r.u.name) { // no host runs it any more
+			delete(f.services, name)
+			f.Scheduler.Remove(s.name)
+			f.goneLocked(s.name, r.u.name)
+		}
 	}
 	delete(f.pos, key)
 	f.Logger.Info("no longer following upstream", "upstream", r.u.name)
+}
+
+// goneLocked forgets a source the hub has no more, and says so.
+func (f *Fleet) goneLocked(src, upstream string) {
+	f.Store.Remove(src)
+	f.Hub.Forget(stream.TypeSample+"/"+src, stream.TypeSource+"/"+src)
+	_, err := f.Hub.Publish(stream.Message{Type: stream.TypeSource, Source: src, Key: stream.TypeSource + "/" + src,
+		Body: SourceState{State: StateGone, Upstream: &UpstreamRef{Name: upstream}}})
+	if err != nil && !errors.Is(err, stream.ErrClosed) {
+		f.Logger.Error("publish a source gone", "source", src, "err", err)
+	}
 }
 
 // dialSlot waits for a turn to connect; dialDone gives it back.
@@ -256,8 +265,37 @@ func (f *Fleet) dialSlot(ctx context.Context) error {
 
 func (f *Fleet) dialDone() { <-f.dials }
 
-// take takes one sample or source event of an agent.
+// Bounds on what an agent may send, so that no agent — broken or hostile
+// — can fill the hub's memory or put unreadable text on its page.
+const (
+	MaxUpstreamMetrics = 10_000 // per sample, as a scrape's max_series
+	maxNameBytes       = 256    // a source's or a metric's name
+)
+
+// acceptable says why an agent's event is refused, or "" when it is not.
+func acceptable(ev agentEvent) string {
+	if len(ev.Source) > maxNameBytes || stream.Readable(ev.Source) != ev.Source || !strings.Contains(ev.Source, "/") {
+		return fmt.Sprintf("a source named %q: a name is kind/name, readable, at most %d bytes", stream.Clip(stream.Readable(ev.Source), 64), maxNameBytes)
+	}
+	if len(ev.Metrics) > MaxUpstreamMetrics {
+		return fmt.Sprintf("%s: %d metrics in a sample, more than %d", ev.Source, len(ev.Metrics), MaxUpstreamMetrics)
+	}
+	for name := range ev.Metrics {
+		if len(name) > maxNameBytes || stream.Readable(name) != name {
+			return fmt.Sprintf("%s: a metric named %q: at most %d bytes of readable text", ev.Source, stream.Clip(stream.Readable(name), 64), maxNameBytes)
+		}
+	}
+	return ""
+}
+
+// take takes one sample or source event of an agent; one it cannot
+// take is dropped, counted, and said in the upstream's error.
 func (f *Fleet) take(u *upstream, ev agentEvent) {
+	if why := acceptable(ev); why != "" {
+		f.dropped.Inc()
+		u.refuse("dropped " + why)
+		return
+	}
 	if svc, ok := strings.CutPrefix(ev.Source, "service/"); ok {
 		if f.current(u) {
 			f.service(svc).take(u.name, ev, f.now())

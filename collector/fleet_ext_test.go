@@ -2,9 +2,12 @@ package collector_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -91,4 +94,71 @@ func TestFleetConnectsAFewAtATime(t *testing.T) {
 	if most > 3 {
 		t.Fatalf("%d connections opening at once, more than MaxDials 3", most)
 	}
+}
+
+// TestHostileAgentBounded: what an agent sends that a hub must not keep —
+// an unreadable source name, a name without a kind, thousands of metrics
+// in a sample, an unreadable metric name — is dropped and said in the
+// upstream's error; the agent's good events still come in.
+func TestHostileAgentBounded(t *testing.T) {
+	many := map[string]float64{}
+	for i := range collector.MaxUpstreamMetrics + 1 {
+		many[fmt.Sprintf("m.%d", i)] = 1
+	}
+	manyJSON, _ := json.Marshal(many)
+	frames := []string{
+		`{"seq":1,"type":"sample","source":"host/evil\u202eexe","metrics":{"a":1}}`,
+		`{"seq":2,"type":"sample","source":"nokind","metrics":{"a":1}}`,
+		`{"seq":3,"type":"sample","source":"host/many","metrics":` + string(manyJSON) + `}`,
+		`{"seq":4,"type":"sample","source":"host/odd","metrics":{"bad\u0007name":1}}`,
+		`{"seq":5,"type":"sample","source":"host/good","metrics":{"cpu.percent":5}}`,
+	}
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i, f := range frames {
+			fmt.Fprintf(w, "id: %d\nevent: sample\ndata: %s\n\n", i+1, f)
+		}
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(agent.Close)
+	f := &collector.Fleet{Upstreams: []collector.UpstreamOptions{{URL: agent.URL, Name: "x"}}}
+	runFleet(t, f)
+	vigiltest.Eventually(t, 10*time.Second, "the good sample in, the others dropped", func() bool {
+		_, good := f.Store.Latest("host/good")
+		st := f.Status()
+		return good && len(st) == 1 && strings.Contains(st[0].Error, "dropped")
+	})
+	for _, src := range f.Store.Sources() {
+		if src != "host/good" && !strings.HasPrefix(src, "upstream/") {
+			t.Errorf("kept %q", src)
+		}
+	}
+}
+
+// TestUpstreamTakenOutOfTheFile: an agent the file lists no more is
+// followed no more; its host, its connection and a service no other agent
+// runs go from the hub.
+func TestUpstreamTakenOutOfTheFile(t *testing.T) {
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "id: 1\nevent: sample\ndata: {\"seq\":1,\"type\":\"sample\",\"source\":\"host/a\",\"metrics\":{\"cpu.percent\":5}}\n\n")
+		fmt.Fprint(w, "id: 2\nevent: sample\ndata: {\"seq\":2,\"type\":\"sample\",\"source\":\"service/api\",\"metrics\":{\"instances.up\":1},\"traffic\":{\"requests\":5,\"errors\":0,\"seconds\":1}}\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(agent.Close)
+	file := filepath.Join(t.TempDir(), "agents.json")
+	os.WriteFile(file, []byte(`[{"targets": ["`+agent.URL+`"]}]`), 0o600)
+	f := &collector.Fleet{File: file, FileInterval: 50 * time.Millisecond}
+	runFleet(t, f)
+	has := func(src string) bool { _, ok := f.Store.Latest(src); return ok }
+	up := "upstream/" + strings.TrimPrefix(agent.URL, "http://")
+	vigiltest.Eventually(t, 10*time.Second, "the agent's host, service and connection on the hub", func() bool {
+		return has("host/a") && has("service/api") && has(up)
+	})
+	os.WriteFile(file, []byte(`[]`), 0o600)
+	vigiltest.Eventually(t, 10*time.Second, "all three gone", func() bool {
+		return !has("host/a") && !has("service/api") && !has(up) && len(f.Status()) == 0
+	})
 }

@@ -83,11 +83,13 @@ func (s *fleetService) take(host string, ev agentEvent, now time.Time) {
 	h.window = append(h.window, trafficAt{at: now, requests: t.Requests, errors: min(t.Errors, t.Requests), seconds: t.Seconds, latency: lat})
 }
 
-// forget drops a host the hub no longer follows.
-func (s *fleetService) forget(host string) {
+// forget drops a host the hub no longer follows; empty says no host is
+// left.
+func (s *fleetService) forget(host string) (empty bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.hosts, host)
+	return len(s.hosts) == 0
 }
 
 // fresh says whether a host's last sample is recent: within three of its

@@ -77,10 +77,16 @@ type Scheduler struct {
 	once    sync.Once
 
 	mu      sync.Mutex
-	ctx     context.Context               // Run's, once it runs; nil before and after
-	wg      sync.WaitGroup                // every source's goroutine
-	running map[string]context.CancelFunc // by source name
-	added   []Source                      // added before Run
+	ctx     context.Context     // Run's, once it runs; nil before and after
+	wg      sync.WaitGroup      // every source's goroutine
+	running map[string]*running // by source name
+	added   []Source            // added before Run
+}
+
+// running is a source's goroutine.
+type running struct {
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 func (s *Scheduler) init() {
@@ -119,7 +125,7 @@ func (s *Scheduler) Ready() <-chan struct{} {
 func (s *Scheduler) Run(ctx context.Context) error {
 	s.init()
 	s.mu.Lock()
-	s.ctx, s.running = ctx, map[string]context.CancelFunc{}
+	s.ctx, s.running = ctx, map[string]*running{}
 	for _, src := range s.Sources {
 		s.startLocked(src, true)
 	}
@@ -159,13 +165,16 @@ func (s *Scheduler) Add(src Source) bool {
 	return true
 }
 
-// Remove stops sampling a source; its last collect may still finish.
+// Remove stops sampling a source and waits until its goroutine has
+// published its last (a collect under way is cut short).
 func (s *Scheduler) Remove(name string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if cancel := s.running[name]; cancel != nil {
-		cancel()
-		delete(s.running, name)
+	r := s.running[name]
+	delete(s.running, name)
+	s.mu.Unlock()
+	if r != nil {
+		r.cancel()
+		<-r.done
 	}
 }
 
@@ -173,10 +182,12 @@ func (s *Scheduler) Remove(name string) {
 // Sources, whose first collects Ready waits for.
 func (s *Scheduler) startLocked(src Source, initial bool) {
 	ctx, cancel := context.WithCancel(s.ctx)
-	s.running[src.Name()] = cancel
+	r := &running{cancel: cancel, done: make(chan struct{})}
+	s.running[src.Name()] = r
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer close(r.done)
 		defer cancel()
 		s.loop(ctx, src, initial)
 	}()

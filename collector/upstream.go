@@ -61,6 +61,7 @@ type upstream struct {
 	since     time.Time // when connected became what it is
 	lastErr   string
 	refused   string    // why the hub drops some of what the agent sends
+	refusedAt time.Time // forgotten a minute after
 	seq       uint64    // the agent's id of the last event taken
 	lastTS    time.Time // the agent's time of the last event taken
 	events    uint64    // events taken, for the rate
@@ -109,6 +110,9 @@ func (u *upstream) Collect(context.Context) (map[string]float64, error) {
 		}
 	}
 	u.prevCount, u.prevAt = u.events, now
+	if now.Sub(u.refusedAt) > time.Minute {
+		u.refused = ""
+	}
 	if u.connected {
 		if !u.lastTS.IsZero() {
 			m["upstream.lag_seconds"] = max(0, now.Sub(u.lastTS).Seconds())
@@ -349,5 +353,5 @@ func (u *upstream) down(err error) {
 func (u *upstream) refuse(why string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.refused = why
+	u.refused, u.refusedAt = why, u.fleet.now()
 }
