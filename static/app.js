@@ -366,7 +366,21 @@ const fleetSorts = ['worst', 'name', 'cpu', 'mem', 'disk', 'net', 'load', 'uptim
 const stateRank = { unreachable: 0, failed: 1, waiting: 2, up: 3 };
 const unreachableRe = /^unreachable since (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)): (.*)$/s;
 
-const fleetObserver = 'IntersectionObserver' in window ? new IntersectionObserver((entries) => {
+// Rows are content-visibility: auto (app.css): the browser renders only
+// those on or near the screen, and says when one starts or stops being
+// skipped, which is how the table knows which rows to draw. Where that
+// event is missing, an IntersectionObserver tells instead (it costs more:
+// it looks at every row every frame).
+const skipEvents = 'ContentVisibilityAutoStateChangeEvent' in window;
+function onSkip(e) {
+  const f = state.fleet;
+  if (!f || !e.target.classList || !e.target.classList.contains('fleet-row')) return;
+  const r = f.rows.get(e.target.dataset.host);
+  if (!r || r.el !== e.target) return;
+  if (e.skipped) f.onScreen.delete(r); else f.onScreen.add(r);
+  schedule();
+}
+const fleetObserver = !skipEvents && 'IntersectionObserver' in window ? new IntersectionObserver((entries) => {
   const f = state.fleet;
   if (!f) return;
   for (const e of entries) {
@@ -425,7 +439,7 @@ function indexFleet() {
       u.rows.push(r);
       r.up = u;
     }
-    if (fleetObserver) fleetObserver.observe(el); else f.onScreen.add(r);
+    if (fleetObserver) fleetObserver.observe(el); else if (!skipEvents) f.onScreen.add(r);
   }
 }
 
@@ -776,6 +790,7 @@ function fleetEvent(d) {
 // The table's controls are in #main, which a redraw replaces: their
 // events are taken where they bubble to.
 function wireFleet(main) {
+  if (skipEvents) main.addEventListener('contentvisibilityautostatechange', onSkip, true); // it does not bubble
   main.addEventListener('click', (e) => {
     const a = e.target.closest('#fleet-table a.sort-by');
     if (!a || !state.fleet || e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
