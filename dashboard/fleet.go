@@ -80,7 +80,7 @@ func (s *Server) fleet(view templates.ViewState) *templates.Fleet {
 // hub's own.
 func (s *Server) hostRow(src string, u *collector.UpstreamStatus, labels []templates.Label, now time.Time) templates.HostRow {
 	smp, sampled := s.opts.Store.Latest(src)
-	r := templates.HostRow{Source: src, Name: strings.TrimPrefix(src, "host/"), Labels: labels}
+	r := templates.HostRow{Source: src, Name: strings.TrimPrefix(src, "host/"), Labels: labels, Sampled: smp.Time}
 	r.CPU, r.Mem, r.Disk, r.Net, r.Load, r.Uptime = hostFigures(smp.Metrics)
 	pts, _ := s.opts.Store.Range(src, "cpu.percent", now.Add(-time.Duration(FleetSparkPoints)*s.opts.Interval))
 	for _, p := range pts[max(0, len(pts)-FleetSparkPoints):] {

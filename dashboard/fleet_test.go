@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +56,7 @@ func rowOrder(doc *goquery.Document, sel string) string {
 }
 
 func TestFleetTable(t *testing.T) {
-	a, _ := newFleetApp(t)
+	a, now := newFleetApp(t)
 	_, doc := getPage(t, a.srv.URL+"/")
 	if doc.Find(`[data-testid="host-panel"]`).Length() != 0 || doc.Find(`[data-testid="fleet-table"]`).Length() != 1 {
 		t.Fatal("a hub shows host panels, or no table")
@@ -103,6 +104,10 @@ func TestFleetTable(t *testing.T) {
 	if web1.Find("a").AttrOr("href", "") != "/source/host/web-1" || web1.Find(".label").Text() != "dc=frarole=web" ||
 		web1.AttrOr("data-labels", "") != `{"dc":"fra","role":"web"}` || web1.Find("svg").AttrOr("data-values", "") != "10 11 12" {
 		t.Errorf("web-1 row: link %q, labels %q", web1.Find("a").AttrOr("href", ""), web1.Find(".label").Text())
+	}
+	// The page script skips, on the stream, the sample the page shows.
+	if got := web1.AttrOr("data-ts", ""); got != strconv.FormatInt(now.UnixMilli(), 10) {
+		t.Errorf("web-1's sample time %q", got)
 	}
 	if hub := row("hub"); hub.AttrOr("data-upstream", "x") != "" || hub.AttrOr("data-state", "") != "up" {
 		t.Errorf("the hub's own host: %q", hub.AttrOr("data-state", ""))

@@ -422,7 +422,7 @@ function indexFleet() {
       el, source: ds.host, name: el.querySelector('.c-name a').textContent, upstream: ds.upstream || '', labels,
       // Lower-cased, for the filter.
       find: [ds.host.slice(ds.host.indexOf('/') + 1), ds.upstream || '', ...Object.values(labels)].map((s) => s.toLowerCase()),
-      fig, hasData: Object.values(fig).some((v) => v !== null), ts: 0,
+      fig, hasData: Object.values(fig).some((v) => v !== null), ts: Number(ds.ts) || 0, // the rendering's sample
       hostState: st === 'failed' ? 'failed' : '', hostError: st === 'failed' ? title : '', hostSince: st === 'failed' ? since : 0,
       state: st, since, error: title, drawn: null, cells: null, dirty: false, band: undefined,
       spark: { path: svg ? svg.querySelector('path') : null, values: raw ? raw.split(' ').map(Number) : [] },

@@ -3,6 +3,7 @@ package templates
 import (
 	"encoding/json"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -156,6 +157,15 @@ func clockAttr(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// msAttr is a time in Unix milliseconds for the page script; empty when
+// zero.
+func msAttr(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(t.UnixMilli(), 10)
 }
 
 // groupTitle names a group of rows.

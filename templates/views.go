@@ -109,7 +109,8 @@ type HostRow struct {
 	Load     Value // load.5_per_core, or load.1 where the cores are not known
 	Uptime   Value // host.uptime_seconds
 	CPUSpark []float64
-	Hidden   bool // by the filter
+	Sampled  time.Time // the newest sample's time: the page script skips it, and older ones, on the stream
+	Hidden   bool      // by the filter
 }
 
 // Label is one of an agent's labels.
