@@ -371,7 +371,7 @@ const unreachableRe = /^unreachable since (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d
 // skipped, which is how the table knows which rows to draw. Where that
 // event is missing, an IntersectionObserver tells instead (it costs more:
 // it looks at every row every frame).
-const skipEvents = 'ContentVisibilityAutoStateChangeEvent' in window;
+const skipEvents = 'ContentVisibilityAutoStateChangeEvent' in window && 'checkVisibility' in Element.prototype;
 function onSkip(e) {
   const f = state.fleet;
   if (!f || !e.target.classList || !e.target.classList.contains('fleet-row')) return;
@@ -439,7 +439,8 @@ function indexFleet() {
       u.rows.push(r);
       r.up = u;
     }
-    if (fleetObserver) fleetObserver.observe(el); else if (!skipEvents) f.onScreen.add(r);
+    if (fleetObserver) fleetObserver.observe(el);
+    else if (!skipEvents || el.cells[0].checkVisibility({ contentVisibilityAuto: true })) f.onScreen.add(r);
   }
 }
 
