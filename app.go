@@ -188,12 +188,16 @@ func (a *app) buildWeb(set *metrics.Set) error {
 	if a.db.DashboardURL == "" {
 		a.db.DashboardURL = a.url()
 	}
-	a.web = dashboard.New(dashboard.Options{Alerts: a.eval, Receivers: a.receivers, Tokens: a.plan.tokens, ReadTokens: a.plan.readTokens,
+	opts := dashboard.Options{Alerts: a.eval, Receivers: a.receivers, Tokens: a.plan.tokens, ReadTokens: a.plan.readTokens,
 		Hub: a.hub, Store: a.store, Metrics: set, Logger: a.log, Version: buildVersion(), Demo: a.plan.demo,
 		Interval: a.plan.interval, Heartbeat: a.plan.heartbeat, Retry: a.plan.retry, WriteTimeout: a.plan.writeTimeout,
 		Loopback: loopback, AllowedHosts: a.plan.allowedHosts,
 		Checks: []dashboard.Check{{Name: "alert store", Err: a.eval.Healthy}},
-	})
+	}
+	if a.fleet != nil { // a nil *Fleet in the interface would not be nil
+		opts.Fleet = a.fleet
+	}
+	a.web = dashboard.New(opts)
 	a.srv = &http.Server{Handler: a.web, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
 	// Streams end when the hub closes, so Shutdown does not wait on them.

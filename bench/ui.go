@@ -84,10 +84,19 @@ const timeFrames = `{
 }`
 
 // ui serves a dashboard with many service tiles and measures, in headless
-// Chromium, how long the page's main thread works per update.
+// Chromium, how long the page's main thread works per update (per frame
+// drawn) and in all.
+//
+//	go -C bench run . ui [-tiles 500] [-measure 30s] [-screenshot file.png]
+//	go -C bench run . ui -hosts 1000 [-agents 1000] [-measure 30s]
+//
+// With -hosts it serves a hub instead (fleet.go): a real collector.Fleet
+// following agents in this process, its host table on the page.
 func ui(args []string) error {
 	fs := flag.NewFlagSet("ui", flag.ExitOnError)
 	tiles := fs.Int("tiles", 500, "service tiles on the page")
+	hosts := fs.Int("hosts", 0, "fleet mode: a hub following agents that send this many hosts, its host table on the page instead of tiles")
+	agents := fs.Int("agents", 0, "with -hosts: the agents the hosts are spread over; 0 is one agent per host")
 	warm := fs.Duration("warm", 5*time.Second, "time after the page is live before measuring")
 	measure := fs.Duration("measure", 30*time.Second, "measurement window")
 	width := fs.Int("width", 1280, "viewport width")
@@ -98,14 +107,28 @@ func ui(args []string) error {
 	if *tiles < 0 || *tiles > 5000 {
 		return fmt.Errorf("-tiles %d: want 0 to 5000", *tiles)
 	}
+	if *hosts < 0 || *hosts > 5000 || *agents < 0 || *agents > max(*hosts, 1) {
+		return fmt.Errorf("-hosts %d -agents %d: want 0 to 5000 hosts, on at most as many agents", *hosts, *agents)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	base, pageBytes, stop, err := serveTiles(ctx, *tiles)
+	what := fmt.Sprintf("%d tiles", *tiles)
+	ready := fmt.Sprintf(`document.querySelectorAll('[data-testid=tile]').length === %d`, *tiles)
+	serve := func() (string, int, func(), error) { return serveTiles(ctx, *tiles) }
+	if *hosts > 0 {
+		if *agents == 0 {
+			*agents = *hosts
+		}
+		what = fmt.Sprintf("%d hosts (fleet, %d agents)", *hosts, *agents)
+		ready = fmt.Sprintf(`document.querySelectorAll('[data-testid=host-row]').length === %d`, *hosts)
+		serve = func() (string, int, func(), error) { return serveFleet(ctx, *hosts, *agents) }
+	}
+	base, pageBytes, stop, err := serve()
 	if err != nil {
 		return err
 	}
 	defer stop()
-	bctx, closeBrowser, err := openPage(ctx, base, *tiles, *width, *height, *warm+*measure+2*time.Minute)
+	bctx, closeBrowser, err := openPage(ctx, base, what, ready, *width, *height, *warm+*measure+2*time.Minute)
 	if err != nil {
 		return err
 	}
@@ -137,8 +160,8 @@ func ui(args []string) error {
 		}
 		return 1000 * sec / float64(frames)
 	}
-	fmt.Printf("| %d tiles, %dx%d | %.0f KiB | %d | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f%% |\n",
-		*tiles, *width, *height, float64(pageBytes)/1024, frames,
+	fmt.Printf("| %s, %dx%d | %.0f KiB | %d | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f%% |\n",
+		what, *width, *height, float64(pageBytes)/1024, frames,
 		(p1.TotalMs-p0.TotalMs)/math.Max(1, float64(frames)), p95,
 		perUpdate(script), perUpdate(layout), perUpdate(task), 100*task/wall)
 	if *shot != "" {
@@ -184,8 +207,9 @@ func serveTiles(ctx context.Context, n int) (base string, pageBytes int, stop fu
 }
 
 // openPage opens the dashboard in headless Chromium, with frames timed,
-// and waits until it shows every tile and is live.
-func openPage(ctx context.Context, base string, tiles, width, height int, within time.Duration) (context.Context, func(), error) {
+// and waits until ready (a JavaScript condition: everything is shown)
+// holds and it is live.
+func openPage(ctx context.Context, base, what, ready string, width, height int, within time.Duration) (context.Context, func(), error) {
 	path, err := exec.LookPath("chromium")
 	if err != nil {
 		return nil, nil, fmt.Errorf("chromium not found: apt-get install chromium")
@@ -205,10 +229,10 @@ func openPage(ctx context.Context, base string, tiles, width, height int, within
 	if err := chromedp.Do(bctx, chromedp.EmulateViewport(int64(width), int64(height)), chromedp.Navigate(base+"/")); err != nil {
 		return fail(err)
 	}
-	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](fmt.Sprintf(
-		`document.querySelectorAll('[data-testid=tile]').length === %d && document.querySelector('[data-testid=connection]').dataset.state === 'live'`, tiles),
+	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](
+		ready+` && document.querySelector('[data-testid=connection]').dataset.state === 'live'`,
 		chromedp.WithPollingTimeout(60*time.Second))); err != nil {
-		return fail(fmt.Errorf("page did not go live with %d tiles: %w", tiles, err))
+		return fail(fmt.Errorf("page did not go live with %s: %w", what, err))
 	}
 	if _, err := chromedp.Call(bctx, performance.Enable, performance.EnableParams{}); err != nil {
 		return fail(err)

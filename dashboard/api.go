@@ -127,3 +127,15 @@ func (s *Server) handleRules(w http.ResponseWriter, r *http.Request) {
 		Rules []ruleView `json:"rules"`
 	}{list})
 }
+
+// handleUpstreams lists the agents a hub follows; a vigil that is not a
+// hub follows none.
+func (s *Server) handleUpstreams(w http.ResponseWriter, r *http.Request) {
+	list := []collector.UpstreamStatus{}
+	if s.opts.Fleet != nil {
+		list = append(list, s.opts.Fleet.Status()...)
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Upstreams []collector.UpstreamStatus `json:"upstreams"`
+	}{list})
+}

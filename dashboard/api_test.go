@@ -242,3 +242,42 @@ func TestAckAPI(t *testing.T) {
 		t.Errorf("unknown field: %d", code)
 	}
 }
+
+// fleetFunc is a Fleet whose status a test gives.
+type fleetFunc func() []collector.UpstreamStatus
+
+func (f fleetFunc) Status() []collector.UpstreamStatus { return f() }
+
+func TestUpstreamsAPI(t *testing.T) {
+	var out struct {
+		Upstreams []collector.UpstreamStatus `json:"upstreams"`
+	}
+	// Not a hub: an empty list, not a 404.
+	a := newTestApp(t, stream.HubOptions{}, Options{})
+	resp, err := http.Get(a.srv.URL + "/api/v1/upstreams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != `{"upstreams":[]}` {
+		t.Fatalf("not a hub: %d %s", resp.StatusCode, body)
+	}
+
+	since := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	a = newTestApp(t, stream.HubOptions{}, Options{Fleet: fleetFunc(func() []collector.UpstreamStatus {
+		return []collector.UpstreamStatus{
+			{Name: "web-1", URL: "http://10.0.0.1:8080", Labels: map[string]string{"role": "web"}, Connected: true, Since: since, Position: 42, Hosts: []string{"host/web-1"}},
+			{Name: "db-1", URL: "https://db-1:8080", Since: since, Error: "dial tcp: connection refused", Hosts: []string{}},
+		}
+	})})
+	if code := getJSON(t, a.srv.URL+"/api/v1/upstreams", &out); code != 200 || len(out.Upstreams) != 2 {
+		t.Fatalf("hub: %d %+v", code, out)
+	}
+	if u := out.Upstreams[0]; u.Name != "web-1" || !u.Connected || u.Labels["role"] != "web" || u.Position != 42 || len(u.Hosts) != 1 || !u.Since.Equal(since) {
+		t.Errorf("first upstream %+v", u)
+	}
+	if u := out.Upstreams[1]; u.Connected || u.Error != "dial tcp: connection refused" {
+		t.Errorf("second upstream %+v", u)
+	}
+}

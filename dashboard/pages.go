@@ -35,12 +35,19 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 	// between is sent again and skipped by the page (it compares sample
 	// times), where the other order could lose it.
 	last := s.opts.Hub.LastID()
-	view := viewState(r)
+	view := s.viewState(r)
 	d := templates.Dashboard{Page: s.page(r, "vigil", last, view, "")}
+	if s.opts.Fleet != nil {
+		// A hub's hosts, and its agents' connections, are rows of one
+		// table: hundreds do not fit as panels or tiles.
+		d.Fleet = s.fleet(view)
+	}
 	for _, src := range s.opts.Store.Sources() {
-		if strings.HasPrefix(src, "host/") {
+		switch {
+		case d.Fleet != nil && (strings.HasPrefix(src, "host/") || strings.HasPrefix(src, "upstream/")):
+		case strings.HasPrefix(src, "host/"):
 			d.Hosts = append(d.Hosts, s.hostPanel(src))
-		} else {
+		default:
 			d.Tiles = append(d.Tiles, s.tile(src))
 		}
 	}
@@ -60,7 +67,7 @@ func (s *Server) handleSource(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	src := templates.Source{
-		Page:   s.page(r, stream.Readable(name)+" · vigil", last, viewState(r), "source="+name),
+		Page:   s.page(r, stream.Readable(name)+" · vigil", last, s.viewState(r), "source="+name),
 		Name:   name,
 		Status: s.status(name),
 		Alerts: s.alertViews(name),
@@ -77,6 +84,7 @@ func (s *Server) handleSource(w http.ResponseWriter, r *http.Request) {
 		t := s.tile(name)
 		src.Tile = &t
 		src.Instances = instances(name, s.opts.Store)
+		src.Hosts = s.hostShares(name)
 	}
 	s.render(w, r, templates.SourcePage(src))
 }
@@ -88,14 +96,32 @@ func (s *Server) page(r *http.Request, title string, last uint64, view templates
 	}
 }
 
-func viewState(r *http.Request) templates.ViewState {
+// viewState reads the page's view from its URL: ?q=, ?sort=, ?paused=;
+// on a hub ?sort= orders the host table, ?tiles= the tiles, and ?group=
+// groups the hosts by a label.
+func (s *Server) viewState(r *http.Request) templates.ViewState {
 	q := r.URL.Query()
-	v := templates.ViewState{Sort: templates.Sorts[0].Key, Filter: q.Get("q"), Paused: q.Get("paused") == "1"}
-	if sort := q.Get("sort"); slices.ContainsFunc(templates.Sorts, func(s struct{ Key, Label string }) bool { return s.Key == sort }) {
+	v := templates.ViewState{Sort: templates.Sorts[0].Key, Filter: q.Get("q"), Paused: q.Get("paused") == "1", Fleet: s.opts.Fleet != nil}
+	known := func(list []struct{ Key, Label string }, key string) bool {
+		return slices.ContainsFunc(list, func(s struct{ Key, Label string }) bool { return s.Key == key })
+	}
+	if sort := q.Get(v.TileSortParam()); known(templates.Sorts, sort) {
 		v.Sort = sort
+	}
+	if v.Fleet {
+		v.HostSort = templates.HostSorts[0].Key
+		if sort := q.Get("sort"); known(templates.HostSorts, sort) {
+			v.HostSort = sort
+		}
+		if g := q.Get("group"); len(g) <= maxGroupKey {
+			v.Group = g
+		}
 	}
 	return v
 }
+
+// maxGroupKey bounds the label key a hub's host table is grouped by.
+const maxGroupKey = 128
 
 // render writes a page under a strict Content-Security-Policy: scripts only
 // from this origin and with this response's nonce, nothing from elsewhere.
@@ -269,6 +295,9 @@ func (s *Server) tile(source string) templates.Tile {
 			P50: m["http.latency_p50_seconds"], P90: m["http.latency_p90_seconds"], P99: m["http.latency_p99_seconds"],
 			P995: m["http.latency_p99_5_seconds"], Max: m["http.latency_max_seconds"],
 			HostsUp: int(m["instances.up"]), HostsTotal: int(m["instances.total"]),
+		}
+		if total, merged := m["hosts.total"]; merged { // a hub's: count hosts
+			t.Service.Merged, t.Service.HostsUp, t.Service.HostsTotal = true, int(m["hosts.up"]), int(total)
 		}
 		capacity := max(2, int(serviceRateWindow/s.opts.Interval))
 		t.Rate = s.chart(source, "http.requests_per_sec", "rate", capacity, s.opts.Now().Add(-serviceRateWindow))

@@ -55,6 +55,14 @@ type Alerts interface {
 
 var _ Alerts = (*alerts.Evaluator)(nil)
 
+// Fleet is what the server needs of collector.Fleet: the upstreams a hub
+// follows. Status must be safe for concurrent use.
+type Fleet interface {
+	Status() []collector.UpstreamStatus
+}
+
+var _ Fleet = (*collector.Fleet)(nil)
+
 // A Check is a condition of readiness: /readyz answers 503 with its
 // error while Err returns one. Err must be cheap and safe for concurrent
 // use.
@@ -65,7 +73,10 @@ type Check struct {
 
 // Options configure a Server.
 type Options struct {
-	Alerts Alerts   // nil: no alerting
+	Alerts Alerts // nil: no alerting
+	// Fleet, on a hub, lists its upstreams; the dashboard then shows the
+	// hosts as a table rather than a panel each. nil: not a hub.
+	Fleet  Fleet
 	Checks []Check  // more conditions of /readyz
 	Tokens []string // bearer tokens required for writes; none: writes are open
 	// ReadTokens, when set, are required to read anything but the health
@@ -158,6 +169,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/v1/alerts", s.handleAlerts)
 	s.mux.HandleFunc("POST /api/v1/alerts/{fingerprint}/ack", s.writeAuth(s.handleAck))
 	s.mux.HandleFunc("GET /api/v1/rules", s.handleRules)
+	s.mux.HandleFunc("GET /api/v1/upstreams", s.handleUpstreams)
 	s.mux.HandleFunc("GET /api/v1/series/{path...}", s.handleSeries)
 	s.receiverRoutes()
 	s.mux.HandleFunc("GET /metrics", s.handleMetrics)

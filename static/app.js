@@ -55,6 +55,8 @@ const state = {
   redrawTimer: 0,
   redrawOnSample: false, // a reset came with nothing to draw yet
   redrawWhenResumed: false, // a redraw waits for the pause to end
+  // On a hub: the host table's rows and agents (see indexFleet), or null.
+  fleet: null,
 };
 
 // The page's own elements (outside #main, which a redraw replaces).
@@ -294,6 +296,7 @@ function render(now) {
   state.frame = 0;
   if (state.paused || document.hidden) return;
   for (const s of state.onScreen) if (s.dirty) renderSource(s);
+  if (state.fleet) renderFleet(now);
   if (now - state.lastSort >= resortEveryMs) { sortTiles(false); state.lastSort = now; }
 }
 
@@ -352,17 +355,474 @@ function sortTiles(force) {
   }
 }
 
+// ---- the fleet table: a hub's hosts, one row each -------------------------------
+// A hub follows hundreds of agents; their hosts are rows of one table
+// (templates.FleetTable). Each row has a model, updated by every event of
+// its host (host/<name>) and of its agent (upstream/<name>); only rows on
+// (or near) the screen are drawn, each touching the cells whose text
+// changed. Sorting, grouping and the filter work on the models and move
+// only the rows out of place.
+const fleetSorts = ['worst', 'name', 'cpu', 'mem', 'disk', 'net', 'load', 'uptime'];
+const stateRank = { unreachable: 0, failed: 1, waiting: 2, up: 3 };
+const unreachableRe = /^unreachable since (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)): (.*)$/s;
+
+// Rows are content-visibility: auto (app.css): the browser renders only
+// those on or near the screen, and says when one starts or stops being
+// skipped, which is how the table knows which rows to draw. Where that
+// event is missing, an IntersectionObserver tells instead (it costs more:
+// it looks at every row every frame).
+const skipEvents = 'ContentVisibilityAutoStateChangeEvent' in window && 'checkVisibility' in Element.prototype;
+function onSkip(e) {
+  const f = state.fleet;
+  if (!f || !e.target.classList || !e.target.classList.contains('fleet-row')) return;
+  const r = f.rows.get(e.target.dataset.host);
+  if (!r || r.el !== e.target) return;
+  if (e.skipped) f.onScreen.delete(r); else f.onScreen.add(r);
+  schedule();
+}
+const fleetObserver = !skipEvents && 'IntersectionObserver' in window ? new IntersectionObserver((entries) => {
+  const f = state.fleet;
+  if (!f) return;
+  for (const e of entries) {
+    const r = f.rows.get(e.target.dataset.host);
+    if (!r || r.el !== e.target) continue;
+    if (e.isIntersecting) f.onScreen.add(r); else f.onScreen.delete(r);
+  }
+  schedule();
+}, { rootMargin: '200px' }) : null;
+
+const numAttr = (s) => (s === undefined || s === '' ? null : Number(s));
+
+// indexFleet builds the rows' models from the rendered table.
+function indexFleet() {
+  if (fleetObserver) fleetObserver.disconnect();
+  const table = document.getElementById('fleet-table');
+  if (!table) { state.fleet = null; return; }
+  const params = new URLSearchParams(location.search);
+  const sort = params.get('sort');
+  const f = {
+    table, rows: new Map(), ups: new Map(), onScreen: new Set(),
+    sort: fleetSorts.includes(sort) ? sort : 'worst',
+    group: params.get('group') || '',
+    cap: Number(document.getElementById('fleet').dataset.cap) || 60,
+    counted: false, // the counts shown are current
+  };
+  state.fleet = f;
+  for (const el of table.querySelectorAll('tr.fleet-row')) {
+    const ds = el.dataset;
+    let labels = {};
+    try { labels = JSON.parse(ds.labels || '{}'); } catch (_) { /* none */ }
+    const svg = el.querySelector('.c-spark svg');
+    const raw = svg ? svg.dataset.values.trim() : '';
+    const since = ds.since ? Date.parse(ds.since) : 0;
+    const st = ds.state;
+    const title = el.cells[0] ? el.cells[0].title : '';
+    const fig = { cpu: numAttr(ds.cpu), mem: numAttr(ds.mem), disk: numAttr(ds.disk), net: numAttr(ds.net), load: numAttr(ds.load), uptime: numAttr(ds.uptime) };
+    const r = {
+      el, source: ds.host, name: el.querySelector('.c-name a').textContent, upstream: ds.upstream || '', labels,
+      // Lower-cased, for the filter.
+      find: [ds.host.slice(ds.host.indexOf('/') + 1), ds.upstream || '', ...Object.values(labels)].map((s) => s.toLowerCase()),
+      fig, hasData: Object.values(fig).some((v) => v !== null), ts: Number(ds.ts) || 0, // the rendering's sample
+      hostState: st === 'failed' ? 'failed' : '', hostError: st === 'failed' ? title : '', hostSince: st === 'failed' ? since : 0,
+      state: st, since, error: title, drawn: null, cells: null, dirty: false, band: undefined,
+      spark: { path: svg ? svg.querySelector('path') : null, values: raw ? raw.split(' ').map(Number) : [] },
+    };
+    f.rows.set(r.source, r);
+    if (r.upstream) {
+      let u = f.ups.get(r.upstream);
+      if (!u) {
+        // What the rendering says of the agent, until its events say more.
+        u = { rows: [], connected: st === 'waiting' ? null : st !== 'unreachable', waiting: false, since: 0, error: '', refused: '' };
+        if (st === 'unreachable') { u.since = since; u.error = title; }
+        f.ups.set(r.upstream, u);
+      }
+      u.rows.push(r);
+      r.up = u;
+    }
+    if (fleetObserver) fleetObserver.observe(el);
+    else if (!skipEvents || el.cells[0].checkVisibility({ contentVisibilityAuto: true })) f.onScreen.add(r);
+  }
+}
+
+// hostFigures are a row's numbers from a host's sample, as the server's
+// (dashboard/fleet.go hostFigures).
+function hostFigures(m) {
+  const num = (k) => (typeof m[k] === 'number' ? m[k] : null);
+  let disk = null;
+  for (const k in m) if (k.startsWith('fs.used_percent{') && (disk === null || m[k] > disk)) disk = m[k];
+  const rx = num('net.rx_bytes_per_sec'), tx = num('net.tx_bytes_per_sec');
+  let load = num('load.5_per_core');
+  if (load === null) load = num('load.1');
+  return {
+    cpu: num('cpu.percent'), mem: num('mem.used_percent'), disk,
+    net: rx === null && tx === null ? null : (rx || 0) + (tx || 0), load, uptime: num('host.uptime_seconds'),
+  };
+}
+
+// rowState works out a row's state, as the server does (dashboard/fleet.go
+// hostRow): its agent first, then its host.
+function rowState(r) {
+  const u = r.up;
+  let st = 'up', since = 0, error = '';
+  if (u && u.connected === false) {
+    st = u.waiting ? 'waiting' : 'unreachable';
+    since = u.since; error = u.error;
+  } else if (u && u.refused) {
+    st = 'failed'; error = u.refused;
+  } else if (r.hostState === 'failed') {
+    st = 'failed'; since = r.hostSince; error = r.hostError;
+  } else if (!r.hasData) {
+    st = 'waiting';
+  }
+  if (st !== r.state || since !== r.since || error !== r.error) {
+    if (st !== r.state) state.fleet.counted = false;
+    r.state = st; r.since = since; r.error = error;
+    r.dirty = true;
+  }
+}
+
+// fleetSample takes a host's sample; false when the table has no row for
+// it (a host that appeared after the page was rendered).
+function fleetSample(d) {
+  const r = state.fleet.rows.get(d.source);
+  if (!r) return false;
+  const ts = Date.parse(d.ts);
+  if (ts <= r.ts) return true;
+  r.ts = ts;
+  r.fig = hostFigures(d.metrics);
+  r.hasData = true;
+  const cpu = d.metrics['cpu.percent'];
+  if (typeof cpu === 'number') {
+    const v = r.spark.values;
+    v.push(cpu);
+    if (v.length > state.fleet.cap) v.splice(0, v.length - state.fleet.cap);
+  }
+  r.dirty = true;
+  rowState(r);
+  return true;
+}
+
+// fleetUpstream takes an agent's connection sample or source event;
+// false when no row belongs to it.
+function fleetUpstream(d) {
+  const u = state.fleet.ups.get(d.source.slice('upstream/'.length));
+  if (!u) return false;
+  if (d.type === 'sample') {
+    const up = d.metrics['upstream.up'];
+    if (up === 1 && u.connected !== true) { u.connected = true; u.waiting = false; u.error = ''; }
+    if (up === 0 && u.connected !== false) {
+      u.connected = false;
+      u.since = Date.parse(d.ts) - 1000 * (d.metrics['upstream.down_seconds'] || 0);
+    }
+  } else if (d.state === 'gone') {
+    return false; // no longer followed: draw the table afresh
+  } else if (d.state === 'failed' && unreachableRe.test(d.error || '')) {
+    const [, at, why] = unreachableRe.exec(d.error);
+    u.connected = false;
+    u.since = Date.parse(at);
+    u.waiting = why === 'not connected yet';
+    u.error = d.error;
+  } else if (d.state === 'failed') {
+    u.connected = true; u.refused = d.error || 'failed';
+  } else if (d.state === 'up' && !d.gap) {
+    u.connected = true; u.waiting = false; u.refused = ''; u.error = '';
+  }
+  for (const r of u.rows) rowState(r);
+  return true;
+}
+
+function fleetSource(d) {
+  const r = state.fleet.rows.get(d.source);
+  if (!r || d.state === 'gone') return false;
+  r.hostState = d.state;
+  r.hostError = d.error || '';
+  r.hostSince = Date.parse(d.ts);
+  rowState(r);
+  return true;
+}
+
+const stateWord = (st) => (st === 'failed' ? 'failing' : st);
+const columns = ['cpu', 'mem', 'disk', 'net', 'load', 'uptime'];
+const columnFormat = { cpu: 'percent', mem: 'percent', disk: 'percent', net: 'byterate', load: 'number', uptime: 'duration' };
+
+function renderRow(r) {
+  const el = r.el;
+  if (!r.cells) {
+    const c = el.cells;
+    r.cells = { state: c[0], word: c[0].querySelector('.st'), since: c[0].querySelector('.since'), cpu: c[2], mem: c[3], disk: c[4], net: c[5], load: c[6], uptime: c[7] };
+  }
+  const c = r.cells;
+  if (r.drawn !== r.state) {
+    el.className = 'fleet-row row-' + r.state;
+    el.dataset.state = r.state;
+    setText(c.word, stateWord(r.state));
+    r.drawn = r.state;
+  }
+  const since = (r.state === 'unreachable' || r.state === 'failed') && r.since ? 'since ' + clock(r.since) : '';
+  setText(c.since, since);
+  if (c.state.title !== r.error) c.state.title = r.error;
+  for (const k of columns) setText(c[k], format(columnFormat[k], r.fig[k]));
+  if (r.spark.path) {
+    const d = sparkPath(r.spark.values, state.fleet.cap, 100, 80, 16);
+    if (r.spark.path.getAttribute('d') !== d) r.spark.path.setAttribute('d', d);
+  }
+  r.dirty = false;
+}
+
+// ---- the fleet table: sorting, grouping, filtering --------------------------------
+// pressure is the highest of CPU, memory and disk, in bands of ten points
+// that are sticky, as the tiles' bands are: a row keeps its band until its
+// value is clearly (two points) in another.
+function pressureBand(r) {
+  let p = -1;
+  for (const k of ['cpu', 'mem', 'disk']) if (r.fig[k] !== null && r.fig[k] > p) p = r.fig[k];
+  if (p < 0) { r.band = undefined; return null; }
+  const prev = r.band;
+  r.band = prev !== undefined && p > prev * 10 - 2 && p < prev * 10 + 12 ? prev : Math.floor(p / 10);
+  return r.band;
+}
+
+// rowKey is a row's value in an order, null when not known (nor known
+// since its agent became unreachable), as dashboard/fleet.go sortKey.
+function rowKey(r, by) {
+  if (r.state === 'unreachable') return null;
+  if (by === 'worst') return pressureBand(r);
+  return r.fig[by];
+}
+
+// compareRows orders rows as dashboard/fleet.go sortRows does.
+function compareRows(a, b, by) {
+  if (by === 'worst' && a.state !== b.state) return stateRank[a.state] - stateRank[b.state];
+  if (by !== 'name') {
+    const ka = a.key, kb = b.key;
+    if (ka !== null && kb === null) return -1;
+    if (kb !== null && ka === null) return 1;
+    if (ka !== null && ka !== kb) return kb - ka;
+  }
+  if (a.name !== b.name) return a.name < b.name ? -1 : 1;
+  return a.source < b.source ? -1 : a.source > b.source ? 1 : 0;
+}
+
+// sortFleet puts each group's rows in order, moving only those out of
+// place: every move costs a layout.
+function sortFleet() {
+  const f = state.fleet;
+  for (const r of f.rows.values()) r.key = rowKey(r, f.sort);
+  for (const tb of f.table.tBodies) {
+    const head = tb.rows[0] && tb.rows[0].classList.contains('group-head') ? 1 : 0;
+    const rows = [];
+    for (let i = head; i < tb.rows.length; i++) {
+      const r = f.rows.get(tb.rows[i].dataset.host);
+      if (r) rows.push(r);
+    }
+    rows.sort((a, b) => compareRows(a, b, f.sort));
+    for (let i = 0; i < rows.length; i++) {
+      const at = tb.rows[head + i];
+      if (at !== rows[i].el) tb.insertBefore(rows[i].el, at || null);
+    }
+  }
+}
+
+function setFleetSort(key) {
+  const f = state.fleet;
+  f.sort = key;
+  for (const th of f.table.tHead.rows[0].cells) {
+    const a = th.querySelector('a.sort-by');
+    if (!a) continue;
+    th.setAttribute('aria-sort', a.dataset.sort !== key ? 'none' : key === 'name' ? 'ascending' : 'descending');
+  }
+  sortFleet();
+  state.lastSort = performance.now();
+  saveView();
+}
+
+function groupTitle(key, value) {
+  return value === '' ? 'no ' + key : key + ' = ' + value;
+}
+
+// groupFleet puts the rows in one group per value of a label (none: one
+// group), the groups by value and those without the label last.
+function groupFleet(key) {
+  const f = state.fleet;
+  f.group = key;
+  const groups = new Map();
+  for (const r of f.rows.values()) {
+    const v = key && Object.prototype.hasOwnProperty.call(r.labels, key) ? String(r.labels[key]) : '';
+    if (!groups.has(v)) groups.set(v, []);
+    groups.get(v).push(r);
+  }
+  const values = Array.from(groups.keys()).sort((a, b) => (a === '' ? 1 : b === '' ? -1 : a < b ? -1 : a > b ? 1 : 0));
+  const bodies = values.map((v) => {
+    const tb = document.createElement('tbody');
+    tb.className = 'fleet-group';
+    tb.dataset.group = v;
+    tb.dataset.testid = 'fleet-group';
+    if (key) {
+      const tr = document.createElement('tr');
+      tr.className = 'group-head';
+      const th = document.createElement('th');
+      th.colSpan = 9;
+      th.scope = 'rowgroup';
+      th.dir = 'auto';
+      const count = document.createElement('span');
+      count.className = 'group-count';
+      th.append(groupTitle(key, v) + ' ', count);
+      tr.append(th);
+      tb.append(tr);
+    }
+    tb.append(...groups.get(v).map((r) => r.el));
+    return tb;
+  });
+  for (const tb of Array.from(f.table.tBodies)) tb.remove();
+  f.table.append(...bodies);
+  sortFleet();
+  f.counted = false;
+  schedule();
+}
+
+// hostMatches is templates.HostMatches: every word of the filter must
+// match, "key=value" a label exactly, any other word part of the name,
+// the agent's name or a label's value.
+function hostMatches(words, r) {
+  for (const w of words) {
+    const eq = w.indexOf('=');
+    if (eq > 0) {
+      const k = w.slice(0, eq);
+      let v = '';
+      for (const lk in r.labels) if (lk.toLowerCase() === k) v = String(r.labels[lk]);
+      if (v.toLowerCase() !== w.slice(eq + 1)) return false;
+    } else if (!r.find.some((s) => s.includes(w))) return false;
+  }
+  return true;
+}
+
+function filterFleet(filter) {
+  const words = filter.toLowerCase().split(/\s+/).filter(Boolean);
+  const f = state.fleet;
+  for (const r of f.rows.values()) {
+    const hide = !hostMatches(words, r);
+    if (r.el.hidden !== hide) r.el.hidden = hide;
+  }
+  // On a hub a tile has no labels: only the other words filter tiles.
+  const plain = words.filter((w) => !(w.indexOf('=') > 0));
+  for (const el of document.querySelectorAll('.tile')) {
+    const name = el.dataset.source.toLowerCase();
+    el.hidden = !plain.every((w) => name.includes(w));
+  }
+  f.counted = false;
+  schedule();
+}
+
+// countFleet writes the counts: hosts shown, unreachable and failing, and
+// each group's hosts shown.
+function countFleet() {
+  const f = state.fleet;
+  let shown = 0, unreachable = 0, failed = 0;
+  for (const r of f.rows.values()) {
+    if (!r.el.hidden) shown++;
+    if (r.state === 'unreachable') unreachable++;
+    else if (r.state === 'failed') failed++;
+  }
+  const total = f.rows.size;
+  const plural = (n, one, many) => n + ' ' + (n === 1 ? one : many);
+  const count = document.getElementById('fleet-count');
+  if (count) setText(count, shown === total ? String(total) : shown + ' of ' + total);
+  const sum = document.getElementById('fleet-sum');
+  if (sum) {
+    setText(sum.querySelector('.n-unreachable'), plural(unreachable, 'unreachable', 'unreachable'));
+    setText(sum.querySelector('.n-failed'), plural(failed, 'failing', 'failing'));
+  }
+  for (const tb of f.table.tBodies) {
+    const c = tb.querySelector('.group-count');
+    if (!c) continue;
+    let n = 0;
+    for (const tr of tb.rows) if (tr.classList.contains('fleet-row') && !tr.hidden) n++;
+    setText(c, plural(n, 'host', 'hosts'));
+  }
+  f.counted = true;
+}
+
+function renderFleet(now) {
+  const f = state.fleet;
+  for (const r of f.onScreen) if (r.dirty) renderRow(r);
+  if (!f.counted) countFleet();
+  if (now - state.lastSort >= resortEveryMs) sortFleet();
+}
+
+// fleetLinks keeps the column headers' links (for a new tab, or a copy)
+// in step with the view.
+function fleetLinks() {
+  const f = state.fleet;
+  for (const a of f.table.tHead.querySelectorAll('a.sort-by')) {
+    const q = new URLSearchParams(location.search);
+    if (a.dataset.sort === 'worst') q.delete('sort'); else q.set('sort', a.dataset.sort);
+    const s = q.toString();
+    a.href = s ? '?' + s : location.pathname;
+  }
+}
+
+// keepFleet carries what the old models knew and the new rendering does
+// not yet (samples that came while it was fetched) into the new ones.
+function keepFleet(old) {
+  if (!old || !state.fleet) return;
+  for (const [k, o] of old.rows) {
+    const r = state.fleet.rows.get(k);
+    if (r && o.ts > r.ts) {
+      r.ts = o.ts; r.fig = o.fig; r.hasData = o.hasData; r.spark.values = o.spark.values;
+      r.dirty = true;
+      rowState(r);
+    }
+  }
+}
+
+// fleetEvent applies an event of a hub's host or agent to the table; false
+// when it is not one of those. One the table has no row for makes it draw
+// afresh (a new agent, a new host, one no longer followed).
+function fleetEvent(d) {
+  if (!state.fleet || !d.source) return false;
+  let known;
+  if (d.source.startsWith('host/')) known = d.type === 'sample' ? fleetSample(d) : fleetSource(d);
+  else if (d.source.startsWith('upstream/')) known = fleetUpstream(d);
+  else return false;
+  if (!known) redrawSoon();
+  return true;
+}
+
+// The table's controls are in #main, which a redraw replaces: their
+// events are taken where they bubble to.
+function wireFleet(main) {
+  if (skipEvents) main.addEventListener('contentvisibilityautostatechange', onSkip, true); // it does not bubble
+  main.addEventListener('click', (e) => {
+    const a = e.target.closest('#fleet-table a.sort-by');
+    if (!a || !state.fleet || e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
+    e.preventDefault();
+    setFleetSort(a.dataset.sort);
+  });
+  main.addEventListener('change', (e) => {
+    if (e.target.id !== 'group' || !state.fleet) return;
+    groupFleet(e.target.value);
+    saveView();
+  });
+  main.addEventListener('submit', (e) => { if (e.target.closest('.fleet-controls')) e.preventDefault(); });
+}
+
 // ---- view state in the URL ----------------------------------------------------
 function saveView() {
   const q = new URLSearchParams(location.search);
   const set = (k, v) => (v ? q.set(k, v) : q.delete(k));
   set('q', ui.filter ? ui.filter.value : '');
-  set('sort', ui.sort && ui.sort.value !== 'error' ? ui.sort.value : '');
+  if (ui.sort) set(ui.sort.name, ui.sort.value !== 'error' ? ui.sort.value : ''); // ?tiles= on a hub
+  if (state.fleet) {
+    set('sort', state.fleet.sort !== 'worst' ? state.fleet.sort : '');
+    set('group', state.fleet.group);
+  }
   set('paused', state.paused ? '1' : '');
   const s = q.toString();
   history.replaceState(null, '', s ? '?' + s : location.pathname);
+  if (state.fleet) fleetLinks();
 }
 function applyFilter() {
+  if (state.fleet) { filterFleet(ui.filter ? ui.filter.value : ''); return; }
   const f = (ui.filter ? ui.filter.value : '').toLowerCase();
   for (const el of document.querySelectorAll('.tile, .host')) {
     el.hidden = f !== '' && !el.dataset.source.toLowerCase().includes(f);
@@ -465,10 +925,11 @@ function handle(d) {
   switch (d.type) {
     case 'sample':
       if (state.redrawOnSample) { state.redrawOnSample = false; redrawSoon(); }
-      applySample(d);
+      if (!fleetEvent(d)) applySample(d);
       schedule();
       break;
     case 'source': {
+      if (fleetEvent(d)) { schedule(); break; }
       const s = state.sources.get(d.source);
       if (s) { s.status = d; s.dirty = true; schedule(); }
       break;
@@ -601,8 +1062,11 @@ async function redraw() {
     if (!fresh || !main) return;
     if (!state.lastId) state.lastId = doc.body.dataset.lastEventId || '';
     const model = new Map(state.sources);
+    const fleet = state.fleet;
     main.replaceChildren(...fresh.childNodes);
     indexPage();
+    indexFleet();
+    keepFleet(fleet);
     applyFilter();
     // Keep what arrived while the page was fetched; the timestamps skip
     // anything the new rendering already has.
@@ -632,6 +1096,8 @@ function onKey(e) {
 
 function init() {
   indexPage();
+  indexFleet();
+  if (state.fleet) wireFleet(document.getElementById('main'));
   setTheme(savedTheme());
   if (new URLSearchParams(location.search).get('paused') === '1') setPaused(true);
   applyFilter();
@@ -645,6 +1111,7 @@ function init() {
   document.addEventListener('visibilitychange', () => { if (!document.hidden) schedule(); });
   setInterval(showConn, 1000);
   sortTiles(false);
+  if (state.fleet) sortFleet();
   state.transport = recalled();
   connect();
   showConn();

@@ -25,8 +25,27 @@ type Page struct {
 // ViewState is the part of the page's state kept in its URL.
 type ViewState struct {
 	Sort   string // one of Sorts
-	Filter string // substring of source names
+	Filter string // substring of source names; on a hub, see HostMatches
 	Paused bool
+	// Fleet says the page is a hub's: its hosts are a table, sorted by
+	// HostSort (?sort=) and grouped by the label Group (?group=); the
+	// tiles' order is then ?tiles=.
+	Fleet    bool
+	HostSort string // one of HostSorts
+	Group    string // a label's key; "" for no groups
+}
+
+// HostSorts are the orders of a hub's host table; the first is the
+// default. Every order but name puts the highest value first.
+var HostSorts = []struct{ Key, Label string }{
+	{"worst", "worst first"},
+	{"name", "name"},
+	{"cpu", "CPU"},
+	{"mem", "memory"},
+	{"disk", "disk"},
+	{"net", "network"},
+	{"load", "load"},
+	{"uptime", "uptime"},
 }
 
 // Sorts are the orders tiles can be sorted in; the first is the default.
@@ -41,8 +60,66 @@ var Sorts = []struct{ Key, Label string }{
 type Dashboard struct {
 	Page
 	Hosts  []HostPanel
+	Fleet  *Fleet // on a hub, the hosts as a table instead of Hosts
 	Tiles  []Tile
 	Alerts []Alert
+}
+
+// Fleet is a hub's table of hosts: one row per host its agents send, per
+// agent not reached yet, and for the hub's own host.
+type Fleet struct {
+	Groups      []RowGroup // in order; one, with no Key, when not grouped
+	LabelKeys   []string   // every label key of the rows, for grouping
+	Total       int
+	Shown       int // not hidden by the filter
+	Unreachable int
+	Failed      int
+	SparkCap    int // points in each row's CPU sparkline
+}
+
+// RowGroup is the rows that share a label's value.
+type RowGroup struct {
+	Value string // the label's value; "" for rows without the label
+	Rows  []HostRow
+	Shown int
+}
+
+// Row states, worst first: the agent cannot be reached, the host's
+// collect fails, the agent has not been reached yet, all is well.
+const (
+	RowUnreachable = "unreachable"
+	RowFailed      = "failed"
+	RowWaiting     = "waiting"
+	RowUp          = "up"
+)
+
+// HostRow is one host of a hub's fleet.
+type HostRow struct {
+	Source   string // host/<name>, or upstream/<name> for an agent with no host known yet
+	Name     string
+	Upstream string // the agent's name; "" for the hub's own host
+	Labels   []Label
+	State    string    // one of the Row* states
+	Since    time.Time // when the agent became unreachable, or the host failed
+	Error    string
+	CPU      Value // cpu.percent
+	Mem      Value // mem.used_percent
+	Disk     Value // the fullest filesystem's fs.used_percent
+	Net      Value // bytes received and sent a second
+	Load     Value // load.5_per_core, or load.1 where the cores are not known
+	Uptime   Value // host.uptime_seconds
+	CPUSpark []float64
+	Sampled  time.Time // the newest sample's time: the page script skips it, and older ones, on the stream
+	Hidden   bool      // by the filter
+}
+
+// Label is one of an agent's labels.
+type Label struct{ Key, Value string }
+
+// Value is a number that may not be known.
+type Value struct {
+	V     float64
+	Known bool
 }
 
 // HostPanel is one host source.
@@ -105,8 +182,11 @@ type ServiceStats struct {
 	ErrorPercent  float64
 	P50, P90, P99 float64 // seconds
 	P995, Max     float64
-	HostsUp       int
+	HostsUp       int // instances up, or on a hub (Merged) hosts up
 	HostsTotal    int
+	// Merged says a hub merged the service from its agents: HostsUp and
+	// HostsTotal count hosts (hosts.up, hosts.total), not instances.
+	Merged bool
 }
 
 // Alert is one row of the alerts panel.
@@ -131,6 +211,16 @@ type Source struct {
 	Alerts    []Alert
 	Tile      *Tile      // for service sources
 	Instances []Instance // a service's instances, for the breakdown
+	Hosts     []HostShare
+}
+
+// HostShare is one agent's part of a service a hub merged, from the
+// service's {host=…} metrics.
+type HostShare struct {
+	Host    string // the agent's (upstream's) name
+	Link    string // its host's page, when the hub knows it
+	Up      bool
+	Metrics map[string]float64 // without the {host=…} part
 }
 
 // Instance is one instance of a service on its drill-down page.
