@@ -1,157 +1,1038 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
-	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
-
-	"vigil/collector"
-	"vigil/dashboard"
-	"vigil/stream"
 )
 
-// syntheticHost returns host i's sample at each call: the metrics a real
-// host source sends (four cores, two disks' worth of filesystems, one
-// interface), wandering, with a few hosts busy or full.
-func syntheticHost(i int) func() map[string]float64 {
-	rng := rand.New(rand.NewPCG(uint64(i), 7))
-	cpuBase := 5 + 40*rng.Float64()
-	if i%20 == 3 {
-		cpuBase = 85
+// The fleet benchmark runs the real vigil binary as a hub of many agents
+// and measures what following them costs it. The agents are simulated in
+// this process — one listener, a path per agent, each connection its own
+// TCP stream — so that a thousand of them fit on the machine; each speaks
+// vigil's event stream as an agent does: ids that increase, resuming after
+// Last-Event-ID from a small window (or a reset when it cannot), heartbeat
+// comments when idle, and one host sample a second of about forty metrics,
+// stamped as it is published.
+
+// Simulated agents.
+const (
+	agentWindow    = 32               // events an agent keeps for a hub that resumes
+	agentHeartbeat = 10 * time.Second // as vigil's default
+	publishSlots   = 100              // publish instants a second, agents spread over them
+)
+
+// hostMetrics are the metrics of one vigil host sample (a four-core VM
+// with 16 GiB, one disk, three file systems and one network interface),
+// sorted as vigil encodes them. The kind says how a value varies, level
+// how large it is.
+var hostMetrics = []struct {
+	name  string
+	kind  byte // p: percent, r: bytes or bytes a second, c: constant, u: uptime, l: load, n: processes
+	level float64
+}{
+	{"cpu.cores", 'c', 4}, {"cpu.iowait_percent", 'p', 5}, {"cpu.percent", 'p', 60},
+	{"cpu.percent{core=0}", 'p', 60}, {"cpu.percent{core=1}", 'p', 60}, {"cpu.percent{core=2}", 'p', 60}, {"cpu.percent{core=3}", 'p', 60},
+	{"cpu.steal_percent", 'p', 2}, {"cpu.system_percent", 'p', 20}, {"cpu.user_percent", 'p', 40},
+	{"disk.read_bytes_per_sec", 'r', 5e7}, {"disk.read_bytes_per_sec{device=vda}", 'r', 5e7},
+	{"disk.write_bytes_per_sec", 'r', 2e7}, {"disk.write_bytes_per_sec{device=vda}", 'r', 2e7},
+	{"fs.size_bytes{mount=/data}", 'c', 536870912000}, {"fs.size_bytes{mount=/var}", 'c', 21474836480}, {"fs.size_bytes{mount=/}", 'c', 107374182400},
+	{"fs.used_bytes{mount=/data}", 'r', 3e11}, {"fs.used_bytes{mount=/var}", 'r', 1.2e10}, {"fs.used_bytes{mount=/}", 'r', 6e10},
+	{"fs.used_percent{mount=/data}", 'p', 60}, {"fs.used_percent{mount=/var}", 'p', 60}, {"fs.used_percent{mount=/}", 'p', 60},
+	{"host.procs", 'n', 280}, {"host.uptime_seconds", 'u', 0},
+	{"load.1", 'l', 4}, {"load.15", 'l', 4}, {"load.5", 'l', 4}, {"load.5_per_core", 'l', 1},
+	{"mem.available_bytes", 'r', 1.2e10}, {"mem.total_bytes", 'c', 17179869184}, {"mem.used_bytes", 'r', 1e10}, {"mem.used_percent", 'p', 60},
+	{"net.rx_bytes_per_sec", 'r', 1.25e7}, {"net.rx_bytes_per_sec{iface=eth0}", 'r', 1.25e7},
+	{"net.tx_bytes_per_sec", 'r', 1.25e7}, {"net.tx_bytes_per_sec{iface=eth0}", 'r', 1.25e7},
+	{"swap.total_bytes", 'c', 4294967296}, {"swap.used_bytes", 'r', 5e8}, {"swap.used_percent", 'p', 12},
+}
+
+// simEvent is one event an agent published: its id and its whole frame.
+type simEvent struct {
+	id    uint64
+	frame []byte
+}
+
+// simAgent is one simulated vigil agent with one host.
+type simAgent struct {
+	index int
+	name  string // host/h0001
+	rng   uint64
+	born  time.Time
+	base  []float64 // each metric's level
+
+	mu      sync.Mutex
+	head    uint64 // id of the newest event
+	win     [agentWindow]simEvent
+	wake    chan struct{} // closed and replaced at every publish
+	lastSrc []byte        // the data of the source event, for a reset's snapshot
+	lastSmp []byte        // the data of the newest sample, likewise
+
+	conns    atomic.Int64 // streams opened by the hub
+	live     atomic.Int64 // streams open now
+	replayed atomic.Int64 // streams that resumed from the window
+	resets   atomic.Int64 // streams that got a reset
+	cut      atomic.Int64 // streams the hub ended (not the harness)
+}
+
+func (a *simAgent) next() uint64 {
+	a.rng ^= a.rng << 13
+	a.rng ^= a.rng >> 7
+	a.rng ^= a.rng << 17
+	return a.rng
+}
+
+// publish appends an event to the window and wakes the streams.
+func (a *simAgent) publish(typ string, t time.Time, body func(b []byte) []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	id := a.head + 1
+	data := make([]byte, 0, 1600)
+	data = append(data, `{"seq":`...)
+	data = strconv.AppendUint(data, id, 10)
+	data = append(data, `,"type":"`...)
+	data = append(data, typ...)
+	data = append(data, `","ts":"`...)
+	data = t.UTC().AppendFormat(data, "2006-01-02T15:04:05.000Z07:00")
+	data = append(data, `","source":"`...)
+	data = append(data, a.name...)
+	data = append(data, '"')
+	data = body(data)
+	data = append(data, '}')
+	frame := make([]byte, 0, len(data)+48)
+	frame = append(frame, "id: "...)
+	frame = strconv.AppendUint(frame, id, 10)
+	frame = append(frame, "\nevent: "...)
+	frame = append(frame, typ...)
+	frame = append(frame, "\ndata: "...)
+	frame = append(frame, data...)
+	frame = append(frame, "\n\n"...)
+	a.win[id%agentWindow] = simEvent{id: id, frame: frame}
+	a.head = id
+	if typ == "source" {
+		a.lastSrc = data
+	} else {
+		a.lastSmp = data
 	}
-	mem := 20 + 60*rng.Float64()
-	disk := 10 + 70*rng.Float64()
-	if i%50 == 11 {
-		disk = 96
-	}
-	rx := math.Pow(10, 3+3*rng.Float64())
-	up := 86400 * 30 * rng.Float64()
-	t := 0.0
-	return func() map[string]float64 {
-		t++
-		cpu := min(100, max(0, cpuBase*(1+0.3*math.Sin(t/20+float64(i)))+5*rng.NormFloat64()))
-		m := map[string]float64{
-			"cpu.percent": cpu, "cpu.cores": 4, "cpu.user_percent": cpu * 0.7, "cpu.system_percent": cpu * 0.25,
-			"cpu.iowait_percent": cpu * 0.03, "cpu.steal_percent": 0,
-			"mem.used_percent": mem, "mem.used_bytes": mem / 100 * 16e9, "mem.available_bytes": (100 - mem) / 100 * 16e9,
-			"swap.used_percent": 0, "swap.used_bytes": 0,
-			"load.1": cpu / 25, "load.5": cpu / 26, "load.15": cpu / 27, "load.5_per_core": cpu / 104,
-			"disk.read_bytes_per_sec": 1e5 * rng.Float64(), "disk.write_bytes_per_sec": 3e5 * rng.Float64(),
-			"disk.read_bytes_per_sec{device=vda}": 1e5 * rng.Float64(), "disk.write_bytes_per_sec{device=vda}": 3e5 * rng.Float64(),
-			"net.rx_bytes_per_sec": rx * (1 + 0.2*rng.NormFloat64()), "net.tx_bytes_per_sec": rx / 3,
-			"net.rx_bytes_per_sec{iface=eth0}": rx, "net.tx_bytes_per_sec{iface=eth0}": rx / 3,
-			"host.uptime_seconds": up + t, "host.procs": 150 + float64(i%40),
+	close(a.wake)
+	a.wake = make(chan struct{})
+}
+
+// unit is the next random number in [0, 1).
+func (a *simAgent) unit() float64 { return float64(a.next()>>11) / (1 << 53) }
+
+// baselines gives every metric of the agent its level: a host's values
+// move around their level, below the default alert rules' thresholds
+// (a hub that saw alerts flap would measure its alerting, not its ingest).
+func (a *simAgent) baselines() {
+	a.base = make([]float64, len(hostMetrics))
+	for i, m := range hostMetrics {
+		switch m.kind {
+		case 'p', 'r', 'l', 'n':
+			a.base[i] = m.level * (0.1 + 0.9*a.unit()) // up to 60%: ±10% stays under 90, and load per core under 1.5
+		case 'c':
+			a.base[i] = m.level
 		}
-		for j, mount := range []string{"/", "/var", "/data"} {
-			used := min(100, disk*float64(j+1)/3)
-			label := "{mount=" + mount + "}"
-			m["fs.used_percent"+label], m["fs.used_bytes"+label], m["fs.size_bytes"+label] = used, used*1e9, 100e9
-		}
-		for c := range 4 {
-			m[fmt.Sprintf("cpu.percent{core=%d}", c)] = min(100, max(0, cpu+10*rng.NormFloat64()))
-		}
-		return m
 	}
 }
 
-// serveFleet serves a hub's dashboard: a real collector.Fleet following
-// agents in this process (each vigil's stream hub behind vigil's own HTTP
-// server on loopback) that send hosts' samples every second, each host at
-// its own phase. It returns when the hub has heard from every agent and
-// a few seconds of history are in.
-func serveFleet(ctx context.Context, hosts, agents int) (base string, pageBytes int, stop func(), err error) {
-	var servers []*http.Server
-	stop = func() {
-		for _, s := range servers {
-			s.Close()
+// sample publishes one host sample, stamped now: every value but the
+// constants differs from the last, rounded to six digits as vigil does.
+func (a *simAgent) sample() {
+	now := time.Now()
+	a.publish("sample", now, func(b []byte) []byte {
+		b = append(b, `,"metrics":{`...)
+		for i, m := range hostMetrics {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = append(b, m.name...)
+			b = append(b, `":`...)
+			v := a.base[i]
+			switch m.kind {
+			case 'p', 'r', 'l':
+				v *= 0.9 + 0.2*a.unit()
+			case 'n':
+				v = math.Round(v) + float64(a.next()%5)
+			case 'u':
+				v = float64(86400 + int(now.Sub(a.born).Seconds()))
+			}
+			v, _ = strconv.ParseFloat(strconv.FormatFloat(v, 'g', 6, 64), 64)
+			b = strconv.AppendFloat(b, v, 'f', -1, 64)
 		}
+		return append(b, '}')
+	})
+}
+
+// start says where a new stream begins: the events to replay after
+// last (""), or a reset when last cannot be resumed from; the position
+// it then stands at; and the channel of the next publish.
+func (a *simAgent) start(last string) (out [][]byte, pos uint64, wake chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	pos, wake = a.head, a.wake
+	if last == "" {
+		return [][]byte{[]byte("id: " + strconv.FormatUint(pos, 10) + "\n\n")}, pos, wake
 	}
-	defer func() {
-		if err != nil {
-			stop()
-		}
-	}()
-	hubs := make([]*stream.Hub, agents)
-	var ups []collector.UpstreamOptions
-	for a := range agents {
-		hubs[a] = stream.NewHub(stream.HubOptions{FirstID: 1})
-		go hubs[a].Run(ctx)
-		web := dashboard.New(dashboard.Options{Hub: hubs[a], Store: collector.NewStore(time.Minute, time.Second), Interval: time.Second})
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", 0, stop, err
-		}
-		srv := &http.Server{Handler: web}
-		srv.RegisterOnShutdown(hubs[a].Close)
-		servers = append(servers, srv)
-		go srv.Serve(ln)
-		ups = append(ups, collector.UpstreamOptions{URL: "http://" + ln.Addr().String(), Name: fmt.Sprintf("agent-%04d", a),
-			Labels: map[string]string{"role": []string{"web", "db", "cache", "batch"}[a%4], "dc": []string{"fra", "ams", "iad"}[a%3]}})
+	id, err := strconv.ParseUint(last, 10, 64)
+	reason := ""
+	switch {
+	case err != nil:
+		reason = "malformed id"
+	case id > a.head:
+		reason = "id newer than any event"
+	case a.head-id > agentWindow:
+		reason = "id older than the replay window"
 	}
-	// Every host's sample once a second, host i at i/hosts of the second,
-	// as agents started at different times sample.
-	go func() {
-		sample := make([]func() map[string]float64, hosts)
-		for i := range hosts {
-			sample[i] = syntheticHost(i)
-		}
-		tick := time.NewTicker(time.Second / time.Duration(hosts))
-		defer tick.Stop()
-		for k := 0; ; k++ {
+	if reason == "" {
+		a.replayed.Add(1)
+		return a.afterLocked(id), pos, wake
+	}
+	a.resets.Add(1)
+	var b []byte
+	b = fmt.Appendf(b, `{"seq":%d,"type":"reset","ts":"%s","reason":%q,"last_event_id":%q,"events":[`,
+		a.head, time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"), reason, last)
+	b = append(b, a.lastSrc...)
+	if a.lastSmp != nil {
+		b = append(append(b, ','), a.lastSmp...)
+	}
+	b = append(b, "]}"...)
+	return [][]byte{fmt.Appendf(nil, "id: %d\nevent: reset\ndata: %s\n\n", a.head, b)}, pos, wake
+}
+
+// after returns the frames after pos, the new position and the channel
+// of the next publish; ok is false when pos has left the window.
+func (a *simAgent) after(pos uint64) (out [][]byte, head uint64, wake chan struct{}, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.head-pos > agentWindow {
+		return nil, pos, nil, false
+	}
+	return a.afterLocked(pos), a.head, a.wake, true
+}
+
+func (a *simAgent) afterLocked(pos uint64) [][]byte {
+	out := make([][]byte, 0, a.head-pos)
+	for id := pos + 1; id <= a.head; id++ {
+		out = append(out, a.win[id%agentWindow].frame)
+	}
+	return out
+}
+
+func (a *simAgent) headID() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.head
+}
+
+// simFleet is every simulated agent, served from one listener:
+// /agents/{n}/events, n from 1.
+type simFleet struct {
+	agents []*simAgent
+	ln     net.Listener
+	srv    *http.Server
+	ctx    context.Context // ends every stream and the publisher
+	stop   context.CancelFunc
+	late   atomic.Int64 // publish instants missed by over 50 ms
+	wg     sync.WaitGroup
+}
+
+func startSimFleet(ctx context.Context, n int) (*simFleet, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	f := &simFleet{ln: ln}
+	f.ctx, f.stop = context.WithCancel(ctx)
+	ctx = f.ctx
+	now := time.Now()
+	for i := range n {
+		a := &simAgent{index: i, name: fmt.Sprintf("host/h%04d", i+1), rng: uint64(i)*0x9E3779B97F4A7C15 + 1, born: now, wake: make(chan struct{})}
+		a.baselines()
+		a.publish("source", now, func(b []byte) []byte { return append(b, `,"state":"up"`...) })
+		f.agents = append(f.agents, a)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /agents/{n}/events", f.serveEvents)
+	f.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	f.wg.Go(func() { f.srv.Serve(ln) })
+	f.wg.Go(func() { f.publish(ctx) })
+	return f, nil
+}
+
+// url is agent i's base URL, as the hub's file lists it.
+func (f *simFleet) url(i int) string {
+	return "http://" + f.ln.Addr().String() + "/agents/" + strconv.Itoa(i+1)
+}
+
+// publish has every agent publish a sample once a second, agent i at
+// i/n of the second, as hosts whose clocks tick independently would.
+func (f *simFleet) publish(ctx context.Context) {
+	bySlot := make([][]*simAgent, publishSlots)
+	for i, a := range f.agents {
+		s := i * publishSlots / len(f.agents)
+		bySlot[s] = append(bySlot[s], a)
+	}
+	step := time.Second / publishSlots
+	start := time.Now().Truncate(time.Second).Add(time.Second)
+	t := time.NewTimer(time.Until(start))
+	defer t.Stop()
+	for k := 0; k < publishSlots*24*3600; k++ { // a day at most
+		at := start.Add(time.Duration(k) * step)
+		if d := time.Until(at); d > 0 {
+			t.Reset(d)
 			select {
 			case <-ctx.Done():
 				return
-			case <-tick.C:
+			case <-t.C:
 			}
-			i := k % hosts
-			src := fmt.Sprintf("host/h%04d", i)
-			hubs[i%agents].Publish(stream.Message{Type: stream.TypeSample, Source: src, Time: time.Now(), Key: "sample/" + src,
-				Body: collector.SampleBody{Metrics: sample[i]()}})
+		} else if ctx.Err() != nil {
+			return
 		}
-	}()
-
-	hub := stream.NewHub(stream.HubOptions{Queue: 16384})
-	store := collector.NewStore(10*time.Minute, time.Second)
-	sched := &collector.Scheduler{Store: store, Hub: hub, Interval: time.Second}
-	fleet := &collector.Fleet{Store: store, Hub: hub, Scheduler: sched, Upstreams: ups}
-	go hub.Run(ctx)
-	go sched.Run(ctx)
-	go fleet.Run(ctx)
-	web := dashboard.New(dashboard.Options{Hub: hub, Store: store, Fleet: fleet, Interval: time.Second, Version: "bench"})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", 0, stop, err
+		if time.Since(at) > 50*time.Millisecond {
+			f.late.Add(1)
+		}
+		for _, a := range bySlot[k%publishSlots] {
+			a.sample()
+		}
 	}
-	srv := &http.Server{Handler: web}
-	srv.RegisterOnShutdown(hub.Close)
-	servers = append(servers, srv)
-	go srv.Serve(ln)
-	base = "http://" + ln.Addr().String()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		heard := 0
-		for _, u := range fleet.Status() {
-			heard += len(u.Hosts)
+}
+
+// serveEvents is one agent's /events: vigil's framing, resume and
+// heartbeats. The type filter is taken as given (samples and sources are
+// all an agent here publishes).
+func (f *simFleet) serveEvents(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.Atoi(r.PathValue("n"))
+	if err != nil || n < 1 || n > len(f.agents) {
+		http.Error(w, `{"error":"no such agent"}`, http.StatusNotFound)
+		return
+	}
+	a := f.agents[n-1]
+	a.conns.Add(1)
+	a.live.Add(1)
+	defer a.live.Add(-1)
+	last := r.Header.Get("Last-Event-ID")
+	if last == "" {
+		last = r.URL.Query().Get("lastEventId")
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	first, pos, wake := a.start(last)
+	out := append([][]byte{[]byte("retry: 1000\n: vigil stream (simulated agent)\n\n")}, first...)
+	beat := time.NewTimer(agentHeartbeat)
+	defer beat.Stop()
+	for range 1 << 24 { // bounded: far more than a run's events
+		if len(out) > 0 {
+			rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			for _, b := range out {
+				if _, err := w.Write(b); err != nil {
+					a.cut.Add(1)
+					return
+				}
+			}
+			if err := rc.Flush(); err != nil {
+				a.cut.Add(1)
+				return
+			}
+			beat.Reset(agentHeartbeat)
 		}
-		if heard == hosts {
+		out = nil
+		select {
+		case <-r.Context().Done():
+			if f.ctx.Err() == nil {
+				a.cut.Add(1)
+			}
+			return
+		case <-wake:
+			var ok bool
+			if out, pos, wake, ok = a.after(pos); !ok {
+				a.cut.Add(1) // fell behind the window: a hub resumes and gets a reset
+				return
+			}
+		case <-beat.C:
+			out = [][]byte{[]byte(": heartbeat\nid: " + strconv.FormatUint(pos, 10) + "\n\n")}
+		}
+	}
+}
+
+func (f *simFleet) close() {
+	f.stop()
+	f.srv.Close()
+	f.wg.Wait()
+}
+
+func (f *simFleet) heads() []uint64 {
+	out := make([]uint64, len(f.agents))
+	for i, a := range f.agents {
+		out[i] = a.headID()
+	}
+	return out
+}
+
+func (f *simFleet) sum(c func(*simAgent) *atomic.Int64) int64 {
+	var n int64
+	for _, a := range f.agents {
+		n += c(a).Load()
+	}
+	return n
+}
+
+// ---- the hub's subscriber ---------------------------------------------------
+
+// arrival is one agent sample as it reached the hub's subscriber.
+type arrival struct {
+	seq uint64 // the agent's id, from "upstream":{"seq":…}
+	lat time.Duration
+}
+
+// hubWatcher follows the hub's own stream of the agents' hosts.
+type hubWatcher struct {
+	n        int
+	byAgent  [][]arrival // written by the reader only; read after it stopped
+	last     string      // the last id, to resume from
+	disorder int         // hub ids not above the one before
+	unknown  int         // samples of sources that are no agent of ours
+	resets   int
+	conns    int
+	seen     atomic.Int64 // agents with a sample received
+	prevID   uint64
+	ends     []string // when and why each stream ended
+	began    time.Time
+}
+
+var (
+	sourceKey   = []byte(`"source":"`)
+	upstreamKey = []byte(`"upstream":{`)
+)
+
+// follow reads the hub's stream until ctx is done, reconnecting with
+// Last-Event-ID when it ends (at most 20 times).
+func (h *hubWatcher) follow(ctx context.Context, base string) {
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	defer client.CloseIdleConnections()
+	for attempt := 0; attempt < 20 && ctx.Err() == nil; attempt++ {
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/events?type=sample&source=host/*", nil)
+		if h.last != "" {
+			req.Header.Set("Last-Event-ID", h.last)
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			h.conns++
+			if resp.StatusCode == http.StatusOK {
+				err = h.read(resp.Body)
+			} else {
+				err = errors.New(resp.Status)
+			}
+			resp.Body.Close()
+		}
+		if ctx.Err() == nil && len(h.ends) < 20 {
+			h.ends = append(h.ends, fmt.Sprintf("%.1fs: %v", time.Since(h.began).Seconds(), err))
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (h *hubWatcher) read(r io.Reader) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var data []byte
+	var typ, id string
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			return err
+		}
+		if len(line) == 0 {
+			if id != "" {
+				h.last = id
+			}
+			if typ == "reset" {
+				h.resets++
+			}
+			if typ == "sample" && len(data) > 0 {
+				h.record(data)
+			}
+			data, typ, id = data[:0], "", ""
+			continue
+		}
+		if line[0] == ':' {
+			continue
+		}
+		field, value, _ := bytes.Cut(line, []byte(":"))
+		value = bytes.TrimPrefix(value, []byte(" "))
+		switch string(field) {
+		case "data":
+			if len(data) > 0 {
+				data = append(data, '\n')
+			}
+			data = append(data, value...)
+		case "event":
+			typ = string(value)
+		case "id":
+			id = string(value)
+		}
+	}
+}
+
+// record notes one republished sample: its agent, the agent's id of it
+// and its latency from the agent's publish.
+func (h *hubWatcher) record(data []byte) {
+	seq, lat, ok := parseEvent(data)
+	if !ok {
+		return
+	}
+	if seq <= h.prevID {
+		h.disorder++
+	}
+	h.prevID = seq
+	i := bytes.Index(data, sourceKey)
+	if i < 0 {
+		return
+	}
+	src := data[i+len(sourceKey):]
+	src = src[:max(0, bytes.IndexByte(src, '"'))]
+	num, ok := bytes.CutPrefix(src, []byte("host/h"))
+	n, err := strconv.Atoi(string(num))
+	if !ok || err != nil || n < 1 || n > h.n {
+		h.unknown++
+		return
+	}
+	j := bytes.LastIndex(data, upstreamKey)
+	if j < 0 {
+		h.unknown++
+		return
+	}
+	rest := data[j:]
+	k := bytes.Index(rest, seqKey)
+	if k < 0 {
+		return
+	}
+	rest = rest[k+len(seqKey):]
+	end := bytes.IndexAny(rest, ",}")
+	if end < 0 {
+		return
+	}
+	aseq, err := strconv.ParseUint(string(rest[:end]), 10, 64)
+	if err != nil {
+		return
+	}
+	if len(h.byAgent[n-1]) == 0 {
+		h.seen.Add(1)
+	}
+	h.byAgent[n-1] = append(h.byAgent[n-1], arrival{seq: aseq, lat: lat})
+}
+
+// ---- the hub ---------------------------------------------------------------
+
+// hubLog reads the hub's log as it is written: where it listens, and its
+// warnings and errors.
+type hubLog struct {
+	mu       sync.Mutex
+	partial  []byte
+	addr     chan string
+	warnings map[string]int // by level and message
+	first    []string       // the first few such lines
+	copyTo   io.Writer      // nil, or where the whole log goes too
+}
+
+func (l *hubLog) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.copyTo != nil {
+		l.copyTo.Write(b)
+	}
+	l.partial = append(l.partial, b...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			break
+		}
+		l.line(string(l.partial[:i]))
+		l.partial = l.partial[i+1:]
+	}
+	if len(l.partial) > 1<<20 {
+		l.partial = l.partial[:0]
+	}
+	return len(b), nil
+}
+
+func (l *hubLog) line(s string) {
+	if strings.Contains(s, `msg="vigil listening"`) {
+		for f := range strings.FieldsSeq(s) {
+			if u, ok := strings.CutPrefix(f, "url="); ok {
+				select {
+				case l.addr <- u:
+				default:
+				}
+			}
+		}
+	}
+	level := ""
+	for _, lv := range []string{" level=WARN ", " level=ERROR "} {
+		if strings.Contains(s, lv) {
+			level = lv
+		}
+	}
+	if level == "" {
+		return
+	}
+	l.warnings[strings.TrimSpace(level)+" "+logMessage(s)]++
+	if len(l.first) < 5 {
+		l.first = append(l.first, s)
+	}
+}
+
+// logMessage is a slog text line's msg="…", or the line.
+func logMessage(s string) string {
+	_, msg, ok := strings.Cut(s, " msg=")
+	if !ok {
+		return s
+	}
+	if rest, quoted := strings.CutPrefix(msg, `"`); quoted {
+		if j := strings.IndexByte(rest, '"'); j >= 0 {
+			return rest[:j]
+		}
+		return rest
+	}
+	msg, _, _ = strings.Cut(msg, " ")
+	return msg
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// startHub starts vigil with the config and returns it and its URL.
+func startHub(bin, dir, cfg string, log *hubLog) (*proc, string, error) {
+	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--config", cfg, "--log-level", "info")
+	cmd.Stderr = log
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	p := &proc{cmd: cmd}
+	select {
+	case u := <-log.addr:
+		p.addr = strings.TrimPrefix(u, "http://")
+		return p, u, nil
+	case <-time.After(30 * time.Second):
+		p.stop()
+		return nil, "", errors.New("the hub did not say where it listens within 30s")
+	}
+}
+
+// upstreamsUp counts the hub's upstream/* sources whose newest sample
+// says upstream.up = 1.
+func upstreamsUp(ctx context.Context, base string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/api/v1/snapshot?type=sample&source=upstream/*", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var snap struct {
+		Events []struct {
+			Metrics map[string]float64 `json:"metrics"`
+		} `json:"events"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&snap); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, ev := range snap.Events {
+		if ev.Metrics["upstream.up"] == 1 {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// hubMetrics reads some of the hub's own metrics, summed over labels.
+func hubMetrics(base string, names ...string) map[string]float64 {
+	out := map[string]float64{}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		for _, n := range names {
+			if strings.HasPrefix(line, n) {
+				i := strings.LastIndexByte(line, ' ')
+				v, _ := strconv.ParseFloat(line[i+1:], 64)
+				out[n] += v
+			}
+		}
+	}
+	return out
+}
+
+// selfCPUSeconds is this process's user plus system time.
+func selfCPUSeconds() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// machineBusySeconds is the CPU time every process of the machine has
+// used since boot, idle and I/O wait left out.
+func machineBusySeconds() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal …
+	var busy float64
+	for i, v := range f[1:min(len(f), 9)] {
+		if i == 3 || i == 4 {
+			continue
+		}
+		x, _ := strconv.ParseFloat(v, 64)
+		busy += x
+	}
+	return busy / 100 // USER_HZ
+}
+
+// ---- the run ---------------------------------------------------------------
+
+type fleetResult struct {
+	agents, connected        int
+	published, received      int
+	missing, dups            int
+	p50, p99, max            time.Duration
+	cpuPercent, cpuPerPoint  float64 // % of one core; µs per metric point
+	rss, peak                float64
+	genPercent               float64 // the load generator's CPU
+	otherPercent             float64 // the rest of the machine's
+	hubConns, resets, cut    int64   // agent streams opened, reset, ended in the window
+	hubPublished             float64 // samples the hub published a second
+	late                     int64
+	disorder, unknown        int
+	watcherConns, watcherRst int
+	watcherEnds              []string      // the subscriber's streams that ended, from its start
+	windowAt                 time.Duration // when the window opened, from the subscriber's start
+	dropped                  float64
+	alerts                   float64 // alert events the hub published
+	log                      *hubLog
+}
+
+// fleet runs, for each number of agents, the simulated agents and vigil
+// as their hub, waits until the hub follows every agent, and measures over
+// the window: the hub's CPU time (as a share of one core and per metric
+// point taken in) and resident memory from /proc; every sample each agent
+// published in the window, whether it reached a subscriber of the hub's
+// own /events, and how long after its "ts" (which agents write to the
+// millisecond, so latencies read up to 1 ms long).
+func fleet(args []string) error {
+	fs := flag.NewFlagSet("fleet", flag.ExitOnError)
+	agentsFlag := fs.String("agents", "100,1000", "numbers of agents, one hub run each")
+	warm := fs.Duration("warm", 10*time.Second, "time after every agent is connected before measuring")
+	measure := fs.Duration("measure", 30*time.Second, "measurement window")
+	perf := fs.String("perf", "", "record the hub with perf(1) over each window into `prefix`-<agents>.data (the CPU figures then include perf's cost)")
+	pprofOut := fs.String("pprof", "", "run, instead of the vigil binary, the same hub wired in this binary (serve-fleet) and save its CPU profile over each window and its heap after it to `prefix`-<agents>.cpu.pprof and .heap.pprof")
+	hubLogs := fs.String("hublog", "", "write each hub's whole log (stderr: with GODEBUG=gctrace=1, its GC too) to `prefix`-<agents>.log")
+	fs.Parse(args)
+	var sizes []int
+	for _, f := range strings.Split(*agentsFlag, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 5000 {
+			return fmt.Errorf("bad agent count %q (1 to 5000)", f)
+		}
+		sizes = append(sizes, n)
+	}
+	var rlim syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rlim)
+	if need := 2*slices.Max(sizes) + 256; rlim.Cur < uint64(need) {
+		return fmt.Errorf("open-file limit %d: %d agents need %d; run `ulimit -n 20000` first", rlim.Cur, slices.Max(sizes), need)
+	}
+	dir, bin, err := buildVigil()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	var results []fleetResult
+	for _, n := range sizes {
+		var o fleetOutputs
+		if *perf != "" {
+			o.perf = fmt.Sprintf("%s-%d.data", *perf, n)
+		}
+		if *pprofOut != "" {
+			o.pprof = fmt.Sprintf("%s-%d", *pprofOut, n)
+		}
+		if *hubLogs != "" {
+			o.log = fmt.Sprintf("%s-%d.log", *hubLogs, n)
+		}
+		r, err := measureFleet(bin, dir, n, *warm, *measure, o)
+		if err != nil {
+			return fmt.Errorf("%d agents: %w", n, err)
+		}
+		results = append(results, r)
+	}
+
+	hubKind := "vigil with upstreams_file, its own host source off"
+	if *pprofOut != "" {
+		hubKind = "not the vigil binary but the same parts wired in bench (serve-fleet), profiled"
+	} else if *perf != "" {
+		hubKind += ", recorded by perf"
+	}
+	fmt.Printf("Machine: %d CPUs, %s; load generator (the simulated agents and the hub's subscriber) in the same machine. "+
+		"Each agent: one host sample a second of %d metrics, publish instants spread over the second; the hub: %s; %s window.\n\n",
+		runtime.NumCPU(), runtime.Version(), len(hostMetrics), hubKind, *measure)
+	fmt.Println("| agents | connected | samples published | received | missing | p50 latency | p99 latency | max latency | hub CPU (% of one core) | hub CPU / metric point | hub RSS (peak) | RSS / agent | load generator CPU |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range results {
+		fmt.Printf("| %d | %d | %d | %d | %d | %s | %s | %s | %.1f%% | %.2f µs | %.1f MiB (%.1f MiB) | %.0f KiB | %.1f%% |\n",
+			r.agents, r.connected, r.published, r.received, r.missing,
+			r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.max.Round(time.Millisecond),
+			r.cpuPercent, r.cpuPerPoint, r.rss/(1<<20), r.peak/(1<<20), r.rss/float64(r.agents)/1024, r.genPercent)
+	}
+	fmt.Println()
+	for _, r := range results {
+		fmt.Printf("- %d agents: the hub published %.0f samples/s (its agents' hosts and its upstream/* sources); "+
+			"in the window %d agent streams opened, %d resets, %d streams ended by the hub; %d repeated, %d out-of-order ids and %d unknown samples on its stream, "+
+			"its subscriber connected %d time(s) and got %d reset(s), %.0f events dropped by the hub, %.0f alert events; %d publish instants late; the rest of the machine used %.0f%% of a core.\n",
+			r.agents, r.hubPublished, r.hubConns, r.resets, r.cut, r.dups, r.disorder, r.unknown, r.watcherConns, r.watcherRst, r.dropped, r.alerts, r.late, max(0, r.otherPercent))
+		for _, k := range slices.Sorted(maps.Keys(r.log.warnings)) {
+			fmt.Printf("  - hub log: %d × %s\n", r.log.warnings[k], k)
+		}
+		for _, e := range r.watcherEnds {
+			fmt.Printf("  - the hub's subscriber lost its stream at %s (the window opened at %.1fs)\n", e, r.windowAt.Seconds())
+		}
+		for _, l := range r.log.first {
+			fmt.Printf("  - e.g. `%s`\n", clip(l, 300))
+		}
+	}
+	if len(results) > 1 {
+		a, b := results[0], results[len(results)-1]
+		fmt.Printf("- from %d to %d agents: %.0f KiB of RSS and %.3f%% of a core per added agent.\n", a.agents, b.agents,
+			(b.rss-a.rss)/float64(b.agents-a.agents)/1024, (b.cpuPercent-a.cpuPercent)/float64(b.agents-a.agents))
+	}
+	return nil
+}
+
+// fleetOutputs are the files a run may leave: "" for none.
+type fleetOutputs struct {
+	perf  string // perf.data of the hub over the window
+	pprof string // run serve-fleet and save its profiles under this prefix
+	log   string // the hub's log
+}
+
+func measureFleet(bin, dir string, n int, warm, measure time.Duration, out fleetOutputs) (fleetResult, error) {
+	r := fleetResult{agents: n, log: &hubLog{addr: make(chan string, 1), warnings: map[string]int{}}}
+	if out.log != "" {
+		f, err := os.Create(out.log)
+		if err != nil {
+			return r, err
+		}
+		defer f.Close()
+		r.log.copyTo = f
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sim, err := startSimFleet(ctx, n)
+	if err != nil {
+		return r, err
+	}
+	defer sim.close()
+
+	run := filepath.Join(dir, fmt.Sprintf("run-%d", n))
+	if err := os.MkdirAll(run, 0o700); err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(run)
+	targets := make([]string, n)
+	for i := range targets {
+		targets[i] = sim.url(i)
+	}
+	file, _ := json.Marshal([]map[string]any{{"targets": targets, "labels": map[string]string{"role": "web", "dc": "bench"}}})
+	upFile := filepath.Join(run, "agents.json")
+	cfg := filepath.Join(run, "hub.yaml")
+	if err := os.WriteFile(upFile, file, 0o600); err != nil {
+		return r, err
+	}
+	if err := os.WriteFile(cfg, []byte("upstreams_file: "+upFile+"\nhost:\n  enabled: false\n"), 0o600); err != nil {
+		return r, err
+	}
+	var hub *proc
+	var base string
+	if out.pprof != "" {
+		self, err := os.Executable()
+		if err != nil {
+			return r, err
+		}
+		if err := os.MkdirAll(filepath.Join(run, "data"), 0o700); err != nil {
+			return r, err
+		}
+		hub, err = startServer(self, "serve-fleet", "127.0.0.1:0", upFile, filepath.Join(run, "data"))
+		if err != nil {
+			return r, err
+		}
+		base = "http://" + hub.addr
+	} else if hub, base, err = startHub(bin, run, cfg, r.log); err != nil {
+		return r, err
+	}
+	defer hub.stop()
+
+	w := &hubWatcher{n: n, byAgent: make([][]arrival, n), began: time.Now()}
+	wctx, wcancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { w.follow(wctx, base) })
+	defer func() { wcancel(); wg.Wait() }()
+
+	// Connected: the hub says every upstream is up, every agent has a
+	// stream open, and a sample of every agent came through.
+	began := time.Now()
+	deadline := began.Add(30*time.Second + time.Duration(n)*30*time.Millisecond)
+	for {
+		up, err := upstreamsUp(ctx, base)
+		var live int
+		for _, a := range sim.agents {
+			if a.live.Load() > 0 {
+				live++
+			}
+		}
+		if err == nil && up == n && live == n && w.seen.Load() == int64(n) {
 			break
 		}
 		if time.Now().After(deadline) {
-			return "", 0, stop, fmt.Errorf("the hub heard of %d hosts of %d in 2 minutes", heard, hosts)
+			return r, fmt.Errorf("after %s the hub reports %d of %d upstreams up (%v), %d agents have a stream, samples of %d came through",
+				time.Since(began).Round(time.Second), up, n, err, live, w.seen.Load())
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(time.Second)
 	}
-	time.Sleep(5 * time.Second) // some history for the sparklines
-	resp, err := http.Get(base + "/")
-	if err != nil {
-		return "", 0, stop, err
+	time.Sleep(warm)
+
+	names := []string{`vigil_events_published_total{type="sample"}`, `vigil_upstream_events_dropped_total`, `vigil_subscribers_dropped_total`,
+		`vigil_events_published_total{type="alert"}`}
+	m0 := hubMetrics(base, names...)
+	conns0, resets0, cut0, late0 := sim.sum(func(a *simAgent) *atomic.Int64 { return &a.conns }), sim.sum(func(a *simAgent) *atomic.Int64 { return &a.resets }),
+		sim.sum(func(a *simAgent) *atomic.Int64 { return &a.cut }), sim.late.Load()
+	var perf *exec.Cmd
+	if out.perf != "" {
+		perf = exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(hub.cmd.Process.Pid), "-o", out.perf, "--", "sleep", strconv.Itoa(int(measure.Seconds())))
+		perf.Stderr = os.Stderr
+		if err := perf.Start(); err != nil {
+			return r, fmt.Errorf("perf: %w", err)
+		}
 	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return base, len(page), stop, nil
+	var profiled chan error
+	if out.pprof != "" {
+		profiled = make(chan error, 1)
+		go func() {
+			profiled <- fetchProfile(base, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(measure.Seconds())), out.pprof+".cpu.pprof", measure+30*time.Second)
+		}()
+	}
+	heads0 := sim.heads()
+	cpu0, self0, all0, t0 := hub.cpuSeconds(), selfCPUSeconds(), machineBusySeconds(), time.Now()
+	for time.Since(t0) < measure {
+		time.Sleep(min(time.Second, measure-time.Since(t0)))
+		r.peak = max(r.peak, hub.rssBytes())
+	}
+	cpu1, self1, all1, t1 := hub.cpuSeconds(), selfCPUSeconds(), machineBusySeconds(), time.Now()
+	heads1 := sim.heads()
+	r.rss = hub.rssBytes()
+	r.peak = max(r.peak, r.rss)
+	if perf != nil {
+		perf.Wait()
+	}
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			return r, fmt.Errorf("cpu profile: %w", err)
+		}
+		if err := fetchProfile(base, "/debug/pprof/heap", out.pprof+".heap.pprof", 30*time.Second); err != nil {
+			return r, fmt.Errorf("heap profile: %w", err)
+		}
+	}
+	m1 := hubMetrics(base, names...)
+	r.hubConns = sim.sum(func(a *simAgent) *atomic.Int64 { return &a.conns }) - conns0
+	r.resets = sim.sum(func(a *simAgent) *atomic.Int64 { return &a.resets }) - resets0
+	r.cut = sim.sum(func(a *simAgent) *atomic.Int64 { return &a.cut }) - cut0
+	r.late = sim.late.Load() - late0
+	secs := t1.Sub(t0).Seconds()
+	r.hubPublished = (m1[names[0]] - m0[names[0]]) / secs
+	r.dropped = m1[names[1]] - m0[names[1]] + m1[names[2]] - m0[names[2]]
+	r.alerts = m1[names[3]] - m0[names[3]]
+	for _, a := range sim.agents {
+		if a.live.Load() > 0 {
+			r.connected++
+		}
+	}
+
+	time.Sleep(2 * time.Second) // for the window's last samples to arrive
+	wcancel()
+	wg.Wait()
+
+	var lat []time.Duration
+	for i, arr := range w.byAgent {
+		lo, hi := heads0[i], heads1[i] // the window's samples: ids lo+1..hi
+		r.published += int(hi - lo)
+		got := map[uint64]bool{}
+		for _, x := range arr {
+			if x.seq <= lo || x.seq > hi {
+				continue
+			}
+			if got[x.seq] {
+				r.dups++
+				continue
+			}
+			got[x.seq] = true
+			lat = append(lat, x.lat)
+		}
+		r.received += len(got)
+	}
+	r.missing = r.published - r.received
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		r.p50, r.p99, r.max = lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)], lat[len(lat)-1]
+	}
+	r.cpuPercent = 100 * (cpu1 - cpu0) / secs
+	if r.published > 0 {
+		r.cpuPerPoint = (cpu1 - cpu0) * 1e6 / float64(r.published*len(hostMetrics))
+	}
+	r.genPercent = 100 * (self1 - self0) / secs
+	r.otherPercent = 100*(all1-all0)/secs - r.cpuPercent - r.genPercent
+	r.disorder, r.unknown, r.watcherConns, r.watcherRst = w.disorder, w.unknown, w.conns, w.resets
+	r.watcherEnds = w.ends
+	r.windowAt = t0.Sub(w.began)
+	return r, nil
 }

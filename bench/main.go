@@ -7,6 +7,7 @@
 //	go run ./bench ui [-tiles 500] [-measure 30s] [-screenshot file.png]
 //	go run ./bench probes [-targets 100] [-measure 30s]
 //	go run ./bench transports [-clients 1000] [-rate 10] [-measure 20s]
+//	go run ./bench fleet [-agents 100,1000] [-measure 30s] [-perf prefix] [-pprof prefix]
 //
 // Each server under test runs in its own process (this binary, re-executed),
 // so its CPU time and memory are read from /proc without the load
@@ -46,7 +47,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: bench fanout|idle|ui|probes|transports [flags]")
+		fmt.Fprintln(os.Stderr, "usage: bench fanout|idle|ui|probes|transports|fleet [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -61,8 +62,12 @@ func main() {
 		err = probes(os.Args[2:])
 	case "transports":
 		err = transports(os.Args[2:])
+	case "fleet":
+		err = fleet(os.Args[2:])
 	case "serve-transports":
 		err = serveTransports(os.Args[2], os.Args[3])
+	case "serve-fleet":
+		err = serveFleet(os.Args[2], os.Args[3], os.Args[4])
 	case "serve-vigil":
 		err = serveVigil(os.Args[2])
 	case "serve-ref":

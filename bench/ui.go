@@ -121,7 +121,7 @@ func ui(args []string) error {
 		}
 		what = fmt.Sprintf("%d hosts (fleet, %d agents)", *hosts, *agents)
 		ready = fmt.Sprintf(`document.querySelectorAll('[data-testid=host-row]').length === %d`, *hosts)
-		serve = func() (string, int, func(), error) { return serveFleet(ctx, *hosts, *agents) }
+		serve = func() (string, int, func(), error) { return serveFleetPage(ctx, *hosts, *agents) }
 	}
 	base, pageBytes, stop, err := serve()
 	if err != nil {
