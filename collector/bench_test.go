@@ -12,15 +12,6 @@ import (
 	"vigil/stream"
 )
 
-func BenchmarkRingPush(b *testing.B) {
-	r := NewRing(600)
-	now := time.Unix(1000, 0)
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		r.Push(now.Add(time.Duration(i)*time.Second), float64(i))
-	}
-}
-
 func BenchmarkStoreAppend(b *testing.B) {
 	s := NewStore(10*time.Minute, time.Second)
 	m := make(map[string]float64, 40)

@@ -13,71 +13,6 @@ type Point struct {
 	V float64
 }
 
-// A Ring holds the most recent points of one series in a fixed-size circular
-// buffer. Push never allocates once the ring exists. A Ring is not safe for
-// concurrent use; Store guards its rings.
-type Ring struct {
-	ts   []int64 // unix nanoseconds
-	vs   []float64
-	head int // index of the next write
-	n    int // number of valid points
-}
-
-// NewRing returns a ring that keeps the last capacity points (at least one).
-func NewRing(capacity int) *Ring {
-	if capacity < 1 {
-		capacity = 1
-	}
-	return &Ring{ts: make([]int64, capacity), vs: make([]float64, capacity)}
-}
-
-// Len is the number of points the ring holds now.
-func (r *Ring) Len() int { return r.n }
-
-// Push appends a point, overwriting the oldest once the ring is full.
-func (r *Ring) Push(t time.Time, v float64) {
-	r.ts[r.head] = t.UnixNano()
-	r.vs[r.head] = v
-	r.head++
-	if r.head == len(r.ts) {
-		r.head = 0
-	}
-	if r.n < len(r.ts) {
-		r.n++
-	}
-}
-
-// Last returns the newest point.
-func (r *Ring) Last() (Point, bool) {
-	if r.n == 0 {
-		return Point{}, false
-	}
-	i := r.head - 1
-	if i < 0 {
-		i = len(r.ts) - 1
-	}
-	return Point{T: time.Unix(0, r.ts[i]), V: r.vs[i]}, true
-}
-
-// AppendSince appends, oldest first, the points at or after since to dst.
-func (r *Ring) AppendSince(dst []Point, since time.Time) []Point {
-	s := since.UnixNano()
-	start := r.head - r.n
-	if start < 0 {
-		start += len(r.ts)
-	}
-	for k := 0; k < r.n; k++ {
-		i := start + k
-		if i >= len(r.ts) {
-			i -= len(r.ts)
-		}
-		if r.ts[i] >= s {
-			dst = append(dst, Point{T: time.Unix(0, r.ts[i]), V: r.vs[i]})
-		}
-	}
-	return dst
-}
-
 // SeriesInfo describes one series held by a Store.
 type SeriesInfo struct {
 	Source string    `json:"source"`
@@ -87,8 +22,10 @@ type SeriesInfo struct {
 	LastAt time.Time `json:"last_at"`
 }
 
-// A Store keeps a Ring per (source, metric) series. It is safe for concurrent
-// use: one writer per source (the Scheduler) and any number of readers.
+// A Store keeps the newest capacity points of every (source, metric)
+// series: a source's as columns beside its samples' times (sourceRings).
+// It is safe for concurrent use: one writer per source (the Scheduler)
+// and any number of readers.
 type Store struct {
 	capacity int
 
@@ -106,11 +43,6 @@ type SourceStatus struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
-type sourceRings struct {
-	metrics map[string]*Ring
-	last    Sample // newest sample, shared read-only
-}
-
 // NewStore returns a store whose rings keep retention/interval points.
 func NewStore(retention, interval time.Duration) *Store {
 	capacity := 1
@@ -123,7 +55,7 @@ func NewStore(retention, interval time.Duration) *Store {
 // Capacity is the number of points each series keeps.
 func (s *Store) Capacity() int { return s.capacity }
 
-// Append records every metric of a sample in its series' ring. The sample's
+// Append records every metric of a sample in its series. The sample's
 // map is kept as the source's latest sample and must not be changed
 // afterwards.
 func (s *Store) Append(smp Sample) {
@@ -131,18 +63,10 @@ func (s *Store) Append(smp Sample) {
 	defer s.mu.Unlock()
 	src := s.sources[smp.Source]
 	if src == nil {
-		src = &sourceRings{metrics: make(map[string]*Ring, len(smp.Metrics))}
+		src = &sourceRings{cols: make(map[string]*column, len(smp.Metrics))}
 		s.sources[smp.Source] = src
 	}
-	for name, v := range smp.Metrics {
-		r := src.metrics[name]
-		if r == nil {
-			r = NewRing(s.capacity)
-			src.metrics[name] = r
-		}
-		r.Push(smp.Time, v)
-	}
-	src.last = smp
+	src.append(smp, s.capacity)
 }
 
 // SetStatus records a source's state; errMsg is empty unless it failed.
@@ -205,9 +129,8 @@ func (s *Store) Series() []SeriesInfo {
 	defer s.mu.RUnlock()
 	var out []SeriesInfo
 	for source, src := range s.sources {
-		for metric, r := range src.metrics {
-			p, _ := r.Last()
-			out = append(out, SeriesInfo{Source: source, Metric: metric, Points: r.Len(), Last: p.V, LastAt: p.T})
+		for metric, col := range src.cols {
+			out = append(out, SeriesInfo{Source: source, Metric: metric, Points: src.count(col, s.capacity), Last: col.last.V, LastAt: col.last.T})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -227,11 +150,11 @@ func (s *Store) Range(source, metric string, since time.Time) ([]Point, bool) {
 	if src == nil {
 		return nil, false
 	}
-	r := src.metrics[metric]
-	if r == nil {
+	col := src.cols[metric]
+	if col == nil {
 		return nil, false
 	}
-	return r.AppendSince(make([]Point, 0, r.Len()), since), true
+	return src.appendSince(make([]Point, 0, min(col.points, s.capacity)), col, since, s.capacity), true
 }
 
 // SplitSeriesPath splits "host/web-1/cpu.percent" into a known source and
@@ -245,7 +168,7 @@ func (s *Store) SplitSeriesPath(p string) (source, metric string, ok bool) {
 			continue
 		}
 		m := p[len(name)+1:]
-		if _, found := src.metrics[m]; found && len(name) > len(source) {
+		if _, found := src.cols[m]; found && len(name) > len(source) {
 			source, metric, ok = name, m, true
 		}
 	}

@@ -1,0 +1,205 @@
+package collector
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+func TestStoreKeepsTheNewestCapacityPoints(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	tests := []struct {
+		name   string
+		cap    int // seconds of retention at 1s
+		pushes int
+		want   []float64 // values left, oldest first
+	}{
+		{"empty", 3, 0, nil},
+		{"partly filled", 3, 2, []float64{0, 1}},
+		{"exactly full", 3, 3, []float64{0, 1, 2}},
+		{"wrapped once", 3, 4, []float64{1, 2, 3}},
+		{"wrapped many times", 3, 10, []float64{7, 8, 9}},
+		{"capacity one", 1, 5, []float64{4}},
+		{"many chunks", 50, 1000, seq(950, 1000)},
+		{"on a chunk's edge", 80, 168, seq(88, 168)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewStore(time.Duration(tt.cap)*time.Second, time.Second)
+			for i := range tt.pushes {
+				s.Append(Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: map[string]float64{"x": float64(i)}})
+			}
+			got, ok := s.Range("host/a", "x", time.Time{})
+			if ok != (tt.pushes > 0) || len(got) != len(tt.want) {
+				t.Fatalf("got %d points (%v), want %d", len(got), ok, len(tt.want))
+			}
+			for i, p := range got {
+				if p.V != tt.want[i] || !p.T.Equal(t0.Add(time.Duration(tt.want[i])*time.Second)) {
+					t.Errorf("point %d = %v at %v, want %v", i, p.V, p.T, tt.want[i])
+				}
+			}
+			if tt.pushes > 0 {
+				info := s.Series()[0]
+				if info.Points != len(tt.want) || info.Last != tt.want[len(tt.want)-1] {
+					t.Errorf("Series() = %+v, want %d points, last %v", info, len(tt.want), tt.want[len(tt.want)-1])
+				}
+			}
+		})
+	}
+}
+
+func seq(from, to int) []float64 {
+	var out []float64
+	for i := from; i < to; i++ {
+		out = append(out, float64(i))
+	}
+	return out
+}
+
+func TestStoreRangeSince(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	s := NewStore(5*time.Second, time.Second)
+	for i := range 8 { // holds 3..7
+		s.Append(Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: map[string]float64{"x": float64(i)}})
+	}
+	got, _ := s.Range("host/a", "x", t0.Add(5*time.Second))
+	if len(got) != 3 || got[0].V != 5 || got[2].V != 7 {
+		t.Fatalf("since 5s: got %v", got)
+	}
+	if got, _ := s.Range("host/a", "x", t0.Add(time.Hour)); len(got) != 0 {
+		t.Fatalf("since the future: got %v", got)
+	}
+}
+
+// TestStoreMetricsThatComeAndGo: a source's samples need not all have the
+// same metrics — one that appears later starts its series there, one
+// that leaves a sample has no point at that time, and the values read
+// back are exactly those written, whatever they are.
+func TestStoreMetricsThatComeAndGo(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	s := NewStore(100*time.Second, time.Second) // chunks of 10
+	rng := rand.New(rand.NewPCG(1, 2))
+	values := []float64{0, math.Copysign(0, -1), 1, -1, 1e300, -1e-300, math.SmallestNonzeroFloat64, math.MaxFloat64, 42, 42, 42}
+	want := map[string][]Point{}
+	for i := range 250 {
+		m := map[string]float64{}
+		for k, name := range []string{"always", "later", "sometimes", "constant"} {
+			switch {
+			case name == "later" && i < 137, name == "sometimes" && rng.IntN(3) == 0:
+				continue
+			}
+			v := values[rng.IntN(len(values))]
+			if k == 0 {
+				v = rng.NormFloat64() * 1e6
+			} else if name == "constant" {
+				v = 17.25
+			}
+			m[name] = v
+		}
+		at := t0.Add(time.Duration(i) * time.Second)
+		s.Append(Sample{Source: "host/a", Time: at, Metrics: m})
+		for name, v := range m {
+			want[name] = append(want[name], Point{T: at, V: v})
+		}
+	}
+	cut := t0.Add(150 * time.Second) // the newest 100 samples
+	for name, pts := range want {
+		var keep []Point
+		for _, p := range pts {
+			if !p.T.Before(cut) {
+				keep = append(keep, p)
+			}
+		}
+		got, ok := s.Range("host/a", name, time.Time{})
+		if !ok || len(got) != len(keep) {
+			t.Fatalf("%s: %d points, want %d", name, len(got), len(keep))
+		}
+		for i := range keep {
+			if !got[i].T.Equal(keep[i].T) || math.Float64bits(got[i].V) != math.Float64bits(keep[i].V) {
+				t.Fatalf("%s point %d = %v, want %v", name, i, got[i], keep[i])
+			}
+		}
+	}
+}
+
+// TestStoreCompresses: points take less than the sixteen bytes a plain
+// time and value would: a constant about a byte (a bit for its value, the
+// rest its share of the sample's time and of its chunk), a value
+// wandering at random in three decimals, which has nothing to compress,
+// about eight and a half.
+func TestStoreCompresses(t *testing.T) {
+	s := NewStore(10*time.Minute, time.Second)
+	rng := rand.New(rand.NewPCG(3, 4))
+	t0 := time.Unix(1000, 0)
+	for i := range 1200 {
+		constant, noisy := map[string]float64{}, map[string]float64{}
+		for k := range 20 {
+			constant[fmt.Sprintf("fs.size_bytes{mount=/%d}", k)] = float64(int64(1) << (20 + k))
+			noisy[fmt.Sprintf("cpu.percent{core=%d}", k)] = math.Round(rng.Float64()*100000) / 1000
+		}
+		at := t0.Add(time.Duration(i) * time.Second)
+		s.Append(Sample{Source: "host/constant", Time: at, Metrics: constant})
+		s.Append(Sample{Source: "host/noisy", Time: at, Metrics: noisy})
+	}
+	for source, most := range map[string]float64{"host/constant": 1.5, "host/noisy": 9} {
+		s.mu.RLock()
+		src := s.sources[source]
+		per := float64(src.size()) / float64(20*src.n)
+		s.mu.RUnlock()
+		if per > most {
+			t.Errorf("%s: %.2f bytes a point, want at most %v", source, per, most)
+		}
+		t.Logf("%s: %.2f bytes a point", source, per)
+	}
+}
+
+func TestStoreAppendSteadyStateHardlyAllocates(t *testing.T) {
+	s := NewStore(10*time.Minute, time.Second)
+	m := map[string]float64{"cpu.percent": 1, "mem.used_percent": 2}
+	now := time.Unix(1000, 0)
+	s.Append(Sample{Source: "host/a", Time: now, Metrics: m})
+	allocs := testing.AllocsPerRun(6000, func() {
+		now = now.Add(time.Second)
+		s.Append(Sample{Source: "host/a", Time: now, Metrics: m})
+	})
+	if allocs > 0.1 { // a chunk of 60 samples: its few slices
+		t.Fatalf("Append allocates %v times per call once the series exist", allocs)
+	}
+}
+
+func TestStoreCapacityAndSplitPath(t *testing.T) {
+	s := NewStore(10*time.Minute, time.Second)
+	if s.Capacity() != 600 {
+		t.Fatalf("capacity = %d, want 600 (10m at 1s)", s.Capacity())
+	}
+	now := time.Unix(1000, 0)
+	s.Append(Sample{Source: "host/web-1", Time: now, Metrics: map[string]float64{"cpu.percent": 1, "fs.used_bytes{mount=/var/lib}": 2}})
+	s.Append(Sample{Source: "host/web", Time: now, Metrics: map[string]float64{"1/cpu.percent": 3}})
+	tests := []struct {
+		path           string
+		source, metric string
+		ok             bool
+	}{
+		{"host/web-1/cpu.percent", "host/web-1", "cpu.percent", true},
+		{"host/web-1/fs.used_bytes{mount=/var/lib}", "host/web-1", "fs.used_bytes{mount=/var/lib}", true},
+		{"host/web/1/cpu.percent", "host/web", "1/cpu.percent", true},
+		{"host/web-1/nope", "", "", false},
+		{"host/web-2/cpu.percent", "", "", false},
+		{"", "", "", false},
+	}
+	for _, tt := range tests {
+		src, metric, ok := s.SplitSeriesPath(tt.path)
+		if src != tt.source || metric != tt.metric || ok != tt.ok {
+			t.Errorf("SplitSeriesPath(%q) = %q, %q, %v; want %q, %q, %v", tt.path, src, metric, ok, tt.source, tt.metric, tt.ok)
+		}
+	}
+	pts, ok := s.Range("host/web-1", "cpu.percent", now)
+	if !ok || len(pts) != 1 || pts[0].V != 1 {
+		t.Fatalf("Range = %v, %v", pts, ok)
+	}
+	if series := s.Series(); len(series) != 3 || series[0].Source != "host/web" {
+		t.Fatalf("Series() = %+v", series)
+	}
+}
