@@ -257,6 +257,9 @@ type agentEvent struct {
 // decodeAgentEvent reads an agent's event, its metrics both as sent and
 // as a map.
 func decodeAgentEvent(data []byte, names nameCache) (agentEvent, error) {
+	if ev, ok := fastSample(data, names); ok {
+		return ev, nil
+	}
 	var ev agentEvent
 	if err := json.Unmarshal(data, &ev); err != nil {
 		return ev, err

@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"maps"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"vigil/stream"
 )
 
 func TestFileTargets(t *testing.T) {
@@ -114,6 +117,56 @@ func FuzzParseMetrics(f *testing.F) {
 			if json.Compact(&c, b); !bytes.Equal(c.Bytes(), b) {
 				t.Fatalf("%q said to be compact", b)
 			}
+		}
+	})
+}
+
+// TestFastSampleReadsWhatVigilWrites: a host sample as a vigil's hub
+// encodes it takes the hub's fast path, and reads as encoding/json reads
+// it.
+func TestFastSampleReadsWhatVigilWrites(t *testing.T) {
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1})
+	defer hub.Close()
+	ev, err := hub.Publish(stream.Message{Type: stream.TypeSample, Source: "host/wéb-1", Time: time.Unix(1000, 123e6),
+		Body: SampleBody{Metrics: map[string]float64{"cpu.percent": 12.5, `fs.used_percent{mount=/"x"}`: 1e-7, "mem.total_bytes": 17179869184}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := fastSample(ev.JSON(), nameCache{})
+	if !ok {
+		t.Fatalf("%s does not take the fast path", ev.JSON())
+	}
+	var want agentEvent
+	if err := json.Unmarshal(ev.JSON(), &want); err != nil {
+		t.Fatal(err)
+	}
+	want.Metrics, want.compact, err = parseMetrics(want.RawMetrics, nameCache{})
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("fast path read %+v\nencoding/json %+v (%v)", got, want, err)
+	}
+}
+
+// FuzzFastSample: what the fast path accepts, encoding/json reads the
+// same.
+func FuzzFastSample(f *testing.F) {
+	for _, s := range []string{`{"seq":7,"type":"sample","ts":"2026-12-01T10:00:00.123Z","source":"host/a","metrics":{"a":1,"b\u00e9":-2.5e3}}`,
+		`{"seq":18446744073709551616,"type":"sample","ts":"2026-12-01T10:00:00Z","source":"host/a","metrics":{}}`,
+		`{"seq":1,"type":"source","ts":"x","source":"host/a","metrics":{"a":null}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := fastSample(b, nameCache{})
+		if !ok {
+			return
+		}
+		var want agentEvent
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatalf("fast path read %q, which encoding/json refuses: %v", b, err)
+		}
+		var err error
+		want.Metrics, want.compact, err = parseMetrics(want.RawMetrics, nameCache{})
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: fast path read %+v\nencoding/json %+v (%v)", b, got, want, err)
 		}
 	})
 }
