@@ -182,7 +182,9 @@ type Evaluator struct {
 	mu       sync.Mutex // guards the maps and the alerts in them
 	alerts   map[string]*Alert
 	rules    map[string]*Rule
-	lastSeen map[string]time.Time // when each alert's series last had a sample
+	lastSeen map[string]time.Time    // when each alert's series last had a sample
+	watches  map[string]*sourceWatch // by source
+	seen     map[string]bool         // a step's: the alerts whose series had a sample
 
 	failure     storeFailure
 	storeErrors *metrics.Counter
@@ -236,6 +238,8 @@ func (e *Evaluator) init() {
 	e.alerts = map[string]*Alert{}
 	e.rules = map[string]*Rule{}
 	e.lastSeen = map[string]time.Time{}
+	e.watches = map[string]*sourceWatch{}
+	e.seen = map[string]bool{}
 	for i := range e.Rules {
 		e.rules[e.Rules[i].Name] = &e.Rules[i]
 	}
@@ -330,28 +334,31 @@ func (e *Evaluator) step(now time.Time) []change {
 		e.describe(r, &next)
 		out = append(out, change{alert: a, Transition: Transition{Kind: kind, Alert: next}})
 	}
-	seen := map[string]bool{}
-	for _, source := range e.Ring.Sources() {
+	seen := e.seen
+	clear(seen)
+	sources := e.Ring.Sources()
+	for _, source := range sources {
 		latest, _ := e.Ring.Latest(source)
-		for i := range e.Rules {
-			r := &e.Rules[i]
-			if !stream.Glob(r.Source, source) {
-				continue
+		for _, w := range e.watch(source, latest.Metrics) {
+			seen[w.fp] = true
+			e.lastSeen[w.fp] = latest.Time
+			a := e.alerts[w.fp]
+			if a == nil {
+				a = &Alert{Fingerprint: w.fp, Rule: w.rule.Name, Source: source, Metric: w.metric, State: StateInactive}
+				e.alerts[w.fp] = a
 			}
-			for metric := range latest.Metrics {
-				if !stream.Glob(r.Metric, metric) {
-					continue
-				}
-				fp := Fingerprint(r.Name, source, metric)
-				seen[fp] = true
-				e.lastSeen[fp] = latest.Time
-				a := e.alerts[fp]
-				if a == nil {
-					a = &Alert{Fingerprint: fp, Rule: r.Name, Source: source, Metric: metric, State: StateInactive}
-					e.alerts[fp] = a
-				}
-				v, ok := e.value(r, source, metric, latest.Time, now)
-				move(r, a, v, ok)
+			v, ok := e.value(w.rule, source, w.metric, latest.Time, now)
+			move(w.rule, a, v, ok)
+		}
+	}
+	if len(e.watches) > len(sources) { // sources gone
+		keep := make(map[string]bool, len(sources))
+		for _, s := range sources {
+			keep[s] = true
+		}
+		for s := range e.watches {
+			if !keep[s] {
+				delete(e.watches, s)
 			}
 		}
 	}
@@ -369,6 +376,57 @@ func (e *Evaluator) step(now time.Time) []change {
 		move(r, a, 0, false)
 	}
 	return out
+}
+
+// watched is a series a rule evaluates: the rule, the metric of the
+// source, and the alert's fingerprint.
+type watched struct {
+	rule   *Rule
+	metric string
+	fp     string
+}
+
+// sourceWatch is what the rules evaluate of a source, for the metrics its
+// samples had when it was worked out.
+type sourceWatch struct {
+	metrics []string
+	list    []watched
+}
+
+// watch returns the series of a source the rules evaluate, given its
+// newest sample's metrics: worked out again only when they differ from
+// the last sample's, so that a step does not match every rule against
+// every metric of a fleet, nor hash every fingerprint, each second.
+func (e *Evaluator) watch(source string, m map[string]float64) []watched {
+	if w := e.watches[source]; w != nil && len(w.metrics) == len(m) {
+		same := true
+		for _, name := range w.metrics {
+			if _, ok := m[name]; !ok {
+				same = false
+				break
+			}
+		}
+		if same {
+			return w.list
+		}
+	}
+	w := &sourceWatch{metrics: make([]string, 0, len(m))}
+	for name := range m {
+		w.metrics = append(w.metrics, name)
+	}
+	for i := range e.Rules {
+		r := &e.Rules[i]
+		if !stream.Glob(r.Source, source) {
+			continue
+		}
+		for _, name := range w.metrics {
+			if stream.Glob(r.Metric, name) {
+				w.list = append(w.list, watched{rule: r, metric: name, fp: Fingerprint(r.Name, source, name)})
+			}
+		}
+	}
+	e.watches[source] = w
+	return w.list
 }
 
 // save writes transitions to the store. A failure is counted, logged at

@@ -399,3 +399,56 @@ func TestAlertsCarrySourceLabels(t *testing.T) {
 		t.Fatalf("labels %v, want %v", active[0].Labels, want)
 	}
 }
+
+// TestEvaluatorFollowsChangingMetrics: a metric that joins a source's
+// samples later, or takes the place of another, is evaluated from its
+// first sample; one that leaves has no data.
+func TestEvaluatorFollowsChangingMetrics(t *testing.T) {
+	ck := &clock{t: t0}
+	store := collector.NewStore(10*time.Minute, time.Second)
+	rules := []Rule{{Name: "DiskFull", Source: "host/*", Metric: "fs.used_percent{*}", Op: ">", Threshold: 90, NoData: 2 * time.Second}}
+	for i := range rules {
+		if err := rules[i].Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
+	defer hub.Close()
+	e := &Evaluator{Rules: rules, Ring: store, Hub: hub, Now: ck.now}
+	states := func() map[string]string {
+		out := map[string]string{}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for _, a := range e.alerts {
+			out[a.Metric] = a.State
+		}
+		return out
+	}
+	steps := []struct {
+		metrics map[string]float64
+		want    map[string]string
+	}{
+		{map[string]float64{"fs.used_percent{mount=/}": 50}, map[string]string{"fs.used_percent{mount=/}": StateInactive}},
+		{map[string]float64{"fs.used_percent{mount=/}": 50, "fs.used_percent{mount=/data}": 95},
+			map[string]string{"fs.used_percent{mount=/}": StateInactive, "fs.used_percent{mount=/data}": StateFiring}},
+		// As many metrics as before, one of them new.
+		{map[string]float64{"fs.used_percent{mount=/}": 50, "fs.used_percent{mount=/var}": 97},
+			map[string]string{"fs.used_percent{mount=/}": StateInactive, "fs.used_percent{mount=/data}": StateFiring, "fs.used_percent{mount=/var}": StateFiring}},
+	}
+	for i, st := range steps {
+		ck.t = ck.t.Add(time.Second)
+		store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: st.metrics})
+		e.Evaluate(context.Background())
+		if got := states(); !maps.Equal(got, st.want) {
+			t.Fatalf("step %d: %v, want %v", i, got, st.want)
+		}
+	}
+	for range 3 { // /data left the samples
+		ck.t = ck.t.Add(time.Second)
+		store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: steps[2].metrics})
+		e.Evaluate(context.Background())
+	}
+	if got := states()["fs.used_percent{mount=/data}"]; got != StateNoData {
+		t.Fatalf("a metric gone from the samples: %s, want %s", got, StateNoData)
+	}
+}
