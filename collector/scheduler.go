@@ -38,6 +38,14 @@ type Labeled interface {
 	Labels() map[string]string
 }
 
+// An Instant source's Collect reads what is in memory and returns at
+// once: the scheduler calls it on the source's own goroutine, without the
+// goroutine and timeout each collect of a source that may block gets (a
+// hub has one such source per agent).
+type Instant interface {
+	Instant()
+}
+
 // A Scheduled source sets its own interval and collect timeout; zero
 // values take the scheduler's.
 type Scheduled interface {
@@ -271,23 +279,9 @@ func (l *sourceLoop) tick(ctx context.Context) {
 		}
 	}
 	start := s.Now()
-	cctx, cancel := context.WithTimeout(ctx, l.timeout)
-	defer cancel()
-	done := make(chan collectResult, 1)
-	go func() {
-		t0 := time.Now()
-		m, err := l.src.Collect(cctx)
-		done <- collectResult{metrics: m, err: err, took: time.Since(t0)}
-	}()
-	var r collectResult
-	select {
-	case r = <-done:
-	case <-cctx.Done():
-		if ctx.Err() != nil {
-			return // shutting down
-		}
-		l.running = done
-		r = collectResult{err: fmt.Errorf("collect %s: timed out after %s", l.name, l.timeout), took: l.timeout}
+	r, ok := l.collect(ctx)
+	if !ok {
+		return // shutting down
 	}
 	l.m.duration.Update(r.took.Seconds())
 	if len(r.metrics) > 0 {
@@ -323,6 +317,34 @@ func (l *sourceLoop) tick(ctx context.Context) {
 		if s.ready.Add(1) == int64(len(s.Sources)) {
 			close(s.readyCh)
 		}
+	}
+}
+
+// collect runs the source's Collect, bounded by its timeout unless it is
+// Instant; ok is false when ctx ended first.
+func (l *sourceLoop) collect(ctx context.Context) (r collectResult, ok bool) {
+	if _, instant := l.src.(Instant); instant {
+		t0 := time.Now()
+		m, err := l.src.Collect(ctx)
+		return collectResult{metrics: m, err: err, took: time.Since(t0)}, true
+	}
+	cctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	done := make(chan collectResult, 1)
+	go func() {
+		t0 := time.Now()
+		m, err := l.src.Collect(cctx)
+		done <- collectResult{metrics: m, err: err, took: time.Since(t0)}
+	}()
+	select {
+	case r = <-done:
+		return r, true
+	case <-cctx.Done():
+		if ctx.Err() != nil {
+			return r, false
+		}
+		l.running = done
+		return collectResult{err: fmt.Errorf("collect %s: timed out after %s", l.name, l.timeout), took: l.timeout}, true
 	}
 }
 

@@ -95,6 +95,9 @@ func bodySuffix(name string, labels map[string]string) string {
 // Labels are the upstream's labels.
 func (u *upstream) Labels() map[string]string { return u.opts.Labels }
 
+// Instant: an upstream's Collect reads its counters.
+func (u *upstream) Instant() {}
+
 // Collect reports the connection: upstream.up, upstream.lag_seconds (from
 // the agent's time of the newest event to now), upstream.events_per_sec,
 // and while it is down upstream.down_seconds and an error that says since
