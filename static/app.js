@@ -439,6 +439,9 @@ function indexFleet() {
       u.rows.push(r);
       r.up = u;
     }
+    // A row on the screen now is drawn from the start, not only once an
+    // event says so: Chromium sends one for a row's first state too, but
+    // the specification speaks only of changes.
     if (fleetObserver) fleetObserver.observe(el);
     else if (!skipEvents || el.cells[0].checkVisibility({ contentVisibilityAuto: true })) f.onScreen.add(r);
   }
