@@ -459,44 +459,17 @@ func (h *hubWatcher) follow(ctx context.Context, base string) {
 }
 
 func (h *hubWatcher) read(r io.Reader) error {
-	br := bufio.NewReaderSize(r, 64<<10)
-	var data []byte
-	var typ, id string
-	for {
-		line, err := readLine(br)
-		if err != nil {
-			return err
+	return readEvents(r, 64<<10, func(typ, id string, data []byte) {
+		if id != "" {
+			h.last = id
 		}
-		if len(line) == 0 {
-			if id != "" {
-				h.last = id
-			}
-			if typ == "reset" {
-				h.resets++
-			}
-			if typ == "sample" && len(data) > 0 {
-				h.record(data)
-			}
-			data, typ, id = data[:0], "", ""
-			continue
+		if typ == "reset" {
+			h.resets++
 		}
-		if line[0] == ':' {
-			continue
+		if typ == "sample" && len(data) > 0 {
+			h.record(data)
 		}
-		field, value, _ := bytes.Cut(line, []byte(":"))
-		value = bytes.TrimPrefix(value, []byte(" "))
-		switch string(field) {
-		case "data":
-			if len(data) > 0 {
-				data = append(data, '\n')
-			}
-			data = append(data, value...)
-		case "event":
-			typ = string(value)
-		case "id":
-			id = string(value)
-		}
-	}
+	})
 }
 
 // record notes one republished sample: its agent, the agent's id of it
@@ -809,15 +782,21 @@ func fleet(args []string) error {
 		results = append(results, r)
 	}
 
+	printFleet(results, *measure, *pprofOut != "", *perf != "")
+	return nil
+}
+
+// printFleet prints the runs' results as a table and notes.
+func printFleet(results []fleetResult, measure time.Duration, pprof, perf bool) {
 	hubKind := "vigil with upstreams_file, its own host source off"
-	if *pprofOut != "" {
+	if pprof {
 		hubKind = "not the vigil binary but the same parts wired in bench (serve-fleet), profiled"
-	} else if *perf != "" {
+	} else if perf {
 		hubKind += ", recorded by perf"
 	}
 	fmt.Printf("Machine: %d CPUs, %s; load generator (the simulated agents and the hub's subscriber) in the same machine. "+
 		"Each agent: one host sample a second of %d metrics, publish instants spread over the second; the hub: %s; %s window.\n\n",
-		runtime.NumCPU(), runtime.Version(), len(hostMetrics), hubKind, *measure)
+		runtime.NumCPU(), runtime.Version(), len(hostMetrics), hubKind, measure)
 	fmt.Println("| agents | connected | samples published | received | missing | p50 latency | p99 latency | max latency | hub CPU (% of one core) | hub CPU / metric point | hub RSS (peak) | RSS / agent | load generator CPU |")
 	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range results {
@@ -847,7 +826,6 @@ func fleet(args []string) error {
 		fmt.Printf("- from %d to %d agents: %.0f KiB of RSS and %.3f%% of a core per added agent.\n", a.agents, b.agents,
 			(b.rss-a.rss)/float64(b.agents-a.agents)/1024, (b.cpuPercent-a.cpuPercent)/float64(b.agents-a.agents))
 	}
-	return nil
 }
 
 // fleetOutputs are the files a run may leave: "" for none.
@@ -855,6 +833,170 @@ type fleetOutputs struct {
 	perf  string // perf.data of the hub over the window
 	pprof string // run serve-fleet and save its profiles under this prefix
 	log   string // the hub's log
+}
+
+// startFleetHub starts the hub of a run in its folder: vigil following
+// the simulated agents through an upstreams_file, or with out.pprof the
+// same parts wired in this binary (serve-fleet).
+func startFleetHub(bin, run string, sim *simFleet, out fleetOutputs, log *hubLog) (*proc, string, error) {
+	if err := os.MkdirAll(run, 0o700); err != nil {
+		return nil, "", err
+	}
+	targets := make([]string, len(sim.agents))
+	for i := range targets {
+		targets[i] = sim.url(i)
+	}
+	file, _ := json.Marshal([]map[string]any{{"targets": targets, "labels": map[string]string{"role": "web", "dc": "bench"}}})
+	upFile := filepath.Join(run, "agents.json")
+	cfg := filepath.Join(run, "hub.yaml")
+	if err := os.WriteFile(upFile, file, 0o600); err != nil {
+		return nil, "", err
+	}
+	if err := os.WriteFile(cfg, []byte("upstreams_file: "+upFile+"\nhost:\n  enabled: false\n"), 0o600); err != nil {
+		return nil, "", err
+	}
+	if out.pprof != "" {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, "", err
+		}
+		if err := os.MkdirAll(filepath.Join(run, "data"), 0o700); err != nil {
+			return nil, "", err
+		}
+		hub, err := startServer(self, "serve-fleet", "127.0.0.1:0", upFile, filepath.Join(run, "data"))
+		if err != nil {
+			return nil, "", err
+		}
+		return hub, "http://" + hub.addr, nil
+	}
+	return startHub(bin, run, cfg, log)
+}
+
+// count tallies, for each agent, the samples it published in the window
+// (ids after heads0 up to heads1) that reached the hub's subscriber, the
+// repeated ones, and returns their latencies.
+func (r *fleetResult) count(w *hubWatcher, heads0, heads1 []uint64) []time.Duration {
+	var lat []time.Duration
+	for i, arr := range w.byAgent {
+		lo, hi := heads0[i], heads1[i] // the window's samples: ids lo+1..hi
+		r.published += int(hi - lo)
+		got := map[uint64]bool{}
+		for _, x := range arr {
+			if x.seq <= lo || x.seq > hi {
+				continue
+			}
+			if got[x.seq] {
+				r.dups++
+				continue
+			}
+			got[x.seq] = true
+			lat = append(lat, x.lat)
+		}
+		r.received += len(got)
+	}
+	return lat
+}
+
+// waitConnected waits until the hub says every upstream is up, every
+// agent has a stream open, and a sample of every agent came through.
+func waitConnected(ctx context.Context, sim *simFleet, w *hubWatcher, base string) error {
+	n := len(sim.agents)
+	began := time.Now()
+	deadline := began.Add(30*time.Second + time.Duration(n)*30*time.Millisecond)
+	for {
+		up, err := upstreamsUp(ctx, base)
+		var live int
+		for _, a := range sim.agents {
+			if a.live.Load() > 0 {
+				live++
+			}
+		}
+		if err == nil && up == n && live == n && w.seen.Load() == int64(n) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %s the hub reports %d of %d upstreams up (%v), %d agents have a stream, samples of %d came through",
+				time.Since(began).Round(time.Second), up, n, err, live, w.seen.Load())
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// profile starts recording the hub over the window as out asks — perf,
+// or its CPU profile — and returns what waits for the recording and saves
+// the heap profile after it.
+func profile(hub *proc, base string, out fleetOutputs, measure time.Duration) (wait func() error, err error) {
+	var perf *exec.Cmd
+	if out.perf != "" {
+		perf = exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(hub.cmd.Process.Pid), "-o", out.perf, "--", "sleep", strconv.Itoa(int(measure.Seconds())))
+		perf.Stderr = os.Stderr
+		if err := perf.Start(); err != nil {
+			return nil, fmt.Errorf("perf: %w", err)
+		}
+	}
+	var profiled chan error
+	if out.pprof != "" {
+		profiled = make(chan error, 1)
+		go func() {
+			profiled <- fetchProfile(base, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(measure.Seconds())), out.pprof+".cpu.pprof", measure+30*time.Second)
+		}()
+	}
+	return func() error {
+		if perf != nil {
+			perf.Wait()
+		}
+		if profiled == nil {
+			return nil
+		}
+		if err := <-profiled; err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		if err := fetchProfile(base, "/debug/pprof/heap", out.pprof+".heap.pprof", 30*time.Second); err != nil {
+			return fmt.Errorf("heap profile: %w", err)
+		}
+		return nil
+	}, nil
+}
+
+// windowMetrics are the hub's own metrics a run reads at both ends of
+// its window.
+var windowMetrics = []string{`vigil_events_published_total{type="sample"}`, `vigil_upstream_events_dropped_total`, `vigil_subscribers_dropped_total`,
+	`vigil_events_published_total{type="alert"}`}
+
+// A fleetSnapshot is what the counters of a run say at one instant.
+type fleetSnapshot struct {
+	at                     time.Time
+	metrics                map[string]float64 // windowMetrics
+	conns, resets, cut     int64              // the agents'
+	late                   int64
+	heads                  []uint64
+	cpu, self, machineBusy float64 // CPU seconds: the hub's, this process's, the machine's
+}
+
+func snapshot(hub *proc, sim *simFleet, base string) fleetSnapshot {
+	return fleetSnapshot{
+		metrics: hubMetrics(base, windowMetrics...),
+		conns:   sim.sum(func(a *simAgent) *atomic.Int64 { return &a.conns }),
+		resets:  sim.sum(func(a *simAgent) *atomic.Int64 { return &a.resets }),
+		cut:     sim.sum(func(a *simAgent) *atomic.Int64 { return &a.cut }),
+		late:    sim.late.Load(),
+		heads:   sim.heads(),
+		cpu:     hub.cpuSeconds(), self: selfCPUSeconds(), machineBusy: machineBusySeconds(),
+		at: time.Now(),
+	}
+}
+
+// between sets what happened in the window from s0 to s1.
+func (r *fleetResult) between(s0, s1 fleetSnapshot) {
+	secs := s1.at.Sub(s0.at).Seconds()
+	r.hubConns, r.resets, r.cut, r.late = s1.conns-s0.conns, s1.resets-s0.resets, s1.cut-s0.cut, s1.late-s0.late
+	m0, m1 := s0.metrics, s1.metrics
+	r.hubPublished = (m1[windowMetrics[0]] - m0[windowMetrics[0]]) / secs
+	r.dropped = m1[windowMetrics[1]] - m0[windowMetrics[1]] + m1[windowMetrics[2]] - m0[windowMetrics[2]]
+	r.alerts = m1[windowMetrics[3]] - m0[windowMetrics[3]]
+	r.cpuPercent = 100 * (s1.cpu - s0.cpu) / secs
+	r.genPercent = 100 * (s1.self - s0.self) / secs
+	r.otherPercent = 100*(s1.machineBusy-s0.machineBusy)/secs - r.cpuPercent - r.genPercent
 }
 
 func measureFleet(bin, dir string, n int, warm, measure time.Duration, out fleetOutputs) (fleetResult, error) {
@@ -876,39 +1018,9 @@ func measureFleet(bin, dir string, n int, warm, measure time.Duration, out fleet
 	defer sim.close()
 
 	run := filepath.Join(dir, fmt.Sprintf("run-%d", n))
-	if err := os.MkdirAll(run, 0o700); err != nil {
-		return r, err
-	}
 	defer os.RemoveAll(run)
-	targets := make([]string, n)
-	for i := range targets {
-		targets[i] = sim.url(i)
-	}
-	file, _ := json.Marshal([]map[string]any{{"targets": targets, "labels": map[string]string{"role": "web", "dc": "bench"}}})
-	upFile := filepath.Join(run, "agents.json")
-	cfg := filepath.Join(run, "hub.yaml")
-	if err := os.WriteFile(upFile, file, 0o600); err != nil {
-		return r, err
-	}
-	if err := os.WriteFile(cfg, []byte("upstreams_file: "+upFile+"\nhost:\n  enabled: false\n"), 0o600); err != nil {
-		return r, err
-	}
-	var hub *proc
-	var base string
-	if out.pprof != "" {
-		self, err := os.Executable()
-		if err != nil {
-			return r, err
-		}
-		if err := os.MkdirAll(filepath.Join(run, "data"), 0o700); err != nil {
-			return r, err
-		}
-		hub, err = startServer(self, "serve-fleet", "127.0.0.1:0", upFile, filepath.Join(run, "data"))
-		if err != nil {
-			return r, err
-		}
-		base = "http://" + hub.addr
-	} else if hub, base, err = startHub(bin, run, cfg, r.log); err != nil {
+	hub, base, err := startFleetHub(bin, run, sim, out, r.log)
+	if err != nil {
 		return r, err
 	}
 	defer hub.stop()
@@ -919,79 +1031,28 @@ func measureFleet(bin, dir string, n int, warm, measure time.Duration, out fleet
 	wg.Go(func() { w.follow(wctx, base) })
 	defer func() { wcancel(); wg.Wait() }()
 
-	// Connected: the hub says every upstream is up, every agent has a
-	// stream open, and a sample of every agent came through.
-	began := time.Now()
-	deadline := began.Add(30*time.Second + time.Duration(n)*30*time.Millisecond)
-	for {
-		up, err := upstreamsUp(ctx, base)
-		var live int
-		for _, a := range sim.agents {
-			if a.live.Load() > 0 {
-				live++
-			}
-		}
-		if err == nil && up == n && live == n && w.seen.Load() == int64(n) {
-			break
-		}
-		if time.Now().After(deadline) {
-			return r, fmt.Errorf("after %s the hub reports %d of %d upstreams up (%v), %d agents have a stream, samples of %d came through",
-				time.Since(began).Round(time.Second), up, n, err, live, w.seen.Load())
-		}
-		time.Sleep(time.Second)
+	if err := waitConnected(ctx, sim, w, base); err != nil {
+		return r, err
 	}
 	time.Sleep(warm)
 
-	names := []string{`vigil_events_published_total{type="sample"}`, `vigil_upstream_events_dropped_total`, `vigil_subscribers_dropped_total`,
-		`vigil_events_published_total{type="alert"}`}
-	m0 := hubMetrics(base, names...)
-	conns0, resets0, cut0, late0 := sim.sum(func(a *simAgent) *atomic.Int64 { return &a.conns }), sim.sum(func(a *simAgent) *atomic.Int64 { return &a.resets }),
-		sim.sum(func(a *simAgent) *atomic.Int64 { return &a.cut }), sim.late.Load()
-	var perf *exec.Cmd
-	if out.perf != "" {
-		perf = exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(hub.cmd.Process.Pid), "-o", out.perf, "--", "sleep", strconv.Itoa(int(measure.Seconds())))
-		perf.Stderr = os.Stderr
-		if err := perf.Start(); err != nil {
-			return r, fmt.Errorf("perf: %w", err)
-		}
+	profiled, err := profile(hub, base, out, measure)
+	if err != nil {
+		return r, err
 	}
-	var profiled chan error
-	if out.pprof != "" {
-		profiled = make(chan error, 1)
-		go func() {
-			profiled <- fetchProfile(base, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(measure.Seconds())), out.pprof+".cpu.pprof", measure+30*time.Second)
-		}()
-	}
-	heads0 := sim.heads()
-	cpu0, self0, all0, t0 := hub.cpuSeconds(), selfCPUSeconds(), machineBusySeconds(), time.Now()
-	for time.Since(t0) < measure {
-		time.Sleep(min(time.Second, measure-time.Since(t0)))
+	s0 := snapshot(hub, sim, base)
+	for time.Since(s0.at) < measure {
+		time.Sleep(min(time.Second, measure-time.Since(s0.at)))
 		r.peak = max(r.peak, hub.rssBytes())
 	}
-	cpu1, self1, all1, t1 := hub.cpuSeconds(), selfCPUSeconds(), machineBusySeconds(), time.Now()
-	heads1 := sim.heads()
+	s1 := snapshot(hub, sim, base)
 	r.rss = hub.rssBytes()
 	r.peak = max(r.peak, r.rss)
-	if perf != nil {
-		perf.Wait()
+	if err := profiled(); err != nil {
+		return r, err
 	}
-	if profiled != nil {
-		if err := <-profiled; err != nil {
-			return r, fmt.Errorf("cpu profile: %w", err)
-		}
-		if err := fetchProfile(base, "/debug/pprof/heap", out.pprof+".heap.pprof", 30*time.Second); err != nil {
-			return r, fmt.Errorf("heap profile: %w", err)
-		}
-	}
-	m1 := hubMetrics(base, names...)
-	r.hubConns = sim.sum(func(a *simAgent) *atomic.Int64 { return &a.conns }) - conns0
-	r.resets = sim.sum(func(a *simAgent) *atomic.Int64 { return &a.resets }) - resets0
-	r.cut = sim.sum(func(a *simAgent) *atomic.Int64 { return &a.cut }) - cut0
-	r.late = sim.late.Load() - late0
-	secs := t1.Sub(t0).Seconds()
-	r.hubPublished = (m1[names[0]] - m0[names[0]]) / secs
-	r.dropped = m1[names[1]] - m0[names[1]] + m1[names[2]] - m0[names[2]]
-	r.alerts = m1[names[3]] - m0[names[3]]
+	s1.metrics = hubMetrics(base, windowMetrics...) // after the profiles, as before them
+	r.between(s0, s1)
 	for _, a := range sim.agents {
 		if a.live.Load() > 0 {
 			r.connected++
@@ -1002,37 +1063,17 @@ func measureFleet(bin, dir string, n int, warm, measure time.Duration, out fleet
 	wcancel()
 	wg.Wait()
 
-	var lat []time.Duration
-	for i, arr := range w.byAgent {
-		lo, hi := heads0[i], heads1[i] // the window's samples: ids lo+1..hi
-		r.published += int(hi - lo)
-		got := map[uint64]bool{}
-		for _, x := range arr {
-			if x.seq <= lo || x.seq > hi {
-				continue
-			}
-			if got[x.seq] {
-				r.dups++
-				continue
-			}
-			got[x.seq] = true
-			lat = append(lat, x.lat)
-		}
-		r.received += len(got)
-	}
+	lat := r.count(w, s0.heads, s1.heads)
 	r.missing = r.published - r.received
 	slices.Sort(lat)
 	if len(lat) > 0 {
 		r.p50, r.p99, r.max = lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)], lat[len(lat)-1]
 	}
-	r.cpuPercent = 100 * (cpu1 - cpu0) / secs
 	if r.published > 0 {
-		r.cpuPerPoint = (cpu1 - cpu0) * 1e6 / float64(r.published*len(hostMetrics))
+		r.cpuPerPoint = (s1.cpu - s0.cpu) * 1e6 / float64(r.published*len(hostMetrics))
 	}
-	r.genPercent = 100 * (self1 - self0) / secs
-	r.otherPercent = 100*(all1-all0)/secs - r.cpuPercent - r.genPercent
 	r.disorder, r.unknown, r.watcherConns, r.watcherRst = w.disorder, w.unknown, w.conns, w.resets
 	r.watcherEnds = w.ends
-	r.windowAt = t0.Sub(w.began)
+	r.windowAt = s0.at.Sub(w.began)
 	return r, nil
 }

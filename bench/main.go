@@ -247,23 +247,31 @@ func (s *subscriber) reset() {
 	s.mu.Unlock()
 }
 
-// readStream parses an event stream by the WHATWG rules (LF, CR and CRLF
-// line ends; "field: value" with one optional space; data lines joined; a
-// blank line dispatches) and records each sample's seq and latency.
+// readStream records each sample's seq and latency.
 func (s *subscriber) readStream(r io.Reader) {
-	br := bufio.NewReaderSize(r, 4096)
+	readEvents(r, 4096, func(typ, _ string, data []byte) {
+		if typ == "sample" && len(data) > 0 {
+			s.record(data)
+		}
+	})
+}
+
+// readEvents parses an event stream by the WHATWG rules (LF, CR and CRLF
+// line ends; "field: value" with one optional space; data lines joined; a
+// blank line dispatches) and hands each event to fn, until the stream
+// ends. data is fn's only during the call.
+func readEvents(r io.Reader, bufSize int, fn func(typ, id string, data []byte)) error {
+	br := bufio.NewReaderSize(r, bufSize)
 	var data []byte
-	var typ string
+	var typ, id string
 	for {
 		line, err := readLine(br)
 		if err != nil {
-			return
+			return err
 		}
 		if len(line) == 0 {
-			if typ == "sample" && len(data) > 0 {
-				s.record(data)
-			}
-			data, typ = data[:0], ""
+			fn(typ, id, data)
+			data, typ, id = data[:0], "", ""
 			continue
 		}
 		if line[0] == ':' {
@@ -279,6 +287,8 @@ func (s *subscriber) readStream(r io.Reader) {
 			data = append(data, value...)
 		case "event":
 			typ = string(value)
+		case "id":
+			id = string(value)
 		}
 	}
 }

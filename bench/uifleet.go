@@ -59,6 +59,29 @@ func syntheticHost(i int) func() map[string]float64 {
 	}
 }
 
+// publishHosts has the agents' hubs publish every host's sample once a
+// second, host i at i/hosts of the second, as agents started at different
+// times sample, until ctx is done.
+func publishHosts(ctx context.Context, hubs []*stream.Hub, hosts int) {
+	sample := make([]func() map[string]float64, hosts)
+	for i := range hosts {
+		sample[i] = syntheticHost(i)
+	}
+	tick := time.NewTicker(time.Second / time.Duration(hosts))
+	defer tick.Stop()
+	for k := 0; ; k++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		i := k % hosts
+		src := fmt.Sprintf("host/h%04d", i)
+		hubs[i%len(hubs)].Publish(stream.Message{Type: stream.TypeSample, Source: src, Time: time.Now(), Key: "sample/" + src,
+			Body: collector.SampleBody{Metrics: sample[i]()}})
+	}
+}
+
 // serveFleetPage serves a hub's dashboard: a real collector.Fleet following
 // agents in this process (each vigil's stream hub behind vigil's own HTTP
 // server on loopback) that send hosts' samples every second, each host at
@@ -93,27 +116,7 @@ func serveFleetPage(ctx context.Context, hosts, agents int) (base string, pageBy
 		ups = append(ups, collector.UpstreamOptions{URL: "http://" + ln.Addr().String(), Name: fmt.Sprintf("agent-%04d", a),
 			Labels: map[string]string{"role": []string{"web", "db", "cache", "batch"}[a%4], "dc": []string{"fra", "ams", "iad"}[a%3]}})
 	}
-	// Every host's sample once a second, host i at i/hosts of the second,
-	// as agents started at different times sample.
-	go func() {
-		sample := make([]func() map[string]float64, hosts)
-		for i := range hosts {
-			sample[i] = syntheticHost(i)
-		}
-		tick := time.NewTicker(time.Second / time.Duration(hosts))
-		defer tick.Stop()
-		for k := 0; ; k++ {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			i := k % hosts
-			src := fmt.Sprintf("host/h%04d", i)
-			hubs[i%agents].Publish(stream.Message{Type: stream.TypeSample, Source: src, Time: time.Now(), Key: "sample/" + src,
-				Body: collector.SampleBody{Metrics: sample[i]()}})
-		}
-	}()
+	go publishHosts(ctx, hubs, hosts)
 
 	hub := stream.NewHub(stream.HubOptions{Queue: 16384})
 	store := collector.NewStore(10*time.Minute, time.Second)
