@@ -3,7 +3,7 @@ package collector
 import "time"
 
 // sourceRings holds a source's recent samples: their times once, and each
-// metric's values as a column beside them, compressed (xorStream), in
+// metric's values as a column beside them, compressed (valueStream), in
 // chunks of chunkLen samples. When the samples beyond the oldest chunk
 // are the capacity, that chunk goes whole. A metric missing from a sample
 // has a missing value in its column; a metric new in a sample gets a
@@ -11,7 +11,7 @@ import "time"
 //
 // A source's metrics are sampled together, so one time per sample serves
 // forty series, and compressed columns take a host's series from sixteen
-// bytes a point to four or five: what lets a hub keep ten minutes of a
+// bytes a point to one to four: what lets a hub keep ten minutes of a
 // thousand hosts in memory.
 type sourceRings struct {
 	chunks []*chunk           // oldest first; the last is the one written
@@ -27,7 +27,7 @@ type column struct {
 	index  int   // its stream in each chunk
 	last   Point // its newest value
 	points int   // values (not missing) in the chunks
-	open   xorStream
+	open   valueStream
 }
 
 // A chunk is up to chunkLen consecutive samples of a source. The last
@@ -35,6 +35,7 @@ type column struct {
 // sealed into one slice.
 type chunk struct {
 	ts     []int64  // unix nanoseconds of each sample
+	newest int64    // the greatest of ts
 	first  []uint16 // per column: the sample its values start at
 	counts []uint16 // per column: values that are not missing
 	n      []uint16 // per column, once sealed: values in its stream
@@ -52,7 +53,11 @@ func (s *sourceRings) append(smp Sample, capacity int) {
 	per := chunkLen(capacity)
 	c := s.head(per)
 	i := len(c.ts)
-	c.ts = append(c.ts, smp.Time.UnixNano())
+	t := smp.Time.UnixNano()
+	if len(c.ts) == 0 || t > c.newest {
+		c.newest = t
+	}
+	c.ts = append(c.ts, t)
 	for name, v := range smp.Metrics {
 		col := s.cols[name]
 		if col == nil {
@@ -130,10 +135,10 @@ func (c *chunk) seal(cols []*column) {
 
 // stream is a column's values in a chunk to read, false when it has none
 // there.
-func (s *sourceRings) stream(c *chunk, col *column) (xorStream, bool) {
+func (s *sourceRings) stream(c *chunk, col *column) (valueStream, bool) {
 	switch {
 	case col.index >= len(c.first):
-		return xorStream{}, false
+		return valueStream{}, false
 	case c.data == nil:
 		return col.open, true
 	}
@@ -141,7 +146,7 @@ func (s *sourceRings) stream(c *chunk, col *column) (xorStream, bool) {
 	if col.index+1 < len(c.offs) {
 		end = c.offs[col.index+1]
 	}
-	return xorStream{b: c.data[c.offs[col.index]:end], n: c.n[col.index]}, true
+	return valueStream{b: c.data[c.offs[col.index]:end], n: c.n[col.index]}, true
 }
 
 // appendSince appends, oldest first, a column's points at or after since
@@ -151,11 +156,11 @@ func (s *sourceRings) appendSince(dst []Point, col *column, since time.Time, cap
 	sinceNs := since.UnixNano()
 	for _, c := range s.chunks {
 		st, ok := s.stream(c, col)
-		if !ok {
+		if !ok || c.newest < sinceNs { // nothing to read: a chunk before the window is not decoded
 			skip -= len(c.ts)
 			continue
 		}
-		r := xorReader{s: &st}
+		r := valueReader{s: &st}
 		for j := int(c.first[col.index]); ; j++ {
 			v, ok := r.next()
 			if !ok {
@@ -190,7 +195,7 @@ func (s *sourceRings) count(col *column, capacity int) int {
 	if skip := s.n - capacity; skip > 0 && len(s.chunks) > 0 {
 		c := s.chunks[0] // the samples beyond the capacity are all in it
 		if st, ok := s.stream(c, col); ok {
-			r := xorReader{s: &st}
+			r := valueReader{s: &st}
 			for j := int(c.first[col.index]); j < skip; j++ {
 				if v, ok := r.next(); ok && !isMissing(v) {
 					n--

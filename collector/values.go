@@ -1,0 +1,216 @@
+package collector
+
+import (
+	"math"
+	"math/bits"
+)
+
+// A valueStream holds a run of float64 values compressed for what vigil
+// keeps: decimals of a few digits (the scheduler rounds what it collects
+// to six significant digits, hosts to three decimals, and agents send
+// decimal text). A value that is some integer m over 10^k, for k from
+// minScale to maxScale, is kept as the difference of m from the last
+// value's at the same scale, in as many bits as that takes: a percent
+// that moves each second costs about three bytes, a byte count that grows
+// slowly one. A value equal to the last costs a bit; any other value is
+// kept whole. Values come back bit for bit.
+//
+// This is the idea of ALP (Afroozeh et al., "ALP: Adaptive Lossless
+// floating-Point Compression", SIGMOD 2024) — most floating-point data
+// was decimal first — with Gorilla's one bit for a repeat. The XOR of
+// Gorilla itself takes a randomly moving decimal to eight and a half
+// bytes: it has no trailing zero bits in binary.
+type valueStream struct {
+	b     []byte // bits, most significant first
+	nbits uint32 // bits written
+	n     uint16 // values written
+
+	prev  uint64 // the last value's bits
+	m     int64  // the last value at the stream's scale, when it is a decimal
+	scale int8   // the stream's scale: values are m / 10^scale
+	dec   bool   // the last value was a decimal at the scale
+}
+
+const (
+	minScale = -8 // 100000000 is 1 / 10^-8
+	maxScale = 9
+	maxExact = 1 << 53 // integers above it are not all float64s
+)
+
+// pow10 holds 10^0 … 10^(max(-minScale, maxScale)), exactly.
+var pow10 = func() [max(-minScale, maxScale) + 1]float64 {
+	var p [max(-minScale, maxScale) + 1]float64
+	p[0] = 1
+	for i := 1; i < len(p); i++ {
+		p[i] = p[i-1] * 10
+	}
+	return p
+}()
+
+// decimalAt returns m with v == m / 10^scale exactly, if there is one
+// (|m| < 2^53). m / 10^k, both exact, divides to the float64 nearest the
+// decimal, which is what parsing the decimal gives: v is that decimal.
+func decimalAt(v float64, scale int8) (int64, bool) {
+	var f float64
+	if scale >= 0 {
+		f = math.Round(v * pow10[scale])
+	} else {
+		f = math.Round(v / pow10[-scale])
+	}
+	if math.IsNaN(f) || math.Abs(f) >= maxExact || math.Float64bits(fromDecimal(int64(f), scale)) != math.Float64bits(v) { // bits: -0 is not 0
+		return 0, false
+	}
+	return int64(f), true
+}
+
+func fromDecimal(m int64, scale int8) float64 {
+	if scale >= 0 {
+		return float64(m) / pow10[scale]
+	}
+	return float64(m) * pow10[-scale]
+}
+
+// decimal returns the fewest-digits form of v: the smallest scale at
+// which it is a decimal.
+func decimal(v float64) (m int64, scale int8, ok bool) {
+	for k := int8(0); k <= maxScale; k++ {
+		if m, ok := decimalAt(v, k); ok {
+			for k > minScale && m != 0 && m%10 == 0 { // trailing zeros: 45678900 is 456789 at -2
+				m, k = m/10, k-1
+			}
+			return m, k, true
+		}
+	}
+	return 0, 0, false
+}
+
+// missing marks a sample in which a series had no value: a NaN no
+// source sends (they drop non-finite values) and that is never taken for
+// one.
+var missing = math.Float64frombits(0x7ff8_dead_0000_0001)
+
+func isMissing(v float64) bool { return math.Float64bits(v) == 0x7ff8_dead_0000_0001 }
+
+// The codes before each value.
+const (
+	codeRepeat = 0b0   // 1 bit: the last value again
+	codeDelta  = 0b10  // 2 bits: a decimal at the scale, as a difference
+	codeScale  = 0b110 // 3 bits: a decimal at a new scale (5 bits), whole
+	codeRaw    = 0b111 // 3 bits: the value's 64 bits
+)
+
+// push appends a value.
+func (s *valueStream) push(v float64) {
+	x := math.Float64bits(v)
+	switch {
+	case s.n > 0 && x == s.prev:
+		s.writeBits(codeRepeat, 1)
+	case s.n > 0 && s.dec && s.deltaAtScale(v):
+	default:
+		if m, k, ok := decimal(v); ok {
+			s.writeBits(codeScale, 3)
+			s.writeBits(uint64(k-minScale), 5)
+			s.writeSigned(m)
+			s.m, s.scale, s.dec = m, k, true
+		} else {
+			s.writeBits(codeRaw, 3)
+			s.writeBits(x, 64)
+			s.dec = false
+		}
+	}
+	s.prev, s.n = x, s.n+1
+}
+
+// deltaAtScale writes v as the difference from the last value at the
+// stream's scale, when it is a decimal there.
+func (s *valueStream) deltaAtScale(v float64) bool {
+	m, ok := decimalAt(v, s.scale)
+	if !ok {
+		return false
+	}
+	d := m - s.m
+	if d > maxExact || d < -maxExact {
+		return false
+	}
+	s.writeBits(codeDelta, 2)
+	s.writeSigned(d)
+	s.m = m
+	return true
+}
+
+// writeSigned writes d zigzag-encoded, after its length in 6 bits.
+func (s *valueStream) writeSigned(d int64) {
+	z := uint64(d<<1) ^ uint64(d>>63)
+	n := uint8(bits.Len64(z)) // at most 55: |d| <= 2^53
+	s.writeBits(uint64(n), 6)
+	s.writeBits(z, n)
+}
+
+// writeBits appends the low n bits of v, most significant first.
+func (s *valueStream) writeBits(v uint64, n uint8) {
+	for n > 0 {
+		used := uint8(s.nbits % 8)
+		if used == 0 {
+			s.b = append(s.b, 0)
+		}
+		room := 8 - used
+		take := min(room, n)
+		chunk := byte(v>>(n-take)) & (1<<take - 1)
+		s.b[len(s.b)-1] |= chunk << (room - take)
+		s.nbits += uint32(take)
+		n -= take
+	}
+}
+
+// reset empties the stream, keeping its buffer.
+func (s *valueStream) reset() { *s = valueStream{b: s.b[:0]} }
+
+// A valueReader reads a valueStream's values back in order.
+type valueReader struct {
+	s     *valueStream
+	pos   uint32 // next bit
+	i     uint16 // values read
+	v     float64
+	m     int64
+	scale int8
+}
+
+func (r *valueReader) readBits(n uint8) uint64 {
+	var v uint64
+	for n > 0 {
+		used := uint8(r.pos % 8)
+		room := 8 - used
+		take := min(room, n)
+		b := r.s.b[r.pos/8] >> (room - take) & (1<<take - 1)
+		v = v<<take | uint64(b)
+		r.pos += uint32(take)
+		n -= take
+	}
+	return v
+}
+
+func (r *valueReader) readSigned() int64 {
+	z := r.readBits(uint8(r.readBits(6)))
+	return int64(z>>1) ^ -int64(z&1)
+}
+
+// next returns the next value; ok is false after the last.
+func (r *valueReader) next() (v float64, ok bool) {
+	if r.i >= r.s.n {
+		return 0, false
+	}
+	r.i++
+	switch {
+	case r.readBits(1) == codeRepeat:
+	case r.readBits(1) == 0: // codeDelta
+		r.m += r.readSigned()
+		r.v = fromDecimal(r.m, r.scale)
+	case r.readBits(1) == 0: // codeScale
+		r.scale = int8(r.readBits(5)) + minScale
+		r.m = r.readSigned()
+		r.v = fromDecimal(r.m, r.scale)
+	default: // codeRaw
+		r.v = math.Float64frombits(r.readBits(64))
+	}
+	return r.v, true
+}
