@@ -362,20 +362,37 @@ func (e *Evaluator) step(now time.Time) []change {
 			}
 		}
 	}
-	// Alerts whose series stopped reporting (the source went silent, or
-	// the metric left its samples) have no data once the rule's no-data
-	// time has passed.
+	// Alerts whose source was removed (an agent taken out of a hub's
+	// upstreams) end: what they were about is gone, not silent. Alerts
+	// whose series stopped reporting (the source went silent, or the
+	// metric left its samples) have no data once the rule's no-data time
+	// has passed.
 	for fp, a := range e.alerts {
-		if seen[fp] || a.State == StateInactive || a.State == StateNoData {
+		if seen[fp] || a.State == StateInactive {
 			continue
 		}
-		r := e.rules[a.Rule]
-		if now.Sub(e.lastSeen[fp]) <= r.NoData {
-			continue
+		switch r := e.rules[a.Rule]; {
+		case e.Ring.Removed(a.Source):
+			e.end(a, now, &out)
+		case a.State == StateNoData || now.Sub(e.lastSeen[fp]) <= r.NoData:
+		default:
+			move(r, a, 0, false)
 		}
-		move(r, a, 0, false)
 	}
 	return out
+}
+
+// end ends an alert whose source is gone: a firing one resolves, any
+// other becomes inactive.
+func (e *Evaluator) end(a *Alert, now time.Time, out *[]change) {
+	next := *a
+	kind := StateInactive
+	if a.State == StateFiring {
+		kind, next.EndedAt = StateResolved, now
+	}
+	next.State, next.UpdatedAt, next.ActiveAt, next.ClearedAt = StateInactive, now, time.Time{}, time.Time{}
+	next.AckedBy, next.AckedAt = "", time.Time{} // its labels stay: the source's are gone with it
+	*out = append(*out, change{alert: a, Transition: Transition{Kind: kind, Alert: next}})
 }
 
 // watched is a series a rule evaluates: the rule, the metric of the

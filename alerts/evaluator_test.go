@@ -452,3 +452,56 @@ func TestEvaluatorFollowsChangingMetrics(t *testing.T) {
 		t.Fatalf("a metric gone from the samples: %s, want %s", got, StateNoData)
 	}
 }
+
+// TestAlertsOfARemovedSource: a source the store forgets (an agent taken
+// out of the hub's upstreams) does not leave its alerts firing: they
+// resolve, since what they were about is gone, not silent.
+func TestAlertsOfARemovedSource(t *testing.T) {
+	ck := &clock{t: t0}
+	store := collector.NewStore(10*time.Minute, time.Second)
+	rules := []Rule{AgentDownRule(2 * time.Second)}
+	for i := range rules {
+		if err := rules[i].Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
+	defer hub.Close()
+	e := &Evaluator{Rules: rules, Ring: store, Hub: hub, Now: ck.now}
+	state := func() string {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for _, a := range e.alerts {
+			return a.State
+		}
+		return ""
+	}
+	for range 4 {
+		ck.t = ck.t.Add(time.Second)
+		store.Append(collector.Sample{Source: "upstream/web-1", Time: ck.t, Metrics: map[string]float64{"upstream.up": 0}, Labels: map[string]string{"role": "web"}})
+		e.Evaluate(context.Background())
+	}
+	sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
+	if got := state(); got != StateFiring {
+		t.Fatalf("an agent down for 4s: %s, want firing", got)
+	}
+	store.Remove("upstream/web-1")
+	ck.t = ck.t.Add(time.Second)
+	e.Evaluate(context.Background())
+	if got := state(); got != StateInactive {
+		t.Fatalf("its source removed: %s, want inactive (resolved)", got)
+	}
+	if active := e.Active(); len(active) != 0 {
+		t.Fatalf("active alerts of a removed source: %+v", active)
+	}
+	var ev map[string]any
+	json.Unmarshal((<-sub.C()).JSON(), &ev)
+	if ev["transition"] != StateResolved || ev["labels"].(map[string]any)["role"] != "web" {
+		t.Fatalf("the alert event: %v, want resolved with the source's labels", ev)
+	}
+	// A source that was never there is not removed: its alerts wait for
+	// data (a hub restarted before its agents came back).
+	if store.Removed("upstream/web-2") {
+		t.Fatal("a source never seen is removed")
+	}
+}

@@ -32,6 +32,7 @@ type Store struct {
 	mu       sync.RWMutex
 	sources  map[string]*sourceRings
 	statuses map[string]SourceStatus
+	removed  map[string]bool // sources removed, and not back since
 }
 
 // SourceStatus is what is known of a source's health.
@@ -49,7 +50,7 @@ func NewStore(retention, interval time.Duration) *Store {
 	if interval > 0 && retention > interval {
 		capacity = int(retention / interval)
 	}
-	return &Store{capacity: capacity, sources: make(map[string]*sourceRings), statuses: make(map[string]SourceStatus)}
+	return &Store{capacity: capacity, sources: make(map[string]*sourceRings), statuses: make(map[string]SourceStatus), removed: make(map[string]bool)}
 }
 
 // Capacity is the number of points each series keeps.
@@ -65,6 +66,7 @@ func (s *Store) Append(smp Sample) {
 	if src == nil {
 		src = &sourceRings{cols: make(map[string]*column, len(smp.Metrics))}
 		s.sources[smp.Source] = src
+		delete(s.removed, smp.Source)
 	}
 	src.append(smp, s.capacity)
 }
@@ -84,12 +86,28 @@ func (s *Store) SetStatus(source, state, errMsg string, at time.Time) {
 	s.statuses[source] = st
 }
 
-// Remove forgets a source: its series and its status.
+// Remove forgets a source: its series and its status. Removed says so
+// until it has a sample again.
 func (s *Store) Remove(source string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.sources, source)
 	delete(s.statuses, source)
+	if len(s.removed) >= maxRemoved {
+		clear(s.removed)
+	}
+	s.removed[source] = true
+}
+
+// maxRemoved bounds the sources Removed remembers.
+const maxRemoved = 10_000
+
+// Removed says whether a source was removed (an agent's host, an agent
+// taken out of a hub's upstreams), rather than never seen or silent.
+func (s *Store) Removed(source string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.removed[source]
 }
 
 // Status returns what is known of a source's health.
