@@ -349,6 +349,11 @@ func (f *Fleet) own(u *upstream, source string) bool {
 		return false // stopped meanwhile
 	}
 	owner, ok := f.owners[source]
+	if !ok && f.Scheduler.Has(source) {
+		f.dropped.Inc()
+		u.refuse(fmt.Sprintf("%s is this hub's own: give the agent, or the hub, another host.name", source))
+		return false
+	}
 	if !ok {
 		f.owners[source] = u.key
 		r.hosts[source] = true

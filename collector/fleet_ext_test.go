@@ -18,13 +18,14 @@ import (
 	"vigil/stream"
 )
 
-// runFleet runs a fleet following the upstreams until the test ends.
-func runFleet(t *testing.T, f *collector.Fleet) {
+// runFleet runs a fleet following the upstreams until the test ends,
+// beside the hub's own sources.
+func runFleet(t *testing.T, f *collector.Fleet, local ...collector.Source) {
 	t.Helper()
 	hub := stream.NewHub(stream.HubOptions{FirstID: 1})
 	store := collector.NewStore(time.Minute, time.Second)
 	f.Store, f.Hub = store, hub
-	f.Scheduler = &collector.Scheduler{Store: store, Hub: hub, Interval: 100 * time.Millisecond}
+	f.Scheduler = &collector.Scheduler{Store: store, Hub: hub, Interval: 100 * time.Millisecond, Sources: local}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	go func() { f.Scheduler.Run(ctx); done <- struct{}{} }()
@@ -161,4 +162,32 @@ func TestUpstreamTakenOutOfTheFile(t *testing.T) {
 	vigiltest.Eventually(t, 10*time.Second, "all three gone", func() bool {
 		return !has("host/a") && !has("service/api") && !has(up) && len(f.Status()) == 0
 	})
+}
+
+// TestAgentHostIsTheHubs: an agent whose host has the name of the hub's
+// own is refused, said in its upstream's error, rather than its samples
+// mixed into the hub's host's series.
+func TestAgentHostIsTheHubs(t *testing.T) {
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "id: 1\nevent: sample\ndata: %s\n\n", `{"seq":1,"type":"sample","source":"host/vm","metrics":{"cpu.percent":99}}`)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(agent.Close)
+	own := collector.SourceFunc{SourceName: "host/vm", Fn: func(context.Context) (map[string]float64, error) {
+		return map[string]float64{"cpu.percent": 1}, nil
+	}}
+	f := &collector.Fleet{Upstreams: []collector.UpstreamOptions{{URL: agent.URL, Name: "web-1"}}}
+	runFleet(t, f, own)
+	vigiltest.Eventually(t, 10*time.Second, "the agent's host refused", func() bool {
+		st := f.Status()
+		return len(st) == 1 && strings.Contains(st[0].Error, "host/vm is this hub's own")
+	})
+	pts, _ := f.Store.Range("host/vm", "cpu.percent", time.Time{})
+	for _, p := range pts {
+		if p.V != 1 {
+			t.Fatalf("the agent's sample is in the hub's host's series: %v", pts)
+		}
+	}
 }

@@ -173,6 +173,23 @@ func (s *Scheduler) Add(src Source) bool {
 	return true
 }
 
+// Has says whether the scheduler samples a source of that name.
+func (s *Scheduler) Has(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running[name] != nil {
+		return true
+	}
+	for _, srcs := range [][]Source{s.Sources, s.added} {
+		for _, src := range srcs {
+			if src.Name() == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Remove stops sampling a source and waits until its goroutine has
 // published its last (a collect under way is cut short).
 func (s *Scheduler) Remove(name string) {
