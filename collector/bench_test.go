@@ -111,7 +111,7 @@ func BenchmarkFleetIngest(b *testing.B) {
 	f.init()
 	f.ctx = context.Background()
 	u := &upstream{opts: UpstreamOptions{URL: "http://a:1", Labels: map[string]string{"role": "web"}}, key: "http://a:1", name: "a", suffix: bodySuffix("a", map[string]string{"role": "web"}), names: nameCache{}, fleet: f}
-	f.ups[u.key] = &runningUpstream{u: u, cancel: func() {}, hosts: map[string]bool{}}
+	f.ups[u.key] = &runningUpstream{u: u, cancel: func() {}, hosts: map[string]bool{}, cut: map[string]bool{}}
 	metrics := make(map[string]float64, 40)
 	for i := range 40 {
 		metrics[fmt.Sprintf("metric.%d{x=%d}", i, i)] = float64(i) * 1.5

@@ -91,6 +91,9 @@ type runningUpstream struct {
 	u      *upstream
 	cancel context.CancelFunc
 	hosts  map[string]bool // the sources it sent, for removal
+	// cut are its hosts marked failed because the agent is unreachable,
+	// each up again with its next sample.
+	cut map[string]bool
 }
 
 func (f *Fleet) init() {
@@ -208,7 +211,7 @@ func (f *Fleet) startLocked(o UpstreamOptions, name string) {
 	u := &upstream{opts: o, key: o.URL, name: name, suffix: bodySuffix(name, o.Labels), names: nameCache{}, fleet: f, client: upstreamClient(o), seq: f.saved[o.URL]}
 	u.since = f.now()
 	ctx, cancel := context.WithCancel(f.ctx)
-	f.ups[o.URL] = &runningUpstream{u: u, cancel: cancel, hosts: map[string]bool{}}
+	f.ups[o.URL] = &runningUpstream{u: u, cancel: cancel, hosts: map[string]bool{}, cut: map[string]bool{}}
 	f.Scheduler.Add(u)
 	f.wg.Add(1)
 	go func() {
@@ -312,6 +315,7 @@ func (f *Fleet) take(u *upstream, ev agentEvent) {
 		if ev.Metrics == nil {
 			return
 		}
+		f.reached(u, ev.Source)
 		f.Store.Append(Sample{Source: ev.Source, Time: ev.TS, Metrics: ev.Metrics, Labels: u.opts.Labels})
 		_, err = f.Hub.Publish(stream.Message{Type: stream.TypeSample, Source: ev.Source, Time: ev.TS,
 			Key: stream.TypeSample + "/" + ev.Source, Body: u.sampleBody(ev)})
@@ -323,6 +327,55 @@ func (f *Fleet) take(u *upstream, ev agentEvent) {
 	}
 	if err != nil && !errors.Is(err, stream.ErrClosed) {
 		f.Logger.Error("republish an agent's event", "upstream", u.name, "source", ev.Source, "err", err)
+	}
+}
+
+// unreachable marks the hosts of an agent the hub lost as failed, saying
+// since when and why, so that no host page shows an agent's host as up
+// with values that no longer move. A host's next sample marks it up again
+// (reached).
+func (f *Fleet) unreachable(u *upstream, since time.Time, why string) {
+	f.mu.Lock()
+	r := f.ups[u.key]
+	var hosts []string
+	if r != nil && r.u == u {
+		for h := range r.hosts {
+			if !r.cut[h] {
+				r.cut[h] = true
+				hosts = append(hosts, h)
+			}
+		}
+	}
+	f.mu.Unlock()
+	slices.Sort(hosts)
+	msg := stream.Clip(fmt.Sprintf("its agent (upstream %s) is unreachable since %s: %s", u.name, since.UTC().Format(time.RFC3339), why), maxErrorBytes)
+	for _, h := range hosts {
+		f.setState(u, h, SourceState{State: StateFailed, Error: msg}, since)
+	}
+}
+
+// reached marks a host cut off with its agent up again, now that a sample
+// of it came.
+func (f *Fleet) reached(u *upstream, host string) {
+	f.mu.Lock()
+	r := f.ups[u.key]
+	cut := r != nil && r.u == u && r.cut[host]
+	if cut {
+		delete(r.cut, host)
+	}
+	f.mu.Unlock()
+	if cut {
+		f.setState(u, host, SourceState{State: StateUp}, f.now())
+	}
+}
+
+// setState records and publishes a host's state as the hub sees it.
+func (f *Fleet) setState(u *upstream, host string, st SourceState, at time.Time) {
+	st.Upstream = &UpstreamRef{Name: u.name}
+	f.Store.SetStatus(host, st.State, st.Error, at)
+	_, err := f.Hub.Publish(stream.Message{Type: stream.TypeSource, Source: host, Time: at, Key: stream.TypeSource + "/" + host, Body: st})
+	if err != nil && !errors.Is(err, stream.ErrClosed) {
+		f.Logger.Error("publish a host's state", "upstream", u.name, "source", host, "err", err)
 	}
 }
 

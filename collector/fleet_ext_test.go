@@ -191,3 +191,46 @@ func TestAgentHostIsTheHubs(t *testing.T) {
 		}
 	}
 }
+
+// TestHostsOfAnUnreachableAgent: the hosts of an agent the hub lost are
+// failed, saying that their agent is unreachable, rather than up with
+// values that no longer move; the next sample of each marks it up again.
+func TestHostsOfAnUnreachableAgent(t *testing.T) {
+	var mu sync.Mutex
+	down, seq := false, 0
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		isDown := down
+		seq++
+		n := seq
+		mu.Unlock()
+		if isDown {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "id: %d\nevent: sample\ndata: {\"seq\":%d,\"type\":\"sample\",\"source\":\"host/web-1\",\"metrics\":{\"cpu.percent\":5}}\n\n", n, n)
+		w.(http.Flusher).Flush()
+		if n == 1 { // the first stream ends at once, and the agent refuses until the test lets it back
+			mu.Lock()
+			down = true
+			mu.Unlock()
+			return
+		}
+		<-r.Context().Done()
+	}))
+	t.Cleanup(agent.Close)
+	f := &collector.Fleet{Upstreams: []collector.UpstreamOptions{{URL: agent.URL, Name: "web-1"}}}
+	runFleet(t, f)
+	vigiltest.Eventually(t, 10*time.Second, "the host failed with its agent", func() bool {
+		st, _ := f.Store.Status("host/web-1")
+		return st.State == collector.StateFailed && strings.Contains(st.Error, "its agent (upstream web-1) is unreachable since")
+	})
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	vigiltest.Eventually(t, 10*time.Second, "the host up with its next sample", func() bool {
+		st, _ := f.Store.Status("host/web-1")
+		return st.State == collector.StateUp
+	})
+}

@@ -142,7 +142,8 @@ func (u *upstream) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		u.down(err)
+		since, why := u.down(err)
+		u.fleet.unreachable(u, since, why)
 		if got {
 			step = UpstreamMinBackoff
 		}
@@ -344,7 +345,9 @@ func (u *upstream) up() {
 	}
 }
 
-func (u *upstream) down(err error) {
+// down records that the stream ended, and returns since when the agent
+// is unreachable and why.
+func (u *upstream) down(err error) (since time.Time, why string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.connected || u.since.IsZero() {
@@ -353,6 +356,7 @@ func (u *upstream) down(err error) {
 	if err != nil {
 		u.lastErr = stream.Clip(strings.ReplaceAll(err.Error(), "\n", "; "), stream.MaxTextBytes)
 	}
+	return u.since, u.lastErr
 }
 
 // refuse records why some of the agent's events are dropped.
