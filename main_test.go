@@ -325,6 +325,7 @@ func TestValidate(t *testing.T) {
 		{"an upstream URL with credentials", "upstreams:\n  - url: http://u:p@x:1\n", []string{"cfg.yaml:2: upstreams[0].url:", "carries credentials"}},
 		{"an upstream followed twice", "upstreams:\n  - url: http://x:1\n  - url: x:1\n", []string{"cfg.yaml:3: upstreams[1].url:", "followed twice"}},
 		{"two upstreams with one name", "upstreams:\n  - {url: http://x:1, name: a}\n  - {url: http://x:2, name: a}\n", []string{"cfg.yaml:3: upstreams[1].name:", "names two upstreams"}},
+		{"a name that is another upstream's host:port", "upstreams:\n  - url: http://x:1\n  - {url: http://x:2, name: 'x:1'}\n", []string{"cfg.yaml:3: upstreams[1].name:", `"x:1" names two upstreams`}},
 		{"an upstream name with a slash", "upstreams:\n  - {url: http://x:1, name: a/b}\n", []string{"cfg.yaml:2: upstreams[0].name:", "slashes"}},
 		{"a bad label name", "upstreams:\n  - url: http://x:1\n    labels: {9lives: x}\n", []string{"cfg.yaml:3: upstreams[0].labels:", "label name"}},
 		{"a short upstream token", "upstreams:\n  - url: http://x:1\n    token: short\n", []string{"cfg.yaml:3: upstreams[0].token: a token must be 16"}},

@@ -41,15 +41,17 @@ func (pl *planner) fleet(c Config, p *plan) {
 			pl.bad(key+".url", fmt.Sprintf("%s is followed twice", collector.RedactURL(u)))
 		}
 		urls[u] = true
-		if n := uc.Name; n != "" {
-			if strings.ContainsAny(n, "/ \t\n") || stream.Readable(n) != n || len(n) > stream.MaxTextBytes {
-				pl.bad(key+".name", fmt.Sprintf("%q must not contain slashes, spaces, control or bidirectional formatting characters", stream.Clip(n, 64)))
-			}
-			if names[n] {
-				pl.bad(key+".name", fmt.Sprintf("%q names two upstreams", n))
-			}
-			names[n] = true
+		n := uc.Name
+		if n != "" && (strings.ContainsAny(n, "/ \t\n") || stream.Readable(n) != n || len(n) > stream.MaxTextBytes) {
+			pl.bad(key+".name", fmt.Sprintf("%q must not contain slashes, spaces, control or bidirectional formatting characters", stream.Clip(n, 64)))
 		}
+		if err == nil { // the name it goes by: its own, or its URL's host:port
+			n = collector.UpstreamNames([]collector.UpstreamOptions{{URL: u, Name: n}})[0]
+		}
+		if names[n] {
+			pl.bad(key+".name", fmt.Sprintf("%q names two upstreams (an upstream without a name goes by its URL's host:port)", n))
+		}
+		names[n] = true
 		o.URL, o.Name = u, uc.Name
 		if good && ok && err == nil {
 			p.upstreams = append(p.upstreams, o)

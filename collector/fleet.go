@@ -184,8 +184,7 @@ func (f *Fleet) readFile(last []byte) []byte {
 
 // apply follows every upstream listed and stops following the others.
 func (f *Fleet) apply(static, fromFile []UpstreamOptions) {
-	want := append(slices.Clone(static), fromFile...)
-	names := UpstreamNames(want)
+	want, names := f.distinct(append(slices.Clone(static), fromFile...))
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.ctx == nil {
@@ -205,6 +204,30 @@ func (f *Fleet) apply(static, fromFile []UpstreamOptions) {
 			f.stopLocked(key)
 		}
 	}
+}
+
+// distinct returns the upstreams with their names, leaving out, and
+// logging, one whose URL or name an upstream before it has: the config's
+// come before the file's, so an entry of the file does not take the place
+// of one of the config (and its name, labels, token and TLS).
+func (f *Fleet) distinct(ups []UpstreamOptions) ([]UpstreamOptions, []string) {
+	names := UpstreamNames(ups)
+	byURL, byName := map[string]string{}, map[string]string{}
+	var keep []UpstreamOptions
+	var kept []string
+	for i, o := range ups {
+		if first, ok := byURL[o.URL]; ok {
+			f.Logger.Warn("an upstream listed twice is followed once, as first listed (upstreams before upstreams_file)", "url", RedactURL(o.URL), "as", first)
+			continue
+		}
+		if other, ok := byName[names[i]]; ok {
+			f.Logger.Error("two upstreams have one name: the second is not followed; give one of them another name", "name", names[i], "first", other, "second", RedactURL(o.URL))
+			continue
+		}
+		byURL[o.URL], byName[names[i]] = names[i], RedactURL(o.URL)
+		keep, kept = append(keep, o), append(kept, names[i])
+	}
+	return keep, kept
 }
 
 func (f *Fleet) startLocked(o UpstreamOptions, name string) {

@@ -234,3 +234,31 @@ func TestHostsOfAnUnreachableAgent(t *testing.T) {
 		return st.State == collector.StateUp
 	})
 }
+
+// TestUpstreamInConfigAndFile: an agent both in the config and in the
+// file is followed once, as the config says (its name and labels), and
+// of two upstreams that go by one name only the first is followed.
+func TestUpstreamInConfigAndFile(t *testing.T) {
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(agent.Close)
+	other := strings.Replace(agent.URL, "127.0.0.1", "localhost", 1)
+	file := filepath.Join(t.TempDir(), "agents.json")
+	os.WriteFile(file, []byte(`[{"targets": ["`+agent.URL+`"], "labels": {"role": "file"}}]`), 0o600)
+	f := &collector.Fleet{File: file, FileInterval: 50 * time.Millisecond, Upstreams: []collector.UpstreamOptions{
+		{URL: agent.URL, Name: "db-1", Labels: map[string]string{"role": "db"}},
+		{URL: other, Name: "db-1"},
+	}}
+	runFleet(t, f)
+	vigiltest.Eventually(t, 10*time.Second, "the agent followed", func() bool {
+		st := f.Status()
+		return len(st) == 1 && st[0].Connected
+	})
+	st := f.Status()
+	if len(st) != 1 || st[0].Name != "db-1" || st[0].Labels["role"] != "db" || st[0].URL != agent.URL {
+		t.Fatalf("upstreams: %+v, want the config's db-1 alone", st)
+	}
+}
