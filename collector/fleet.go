@@ -84,6 +84,7 @@ type Fleet struct {
 	wg       sync.WaitGroup
 
 	fileErrors *metrics.Counter
+	badFile    string // the upstreams file's content and error when it was last bad
 	dropped    *metrics.Counter
 }
 
@@ -174,10 +175,16 @@ func (f *Fleet) readFile(last []byte) []byte {
 		targets, err = FileTargets(b, f.FileDefaults)
 	}
 	if err != nil {
-		f.fileErrors.Inc()
-		f.Logger.Error("upstreams file: keeping the upstreams as they were", "file", f.File, "err", err)
+		// Counted and logged once for each bad content (or failing read),
+		// not each time it is looked at.
+		if bad := string(b) + "\x00" + err.Error(); bad != f.badFile {
+			f.badFile = bad
+			f.fileErrors.Inc()
+			f.Logger.Error("upstreams file: keeping the upstreams as they were", "file", f.File, "err", err)
+		}
 		return last
 	}
+	f.badFile = ""
 	f.apply(f.Upstreams, targets)
 	return b
 }

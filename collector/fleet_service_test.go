@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -124,4 +126,26 @@ func TestFleetServiceHosts(t *testing.T) {
 	if m, err := s.Collect(context.Background()); err != nil || m["hosts.total"] != 1 {
 		t.Fatalf("after forgetting: %v %v", m, err)
 	}
+}
+
+// TestBadUpstreamsFileCountedOnce: a bad upstreams file is counted and
+// logged once for each bad content, not each time it is looked at.
+func TestBadUpstreamsFileCountedOnce(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "agents.json")
+	f := &Fleet{File: file}
+	f.init()
+	look := func(content string, want uint64) {
+		t.Helper()
+		os.WriteFile(file, []byte(content), 0o600)
+		for range 3 {
+			f.readFile(nil)
+		}
+		if got := f.fileErrors.Get(); got != want {
+			t.Fatalf("after %q, looked at three times: %d errors counted, want %d", content, got, want)
+		}
+	}
+	look(`[{"targets": "x"}]`, 1)
+	look(`[{"targets": "y"}]`, 2)
+	look(`[]`, 2)
+	look(`[{"targets": "x"}]`, 3) // bad again after a good one
 }
