@@ -46,6 +46,12 @@ type Instant interface {
 	Instant()
 }
 
+// A Triggered source is also collected, between its ticks, each time its
+// channel says something changed (an agent's connection made or lost).
+type Triggered interface {
+	Trigger() <-chan struct{}
+}
+
 // A Scheduled source sets its own interval and collect timeout; zero
 // values take the scheduler's.
 type Scheduled interface {
@@ -271,6 +277,10 @@ func (s *Scheduler) loop(ctx context.Context, src Source, initial bool) {
 			s.Logger.Warn("prime source", "source", name, "err", stream.Clip(err.Error(), maxErrorBytes))
 		}
 	}
+	var trigger <-chan struct{}
+	if tr, ok := src.(Triggered); ok {
+		trigger = tr.Trigger()
+	}
 	t := time.NewTicker(l.interval)
 	defer t.Stop()
 	for {
@@ -278,6 +288,8 @@ func (s *Scheduler) loop(ctx context.Context, src Source, initial bool) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			l.tick(ctx)
+		case <-trigger:
 			l.tick(ctx)
 		}
 	}

@@ -55,6 +55,7 @@ type upstream struct {
 	names  nameCache // the agent's metric names; used by run's goroutine only
 	fleet  *Fleet
 	client *http.Client
+	poke   chan struct{} // the connection was made or lost: collect now
 
 	mu        sync.Mutex
 	connected bool
@@ -70,9 +71,31 @@ type upstream struct {
 }
 
 var (
-	_ Source  = (*upstream)(nil)
-	_ Labeled = (*upstream)(nil)
+	_ Source    = (*upstream)(nil)
+	_ Labeled   = (*upstream)(nil)
+	_ Scheduled = (*upstream)(nil)
+	_ Triggered = (*upstream)(nil)
 )
+
+// UpstreamInterval is how often a hub samples each upstream's connection
+// (upstream/<name>); a connection made or lost is sampled at once.
+const UpstreamInterval = 5 * time.Second
+
+// Schedule: an upstream is sampled every UpstreamInterval, not every
+// interval: at a thousand agents, a sample a second of each connection
+// was as many events as the agents' hosts.
+func (u *upstream) Schedule() (interval, timeout time.Duration) { return UpstreamInterval, 0 }
+
+// Trigger says when the connection was made or lost.
+func (u *upstream) Trigger() <-chan struct{} { return u.poke }
+
+// changed asks for a sample of the connection now.
+func (u *upstream) changed() {
+	select {
+	case u.poke <- struct{}{}:
+	default:
+	}
+}
 
 func (u *upstream) Name() string { return "upstream/" + u.name }
 
@@ -342,6 +365,7 @@ func (u *upstream) up() {
 	defer u.mu.Unlock()
 	if !u.connected {
 		u.connected, u.since, u.lastErr = true, u.fleet.now(), ""
+		u.changed()
 	}
 }
 
@@ -352,6 +376,7 @@ func (u *upstream) down(err error) (since time.Time, why string) {
 	defer u.mu.Unlock()
 	if u.connected || u.since.IsZero() {
 		u.connected, u.since = false, u.fleet.now()
+		u.changed()
 	}
 	if err != nil {
 		u.lastErr = stream.Clip(strings.ReplaceAll(err.Error(), "\n", "; "), stream.MaxTextBytes)
