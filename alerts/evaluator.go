@@ -406,28 +406,22 @@ type watched struct {
 // sourceWatch is what the rules evaluate of a source, for the metrics its
 // samples had when it was worked out.
 type sourceWatch struct {
+	shape   uint64 // the store's Shape of the source when it was worked out
 	metrics []string
 	list    []watched
 }
 
 // watch returns the series of a source the rules evaluate, given its
-// newest sample's metrics: worked out again only when they differ from
-// the last sample's, so that a step does not match every rule against
-// every metric of a fleet, nor hash every fingerprint, each second.
+// newest sample's metrics: worked out again only when the store says they
+// differ from the last sample's (Shape), so that a step does not match
+// every rule against every metric of a fleet, nor hash every
+// fingerprint, each second.
 func (e *Evaluator) watch(source string, m map[string]float64) []watched {
-	if w := e.watches[source]; w != nil && len(w.metrics) == len(m) {
-		same := true
-		for _, name := range w.metrics {
-			if _, ok := m[name]; !ok {
-				same = false
-				break
-			}
-		}
-		if same {
-			return w.list
-		}
+	shape := e.Ring.Shape(source)
+	if w := e.watches[source]; w != nil && w.shape == shape {
+		return w.list
 	}
-	w := &sourceWatch{metrics: make([]string, 0, len(m))}
+	w := &sourceWatch{shape: shape, metrics: make([]string, 0, len(m))}
 	for name := range m {
 		w.metrics = append(w.metrics, name)
 	}

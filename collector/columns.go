@@ -18,6 +18,8 @@ type sourceRings struct {
 	cols   map[string]*column // by metric
 	order  []*column          // in the order the columns came
 	n      int                // samples in chunks
+	total  int                // samples ever appended
+	shape  uint64             // changes when a sample's set of metrics differs from the last one's
 	spare  []int64            // a dropped chunk's times' array, for the next
 	last   Sample             // newest sample, shared read-only
 }
@@ -25,6 +27,7 @@ type sourceRings struct {
 // A column is one metric's place in its source's chunks.
 type column struct {
 	index  int   // its stream in each chunk
+	seen   int   // the sample (of total) its last value came in
 	last   Point // its newest value
 	points int   // values (not missing) in the chunks
 	open   valueStream
@@ -48,8 +51,9 @@ type chunk struct {
 // bounds that keep the per-chunk cost small.
 func chunkLen(capacity int) int { return min(max(capacity/10, 8), 240) }
 
-// append records a sample.
-func (s *sourceRings) append(smp Sample, capacity int) {
+// append records a sample. shapes counts the shapes of every source of
+// the store, so that no number is the shape of two.
+func (s *sourceRings) append(smp Sample, capacity int, shapes *uint64) {
 	per := chunkLen(capacity)
 	c := s.head(per)
 	i := len(c.ts)
@@ -58,13 +62,18 @@ func (s *sourceRings) append(smp Sample, capacity int) {
 		c.newest = t
 	}
 	c.ts = append(c.ts, t)
+	changed := false
 	for name, v := range smp.Metrics {
 		col := s.cols[name]
 		if col == nil {
-			col = &column{index: len(s.order)}
+			col = &column{index: len(s.order), seen: -2} // in no sample yet
 			s.cols[name] = col
 			s.order = append(s.order, col)
 		}
+		if col.seen != s.total-1 { // new, or missing from the last sample
+			changed = true
+		}
+		col.seen = s.total
 		if len(c.first) <= col.index {
 			c.first = append(c.first, uint16(i))
 			c.counts = append(c.counts, 0)
@@ -78,8 +87,16 @@ func (s *sourceRings) append(smp Sample, capacity int) {
 	for _, col := range s.order {
 		if col.open.n+uint16(c.first[col.index]) <= uint16(i) {
 			col.open.push(missing)
+			if col.seen == s.total-1 { // in the last sample, not in this one
+				changed = true
+			}
 		}
 	}
+	if changed {
+		*shapes++
+		s.shape = *shapes
+	}
+	s.total++
 	s.n++
 	s.last = smp
 	// The oldest chunk goes once the ones after it hold the capacity.

@@ -33,6 +33,7 @@ type Store struct {
 	sources  map[string]*sourceRings
 	statuses map[string]SourceStatus
 	removed  map[string]bool // sources removed, and not back since
+	shapes   uint64          // the last Shape given
 }
 
 // SourceStatus is what is known of a source's health.
@@ -68,7 +69,7 @@ func (s *Store) Append(smp Sample) {
 		s.sources[smp.Source] = src
 		delete(s.removed, smp.Source)
 	}
-	src.append(smp, s.capacity)
+	src.append(smp, s.capacity, &s.shapes)
 }
 
 // SetStatus records a source's state; errMsg is empty unless it failed.
@@ -139,6 +140,19 @@ func (s *Store) Latest(source string) (Sample, bool) {
 		return Sample{}, false
 	}
 	return src.last, true
+}
+
+// Shape is a number that changes whenever a sample of the source has
+// other metrics than the sample before it: what reads the newest sample
+// of many sources each second can tell whether its metrics are still
+// those it worked with, without looking at each.
+func (s *Store) Shape(source string) uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if src := s.sources[source]; src != nil {
+		return src.shape
+	}
+	return 0
 }
 
 // Series lists every series, sorted by source then metric.

@@ -214,3 +214,36 @@ func TestStoreCapacityAndSplitPath(t *testing.T) {
 		t.Fatalf("Series() = %+v", series)
 	}
 }
+
+// TestStoreShape: a source's Shape changes when, and only when, a sample
+// has other metrics than the one before — and never comes back to a
+// number it had, even for a source removed and added again.
+func TestStoreShape(t *testing.T) {
+	s := NewStore(time.Minute, time.Second)
+	t0 := time.Unix(1000, 0)
+	add := func(i int, names ...string) uint64 {
+		m := map[string]float64{}
+		for _, n := range names {
+			m[n] = float64(i)
+		}
+		s.Append(Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: m})
+		return s.Shape("host/a")
+	}
+	seen := map[uint64]bool{}
+	a := add(0, "x", "y")
+	seen[a] = true
+	if add(1, "x", "y") != a {
+		t.Fatal("the same metrics: the shape changed")
+	}
+	for i, names := range [][]string{{"x"}, {"x", "y"}, {"x", "z"}, {"x", "y", "z"}} {
+		sh := add(i+2, names...)
+		if seen[sh] {
+			t.Fatalf("sample %d (%v): shape %d again", i+2, names, sh)
+		}
+		seen[sh] = true
+	}
+	s.Remove("host/a")
+	if sh := add(9, "x", "y", "z"); seen[sh] {
+		t.Fatalf("removed and back: shape %d again", sh)
+	}
+}
