@@ -36,7 +36,17 @@ func buildVersion() string {
 	return "dev"
 }
 
+// defaultGOGC is the garbage collector's target unless GOGC is set. Most
+// of vigil's heap is series kept for the retention, which hold no
+// pointers and cost the collector next to nothing to mark; Go's default
+// of 100 lets as much garbage again pile up beside them, which at a
+// thousand agents is hundreds of megabytes (docs/BENCHMARKS.md, the fleet).
+const defaultGOGC = 50
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGOGC)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, env{
