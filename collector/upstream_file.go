@@ -37,7 +37,7 @@ func FileTargets(b []byte, defaults UpstreamOptions) ([]UpstreamOptions, error) 
 	dec := yaml.NewDecoder(strings.NewReader(string(b)))
 	dec.KnownFields(true)
 	if err := dec.Decode(&groups); err != nil && !errors.Is(err, io.EOF) { // EOF: an empty file, no upstreams
-		return nil, fmt.Errorf("want a list of {targets: [...], labels: {...}}: %v", err)
+		return nil, fmt.Errorf("want a list of {targets: [...], labels: {...}} in JSON or YAML: %s", yamlError(err))
 	}
 	var out []UpstreamOptions
 	seen := map[string]bool{}
@@ -152,3 +152,39 @@ func (f PositionFile) Save(pos map[string]uint64) error {
 	}
 	return os.Rename(tmp, string(f))
 }
+
+// yamlError says what the YAML decoder found in the words of the file:
+// every problem it lists, without the Go types it decodes into.
+func yamlError(err error) string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return strings.TrimPrefix(err.Error(), "yaml: ")
+	}
+	msgs := make([]string, len(te.Errors))
+	for i, e := range te.Errors {
+		e = fieldNotFound.ReplaceAllString(e, `unknown key "$1" (a group has targets and labels)`)
+		msgs[i] = unmarshal.ReplaceAllStringFunc(e, func(m string) string {
+			sub := unmarshal.FindStringSubmatch(m)
+			want := "a list of groups"
+			switch {
+			case sub[3] == "string":
+				want = "text"
+			case sub[3] == "[]string":
+				want = "a list of text"
+			case strings.HasPrefix(sub[3], "map["):
+				want = "a map of text"
+			}
+			if sub[2] != "" {
+				return fmt.Sprintf("%q where the file wants %s", sub[2], want)
+			}
+			return fmt.Sprintf("a %s where the file wants %s", yamlKinds[sub[1]], want)
+		})
+	}
+	return strings.Join(msgs, "; ")
+}
+
+var (
+	fieldNotFound = regexp.MustCompile(`field (\S+) not found in type struct \{.*\}`)
+	unmarshal     = regexp.MustCompile("cannot unmarshal !!(\\w+) (?:`([^`]*)` )?into (\\S+(?: \\{.*\\})?)")
+	yamlKinds     = map[string]string{"seq": "list", "map": "map", "str": "text", "int": "number", "float": "number", "bool": "boolean", "null": "null"}
+)

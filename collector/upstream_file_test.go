@@ -170,3 +170,21 @@ func FuzzFastSample(f *testing.F) {
 		}
 	})
 }
+
+// TestFileTargetsErrors: a bad upstreams file is described in the
+// file's words, with its line, not in the Go types it is read into.
+func TestFileTargetsErrors(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`[{"target": ["a:1"]}]`, `line 1: unknown key "target" (a group has targets and labels)`},
+		{`[{"targets": "x"}]`, `line 1: "x" where the file wants a list of text`},
+		{"- targets: [a:1]\n  labels: [x]\n", `line 2: a list where the file wants a map of text`},
+		{`{"targets": ["a:1"]}`, `line 1: a map where the file wants a list of groups`},
+		{`[{"targets": ["a:1"],}`, `line 1: did not find expected ',' or ']'`},
+	}
+	for _, tt := range tests {
+		_, err := FileTargets([]byte(tt.in), UpstreamOptions{})
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "struct") || strings.Contains(err.Error(), "[]string") {
+			t.Errorf("%s: %v, want %q", tt.in, err, tt.want)
+		}
+	}
+}
