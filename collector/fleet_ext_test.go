@@ -262,3 +262,16 @@ func TestUpstreamInConfigAndFile(t *testing.T) {
 		t.Fatalf("upstreams: %+v, want the config's db-1 alone", st)
 	}
 }
+
+// TestUpstreamHTTPToHTTPS: an http:// URL of an agent that speaks https
+// is said so, not only "400 Bad Request".
+func TestUpstreamHTTPToHTTPS(t *testing.T) {
+	agent := httptest.NewTLSServer(http.NotFoundHandler())
+	t.Cleanup(agent.Close)
+	f := &collector.Fleet{Upstreams: []collector.UpstreamOptions{{URL: strings.Replace(agent.URL, "https://", "http://", 1), Name: "a"}}}
+	runFleet(t, f)
+	vigiltest.Eventually(t, 10*time.Second, "the error says the agent speaks https", func() bool {
+		st := f.Status()
+		return len(st) == 1 && strings.Contains(st[0].Error, "it speaks https; give an https:// URL")
+	})
+}

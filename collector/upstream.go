@@ -244,14 +244,18 @@ func (u *upstream) open(ctx context.Context) (*http.Response, error) {
 		return nil, hideURL(err, req.URL.String())
 	}
 	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
 		var e struct {
 			Error string `json:"error"`
 		}
-		json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
-		resp.Body.Close()
+		json.Unmarshal(body, &e)
 		msg := resp.Status
-		if e.Error != "" {
+		switch {
+		case e.Error != "":
 			msg += ": " + e.Error
+		case resp.StatusCode == http.StatusBadRequest && bytes.Contains(body, []byte("HTTP request to an HTTPS server")):
+			msg += ": it speaks https; give an https:// URL (and tls settings)"
 		}
 		return nil, fmt.Errorf("the agent answered %s", stream.Clip(msg, stream.MaxTextBytes))
 	}
