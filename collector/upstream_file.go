@@ -91,7 +91,16 @@ func TargetURL(t, scheme string) (string, error) {
 		raw = scheme + "://" + t
 	}
 	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+	switch {
+	case err != nil:
+		shown := t
+		if strings.Contains(t, "@") { // it may hold a password
+			shown = RedactURL(t)
+		}
+		return "", fmt.Errorf("%q is not a URL: %v", stream.Clip(shown, 64), errors.Unwrap(err))
+	case u.RawQuery != "" || u.Fragment != "":
+		return "", fmt.Errorf("%q: a vigil's URL has no query or fragment (the hub asks for /events itself)", stream.Clip(RedactURL(t), stream.MaxTextBytes))
+	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 		return "", fmt.Errorf("%q is not host:port or an http(s):// URL of a vigil", stream.Clip(RedactURL(t), stream.MaxTextBytes))
 	}
 	if u.User != nil {

@@ -188,3 +188,21 @@ func TestFileTargetsErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestTargetURLErrors: what is wrong with a target is said, and a
+// password in one that does not parse is not shown.
+func TestTargetURLErrors(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"http://[::1", `"http://[::1" is not a URL: missing ']' in host`},
+		{"http://127.0.0.1:8084/?x=1", "a vigil's URL has no query or fragment"},
+		{"ftp://x:1", "is not host:port or an http(s):// URL of a vigil"},
+		{"http://u:secret@x:1", "carries credentials"},
+		{"http://u:secret@[::1", "is not a URL"},
+	}
+	for _, tt := range tests {
+		_, err := TargetURL(tt.in, "http")
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s: %v, want %q", tt.in, err, tt.want)
+		}
+	}
+}
