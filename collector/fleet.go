@@ -323,27 +323,27 @@ func acceptable(ev agentEvent) string {
 
 // take takes one sample or source event of an agent; one it cannot
 // take is dropped, counted, and said in the upstream's error.
-func (f *Fleet) take(u *upstream, ev agentEvent) {
+func (f *Fleet) take(u *upstream, ev agentEvent) (taken bool) {
 	if why := acceptable(ev); why != "" {
 		f.dropped.Inc()
 		u.refuse("dropped " + why)
-		return
+		return false
 	}
 	if svc, ok := strings.CutPrefix(ev.Source, "service/"); ok {
 		if f.current(u) {
 			f.service(svc).take(u.name, ev, f.now())
 		}
-		return
+		return true
 	}
 	if !f.own(u, ev.Source) {
-		return
+		return false
 	}
 	ref := &UpstreamRef{Name: u.name, Seq: ev.Seq}
 	var err error
 	switch ev.Type {
 	case stream.TypeSample:
 		if ev.Metrics == nil {
-			return
+			return false
 		}
 		f.reached(u, ev.Source)
 		f.Store.Append(Sample{Source: ev.Source, Time: ev.TS, Metrics: ev.Metrics, Labels: u.opts.Labels})
@@ -358,6 +358,7 @@ func (f *Fleet) take(u *upstream, ev agentEvent) {
 	if err != nil && !errors.Is(err, stream.ErrClosed) {
 		f.Logger.Error("republish an agent's event", "upstream", u.name, "source", ev.Source, "err", err)
 	}
+	return true
 }
 
 // unreachable marks the hosts of an agent the hub lost as failed, saying

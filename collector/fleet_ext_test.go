@@ -184,6 +184,11 @@ func TestAgentHostIsTheHubs(t *testing.T) {
 		st := f.Status()
 		return len(st) == 1 && strings.Contains(st[0].Error, "host/vm is this hub's own")
 	})
+	vigiltest.Eventually(t, 10*time.Second, "the upstream down: nothing it sends is taken", func() bool {
+		smp, _ := f.Store.Latest("upstream/web-1")
+		up, ok := smp.Metrics["upstream.up"]
+		return ok && up == 0
+	})
 	pts, _ := f.Store.Range("host/vm", "cpu.percent", time.Time{})
 	for _, p := range pts {
 		if p.V != 1 {

@@ -66,6 +66,8 @@ type upstream struct {
 	seq       uint64    // the agent's id of the last event taken
 	lastTS    time.Time // the agent's time of the last event taken
 	events    uint64    // events taken, for the rate
+	received  uint64    // events received
+	taken     uint64    // events the hub took (not refused) since the last Collect
 	prevCount uint64
 	prevAt    time.Time
 }
@@ -143,7 +145,12 @@ func (u *upstream) Collect(context.Context) (map[string]float64, error) {
 		if !u.lastTS.IsZero() {
 			m["upstream.lag_seconds"] = max(0, now.Sub(u.lastTS).Seconds())
 		}
+		taken := u.taken
+		u.taken = 0
 		if u.refused != "" {
+			if taken == 0 && u.received > 0 { // connected, but nothing it sends is taken: as good as down
+				m["upstream.up"] = 0
+			}
 			return m, errors.New(u.refused)
 		}
 		return m, nil
@@ -213,7 +220,7 @@ func (u *upstream) follow(ctx context.Context) (got bool, err error) {
 		got = true
 		if ev.Type == "" && ev.Data == "" { // a position: nothing to take, somewhere to resume from
 			if id, err := stream.ParseID(ev.LastEventID); err == nil {
-				u.moveTo(id, time.Time{})
+				u.moveTo(id, time.Time{}, nil)
 			}
 			continue
 		}
@@ -318,13 +325,14 @@ func (u *upstream) take(typ string, data []byte) error {
 	if ev.Seq <= last && typ != stream.TypeReset {
 		return nil
 	}
+	taken := true
 	switch typ {
 	case stream.TypeReset:
 		u.fleet.gap(u, last, ev)
 	case stream.TypeSample, stream.TypeSource:
-		u.fleet.take(u, ev)
+		taken = u.fleet.take(u, ev)
 	}
-	u.moveTo(ev.Seq, ev.TS)
+	u.moveTo(ev.Seq, ev.TS, &taken)
 	return nil
 }
 
@@ -349,11 +357,10 @@ func (u *upstream) sampleBody(ev agentEvent) json.RawMessage {
 	return append(b, "}}"...)
 }
 
-// moveTo records the agent's position after an event (or a heartbeat's
-// position, with no time).
-func (u *upstream) moveTo(id uint64, ts time.Time) {
+// moveTo records the agent's position after an event — taken says
+// whether the hub took it — or after a heartbeat's position (nil).
+func (u *upstream) moveTo(id uint64, ts time.Time, taken *bool) {
 	u.mu.Lock()
-	defer u.mu.Unlock()
 	if id > u.seq || !ts.IsZero() {
 		u.seq = id
 	}
@@ -361,7 +368,17 @@ func (u *upstream) moveTo(id uint64, ts time.Time) {
 		u.lastTS = ts
 		u.events++
 	}
-	u.fleet.moved(u.key, u.seq)
+	if taken != nil {
+		u.received++
+		if *taken {
+			u.taken++
+		}
+	}
+	seq := u.seq
+	u.mu.Unlock()
+	// Not under u.mu: the fleet's lock is taken before an upstream's
+	// (own, stopLocked waiting for a Collect), never after.
+	u.fleet.moved(u.key, seq)
 }
 
 func (u *upstream) up() {
@@ -392,5 +409,8 @@ func (u *upstream) down(err error) (since time.Time, why string) {
 func (u *upstream) refuse(why string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.refused != why {
+		u.changed() // say so now, not at the next interval
+	}
 	u.refused, u.refusedAt = why, u.fleet.now()
 }
