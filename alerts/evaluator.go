@@ -185,6 +185,7 @@ type Evaluator struct {
 	lastSeen map[string]time.Time    // when each alert's series last had a sample
 	watches  map[string]*sourceWatch // by source
 	seen     map[string]bool         // a step's: the alerts whose series had a sample
+	points   []collector.Point       // a step's: a window's points, for each series in turn
 
 	failure     storeFailure
 	storeErrors *metrics.Counter
@@ -563,8 +564,8 @@ func (e *Evaluator) value(r *Rule, source, metric string, last, now time.Time) (
 		v, ok := smp.Metrics[metric]
 		return v, ok
 	}
-	pts, _ := e.Ring.Range(source, metric, now.Add(-r.Window))
-	return aggregate(r.Aggregate, pts)
+	e.points, _ = e.Ring.AppendRange(e.points[:0], source, metric, now.Add(-r.Window)) // one slice for every series: a fleet has thousands
+	return aggregate(r.Aggregate, e.points)
 }
 
 // describe sets what the rule says of an alert. Its labels are the

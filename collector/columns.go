@@ -193,6 +193,18 @@ func (s *sourceRings) appendSince(dst []Point, col *column, since time.Time, cap
 	return dst
 }
 
+// since is about how many samples are at or after a time: those of the
+// chunks that reach it, at most the capacity.
+func (s *sourceRings) since(t time.Time, capacity int) int {
+	n, ns := 0, t.UnixNano()
+	for _, c := range s.chunks {
+		if c.newest >= ns {
+			n += len(c.ts)
+		}
+	}
+	return min(n, capacity)
+}
+
 // size is the memory the source's samples take, about.
 func (s *sourceRings) size() int {
 	n := 0

@@ -186,7 +186,23 @@ func (s *Store) Range(source, metric string, since time.Time) ([]Point, bool) {
 	if col == nil {
 		return nil, false
 	}
-	return src.appendSince(make([]Point, 0, min(col.points, s.capacity)), col, since, s.capacity), true
+	return src.appendSince(make([]Point, 0, src.since(since, s.capacity)), col, since, s.capacity), true
+}
+
+// AppendRange is Range appending to dst, for a caller that reads many
+// series and reuses one slice.
+func (s *Store) AppendRange(dst []Point, source, metric string, since time.Time) ([]Point, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	src := s.sources[source]
+	if src == nil {
+		return dst, false
+	}
+	col := src.cols[metric]
+	if col == nil {
+		return dst, false
+	}
+	return src.appendSince(dst, col, since, s.capacity), true
 }
 
 // SplitSeriesPath splits "host/web-1/cpu.percent" into a known source and

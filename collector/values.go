@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"encoding/binary"
 	"math"
 	"math/bits"
 )
@@ -176,6 +177,14 @@ type valueReader struct {
 }
 
 func (r *valueReader) readBits(n uint8) uint64 {
+	if i := int(r.pos / 8); n <= 56 && i+8 <= len(r.s.b) { // one load: n bits after the pos%8 used ones
+		w := binary.BigEndian.Uint64(r.s.b[i:])
+		r.pos += uint32(n)
+		if n == 0 {
+			return 0
+		}
+		return w << ((r.pos - uint32(n)) % 8) >> (64 - n)
+	}
 	var v uint64
 	for n > 0 {
 		used := uint8(r.pos % 8)
