@@ -404,17 +404,7 @@ func TestAlertsCarrySourceLabels(t *testing.T) {
 // samples later, or takes the place of another, is evaluated from its
 // first sample; one that leaves has no data.
 func TestEvaluatorFollowsChangingMetrics(t *testing.T) {
-	ck := &clock{t: t0}
-	store := collector.NewStore(10*time.Minute, time.Second)
-	rules := []Rule{{Name: "DiskFull", Source: "host/*", Metric: "fs.used_percent{*}", Op: ">", Threshold: 90, NoData: 2 * time.Second}}
-	for i := range rules {
-		if err := rules[i].Validate(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
-	defer hub.Close()
-	e := &Evaluator{Rules: rules, Ring: store, Hub: hub, Now: ck.now}
+	e, store, ck, _ := memoryEvaluator(t, Rule{Name: "DiskFull", Source: "host/*", Metric: "fs.used_percent{*}", Op: ">", Threshold: 90, NoData: 2 * time.Second})
 	states := func() map[string]string {
 		out := map[string]string{}
 		e.mu.Lock()
@@ -457,17 +447,7 @@ func TestEvaluatorFollowsChangingMetrics(t *testing.T) {
 // out of the hub's upstreams) does not leave its alerts firing: they
 // resolve, since what they were about is gone, not silent.
 func TestAlertsOfARemovedSource(t *testing.T) {
-	ck := &clock{t: t0}
-	store := collector.NewStore(10*time.Minute, time.Second)
-	rules := []Rule{AgentDownRule(2 * time.Second)}
-	for i := range rules {
-		if err := rules[i].Validate(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
-	defer hub.Close()
-	e := &Evaluator{Rules: rules, Ring: store, Hub: hub, Now: ck.now}
+	e, store, ck, hub := memoryEvaluator(t, AgentDownRule(2*time.Second))
 	state := func() string {
 		e.mu.Lock()
 		defer e.mu.Unlock()
@@ -504,4 +484,20 @@ func TestAlertsOfARemovedSource(t *testing.T) {
 	if store.Removed("upstream/web-2") {
 		t.Fatal("a source never seen is removed")
 	}
+}
+
+// memoryEvaluator is an evaluator of the rules over a store of its own,
+// publishing on a hub of its own, its states in memory, on a test clock.
+func memoryEvaluator(t *testing.T, rules ...Rule) (*Evaluator, *collector.Store, *clock, *stream.Hub) {
+	t.Helper()
+	for i := range rules {
+		if err := rules[i].Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ck := &clock{t: t0}
+	store := collector.NewStore(10*time.Minute, time.Second)
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
+	t.Cleanup(hub.Close)
+	return &Evaluator{Rules: rules, Ring: store, Hub: hub, Now: ck.now}, store, ck, hub
 }
