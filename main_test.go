@@ -370,6 +370,13 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
+	// A mistake in upstream_defaults is said once, where it is, not again
+	// for every upstream that takes it.
+	os.WriteFile(filepath.Join(dir, "cfg.yaml"), []byte("upstream_defaults:\n  token_file: /nonexistent/token\nupstreams:\n  - url: http://a:1\n  - url: http://b:1\n"), 0o600)
+	if err := run(context.Background(), env{args: []string{"validate", "--config", filepath.Join(dir, "cfg.yaml")}, getenv: func(string) string { return "" }, stdout: io.Discard, stderr: io.Discard}); err == nil ||
+		strings.Count(err.Error(), "token_file") != 1 || !strings.Contains(err.Error(), "upstream_defaults.token_file") {
+		t.Errorf("a bad upstream_defaults.token_file: %v", err)
+	}
 	// A configured URL's credentials are not shown back, even in an error.
 	os.WriteFile(filepath.Join(dir, "cfg.yaml"), []byte("services:\n  - name: api\n    scrape:\n      url: http://user:pw@x:y:z/?token=abc\n"), 0o600)
 	err := run(context.Background(), env{args: []string{"validate", "--config", filepath.Join(dir, "cfg.yaml")}, getenv: func(string) string { return "" }, stdout: io.Discard, stderr: io.Discard})

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -30,7 +31,10 @@ func (pl *planner) fleet(c Config, p *plan) {
 	urls, names := map[string]bool{}, map[string]bool{}
 	for i, uc := range c.Upstreams {
 		key := "upstreams." + strconv.Itoa(i)
-		o, good := pl.upstreamSettings(key, uc.UpstreamSettings.over(c.UpstreamDefaults))
+		// Its own settings are checked here; what it takes from
+		// upstream_defaults was checked (and reported) once, above.
+		o, good := pl.upstreamSettings(key, uc.UpstreamSettings)
+		o = inherit(o, uc.UpstreamSettings, defaults)
 		u, err := collector.TargetURL(uc.URL, "http")
 		switch {
 		case uc.URL == "":
@@ -69,24 +73,23 @@ func (pl *planner) fleet(c Config, p *plan) {
 	}
 }
 
-// over is s with what it leaves unset taken from the defaults d; labels
-// are merged, s's winning.
-func (s UpstreamSettings) over(d UpstreamSettings) UpstreamSettings {
-	out := s
-	if out.Token == "" && out.TokenFile == "" {
-		out.Token, out.TokenFile = d.Token, d.TokenFile
+// inherit is an upstream's options with what its settings s leave unset
+// taken from the defaults d: the token and TLS as a whole, labels merged
+// (its own win).
+func inherit(o collector.UpstreamOptions, s UpstreamSettings, d collector.UpstreamOptions) collector.UpstreamOptions {
+	if s.Token == "" && s.TokenFile == "" {
+		o.Token = d.Token
 	}
-	if out.TLS == (TLSClientConfig{}) {
-		out.TLS = d.TLS
+	if s.TLS == (TLSClientConfig{}) {
+		o.TLS = d.TLS
 	}
-	out.Labels = map[string]string{}
-	for k, v := range d.Labels {
-		out.Labels[k] = v
+	labels := maps.Clone(d.Labels)
+	if labels == nil {
+		labels = map[string]string{}
 	}
-	for k, v := range s.Labels {
-		out.Labels[k] = v
-	}
-	return out
+	maps.Copy(labels, s.Labels)
+	o.Labels = labels
+	return o
 }
 
 // upstreamSettings checks and converts an upstream's labels, token and
