@@ -2,7 +2,8 @@
 // and keeps their recent history.
 //
 //	Source.Collect (every interval, per source, with a timeout)
-//	  -> Sample -> Store (a fixed-size Ring per series)
+//	  -> Sample -> Store (per source: its samples' times, and a column of
+//	     values per metric, compressed: columns.go, values.go)
 //	  -> stream.Hub.Publish (a "sample" event; "source" events when a
 //	     source fails or recovers)
 //
@@ -20,7 +21,9 @@
 // services are merged by counts and latency buckets into one source each
 // (fleet_service.go), and each connection is a source, upstream/<name>.
 //
-// The Store is what the dashboard's pages and the alert rules read; the
-// Hub is how samples leave this package. It imports vigil's stream package
+// The Store keeps the retention of every series in memory, in chunks that
+// are dropped whole, and is what the dashboard's pages and the alert rules
+// read (decoding only the chunks a window covers); the Hub is how samples
+// leave this package. It imports vigil's stream package
 // and no other.
 package collector
