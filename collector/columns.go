@@ -85,7 +85,7 @@ func (s *sourceRings) append(smp Sample, capacity int, shapes *uint64) {
 	}
 	// The columns the sample lacks: a missing value each.
 	for _, col := range s.order {
-		if col.open.n+uint16(c.first[col.index]) <= uint16(i) {
+		if col.seen != s.total {
 			col.open.push(missing)
 			if col.seen == s.total-1 { // in the last sample, not in this one
 				changed = true

@@ -335,25 +335,25 @@ func (f *Fleet) take(u *upstream, ev agentEvent) (taken bool) {
 		}
 		return true
 	}
-	if !f.own(u, ev.Source) {
+	owned, cut := f.own(u, ev.Source)
+	if !owned {
 		return false
 	}
-	ref := &UpstreamRef{Name: u.name, Seq: ev.Seq}
 	var err error
 	switch ev.Type {
 	case stream.TypeSample:
 		if ev.Metrics == nil {
 			return false
 		}
-		f.reached(u, ev.Source)
+		if cut {
+			f.setState(u, ev.Source, SourceState{State: StateUp}, f.now())
+		}
 		f.Store.Append(Sample{Source: ev.Source, Time: ev.TS, Metrics: ev.Metrics, Labels: u.opts.Labels})
 		_, err = f.Hub.Publish(stream.Message{Type: stream.TypeSample, Source: ev.Source, Time: ev.TS,
 			Key: stream.TypeSample + "/" + ev.Source, Body: u.sampleBody(ev)})
-	case stream.TypeSource:
-		st := SourceState{State: ev.State, Error: stream.Clip(ev.Error, maxErrorBytes), Partial: ev.Partial, Upstream: ref}
-		f.Store.SetStatus(ev.Source, st.State, st.Error, ev.TS)
-		_, err = f.Hub.Publish(stream.Message{Type: stream.TypeSource, Source: ev.Source, Time: ev.TS,
-			Key: stream.TypeSource + "/" + ev.Source, Body: st})
+	case stream.TypeSource: // the agent's word on its host, cut off or not
+		f.setState(u, ev.Source, SourceState{State: ev.State, Error: stream.Clip(ev.Error, maxErrorBytes), Partial: ev.Partial,
+			Upstream: &UpstreamRef{Name: u.name, Seq: ev.Seq}}, ev.TS)
 	}
 	if err != nil && !errors.Is(err, stream.ErrClosed) {
 		f.Logger.Error("republish an agent's event", "upstream", u.name, "source", ev.Source, "err", err)
@@ -364,7 +364,7 @@ func (f *Fleet) take(u *upstream, ev agentEvent) (taken bool) {
 // unreachable marks the hosts of an agent the hub lost as failed, saying
 // since when and why, so that no host page shows an agent's host as up
 // with values that no longer move. A host's next sample marks it up again
-// (reached).
+// (own says it was cut, take marks it).
 func (f *Fleet) unreachable(u *upstream, since time.Time, why string) {
 	f.mu.Lock()
 	r := f.ups[u.key]
@@ -385,24 +385,11 @@ func (f *Fleet) unreachable(u *upstream, since time.Time, why string) {
 	}
 }
 
-// reached marks a host cut off with its agent up again, now that a sample
-// of it came.
-func (f *Fleet) reached(u *upstream, host string) {
-	f.mu.Lock()
-	r := f.ups[u.key]
-	cut := r != nil && r.u == u && r.cut[host]
-	if cut {
-		delete(r.cut, host)
-	}
-	f.mu.Unlock()
-	if cut {
-		f.setState(u, host, SourceState{State: StateUp}, f.now())
-	}
-}
-
 // setState records and publishes a host's state as the hub sees it.
 func (f *Fleet) setState(u *upstream, host string, st SourceState, at time.Time) {
-	st.Upstream = &UpstreamRef{Name: u.name}
+	if st.Upstream == nil {
+		st.Upstream = &UpstreamRef{Name: u.name}
+	}
 	f.Store.SetStatus(host, st.State, st.Error, at)
 	_, err := f.Hub.Publish(stream.Message{Type: stream.TypeSource, Source: host, Time: at, Key: stream.TypeSource + "/" + host, Body: st})
 	if err != nil && !errors.Is(err, stream.ErrClosed) {
@@ -421,36 +408,39 @@ func (f *Fleet) current(u *upstream) bool {
 // own says whether the upstream may send a source: the first upstream to
 // send a name has it; another agent with the same name is refused (its
 // events are dropped, counted and logged) until one of them is renamed.
-func (f *Fleet) own(u *upstream, source string) bool {
+// cut says the source was marked failed with its agent (unreachable),
+// which it is no longer.
+func (f *Fleet) own(u *upstream, source string) (owned, cut bool) {
 	if source == "" || strings.HasPrefix(source, "upstream/") {
 		f.dropped.Inc()
-		return false
+		return false, false
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := f.ups[u.key]
 	if r == nil || r.u != u {
-		return false // stopped meanwhile
+		return false, false // stopped meanwhile
 	}
 	owner, ok := f.owners[source]
-	if !ok && f.Scheduler.Has(source) {
+	switch {
+	case !ok && f.Scheduler.Has(source):
 		f.dropped.Inc()
 		u.refuse(fmt.Sprintf("%s is this hub's own: give the agent, or the hub, another host.name", source))
-		return false
-	}
-	if !ok {
+		return false, false
+	case !ok:
 		f.owners[source] = u.key
 		r.hosts[source] = true
-		return true
-	}
-	if owner == u.key {
-		return true
+		return true, false
+	case owner == u.key:
+		cut = r.cut[source]
+		delete(r.cut, source) // its agent is back: what it sends next says how it is
+		return true, cut
 	}
 	f.dropped.Inc()
 	if other := f.ups[owner]; other != nil {
 		u.refuse(fmt.Sprintf("%s comes from upstream %s already: give one of the two another host.name", source, other.u.name))
 	}
-	return false
+	return false, false
 }
 
 // gap marks, on the hub's stream, that an agent could not say what came
