@@ -405,11 +405,10 @@ type watched struct {
 }
 
 // sourceWatch is what the rules evaluate of a source, for the metrics its
-// samples had when it was worked out.
+// samples had when it was worked out (its Shape then).
 type sourceWatch struct {
-	shape   uint64 // the store's Shape of the source when it was worked out
-	metrics []string
-	list    []watched
+	shape uint64 // the store's Shape of the source when it was worked out
+	list  []watched
 }
 
 // watch returns the series of a source the rules evaluate, given its
@@ -422,16 +421,13 @@ func (e *Evaluator) watch(source string, m map[string]float64) []watched {
 	if w := e.watches[source]; w != nil && w.shape == shape {
 		return w.list
 	}
-	w := &sourceWatch{shape: shape, metrics: make([]string, 0, len(m))}
-	for name := range m {
-		w.metrics = append(w.metrics, name)
-	}
+	w := &sourceWatch{shape: shape}
 	for i := range e.Rules {
 		r := &e.Rules[i]
 		if !stream.Glob(r.Source, source) {
 			continue
 		}
-		for _, name := range w.metrics {
+		for name := range m {
 			if stream.Glob(r.Metric, name) {
 				w.list = append(w.list, watched{rule: r, metric: name, fp: Fingerprint(r.Name, source, name)})
 			}
