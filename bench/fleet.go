@@ -500,18 +500,8 @@ func (h *hubWatcher) record(data []byte) {
 		h.unknown++
 		return
 	}
-	rest := data[j:]
-	k := bytes.Index(rest, seqKey)
-	if k < 0 {
-		return
-	}
-	rest = rest[k+len(seqKey):]
-	end := bytes.IndexAny(rest, ",}")
-	if end < 0 {
-		return
-	}
-	aseq, err := strconv.ParseUint(string(rest[:end]), 10, 64)
-	if err != nil {
+	aseq, ok := uintAfter(data[j:], seqKey) // the agent's id, in "upstream"
+	if !ok {
 		return
 	}
 	if len(h.byAgent[n-1]) == 0 {

@@ -322,6 +322,21 @@ func (s *subscriber) record(data []byte) uint64 {
 	return seq
 }
 
+// uintAfter reads the number after the first key in b, up to a , or }.
+func uintAfter(b, key []byte) (uint64, bool) {
+	i := bytes.Index(b, key)
+	if i < 0 {
+		return 0, false
+	}
+	rest := b[i+len(key):]
+	end := bytes.IndexAny(rest, ",}")
+	if end < 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(rest[:end]), 10, 64)
+	return n, err == nil
+}
+
 // parseEvent reads an event's seq and its latency from its "ts".
 func parseEvent(data []byte) (uint64, time.Duration, bool) {
 	now := time.Now()
@@ -330,13 +345,8 @@ func parseEvent(data []byte) (uint64, time.Duration, bool) {
 	if i < 0 || j < 0 || len(data) < j+len(tsKey)+24 {
 		return 0, 0, false
 	}
-	rest := data[i+len(seqKey):]
-	end := bytes.IndexAny(rest, ",}")
-	if end < 0 {
-		return 0, 0, false
-	}
-	seq, err := strconv.ParseUint(string(rest[:end]), 10, 64)
-	if err != nil {
+	seq, ok := uintAfter(data[i:], seqKey)
+	if !ok {
 		return 0, 0, false
 	}
 	ts, err := time.Parse(time.RFC3339Nano, string(data[j+len(tsKey):j+len(tsKey)+24]))

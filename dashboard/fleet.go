@@ -223,15 +223,6 @@ func sortRows(rows []templates.HostRow, by string) {
 // groupRows splits sorted rows by a label's value, the groups by value
 // and those without the label last; no key makes one group.
 func groupRows(rows []templates.HostRow, key string) []templates.RowGroup {
-	if key == "" {
-		g := templates.RowGroup{Rows: rows}
-		for _, r := range rows {
-			if !r.Hidden {
-				g.Shown++
-			}
-		}
-		return []templates.RowGroup{g}
-	}
 	byValue := map[string]*templates.RowGroup{}
 	var groups []*templates.RowGroup
 	for _, r := range rows {
@@ -276,20 +267,7 @@ func (s *Server) hostShares(source string) []templates.HostShare {
 	if _, merged := smp.Metrics["hosts.total"]; !merged {
 		return nil
 	}
-	byName := map[string]*templates.HostShare{}
-	for k, v := range smp.Metrics {
-		i := strings.Index(k, "{host=")
-		if i < 0 || !strings.HasSuffix(k, "}") {
-			continue
-		}
-		name := k[i+len("{host=") : len(k)-1]
-		h := byName[name]
-		if h == nil {
-			h = &templates.HostShare{Host: name, Metrics: map[string]float64{}}
-			byName[name] = h
-		}
-		h.Metrics[k[:i]] = v
-	}
+	byHost := byLabel(smp.Metrics, "host")
 	links := map[string]string{}
 	if s.opts.Fleet != nil {
 		for _, u := range s.opts.Fleet.Status() {
@@ -306,11 +284,9 @@ func (s *Server) hostShares(source string) []templates.HostShare {
 			}
 		}
 	}
-	out := make([]templates.HostShare, 0, len(byName))
-	for _, h := range byName {
-		h.Up = h.Metrics["up"] == 1
-		h.Link = links[h.Host]
-		out = append(out, *h)
+	out := make([]templates.HostShare, 0, len(byHost))
+	for name, m := range byHost {
+		out = append(out, templates.HostShare{Host: name, Metrics: m, Up: m["up"] == 1, Link: links[name]})
 	}
 	slices.SortFunc(out, func(a, b templates.HostShare) int {
 		if a.Up != b.Up {

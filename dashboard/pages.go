@@ -187,33 +187,35 @@ func (s *Server) alertViews(source string) []templates.Alert {
 // instances splits a service's newest sample by its {instance=…} labels.
 func instances(source string, store *collector.Store) []templates.Instance {
 	smp, _ := store.Latest(source)
-	byName := map[string]*templates.Instance{}
-	var out []*templates.Instance
-	for k, v := range smp.Metrics {
-		i := strings.Index(k, "{instance=")
-		if i < 0 || !strings.HasSuffix(k, "}") {
-			continue
-		}
-		name := k[i+len("{instance=") : len(k)-1]
-		in := byName[name]
-		if in == nil {
-			in = &templates.Instance{Name: name, Metrics: map[string]float64{}}
-			byName[name] = in
-			out = append(out, in)
-		}
-		in.Metrics[k[:i]] = v
-	}
-	rows := make([]templates.Instance, 0, len(out))
-	for _, in := range out {
-		up, scraped := in.Metrics["scrape.up"]
+	rows := []templates.Instance{}
+	for name, m := range byLabel(smp.Metrics, "instance") {
+		up, scraped := m["scrape.up"]
 		if !scraped {
-			up = in.Metrics["probe.up"]
+			up = m["probe.up"]
 		}
-		in.Up = up == 1
-		rows = append(rows, *in)
+		rows = append(rows, templates.Instance{Name: name, Metrics: m, Up: up == 1})
 	}
 	slices.SortFunc(rows, func(a, b templates.Instance) int { return strings.Compare(a.Name, b.Name) })
 	return rows
+}
+
+// byLabel splits a sample's metrics that end in {label=value} by value:
+// value → metric without the label → its value.
+func byLabel(metrics map[string]float64, label string) map[string]map[string]float64 {
+	open := "{" + label + "="
+	out := map[string]map[string]float64{}
+	for k, v := range metrics {
+		i := strings.Index(k, open)
+		if i < 0 || !strings.HasSuffix(k, "}") {
+			continue
+		}
+		value := k[i+len(open) : len(k)-1]
+		if out[value] == nil {
+			out[value] = map[string]float64{}
+		}
+		out[value][k[:i]] = v
+	}
+	return out
 }
 
 var hostStats = []struct{ label, metric string }{
