@@ -188,19 +188,25 @@ function indexPage() {
       s.values.set(el.dataset.metric, list);
     }
     for (const svg of root.querySelectorAll('svg[data-spark]')) {
-      const raw = svg.dataset.values.trim();
-      const sp = {
-        path: svg.querySelector('path'),
-        values: raw ? raw.split(' ').map(Number) : [],
-        cap: Number(svg.dataset.cap) || 2,
-        max: Number(svg.dataset.max) || 0,
-        w: Number(svg.dataset.w), h: Number(svg.dataset.h),
-      };
+      const sp = readSpark(svg);
       const list = s.sparks.get(svg.dataset.spark) || [];
       list.push(sp);
       s.sparks.set(svg.dataset.spark, list);
     }
   }
+}
+
+// readSpark is a sparkline as the server drew it: its path, values, and
+// the capacity, top and size it was drawn with.
+function readSpark(svg) {
+  const raw = svg.dataset.values.trim();
+  return {
+    path: svg.querySelector('path'),
+    values: raw ? raw.split(' ').map(Number) : [],
+    cap: Number(svg.dataset.cap) || 2,
+    max: Number(svg.dataset.max) || 0,
+    w: Number(svg.dataset.w), h: Number(svg.dataset.h),
+  };
 }
 
 function applySample(d) {
@@ -413,7 +419,6 @@ function indexFleet() {
     let labels = {};
     try { labels = JSON.parse(ds.labels || '{}'); } catch (_) { /* none */ }
     const svg = el.querySelector('.c-spark svg');
-    const raw = svg ? svg.dataset.values.trim() : '';
     const since = ds.since ? Date.parse(ds.since) : 0;
     const st = ds.state;
     const title = el.cells[0] ? el.cells[0].title : '';
@@ -425,7 +430,7 @@ function indexFleet() {
       fig, hasData: Object.values(fig).some((v) => v !== null), ts: Number(ds.ts) || 0, // the rendering's sample
       hostState: st === 'failed' ? 'failed' : '', hostError: st === 'failed' ? title : '', hostSince: st === 'failed' ? since : 0,
       state: st, since, error: title, drawn: null, cells: null, dirty: false, band: undefined,
-      spark: { path: svg ? svg.querySelector('path') : null, values: raw ? raw.split(' ').map(Number) : [] },
+      spark: svg ? readSpark(svg) : { path: null, values: [], cap: f.cap },
     };
     f.rows.set(r.source, r);
     if (r.upstream) {
@@ -498,7 +503,7 @@ function fleetSample(d) {
   if (typeof cpu === 'number') {
     const v = r.spark.values;
     v.push(cpu);
-    if (v.length > state.fleet.cap) v.splice(0, v.length - state.fleet.cap);
+    if (v.length > r.spark.cap) v.splice(0, v.length - r.spark.cap);
   }
   r.dirty = true;
   rowState(r);
@@ -566,7 +571,7 @@ function renderRow(r) {
   if (c.state.title !== r.error) c.state.title = r.error;
   for (const k of columns) setText(c[k], format(columnFormat[k], r.fig[k]));
   if (r.spark.path) {
-    const d = sparkPath(r.spark.values, state.fleet.cap, 100, 80, 16);
+    const d = sparkPath(r.spark.values, r.spark.cap, r.spark.max, r.spark.w, r.spark.h);
     if (r.spark.path.getAttribute('d') !== d) r.spark.path.setAttribute('d', d);
   }
   r.dirty = false;
