@@ -302,8 +302,12 @@ function render(now) {
   state.frame = 0;
   if (state.paused || document.hidden) return;
   for (const s of state.onScreen) if (s.dirty) renderSource(s);
-  if (state.fleet) renderFleet(now);
-  if (now - state.lastSort >= resortEveryMs) { sortTiles(false); state.lastSort = now; }
+  if (state.fleet) renderFleet();
+  if (now - state.lastSort >= resortEveryMs) {
+    sortTiles(false);
+    if (state.fleet) sortFleet();
+    state.lastSort = now;
+  }
 }
 
 // ---- sorting: stable, by bands rather than raw values -------------------------
@@ -750,11 +754,10 @@ function countFleet() {
   f.counted = true;
 }
 
-function renderFleet(now) {
+function renderFleet() {
   const f = state.fleet;
   for (const r of f.onScreen) if (r.dirty) renderRow(r);
   if (!f.counted) countFleet();
-  if (now - state.lastSort >= resortEveryMs) sortFleet();
 }
 
 // fleetLinks keeps the column headers' links (for a new tab, or a copy)
