@@ -17,8 +17,6 @@ import (
 	"sync"
 	"time"
 
-	sse "github.com/tmaxmax/go-sse"
-
 	"vigil/stream"
 )
 
@@ -51,8 +49,8 @@ type upstream struct {
 	opts   UpstreamOptions
 	key    string // the URL: what its position is saved under
 	name   string
-	suffix string    // bodySuffix(name, opts.Labels)
-	names  nameCache // the agent's metric names; used by run's goroutine only
+	suffix string     // bodySuffix(name, opts.Labels)
+	names  *nameCache // the agent's metric names; used by run's goroutine only
 	fleet  *Fleet
 	client *http.Client
 	poke   chan struct{} // the connection was made or lost: collect now
@@ -212,23 +210,41 @@ func (u *upstream) follow(ctx context.Context) (got bool, err error) {
 	}
 	defer resp.Body.Close()
 	u.up()
-	for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 16 << 20}) {
+	r := newEventReader(resp.Body, 16<<20)
+	for {
+		ev, err := r.next()
+		if err == io.EOF {
+			return got, errors.New("the stream ended")
+		}
 		if err != nil {
 			return got, cmp.Or(context.Cause(ctx), err)
 		}
 		watchdog.Reset(idle)
 		got = true
-		if ev.Type == "" && ev.Data == "" { // a position: nothing to take, somewhere to resume from
-			if id, err := stream.ParseID(ev.LastEventID); err == nil {
+		if len(ev.Type) == 0 && len(ev.Data) == 0 { // a position: nothing to take, somewhere to resume from
+			if id, err := stream.ParseID(string(ev.ID)); err == nil {
 				u.moveTo(id, time.Time{}, nil)
 			}
 			continue
 		}
-		if err := u.take(ev.Type, []byte(ev.Data)); err != nil {
+		if err := u.take(eventType(ev.Type), ev.Data); err != nil {
 			return got, err
 		}
 	}
-	return got, errors.New("the stream ended")
+}
+
+// eventType is an agent's event type as a string, without allocating one
+// for the types a hub takes.
+func eventType(b []byte) string {
+	switch string(b) {
+	case stream.TypeSample:
+		return stream.TypeSample
+	case stream.TypeSource:
+		return stream.TypeSource
+	case stream.TypeReset:
+		return stream.TypeReset
+	}
+	return string(b)
 }
 
 // open requests the stream after the saved position.
@@ -294,7 +310,7 @@ type agentEvent struct {
 
 // decodeAgentEvent reads an agent's event, its metrics both as sent and
 // as a map.
-func decodeAgentEvent(data []byte, names nameCache) (agentEvent, error) {
+func decodeAgentEvent(data []byte, names *nameCache) (agentEvent, error) {
 	if ev, ok := fastSample(data, names); ok {
 		return ev, nil
 	}
