@@ -178,14 +178,14 @@ type Evaluator struct {
 	// the webhook dispatcher).
 	Saved func()
 
-	write    sync.Mutex // held by Evaluate and Ack, the only writers, from their first read to their commit
-	mu       sync.Mutex // guards the maps and the alerts in them
-	alerts   map[string]*Alert
-	rules    map[string]*Rule
-	lastSeen map[string]time.Time    // when each alert's series last had a sample
-	watches  map[string]*sourceWatch // by source
-	seen     map[string]bool         // a step's: the alerts whose series had a sample
-	points   []collector.Point       // a step's: a window's points, for each series in turn
+	write   sync.Mutex // held by Evaluate and Ack, the only writers, from their first read to their commit
+	mu      sync.Mutex // guards the maps and the alerts in them
+	alerts  map[string]*Alert
+	rules   map[string]*Rule
+	series  map[string]*series      // every alert's series, by fingerprint
+	watches map[string]*sourceWatch // by source
+	steps   uint64                  // steps run
+	points  []collector.Point       // a step's: a window's points, for each series in turn
 
 	failure     storeFailure
 	storeErrors *metrics.Counter
@@ -225,7 +225,7 @@ func (e *Evaluator) Load(ctx context.Context) error {
 		e.alerts[a.Fingerprint] = &a
 		// Sources get the rule's no-data time to report after a restart
 		// before their alerts count as silent.
-		e.lastSeen[a.Fingerprint] = now
+		e.series[a.Fingerprint] = &series{alert: &a, seenAt: now}
 	}
 	return nil
 }
@@ -238,9 +238,8 @@ func (e *Evaluator) init() {
 	}
 	e.alerts = map[string]*Alert{}
 	e.rules = map[string]*Rule{}
-	e.lastSeen = map[string]time.Time{}
+	e.series = map[string]*series{}
 	e.watches = map[string]*sourceWatch{}
-	e.seen = map[string]bool{}
 	for i := range e.Rules {
 		e.rules[e.Rules[i].Name] = &e.Rules[i]
 	}
@@ -335,21 +334,14 @@ func (e *Evaluator) step(now time.Time) []change {
 		e.describe(r, &next)
 		out = append(out, change{alert: a, Transition: Transition{Kind: kind, Alert: next}})
 	}
-	seen := e.seen
-	clear(seen)
+	e.steps++
 	sources := e.Ring.Sources()
 	for _, source := range sources {
 		latest, _ := e.Ring.Latest(source)
 		for _, w := range e.watch(source, latest.Metrics) {
-			seen[w.fp] = true
-			e.lastSeen[w.fp] = latest.Time
-			a := e.alerts[w.fp]
-			if a == nil {
-				a = &Alert{Fingerprint: w.fp, Rule: w.rule.Name, Source: source, Metric: w.metric, State: StateInactive}
-				e.alerts[w.fp] = a
-			}
-			v, ok := e.value(w.rule, source, w.metric, latest.Time, now)
-			move(w.rule, a, v, ok)
+			w.step, w.seenAt = e.steps, latest.Time
+			v, ok := e.value(w.rule, source, w.metric, latest, now)
+			move(w.rule, w.alert, v, ok)
 		}
 	}
 	if len(e.watches) > len(sources) { // sources gone
@@ -368,14 +360,15 @@ func (e *Evaluator) step(now time.Time) []change {
 	// whose series stopped reporting (the source went silent, or the
 	// metric left its samples) have no data once the rule's no-data time
 	// has passed.
-	for fp, a := range e.alerts {
-		if seen[fp] || a.State == StateInactive {
+	for _, w := range e.series {
+		a := w.alert
+		if w.step == e.steps || a.State == StateInactive {
 			continue
 		}
 		switch r := e.rules[a.Rule]; {
 		case e.Ring.Removed(a.Source):
 			e.end(a, now, &out)
-		case a.State == StateNoData || now.Sub(e.lastSeen[fp]) <= r.NoData:
+		case a.State == StateNoData || now.Sub(w.seenAt) <= r.NoData:
 		default:
 			move(r, a, 0, false)
 		}
@@ -396,19 +389,21 @@ func (e *Evaluator) end(a *Alert, now time.Time, out *[]change) {
 	*out = append(*out, change{alert: a, Transition: Transition{Kind: kind, Alert: next}})
 }
 
-// watched is a series a rule evaluates: the rule, the metric of the
-// source, and the alert's fingerprint.
-type watched struct {
+// A series is what a rule evaluates of a source: one of its metrics, and
+// the alert about it.
+type series struct {
 	rule   *Rule
 	metric string
-	fp     string
+	alert  *Alert
+	seenAt time.Time // the time of the newest sample that had it
+	step   uint64    // the last step whose samples had it
 }
 
 // sourceWatch is what the rules evaluate of a source, for the metrics its
 // samples had when it was worked out (its Shape then).
 type sourceWatch struct {
 	shape uint64 // the store's Shape of the source when it was worked out
-	list  []watched
+	list  []*series
 }
 
 // watch returns the series of a source the rules evaluate, given its
@@ -416,7 +411,7 @@ type sourceWatch struct {
 // differ from the last sample's (Shape), so that a step does not match
 // every rule against every metric of a fleet, nor hash every
 // fingerprint, each second.
-func (e *Evaluator) watch(source string, m map[string]float64) []watched {
+func (e *Evaluator) watch(source string, m map[string]float64) []*series {
 	shape := e.Ring.Shape(source)
 	if w := e.watches[source]; w != nil && w.shape == shape {
 		return w.list
@@ -429,12 +424,30 @@ func (e *Evaluator) watch(source string, m map[string]float64) []watched {
 		}
 		for name := range m {
 			if stream.Glob(r.Metric, name) {
-				w.list = append(w.list, watched{rule: r, metric: name, fp: Fingerprint(r.Name, source, name)})
+				w.list = append(w.list, e.seriesOf(r, source, name))
 			}
 		}
 	}
 	e.watches[source] = w
 	return w.list
+}
+
+// seriesOf returns the series of a rule, a source and a metric, with its
+// alert (inactive, if it had none).
+func (e *Evaluator) seriesOf(r *Rule, source, metric string) *series {
+	fp := Fingerprint(r.Name, source, metric)
+	s := e.series[fp]
+	if s == nil {
+		a := e.alerts[fp]
+		if a == nil {
+			a = &Alert{Fingerprint: fp, Rule: r.Name, Source: source, Metric: metric, State: StateInactive}
+			e.alerts[fp] = a
+		}
+		s = &series{alert: a}
+		e.series[fp] = s
+	}
+	s.rule, s.metric = r, metric
+	return s
 }
 
 // save writes transitions to the store. A failure is counted, logged at
@@ -551,13 +564,12 @@ type event struct {
 
 // value is the rule's aggregate for one series, or ok false when the
 // source has been silent longer than the rule allows.
-func (e *Evaluator) value(r *Rule, source, metric string, last, now time.Time) (float64, bool) {
-	if now.Sub(last) > r.NoData {
+func (e *Evaluator) value(r *Rule, source, metric string, latest collector.Sample, now time.Time) (float64, bool) {
+	if now.Sub(latest.Time) > r.NoData {
 		return 0, false
 	}
 	if r.Aggregate == "last" {
-		smp, _ := e.Ring.Latest(source)
-		v, ok := smp.Metrics[metric]
+		v, ok := latest.Metrics[metric]
 		return v, ok
 	}
 	e.points, _ = e.Ring.AppendRange(e.points[:0], source, metric, now.Add(-r.Window)) // one slice for every series: a fleet has thousands
