@@ -26,6 +26,7 @@ type sourceRings struct {
 
 // A column is one metric's place in its source's chunks.
 type column struct {
+	name   string
 	index  int   // its stream in each chunk
 	seen   int   // the sample (of total) its last value came in
 	last   Point // its newest value
@@ -62,32 +63,28 @@ func (s *sourceRings) append(smp Sample, capacity int, shapes *uint64) {
 		c.newest = t
 	}
 	c.ts = append(c.ts, t)
-	changed := false
-	for name, v := range smp.Metrics {
-		col := s.cols[name]
-		if col == nil {
-			col = &column{index: len(s.order), seen: -2} // in no sample yet
-			s.cols[name] = col
-			s.order = append(s.order, col)
-		}
-		if col.seen != s.total-1 { // new, or missing from the last sample
-			changed = true
-		}
-		col.seen = s.total
-		if len(c.first) <= col.index {
-			c.first = append(c.first, uint16(i))
-			c.counts = append(c.counts, 0)
-		}
-		col.open.push(v)
-		c.counts[col.index]++
-		col.points++
-		col.last = Point{T: smp.Time, V: v}
-	}
-	// The columns the sample lacks: a missing value each.
+	// The columns in their order, each looked up in the sample (a map
+	// just made, in the cache) rather than each metric in the columns.
+	changed, found := false, 0
 	for _, col := range s.order {
-		if col.seen != s.total {
+		v, ok := smp.Metrics[col.name]
+		if !ok { // a missing value
 			col.open.push(missing)
 			if col.seen == s.total-1 { // in the last sample, not in this one
+				changed = true
+			}
+			continue
+		}
+		found++
+		changed = s.put(c, col, i, v, smp.Time) || changed
+	}
+	if found < len(smp.Metrics) { // metrics new to the source
+		for name, v := range smp.Metrics {
+			if s.cols[name] == nil {
+				col := &column{name: name, index: len(s.order), seen: -2} // in no sample yet
+				s.cols[name] = col
+				s.order = append(s.order, col)
+				s.put(c, col, i, v, smp.Time)
 				changed = true
 			}
 		}
@@ -111,6 +108,22 @@ func (s *sourceRings) append(smp Sample, capacity int, shapes *uint64) {
 		s.spare = old.ts[:0] // its times' array serves the next chunk
 		s.chunks = append(s.chunks[:0], s.chunks[1:]...)
 	}
+}
+
+// put appends a metric's value of the chunk's i-th sample to its column,
+// and says whether the column was missing from the last sample.
+func (s *sourceRings) put(c *chunk, col *column, i int, v float64, t time.Time) (changed bool) {
+	changed = col.seen != s.total-1
+	col.seen = s.total
+	if len(c.first) <= col.index { // the column is new in the chunk: its values start here
+		c.first = append(c.first, uint16(i))
+		c.counts = append(c.counts, 0)
+	}
+	col.open.push(v)
+	c.counts[col.index]++
+	col.points++
+	col.last = Point{T: t, V: v}
+	return changed
 }
 
 // head returns the chunk to write the next sample in: the last one, or a

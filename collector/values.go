@@ -147,19 +147,29 @@ func (s *valueStream) writeSigned(d int64) {
 	s.writeBits(z, n)
 }
 
-// writeBits appends the low n bits of v, most significant first.
+// writeBits appends the low n bits of v, most significant first: what
+// fits in the last byte, then whole bytes, then the rest.
 func (s *valueStream) writeBits(v uint64, n uint8) {
-	for n > 0 {
-		used := uint8(s.nbits % 8)
-		if used == 0 {
-			s.b = append(s.b, 0)
-		}
+	if n == 0 {
+		return
+	}
+	v &= 1<<n - 1 // all ones for 64
+	s.nbits += uint32(n)
+	if used := uint8((s.nbits - uint32(n)) % 8); used != 0 {
 		room := 8 - used
-		take := min(room, n)
-		chunk := byte(v>>(n-take)) & (1<<take - 1)
-		s.b[len(s.b)-1] |= chunk << (room - take)
-		s.nbits += uint32(take)
-		n -= take
+		if n <= room {
+			s.b[len(s.b)-1] |= byte(v << (room - n))
+			return
+		}
+		n -= room
+		s.b[len(s.b)-1] |= byte(v >> n)
+	}
+	for n >= 8 {
+		n -= 8
+		s.b = append(s.b, byte(v>>n))
+	}
+	if n > 0 {
+		s.b = append(s.b, byte(v<<(8-n)))
 	}
 }
 
