@@ -112,7 +112,7 @@ func BenchmarkFleetIngest(b *testing.B) {
 	f := &Fleet{Store: NewStore(10*time.Minute, time.Second), Hub: hub, Scheduler: &Scheduler{}}
 	f.init()
 	f.ctx = context.Background()
-	u := &upstream{opts: UpstreamOptions{URL: "http://a:1", Labels: map[string]string{"role": "web"}}, key: "http://a:1", name: "a", suffix: bodySuffix("a", map[string]string{"role": "web"}), names: nameCache{}, fleet: f}
+	u := &upstream{opts: UpstreamOptions{URL: "http://a:1", Labels: map[string]string{"role": "web"}}, key: "http://a:1", name: "a", suffix: bodySuffix("a", map[string]string{"role": "web"}), names: &nameCache{}, fleet: f}
 	f.ups[u.key] = &runningUpstream{u: u, cancel: func() {}, hosts: map[string]bool{}, cut: map[string]bool{}}
 	metrics := make(map[string]float64, 40)
 	for i := range 40 {

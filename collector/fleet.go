@@ -238,7 +238,7 @@ func (f *Fleet) distinct(ups []UpstreamOptions) ([]UpstreamOptions, []string) {
 }
 
 func (f *Fleet) startLocked(o UpstreamOptions, name string) {
-	u := &upstream{opts: o, key: o.URL, name: name, suffix: bodySuffix(name, o.Labels), names: nameCache{}, fleet: f, client: upstreamClient(o), poke: make(chan struct{}, 1), seq: f.saved[o.URL]}
+	u := &upstream{opts: o, key: o.URL, name: name, suffix: bodySuffix(name, o.Labels), names: &nameCache{}, fleet: f, client: upstreamClient(o), poke: make(chan struct{}, 1), seq: f.saved[o.URL]}
 	u.since = f.now()
 	ctx, cancel := context.WithCancel(f.ctx)
 	f.ups[o.URL] = &runningUpstream{u: u, cancel: cancel, hosts: map[string]bool{}, cut: map[string]bool{}}

@@ -58,7 +58,7 @@ func TestFleetPercentilesFromMergedBuckets(t *testing.T) {
 		tr, _ := svc.Traffic()
 		// As the hub gets it: the sample's JSON.
 		b, _ := json.Marshal(SampleBody{Metrics: m, Traffic: &tr})
-		ev, err := decodeAgentEvent(b, nameCache{})
+		ev, err := decodeAgentEvent(b, &nameCache{})
 		if err != nil {
 			t.Fatal(err)
 		}

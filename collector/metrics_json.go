@@ -9,21 +9,54 @@ import (
 // errNotMetrics is a metrics object that is not {"name": number, ...}.
 var errNotMetrics = errors.New(`metrics: want an object of "name": number`)
 
-// A nameCache keeps the metric names an agent sends, so that the forty
-// names of each sample are not forty new strings each second.
-type nameCache map[string]string
+// A nameCache keeps the names an agent sends — its metrics', its event
+// types', its sources' — so that the forty names of each sample are not
+// forty new strings each second. An agent sends its names in the same
+// order every time: the cache keeps the order of the last event and
+// compares each name with the one at its place there first, which a
+// hub's thousand caches make much cheaper than a lookup in a map.
+type nameCache struct {
+	byName map[string]string
+	order  []string // the last event's names, in order
+	next   int      // the place of the next name in order
+}
+
+// maxNames bounds a cache: an agent that invents names does not grow it
+// for ever.
+const maxNames = 10000
+
+// begin starts an event's names.
+func (c *nameCache) begin() {
+	if c != nil {
+		c.next = 0
+	}
+}
 
 // name returns b as a string, the cached one when seen before.
-func (c nameCache) name(b []byte) string {
+func (c *nameCache) name(b []byte) string {
 	if c == nil {
 		return string(b)
 	}
-	if s, ok := c[string(b)]; ok { // no allocation for the lookup
-		return s
+	i := c.next
+	c.next++
+	if i < len(c.order) && c.order[i] == string(b) {
+		return c.order[i]
 	}
-	s := string(b)
-	if len(c) < 10000 { // an agent that invents names does not grow it for ever
-		c[s] = s
+	s, ok := c.byName[string(b)] // no allocation for the lookup
+	if !ok {
+		s = string(b)
+		if c.byName == nil {
+			c.byName = map[string]string{}
+		}
+		if len(c.byName) < maxNames {
+			c.byName[s] = s
+		}
+	}
+	switch {
+	case i < len(c.order):
+		c.order[i] = s
+	case i == len(c.order) && i < maxNames:
+		c.order = append(c.order, s)
 	}
 	return s
 }
@@ -32,7 +65,8 @@ func (c nameCache) name(b []byte) string {
 // numbers — into a map. It is what encoding/json would make of it (the
 // tests compare the two), without reflection: on a hub, decoding agents'
 // metrics is most of the work. compact says raw has no whitespace.
-func parseMetrics(raw []byte, names nameCache) (m map[string]float64, compact bool, err error) {
+func parseMetrics(raw []byte, names *nameCache) (m map[string]float64, compact bool, err error) {
+	names.begin()
 	p := metricsParser{b: raw, compact: true}
 	p.space()
 	m, ok := p.metrics(names)
@@ -43,7 +77,7 @@ func parseMetrics(raw []byte, names nameCache) (m map[string]float64, compact bo
 }
 
 // metrics reads an object of names to numbers.
-func (p *metricsParser) metrics(names nameCache) (map[string]float64, bool) {
+func (p *metricsParser) metrics(names *nameCache) (map[string]float64, bool) {
 	if !p.eat('{') {
 		return nil, false
 	}
@@ -80,7 +114,8 @@ func (p *metricsParser) metrics(names nameCache) (map[string]float64, bool) {
 // than metrics — {"seq":…,"type":"…","ts":"…","source":"…","metrics":{…}},
 // in that order, without space — which is nearly all a hub reads, without
 // reflection. ok is false for any other event, which encoding/json reads.
-func fastSample(data []byte, names nameCache) (ev agentEvent, ok bool) {
+func fastSample(data []byte, names *nameCache) (ev agentEvent, ok bool) {
+	names.begin()
 	p := metricsParser{b: data, compact: true}
 	if !p.lit(`{"seq":`) {
 		return ev, false
@@ -164,7 +199,7 @@ func (p *metricsParser) err() error {
 }
 
 // str reads a JSON string; one with escapes is read by encoding/json.
-func (p *metricsParser) str(names nameCache) (string, bool) {
+func (p *metricsParser) str(names *nameCache) (string, bool) {
 	if !p.eat('"') {
 		return "", false
 	}

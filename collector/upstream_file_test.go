@@ -76,7 +76,7 @@ func FuzzAgentEvent(f *testing.F) {
 	f.Add([]byte(`{"seq":1,"type":"sample","source":"service/a","metrics":{"instances.up":1},"traffic":{"requests":10,"errors":1,"seconds":1,"latency":{"0...0.1":10}}}`))
 	f.Add([]byte(`{"type":"sample","traffic":{"requests":1e308,"errors":-1,"seconds":1e-300,"latency":{"1...+Inf":1e308}}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ev, err := decodeAgentEvent(b, nameCache{})
+		ev, err := decodeAgentEvent(b, &nameCache{})
 		if err != nil {
 			return
 		}
@@ -104,7 +104,7 @@ func FuzzParseMetrics(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, compact, err := parseMetrics(b, nameCache{})
+		got, compact, err := parseMetrics(b, &nameCache{})
 		var want map[string]float64
 		jerr := json.Unmarshal(b, &want)
 		switch {
@@ -132,7 +132,7 @@ func TestFastSampleReadsWhatVigilWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, ok := fastSample(ev.JSON(), nameCache{})
+	got, ok := fastSample(ev.JSON(), &nameCache{})
 	if !ok {
 		t.Fatalf("%s does not take the fast path", ev.JSON())
 	}
@@ -140,7 +140,7 @@ func TestFastSampleReadsWhatVigilWrites(t *testing.T) {
 	if err := json.Unmarshal(ev.JSON(), &want); err != nil {
 		t.Fatal(err)
 	}
-	want.Metrics, want.compact, err = parseMetrics(want.RawMetrics, nameCache{})
+	want.Metrics, want.compact, err = parseMetrics(want.RawMetrics, &nameCache{})
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("fast path read %+v\nencoding/json %+v (%v)", got, want, err)
 	}
@@ -155,7 +155,7 @@ func FuzzFastSample(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, ok := fastSample(b, nameCache{})
+		got, ok := fastSample(b, &nameCache{})
 		if !ok {
 			return
 		}
@@ -164,7 +164,7 @@ func FuzzFastSample(f *testing.F) {
 			t.Fatalf("fast path read %q, which encoding/json refuses: %v", b, err)
 		}
 		var err error
-		want.Metrics, want.compact, err = parseMetrics(want.RawMetrics, nameCache{})
+		want.Metrics, want.compact, err = parseMetrics(want.RawMetrics, &nameCache{})
 		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("%q: fast path read %+v\nencoding/json %+v (%v)", b, got, want, err)
 		}
@@ -204,5 +204,48 @@ func TestTargetURLErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "secret") {
 			t.Errorf("%s: %v, want %q", tt.in, err, tt.want)
 		}
+	}
+}
+
+// TestNameCache: names come back as sent whatever the order of an
+// event's names against the last one's, and an event like the last one
+// makes no new string.
+func TestNameCache(t *testing.T) {
+	c := &nameCache{}
+	events := [][]string{
+		{"sample", "host/a", "cpu.percent", "mem.used_percent", "load.1"},
+		{"sample", "host/a", "cpu.percent", "mem.used_percent", "load.1"},
+		{"sample", "host/a", "mem.used_percent", "cpu.percent"},                     // reordered, one fewer
+		{"sample", "host/a", "cpu.percent", "mem.used_percent", "net.rx", "load.1"}, // one more
+		{"source", "host/b"},
+		{"sample", "host/a", "cpu.percent", "mem.used_percent", "net.rx", "load.1"},
+	}
+	for _, ev := range events {
+		c.begin()
+		for _, n := range ev {
+			if got := c.name([]byte(n)); got != n {
+				t.Fatalf("%q came back as %q", n, got)
+			}
+		}
+	}
+	bs := make([][]byte, len(events[0]))
+	for i, n := range events[0] {
+		bs[i] = []byte(n)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		c.begin()
+		for _, b := range bs {
+			c.name(b)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations for names seen before", allocs)
+	}
+	if s1, s2 := c.name([]byte("x")), (&nameCache{}).name([]byte("x")); s1 != s2 {
+		t.Errorf("a new name: %q, %q", s1, s2)
+	}
+	var none *nameCache // no cache: a new string each time
+	if none.name([]byte("y")) != "y" {
+		t.Error("no cache")
 	}
 }
