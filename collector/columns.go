@@ -1,50 +1,54 @@
 package collector
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
-// sourceRings holds a source's recent samples: their times once, and each
-// metric's values as a column beside them, compressed (valueStream), in
-// chunks of chunkLen samples. When the samples beyond the oldest chunk
-// are the capacity, that chunk goes whole. A metric missing from a sample
-// has a missing value in its column; a metric new in a sample gets a
-// column from there.
+// sourceRings holds a source's recent samples in chunks of up to chunkLen
+// samples: their times once, and each metric's values beside them. The
+// chunk being written keeps its values as they came, a row a sample;
+// once full it is sealed, each metric's values compressed into a column
+// (valueStream). When the samples beyond the oldest chunk are the
+// capacity, that chunk goes whole. A metric missing from a sample has a
+// missing value there; a metric new to the source starts a new chunk,
+// whose rows have a place for it.
 //
 // A source's metrics are sampled together, so one time per sample serves
 // forty series, and compressed columns take a host's series from sixteen
 // bytes a point to one to four: what lets a hub keep ten minutes of a
-// thousand hosts in memory.
+// thousand hosts in memory. Rows for the open chunk keep a sample's
+// writes in one place: a hub appends a thousand sources' samples a
+// second, and forty streams of each, scattered in memory, each missed the
+// processor's cache.
 type sourceRings struct {
-	chunks []*chunk           // oldest first; the last is the one written
-	cols   map[string]*column // by metric
-	order  []*column          // in the order the columns came
-	n      int                // samples in chunks
-	total  int                // samples ever appended
-	shape  uint64             // changes when a sample's set of metrics differs from the last one's
-	spare  []int64            // a dropped chunk's times' array, for the next
-	last   Sample             // newest sample, shared read-only
+	chunks []*chunk       // oldest first; the last is the one written
+	cols   map[string]int // column by metric
+	names  []string       // metric by column, in the order they came
+	absent []bool         // by column: the last sample lacked it
+	n      int            // samples in chunks
+	total  int            // samples ever appended
+	shape  uint64         // changes when a sample's set of metrics differs from the last one's
+	spare  []int64        // a dropped chunk's times' array, for the next
+	last   Sample         // newest sample, shared read-only
 }
 
-// A column is one metric's place in its source's chunks.
-type column struct {
-	name   string
-	index  int   // its stream in each chunk
-	seen   int   // the sample (of total) its last value came in
-	last   Point // its newest value
-	points int   // values (not missing) in the chunks
-	open   valueStream
-}
-
-// A chunk is up to chunkLen consecutive samples of a source. The last
-// chunk's values are in its columns' open streams; a full chunk's are
-// sealed into one slice.
+// A chunk is up to chunkLen consecutive samples of a source, with a value
+// (or a missing one) of each of its first width columns.
 type chunk struct {
-	ts     []int64  // unix nanoseconds of each sample
-	newest int64    // the greatest of ts
-	first  []uint16 // per column: the sample its values start at
-	counts []uint16 // per column: values that are not missing
-	n      []uint16 // per column, once sealed: values in its stream
-	offs   []uint32 // per column, once sealed: where its stream starts in data
-	data   []byte
+	ts     []int64   // unix nanoseconds of each sample
+	newest int64     // the greatest of ts
+	width  int       // the source's columns when it began
+	raw    []float64 // while open: width values a sample, row after row
+	offs   []uint32  // once sealed, per column: where its stream starts in data
+	data   []byte    // once sealed: the columns' streams, one after the other
+}
+
+// sealing is what sealing a chunk works in: one for a Store, whose write
+// lock serialises appends.
+type sealing struct {
+	enc valueStream
+	buf []byte
 }
 
 // chunkLen is how many samples a chunk holds for a ring of the capacity:
@@ -54,41 +58,32 @@ func chunkLen(capacity int) int { return min(max(capacity/10, 8), 240) }
 
 // append records a sample. shapes counts the shapes of every source of
 // the store, so that no number is the shape of two.
-func (s *sourceRings) append(smp Sample, capacity int, shapes *uint64) {
+func (s *sourceRings) append(smp Sample, capacity int, shapes *uint64, w *sealing) {
 	per := chunkLen(capacity)
-	c := s.head(per)
-	i := len(c.ts)
+	c := s.head(per, w)
+	found, changed := s.row(c, smp)
+	if found < len(smp.Metrics) { // metrics new to the source
+		c.raw = c.raw[:len(c.raw)-c.width] // the row goes to a chunk that has their places
+		for name := range smp.Metrics {
+			if _, ok := s.cols[name]; !ok {
+				s.cols[name] = len(s.names)
+				s.names = append(s.names, name)
+				s.absent = append(s.absent, true)
+			}
+		}
+		if len(c.ts) > 0 {
+			c = s.open(per, s.seal(c, w))
+		} else {
+			c.width, c.raw = len(s.names), make([]float64, 0, per*len(s.names))
+		}
+		s.row(c, smp)
+		changed = true
+	}
 	t := smp.Time.UnixNano()
 	if len(c.ts) == 0 || t > c.newest {
 		c.newest = t
 	}
 	c.ts = append(c.ts, t)
-	// The columns in their order, each looked up in the sample (a map
-	// just made, in the cache) rather than each metric in the columns.
-	changed, found := false, 0
-	for _, col := range s.order {
-		v, ok := smp.Metrics[col.name]
-		if !ok { // a missing value
-			col.open.push(missing)
-			if col.seen == s.total-1 { // in the last sample, not in this one
-				changed = true
-			}
-			continue
-		}
-		found++
-		changed = s.put(c, col, i, v, smp.Time) || changed
-	}
-	if found < len(smp.Metrics) { // metrics new to the source
-		for name, v := range smp.Metrics {
-			if s.cols[name] == nil {
-				col := &column{name: name, index: len(s.order), seen: -2} // in no sample yet
-				s.cols[name] = col
-				s.order = append(s.order, col)
-				s.put(c, col, i, v, smp.Time)
-				changed = true
-			}
-		}
-	}
 	if changed {
 		*shapes++
 		s.shape = *shapes
@@ -99,107 +94,123 @@ func (s *sourceRings) append(smp Sample, capacity int, shapes *uint64) {
 	// The oldest chunk goes once the ones after it hold the capacity.
 	for len(s.chunks) > 1 && s.n-len(s.chunks[0].ts) >= capacity {
 		old := s.chunks[0]
-		for _, col := range s.order {
-			if col.index < len(old.counts) {
-				col.points -= int(old.counts[col.index])
-			}
-		}
 		s.n -= len(old.ts)
 		s.spare = old.ts[:0] // its times' array serves the next chunk
 		s.chunks = append(s.chunks[:0], s.chunks[1:]...)
 	}
 }
 
-// put appends a metric's value of the chunk's i-th sample to its column,
-// and says whether the column was missing from the last sample.
-func (s *sourceRings) put(c *chunk, col *column, i int, v float64, t time.Time) (changed bool) {
-	changed = col.seen != s.total-1
-	col.seen = s.total
-	if len(c.first) <= col.index { // the column is new in the chunk: its values start here
-		c.first = append(c.first, uint16(i))
-		c.counts = append(c.counts, 0)
+// row writes a sample's values as the chunk's next row: each column's
+// metric looked up in the sample (a map just made, in the cache). It
+// returns how many of the sample's metrics have a column, and whether a
+// column's presence differs from the last sample's.
+func (s *sourceRings) row(c *chunk, smp Sample) (found int, changed bool) {
+	at := len(c.raw)
+	c.raw = c.raw[:at+c.width]
+	row := c.raw[at:]
+	for i, name := range s.names[:c.width] {
+		v, ok := smp.Metrics[name]
+		if ok {
+			found++
+		} else {
+			v = missing
+		}
+		row[i] = v
+		if s.absent[i] == ok {
+			s.absent[i], changed = !ok, true
+		}
 	}
-	col.open.push(v)
-	c.counts[col.index]++
-	col.points++
-	col.last = Point{T: t, V: v}
-	return changed
+	return found, changed
 }
 
 // head returns the chunk to write the next sample in: the last one, or a
-// new one when it is full (sealing the full one's streams).
-func (s *sourceRings) head(per int) *chunk {
+// new one when it is full (sealing the full one).
+func (s *sourceRings) head(per int, w *sealing) *chunk {
+	var raw []float64
 	if len(s.chunks) > 0 {
 		c := s.chunks[len(s.chunks)-1]
-		if len(c.ts) < per {
+		if c.raw != nil && len(c.ts) < per {
 			return c
 		}
-		c.seal(s.order)
+		if c.raw != nil {
+			raw = s.seal(c, w)
+		}
 	}
+	return s.open(per, raw)
+}
+
+// open starts a chunk, its rows in raw's array when it is large enough.
+func (s *sourceRings) open(per int, raw []float64) *chunk {
 	ts := s.spare
 	s.spare = nil
 	if cap(ts) < per {
 		ts = make([]int64, 0, per)
 	}
-	c := &chunk{ts: ts, first: make([]uint16, len(s.order)), counts: make([]uint16, len(s.order))}
+	width := len(s.names)
+	if raw == nil || cap(raw) < per*width { // non-nil, even for no columns: a nil raw is a sealed chunk
+		raw = make([]float64, 0, per*width)
+	}
+	c := &chunk{ts: ts, width: width, raw: raw[:0]}
 	s.chunks = append(s.chunks, c)
 	return c
 }
 
-// seal moves the columns' open streams into the chunk, one slice for
-// all, and empties them for the next chunk.
-func (c *chunk) seal(cols []*column) {
-	size := 0
-	for _, col := range cols {
-		size += len(col.open.b)
+// seal compresses the chunk's rows into its columns' streams, one slice
+// for all, and returns the rows' array for the next chunk.
+func (s *sourceRings) seal(c *chunk, w *sealing) []float64 {
+	w.buf = w.buf[:0]
+	c.offs = make([]uint32, c.width)
+	for col := range c.width {
+		w.enc.reset()
+		for j := col; j < len(c.raw); j += c.width {
+			w.enc.push(c.raw[j])
+		}
+		c.offs[col] = uint32(len(w.buf))
+		w.buf = append(w.buf, w.enc.b...)
 	}
-	c.data = make([]byte, 0, size)
-	c.offs = make([]uint32, len(cols))
-	c.n = make([]uint16, len(cols))
-	for _, col := range cols {
-		c.offs[col.index], c.n[col.index] = uint32(len(c.data)), col.open.n
-		c.data = append(c.data, col.open.b...)
-		col.open.reset()
-	}
+	c.data = slices.Clone(w.buf)
+	raw := c.raw
+	c.raw = nil
+	return raw
 }
 
-// stream is a column's values in a chunk to read, false when it has none
-// there.
-func (s *sourceRings) stream(c *chunk, col *column) (valueStream, bool) {
-	switch {
-	case col.index >= len(c.first):
-		return valueStream{}, false
-	case c.data == nil:
-		return col.open, true
+// each calls fn with a column's values in the chunk, the j-th sample's
+// first; false when the chunk has no place for the column.
+func (c *chunk) each(col int, fn func(j int, v float64)) bool {
+	if col >= c.width {
+		return false
+	}
+	if c.raw != nil {
+		for j := range c.ts {
+			fn(j, c.raw[j*c.width+col])
+		}
+		return true
 	}
 	end := uint32(len(c.data))
-	if col.index+1 < len(c.offs) {
-		end = c.offs[col.index+1]
+	if col+1 < len(c.offs) {
+		end = c.offs[col+1]
 	}
-	return valueStream{b: c.data[c.offs[col.index]:end], n: c.n[col.index]}, true
+	st := valueStream{b: c.data[c.offs[col]:end], n: uint16(len(c.ts))}
+	r := valueReader{s: &st}
+	for j := range c.ts {
+		v, _ := r.next()
+		fn(j, v)
+	}
+	return true
 }
 
 // appendSince appends, oldest first, a column's points at or after since
 // among the newest capacity samples.
-func (s *sourceRings) appendSince(dst []Point, col *column, since time.Time, capacity int) []Point {
+func (s *sourceRings) appendSince(dst []Point, col int, since time.Time, capacity int) []Point {
 	skip := s.n - capacity // samples beyond the capacity, in the oldest chunk
 	sinceNs := since.UnixNano()
 	for _, c := range s.chunks {
-		st, ok := s.stream(c, col)
-		if !ok || c.newest < sinceNs { // nothing to read: a chunk before the window is not decoded
-			skip -= len(c.ts)
-			continue
-		}
-		r := valueReader{s: &st}
-		for j := int(c.first[col.index]); ; j++ {
-			v, ok := r.next()
-			if !ok {
-				break
-			}
-			if j < skip || isMissing(v) || c.ts[j] < sinceNs {
-				continue
-			}
-			dst = append(dst, Point{T: time.Unix(0, c.ts[j]), V: v})
+		if c.newest >= sinceNs { // a chunk before the window is not read
+			c.each(col, func(j int, v float64) {
+				if j >= skip && !isMissing(v) && c.ts[j] >= sinceNs {
+					dst = append(dst, Point{T: time.Unix(0, c.ts[j]), V: v})
+				}
+			})
 		}
 		skip -= len(c.ts)
 	}
@@ -222,28 +233,23 @@ func (s *sourceRings) since(t time.Time, capacity int) int {
 func (s *sourceRings) size() int {
 	n := 0
 	for _, c := range s.chunks {
-		n += 64 + 8*cap(c.ts) + 2*cap(c.first) + 2*cap(c.counts) + 2*cap(c.n) + 4*cap(c.offs) + cap(c.data)
+		n += 64 + 8*cap(c.ts) + 8*cap(c.raw) + 4*cap(c.offs) + cap(c.data)
 	}
-	for _, col := range s.order {
-		n += 80 + cap(col.open.b)
-	}
-	return n
+	return n + 40*len(s.names)
 }
 
 // count is how many values a column has among the newest capacity
-// samples.
-func (s *sourceRings) count(col *column, capacity int) int {
-	n := col.points
-	if skip := s.n - capacity; skip > 0 && len(s.chunks) > 0 {
-		c := s.chunks[0] // the samples beyond the capacity are all in it
-		if st, ok := s.stream(c, col); ok {
-			r := valueReader{s: &st}
-			for j := int(c.first[col.index]); j < skip; j++ {
-				if v, ok := r.next(); ok && !isMissing(v) {
-					n--
-				}
+// samples, and the newest of them.
+func (s *sourceRings) count(col, capacity int) (n int, last Point) {
+	skip := s.n - capacity
+	for _, c := range s.chunks {
+		c.each(col, func(j int, v float64) {
+			if j >= skip && !isMissing(v) {
+				n++
+				last = Point{T: time.Unix(0, c.ts[j]), V: v}
 			}
-		}
+		})
+		skip -= len(c.ts)
 	}
-	return n
+	return n, last
 }

@@ -34,6 +34,7 @@ type Store struct {
 	statuses map[string]SourceStatus
 	removed  map[string]bool // sources removed, and not back since
 	shapes   uint64          // the last Shape given
+	sealing  sealing         // appends' work space, under mu
 }
 
 // SourceStatus is what is known of a source's health.
@@ -65,11 +66,11 @@ func (s *Store) Append(smp Sample) {
 	defer s.mu.Unlock()
 	src := s.sources[smp.Source]
 	if src == nil {
-		src = &sourceRings{cols: make(map[string]*column, len(smp.Metrics))}
+		src = &sourceRings{cols: make(map[string]int, len(smp.Metrics))}
 		s.sources[smp.Source] = src
 		delete(s.removed, smp.Source)
 	}
-	src.append(smp, s.capacity, &s.shapes)
+	src.append(smp, s.capacity, &s.shapes, &s.sealing)
 }
 
 // SetStatus records a source's state; errMsg is empty unless it failed.
@@ -162,7 +163,8 @@ func (s *Store) Series() []SeriesInfo {
 	var out []SeriesInfo
 	for source, src := range s.sources {
 		for metric, col := range src.cols {
-			out = append(out, SeriesInfo{Source: source, Metric: metric, Points: src.count(col, s.capacity), Last: col.last.V, LastAt: col.last.T})
+			n, last := src.count(col, s.capacity)
+			out = append(out, SeriesInfo{Source: source, Metric: metric, Points: n, Last: last.V, LastAt: last.T})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -182,8 +184,8 @@ func (s *Store) Range(source, metric string, since time.Time) ([]Point, bool) {
 	if src == nil {
 		return nil, false
 	}
-	col := src.cols[metric]
-	if col == nil {
+	col, ok := src.cols[metric]
+	if !ok {
 		return nil, false
 	}
 	return src.appendSince(make([]Point, 0, src.since(since, s.capacity)), col, since, s.capacity), true
@@ -198,8 +200,8 @@ func (s *Store) AppendRange(dst []Point, source, metric string, since time.Time)
 	if src == nil {
 		return dst, false
 	}
-	col := src.cols[metric]
-	if col == nil {
+	col, ok := src.cols[metric]
+	if !ok {
 		return dst, false
 	}
 	return src.appendSince(dst, col, since, s.capacity), true
