@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/bits"
+	"vigil/internal/decimal"
 )
 
 // A valueStream holds a run of float64 values compressed for what vigil
@@ -32,59 +33,6 @@ type valueStream struct {
 	dec   bool   // the last value was a decimal at the scale
 }
 
-const (
-	minScale = -8 // 100000000 is 1 / 10^-8
-	maxScale = 9
-	maxExact = 1 << 53 // integers above it are not all float64s
-)
-
-// pow10 holds 10^0 … 10^(max(-minScale, maxScale)), exactly.
-var pow10 = func() [max(-minScale, maxScale) + 1]float64 {
-	var p [max(-minScale, maxScale) + 1]float64
-	p[0] = 1
-	for i := 1; i < len(p); i++ {
-		p[i] = p[i-1] * 10
-	}
-	return p
-}()
-
-// decimalAt returns m with v == m / 10^scale exactly, if there is one
-// (|m| < 2^53). m / 10^k, both exact, divides to the float64 nearest the
-// decimal, which is what parsing the decimal gives: v is that decimal.
-func decimalAt(v float64, scale int8) (int64, bool) {
-	var f float64
-	if scale >= 0 {
-		f = math.Round(v * pow10[scale])
-	} else {
-		f = math.Round(v / pow10[-scale])
-	}
-	if math.IsNaN(f) || math.Abs(f) >= maxExact || math.Float64bits(fromDecimal(int64(f), scale)) != math.Float64bits(v) { // bits: -0 is not 0
-		return 0, false
-	}
-	return int64(f), true
-}
-
-func fromDecimal(m int64, scale int8) float64 {
-	if scale >= 0 {
-		return float64(m) / pow10[scale]
-	}
-	return float64(m) * pow10[-scale]
-}
-
-// decimal returns the fewest-digits form of v: the smallest scale at
-// which it is a decimal.
-func decimal(v float64) (m int64, scale int8, ok bool) {
-	for k := int8(0); k <= maxScale; k++ {
-		if m, ok := decimalAt(v, k); ok {
-			for k > minScale && m != 0 && m%10 == 0 { // trailing zeros: 45678900 is 456789 at -2
-				m, k = m/10, k-1
-			}
-			return m, k, true
-		}
-	}
-	return 0, 0, false
-}
-
 // missing marks a sample in which a series had no value: a NaN no
 // source sends (they drop non-finite values) and that is never taken for
 // one.
@@ -108,9 +56,9 @@ func (s *valueStream) push(v float64) {
 		s.writeBits(codeRepeat, 1)
 	case s.n > 0 && s.dec && s.deltaAtScale(v):
 	default:
-		if m, k, ok := decimal(v); ok {
+		if m, k, ok := decimal.Of(v); ok {
 			s.writeBits(codeScale, 3)
-			s.writeBits(uint64(k-minScale), 5)
+			s.writeBits(uint64(k-decimal.MinScale), 5)
 			s.writeSigned(m)
 			s.m, s.scale, s.dec = m, k, true
 		} else {
@@ -125,12 +73,12 @@ func (s *valueStream) push(v float64) {
 // deltaAtScale writes v as the difference from the last value at the
 // stream's scale, when it is a decimal there.
 func (s *valueStream) deltaAtScale(v float64) bool {
-	m, ok := decimalAt(v, s.scale)
+	m, ok := decimal.At(v, s.scale)
 	if !ok {
 		return false
 	}
 	d := m - s.m
-	if d > maxExact || d < -maxExact {
+	if d > decimal.MaxExact || d < -decimal.MaxExact {
 		return false
 	}
 	s.writeBits(codeDelta, 2)
@@ -223,11 +171,11 @@ func (r *valueReader) next() (v float64, ok bool) {
 	case r.readBits(1) == codeRepeat:
 	case r.readBits(1) == 0: // codeDelta
 		r.m += r.readSigned()
-		r.v = fromDecimal(r.m, r.scale)
+		r.v = decimal.Value(r.m, r.scale)
 	case r.readBits(1) == 0: // codeScale
-		r.scale = int8(r.readBits(5)) + minScale
+		r.scale = int8(r.readBits(5)) + decimal.MinScale
 		r.m = r.readSigned()
-		r.v = fromDecimal(r.m, r.scale)
+		r.v = decimal.Value(r.m, r.scale)
 	default: // codeRaw
 		r.v = math.Float64frombits(r.readBits(64))
 	}
