@@ -35,6 +35,21 @@ type Store struct {
 	removed  map[string]bool // sources removed, and not back since
 	shapes   uint64          // the last Shape given
 	sealing  sealing         // appends' work space, under mu
+	recorder Recorder
+}
+
+// A Recorder is given every sample a Store takes, once taken: the
+// history keeps them. Record must not block; a Store's samples of one
+// source come to it in order.
+type Recorder interface {
+	Record(Sample)
+}
+
+// RecordInto gives every sample appended from now on to r as well.
+func (s *Store) RecordInto(r Recorder) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recorder = r
 }
 
 // SourceStatus is what is known of a source's health.
@@ -63,7 +78,15 @@ func (s *Store) Capacity() int { return s.capacity }
 // afterwards.
 func (s *Store) Append(smp Sample) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.append(smp)
+	r := s.recorder
+	s.mu.Unlock()
+	if r != nil {
+		r.Record(smp)
+	}
+}
+
+func (s *Store) append(smp Sample) {
 	src := s.sources[smp.Source]
 	if src == nil {
 		src = &sourceRings{cols: make(map[string]int, len(smp.Metrics))}

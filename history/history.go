@@ -1,0 +1,675 @@
+// Package history keeps every series' past beyond the ring: each source's
+// samples rolled up into tiers — by default 10 s steps for a day, 1 min
+// for a week, 10 min for 90 days — with the min, the sum and the count
+// (so the mean) and the max of each step, in SQLite under --data. A step
+// of one tier is made of the steps of the tier before it, so every tier
+// is exact for what it covers, and a tier's step being filled can be made
+// again from the rows of the finer one after a restart.
+//
+// Samples are recorded in memory as they are taken (Record, called by the
+// ring for each); the steps that close are written in one transaction a
+// first-tier step (Run); each tier is pruned to what it keeps. A restart
+// loses at most the first tier's step being filled, and Fill gives the
+// ring back its recent past from the first tier, so a page is never blank.
+package history
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"vigil/collector"
+)
+
+// A Tier is one resolution of the history: a step, and how long steps
+// are kept.
+type Tier struct {
+	Step time.Duration
+	Keep time.Duration
+}
+
+// DefaultTiers are the tiers without configuration.
+var DefaultTiers = []Tier{
+	{Step: 10 * time.Second, Keep: 24 * time.Hour},
+	{Step: time.Minute, Keep: 7 * 24 * time.Hour},
+	{Step: 10 * time.Minute, Keep: 90 * 24 * time.Hour},
+}
+
+// Limits on tiers.
+const (
+	MinStep  = time.Second
+	MaxTiers = 6
+)
+
+// CheckTiers says what is wrong with a list of tiers: each step a whole
+// number of seconds and a multiple of the one before, each tier keeping
+// at least one step and longer than the one before.
+func CheckTiers(tiers []Tier) []error {
+	var errs []error
+	bad := func(i int, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("tier %d: "+format, append([]any{i + 1}, args...)...))
+	}
+	if len(tiers) == 0 {
+		return []error{errors.New("no tiers: give at least one step and how long to keep it")}
+	}
+	if len(tiers) > MaxTiers {
+		errs = append(errs, fmt.Errorf("%d tiers: at most %d", len(tiers), MaxTiers))
+	}
+	for i, t := range tiers {
+		switch {
+		case t.Step < MinStep || t.Step%time.Second != 0:
+			bad(i, "step %s: want whole seconds, at least %s", t.Step, MinStep)
+		case t.Keep < t.Step:
+			bad(i, "keep %s: shorter than its step %s", t.Keep, t.Step)
+		case i > 0 && t.Step <= tiers[i-1].Step:
+			bad(i, "step %s: not longer than the step before it, %s", t.Step, tiers[i-1].Step)
+		case i > 0 && t.Step%tiers[i-1].Step != 0:
+			bad(i, "step %s: not a multiple of the step before it, %s", t.Step, tiers[i-1].Step)
+		case i > 0 && t.Keep <= tiers[i-1].Keep:
+			bad(i, "keep %s: not longer than the tier before it keeps, %s", t.Keep, tiers[i-1].Keep)
+		}
+	}
+	return errs
+}
+
+// An Agg is a series over one step: the least, the greatest and the sum
+// of its values, and how many there were.
+type Agg struct {
+	T     time.Time // the step's start
+	Min   float64
+	Max   float64
+	Sum   float64
+	Count int
+}
+
+// Mean is the step's mean value.
+func (a Agg) Mean() float64 { return a.Sum / float64(a.Count) }
+
+// agg is an Agg being made.
+type agg struct {
+	min, max, sum float64
+	n             uint32
+}
+
+func (a *agg) add(v float64) {
+	if a.n == 0 || v < a.min {
+		a.min = v
+	}
+	if a.n == 0 || v > a.max {
+		a.max = v
+	}
+	a.sum += v
+	a.n++
+}
+
+func (a *agg) merge(b agg) {
+	if b.n == 0 {
+		return
+	}
+	if a.n == 0 || b.min < a.min {
+		a.min = b.min
+	}
+	if a.n == 0 || b.max > a.max {
+		a.max = b.max
+	}
+	a.sum += b.sum
+	a.n += b.n
+}
+
+// Options configure a DB.
+type Options struct {
+	Path    string // the SQLite file
+	Tiers   []Tier // nil: DefaultTiers
+	Now     func() time.Time
+	Logger  *slog.Logger
+	Metrics *metrics.Set
+	// MaxPending bounds the rows waiting to be written while writes fail;
+	// the oldest go first. 0: 100,000.
+	MaxPending int
+}
+
+// A DB is the history of every source.
+type DB struct {
+	opts    Options
+	tiers   []Tier
+	steps   []int64 // the tiers' steps in milliseconds
+	sql     *sqlStore
+	mu      sync.Mutex
+	sources map[string]*source
+	pending []row // steps closed, not yet written
+	pruned  time.Time
+	m       dbMetrics
+}
+
+type dbMetrics struct {
+	written, dropped, late, writeErrors *metrics.Counter
+}
+
+// A source is one source's steps being filled, a level a tier.
+type source struct {
+	name   string
+	done   int64          // the end of its newest first-tier step closed: a sample before it is late
+	cols   map[string]int // by metric
+	names  []string       // by column
+	levels []level
+}
+
+// A level is a tier's step being filled: the first tier's of samples,
+// each other's of the closed steps of the tier before it.
+type level struct {
+	start int64 // unix milliseconds; meaningful while aggs has a count
+	aggs  []agg // by column
+	open  bool
+}
+
+// A row is a closed step of a source in a tier: what is written, an
+// aggregate a metric.
+type row struct {
+	tier   int
+	source string
+	start  int64
+	open   bool // a first-tier step unfinished, written at a Close
+	names  []string
+	aggs   []agg // a count of 0: none of that metric in the step
+}
+
+// value is a metric's aggregate in the row.
+func (r *row) value(name string) agg {
+	if i := slices.Index(r.names, name); i >= 0 {
+		return r.aggs[i]
+	}
+	return agg{}
+}
+
+// Open opens (creating it if need be) the history at opts.Path, and makes
+// the steps being filled again from what the finer tiers hold.
+func Open(ctx context.Context, opts Options) (*DB, error) {
+	if opts.Tiers == nil {
+		opts.Tiers = DefaultTiers
+	}
+	if errs := CheckTiers(opts.Tiers); len(errs) > 0 {
+		return nil, fmt.Errorf("history tiers: %w", errors.Join(errs...))
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.NewSet()
+	}
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = 100_000
+	}
+	st, err := openSQL(ctx, opts.Path, len(opts.Tiers))
+	if err != nil {
+		return nil, err
+	}
+	h := &DB{opts: opts, tiers: opts.Tiers, sql: st, sources: map[string]*source{}, pruned: opts.Now()}
+	for _, t := range opts.Tiers {
+		h.steps = append(h.steps, t.Step.Milliseconds())
+	}
+	set := opts.Metrics
+	h.m = dbMetrics{
+		written:     set.GetOrCreateCounter(`vigil_history_steps_written_total`),
+		dropped:     set.GetOrCreateCounter(`vigil_history_steps_dropped_total`),
+		late:        set.GetOrCreateCounter(`vigil_history_late_samples_total`),
+		writeErrors: set.GetOrCreateCounter(`vigil_store_errors_total{op="save_tiers"}`),
+	}
+	set.GetOrCreateGauge(`vigil_history_steps_waiting`, func() float64 {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return float64(len(h.pending))
+	})
+	if err := h.reopen(ctx); err != nil {
+		st.close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// Tiers are the DB's tiers.
+func (h *DB) Tiers() []Tier { return slices.Clone(h.tiers) }
+
+// Close writes what is waiting, the first tier's steps being filled too,
+// and closes the file.
+func (h *DB) Close() error {
+	h.mu.Lock()
+	for _, src := range h.sources {
+		if lv := &src.levels[0]; lv.open {
+			r := h.rowOf(src, 0, lv)
+			r.open = true
+			h.queue(r)
+		}
+	}
+	h.mu.Unlock()
+	err := h.Flush(context.Background())
+	return errors.Join(err, h.sql.close())
+}
+
+// Record folds a sample into its source's first-tier step, closing the
+// steps it is past. A sample older than the step being filled comes too
+// late and is counted, not kept.
+func (h *DB) Record(smp collector.Sample) {
+	t := smp.Time.UnixMilli()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	src := h.source(smp.Source)
+	if lv := &src.levels[0]; t < src.done || lv.open && t < lv.start {
+		h.m.late.Inc()
+		return
+	}
+	h.advance(src, 0, t)
+	aggs := src.levels[0].aggs
+	found := 0
+	for i, name := range src.names {
+		if v, ok := smp.Metrics[name]; ok {
+			aggs[i].add(v)
+			found++
+		}
+	}
+	if found < len(smp.Metrics) { // metrics new to the source
+		for name, v := range smp.Metrics {
+			if _, ok := src.cols[name]; !ok {
+				src.column(name)
+				src.levels[0].aggs[src.cols[name]].add(v)
+			}
+		}
+	}
+}
+
+// source returns a source's state, new if need be.
+func (h *DB) source(name string) *source {
+	src := h.sources[name]
+	if src == nil {
+		src = &source{name: name, cols: map[string]int{}, levels: make([]level, len(h.tiers))}
+		h.sources[name] = src
+	}
+	return src
+}
+
+// column adds a metric to the source, a place in each level.
+func (src *source) column(name string) {
+	src.cols[name] = len(src.names)
+	src.names = append(src.names, name)
+	for k := range src.levels {
+		src.levels[k].aggs = append(src.levels[k].aggs, agg{})
+	}
+}
+
+// advance makes tier k's level the step holding t, closing the one it
+// holds if it is another: written as a row, and merged into the next
+// tier's level.
+func (h *DB) advance(src *source, k int, t int64) {
+	start := t - t%h.steps[k]
+	lv := &src.levels[k]
+	if lv.open && lv.start == start {
+		return
+	}
+	if lv.open {
+		h.close(src, k)
+	}
+	lv.start, lv.open = start, true
+}
+
+// close ends tier k's level: a row, and a part of tier k+1's.
+func (h *DB) close(src *source, k int) {
+	lv := &src.levels[k]
+	h.queue(h.rowOf(src, k, lv))
+	if k == 0 {
+		src.done = max(src.done, lv.start+h.steps[0])
+	}
+	if k+1 < len(h.tiers) {
+		h.advance(src, k+1, lv.start)
+		next := src.levels[k+1].aggs
+		for i, a := range lv.aggs {
+			next[i].merge(a)
+		}
+	}
+	clear(lv.aggs)
+	lv.open = false
+}
+
+func (h *DB) rowOf(src *source, k int, lv *level) row {
+	r := row{tier: k, source: src.name, start: lv.start}
+	for i, a := range lv.aggs {
+		if a.n > 0 {
+			r.names = append(r.names, src.names[i])
+			r.aggs = append(r.aggs, a)
+		}
+	}
+	return r
+}
+
+// queue adds a row to write, dropping the oldest past MaxPending.
+func (h *DB) queue(r row) {
+	if len(r.aggs) == 0 {
+		return
+	}
+	if len(h.pending) >= h.opts.MaxPending {
+		drop := len(h.pending) - h.opts.MaxPending + 1
+		h.pending = append(h.pending[:0], h.pending[drop:]...)
+		h.m.dropped.Add(drop)
+	}
+	h.pending = append(h.pending, r)
+}
+
+// closeStale closes the steps whose time is past by a first-tier step,
+// for sources that stopped sending.
+func (h *DB) closeStale(now time.Time) {
+	t := now.UnixMilli()
+	for _, src := range h.sources {
+		for k := range h.tiers {
+			if lv := &src.levels[k]; lv.open && t >= lv.start+h.steps[k]+h.steps[0] {
+				h.close(src, k)
+			}
+		}
+	}
+}
+
+// Run writes the closed steps every first-tier step and prunes the tiers
+// every ten minutes, until ctx is done.
+func (h *DB) Run(ctx context.Context) error {
+	tick := time.NewTicker(h.tiers[0].Step)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		h.mu.Lock()
+		h.closeStale(h.opts.Now())
+		h.mu.Unlock()
+		if err := h.Flush(ctx); err != nil && ctx.Err() == nil {
+			h.opts.Logger.Error("history: writing steps failed; they are kept and written again", "err", err)
+		}
+		if now := h.opts.Now(); now.Sub(h.pruned) >= pruneEvery {
+			h.pruned = now
+			if err := h.Prune(ctx); err != nil && ctx.Err() == nil {
+				h.opts.Logger.Error("history: pruning failed", "err", err)
+			}
+		}
+	}
+}
+
+const pruneEvery = 10 * time.Minute
+
+// Flush writes the closed steps, in one transaction. Rows that could not
+// be written stay, to be written next time.
+func (h *DB) Flush(ctx context.Context) error {
+	h.mu.Lock()
+	rows := h.pending
+	h.pending = nil
+	h.mu.Unlock()
+	if len(rows) == 0 {
+		return nil
+	}
+	if err := h.sql.write(ctx, rows); err != nil {
+		h.m.writeErrors.Inc()
+		h.mu.Lock()
+		h.pending = append(rows, h.pending...)
+		if over := len(h.pending) - h.opts.MaxPending; over > 0 {
+			h.pending = h.pending[over:]
+			h.m.dropped.Add(over)
+		}
+		h.mu.Unlock()
+		return err
+	}
+	h.m.written.Add(len(rows))
+	return nil
+}
+
+// Prune deletes each tier's steps older than it keeps.
+func (h *DB) Prune(ctx context.Context) error {
+	now := h.opts.Now()
+	for k, t := range h.tiers {
+		if err := h.sql.prune(ctx, k, now.Add(-t.Keep).UnixMilli()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reopen makes the levels being filled again after a restart: the first
+// tier's from the row Close wrote of it; each other tier's from the
+// finished rows of the tier before it after its own newest finished row,
+// which are those it held. After a crash, the first tier's step being
+// filled is what is lost.
+func (h *DB) reopen(ctx context.Context) error {
+	names, err := h.sql.sources(ctx, 0)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		src := h.source(name)
+		rows, err := h.sql.rows(ctx, 0, name, math.MinInt64, math.MaxInt64, nil, openRows)
+		if err != nil {
+			return err
+		}
+		if len(rows) > 0 {
+			h.reload(src, 0, rows[len(rows)-1]) // the newest: Close writes one, the next step replaces it
+		}
+	}
+	newest0, err := h.sql.newest(ctx, 0)
+	if err != nil {
+		return err
+	}
+	for k := 1; k < len(h.tiers); k++ {
+		newest, err := h.sql.newest(ctx, k)
+		if err != nil {
+			return err
+		}
+		for _, name := range names {
+			after := int64(math.MinInt64)
+			if t, ok := newest[name]; ok {
+				after = t + h.steps[k]
+			}
+			if k == 1 {
+				if t, ok := newest0[name]; ok {
+					h.source(name).done = t + h.steps[0]
+				}
+			}
+			rows, err := h.sql.rows(ctx, k-1, name, after, math.MaxInt64, nil, finishedRows)
+			if err != nil {
+				return err
+			}
+			for _, r := range rows {
+				h.reload(h.source(name), k, r)
+			}
+		}
+	}
+	return nil
+}
+
+// reload merges a row into tier k's level, opened at the row's step.
+func (h *DB) reload(src *source, k int, r row) {
+	lv := &src.levels[k]
+	lv.start, lv.open = r.start-r.start%h.steps[k], true
+	for i, metric := range r.names {
+		if _, ok := src.cols[metric]; !ok {
+			src.column(metric)
+		}
+		lv.aggs[src.cols[metric]].merge(r.aggs[i])
+	}
+}
+
+// Fill appends to the ring every source's first-tier steps since a time,
+// their means as samples at each step's start: the ring's past after a
+// restart. Call it before the ring records into the history.
+func (h *DB) Fill(ctx context.Context, ring *collector.Store, since time.Time) error {
+	return h.sql.each(ctx, 0, since.UnixMilli(), func(r row) {
+		m := make(map[string]float64, len(r.names))
+		for i, name := range r.names {
+			m[name] = r.aggs[i].sum / float64(r.aggs[i].n)
+		}
+		ring.Append(collector.Sample{Source: r.source, Time: time.UnixMilli(r.start), Metrics: m})
+	})
+}
+
+// A Result is what Query gives: the step it used and each metric's steps.
+type Result struct {
+	Step   time.Duration
+	Tier   int
+	Series map[string][]Agg // by metric, oldest first
+}
+
+// MaxPoints bounds the steps a query gives a series, as Prometheus does.
+const MaxPoints = 11_000
+
+// Query returns a source's metrics from from to to, at the step asked (0:
+// the finest that gives at most MaxPoints) or the nearest the tiers can
+// give: from the finest tier that still holds from, in steps that are a
+// whole number of its steps. Steps closed but not yet written, and the
+// ones being filled, are in it.
+func (h *DB) Query(ctx context.Context, src string, metricNames []string, from, to time.Time, step time.Duration) (Result, error) {
+	if !to.After(from) {
+		return Result{}, fmt.Errorf("from %s is not before to %s", from.Format(time.RFC3339), to.Format(time.RFC3339))
+	}
+	k := h.tierFor(from, to, step)
+	tierStep := h.tiers[k].Step
+	if step < tierStep {
+		step = tierStep
+	}
+	step = (step + tierStep - 1) / tierStep * tierStep // a whole number of the tier's steps
+	if n := int64(to.Sub(from) / step); n > MaxPoints {
+		return Result{}, fmt.Errorf("%d points a series at step %s: at most %d; give a longer step", n, step, MaxPoints)
+	}
+	lo := from.UnixMilli()
+	lo -= lo % step.Milliseconds()
+	hi := to.UnixMilli()
+	rows, err := h.sql.rows(ctx, k, src, lo, hi+1, metricNames, anyRow)
+	if err != nil {
+		return Result{}, err
+	}
+	rows = h.unwritten(rows, k, src, lo, hi, metricNames)
+	return Result{Step: step, Tier: k, Series: group(rows, metricNames, step.Milliseconds())}, nil
+}
+
+// tierFor picks the tier a query reads: the coarsest whose step is at
+// most the one asked among those that hold from, or else the one that
+// keeps the longest.
+func (h *DB) tierFor(from, to time.Time, step time.Duration) int {
+	now := h.opts.Now()
+	if step <= 0 {
+		step = to.Sub(from) / MaxPoints
+	}
+	pick := -1
+	for k, t := range h.tiers {
+		if now.Sub(from) > t.Keep+t.Step { // a step of slack: "7 days ago" asked a moment ago
+
+			continue
+		}
+		if pick < 0 || t.Step <= step {
+			pick = k
+		}
+	}
+	if pick < 0 {
+		return len(h.tiers) - 1
+	}
+	return pick
+}
+
+// unwritten adds to rows read from the file the source's rows of the
+// tier waiting to be written and its level being filled, which win over
+// a row of the same step.
+func (h *DB) unwritten(rows []row, k int, name string, lo, hi int64, want []string) []row {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var extra []row
+	for _, r := range h.pending {
+		if r.tier == k && r.source == name && r.start >= lo && r.start <= hi {
+			extra = append(extra, align(r, want))
+		}
+	}
+	if src := h.sources[name]; src != nil {
+		for _, r := range h.filling(src, k) {
+			if r.start >= lo && r.start <= hi {
+				extra = append(extra, align(r, want))
+			}
+		}
+	}
+	if len(extra) == 0 {
+		return rows
+	}
+	rows = append(extra, rows...) // the newer first: the stable sort keeps them first of a step
+	slices.SortStableFunc(rows, func(a, b row) int { return cmp.Compare(a.start, b.start) })
+	return slices.CompactFunc(rows, func(a, b row) bool { return a.start == b.start })
+}
+
+// filling is tier k's steps being filled as they stand: its level, and
+// the levels of the finer tiers, which it takes in when they close — in
+// its step, or in the next.
+func (h *DB) filling(src *source, k int) []row {
+	var out []level
+	for j := k; j >= 0; j-- {
+		f := src.levels[j]
+		if !f.open {
+			continue
+		}
+		start := f.start - f.start%h.steps[k]
+		i := slices.IndexFunc(out, func(l level) bool { return l.start == start })
+		if i < 0 {
+			out = append(out, level{start: start, aggs: make([]agg, len(src.names)), open: true})
+			i = len(out) - 1
+		}
+		for c, a := range f.aggs {
+			out[i].aggs[c].merge(a)
+		}
+	}
+	rows := make([]row, len(out))
+	for i := range out {
+		rows[i] = h.rowOf(src, k, &out[i])
+	}
+	return rows
+}
+
+// align gives a row the aggregates of the metrics wanted, in their order.
+func align(r row, want []string) row {
+	out := r
+	out.names, out.aggs = want, make([]agg, len(want))
+	for i, name := range want {
+		out.aggs[i] = r.value(name)
+	}
+	return out
+}
+
+// group merges rows, aligned to names, into steps of step milliseconds,
+// per metric.
+func group(rows []row, names []string, step int64) map[string][]Agg {
+	out := make(map[string][]Agg, len(names))
+	for i, name := range names {
+		var aggs []Agg
+		var cur agg
+		curStart := int64(-1)
+		flush := func() {
+			if cur.n > 0 {
+				aggs = append(aggs, Agg{T: time.UnixMilli(curStart), Min: cur.min, Max: cur.max, Sum: cur.sum, Count: int(cur.n)})
+			}
+			cur = agg{}
+		}
+		for _, r := range rows {
+			a := r.aggs[i]
+			if a.n == 0 {
+				continue
+			}
+			if s := r.start - r.start%step; s != curStart {
+				flush()
+				curStart = s
+			}
+			cur.merge(a)
+		}
+		flush()
+		out[name] = aggs
+	}
+	return out
+}

@@ -1,0 +1,404 @@
+package history
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"vigil/collector"
+)
+
+var t0 = time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+
+// clock is a test's time.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+
+var testTiers = []Tier{{10 * time.Second, time.Hour}, {time.Minute, 2 * time.Hour}, {10 * time.Minute, 24 * time.Hour}}
+
+func open(t *testing.T, path string, ck *clock) (*DB, *metrics.Set) {
+	t.Helper()
+	set := metrics.NewSet()
+	h, err := Open(context.Background(), Options{Path: path, Tiers: testTiers, Now: ck.now, Metrics: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, set
+}
+
+// input is what a test recorded: each metric's values at their times.
+type input map[string]map[time.Time]float64
+
+// record records a sample a second from start for n seconds: "a" an
+// integer that moves, "b" a constant, "c" only every seventh second.
+func record(h *DB, in input, start time.Time, n int) {
+	for i := range n {
+		at := start.Add(time.Duration(i) * time.Second)
+		m := map[string]float64{"a": float64((i*7919)%101 - 50), "b": 3}
+		if i%7 == 0 {
+			m["c"] = float64(i)
+		}
+		for k, v := range m {
+			if in[k] == nil {
+				in[k] = map[time.Time]float64{}
+			}
+			in[k][at] = v
+		}
+		h.Record(collector.Sample{Source: "host/a", Time: at, Metrics: m})
+	}
+}
+
+// want is each step's min, mean and max of the values recorded, at a
+// step of step.
+func (in input) want(metric string, step time.Duration, from, to time.Time) []Agg {
+	byStep := map[time.Time]*Agg{}
+	var order []time.Time
+	for at, v := range in[metric] {
+		if at.Before(from.Truncate(step)) || at.After(to) {
+			continue
+		}
+		s := at.Truncate(step)
+		a := byStep[s]
+		if a == nil {
+			a = &Agg{T: s, Min: v, Max: v}
+			byStep[s] = a
+			order = append(order, s)
+		}
+		a.Min, a.Max, a.Sum, a.Count = min(a.Min, v), max(a.Max, v), a.Sum+v, a.Count+1
+	}
+	out := make([]Agg, 0, len(order))
+	for s := from.Truncate(step); !s.After(to); s = s.Add(step) {
+		if a := byStep[s]; a != nil {
+			out = append(out, *a)
+		}
+	}
+	return out
+}
+
+func sameAggs(t *testing.T, what string, got, want []Agg) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d steps, want %d\ngot  %v\nwant %v", what, len(got), len(want), got, want)
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if !g.T.Equal(w.T) || g.Min != w.Min || g.Max != w.Max || g.Sum != w.Sum || g.Count != w.Count || g.Mean() != w.Mean() {
+			t.Fatalf("%s: step %d = %+v, want %+v", what, i, g, w)
+		}
+	}
+}
+
+// TestRollupsAreExact: every tier's steps are the min, mean and max of
+// the values recorded in them, whether written, waiting or being filled,
+// and a coarser step asked of a tier merges its steps exactly.
+func TestRollupsAreExact(t *testing.T) {
+	ck := &clock{t: t0}
+	h, _ := open(t, filepath.Join(t.TempDir(), "history.db"), ck)
+	defer h.Close()
+	in := input{}
+	record(h, in, t0, 45*60+17) // 45 minutes and a bit: every tier has closed steps and one being filled
+	end := t0.Add(45*time.Minute + 16*time.Second)
+	ck.set(end)
+	if err := h.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		step     time.Duration
+		wantTier int
+	}{{10 * time.Second, 0}, {30 * time.Second, 0}, {time.Minute, 1}, {5 * time.Minute, 1}, {10 * time.Minute, 2}, {time.Hour, 2}} {
+		res, err := h.Query(context.Background(), "host/a", []string{"a", "b", "c", "nope"}, t0, end, tc.step)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Tier != tc.wantTier || res.Step != tc.step {
+			t.Fatalf("step %s: tier %d at %s, want tier %d", tc.step, res.Tier, res.Step, tc.wantTier)
+		}
+		for _, m := range []string{"a", "b", "c"} {
+			sameAggs(t, fmt.Sprintf("%s at %s", m, tc.step), res.Series[m], in.want(m, tc.step, t0, end))
+		}
+		if len(res.Series["nope"]) != 0 {
+			t.Fatalf("a metric never recorded has %v", res.Series["nope"])
+		}
+	}
+}
+
+// TestQueryPicksTheTierThatHoldsFrom: a range older than a tier keeps is
+// read from the next; more points than MaxPoints is an error that says
+// what to do.
+func TestQueryPicksTheTierThatHoldsFrom(t *testing.T) {
+	ck := &clock{t: t0}
+	h, _ := open(t, filepath.Join(t.TempDir(), "history.db"), ck)
+	defer h.Close()
+	record(h, input{}, t0, 60)
+	ck.set(t0.Add(90 * time.Minute)) // the first tier keeps an hour
+	res, err := h.Query(context.Background(), "host/a", []string{"a"}, t0, ck.now(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Tier != 1 || res.Step != time.Minute || len(res.Series["a"]) != 1 || res.Series["a"][0].Count != 60 {
+		t.Fatalf("tier %d step %s: %+v", res.Tier, res.Step, res.Series["a"])
+	}
+	if _, err := h.Query(context.Background(), "host/a", []string{"a"}, t0.Add(-100*24*time.Hour), ck.now(), 10*time.Minute); err == nil || !strings.Contains(err.Error(), "longer step") {
+		t.Fatalf("too many points: %v", err)
+	}
+	if _, err := h.Query(context.Background(), "host/a", []string{"a"}, ck.now(), t0, 0); err == nil {
+		t.Fatal("from after to: no error")
+	}
+}
+
+// TestPruneKeepsWhatEachTierKeeps: a tier's steps older than it keeps go;
+// the others stay, and the coarser tiers keep theirs.
+func TestPruneKeepsWhatEachTierKeeps(t *testing.T) {
+	ck := &clock{t: t0}
+	h, _ := open(t, filepath.Join(t.TempDir(), "history.db"), ck)
+	defer h.Close()
+	record(h, input{}, t0, 30*60)
+	ck.set(t0.Add(30 * time.Minute))
+	h.mu.Lock()
+	h.closeStale(t0.Add(time.Hour)) // every step written
+	h.mu.Unlock()
+	if err := h.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ck.set(t0.Add(70 * time.Minute)) // the first tier keeps the last hour: from 0:10 on
+	if err := h.Prune(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	count := func(tier int) (n int, oldest time.Time) {
+		rows, err := h.sql.rows(context.Background(), tier, "host/a", 0, math.MaxInt64, nil, anyRow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) > 0 {
+			oldest = time.UnixMilli(rows[0].start).UTC()
+		}
+		return len(rows), oldest
+	}
+	if n, oldest := count(0); n != 120 || !oldest.Equal(t0.Add(10*time.Minute)) {
+		t.Fatalf("first tier: %d steps from %s, want 120 from 03:10", n, oldest)
+	}
+	if n, _ := count(1); n != 30 {
+		t.Fatalf("second tier: %d steps, want all 30", n)
+	}
+	if n, _ := count(2); n != 3 {
+		t.Fatalf("third tier: %d steps, want all 3", n)
+	}
+}
+
+// TestRestartFillsTheRingAndLosesNothing: after a Close and an Open the
+// ring gets its past back from the first tier, and the steps being
+// filled when it stopped carry on: each tier's step across the restart
+// has every value of before and after.
+func TestRestartFillsTheRingAndLosesNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "history.db")
+	ck := &clock{t: t0}
+	h, _ := open(t, path, ck)
+	in := input{}
+	record(h, in, t0, 3*60+4) // stops 4 s into a first-tier step
+	ck.set(t0.Add(3*time.Minute + 5*time.Second))
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	h, _ = open(t, path, ck)
+	defer h.Close()
+	ring := collector.NewStore(10*time.Minute, time.Second)
+	if err := h.Fill(context.Background(), ring, t0); err != nil {
+		t.Fatal(err)
+	}
+	pts, ok := ring.Range("host/a", "a", time.Time{})
+	if !ok || len(pts) != 19 { // 18 steps of 10 s and the one it stopped in
+		t.Fatalf("ring after a restart: %d points", len(pts))
+	}
+	want := in.want("a", 10*time.Second, t0, t0.Add(3*time.Minute+4*time.Second))
+	for i, p := range pts {
+		if !p.T.Equal(want[i].T) || p.V != want[i].Mean() {
+			t.Fatalf("ring point %d = %v, want the mean %v at %s", i, p, want[i].Mean(), want[i].T)
+		}
+	}
+
+	// The rest of the step it stopped in, and more.
+	more := input{}
+	record(h, more, t0.Add(3*time.Minute+4*time.Second), 10*60)
+	for m, vs := range more {
+		for at, v := range vs {
+			in[m][at] = v
+		}
+	}
+	end := t0.Add(13*time.Minute + 3*time.Second)
+	ck.set(end)
+	for _, step := range []time.Duration{10 * time.Second, time.Minute, 10 * time.Minute} {
+		res, err := h.Query(context.Background(), "host/a", []string{"a", "c"}, t0, end, step)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []string{"a", "c"} {
+			sameAggs(t, fmt.Sprintf("%s at %s across a restart", m, step), res.Series[m], in.want(m, step, t0, end))
+		}
+	}
+}
+
+// TestWritesThatFailAreWrittenLater: while the file refuses writes (a
+// full disk), closed steps wait and are counted; once it takes them they
+// are all written.
+func TestWritesThatFailAreWrittenLater(t *testing.T) {
+	ck := &clock{t: t0}
+	h, set := open(t, filepath.Join(t.TempDir(), "history.db"), ck)
+	defer h.Close()
+	in := input{}
+	record(h, in, t0, 30)
+	if err := h.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The file may not grow: SQLite's own "database or disk is full".
+	var pages int
+	if err := h.sql.db.QueryRow("PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.sql.db.Exec(fmt.Sprintf("PRAGMA max_page_count = %d", pages)); err != nil {
+		t.Fatal(err)
+	}
+	record(h, in, t0.Add(30*time.Second), 20*60)
+	err := h.Flush(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "full") {
+		t.Fatalf("a write to a full file: %v", err)
+	}
+	if got := counter(set, `vigil_store_errors_total{op="save_tiers"}`); got != 1 {
+		t.Fatalf("write errors counted: %v", got)
+	}
+	if _, err := h.sql.db.Exec("PRAGMA max_page_count = 1073741823"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	end := t0.Add(20*time.Minute + 29*time.Second)
+	h.mu.Lock()
+	h.pending = nil // only what is on disk now
+	for _, src := range h.sources {
+		for k := range src.levels {
+			src.levels[k] = level{aggs: make([]agg, len(src.names))}
+		}
+	}
+	h.mu.Unlock()
+	res, err := h.Query(context.Background(), "host/a", []string{"a"}, t0, end, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := in.want("a", 10*time.Second, t0, end)
+	sameAggs(t, "after the disk had room again", res.Series["a"], want[:len(want)-1]) // the last step is being filled
+}
+
+func TestCheckTiers(t *testing.T) {
+	for _, tc := range []struct {
+		tiers []Tier
+		want  string
+	}{
+		{nil, "no tiers"},
+		{[]Tier{{500 * time.Millisecond, time.Hour}}, "whole seconds"},
+		{[]Tier{{time.Minute, time.Second}}, "shorter than its step"},
+		{[]Tier{{time.Minute, time.Hour}, {time.Minute, 2 * time.Hour}}, "not longer than the step before"},
+		{[]Tier{{time.Minute, time.Hour}, {90 * time.Second, 2 * time.Hour}}, "not a multiple"},
+		{[]Tier{{time.Minute, time.Hour}, {time.Hour, time.Hour}}, "not longer than the tier before"},
+	} {
+		errs := CheckTiers(tc.tiers)
+		if len(errs) == 0 || !strings.Contains(errs[0].Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.tiers, errs, tc.want)
+		}
+	}
+	if errs := CheckTiers(DefaultTiers); len(errs) > 0 {
+		t.Errorf("the default tiers: %v", errs)
+	}
+}
+
+func TestLateSamplesAreCounted(t *testing.T) {
+	ck := &clock{t: t0}
+	h, set := open(t, filepath.Join(t.TempDir(), "history.db"), ck)
+	defer h.Close()
+	record(h, input{}, t0, 25)
+	h.Record(collector.Sample{Source: "host/a", Time: t0, Metrics: map[string]float64{"a": 1e6}})
+	if got := counter(set, "vigil_history_late_samples_total"); got != 1 {
+		t.Fatalf("late samples: %v", got)
+	}
+	// A source that went quiet: its steps are closed and written; a
+	// sample of one of them that comes after is late too, and does not
+	// take the step's place.
+	ck.set(t0.Add(time.Hour))
+	h.mu.Lock()
+	h.closeStale(ck.now())
+	h.mu.Unlock()
+	h.Record(collector.Sample{Source: "host/a", Time: t0.Add(21 * time.Second), Metrics: map[string]float64{"a": 1e6}})
+	if got := counter(set, "vigil_history_late_samples_total"); got != 2 {
+		t.Fatalf("late samples after the source went quiet: %v", got)
+	}
+	if err := h.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := h.Query(context.Background(), "host/a", []string{"a"}, t0, t0.Add(time.Minute), 10*time.Second)
+	if len(res.Series["a"]) != 3 || res.Series["a"][2].Count != 5 {
+		t.Fatalf("steps after late samples: %+v", res.Series["a"])
+	}
+	for _, a := range res.Series["a"] {
+		if a.Max == 1e6 {
+			t.Fatal("a late sample was kept")
+		}
+	}
+}
+
+func TestValueEncodingRoundTrips(t *testing.T) {
+	for _, v := range []float64{0, 1, -1, 45.123, 0.1, 1e-9, 123456789012345, 1 << 60, math.Pi, math.Inf(1), math.Copysign(0, -1), 0.1 + 0.2, -2.5e-7} {
+		b := appendValue(nil, v)
+		got, rest, ok := readValue(b)
+		if !ok || len(rest) != 0 || math.Float64bits(got) != math.Float64bits(v) {
+			t.Errorf("%v: read back %v (%v, %d left)", v, got, ok, len(rest))
+		}
+	}
+	if n := len(appendValue(nil, 45.123)); n > 4 {
+		t.Errorf("45.123 takes %d bytes", n)
+	}
+}
+
+func FuzzDecodeRow(f *testing.F) {
+	f.Add(encodeRow(nil, []int64{1, 2}, []agg{{min: 1, max: 2, sum: 3, n: 2}, {min: 5, max: 5, sum: 5, n: 1}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var ids []int64
+		var aggs []agg
+		if decodeRow(b, func(id int64, a agg) { ids, aggs = append(ids, id), append(aggs, a) }) != nil {
+			return
+		}
+		again := encodeRow(nil, ids, aggs)
+		var ids2 []int64
+		var aggs2 []agg
+		if err := decodeRow(again, func(id int64, a agg) { ids2, aggs2 = append(ids2, id), append(aggs2, a) }); err != nil {
+			t.Fatalf("a row written does not read: %v", err)
+		}
+		if fmt.Sprint(ids, aggs) != fmt.Sprint(ids2, aggs2) {
+			t.Fatalf("read %v %v, again %v %v", ids, aggs, ids2, aggs2)
+		}
+	})
+}
+
+func counter(set *metrics.Set, name string) float64 {
+	var b strings.Builder
+	set.WritePrometheus(&b)
+	for _, line := range strings.Split(b.String(), "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			var v float64
+			fmt.Sscan(rest, &v)
+			return v
+		}
+	}
+	return -1
+}
