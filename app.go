@@ -19,6 +19,7 @@ import (
 	"vigil/alerts"
 	"vigil/collector"
 	"vigil/dashboard"
+	"vigil/history"
 	"vigil/stream"
 )
 
@@ -28,7 +29,7 @@ const shutdownTimeout = 4 * time.Second
 // app is a vigil built from a plan: every part, wired in the order the
 // data flows, and everything that must be closed.
 //
-//	collector.Scheduler (sources) -> collector.Store (ring) and stream.Hub
+//	collector.Scheduler (sources) -> collector.Store (ring) -> history.DB (tiers), and stream.Hub
 //	stream.Hub -> dashboard.Server (SSE, NDJSON, long polling, WebSocket)
 //	alerts.Evaluator (reads the ring) -> alerts.DB (states, outbox) -> alerts.Dispatcher -> alerts.Receivers
 type app struct {
@@ -40,6 +41,7 @@ type app struct {
 	journal   *stream.Journal
 	hub       *stream.Hub
 	store     *collector.Store
+	history   *history.DB      // nil with history off
 	demo      *collector.Demo  // nil without --demo
 	fleet     *collector.Fleet // nil unless this vigil is a hub
 	sched     *collector.Scheduler
@@ -141,6 +143,9 @@ func (a *app) buildSources(set *metrics.Set) error {
 		}
 		sources = append(sources, svc)
 	}
+	if err := a.buildHistory(set); err != nil {
+		return err
+	}
 	a.sched = &collector.Scheduler{Store: a.store, Hub: a.hub, Sources: sources,
 		Interval: a.plan.interval, Timeout: a.plan.hostTimeout, Metrics: set, Logger: a.log}
 	if len(a.plan.upstreams) > 0 || a.plan.upstreamsFile != "" {
@@ -148,6 +153,26 @@ func (a *app) buildSources(set *metrics.Set) error {
 			File: a.plan.upstreamsFile, FileDefaults: a.plan.fileDefaults,
 			Positions: collector.PositionFile(filepath.Join(a.plan.data, "upstreams.json")), Metrics: set, Logger: a.log}
 	}
+	return nil
+}
+
+// buildHistory opens the history, gives the ring its recent past from it,
+// and has the ring record every sample into it.
+func (a *app) buildHistory(set *metrics.Set) error {
+	if a.plan.history == nil {
+		return nil
+	}
+	ctx := context.Background()
+	h, err := history.Open(ctx, history.Options{Path: filepath.Join(a.plan.data, "history.db"), Tiers: a.plan.history, Logger: a.log, Metrics: set})
+	if err != nil {
+		return err
+	}
+	a.history = h
+	a.closers = append(a.closers, h.Close)
+	if err := h.Fill(ctx, a.store, time.Now().Add(-a.plan.retention)); err != nil {
+		return err
+	}
+	a.store.RecordInto(h)
 	return nil
 }
 
@@ -197,6 +222,9 @@ func (a *app) buildWeb(set *metrics.Set) error {
 	if a.fleet != nil { // a nil *Fleet in the interface would not be nil
 		opts.Fleet = a.fleet
 	}
+	if a.history != nil {
+		opts.History = a.history
+	}
 	a.web = dashboard.New(opts)
 	a.srv = &http.Server{Handler: a.web, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
@@ -231,6 +259,9 @@ func (a *app) run(ctx context.Context) error {
 		g.Go(func() error { return a.demo.Run(gctx) })
 	}
 	g.Go(func() error { return a.sched.Run(gctx) })
+	if a.history != nil {
+		g.Go(func() error { return a.history.Run(gctx) })
+	}
 	if a.fleet != nil {
 		g.Go(func() error { return a.fleet.Run(gctx) })
 	}

@@ -13,11 +13,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 
 	"vigil/alerts"
 	"vigil/collector"
 	"vigil/dashboard"
+	"vigil/history"
 	"vigil/stream"
 )
 
@@ -77,6 +79,12 @@ type Config struct {
 		// one to its agents.
 		ReadTokens []string `yaml:"read_tokens"`
 	} `yaml:"auth"`
+	// History keeps every series past the retention, rolled up into
+	// tiers of steps (min, mean and max of each), under data.
+	History struct {
+		Enabled bool         `yaml:"enabled"`
+		Tiers   []TierConfig `yaml:"tiers"` // finest first
+	} `yaml:"history"`
 	// Upstreams are the agents — other vigils — this one follows, which
 	// makes it a hub.
 	Upstreams []UpstreamConfig `yaml:"upstreams"`
@@ -97,6 +105,13 @@ type Config struct {
 		ExcludeMounts     []string `yaml:"exclude_mounts"`
 		ExcludeInterfaces []string `yaml:"exclude_interfaces"`
 	} `yaml:"host"`
+}
+
+// TierConfig is one tier of the history: its step and how long it keeps
+// them ("24h", "7d", "90d").
+type TierConfig struct {
+	Step Duration `yaml:"step"`
+	Keep Duration `yaml:"keep"`
 }
 
 // UpstreamConfig is one agent a hub follows.
@@ -358,6 +373,10 @@ func defaultConfig() Config {
 	c.Stream.Retry = Duration(dashboard.DefaultRetry)
 	c.Stream.WriteTimeout = Duration(dashboard.DefaultWriteTimeout)
 	c.Alerts.AgentDownFor = Duration(alerts.DefaultAgentDownFor)
+	c.History.Enabled = true
+	for _, t := range history.DefaultTiers {
+		c.History.Tiers = append(c.History.Tiers, TierConfig{Step: Duration(t.Step), Keep: Duration(t.Keep)})
+	}
 	c.Host.Enabled = true
 	c.Host.FSTimeout = Duration(collector.DefaultFSTimeout)
 	c.Host.ExcludeFSTypes = collector.DefaultExcludeFSTypes
@@ -389,11 +408,16 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 func parseDuration(s string) (time.Duration, error) {
 	v, err := time.ParseDuration(s)
+	if err != nil { // days and weeks, as Prometheus writes them: 7d, 1w, 1d12h
+		if d, merr := model.ParseDuration(s); merr == nil {
+			v, err = time.Duration(d), nil
+		}
+	}
 	if err != nil {
 		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
 			return 0, fmt.Errorf("bad duration %q: give a unit, such as %ss", s, s)
 		}
-		return 0, fmt.Errorf("bad duration %q: want a number and a unit such as 500ms, 1s or 5m", s)
+		return 0, fmt.Errorf("bad duration %q: want a number and a unit such as 500ms, 1s, 5m or 7d", s)
 	}
 	if v < 0 {
 		return 0, fmt.Errorf("bad duration %q: must not be negative", s)

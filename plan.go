@@ -16,6 +16,7 @@ import (
 
 	"vigil/alerts"
 	"vigil/collector"
+	"vigil/history"
 	"vigil/stream"
 )
 
@@ -46,6 +47,8 @@ type plan struct {
 	upstreamsFile string                      // more of them, read again when it changes
 	fileDefaults  collector.UpstreamOptions   // token, TLS and labels of the file's
 	agentDownFor  time.Duration
+
+	history []history.Tier // nil: no history
 }
 
 // origin says where the values being checked came from, so that a problem
@@ -119,6 +122,7 @@ func (c Config) plan(src origin) (plan, error) {
 	pl := &planner{src: src}
 	p := plan{addr: c.Addr, data: c.Data, interval: c.Interval.D(), retention: c.Retention.D(), demo: c.Demo}
 	pl.general(c, &p)
+	pl.history(c, &p)
 	pl.stream(c, &p)
 	pl.access(c, &p)
 	pl.host(c, &p)
@@ -135,6 +139,24 @@ func (c Config) plan(src origin) (plan, error) {
 		}
 	}
 	return p, sortedErrors(errs)
+}
+
+// history checks the tiers: each where it is written, then the list.
+func (pl *planner) history(c Config, p *plan) {
+	if !c.History.Enabled {
+		return
+	}
+	tiers := make([]history.Tier, len(c.History.Tiers))
+	for i, t := range c.History.Tiers {
+		tiers[i] = history.Tier{Step: t.Step.D(), Keep: t.Keep.D()}
+	}
+	for _, err := range history.CheckTiers(tiers) {
+		pl.bad("history.tiers", err.Error())
+	}
+	if len(tiers) > 0 && tiers[0].Step < c.Interval.D() {
+		pl.bad("history.tiers.0.step", fmt.Sprintf("%s is shorter than the interval %s: a step would hold no sample", tiers[0].Step, c.Interval))
+	}
+	p.history = tiers
 }
 
 func (pl *planner) general(c Config, p *plan) {
