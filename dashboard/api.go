@@ -2,12 +2,17 @@ package dashboard
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
 	"vigil/alerts"
 	"vigil/collector"
+	"vigil/history"
 	"vigil/stream"
 )
 
@@ -25,17 +30,41 @@ func (s *Server) handleSeriesList(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// History is what the series API reads of the past beyond the ring
+// (history.DB).
+type History interface {
+	Query(ctx context.Context, source string, metrics []string, from, to time.Time, step time.Duration) (history.Result, error)
+	Tiers() []history.Tier
+}
+
 type seriesPoints struct {
 	Source string `json:"source"`
 	Metric string `json:"metric"`
-	Window string `json:"window"`
-	// Points are [unix milliseconds, value] pairs, oldest first.
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Window string `json:"window"` // to - from
+	// Step is the time between points: the sampling interval from the
+	// ring, a tier's (or a whole number of them) from the history.
+	Step string `json:"step"`
+	// Store says where the points come from: "ring" (every sample of the
+	// last minutes) or "history" (each step's mean, with its min and max).
+	Store string `json:"store"`
+	// Points are [unix milliseconds, value] pairs, oldest first: from the
+	// history, each step's start and mean.
 	Points [][2]float64 `json:"points"`
+	Min    []float64    `json:"min,omitempty"` // from the history: each point's step's least value
+	Max    []float64    `json:"max,omitempty"` // and its greatest
 }
 
-// DefaultWindow is the history a series request returns without ?window=.
+// DefaultWindow is the history a series request returns without ?window=
+// or ?from=.
 const DefaultWindow = 5 * time.Minute
 
+// handleSeries answers GET /api/v1/series/{source}/{metric} with
+// ?window= (back from now), or ?from= and ?to= (RFC 3339 or Unix seconds,
+// as Prometheus' query API takes them; to defaults to now) and ?step=:
+// from the ring while it holds from and no step longer than the
+// history's first is asked, else from the history.
 func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 	path := r.PathValue("path")
 	source, metric, ok := s.opts.Store.SplitSeriesPath(path)
@@ -43,25 +72,113 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such series: "+path+" (GET /api/v1/series lists them)")
 		return
 	}
-	window := DefaultWindow
-	if v := r.URL.Query().Get("window"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			writeError(w, http.StatusBadRequest, "bad window "+quote(v)+": want a positive duration such as 30s, 5m or 1h")
-			return
-		}
-		window = d
-	}
-	pts, ok := s.opts.Store.Range(source, metric, s.opts.Now().Add(-window))
-	if !ok {
-		writeError(w, http.StatusNotFound, "no such series: "+path)
+	from, to, step, err := s.seriesRange(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	out := seriesPoints{Source: source, Metric: metric, Window: window.String(), Points: make([][2]float64, len(pts))}
-	for i, p := range pts {
-		out.Points[i] = [2]float64{float64(p.T.UnixMilli()), p.V}
+	out := seriesPoints{Source: source, Metric: metric, From: from.UTC().Format(time.RFC3339Nano), To: to.UTC().Format(time.RFC3339Nano),
+		Window: to.Sub(from).String(), Points: [][2]float64{}}
+	ringFrom := s.opts.Now().Add(-time.Duration(s.opts.Store.Capacity()) * s.opts.Interval)
+	if s.opts.History == nil || !from.Before(ringFrom) && step < s.opts.History.Tiers()[0].Step {
+		pts, _ := s.opts.Store.Range(source, metric, from)
+		for _, p := range pts {
+			if !p.T.After(to) {
+				out.Points = append(out.Points, [2]float64{float64(p.T.UnixMilli()), p.V})
+			}
+		}
+		out.Store, out.Step = "ring", s.opts.Interval.String()
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	res, err := s.opts.History.Query(r.Context(), source, []string{metric}, from, to, step)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	out.Store, out.Step = "history", res.Step.String()
+	for _, a := range res.Series[metric] {
+		out.Points = append(out.Points, [2]float64{float64(a.T.UnixMilli()), a.Mean()})
+		out.Min, out.Max = append(out.Min, a.Min), append(out.Max, a.Max)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// MaxSeriesRange bounds what a series request may ask for.
+const MaxSeriesRange = 5 * 365 * 24 * time.Hour
+
+// seriesRange reads a series request's range and step.
+func (s *Server) seriesRange(q url.Values) (from, to time.Time, step time.Duration, err error) {
+	now := s.opts.Now()
+	to = now
+	if v := q.Get("to"); v != "" {
+		if to, err = parseTime(v); err != nil {
+			return from, to, 0, fmt.Errorf("bad to %s: %v", quote(v), err)
+		}
+	}
+	window := DefaultWindow
+	switch v, f := q.Get("window"), q.Get("from"); {
+	case v != "" && f != "":
+		return from, to, 0, errors.New("give window or from, not both")
+	case v != "":
+		d, perr := time.ParseDuration(v)
+		if perr != nil || d <= 0 {
+			return from, to, 0, fmt.Errorf("bad window %s: want a positive duration such as 30s, 5m or 1h", quote(v))
+		}
+		window = d
+		fallthrough
+	case f == "":
+		from = to.Add(-window)
+	default:
+		if from, err = parseTime(f); err != nil {
+			return from, to, 0, fmt.Errorf("bad from %s: %v", quote(f), err)
+		}
+	}
+	if !from.Before(to) {
+		return from, to, 0, fmt.Errorf("from %s is not before to %s", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
+	}
+	if to.Sub(from) > MaxSeriesRange {
+		return from, to, 0, fmt.Errorf("a range of %s: at most five years", to.Sub(from).Round(time.Hour))
+	}
+	if v := q.Get("step"); v != "" {
+		if step, err = parseStep(v); err != nil {
+			return from, to, 0, fmt.Errorf("bad step %s: %v", quote(v), err)
+		}
+	}
+	return from, to, step, nil
+}
+
+// parseTime reads a time as Prometheus' API does: RFC 3339, or Unix
+// seconds with a fraction.
+func parseTime(v string) (time.Time, error) {
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e11 {
+			return time.Time{}, errors.New("out of range")
+		}
+		sec, frac := math.Modf(f)
+		return time.Unix(int64(sec), int64(math.Round(frac*1e9))), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return t, errors.New("want RFC 3339 (2026-12-01T03:12:00Z) or Unix seconds")
+	}
+	return t, nil
+}
+
+// parseStep reads a step: a duration (10s, 1m) or seconds (15).
+func parseStep(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(v, 64)
+		if ferr != nil || math.IsNaN(f) || f > MaxSeriesRange.Seconds() {
+			return 0, errors.New("want a duration such as 10s or 1m, or seconds")
+		}
+		d = time.Duration(f * float64(time.Second))
+	}
+	if d <= 0 {
+		return 0, errors.New("must be positive")
+	}
+	return d, nil
 }
 
 // quote shows a client's input back in an error, cut to a readable length.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"vigil/alerts"
 	"vigil/collector"
+	"vigil/history"
 	"vigil/stream"
 )
 
@@ -65,6 +68,69 @@ func TestSeriesAPI(t *testing.T) {
 	} {
 		if code := getJSON(t, a.srv.URL+path, &e); code != want || e.Error == "" {
 			t.Errorf("%s: %d %q, want %d with an error", path, code, e.Error, want)
+		}
+	}
+}
+
+// TestSeriesAPIReadsHistory: a range the ring no longer holds, or a step
+// longer than the history's first, is answered from the history, with
+// the step it used and each step's min and max; from, to and step are
+// read as Prometheus reads them, and bad ones are refused saying why.
+func TestSeriesAPIReadsHistory(t *testing.T) {
+	now := time.Date(2026, 12, 1, 7, 0, 0, 0, time.UTC)
+	h, err := history.Open(context.Background(), history.Options{Path: filepath.Join(t.TempDir(), "history.db"), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }, History: h})
+	a.store.RecordInto(h)
+	start := now.Add(-2 * time.Hour)
+	for i := range 2 * 3600 {
+		a.store.Append(collector.Sample{Source: "host/web-1", Time: start.Add(time.Duration(i) * time.Second),
+			Metrics: map[string]float64{"cpu.percent": float64(i % 60)}}) // 0 to 59 each minute
+	}
+	series := a.srv.URL + "/api/v1/series/host/web-1/cpu.percent"
+	var pts seriesPoints
+	for _, q := range []string{
+		"?from=" + start.Format(time.RFC3339) + "&step=1m",
+		fmt.Sprintf("?from=%d&to=%d&step=60", start.Unix(), now.Unix()),
+		"?window=2h&step=1m",
+	} {
+		if code := getJSON(t, series+q, &pts); code != 200 {
+			t.Fatalf("%s: %d", q, code)
+		}
+		if pts.Store != "history" || pts.Step != "1m0s" || len(pts.Points) != 120 || len(pts.Min) != 120 || len(pts.Max) != 120 {
+			t.Fatalf("%s: %s at %s, %d points, %d min", q, pts.Store, pts.Step, len(pts.Points), len(pts.Min))
+		}
+		if p := pts.Points[7]; p[0] != float64(start.Add(7*time.Minute).UnixMilli()) || p[1] != 29.5 || pts.Min[7] != 0 || pts.Max[7] != 59 {
+			t.Fatalf("%s: a minute of 0 to 59 is %v, min %v, max %v", q, p, pts.Min[7], pts.Max[7])
+		}
+	}
+	// Within the ring, without a longer step: every sample.
+	pts = seriesPoints{}
+	if code := getJSON(t, series+"?window=30s", &pts); code != 200 || pts.Store != "ring" || pts.Step != "1s" || len(pts.Points) != 30 || pts.Min != nil {
+		t.Fatalf("window=30s: %d %s at %s, %d points", code, pts.Store, pts.Step, len(pts.Points))
+	}
+	// A step of the history's first tier, or longer, over a range the
+	// ring holds: the history.
+	if code := getJSON(t, series+"?window=5m&step=10s", &pts); code != 200 || pts.Store != "history" || pts.Step != "10s" || len(pts.Points) != 30 {
+		t.Fatalf("window=5m&step=10s: %d %s at %s, %d points", code, pts.Store, pts.Step, len(pts.Points))
+	}
+	var e errorBody
+	for q, want := range map[string]string{
+		"?from=yesterday":            "bad from",
+		"?to=1e30":                   "bad to",
+		"?from=2026-12-01T08:00:00Z": "not before to",
+		"?window=1h&from=1700000000": "window or from",
+		"?step=0s":                   "bad step",
+		"?step=fast":                 "bad step",
+		"?from=0":                    "at most five years",
+		"?window=35000h":             "give a longer step", // four years at the last tier's 10 minutes
+	} {
+		e = errorBody{}
+		if code := getJSON(t, series+q, &e); code != 400 || !strings.Contains(e.Error, want) {
+			t.Errorf("%s: %d %q, want 400 saying %q", q, code, e.Error, want)
 		}
 	}
 }

@@ -82,9 +82,11 @@ type Options struct {
 	// ReadTokens, when set, are required to read anything but the health
 	// checks and static files (a write token reads too); they write
 	// nothing.
-	ReadTokens   []string
-	Hub          Hub
-	Store        *collector.Store
+	ReadTokens []string
+	Hub        Hub
+	Store      *collector.Store
+	// History answers for the past the ring no longer holds; nil: none.
+	History      History
 	Metrics      *metrics.Set // written on /metrics with process and Go metrics
 	Logger       *slog.Logger
 	Version      string
