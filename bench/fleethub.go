@@ -15,6 +15,7 @@ import (
 	"vigil/alerts"
 	"vigil/collector"
 	"vigil/dashboard"
+	"vigil/history"
 	"vigil/stream"
 )
 
@@ -39,6 +40,13 @@ func serveFleet(addr, file, dir string) error {
 	defer journal.Close()
 	hub := stream.NewHub(stream.HubOptions{FirstID: first, Metrics: set, History: journal, Logger: log})
 	store := collector.NewStore(10*time.Minute, collector.DefaultInterval)
+	hist, err := history.Open(ctx, history.Options{Path: filepath.Join(dir, "history.db"), Logger: log, Metrics: set})
+	if err != nil {
+		return err
+	}
+	defer hist.Close()
+	store.RecordInto(hist)
+	go hist.Run(ctx)
 	sched := &collector.Scheduler{Store: store, Hub: hub, Interval: collector.DefaultInterval, Timeout: collector.DefaultInterval, Metrics: set, Logger: log}
 	fleet := &collector.Fleet{Store: store, Hub: hub, Scheduler: sched, File: file,
 		Positions: collector.PositionFile(filepath.Join(dir, "upstreams.json")), Metrics: set, Logger: log}

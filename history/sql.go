@@ -1,12 +1,14 @@
 package history
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	_ "modernc.org/sqlite" // the SQLite driver, pure Go
@@ -127,6 +129,14 @@ func (s *sqlStore) write(ctx context.Context, rows []row) (err error) {
 		return err
 	}
 	defer ins.Close()
+	// In the key's order: each source's rows, which lie together in the
+	// file, one after the other, so that each page is read and written
+	// once a write, not once a step (a hub's thousand sources' pages do
+	// not fit SQLite's cache).
+	rows = slices.Clone(rows)
+	slices.SortFunc(rows, func(a, b row) int {
+		return cmp.Or(cmp.Compare(a.tier, b.tier), cmp.Compare(a.source, b.source), cmp.Compare(a.start, b.start))
+	})
 	var buf []byte
 	ids := make([]int64, 0, 64)
 	for _, r := range rows {
