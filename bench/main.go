@@ -554,7 +554,16 @@ func idle(args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	return runVigil("vigil, host source at 1 s, no subscribers", bin, dir, *warm, *measure)
+	if err := runVigil("vigil, host source at 1 s, no subscribers", bin, dir, *warm, *measure); err != nil {
+		return err
+	}
+	// The reference: the same without the history (its rollups and its
+	// writes every 10 s).
+	off := filepath.Join(dir, "no-history.yaml")
+	if err := os.WriteFile(off, []byte("history: {enabled: false}\n"), 0o600); err != nil {
+		return err
+	}
+	return runVigil("the same, history off", bin, dir, *warm, *measure, "--config", off)
 }
 
 // buildVigil builds vigil into a new temporary directory.
