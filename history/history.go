@@ -376,12 +376,11 @@ func (h *DB) closeStale(now time.Time) {
 	}
 }
 
-// Run writes the closed steps (see writeNow) and prunes the tiers every
-// ten minutes, until ctx is done.
+// Run writes the closed steps every first-tier step and prunes the tiers
+// every ten minutes, until ctx is done.
 func (h *DB) Run(ctx context.Context) error {
 	tick := time.NewTicker(h.tiers[0].Step)
 	defer tick.Stop()
-	written := h.opts.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -390,13 +389,9 @@ func (h *DB) Run(ctx context.Context) error {
 		}
 		h.mu.Lock()
 		h.closeStale(h.opts.Now())
-		waiting := len(h.pending)
 		h.mu.Unlock()
-		if now := h.opts.Now(); writeNow(waiting, now.Sub(written)) {
-			written = now
-			if err := h.Flush(ctx); err != nil && ctx.Err() == nil {
-				h.opts.Logger.Error("history: writing steps failed; they are kept and written again", "err", err)
-			}
+		if err := h.Flush(ctx); err != nil && ctx.Err() == nil {
+			h.opts.Logger.Error("history: writing steps failed; they are kept and written again", "err", err)
 		}
 		if now := h.opts.Now(); now.Sub(h.pruned) >= pruneEvery {
 			h.pruned = now
@@ -408,23 +403,6 @@ func (h *DB) Run(ctx context.Context) error {
 }
 
 const pruneEvery = 10 * time.Minute
-
-// Closed steps are written every first-tier step while few wait; when
-// more do — a hub's hundreds of sources — once a minute. A source's rows
-// lie together in the file, so a write a minute puts six of each source's
-// steps in the page it dirties instead of one: a hub of a thousand hosts
-// wrote 4 MB every 10 s for 0.6 MB of rows. A crash then loses up to a
-// minute of steps, which the ring lost too.
-const (
-	writeBatch = 500
-	writeEvery = time.Minute
-)
-
-// writeNow says whether the steps waiting are written now, since the
-// last write.
-func writeNow(waiting int, since time.Duration) bool {
-	return waiting > 0 && (waiting < writeBatch || since >= writeEvery)
-}
 
 // Flush writes the closed steps, in one transaction. Rows that could not
 // be written stay, to be written next time.

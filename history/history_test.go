@@ -402,22 +402,3 @@ func counter(set *metrics.Set, name string) float64 {
 	}
 	return -1
 }
-
-func TestWriteNow(t *testing.T) {
-	for _, tc := range []struct {
-		waiting int
-		since   time.Duration
-		want    bool
-	}{
-		{0, time.Hour, false},
-		{1, 0, true}, // one host: every first-tier step
-		{499, 10 * time.Second, true},
-		{1000, 10 * time.Second, false}, // a hub: a minute's steps together
-		{1000, 59 * time.Second, false},
-		{6000, time.Minute, true},
-	} {
-		if got := writeNow(tc.waiting, tc.since); got != tc.want {
-			t.Errorf("%d waiting, %s since the last write: %v", tc.waiting, tc.since, got)
-		}
-	}
-}
