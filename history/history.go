@@ -648,7 +648,7 @@ func align(r row, want []string) row {
 func group(rows []row, names []string, step int64) map[string][]Agg {
 	out := make(map[string][]Agg, len(names))
 	for i, name := range names {
-		var aggs []Agg
+		aggs := make([]Agg, 0, len(rows))
 		var cur agg
 		curStart := int64(-1)
 		flush := func() {

@@ -375,13 +375,13 @@ func FuzzDecodeRow(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var ids []int64
 		var aggs []agg
-		if decodeRow(b, func(id int64, a agg) { ids, aggs = append(ids, id), append(aggs, a) }) != nil {
+		if decodeRow(b, nil, func(id int64, _ int, a agg) { ids, aggs = append(ids, id), append(aggs, a) }) != nil {
 			return
 		}
 		again := encodeRow(nil, ids, aggs)
 		var ids2 []int64
 		var aggs2 []agg
-		if err := decodeRow(again, func(id int64, a agg) { ids2, aggs2 = append(ids2, id), append(aggs2, a) }); err != nil {
+		if err := decodeRow(again, nil, func(id int64, _ int, a agg) { ids2, aggs2 = append(ids2, id), append(aggs2, a) }); err != nil {
 			t.Fatalf("a row written does not read: %v", err)
 		}
 		if fmt.Sprint(ids, aggs) != fmt.Sprint(ids2, aggs2) {

@@ -253,10 +253,10 @@ func (s *sqlStore) rows(ctx context.Context, tier int, source string, lo, hi int
 		return nil, fmt.Errorf("history: %w", err)
 	}
 	defer q.Close()
-	var out []row
+	out := make([]row, 0, min(max(hi-lo, 0)/1000+1, 1<<14)) // a step a second, at most
 	for q.Next() {
 		r := row{tier: tier, source: source}
-		var data []byte
+		var data sql.RawBytes // read before the next row: not copied
 		if err := q.Scan(&r.start, &r.open, &data); err != nil {
 			return nil, fmt.Errorf("history: %w", err)
 		}
@@ -285,9 +285,8 @@ func (s *sqlStore) each(ctx context.Context, tier int, since int64, fn func(row)
 		}
 		s.mu.Lock()
 		r.source = s.srcName[id]
-		err := s.decode(&r, data, nil, nil)
 		s.mu.Unlock()
-		if err != nil {
+		if err := s.decode(&r, data, nil, nil); err != nil {
 			return fmt.Errorf("history: %s at %d: %w", r.source, r.start, err)
 		}
 		fn(r)
@@ -295,34 +294,42 @@ func (s *sqlStore) each(ctx context.Context, tier int, since int64, fn func(row)
 	return q.Err()
 }
 
-// picker maps the numbers of the metrics wanted to their place in want;
-// nil for every metric. Under s.mu.
-func (s *sqlStore) picker(want []string) map[int64]int {
+// picker gives, by metric number, the place in want of each metric
+// wanted, -1 for the others; nil for every metric. Under s.mu.
+func (s *sqlStore) picker(want []string) []int32 {
 	if want == nil {
 		return nil
 	}
-	pick := make(map[int64]int, len(want))
+	ids := make([]int64, len(want))
+	top := int64(-1)
 	for i, name := range want {
+		ids[i] = -1
 		if id, ok := s.metIDs[name]; ok {
-			pick[id] = i
+			ids[i], top = id, max(top, id)
+		}
+	}
+	pick := make([]int32, top+1)
+	for i := range pick {
+		pick[i] = -1
+	}
+	for i, id := range ids {
+		if id >= 0 {
+			pick[id] = int32(i)
 		}
 	}
 	return pick
 }
 
 // decode reads a row's blob: with pick, the metrics wanted in want's
-// order; without, every metric by name (under s.mu).
-func (s *sqlStore) decode(r *row, data []byte, want []string, pick map[int64]int) error {
-	if pick != nil {
+// order; without, every metric by name.
+func (s *sqlStore) decode(r *row, data []byte, want []string, pick []int32) error {
+	if pick != nil || want != nil {
 		r.names, r.aggs = want, make([]agg, len(want))
+		return decodeRow(data, pick, func(_ int64, i int, a agg) { r.aggs[i] = a })
 	}
-	return decodeRow(data, func(id int64, a agg) {
-		if pick != nil {
-			if i, ok := pick[id]; ok {
-				r.aggs[i] = a
-			}
-			return
-		}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return decodeRow(data, nil, func(id int64, _ int, a agg) {
 		if name, ok := s.metName[id]; ok {
 			r.names = append(r.names, name)
 			r.aggs = append(r.aggs, a)
@@ -350,7 +357,10 @@ func encodeRow(b []byte, ids []int64, aggs []agg) []byte {
 // errCorrupt is a blob that does not read.
 var errCorrupt = errors.New("a step's data does not read")
 
-func decodeRow(b []byte, fn func(id int64, a agg)) error {
+// decodeRow reads a row's blob, calling fn with each metric's number,
+// its place in pick and its aggregates; with pick, only for the metrics
+// it places, the others passed over undecoded.
+func decodeRow(b []byte, pick []int32, fn func(id int64, i int, a agg)) error {
 	for len(b) > 0 {
 		id, k := binary.Uvarint(b)
 		if k <= 0 {
@@ -362,6 +372,23 @@ func decodeRow(b []byte, fn func(id int64, a agg)) error {
 			return errCorrupt
 		}
 		b = b[k:]
+		values := 1
+		if n > 1 {
+			values = 3
+		}
+		i := -1
+		if pick != nil {
+			if id < uint64(len(pick)) {
+				i = int(pick[id])
+			}
+			if i < 0 {
+				var ok bool
+				if b, ok = skipValues(b, values); !ok {
+					return errCorrupt
+				}
+				continue
+			}
+		}
 		a := agg{n: uint32(n)}
 		var ok bool
 		if a.min, b, ok = readValue(b); !ok {
@@ -376,9 +403,27 @@ func decodeRow(b []byte, fn func(id int64, a agg)) error {
 				return errCorrupt
 			}
 		}
-		fn(int64(id), a)
+		fn(int64(id), i, a)
 	}
 	return nil
+}
+
+// skipValues passes over n values.
+func skipValues(b []byte, n int) ([]byte, bool) {
+	for range n {
+		x, k := binary.Uvarint(b)
+		if k <= 0 {
+			return nil, false
+		}
+		b = b[k:]
+		if x == rawValue {
+			if len(b) < 8 {
+				return nil, false
+			}
+			b = b[8:]
+		}
+	}
+	return b, true
 }
 
 // rawValue is the scale code of a value kept whole, in its 8 bytes.
