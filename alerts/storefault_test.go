@@ -151,7 +151,7 @@ func TestTransitionKeptWhenSaveFails(t *testing.T) {
 	if n := strings.Count(r.logs.String(), "level=ERROR"); n != 1 {
 		t.Fatalf("%d error lines in two seconds of failures, want 1:\n%s", n, r.logs)
 	}
-	if got := counter(r.set, `vigil_store_errors_total{op="save_alerts"}`); got != 8 {
+	if got := vigiltest.Counter(r.set, `vigil_store_errors_total{op="save_alerts"}`); got != 8 {
 		t.Fatalf("store errors counted %v, want 8", got)
 	}
 
@@ -302,19 +302,6 @@ func fill(t *testing.T, path string) {
 			}
 		}
 	}
-}
-
-func counter(set *metrics.Set, name string) float64 {
-	var b bytes.Buffer
-	set.WritePrometheus(&b)
-	for _, line := range strings.Split(b.String(), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			var f float64
-			json.Unmarshal([]byte(v), &f)
-			return f
-		}
-	}
-	return 0
 }
 
 // TestOpensADatabaseFromBefore: a vigil.db written by an earlier version

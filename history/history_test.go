@@ -13,6 +13,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"vigil/collector"
+	"vigil/internal/vigiltest"
 )
 
 var t0 = time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
@@ -275,7 +276,7 @@ func TestWritesThatFailAreWrittenLater(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "full") {
 		t.Fatalf("a write to a full file: %v", err)
 	}
-	if got := counter(set, `vigil_store_errors_total{op="save_tiers"}`); got != 1 {
+	if got := vigiltest.Counter(set, `vigil_store_errors_total{op="save_tiers"}`); got != 1 {
 		t.Fatalf("write errors counted: %v", got)
 	}
 	if _, err := h.sql.db.Exec("PRAGMA max_page_count = 1073741823"); err != nil {
@@ -329,7 +330,7 @@ func TestLateSamplesAreCounted(t *testing.T) {
 	defer h.Close()
 	record(h, input{}, t0, 25)
 	h.Record(collector.Sample{Source: "host/a", Time: t0, Metrics: map[string]float64{"a": 1e6}})
-	if got := counter(set, "vigil_history_late_samples_total"); got != 1 {
+	if got := vigiltest.Counter(set, "vigil_history_late_samples_total"); got != 1 {
 		t.Fatalf("late samples: %v", got)
 	}
 	// A source that went quiet: its steps are closed and written; a
@@ -340,7 +341,7 @@ func TestLateSamplesAreCounted(t *testing.T) {
 	h.closeStale(ck.now())
 	h.mu.Unlock()
 	h.Record(collector.Sample{Source: "host/a", Time: t0.Add(21 * time.Second), Metrics: map[string]float64{"a": 1e6}})
-	if got := counter(set, "vigil_history_late_samples_total"); got != 2 {
+	if got := vigiltest.Counter(set, "vigil_history_late_samples_total"); got != 2 {
 		t.Fatalf("late samples after the source went quiet: %v", got)
 	}
 	if err := h.Flush(context.Background()); err != nil {
@@ -388,17 +389,4 @@ func FuzzDecodeRow(f *testing.F) {
 			t.Fatalf("read %v %v, again %v %v", ids, aggs, ids2, aggs2)
 		}
 	})
-}
-
-func counter(set *metrics.Set, name string) float64 {
-	var b strings.Builder
-	set.WritePrometheus(&b)
-	for _, line := range strings.Split(b.String(), "\n") {
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			var v float64
-			fmt.Sscan(rest, &v)
-			return v
-		}
-	}
-	return -1
 }

@@ -11,13 +11,29 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	sse "github.com/tmaxmax/go-sse"
 )
+
+// Counter reads a counter or gauge of a set, by its whole name with
+// labels; 0 when the set has none by that name.
+func Counter(set *metrics.Set, name string) float64 {
+	var b strings.Builder
+	set.WritePrometheus(&b)
+	for _, line := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
 
 // Eventually waits for cond to hold, checking every 10 ms, and fails the
 // test when it does not within the time given.
