@@ -13,6 +13,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"vigil/internal/decimal"
 	"vigil/stream"
 )
 
@@ -316,7 +317,7 @@ func (l *sourceLoop) tick(ctx context.Context) {
 	if len(r.metrics) > 0 {
 		finite(r.metrics)
 		for k, v := range r.metrics {
-			r.metrics[k] = roundSignificant(v, 6) // more digits are noise on every stream
+			r.metrics[k] = decimal.Significant(v, 6) // more digits are noise on every stream
 		}
 		smp := Sample{Source: l.name, Time: start, Metrics: r.metrics}
 		if lb, ok := l.src.(Labeled); ok {
@@ -408,14 +409,6 @@ func (l *sourceLoop) setState(state, msg string, partial bool) {
 	if err != nil && !errors.Is(err, stream.ErrClosed) {
 		l.s.Logger.Error("publish source event", "source", l.name, "err", err)
 	}
-}
-
-func roundSignificant(v float64, digits int) float64 {
-	if v == 0 {
-		return 0
-	}
-	r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', digits, 64), 64)
-	return r
 }
 
 // SampleBody is the body of a "sample" event.

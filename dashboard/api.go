@@ -13,6 +13,7 @@ import (
 	"vigil/alerts"
 	"vigil/collector"
 	"vigil/history"
+	"vigil/internal/decimal"
 	"vigil/stream"
 )
 
@@ -98,7 +99,7 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 	}
 	out.Store, out.Step = "history", res.Step.String()
 	for _, a := range res.Series[metric] {
-		out.Points = append(out.Points, [2]float64{float64(a.T.UnixMilli()), a.Mean()})
+		out.Points = append(out.Points, [2]float64{float64(a.T.UnixMilli()), decimal.Significant(a.Mean(), 6)})
 		out.Min, out.Max = append(out.Min, a.Min), append(out.Max, a.Max)
 	}
 	writeJSON(w, http.StatusOK, out)

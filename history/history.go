@@ -27,6 +27,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"vigil/collector"
+	"vigil/internal/decimal"
 )
 
 // A Tier is one resolution of the history: a step, and how long steps
@@ -510,7 +511,7 @@ func (h *DB) Fill(ctx context.Context, ring *collector.Store, since time.Time) e
 	return h.sql.each(ctx, 0, since.UnixMilli(), func(r row) {
 		m := make(map[string]float64, len(r.names))
 		for i, name := range r.names {
-			m[name] = r.aggs[i].sum / float64(r.aggs[i].n)
+			m[name] = decimal.Significant(r.aggs[i].sum/float64(r.aggs[i].n), 6) // as the scheduler rounds
 		}
 		ring.Append(collector.Sample{Source: r.source, Time: time.UnixMilli(r.start), Metrics: m})
 	})

@@ -6,7 +6,10 @@
 // Adaptive Lossless floating-Point Compression", SIGMOD 2024).
 package decimal
 
-import "math"
+import (
+	"math"
+	"strconv"
+)
 
 // A decimal is m / 10^scale, scale from MinScale to MaxScale, |m| under
 // MaxExact.
@@ -62,4 +65,14 @@ func Of(v float64) (m int64, scale int8, ok bool) {
 		}
 	}
 	return 0, 0, false
+}
+
+// Significant rounds v to digits significant digits: what vigil shows and
+// sends of a measured or computed value, more being noise.
+func Significant(v float64, digits int) float64 {
+	if v == 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return v
+	}
+	r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', digits, 64), 64)
+	return r
 }
