@@ -85,7 +85,7 @@ function si(v) {
   const units = ['', 'k', 'M', 'G', 'T'];
   let i = 0;
   while (Math.abs(v) >= 1000 && i < units.length - 1) { v /= 1000; i++; }
-  if (i === 0) return Math.abs(v) >= 100 ? fixed(v, 0) : fixed(v, 2);
+  if (i === 0) return fixed(v, Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2); // three significant digits, as above a thousand
   return fixed(v, 1) + units[i];
 }
 function duration(sec) {

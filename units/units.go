@@ -118,9 +118,12 @@ func si(v float64) string {
 		v /= 1000
 		i++
 	}
-	if i == 0 {
-		if math.Abs(v) >= 100 {
+	if i == 0 { // three significant digits, as above a thousand
+		switch a := math.Abs(v); {
+		case a >= 100:
 			return fixed(v, 0)
+		case a >= 10:
+			return fixed(v, 1)
 		}
 		return fixed(v, 2)
 	}

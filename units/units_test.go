@@ -19,6 +19,12 @@ func TestFormat(t *testing.T) {
 		{"net.rx_bytes_per_sec", 512, "512 B/s"},
 		{"http.requests_per_sec", 1234, "1.2k/s"},
 		{"http.requests_per_sec", 0.5, "0.5/s"},
+		// Three significant digits below a thousand, as everywhere else:
+		// an instance's 41.67/s beside its service's 120/s read as noise.
+		{"http.requests_per_sec{instance=a}", 41.6667, "41.7/s"},
+		{"http.requests_per_sec", 119.83, "120/s"},
+		{"http.requests_per_sec", 9.3333, "9.33/s"},
+		{"load.1", 12.345, "12.3"},
 		{"http.latency_p99_seconds", 0.2, "200 ms"},
 		{"http.latency_p50_seconds", 0.0004, "0.4 ms"},
 		{"http.latency_max_seconds", 2.5, "2.5 s"},
