@@ -72,19 +72,20 @@ func (s *Server) handleSource(w http.ResponseWriter, r *http.Request) {
 		Status: s.status(name),
 		Alerts: s.alertViews(name),
 	}
-	now := s.opts.Now()
-	capacity := s.opts.Store.Capacity()
-	for _, info := range s.opts.Store.Series() {
-		if info.Source != name {
-			continue
-		}
-		src.Charts = append(src.Charts, s.chart(name, info.Metric, info.Metric, capacity, now.Add(-time.Duration(capacity)*s.opts.Interval)))
-	}
 	if !strings.HasPrefix(name, "host/") {
 		t := s.tile(name)
 		src.Tile = &t
 		src.Instances = instances(name, s.opts.Store)
 		src.Hosts = s.hostShares(name)
+	}
+	now := s.opts.Now()
+	capacity := s.opts.Store.Capacity()
+	latest, _ := s.opts.Store.Latest(name)
+	for _, info := range s.opts.Store.Series() {
+		if info.Source != name || len(src.Instances) == 1 && sameAsService(info.Metric, latest.Metrics) {
+			continue
+		}
+		src.Charts = append(src.Charts, s.chart(name, info.Metric, info.Metric, capacity, now.Add(-time.Duration(capacity)*s.opts.Interval)))
 	}
 	s.render(w, r, templates.SourcePage(src))
 }
@@ -197,6 +198,17 @@ func instances(source string, store *collector.Store) []templates.Instance {
 	}
 	slices.SortFunc(rows, func(a, b templates.Instance) int { return strings.Compare(a.Name, b.Name) })
 	return rows
+}
+
+// sameAsService says whether a metric is an instance's figure that the
+// service has too: with one instance, the same series twice.
+func sameAsService(metric string, metrics map[string]float64) bool {
+	bare, _, ok := strings.Cut(metric, "{instance=")
+	if !ok || !strings.HasSuffix(metric, "}") {
+		return false
+	}
+	_, has := metrics[bare]
+	return has
 }
 
 // byLabel splits a sample's metrics that end in {label=value} by value:

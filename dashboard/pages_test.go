@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,33 @@ func TestIndexPage(t *testing.T) {
 	doc.Find(`[data-testid="tile"]:not([hidden])`).Each(func(_ int, s *goquery.Selection) { order = append(order, s.AttrOr("data-source", "")) })
 	if strings.Join(order, " ") != "service/busy" || doc.Find(`#sort option[selected]`).AttrOr("value", "") != "name" {
 		t.Errorf("view state from the URL: visible %v", order)
+	}
+}
+
+// TestServicePageChartsEachSeriesOnce: a service with one instance has
+// the same figures as that instance; its page charts them once, the
+// service's, and keeps what only the instance has. With two instances,
+// each instance's are charted too.
+func TestServicePageChartsEachSeriesOnce(t *testing.T) {
+	now := time.Now()
+	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }})
+	a.store.Append(collector.Sample{Source: "service/one", Time: now, Metrics: map[string]float64{
+		"http.error_percent": 1, "http.error_percent{instance=a:1}": 1, "probe.status_code{instance=a:1}": 200}})
+	a.store.Append(collector.Sample{Source: "service/two", Time: now, Metrics: map[string]float64{
+		"http.error_percent": 1, "http.error_percent{instance=a:1}": 0, "http.error_percent{instance=b:1}": 2}})
+	charts := func(source string) []string {
+		_, doc := getPage(t, a.srv.URL+"/source/"+source)
+		var out []string
+		doc.Find(`[data-testid="charts"] figure`).Each(func(_ int, s *goquery.Selection) {
+			out = append(out, s.AttrOr("data-testid", ""))
+		})
+		return out
+	}
+	if got := charts("service/one"); !slices.Equal(got, []string{"spark-http.error_percent", "spark-probe.status_code{instance=a:1}"}) {
+		t.Errorf("one instance: %q", got)
+	}
+	if got := charts("service/two"); len(got) != 3 {
+		t.Errorf("two instances: %q", got)
 	}
 }
 
