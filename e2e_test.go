@@ -199,7 +199,7 @@ func TestBrowserFormatsLikeServer(t *testing.T) {
 	}
 	importApp(t, ctx)
 	values := []float64{0, 0.0004, 0.5, 1, 12.345, 41.6667, 99.99, 100, 999, 1000, 1023, 1024, 1536, 1e6, 5.5e9, 3.2e12, 59, 61, 3599, 3601, 86400 * 3.5, -3}
-	for _, f := range []string{units.Percent, units.Bytes, units.ByteRate, units.Rate, units.Latency, units.Duration, units.Number} {
+	for _, f := range []string{units.Percent, units.Bytes, units.ByteRate, units.Rate, units.Latency, units.LatencyBound, units.Duration, units.Number} {
 		for _, v := range values {
 			got := evalString(t, ctx, fmt.Sprintf("app.format(%q, %v)", f, v))
 			if want := units.FormatAs(f, v); got != want {

@@ -200,6 +200,16 @@ func instances(source string, store *collector.Store) []templates.Instance {
 	return rows
 }
 
+// anyPrefixed says whether a metric's name starts with prefix.
+func anyPrefixed(m map[string]float64, prefix string) bool {
+	for k := range m {
+		if strings.HasPrefix(k, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
 // sameAsService says whether a metric is an instance's figure that the
 // service has too: with one instance, the same series twice.
 func sameAsService(metric string, metrics map[string]float64) bool {
@@ -313,6 +323,9 @@ func (s *Server) tile(source string) templates.Tile {
 		if total, merged := m["hosts.total"]; merged { // a hub's: count hosts
 			t.Service.Merged, t.Service.HostsUp, t.Service.HostsTotal = true, int(m["hosts.up"]), int(total)
 		}
+		// Scraped and merged latencies come from histogram buckets: the
+		// max is the top of the highest bucket with a request.
+		t.Service.MaxBound = t.Service.Merged || anyPrefixed(m, "scrape.up")
 		capacity := max(2, int(serviceRateWindow/s.opts.Interval))
 		t.Rate = s.chart(source, "http.requests_per_sec", "rate", capacity, s.opts.Now().Add(-serviceRateWindow))
 		return t

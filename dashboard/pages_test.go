@@ -103,6 +103,25 @@ func TestServicePageChartsEachSeriesOnce(t *testing.T) {
 	}
 }
 
+// TestServiceMaxIsABoundWhenFromBuckets: a scraped service's max latency
+// is a histogram bucket's top, and its tile says so ("≤ 1 s"); a probed
+// one's is the slowest probe measured, shown as it is.
+func TestServiceMaxIsABoundWhenFromBuckets(t *testing.T) {
+	now := time.Now()
+	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }})
+	a.store.Append(collector.Sample{Source: "service/scraped", Time: now, Metrics: map[string]float64{
+		"http.requests_per_sec": 10, "http.latency_max_seconds": 1, "scrape.up{instance=a:1}": 1}})
+	a.store.Append(collector.Sample{Source: "service/probed", Time: now, Metrics: map[string]float64{
+		"http.requests_per_sec": 1, "http.latency_max_seconds": 0.0123, "probe.up{instance=a:1}": 1}})
+	for source, want := range map[string][2]string{"service/scraped": {"≤ 1 s", "latency-bound"}, "service/probed": {"12 ms", "latency"}} {
+		_, doc := getPage(t, a.srv.URL+"/source/"+source)
+		max := doc.Find(`[data-testid="max"]`)
+		if got := strings.TrimSpace(max.Text()); got != want[0] || max.AttrOr("data-fmt", "") != want[1] {
+			t.Errorf("%s: max %q as %q, want %q as %q", source, got, max.AttrOr("data-fmt", ""), want[0], want[1])
+		}
+	}
+}
+
 func TestSourcePageAndStatic(t *testing.T) {
 	now := time.Now()
 	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }})

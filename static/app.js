@@ -109,6 +109,7 @@ export function format(kind, v) {
       if (ms < 1000) return fixed(ms, 0) + ' ms';
       return fixed(v, 2) + ' s';
     }
+    case 'latency-bound': return '≤ ' + format('latency', v);
     case 'duration': return duration(v);
   }
   return si(v);

@@ -64,3 +64,12 @@ func certCell(m map[string]float64) string {
 	}
 	return "expires in " + strconv.FormatFloat(math.Round(d), 'f', 0, 64) + " days"
 }
+
+// maxKind is how a service's max latency is shown: as a bound when it is
+// a histogram bucket's top.
+func maxKind(s ServiceStats) string {
+	if s.MaxBound {
+		return units.LatencyBound
+	}
+	return units.Latency
+}

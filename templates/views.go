@@ -182,8 +182,11 @@ type ServiceStats struct {
 	ErrorPercent  float64
 	P50, P90, P99 float64 // seconds
 	P995, Max     float64
-	HostsUp       int // instances up, or on a hub (Merged) hosts up
-	HostsTotal    int
+	// MaxBound says Max is a histogram bucket's top (a scraped or merged
+	// service's), not the slowest request measured: shown as "≤ 2.5 s".
+	MaxBound   bool
+	HostsUp    int // instances up, or on a hub (Merged) hosts up
+	HostsTotal int
 	// Merged says a hub merged the service from its agents: HostsUp and
 	// HostsTotal count hosts (hosts.up, hosts.total), not instances.
 	Merged bool

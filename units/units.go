@@ -20,8 +20,11 @@ const (
 	ByteRate = "byterate" // 3.4 MiB/s
 	Rate     = "rate"     // 1.2k/s
 	Latency  = "latency"  // 12 ms
-	Duration = "duration" // 3d 4h
-	Number   = "number"   // 0.42
+	// LatencyBound is a latency known only as a histogram bucket's top:
+	// the slowest request took at most this long ("≤ 2.5 s").
+	LatencyBound = "latency-bound"
+	Duration     = "duration" // 3d 4h
+	Number       = "number"   // 0.42
 )
 
 // metricName strips a label part: "fs.used_bytes{mount=/}" -> "fs.used_bytes".
@@ -69,6 +72,8 @@ func FormatAs(kind string, v float64) string {
 		return binary(v) + "/s"
 	case Rate:
 		return si(v) + "/s"
+	case LatencyBound:
+		return "≤ " + FormatAs(Latency, v)
 	case Latency:
 		ms := v * 1000
 		if ms < 1 {

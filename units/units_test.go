@@ -34,6 +34,9 @@ func TestFormat(t *testing.T) {
 		{"host.procs", 1500, "1.5k"},
 		{"x", math.NaN(), "–"},
 	}
+	if got := FormatAs(LatencyBound, 2.5); got != "≤ 2.5 s" {
+		t.Errorf("a bucket's top: %q", got)
+	}
 	for _, tt := range tests {
 		if got := Format(tt.metric, tt.v); got != tt.want {
 			t.Errorf("Format(%s, %v) = %q, want %q", tt.metric, tt.v, got, tt.want)
