@@ -120,7 +120,7 @@ export function format(kind, v) {
 const healthBands = [
   { below: 1, cls: 'h-ok', symbol: '✓', word: 'healthy' },
   { below: 5, cls: 'h-warn', symbol: '!', word: 'degraded' },
-  { below: 20, cls: 'h-bad', symbol: '!!', word: 'failing' },
+  { below: 20, cls: 'h-bad', symbol: '!!', word: 'erroring' },
   { below: Infinity, cls: 'h-crit', symbol: '✕', word: 'critical' },
 ];
 function healthIndex(errPercent) {

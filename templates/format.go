@@ -15,7 +15,7 @@ var HealthBands = []struct {
 }{
 	{1, Health{"h-ok", "✓", "healthy"}},
 	{5, Health{"h-warn", "!", "degraded"}},
-	{20, Health{"h-bad", "!!", "failing"}},
+	{20, Health{"h-bad", "!!", "erroring"}}, // not "failing": a source whose collect fails is
 	{math.Inf(1), Health{"h-crit", "✕", "critical"}},
 }
 

@@ -187,11 +187,35 @@ func TestSparkPath(t *testing.T) {
 	}
 }
 
+// TestTileSaysOneThingOfEach: a tile without alerts shows no alert
+// state (an "ok" beside a red critical circle read as a contradiction),
+// and the words for a source whose collect fails ("failing") and for a
+// service with many errors ("erroring") are not one word.
+func TestTileSaysOneThingOfEach(t *testing.T) {
+	var b strings.Builder
+	tile := Tile{Source: "service/api", Name: "api", Kind: "service", State: "ok", Status: Status{State: "up"},
+		Service: ServiceStats{Rate: 10, ErrorPercent: 50}}
+	if err := TileView(tile, false).Render(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := goquery.NewDocumentFromReader(strings.NewReader(b.String()))
+	if n := doc.Find(`[data-testid="tile-state"]`).Length(); n != 0 {
+		t.Errorf("a tile without alerts shows an alert state: %q", doc.Find(`[data-testid="tile-state"]`).Text())
+	}
+	words := map[string]bool{}
+	for _, band := range HealthBands {
+		words[band.Word] = true
+	}
+	if words["failing"] {
+		t.Error(`a health band says "failing", as a source whose collect fails does`)
+	}
+}
+
 func TestHealthAndCircle(t *testing.T) {
 	for _, tt := range []struct {
 		err  float64
 		word string
-	}{{0, "healthy"}, {0.99, "healthy"}, {1, "degraded"}, {5, "failing"}, {19.9, "failing"}, {20, "critical"}, {100, "critical"}} {
+	}{{0, "healthy"}, {0.99, "healthy"}, {1, "degraded"}, {5, "erroring"}, {19.9, "erroring"}, {20, "critical"}, {100, "critical"}} {
 		if got := HealthOf(tt.err).Word; got != tt.word {
 			t.Errorf("HealthOf(%v) = %s, want %s", tt.err, got, tt.word)
 		}
