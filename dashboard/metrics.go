@@ -12,20 +12,24 @@ import (
 
 // metricHelp is the # HELP text of vigil's own metrics.
 var metricHelp = map[string]string{
-	"vigil_samples_collected_total":   "Samples taken, by source.",
-	"vigil_collect_duration_seconds":  "How long a source's collect took, by source.",
-	"vigil_collect_errors_total":      "Collects that failed wholly or in part, by source.",
-	"vigil_events_published_total":    "Events published on the stream, by type.",
-	"vigil_subscribers":               "Stream clients connected now, every transport.",
-	"vigil_stream_clients":            "Stream clients connected now, by transport (poll: long polls waiting).",
-	"vigil_subscribers_dropped_total": "Stream clients disconnected for falling too far behind; they resume with their last event id.",
-	"vigil_stream_resets_total":       "Reset events sent to clients whose position could not be resumed from, by reason.",
-	"vigil_history_dropped_total":     "Alert and source events not kept in the journal because too many waited to be written.",
-	"vigil_http_panics_total":         "HTTP handlers that panicked (each is logged with its stack).",
-	"vigil_store_errors_total":        "Writes to the embedded store that failed, by operation; alert transitions wait until they can be saved.",
-	"vigil_alert_transitions_total":   "Alert transitions saved, by transition.",
-	"vigil_webhook_attempts_total":    "Webhook attempts, by outcome: delivered, retry (sent again later) or dead (given up).",
-	"vigil_webhook_deliveries_total":  "Webhook deliveries that ended, by outcome: delivered or dead.",
+	"vigil_samples_collected_total":     "Samples taken, by source.",
+	"vigil_collect_duration_seconds":    "How long a source's collect took, by source.",
+	"vigil_collect_errors_total":        "Collects that failed wholly or in part, by source.",
+	"vigil_events_published_total":      "Events published on the stream, by type.",
+	"vigil_subscribers":                 "Stream clients connected now, every transport.",
+	"vigil_stream_clients":              "Stream clients connected now, by transport (poll: long polls waiting).",
+	"vigil_subscribers_dropped_total":   "Stream clients disconnected for falling too far behind; they resume with their last event id.",
+	"vigil_stream_resets_total":         "Reset events sent to clients whose position could not be resumed from, by reason.",
+	"vigil_history_dropped_total":       "Alert and source events not kept in the journal because too many waited to be written.",
+	"vigil_history_steps_written_total": "Steps of the history written (a source's step in one tier).",
+	"vigil_history_steps_waiting":       "Steps of the history closed and not yet written; many means writes fail.",
+	"vigil_history_steps_dropped_total": "Steps of the history dropped because over 100,000 waited to be written.",
+	"vigil_history_late_samples_total":  "Samples older than the history's step being filled, not kept in it.",
+	"vigil_http_panics_total":           "HTTP handlers that panicked (each is logged with its stack).",
+	"vigil_store_errors_total":          "Writes to the embedded store that failed, by operation; alert transitions wait until they can be saved.",
+	"vigil_alert_transitions_total":     "Alert transitions saved, by transition.",
+	"vigil_webhook_attempts_total":      "Webhook attempts, by outcome: delivered, retry (sent again later) or dead (given up).",
+	"vigil_webhook_deliveries_total":    "Webhook deliveries that ended, by outcome: delivered or dead.",
 }
 
 // renamed are runtime metrics whose VictoriaMetrics names Prometheus's
