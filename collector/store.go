@@ -201,21 +201,12 @@ func (s *Store) Series() []SeriesInfo {
 
 // Range returns the points of one series at or after since, oldest first.
 func (s *Store) Range(source, metric string, since time.Time) ([]Point, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	src := s.sources[source]
-	if src == nil {
-		return nil, false
-	}
-	col, ok := src.cols[metric]
-	if !ok {
-		return nil, false
-	}
-	return src.appendSince(make([]Point, 0, src.since(since, s.capacity)), col, since, s.capacity), true
+	return s.AppendRange(nil, source, metric, since)
 }
 
 // AppendRange is Range appending to dst, for a caller that reads many
-// series and reuses one slice.
+// series and reuses one slice; a nil dst gets a slice of about the size
+// needed.
 func (s *Store) AppendRange(dst []Point, source, metric string, since time.Time) ([]Point, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -226,6 +217,9 @@ func (s *Store) AppendRange(dst []Point, source, metric string, since time.Time)
 	col, ok := src.cols[metric]
 	if !ok {
 		return dst, false
+	}
+	if dst == nil {
+		dst = make([]Point, 0, src.since(since, s.capacity))
 	}
 	return src.appendSince(dst, col, since, s.capacity), true
 }
