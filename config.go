@@ -20,6 +20,7 @@ import (
 	"vigil/collector"
 	"vigil/dashboard"
 	"vigil/history"
+	"vigil/internal/yamlmsg"
 	"vigil/stream"
 )
 
@@ -442,13 +443,6 @@ func (e *ConfigError) Error() string {
 	return e.Msg
 }
 
-var (
-	yamlLineRe    = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-	unknownKeyRe  = regexp.MustCompile(`^field (\S+) not found in type `)
-	cannotParseRe = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (\\S+)")
-	cannotTakeRe  = regexp.MustCompile(`^cannot unmarshal !!(seq|map) into (\S+)`)
-)
-
 // loadFile reads a YAML config over cfg and returns its tree, which the
 // plan uses to point at lines. A file that cannot be read or parsed is an
 // error; values of the wrong type are problems, each with its file and
@@ -478,43 +472,24 @@ func loadFile(path string, cfg *Config) (*yaml.Node, []*ConfigError, error) {
 
 // yamlErrors turns yaml.v3's messages into "file:line: what".
 func yamlErrors(path string, err error) []*ConfigError {
-	var lines []string
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		lines = te.Errors
-	} else {
-		lines = []string{err.Error()}
-	}
 	var errs []*ConfigError
-	for _, l := range lines {
-		ce := &ConfigError{File: path, Msg: strings.TrimPrefix(l, "yaml: ")}
-		if m := yamlLineRe.FindStringSubmatch(l); m != nil {
-			ce.Line, _ = strconv.Atoi(m[1])
-			ce.Msg = m[2]
+	for _, p := range yamlmsg.Problems(err) {
+		ce := &ConfigError{File: path, Line: p.Line, Msg: p.Msg}
+		if p.Parser {
+			ce.Line++ // counted from 0
 		}
-		if slices.Contains(yamlParserProblems, ce.Msg) {
-			// yaml.v3 numbers these lines from 0 (and leaves out line 0).
-			ce.Line++
-		}
-		if m := unknownKeyRe.FindStringSubmatch(ce.Msg); m != nil {
-			ce.Msg = "unknown key " + strconv.Quote(m[1])
-		} else if m := cannotParseRe.FindStringSubmatch(ce.Msg); m != nil {
-			ce.Msg = fmt.Sprintf("bad value %q: want %s", m[2], yamlKind(m[3]))
-		} else if m := cannotTakeRe.FindStringSubmatch(ce.Msg); m != nil {
-			ce.Msg = fmt.Sprintf("a %s here: want %s", map[string]string{"seq": "list", "map": "mapping"}[m[1]], yamlKind(m[2]))
+		shape, known := map[string]string{"seq": "list", "map": "mapping"}[p.Tag]
+		switch {
+		case p.Kind == yamlmsg.UnknownKey:
+			ce.Msg = "unknown key " + strconv.Quote(p.Key)
+		case p.Kind == yamlmsg.BadValue:
+			ce.Msg = fmt.Sprintf("bad value %q: want %s", p.Value, yamlKind(p.GoType))
+		case p.Kind == yamlmsg.BadShape && known:
+			ce.Msg = fmt.Sprintf("a %s here: want %s", shape, yamlKind(p.GoType))
 		}
 		errs = append(errs, ce)
 	}
 	return errs
-}
-
-// yamlParserProblems are the problems yaml.v3's parser (not its scanner)
-// reports; their line numbers count from 0.
-var yamlParserProblems = []string{
-	"did not find expected ',' or ']'", "did not find expected ',' or '}'", "did not find expected '-' indicator",
-	"did not find expected <document start>", "did not find expected <stream-start>", "did not find expected key",
-	"did not find expected node content", "found duplicate %TAG directive", "found duplicate %YAML directive",
-	"found incompatible YAML document", "found undefined tag handle",
 }
 
 func yamlKind(goType string) string {

@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"vigil/internal/yamlmsg"
 	"vigil/stream"
 )
 
@@ -165,35 +166,38 @@ func (f PositionFile) Save(pos map[string]uint64) error {
 // yamlError says what the YAML decoder found in the words of the file:
 // every problem it lists, without the Go types it decodes into.
 func yamlError(err error) string {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return strings.TrimPrefix(err.Error(), "yaml: ")
-	}
-	msgs := make([]string, len(te.Errors))
-	for i, e := range te.Errors {
-		e = fieldNotFound.ReplaceAllString(e, `unknown key "$1" (a group has targets and labels)`)
-		msgs[i] = unmarshal.ReplaceAllStringFunc(e, func(m string) string {
-			sub := unmarshal.FindStringSubmatch(m)
-			want := "a list of groups"
-			switch {
-			case sub[3] == "string":
-				want = "text"
-			case sub[3] == "[]string":
-				want = "a list of text"
-			case strings.HasPrefix(sub[3], "map["):
-				want = "a map of text"
-			}
-			if sub[2] != "" {
-				return fmt.Sprintf("%q where the file wants %s", sub[2], want)
-			}
-			return fmt.Sprintf("a %s where the file wants %s", yamlKinds[sub[1]], want)
-		})
+	probs := yamlmsg.Problems(err)
+	msgs := make([]string, len(probs))
+	for i, p := range probs {
+		msg := p.Msg
+		switch p.Kind {
+		case yamlmsg.UnknownKey:
+			msg = fmt.Sprintf("unknown key %q (a group has targets and labels)", p.Key)
+		case yamlmsg.BadValue:
+			msg = fmt.Sprintf("%q where the file wants %s", p.Value, fileWants(p.GoType))
+		case yamlmsg.BadShape:
+			msg = fmt.Sprintf("a %s where the file wants %s", yamlKinds[p.Tag], fileWants(p.GoType))
+		}
+		if p.Line > 0 {
+			msg = fmt.Sprintf("line %d: %s", p.Line, msg)
+		}
+		msgs[i] = msg
 	}
 	return strings.Join(msgs, "; ")
 }
 
-var (
-	fieldNotFound = regexp.MustCompile(`field (\S+) not found in type struct \{.*\}`)
-	unmarshal     = regexp.MustCompile("cannot unmarshal !!(\\w+) (?:`([^`]*)` )?into (\\S+(?: \\{.*\\})?)")
-	yamlKinds     = map[string]string{"seq": "list", "map": "map", "str": "text", "int": "number", "float": "number", "bool": "boolean", "null": "null"}
-)
+// fileWants names, in the file's words, what a Go type it is read into
+// holds.
+func fileWants(goType string) string {
+	switch {
+	case goType == "string":
+		return "text"
+	case goType == "[]string":
+		return "a list of text"
+	case strings.HasPrefix(goType, "map["):
+		return "a map of text"
+	}
+	return "a list of groups"
+}
+
+var yamlKinds = map[string]string{"seq": "list", "map": "map", "str": "text", "int": "number", "float": "number", "bool": "boolean", "null": "null"}
