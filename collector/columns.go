@@ -41,6 +41,7 @@ type chunk struct {
 	width  int       // the source's columns when it began
 	raw    []float64 // while open: width values a sample, row after row
 	offs   []uint32  // once sealed, per column: where its stream starts in data
+	counts []uint16  // once sealed, per column: values that are not missing
 	data   []byte    // once sealed: the columns' streams, one after the other
 }
 
@@ -159,11 +160,14 @@ func (s *sourceRings) open(per int, raw []float64) *chunk {
 // for all, and returns the rows' array for the next chunk.
 func (s *sourceRings) seal(c *chunk, w *sealing) []float64 {
 	w.buf = w.buf[:0]
-	c.offs = make([]uint32, c.width)
+	c.offs, c.counts = make([]uint32, c.width), make([]uint16, c.width)
 	for col := range c.width {
 		w.enc.reset()
 		for j := col; j < len(c.raw); j += c.width {
 			w.enc.push(c.raw[j])
+			if !isMissing(c.raw[j]) {
+				c.counts[col]++
+			}
 		}
 		c.offs[col] = uint32(len(w.buf))
 		w.buf = append(w.buf, w.enc.b...)
@@ -239,17 +243,34 @@ func (s *sourceRings) size() int {
 }
 
 // count is how many values a column has among the newest capacity
-// samples, and the newest of them.
+// samples, and the newest of them. Only the chunks that need it are
+// read: the open one, the oldest when part of it is beyond the capacity,
+// and for the newest value the newest chunk that has one; the sealed
+// chunks' counts were kept when they were sealed.
 func (s *sourceRings) count(col, capacity int) (n int, last Point) {
-	skip := s.n - capacity
+	skip := s.n - capacity // samples beyond the capacity, in the oldest chunk
 	for _, c := range s.chunks {
+		switch {
+		case col >= c.width:
+		case c.raw == nil && skip <= 0:
+			n += int(c.counts[col])
+		default:
+			c.each(col, func(j int, v float64) {
+				if j >= skip && !isMissing(v) {
+					n++
+				}
+			})
+		}
+		skip -= len(c.ts)
+	}
+	// With a value held, the newest is held too.
+	for i := len(s.chunks) - 1; i >= 0 && n > 0 && last.T.IsZero(); i-- {
+		c := s.chunks[i]
 		c.each(col, func(j int, v float64) {
-			if j >= skip && !isMissing(v) {
-				n++
+			if !isMissing(v) {
 				last = Point{T: time.Unix(0, c.ts[j]), V: v}
 			}
 		})
-		skip -= len(c.ts)
 	}
 	return n, last
 }

@@ -133,6 +133,12 @@ func TestStoreMetricsThatComeAndGo(t *testing.T) {
 				t.Fatalf("%s point %d = %v, want %v", name, i, got[i], keep[i])
 			}
 		}
+		// The listing counts the same points and gives the newest.
+		for _, info := range s.Series() {
+			if info.Metric == name && (info.Points != len(keep) || !info.LastAt.Equal(keep[len(keep)-1].T) || math.Float64bits(info.Last) != math.Float64bits(keep[len(keep)-1].V)) {
+				t.Fatalf("Series() for %s: %+v, want %d points, last %v", name, info, len(keep), keep[len(keep)-1])
+			}
+		}
 	}
 }
 
