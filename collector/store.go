@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -177,6 +178,19 @@ func (s *Store) Shape(source string) uint64 {
 		return src.shape
 	}
 	return 0
+}
+
+// Metrics lists a source's metrics, sorted.
+func (s *Store) Metrics(source string) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	src := s.sources[source]
+	if src == nil {
+		return nil
+	}
+	out := slices.Clone(src.names)
+	slices.Sort(out)
+	return out
 }
 
 // Series lists every series, sorted by source then metric.

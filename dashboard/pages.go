@@ -81,11 +81,11 @@ func (s *Server) handleSource(w http.ResponseWriter, r *http.Request) {
 	now := s.opts.Now()
 	capacity := s.opts.Store.Capacity()
 	latest, _ := s.opts.Store.Latest(name)
-	for _, info := range s.opts.Store.Series() {
-		if info.Source != name || len(src.Instances) == 1 && sameAsService(info.Metric, latest.Metrics) {
+	for _, metric := range s.opts.Store.Metrics(name) { // this source's, not every series of a hub
+		if len(src.Instances) == 1 && sameAsService(metric, latest.Metrics) {
 			continue
 		}
-		src.Charts = append(src.Charts, s.chart(name, info.Metric, info.Metric, capacity, now.Add(-time.Duration(capacity)*s.opts.Interval)))
+		src.Charts = append(src.Charts, s.chart(name, metric, metric, capacity, now.Add(-time.Duration(capacity)*s.opts.Interval)))
 	}
 	s.render(w, r, templates.SourcePage(src))
 }
