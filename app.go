@@ -184,6 +184,9 @@ func (a *app) buildAlerts(set *metrics.Set) error {
 		return err
 	}
 	a.closers = append(a.closers, a.db.Close)
+	if n := len(a.plan.history); n > 0 { // the charts' marks as far back as their history
+		a.db.JournalRetention = a.plan.history[n-1].Keep
+	}
 	a.dispatch = &alerts.Dispatcher{DB: a.db, Client: alerts.NewClient(a.plan.allowNets, alerts.DefaultAttemptTimeout), Logger: a.log, Metrics: set}
 	a.receivers = &alerts.Receivers{DB: a.db, Wake: a.dispatch.Wake}
 	if err := a.receivers.Configure(context.Background(), a.plan.receivers); err != nil {
@@ -213,7 +216,7 @@ func (a *app) buildWeb(set *metrics.Set) error {
 	if a.db.DashboardURL == "" {
 		a.db.DashboardURL = a.url()
 	}
-	opts := dashboard.Options{Alerts: a.eval, Receivers: a.receivers, Tokens: a.plan.tokens, ReadTokens: a.plan.readTokens,
+	opts := dashboard.Options{Alerts: a.eval, Journal: a.db, Receivers: a.receivers, Tokens: a.plan.tokens, ReadTokens: a.plan.readTokens,
 		Hub: a.hub, Store: a.store, Metrics: set, Logger: a.log, Version: buildVersion(), Demo: a.plan.demo,
 		Interval: a.plan.interval, Heartbeat: a.plan.heartbeat, Retry: a.plan.retry, WriteTimeout: a.plan.writeTimeout,
 		Loopback: loopback, AllowedHosts: a.plan.allowedHosts,

@@ -950,6 +950,9 @@ func (d *DB) prune(ctx context.Context, now time.Time) (deliveries, events int64
 		return 0, 0, fmt.Errorf("prune outbox: %w", err)
 	}
 	events, _ = res.RowsAffected()
+	if _, err := d.pruneJournal(ctx, tx, now); err != nil {
+		return 0, 0, err
+	}
 	if deliveries+events > 0 {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM payloads WHERE id NOT IN (SELECT payload_id FROM deliveries)
 			AND id NOT IN (SELECT standard_payload FROM events) AND id NOT IN (SELECT alertmanager_payload FROM events)`); err != nil {

@@ -20,6 +20,9 @@ type DB struct {
 	db *sql.DB
 	// DashboardURL is the base of links in webhook payloads.
 	DashboardURL string
+	// JournalRetention is how long alert transitions are kept for the
+	// charts' marks; 0 is DefaultJournalRetention.
+	JournalRetention time.Duration
 	now          func() time.Time
 	seq          atomic.Uint64 // the last sequence number given to an event or a delivery
 	lastEvent    atomic.Uint64 // the newest webhook event's seq
@@ -58,13 +61,13 @@ func Open(dir string) (*DB, error) {
 }
 
 func (d *DB) open() error {
-	if _, err := d.db.Exec(alertsSchema); err != nil {
+	if _, err := d.db.Exec(alertsSchema + journalSchema); err != nil {
 		return err
 	}
 	if err := migrateOutbox(d.db); err != nil {
 		return err
 	}
-	for _, q := range append([]string{sqlSaveAlert}, outboxStatements...) {
+	for _, q := range append([]string{sqlSaveAlert, sqlJournal}, outboxStatements...) {
 		if _, err := d.stmt(context.Background(), nil, q); err != nil {
 			return err
 		}
@@ -211,6 +214,9 @@ func (d *DB) SaveTransitions(ctx context.Context, ts []Transition) error {
 			t.Alert.Fingerprint, string(body), t.Alert.UpdatedAt.UnixMilli()); err != nil {
 			return fmt.Errorf("save alerts: %w", err)
 		}
+	}
+	if err := d.journal(ctx, tx, ts); err != nil {
+		return err
 	}
 	var last uint64
 	for _, t := range ts {

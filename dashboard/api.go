@@ -15,6 +15,7 @@ import (
 	"vigil/history"
 	"vigil/internal/decimal"
 	"vigil/stream"
+	"vigil/templates"
 )
 
 type seriesList struct {
@@ -78,31 +79,65 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	out := seriesPoints{Source: source, Metric: metric, From: from.UTC().Format(time.RFC3339Nano), To: to.UTC().Format(time.RFC3339Nano),
-		Window: to.Sub(from).String(), Points: [][2]float64{}}
-	ringFrom := s.opts.Now().Add(-time.Duration(s.opts.Store.Capacity()) * s.opts.Interval)
-	if s.opts.History == nil || !from.Before(ringFrom) && step < s.opts.History.Tiers()[0].Step {
-		pts, _ := s.opts.Store.Range(source, metric, from)
-		for _, p := range pts {
-			if !p.T.After(to) {
-				out.Points = append(out.Points, [2]float64{float64(p.T.UnixMilli()), p.V})
-			}
-		}
-		out.Store, out.Step = "ring", s.opts.Interval.String()
-		writeJSON(w, http.StatusOK, out)
-		return
-	}
-	res, err := s.opts.History.Query(r.Context(), source, []string{metric}, from, to, step)
+	got, err := s.points(r.Context(), source, []string{metric}, from, to, step)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	out.Store, out.Step = "history", res.Step.String()
-	for _, a := range res.Series[metric] {
-		out.Points = append(out.Points, [2]float64{float64(a.T.UnixMilli()), decimal.Significant(a.Mean(), 6)})
-		out.Min, out.Max = append(out.Min, a.Min), append(out.Max, a.Max)
+	out := seriesPoints{Source: source, Metric: metric, From: from.UTC().Format(time.RFC3339Nano), To: to.UTC().Format(time.RFC3339Nano),
+		Window: to.Sub(from).String(), Step: got.step.String(), Store: got.store, Points: [][2]float64{},
+		Min: got.min[metric], Max: got.max[metric]}
+	for _, p := range got.series[metric] {
+		out.Points = append(out.Points, [2]float64{float64(p.T.UnixMilli()), p.V})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// pointSet is some of a source's series over a range, from one store.
+type pointSet struct {
+	store    string        // "ring" or "history"
+	step     time.Duration // between points
+	series   map[string][]templates.Point
+	min, max map[string][]float64 // from the history: each point's step's least and greatest value
+}
+
+// points reads metrics of source over [from, to]: from the ring while it
+// holds from and no step longer than the history's first is asked, else
+// from the history (each step's mean).
+func (s *Server) points(ctx context.Context, source string, metrics []string, from, to time.Time, step time.Duration) (pointSet, error) {
+	out := pointSet{series: map[string][]templates.Point{}}
+	ringFrom := s.opts.Now().Add(-time.Duration(s.opts.Store.Capacity()) * s.opts.Interval)
+	if s.opts.History == nil || !from.Before(ringFrom) && step < s.opts.History.Tiers()[0].Step {
+		out.store, out.step = "ring", s.opts.Interval
+		for _, metric := range metrics {
+			pts, _ := s.opts.Store.Range(source, metric, from)
+			list := make([]templates.Point, 0, len(pts))
+			for _, p := range pts {
+				if !p.T.After(to) {
+					list = append(list, templates.Point{T: p.T, V: p.V})
+				}
+			}
+			out.series[metric] = list
+		}
+		return out, nil
+	}
+	res, err := s.opts.History.Query(ctx, source, metrics, from, to, step)
+	if err != nil {
+		return out, err
+	}
+	out.store, out.step = "history", res.Step
+	out.min, out.max = map[string][]float64{}, map[string][]float64{}
+	for _, metric := range metrics {
+		aggs := res.Series[metric]
+		list := make([]templates.Point, len(aggs))
+		lo, hi := make([]float64, len(aggs)), make([]float64, len(aggs))
+		for i, a := range aggs {
+			list[i] = templates.Point{T: a.T, V: decimal.Significant(a.Mean(), 6)}
+			lo[i], hi[i] = a.Min, a.Max
+		}
+		out.series[metric], out.min[metric], out.max[metric] = list, lo, hi
+	}
+	return out, nil
 }
 
 // MaxSeriesRange bounds what a series request may ask for.
@@ -195,6 +230,38 @@ func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct {
 		Alerts []alerts.Alert `json:"alerts"`
 	}{list})
+}
+
+// handleTransitions answers GET /api/v1/alerts/transitions?source= with
+// the transitions of that source's alerts over the range the series API
+// takes (from, to or window), oldest first: what the charts mark.
+func (s *Server) handleTransitions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	source := q.Get("source")
+	if source == "" {
+		writeError(w, http.StatusBadRequest, "give ?source= (GET /api/v1/series lists them)")
+		return
+	}
+	from, to, _, err := s.seriesRange(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	marks, err := s.marks(r.Context(), source, from, to)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Transitions []alerts.Mark `json:"transitions"`
+	}{marks})
+}
+
+func (s *Server) marks(ctx context.Context, source string, from, to time.Time) ([]alerts.Mark, error) {
+	if s.opts.Journal == nil {
+		return []alerts.Mark{}, nil
+	}
+	return s.opts.Journal.Marks(ctx, source, from, to)
 }
 
 // ackInput is the optional body of an acknowledgement.

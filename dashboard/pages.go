@@ -78,15 +78,16 @@ func (s *Server) handleSource(w http.ResponseWriter, r *http.Request) {
 		src.Instances = instances(name, s.opts.Store)
 		src.Hosts = s.hostShares(name)
 	}
-	now := s.opts.Now()
-	capacity := s.opts.Store.Capacity()
 	latest, _ := s.opts.Store.Latest(name)
+	var metrics []string
 	for _, metric := range s.opts.Store.Metrics(name) { // this source's, not every series of a hub
 		if len(src.Instances) == 1 && sameAsService(metric, latest.Metrics) {
 			continue
 		}
-		src.Charts = append(src.Charts, s.chart(name, metric, metric, capacity, now.Add(-time.Duration(capacity)*s.opts.Interval)))
+		metrics = append(metrics, metric)
 	}
+	src.Range = s.chartRange(r.URL.Query())
+	src.Plots = s.plots(r.Context(), name, metrics, latest.Metrics, src.Range)
 	s.render(w, r, templates.SourcePage(src))
 }
 

@@ -90,15 +90,15 @@ func TestServicePageChartsEachSeriesOnce(t *testing.T) {
 	charts := func(source string) []string {
 		_, doc := getPage(t, a.srv.URL+"/source/"+source)
 		var out []string
-		doc.Find(`[data-testid="charts"] figure`).Each(func(_ int, s *goquery.Selection) {
-			out = append(out, s.AttrOr("data-testid", ""))
+		doc.Find(`[data-testid="chart"] .legend b`).Each(func(_ int, s *goquery.Selection) {
+			out = append(out, s.AttrOr("data-metric", ""))
 		})
 		return out
 	}
-	if got := charts("service/one"); !slices.Equal(got, []string{"spark-http.error_percent", "spark-probe.status_code{instance=a:1}"}) {
+	if got := charts("service/one"); !slices.Equal(got, []string{"http.error_percent", "probe.status_code{instance=a:1}"}) {
 		t.Errorf("one instance: %q", got)
 	}
-	if got := charts("service/two"); len(got) != 3 {
+	if got := charts("service/two"); len(got) != 3 || got[1] != "http.error_percent{instance=a:1}" {
 		t.Errorf("two instances: %q", got)
 	}
 }
@@ -129,7 +129,7 @@ func TestSourcePageAndStatic(t *testing.T) {
 	a.store.SetStatus("host/web-1", collector.StateFailed, "filesystem /mnt: input/output error", now)
 
 	resp, doc := getPage(t, a.srv.URL+"/source/host/web-1")
-	if resp.StatusCode != 200 || doc.Find(`[data-testid="charts"] svg[data-spark]`).Length() != 2 ||
+	if resp.StatusCode != 200 || doc.Find(`[data-testid="chart"] path.line`).Length() != 2 ||
 		!strings.Contains(doc.Find(`[data-testid="last-error"]`).Text(), "input/output error") {
 		t.Fatalf("drill-down: %d", resp.StatusCode)
 	}

@@ -55,6 +55,14 @@ type Alerts interface {
 
 var _ Alerts = (*alerts.Evaluator)(nil)
 
+// Journal is what the server reads of the alerts' past: their transitions
+// by time (alerts.DB), drawn as marks on the charts.
+type Journal interface {
+	Marks(ctx context.Context, source string, from, to time.Time) ([]alerts.Mark, error)
+}
+
+var _ Journal = (*alerts.DB)(nil)
+
 // Fleet is what the server needs of collector.Fleet: the upstreams a hub
 // follows. Status must be safe for concurrent use.
 type Fleet interface {
@@ -74,6 +82,8 @@ type Check struct {
 // Options configure a Server.
 type Options struct {
 	Alerts Alerts // nil: no alerting
+	// Journal answers for alert transitions by time; nil: none kept.
+	Journal Journal
 	// Fleet, on a hub, lists its upstreams; the dashboard then shows the
 	// hosts as a table rather than a panel each. nil: not a hub.
 	Fleet  Fleet
@@ -169,6 +179,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/v1/snapshot", s.handleSnapshot)
 	s.mux.HandleFunc("GET /api/v1/series", s.handleSeriesList)
 	s.mux.HandleFunc("GET /api/v1/alerts", s.handleAlerts)
+	s.mux.HandleFunc("GET /api/v1/alerts/transitions", s.handleTransitions)
 	s.mux.HandleFunc("POST /api/v1/alerts/{fingerprint}/ack", s.writeAuth(s.handleAck))
 	s.mux.HandleFunc("GET /api/v1/rules", s.handleRules)
 	s.mux.HandleFunc("GET /api/v1/upstreams", s.handleUpstreams)

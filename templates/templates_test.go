@@ -152,10 +152,20 @@ func TestDashboardFilterAndAlerts(t *testing.T) {
 }
 
 func TestSourcePage(t *testing.T) {
+	utc := time.FixedZone("X", 0)
+	t0 := time.Date(2026, 12, 1, 3, 0, 0, 0, utc)
+	rng := Range{Key: "1h", From: t0, To: t0.Add(time.Hour), Live: true}
 	doc := render(t, SourcePage(Source{
 		Page: Page{Title: "x", StreamQuery: "source=host/web-1"}, Name: "host/web-1",
 		Status: Status{State: "failed", Error: "filesystem /mnt: input/output error"},
-		Charts: []Chart{{Label: "cpu.percent", Metric: "cpu.percent", Values: []float64{1, 2}, Capacity: 600, Max: 100}, {Label: "load.1", Metric: "load.1", Values: []float64{1}, Capacity: 600}},
+		Range:  rng,
+		Plots: []Plot{
+			{Title: "CPU", Unit: "percent", Max: 100, Series: []PlotSeries{
+				{Label: "busy", Metric: "cpu.percent", Points: []Point{{t0, 10}, {t0.Add(30 * time.Minute), 50}}, Last: Value{V: 42.5, Known: true}},
+				{Label: "user", Metric: "cpu.user_percent", Points: []Point{{t0, 5}}},
+			}, Marks: []Mark{{At: t0.Add(12 * time.Minute), Kind: "firing", Rule: "HighCPU"}, {At: t0.Add(-time.Minute), Kind: "pending", Rule: "Early"}}},
+			{Title: "Network", Unit: "byterate", Series: []PlotSeries{{Label: "in", Metric: "net.rx_bytes_per_sec", Points: []Point{{t0, 1500}}}}},
+		},
 	}))
 	if doc.Find("body").AttrOr("data-stream-query", "") != "source=host/web-1" {
 		t.Error("drill-down page must follow only its source")
@@ -163,8 +173,40 @@ func TestSourcePage(t *testing.T) {
 	if !strings.Contains(testid(doc, "last-error").Text(), "input/output error") {
 		t.Error("last error not shown")
 	}
-	if testid(doc, "charts").Find("svg[data-spark]").Length() != 2 {
-		t.Error("a chart per metric")
+	charts := testid(doc, "chart")
+	if charts.Length() != 2 {
+		t.Fatalf("%d charts, want one per plot", charts.Length())
+	}
+	cpu := charts.First()
+	if got := cpu.Find("h3").Text(); got != "CPU" {
+		t.Errorf("title %q", got)
+	}
+	if got := cpu.Find(".legend b[data-metric=\"cpu.percent\"]").Text(); strings.TrimSpace(got) != "42.5%" {
+		t.Errorf("legend value %q, want the newest with its unit", got)
+	}
+	if got := strings.TrimSpace(cpu.Find(".legend b[data-metric=\"cpu.user_percent\"]").Text()); got != "–" {
+		t.Errorf("a series without a newest value shows %q", got)
+	}
+	if n := cpu.Find("path.line").Length(); n != 2 {
+		t.Errorf("%d lines, want one per series", n)
+	}
+	var labels []string
+	cpu.Find(".axis text").Each(func(_ int, s *goquery.Selection) { labels = append(labels, s.Text()) })
+	if got := strings.Join(labels, " "); got != "0% 50% 100% 03:00 03:10 03:20 03:30 03:40 03:50 04:00" {
+		t.Errorf("axis labels %q: want the value axis in the unit and local times", got)
+	}
+	if got := charts.Eq(1).Find(".axis text").First().Text(); got != "0 B/s" {
+		t.Errorf("a byte-rate axis starts at %q", got)
+	}
+	marks := cpu.Find("line.mark")
+	if marks.Length() != 1 || !strings.Contains(marks.Find("title").Text(), "HighCPU firing at Dec 1 03:12:00") {
+		t.Errorf("marks: %d, %q; want the one in range, with its rule", marks.Length(), marks.Find("title").Text())
+	}
+	if got := cpu.AttrOr("data-series", ""); got != `[{"metric":"cpu.percent","label":"busy"},{"metric":"cpu.user_percent","label":"user"}]` {
+		t.Errorf("data-series %s", got)
+	}
+	if cur := testid(doc, "ranges").Find("[aria-current]"); cur.AttrOr("href", "") != "?range=1h" {
+		t.Errorf("current range link %q", cur.AttrOr("href", ""))
 	}
 }
 

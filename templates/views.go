@@ -210,7 +210,8 @@ type Source struct {
 	Page
 	Name      string
 	Status    Status
-	Charts    []Chart
+	Range     Range  // the time the charts span
+	Plots     []Plot // the charts, in reading order
 	Alerts    []Alert
 	Tile      *Tile      // for service sources
 	Instances []Instance // a service's instances, for the breakdown
@@ -231,4 +232,53 @@ type Instance struct {
 	Name    string
 	Up      bool
 	Metrics map[string]float64 // this instance's metrics, without the {instance=…} part
+}
+
+// Plot is one chart of a drill-down page: one or more series of one unit
+// over the page's range. The server draws it as an SVG; the page script
+// draws it again with uPlot (static/charts.js), from the series API.
+type Plot struct {
+	Title  string // "Latency", "Requests by instance"
+	Unit   string // a units kind, the same for every series
+	Max    float64
+	Series []PlotSeries
+	Marks  []Mark // alert transitions in the range
+}
+
+// PlotSeries is one line of a chart.
+type PlotSeries struct {
+	Label  string // "p99", "127.0.0.1:8081"
+	Metric string
+	Points []Point // oldest first, within the range
+	Last   Value   // the newest value the ring holds
+}
+
+// Point is one value at one time.
+type Point struct {
+	T time.Time
+	V float64
+}
+
+// Mark is an alert transition drawn on the charts.
+type Mark struct {
+	At   time.Time
+	Kind string // pending, firing, resolved, ...
+	Rule string
+}
+
+// Range is the time a drill-down's charts span: one of Ranges back from
+// now (Live, following the stream), or a zoomed From–To.
+type Range struct {
+	Key      string // one of Ranges; "" for a zoomed range
+	From, To time.Time
+	Live     bool
+}
+
+// Ranges are the range picker's choices, the first the default.
+var Ranges = []struct {
+	Key string
+	D   time.Duration
+}{
+	{"10m", 10 * time.Minute}, {"1h", time.Hour}, {"6h", 6 * time.Hour},
+	{"24h", 24 * time.Hour}, {"7d", 7 * 24 * time.Hour}, {"30d", 30 * 24 * time.Hour},
 }

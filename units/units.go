@@ -47,7 +47,7 @@ func Of(metric string) string {
 		return Bytes
 	case strings.HasSuffix(m, "_per_sec"):
 		return Rate
-	case strings.HasPrefix(m, "http.latency") && strings.HasSuffix(m, "_seconds"):
+	case (strings.HasPrefix(m, "http.latency") || strings.HasPrefix(m, "probe.")) && strings.HasSuffix(m, "_seconds"):
 		return Latency
 	case strings.HasSuffix(m, "_seconds"):
 		return Duration

@@ -28,6 +28,7 @@ func TestFormat(t *testing.T) {
 		{"http.latency_p99_seconds", 0.2, "200 ms"},
 		{"http.latency_p50_seconds", 0.0004, "0.4 ms"},
 		{"http.latency_max_seconds", 2.5, "2.5 s"},
+		{"probe.ttfb_seconds{instance=a:1}", 0.012, "12 ms"}, // a probe's timings are latencies, not durations
 		{"host.uptime_seconds", 3*86400 + 4*3600, "3d 4h"},
 		{"host.uptime_seconds", 125, "2m 5s"},
 		{"load.1", 0.42, "0.42"},
