@@ -23,10 +23,10 @@ type DB struct {
 	// JournalRetention is how long alert transitions are kept for the
 	// charts' marks; 0 is DefaultJournalRetention.
 	JournalRetention time.Duration
-	now          func() time.Time
-	seq          atomic.Uint64 // the last sequence number given to an event or a delivery
-	lastEvent    atomic.Uint64 // the newest webhook event's seq
-	turn         atomic.Uint64 // which receiver the next claim starts with
+	now              func() time.Time
+	seq              atomic.Uint64 // the last sequence number given to an event or a delivery
+	lastEvent        atomic.Uint64 // the newest webhook event's seq
+	turn             atomic.Uint64 // which receiver the next claim starts with
 
 	rcvMu sync.Mutex
 	rcvs  []Receiver        // every receiver, read once and kept until one changes
