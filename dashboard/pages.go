@@ -1,6 +1,8 @@
 package dashboard
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -87,6 +89,7 @@ func (s *Server) handleSource(w http.ResponseWriter, r *http.Request) {
 		metrics = append(metrics, metric)
 	}
 	src.Range = s.chartRange(r.URL.Query())
+	src.Page.Charts = true
 	src.Plots = s.plots(r.Context(), name, metrics, latest.Metrics, src.Range)
 	s.render(w, r, templates.SourcePage(src))
 }
@@ -380,6 +383,7 @@ type staticFiles map[string]staticFile
 
 type staticFile struct {
 	body  []byte
+	gz    []byte // body gzipped, when that saves a good part of it
 	etag  string
 	ctype string
 }
@@ -387,12 +391,16 @@ type staticFile struct {
 func loadStatic() staticFiles {
 	files := staticFiles{}
 	fs.WalkDir(static.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.HasSuffix(p, ".go") {
+		if err != nil || d.IsDir() || strings.HasSuffix(p, ".go") || strings.HasSuffix(p, ".md") {
 			return err
 		}
 		b, _ := fs.ReadFile(static.FS, p)
 		sum := sha256.Sum256(b)
-		files[p] = staticFile{body: b, etag: `"` + hex.EncodeToString(sum[:8]) + `"`, ctype: mime.TypeByExtension(path.Ext(p))}
+		ctype := mime.TypeByExtension(path.Ext(p))
+		if ctype == "" {
+			ctype = "text/plain; charset=utf-8" // LICENSE
+		}
+		files[p] = staticFile{body: b, gz: gzipped(b), etag: `"` + hex.EncodeToString(sum[:8]) + `"`, ctype: ctype}
 		return nil
 	})
 	return files
@@ -413,5 +421,36 @@ func (f staticFiles) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Set("Content-Type", file.ctype)
+	h.Add("Vary", "Accept-Encoding")
+	if file.gz != nil && acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		h.Set("Content-Encoding", "gzip")
+		w.Write(file.gz)
+		return
+	}
 	w.Write(file.body)
+}
+
+// gzipped compresses a static file once, at start; nil when it would not
+// save a quarter of it (icons, small files).
+func gzipped(b []byte) []byte {
+	var buf bytes.Buffer
+	z, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	z.Write(b)
+	z.Close()
+	if buf.Len() > len(b)*3/4 {
+		return nil
+	}
+	return buf.Bytes()
+}
+
+// acceptsGzip reads Accept-Encoding: gzip, unless given a q of 0.
+func acceptsGzip(header string) bool {
+	for _, part := range strings.Split(header, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(name), "gzip") {
+			q := strings.ReplaceAll(params, " ", "")
+			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+		}
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"compress/gzip"
 	"io"
 	"net/http"
 	"regexp"
@@ -151,6 +152,29 @@ func TestSourcePageAndStatic(t *testing.T) {
 	req.Header.Set("If-None-Match", etag)
 	if r, _ := http.DefaultClient.Do(req); r.StatusCode != 304 {
 		t.Errorf("revalidation: %d", r.StatusCode)
+	}
+	// The charting library, with its licence, from this binary; gzipped
+	// for a browser that takes it; no notes beside it.
+	req, _ = http.NewRequest("GET", a.srv.URL+"/static/vendor/uplot/uPlot.iife.min.js", nil)
+	req.Header.Set("Accept-Encoding", "br, gzip;q=0.8")
+	if r, err := http.DefaultTransport.RoundTrip(req); err != nil || r.StatusCode != 200 || r.Header.Get("Content-Encoding") != "gzip" {
+		t.Errorf("uPlot gzipped: %v %v", r, err)
+	} else {
+		z, _ := gzip.NewReader(r.Body)
+		b, _ := io.ReadAll(z)
+		if !strings.HasPrefix(string(b), "/*! https://github.com/leeoniya/uPlot") || r.ContentLength >= int64(len(b)) {
+			t.Errorf("uPlot: %d bytes gzipped to %d", len(b), r.ContentLength)
+		}
+	}
+	req.Header.Set("Accept-Encoding", "gzip;q=0")
+	if r, _ := http.DefaultTransport.RoundTrip(req); r.Header.Get("Content-Encoding") != "" {
+		t.Errorf("gzip refused, still sent as %q", r.Header.Get("Content-Encoding"))
+	}
+	if r, _ := http.Get(a.srv.URL + "/static/vendor/uplot/LICENSE"); r.StatusCode != 200 {
+		t.Errorf("uPlot's licence: %d", r.StatusCode)
+	}
+	if r, _ := http.Get(a.srv.URL + "/static/vendor/uplot/README.md"); r.StatusCode != 404 {
+		t.Errorf("notes: %d", r.StatusCode)
 	}
 	if r, _ := http.Get(a.srv.URL + "/static/nope.js"); r.StatusCode != 404 {
 		t.Errorf("missing asset: %d", r.StatusCode)

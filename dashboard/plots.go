@@ -49,6 +49,8 @@ var families = []family{
 	{"Filesystem bytes", []member{{"fs.used_bytes", "used", "Filesystem used"}, {"fs.size_bytes", "size", "Filesystem size"}}},
 	{"Probe", []member{{"probe.connect_seconds", "connect", "Probe connect"}, {"probe.ttfb_seconds", "first byte", "Probe first byte"},
 		{"probe.total_seconds", "total", "Probe total"}}},
+	{"Up", []member{{"probe.up", "probe", "Probe up"}, {"scrape.up", "scrape", "Scrape up"}}},
+	{"Status code", []member{{"probe.status_code", "status", "Probe status code"}}},
 }
 
 // memberOf finds a metric name (without labels) in the families: the
@@ -80,32 +82,34 @@ func splitLabels(metric string) (name, keys, values string) {
 
 // groupPlots lays a source's metrics out as charts: a family's unlabelled
 // metrics on one chart, each labelled metric's series on one chart of its
-// name; families first, in their order, then the rest by name. The series
-// carry no points yet.
+// name after them; families first, in their order, then the rest by name.
+// The series carry no points yet.
 func groupPlots(metrics []string) []templates.Plot {
 	type key struct {
-		order int
-		title string
+		labelled bool
+		order    int
+		member   int // the member's place in its family
+		title    string
 	}
 	byKey := map[key]*templates.Plot{}
 	var keys []key
 	for _, metric := range metrics {
 		name, labelKeys, labelValues := splitLabels(metric)
 		order, m, _ := memberOf(name)
-		k, label := key{order, families[min(order, len(families)-1)].title}, m.label
+		k, label := key{order: order, title: families[min(order, len(families)-1)].title}, m.label
 		switch {
 		case order == len(families):
-			k, label = key{order, name}, "value"
+			k.title, label = name, "value"
 			if labelKeys != "" {
-				k.title, label = name+" by "+labelKeys, labelValues
+				k.labelled, k.title, label = true, name+" by "+labelKeys, labelValues
 			}
 		case labelKeys != "":
-			k, label = key{order, m.name + " by " + labelKeys}, labelValues
+			k.labelled, k.member, k.title, label = true, memberIndex(order, name), m.name+" by "+labelKeys, labelValues
 		}
 		p := byKey[k]
 		if p == nil {
 			p = &templates.Plot{Title: k.title, Unit: units.Of(metric)}
-			if p.Unit == units.Percent {
+			if p.Unit == units.Percent && name != "http.error_percent" { // a share of a whole; errors read better scaled
 				p.Max = 100
 			}
 			byKey[k] = p
@@ -114,7 +118,7 @@ func groupPlots(metrics []string) []templates.Plot {
 		p.Series = append(p.Series, templates.PlotSeries{Label: label, Metric: metric})
 	}
 	slices.SortFunc(keys, func(a, b key) int {
-		return cmp.Or(cmp.Compare(a.order, b.order), strings.Compare(a.title, b.title))
+		return cmp.Or(boolCompare(a.labelled, b.labelled), cmp.Compare(a.order, b.order), cmp.Compare(a.member, b.member), strings.Compare(a.title, b.title))
 	})
 	out := make([]templates.Plot, 0, len(keys))
 	for _, k := range keys {
@@ -129,10 +133,25 @@ func groupPlots(metrics []string) []templates.Plot {
 func seriesOrder(s templates.PlotSeries) int {
 	name, _, _ := splitLabels(s.Metric)
 	order, _, _ := memberOf(name)
+	return memberIndex(order, name)
+}
+
+// memberIndex is a metric's place in the family at order.
+func memberIndex(order int, name string) int {
 	if order == len(families) {
 		return 0
 	}
 	return slices.IndexFunc(families[order].members, func(m member) bool { return m.metric == name })
+}
+
+func boolCompare(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // chartRange reads the drill-down's range from its URL: ?range= (one of

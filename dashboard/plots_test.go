@@ -39,18 +39,18 @@ func TestChartsGroupMetricsReadably(t *testing.T) {
 	want := []string{
 		"Requests [rate]: requests",
 		"Latency [latency]: p50, p99, max",
-		"Latency p99.5 by instance [latency]: 127.0.0.1:1, 127.0.0.1:2",
 		"CPU [percent]: busy",
-		"CPU by core [percent]: 0",
 		"Disk I/O [byterate]: read, write",
 		"custom.queue_depth [number]: value",
+		"Latency p99.5 by instance [latency]: 127.0.0.1:1, 127.0.0.1:2",
+		"CPU by core [percent]: 0",
+		"Probe status code by instance [number]: a:1",
 		"custom.temp by zone, sensor [number]: a, 2",
-		"probe.status_code by instance [number]: a:1",
 	}
 	if !slices.Equal(lines, want) {
 		t.Errorf("charts:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}
-	if got[3].Max != 100 || got[0].Max != 0 {
+	if got[2].Max != 100 || got[0].Max != 0 {
 		t.Errorf("a percentage chart tops at 100, others scale: %v %v", got[3].Max, got[0].Max)
 	}
 }

@@ -14,6 +14,8 @@
 // exported, not put on window. The script finds its elements by ids and
 // classes; data-testid attributes are for tests only.
 
+import * as charts from './charts.js';
+
 // ---- settings, from the page -----------------------------------------------
 const body = document.body;
 const intervalMs = Number(body.dataset.intervalMs) || 1000;
@@ -223,6 +225,7 @@ function applySample(d) {
   }
   s.ts = ts;
   s.metrics = d.metrics;
+  if (streamQuery) charts.sample(ts, d.metrics);
   for (const [metric, list] of s.sparks) {
     const v = d.metrics[metric];
     if (typeof v !== 'number') continue;
@@ -304,6 +307,7 @@ function render(now) {
   if (state.paused || document.hidden) return;
   for (const s of state.onScreen) if (s.dirty) renderSource(s);
   if (state.fleet) renderFleet();
+  charts.draw();
   if (now - state.lastSort >= resortEveryMs) {
     sortTiles(false);
     if (state.fleet) sortFleet();
@@ -866,6 +870,7 @@ function setTheme(t) {
 }
 function nextTheme() {
   setTheme(themes[(themes.indexOf(savedTheme()) + 1) % themes.length]);
+  mountCharts(); // the canvas takes its colours when drawn
 }
 
 // ---- the connection and its indicator ----------------------------------------
@@ -1076,6 +1081,7 @@ async function redraw() {
     const model = new Map(state.sources);
     const fleet = state.fleet;
     main.replaceChildren(...fresh.childNodes);
+    mountCharts();
     indexPage();
     indexFleet();
     keepFleet(fleet);
@@ -1106,7 +1112,17 @@ function onKey(e) {
   else if (e.key === 't') nextTheme();
 }
 
+// mountCharts hands a drill-down's charts to charts.js, which draws them
+// with uPlot over the SVGs the server drew.
+function mountCharts() {
+  const section = document.querySelector('section.plots');
+  const root = section && section.closest('[data-source]');
+  charts.mount(section, { source: root ? root.dataset.source : '', format });
+}
+
 function init() {
+  mountCharts();
+  window.addEventListener('popstate', () => { if (!charts.fromURL()) location.reload(); });
   indexPage();
   indexFleet();
   if (state.fleet) wireFleet(document.getElementById('main'));

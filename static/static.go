@@ -4,7 +4,8 @@ package static
 
 import "embed"
 
-// FS holds app.js, app.css and favicon.svg.
+// FS holds app.js, charts.js, app.css, favicon.svg, and under vendor/ the
+// charting library (uPlot, with its licence).
 //
-//go:embed app.js app.css favicon.svg
+//go:embed app.js charts.js app.css favicon.svg vendor
 var FS embed.FS

@@ -20,6 +20,7 @@ type Page struct {
 	RenderedAt  time.Time
 	View        ViewState
 	StreamQuery string // filters the page's event stream, for example "source=host/web-1"
+	Charts      bool   // the page has charts: load the charting library
 }
 
 // ViewState is the part of the page's state kept in its URL.

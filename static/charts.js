@@ -1,0 +1,259 @@
+// vigil drill-down charts: each chart the server drew as an SVG
+// (templates.PlotView) is drawn again with uPlot (static/vendor/uplot),
+// from the series API, at full resolution: a time axis in the browser's
+// local time, a value axis in the chart's unit, a crosshair whose time and
+// values show in the legend and move on every chart of the page at once,
+// drag to zoom (kept in the URL as ?from=&to=), alert transitions as
+// marks, and, while the range ends at now, live from the page's stream.
+//
+// app.js owns the page and the stream; it calls mount() when the page is
+// (re)drawn, sample() with each sample of the page's source, and draw()
+// once a frame. A chart is fetched and drawn when it comes near the screen.
+
+const syncKey = 'vigil-charts';
+const colorCount = 8; // c0..c7 in app.css, as templates.plotColors
+const chartHeight = 180;
+const markColors = { firing: '--crit', pending: '--warn', resolved: '--ok', nodata: '--muted', acknowledged: '--accent', inactive: '--muted' };
+
+// The charts of the page now; mount() replaces them.
+const page = {
+  section: null, // the [data-testid=charts] element
+  source: '',
+  from: 0, to: 0, // ms: the range
+  span: 0, // ms: the range's length, kept while live
+  live: false,
+  charts: [], // {fig, series, unit, max, u, step, data, dirty}
+  marks: [], // {at (s), kind, rule}
+  observer: null,
+  resize: null,
+  format: null,
+  epoch: 0, // bumps on each mount: answers for an older page are dropped
+};
+
+function css(name) {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || '#888';
+}
+
+// seriesPath is a series' URL path: source and metric as they are, with
+// what a path cannot carry escaped (GET /api/v1/series/{source}/{metric}).
+function seriesURL(source, metric, from, to) {
+  const path = encodeURI(source + '/' + metric).replace(/[?#]/g, encodeURIComponent);
+  return '/api/v1/series/' + path + '?from=' + from / 1000 + '&to=' + to / 1000;
+}
+
+async function getJSON(url) {
+  const res = await fetch(url, { headers: { Accept: 'application/json' } });
+  if (!res.ok) throw new Error(url + ': ' + res.status);
+  return res.json();
+}
+
+// mount takes over the charts of section (or of none, when null).
+export function mount(section, { source, format }) {
+  for (const c of page.charts) if (c.u) c.u.destroy();
+  if (page.observer) page.observer.disconnect();
+  if (page.resize) page.resize.disconnect();
+  page.epoch++;
+  page.charts = [];
+  page.marks = [];
+  page.section = section;
+  if (!section || !window.uPlot) return;
+  page.source = source;
+  page.format = format;
+  page.from = Number(section.dataset.from);
+  page.to = Number(section.dataset.to);
+  page.span = page.to - page.from;
+  page.live = 'live' in section.dataset;
+  for (const fig of section.querySelectorAll('figure.plot')) {
+    page.charts.push({
+      fig, unit: fig.dataset.unit, max: Number(fig.dataset.max) || 0,
+      series: JSON.parse(fig.dataset.series || '[]'), u: null, step: 0, data: null, dirty: false, loading: false,
+    });
+  }
+  loadMarks(page.epoch);
+  page.observer = 'IntersectionObserver' in window ? new IntersectionObserver((entries) => {
+    for (const e of entries) if (e.isIntersecting) load(page.charts.find((c) => c.fig === e.target));
+  }, { rootMargin: '300px' }) : null;
+  page.resize = 'ResizeObserver' in window ? new ResizeObserver(() => {
+    for (const c of page.charts) if (c.u) c.u.setSize({ width: width(c.fig), height: chartHeight });
+  }) : null;
+  for (const c of page.charts) {
+    if (page.observer) page.observer.observe(c.fig); else load(c);
+  }
+  if (page.resize) page.resize.observe(section);
+}
+
+async function loadMarks(epoch) {
+  try {
+    const ans = await getJSON('/api/v1/alerts/transitions?source=' + encodeURIComponent(page.source) + '&from=' + page.from / 1000 + '&to=' + page.to / 1000);
+    if (epoch !== page.epoch) return;
+    page.marks = ans.transitions.map((m) => ({ at: Date.parse(m.at) / 1000, kind: m.kind, rule: m.rule }));
+    page.section.dataset.marks = String(page.marks.length);
+    for (const c of page.charts) if (c.u) c.u.redraw(false);
+  } catch (_) { /* the SVGs have them */ }
+}
+
+// load fetches a chart's series and draws it; the SVG stays if it cannot.
+async function load(c) {
+  if (!c || c.u || c.loading) return;
+  c.loading = true;
+  const epoch = page.epoch;
+  try {
+    const answers = await Promise.all(c.series.map((s) => getJSON(seriesURL(page.source, s.metric, page.from, page.to))));
+    if (epoch !== page.epoch) return;
+    const tables = answers.map((a) => [a.points.map((p) => p[0] / 1000), a.points.map((p) => p[1])]);
+    c.data = tables.length ? window.uPlot.join(tables) : [[]];
+    c.step = parseStep(answers[0] && answers[0].step);
+    draw1(c);
+  } catch (err) {
+    c.fig.dataset.failed = String(err);
+  } finally {
+    c.loading = false;
+  }
+}
+
+function parseStep(s) { // Go's time.Duration text: 1s, 10s, 1m0s, 1h10m0s
+  let sec = 0;
+  for (const [, n, unit] of String(s || '').matchAll(/([\d.]+)(h|ms|m|s)/g)) sec += Number(n) * { h: 3600, m: 60, s: 1, ms: 0.001 }[unit];
+  return sec || 1;
+}
+
+function width(fig) { return Math.max(200, fig.clientWidth); }
+
+function last(values) {
+  for (let i = values.length - 1; i >= 0; i--) if (values[i] != null) return values[i];
+  return null;
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+
+function draw1(c) {
+  const fmt = (v) => page.format(c.unit, v);
+  const opts = {
+    width: width(c.fig), height: chartHeight,
+    cursor: { sync: { key: syncKey }, drag: { x: true, y: false, setScale: false }, points: { size: 6 } },
+    select: { show: true },
+    scales: {
+      x: { time: true, range: () => [page.from / 1000, page.to / 1000] },
+      y: { range: (u, lo, hi) => [0, c.max > 0 ? c.max : niceTop(hi)] },
+    },
+    axes: [
+      { stroke: css('--muted'), grid: { stroke: css('--line'), width: 1 }, ticks: { stroke: css('--line') } },
+      { stroke: css('--muted'), grid: { stroke: css('--line'), width: 1 }, ticks: { stroke: css('--line') }, size: 72,
+        values: (u, splits) => splits.map(fmt) },
+    ],
+    series: [
+      { label: 'Time', value: (u, ts) => ts == null ? 'now' : timeFormat.format(new Date(ts * 1000)) },
+      ...c.series.map((s, i) => ({
+        label: s.label, stroke: css('--c' + (i % colorCount)), width: 1.5, points: { show: false },
+        value: (u, v, si, idx) => fmt(idx == null ? last(u.data[si]) : v),
+      })),
+    ],
+    legend: { live: true },
+    hooks: { setSelect: [zoom], draw: [drawMarks] },
+  };
+  c.u = new window.uPlot(opts, c.data, c.fig);
+  c.fig.classList.add('drawn');
+  c.fig.dataset.points = String(c.data[0].length);
+}
+
+function niceTop(hi) {
+  if (!(hi > 0)) return 1;
+  const mag = Math.pow(10, Math.floor(Math.log10(hi)));
+  for (const f of [1, 2, 5, 10]) if (hi <= f * mag) return f * mag;
+  return 10 * mag;
+}
+
+// zoom makes a dragged span the page's range: in the URL (so a reload or a
+// link shows the same), and on every chart at the resolution it deserves.
+function zoom(u) {
+  if (u.select.width < 2) return;
+  const from = Math.floor(u.posToVal(u.select.left, 'x') * 1000);
+  const to = Math.ceil(u.posToVal(u.select.left + u.select.width, 'x') * 1000);
+  u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
+  if (!(to - from >= 1000)) return;
+  const q = new URLSearchParams(location.search);
+  q.delete('range');
+  q.set('from', String(from / 1000));
+  q.set('to', String(to / 1000));
+  history.pushState(null, '', '?' + q.toString());
+  setRange(from, to, false);
+}
+
+// setRange draws every chart over [from, to] afresh.
+function setRange(from, to, live) {
+  const s = page.section;
+  if (!s) return;
+  s.dataset.from = String(from);
+  s.dataset.to = String(to);
+  if (live) s.dataset.live = ''; else delete s.dataset.live;
+  delete s.dataset.range;
+  for (const a of document.querySelectorAll('[data-testid=ranges] a')) a.removeAttribute('aria-current');
+  const z = document.querySelector('[data-testid=zoomed]');
+  if (z) z.textContent = timeFormat.format(new Date(from)) + ' – ' + timeFormat.format(new Date(to));
+  mount(s, { source: page.source, format: page.format });
+}
+
+// fromURL follows the back and forward buttons between zoomed ranges.
+export function fromURL() {
+  const q = new URLSearchParams(location.search);
+  const from = Number(q.get('from')) * 1000, to = Number(q.get('to')) * 1000;
+  if (from > 0 && to > from) { setRange(from, to, false); return true; }
+  return false;
+}
+
+function drawMarks(u) {
+  if (!page.marks.length) return;
+  const ctx = u.ctx, { top, height } = u.bbox, ratio = window.devicePixelRatio || 1;
+  ctx.save();
+  ctx.lineWidth = ratio;
+  ctx.setLineDash([4 * ratio, 3 * ratio]);
+  ctx.font = (11 * ratio) + 'px system-ui, sans-serif';
+  ctx.textBaseline = 'top';
+  for (const m of page.marks) {
+    const [lo, hi] = [u.scales.x.min, u.scales.x.max];
+    if (m.at < lo || m.at > hi) continue;
+    const x = Math.round(u.valToPos(m.at, 'x', true));
+    ctx.strokeStyle = ctx.fillStyle = css(markColors[m.kind] || '--muted');
+    ctx.beginPath();
+    ctx.moveTo(x, top);
+    ctx.lineTo(x, top + height);
+    ctx.stroke();
+    ctx.fillText(m.rule + ' ' + m.kind, x + 3 * ratio, top + 2 * ratio);
+  }
+  ctx.restore();
+}
+
+// sample takes a sample of the page's source: while live, each chart gains
+// a point a step (the newest value of the step), and the range slides.
+export function sample(ts, metrics) {
+  if (!page.live || !page.charts.length) return;
+  const t = ts / 1000;
+  page.to = Math.max(page.to, ts);
+  page.from = page.to - page.span;
+  for (const c of page.charts) {
+    if (!c.u) continue;
+    const xs = c.data[0];
+    const vals = c.series.map((s) => (typeof metrics[s.metric] === 'number' ? metrics[s.metric] : null));
+    if (xs.length && t < xs[xs.length - 1] + c.step) {
+      if (c.step <= 1) continue; // already has it
+      for (let i = 0; i < vals.length; i++) if (vals[i] != null) c.data[i + 1][xs.length - 1] = vals[i];
+    } else {
+      xs.push(t);
+      for (let i = 0; i < vals.length; i++) c.data[i + 1].push(vals[i]);
+    }
+    let cut = 0;
+    while (cut < xs.length && xs[cut] < page.from / 1000) cut++;
+    if (cut) for (const col of c.data) col.splice(0, cut);
+    c.dirty = true;
+  }
+}
+
+// draw redraws the charts that changed; app.js calls it once a frame.
+export function draw() {
+  for (const c of page.charts) {
+    if (!c.dirty) continue;
+    c.dirty = false;
+    c.u.setData(c.data, true);
+    c.fig.dataset.points = String(c.data[0].length);
+  }
+}
