@@ -29,7 +29,7 @@ const shutdownTimeout = 4 * time.Second
 // app is a vigil built from a plan: every part, wired in the order the
 // data flows, and everything that must be closed.
 //
-//	collector.Scheduler (sources) -> collector.Store (ring) -> history.DB (tiers), and stream.Hub
+//	collector.Scheduler (sources) -> collector.Store (ring) -> history.DB (tiers) or history.Victoria, and stream.Hub
 //	stream.Hub -> dashboard.Server (SSE, NDJSON, long polling, WebSocket)
 //	alerts.Evaluator (reads the ring) -> alerts.DB (states, outbox) -> alerts.Dispatcher -> alerts.Receivers
 type app struct {
@@ -41,7 +41,7 @@ type app struct {
 	journal   *stream.Journal
 	hub       *stream.Hub
 	store     *collector.Store
-	history   *history.DB      // nil with history off
+	history   keeper           // nil with history off
 	demo      *collector.Demo  // nil without --demo
 	fleet     *collector.Fleet // nil unless this vigil is a hub
 	sched     *collector.Scheduler
@@ -156,9 +156,28 @@ func (a *app) buildSources(set *metrics.Set) error {
 	return nil
 }
 
+// keeper is where the history is kept: the tiers under --data
+// (history.DB) or VictoriaMetrics (history.Victoria).
+type keeper interface {
+	dashboard.History
+	collector.Recorder
+	Run(ctx context.Context) error
+}
+
 // buildHistory opens the history, gives the ring its recent past from it,
 // and has the ring record every sample into it.
 func (a *app) buildHistory(set *metrics.Set) error {
+	if a.plan.victoria != nil {
+		opts := *a.plan.victoria
+		opts.Logger, opts.Metrics = a.log, set
+		v, err := history.NewVictoria(opts)
+		if err != nil {
+			return err
+		}
+		a.history = v
+		a.store.RecordInto(v)
+		return nil
+	}
 	if a.plan.history == nil {
 		return nil
 	}

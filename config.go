@@ -85,6 +85,10 @@ type Config struct {
 	History struct {
 		Enabled bool         `yaml:"enabled"`
 		Tiers   []TierConfig `yaml:"tiers"` // finest first
+		// VictoriaMetrics, when its url is set, keeps the history instead
+		// of the tiers: every sample is pushed to it, and the charts read
+		// from it.
+		VictoriaMetrics VictoriaConfig `yaml:"victoriametrics"`
 	} `yaml:"history"`
 	// Upstreams are the agents — other vigils — this one follows, which
 	// makes it a hub.
@@ -113,6 +117,16 @@ type Config struct {
 type TierConfig struct {
 	Step Duration `yaml:"step"`
 	Keep Duration `yaml:"keep"`
+}
+
+// VictoriaConfig is the VictoriaMetrics that keeps the history.
+type VictoriaConfig struct {
+	URL         string            `yaml:"url"`          // its base: http://127.0.0.1:8428; user:password@ for basic auth
+	BearerToken string            `yaml:"bearer_token"` // or a token
+	Labels      map[string]string `yaml:"labels"`       // added to every series, for example vigil: hub-fra
+	MaxQueue    int               `yaml:"max_queue"`    // points held while it is unreachable
+	Flush       Duration          `yaml:"flush"`        // how often the queue is sent
+	Timeout     Duration          `yaml:"timeout"`      // per request
 }
 
 // UpstreamConfig is one agent a hub follows.

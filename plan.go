@@ -48,7 +48,8 @@ type plan struct {
 	fileDefaults  collector.UpstreamOptions   // token, TLS and labels of the file's
 	agentDownFor  time.Duration
 
-	history []history.Tier // nil: no history
+	history  []history.Tier           // nil: no history, or in VictoriaMetrics
+	victoria *history.VictoriaOptions // the history in VictoriaMetrics; nil: not there
 }
 
 // origin says where the values being checked came from, so that a problem
@@ -144,6 +145,15 @@ func (c Config) plan(src origin) (plan, error) {
 // history checks the tiers: each where it is written, then the list.
 func (pl *planner) history(c Config, p *plan) {
 	if !c.History.Enabled {
+		return
+	}
+	if vm := c.History.VictoriaMetrics; vm.URL != "" {
+		opts := history.VictoriaOptions{URL: vm.URL, BearerToken: vm.BearerToken, Labels: vm.Labels, MaxQueue: vm.MaxQueue,
+			Flush: vm.Flush.D(), Timeout: vm.Timeout.D(), Interval: c.Interval.D()}
+		for key, msg := range opts.Problems() {
+			pl.bad("history.victoriametrics."+key, msg)
+		}
+		p.victoria = &opts
 		return
 	}
 	tiers := make([]history.Tier, len(c.History.Tiers))

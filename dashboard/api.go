@@ -49,7 +49,9 @@ type seriesPoints struct {
 	// ring, a tier's (or a whole number of them) from the history.
 	Step string `json:"step"`
 	// Store says where the points come from: "ring" (every sample of the
-	// last minutes) or "history" (each step's mean, with its min and max).
+	// last minutes), "history" (each step's mean, with its min and max),
+	// or "history+ring" (the ring's samples after the history's steps:
+	// the ring is short after a restart).
 	Store string `json:"store"`
 	// Points are [unix milliseconds, value] pairs, oldest first: from the
 	// history, each step's start and mean.
@@ -101,6 +103,33 @@ type pointSet struct {
 	min, max map[string][]float64 // from the history: each point's step's least and greatest value
 }
 
+// beforeRing puts the history's points of [from, ringStart) before the
+// ring's in out: the ring is short after a restart, and a history that
+// could not be read into it (VictoriaMetrics) still has those minutes.
+func (s *Server) beforeRing(ctx context.Context, source string, metrics []string, from, ringStart time.Time, out pointSet) (pointSet, error) {
+	res, err := s.opts.History.Query(ctx, source, metrics, from, ringStart, 0)
+	if err != nil || len(res.Series) == 0 {
+		return out, nil // the ring's is still an answer
+	}
+	merged := false
+	for _, metric := range metrics {
+		var list []templates.Point
+		for _, a := range res.Series[metric] {
+			if a.T.Before(ringStart) {
+				list = append(list, templates.Point{T: a.T, V: decimal.Significant(a.Mean(), 6)})
+			}
+		}
+		if len(list) > 0 {
+			out.series[metric] = append(list, out.series[metric]...)
+			merged = true
+		}
+	}
+	if merged {
+		out.store = "history+ring"
+	}
+	return out, nil
+}
+
 // points reads metrics of source over [from, to]: from the ring while it
 // holds from and no step longer than the history's first is asked, else
 // from the history (each step's mean).
@@ -109,6 +138,7 @@ func (s *Server) points(ctx context.Context, source string, metrics []string, fr
 	ringFrom := s.opts.Now().Add(-time.Duration(s.opts.Store.Capacity()) * s.opts.Interval)
 	if s.opts.History == nil || !from.Before(ringFrom) && step < s.opts.History.Tiers()[0].Step {
 		out.store, out.step = "ring", s.opts.Interval
+		ringStart := to
 		for _, metric := range metrics {
 			pts, _ := s.opts.Store.Range(source, metric, from)
 			list := make([]templates.Point, 0, len(pts))
@@ -118,6 +148,12 @@ func (s *Server) points(ctx context.Context, source string, metrics []string, fr
 				}
 			}
 			out.series[metric] = list
+			if len(list) > 0 && list[0].T.Before(ringStart) {
+				ringStart = list[0].T
+			}
+		}
+		if s.opts.History != nil && ringStart.Sub(from) > 2*s.opts.Interval { // the ring starts late: after a restart
+			return s.beforeRing(ctx, source, metrics, from, ringStart, out)
 		}
 		return out, nil
 	}

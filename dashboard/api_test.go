@@ -347,3 +347,30 @@ func TestUpstreamsAPI(t *testing.T) {
 		t.Errorf("second upstream %+v", u)
 	}
 }
+
+// TestSeriesAfterARestartTakesTheHistoryBeforeTheRing: a ring that starts
+// late (a restart, and a history that did not fill it, as
+// VictoriaMetrics does not) is completed from the history.
+func TestSeriesAfterARestartTakesTheHistoryBeforeTheRing(t *testing.T) {
+	now := time.Date(2026, 12, 1, 7, 0, 0, 0, time.UTC)
+	h, err := history.Open(context.Background(), history.Options{Path: filepath.Join(t.TempDir(), "history.db"), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }, History: h})
+	for i := 600; i > 0; i-- { // the ten minutes before: in the history only
+		h.Record(collector.Sample{Source: "host/web-1", Time: now.Add(-time.Duration(i) * time.Second), Metrics: map[string]float64{"cpu.percent": 10}})
+	}
+	for i := 60; i > 0; i-- { // the last minute: in the ring as well
+		a.store.Append(collector.Sample{Source: "host/web-1", Time: now.Add(-time.Duration(i) * time.Second), Metrics: map[string]float64{"cpu.percent": 20}})
+	}
+	var pts seriesPoints
+	if code := getJSON(t, a.srv.URL+"/api/v1/series/host/web-1/cpu.percent?window=5m", &pts); code != 200 || pts.Store != "history+ring" {
+		t.Fatalf("%d, store %q", code, pts.Store)
+	}
+	first, last := pts.Points[0], pts.Points[len(pts.Points)-1]
+	if first[0] != float64(now.Add(-5*time.Minute).UnixMilli()) || first[1] != 10 || last[1] != 20 || len(pts.Points) != 24+60 {
+		t.Fatalf("first %v, last %v, %d points: want 4 minutes of 10 s steps, then the ring's minute", first, last, len(pts.Points))
+	}
+}
