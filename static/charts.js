@@ -137,9 +137,10 @@ function draw1(c) {
       y: { range: (u, lo, hi) => [0, c.max > 0 ? c.max : niceTop(hi)] },
     },
     axes: [
-      { stroke: css('--muted'), grid: { stroke: css('--line'), width: 1 }, ticks: { stroke: css('--line') } },
+      { stroke: css('--muted'), grid: { stroke: css('--line'), width: 1 }, ticks: { stroke: css('--line') }, space: 90,
+        values: (u, splits) => splits.map(timeTick(u.scales.x.max - u.scales.x.min)) },
       { stroke: css('--muted'), grid: { stroke: css('--line'), width: 1 }, ticks: { stroke: css('--line') }, size: 72,
-        values: (u, splits) => splits.map(fmt) },
+        values: (u, splits, ai, space, incr) => splits.map((v) => valueTick(c.unit, v, incr)) },
     ],
     series: [
       { label: 'Time', value: (u, ts) => ts == null ? 'now' : timeFormat.format(new Date(ts * 1000)) },
@@ -154,6 +155,29 @@ function draw1(c) {
   c.u = new window.uPlot(opts, c.data, c.fig);
   c.fig.classList.add('drawn');
   c.fig.dataset.points = String(c.data[0].length);
+}
+
+// timeTick labels the time axis in the browser's own language and zone:
+// times of day, with the date once the range spans days.
+const tickFormats = {
+  time: new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' }),
+  seconds: new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' }),
+  day: new Intl.DateTimeFormat(undefined, { weekday: 'short', hour: '2-digit', minute: '2-digit' }),
+  date: new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' }),
+};
+function timeTick(spanSec) {
+  const f = spanSec > 3 * 86400 ? tickFormats.date : spanSec > 86400 ? tickFormats.day : spanSec < 300 ? tickFormats.seconds : tickFormats.time;
+  return (ts) => f.format(new Date(ts * 1000));
+}
+
+// valueTick labels the value axis in the chart's unit, with as many
+// decimals as the spacing of the ticks needs (0.05%, not 0.1% twice).
+function valueTick(unit, v, incr) {
+  if (unit === 'percent' || unit === 'number') {
+    const d = Math.min(6, Math.max(0, -Math.floor(Math.log10(incr || 1))));
+    return v.toFixed(d) + (unit === 'percent' ? '%' : '');
+  }
+  return page.format(unit, v);
 }
 
 function niceTop(hi) {

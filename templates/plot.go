@@ -59,7 +59,7 @@ func Geometry(p Plot, r Range, loc *time.Location) PlotGeom {
 	}
 	for i := 0; i <= 2; i++ {
 		v := top * float64(i) / 2
-		g.YTicks = append(g.YTicks, Tick{At: y(v), Label: units.FormatAs(p.Unit, v)})
+		g.YTicks = append(g.YTicks, Tick{At: y(v), Label: tickLabel(p.Unit, v, top/2)})
 	}
 	for _, m := range p.Marks {
 		if !m.At.Before(r.From) && !m.At.After(r.To) {
@@ -67,6 +67,21 @@ func Geometry(p Plot, r Range, loc *time.Location) PlotGeom {
 		}
 	}
 	return g
+}
+
+// tickLabel shows a value axis' tick in its unit, with as many decimals as
+// the spacing of the ticks needs: 0.05%, not 0.1% twice (static/charts.js
+// valueTick does the same).
+func tickLabel(unit string, v, spacing float64) string {
+	if unit != units.Percent && unit != units.Number {
+		return units.FormatAs(unit, v)
+	}
+	d := min(6, max(0, -int(math.Floor(math.Log10(spacing)))))
+	s := strconv.FormatFloat(v, 'f', d, 64)
+	if unit == units.Percent {
+		s += "%"
+	}
+	return s
 }
 
 // niceTop is the top of a chart's value axis: its fixed Max, or the

@@ -310,3 +310,22 @@ func TestNamesIsolatedFromBidiTricks(t *testing.T) {
 		}
 	}
 }
+
+// TestPlotValueAxisHasDistinctLabels: a percentage axis over a tenth of a
+// percent shows its ticks with the decimals they need.
+func TestPlotValueAxisHasDistinctLabels(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+	r := Range{From: t0, To: t0.Add(10 * time.Minute)}
+	g := Geometry(Plot{Unit: "percent", Series: []PlotSeries{{Points: []Point{{t0, 0.02}, {t0.Add(time.Minute), 0.07}}}}}, r, time.UTC)
+	var got []string
+	for _, tk := range g.YTicks {
+		got = append(got, tk.Label)
+	}
+	if strings.Join(got, " ") != "0.00% 0.05% 0.10%" {
+		t.Errorf("ticks %q", got)
+	}
+	g = Geometry(Plot{Unit: "latency", Series: []PlotSeries{{Points: []Point{{t0, 0.3}}}}}, r, time.UTC)
+	if g.YTicks[2].Label != "500 ms" || g.XTicks[0].Label != "03:00" || len(g.XTicks) != 6 {
+		t.Errorf("latency ticks %+v, times %+v", g.YTicks, g.XTicks)
+	}
+}
