@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 )
@@ -38,7 +39,7 @@ func TestJournalKeepsEveryTransition(t *testing.T) {
 		}
 		kinds = append(kinds, m.Kind+"@"+m.At.Sub(t0).String())
 	}
-	if got, want := kinds, []string{"pending@0s", "firing@1m0s", "acknowledged@2m0s", "resolved@1h0m0s"}; !equal(got, want) {
+	if got, want := kinds, []string{"pending@0s", "firing@1m0s", "acknowledged@2m0s", "resolved@1h0m0s"}; !slices.Equal(got, want) {
 		t.Fatalf("marks %v, want %v", got, want)
 	}
 	if marks, _ := db.Marks(ctx, "host/a", t0.Add(30*time.Second), t0.Add(59*time.Minute)); len(marks) != 2 {
@@ -56,16 +57,4 @@ func TestJournalKeepsEveryTransition(t *testing.T) {
 	if len(marks) != 2 || marks[0].Kind != KindAcknowledged {
 		t.Fatalf("after pruning a day and 90 s: %+v", marks)
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -8,6 +8,7 @@
 //	go run ./bench probes [-targets 100] [-measure 30s]
 //	go run ./bench transports [-clients 1000] [-rate 10] [-measure 20s]
 //	go run ./bench fleet [-agents 100,1000] [-measure 30s] [-perf prefix] [-pprof prefix]
+//	go run ./bench charts [-runs 50] [-warm 5]
 //
 // Each server under test runs in its own process (this binary, re-executed),
 // so its CPU time and memory are read from /proc without the load
@@ -47,7 +48,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: bench fanout|idle|ui|probes|transports|fleet [flags]")
+		fmt.Fprintln(os.Stderr, "usage: bench fanout|idle|ui|probes|transports|fleet|charts [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -64,6 +65,8 @@ func main() {
 		err = transports(os.Args[2:])
 	case "fleet":
 		err = fleet(os.Args[2:])
+	case "charts":
+		err = charts(os.Args[2:])
 	case "serve-transports":
 		err = serveTransports(os.Args[2], os.Args[3])
 	case "serve-fleet":

@@ -78,12 +78,7 @@ func TestSeriesAPI(t *testing.T) {
 // read as Prometheus reads them, and bad ones are refused saying why.
 func TestSeriesAPIReadsHistory(t *testing.T) {
 	now := time.Date(2026, 12, 1, 7, 0, 0, 0, time.UTC)
-	h, err := history.Open(context.Background(), history.Options{Path: filepath.Join(t.TempDir(), "history.db"), Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }, History: h})
+	a, h := newHistoryApp(t, now, Options{})
 	a.store.RecordInto(h)
 	start := now.Add(-2 * time.Hour)
 	for i := range 2 * 3600 {
@@ -353,12 +348,7 @@ func TestUpstreamsAPI(t *testing.T) {
 // VictoriaMetrics does not) is completed from the history.
 func TestSeriesAfterARestartTakesTheHistoryBeforeTheRing(t *testing.T) {
 	now := time.Date(2026, 12, 1, 7, 0, 0, 0, time.UTC)
-	h, err := history.Open(context.Background(), history.Options{Path: filepath.Join(t.TempDir(), "history.db"), Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }, History: h})
+	a, h := newHistoryApp(t, now, Options{})
 	for i := 600; i > 0; i-- { // the ten minutes before: in the history only
 		h.Record(collector.Sample{Source: "host/web-1", Time: now.Add(-time.Duration(i) * time.Second), Metrics: map[string]float64{"cpu.percent": 10}})
 	}
@@ -373,4 +363,17 @@ func TestSeriesAfterARestartTakesTheHistoryBeforeTheRing(t *testing.T) {
 	if first[0] != float64(now.Add(-5*time.Minute).UnixMilli()) || first[1] != 10 || last[1] != 20 || len(pts.Points) != 24+60 {
 		t.Fatalf("first %v, last %v, %d points: want 4 minutes of 10 s steps, then the ring's minute", first, last, len(pts.Points))
 	}
+}
+
+// newHistoryApp is a test app whose series API and pages read an embedded
+// history (opts.History), at a fixed now.
+func newHistoryApp(t *testing.T, now time.Time, opts Options) (*testApp, *history.DB) {
+	t.Helper()
+	h, err := history.Open(context.Background(), history.Options{Path: filepath.Join(t.TempDir(), "history.db"), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	opts.Now, opts.History = func() time.Time { return now }, h
+	return newTestApp(t, stream.HubOptions{}, opts), h
 }

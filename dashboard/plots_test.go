@@ -3,7 +3,6 @@ package dashboard
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,8 +12,6 @@ import (
 
 	"vigil/alerts"
 	"vigil/collector"
-	"vigil/history"
-	"vigil/stream"
 )
 
 // TestChartsGroupMetricsReadably: a family's metrics share a chart with
@@ -62,17 +59,12 @@ func TestChartsGroupMetricsReadably(t *testing.T) {
 func TestSourcePageChartsTheRange(t *testing.T) {
 	now := time.Date(2026, 12, 1, 7, 0, 0, 0, time.UTC)
 	ctx := context.Background()
-	h, err := history.Open(ctx, history.Options{Path: filepath.Join(t.TempDir(), "history.db"), Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
 	db, err := alerts.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }, History: h, Journal: db})
+	a, h := newHistoryApp(t, now, Options{Journal: db})
 	a.store.RecordInto(h)
 	start := now.Add(-3 * time.Hour)
 	for i := range 3 * 3600 {

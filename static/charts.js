@@ -145,7 +145,7 @@ function draw1(c) {
     series: [
       { label: 'Time', value: (u, ts) => ts == null ? 'now' : timeFormat.format(new Date(ts * 1000)) },
       ...c.series.map((s, i) => ({
-        label: s.label, stroke: css('--c' + (i % colorCount)), width: 1.5, points: { show: false },
+        label: s.label, stroke: css('--c' + (i % colorCount)), width: 1, points: { show: false }, // 1 px: the canvas' fast path (docs/BENCHMARKS.md, Charts)
         value: (u, v, si, idx) => fmt(idx == null ? last(u.data[si]) : v),
       })),
     ],
