@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -99,6 +100,11 @@ func TestBrowserChartsReadAndZoom(t *testing.T) {
 	waitFor(t, ctx, "the crosshair's time", `document.querySelector('figure.plot.drawn .u-legend .u-series .u-value').textContent !== 'now'`, 5*time.Second)
 	if t0, t1 := timeAt(0), timeAt(1); t0 == "now" || t0 != t1 {
 		t.Errorf("crosshair times %q and %q: want the same moment on both charts", t0, t1)
+	}
+	// And each series' value at that moment, in its unit.
+	valueAt := evalString(t, ctx, `document.querySelectorAll('figure.plot.drawn')[0].querySelectorAll('.u-legend .u-series .u-value')[1].textContent`)
+	if !regexp.MustCompile(`^\d[\d.]*k?/s$`).MatchString(valueAt) {
+		t.Errorf("the requests chart's value under the pointer: %q", valueAt)
 	}
 
 	// Drag across the middle fifth: the range is zoomed, in the URL.

@@ -139,15 +139,16 @@ type Options struct {
 
 // A DB is the history of every source.
 type DB struct {
-	opts    Options
-	tiers   []Tier
-	steps   []int64 // the tiers' steps in milliseconds
-	sql     *sqlStore
-	mu      sync.Mutex
-	sources map[string]*source
-	pending []row // steps closed, not yet written
-	pruned  time.Time
-	m       dbMetrics
+	opts         Options
+	tiers        []Tier
+	steps        []int64 // the tiers' steps in milliseconds
+	sql          *sqlStore
+	mu           sync.Mutex
+	sources      map[string]*source
+	pending      []row // steps closed, not yet written
+	pruned       time.Time
+	checkpointed time.Time
+	m            dbMetrics
 }
 
 type dbMetrics struct {
@@ -342,6 +343,14 @@ func (h *DB) close(src *source, k int) {
 
 func (h *DB) rowOf(src *source, k int, lv *level) row {
 	r := row{tier: k, source: src.name, start: lv.start}
+	all := true
+	for _, a := range lv.aggs {
+		all = all && a.n > 0
+	}
+	if all { // the usual step, of every metric: the names are the source's own (only ever appended to)
+		r.names, r.aggs = src.names[:len(lv.aggs):len(lv.aggs)], slices.Clone(lv.aggs)
+		return r
+	}
 	for i, a := range lv.aggs {
 		if a.n > 0 {
 			r.names = append(r.names, src.names[i])
@@ -394,6 +403,12 @@ func (h *DB) Run(ctx context.Context) error {
 		if err := h.Flush(ctx); err != nil && ctx.Err() == nil {
 			h.opts.Logger.Error("history: writing steps failed; they are kept and written again", "err", err)
 		}
+		if now := h.opts.Now(); now.Sub(h.checkpointed) >= checkpointEvery {
+			h.checkpointed = now
+			if err := h.sql.checkpoint(ctx); err != nil && ctx.Err() == nil {
+				h.opts.Logger.Warn("history: checkpoint failed", "err", err)
+			}
+		}
 		if now := h.opts.Now(); now.Sub(h.pruned) >= pruneEvery {
 			h.pruned = now
 			if err := h.Prune(ctx); err != nil && ctx.Err() == nil {
@@ -404,6 +419,13 @@ func (h *DB) Run(ctx context.Context) error {
 }
 
 const pruneEvery = 10 * time.Minute
+
+// checkpointEvery is how often the write-ahead log is copied into the
+// file. A checkpoint after each write (SQLite's, every 1,000 pages) costs
+// a hub most of its history's I/O: each of its sources' steps dirties a
+// page of its own, written again at every checkpoint. Once a minute, a
+// page is copied once for six writes, and the log stays a minute long.
+const checkpointEvery = time.Minute
 
 // Flush writes the closed steps, in one transaction. Rows that could not
 // be written stay, to be written next time.
