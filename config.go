@@ -13,13 +13,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 
 	"vigil/alerts"
 	"vigil/collector"
 	"vigil/dashboard"
 	"vigil/history"
+	"vigil/internal/duration"
 	"vigil/internal/yamlmsg"
 	"vigil/stream"
 )
@@ -422,12 +422,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 }
 
 func parseDuration(s string) (time.Duration, error) {
-	v, err := time.ParseDuration(s)
-	if err != nil { // days and weeks, as Prometheus writes them: 7d, 1w, 1d12h
-		if d, merr := model.ParseDuration(s); merr == nil {
-			v, err = time.Duration(d), nil
-		}
-	}
+	v, err := duration.Parse(s) // days and weeks too, as Prometheus writes them: 7d, 1w, 1d12h
 	if err != nil {
 		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
 			return 0, fmt.Errorf("bad duration %q: give a unit, such as %ss", s, s)

@@ -281,7 +281,7 @@ func TestValidate(t *testing.T) {
 		{"malformed YAML", "addr: [\n", []string{"cfg.yaml:"}},
 		{"history in VictoriaMetrics", "history:\n  victoriametrics:\n    url: http://127.0.0.1:8428\n    labels: {vigil: hub-fra}\n", nil},
 		{"bad VictoriaMetrics settings", "history:\n  victoriametrics:\n    url: 127.0.0.1:8428\n    labels: {source: x}\n    flush: 5m\n",
-			[]string{"cfg.yaml:3: history.victoriametrics.url: \"127.0.0.1:8428\": want http(s)://host:port", "cfg.yaml:4: history.victoriametrics.labels: \"source\"", "cfg.yaml:5: history.victoriametrics.flush: 5m0s: want up to 1m"}},
+			[]string{"cfg.yaml:3: history.victoriametrics.url: want http(s)://host:port", "cfg.yaml:4: history.victoriametrics.labels: \"source\"", "cfg.yaml:5: history.victoriametrics.flush: 5m0s: want up to 1m"}},
 		{"tab indentation", "stream:\n\tqueue: 3\n", []string{"cfg.yaml:2:"}},
 		{"unknown key", "addr: :8080\nintervall: 1s\n", []string{"cfg.yaml:2: unknown key \"intervall\""}},
 		{"unknown nested key", "stream:\n  queu: 3\n", []string{"cfg.yaml:2: unknown key \"queu\""}},

@@ -14,6 +14,7 @@ import (
 	"vigil/collector"
 	"vigil/history"
 	"vigil/internal/decimal"
+	"vigil/internal/duration"
 	"vigil/stream"
 	"vigil/templates"
 )
@@ -82,6 +83,10 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	got, err := s.points(r.Context(), source, []string{metric}, from, to, step)
+	if errors.Is(err, history.ErrUnavailable) {
+		s.fail(w, r, err)
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -103,6 +108,27 @@ type pointSet struct {
 	min, max map[string][]float64 // from the history: each point's step's least and greatest value
 }
 
+// ringPoints reads metrics of source over [from, to] from the ring, and
+// says when the ring's first point of them is (to when it has none).
+func (s *Server) ringPoints(source string, metrics []string, from, to time.Time) (pointSet, time.Time) {
+	out := pointSet{store: "ring", step: s.opts.Interval, series: map[string][]templates.Point{}}
+	ringStart := to
+	for _, metric := range metrics {
+		pts, _ := s.opts.Store.Range(source, metric, from)
+		list := make([]templates.Point, 0, len(pts))
+		for _, p := range pts {
+			if !p.T.After(to) {
+				list = append(list, templates.Point{T: p.T, V: p.V})
+			}
+		}
+		out.series[metric] = list
+		if len(list) > 0 && list[0].T.Before(ringStart) {
+			ringStart = list[0].T
+		}
+	}
+	return out, ringStart
+}
+
 // beforeRing puts the history's points of [from, ringStart) before the
 // ring's in out: the ring is short after a restart, and a history that
 // could not be read into it (VictoriaMetrics) still has those minutes.
@@ -115,7 +141,7 @@ func (s *Server) beforeRing(ctx context.Context, source string, metrics []string
 	for _, metric := range metrics {
 		var list []templates.Point
 		for _, a := range res.Series[metric] {
-			if a.T.Before(ringStart) {
+			if !a.T.Add(res.Step).After(ringStart) { // whole steps before the ring
 				list = append(list, templates.Point{T: a.T, V: decimal.Significant(a.Mean(), 6)})
 			}
 		}
@@ -134,29 +160,15 @@ func (s *Server) beforeRing(ctx context.Context, source string, metrics []string
 // holds from and no step longer than the history's first is asked, else
 // from the history (each step's mean).
 func (s *Server) points(ctx context.Context, source string, metrics []string, from, to time.Time, step time.Duration) (pointSet, error) {
-	out := pointSet{series: map[string][]templates.Point{}}
 	ringFrom := s.opts.Now().Add(-time.Duration(s.opts.Store.Capacity()) * s.opts.Interval)
 	if s.opts.History == nil || !from.Before(ringFrom) && step < s.opts.History.Tiers()[0].Step {
-		out.store, out.step = "ring", s.opts.Interval
-		ringStart := to
-		for _, metric := range metrics {
-			pts, _ := s.opts.Store.Range(source, metric, from)
-			list := make([]templates.Point, 0, len(pts))
-			for _, p := range pts {
-				if !p.T.After(to) {
-					list = append(list, templates.Point{T: p.T, V: p.V})
-				}
-			}
-			out.series[metric] = list
-			if len(list) > 0 && list[0].T.Before(ringStart) {
-				ringStart = list[0].T
-			}
-		}
+		out, ringStart := s.ringPoints(source, metrics, from, to)
 		if s.opts.History != nil && ringStart.Sub(from) > 2*s.opts.Interval { // the ring starts late: after a restart
 			return s.beforeRing(ctx, source, metrics, from, ringStart, out)
 		}
 		return out, nil
 	}
+	out := pointSet{series: map[string][]templates.Point{}}
 	res, err := s.opts.History.Query(ctx, source, metrics, from, to, step)
 	if err != nil {
 		return out, err
@@ -193,9 +205,9 @@ func (s *Server) seriesRange(q url.Values) (from, to time.Time, step time.Durati
 	case v != "" && f != "":
 		return from, to, 0, errors.New("give window or from, not both")
 	case v != "":
-		d, perr := time.ParseDuration(v)
+		d, perr := duration.Parse(v)
 		if perr != nil || d <= 0 {
-			return from, to, 0, fmt.Errorf("bad window %s: want a positive duration such as 30s, 5m or 1h", quote(v))
+			return from, to, 0, fmt.Errorf("bad window %s: want a positive duration such as 30s, 5m, 1h or 7d", quote(v))
 		}
 		window = d
 		fallthrough
@@ -239,11 +251,11 @@ func parseTime(v string) (time.Time, error) {
 
 // parseStep reads a step: a duration (10s, 1m) or seconds (15).
 func parseStep(v string) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
+	d, err := duration.Parse(v)
 	if err != nil {
 		f, ferr := strconv.ParseFloat(v, 64)
 		if ferr != nil || math.IsNaN(f) || f > MaxSeriesRange.Seconds() {
-			return 0, errors.New("want a duration such as 10s or 1m, or seconds")
+			return 0, errors.New("want a duration such as 10s, 1m or 1d, or seconds")
 		}
 		d = time.Duration(f * float64(time.Second))
 	}

@@ -91,6 +91,7 @@ func TestSeriesAPIReadsHistory(t *testing.T) {
 		"?from=" + start.Format(time.RFC3339) + "&step=1m",
 		fmt.Sprintf("?from=%d&to=%d&step=60", start.Unix(), now.Unix()),
 		"?window=2h&step=1m",
+		"?window=0d2h&step=60", // days as Prometheus writes them
 	} {
 		if code := getJSON(t, series+q, &pts); code != 200 {
 			t.Fatalf("%s: %d", q, code)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"vigil/alerts"
+	"vigil/history"
 	"vigil/stream"
 )
 
@@ -41,6 +42,7 @@ var statuses = []struct {
 	{alerts.ErrNotActive, http.StatusNotFound, errNoAlerting.Error()},
 	{alerts.ErrNotDead, http.StatusConflict, ""},
 	{alerts.ErrStore, http.StatusServiceUnavailable, ""},
+	{history.ErrUnavailable, http.StatusBadGateway, ""},
 	{errMediaType, http.StatusUnsupportedMediaType, ""},
 	{errTooLarge, http.StatusRequestEntityTooLarge, ""},
 	{errBodyTimeout, http.StatusRequestTimeout, ""},

@@ -90,7 +90,7 @@ func (s *Server) handleSource(w http.ResponseWriter, r *http.Request) {
 	}
 	src.Range = s.chartRange(r.URL.Query())
 	src.Page.Charts = true
-	src.Plots = s.plots(r.Context(), name, metrics, latest.Metrics, src.Range)
+	src.Plots, src.ChartsError = s.plots(r.Context(), name, metrics, latest.Metrics, src.Range)
 	s.render(w, r, templates.SourcePage(src))
 }
 

@@ -42,14 +42,19 @@ var families = []family{
 	{"Memory", []member{{"mem.used_percent", "memory", "Memory used"}, {"swap.used_percent", "swap", "Swap used"}}},
 	{"Memory bytes", []member{{"mem.used_bytes", "used", "Memory used"}, {"mem.available_bytes", "available", "Memory available"},
 		{"mem.total_bytes", "total", "Memory"}}},
+	{"Swap bytes", []member{{"swap.used_bytes", "used", "Swap used"}, {"swap.total_bytes", "total", "Swap"}}},
 	{"Load", []member{{"load.1", "1m", "Load 1m"}, {"load.5", "5m", "Load 5m"}, {"load.15", "15m", "Load 15m"}}},
+	{"Load per core", []member{{"load.5_per_core", "5m", "Load per core"}}},
 	{"Disk I/O", []member{{"disk.read_bytes_per_sec", "read", "Disk read"}, {"disk.write_bytes_per_sec", "write", "Disk write"}}},
 	{"Network", []member{{"net.rx_bytes_per_sec", "in", "Network in"}, {"net.tx_bytes_per_sec", "out", "Network out"}}},
 	{"Filesystems", []member{{"fs.used_percent", "used", "Filesystem used"}}},
-	{"Filesystem bytes", []member{{"fs.used_bytes", "used", "Filesystem used"}, {"fs.size_bytes", "size", "Filesystem size"}}},
+	{"Filesystem bytes", []member{{"fs.used_bytes", "used", "Filesystem bytes used"}, {"fs.size_bytes", "size", "Filesystem size"}}},
 	{"Probe", []member{{"probe.connect_seconds", "connect", "Probe connect"}, {"probe.ttfb_seconds", "first byte", "Probe first byte"},
 		{"probe.total_seconds", "total", "Probe total"}}},
 	{"Up", []member{{"probe.up", "probe", "Probe up"}, {"scrape.up", "scrape", "Scrape up"}}},
+	{"Processes", []member{{"host.procs", "processes", "Processes"}}},
+	{"CPU cores", []member{{"cpu.cores", "cores", "CPU cores"}}},
+	{"Uptime", []member{{"host.uptime_seconds", "uptime", "Uptime"}}},
 	{"Status code", []member{{"probe.status_code", "status", "Probe status code"}}},
 }
 
@@ -176,9 +181,10 @@ func (s *Server) chartRange(q url.Values) templates.Range {
 }
 
 // plots fills the charts of a source's metrics over r, with its alerts'
-// transitions as marks.
-func (s *Server) plots(ctx context.Context, source string, metrics []string, latest map[string]float64, r templates.Range) []templates.Plot {
-	plots := groupPlots(metrics)
+// transitions as marks. When the history cannot be read, the charts have
+// what the ring holds, and failed says why.
+func (s *Server) plots(ctx context.Context, source string, metrics []string, latest map[string]float64, r templates.Range) (plots []templates.Plot, failed string) {
+	plots = groupPlots(metrics)
 	marks, err := s.marks(ctx, source, r.From, r.To)
 	if err != nil {
 		s.opts.Logger.Warn("read alert transitions", "source", source, "err", err)
@@ -197,7 +203,11 @@ func (s *Server) plots(ctx context.Context, source string, metrics []string, lat
 		}
 		got, err := s.points(ctx, source, names, r.From, r.To, step)
 		if err != nil {
-			s.opts.Logger.Warn("read a chart's points", "source", source, "chart", p.Title, "err", err)
+			if failed == "" {
+				s.opts.Logger.Warn("read a chart's points", "source", source, "chart", p.Title, "err", err)
+				failed = shown(err) + "; the charts show what the last minutes in memory hold."
+			}
+			got, _ = s.ringPoints(source, names, r.From, r.To)
 		}
 		for j := range p.Series {
 			se := &p.Series[j]
@@ -206,5 +216,5 @@ func (s *Server) plots(ctx context.Context, source string, metrics []string, lat
 			se.Last = templates.Value{V: v, Known: ok}
 		}
 	}
-	return plots
+	return plots, failed
 }

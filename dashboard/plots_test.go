@@ -3,6 +3,8 @@ package dashboard
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +14,9 @@ import (
 
 	"vigil/alerts"
 	"vigil/collector"
+	"vigil/history"
+	"vigil/stream"
+	"vigil/units"
 )
 
 // TestChartsGroupMetricsReadably: a family's metrics share a chart with
@@ -101,8 +106,8 @@ func TestSourcePageChartsTheRange(t *testing.T) {
 	}
 	// 3 hours of a flat line at half the chart: its points from the history.
 	d := six.Find(`[data-testid="chart"]`).First().Find("path.line").AttrOr("d", "")
-	if !strings.HasPrefix(d, "M348.0,84.0L") || strings.Count(d, "L") < 80 || strings.Count(d, "M") != 1 ||
-		strings.Count(d, ",84.0") != strings.Count(d, ",") {
+	if !strings.HasPrefix(d, "M528.0,104.0L") || strings.Count(d, "L") < 80 || strings.Count(d, "M") != 1 ||
+		strings.Count(d, ",104.0") != strings.Count(d, ",") {
 		t.Errorf("6h CPU line %q: want 3 h of points at 50%%", d)
 	}
 	zoom := page(fmt.Sprintf("?from=%d&to=%d", fired.Add(-time.Minute).Unix(), fired.Add(time.Minute).Unix()))
@@ -125,6 +130,54 @@ func TestSourcePageChartsTheRange(t *testing.T) {
 	for q, want := range map[string]string{"?window=1h": "give ?source=", "?source=host/web-1&from=soon": "bad from"} {
 		if code := getJSON(t, a.srv.URL+"/api/v1/alerts/transitions"+q, &e); code != 400 || !strings.Contains(e.Error, want) {
 			t.Errorf("%s: %d %q", q, code, e.Error)
+		}
+	}
+}
+
+// TestChartsWhenTheHistoryCannotBeRead: with VictoriaMetrics unreachable,
+// the series API says so with a 502 (not the asker's fault), and the page
+// says so above charts that show what the ring holds.
+func TestChartsWhenTheHistoryCannotBeRead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	vm, err := history.NewVictoria(history.VictoriaOptions{URL: closed, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }, History: vm})
+	for i := 60; i > 0; i-- {
+		a.store.Append(collector.Sample{Source: "host/web-1", Time: now.Add(-time.Duration(i) * time.Second), Metrics: map[string]float64{"cpu.percent": 50}})
+	}
+	var e errorBody
+	if code := getJSON(t, a.srv.URL+"/api/v1/series/host/web-1/cpu.percent?window=1h", &e); code != http.StatusBadGateway || !strings.Contains(e.Error, "the history cannot be read: victoriametrics") {
+		t.Errorf("series over an hour: %d %q", code, e.Error)
+	}
+	resp, doc := getPage(t, a.srv.URL+"/source/host/web-1?range=1h")
+	msg := doc.Find(`[data-testid="charts-error"]`).Text()
+	d := doc.Find(`[data-testid="chart"] path.line`).AttrOr("d", "")
+	if resp.StatusCode != 200 || !strings.Contains(msg, "cannot be read") || !strings.Contains(msg, "last minutes in memory") || strings.Count(d, "L") < 50 {
+		t.Errorf("page: %d, %q, line %q", resp.StatusCode, msg, d)
+	}
+}
+
+// TestFamiliesShareAUnit: a chart has one value axis, so a family's
+// metrics are of one unit, and no metric is in two families.
+func TestFamiliesShareAUnit(t *testing.T) {
+	seen := map[string]string{}
+	for _, f := range families {
+		for _, m := range f.members {
+			if u, u0 := units.Of(m.metric), units.Of(f.members[0].metric); u != u0 {
+				t.Errorf("%s: %s is %s, %s is %s", f.title, m.metric, u, f.members[0].metric, u0)
+			}
+			if other, ok := seen[m.metric]; ok {
+				t.Errorf("%s in %s and %s", m.metric, other, f.title)
+			}
+			seen[m.metric] = f.title
 		}
 	}
 }

@@ -93,13 +93,27 @@ const (
 func (o VictoriaOptions) Problems() map[string]string {
 	bad := map[string]string{}
 	base, err := url.Parse(o.URL)
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		bad["url"] = fmt.Sprintf("%q: want http(s)://host:port, the base of VictoriaMetrics' API", o.URL)
+	switch {
+	case err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "":
+		bad["url"] = "want http(s)://host:port, the base of VictoriaMetrics' API (user:password@ in it for basic auth)"
+	case base.RawQuery != "" || base.Fragment != "":
+		shown := *base
+		shown.RawQuery, shown.Fragment = "", ""
+		bad["url"] = fmt.Sprintf("%s with a query or a fragment: give the base of VictoriaMetrics' API, and a token in bearer_token", shown.Redacted())
 	}
+	var labels []string
 	for _, k := range sortedKeys(o.Labels) {
-		if !validLabel(k) || k == "source" || strings.HasPrefix(k, "__") {
-			bad["labels"] = fmt.Sprintf("%q: want a Prometheus label name (letters, digits, _) other than source", k)
+		switch {
+		case strings.HasPrefix(k, "__"):
+			labels = append(labels, fmt.Sprintf("%q: names starting with __ are VictoriaMetrics' own", k))
+		case k == "source":
+			labels = append(labels, `"source": vigil sets it to each series' source`)
+		case !validLabel(k):
+			labels = append(labels, fmt.Sprintf("%q: want letters, digits and _, not a digit first", k))
 		}
+	}
+	if len(labels) > 0 {
+		bad["labels"] = strings.Join(labels, "; ")
 	}
 	if o.MaxQueue < 0 {
 		bad["max_queue"] = fmt.Sprintf("%d: want a number of points, or 0 for %d", o.MaxQueue, DefaultMaxQueue)
@@ -107,8 +121,8 @@ func (o VictoriaOptions) Problems() map[string]string {
 	if o.Flush < 0 || o.Flush > time.Minute {
 		bad["flush"] = fmt.Sprintf("%s: want up to 1m, or 0 for %s", o.Flush, DefaultFlush)
 	}
-	if o.Timeout < 0 {
-		bad["timeout"] = fmt.Sprintf("%s: want a positive duration, or 0 for %s", o.Timeout, DefaultTimeout)
+	if o.Timeout != 0 && (o.Timeout < 100*time.Millisecond || o.Timeout > 5*time.Minute) {
+		bad["timeout"] = fmt.Sprintf("%s: want 100ms to 5m, or 0 for %s", o.Timeout, DefaultTimeout)
 	}
 	return bad
 }
@@ -158,6 +172,10 @@ func NewVictoria(opts VictoriaOptions) (*Victoria, error) {
 func (v *Victoria) Tiers() []Tier {
 	return []Tier{{Step: v.opts.Interval, Keep: MaxKeep}}
 }
+
+// ErrUnavailable is the error of a query the history's store could not
+// answer (VictoriaMetrics unreachable, or failing): not the asker's fault.
+var ErrUnavailable = errors.New("the history cannot be read")
 
 // MaxKeep stands for "as long as the store keeps it".
 const MaxKeep = 100 * 365 * 24 * time.Hour
@@ -328,7 +346,10 @@ func (v *Victoria) do(req *http.Request, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// seriesName is a series' name and labels, as its lines start.
+// seriesName is a series' name and labels, as its lines start. A metric's
+// label named as one vigil sets (source, or a configured one) is kept as
+// exported_<name>, as Prometheus keeps a scraped label a target's would
+// hide.
 func (v *Victoria) seriesName(source, metric string) string {
 	name, labels := promName(metric)
 	var b strings.Builder
@@ -337,11 +358,11 @@ func (v *Victoria) seriesName(source, metric string) string {
 	b.WriteString(escapeLabel(source))
 	b.WriteByte('"')
 	for _, kv := range labels {
-		b.WriteByte(',')
-		b.WriteString(kv[0])
-		b.WriteString(`="`)
-		b.WriteString(escapeLabel(kv[1]))
-		b.WriteByte('"')
+		k := kv[0]
+		if _, ours := v.opts.Labels[k]; ours || k == "source" || strings.HasPrefix(k, "__") {
+			k = "exported_" + strings.Trim(k, "_")
+		}
+		b.WriteString("," + k + `="` + escapeLabel(kv[1]) + `"`)
 	}
 	for _, k := range sortedKeys(v.opts.Labels) {
 		b.WriteString("," + k + `="` + escapeLabel(v.opts.Labels[k]) + `"`)
@@ -367,26 +388,23 @@ func promName(metric string) (string, [][2]string) {
 	if hasLabels {
 		for _, kv := range strings.Split(strings.TrimSuffix(rest, "}"), ",") {
 			k, val, _ := strings.Cut(kv, "=")
-			if k = sanitize(k); k == "source" || k == "__name__" {
-				k = "metric_" + k
-			}
-			labels = append(labels, [2]string{k, val})
+			labels = append(labels, [2]string{sanitize(k), val})
 		}
 	}
 	return sanitize(name), labels
 }
 
-// sanitize makes a Prometheus name: letters, digits and _ (and not a
-// digit first); anything else becomes _.
+// sanitize makes a Prometheus name: letters, digits and _, anything else
+// made _, and _ before a digit that would come first.
 func sanitize(s string) string {
 	b := []byte(s)
 	for i, c := range b {
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
 			b[i] = '_'
 		}
 	}
-	if len(b) == 0 {
-		return "_"
+	if len(b) == 0 || b[0] >= '0' && b[0] <= '9' {
+		return "_" + string(b)
 	}
 	return string(b)
 }
@@ -415,7 +433,7 @@ func (v *Victoria) Query(ctx context.Context, source string, metricNames []strin
 	for _, metric := range metricNames {
 		aggs, err := v.rollup(ctx, source, metric, from, to, step)
 		if err != nil {
-			return Result{}, fmt.Errorf("victoriametrics: %w", err)
+			return Result{}, fmt.Errorf("%w: victoriametrics: %v", ErrUnavailable, err)
 		}
 		res.Series[metric] = aggs
 	}

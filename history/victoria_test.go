@@ -159,6 +159,8 @@ func TestVictoriaOptions(t *testing.T) {
 		{VictoriaOptions{URL: "http://x", Labels: map[string]string{"a-b": "a"}}, "labels"},
 		{VictoriaOptions{URL: "http://x", MaxQueue: -1}, "max_queue"},
 		{VictoriaOptions{URL: "http://x", Flush: time.Hour}, "flush"},
+		{VictoriaOptions{URL: "http://u:secret@x/?token=abc"}, "url"},
+		{VictoriaOptions{URL: "http://x", Timeout: time.Nanosecond}, "timeout"},
 	} {
 		if p := c.opts.Problems(); len(p) != 1 || p[c.want] == "" {
 			t.Errorf("%+v: %v, want a problem with %s", c.opts, p, c.want)
@@ -169,5 +171,40 @@ func TestVictoriaOptions(t *testing.T) {
 	}
 	if p := (VictoriaOptions{URL: "https://u:p@vm.example:8428/prefix", Labels: map[string]string{"dc": "fra"}}).Problems(); len(p) != 0 {
 		t.Errorf("good options: %v", p)
+	}
+	// Every bad label is named; no secret of the URL is repeated.
+	p := (VictoriaOptions{URL: "ftp://u:secret@x/?token=abc", Labels: map[string]string{"1abc": "x", "__name__": "y", "source": "z"}}).Problems()
+	if !strings.Contains(p["labels"], `"1abc"`) || !strings.Contains(p["labels"], `"__name__"`) || !strings.Contains(p["labels"], `"source"`) {
+		t.Errorf("labels: %q", p["labels"])
+	}
+	for _, k := range sortedKeys(p) {
+		if strings.Contains(p[k], "secret") || strings.Contains(p[k], "abc") && k == "url" {
+			t.Errorf("%s: %q repeats a secret", k, p[k])
+		}
+	}
+	p = (VictoriaOptions{URL: "http://u:secret@x/?token=abc"}).Problems()
+	if strings.Contains(p["url"], "secret") || strings.Contains(p["url"], "token=abc") {
+		t.Errorf("url: %q repeats a secret", p["url"])
+	}
+}
+
+// TestVictoriaSeriesNames: a metric's labels become labels; one named as
+// a label vigil sets is kept as exported_<name>, so that two series never
+// become one.
+func TestVictoriaSeriesNames(t *testing.T) {
+	v, err := NewVictoria(VictoriaOptions{URL: "http://127.0.0.1:1", Labels: map[string]string{"instance": "hub-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for metric, want := range map[string]string{
+		"cpu.percent":                      `cpu_percent{source="host/a",instance="hub-1"}`,
+		"http.error_percent{instance=a:1}": `http_error_percent{source="host/a",exported_instance="a:1",instance="hub-1"}`,
+		`fs.used_percent{mount=/"x"}`:      `fs_used_percent{source="host/a",mount="/\"x\"",instance="hub-1"}`,
+		"x{source=b,__name__=c}":           `x{source="host/a",exported_source="b",exported_name="c",instance="hub-1"}`,
+		"9.lives-left{core=0}":             `_9_lives_left{source="host/a",core="0",instance="hub-1"}`,
+	} {
+		if got := v.seriesName("host/a", metric); got != want {
+			t.Errorf("%s: %s, want %s", metric, got, want)
+		}
 	}
 }

@@ -134,13 +134,13 @@ function draw1(c) {
     select: { show: true },
     scales: {
       x: { time: true, range: () => [page.from / 1000, page.to / 1000] },
-      y: { range: (u, lo, hi) => [0, c.max > 0 ? c.max : niceTop(hi)] },
+      y: { range: (u, lo, hi) => [0, c.max > 0 ? c.max : niceTop(c.unit, hi)] },
     },
     axes: [
       { stroke: css('--muted'), grid: { stroke: css('--line'), width: 1 }, ticks: { stroke: css('--line') }, space: 90,
         values: (u, splits) => splits.map(timeTick(u.scales.x.max - u.scales.x.min)) },
-      { stroke: css('--muted'), grid: { stroke: css('--line'), width: 1 }, ticks: { stroke: css('--line') }, size: 72,
-        values: (u, splits, ai, space, incr) => splits.map((v) => valueTick(c.unit, v, incr)) },
+      { stroke: css('--muted'), grid: { stroke: css('--line'), width: 1 }, ticks: { stroke: css('--line') },
+        incrs: incrsFor(c.unit), size: axisSize, values: (u, splits) => splits.map((v) => valueTick(c.unit, v)) },
     ],
     series: [
       { label: 'Time', value: (u, ts) => ts == null ? 'now' : timeFormat.format(new Date(ts * 1000)) },
@@ -170,21 +170,48 @@ function timeTick(spanSec) {
   return (ts) => f.format(new Date(ts * 1000));
 }
 
-// valueTick labels the value axis in the chart's unit, with as many
-// decimals as the spacing of the ticks needs (0.05%, not 0.1% twice).
-function valueTick(unit, v, incr) {
-  if (unit === 'percent' || unit === 'number') {
-    const d = Math.min(6, Math.max(0, -Math.floor(Math.log10(incr || 1))));
-    return v.toFixed(d) + (unit === 'percent' ? '%' : '');
-  }
+// valueTick labels the value axis in the chart's unit; a percentage or a
+// plain number with the digits it has (2.5, 0.05%), as templates.tickLabel.
+function valueTick(unit, v) {
+  if (unit === 'percent' || unit === 'number') return String(Number(v.toPrecision(6))) + (unit === 'percent' ? '%' : '');
   return page.format(unit, v);
 }
 
-function niceTop(hi) {
+// The steps between value ticks: bytes in powers of two (16 MiB, 32 MiB),
+// durations in whole units; others uPlot's own (1, 2, 5 times a power of
+// ten).
+const binaryIncrs = Array.from({ length: 51 }, (_, e) => 2 ** e);
+const durationIncrs = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 2 * 86400, 7 * 86400,
+  14 * 86400, 30 * 86400, 90 * 86400, 180 * 86400, 365 * 86400];
+function incrsFor(unit) {
+  if (unit === 'bytes' || unit === 'byterate') return binaryIncrs;
+  if (unit === 'duration') return durationIncrs;
+  return undefined;
+}
+
+// niceTop is the top of a value axis: as templates.niceTop, a round
+// number of the unit above the highest value.
+function niceTop(unit, hi) {
+  if (unit === 'bytes' || unit === 'byterate') return 2 ** Math.ceil(Math.log2(Math.max(hi, 1024)));
+  if (unit === 'duration') {
+    const d = durationIncrs.find((x) => x >= 60 && hi <= x);
+    if (d) return d;
+  }
   if (!(hi > 0)) return 1;
   const mag = Math.pow(10, Math.floor(Math.log10(hi)));
-  for (const f of [1, 2, 5, 10]) if (hi <= f * mag) return f * mag;
+  for (const f of [1, 2, 5, 10]) if (hi <= f * mag * (1 + 1e-9)) return f * mag;
   return 10 * mag;
+}
+
+// axisSize makes the value axis as wide as its longest label ("47.7
+// MiB/s") and no wider.
+const measure = document.createElement('canvas').getContext('2d');
+function axisSize(u, values) {
+  if (!values) return 48;
+  measure.font = '12px ' + getComputedStyle(document.body).fontFamily;
+  let w = 0;
+  for (const v of values) w = Math.max(w, measure.measureText(v).width);
+  return Math.ceil(w) + 18;
 }
 
 // zoom makes a dragged span the page's range: in the URL (so a reload or a
@@ -233,6 +260,7 @@ function drawMarks(u) {
   ctx.setLineDash([4 * ratio, 3 * ratio]);
   ctx.font = (11 * ratio) + 'px system-ui, sans-serif';
   ctx.textBaseline = 'top';
+  let free = -Infinity; // where the last label ends: a label that would overlap it is left out
   for (const m of page.marks) {
     const [lo, hi] = [u.scales.x.min, u.scales.x.max];
     if (m.at < lo || m.at > hi) continue;
@@ -242,7 +270,11 @@ function drawMarks(u) {
     ctx.moveTo(x, top);
     ctx.lineTo(x, top + height);
     ctx.stroke();
-    ctx.fillText(m.rule + ' ' + m.kind, x + 3 * ratio, top + 2 * ratio);
+    const label = m.rule + ' ' + m.kind;
+    if (x >= free) {
+      ctx.fillText(label, x + 3 * ratio, top + 2 * ratio);
+      free = x + 3 * ratio + ctx.measureText(label).width + 6 * ratio;
+    }
   }
   ctx.restore();
 }

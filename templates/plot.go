@@ -7,14 +7,15 @@ import (
 	"strings"
 	"time"
 
+	"vigil/internal/decimal"
 	"vigil/units"
 )
 
 // A chart's SVG, in user units (it scales to its box): the plot area is
 // inset by room for the value labels on the left and the times below.
 const (
-	PlotW      = 640.0
-	PlotH      = 180.0
+	PlotW      = 1000.0 // about its width on a laptop's screen: text at its size
+	PlotH      = 220.0
 	plotLeft   = 64.0
 	plotRight  = 8.0
 	plotTop    = 8.0
@@ -30,12 +31,20 @@ type Tick struct {
 	Label string
 }
 
+// MarkAt is an alert transition on a chart: its x, its kind (the colour)
+// and what it says.
+type MarkAt struct {
+	At    float64
+	Kind  string
+	Label string
+}
+
 // PlotGeom is a chart's SVG drawn over a range.
 type PlotGeom struct {
 	Paths  []string // one per series, in order
 	XTicks []Tick
 	YTicks []Tick
-	Marks  []Tick // x of each mark, labelled with its rule and kind
+	Marks  []MarkAt
 	X0, X1 float64
 	Y0, Y1 float64 // the plot area's top and bottom
 }
@@ -49,7 +58,7 @@ func Geometry(p Plot, r Range, loc *time.Location) PlotGeom {
 		return g
 	}
 	x := func(t time.Time) float64 { return g.X0 + (g.X1-g.X0)*float64(t.Sub(r.From))/float64(span) }
-	top := niceTop(p)
+	top := niceTop(p, maxOf(p))
 	y := func(v float64) float64 { return g.Y1 - (g.Y1-g.Y0)*min(max(v, 0), top)/top }
 	for _, s := range p.Series {
 		g.Paths = append(g.Paths, pathOf(thin(s.Points, r, PlotPoints), x, y))
@@ -59,37 +68,31 @@ func Geometry(p Plot, r Range, loc *time.Location) PlotGeom {
 	}
 	for i := 0; i <= 2; i++ {
 		v := top * float64(i) / 2
-		g.YTicks = append(g.YTicks, Tick{At: y(v), Label: tickLabel(p.Unit, v, top/2)})
+		g.YTicks = append(g.YTicks, Tick{At: y(v), Label: tickLabel(p.Unit, v)})
 	}
 	for _, m := range p.Marks {
 		if !m.At.Before(r.From) && !m.At.After(r.To) {
-			g.Marks = append(g.Marks, Tick{At: x(m.At), Label: m.Rule + " " + m.Kind + " at " + m.At.In(loc).Format("Jan 2 15:04:05")})
+			g.Marks = append(g.Marks, MarkAt{At: x(m.At), Kind: m.Kind, Label: m.Rule + " " + m.Kind + " at " + m.At.In(loc).Format("Jan 2 15:04:05 MST")})
 		}
 	}
 	return g
 }
 
-// tickLabel shows a value axis' tick in its unit, with as many decimals as
-// the spacing of the ticks needs: 0.05%, not 0.1% twice (static/charts.js
-// valueTick does the same).
-func tickLabel(unit string, v, spacing float64) string {
+// tickLabel shows a value axis' tick in its unit; a percentage or a plain
+// number with the digits it has (2.5, 0.05%), where units' formats keep
+// one decimal (static/charts.js valueTick does the same).
+func tickLabel(unit string, v float64) string {
 	if unit != units.Percent && unit != units.Number {
 		return units.FormatAs(unit, v)
 	}
-	d := min(6, max(0, -int(math.Floor(math.Log10(spacing)))))
-	s := strconv.FormatFloat(v, 'f', d, 64)
+	s := strconv.FormatFloat(decimal.Significant(v, 6), 'f', -1, 64)
 	if unit == units.Percent {
 		s += "%"
 	}
 	return s
 }
 
-// niceTop is the top of a chart's value axis: its fixed Max, or the
-// largest value rounded up to 1, 2 or 5 times a power of ten.
-func niceTop(p Plot) float64 {
-	if p.Max > 0 {
-		return p.Max
-	}
+func maxOf(p Plot) float64 {
 	top := 0.0
 	for _, s := range p.Series {
 		for _, pt := range s.Points {
@@ -98,17 +101,43 @@ func niceTop(p Plot) float64 {
 			}
 		}
 	}
-	if top <= 0 {
+	return top
+}
+
+// niceTop is the top of a chart's value axis: its fixed Max, or hi
+// rounded up to a round number of its unit — 1, 2 or 5 times a power of
+// ten; for bytes a power of two (so 32 MiB/s, not 47.7); for durations a
+// whole minute, hour or day.
+func niceTop(p Plot, hi float64) float64 {
+	if p.Max > 0 {
+		return p.Max
+	}
+	switch p.Unit {
+	case units.Bytes, units.ByteRate:
+		return math.Pow(2, math.Ceil(math.Log2(max(hi, 1024))))
+	case units.Duration:
+		for _, d := range durationTops {
+			if hi <= d {
+				return d
+			}
+		}
+	}
+	if hi <= 0 {
 		return 1
 	}
-	mag := math.Pow(10, math.Floor(math.Log10(top)))
+	mag := math.Pow(10, math.Floor(math.Log10(hi)))
 	for _, f := range []float64{1, 2, 5, 10} {
-		if top <= f*mag {
+		if hi <= f*mag*(1+1e-9) {
 			return f * mag
 		}
 	}
 	return 10 * mag
 }
+
+// durationTops are the tops a duration axis takes, in seconds: halves of
+// them read as whole units too.
+var durationTops = []float64{60, 120, 600, 1200, 3600, 7200, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400, 14 * 86400,
+	30 * 86400, 60 * 86400, 180 * 86400, 360 * 86400}
 
 // thin keeps at most n points of pts over r: the mean of each of n equal
 // parts of the range that has points.

@@ -321,11 +321,32 @@ func TestPlotValueAxisHasDistinctLabels(t *testing.T) {
 	for _, tk := range g.YTicks {
 		got = append(got, tk.Label)
 	}
-	if strings.Join(got, " ") != "0.00% 0.05% 0.10%" {
+	if strings.Join(got, " ") != "0% 0.05% 0.1%" {
 		t.Errorf("ticks %q", got)
 	}
 	g = Geometry(Plot{Unit: "latency", Series: []PlotSeries{{Points: []Point{{t0, 0.3}}}}}, r, time.UTC)
 	if g.YTicks[2].Label != "500 ms" || g.XTicks[0].Label != "03:00" || len(g.XTicks) != 6 {
 		t.Errorf("latency ticks %+v, times %+v", g.YTicks, g.XTicks)
+	}
+	// The middle of 0 to 5 is 2.5, not 2; bytes in powers of two; uptime
+	// in whole units.
+	for _, c := range []struct {
+		unit string
+		hi   float64
+		want string
+	}{
+		{"number", 3, "0 2.5 5"},
+		{"byterate", 47.7 * 1024 * 1024, "0 B/s 32 MiB/s 64 MiB/s"},
+		{"bytes", 0, "0 B 512 B 1 KiB"},
+		{"duration", 2500, "0s 30m 0s 1h 0m"},
+	} {
+		g = Geometry(Plot{Unit: c.unit, Series: []PlotSeries{{Points: []Point{{t0, c.hi}}}}}, r, time.UTC)
+		var got []string
+		for _, tk := range g.YTicks {
+			got = append(got, tk.Label)
+		}
+		if strings.Join(got, " ") != c.want {
+			t.Errorf("%s up to %v: ticks %q, want %q", c.unit, c.hi, got, c.want)
+		}
 	}
 }

@@ -209,14 +209,17 @@ type Alert struct {
 // Source is the drill-down page of one source.
 type Source struct {
 	Page
-	Name      string
-	Status    Status
-	Range     Range  // the time the charts span
-	Plots     []Plot // the charts, in reading order
-	Alerts    []Alert
-	Tile      *Tile      // for service sources
-	Instances []Instance // a service's instances, for the breakdown
-	Hosts     []HostShare
+	Name   string
+	Status Status
+	Range  Range  // the time the charts span
+	Plots  []Plot // the charts, in reading order
+	// ChartsError says why the charts show less than their range: the
+	// history could not be read (they show what the ring holds).
+	ChartsError string
+	Alerts      []Alert
+	Tile        *Tile      // for service sources
+	Instances   []Instance // a service's instances, for the breakdown
+	Hosts       []HostShare
 }
 
 // HostShare is one agent's part of a service a hub merged, from the
