@@ -160,7 +160,10 @@ func (s *Server) beforeRing(ctx context.Context, source string, metrics []string
 // holds from and no step longer than the history's first is asked, else
 // from the history (each step's mean).
 func (s *Server) points(ctx context.Context, source string, metrics []string, from, to time.Time, step time.Duration) (pointSet, error) {
-	ringFrom := s.opts.Now().Add(-time.Duration(s.opts.Store.Capacity()) * s.opts.Interval)
+	// The ring holds from if it is no more than an interval before the
+	// ring's oldest place: a 10-minute range of a 10-minute ring, asked a
+	// moment after its from was taken, is the ring's.
+	ringFrom := s.opts.Now().Add(-time.Duration(s.opts.Store.Capacity()+1) * s.opts.Interval)
 	if s.opts.History == nil || !from.Before(ringFrom) && step < s.opts.History.Tiers()[0].Step {
 		out, ringStart := s.ringPoints(source, metrics, from, to)
 		if s.opts.History != nil && ringStart.Sub(from) > 2*s.opts.Interval { // the ring starts late: after a restart

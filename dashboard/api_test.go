@@ -108,6 +108,10 @@ func TestSeriesAPIReadsHistory(t *testing.T) {
 	if code := getJSON(t, series+"?window=30s", &pts); code != 200 || pts.Store != "ring" || pts.Step != "1s" || len(pts.Points) != 30 || pts.Min != nil {
 		t.Fatalf("window=30s: %d %s at %s, %d points", code, pts.Store, pts.Step, len(pts.Points))
 	}
+	// The whole ring (ten minutes at 1 s): still the ring's every sample.
+	if code := getJSON(t, series+"?window=10m", &pts); code != 200 || pts.Store != "ring" || len(pts.Points) < 599 {
+		t.Fatalf("window=10m: %d %s, %d points", code, pts.Store, len(pts.Points))
+	}
 	// A step of the history's first tier, or longer, over a range the
 	// ring holds: the history.
 	if code := getJSON(t, series+"?window=5m&step=10s", &pts); code != 200 || pts.Store != "history" || pts.Step != "10s" || len(pts.Points) != 30 {
@@ -367,7 +371,7 @@ func TestSeriesAfterARestartTakesTheHistoryBeforeTheRing(t *testing.T) {
 }
 
 // newHistoryApp is a test app whose series API and pages read an embedded
-// history (opts.History), at a fixed now.
+// history (opts.History), at a fixed now unless opts.Now is set.
 func newHistoryApp(t *testing.T, now time.Time, opts Options) (*testApp, *history.DB) {
 	t.Helper()
 	h, err := history.Open(context.Background(), history.Options{Path: filepath.Join(t.TempDir(), "history.db"), Now: func() time.Time { return now }})
@@ -375,6 +379,25 @@ func newHistoryApp(t *testing.T, now time.Time, opts Options) (*testApp, *histor
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	opts.Now, opts.History = func() time.Time { return now }, h
+	if opts.Now == nil {
+		opts.Now = func() time.Time { return now }
+	}
+	opts.History = h
 	return newTestApp(t, stream.HubOptions{}, opts), h
+}
+
+// TestTheWholeRingIsTheRings: a range as long as the ring, whose from was
+// taken a moment before the ring's own limit, is read from the ring
+// (every sample), not from the history's 10-second steps.
+func TestTheWholeRingIsTheRings(t *testing.T) {
+	start := time.Date(2026, 12, 1, 7, 0, 0, 0, time.UTC)
+	var ticks atomic.Int64
+	a, _ := newHistoryApp(t, start, Options{Now: func() time.Time { return start.Add(time.Duration(ticks.Add(1)) * time.Millisecond) }})
+	for i := 600; i > 0; i-- {
+		a.store.Append(collector.Sample{Source: "host/web-1", Time: start.Add(-time.Duration(i) * time.Second), Metrics: map[string]float64{"cpu.percent": 1}})
+	}
+	var pts seriesPoints
+	if code := getJSON(t, a.srv.URL+"/api/v1/series/host/web-1/cpu.percent?window=10m", &pts); code != 200 || pts.Store != "ring" {
+		t.Fatalf("window=10m: %d, store %q", code, pts.Store)
+	}
 }

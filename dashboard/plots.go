@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"vigil/alerts"
 	"vigil/templates"
 	"vigil/units"
 )
@@ -189,14 +190,10 @@ func (s *Server) plots(ctx context.Context, source string, metrics []string, lat
 	if err != nil {
 		s.opts.Logger.Warn("read alert transitions", "source", source, "err", err)
 	}
-	var tm []templates.Mark
-	for _, m := range marks {
-		tm = append(tm, templates.Mark{At: m.At, Kind: m.Kind, Rule: m.Rule})
-	}
+	markOn(plots, marks)
 	step := r.To.Sub(r.From) / templates.PlotPoints
 	for i := range plots {
 		p := &plots[i]
-		p.Marks = tm
 		names := make([]string, len(p.Series))
 		for j, se := range p.Series {
 			names[j] = se.Metric
@@ -217,4 +214,22 @@ func (s *Server) plots(ctx context.Context, source string, metrics []string, lat
 		}
 	}
 	return plots, failed
+}
+
+// markOn puts each alert transition on the charts of its alert's metric;
+// one whose metric no chart shows goes on the first chart.
+func markOn(plots []templates.Plot, marks []alerts.Mark) {
+	for _, m := range marks {
+		tm := templates.Mark{At: m.At, Kind: m.Kind, Rule: m.Rule}
+		placed := false
+		for i := range plots {
+			if slices.ContainsFunc(plots[i].Series, func(s templates.PlotSeries) bool { return s.Metric == m.Metric }) {
+				plots[i].Marks = append(plots[i].Marks, tm)
+				placed = true
+			}
+		}
+		if !placed && len(plots) > 0 {
+			plots[0].Marks = append(plots[0].Marks, tm)
+		}
+	}
 }

@@ -86,7 +86,7 @@ async function loadMarks(epoch) {
   try {
     const ans = await getJSON('/api/v1/alerts/transitions?source=' + encodeURIComponent(page.source) + '&from=' + page.from / 1000 + '&to=' + page.to / 1000);
     if (epoch !== page.epoch) return;
-    page.marks = ans.transitions.map((m) => ({ at: Date.parse(m.at) / 1000, kind: m.kind, rule: m.rule }));
+    page.marks = ans.transitions.map((m) => ({ at: Date.parse(m.at) / 1000, kind: m.kind, rule: m.rule, metric: m.metric }));
     page.section.dataset.marks = String(page.marks.length);
     for (const c of page.charts) if (c.u) c.u.redraw(false);
   } catch (_) { /* the SVGs have them */ }
@@ -170,10 +170,12 @@ function timeTick(spanSec) {
   return (ts) => f.format(new Date(ts * 1000));
 }
 
-// valueTick labels the value axis in the chart's unit; a percentage or a
-// plain number with the digits it has (2.5, 0.05%), as templates.tickLabel.
+// valueTick labels the value axis in the chart's unit; a percentage, a
+// plain number or milliseconds with the digits they have (2.5, 0.05%,
+// 2.5 ms), as templates.tickLabel.
 function valueTick(unit, v) {
   if (unit === 'percent' || unit === 'number') return String(Number(v.toPrecision(6))) + (unit === 'percent' ? '%' : '');
+  if (unit === 'latency' && v > 0 && v < 1) return String(Number((v * 1000).toPrecision(3))) + ' ms';
   return page.format(unit, v);
 }
 
@@ -203,15 +205,15 @@ function niceTop(unit, hi) {
   return 10 * mag;
 }
 
-// axisSize makes the value axis as wide as its longest label ("47.7
-// MiB/s") and no wider.
+// axisSize makes the value axis wide enough for its longest label ("47.7
+// MiB/s"), and 80 px at least.
 const measure = document.createElement('canvas').getContext('2d');
 function axisSize(u, values) {
   if (!values) return 48;
   measure.font = '12px ' + getComputedStyle(document.body).fontFamily;
   let w = 0;
   for (const v of values) w = Math.max(w, measure.measureText(v).width);
-  return Math.ceil(w) + 18;
+  return Math.max(80, Math.ceil(w) + 18); // the same on most charts, so their times line up
 }
 
 // zoom makes a dragged span the page's range: in the URL (so a reload or a
@@ -252,16 +254,28 @@ export function fromURL() {
   return false;
 }
 
+// marksOf are the marks a chart shows: its metrics' alerts', as
+// dashboard.markOn puts them on the SVGs (the first chart has those no
+// chart shows).
+function marksOf(u) {
+  const c = page.charts.find((x) => x.u === u);
+  if (!c) return [];
+  const shown = (m) => page.charts.some((x) => x.series.some((s) => s.metric === m.metric));
+  return page.marks.filter((m) => c.series.some((s) => s.metric === m.metric) || (c === page.charts[0] && !shown(m)));
+}
+
 function drawMarks(u) {
-  if (!page.marks.length) return;
+  const marks = marksOf(u);
+  if (!marks.length) return;
   const ctx = u.ctx, { top, height } = u.bbox, ratio = window.devicePixelRatio || 1;
   ctx.save();
   ctx.lineWidth = ratio;
   ctx.setLineDash([4 * ratio, 3 * ratio]);
   ctx.font = (11 * ratio) + 'px system-ui, sans-serif';
   ctx.textBaseline = 'top';
+  ctx.textAlign = 'left'; // uPlot leaves it right-aligned: a label starts at its line
   let free = -Infinity; // where the last label ends: a label that would overlap it is left out
-  for (const m of page.marks) {
+  for (const m of marks) {
     const [lo, hi] = [u.scales.x.min, u.scales.x.max];
     if (m.at < lo || m.at > hi) continue;
     const x = Math.round(u.valToPos(m.at, 'x', true));

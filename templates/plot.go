@@ -78,10 +78,13 @@ func Geometry(p Plot, r Range, loc *time.Location) PlotGeom {
 	return g
 }
 
-// tickLabel shows a value axis' tick in its unit; a percentage or a plain
-// number with the digits it has (2.5, 0.05%), where units' formats keep
-// one decimal (static/charts.js valueTick does the same).
+// tickLabel shows a value axis' tick in its unit; a percentage, a plain
+// number or milliseconds with the digits they have (2.5, 0.05%, 2.5 ms),
+// where units' formats round (static/charts.js valueTick does the same).
 func tickLabel(unit string, v float64) string {
+	if unit == units.Latency && v > 0 && v < 1 { // 2.5 ms, not 3
+		return strconv.FormatFloat(decimal.Significant(v*1000, 3), 'f', -1, 64) + " ms"
+	}
 	if unit != units.Percent && unit != units.Number {
 		return units.FormatAs(unit, v)
 	}

@@ -336,6 +336,7 @@ func TestPlotValueAxisHasDistinctLabels(t *testing.T) {
 		want string
 	}{
 		{"number", 3, "0 2.5 5"},
+		{"latency", 0.004, "0 ms 2.5 ms 5 ms"},
 		{"byterate", 47.7 * 1024 * 1024, "0 B/s 32 MiB/s 64 MiB/s"},
 		{"bytes", 0, "0 B 512 B 1 KiB"},
 		{"duration", 2500, "0s 30m 0s 1h 0m"},
