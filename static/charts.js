@@ -285,9 +285,12 @@ function drawMarks(u) {
     ctx.lineTo(x, top + height);
     ctx.stroke();
     const label = m.rule + ' ' + m.kind;
-    if (x >= free) {
-      ctx.fillText(label, x + 3 * ratio, top + 2 * ratio);
-      free = x + 3 * ratio + ctx.measureText(label).width + 6 * ratio;
+    const w = ctx.measureText(label).width;
+    // After its line, or before it where it would run past the plot.
+    const start = x + 3 * ratio + w <= u.bbox.left + u.bbox.width ? x + 3 * ratio : x - 3 * ratio - w;
+    if (start >= free) {
+      ctx.fillText(label, start, top + 2 * ratio);
+      free = start + w + 6 * ratio;
     }
   }
   ctx.restore();
