@@ -34,7 +34,7 @@ function css(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || '#888';
 }
 
-// seriesPath is a series' URL path: source and metric as they are, with
+// seriesURL is a series' URL: source and metric as they are, with
 // what a path cannot carry escaped (GET /api/v1/series/{source}/{metric}).
 function seriesURL(source, metric, from, to) {
   const path = encodeURI(source + '/' + metric).replace(/[?#]/g, encodeURIComponent);
