@@ -3,6 +3,7 @@ package alerts
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"vigil/collector"
+	"vigil/internal/decimal"
 	"vigil/stream"
 )
 
@@ -149,5 +151,41 @@ func BenchmarkHealthyReceiverLatency(b *testing.B) {
 			}
 			b.ReportMetric(float64(save.Microseconds())/float64(b.N), "save-µs/op")
 		})
+	}
+}
+
+// BenchmarkEvaluate1000Hosts is one evaluation of the default rules over a
+// hub's thousand hosts, each with ten minutes of 1 Hz samples in the ring:
+// an op is a second of the hub's evaluator.
+func BenchmarkEvaluate1000Hosts(b *testing.B) {
+	ring := collector.NewStore(10*time.Minute, time.Second)
+	t0 := time.Unix(1_800_000_000, 0)
+	rng := rand.New(rand.NewPCG(1, 2))
+	noisy := func(v float64) float64 { return decimal.Significant(v*(0.9+0.2*rng.Float64()), 6) } // as the fleet bench's agents
+	sample := func(i int, at time.Time) collector.Sample {
+		return collector.Sample{Source: fmt.Sprintf("host/h%04d", i), Time: at, Metrics: map[string]float64{
+			"cpu.percent": noisy(40), "mem.used_percent": noisy(40), "swap.used_percent": noisy(1),
+			"load.5_per_core": noisy(0.3), "fs.used_percent{mount=/}": noisy(50), "disk.read_bytes_per_sec": noisy(1000)}}
+	}
+	for s := range 600 {
+		for i := range 1000 {
+			ring.Append(sample(i, t0.Add(time.Duration(s)*time.Second)))
+		}
+	}
+	e := &Evaluator{Rules: DefaultRules(), Ring: ring, Interval: time.Second}
+	now := t0.Add(600 * time.Second)
+	e.Evaluate(context.Background()) // the series made
+	b.ResetTimer()
+	for range b.N {
+		for i := range 1000 {
+			ring.Append(sample(i, now))
+		}
+		b.StartTimer()
+		e.Now = func() time.Time { return now }
+		if err := e.Evaluate(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		now = now.Add(time.Second)
 	}
 }

@@ -340,7 +340,7 @@ func (e *Evaluator) step(now time.Time) []change {
 		latest, _ := e.Ring.Latest(source)
 		for _, w := range e.watch(source, latest.Metrics) {
 			w.step, w.seenAt = e.steps, latest.Time
-			v, ok := e.value(w.rule, source, w.metric, latest, now)
+			v, ok := e.value(w, source, latest, now)
 			move(w.rule, w.alert, v, ok)
 		}
 	}
@@ -397,6 +397,10 @@ type series struct {
 	alert  *Alert
 	seenAt time.Time // the time of the newest sample that had it
 	step   uint64    // the last step whose samples had it
+	// window holds the points of the rule's window (for rules that
+	// aggregate one), oldest first, as of the last step: each step reads
+	// only the ring's points after them, not the whole window again.
+	window []collector.Point
 }
 
 // sourceWatch is what the rules evaluate of a source, for the metrics its
@@ -564,16 +568,39 @@ type event struct {
 
 // value is the rule's aggregate for one series, or ok false when the
 // source has been silent longer than the rule allows.
-func (e *Evaluator) value(r *Rule, source, metric string, latest collector.Sample, now time.Time) (float64, bool) {
+func (e *Evaluator) value(w *series, source string, latest collector.Sample, now time.Time) (float64, bool) {
+	r := w.rule
 	if now.Sub(latest.Time) > r.NoData {
 		return 0, false
 	}
 	if r.Aggregate == "last" {
-		v, ok := latest.Metrics[metric]
+		v, ok := latest.Metrics[w.metric]
 		return v, ok
 	}
-	e.points, _ = e.Ring.AppendRange(e.points[:0], source, metric, now.Add(-r.Window)) // one slice for every series: a fleet has thousands
-	return aggregate(r.Aggregate, e.points)
+	w.window = slide(w.window, now.Add(-r.Window), func(dst []collector.Point, since time.Time) []collector.Point {
+		dst, _ = e.Ring.AppendRange(dst, source, w.metric, since)
+		return dst
+	})
+	return aggregate(r.Aggregate, w.window)
+}
+
+// slide moves a window of points (oldest first) to start at from: the
+// points before from go, and read gives the points after the newest held
+// (or all since from, if none is held). A fleet's evaluator reads a
+// second of each series a step, not a minute.
+func slide(window []collector.Point, from time.Time, read func(dst []collector.Point, since time.Time) []collector.Point) []collector.Point {
+	since := from
+	if n := len(window); n > 0 && !window[n-1].T.Before(from) {
+		since = window[n-1].T.Add(time.Nanosecond)
+	} else {
+		window = window[:0]
+	}
+	window = read(window, since)
+	drop := 0
+	for drop < len(window) && window[drop].T.Before(from) {
+		drop++
+	}
+	return append(window[:0], window[drop:]...)
 }
 
 // describe sets what the rule says of an alert. Its labels are the

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -500,4 +502,36 @@ func memoryEvaluator(t *testing.T, rules ...Rule) (*Evaluator, *collector.Store,
 	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
 	t.Cleanup(hub.Close)
 	return &Evaluator{Rules: rules, Ring: store, Hub: hub, Now: ck.now}, store, ck, hub
+}
+
+// TestSlideMatchesAWholeRead: a rule's window kept step by step (slide,
+// reading only what is new) holds what reading the whole window from the
+// ring does, through gaps longer than the window and samples without the
+// metric.
+func TestSlideMatchesAWholeRead(t *testing.T) {
+	ring := collector.NewStore(10*time.Minute, time.Second)
+	rng := rand.New(rand.NewPCG(7, 9))
+	t0 := time.Unix(1_800_000_000, 0)
+	var window []collector.Point
+	at := t0
+	for step := range 3000 {
+		switch r := rng.IntN(100); {
+		case r < 2:
+			at = at.Add(time.Duration(30+rng.IntN(120)) * time.Second) // silent, sometimes past the window
+		case r < 10:
+			ring.Append(collector.Sample{Source: "host/a", Time: at, Metrics: map[string]float64{"other": 1}})
+		default:
+			ring.Append(collector.Sample{Source: "host/a", Time: at, Metrics: map[string]float64{"cpu.percent": float64(rng.IntN(1000)) / 10}})
+		}
+		at = at.Add(time.Second)
+		from := at.Add(-time.Minute)
+		whole, _ := ring.AppendRange(nil, "host/a", "cpu.percent", from)
+		window = slide(window, from, func(dst []collector.Point, since time.Time) []collector.Point {
+			dst, _ = ring.AppendRange(dst, "host/a", "cpu.percent", since)
+			return dst
+		})
+		if !slices.EqualFunc(window, whole, func(a, b collector.Point) bool { return a.T.Equal(b.T) && a.V == b.V }) {
+			t.Fatalf("step %d: the window kept holds %d points, a whole read %d", step, len(window), len(whole))
+		}
+	}
 }

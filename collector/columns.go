@@ -204,12 +204,26 @@ func (c *chunk) each(col int, fn func(j int, v float64)) bool {
 }
 
 // appendSince appends, oldest first, a column's points at or after since
-// among the newest capacity samples.
+// among the newest capacity samples. The open chunk's rows are read back
+// from its newest to the first before since: a second's read (the
+// evaluator's, each step) touches a row, not the chunk.
 func (s *sourceRings) appendSince(dst []Point, col int, since time.Time, capacity int) []Point {
 	skip := s.n - capacity // samples beyond the capacity, in the oldest chunk
 	sinceNs := since.UnixNano()
 	for _, c := range s.chunks {
-		if c.newest >= sinceNs { // a chunk before the window is not read
+		switch {
+		case c.newest < sinceNs: // a chunk before the window is not read
+		case c.raw != nil && col < c.width: // the open chunk's rows: from the first at or after since
+			j := len(c.ts)
+			for j > max(skip, 0) && c.ts[j-1] >= sinceNs {
+				j--
+			}
+			for ; j < len(c.ts); j++ {
+				if v := c.raw[j*c.width+col]; !isMissing(v) {
+					dst = append(dst, Point{T: time.Unix(0, c.ts[j]), V: v})
+				}
+			}
+		default:
 			c.each(col, func(j int, v float64) {
 				if j >= skip && !isMissing(v) && c.ts[j] >= sinceNs {
 					dst = append(dst, Point{T: time.Unix(0, c.ts[j]), V: v})
