@@ -118,6 +118,7 @@ func TestBrowserChartsReadAndZoom(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "a zoomed URL", `/[?&]from=\d+(\.\d+)?&to=\d+/.test(location.search) && !location.search.includes('range=')`, 5*time.Second)
+	waitFor(t, ctx, "the zoomed span said beside the range picker", `(document.querySelector('section.plots .ranges .zoomed') || {}).textContent > ''`, 5*time.Second)
 	waitFor(t, ctx, "charts drawn over the zoomed span", drawn+` >= 2 && (() => { const s = document.querySelector('section.plots'); return Number(s.dataset.to) - Number(s.dataset.from) < 200e3 && !('live' in s.dataset); })()`, 10*time.Second)
 
 	// The range picker: 1 h, kept in the URL, reaching into the history.

@@ -357,7 +357,7 @@ func TestSeriesAfterARestartTakesTheHistoryBeforeTheRing(t *testing.T) {
 	for i := 600; i > 0; i-- { // the ten minutes before: in the history only
 		h.Record(collector.Sample{Source: "host/web-1", Time: now.Add(-time.Duration(i) * time.Second), Metrics: map[string]float64{"cpu.percent": 10}})
 	}
-	for i := 60; i > 0; i-- { // the last minute: in the ring as well
+	for i := 55; i > 0; i-- { // the last 55 s: in the ring as well, from the middle of a 10 s step
 		a.store.Append(collector.Sample{Source: "host/web-1", Time: now.Add(-time.Duration(i) * time.Second), Metrics: map[string]float64{"cpu.percent": 20}})
 	}
 	var pts seriesPoints
@@ -365,8 +365,12 @@ func TestSeriesAfterARestartTakesTheHistoryBeforeTheRing(t *testing.T) {
 		t.Fatalf("%d, store %q", code, pts.Store)
 	}
 	first, last := pts.Points[0], pts.Points[len(pts.Points)-1]
-	if first[0] != float64(now.Add(-5*time.Minute).UnixMilli()) || first[1] != 10 || last[1] != 20 || len(pts.Points) != 24+60 {
-		t.Fatalf("first %v, last %v, %d points: want 4 minutes of 10 s steps, then the ring's minute", first, last, len(pts.Points))
+	if first[0] != float64(now.Add(-5*time.Minute).UnixMilli()) || first[1] != 10 || last[1] != 20 || len(pts.Points) != 24+55 {
+		t.Fatalf("first %v, last %v, %d points: want 4 minutes of 10 s steps, then the ring's 55 s", first, last, len(pts.Points))
+	}
+	// The step the ring starts in is the ring's: no history point inside it.
+	if p := pts.Points[23]; p[0] != float64(now.Add(-70*time.Second).UnixMilli()) {
+		t.Fatalf("the history's last point is at %v, want the step before the ring's", time.UnixMilli(int64(p[0])))
 	}
 }
 

@@ -28,7 +28,7 @@ func TestChartsGroupMetricsReadably(t *testing.T) {
 		"custom.queue_depth", "http.latency_p99_seconds", "http.latency_p50_seconds", "http.latency_max_seconds",
 		"http.latency_p99_5_seconds{instance=127.0.0.1:1}", "http.latency_p99_5_seconds{instance=127.0.0.1:2}",
 		"http.requests_per_sec", "probe.status_code{instance=a:1}", "disk.write_bytes_per_sec", "disk.read_bytes_per_sec",
-		"cpu.percent{core=0}", "cpu.percent", "custom.temp{zone=a,sensor=2}",
+		"cpu.percent{core=0}", "cpu.percent", "custom.temp{zone=a,sensor=2}", "host.uptime_seconds",
 	})
 	var lines []string
 	for _, p := range got {
@@ -43,6 +43,7 @@ func TestChartsGroupMetricsReadably(t *testing.T) {
 		"Latency [latency]: p50, p99, max",
 		"CPU [percent]: busy",
 		"Disk I/O [byterate]: read, write",
+		"Uptime [duration]: uptime",
 		"custom.queue_depth [number]: value",
 		"Latency p99.5 by instance [latency]: 127.0.0.1:1, 127.0.0.1:2",
 		"CPU by core [percent]: 0",

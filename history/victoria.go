@@ -130,8 +130,9 @@ func (o VictoriaOptions) Problems() map[string]string {
 // NewVictoria checks the options and returns a Victoria; Run sends what
 // Record queues.
 func NewVictoria(opts VictoriaOptions) (*Victoria, error) {
-	for _, k := range sortedKeys(opts.Problems()) {
-		return nil, fmt.Errorf("victoriametrics %s: %s", k, opts.Problems()[k])
+	if bad := opts.Problems(); len(bad) > 0 {
+		k := sortedKeys(bad)[0]
+		return nil, fmt.Errorf("victoriametrics %s: %s", k, bad[k])
 	}
 	base, _ := url.Parse(strings.TrimSuffix(opts.URL, "/"))
 	if opts.Interval <= 0 {

@@ -229,20 +229,24 @@ function zoom(u) {
   q.set('from', String(from / 1000));
   q.set('to', String(to / 1000));
   history.pushState(null, '', '?' + q.toString());
-  setRange(from, to, false);
+  setRange(from, to);
 }
 
-// setRange draws every chart over [from, to] afresh.
-function setRange(from, to, live) {
+// setRange draws every chart over the zoomed span [from, to] afresh, and
+// says it beside the range picker, as the server does for a zoomed URL.
+function setRange(from, to) {
   const s = page.section;
   if (!s) return;
   s.dataset.from = String(from);
   s.dataset.to = String(to);
-  if (live) s.dataset.live = ''; else delete s.dataset.live;
+  delete s.dataset.live;
   delete s.dataset.range;
-  for (const a of document.querySelectorAll('[data-testid=ranges] a')) a.removeAttribute('aria-current');
-  const z = document.querySelector('[data-testid=zoomed]');
-  if (z) z.textContent = timeFormat.format(new Date(from)) + ' – ' + timeFormat.format(new Date(to));
+  const picker = s.querySelector('.ranges');
+  if (picker) {
+    for (const a of picker.querySelectorAll('a')) a.removeAttribute('aria-current');
+    const z = picker.querySelector('.zoomed') || picker.appendChild(Object.assign(document.createElement('span'), { className: 'zoomed' }));
+    z.textContent = timeFormat.format(new Date(from)) + ' – ' + timeFormat.format(new Date(to));
+  }
   mount(s, { source: page.source, format: page.format });
 }
 
@@ -250,7 +254,7 @@ function setRange(from, to, live) {
 export function fromURL() {
   const q = new URLSearchParams(location.search);
   const from = Number(q.get('from')) * 1000, to = Number(q.get('to')) * 1000;
-  if (from > 0 && to > from) { setRange(from, to, false); return true; }
+  if (from > 0 && to > from) { setRange(from, to); return true; }
   return false;
 }
 
