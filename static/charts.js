@@ -66,7 +66,7 @@ export function mount(section, { source, format }) {
   for (const fig of section.querySelectorAll('figure.plot')) {
     page.charts.push({
       fig, unit: fig.dataset.unit, max: Number(fig.dataset.max) || 0,
-      series: JSON.parse(fig.dataset.series || '[]'), u: null, step: 0, data: null, dirty: false, loading: false,
+      series: JSON.parse(fig.dataset.series || '[]'), u: null, step: 0, data: null, dirty: false, loading: false, marks: [],
     });
   }
   loadMarks(page.epoch);
@@ -88,6 +88,7 @@ async function loadMarks(epoch) {
     if (epoch !== page.epoch) return;
     page.marks = ans.transitions.map((m) => ({ at: Date.parse(m.at) / 1000, kind: m.kind, rule: m.rule, metric: m.metric }));
     page.section.dataset.marks = String(page.marks.length);
+    placeMarks();
     for (const c of page.charts) if (c.u) c.u.redraw(false);
   } catch (_) { /* the SVGs have them */ }
 }
@@ -150,7 +151,7 @@ function draw1(c) {
       })),
     ],
     legend: { live: true },
-    hooks: { setSelect: [zoom], draw: [drawMarks] },
+    hooks: { setSelect: [zoom], draw: [(u) => drawMarks(u, c.marks)] },
   };
   c.u = new window.uPlot(opts, c.data, c.fig);
   c.fig.classList.add('drawn');
@@ -258,18 +259,17 @@ export function fromURL() {
   return false;
 }
 
-// marksOf are the marks a chart shows: its metrics' alerts', as
-// dashboard.markOn puts them on the SVGs (the first chart has those no
-// chart shows).
-function marksOf(u) {
-  const c = page.charts.find((x) => x.u === u);
-  if (!c) return [];
-  const shown = (m) => page.charts.some((x) => x.series.some((s) => s.metric === m.metric));
-  return page.marks.filter((m) => c.series.some((s) => s.metric === m.metric) || (c === page.charts[0] && !shown(m)));
+// placeMarks gives each chart the marks it shows, once they are read: its
+// metrics' alerts', as dashboard.markOn puts them on the SVGs (the first
+// chart has those no chart shows).
+function placeMarks() {
+  const shown = (m) => page.charts.some((c) => c.series.some((s) => s.metric === m.metric));
+  for (const c of page.charts) {
+    c.marks = page.marks.filter((m) => c.series.some((s) => s.metric === m.metric) || (c === page.charts[0] && !shown(m)));
+  }
 }
 
-function drawMarks(u) {
-  const marks = marksOf(u);
+function drawMarks(u, marks) {
   if (!marks.length) return;
   const ctx = u.ctx, { top, height } = u.bbox, ratio = window.devicePixelRatio || 1;
   ctx.save();
