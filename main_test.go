@@ -310,6 +310,7 @@ func TestValidate(t *testing.T) {
 		{"replay too large", "stream:\n  replay: 50000000\n", []string{"cfg.yaml:2: stream.replay: 50000000 is outside 256 to 1000000"}},
 		{"interval too long", "interval: 2h\nretention: 4h\n", []string{"cfg.yaml:1: interval: 2h0m0s is outside 100ms to 1h"}},
 		{"write timeout too long", "stream:\n  write_timeout: 1h\n", []string{"cfg.yaml:2: stream.write_timeout: 1h0m0s is outside 1s to 5m"}},
+		{"flush interval too long", "stream:\n  flush_interval: 2s\n", []string{"cfg.yaml:2: stream.flush_interval: 2s is outside 1ms to 1s"}},
 		{"retry too long", "stream:\n  retry: 10m\n", []string{"cfg.yaml:2: stream.retry: 10m0s is outside 100ms to 1m"}},
 		{"rule window beyond the ring", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 1\n      aggregate: avg\n      window: 1h\n", []string{"cfg.yaml:8:", "window: 1h0m0s is longer than the retention 10m0s"}},
 		{"rule for too long", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 1\n      for: 1000h\n", []string{"cfg.yaml:7:", "for: 1000h0m0s is outside 0s to 168h0m0s"}},
