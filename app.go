@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"vigil/alerts"
+	"vigil/cluster"
 	"vigil/collector"
 	"vigil/dashboard"
 	"vigil/history"
@@ -31,6 +32,7 @@ const shutdownTimeout = 4 * time.Second
 //
 //	collector.Scheduler (sources) -> collector.Store (ring) -> history.DB (tiers) or history.Victoria, and stream.Hub
 //	stream.Hub -> dashboard.Server (SSE, NDJSON, long polling, WebSocket)
+//	with cluster.nats: stream.Hub -> cluster.Log (JetStream) -> stream.Hub of every replica, and collector.Mirror -> collector.Store
 //	alerts.Evaluator (reads the ring) -> alerts.DB (states, outbox) -> alerts.Dispatcher -> alerts.Receivers
 type app struct {
 	plan      plan
@@ -44,6 +46,8 @@ type app struct {
 	history   keeper           // nil with history off
 	demo      *collector.Demo  // nil without --demo
 	fleet     *collector.Fleet // nil unless this vigil is a hub
+	shared    *cluster.Log     // nil unless this vigil is a replica on NATS
+	mirror    *collector.Mirror
 	sched     *collector.Scheduler
 	db        *alerts.DB
 	eval      *alerts.Evaluator
@@ -100,6 +104,9 @@ func newLogger(p plan, w io.Writer) *slog.Logger {
 // buildStream opens the journal and builds the hub, its ids after every
 // id a previous run used.
 func (a *app) buildStream(set *metrics.Set) error {
+	if a.plan.cluster != nil {
+		return a.buildShared(set)
+	}
 	a.ids = stream.IDFile(filepath.Join(a.plan.data, "last-event-id"))
 	floor, err := a.ids.Load()
 	if err != nil {
@@ -115,10 +122,57 @@ func (a *app) buildStream(set *metrics.Set) error {
 	return nil
 }
 
+// buildShared builds the hub of a replica: its events in the JetStream
+// stream every replica shares, numbered by it. The journal of this
+// replica's transitions is its own, under --data/cluster.
+func (a *app) buildShared(set *metrics.Set) error {
+	cp := a.plan.cluster
+	conn := cp.conn
+	conn.Logger = a.log
+	nc, err := cluster.Connect(conn)
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, func() error {
+		nc.FlushTimeout(time.Second) // what this replica published last
+		nc.Close()
+		return nil
+	})
+	opts := cp.log
+	opts.Window, opts.Logger, opts.Metrics = a.plan.replay, a.log, set
+	if a.shared, err = cluster.NewLog(nc, opts); err != nil {
+		return err
+	}
+	dir := filepath.Join(a.plan.data, "cluster")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	// Ids are the stream's, never given twice: nothing to drop.
+	if a.journal, err = stream.OpenJournal(dir, stream.MaxID); err != nil {
+		return err
+	}
+	a.closers = append(a.closers, a.journal.Close)
+	a.hub = stream.NewHub(stream.HubOptions{Replay: a.plan.replay, Queue: a.plan.queue, Heartbeat: a.plan.heartbeat,
+		Log: a.shared, Metrics: set, History: a.journal, Logger: a.log})
+	return nil
+}
+
+// took takes an event of the shared stream: another replica's samples go
+// into the ring (this one's are there).
+func (a *app) took(ev *stream.Event, replica string) {
+	if replica == a.plan.cluster.log.Replica {
+		return
+	}
+	if err := a.mirror.Take(ev); err != nil {
+		a.log.Debug("a sample of the shared stream not taken", "replica", replica, "err", err)
+	}
+}
+
 // buildSources builds the host, the services and the demo, and the
 // scheduler that samples them into the ring and the hub.
 func (a *app) buildSources(set *metrics.Set) error {
 	a.store = collector.NewStore(a.plan.retention, a.plan.interval)
+	a.mirror = &collector.Mirror{Store: a.store}
 	var sources []collector.Source
 	if a.plan.host != nil {
 		h, err := collector.NewHost(*a.plan.host)
@@ -241,6 +295,9 @@ func (a *app) buildWeb(set *metrics.Set) error {
 		Loopback: loopback, AllowedHosts: a.plan.allowedHosts,
 		Checks: []dashboard.Check{{Name: "alert store", Err: a.eval.Healthy}},
 	}
+	if a.shared != nil {
+		opts.Checks = append(opts.Checks, dashboard.Check{Name: "nats", Err: a.shared.Err})
+	}
 	if a.fleet != nil { // a nil *Fleet in the interface would not be nil
 		opts.Fleet = a.fleet
 	}
@@ -290,24 +347,41 @@ func (a *app) run(ctx context.Context) error {
 	g.Go(func() error { return a.hub.Run(gctx) })
 	g.Go(func() error { return a.eval.Run(gctx) })
 	g.Go(func() error { return a.dispatch.Run(gctx) })
-	g.Go(func() error { return a.ids.Keep(gctx, a.hub, a.set, a.log) })
+	if a.shared != nil {
+		g.Go(func() error { return a.shared.Run(gctx, a.hub, a.took) })
+	} else {
+		g.Go(func() error { return a.ids.Keep(gctx, a.hub, a.set, a.log) })
+	}
 	g.Go(func() error { a.ready(gctx); return nil })
 	g.Go(func() error { return a.serve() })
 	g.Go(func() error { <-gctx.Done(); a.shutdown(); return nil })
 	err := g.Wait()
-	if serr := a.ids.Save(a.hub.LastID()); serr != nil {
-		a.log.Warn("save event id", "err", serr)
+	if a.shared == nil {
+		if serr := a.ids.Save(a.hub.LastID()); serr != nil {
+			a.log.Warn("save event id", "err", serr)
+		}
 	}
 	return err
 }
 
-// ready marks the server ready once every source has reported once.
+// ready marks the server ready once every source has reported once, and a
+// replica's shared stream has been reached.
 func (a *app) ready(ctx context.Context) {
-	select {
-	case <-a.sched.Ready():
-		a.web.SetReady(true)
-	case <-ctx.Done():
+	var shared <-chan struct{}
+	if a.shared != nil {
+		shared = a.shared.Ready()
 	}
+	for _, ch := range []<-chan struct{}{a.sched.Ready(), shared} {
+		if ch == nil {
+			continue
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+	}
+	a.web.SetReady(true)
 }
 
 func (a *app) serve() error {

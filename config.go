@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"vigil/alerts"
+	"vigil/cluster"
 	"vigil/collector"
 	"vigil/dashboard"
 	"vigil/history"
@@ -102,6 +103,7 @@ type Config struct {
 	// settings win.
 	UpstreamDefaults UpstreamSettings `yaml:"upstream_defaults"`
 	Demo             bool             `yaml:"demo"` // watch built-in demo services
+	Cluster          ClusterConfig    `yaml:"cluster"`
 	Services         []ServiceConfig  `yaml:"services"`
 	Host             struct {
 		Enabled           bool     `yaml:"enabled"`
@@ -119,6 +121,28 @@ type Config struct {
 type TierConfig struct {
 	Step Duration `yaml:"step"`
 	Keep Duration `yaml:"keep"`
+}
+
+// ClusterConfig makes vigil one replica of several on NATS JetStream.
+type ClusterConfig struct {
+	Name string     `yaml:"name"` // this replica's name on what it publishes; the hostname by default
+	NATS NATSConfig `yaml:"nats"`
+}
+
+// NATSConfig is where the replicas meet: without urls, nothing changes.
+type NATSConfig struct {
+	URLs      []string        `yaml:"urls"`       // nats://host:4222, tls://…; several servers of one cluster
+	CredsFile string          `yaml:"creds_file"` // a .creds file (JWT and NKey)
+	Token     string          `yaml:"token"`
+	TokenFile string          `yaml:"token_file"`
+	User      string          `yaml:"user"`
+	Password  string          `yaml:"password"`
+	TLS       TLSClientConfig `yaml:"tls"`
+	Stream    string          `yaml:"stream"`    // the JetStream stream of events
+	Subject   string          `yaml:"subject"`   // its subjects: <subject>.<type>
+	MaxAge    Duration        `yaml:"max_age"`   // events kept by age
+	MaxBytes  int64           `yaml:"max_bytes"` // and by size
+	Replicas  int             `yaml:"replicas"`  // copies of the stream in the NATS cluster: 1, 3 or 5
 }
 
 // VictoriaConfig is the VictoriaMetrics that keeps the history.
@@ -391,6 +415,11 @@ func defaultConfig() Config {
 	c.Stream.WriteTimeout = Duration(dashboard.DefaultWriteTimeout)
 	c.Stream.FlushInterval = Duration(dashboard.DefaultFlushInterval)
 	c.Alerts.AgentDownFor = Duration(alerts.DefaultAgentDownFor)
+	c.Cluster.NATS.Stream = cluster.DefaultStream
+	c.Cluster.NATS.Subject = cluster.DefaultSubject
+	c.Cluster.NATS.MaxAge = Duration(cluster.DefaultMaxAge)
+	c.Cluster.NATS.MaxBytes = cluster.DefaultMaxBytes
+	c.Cluster.NATS.Replicas = 1
 	c.History.Enabled = true
 	for _, t := range history.DefaultTiers {
 		c.History.Tiers = append(c.History.Tiers, TierConfig{Step: Duration(t.Step), Keep: Duration(t.Keep)})

@@ -232,6 +232,11 @@ func flagSettings(cfg *Config) []setting {
 		{"tls-key", "tls", "TLS private key file", str(&cfg.TLS.Key)},
 		{"log-level", "log.level", "debug, info, warn or error (default info)", str(&cfg.Log.Level)},
 		{"log-format", "log.format", "text or json (default text)", str(&cfg.Log.Format)},
+		{"nats", "cluster.nats.urls", "NATS server URLs, comma-separated, e.g. nats://127.0.0.1:4222: this vigil becomes a replica that shares its events through NATS JetStream", func(v string) error {
+			cfg.Cluster.NATS.URLs = splitList(v)
+			return nil
+		}},
+		{"cluster-name", "cluster.name", "this replica's name on the events it publishes (default the hostname)", str(&cfg.Cluster.Name)},
 	}
 }
 

@@ -51,6 +51,7 @@ type plan struct {
 
 	history  []history.Tier           // nil: no history, or in VictoriaMetrics
 	victoria *history.VictoriaOptions // the history in VictoriaMetrics; nil: not there
+	cluster  *clusterPlan             // a replica on NATS JetStream; nil: alone
 }
 
 // origin says where the values being checked came from, so that a problem
@@ -130,6 +131,7 @@ func (c Config) plan(src origin) (plan, error) {
 	pl.host(c, &p)
 	pl.services(c, &p)
 	pl.fleet(c, &p)
+	pl.cluster(c, &p)
 	pl.rules(c, &p)
 	pl.receivers(c, &p)
 	// A value of the wrong type was left out of c: what the plan says of

@@ -135,3 +135,9 @@ func writeJSONString(b *bytes.Buffer, s string) {
 	q, _ := json.Marshal(s)
 	b.Write(q)
 }
+
+// NewEvent encodes an event numbered elsewhere (by a SharedLog): body is
+// the JSON object past seq, type, ts and source, or nil.
+func NewEvent(id uint64, typ, source string, t time.Time, body []byte) *Event {
+	return encodeEvent(id, typ, source, t, body)
+}

@@ -28,6 +28,7 @@ const (
 var (
 	ErrClosed = errors.New("stream: hub closed")
 	ErrSlow   = errors.New("stream: subscriber too slow, disconnected; resume with Last-Event-ID")
+	ErrEpoch  = errors.New("stream: the shared log began a new epoch; resume with Last-Event-ID for a reset")
 )
 
 // HubOptions configure a Hub. Zero values take the defaults.
@@ -155,7 +156,8 @@ func (h *Hub) LastID() uint64 {
 
 // Publish assigns the message the next id, encodes it, keeps it in the
 // replay window and queues it for every matching subscriber. It never
-// blocks on a subscriber.
+// blocks on a subscriber. With a SharedLog it only sends the message to
+// the log and returns a nil event: the event comes back through Deliver.
 func (h *Hub) Publish(m Message) (*Event, error) {
 	if _, ok := h.published[m.Type]; !ok || m.Type == TypeReset {
 		return nil, fmt.Errorf("stream: publish: unknown event type %q", m.Type)
@@ -190,12 +192,54 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 	if h.closed {
 		return nil, ErrClosed
 	}
-	ev, err := h.log.Append(m.Type, m.Source, m.Time, body)
+	ev, err := h.log.Append(m.Type, m.Source, m.Key, m.Time, body)
 	if err != nil {
 		return nil, fmt.Errorf("stream: publish %s %s: %w", m.Type, m.Source, err)
 	}
-	if m.Key != "" {
-		h.latest[m.Key] = ev
+	if ev == nil { // a SharedLog: it comes back through Deliver
+		return nil, nil
+	}
+	h.deliverLocked(ev, m.Key)
+	return ev, nil
+}
+
+// Deliver takes an event from a SharedLog, numbered by it, and sends it
+// as Publish would: into the log's window, the newest under key (if not
+// empty), the history, every matching subscriber. A SharedLog calls it
+// once an event, in id order.
+func (h *Hub) Deliver(ev *Event, key string) error {
+	shared, ok := h.log.(SharedLog)
+	if !ok {
+		return errors.New("stream: deliver: the hub's log is not shared")
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return ErrClosed
+	}
+	shared.Keep(ev)
+	h.deliverLocked(ev, key)
+	return nil
+}
+
+// NewEpoch disconnects every subscriber (ErrEpoch) and forgets the newest
+// events by key: the SharedLog lost what it held (its stream was deleted
+// or its server lost its data) and numbers events in a new epoch, so every
+// client must resume, and gets a reset.
+func (h *Hub) NewEpoch() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	clear(h.latest)
+	for len(h.subs) > 0 {
+		h.removeLocked(h.subs[len(h.subs)-1], ErrEpoch)
+	}
+}
+
+// deliverLocked sends an event numbered by the log to what keeps it and
+// to every subscriber it matches.
+func (h *Hub) deliverLocked(ev *Event, key string) {
+	if key != "" {
+		h.latest[key] = ev
 	}
 	if h.opts.History != nil && isHistory(ev.Type) {
 		if len(h.pending) == maxPending {
@@ -208,7 +252,7 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 		default:
 		}
 	}
-	h.published[m.Type].Inc()
+	h.published[ev.Type].Inc()
 	for i := 0; i < len(h.subs); {
 		s := h.subs[i]
 		if !s.match(ev) {
@@ -223,7 +267,6 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 			h.removeLocked(s, ErrSlow) // swaps another subscriber into i
 		}
 	}
-	return ev, nil
 }
 
 // Forget drops the newest event under each key (a source that went

@@ -131,3 +131,9 @@ func (f IDFile) Keep(ctx context.Context, h *Hub, set *metrics.Set, log *slog.Lo
 		}
 	}
 }
+
+// EpochStart is the id before the first of an epoch begun at now: now in
+// microseconds, so that an epoch begun later numbers every event above an
+// earlier one's (which would have had to number more than a million
+// events a second to reach it).
+func EpochStart(now time.Time) uint64 { return epochStart(now) }

@@ -8,16 +8,18 @@ import (
 // A Log numbers the stream's events and keeps them for clients that
 // resume: an event's id is its position in the log, the same for every
 // transport. MemoryLog, a window of events in this process, is the default;
-// a log shared by several replicas (NATS JetStream, whose stream sequence
-// would be the id) implements the same four methods, and nothing that
+// a log shared by several replicas (a SharedLog: NATS JetStream, whose
+// stream sequence is the id) implements the same methods, and nothing that
 // reads the stream — no transport — changes.
 //
 // The hub calls a Log's methods one at a time, holding its lock, so a Log
 // need not be safe for concurrent use; it must not block for long.
 type Log interface {
 	// Append gives an event the next id and keeps it. body is the
-	// event's JSON object past seq, type, ts and source (nil: none).
-	Append(typ, source string, t time.Time, body []byte) (*Event, error)
+	// event's JSON object past seq, type, ts and source (nil: none); key
+	// is the Message's. A SharedLog only sends the event and returns
+	// nil: it comes back, numbered, through Hub.Deliver.
+	Append(typ, source, key string, t time.Time, body []byte) (*Event, error)
 	// After returns every event after id, oldest first, or a
 	// *PositionError when the log cannot say what came after id: it is
 	// from another run or epoch, older than what the log keeps, or newer
@@ -28,6 +30,17 @@ type Log interface {
 	// Epoch is the first id of the log's current epoch: ids below it
 	// belong to another run or epoch and cannot be resumed from.
 	Epoch() uint64
+}
+
+// A SharedLog is a Log kept outside this process and shared by several
+// hubs. Its Append sends the event to the log and returns nil; the log
+// gives it its id, and every hub that shares the log gets every event,
+// whoever published it, in the log's order, through Hub.Deliver, which
+// hands it to Keep under the hub's lock before any subscriber sees it.
+type SharedLog interface {
+	Log
+	// Keep adds a delivered event to what After answers from.
+	Keep(ev *Event)
 }
 
 // A PositionError says why a log cannot replay from a position; its
@@ -67,7 +80,7 @@ func NewMemoryLog(first uint64, size int, now func() time.Time) *MemoryLog {
 
 // Append encodes the event with the next id and keeps it, dropping the
 // oldest once the window is full. Past MaxID it starts a new epoch.
-func (l *MemoryLog) Append(typ, source string, t time.Time, body []byte) (*Event, error) {
+func (l *MemoryLog) Append(typ, source, _ string, t time.Time, body []byte) (*Event, error) {
 	if l.next > MaxID {
 		l.newEpoch()
 	}

@@ -1,0 +1,514 @@
+// Package cluster runs several vigil replicas on one NATS JetStream: the
+// stream's events go into one JetStream stream that every replica reads,
+// and an event's id is its sequence in that stream (plus the stream's
+// epoch), the same on every replica, so a client resumes on any of them.
+package cluster
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"vigil/stream"
+)
+
+// Stream defaults.
+const (
+	DefaultStream   = "VIGIL_EVENTS" // the JetStream stream of events
+	DefaultSubject  = "vigil.events" // its subjects: vigil.events.<type>
+	DefaultMaxAge   = 24 * time.Hour // events kept by age
+	DefaultMaxBytes = 1 << 30        // and by size
+	// DefaultCheck is how often a replica asks for the stream's state: a
+	// stream deleted and made again, or one that lost events, begins a new
+	// epoch, noticed within this.
+	DefaultCheck = 5 * time.Second
+)
+
+// epochKey is the stream's metadata that holds its epoch: the id before
+// its sequence 1. A stream made again begins a new one.
+const epochKey = "vigil_epoch"
+
+// Headers of an event's message; its data is the event's body.
+const (
+	hType    = "Vigil-Type"
+	hSource  = "Vigil-Source"
+	hKey     = "Vigil-Key"
+	hTime    = "Vigil-Time" // RFC 3339, nanoseconds
+	hReplica = "Vigil-Replica"
+)
+
+// LogOptions configure a Log. Zero values take the defaults.
+type LogOptions struct {
+	Stream   string        // DefaultStream
+	Subject  string        // DefaultSubject
+	MaxAge   time.Duration // DefaultMaxAge
+	MaxBytes int64         // DefaultMaxBytes
+	Replicas int           // copies of the stream in a NATS cluster; 1
+	Window   int           // events kept here for clients that resume: the hub's replay (stream.DefaultReplay)
+	Replica  string        // this replica's name, on every event it publishes
+	Check    time.Duration // DefaultCheck
+	Logger   *slog.Logger
+	Metrics  *metrics.Set
+	Now      func() time.Time
+}
+
+// A Log is a stream.SharedLog on a JetStream stream. Append publishes an
+// event; Run reads the stream from where this replica stands and hands
+// every event, whoever published it, to the hub.
+type Log struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	opts LogOptions
+
+	mu      sync.Mutex // taken inside the hub's lock, never around a call to it
+	epoch   uint64     // an event's id is epoch + its stream sequence; 0 until the stream is read
+	head    uint64     // the newest id kept (epoch + start - 1 before any)
+	window  []*stream.Event
+	start   int // index of the oldest in window
+	errLast time.Time
+
+	ready        chan struct{} // closed once the stream has been reached
+	readyOnce    sync.Once
+	published    *metrics.Counter
+	publishErrs  *metrics.Counter
+	received     *metrics.Counter
+	epochs       *metrics.Counter
+	reachable    sync.Mutex
+	reachableErr error
+}
+
+var _ stream.SharedLog = (*Log)(nil)
+
+// NewLog returns a log on the JetStream of nc; Run reads it.
+func NewLog(nc *nats.Conn, opts LogOptions) (*Log, error) {
+	opts.Stream = cmp.Or(opts.Stream, DefaultStream)
+	opts.Subject = cmp.Or(opts.Subject, DefaultSubject)
+	opts.MaxAge = cmp.Or(opts.MaxAge, DefaultMaxAge)
+	opts.MaxBytes = cmp.Or(opts.MaxBytes, DefaultMaxBytes)
+	opts.Replicas = cmp.Or(opts.Replicas, 1)
+	opts.Window = cmp.Or(opts.Window, stream.DefaultReplay)
+	opts.Check = cmp.Or(opts.Check, DefaultCheck)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.NewSet()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	l := &Log{nc: nc, opts: opts, ready: make(chan struct{}), reachableErr: errors.New("the event stream has not been reached yet")}
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(16384),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			l.publishFailed(m.Header.Get(hType), m.Header.Get(hSource), err)
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	l.js = js
+	l.published = opts.Metrics.NewCounter(`vigil_nats_events_published_total`)
+	l.publishErrs = opts.Metrics.NewCounter(`vigil_nats_publish_errors_total`)
+	l.received = opts.Metrics.NewCounter(`vigil_nats_events_received_total`)
+	l.epochs = opts.Metrics.NewCounter(`vigil_nats_epochs_total`)
+	opts.Metrics.NewGauge(`vigil_nats_connected`, func() float64 {
+		if nc.IsConnected() {
+			return 1
+		}
+		return 0
+	})
+	return l, nil
+}
+
+// Ready is closed once the log has reached its stream and knows where it
+// stands.
+func (l *Log) Ready() <-chan struct{} { return l.ready }
+
+// Err says why the stream cannot be read now; nil while it is read.
+func (l *Log) Err() error {
+	if !l.nc.IsConnected() {
+		return errors.New("not connected to NATS (" + strings.ToLower(l.nc.Status().String()) + ")")
+	}
+	l.reachable.Lock()
+	defer l.reachable.Unlock()
+	return l.reachableErr
+}
+
+func (l *Log) setErr(err error) {
+	l.reachable.Lock()
+	defer l.reachable.Unlock()
+	l.reachableErr = err
+}
+
+// Append publishes an event to the stream and returns nil: it comes back
+// through Run, numbered. It does not wait for NATS; an event NATS does not
+// take is counted (vigil_nats_publish_errors_total) and logged once a
+// minute, never handed back to the publisher as an error to retry.
+func (l *Log) Append(typ, source, key string, t time.Time, body []byte) (*stream.Event, error) {
+	m := &nats.Msg{Subject: l.opts.Subject + "." + typ, Data: body, Header: nats.Header{
+		hType:    []string{typ},
+		hTime:    []string{t.UTC().Format(time.RFC3339Nano)},
+		hReplica: []string{l.opts.Replica},
+	}}
+	if source != "" {
+		m.Header[hSource] = []string{source}
+	}
+	if key != "" {
+		m.Header[hKey] = []string{key}
+	}
+	if _, err := l.js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Millisecond)); err != nil {
+		l.publishFailed(typ, source, err)
+		return nil, nil
+	}
+	l.published.Inc()
+	return nil, nil
+}
+
+func (l *Log) publishFailed(typ, source string, err error) {
+	l.publishErrs.Inc()
+	l.mu.Lock()
+	now := l.opts.Now()
+	quiet := now.Sub(l.errLast) < time.Minute
+	if !quiet {
+		l.errLast = now
+	}
+	l.mu.Unlock()
+	if !quiet {
+		l.opts.Logger.Error("publishing an event to NATS failed; counted in vigil_nats_publish_errors_total, logged once a minute",
+			"type", typ, "source", source, "err", err)
+	}
+}
+
+// Keep adds an event Run delivered to the window.
+func (l *Log) Keep(ev *stream.Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.head = ev.ID
+	if len(l.window) < l.opts.Window {
+		l.window = append(l.window, ev)
+		return
+	}
+	l.window[l.start] = ev
+	l.start = (l.start + 1) % len(l.window)
+}
+
+// After returns the events after id in the window. Ids in the window may
+// skip numbers (events the stream dropped by age before this replica read
+// them), so it looks id up rather than counting.
+func (l *Log) After(id uint64) ([]*stream.Event, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case id == l.head:
+		return nil, nil
+	case id > l.head:
+		return nil, &stream.PositionError{ID: id, Reason: stream.ResetUnknown}
+	case id < l.epoch:
+		return nil, &stream.PositionError{ID: id, Reason: stream.ResetOtherRun}
+	case len(l.window) == 0 || id+1 < l.at(0).ID:
+		return nil, &stream.PositionError{ID: id, Reason: stream.ResetTooOld}
+	}
+	i, _ := slices.BinarySearchFunc(l.ordered(), id+1, func(ev *stream.Event, id uint64) int { return cmp.Compare(ev.ID, id) })
+	return slices.Clone(l.ordered()[i:]), nil
+}
+
+// ordered is the window oldest first.
+func (l *Log) ordered() []*stream.Event {
+	if l.start == 0 {
+		return l.window
+	}
+	l.window = append(l.window[l.start:], l.window[:l.start]...)
+	l.start = 0
+	return l.window
+}
+
+func (l *Log) at(i int) *stream.Event { return l.window[(l.start+i)%len(l.window)] }
+
+// Head is the id of the newest event delivered.
+func (l *Log) Head() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.head
+}
+
+// Epoch is the first id of the stream's epoch.
+func (l *Log) Epoch() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.epoch + 1
+}
+
+// A Hub is what Run hands the events to: stream.Hub.
+type Hub interface {
+	Deliver(ev *stream.Event, key string) error
+	NewEpoch()
+}
+
+// Run reads the stream and hands every event to hub, in order, then to
+// took (nil: none) with the name of the replica that published it, until
+// ctx is done or the hub closes. It makes the stream if there is none.
+// While NATS cannot be reached it tries again with backoff, and carries
+// on from where it stood.
+func (l *Log) Run(ctx context.Context, hub Hub, took func(ev *stream.Event, replica string)) error {
+	wait := 100 * time.Millisecond
+	for {
+		caught, err := l.follow(ctx, hub, took)
+		if ctx.Err() != nil || errors.Is(err, stream.ErrClosed) {
+			return nil
+		}
+		if caught {
+			wait = 100 * time.Millisecond
+		}
+		l.setErr(err)
+		l.opts.Logger.Warn("reading the event stream from NATS", "stream", l.opts.Stream, "err", err, "retry_in", wait)
+		t := time.NewTimer(wait/2 + rand.N(wait/2))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// errMoved ends a follow: the stream is not the one it was reading.
+var errMoved = errors.New("the stream began a new epoch")
+
+// follow reads the stream from where the log stands until an error. caught
+// says it read at least once.
+func (l *Log) follow(ctx context.Context, hub Hub, took func(*stream.Event, string)) (caught bool, err error) {
+	s, epoch, err := l.ensure(ctx)
+	if err != nil {
+		return false, err
+	}
+	info := s.CachedInfo()
+	if l.lost(epoch, info.State.LastSeq) {
+		// The stream lost events this replica read (a NATS server that
+		// lost its disk kept the stream): numbering it on would give their
+		// ids to other events. A new epoch numbers above every id given.
+		if err := l.rebase(ctx, s); err != nil {
+			return false, err
+		}
+		return false, errMoved
+	}
+	start, moved := l.position(epoch, info.State.FirstSeq, info.State.LastSeq)
+	if moved {
+		l.epochs.Inc()
+		hub.NewEpoch()
+	}
+	l.readyOnce.Do(func() { close(l.ready) })
+	l.setErr(nil)
+	cons, err := l.js.OrderedConsumer(ctx, l.opts.Stream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start})
+	if err != nil {
+		return false, err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return false, err
+	}
+	defer it.Stop()
+	fctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(fctx, it.Stop)
+	defer stop()
+	go l.watch(fctx, cancel, s, epoch)
+
+	next := start
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if cause := context.Cause(fctx); cause != nil {
+				err = cause
+			}
+			return true, err
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			continue
+		}
+		seq := meta.Sequence.Stream
+		if seq < next {
+			return true, errMoved // it went back: events the stream lost are numbered again
+		}
+		next = seq + 1
+		l.received.Inc()
+		ev, key, replica, err := decode(epoch+seq, m)
+		if err != nil {
+			l.opts.Logger.Warn("skipping an event of the stream vigil cannot read", "seq", seq, "subject", m.Subject(), "err", err)
+			continue
+		}
+		if err := hub.Deliver(ev, key); err != nil {
+			return true, err
+		}
+		if took != nil {
+			took(ev, replica)
+		}
+	}
+}
+
+// watch asks for the stream's state every Check, and ends the follow
+// (cancel) when the stream is not the one it reads: made again (a new
+// epoch), or without events this replica has read.
+func (l *Log) watch(ctx context.Context, cancel context.CancelCauseFunc, s jetstream.Stream, epoch uint64) {
+	t := time.NewTicker(l.opts.Check)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ictx, done := context.WithTimeout(ctx, l.opts.Check)
+		info, err := s.Info(ictx)
+		done()
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			cancel(fmt.Errorf("%w: %s was deleted", errMoved, l.opts.Stream))
+			return
+		case err != nil:
+			continue // NATS away: the consumer says so itself
+		}
+		l.mu.Lock()
+		seq := l.head - l.epoch
+		l.mu.Unlock()
+		if epochOf(info) != epoch || info.State.LastSeq < seq {
+			cancel(errMoved)
+			return
+		}
+	}
+}
+
+// position says where to read from in the stream's epoch: after the
+// newest event read if it is the epoch read so far, else the newest
+// Window events. moved says the epoch is new, or events were lost.
+func (l *Log) position(epoch, first, last uint64) (start uint64, moved bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.epoch == epoch {
+		seq := l.head - l.epoch
+		if seq+1 >= first {
+			return seq + 1, false
+		}
+		// Events went by age before they were read.
+		l.opts.Logger.Warn("events of the stream went by age before this replica read them; clients get a reset", "stream", l.opts.Stream, "read", seq, "first", first)
+	}
+	moved = l.epoch != 0
+	start = max(first, 1)
+	if last >= uint64(l.opts.Window) {
+		start = max(start, last-uint64(l.opts.Window)+1)
+	}
+	l.epoch, l.head = epoch, epoch+start-1
+	clear(l.window)
+	l.window, l.start = l.window[:0], 0
+	return start, moved
+}
+
+// lost says the stream, in the epoch read so far, ends before what this
+// replica read.
+func (l *Log) lost(epoch, last uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.epoch == epoch && l.head-l.epoch > last
+}
+
+// rebase begins a new epoch on the stream: its metadata says it, and every
+// replica sees it within Check.
+func (l *Log) rebase(ctx context.Context, s jetstream.Stream) error {
+	l.mu.Lock()
+	next := max(stream.EpochStart(l.opts.Now()), l.head+1)
+	l.mu.Unlock()
+	cfg := s.CachedInfo().Config
+	cfg.Metadata = maps.Clone(cfg.Metadata)
+	if cfg.Metadata == nil {
+		cfg.Metadata = map[string]string{}
+	}
+	cfg.Metadata[epochKey] = strconv.FormatUint(next, 10)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := l.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("stream %s lost events; beginning a new epoch: %w", l.opts.Stream, err)
+	}
+	l.opts.Logger.Warn("the event stream lost events; it begins a new epoch and clients get a reset", "stream", l.opts.Stream, "epoch", next)
+	return nil
+}
+
+// ensure returns the stream, made if there is none, with its epoch.
+func (l *Log) ensure(ctx context.Context) (jetstream.Stream, uint64, error) {
+	cfg := jetstream.StreamConfig{
+		Name:        l.opts.Stream,
+		Description: "vigil's events",
+		Subjects:    []string{l.opts.Subject + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      l.opts.MaxAge,
+		MaxBytes:    l.opts.MaxBytes,
+		Replicas:    l.opts.Replicas,
+		Duplicates:  2 * time.Minute,
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s, err := l.js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		cfg.Metadata = map[string]string{epochKey: strconv.FormatUint(stream.EpochStart(l.opts.Now()), 10)}
+		s, err = l.js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // another replica made it first
+			s, err = l.js.Stream(ctx, cfg.Name)
+		}
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("stream %s: %w", cfg.Name, err)
+	}
+	info := s.CachedInfo()
+	if have := info.Config; have.MaxAge != cfg.MaxAge || have.MaxBytes != cfg.MaxBytes || have.Replicas != cfg.Replicas {
+		have.MaxAge, have.MaxBytes, have.Replicas = cfg.MaxAge, cfg.MaxBytes, cfg.Replicas
+		if us, err := l.js.UpdateStream(ctx, have); err != nil {
+			l.opts.Logger.Warn("updating the event stream's limits", "stream", cfg.Name, "err", err)
+		} else {
+			s, info = us, us.CachedInfo()
+		}
+	}
+	return s, epochOf(info), nil
+}
+
+// epochOf is a stream's epoch: its metadata, or when it has none (made by
+// hand) its creation time in microseconds.
+func epochOf(info *jetstream.StreamInfo) uint64 {
+	if e, err := strconv.ParseUint(info.Config.Metadata[epochKey], 10, 64); err == nil && e > 0 && e < stream.MaxID/2 {
+		return e
+	}
+	return stream.EpochStart(info.Created)
+}
+
+// decode makes a message of the stream an event numbered id.
+func decode(id uint64, m jetstream.Msg) (ev *stream.Event, key, replica string, err error) {
+	h := m.Headers()
+	typ := h.Get(hType)
+	if typ == "" {
+		return nil, "", "", errors.New("no " + hType + " header")
+	}
+	t, err := time.Parse(time.RFC3339Nano, h.Get(hTime))
+	if err != nil {
+		return nil, "", "", fmt.Errorf("%s: %w", hTime, err)
+	}
+	body := m.Data()
+	if len(body) > 0 && (len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}') {
+		return nil, "", "", errors.New("the body is not a JSON object")
+	}
+	return stream.NewEvent(id, typ, h.Get(hSource), t, body), h.Get(hKey), h.Get(hReplica), nil
+}

@@ -1,0 +1,255 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"vigil/internal/vigiltest"
+	"vigil/stream"
+)
+
+// replica is a hub on a Log, as vigil runs one with cluster.nats.
+type replica struct {
+	hub *stream.Hub
+	log *Log
+	mu  sync.Mutex
+	by  map[uint64]string // replica that published each event
+}
+
+func startReplica(t *testing.T, n *vigiltest.NATS, name string, opts LogOptions) *replica {
+	t.Helper()
+	opts.Replica = name
+	opts.Check = 50 * time.Millisecond
+	l, err := NewLog(n.Connect(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &replica{log: l, hub: stream.NewHub(stream.HubOptions{Log: l}), by: map[uint64]string{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.Run(ctx, r.hub, func(ev *stream.Event, from string) {
+			r.mu.Lock()
+			r.by[ev.ID] = from
+			r.mu.Unlock()
+		})
+	}()
+	t.Cleanup(func() { cancel(); r.hub.Close(); <-done })
+	select {
+	case <-l.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the log did not reach its stream")
+	}
+	return r
+}
+
+func (r *replica) publish(t *testing.T, source string, v int) {
+	t.Helper()
+	ev, err := r.hub.Publish(stream.Message{Type: stream.TypeSample, Source: source, Key: "sample/" + source,
+		Body: map[string]any{"metrics": map[string]int{"v": v}}})
+	if err != nil || ev != nil {
+		t.Fatalf("publish on a shared log: %v, %v; want nil, nil (the event comes back numbered)", ev, err)
+	}
+}
+
+// take reads n events from a subscriber, failing after 10 s.
+func take(t *testing.T, s *stream.Subscriber, n int) []*stream.Event {
+	t.Helper()
+	var out []*stream.Event
+	for len(out) < n {
+		select {
+		case ev := <-s.C():
+			if !ev.IsHeartbeat() {
+				out = append(out, ev)
+			}
+		case <-s.Done():
+			t.Fatalf("subscriber ended after %d of %d events: %v", len(out), n, s.Err())
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d events within 10s", len(out), n)
+		}
+	}
+	return out
+}
+
+func ids(evs []*stream.Event) []uint64 {
+	out := make([]uint64, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.ID
+	}
+	return out
+}
+
+func subscribe(t *testing.T, h *stream.Hub, last string) *stream.Subscriber {
+	t.Helper()
+	s, err := h.Subscribe(stream.Cursor{LastID: last}, stream.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Two replicas on one stream give every event, whichever published it,
+// the same id, in the same order, and a client resumes on the other.
+func TestReplicasShareOneNumbering(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	a := startReplica(t, n, "a", LogOptions{})
+	b := startReplica(t, n, "b", LogOptions{})
+	sa, sb := subscribe(t, a.hub, ""), subscribe(t, b.hub, "")
+	for i := range 10 {
+		a.publish(t, "host/a", i)
+		b.publish(t, "host/b", i)
+	}
+	ea, eb := take(t, sa, 20), take(t, sb, 20)
+	for i := range ea {
+		if ea[i].ID != eb[i].ID || string(ea[i].JSON()) != string(eb[i].JSON()) {
+			t.Fatalf("event %d: %s on a, %s on b", i, ea[i].JSON(), eb[i].JSON())
+		}
+		if i > 0 && ea[i].ID != ea[i-1].ID+1 {
+			t.Fatalf("ids %v do not follow one another", ids(ea))
+		}
+	}
+	if want := `"seq":` + strconv.FormatUint(ea[0].ID, 10); string(ea[0].JSON()[1:len(want)+1]) != want {
+		t.Fatalf("event JSON %s does not carry its id", ea[0].JSON())
+	}
+	a.mu.Lock()
+	from := map[string]int{}
+	for _, ev := range ea {
+		from[a.by[ev.ID]]++
+	}
+	a.mu.Unlock()
+	if from["a"] != 10 || from["b"] != 10 {
+		t.Fatalf("replicas named on the events: %v, want 10 each", from)
+	}
+
+	// A client that had the first 7 on a resumes on b.
+	rb := subscribe(t, b.hub, strconv.FormatUint(ea[6].ID, 10))
+	if got, want := ids(rb.Replay), ids(ea[7:]); !equal(got, want) {
+		t.Fatalf("resumed on b after %d: replay %v, want %v", ea[6].ID, got, want)
+	}
+	// And the newest state by key is the same on both.
+	snapA, _ := a.hub.Snapshot(stream.Filter{})
+	snapB, _ := b.hub.Snapshot(stream.Filter{})
+	if !equal(ids(snapA), ids(snapB)) || len(snapA) != 2 {
+		t.Fatalf("snapshots: a %v, b %v; want the same two", ids(snapA), ids(snapB))
+	}
+}
+
+func equal(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// A replica that starts reads the newest Window events of the stream, so
+// a client resumes on it from an id given before it started.
+func TestStartingReplicaFillsItsWindow(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	a := startReplica(t, n, "a", LogOptions{Window: 8})
+	sa := subscribe(t, a.hub, "")
+	for i := range 12 {
+		a.publish(t, "host/a", i)
+	}
+	ea := take(t, sa, 12)
+
+	b := startReplica(t, n, "b", LogOptions{Window: 8})
+	waitFor(t, func() bool { return b.log.Head() == ea[11].ID }, "b to read the stream's end")
+	rb := subscribe(t, b.hub, strconv.FormatUint(ea[5].ID, 10))
+	if got, want := ids(rb.Replay), ids(ea[6:]); !equal(got, want) {
+		t.Fatalf("resumed on b: replay %v, want %v", got, want)
+	}
+	old := subscribe(t, b.hub, strconv.FormatUint(ea[1].ID, 10))
+	if len(old.Replay) != 1 || old.Replay[0].Type != stream.TypeReset {
+		t.Fatalf("resuming before b's window: %v, want a reset", ids(old.Replay))
+	}
+}
+
+// A stream deleted and made again is a new epoch: connected clients are
+// told to resume, get a reset, and the new ids are above every old one.
+func TestDeletedStreamIsANewEpoch(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	a := startReplica(t, n, "a", LogOptions{})
+	sa := subscribe(t, a.hub, "")
+	for i := range 3 {
+		a.publish(t, "host/a", i)
+	}
+	before := take(t, sa, 3)
+
+	js, err := jetstream.New(n.Connect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(context.Background(), DefaultStream); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-sa.Done():
+		if !errors.Is(sa.Err(), stream.ErrEpoch) {
+			t.Fatalf("subscriber ended with %v, want ErrEpoch", sa.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a connected subscriber was not told of the new epoch")
+	}
+	waitFor(t, func() bool { return a.log.Epoch() > before[2].ID }, "the new epoch")
+	again := subscribe(t, a.hub, strconv.FormatUint(before[2].ID, 10))
+	if len(again.Replay) != 1 || again.Replay[0].Type != stream.TypeReset {
+		t.Fatalf("resuming from the old epoch: %v, want a reset", ids(again.Replay))
+	}
+	a.publish(t, "host/a", 99)
+	after := take(t, again, 1)
+	if after[0].ID <= before[2].ID {
+		t.Fatalf("new epoch's first id %d is not above the old %d", after[0].ID, before[2].ID)
+	}
+}
+
+// A NATS server that restarts with its store: the log says NATS is away
+// meanwhile, and the stream goes on where it was, without a gap or a reset.
+func TestNATSRestartKeepsTheStream(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	a := startReplica(t, n, "a", LogOptions{})
+	sa := subscribe(t, a.hub, "")
+	for i := range 5 {
+		a.publish(t, "host/a", i)
+	}
+	first := take(t, sa, 5)
+	n.Stop()
+	waitFor(t, func() bool { return a.log.Err() != nil }, "the log to say NATS is away")
+	for i := range 3 { // held by the client while it reconnects
+		a.publish(t, "host/a", 5+i)
+	}
+	n.Start()
+	waitFor(t, func() bool { return a.log.Err() == nil }, "the log to read again")
+	for i := range 5 {
+		a.publish(t, "host/a", 8+i)
+	}
+	evs := append(first, take(t, sa, 8)...)
+	for i := 1; i < len(evs); i++ {
+		if evs[i].ID != evs[i-1].ID+1 || evs[i].Type != stream.TypeSample {
+			t.Fatalf("across the restart: %v", ids(evs))
+		}
+	}
+}
+
+func waitFor(t *testing.T, ok func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10s for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"vigil/internal/vigiltest"
+)
+
+// switchProxy forwards each new connection to the target of the moment:
+// a load balancer in front of the replicas.
+type switchProxy struct {
+	ln     net.Listener
+	target atomic.Value // string
+}
+
+func newSwitchProxy(t *testing.T, target string) *switchProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &switchProxy{ln: ln}
+	p.target.Store(target)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				up, err := net.Dial("tcp", p.target.Load().(string))
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { io.Copy(up, c); up.Close() }()
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	return p
+}
+
+func (p *switchProxy) url() string { return "http://" + p.ln.Addr().String() }
+
+// startReplica runs a vigil process as a replica on NATS, sampling its
+// host (named after the replica) five times a second.
+func startReplicaProc(t *testing.T, bin, natsURL, name string) (*proc, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "vigil.yaml")
+	if err := os.WriteFile(cfg, []byte("interval: 200ms\nhost:\n  name: "+name+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	p := startProc(t, bin, "--addr", addr, "--data", filepath.Join(dir, "data"), "--config", cfg,
+		"--nats", natsURL, "--cluster-name", name)
+	vigiltest.Eventually(t, 15*time.Second, name+" ready", func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return p, addr
+}
+
+// A client follows replica a through a load balancer; a is killed with
+// kill -9; the client reconnects, through the balancer, to b with its last
+// id and gets every event of the shared stream once, in order: ids one
+// after the other, no reset, the same as a client that followed b all
+// along.
+func TestReplicaKilledClientResumesOnAnother(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	bin := buildVigil(t)
+	a, addrA := startReplicaProc(t, bin, n.URL, "rep-a")
+	_, addrB := startReplicaProc(t, bin, n.URL, "rep-b")
+	lb := newSwitchProxy(t, addrA)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	onB := follow(ctx, "http://"+addrB+"/events", "")
+	first := follow(ctx, lb.url()+"/events", "")
+	vigiltest.Eventually(t, 10*time.Second, "events through the balancer", func() bool { return len(first.events()) >= 10 })
+
+	a.cmd.Process.Kill() // kill -9
+	a.cmd.Wait()
+	<-first.done
+	lb.target.Store(addrB)
+	got := first.events()
+	last := got[len(got)-1].Seq
+	again := follow(ctx, lb.url()+"/events", strconv.FormatUint(last, 10))
+	vigiltest.Eventually(t, 10*time.Second, "events from b", func() bool { return len(again.events()) >= 20 })
+	cancel()
+	<-again.done
+	<-onB.done
+
+	got = append(got, again.events()...)
+	for i, ev := range got {
+		if ev.Type == "reset" {
+			t.Fatalf("event %d is a reset: the client's position was lost", i)
+		}
+		if i > 0 && ev.Seq != got[i-1].Seq+1 {
+			t.Fatalf("event %d: id %d after %d; every id of the stream once, in order, was expected", i, ev.Seq, got[i-1].Seq)
+		}
+	}
+	byB := map[uint64]string{}
+	for _, ev := range onB.events() {
+		byB[ev.Seq] = ev.Source
+	}
+	matched := 0
+	for _, ev := range got {
+		if src, ok := byB[ev.Seq]; ok {
+			matched++
+			if src != ev.Source {
+				t.Fatalf("id %d is %s for the client and %s on b", ev.Seq, ev.Source, src)
+			}
+		}
+	}
+	if matched < 20 {
+		t.Fatalf("only %d of the client's %d events were seen on b", matched, len(got))
+	}
+	sources := map[string]int{}
+	for _, ev := range got {
+		sources[ev.Source]++
+	}
+	if sources["host/rep-a"] == 0 || sources["host/rep-b"] == 0 {
+		t.Fatalf("sources on the stream %v: want both replicas' hosts", sources)
+	}
+	// b's ring took a's samples from the stream: its series API lists them.
+	resp, err := http.Get("http://" + addrB + "/api/v1/series")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), `"host/rep-a"`) {
+		t.Fatalf("b's series do not include a's host: %.300s", body)
+	}
+}

@@ -1,0 +1,56 @@
+package collector
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"vigil/stream"
+)
+
+// A Mirror puts the samples other replicas published to a shared log
+// (cluster.nats) into this replica's Store, so that its rings, pages,
+// charts and history hold every source of the cluster, not only those it
+// samples itself. A replica's own samples are in its Store already.
+type Mirror struct {
+	Store *Store
+
+	mu    sync.Mutex
+	names map[string]*nameCache // by source: its last sample's names
+}
+
+// Take puts a sample event into the Store; other events it leaves.
+func (m *Mirror) Take(ev *stream.Event) error {
+	if ev.Type != stream.TypeSample || ev.Source == "" {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.names == nil {
+		m.names = map[string]*nameCache{}
+	}
+	names := m.names[ev.Source]
+	if names == nil {
+		names = &nameCache{}
+		m.names[ev.Source] = names
+	}
+	data := ev.JSON()
+	aev, err := decodeAgentEvent(data, names)
+	if err != nil {
+		return fmt.Errorf("mirror %s: %w", ev.Source, err)
+	}
+	if aev.Metrics == nil {
+		return nil
+	}
+	var labels struct {
+		Labels map[string]string `json:"labels"`
+	}
+	if bytes.Contains(data, []byte(`"labels":`)) {
+		if err := json.Unmarshal(data, &labels); err != nil {
+			return fmt.Errorf("mirror %s: %w", ev.Source, err)
+		}
+	}
+	m.Store.Append(Sample{Source: ev.Source, Time: ev.Time, Metrics: aev.Metrics, Labels: labels.Labels})
+	return nil
+}
