@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"vigil/alerts"
@@ -47,6 +48,9 @@ type app struct {
 	demo      *collector.Demo  // nil without --demo
 	fleet     *collector.Fleet // nil unless this vigil is a hub
 	shared    *cluster.Log     // nil unless this vigil is a replica on NATS
+	js        jetstream.JetStream
+	lease     *cluster.Lease // the alert lease, on a replica
+	states    *cluster.AlertStates
 	mirror    *collector.Mirror
 	sched     *collector.Scheduler
 	db        *alerts.DB
@@ -142,6 +146,9 @@ func (a *app) buildShared(set *metrics.Set) error {
 	opts.Window, opts.Logger, opts.Metrics = a.plan.replay, a.log, set
 	if a.shared, err = cluster.NewLog(nc, opts); err != nil {
 		return err
+	}
+	if a.js, err = jetstream.New(nc); err != nil {
+		return fmt.Errorf("nats: %w", err)
 	}
 	dir := filepath.Join(a.plan.data, "cluster")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -267,6 +274,17 @@ func (a *app) buildAlerts(set *metrics.Set) error {
 	}
 	a.eval = &alerts.Evaluator{Rules: a.plan.rules, Ring: a.store, Hub: a.hub, States: a.db, Interval: a.plan.interval,
 		Logger: a.log, Metrics: set, Saved: a.dispatch.Wake}
+	if a.shared != nil {
+		// One replica at a time evaluates: the holder of the alert lease,
+		// from the states in NATS; it reads them when it takes the lease.
+		cp := a.plan.cluster
+		lo := cp.lease
+		lo.Logger = a.log
+		a.lease = cluster.NewLease(a.js, lo)
+		a.states = cluster.NewAlertStates(a.js, "", cp.log.Replicas, a.db, a.log)
+		a.eval.States, a.eval.Lead = a.states, a.lease.Held
+		return nil
+	}
 	return a.eval.Load(context.Background())
 }
 
@@ -349,6 +367,8 @@ func (a *app) run(ctx context.Context) error {
 	g.Go(func() error { return a.dispatch.Run(gctx) })
 	if a.shared != nil {
 		g.Go(func() error { return a.shared.Run(gctx, a.hub, a.took) })
+		g.Go(func() error { return a.lease.Run(gctx) })
+		g.Go(func() error { return a.states.Run(gctx) })
 	} else {
 		g.Go(func() error { return a.ids.Keep(gctx, a.hub, a.set, a.log) })
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"vigil/alerts"
 	"vigil/internal/vigiltest"
 )
 
@@ -61,13 +62,14 @@ func newSwitchProxy(t *testing.T, target string) *switchProxy {
 
 func (p *switchProxy) url() string { return "http://" + p.ln.Addr().String() }
 
-// startReplica runs a vigil process as a replica on NATS, sampling its
-// host (named after the replica) five times a second.
-func startReplicaProc(t *testing.T, bin, natsURL, name string) (*proc, string) {
+// startReplicaProc runs a vigil process as a replica on NATS, sampling
+// its host (named after the replica) five times a second, with more of
+// the config file if given.
+func startReplicaProc(t *testing.T, bin, natsURL, name string, more ...string) (*proc, string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "vigil.yaml")
-	if err := os.WriteFile(cfg, []byte("interval: 200ms\nhost:\n  name: "+name+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("interval: 200ms\nhost:\n  name: "+name+"\n"+strings.Join(more, "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
@@ -155,5 +157,65 @@ func TestReplicaKilledClientResumesOnAnother(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if !strings.Contains(string(body), `"host/rep-a"`) {
 		t.Fatalf("b's series do not include a's host: %.300s", body)
+	}
+}
+
+// The replica that evaluates the rules is killed with kill -9 while an
+// alert is pending: the other takes the alert lease and the alert fires
+// exactly once, when its for has passed, and its webhook is delivered
+// once.
+func TestAlertLeaderKilledFiresOnce(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	bin := buildVigil(t)
+	rc := vigiltest.NewReceiver(t, nil)
+	rules := `cluster:
+  lease_ttl: 2s
+alerts:
+  allow_networks: [127.0.0.0/8]
+  rules:
+    - name: Up
+      source: host/rep-b
+      metric: host.uptime_seconds
+      op: ">"
+      threshold: 0
+      for: 4s
+  receivers:
+    - name: ops
+      url: ` + rc.URL + `/hook
+      secret: ` + alerts.NewSecret() + `
+`
+	a, _ := startReplicaProc(t, bin, n.URL, "rep-a", rules)
+	vigiltest.Eventually(t, 10*time.Second, "rep-a to evaluate", func() bool {
+		return strings.Contains(a.logs.String(), "this replica holds the alert lease")
+	})
+	b, addrB := startReplicaProc(t, bin, n.URL, "rep-b", rules)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	onB := follow(ctx, "http://"+addrB+"/events?type=alert", "")
+	count := func(kind string) int {
+		k := 0
+		for _, ev := range onB.events() {
+			if ev.Transition == kind {
+				k++
+			}
+		}
+		return k
+	}
+	vigiltest.Eventually(t, 15*time.Second, "the alert pending", func() bool { return count("pending") == 1 })
+
+	a.cmd.Process.Kill() // kill -9, the lease not given up
+	a.cmd.Wait()
+	vigiltest.Eventually(t, 15*time.Second, "the alert firing, from rep-b", func() bool { return count("firing") == 1 })
+	vigiltest.Eventually(t, 15*time.Second, "the firing webhook", func() bool { return len(rc.Requests()) >= 1 })
+	if !strings.Contains(b.logs.String(), "this replica holds the alert lease") {
+		t.Fatalf("rep-b did not take the lease:\n%s", b.logs)
+	}
+	cancel()
+	<-onB.done
+	if p, f := count("pending"), count("firing"); p != 1 || f != 1 {
+		t.Fatalf("on the stream: pending %d times, firing %d times; want once each", p, f)
+	}
+	if got := rc.Requests(); len(got) != 1 || !strings.Contains(string(got[0].Body), `"type":"alert.firing"`) {
+		t.Fatalf("receiver got %d requests, want one alert.firing", len(got))
 	}
 }

@@ -125,8 +125,9 @@ type TierConfig struct {
 
 // ClusterConfig makes vigil one replica of several on NATS JetStream.
 type ClusterConfig struct {
-	Name string     `yaml:"name"` // this replica's name on what it publishes; the hostname by default
-	NATS NATSConfig `yaml:"nats"`
+	Name     string     `yaml:"name"`      // this replica's name on what it publishes; the hostname by default
+	LeaseTTL Duration   `yaml:"lease_ttl"` // the alert lease: a replica that dies is taken over from after this
+	NATS     NATSConfig `yaml:"nats"`
 }
 
 // NATSConfig is where the replicas meet: without urls, nothing changes.
@@ -420,6 +421,7 @@ func defaultConfig() Config {
 	c.Cluster.NATS.MaxAge = Duration(cluster.DefaultMaxAge)
 	c.Cluster.NATS.MaxBytes = cluster.DefaultMaxBytes
 	c.Cluster.NATS.Replicas = 1
+	c.Cluster.LeaseTTL = Duration(cluster.DefaultLeaseTTL)
 	c.History.Enabled = true
 	for _, t := range history.DefaultTiers {
 		c.History.Tiers = append(c.History.Tiers, TierConfig{Step: Duration(t.Step), Keep: Duration(t.Keep)})

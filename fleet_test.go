@@ -127,10 +127,11 @@ func flakyProxy(t *testing.T, target string) (addr string, cuts func() int) {
 
 // streamEvent is what the fleet test reads of an event.
 type streamEvent struct {
-	Seq      uint64 `json:"seq"`
-	Type     string `json:"type"`
-	Source   string `json:"source"`
-	Upstream *struct {
+	Seq        uint64 `json:"seq"`
+	Type       string `json:"type"`
+	Source     string `json:"source"`
+	Transition string `json:"transition"` // an alert's
+	Upstream   *struct {
 		Name string `json:"name"`
 		Seq  uint64 `json:"seq"`
 	} `json:"upstream"`

@@ -15,8 +15,9 @@ import (
 
 // clusterPlan is this vigil as one replica of several on NATS JetStream.
 type clusterPlan struct {
-	conn cluster.ConnOptions
-	log  cluster.LogOptions
+	conn  cluster.ConnOptions
+	log   cluster.LogOptions
+	lease cluster.LeaseOptions
 }
 
 // JetStream names: a stream's, and a subject's tokens.
@@ -105,6 +106,8 @@ func (pl *planner) cluster(c Config, p *plan) {
 	cp.conn.Name = "vigil " + name
 	cp.log = cluster.LogOptions{Stream: n.Stream, Subject: n.Subject, MaxAge: n.MaxAge.D(), MaxBytes: n.MaxBytes,
 		Replicas: n.Replicas, Replica: name}
+	pl.durRange("cluster.lease_ttl", c.Cluster.LeaseTTL, 2*time.Second, 5*time.Minute)
+	cp.lease = cluster.LeaseOptions{Key: "alerts", Name: name, TTL: c.Cluster.LeaseTTL.D(), Replicas: n.Replicas}
 	if ok {
 		p.cluster = cp
 	}

@@ -41,6 +41,10 @@ var ErrNotActive = errors.New("alerts: no pending, firing or nodata alert has th
 // an alert's transition, an acknowledgement, a receiver's change.
 var ErrStore = errors.New("alerts: the store cannot save")
 
+// ErrNotLeader: another replica holds the alert lease and evaluates the
+// rules; acknowledgements are made there.
+var ErrNotLeader = errors.New("alerts: another replica evaluates the alerts now")
+
 // An Alert is one (rule, source, metric) and where it stands.
 type Alert struct {
 	Fingerprint string            `json:"fingerprint"`
@@ -177,6 +181,14 @@ type Evaluator struct {
 	// Saved, when set, is called after transitions were saved (to wake
 	// the webhook dispatcher).
 	Saved func()
+	// Lead, when set, says whether this replica evaluates the rules now
+	// (it holds the alert lease, cluster.Lease) and the lease's term. A
+	// replica that does not reads the states from States every interval —
+	// the holder's, in a store the replicas share — and changes nothing;
+	// one that takes the lease reads them once more and evaluates on from
+	// there, so a takeover neither fires an alert again nor forgets one.
+	// nil: always.
+	Lead func() (held bool, term uint64)
 
 	write   sync.Mutex // held by Evaluate and Ack, the only writers, from their first read to their commit
 	mu      sync.Mutex // guards the maps and the alerts in them
@@ -187,6 +199,8 @@ type Evaluator struct {
 	steps   uint64                  // steps run
 	points  []collector.Point       // a step's: a window's points, for each series in turn
 
+	leading     bool   // evaluating, as of the last interval (with Lead)
+	term        uint64 // the lease's term it evaluates in
 	failure     storeFailure
 	storeErrors *metrics.Counter
 	transitions map[string]*metrics.Counter
@@ -216,6 +230,12 @@ func (e *Evaluator) Load(ctx context.Context) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.restoreLocked(saved)
+	return nil
+}
+
+// restoreLocked takes saved alerts whose rule is still there.
+func (e *Evaluator) restoreLocked(saved []Alert) {
 	now := e.Now()
 	for _, a := range saved {
 		if _, ok := e.rules[a.Rule]; !ok {
@@ -224,10 +244,9 @@ func (e *Evaluator) Load(ctx context.Context) error {
 		a := a
 		e.alerts[a.Fingerprint] = &a
 		// Sources get the rule's no-data time to report after a restart
-		// before their alerts count as silent.
+		// (or a takeover) before their alerts count as silent.
 		e.series[a.Fingerprint] = &series{alert: &a, seenAt: now}
 	}
-	return nil
 }
 
 func (e *Evaluator) init() {
@@ -272,12 +291,77 @@ func (e *Evaluator) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			if !e.lead(ctx) {
+				continue
+			}
 			// A failing store is logged by save, once a minute.
 			if err := e.Evaluate(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrStore) {
 				e.Logger.Error("evaluate alert rules", "err", err)
 			}
 		}
 	}
+}
+
+// lead says whether to evaluate this interval (see Lead): a replica that
+// does not hold the lease reads the holder's states; one that has just
+// taken it reads them before it evaluates.
+func (e *Evaluator) lead(ctx context.Context) bool {
+	if e.Lead == nil {
+		return true
+	}
+	held, term := e.Lead()
+	switch {
+	case !held:
+		if e.leading {
+			e.Logger.Warn("not evaluating the alert rules: this replica no longer holds the alert lease")
+		}
+		e.leading = false
+		if err := e.reload(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			e.Logger.Debug("reading the alert states", "err", err)
+		}
+		return false
+	case !e.leading || term != e.term:
+		if err := e.reload(ctx); err != nil {
+			if !errors.Is(err, context.Canceled) {
+				e.Logger.Error("reading the alert states before evaluating; tried again next interval", "err", err)
+			}
+			return false
+		}
+		e.leading, e.term = true, term
+		e.Logger.Info("evaluating the alert rules: this replica holds the alert lease", "term", term)
+	}
+	return true
+}
+
+// still says, with Lead, that the lease is held in the term evaluated in:
+// checked again right before transitions are saved.
+func (e *Evaluator) still() bool {
+	if e.Lead == nil {
+		return true
+	}
+	held, term := e.Lead()
+	return held && term == e.term
+}
+
+// reload replaces every alert with the states saved in States, as Load
+// does at a start.
+func (e *Evaluator) reload(ctx context.Context) error {
+	if e.States == nil {
+		return nil
+	}
+	e.write.Lock()
+	defer e.write.Unlock()
+	saved, err := e.States.LoadAlerts(ctx)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.alerts = make(map[string]*Alert, len(saved))
+	e.series = make(map[string]*series, len(saved))
+	clear(e.watches)
+	e.restoreLocked(saved)
+	return nil
 }
 
 // Evaluate runs every rule once. Transitions are saved first and take
@@ -296,6 +380,9 @@ func (e *Evaluator) Evaluate(ctx context.Context) error {
 	ts := make([]Transition, len(changes))
 	for i, c := range changes {
 		ts[i] = c.Transition
+	}
+	if !e.still() {
+		return nil // the lease ran out while this step ran: the holder's to make
 	}
 	if err := e.save(ctx, ts, now); err != nil {
 		return err
@@ -523,6 +610,9 @@ func (e *Evaluator) Ack(ctx context.Context, fingerprint, by string) (Alert, err
 		by = "anonymous"
 	}
 	by = stream.Clip(by, 100)
+	if e.Lead != nil && !e.still() {
+		return Alert{}, ErrNotLeader
+	}
 	e.write.Lock()
 	defer e.write.Unlock()
 	now := e.Now()

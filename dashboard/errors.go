@@ -42,6 +42,7 @@ var statuses = []struct {
 	{alerts.ErrNotActive, http.StatusNotFound, errNoAlerting.Error()},
 	{alerts.ErrNotDead, http.StatusConflict, ""},
 	{alerts.ErrStore, http.StatusServiceUnavailable, ""},
+	{alerts.ErrNotLeader, http.StatusServiceUnavailable, "another replica evaluates the alerts now; acknowledge there (cluster.name in its /readyz), or try again"},
 	{history.ErrUnavailable, http.StatusBadGateway, ""},
 	{errMediaType, http.StatusUnsupportedMediaType, ""},
 	{errTooLarge, http.StatusRequestEntityTooLarge, ""},

@@ -1,0 +1,191 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"vigil/alerts"
+)
+
+// DefaultAlertsBucket holds the alerts' states, one key a fingerprint.
+const DefaultAlertsBucket = "VIGIL_ALERTS"
+
+// AlertStates is an alerts.StateStore whose states are in a key-value
+// bucket every replica reads: the replica that holds the alert lease
+// writes them, the others read them (and take over from them). Each
+// replica also saves its transitions in its own store (local: the outbox
+// of the webhooks it sends, the journal of transitions), after the bucket,
+// so that a save NATS refuses is made again whole.
+type AlertStates struct {
+	js    jetstream.JetStream
+	cfg   jetstream.KeyValueConfig
+	kv    jetstream.KeyValue // opened by Run; guarded by mu
+	local alerts.StateStore
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	byFP  map[string]alerts.Alert // the bucket, as watched
+	ready chan struct{}           // closed once the watch has every value
+	once  sync.Once
+}
+
+var _ alerts.StateStore = (*AlertStates)(nil)
+
+// storedAlert is an alert as the bucket keeps it, with what its JSON
+// leaves out.
+type storedAlert struct {
+	alerts.Alert
+	ClearedAt time.Time `json:"cleared_at,omitzero"`
+}
+
+// NewAlertStates returns the states in the bucket, which Run opens (and
+// makes if there is none) and watches.
+func NewAlertStates(js jetstream.JetStream, bucket string, replicas int, local alerts.StateStore, log *slog.Logger) *AlertStates {
+	if bucket == "" {
+		bucket = DefaultAlertsBucket
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &AlertStates{js: js, cfg: jetstream.KeyValueConfig{Bucket: bucket, Description: "vigil's alert states",
+		History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)},
+		local: local, log: log, byFP: map[string]alerts.Alert{}, ready: make(chan struct{})}
+}
+
+// Run opens the bucket and keeps a copy of it, watched, until ctx is done.
+func (s *AlertStates) Run(ctx context.Context) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := s.open(ctx)
+		if err == nil {
+			err = s.watch(ctx)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.log.Warn("watching the alert states in NATS", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// open opens the bucket, once.
+func (s *AlertStates) open(ctx context.Context) error {
+	s.mu.Lock()
+	open := s.kv != nil
+	s.mu.Unlock()
+	if open {
+		return nil
+	}
+	kv, err := keyValue(ctx, s.js, s.cfg)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.kv = kv
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *AlertStates) watch(ctx context.Context) error {
+	w, err := s.kv.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	fresh := map[string]alerts.Alert{}
+	initial := true
+	for {
+		var e jetstream.KeyValueEntry
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok = <-w.Updates():
+			if !ok {
+				return errors.New("the watch ended")
+			}
+		}
+		if e == nil { // every value there was is in: from here on, updates
+			s.mu.Lock()
+			s.byFP = fresh
+			s.mu.Unlock()
+			initial = false
+			s.once.Do(func() { close(s.ready) })
+			continue
+		}
+		target := fresh
+		if !initial {
+			s.mu.Lock()
+			target = s.byFP
+		}
+		switch e.Operation() {
+		case jetstream.KeyValuePut:
+			var a storedAlert
+			if err := json.Unmarshal(e.Value(), &a); err != nil {
+				s.log.Warn("an alert state in NATS vigil cannot read", "key", e.Key(), "err", err)
+			} else {
+				a.Alert.ClearedAt = a.ClearedAt
+				target[e.Key()] = a.Alert
+			}
+		default:
+			delete(target, e.Key())
+		}
+		if !initial {
+			s.mu.Unlock()
+		}
+	}
+}
+
+// LoadAlerts returns the states in the bucket, once the watch has them.
+func (s *AlertStates) LoadAlerts(ctx context.Context) ([]alerts.Alert, error) {
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]alerts.Alert, 0, len(s.byFP))
+	for _, a := range s.byFP {
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// SaveTransitions writes the new states to the bucket, then to the local
+// store. Writing a state again is harmless, so a save that fails half way
+// is made again whole; the local store's webhooks are added only once the
+// bucket has the states.
+func (s *AlertStates) SaveTransitions(ctx context.Context, ts []alerts.Transition) error {
+	s.mu.Lock()
+	kv := s.kv
+	s.mu.Unlock()
+	if kv == nil {
+		return errors.New("save alerts in NATS: the bucket is not open yet")
+	}
+	for _, t := range ts {
+		b, err := json.Marshal(storedAlert{Alert: t.Alert, ClearedAt: t.Alert.ClearedAt})
+		if err != nil {
+			return fmt.Errorf("save alerts in NATS: %w", err)
+		}
+		if _, err := kv.Put(ctx, t.Alert.Fingerprint, b); err != nil {
+			return fmt.Errorf("save alerts in NATS: %w", err)
+		}
+	}
+	if s.local == nil {
+		return nil
+	}
+	return s.local.SaveTransitions(ctx, ts)
+}

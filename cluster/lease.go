@@ -1,0 +1,195 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Lease defaults.
+const (
+	DefaultLeaseBucket = "VIGIL_LEASES"
+	DefaultLeaseTTL    = 10 * time.Second
+)
+
+// A Lease is held by one replica at a time: a key in a JetStream key-value
+// bucket whose values live TTL after they are written. The holder writes
+// it again every TTL/4, each write compare-and-set on the revision it
+// wrote last; another replica takes it (create, which fails while the key
+// exists) only once it has expired, TTL after the holder's last write.
+//
+// The holder counts itself the holder for only TTL/2 after it sent its
+// last write that succeeded, on its own clock: a holder cut off from NATS
+// stops well before the key expires and another may take it, whatever the
+// two clocks say. Takeover after a holder dies takes TTL to TTL+TTL/4;
+// after a holder stops (Run returns), it gives the key up and another
+// takes it within TTL/4.
+type Lease struct {
+	js   jetstream.JetStream
+	cfg  jetstream.KeyValueConfig
+	kv   jetstream.KeyValue // opened by Run
+	key  string
+	name string
+	ttl  time.Duration
+	log  *slog.Logger
+	now  func() time.Time
+
+	mu    sync.Mutex
+	rev   uint64    // the revision this replica wrote last
+	until time.Time // held while now is before it
+	term  uint64    // counts the times it was taken
+}
+
+// LeaseOptions configure a Lease.
+type LeaseOptions struct {
+	Bucket   string        // DefaultLeaseBucket
+	Key      string        // what the lease is for: "alerts"
+	Name     string        // the replica's
+	TTL      time.Duration // DefaultLeaseTTL
+	Replicas int           // copies of the bucket in a NATS cluster
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// NewLease returns a lease in the bucket, which Run opens (and makes if
+// there is none).
+func NewLease(js jetstream.JetStream, o LeaseOptions) *Lease {
+	if o.Bucket == "" {
+		o.Bucket = DefaultLeaseBucket
+	}
+	if o.TTL <= 0 {
+		o.TTL = DefaultLeaseTTL
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Lease{js: js, cfg: jetstream.KeyValueConfig{Bucket: o.Bucket, Description: "vigil's leases", TTL: o.TTL,
+		History: 1, Storage: jetstream.FileStorage, Replicas: max(o.Replicas, 1)},
+		key: o.Key, name: o.Name, ttl: o.TTL, log: o.Logger, now: o.Now}
+}
+
+// keyValue opens a bucket, made if there is none. A bucket made before
+// with other settings is used as it is.
+func keyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, cfg.Bucket)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("key-value bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// Held says whether this replica holds the lease now, and the term: a
+// number that changes every time it takes the lease, so that a holder can
+// tell it held it before and lost it meanwhile.
+func (l *Lease) Held() (held bool, term uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.now().Before(l.until), l.term
+}
+
+// Run opens the bucket, then takes and keeps the lease until ctx is done,
+// and gives it up.
+func (l *Lease) Run(ctx context.Context) error {
+	every := l.ttl / 4
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if l.kv == nil {
+			kv, err := keyValue(ctx, l.js, l.cfg)
+			if err != nil && ctx.Err() == nil {
+				l.log.Warn("opening the lease's bucket in NATS; tried again", "err", err)
+			}
+			l.kv = kv
+		}
+		if l.kv != nil {
+			l.try(ctx, every)
+		}
+		select {
+		case <-ctx.Done():
+			l.release()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// try writes the lease again if this replica wrote it last, or takes it
+// if nobody holds it.
+func (l *Lease) try(ctx context.Context, timeout time.Duration) {
+	l.mu.Lock()
+	rev, wasHeld := l.rev, l.now().Before(l.until)
+	l.mu.Unlock()
+	sent := l.now()
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var err error
+	var next uint64
+	if rev != 0 {
+		next, err = l.kv.Update(wctx, l.key, []byte(l.name), rev)
+	} else {
+		next, err = l.kv.Create(wctx, l.key, []byte(l.name))
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case err == nil:
+		l.rev = next
+		l.until = sent.Add(l.ttl / 2)
+		if !wasHeld {
+			l.term++
+			l.log.Info("took the lease", "lease", l.key, "replica", l.name, "ttl", l.ttl)
+		}
+	case errors.Is(err, jetstream.ErrKeyExists) && rev == 0:
+		// Another replica holds it.
+	case errors.Is(err, jetstream.ErrKeyExists):
+		// The compare-and-set failed: what this replica wrote expired,
+		// and the key was taken or given up since. Lost.
+		l.rev, l.until = 0, time.Time{}
+		if wasHeld {
+			l.log.Warn("lost the lease", "lease", l.key, "replica", l.name)
+		}
+	default:
+		// NATS away or slow: the lease runs out on its own at until,
+		// and the key expires TTL after its last write; after that it
+		// is taken afresh, by this replica or another.
+		if !l.now().Before(l.until) {
+			l.rev = 0
+			if wasHeld {
+				l.log.Warn("lost the lease: it could not be written", "lease", l.key, "replica", l.name, "err", err)
+			}
+		}
+	}
+}
+
+// release gives the lease up, if this replica holds it, so another takes
+// it at its next try rather than after TTL.
+func (l *Lease) release() {
+	l.mu.Lock()
+	rev := l.rev
+	l.rev, l.until = 0, time.Time{}
+	l.mu.Unlock()
+	if rev == 0 || l.kv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := l.kv.Delete(ctx, l.key, jetstream.LastRevision(rev)); err != nil {
+		l.log.Debug("giving the lease up", "lease", l.key, "err", err)
+	}
+}
