@@ -106,9 +106,10 @@ func newLogger(p plan, w io.Writer) *slog.Logger {
 }
 
 // buildStream opens the journal and builds the hub, its ids after every
-// id a previous run used.
+// id a previous run used. An agent that pushes into NATS copies every
+// event to the shared stream (cluster.Tee).
 func (a *app) buildStream(set *metrics.Set) error {
-	if a.plan.cluster != nil {
+	if a.replica() {
 		return a.buildShared(set)
 	}
 	a.ids = stream.IDFile(filepath.Join(a.plan.data, "last-event-id"))
@@ -121,15 +122,24 @@ func (a *app) buildStream(set *metrics.Set) error {
 		return err
 	}
 	a.closers = append(a.closers, a.journal.Close)
+	var log stream.Log // nil: the hub's MemoryLog
+	if a.plan.cluster != nil {
+		if err := a.connect(set); err != nil {
+			return err
+		}
+		log = &cluster.Tee{Log: stream.NewMemoryLog(first, a.plan.replay, nil), Shared: a.shared}
+	}
 	a.hub = stream.NewHub(stream.HubOptions{Replay: a.plan.replay, Queue: a.plan.queue, Heartbeat: a.plan.heartbeat,
-		FirstID: first, Metrics: set, History: a.journal, Logger: a.log})
+		FirstID: first, Log: log, Metrics: set, History: a.journal, Logger: a.log})
 	return nil
 }
 
-// buildShared builds the hub of a replica: its events in the JetStream
-// stream every replica shares, numbered by it. The journal of this
-// replica's transitions is its own, under --data/cluster.
-func (a *app) buildShared(set *metrics.Set) error {
+// replica says this vigil is one replica of several on NATS (not alone,
+// nor an agent that only pushes into NATS).
+func (a *app) replica() bool { return a.plan.cluster != nil && !a.plan.cluster.agent }
+
+// connect connects to NATS and builds the shared log.
+func (a *app) connect(set *metrics.Set) error {
 	cp := a.plan.cluster
 	conn := cp.conn
 	conn.Logger = a.log
@@ -138,7 +148,7 @@ func (a *app) buildShared(set *metrics.Set) error {
 		return err
 	}
 	a.closers = append(a.closers, func() error {
-		nc.FlushTimeout(time.Second) // what this replica published last
+		nc.FlushTimeout(time.Second) // what this vigil published last
 		nc.Close()
 		return nil
 	})
@@ -150,11 +160,22 @@ func (a *app) buildShared(set *metrics.Set) error {
 	if a.js, err = jetstream.New(nc); err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
+	return nil
+}
+
+// buildShared builds the hub of a replica: its events in the JetStream
+// stream every replica shares, numbered by it. The journal of this
+// replica's transitions is its own, under --data/cluster.
+func (a *app) buildShared(set *metrics.Set) error {
+	if err := a.connect(set); err != nil {
+		return err
+	}
 	dir := filepath.Join(a.plan.data, "cluster")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	// Ids are the stream's, never given twice: nothing to drop.
+	var err error
 	if a.journal, err = stream.OpenJournal(dir, stream.MaxID); err != nil {
 		return err
 	}
@@ -274,7 +295,7 @@ func (a *app) buildAlerts(set *metrics.Set) error {
 	}
 	a.eval = &alerts.Evaluator{Rules: a.plan.rules, Ring: a.store, Hub: a.hub, States: a.db, Interval: a.plan.interval,
 		Logger: a.log, Metrics: set, Saved: a.dispatch.Wake}
-	if a.shared != nil {
+	if a.replica() {
 		// One replica at a time evaluates: the holder of the alert lease,
 		// from the states in NATS; it reads them when it takes the lease.
 		cp := a.plan.cluster
@@ -314,7 +335,7 @@ func (a *app) buildWeb(set *metrics.Set) error {
 		Checks: []dashboard.Check{{Name: "alert store", Err: a.eval.Healthy}},
 	}
 	if a.shared != nil {
-		opts.Checks = append(opts.Checks, dashboard.Check{Name: "nats", Err: a.shared.Err})
+		opts.Checks = append(opts.Checks, dashboard.Check{Name: "nats", Err: a.shared.Err, Soft: true})
 	}
 	if a.fleet != nil { // a nil *Fleet in the interface would not be nil
 		opts.Fleet = a.fleet
@@ -365,18 +386,22 @@ func (a *app) run(ctx context.Context) error {
 	g.Go(func() error { return a.hub.Run(gctx) })
 	g.Go(func() error { return a.eval.Run(gctx) })
 	g.Go(func() error { return a.dispatch.Run(gctx) })
-	if a.shared != nil {
+	switch {
+	case a.replica():
 		g.Go(func() error { return a.shared.Run(gctx, a.hub, a.took) })
 		g.Go(func() error { return a.lease.Run(gctx) })
 		g.Go(func() error { return a.states.Run(gctx) })
-	} else {
+	case a.shared != nil: // an agent that pushes into NATS
+		g.Go(func() error { return a.shared.Prepare(gctx) })
+		fallthrough
+	default:
 		g.Go(func() error { return a.ids.Keep(gctx, a.hub, a.set, a.log) })
 	}
 	g.Go(func() error { a.ready(gctx); return nil })
 	g.Go(func() error { return a.serve() })
 	g.Go(func() error { <-gctx.Done(); a.shutdown(); return nil })
 	err := g.Wait()
-	if a.shared == nil {
+	if !a.replica() {
 		if serr := a.ids.Save(a.hub.LastID()); serr != nil {
 			a.log.Warn("save event id", "err", serr)
 		}
@@ -388,7 +413,7 @@ func (a *app) run(ctx context.Context) error {
 // replica's shared stream has been reached.
 func (a *app) ready(ctx context.Context) {
 	var shared <-chan struct{}
-	if a.shared != nil {
+	if a.replica() {
 		shared = a.shared.Ready()
 	}
 	for _, ch := range []<-chan struct{}{a.sched.Ready(), shared} {

@@ -219,3 +219,37 @@ alerts:
 		t.Fatalf("receiver got %d requests, want one alert.firing", len(got))
 	}
 }
+
+// An agent the replicas cannot dial pushes into NATS (cluster.role:
+// agent): its host appears on a replica, in its stream and its ring, while
+// the agent serves its own stream with its own ids.
+func TestAgentPushesIntoNATS(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	bin := buildVigil(t)
+	_, addrR := startReplicaProc(t, bin, n.URL, "rep-a")
+	_, addrE := startReplicaProc(t, bin, n.URL, "edge-1", "cluster:\n  role: agent\n")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	onR := follow(ctx, "http://"+addrR+"/events?source=host/edge-1", "")
+	onE := follow(ctx, "http://"+addrE+"/events?source=host/edge-1", "")
+	vigiltest.Eventually(t, 15*time.Second, "edge-1's samples on the replica and the agent", func() bool {
+		return len(onR.events()) >= 5 && len(onE.events()) >= 5
+	})
+	cancel()
+	<-onR.done
+	<-onE.done
+	r, e := onR.events(), onE.events()
+	if r[0].Seq == e[0].Seq {
+		t.Fatalf("the replica's ids are the agent's (%d): the agent numbers its own stream, the replica the shared one", r[0].Seq)
+	}
+	resp, err := http.Get("http://" + addrR + "/api/v1/series")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), `"host/edge-1"`) {
+		t.Fatalf("the replica's series do not include the agent's host: %.300s", body)
+	}
+}

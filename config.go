@@ -126,6 +126,7 @@ type TierConfig struct {
 // ClusterConfig makes vigil one replica of several on NATS JetStream.
 type ClusterConfig struct {
 	Name     string     `yaml:"name"`      // this replica's name on what it publishes; the hostname by default
+	Role     string     `yaml:"role"`      // replica (default) or agent: pushes its events into NATS, serves its own stream
 	LeaseTTL Duration   `yaml:"lease_ttl"` // the alert lease: a replica that dies is taken over from after this
 	NATS     NATSConfig `yaml:"nats"`
 }
@@ -422,6 +423,7 @@ func defaultConfig() Config {
 	c.Cluster.NATS.MaxBytes = cluster.DefaultMaxBytes
 	c.Cluster.NATS.Replicas = 1
 	c.Cluster.LeaseTTL = Duration(cluster.DefaultLeaseTTL)
+	c.Cluster.Role = "replica"
 	c.History.Enabled = true
 	for _, t := range history.DefaultTiers {
 		c.History.Tiers = append(c.History.Tiers, TierConfig{Step: Duration(t.Step), Keep: Duration(t.Keep)})

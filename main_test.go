@@ -315,6 +315,8 @@ func TestValidate(t *testing.T) {
 		{"an even number of stream copies", "cluster:\n  name: a\n  nats:\n    urls: [nats://127.0.0.1:4222]\n    replicas: 2\n", []string{"cfg.yaml:5: cluster.nats.replicas: 2: want 1, 3 or 5"}},
 		{"a stream name with a dot", "cluster:\n  name: a\n  nats:\n    urls: [nats://127.0.0.1:4222]\n    stream: vigil.events\n", []string{"cfg.yaml:5: cluster.nats.stream: \"vigil.events\": a stream's name"}},
 		{"a subject with a wildcard", "cluster:\n  name: a\n  nats:\n    urls: [nats://127.0.0.1:4222]\n    subject: vigil.>\n", []string{"cfg.yaml:5: cluster.nats.subject: \"vigil.>\": want tokens"}},
+		{"a role that is not one", "cluster:\n  name: a\n  role: leader\n  nats:\n    urls: [nats://127.0.0.1:4222]\n", []string{"cfg.yaml:3: cluster.role: \"leader\": want replica"}},
+		{"a lease too short", "cluster:\n  name: a\n  lease_ttl: 1s\n  nats:\n    urls: [nats://127.0.0.1:4222]\n", []string{"cfg.yaml:3: cluster.lease_ttl: 1s is outside 2s to 5m"}},
 		{"a valid replica", "cluster:\n  name: fra-1\n  nats:\n    urls: [nats://127.0.0.1:4222, tls://nats.example.com]\n    token: sesame\n    replicas: 3\n", nil},
 		{"flush interval too long", "stream:\n  flush_interval: 2s\n", []string{"cfg.yaml:2: stream.flush_interval: 2s is outside 1ms to 1s"}},
 		{"retry too long", "stream:\n  retry: 10m\n", []string{"cfg.yaml:2: stream.retry: 10m0s is outside 100ms to 1m"}},

@@ -15,6 +15,7 @@ import (
 
 // clusterPlan is this vigil as one replica of several on NATS JetStream.
 type clusterPlan struct {
+	agent bool // pushes its events into NATS, reads none
 	conn  cluster.ConnOptions
 	log   cluster.LogOptions
 	lease cluster.LeaseOptions
@@ -106,6 +107,13 @@ func (pl *planner) cluster(c Config, p *plan) {
 	cp.conn.Name = "vigil " + name
 	cp.log = cluster.LogOptions{Stream: n.Stream, Subject: n.Subject, MaxAge: n.MaxAge.D(), MaxBytes: n.MaxBytes,
 		Replicas: n.Replicas, Replica: name}
+	switch c.Cluster.Role {
+	case "", "replica":
+	case "agent":
+		cp.agent = true
+	default:
+		bad("role", fmt.Sprintf("%q: want replica (one of several that serve the same stream) or agent (pushes its events into NATS)", c.Cluster.Role))
+	}
 	pl.durRange("cluster.lease_ttl", c.Cluster.LeaseTTL, 2*time.Second, 5*time.Minute)
 	cp.lease = cluster.LeaseOptions{Key: "alerts", Name: name, TTL: c.Cluster.LeaseTTL.D(), Replicas: n.Replicas}
 	if ok {

@@ -158,6 +158,14 @@ func (l *Log) setErr(err error) {
 // take is counted (vigil_nats_publish_errors_total) and logged once a
 // minute, never handed back to the publisher as an error to retry.
 func (l *Log) Append(typ, source, key string, t time.Time, body []byte) (*stream.Event, error) {
+	l.publish(typ, source, key, t, body, "")
+	return nil, nil
+}
+
+// publish sends an event to the stream without waiting; id, when set, is
+// its Nats-Msg-Id: the stream takes one message of an id within its
+// duplicate window (two minutes).
+func (l *Log) publish(typ, source, key string, t time.Time, body []byte, id string) {
 	m := &nats.Msg{Subject: l.opts.Subject + "." + typ, Data: body, Header: nats.Header{
 		hType:    []string{typ},
 		hTime:    []string{t.UTC().Format(time.RFC3339Nano)},
@@ -169,12 +177,57 @@ func (l *Log) Append(typ, source, key string, t time.Time, body []byte) (*stream
 	if key != "" {
 		m.Header[hKey] = []string{key}
 	}
+	if id != "" {
+		m.Header[nats.MsgIdHdr] = []string{id}
+	}
 	if _, err := l.js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Millisecond)); err != nil {
 		l.publishFailed(typ, source, err)
-		return nil, nil
+		return
 	}
 	l.published.Inc()
-	return nil, nil
+}
+
+// Prepare makes the stream if there is none, trying again with backoff
+// until it can or ctx is done: what an agent, which publishes to the
+// stream and reads nothing of it, runs.
+func (l *Log) Prepare(ctx context.Context) error {
+	wait := 100 * time.Millisecond
+	for {
+		_, _, err := l.ensure(ctx)
+		if err == nil {
+			l.setErr(nil)
+			l.readyOnce.Do(func() { close(l.ready) })
+			return nil
+		}
+		l.setErr(err)
+		l.opts.Logger.Warn("making the event stream in NATS", "stream", l.opts.Stream, "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// A Tee is the log of an agent that pushes into NATS (cluster.role:
+// agent): its own stream numbers and keeps the events as always (Log, a
+// MemoryLog), and a copy of each goes to the shared stream, where every
+// replica takes it as it takes another replica's. The copy's Nats-Msg-Id
+// is the agent's name and the event's own id.
+type Tee struct {
+	stream.Log
+	Shared *Log
+}
+
+// Append numbers the event in the agent's log and publishes a copy.
+func (t *Tee) Append(typ, source, key string, at time.Time, body []byte) (*stream.Event, error) {
+	ev, err := t.Log.Append(typ, source, key, at, body)
+	if err != nil {
+		return nil, err
+	}
+	t.Shared.publish(typ, source, key, at, body, t.Shared.opts.Replica+"-"+strconv.FormatUint(ev.ID, 10))
+	return ev, nil
 }
 
 func (l *Log) publishFailed(typ, source string, err error) {

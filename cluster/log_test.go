@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -251,5 +252,52 @@ func waitFor(t *testing.T, ok func() bool, what string) {
 			t.Fatalf("waited 10s for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// An agent's hub numbers its own events (a Tee over a MemoryLog) and
+// pushes a copy of each into the stream, where a replica takes them,
+// named after the agent, once each even if a copy is sent twice.
+func TestAgentPushesCopies(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	r := startReplica(t, n, "r", LogOptions{})
+	sr := subscribe(t, r.hub, "")
+
+	shared, err := NewLog(n.Connect(), LogOptions{Replica: "edge-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := shared.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tee := &Tee{Log: stream.NewMemoryLog(1, 16, nil), Shared: shared}
+	agent := stream.NewHub(stream.HubOptions{Log: tee})
+	defer agent.Close()
+	sa := subscribe(t, agent, "")
+	for i := range 5 {
+		if _, err := agent.Publish(stream.Message{Type: stream.TypeSample, Source: "host/edge-1", Body: map[string]any{"metrics": map[string]int{"v": i}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	own := take(t, sa, 5)
+	if got := ids(own); !equal(got, []uint64{1, 2, 3, 4, 5}) {
+		t.Fatalf("the agent's own ids %v, want 1 to 5", got)
+	}
+	// The same event pushed again (an agent that resent it): taken once.
+	shared.publish(stream.TypeSample, "host/edge-1", "", own[4].Time, []byte(`{"metrics":{"v":4}}`), "edge-1-5")
+	for i := 5; i < 7; i++ {
+		agent.Publish(stream.Message{Type: stream.TypeSample, Source: "host/edge-1", Body: map[string]any{"metrics": map[string]int{"v": i}}})
+	}
+	got := take(t, sr, 7)
+	for i, ev := range got {
+		want := `"metrics":{"v":` + strconv.Itoa(i) + `}`
+		if ev.Source != "host/edge-1" || !strings.Contains(string(ev.JSON()), want) {
+			t.Fatalf("replica's event %d: %s, want %s", i, ev.JSON(), want)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if from := r.by[got[0].ID]; from != "edge-1" {
+		t.Fatalf("published by %q, want edge-1", from)
 	}
 }

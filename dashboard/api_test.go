@@ -161,6 +161,42 @@ func TestReadyzReportsFailingChecks(t *testing.T) {
 	}
 }
 
+// A soft check (NATS, on a replica) degrades rather than fails: /readyz
+// answers 200 and says what is wrong, and the pages say it above all else.
+func TestSoftCheckDegrades(t *testing.T) {
+	var down atomic.Bool
+	a := newTestApp(t, stream.HubOptions{}, Options{Checks: []Check{{Name: "nats", Soft: true, Err: func() error {
+		if down.Load() {
+			return errors.New("not connected to NATS (reconnecting)")
+		}
+		return nil
+	}}}})
+	a.srv.Config.Handler.(*Server).SetReady(true)
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(a.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/readyz"); code != 200 || body != "ready\n" {
+		t.Fatalf("readyz with NATS up: %d %q", code, body)
+	}
+	if _, page := get("/"); strings.Contains(page, `data-testid="problems"`) {
+		t.Fatal("the page shows problems while there are none")
+	}
+	down.Store(true)
+	if code, body := get("/readyz"); code != 200 || body != "ready, degraded: nats: not connected to NATS (reconnecting)\n" {
+		t.Fatalf("readyz with NATS down: %d %q", code, body)
+	}
+	if _, page := get("/"); !strings.Contains(page, `data-testid="problems"`) || !strings.Contains(page, "nats: not connected to NATS (reconnecting)") {
+		t.Fatalf("the page does not say NATS is down:\n%.2000s", page)
+	}
+}
+
 // getJSONStatus GETs a URL and decodes a JSON answer into v when the
 // answer is JSON.
 func getJSONStatus(t *testing.T, url string, v any) int {

@@ -95,9 +95,11 @@ func (s *Server) handleSource(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) page(r *http.Request, title string, last uint64, view templates.ViewState, stream string) templates.Page {
+	problems, _ := s.problems()
 	return templates.Page{
 		Title: title, Version: s.opts.Version, Demo: s.opts.Demo, LastEventID: last,
 		Interval: s.opts.Interval, Heartbeat: s.opts.Heartbeat, RenderedAt: s.opts.Now(), View: view, StreamQuery: stream,
+		Problems: problems,
 	}
 }
 

@@ -76,10 +76,26 @@ var _ Fleet = (*collector.Fleet)(nil)
 
 // A Check is a condition of readiness: /readyz answers 503 with its
 // error while Err returns one. Err must be cheap and safe for concurrent
-// use.
+// use. A Soft check degrades rather than fails: /readyz still answers 200,
+// saying what is wrong (a replica cut off from NATS serves what it has,
+// and a load balancer should keep sending it clients). Every failing
+// check is shown on the pages too.
 type Check struct {
 	Name string
 	Err  func() error
+	Soft bool
+}
+
+// problems are the failing checks, each "name: error", and whether any
+// of them is not soft.
+func (s *Server) problems() (list []string, hard bool) {
+	for _, c := range s.opts.Checks {
+		if err := c.Err(); err != nil {
+			list = append(list, c.Name+": "+err.Error())
+			hard = hard || !c.Soft
+		}
+	}
+	return list, hard
 }
 
 // Options configure a Server.
@@ -227,17 +243,16 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "starting: first samples not collected yet")
 		return
 	}
-	var failing []string
-	for _, c := range s.opts.Checks {
-		if err := c.Err(); err != nil {
-			failing = append(failing, c.Name+": "+err.Error())
-		}
-	}
-	if len(failing) > 0 {
+	failing, hard := s.problems()
+	if hard {
 		writeError(w, http.StatusServiceUnavailable, strings.Join(failing, "; "))
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if len(failing) > 0 {
+		w.Write([]byte("ready, degraded: " + strings.Join(failing, "; ") + "\n"))
+		return
+	}
 	w.Write([]byte("ready\n"))
 }
 

@@ -21,6 +21,10 @@ type Page struct {
 	View        ViewState
 	StreamQuery string // filters the page's event stream, for example "source=host/web-1"
 	Charts      bool   // the page has charts: load the charting library
+	// Problems are what keeps vigil from working whole as the page was
+	// made, each "what: why" (the alert store cannot save, NATS cannot be
+	// reached): the page says so above everything else.
+	Problems []string
 }
 
 // ViewState is the part of the page's state kept in its URL.
