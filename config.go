@@ -47,8 +47,6 @@ type Config struct {
 		Heartbeat    Duration `yaml:"heartbeat"`     // comment sent to idle streams
 		Retry        Duration `yaml:"retry"`         // reconnect delay hint; clients get up to twice this
 		WriteTimeout Duration `yaml:"write_timeout"` // deadline per write to a client
-		// FlushInterval spaces a busy stream's flushes (SSE, NDJSON).
-		FlushInterval Duration `yaml:"flush_interval"`
 	} `yaml:"stream"`
 	Alerts struct {
 		// Rules replace the default host rules when given; an empty list
@@ -415,7 +413,6 @@ func defaultConfig() Config {
 	c.Stream.Heartbeat = Duration(stream.DefaultHeartbeat)
 	c.Stream.Retry = Duration(dashboard.DefaultRetry)
 	c.Stream.WriteTimeout = Duration(dashboard.DefaultWriteTimeout)
-	c.Stream.FlushInterval = Duration(dashboard.DefaultFlushInterval)
 	c.Alerts.AgentDownFor = Duration(alerts.DefaultAgentDownFor)
 	c.Cluster.NATS.Stream = cluster.DefaultStream
 	c.Cluster.NATS.Subject = cluster.DefaultSubject

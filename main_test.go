@@ -318,7 +318,6 @@ func TestValidate(t *testing.T) {
 		{"a role that is not one", "cluster:\n  name: a\n  role: leader\n  nats:\n    urls: [nats://127.0.0.1:4222]\n", []string{"cfg.yaml:3: cluster.role: \"leader\": want replica"}},
 		{"a lease too short", "cluster:\n  name: a\n  lease_ttl: 1s\n  nats:\n    urls: [nats://127.0.0.1:4222]\n", []string{"cfg.yaml:3: cluster.lease_ttl: 1s is outside 2s to 5m"}},
 		{"a valid replica", "cluster:\n  name: fra-1\n  nats:\n    urls: [nats://127.0.0.1:4222, tls://nats.example.com]\n    token: sesame\n    replicas: 3\n", nil},
-		{"flush interval too long", "stream:\n  flush_interval: 2s\n", []string{"cfg.yaml:2: stream.flush_interval: 2s is outside 1ms to 1s"}},
 		{"retry too long", "stream:\n  retry: 10m\n", []string{"cfg.yaml:2: stream.retry: 10m0s is outside 100ms to 1m"}},
 		{"rule window beyond the ring", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 1\n      aggregate: avg\n      window: 1h\n", []string{"cfg.yaml:8:", "window: 1h0m0s is longer than the retention 10m0s"}},
 		{"rule for too long", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 1\n      for: 1000h\n", []string{"cfg.yaml:7:", "for: 1000h0m0s is outside 0s to 168h0m0s"}},

@@ -32,7 +32,6 @@ type plan struct {
 
 	replay, queue                  int
 	heartbeat, retry, writeTimeout time.Duration
-	flushInterval                  time.Duration // 0: flush every batch
 	tokens, allowedHosts           []string
 	host                           *collector.HostOptions // nil: the host is not watched
 	hostTimeout                    time.Duration
@@ -220,12 +219,8 @@ func (pl *planner) stream(c Config, p *plan) {
 	}
 	pl.durRange("stream.retry", s.Retry, 100*time.Millisecond, time.Minute)
 	pl.durRange("stream.write_timeout", s.WriteTimeout, time.Second, 5*time.Minute)
-	if s.FlushInterval != 0 {
-		pl.durRange("stream.flush_interval", s.FlushInterval, time.Millisecond, time.Second)
-	}
 	p.replay, p.queue = s.Replay, s.Queue
 	p.heartbeat, p.retry, p.writeTimeout = s.Heartbeat.D(), s.Retry.D(), s.WriteTimeout.D()
-	p.flushInterval = s.FlushInterval.D()
 }
 
 // allowedHostRe is a DNS name, a "*." pattern or "*".

@@ -91,7 +91,7 @@ func main() {
 func serveVigil(addr string) error {
 	set := metrics.NewSet()
 	hub := stream.NewHub(stream.HubOptions{Metrics: set})
-	web := dashboard.New(dashboard.Options{Hub: hub, Store: collector.NewStore(time.Minute, time.Second), Metrics: set, FlushInterval: dashboard.DefaultFlushInterval})
+	web := dashboard.New(dashboard.Options{Hub: hub, Store: collector.NewStore(time.Minute, time.Second), Metrics: set})
 	go hub.Run(context.Background())
 	go func() {
 		for i := 0; ; i++ {

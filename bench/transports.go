@@ -35,7 +35,7 @@ func serveTransports(addr, rate string) error {
 	}
 	set := metrics.NewSet()
 	hub := stream.NewHub(stream.HubOptions{Metrics: set})
-	web := dashboard.New(dashboard.Options{Hub: hub, Store: collector.NewStore(time.Minute, time.Second), Metrics: set, FlushInterval: dashboard.DefaultFlushInterval})
+	web := dashboard.New(dashboard.Options{Hub: hub, Store: collector.NewStore(time.Minute, time.Second), Metrics: set})
 	go hub.Run(context.Background())
 	go func() {
 		t := time.NewTicker(time.Second / time.Duration(r))

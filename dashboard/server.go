@@ -35,9 +35,6 @@ import (
 const (
 	DefaultRetry        = time.Second      // base reconnect delay sent in retry:; up to twice this with jitter
 	DefaultWriteTimeout = 10 * time.Second // deadline for each write to a streaming client
-	// DefaultFlushInterval: an SSE or NDJSON client is flushed at most
-	// this often while events keep coming (at once after a quiet spell).
-	DefaultFlushInterval = 10 * time.Millisecond
 )
 
 // Hub is what the server needs of stream.Hub.
@@ -124,10 +121,7 @@ type Options struct {
 	Heartbeat    time.Duration // the hub's heartbeat; the page falls back to long polling when a stream is silent longer (stream.DefaultHeartbeat)
 	Retry        time.Duration // DefaultRetry
 	WriteTimeout time.Duration // DefaultWriteTimeout
-	// FlushInterval spaces a stream's flushes while events keep coming
-	// (DefaultFlushInterval in the config); 0 flushes every batch.
-	FlushInterval time.Duration
-	BodyTimeout   time.Duration // DefaultBodyTimeout
+	BodyTimeout  time.Duration // DefaultBodyTimeout
 	// Loopback says vigil listens on a loopback address: it then answers
 	// only to loopback host names and addresses, and AllowedHosts.
 	Loopback bool

@@ -151,17 +151,8 @@ func (ss *session) write(ev *stream.Event) error {
 	return nil
 }
 
-// live writes events as they come, in batches of what is queued. A
-// transport that flushes (SSE, NDJSON) flushes at once an event that comes
-// after a quiet spell, but at most once every Options.FlushInterval while
-// events keep coming: at a thousand events a second one write to the
-// socket carries a dozen of them, not one each.
+// live writes events as they come, in batches of what is queued.
 func (ss *session) live() {
-	var hold holdFlush
-	if ss.t.name() == viaSSE || ss.t.name() == viaNDJSON {
-		hold.every = ss.s.opts.FlushInterval
-	}
-	defer hold.stop()
 	var deadline <-chan time.Time
 	if d, ok := ss.t.(deadliner); ok {
 		deadline = d.deadline()
@@ -191,26 +182,18 @@ func (ss *session) live() {
 				return
 			}
 		case ev := <-ss.sub.C():
-			err := ss.batch(ev)
-			if err == nil {
-				err = hold.flush(ss.t, len(ss.sub.C()) > 0)
-			}
-			if err != nil {
+			if err := ss.batch(ev); err != nil {
 				if errors.Is(err, errDone) {
 					ss.t.end(nil)
 				}
-				return
-			}
-		case <-hold.due():
-			if err := hold.flush(ss.t, len(ss.sub.C()) > 0); err != nil {
 				return
 			}
 		}
 	}
 }
 
-// batch writes an event and whatever else is queued, up to maxBatch, for
-// one flush.
+// batch writes an event and whatever else is queued, up to maxBatch, and
+// flushes them together.
 func (ss *session) batch(ev *stream.Event) error {
 	if err := ss.write(ev); err != nil {
 		return ss.flushAfter(err)
@@ -226,56 +209,7 @@ func (ss *session) batch(ev *stream.Event) error {
 		}
 		break
 	}
-	return nil
-}
-
-// holdFlush spaces a session's flushes by every (0: it flushes each batch).
-// A flush less than every after the last is held until then; what is
-// written meanwhile goes with it.
-type holdFlush struct {
-	every   time.Duration
-	last    time.Time   // the last flush
-	timer   *time.Timer // fires when a held flush is due
-	pending bool        // a flush is held
-}
-
-// flush flushes what was written, or holds it until every has passed
-// since the last flush.
-func (h *holdFlush) flush(t transport, more bool) error {
-	if h.every <= 0 {
-		return t.flush(more)
-	}
-	now := time.Now()
-	if wait := h.every - now.Sub(h.last); wait > 0 {
-		if !h.pending {
-			h.pending = true
-			if h.timer == nil {
-				h.timer = time.NewTimer(wait)
-			} else {
-				h.timer.Reset(wait)
-			}
-		}
-		return nil
-	}
-	h.pending, h.last = false, now
-	if h.timer != nil {
-		h.timer.Stop()
-	}
-	return t.flush(more)
-}
-
-// due fires when a held flush is due; nil when none is held.
-func (h *holdFlush) due() <-chan time.Time {
-	if !h.pending {
-		return nil
-	}
-	return h.timer.C
-}
-
-func (h *holdFlush) stop() {
-	if h.timer != nil {
-		h.timer.Stop()
-	}
+	return ss.t.flush(len(ss.sub.C()) > 0)
 }
 
 // resubscribe changes the session's filter: the stream carries on from
