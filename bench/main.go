@@ -9,6 +9,7 @@
 //	go run ./bench transports [-clients 1000] [-rate 10] [-measure 20s]
 //	go run ./bench fleet [-agents 100,1000] [-measure 30s] [-perf prefix] [-pprof prefix]
 //	go run ./bench charts [-runs 50] [-warm 5]
+//	go run ./bench cluster [-subs 1000] [-replicas-subs 10000] [-measure 20s]
 //
 // Each server under test runs in its own process (this binary, re-executed),
 // so its CPU time and memory are read from /proc without the load
@@ -48,7 +49,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: bench fanout|idle|ui|probes|transports|fleet|charts [flags]")
+		fmt.Fprintln(os.Stderr, "usage: bench fanout|idle|ui|probes|transports|fleet|charts|cluster [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -73,6 +74,14 @@ func main() {
 		err = serveFleet(os.Args[2], os.Args[3], os.Args[4])
 	case "serve-vigil":
 		err = serveVigil(os.Args[2])
+	case "serve-vigil-nats":
+		url := ""
+		if len(os.Args) > 3 {
+			url = os.Args[3]
+		}
+		err = serveVigilNATS(os.Args[2], url)
+	case "cluster":
+		err = clusterBench(os.Args[2:])
 	case "serve-ref":
 		err = serveRef(os.Args[2])
 	default:
@@ -169,6 +178,7 @@ func listenAndServe(addr string, h http.Handler) error {
 type proc struct {
 	cmd  *exec.Cmd
 	addr string
+	nats string // the NATS URL a serve-vigil-nats server runs
 }
 
 func startServer(args ...string) (*proc, error) {
@@ -184,10 +194,14 @@ func startServer(args ...string) (*proc, error) {
 	sc := bufio.NewScanner(out)
 	deadline := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
 	defer deadline.Stop()
+	var natsURL string
 	for sc.Scan() {
+		if u, ok := strings.CutPrefix(sc.Text(), "nats "); ok {
+			natsURL = u
+		}
 		if a, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
 			go io.Copy(io.Discard, out)
-			return &proc{cmd: cmd, addr: a}, nil
+			return &proc{cmd: cmd, addr: a, nats: natsURL}, nil
 		}
 	}
 	cmd.Process.Kill()

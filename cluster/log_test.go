@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"vigil/internal/vigiltest"
@@ -299,5 +300,54 @@ func TestAgentPushesCopies(t *testing.T) {
 	defer r.mu.Unlock()
 	if from := r.by[got[0].ID]; from != "edge-1" {
 		t.Fatalf("published by %q, want edge-1", from)
+	}
+}
+
+// On a three-server NATS cluster with the stream kept three times, a
+// server that goes away takes nothing with it: the replicas, connected to
+// any of the three, go on numbering the same events without a gap or a
+// reset.
+func TestStreamOutlivesAServer(t *testing.T) {
+	nodes, urls := vigiltest.StartNATSCluster(t, 3)
+	connect := func() *nats.Conn {
+		nc, err := nats.Connect(urls, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	start := func(name string) *replica {
+		l, err := NewLog(connect(), LogOptions{Replica: name, Replicas: 3, Check: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &replica{log: l, hub: stream.NewHub(stream.HubOptions{Log: l}), by: map[uint64]string{}}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); l.Run(ctx, r.hub, nil) }()
+		t.Cleanup(func() { cancel(); r.hub.Close(); <-done })
+		select {
+		case <-l.Ready():
+		case <-time.After(30 * time.Second): // a new cluster elects its leaders first
+			t.Fatalf("the log did not reach its stream: %v", l.Err())
+		}
+		return r
+	}
+	a, b := start("a"), start("b")
+	sb := subscribe(t, b.hub, "")
+	for i := range 5 {
+		a.publish(t, "host/a", i)
+	}
+	got := take(t, sb, 5)
+	nodes[0].Stop()
+	for i := 5; i < 10; i++ {
+		a.publish(t, "host/a", i)
+	}
+	got = append(got, take(t, sb, 5)...) // the consumer lost with the server is made again on another
+	for i := 1; i < len(got); i++ {
+		if got[i].ID != got[i-1].ID+1 || got[i].Type != stream.TypeSample {
+			t.Fatalf("across a server's loss: %v", ids(got))
+		}
 	}
 }

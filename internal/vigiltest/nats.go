@@ -1,7 +1,10 @@
 package vigiltest
 
 import (
+	"fmt"
 	"net"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,4 +78,44 @@ func (n *NATS) Connect() *nats.Conn {
 	}
 	n.t.Cleanup(nc.Close)
 	return nc
+}
+
+// StartNATSCluster starts n NATS servers with JetStream, routed to one
+// another on loopback ports as one cluster; they stop with the test. URLs
+// lists every server's client URL, as a client's server list.
+func StartNATSCluster(t testing.TB, n int) (nodes []*NATS, urls string) {
+	t.Helper()
+	routes := make([]string, n)
+	for i := range routes {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes[i] = ln.Addr().String()
+		ln.Close()
+	}
+	var list []string
+	for i := range n {
+		var peers []*url.URL
+		for j, r := range routes {
+			if j != i {
+				peers = append(peers, &url.URL{Scheme: "nats-route", Host: r})
+			}
+		}
+		_, port, _ := net.SplitHostPort(routes[i])
+		var p int
+		fmt.Sscan(port, &p)
+		node := &NATS{t: t, opts: server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: server.RANDOM_PORT,
+			JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+			Cluster: server.ClusterOpts{Name: "vigil-test", Host: "127.0.0.1", Port: p},
+			Routes:  peers,
+		}}
+		node.start()
+		node.opts.Port = node.srv.Addr().(*net.TCPAddr).Port
+		t.Cleanup(node.Stop)
+		nodes = append(nodes, node)
+		list = append(list, node.URL)
+	}
+	return nodes, strings.Join(list, ",")
 }
