@@ -303,7 +303,7 @@ func (a *app) buildAlerts(set *metrics.Set) error {
 		lo.Logger = a.log
 		a.lease = cluster.NewLease(a.js, lo)
 		a.states = cluster.NewAlertStates(a.js, "", cp.log.Replicas, a.db, a.log)
-		a.eval.States, a.eval.Lead = a.states, a.lease.Held
+		a.eval.States, a.eval.Lead = a.states, a.lease.Lead
 		return nil
 	}
 	return a.eval.Load(context.Background())

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -187,8 +188,9 @@ type Evaluator struct {
 	// the holder's, in a store the replicas share — and changes nothing;
 	// one that takes the lease reads them once more and evaluates on from
 	// there, so a takeover neither fires an alert again nor forgets one.
-	// nil: always.
-	Lead func() (held bool, term uint64)
+	// until is when the lease runs out if not written again: a save must
+	// end before it (it is the save's deadline). nil: always.
+	Lead func() (held bool, term uint64, until time.Time)
 
 	write   sync.Mutex // held by Evaluate and Ack, the only writers, from their first read to their commit
 	mu      sync.Mutex // guards the maps and the alerts in them
@@ -199,8 +201,8 @@ type Evaluator struct {
 	steps   uint64                  // steps run
 	points  []collector.Point       // a step's: a window's points, for each series in turn
 
-	leading     bool   // evaluating, as of the last interval (with Lead)
-	term        uint64 // the lease's term it evaluates in
+	leading     atomic.Bool   // evaluating, as of the last interval (with Lead)
+	term        atomic.Uint64 // the lease's term it evaluates in
 	failure     storeFailure
 	storeErrors *metrics.Counter
 	transitions map[string]*metrics.Counter
@@ -309,38 +311,43 @@ func (e *Evaluator) lead(ctx context.Context) bool {
 	if e.Lead == nil {
 		return true
 	}
-	held, term := e.Lead()
+	held, term, _ := e.Lead()
 	switch {
 	case !held:
-		if e.leading {
+		if e.leading.Swap(false) {
 			e.Logger.Warn("not evaluating the alert rules: this replica no longer holds the alert lease")
 		}
-		e.leading = false
 		if err := e.reload(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			e.Logger.Debug("reading the alert states", "err", err)
 		}
 		return false
-	case !e.leading || term != e.term:
+	case !e.leading.Load() || term != e.term.Load():
 		if err := e.reload(ctx); err != nil {
 			if !errors.Is(err, context.Canceled) {
 				e.Logger.Error("reading the alert states before evaluating; tried again next interval", "err", err)
 			}
 			return false
 		}
-		e.leading, e.term = true, term
+		e.term.Store(term)
+		e.leading.Store(true)
 		e.Logger.Info("evaluating the alert rules: this replica holds the alert lease", "term", term)
 	}
 	return true
 }
 
-// still says, with Lead, that the lease is held in the term evaluated in:
-// checked again right before transitions are saved.
-func (e *Evaluator) still() bool {
+// leaseDeadline bounds a save by the lease: with Lead, ok is false unless
+// the lease is held in the term evaluated in, and ctx ends when it runs
+// out, so that nothing is saved once another replica may hold it.
+func (e *Evaluator) leaseDeadline(ctx context.Context) (context.Context, context.CancelFunc, bool) {
 	if e.Lead == nil {
-		return true
+		return ctx, func() {}, true
 	}
-	held, term := e.Lead()
-	return held && term == e.term
+	held, term, until := e.Lead()
+	if !held || !e.leading.Load() || term != e.term.Load() {
+		return ctx, func() {}, false
+	}
+	ctx, cancel := context.WithDeadline(ctx, until)
+	return ctx, cancel, true
 }
 
 // reload replaces every alert with the states saved in States, as Load
@@ -351,6 +358,8 @@ func (e *Evaluator) reload(ctx context.Context) error {
 	}
 	e.write.Lock()
 	defer e.write.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // a store that does not answer holds up no Ack
+	defer cancel()
 	saved, err := e.States.LoadAlerts(ctx)
 	if err != nil {
 		return err
@@ -381,10 +390,12 @@ func (e *Evaluator) Evaluate(ctx context.Context) error {
 	for i, c := range changes {
 		ts[i] = c.Transition
 	}
-	if !e.still() {
+	sctx, cancel, ok := e.leaseDeadline(ctx)
+	defer cancel()
+	if !ok {
 		return nil // the lease ran out while this step ran: the holder's to make
 	}
-	if err := e.save(ctx, ts, now); err != nil {
+	if err := e.save(sctx, ts, now); err != nil {
 		return err
 	}
 	e.commit(changes)
@@ -610,11 +621,13 @@ func (e *Evaluator) Ack(ctx context.Context, fingerprint, by string) (Alert, err
 		by = "anonymous"
 	}
 	by = stream.Clip(by, 100)
-	if e.Lead != nil && !e.still() {
-		return Alert{}, ErrNotLeader
-	}
 	e.write.Lock()
 	defer e.write.Unlock()
+	ctx, cancel, ok := e.leaseDeadline(ctx)
+	defer cancel()
+	if !ok {
+		return Alert{}, ErrNotLeader
+	}
 	now := e.Now()
 	e.mu.Lock()
 	a := e.alerts[fingerprint]

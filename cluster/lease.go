@@ -103,22 +103,26 @@ func (l *Lease) Held() (held bool, term uint64) {
 	return l.now().Before(l.until), l.term
 }
 
+// Lead is Held with the time the lease runs out if not written again:
+// what alerts.Evaluator.Lead takes.
+func (l *Lease) Lead() (held bool, term uint64, until time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.now().Before(l.until), l.term, l.until
+}
+
 // Run opens the bucket, then takes and keeps the lease until ctx is done,
 // and gives it up.
 func (l *Lease) Run(ctx context.Context) error {
-	every := l.ttl / 4
-	t := time.NewTicker(every)
+	t := time.NewTicker(l.ttl / 4)
 	defer t.Stop()
 	for {
 		if l.kv == nil {
-			kv, err := keyValue(ctx, l.js, l.cfg)
-			if err != nil && ctx.Err() == nil {
-				l.log.Warn("opening the lease's bucket in NATS; tried again", "err", err)
-			}
-			l.kv = kv
+			l.open(ctx)
+			t.Reset(l.ttl / 4)
 		}
 		if l.kv != nil {
-			l.try(ctx, every)
+			l.try(ctx, l.ttl/4)
 		}
 		select {
 		case <-ctx.Done():
@@ -127,6 +131,38 @@ func (l *Lease) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// open opens the bucket and takes its TTL: the key expires after the
+// bucket's, whatever this replica's configuration says, so a replica
+// configured otherwise times its lease by the bucket's (and says so). A
+// bucket without a TTL (made by hand) would keep a dead replica's lease
+// for ever: it is refused.
+func (l *Lease) open(ctx context.Context) {
+	kv, err := keyValue(ctx, l.js, l.cfg)
+	if err == nil {
+		var st jetstream.KeyValueStatus
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err = kv.Status(sctx)
+		cancel()
+		switch {
+		case err != nil:
+		case st.TTL() <= 0:
+			err = fmt.Errorf("bucket %s keeps its keys for ever: a lease there would outlive a replica that died; delete the bucket (vigil makes it again with a TTL)", l.cfg.Bucket)
+		case st.TTL() != l.ttl:
+			l.log.Warn("the lease's bucket has another TTL than cluster.lease_ttl; the bucket's counts", "bucket", l.cfg.Bucket, "bucket_ttl", st.TTL(), "lease_ttl", l.ttl)
+			l.mu.Lock()
+			l.ttl = st.TTL()
+			l.mu.Unlock()
+		}
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			l.log.Warn("opening the lease's bucket in NATS; tried again", "err", err)
+		}
+		return
+	}
+	l.kv = kv
 }
 
 // try writes the lease again if this replica wrote it last, or takes it
@@ -155,10 +191,11 @@ func (l *Lease) try(ctx context.Context, timeout time.Duration) {
 			l.term++
 			l.log.Info("took the lease", "lease", l.key, "replica", l.name, "ttl", l.ttl)
 		}
-	case errors.Is(err, jetstream.ErrKeyExists) && rev == 0:
+	case rev == 0 && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)):
 		// Another replica holds it.
-	case errors.Is(err, jetstream.ErrKeyExists):
-		// The compare-and-set failed: what this replica wrote expired,
+	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		// The compare-and-set failed (ErrKeyRevisionMismatch from a
+		// bucket kept in several copies): what this replica wrote expired,
 		// and the key was taken or given up since. Lost.
 		l.rev, l.until = 0, time.Time{}
 		if wasHeld {

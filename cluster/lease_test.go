@@ -146,7 +146,7 @@ func startEvalReplica(t *testing.T, n *vigiltest.NATS, name string, ring *collec
 	states := NewAlertStates(jetStream(t, n), "", 1, nil, nil)
 	r := &evalReplica{lease: lease, pub: &recorder{}, cut: cut}
 	r.eval = &alerts.Evaluator{Rules: []alerts.Rule{rule}, Ring: ring, Hub: r.pub, States: states,
-		Interval: 50 * time.Millisecond, Lead: lease.Held}
+		Interval: 50 * time.Millisecond, Lead: lease.Lead}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)

@@ -5,8 +5,10 @@
 package cluster
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -113,6 +115,7 @@ func NewLog(nc *nats.Conn, opts LogOptions) (*Log, error) {
 	l := &Log{nc: nc, opts: opts, ready: make(chan struct{}), reachableErr: errors.New("the event stream has not been reached yet")}
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(16384),
+		jetstream.WithPublishAsyncTimeout(10*time.Second), // an ack that never comes is counted, not held for ever
 		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
 			l.publishFailed(m.Header.Get(hType), m.Header.Get(hSource), err)
 		}))
@@ -133,8 +136,9 @@ func NewLog(nc *nats.Conn, opts LogOptions) (*Log, error) {
 	return l, nil
 }
 
-// Ready is closed once the log has reached its stream and knows where it
-// stands.
+// Ready is closed once the log has read its stream up to the end the
+// stream had when it was first reached: a client that resumes here from
+// another replica then finds its id.
 func (l *Log) Ready() <-chan struct{} { return l.ready }
 
 // Err says why the stream cannot be read now; nil while it is read.
@@ -193,7 +197,7 @@ func (l *Log) publish(typ, source, key string, t time.Time, body []byte, id stri
 func (l *Log) Prepare(ctx context.Context) error {
 	wait := 100 * time.Millisecond
 	for {
-		_, _, err := l.ensure(ctx)
+		_, _, err := l.ensure(ctx, false) // an agent leaves the replicas' limits alone
 		if err == nil {
 			l.setErr(nil)
 			l.readyOnce.Do(func() { close(l.ready) })
@@ -344,7 +348,7 @@ var errMoved = errors.New("the stream began a new epoch")
 // follow reads the stream from where the log stands until an error. caught
 // says it read at least once.
 func (l *Log) follow(ctx context.Context, hub Hub, took func(*stream.Event, string)) (caught bool, err error) {
-	s, epoch, err := l.ensure(ctx)
+	s, epoch, err := l.ensure(ctx, true)
 	if err != nil {
 		return false, err
 	}
@@ -363,10 +367,18 @@ func (l *Log) follow(ctx context.Context, hub Hub, took func(*stream.Event, stri
 		l.epochs.Inc()
 		hub.NewEpoch()
 	}
-	l.readyOnce.Do(func() { close(l.ready) })
 	l.setErr(nil)
+	// Ready once the stream's end as of now is read: a client that
+	// resumes here from another replica finds its id.
+	caughtUp := info.State.LastSeq
+	if start > caughtUp {
+		l.readyOnce.Do(func() { close(l.ready) })
+	}
+	// A consumer that cannot be made again within a few tries (no stream
+	// leader, no permission) ends the follow, which Run reports in Err
+	// and starts again from where it stood.
 	cons, err := l.js.OrderedConsumer(ctx, l.opts.Stream, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start})
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start, MaxResetAttempts: 5})
 	if err != nil {
 		return false, err
 	}
@@ -402,6 +414,9 @@ func (l *Log) follow(ctx context.Context, hub Hub, took func(*stream.Event, stri
 		}
 		next = seq + 1
 		l.received.Inc()
+		if seq >= caughtUp {
+			l.readyOnce.Do(func() { close(l.ready) })
+		}
 		ev, key, replica, err := decode(epoch+seq, m)
 		if err != nil {
 			l.opts.Logger.Warn("skipping an event of the stream vigil cannot read", "seq", seq, "subject", m.Subject(), "err", err)
@@ -428,6 +443,12 @@ func (l *Log) watch(ctx context.Context, cancel context.CancelCauseFunc, s jetst
 			return
 		case <-t.C:
 		}
+		// The head first: events stored after the server answers may be
+		// read before it is taken, and would pass for events the stream
+		// lost.
+		l.mu.Lock()
+		seq := l.head - l.epoch
+		l.mu.Unlock()
 		ictx, done := context.WithTimeout(ctx, l.opts.Check)
 		info, err := s.Info(ictx)
 		done()
@@ -436,11 +457,8 @@ func (l *Log) watch(ctx context.Context, cancel context.CancelCauseFunc, s jetst
 			cancel(fmt.Errorf("%w: %s was deleted", errMoved, l.opts.Stream))
 			return
 		case err != nil:
-			continue // NATS away: the consumer says so itself
+			continue // NATS away or slow: the consumer's own resets give up and say so
 		}
-		l.mu.Lock()
-		seq := l.head - l.epoch
-		l.mu.Unlock()
 		if epochOf(info) != epoch || info.State.LastSeq < seq {
 			cancel(errMoved)
 			return
@@ -502,8 +520,10 @@ func (l *Log) rebase(ctx context.Context, s jetstream.Stream) error {
 	return nil
 }
 
-// ensure returns the stream, made if there is none, with its epoch.
-func (l *Log) ensure(ctx context.Context) (jetstream.Stream, uint64, error) {
+// ensure returns the stream, made if there is none, with its epoch. With
+// limits it sets the stream's age, size and copies to this vigil's
+// configuration (a replica's is the one that counts).
+func (l *Log) ensure(ctx context.Context, limits bool) (jetstream.Stream, uint64, error) {
 	cfg := jetstream.StreamConfig{
 		Name:        l.opts.Stream,
 		Description: "vigil's events",
@@ -514,7 +534,7 @@ func (l *Log) ensure(ctx context.Context) (jetstream.Stream, uint64, error) {
 		MaxAge:      l.opts.MaxAge,
 		MaxBytes:    l.opts.MaxBytes,
 		Replicas:    l.opts.Replicas,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  min(2*time.Minute, l.opts.MaxAge), // the server refuses a window longer than the age
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -530,8 +550,9 @@ func (l *Log) ensure(ctx context.Context) (jetstream.Stream, uint64, error) {
 		return nil, 0, fmt.Errorf("stream %s: %w", cfg.Name, err)
 	}
 	info := s.CachedInfo()
-	if have := info.Config; have.MaxAge != cfg.MaxAge || have.MaxBytes != cfg.MaxBytes || have.Replicas != cfg.Replicas {
-		have.MaxAge, have.MaxBytes, have.Replicas = cfg.MaxAge, cfg.MaxBytes, cfg.Replicas
+	if have := info.Config; limits && (have.MaxAge != cfg.MaxAge || have.MaxBytes != cfg.MaxBytes || have.Replicas != cfg.Replicas) {
+		l.opts.Logger.Info("setting the event stream's limits", "stream", cfg.Name, "max_age", cfg.MaxAge, "max_bytes", cfg.MaxBytes, "replicas", cfg.Replicas)
+		have.MaxAge, have.MaxBytes, have.Replicas, have.Duplicates = cfg.MaxAge, cfg.MaxBytes, cfg.Replicas, min(have.Duplicates, cfg.MaxAge)
 		if us, err := l.js.UpdateStream(ctx, have); err != nil {
 			l.opts.Logger.Warn("updating the event stream's limits", "stream", cfg.Name, "err", err)
 		} else {
@@ -554,16 +575,24 @@ func epochOf(info *jetstream.StreamInfo) uint64 {
 func decode(id uint64, m jetstream.Msg) (ev *stream.Event, key, replica string, err error) {
 	h := m.Headers()
 	typ := h.Get(hType)
-	if typ == "" {
-		return nil, "", "", errors.New("no " + hType + " header")
+	if typ == stream.TypeReset || !slices.Contains(stream.Types, typ) {
+		// A newer vigil's type, or another publisher on the subjects:
+		// what no client here knows is not passed on.
+		return nil, "", "", fmt.Errorf("%s %q is not an event type this vigil sends", hType, stream.Clip(typ, 32))
 	}
 	t, err := time.Parse(time.RFC3339Nano, h.Get(hTime))
 	if err != nil {
 		return nil, "", "", fmt.Errorf("%s: %w", hTime, err)
 	}
-	body := m.Data()
-	if len(body) > 0 && (len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}') {
-		return nil, "", "", errors.New("the body is not a JSON object")
+	source := h.Get(hSource)
+	if len(source) > stream.MaxTextBytes || stream.Readable(source) != source {
+		return nil, "", "", fmt.Errorf("%s %q is not readable text", hSource, stream.Clip(source, 32))
 	}
-	return stream.NewEvent(id, typ, h.Get(hSource), t, body), h.Get(hKey), h.Get(hReplica), nil
+	body := m.Data()
+	// One line of JSON, an object: what Hub.Publish takes, and what an SSE
+	// data line and an NDJSON line can carry.
+	if len(body) > 0 && (body[0] != '{' || bytes.IndexByte(body, '\n') >= 0 || bytes.IndexByte(body, '\r') >= 0 || !json.Valid(body)) {
+		return nil, "", "", errors.New("the body is not a JSON object on one line")
+	}
+	return stream.NewEvent(id, typ, source, t, body), h.Get(hKey), h.Get(hReplica), nil
 }

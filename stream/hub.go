@@ -187,6 +187,21 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 		m.Time = h.opts.Now()
 	}
 
+	if shared, ok := h.log.(SharedLog); ok {
+		// Sent, not kept: the event comes back through Deliver. Not under
+		// the lock, so that a NATS that is slow to take it holds up no
+		// subscriber and no delivery.
+		h.mu.Lock()
+		closed := h.closed
+		h.mu.Unlock()
+		if closed {
+			return nil, ErrClosed
+		}
+		if _, err := shared.Append(m.Type, m.Source, m.Key, m.Time, body); err != nil {
+			return nil, fmt.Errorf("stream: publish %s %s: %w", m.Type, m.Source, err)
+		}
+		return nil, nil
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -195,9 +210,6 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 	ev, err := h.log.Append(m.Type, m.Source, m.Key, m.Time, body)
 	if err != nil {
 		return nil, fmt.Errorf("stream: publish %s %s: %w", m.Type, m.Source, err)
-	}
-	if ev == nil { // a SharedLog: it comes back through Deliver
-		return nil, nil
 	}
 	h.deliverLocked(ev, m.Key)
 	return ev, nil
@@ -252,7 +264,9 @@ func (h *Hub) deliverLocked(ev *Event, key string) {
 		default:
 		}
 	}
-	h.published[ev.Type].Inc()
+	if c := h.published[ev.Type]; c != nil { // a SharedLog passes only known types; a nil counter must not crash the hub
+		c.Inc()
+	}
 	for i := 0; i < len(h.subs); {
 		s := h.subs[i]
 		if !s.match(ev) {

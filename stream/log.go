@@ -37,6 +37,9 @@ type Log interface {
 // gives it its id, and every hub that shares the log gets every event,
 // whoever published it, in the log's order, through Hub.Deliver, which
 // hands it to Keep under the hub's lock before any subscriber sees it.
+//
+// Unlike the other methods, Append is called without the hub's lock, and
+// may be called by several goroutines at once.
 type SharedLog interface {
 	Log
 	// Keep adds a delivered event to what After answers from.
