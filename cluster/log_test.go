@@ -397,3 +397,72 @@ func TestLeaseTakesTheBucketsTTL(t *testing.T) {
 	b, _, _ := runLease(t, n, "b", time.Second)
 	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.ttl == 4*time.Second }, "b to take the bucket's TTL")
 }
+
+// A stream that lost events this replica read — made again by hand with
+// its old epoch, as a NATS server restored from an older copy would keep
+// it — would number new events with ids already given: the replica begins
+// a new epoch instead, above every id it gave, and clients get a reset.
+func TestLostEventsBeginANewEpoch(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	l, err := NewLog(n.Connect(), LogOptions{Replica: "a", Check: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := stream.NewHub(stream.HubOptions{Log: l})
+	defer hub.Close()
+	run := func() (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); l.Run(ctx, hub, nil) }()
+		return func() { cancel(); <-done }
+	}
+	stop := run()
+	<-l.Ready()
+	s := subscribe(t, hub, "")
+	for i := range 5 {
+		hub.Publish(stream.Message{Type: stream.TypeSample, Source: "host/a", Body: map[string]any{"v": i}})
+	}
+	before := take(t, s, 5)
+	stop()
+
+	// The stream comes back with its epoch but two events.
+	js := jetStream(t, n)
+	ctx := context.Background()
+	old, err := js.Stream(ctx, DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := old.CachedInfo().Config
+	if err := js.DeleteStream(ctx, DefaultStream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		l.publish(stream.TypeSample, "host/b", "", time.Now(), []byte(`{"v":`+strconv.Itoa(i)+`}`), "")
+	}
+	waitFor(t, func() bool {
+		st, err := js.Stream(ctx, DefaultStream)
+		return err == nil && st.CachedInfo().State.Msgs == 2
+	}, "the two events in the stream")
+
+	stop = run()
+	defer stop()
+	select {
+	case <-s.Done():
+		if !errors.Is(s.Err(), stream.ErrEpoch) {
+			t.Fatalf("subscriber ended with %v, want ErrEpoch", s.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a connected subscriber was not told of the new epoch")
+	}
+	waitFor(t, func() bool { return l.Epoch() > before[4].ID }, "a new epoch above every id given")
+	again := subscribe(t, hub, strconv.FormatUint(before[4].ID, 10))
+	if len(again.Replay) != 1 || again.Replay[0].Type != stream.TypeReset {
+		t.Fatalf("resuming from the lost events: %v, want a reset", ids(again.Replay))
+	}
+	if st, _ := js.Stream(ctx, DefaultStream); epochOf(st.CachedInfo()) <= before[4].ID {
+		t.Fatalf("the stream's epoch %d is not above the ids given (%d)", epochOf(st.CachedInfo()), before[4].ID)
+	}
+}
