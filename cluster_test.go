@@ -33,30 +33,15 @@ func newSwitchProxy(t *testing.T, target string) *switchProxy {
 	}
 	p := &switchProxy{ln: ln}
 	p.target.Store(target)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				up, err := net.Dial("tcp", p.target.Load().(string))
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				go func() { io.Copy(up, c); up.Close() }()
-				io.Copy(c, up)
-			}()
+	acceptEach(t, ln, func(c net.Conn) {
+		up, err := net.Dial("tcp", p.target.Load().(string))
+		if err != nil {
+			return
 		}
-	}()
+		defer up.Close()
+		go func() { io.Copy(up, c); up.Close() }()
+		io.Copy(c, up)
+	})
 	return p
 }
 
@@ -160,6 +145,21 @@ func TestReplicaKilledClientResumesOnAnother(t *testing.T) {
 	}
 }
 
+// withRules is a replica's config with a short lease, the rules given
+// (YAML list items) and one webhook receiver at receiver.
+func withRules(receiver, rules string) string {
+	return `cluster:
+  lease_ttl: 2s
+alerts:
+  allow_networks: [127.0.0.0/8]
+  rules:` + rules + `
+  receivers:
+    - name: ops
+      url: ` + receiver + `/hook
+      secret: ` + alerts.NewSecret() + `
+`
+}
+
 // The replica that evaluates the rules is killed with kill -9 while an
 // alert is pending: the other takes the alert lease and the alert fires
 // exactly once, when its for has passed, and its webhook is delivered
@@ -168,22 +168,13 @@ func TestAlertLeaderKilledFiresOnce(t *testing.T) {
 	n := vigiltest.StartNATS(t)
 	bin := buildVigil(t)
 	rc := vigiltest.NewReceiver(t, nil)
-	rules := `cluster:
-  lease_ttl: 2s
-alerts:
-  allow_networks: [127.0.0.0/8]
-  rules:
+	rules := withRules(rc.URL, `
     - name: Up
       source: host/rep-b
       metric: host.uptime_seconds
       op: ">"
       threshold: 0
-      for: 4s
-  receivers:
-    - name: ops
-      url: ` + rc.URL + `/hook
-      secret: ` + alerts.NewSecret() + `
-`
+      for: 4s`)
 	a, _ := startReplicaProc(t, bin, n.URL, "rep-a", rules)
 	vigiltest.Eventually(t, 10*time.Second, "rep-a to evaluate", func() bool {
 		return strings.Contains(a.logs.String(), "this replica holds the alert lease")
@@ -330,11 +321,7 @@ func TestReplicaCutOffFromNATSSendsNoDuplicate(t *testing.T) {
 	n := vigiltest.StartNATS(t)
 	bin := buildVigil(t)
 	rc := vigiltest.NewReceiver(t, nil)
-	rules := `cluster:
-  lease_ttl: 2s
-alerts:
-  allow_networks: [127.0.0.0/8]
-  rules:
+	rules := withRules(rc.URL, `
     - name: Now
       source: host/rep-b
       metric: host.uptime_seconds
@@ -345,12 +332,7 @@ alerts:
       metric: host.uptime_seconds
       op: ">"
       threshold: 0
-      for: 8s
-  receivers:
-    - name: ops
-      url: ` + rc.URL + `/hook
-      secret: ` + alerts.NewSecret() + `
-`
+      for: 8s`)
 	proxy := newCutProxy(t, strings.TrimPrefix(n.URL, "nats://"))
 	a, _ := startReplicaProc(t, bin, "nats://"+proxy.addr, "rep-a", rules)
 	vigiltest.Eventually(t, 10*time.Second, "rep-a to evaluate", func() bool {

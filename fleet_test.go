@@ -94,6 +94,25 @@ func flakyProxy(t *testing.T, target string) (addr string, cuts func() int) {
 	}
 	var mu sync.Mutex
 	n := 0
+	acceptEach(t, ln, func(c net.Conn) {
+		up, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		go io.Copy(up, c)
+		go io.Copy(c, up)
+		time.Sleep(100*time.Millisecond + rand.N(900*time.Millisecond))
+		mu.Lock()
+		n++
+		mu.Unlock()
+	})
+	return ln.Addr().String(), func() int { mu.Lock(); defer mu.Unlock(); return n }
+}
+
+// acceptEach runs handle on every connection ln accepts, each on its own
+// goroutine and closed after, until the test ends.
+func acceptEach(t *testing.T, ln net.Listener, handle func(c net.Conn)) {
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Add(1)
@@ -108,21 +127,10 @@ func flakyProxy(t *testing.T, target string) (addr string, cuts func() int) {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				up, err := net.Dial("tcp", target)
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				go io.Copy(up, c)
-				go io.Copy(c, up)
-				time.Sleep(100*time.Millisecond + rand.N(900*time.Millisecond))
-				mu.Lock()
-				n++
-				mu.Unlock()
+				handle(c)
 			}()
 		}
 	}()
-	return ln.Addr().String(), func() int { mu.Lock(); defer mu.Unlock(); return n }
 }
 
 // streamEvent is what the fleet test reads of an event.

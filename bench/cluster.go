@@ -66,13 +66,7 @@ func serveVigilNATS(addr, natsURL string) error {
 		return errors.New("the stream was not reached")
 	}
 	if publish {
-		go func() {
-			for i := 0; ; i++ {
-				time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
-				hub.Publish(stream.Message{Type: stream.TypeSample, Source: "bench/synthetic", Time: time.Now(),
-					Body: map[string]any{"metrics": map[string]float64{"v": float64(i)}}})
-			}
-		}()
+		go publishEverySecond(hub)
 	}
 	return listenAndServe(addr, web)
 }
@@ -140,29 +134,13 @@ func twoReplicas(n int, warm, measure time.Duration) error {
 	client := &http.Client{Transport: tr}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	all := make([]*subscriber, n)
 	var wg sync.WaitGroup
-	for i := range all {
-		s := &subscriber{}
-		all[i] = s
-		addr := a.addr
+	all := subscribeAll(ctx, client, &wg, n, func(i int) string {
 		if i%2 == 1 {
-			addr = b.addr
+			return b.addr
 		}
-		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/events", nil)
-		resp, err := client.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			continue
-		}
-		s.alive.Store(true)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer resp.Body.Close()
-			s.readStream(resp.Body)
-			s.alive.Store(false)
-		}()
-	}
+		return a.addr
+	})
 	var cpuB float64
 	cpuA, _, held := measureWindow(a, all, warm, measure, func(end bool) {
 		if !end {

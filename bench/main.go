@@ -102,14 +102,18 @@ func serveVigil(addr string) error {
 	hub := stream.NewHub(stream.HubOptions{Metrics: set})
 	web := dashboard.New(dashboard.Options{Hub: hub, Store: collector.NewStore(time.Minute, time.Second), Metrics: set})
 	go hub.Run(context.Background())
-	go func() {
-		for i := 0; ; i++ {
-			time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
-			hub.Publish(stream.Message{Type: stream.TypeSample, Source: "bench/synthetic", Time: time.Now(),
-				Body: map[string]any{"metrics": map[string]float64{"v": float64(i)}}})
-		}
-	}()
+	go publishEverySecond(hub)
 	return listenAndServe(addr, web)
+}
+
+// publishEverySecond publishes a synthetic sample at the start of every
+// second, stamped at publish time, for ever.
+func publishEverySecond(hub *stream.Hub) {
+	for i := 0; ; i++ {
+		time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+		hub.Publish(stream.Message{Type: stream.TypeSample, Source: "bench/synthetic", Time: time.Now(),
+			Body: map[string]any{"metrics": map[string]float64{"v": float64(i)}}})
+	}
 }
 
 // serveRef is the reference: the smallest correct SSE broadcaster net/http
@@ -437,14 +441,31 @@ func measureFanout(impl string, n int, warm, measure time.Duration) (result, err
 	client := &http.Client{Transport: tr}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	subs := make([]*subscriber, n)
 	var wg sync.WaitGroup
-	// Connect one at a time: the listen backlog stays short, and every
-	// client is subscribed before the next dials.
+	subs := subscribeAll(ctx, client, &wg, n, func(int) string { return p.addr })
+	cpu, rss1, held := measureWindow(p, subs, warm, measure, nil)
+	cancel()
+	tr.CloseIdleConnections()
+	wg.Wait()
+	w := tallyAll(subs)
+	return result{
+		impl: impl, subs: n, held: held,
+		p50: w.p50, p99: w.p99, missed: w.missed, received: w.received,
+		memPerSub:  (rss1 - rss0) / float64(n),
+		cpuPercent: cpu,
+	}, nil
+}
+
+// subscribeAll opens n streams of /events, the i-th on addr(i), each
+// read by a goroutine counted in wg until ctx ends. It connects one at a
+// time: the listen backlog stays short, and every client is subscribed
+// before the next dials.
+func subscribeAll(ctx context.Context, client *http.Client, wg *sync.WaitGroup, n int, addr func(i int) string) []*subscriber {
+	subs := make([]*subscriber, n)
 	for i := range subs {
 		s := &subscriber{}
 		subs[i] = s
-		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+p.addr+"/events", nil)
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr(i)+"/events", nil)
 		resp, err := client.Do(req)
 		if err != nil || resp.StatusCode != 200 {
 			continue
@@ -458,17 +479,7 @@ func measureFanout(impl string, n int, warm, measure time.Duration) (result, err
 			s.alive.Store(false)
 		}()
 	}
-	cpu, rss1, held := measureWindow(p, subs, warm, measure, nil)
-	cancel()
-	tr.CloseIdleConnections()
-	wg.Wait()
-	w := tallyAll(subs)
-	return result{
-		impl: impl, subs: n, held: held,
-		p50: w.p50, p99: w.p99, missed: w.missed, received: w.received,
-		memPerSub:  (rss1 - rss0) / float64(n),
-		cpuPercent: cpu,
-	}, nil
+	return subs
 }
 
 // window is what the clients of a run got in the measurement window.
