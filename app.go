@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -52,6 +53,7 @@ type app struct {
 	lease     *cluster.Lease // the alert lease, on a replica
 	states    *cluster.AlertStates
 	mirror    *collector.Mirror
+	clashes   sync.Map // sources another replica publishes under this one's names, told once
 	sched     *collector.Scheduler
 	db        *alerts.DB
 	eval      *alerts.Evaluator
@@ -191,7 +193,13 @@ func (a *app) took(ev *stream.Event, replica string) {
 	if replica == a.plan.cluster.log.Replica {
 		return
 	}
-	if err := a.mirror.Take(ev); err != nil {
+	err := a.mirror.Take(ev)
+	switch {
+	case errors.Is(err, collector.ErrOwnSource):
+		if _, told := a.clashes.LoadOrStore(ev.Source, true); !told {
+			a.log.Warn("a sample of the shared stream not taken", "source", ev.Source, "replica", replica, "err", err)
+		}
+	case err != nil:
 		a.log.Debug("a sample of the shared stream not taken", "replica", replica, "err", err)
 	}
 }
@@ -227,6 +235,12 @@ func (a *app) buildSources(set *metrics.Set) error {
 	}
 	if err := a.buildHistory(set); err != nil {
 		return err
+	}
+	for _, src := range sources {
+		if a.mirror.Own == nil {
+			a.mirror.Own = map[string]bool{}
+		}
+		a.mirror.Own[src.Name()] = true
 	}
 	a.sched = &collector.Scheduler{Store: a.store, Hub: a.hub, Sources: sources,
 		Interval: a.plan.interval, Timeout: a.plan.hostTimeout, Metrics: set, Logger: a.log}
@@ -367,8 +381,13 @@ func (a *app) url() string {
 // newest event id and closes the stores.
 func (a *app) run(ctx context.Context) error {
 	defer a.close()
-	a.log.Info("vigil listening", "url", a.url(), "version", buildVersion(),
-		"sources", len(a.sched.Sources), "first_event_id", a.hub.FirstID())
+	if a.replica() { // ids are the shared stream's, known once it is read
+		a.log.Info("vigil listening", "url", a.url(), "version", buildVersion(),
+			"sources", len(a.sched.Sources), "replica", a.plan.cluster.log.Replica)
+	} else {
+		a.log.Info("vigil listening", "url", a.url(), "version", buildVersion(),
+			"sources", len(a.sched.Sources), "first_event_id", a.hub.FirstID())
+	}
 	if a.env.listening != nil {
 		a.env.listening(a.ln.Addr().String())
 	}

@@ -317,6 +317,7 @@ func TestValidate(t *testing.T) {
 		{"a subject with a wildcard", "cluster:\n  name: a\n  nats:\n    urls: [nats://127.0.0.1:4222]\n    subject: vigil.>\n", []string{"cfg.yaml:5: cluster.nats.subject: \"vigil.>\": want tokens"}},
 		{"a role that is not one", "cluster:\n  name: a\n  role: leader\n  nats:\n    urls: [nats://127.0.0.1:4222]\n", []string{"cfg.yaml:3: cluster.role: \"leader\": want replica"}},
 		{"a lease too short", "cluster:\n  name: a\n  lease_ttl: 1s\n  nats:\n    urls: [nats://127.0.0.1:4222]\n", []string{"cfg.yaml:3: cluster.lease_ttl: 1s is outside 2s to 5m"}},
+		{"an agent without NATS", "cluster:\n  role: agent\n", []string{"cfg.yaml:2: cluster.role: an agent pushes into NATS: it needs cluster.nats.urls"}},
 		{"a valid replica", "cluster:\n  name: fra-1\n  nats:\n    urls: [nats://127.0.0.1:4222, tls://nats.example.com]\n    token: sesame\n    replicas: 3\n", nil},
 		{"retry too long", "stream:\n  retry: 10m\n", []string{"cfg.yaml:2: stream.retry: 10m0s is outside 100ms to 1m"}},
 		{"rule window beyond the ring", "alerts:\n  rules:\n    - name: A\n      metric: m\n      op: '>'\n      threshold: 1\n      aggregate: avg\n      window: 1h\n", []string{"cfg.yaml:8:", "window: 1h0m0s is longer than the retention 10m0s"}},
@@ -772,5 +773,28 @@ func TestListsFromTheCommandLine(t *testing.T) {
 	_, err = configure("serve", nil, func(k string) string { return map[string]string{"VIGIL_WEBHOOK_ALLOW_NET": "bogus"}[k] }, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `VIGIL_WEBHOOK_ALLOW_NET: "bogus" is not a CIDR`) {
 		t.Errorf("from the variable: %v", err)
+	}
+}
+
+// A replica's host is named after the replica unless host.name says
+// otherwise: two replicas on one machine, or an agent, never publish one
+// host under one name.
+func TestReplicaNamesItsHost(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	p, err := configure("serve", []string{"--nats", "nats://127.0.0.1:4222", "--cluster-name", "fra-1"}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.host == nil || p.host.Name != "fra-1" {
+		t.Fatalf("host %+v, want it named fra-1", p.host)
+	}
+	cfg := filepath.Join(t.TempDir(), "vigil.yaml")
+	os.WriteFile(cfg, []byte("host:\n  name: web-1\n"), 0o600)
+	p, err = configure("serve", []string{"--config", cfg, "--nats", "nats://127.0.0.1:4222", "--cluster-name", "fra-1"}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.host.Name != "web-1" {
+		t.Fatalf("host named %q, want host.name's web-1", p.host.Name)
 	}
 }

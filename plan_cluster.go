@@ -31,6 +31,9 @@ var (
 func (pl *planner) cluster(c Config, p *plan) {
 	n := c.Cluster.NATS
 	if len(n.URLs) == 0 {
+		if c.Cluster.Role == "agent" {
+			pl.bad("cluster.role", "an agent pushes into NATS: it needs cluster.nats.urls (or --nats)")
+		}
 		return
 	}
 	cp := &clusterPlan{}
@@ -105,6 +108,14 @@ func (pl *planner) cluster(c Config, p *plan) {
 		bad("name", fmt.Sprintf("%q: a replica's name is a label value; set cluster.name", name))
 	}
 	cp.conn.Name = "vigil " + name
+	// Replicas and agents on one stream must not publish one host under
+	// one name: the host is named after the replica unless host.name says.
+	if p.host != nil && p.host.Name == "" && c.Cluster.Name != "" {
+		if strings.ContainsAny(c.Cluster.Name, "/ \t\n") {
+			bad("name", fmt.Sprintf("%q names this vigil's host too (host.name is not set): it must not contain slashes or spaces", c.Cluster.Name))
+		}
+		p.host.Name = c.Cluster.Name
+	}
 	cp.log = cluster.LogOptions{Stream: n.Stream, Subject: n.Subject, MaxAge: n.MaxAge.D(), MaxBytes: n.MaxBytes,
 		Replicas: n.Replicas, Replica: name}
 	switch c.Cluster.Role {

@@ -415,7 +415,10 @@ func (l *Log) follow(ctx context.Context, hub Hub, took func(*stream.Event, stri
 		next = seq + 1
 		l.received.Inc()
 		if seq >= caughtUp {
-			l.readyOnce.Do(func() { close(l.ready) })
+			l.readyOnce.Do(func() {
+				close(l.ready)
+				l.opts.Logger.Info("read the shared event stream", "stream", l.opts.Stream, "epoch", epoch, "head", epoch+seq)
+			})
 		}
 		ev, key, replica, err := decode(epoch+seq, m)
 		if err != nil {

@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -15,15 +16,26 @@ import (
 // samples itself. A replica's own samples are in its Store already.
 type Mirror struct {
 	Store *Store
+	// Own are the sources this replica samples itself: another's sample
+	// of the same name would interleave with its own in one series, so
+	// it is refused (ErrOwnSource), and the name should be changed on
+	// one of them (host.name, cluster.name).
+	Own map[string]bool
 
 	mu    sync.Mutex
 	names map[string]*nameCache // by source: its last sample's names
 }
 
+// ErrOwnSource: another replica publishes a source this one samples.
+var ErrOwnSource = errors.New("another replica publishes a source of this replica's own name; name one of them otherwise (host.name, or cluster.name)")
+
 // Take puts a sample event into the Store; other events it leaves.
 func (m *Mirror) Take(ev *stream.Event) error {
 	if ev.Type != stream.TypeSample || ev.Source == "" {
 		return nil
+	}
+	if m.Own[ev.Source] {
+		return ErrOwnSource
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

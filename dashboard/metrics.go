@@ -31,7 +31,7 @@ var metricHelp = map[string]string{
 	"vigil_victoriametrics_queue_samples":         "Points waiting to be pushed to VictoriaMetrics.",
 	"vigil_nats_connected":                        "1 while this replica is connected to NATS, else 0.",
 	"vigil_nats_events_published_total":           "Events this replica published to the shared JetStream stream.",
-	"vigil_nats_publish_errors_total":             "Events NATS did not take from this replica (not connected long enough, no ack).",
+	"vigil_nats_publish_errors_total":             "Events NATS did not acknowledge from this replica: refused, or no ack in time (those may still be on the stream).",
 	"vigil_nats_events_received_total":            "Events read from the shared JetStream stream, from every replica.",
 	"vigil_nats_epochs_total":                     "New epochs of the shared stream (deleted, or lost events): clients got a reset.",
 	"vigil_http_panics_total":                     "HTTP handlers that panicked (each is logged with its stack).",
