@@ -37,32 +37,35 @@ const shutdownTimeout = 4 * time.Second
 //	with cluster.nats: stream.Hub -> cluster.Log (JetStream) -> stream.Hub of every replica, and collector.Mirror -> collector.Store
 //	alerts.Evaluator (reads the ring) -> alerts.DB (states, outbox) -> alerts.Dispatcher -> alerts.Receivers
 type app struct {
-	plan      plan
-	env       env
-	log       *slog.Logger
-	closers   []func() error
-	ids       stream.IDFile
-	journal   *stream.Journal
-	hub       *stream.Hub
-	store     *collector.Store
-	history   keeper           // nil with history off
-	demo      *collector.Demo  // nil without --demo
-	fleet     *collector.Fleet // nil unless this vigil is a hub
-	shared    *cluster.Log     // nil unless this vigil is a replica on NATS
-	js        jetstream.JetStream
-	lease     *cluster.Lease // the alert lease, on a replica
-	states    *cluster.AlertStates
-	mirror    *collector.Mirror
-	clashes   sync.Map // sources another replica publishes under this one's names, told once
-	sched     *collector.Scheduler
-	db        *alerts.DB
-	eval      *alerts.Evaluator
-	dispatch  *alerts.Dispatcher
-	receivers *alerts.Receivers
-	web       *dashboard.Server
-	set       *metrics.Set // vigil's own metrics
-	srv       *http.Server
-	ln        net.Listener
+	plan    plan
+	env     env
+	log     *slog.Logger
+	closers []func() error
+	ids     stream.IDFile
+	journal *stream.Journal
+	hub     *stream.Hub
+	store   *collector.Store
+	history keeper           // nil with history off
+	demo    *collector.Demo  // nil without --demo
+	fleet   *collector.Fleet // nil unless this vigil is a hub
+	shared  *cluster.Log     // nil unless this vigil is a replica on NATS
+	js      jetstream.JetStream
+	lease   *cluster.Lease // the alert lease, on a replica
+	states  *cluster.AlertStates
+	mirror  *collector.Mirror
+	clashes sync.Map // sources another replica publishes under this one's names, told once
+	// leaderSources are a replica's services: sampled while it holds the
+	// alert lease, so that one replica at a time probes them.
+	leaderSources []collector.Source
+	sched         *collector.Scheduler
+	db            *alerts.DB
+	eval          *alerts.Evaluator
+	dispatch      *alerts.Dispatcher
+	receivers     *alerts.Receivers
+	web           *dashboard.Server
+	set           *metrics.Set // vigil's own metrics
+	srv           *http.Server
+	ln            net.Listener
 }
 
 // newApp builds every part; nothing runs until run. On an error what was
@@ -230,6 +233,12 @@ func (a *app) buildSources(set *metrics.Set) error {
 		svc, err := collector.NewService(opts)
 		if err != nil {
 			return err
+		}
+		if a.replica() {
+			// Every replica has the same services; the lease holder
+			// probes them (leadSources), the others mirror its samples.
+			a.leaderSources = append(a.leaderSources, svc)
+			continue
 		}
 		sources = append(sources, svc)
 	}
@@ -410,6 +419,9 @@ func (a *app) run(ctx context.Context) error {
 		g.Go(func() error { return a.shared.Run(gctx, a.hub, a.took) })
 		g.Go(func() error { return a.lease.Run(gctx) })
 		g.Go(func() error { return a.states.Run(gctx) })
+		if len(a.leaderSources) > 0 {
+			g.Go(func() error { return a.leadSources(gctx) })
+		}
 	case a.shared != nil: // an agent that pushes into NATS
 		g.Go(func() error { return a.shared.Prepare(gctx) })
 		fallthrough
@@ -426,6 +438,36 @@ func (a *app) run(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// leadSources samples the services while this replica holds the alert
+// lease, and stops when it loses it: checked every interval.
+func (a *app) leadSources(ctx context.Context) error {
+	t := time.NewTicker(a.plan.interval)
+	defer t.Stop()
+	sampling := false
+	for {
+		if held, _, _ := a.lease.Lead(); held != sampling {
+			sampling = held
+			for _, src := range a.leaderSources {
+				if held {
+					a.sched.Add(src)
+				} else {
+					a.sched.Remove(src.Name())
+				}
+			}
+			if held {
+				a.log.Info("sampling the services: this replica holds the alert lease", "services", len(a.leaderSources))
+			} else {
+				a.log.Info("not sampling the services: another replica holds the alert lease")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // ready marks the server ready once every source has reported once, and a

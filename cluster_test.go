@@ -363,3 +363,55 @@ func TestReplicaCutOffFromNATSSendsNoDuplicate(t *testing.T) {
 		t.Fatalf("rep-a took the lease again:\n%s", a.logs)
 	}
 }
+
+// counter reads one counter of a vigil's /metrics, 0 when absent.
+func counter(t *testing.T, addr, series string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// Every replica has the same services configured; the one that holds the
+// alert lease probes them, and the others show its samples. When it dies,
+// the next holder probes.
+func TestServicesAreProbedByTheLeaseHolder(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	bin := buildVigil(t)
+	target := vigiltest.NewReceiver(t, nil) // answers 200 to every probe
+	cfg := "cluster:\n  lease_ttl: 2s\nalerts:\n  allow_networks: [127.0.0.0/8]\nservices:\n  - name: api\n    probe:\n      url: " + target.URL + "/health\n"
+	a, addrA := startReplicaProc(t, bin, n.URL, "rep-a", cfg)
+	vigiltest.Eventually(t, 10*time.Second, "rep-a to hold the lease", func() bool {
+		return strings.Contains(a.logs.String(), "sampling the services")
+	})
+	_, addrB := startReplicaProc(t, bin, n.URL, "rep-b", cfg)
+	const probes = `vigil_samples_collected_total{source="service/api"}`
+	start := counter(t, addrA, probes)
+	vigiltest.Eventually(t, 10*time.Second, "rep-a probing", func() bool { return counter(t, addrA, probes) >= start+5 })
+	if got := counter(t, addrB, probes); got != 0 {
+		t.Fatalf("rep-b probed the service %v times while rep-a held the lease", got)
+	}
+	vigiltest.Eventually(t, 10*time.Second, "rep-a's samples of service/api on rep-b", func() bool {
+		resp, err := http.Get("http://" + addrB + "/api/v1/series")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(body), `"service/api"`)
+	})
+
+	a.cmd.Process.Kill()
+	a.cmd.Wait()
+	vigiltest.Eventually(t, 15*time.Second, "rep-b probing once it holds the lease", func() bool { return counter(t, addrB, probes) >= 3 })
+}
