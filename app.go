@@ -326,7 +326,7 @@ func (a *app) buildAlerts(set *metrics.Set) error {
 		lo.Logger = a.log
 		a.lease = cluster.NewLease(a.js, lo)
 		a.states = cluster.NewAlertStates(a.js, "", cp.log.Replicas, a.db, a.log)
-		a.eval.States, a.eval.Lead = a.states, a.lease.Lead
+		a.eval.States, a.eval.Lead, a.eval.Acks = a.states, a.lease.Lead, a.states
 		return nil
 	}
 	return a.eval.Load(context.Background())

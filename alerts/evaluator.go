@@ -42,6 +42,22 @@ var ErrNotActive = errors.New("alerts: no pending, firing or nodata alert has th
 // an alert's transition, an acknowledgement, a receiver's change.
 var ErrStore = errors.New("alerts: the store cannot save")
 
+// An AckRequest is an acknowledgement made on a replica that does not
+// evaluate the rules, for the one that does.
+type AckRequest struct {
+	Fingerprint string    `json:"-"`
+	By          string    `json:"by"`
+	At          time.Time `json:"at"`
+}
+
+// An AckQueue carries acknowledgements from the replicas that do not
+// evaluate the rules to the one that does (cluster.AlertStates).
+type AckQueue interface {
+	RequestAck(ctx context.Context, r AckRequest) error
+	PendingAcks() []AckRequest
+	DoneAck(ctx context.Context, fingerprint string) error
+}
+
 // ErrNotLeader: another replica holds the alert lease and evaluates the
 // rules; acknowledgements are made there.
 var ErrNotLeader = errors.New("alerts: another replica evaluates the alerts now")
@@ -191,6 +207,10 @@ type Evaluator struct {
 	// until is when the lease runs out if not written again: a save must
 	// end before it (it is the save's deadline). nil: always.
 	Lead func() (held bool, term uint64, until time.Time)
+	// Acks, with Lead, carries an acknowledgement made on a replica that
+	// does not hold the lease to the one that does, which applies it
+	// within an interval; nil: such a replica answers ErrNotLeader.
+	Acks AckQueue
 
 	write   sync.Mutex // held by Evaluate and Ack, the only writers, from their first read to their commit
 	mu      sync.Mutex // guards the maps and the alerts in them
@@ -296,6 +316,7 @@ func (e *Evaluator) Run(ctx context.Context) error {
 			if !e.lead(ctx) {
 				continue
 			}
+			e.applyAcks(ctx)
 			// A failing store is logged by save, once a minute.
 			if err := e.Evaluate(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrStore) {
 				e.Logger.Error("evaluate alert rules", "err", err)
@@ -333,6 +354,23 @@ func (e *Evaluator) lead(ctx context.Context) bool {
 		e.Logger.Info("evaluating the alert rules: this replica holds the alert lease", "term", term)
 	}
 	return true
+}
+
+// applyAcks applies the acknowledgements other replicas passed on.
+func (e *Evaluator) applyAcks(ctx context.Context) {
+	if e.Acks == nil {
+		return
+	}
+	for _, r := range e.Acks.PendingAcks() {
+		_, err := e.Ack(ctx, r.Fingerprint, r.By)
+		if err != nil && !errors.Is(err, ErrNotActive) {
+			e.Logger.Warn("applying an acknowledgement made on another replica; tried again", "fingerprint", r.Fingerprint, "err", err)
+			continue
+		}
+		if err := e.Acks.DoneAck(ctx, r.Fingerprint); err != nil {
+			e.Logger.Debug("removing an applied acknowledgement", "err", err)
+		}
+	}
 }
 
 // leaseDeadline bounds a save by the lease: with Lead, ok is false unless
@@ -626,7 +664,7 @@ func (e *Evaluator) Ack(ctx context.Context, fingerprint, by string) (Alert, err
 	ctx, cancel, ok := e.leaseDeadline(ctx)
 	defer cancel()
 	if !ok {
-		return Alert{}, ErrNotLeader
+		return e.forwardAck(ctx, fingerprint, by)
 	}
 	now := e.Now()
 	e.mu.Lock()
@@ -648,6 +686,29 @@ func (e *Evaluator) Ack(ctx context.Context, fingerprint, by string) (Alert, err
 		return Alert{}, err
 	}
 	return t.Alert, nil
+}
+
+// forwardAck passes an acknowledgement to the lease holder, for an alert
+// active as this replica last read the states, and returns the alert as
+// it will be once applied.
+func (e *Evaluator) forwardAck(ctx context.Context, fingerprint, by string) (Alert, error) {
+	if e.Acks == nil {
+		return Alert{}, ErrNotLeader
+	}
+	now := e.Now()
+	e.mu.Lock()
+	a := e.alerts[fingerprint]
+	if a == nil || (a.State != StatePending && a.State != StateFiring && a.State != StateNoData) {
+		e.mu.Unlock()
+		return Alert{}, ErrNotActive
+	}
+	next := *a
+	e.mu.Unlock()
+	if err := e.Acks.RequestAck(ctx, AckRequest{Fingerprint: fingerprint, By: by, At: now}); err != nil {
+		return Alert{}, fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	next.AckedBy, next.AckedAt, next.UpdatedAt = by, now, now
+	return next, nil
 }
 
 func (e *Evaluator) publish(t Transition, now time.Time) error {

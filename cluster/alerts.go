@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,12 +33,21 @@ type AlertStates struct {
 	log   *slog.Logger
 
 	mu    sync.Mutex
-	byFP  map[string]alerts.Alert // the bucket, as watched
-	ready chan struct{}           // closed once the watch has every value
+	byFP  map[string]alerts.Alert      // the bucket, as watched
+	acks  map[string]alerts.AckRequest // acknowledgements waiting for the lease holder, by fingerprint
+	ready chan struct{}                // closed once the watch has every value
 	once  sync.Once
 }
 
-var _ alerts.StateStore = (*AlertStates)(nil)
+var (
+	_ alerts.StateStore = (*AlertStates)(nil)
+	_ alerts.AckQueue   = (*AlertStates)(nil)
+)
+
+// ackPrefix starts the keys of acknowledgements made on a replica that
+// does not hold the lease: "ack.<fingerprint>", until the holder applies
+// them.
+const ackPrefix = "ack."
 
 // storedAlert is an alert as the bucket keeps it, with what its JSON
 // leaves out.
@@ -56,7 +67,7 @@ func NewAlertStates(js jetstream.JetStream, bucket string, replicas int, local a
 	}
 	return &AlertStates{js: js, cfg: jetstream.KeyValueConfig{Bucket: bucket, Description: "vigil's alert states",
 		History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)},
-		local: local, log: log, byFP: map[string]alerts.Alert{}, ready: make(chan struct{})}
+		local: local, log: log, byFP: map[string]alerts.Alert{}, acks: map[string]alerts.AckRequest{}, ready: make(chan struct{})}
 }
 
 // Run opens the bucket and keeps a copy of it, watched, until ctx is done.
@@ -125,6 +136,10 @@ func (s *AlertStates) watch(ctx context.Context) error {
 			s.once.Do(func() { close(s.ready) })
 			continue
 		}
+		if fp, ok := strings.CutPrefix(e.Key(), ackPrefix); ok {
+			s.takeAck(fp, e)
+			continue
+		}
 		target := fresh
 		if !initial {
 			s.mu.Lock()
@@ -188,4 +203,68 @@ func (s *AlertStates) SaveTransitions(ctx context.Context, ts []alerts.Transitio
 		return nil
 	}
 	return s.local.SaveTransitions(ctx, ts)
+}
+
+// takeAck notes an acknowledgement request, or its removal.
+func (s *AlertStates) takeAck(fp string, e jetstream.KeyValueEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(s.acks, fp)
+		return
+	}
+	var r alerts.AckRequest
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		s.log.Warn("an acknowledgement in NATS vigil cannot read", "key", e.Key(), "err", err)
+		return
+	}
+	r.Fingerprint = fp
+	s.acks[fp] = r
+}
+
+func (s *AlertStates) bucket() (jetstream.KeyValue, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.kv == nil {
+		return nil, errors.New("the alert states' bucket in NATS is not open yet")
+	}
+	return s.kv, nil
+}
+
+// RequestAck asks the lease holder to acknowledge an alert.
+func (s *AlertStates) RequestAck(ctx context.Context, r alerts.AckRequest) error {
+	kv, err := s.bucket()
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, ackPrefix+r.Fingerprint, b); err != nil {
+		return fmt.Errorf("acknowledge through NATS: %w", err)
+	}
+	return nil
+}
+
+// PendingAcks are the acknowledgements waiting, oldest first.
+func (s *AlertStates) PendingAcks() []alerts.AckRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]alerts.AckRequest, 0, len(s.acks))
+	for _, r := range s.acks {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b alerts.AckRequest) int { return a.At.Compare(b.At) })
+	return out
+}
+
+// DoneAck removes an acknowledgement request the holder applied (or
+// could not: the alert ended meanwhile).
+func (s *AlertStates) DoneAck(ctx context.Context, fingerprint string) error {
+	kv, err := s.bucket()
+	if err != nil {
+		return err
+	}
+	return kv.Delete(ctx, ackPrefix+fingerprint)
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -133,20 +134,21 @@ func (r *recorder) count(kind string) int {
 // evalReplica is a replica's alert side: its lease, the shared states
 // and an evaluator that evaluates while it holds the lease.
 type evalReplica struct {
-	lease *Lease
-	eval  *alerts.Evaluator
-	pub   *recorder
-	stop  func() // stops the evaluator; the lease is cut separately
-	cut   func()
+	lease  *Lease
+	states *AlertStates
+	eval   *alerts.Evaluator
+	pub    *recorder
+	stop   func() // stops the evaluator; the lease is cut separately
+	cut    func()
 }
 
 func startEvalReplica(t *testing.T, n *vigiltest.NATS, name string, ring *collector.Store, rule alerts.Rule) *evalReplica {
 	t.Helper()
 	lease, _, cut := runLease(t, n, name, time.Second)
 	states := NewAlertStates(jetStream(t, n), "", 1, nil, nil)
-	r := &evalReplica{lease: lease, pub: &recorder{}, cut: cut}
+	r := &evalReplica{lease: lease, states: states, pub: &recorder{}, cut: cut}
 	r.eval = &alerts.Evaluator{Rules: []alerts.Rule{rule}, Ring: ring, Hub: r.pub, States: states,
-		Interval: 50 * time.Millisecond, Lead: lease.Lead}
+		Interval: 50 * time.Millisecond, Lead: lease.Lead, Acks: states}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -198,5 +200,43 @@ func TestTakeoverFiresOnce(t *testing.T) {
 	waitFor(t, func() bool { return b.pub.count(alerts.StateResolved) == 1 }, "the alert resolved on b")
 	if p, f := a.pub.count(alerts.StatePending)+b.pub.count(alerts.StatePending), a.pub.count(alerts.StateFiring)+b.pub.count(alerts.StateFiring); p != 1 || f != 1 {
 		t.Fatalf("pending announced %d times, firing %d times; want once each", p, f)
+	}
+}
+
+// An alert acknowledged on a replica that does not evaluate is passed to
+// the one that does, which applies and announces it once.
+func TestAckOnAFollowerReachesTheHolder(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	ring := collector.NewStore(time.Minute, 50*time.Millisecond)
+	rule := alerts.Rule{Name: "Hot", Source: "host/*", Metric: "cpu.percent", Op: ">", Threshold: 90}
+	if err := rule.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ring.Append(collector.Sample{Source: "host/web-1", Time: time.Now(), Metrics: map[string]float64{"cpu.percent": 99}})
+	a := startEvalReplica(t, n, "a", ring, rule)
+	waitFor(t, func() bool { return a.pub.count(alerts.StateFiring) == 1 }, "the alert firing on a")
+	b := startEvalReplica(t, n, "b", ring, rule)
+	var fp string
+	waitFor(t, func() bool {
+		for _, al := range b.eval.Active() {
+			fp = al.Fingerprint
+		}
+		return fp != ""
+	}, "b to read the firing alert")
+	got, err := b.eval.Ack(context.Background(), fp, "ops@b")
+	if err != nil || got.AckedBy != "ops@b" {
+		t.Fatalf("ack on b: %+v, %v", got, err)
+	}
+	waitFor(t, func() bool { return a.pub.count(alerts.KindAcknowledged) == 1 }, "a to apply the acknowledgement")
+	waitFor(t, func() bool { return len(a.states.PendingAcks()) == 0 && len(b.states.PendingAcks()) == 0 }, "the request removed")
+	waitFor(t, func() bool {
+		act := b.eval.Active()
+		return len(act) == 1 && act[0].AckedBy == "ops@b"
+	}, "b to show the alert acknowledged")
+	if k := a.pub.count(alerts.KindAcknowledged) + b.pub.count(alerts.KindAcknowledged); k != 1 {
+		t.Fatalf("acknowledged announced %d times", k)
+	}
+	if _, err := b.eval.Ack(context.Background(), "no-such-alert", "ops@b"); !errors.Is(err, alerts.ErrNotActive) {
+		t.Fatalf("ack of an unknown alert on b: %v, want ErrNotActive", err)
 	}
 }
