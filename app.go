@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,6 +58,7 @@ type app struct {
 	// leaderSources are a replica's services: sampled while it holds the
 	// alert lease, so that one replica at a time probes them.
 	leaderSources []collector.Source
+	agents        cluster.Agents // that push into NATS, as read from the stream
 	sched         *collector.Scheduler
 	db            *alerts.DB
 	eval          *alerts.Evaluator
@@ -192,10 +194,14 @@ func (a *app) buildShared(set *metrics.Set) error {
 
 // took takes an event of the shared stream: another replica's samples go
 // into the ring (this one's are there).
-func (a *app) took(ev *stream.Event, replica string) {
-	if replica == a.plan.cluster.log.Replica {
+func (a *app) took(ev *stream.Event, from cluster.From) {
+	if from.Replica == a.plan.cluster.log.Replica {
 		return
 	}
+	if from.Agent {
+		a.agents.Saw(from.Replica)
+	}
+	replica := from.Replica
 	err := a.mirror.Take(ev)
 	switch {
 	case errors.Is(err, collector.ErrOwnSource):
@@ -419,9 +425,8 @@ func (a *app) run(ctx context.Context) error {
 		g.Go(func() error { return a.shared.Run(gctx, a.hub, a.took) })
 		g.Go(func() error { return a.lease.Run(gctx) })
 		g.Go(func() error { return a.states.Run(gctx) })
-		if len(a.leaderSources) > 0 {
-			g.Go(func() error { return a.leadSources(gctx) })
-		}
+		a.agents.Idle = a.plan.cluster.agentIdle
+		g.Go(func() error { return a.leadSources(gctx) })
 	case a.shared != nil: // an agent that pushes into NATS
 		g.Go(func() error { return a.shared.Prepare(gctx) })
 		fallthrough
@@ -440,24 +445,38 @@ func (a *app) run(ctx context.Context) error {
 	return err
 }
 
-// leadSources samples the services while this replica holds the alert
-// lease, and stops when it loses it: checked every interval.
+// leadSources samples the services, and the agents that push
+// (upstream/<agent>), while this replica holds the alert lease, and stops
+// when it loses it: checked every interval, when agents new to it are
+// added too.
 func (a *app) leadSources(ctx context.Context) error {
 	t := time.NewTicker(a.plan.interval)
 	defer t.Stop()
-	sampling := false
+	sampling := map[string]bool{}
+	leading := false
 	for {
-		if held, _, _ := a.lease.Lead(); held != sampling {
-			sampling = held
-			for _, src := range a.leaderSources {
-				if held {
-					a.sched.Add(src)
-				} else {
-					a.sched.Remove(src.Name())
-				}
+		held, _, _ := a.lease.Lead()
+		want := map[string]collector.Source{}
+		if held {
+			for _, src := range append(slices.Clone(a.leaderSources), a.agents.Sources()...) {
+				want[src.Name()] = src
 			}
+		}
+		for name, src := range want {
+			if !sampling[name] && a.sched.Add(src) {
+				sampling[name] = true
+			}
+		}
+		for name := range sampling {
+			if want[name] == nil {
+				a.sched.Remove(name)
+				delete(sampling, name)
+			}
+		}
+		if held != leading {
+			leading = held
 			if held {
-				a.log.Info("sampling the services: this replica holds the alert lease", "services", len(a.leaderSources))
+				a.log.Info("sampling the services and the pushing agents: this replica holds the alert lease", "services", len(a.leaderSources))
 			} else {
 				a.log.Info("not sampling the services: another replica holds the alert lease")
 			}

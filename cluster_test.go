@@ -415,3 +415,33 @@ func TestServicesAreProbedByTheLeaseHolder(t *testing.T) {
 	a.cmd.Wait()
 	vigiltest.Eventually(t, 15*time.Second, "rep-b probing once it holds the lease", func() bool { return counter(t, addrB, probes) >= 3 })
 }
+
+// An agent that pushes into NATS is a source upstream/<agent> on the
+// replicas: up while it pushes; killed, it is down and AgentDown fires.
+func TestPushingAgentDownFires(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	bin := buildVigil(t)
+	_, addrR := startReplicaProc(t, bin, n.URL, "rep-a", "cluster:\n  agent_idle: 1s\nalerts:\n  agent_down_for: 1s\n")
+	e, _ := startReplicaProc(t, bin, n.URL, "edge-1", "cluster:\n  role: agent\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	onR := follow(ctx, "http://"+addrR+"/events?source=upstream/edge-1", "")
+	vigiltest.Eventually(t, 15*time.Second, "upstream/edge-1 up on the replica", func() bool {
+		for _, ev := range onR.events() {
+			if ev.Type == "sample" {
+				return true
+			}
+		}
+		return false
+	})
+	e.cmd.Process.Kill()
+	e.cmd.Wait()
+	vigiltest.Eventually(t, 20*time.Second, "AgentDown firing for edge-1", func() bool {
+		for _, ev := range onR.events() {
+			if ev.Type == "alert" && ev.Transition == "firing" {
+				return true
+			}
+		}
+		return false
+	})
+}

@@ -123,10 +123,12 @@ type TierConfig struct {
 
 // ClusterConfig makes vigil one replica of several on NATS JetStream.
 type ClusterConfig struct {
-	Name     string     `yaml:"name"`      // this replica's name on what it publishes; the hostname by default
-	Role     string     `yaml:"role"`      // replica (default) or agent: pushes its events into NATS, serves its own stream
-	LeaseTTL Duration   `yaml:"lease_ttl"` // the alert lease: a replica that dies is taken over from after this
-	NATS     NATSConfig `yaml:"nats"`
+	Name     string   `yaml:"name"`      // this replica's name on what it publishes; the hostname by default
+	Role     string   `yaml:"role"`      // replica (default) or agent: pushes its events into NATS, serves its own stream
+	LeaseTTL Duration `yaml:"lease_ttl"` // the alert lease: a replica that dies is taken over from after this
+	// AgentIdle: an agent that pushes and is silent this long is down.
+	AgentIdle Duration   `yaml:"agent_idle"`
+	NATS      NATSConfig `yaml:"nats"`
 }
 
 // NATSConfig is where the replicas meet: without urls, nothing changes.
@@ -421,6 +423,7 @@ func defaultConfig() Config {
 	c.Cluster.NATS.Replicas = 1
 	c.Cluster.LeaseTTL = Duration(cluster.DefaultLeaseTTL)
 	c.Cluster.Role = "replica"
+	c.Cluster.AgentIdle = Duration(cluster.DefaultAgentIdle)
 	c.History.Enabled = true
 	for _, t := range history.DefaultTiers {
 		c.History.Tiers = append(c.History.Tiers, TierConfig{Step: Duration(t.Step), Keep: Duration(t.Keep)})

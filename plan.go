@@ -323,7 +323,8 @@ func (pl *planner) rules(c Config, p *plan) {
 // agentDown adds the AgentDown rule to a hub's rules, unless turned off
 // or written out in the file.
 func (pl *planner) agentDown(p *plan, declared bool) {
-	if declared || p.agentDownFor <= 0 || (len(p.upstreams) == 0 && p.upstreamsFile == "") {
+	replica := p.cluster != nil && !p.cluster.agent // agents may push into its stream
+	if declared || p.agentDownFor <= 0 || (len(p.upstreams) == 0 && p.upstreamsFile == "" && !replica) {
 		return
 	}
 	r := alerts.AgentDownRule(p.agentDownFor)

@@ -15,10 +15,11 @@ import (
 
 // clusterPlan is this vigil as one replica of several on NATS JetStream.
 type clusterPlan struct {
-	agent bool // pushes its events into NATS, reads none
-	conn  cluster.ConnOptions
-	log   cluster.LogOptions
-	lease cluster.LeaseOptions
+	agent     bool          // pushes its events into NATS, reads none
+	agentIdle time.Duration // a pushing agent silent this long is down
+	conn      cluster.ConnOptions
+	log       cluster.LogOptions
+	lease     cluster.LeaseOptions
 }
 
 // JetStream names: a stream's, and a subject's tokens.
@@ -126,6 +127,8 @@ func (pl *planner) cluster(c Config, p *plan) {
 		bad("role", fmt.Sprintf("%q: want replica (one of several that serve the same stream) or agent (pushes its events into NATS)", c.Cluster.Role))
 	}
 	pl.durRange("cluster.lease_ttl", c.Cluster.LeaseTTL, 2*time.Second, 5*time.Minute)
+	pl.durRange("cluster.agent_idle", c.Cluster.AgentIdle, time.Second, time.Hour)
+	cp.agentIdle = c.Cluster.AgentIdle.D()
 	cp.lease = cluster.LeaseOptions{Key: "alerts", Name: name, TTL: c.Cluster.LeaseTTL.D(), Replicas: n.Replicas}
 	if ok {
 		p.cluster = cp

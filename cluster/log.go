@@ -50,6 +50,7 @@ const (
 	hKey     = "Vigil-Key"
 	hTime    = "Vigil-Time" // RFC 3339, nanoseconds
 	hReplica = "Vigil-Replica"
+	hRole    = "Vigil-Role" // "agent" on what an agent pushes; none from a replica
 )
 
 // LogOptions configure a Log. Zero values take the defaults.
@@ -162,14 +163,14 @@ func (l *Log) setErr(err error) {
 // take is counted (vigil_nats_publish_errors_total) and logged once a
 // minute, never handed back to the publisher as an error to retry.
 func (l *Log) Append(typ, source, key string, t time.Time, body []byte) (*stream.Event, error) {
-	l.publish(typ, source, key, t, body, "")
+	l.publish(typ, source, key, t, body, "", false)
 	return nil, nil
 }
 
 // publish sends an event to the stream without waiting; id, when set, is
 // its Nats-Msg-Id: the stream takes one message of an id within its
 // duplicate window (two minutes).
-func (l *Log) publish(typ, source, key string, t time.Time, body []byte, id string) {
+func (l *Log) publish(typ, source, key string, t time.Time, body []byte, id string, agent bool) {
 	m := &nats.Msg{Subject: l.opts.Subject + "." + typ, Data: body, Header: nats.Header{
 		hType:    []string{typ},
 		hTime:    []string{t.UTC().Format(time.RFC3339Nano)},
@@ -183,6 +184,9 @@ func (l *Log) publish(typ, source, key string, t time.Time, body []byte, id stri
 	}
 	if id != "" {
 		m.Header[nats.MsgIdHdr] = []string{id}
+	}
+	if agent {
+		m.Header[hRole] = []string{"agent"}
 	}
 	if _, err := l.js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Millisecond)); err != nil {
 		l.publishFailed(typ, source, err)
@@ -230,7 +234,7 @@ func (t *Tee) Append(typ, source, key string, at time.Time, body []byte) (*strea
 	if err != nil {
 		return nil, err
 	}
-	t.Shared.publish(typ, source, key, at, body, t.Shared.opts.Replica+"-"+strconv.FormatUint(ev.ID, 10))
+	t.Shared.publish(typ, source, key, at, body, t.Shared.opts.Replica+"-"+strconv.FormatUint(ev.ID, 10), true)
 	return ev, nil
 }
 
@@ -315,11 +319,11 @@ type Hub interface {
 }
 
 // Run reads the stream and hands every event to hub, in order, then to
-// took (nil: none) with the name of the replica that published it, until
+// took (nil: none) with who published it, until
 // ctx is done or the hub closes. It makes the stream if there is none.
 // While NATS cannot be reached it tries again with backoff, and carries
 // on from where it stood.
-func (l *Log) Run(ctx context.Context, hub Hub, took func(ev *stream.Event, replica string)) error {
+func (l *Log) Run(ctx context.Context, hub Hub, took func(ev *stream.Event, from From)) error {
 	wait := 100 * time.Millisecond
 	for {
 		caught, err := l.follow(ctx, hub, took)
@@ -347,7 +351,7 @@ var errMoved = errors.New("the stream began a new epoch")
 
 // follow reads the stream from where the log stands until an error. caught
 // says it read at least once.
-func (l *Log) follow(ctx context.Context, hub Hub, took func(*stream.Event, string)) (caught bool, err error) {
+func (l *Log) follow(ctx context.Context, hub Hub, took func(*stream.Event, From)) (caught bool, err error) {
 	s, epoch, err := l.ensure(ctx, true)
 	if err != nil {
 		return false, err
@@ -420,7 +424,7 @@ func (l *Log) follow(ctx context.Context, hub Hub, took func(*stream.Event, stri
 				l.opts.Logger.Info("read the shared event stream", "stream", l.opts.Stream, "epoch", epoch, "head", epoch+seq)
 			})
 		}
-		ev, key, replica, err := decode(epoch+seq, m)
+		ev, key, from, err := decode(epoch+seq, m)
 		if err != nil {
 			l.opts.Logger.Warn("skipping an event of the stream vigil cannot read", "seq", seq, "subject", m.Subject(), "err", err)
 			continue
@@ -429,7 +433,7 @@ func (l *Log) follow(ctx context.Context, hub Hub, took func(*stream.Event, stri
 			return true, err
 		}
 		if took != nil {
-			took(ev, replica)
+			took(ev, from)
 		}
 	}
 }
@@ -575,27 +579,34 @@ func epochOf(info *jetstream.StreamInfo) uint64 {
 }
 
 // decode makes a message of the stream an event numbered id.
-func decode(id uint64, m jetstream.Msg) (ev *stream.Event, key, replica string, err error) {
+func decode(id uint64, m jetstream.Msg) (ev *stream.Event, key string, from From, err error) {
 	h := m.Headers()
 	typ := h.Get(hType)
 	if typ == stream.TypeReset || !slices.Contains(stream.Types, typ) {
 		// A newer vigil's type, or another publisher on the subjects:
 		// what no client here knows is not passed on.
-		return nil, "", "", fmt.Errorf("%s %q is not an event type this vigil sends", hType, stream.Clip(typ, 32))
+		return nil, "", from, fmt.Errorf("%s %q is not an event type this vigil sends", hType, stream.Clip(typ, 32))
 	}
 	t, err := time.Parse(time.RFC3339Nano, h.Get(hTime))
 	if err != nil {
-		return nil, "", "", fmt.Errorf("%s: %w", hTime, err)
+		return nil, "", from, fmt.Errorf("%s: %w", hTime, err)
 	}
 	source := h.Get(hSource)
 	if len(source) > stream.MaxTextBytes || stream.Readable(source) != source {
-		return nil, "", "", fmt.Errorf("%s %q is not readable text", hSource, stream.Clip(source, 32))
+		return nil, "", from, fmt.Errorf("%s %q is not readable text", hSource, stream.Clip(source, 32))
 	}
 	body := m.Data()
 	// One line of JSON, an object: what Hub.Publish takes, and what an SSE
 	// data line and an NDJSON line can carry.
 	if len(body) > 0 && (body[0] != '{' || bytes.IndexByte(body, '\n') >= 0 || bytes.IndexByte(body, '\r') >= 0 || !json.Valid(body)) {
-		return nil, "", "", errors.New("the body is not a JSON object on one line")
+		return nil, "", from, errors.New("the body is not a JSON object on one line")
 	}
-	return stream.NewEvent(id, typ, source, t, body), h.Get(hKey), h.Get(hReplica), nil
+	from = From{Replica: h.Get(hReplica), Agent: h.Get(hRole) == "agent"}
+	return stream.NewEvent(id, typ, source, t, body), h.Get(hKey), from, nil
+}
+
+// From says who published an event of the stream.
+type From struct {
+	Replica string // its cluster.name
+	Agent   bool   // an agent that pushes (cluster.role: agent), not a replica
 }

@@ -37,9 +37,9 @@ func startReplica(t *testing.T, n *vigiltest.NATS, name string, opts LogOptions)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		l.Run(ctx, r.hub, func(ev *stream.Event, from string) {
+		l.Run(ctx, r.hub, func(ev *stream.Event, from From) {
 			r.mu.Lock()
-			r.by[ev.ID] = from
+			r.by[ev.ID] = from.Replica
 			r.mu.Unlock()
 		})
 	}()
@@ -291,7 +291,7 @@ func TestAgentPushesCopies(t *testing.T) {
 		t.Fatalf("the agent's own ids %v, want 1 to 5", got)
 	}
 	// The same event pushed again (an agent that resent it): taken once.
-	shared.publish(stream.TypeSample, "host/edge-1", "", own[4].Time, []byte(`{"metrics":{"v":4}}`), "edge-1-5")
+	shared.publish(stream.TypeSample, "host/edge-1", "", own[4].Time, []byte(`{"metrics":{"v":4}}`), "edge-1-5", true)
 	for i := 5; i < 7; i++ {
 		agent.Publish(stream.Message{Type: stream.TypeSample, Source: "host/edge-1", Body: map[string]any{"metrics": map[string]int{"v": i}}})
 	}
@@ -440,7 +440,7 @@ func TestLostEventsBeginANewEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 2 {
-		l.publish(stream.TypeSample, "host/b", "", time.Now(), []byte(`{"v":`+strconv.Itoa(i)+`}`), "")
+		l.publish(stream.TypeSample, "host/b", "", time.Now(), []byte(`{"v":`+strconv.Itoa(i)+`}`), "", false)
 	}
 	waitFor(t, func() bool {
 		st, err := js.Stream(ctx, DefaultStream)
