@@ -359,7 +359,7 @@ func TestReplicaCutOffFromNATSSendsNoDuplicate(t *testing.T) {
 	if got := len(rc.Requests()); got != 2 || firing("Now") != 1 {
 		t.Fatalf("receiver got %d requests (Now firing %d times); want Now and Later once each", got, firing("Now"))
 	}
-	if strings.Count(a.logs.String(), "this replica holds the alert lease") != 1 {
+	if strings.Count(a.logs.String(), "evaluating the alert rules: this replica holds the alert lease") != 1 {
 		t.Fatalf("rep-a took the lease again:\n%s", a.logs)
 	}
 }
