@@ -263,6 +263,7 @@ func (a *app) buildSources(set *metrics.Set) error {
 		a.fleet = &collector.Fleet{Store: a.store, Hub: a.hub, Scheduler: a.sched, Upstreams: a.plan.upstreams,
 			File: a.plan.upstreamsFile, FileDefaults: a.plan.fileDefaults,
 			Positions: collector.PositionFile(filepath.Join(a.plan.data, "upstreams.json")), Metrics: set, Logger: a.log}
+		a.mirror.Follows = a.fleet.Follows
 	}
 	return nil
 }

@@ -410,6 +410,29 @@ func (f *Fleet) current(u *upstream) bool {
 // events are dropped, counted and logged) until one of them is renamed.
 // cut says the source was marked failed with its agent (unreachable),
 // which it is no longer.
+// Follows says whether a source comes to this hub from one of its
+// upstreams (an agent's host, an upstream/<name>, a merged service).
+func (f *Fleet) Follows(source string) bool {
+	f.init()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.owners[source]; ok {
+		return true
+	}
+	if name, ok := strings.CutPrefix(source, "service/"); ok {
+		_, ok = f.services[name]
+		return ok
+	}
+	if name, ok := strings.CutPrefix(source, "upstream/"); ok {
+		for _, r := range f.ups {
+			if r.u.name == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (f *Fleet) own(u *upstream, source string) (owned, cut bool) {
 	if source == "" || strings.HasPrefix(source, "upstream/") {
 		f.dropped.Inc()

@@ -21,6 +21,9 @@ type Mirror struct {
 	// it is refused (ErrOwnSource), and the name should be changed on
 	// one of them (host.name, cluster.name).
 	Own map[string]bool
+	// Follows, when set, says a source comes to this replica from its
+	// own upstreams (Fleet.Follows): refused from another replica too.
+	Follows func(source string) bool
 
 	mu    sync.Mutex
 	names map[string]*nameCache // by source: its last sample's names
@@ -34,7 +37,7 @@ func (m *Mirror) Take(ev *stream.Event) error {
 	if ev.Type != stream.TypeSample || ev.Source == "" {
 		return nil
 	}
-	if m.Own[ev.Source] {
+	if m.Own[ev.Source] || (m.Follows != nil && m.Follows(ev.Source)) {
 		return ErrOwnSource
 	}
 	m.mu.Lock()
