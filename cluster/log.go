@@ -162,34 +162,34 @@ func (l *Log) setErr(err error) {
 // through Run, numbered. It does not wait for NATS; an event NATS does not
 // take is counted (vigil_nats_publish_errors_total) and logged once a
 // minute, never handed back to the publisher as an error to retry.
-func (l *Log) Append(typ, source, key string, t time.Time, body []byte) (*stream.Event, error) {
-	l.publish(typ, source, key, t, body, "", false)
+func (l *Log) Append(e stream.Entry) (*stream.Event, error) {
+	l.publish(e, false)
 	return nil, nil
 }
 
 // publish sends an event to the stream without waiting; id, when set, is
 // its Nats-Msg-Id: the stream takes one message of an id within its
 // duplicate window (two minutes).
-func (l *Log) publish(typ, source, key string, t time.Time, body []byte, id string, agent bool) {
-	m := &nats.Msg{Subject: l.opts.Subject + "." + typ, Data: body, Header: nats.Header{
-		hType:    []string{typ},
-		hTime:    []string{t.UTC().Format(time.RFC3339Nano)},
+func (l *Log) publish(e stream.Entry, agent bool) {
+	m := &nats.Msg{Subject: l.opts.Subject + "." + e.Type, Data: e.Body, Header: nats.Header{
+		hType:    []string{e.Type},
+		hTime:    []string{e.Time.UTC().Format(time.RFC3339Nano)},
 		hReplica: []string{l.opts.Replica},
 	}}
-	if source != "" {
-		m.Header[hSource] = []string{source}
+	if e.Source != "" {
+		m.Header[hSource] = []string{e.Source}
 	}
-	if key != "" {
-		m.Header[hKey] = []string{key}
+	if e.Key != "" {
+		m.Header[hKey] = []string{e.Key}
 	}
-	if id != "" {
-		m.Header[nats.MsgIdHdr] = []string{id}
+	if e.ID != "" {
+		m.Header[nats.MsgIdHdr] = []string{e.ID}
 	}
 	if agent {
 		m.Header[hRole] = []string{"agent"}
 	}
 	if _, err := l.js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Millisecond)); err != nil {
-		l.publishFailed(typ, source, err)
+		l.publishFailed(e.Type, e.Source, err)
 		return
 	}
 	l.published.Inc()
@@ -229,12 +229,13 @@ type Tee struct {
 }
 
 // Append numbers the event in the agent's log and publishes a copy.
-func (t *Tee) Append(typ, source, key string, at time.Time, body []byte) (*stream.Event, error) {
-	ev, err := t.Log.Append(typ, source, key, at, body)
+func (t *Tee) Append(e stream.Entry) (*stream.Event, error) {
+	ev, err := t.Log.Append(e)
 	if err != nil {
 		return nil, err
 	}
-	t.Shared.publish(typ, source, key, at, body, t.Shared.opts.Replica+"-"+strconv.FormatUint(ev.ID, 10), true)
+	e.ID = t.Shared.opts.Replica + "-" + strconv.FormatUint(ev.ID, 10)
+	t.Shared.publish(e, true)
 	return ev, nil
 }
 

@@ -291,7 +291,7 @@ func TestAgentPushesCopies(t *testing.T) {
 		t.Fatalf("the agent's own ids %v, want 1 to 5", got)
 	}
 	// The same event pushed again (an agent that resent it): taken once.
-	shared.publish(stream.TypeSample, "host/edge-1", "", own[4].Time, []byte(`{"metrics":{"v":4}}`), "edge-1-5", true)
+	shared.publish(stream.Entry{Type: stream.TypeSample, Source: "host/edge-1", Time: own[4].Time, Body: []byte(`{"metrics":{"v":4}}`), ID: "edge-1-5"}, true)
 	for i := 5; i < 7; i++ {
 		agent.Publish(stream.Message{Type: stream.TypeSample, Source: "host/edge-1", Body: map[string]any{"metrics": map[string]int{"v": i}}})
 	}
@@ -440,7 +440,7 @@ func TestLostEventsBeginANewEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 2 {
-		l.publish(stream.TypeSample, "host/b", "", time.Now(), []byte(`{"v":`+strconv.Itoa(i)+`}`), "", false)
+		l.publish(stream.Entry{Type: stream.TypeSample, Source: "host/b", Time: time.Now(), Body: []byte(`{"v":` + strconv.Itoa(i) + `}`)}, false)
 	}
 	waitFor(t, func() bool {
 		st, err := js.Stream(ctx, DefaultStream)
@@ -464,5 +464,32 @@ func TestLostEventsBeginANewEpoch(t *testing.T) {
 	}
 	if st, _ := js.Stream(ctx, DefaultStream); epochOf(st.CachedInfo()) <= before[4].ID {
 		t.Fatalf("the stream's epoch %d is not above the ids given (%d)", epochOf(st.CachedInfo()), before[4].ID)
+	}
+}
+
+// Two replicas that publish one event with one ID (both following one
+// agent) put it on the stream once.
+func TestOneEventPerID(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	a := startReplica(t, n, "a", LogOptions{})
+	b := startReplica(t, n, "b", LogOptions{})
+	sa := subscribe(t, a.hub, "")
+	for i := range 3 {
+		for _, r := range []*replica{a, b} {
+			if _, err := r.hub.Publish(stream.Message{Type: stream.TypeSample, Source: "host/agent-1", ID: "up-agent-1-" + strconv.Itoa(i),
+				Body: map[string]any{"metrics": map[string]int{"v": i}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a.publish(t, "host/a", 99) // after them: when it comes, they all came
+	got := take(t, sa, 4)
+	for i, ev := range got[:3] {
+		if want := `"metrics":{"v":` + strconv.Itoa(i) + `}`; !strings.Contains(string(ev.JSON()), want) {
+			t.Fatalf("event %d: %s, want %s once", i, ev.JSON(), want)
+		}
+	}
+	if got[3].Source != "host/a" {
+		t.Fatalf("fourth event %s: an event of a repeated ID came twice", got[3].JSON())
 	}
 }

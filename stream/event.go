@@ -65,6 +65,11 @@ type Message struct {
 	// a client whose position was lost gets the newest event of every key
 	// in its reset snapshot.
 	Key string
+	// ID, when set, is the publisher's own id of the event (an agent's
+	// event a hub republishes: the upstream and the agent's id). A shared
+	// log keeps one event of an ID within its duplicate window, so two
+	// replicas, or one that resumes where another stood, publish it once.
+	ID string
 }
 
 // encodeEvent builds the JSON data and the SSE frame of an event once,

@@ -197,7 +197,7 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 		if closed {
 			return nil, ErrClosed
 		}
-		if _, err := shared.Append(m.Type, m.Source, m.Key, m.Time, body); err != nil {
+		if _, err := shared.Append(Entry{Type: m.Type, Source: m.Source, Key: m.Key, ID: m.ID, Time: m.Time, Body: body}); err != nil {
 			return nil, fmt.Errorf("stream: publish %s %s: %w", m.Type, m.Source, err)
 		}
 		return nil, nil
@@ -207,7 +207,7 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 	if h.closed {
 		return nil, ErrClosed
 	}
-	ev, err := h.log.Append(m.Type, m.Source, m.Key, m.Time, body)
+	ev, err := h.log.Append(Entry{Type: m.Type, Source: m.Source, Key: m.Key, ID: m.ID, Time: m.Time, Body: body})
 	if err != nil {
 		return nil, fmt.Errorf("stream: publish %s %s: %w", m.Type, m.Source, err)
 	}

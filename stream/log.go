@@ -15,11 +15,10 @@ import (
 // The hub calls a Log's methods one at a time, holding its lock, so a Log
 // need not be safe for concurrent use; it must not block for long.
 type Log interface {
-	// Append gives an event the next id and keeps it. body is the
-	// event's JSON object past seq, type, ts and source (nil: none); key
-	// is the Message's. A SharedLog only sends the event and returns
-	// nil: it comes back, numbered, through Hub.Deliver.
-	Append(typ, source, key string, t time.Time, body []byte) (*Event, error)
+	// Append gives an event the next id and keeps it. A SharedLog only
+	// sends the event and returns nil: it comes back, numbered, through
+	// Hub.Deliver.
+	Append(e Entry) (*Event, error)
 	// After returns every event after id, oldest first, or a
 	// *PositionError when the log cannot say what came after id: it is
 	// from another run or epoch, older than what the log keeps, or newer
@@ -30,6 +29,15 @@ type Log interface {
 	// Epoch is the first id of the log's current epoch: ids below it
 	// belong to another run or epoch and cannot be resumed from.
 	Epoch() uint64
+}
+
+// An Entry is an event before the log numbers it.
+type Entry struct {
+	Type, Source string
+	Key          string // the Message's
+	ID           string // the Message's: a shared log keeps one event of an ID
+	Time         time.Time
+	Body         []byte // the JSON object past seq, type, ts and source; nil: none
 }
 
 // A SharedLog is a Log kept outside this process and shared by several
@@ -83,11 +91,11 @@ func NewMemoryLog(first uint64, size int, now func() time.Time) *MemoryLog {
 
 // Append encodes the event with the next id and keeps it, dropping the
 // oldest once the window is full. Past MaxID it starts a new epoch.
-func (l *MemoryLog) Append(typ, source, _ string, t time.Time, body []byte) (*Event, error) {
+func (l *MemoryLog) Append(e Entry) (*Event, error) {
 	if l.next > MaxID {
 		l.newEpoch()
 	}
-	ev := encodeEvent(l.next, typ, source, t, body)
+	ev := encodeEvent(l.next, e.Type, e.Source, e.Time, e.Body)
 	l.next++
 	if len(l.window) < l.size {
 		l.window = append(l.window, ev)
