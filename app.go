@@ -264,6 +264,11 @@ func (a *app) buildSources(set *metrics.Set) error {
 			File: a.plan.upstreamsFile, FileDefaults: a.plan.fileDefaults,
 			Positions: collector.PositionFile(filepath.Join(a.plan.data, "upstreams.json")), Metrics: set, Logger: a.log}
 		a.mirror.Follows = a.fleet.Follows
+		if a.replica() {
+			// The lease holder follows the upstreams (leadFleet), from
+			// where the last holder stood.
+			a.fleet.Positions = cluster.NewPositions(a.js, a.plan.cluster.log.Replicas)
+		}
 	}
 	return nil
 }
@@ -415,7 +420,10 @@ func (a *app) run(ctx context.Context) error {
 	if a.history != nil {
 		g.Go(func() error { return a.history.Run(gctx) })
 	}
-	if a.fleet != nil {
+	switch {
+	case a.fleet != nil && a.replica():
+		g.Go(func() error { return a.leadFleet(gctx) })
+	case a.fleet != nil:
 		g.Go(func() error { return a.fleet.Run(gctx) })
 	}
 	g.Go(func() error { return a.hub.Run(gctx) })
@@ -484,6 +492,41 @@ func (a *app) leadSources(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// leadFleet follows the upstreams while this replica holds the alert
+// lease, from where the last holder stood, and lets them go when it
+// loses it: checked every interval.
+func (a *app) leadFleet(ctx context.Context) error {
+	t := time.NewTicker(a.plan.interval)
+	defer t.Stop()
+	var stop context.CancelFunc
+	done := make(chan struct{})
+	for {
+		held, _, _ := a.lease.Lead()
+		switch {
+		case held && stop == nil:
+			var fctx context.Context
+			fctx, stop = context.WithCancel(ctx)
+			done = make(chan struct{})
+			go func() { defer close(done); a.fleet.Run(fctx) }()
+			a.log.Info("following the upstreams: this replica holds the alert lease")
+		case !held && stop != nil:
+			stop()
+			<-done
+			stop = nil
+			a.log.Info("not following the upstreams: another replica holds the alert lease")
+		}
+		select {
+		case <-ctx.Done():
+			if stop != nil {
+				stop()
+				<-done
+			}
 			return nil
 		case <-t.C:
 		}

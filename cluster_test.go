@@ -445,3 +445,82 @@ func TestPushingAgentDownFires(t *testing.T) {
 		return false
 	})
 }
+
+// Replicas of a hub: every replica has the same upstreams; the lease
+// holder follows them and saves where it stands in NATS. Killed, the next
+// holder resumes each agent there: every sample the agent published
+// between the first and the last the replicas passed on is on the stream
+// once — none lost in the takeover, none twice (what the next holder
+// published again carries the agent's id, which the stream keeps once).
+func TestHubReplicasFollowAgentsOnce(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	bin := buildVigil(t)
+	agentDir := t.TempDir()
+	agentCfg := filepath.Join(agentDir, "vigil.yaml")
+	os.WriteFile(agentCfg, []byte("interval: 200ms\nhost:\n  name: agent-1\n"), 0o600)
+	agentAddr := freeAddr(t)
+	startProc(t, bin, "--addr", agentAddr, "--data", filepath.Join(agentDir, "data"), "--config", agentCfg)
+	vigiltest.Eventually(t, 15*time.Second, "the agent ready", func() bool {
+		resp, err := http.Get("http://" + agentAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	truth := follow(ctx, "http://"+agentAddr+"/events?source=host/agent-1", "")
+
+	ups := "cluster:\n  lease_ttl: 2s\nupstreams:\n  - url: http://" + agentAddr + "\n    name: agent-1\n"
+	a, _ := startReplicaProc(t, bin, n.URL, "rep-a", ups)
+	vigiltest.Eventually(t, 15*time.Second, "rep-a to follow the agent", func() bool {
+		return strings.Contains(a.logs.String(), "following the upstreams")
+	})
+	b, addrB := startReplicaProc(t, bin, n.URL, "rep-b", ups)
+	onB := follow(ctx, "http://"+addrB+"/events?source=host/agent-1", "")
+	samples := func() []streamEvent {
+		var out []streamEvent
+		for _, ev := range onB.events() {
+			if ev.Type == "sample" && ev.Upstream != nil {
+				out = append(out, ev)
+			}
+		}
+		return out
+	}
+	vigiltest.Eventually(t, 15*time.Second, "the agent's samples through rep-a", func() bool { return len(samples()) >= 5 })
+	if strings.Contains(b.logs.String(), "following the upstreams") {
+		t.Fatal("rep-b follows the upstreams while rep-a holds the lease")
+	}
+
+	a.cmd.Process.Kill()
+	a.cmd.Wait()
+	vigiltest.Eventually(t, 15*time.Second, "rep-b to follow the agent", func() bool {
+		return strings.Contains(b.logs.String(), "following the upstreams")
+	})
+	before := len(samples())
+	vigiltest.Eventually(t, 15*time.Second, "the agent's samples through rep-b", func() bool { return len(samples()) >= before+10 })
+	cancel()
+	<-onB.done
+	<-truth.done
+
+	got := samples()
+	seen := map[uint64]int{}
+	for _, ev := range got {
+		seen[ev.Upstream.Seq]++
+	}
+	lo, hi := got[0].Upstream.Seq, got[len(got)-1].Upstream.Seq
+	published := 0
+	for _, ev := range truth.events() {
+		if ev.Type != "sample" || ev.Seq < lo || ev.Seq > hi {
+			continue
+		}
+		published++
+		if seen[ev.Seq] != 1 {
+			t.Fatalf("the agent's sample %d is on the replicas' stream %d times (want once); %d of the agent's samples in %d..%d", ev.Seq, seen[ev.Seq], published, lo, hi)
+		}
+	}
+	if published != len(got) {
+		t.Fatalf("the replicas passed on %d samples, the agent published %d in %d..%d", len(got), published, lo, hi)
+	}
+}

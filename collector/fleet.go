@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -63,7 +64,7 @@ type Fleet struct {
 	File         string
 	FileDefaults UpstreamOptions // token, TLS and labels of the file's upstreams
 	FileInterval time.Duration   // how often the file is looked at; 5s when zero
-	Positions    PositionFile    // "": positions are not saved
+	Positions    Positions       // nil: positions are not saved
 	Window       time.Duration   // of the merged services; DefaultServiceWindow when zero
 	MaxDials     int             // DefaultMaxDials when zero
 	IdleTimeout  time.Duration   // a stream silent this long is dead; DefaultUpstreamIdle when zero
@@ -124,11 +125,25 @@ func (f *Fleet) init() {
 
 func (f *Fleet) now() time.Time { return f.Now() }
 
+// Positions keep where a hub stands in each agent's stream: a
+// PositionFile, or a replica's bucket in NATS (cluster.Positions) that the
+// next replica to follow the agents reads.
+type Positions interface {
+	Load() (map[string]uint64, error)
+	Save(pos map[string]uint64) error
+}
+
 // Run follows the upstreams, and those of the file as it changes, until
-// ctx is done; then it saves where each stands.
+// ctx is done; then it saves where each stands and lets every upstream
+// go (without saying its sources are gone: they are followed elsewhere, or
+// again when Run runs again).
 func (f *Fleet) Run(ctx context.Context) error {
 	f.init()
-	saved, err := f.Positions.Load()
+	var saved map[string]uint64
+	var err error
+	if f.Positions != nil {
+		saved, err = f.Positions.Load()
+	}
 	if err != nil {
 		f.Logger.Warn("upstream positions not read; every agent is followed from now", "err", err)
 	}
@@ -152,6 +167,7 @@ func (f *Fleet) Run(ctx context.Context) error {
 			f.mu.Unlock()
 			f.wg.Wait()
 			f.savePositions()
+			f.letGo()
 			return nil
 		case <-t.C:
 			if f.File != "" {
@@ -275,6 +291,30 @@ func (f *Fleet) stopLocked(key string) {
 	f.Logger.Info("no longer following upstream", "upstream", r.u.name)
 }
 
+// letGo stops sampling every upstream and merged service and forgets
+// them, as Run ends: a Run after starts afresh from the saved positions.
+// Their sources are not said to be gone.
+func (f *Fleet) letGo() {
+	f.mu.Lock()
+	var names []string
+	for _, r := range f.ups {
+		r.cancel()
+		names = append(names, r.u.Name())
+	}
+	for _, s := range f.services {
+		names = append(names, s.name)
+	}
+	clear(f.ups)
+	clear(f.owners)
+	clear(f.services)
+	clear(f.pos)
+	f.posDirty = false
+	f.mu.Unlock()
+	for _, n := range names {
+		f.Scheduler.Remove(n)
+	}
+}
+
 // goneLocked forgets a source the hub has no more, and says so.
 func (f *Fleet) goneLocked(src, upstream string) {
 	f.Store.Remove(src)
@@ -349,8 +389,11 @@ func (f *Fleet) take(u *upstream, ev agentEvent) (taken bool) {
 			f.setState(u, ev.Source, SourceState{State: StateUp}, f.now())
 		}
 		f.Store.Append(Sample{Source: ev.Source, Time: ev.TS, Metrics: ev.Metrics, Labels: u.opts.Labels})
+		// The ID is the agent's event: replicas that follow one agent, or
+		// one that resumes where another stood, put it on a shared
+		// stream once.
 		_, err = f.Hub.Publish(stream.Message{Type: stream.TypeSample, Source: ev.Source, Time: ev.TS,
-			Key: stream.TypeSample + "/" + ev.Source, Body: u.sampleBody(ev)})
+			Key: stream.TypeSample + "/" + ev.Source, Body: u.sampleBody(ev), ID: u.name + "-" + strconv.FormatUint(ev.Seq, 10)})
 	case stream.TypeSource: // the agent's word on its host, cut off or not
 		f.setState(u, ev.Source, SourceState{State: ev.State, Error: stream.Clip(ev.Error, maxErrorBytes), Partial: ev.Partial,
 			Upstream: &UpstreamRef{Name: u.name, Seq: ev.Seq}}, ev.TS)
@@ -506,6 +549,9 @@ func (f *Fleet) savePositions() {
 	}
 	f.posDirty = false
 	f.mu.Unlock()
+	if f.Positions == nil {
+		return
+	}
 	if err := f.Positions.Save(pos); err != nil {
 		f.Logger.Warn("save upstream positions", "err", err)
 		f.mu.Lock()

@@ -1,0 +1,93 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"vigil/collector"
+)
+
+// DefaultFleetBucket keeps what replicas share of a hub's fleet.
+const DefaultFleetBucket = "VIGIL_FLEET"
+
+// Positions are where the replica that follows the upstreams stands in
+// each agent's stream, in a key-value bucket: the replica that takes the
+// lease after it resumes every agent there, and what it publishes again
+// meanwhile carries the agent's ids, which the stream keeps once.
+type Positions struct {
+	js  jetstream.JetStream
+	cfg jetstream.KeyValueConfig
+
+	mu sync.Mutex
+	kv jetstream.KeyValue
+}
+
+var _ collector.Positions = (*Positions)(nil)
+
+const positionsKey = "upstream-positions"
+
+// NewPositions returns the positions in the bucket, opened (and made if
+// there is none) when first used.
+func NewPositions(js jetstream.JetStream, replicas int) *Positions {
+	return &Positions{js: js, cfg: jetstream.KeyValueConfig{Bucket: DefaultFleetBucket, Description: "vigil's fleet, shared by the replicas",
+		History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)}}
+}
+
+func (p *Positions) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.kv == nil {
+		kv, err := keyValue(ctx, p.js, p.cfg)
+		if err != nil {
+			return nil, err
+		}
+		p.kv = kv
+	}
+	return p.kv, nil
+}
+
+// Load reads the positions; none if none were saved.
+func (p *Positions) Load() (map[string]uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := p.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e, err := kv.Get(ctx, positionsKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("upstream positions in NATS: %w", err)
+	}
+	var pos map[string]uint64
+	if err := json.Unmarshal(e.Value(), &pos); err != nil {
+		return nil, fmt.Errorf("upstream positions in NATS: %w", err)
+	}
+	return pos, nil
+}
+
+// Save writes the positions.
+func (p *Positions) Save(pos map[string]uint64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kv, err := p.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(pos)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, positionsKey, b); err != nil {
+		return fmt.Errorf("upstream positions in NATS: %w", err)
+	}
+	return nil
+}
