@@ -38,23 +38,24 @@ const shutdownTimeout = 4 * time.Second
 //	with cluster.nats: stream.Hub -> cluster.Log (JetStream) -> stream.Hub of every replica, and collector.Mirror -> collector.Store
 //	alerts.Evaluator (reads the ring) -> alerts.DB (states, outbox) -> alerts.Dispatcher -> alerts.Receivers
 type app struct {
-	plan    plan
-	env     env
-	log     *slog.Logger
-	closers []func() error
-	ids     stream.IDFile
-	journal *stream.Journal
-	hub     *stream.Hub
-	store   *collector.Store
-	history keeper           // nil with history off
-	demo    *collector.Demo  // nil without --demo
-	fleet   *collector.Fleet // nil unless this vigil is a hub
-	shared  *cluster.Log     // nil unless this vigil is a replica on NATS
-	js      jetstream.JetStream
-	lease   *cluster.Lease // the alert lease, on a replica
-	states  *cluster.AlertStates
-	mirror  *collector.Mirror
-	clashes sync.Map // sources another replica publishes under this one's names, told once
+	plan     plan
+	env      env
+	log      *slog.Logger
+	closers  []func() error
+	ids      stream.IDFile
+	journal  *stream.Journal
+	hub      *stream.Hub
+	store    *collector.Store
+	history  keeper           // nil with history off
+	demo     *collector.Demo  // nil without --demo
+	fleet    *collector.Fleet // nil unless this vigil is a hub
+	shared   *cluster.Log     // nil unless this vigil is a replica on NATS
+	js       jetstream.JetStream
+	lease    *cluster.Lease // the alert lease, on a replica
+	states   *cluster.AlertStates
+	mirror   *collector.Mirror
+	clashes  sync.Map // sources another replica publishes under this one's names, told once
+	sampling sync.Map // the sources leadSources samples now, as the lease holder
 	// leaderSources are a replica's services: sampled while it holds the
 	// alert lease, so that one replica at a time probes them.
 	leaderSources []collector.Source
@@ -199,7 +200,7 @@ func (a *app) took(ev *stream.Event, from cluster.From) {
 		return
 	}
 	if from.Agent {
-		a.agents.Saw(from.Replica)
+		a.agents.Saw(from.Replica, ev.Time)
 	}
 	replica := from.Replica
 	err := a.mirror.Take(ev)
@@ -257,14 +258,15 @@ func (a *app) buildSources(set *metrics.Set) error {
 		}
 		a.mirror.Own[src.Name()] = true
 	}
+	a.mirror.Follows = a.follows
 	a.sched = &collector.Scheduler{Store: a.store, Hub: a.hub, Sources: sources,
 		Interval: a.plan.interval, Timeout: a.plan.hostTimeout, Metrics: set, Logger: a.log}
 	if len(a.plan.upstreams) > 0 || a.plan.upstreamsFile != "" {
 		a.fleet = &collector.Fleet{Store: a.store, Hub: a.hub, Scheduler: a.sched, Upstreams: a.plan.upstreams,
 			File: a.plan.upstreamsFile, FileDefaults: a.plan.fileDefaults,
 			Positions: collector.PositionFile(filepath.Join(a.plan.data, "upstreams.json")), Metrics: set, Logger: a.log}
-		a.mirror.Follows = a.fleet.Follows
 		if a.replica() {
+			a.fleet.Shared = true
 			// The lease holder follows the upstreams (leadFleet), from
 			// where the last holder stood.
 			a.fleet.Positions = cluster.NewPositions(a.js, a.plan.cluster.log.Replicas)
@@ -454,6 +456,16 @@ func (a *app) run(ctx context.Context) error {
 	return err
 }
 
+// follows says a source comes to this replica itself: from its fleet's
+// upstreams, or a service it samples as the lease holder.
+func (a *app) follows(source string) bool {
+	if a.fleet != nil && a.fleet.Follows(source) {
+		return true
+	}
+	_, sampled := a.sampling.Load(source)
+	return sampled
+}
+
 // leadSources samples the services, and the agents that push
 // (upstream/<agent>), while this replica holds the alert lease, and stops
 // when it loses it: checked every interval, when agents new to it are
@@ -474,12 +486,14 @@ func (a *app) leadSources(ctx context.Context) error {
 		for name, src := range want {
 			if !sampling[name] && a.sched.Add(src) {
 				sampling[name] = true
+				a.sampling.Store(name, true)
 			}
 		}
 		for name := range sampling {
 			if want[name] == nil {
 				a.sched.Remove(name)
 				delete(sampling, name)
+				a.sampling.Delete(name)
 			}
 		}
 		if held != leading {
@@ -508,12 +522,24 @@ func (a *app) leadFleet(ctx context.Context) error {
 	done := make(chan struct{})
 	for {
 		held, _, _ := a.lease.Lead()
+		if stop != nil {
+			select {
+			case <-done: // Run ended on its own (the positions could not be read): again
+				stop = nil
+			default:
+			}
+		}
 		switch {
 		case held && stop == nil:
 			var fctx context.Context
 			fctx, stop = context.WithCancel(ctx)
 			done = make(chan struct{})
-			go func() { defer close(done); a.fleet.Run(fctx) }()
+			go func() {
+				defer close(done)
+				if err := a.fleet.Run(fctx); err != nil {
+					a.log.Warn("not following the upstreams yet; tried again", "err", err)
+				}
+			}()
 			a.log.Info("following the upstreams: this replica holds the alert lease")
 		case !held && stop != nil:
 			stop()

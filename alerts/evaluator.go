@@ -48,6 +48,7 @@ type AckRequest struct {
 	Fingerprint string    `json:"-"`
 	By          string    `json:"by"`
 	At          time.Time `json:"at"`
+	Revision    uint64    `json:"-"` // the queue's, so that removing it leaves a newer request alone
 }
 
 // An AckQueue carries acknowledgements from the replicas that do not
@@ -55,7 +56,7 @@ type AckRequest struct {
 type AckQueue interface {
 	RequestAck(ctx context.Context, r AckRequest) error
 	PendingAcks() []AckRequest
-	DoneAck(ctx context.Context, fingerprint string) error
+	DoneAck(ctx context.Context, r AckRequest) error
 }
 
 // ErrNotLeader: another replica holds the alert lease and evaluates the
@@ -362,12 +363,17 @@ func (e *Evaluator) applyAcks(ctx context.Context) {
 		return
 	}
 	for _, r := range e.Acks.PendingAcks() {
-		_, err := e.Ack(ctx, r.Fingerprint, r.By)
-		if err != nil && !errors.Is(err, ErrNotActive) {
+		e.write.Lock()
+		_, err := e.ackLocked(ctx, r.Fingerprint, r.By, r.At)
+		e.write.Unlock()
+		switch {
+		case errors.Is(err, ErrNotLeader):
+			return // the lease went meanwhile: the next holder applies it
+		case err != nil && !errors.Is(err, ErrNotActive):
 			e.Logger.Warn("applying an acknowledgement made on another replica; tried again", "fingerprint", r.Fingerprint, "err", err)
 			continue
 		}
-		if err := e.Acks.DoneAck(ctx, r.Fingerprint); err != nil {
+		if err := e.Acks.DoneAck(ctx, r); err != nil {
 			e.Logger.Debug("removing an applied acknowledgement", "err", err)
 		}
 	}
@@ -661,10 +667,22 @@ func (e *Evaluator) Ack(ctx context.Context, fingerprint, by string) (Alert, err
 	by = stream.Clip(by, 100)
 	e.write.Lock()
 	defer e.write.Unlock()
+	a, err := e.ackLocked(ctx, fingerprint, by, time.Time{})
+	if errors.Is(err, ErrNotLeader) {
+		return e.forwardAck(ctx, fingerprint, by)
+	}
+	return a, err
+}
+
+// ackLocked acknowledges an alert on the replica that evaluates (or the
+// only one), holding e.write; ErrNotLeader elsewhere. An acknowledgement
+// passed on, made at asked, is not applied again if the alert was
+// acknowledged since.
+func (e *Evaluator) ackLocked(ctx context.Context, fingerprint, by string, asked time.Time) (Alert, error) {
 	ctx, cancel, ok := e.leaseDeadline(ctx)
 	defer cancel()
 	if !ok {
-		return e.forwardAck(ctx, fingerprint, by)
+		return Alert{}, ErrNotLeader
 	}
 	now := e.Now()
 	e.mu.Lock()
@@ -672,6 +690,10 @@ func (e *Evaluator) Ack(ctx context.Context, fingerprint, by string) (Alert, err
 	if a == nil || (a.State != StatePending && a.State != StateFiring && a.State != StateNoData) {
 		e.mu.Unlock()
 		return Alert{}, ErrNotActive
+	}
+	if !asked.IsZero() && !a.AckedAt.Before(asked) {
+		defer e.mu.Unlock()
+		return *a, nil // applied already (a request seen twice)
 	}
 	next := *a
 	next.AckedBy, next.AckedAt, next.UpdatedAt = by, now, now

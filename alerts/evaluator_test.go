@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"vigil/collector"
+	"vigil/internal/vigiltest"
 	"vigil/stream"
 )
 
@@ -533,5 +536,67 @@ func TestSlideMatchesAWholeRead(t *testing.T) {
 		if !slices.EqualFunc(window, whole, func(a, b collector.Point) bool { return a.T.Equal(b.T) && a.V == b.V }) {
 			t.Fatalf("step %d: the window kept holds %d points, a whole read %d", step, len(window), len(whole))
 		}
+	}
+}
+
+// ackQueue is an AckQueue in memory; done counts the requests removed.
+type ackQueue struct {
+	pending []AckRequest
+	done    int
+}
+
+func (q *ackQueue) RequestAck(_ context.Context, r AckRequest) error {
+	q.pending = append(q.pending, r)
+	return nil
+}
+func (q *ackQueue) PendingAcks() []AckRequest { return q.pending }
+func (q *ackQueue) DoneAck(context.Context, AckRequest) error {
+	q.done++
+	return nil
+}
+
+// The lease holder applies an acknowledgement passed on once, even when
+// the request is read again (its removal not seen yet), and not at all
+// once the lease is gone: the request stays for the next holder.
+func TestPassedOnAckAppliedOnce(t *testing.T) {
+	ck := &clock{t: t0}
+	store := collector.NewStore(10*time.Minute, time.Second)
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
+	defer hub.Close()
+	r := Rule{Name: "Hot", Source: "host/*", Metric: "cpu.percent", Op: ">", Threshold: 90}
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	held := true
+	q := &ackQueue{}
+	set := metrics.NewSet()
+	e := &Evaluator{Rules: []Rule{r}, Ring: store, Hub: hub, Now: ck.now, Metrics: set, Acks: q,
+		Lead: func() (bool, uint64, time.Time) { return held, 1, ck.t.Add(time.Hour) }}
+	store.Append(collector.Sample{Source: "host/web-1", Time: ck.t, Metrics: map[string]float64{"cpu.percent": 99}})
+	ctx := context.Background()
+	e.init() // as Run does
+	if !e.lead(ctx) {
+		t.Fatal("not leading with the lease held")
+	}
+	if err := e.Evaluate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fp := e.Active()[0].Fingerprint
+	ck.t = ck.t.Add(time.Second)
+	q.pending = []AckRequest{{Fingerprint: fp, By: "ops", At: ck.t.Add(-500 * time.Millisecond)}}
+	acked := func() float64 {
+		return vigiltest.Counter(set, `vigil_alert_transitions_total{transition="acknowledged"}`)
+	}
+	e.applyAcks(ctx)
+	ck.t = ck.t.Add(time.Second)
+	e.applyAcks(ctx) // the same request, read again
+	if got := acked(); got != 1 || q.done != 2 {
+		t.Fatalf("acknowledged %v times, requests removed %d; want once, both removed", got, q.done)
+	}
+	held = false
+	q.pending, q.done = []AckRequest{{Fingerprint: fp, By: "later", At: ck.t}}, 0
+	e.applyAcks(ctx)
+	if acked() != 1 || q.done != 0 {
+		t.Fatalf("without the lease: acknowledged %v times, %d requests removed; want none, the request kept", acked(), q.done)
 	}
 }

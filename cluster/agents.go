@@ -29,8 +29,9 @@ type Agents struct {
 	seen map[string]*agentSource // by agent name
 }
 
-// Saw notes an event from an agent.
-func (a *Agents) Saw(name string) {
+// Saw notes an event from an agent, made at (or now, if at is later: a
+// clock ahead does not keep an agent up).
+func (a *Agents) Saw(name string, at time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.seen == nil {
@@ -41,7 +42,12 @@ func (a *Agents) Saw(name string) {
 		s = &agentSource{agents: a, name: name}
 		a.seen[name] = s
 	}
-	s.last = a.now()
+	if now := a.now(); at.After(now) {
+		at = now
+	}
+	if at.After(s.last) {
+		s.last = at
+	}
 }
 
 // Sources are the agents seen so far, by name.

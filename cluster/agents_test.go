@@ -11,7 +11,11 @@ import (
 func TestAgentSourceUpAndDown(t *testing.T) {
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	a := &Agents{Idle: 10 * time.Second, Now: func() time.Time { return now }}
-	a.Saw("edge-1")
+	a.Saw("edge-1", now.Add(-time.Hour)) // a replica reading an old event: the agent is down
+	if m, err := a.Sources()[0].Collect(context.Background()); err == nil || m["upstream.up"] != 0 {
+		t.Fatalf("an agent whose newest event is an hour old: %v, %v; want down", m, err)
+	}
+	a.Saw("edge-1", now.Add(time.Hour)) // a clock ahead counts as now
 	srcs := a.Sources()
 	if len(srcs) != 1 || srcs[0].Name() != "upstream/edge-1" {
 		t.Fatalf("sources %v", srcs)
@@ -26,7 +30,7 @@ func TestAgentSourceUpAndDown(t *testing.T) {
 	if err == nil || m["upstream.up"] != 0 || m["upstream.down_seconds"] != 11 {
 		t.Fatalf("11 s after its last event: %v, %v; want down, with an error", m, err)
 	}
-	a.Saw("edge-1")
+	a.Saw("edge-1", now)
 	if m, err := srcs[0].Collect(context.Background()); err != nil || m["upstream.up"] != 1 {
 		t.Fatalf("after it pushed again: %v, %v", m, err)
 	}

@@ -218,7 +218,7 @@ func (s *AlertStates) takeAck(fp string, e jetstream.KeyValueEntry) {
 		s.log.Warn("an acknowledgement in NATS vigil cannot read", "key", e.Key(), "err", err)
 		return
 	}
-	r.Fingerprint = fp
+	r.Fingerprint, r.Revision = fp, e.Revision()
 	s.acks[fp] = r
 }
 
@@ -260,11 +260,23 @@ func (s *AlertStates) PendingAcks() []alerts.AckRequest {
 }
 
 // DoneAck removes an acknowledgement request the holder applied (or
-// could not: the alert ended meanwhile).
-func (s *AlertStates) DoneAck(ctx context.Context, fingerprint string) error {
+// could not: the alert ended meanwhile), unless a newer one took its
+// place; it is forgotten here at once, not when the watch says so.
+func (s *AlertStates) DoneAck(ctx context.Context, r alerts.AckRequest) error {
 	kv, err := s.bucket()
 	if err != nil {
 		return err
 	}
-	return kv.Delete(ctx, ackPrefix+fingerprint)
+	err = kv.Delete(ctx, ackPrefix+r.Fingerprint, jetstream.LastRevision(r.Revision))
+	if err == nil || errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		s.mu.Lock()
+		if cur, ok := s.acks[r.Fingerprint]; ok && cur.Revision == r.Revision {
+			delete(s.acks, r.Fingerprint)
+		}
+		s.mu.Unlock()
+		if err != nil {
+			return nil // a newer request: the next interval applies it
+		}
+	}
+	return err
 }

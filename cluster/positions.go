@@ -54,7 +54,7 @@ func (p *Positions) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 
 // Load reads the positions; none if none were saved.
 func (p *Positions) Load() (map[string]uint64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	kv, err := p.bucket(ctx)
 	if err != nil {
@@ -76,7 +76,7 @@ func (p *Positions) Load() (map[string]uint64, error) {
 
 // Save writes the positions.
 func (p *Positions) Save(pos map[string]uint64) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // within a stop's 5 s
 	defer cancel()
 	kv, err := p.bucket(ctx)
 	if err != nil {

@@ -65,12 +65,19 @@ type Fleet struct {
 	FileDefaults UpstreamOptions // token, TLS and labels of the file's upstreams
 	FileInterval time.Duration   // how often the file is looked at; 5s when zero
 	Positions    Positions       // nil: positions are not saved
-	Window       time.Duration   // of the merged services; DefaultServiceWindow when zero
-	MaxDials     int             // DefaultMaxDials when zero
-	IdleTimeout  time.Duration   // a stream silent this long is dead; DefaultUpstreamIdle when zero
-	Now          func() time.Time
-	Logger       *slog.Logger
-	Metrics      *metrics.Set
+	// Shared says the Fleet is a replica's, run by the lease holder: its
+	// positions are the replicas' (a failed Load ends Run, to be run
+	// again, rather than follow from now and save over them), and a
+	// sample no newer than the Store's newest of its source is not taken
+	// again (the holder resumes where the last stood, and had mirrored
+	// what that one took).
+	Shared      bool
+	Window      time.Duration // of the merged services; DefaultServiceWindow when zero
+	MaxDials    int           // DefaultMaxDials when zero
+	IdleTimeout time.Duration // a stream silent this long is dead; DefaultUpstreamIdle when zero
+	Now         func() time.Time
+	Logger      *slog.Logger
+	Metrics     *metrics.Set
 
 	once     sync.Once
 	dials    chan struct{}
@@ -144,7 +151,10 @@ func (f *Fleet) Run(ctx context.Context) error {
 	if f.Positions != nil {
 		saved, err = f.Positions.Load()
 	}
-	if err != nil {
+	switch {
+	case err != nil && f.Shared:
+		return fmt.Errorf("upstream positions not read: %w", err)
+	case err != nil:
 		f.Logger.Warn("upstream positions not read; every agent is followed from now", "err", err)
 	}
 	f.mu.Lock()
@@ -255,6 +265,9 @@ func (f *Fleet) distinct(ups []UpstreamOptions) ([]UpstreamOptions, []string) {
 
 func (f *Fleet) startLocked(o UpstreamOptions, name string) {
 	u := &upstream{opts: o, key: o.URL, name: name, suffix: bodySuffix(name, o.Labels), names: &nameCache{}, fleet: f, client: upstreamClient(o), poke: make(chan struct{}, 1), seq: f.saved[o.URL]}
+	if seq, ok := f.saved[o.URL]; ok {
+		f.pos[o.URL] = seq // saved again as it was, even if the agent sends nothing this run
+	}
 	u.since = f.now()
 	ctx, cancel := context.WithCancel(f.ctx)
 	f.ups[o.URL] = &runningUpstream{u: u, cancel: cancel, hosts: map[string]bool{}, cut: map[string]bool{}}
@@ -384,6 +397,11 @@ func (f *Fleet) take(u *upstream, ev agentEvent) (taken bool) {
 	case stream.TypeSample:
 		if ev.Metrics == nil {
 			return false
+		}
+		if f.Shared {
+			if last, ok := f.Store.Latest(ev.Source); ok && !ev.TS.After(last.Time) {
+				return true // taken before, by the replica that held the lease
+			}
 		}
 		if cut {
 			f.setState(u, ev.Source, SourceState{State: StateUp}, f.now())

@@ -22,7 +22,8 @@ type Mirror struct {
 	// one of them (host.name, cluster.name).
 	Own map[string]bool
 	// Follows, when set, says a source comes to this replica from its
-	// own upstreams (Fleet.Follows): refused from another replica too.
+	// own upstreams (Fleet.Follows), or from the services it samples as
+	// the lease holder: refused from another replica too.
 	Follows func(source string) bool
 
 	mu    sync.Mutex
@@ -32,13 +33,20 @@ type Mirror struct {
 // ErrOwnSource: another replica publishes a source this one samples.
 var ErrOwnSource = errors.New("another replica publishes a source of this replica's own name; name one of them otherwise (host.name, or cluster.name)")
 
+// ErrFollowedSource: another replica publishes a source this one samples
+// or follows now as the lease holder (a takeover's overlap): not a clash.
+var ErrFollowedSource = errors.New("a source this replica samples or follows itself")
+
 // Take puts a sample event into the Store; other events it leaves.
 func (m *Mirror) Take(ev *stream.Event) error {
 	if ev.Type != stream.TypeSample || ev.Source == "" {
 		return nil
 	}
-	if m.Own[ev.Source] || (m.Follows != nil && m.Follows(ev.Source)) {
+	if m.Own[ev.Source] {
 		return ErrOwnSource
+	}
+	if m.Follows != nil && m.Follows(ev.Source) {
+		return ErrFollowedSource
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -32,8 +32,8 @@ func TestMirrorTakesOthersSamples(t *testing.T) {
 	}
 	m.Follows = func(source string) bool { return source == "host/agent-1" } // this replica's own upstream sends it
 	followed := stream.NewEvent(10, stream.TypeSample, "host/agent-1", at, []byte(`{"metrics":{"cpu.percent":1}}`))
-	if err := m.Take(followed); !errors.Is(err, ErrOwnSource) {
-		t.Fatalf("a sample of a source this replica follows: %v, want ErrOwnSource", err)
+	if err := m.Take(followed); !errors.Is(err, ErrFollowedSource) {
+		t.Fatalf("a sample of a source this replica follows: %v, want ErrFollowedSource", err)
 	}
 	alert := stream.NewEvent(9, stream.TypeAlert, "host/web-1", at, []byte(`{"transition":"firing"}`))
 	if err := m.Take(alert); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -203,6 +204,7 @@ func (s *Scheduler) Remove(name string) {
 	s.mu.Lock()
 	r := s.running[name]
 	delete(s.running, name)
+	s.added = slices.DeleteFunc(s.added, func(src Source) bool { return src.Name() == name }) // added before Run
 	s.mu.Unlock()
 	if r != nil {
 		r.cancel()
