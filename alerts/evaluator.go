@@ -686,8 +686,8 @@ func (e *Evaluator) ackLocked(ctx context.Context, fingerprint, by string, asked
 	}
 	now := e.Now()
 	e.mu.Lock()
-	a := e.alerts[fingerprint]
-	if a == nil || (a.State != StatePending && a.State != StateFiring && a.State != StateNoData) {
+	a := e.activeLocked(fingerprint)
+	if a == nil {
 		e.mu.Unlock()
 		return Alert{}, ErrNotActive
 	}
@@ -710,6 +710,16 @@ func (e *Evaluator) ackLocked(ctx context.Context, fingerprint, by string, asked
 	return t.Alert, nil
 }
 
+// activeLocked is an alert that can be acknowledged: pending, firing or
+// without data; nil if there is none of that fingerprint.
+func (e *Evaluator) activeLocked(fingerprint string) *Alert {
+	a := e.alerts[fingerprint]
+	if a == nil || (a.State != StatePending && a.State != StateFiring && a.State != StateNoData) {
+		return nil
+	}
+	return a
+}
+
 // forwardAck passes an acknowledgement to the lease holder, for an alert
 // active as this replica last read the states, and returns the alert as
 // it will be once applied.
@@ -719,8 +729,8 @@ func (e *Evaluator) forwardAck(ctx context.Context, fingerprint, by string) (Ale
 	}
 	now := e.Now()
 	e.mu.Lock()
-	a := e.alerts[fingerprint]
-	if a == nil || (a.State != StatePending && a.State != StateFiring && a.State != StateNoData) {
+	a := e.activeLocked(fingerprint)
+	if a == nil {
 		e.mu.Unlock()
 		return Alert{}, ErrNotActive
 	}
