@@ -375,32 +375,33 @@ func acceptable(ev agentEvent) string {
 }
 
 // take takes one sample or source event of an agent; one it cannot
-// take is dropped, counted, and said in the upstream's error.
-func (f *Fleet) take(u *upstream, ev agentEvent) (taken bool) {
+// take is dropped, counted, and said in the upstream's error. err is
+// stream.ErrClosed when the hub closed before the sample was published:
+// the upstream stands where it stood, and the next run takes it again.
+func (f *Fleet) take(u *upstream, ev agentEvent) (taken bool, err error) {
 	if why := acceptable(ev); why != "" {
 		f.dropped.Inc()
 		u.refuse("dropped " + why)
-		return false
+		return false, nil
 	}
 	if svc, ok := strings.CutPrefix(ev.Source, "service/"); ok {
 		if f.current(u) {
 			f.service(svc).take(u.name, ev, f.now())
 		}
-		return true
+		return true, nil
 	}
 	owned, cut := f.own(u, ev.Source)
 	if !owned {
-		return false
+		return false, nil
 	}
-	var err error
 	switch ev.Type {
 	case stream.TypeSample:
 		if ev.Metrics == nil {
-			return false
+			return false, nil
 		}
 		if f.Shared {
 			if last, ok := f.Store.Latest(ev.Source); ok && !ev.TS.After(last.Time) {
-				return true // taken before, by the replica that held the lease
+				return true, nil // taken before, by the replica that held the lease
 			}
 		}
 		if cut {
@@ -416,10 +417,13 @@ func (f *Fleet) take(u *upstream, ev agentEvent) (taken bool) {
 		f.setState(u, ev.Source, SourceState{State: ev.State, Error: stream.Clip(ev.Error, maxErrorBytes), Partial: ev.Partial,
 			Upstream: &UpstreamRef{Name: u.name, Seq: ev.Seq}}, ev.TS)
 	}
-	if err != nil && !errors.Is(err, stream.ErrClosed) {
+	if errors.Is(err, stream.ErrClosed) {
+		return false, err
+	}
+	if err != nil {
 		f.Logger.Error("republish an agent's event", "upstream", u.name, "source", ev.Source, "err", err)
 	}
-	return true
+	return true, nil
 }
 
 // unreachable marks the hosts of an agent the hub lost as failed, saying
@@ -541,7 +545,7 @@ func (f *Fleet) gap(u *upstream, after uint64, reset agentEvent) {
 	for _, raw := range reset.Events {
 		var ev agentEvent
 		if json.Unmarshal(raw, &ev) == nil && ev.Type == stream.TypeSource {
-			f.take(u, ev)
+			f.take(u, ev) // a state: the gap's snapshot, taken again with the next reset
 		}
 	}
 }

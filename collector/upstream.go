@@ -346,7 +346,9 @@ func (u *upstream) take(typ string, data []byte) error {
 	case stream.TypeReset:
 		u.fleet.gap(u, last, ev)
 	case stream.TypeSample, stream.TypeSource:
-		taken = u.fleet.take(u, ev)
+		if taken, err = u.fleet.take(u, ev); err != nil {
+			return err // the hub closed: not past this event
+		}
 	}
 	u.moveTo(ev.Seq, ev.TS, &taken)
 	return nil

@@ -1,0 +1,38 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"vigil/stream"
+)
+
+// A hub that closes while an upstream takes a sample: the sample is not
+// published, and the upstream's position stays before it, so the next
+// run (or the next lease holder) takes it again rather than skip it.
+func TestClosedHubLeavesThePosition(t *testing.T) {
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1})
+	f := &Fleet{Store: NewStore(10*time.Minute, time.Second), Hub: hub, Scheduler: &Scheduler{}}
+	f.init()
+	f.ctx = context.Background()
+	u := &upstream{opts: UpstreamOptions{URL: "http://a:1"}, key: "http://a:1", name: "a", suffix: bodySuffix("a", nil), names: &nameCache{}, fleet: f}
+	f.ups[u.key] = &runningUpstream{u: u, cancel: func() {}, hosts: map[string]bool{}, cut: map[string]bool{}}
+	sample := func(seq int) []byte {
+		return fmt.Appendf(nil, `{"seq":%d,"type":"sample","ts":"2026-12-02T10:00:0%dZ","source":"host/a","metrics":{"v":1}}`, seq, seq)
+	}
+	if err := u.take(stream.TypeSample, sample(1)); err != nil {
+		t.Fatal(err)
+	}
+	hub.Close()
+	if err := u.take(stream.TypeSample, sample(2)); !errors.Is(err, stream.ErrClosed) {
+		t.Fatalf("a sample taken after the hub closed: %v, want ErrClosed", err)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.seq != 1 {
+		t.Fatalf("position %d after the hub closed, want 1 (the sample not published is taken again)", u.seq)
+	}
+}
