@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -56,6 +57,10 @@ type app struct {
 	mirror   *collector.Mirror
 	clashes  sync.Map // sources another replica publishes under this one's names, told once
 	sampling sync.Map // the sources leadSources samples now, as the lease holder
+	// positions are a hub replica's in NATS, with the upstreams' status
+	// the follower saves; following says this replica follows them now.
+	positions *cluster.Positions
+	following atomic.Bool
 	// leaderSources are a replica's services: sampled while it holds the
 	// alert lease, so that one replica at a time probes them.
 	leaderSources []collector.Source
@@ -269,7 +274,8 @@ func (a *app) buildSources(set *metrics.Set) error {
 			a.fleet.Shared = true
 			// The lease holder follows the upstreams (leadFleet), from
 			// where the last holder stood.
-			a.fleet.Positions = cluster.NewPositions(a.js, a.plan.cluster.log.Replicas)
+			a.positions = cluster.NewPositions(a.js, a.plan.cluster.log.Replicas)
+			a.fleet.Positions = a.positions
 		}
 	}
 	return nil
@@ -374,7 +380,10 @@ func (a *app) buildWeb(set *metrics.Set) error {
 	if a.shared != nil {
 		opts.Checks = append(opts.Checks, dashboard.Check{Name: "nats", Err: a.shared.Err, Soft: true})
 	}
-	if a.fleet != nil { // a nil *Fleet in the interface would not be nil
+	switch {
+	case a.fleet != nil && a.positions != nil:
+		opts.Fleet = replicaFleet{a}
+	case a.fleet != nil: // a nil *Fleet in the interface would not be nil
 		opts.Fleet = a.fleet
 	}
 	if a.history != nil {
@@ -536,6 +545,9 @@ func (a *app) leadFleet(ctx context.Context) error {
 			done = make(chan struct{})
 			go func() {
 				defer close(done)
+				a.following.Store(true)
+				defer a.following.Store(false)
+				go a.shareStatus(fctx)
 				if err := a.fleet.Run(fctx); err != nil {
 					a.log.Warn("not following the upstreams yet; tried again", "err", err)
 				}
@@ -557,6 +569,34 @@ func (a *app) leadFleet(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// shareStatus saves the upstreams' status every 2 s while this replica
+// follows them, for the other replicas' fleet view.
+func (a *app) shareStatus(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.positions.SaveStatus(a.fleet.Status()); err != nil {
+				a.log.Debug("sharing the upstreams' status", "err", err)
+			}
+		}
+	}
+}
+
+// replicaFleet is a hub replica's fleet for its pages and API: its own
+// while it follows the upstreams, else the status the follower shared.
+type replicaFleet struct{ a *app }
+
+func (f replicaFleet) Status() []collector.UpstreamStatus {
+	if f.a.following.Load() {
+		return f.a.fleet.Status()
+	}
+	return f.a.positions.Status()
 }
 
 // ready marks the server ready once every source has reported once, and a

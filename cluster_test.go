@@ -492,6 +492,16 @@ func TestHubReplicasFollowAgentsOnce(t *testing.T) {
 	if strings.Contains(b.logs.String(), "following the upstreams") {
 		t.Fatal("rep-b follows the upstreams while rep-a holds the lease")
 	}
+	// rep-b's fleet is rep-a's, as rep-a shared it.
+	vigiltest.Eventually(t, 10*time.Second, "agent-1 connected in rep-b's /api/v1/upstreams", func() bool {
+		resp, err := http.Get("http://" + addrB + "/api/v1/upstreams")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(body), `"name":"agent-1"`) && strings.Contains(string(body), `"connected":true`)
+	})
 
 	a.cmd.Process.Kill()
 	a.cmd.Wait()

@@ -24,8 +24,10 @@ type Positions struct {
 	js  jetstream.JetStream
 	cfg jetstream.KeyValueConfig
 
-	mu sync.Mutex
-	kv jetstream.KeyValue
+	mu       sync.Mutex
+	kv       jetstream.KeyValue
+	status   []collector.UpstreamStatus // read at statusAt
+	statusAt time.Time
 }
 
 var _ collector.Positions = (*Positions)(nil)
@@ -90,4 +92,49 @@ func (p *Positions) Save(pos map[string]uint64) error {
 		return fmt.Errorf("upstream positions in NATS: %w", err)
 	}
 	return nil
+}
+
+const statusKey = "upstream-status"
+
+// SaveStatus writes the upstreams' status as the replica that follows
+// them sees it, for the others' fleet view and /api/v1/upstreams.
+func (p *Positions) SaveStatus(st []collector.UpstreamStatus) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	kv, err := p.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, statusKey, b); err != nil {
+		return fmt.Errorf("upstream status in NATS: %w", err)
+	}
+	return nil
+}
+
+// Status is the upstreams' status the following replica saved last; nil
+// if none, or NATS cannot say. It is read at most once a second.
+func (p *Positions) Status() []collector.UpstreamStatus {
+	p.mu.Lock()
+	if time.Since(p.statusAt) < time.Second {
+		st := p.status
+		p.mu.Unlock()
+		return st
+	}
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var st []collector.UpstreamStatus
+	if kv, err := p.bucket(ctx); err == nil {
+		if e, err := kv.Get(ctx, statusKey); err == nil {
+			json.Unmarshal(e.Value(), &st)
+		}
+	}
+	p.mu.Lock()
+	p.status, p.statusAt = st, time.Now()
+	p.mu.Unlock()
+	return st
 }
