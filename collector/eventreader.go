@@ -21,7 +21,7 @@ type eventReader struct {
 	size    int    // bytes of the event's lines so far
 	long    []byte // a line longer than the buffer, assembled
 	pending []byte // the rest of a segment after a lone CR, for the next line
-	started bool   // past the first line, whose byte-order mark is dropped
+	started bool   // past the first line that is not empty, whose byte-order mark is dropped
 	dirty   bool   // a field of the event came
 	ev      rawEvent
 }
@@ -102,10 +102,6 @@ func (r *eventReader) line() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !r.started {
-			r.started = true
-			seg = bytes.TrimPrefix(seg, []byte("\xEF\xBB\xBF"))
-		}
 		if seg, ok := bytes.CutSuffix(seg, []byte("\n")); ok {
 			r.pending, _ = bytes.CutSuffix(seg, []byte("\r"))
 		} else {
@@ -113,13 +109,19 @@ func (r *eventReader) line() ([]byte, error) {
 		}
 	}
 	// What is left of a segment may hold lines that end in a lone CR.
-	seg := r.pending
-	if i := bytes.IndexByte(seg, '\r'); i >= 0 {
-		r.pending = seg[i+1:]
-		return seg[:i], nil
+	line := r.pending
+	if i := bytes.IndexByte(line, '\r'); i >= 0 {
+		r.pending, line = line[i+1:], line[:i]
+	} else {
+		r.pending = nil
 	}
-	r.pending = nil
-	return seg, nil
+	// A byte order mark starts the first line that is not empty, as
+	// go-sse reads it (blank lines before it are skipped, not a start).
+	if !r.started && len(line) > 0 {
+		r.started = true
+		line = bytes.TrimPrefix(line, []byte("\xEF\xBB\xBF"))
+	}
+	return line, nil
 }
 
 // segment reads up to and including the next LF. At the end of the
