@@ -317,6 +317,7 @@ func TestValidate(t *testing.T) {
 		{"a subject with a wildcard", "cluster:\n  name: a\n  nats:\n    urls: [nats://127.0.0.1:4222]\n    subject: vigil.>\n", []string{"cfg.yaml:5: cluster.nats.subject: \"vigil.>\": want tokens"}},
 		{"a role that is not one", "cluster:\n  name: a\n  role: leader\n  nats:\n    urls: [nats://127.0.0.1:4222]\n", []string{"cfg.yaml:3: cluster.role: \"leader\": want replica"}},
 		{"a lease too short", "cluster:\n  name: a\n  lease_ttl: 1s\n  nats:\n    urls: [nats://127.0.0.1:4222]\n", []string{"cfg.yaml:3: cluster.lease_ttl: 1s is outside 2s to 5m"}},
+		{"a replica's name without NATS", "cluster:\n  name: fra-1\n", []string{"cfg.yaml:2: cluster.name: names a replica on NATS: it needs cluster.nats.urls"}},
 		{"an agent without NATS", "cluster:\n  role: agent\n", []string{"cfg.yaml:2: cluster.role: an agent pushes into NATS: it needs cluster.nats.urls"}},
 		{"a valid replica", "cluster:\n  name: fra-1\n  nats:\n    urls: [nats://127.0.0.1:4222, tls://nats.example.com]\n    token: sesame\n    replicas: 3\n", nil},
 		{"retry too long", "stream:\n  retry: 10m\n", []string{"cfg.yaml:2: stream.retry: 10m0s is outside 100ms to 1m"}},

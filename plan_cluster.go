@@ -35,6 +35,9 @@ func (pl *planner) cluster(c Config, p *plan) {
 		if c.Cluster.Role == "agent" {
 			pl.bad("cluster.role", "an agent pushes into NATS: it needs cluster.nats.urls (or --nats)")
 		}
+		if c.Cluster.Name != "" {
+			pl.bad("cluster.name", "names a replica on NATS: it needs cluster.nats.urls (or --nats); a vigil alone names its host with host.name")
+		}
 		return
 	}
 	cp := &clusterPlan{}

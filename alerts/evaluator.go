@@ -352,7 +352,7 @@ func (e *Evaluator) lead(ctx context.Context) bool {
 		}
 		e.term.Store(term)
 		e.leading.Store(true)
-		e.Logger.Info("evaluating the alert rules: this replica holds the alert lease", "term", term)
+		e.Logger.Info("evaluating the alert rules: this replica holds the alert lease")
 	}
 	return true
 }

@@ -228,5 +228,7 @@ func (l *Lease) release() {
 	defer cancel()
 	if err := l.kv.Delete(ctx, l.key, jetstream.LastRevision(rev)); err != nil {
 		l.log.Debug("giving the lease up", "lease", l.key, "err", err)
+		return
 	}
+	l.log.Info("gave the lease up", "lease", l.key, "replica", l.name)
 }

@@ -96,6 +96,15 @@ func (p *Positions) Save(pos map[string]uint64) error {
 
 const statusKey = "upstream-status"
 
+// sharedStatus is the upstreams' status as the follower saved it.
+type sharedStatus struct {
+	At        time.Time                  `json:"at"`
+	Upstreams []collector.UpstreamStatus `json:"upstreams"`
+}
+
+// staleStatus: a status not saved again within this is not shown as is.
+const staleStatus = 6 * time.Second
+
 // SaveStatus writes the upstreams' status as the replica that follows
 // them sees it, for the others' fleet view and /api/v1/upstreams.
 func (p *Positions) SaveStatus(st []collector.UpstreamStatus) error {
@@ -105,7 +114,7 @@ func (p *Positions) SaveStatus(st []collector.UpstreamStatus) error {
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(st)
+	b, err := json.Marshal(sharedStatus{At: time.Now(), Upstreams: st})
 	if err != nil {
 		return err
 	}
@@ -127,10 +136,19 @@ func (p *Positions) Status() []collector.UpstreamStatus {
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	var st []collector.UpstreamStatus
+	var shared sharedStatus
 	if kv, err := p.bucket(ctx); err == nil {
 		if e, err := kv.Get(ctx, statusKey); err == nil {
-			json.Unmarshal(e.Value(), &st)
+			json.Unmarshal(e.Value(), &shared)
+		}
+	}
+	st := shared.Upstreams
+	if age := time.Since(shared.At); len(st) > 0 && age > staleStatus {
+		// The replica that followed them stopped sharing (it died, or the
+		// lease is moving): what it said is not known to hold any more.
+		for i := range st {
+			st[i].Connected = false
+			st[i].Error = fmt.Sprintf("the replica that follows the upstreams has said nothing for %s (the lease is moving)", age.Round(time.Second))
 		}
 	}
 	p.mu.Lock()
