@@ -79,8 +79,7 @@ type Log struct {
 	mu      sync.Mutex // taken inside the hub's lock, never around a call to it
 	epoch   uint64     // an event's id is epoch + its stream sequence; 0 until the stream is read
 	head    uint64     // the newest id kept (epoch + start - 1 before any)
-	window  []*stream.Event
-	start   int // index of the oldest in window
+	window  *stream.Window
 	errLast time.Time
 
 	ready        chan struct{} // closed once the stream has been reached
@@ -113,7 +112,7 @@ func NewLog(nc *nats.Conn, opts LogOptions) (*Log, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	l := &Log{nc: nc, opts: opts, ready: make(chan struct{}), reachableErr: errors.New("the event stream has not been reached yet")}
+	l := &Log{nc: nc, opts: opts, window: stream.NewWindow(opts.Window), ready: make(chan struct{}), reachableErr: errors.New("the event stream has not been reached yet")}
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(16384),
 		jetstream.WithPublishAsyncTimeout(10*time.Second), // an ack that never comes is counted, not held for ever
@@ -259,20 +258,14 @@ func (l *Log) Keep(ev *stream.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.head = ev.ID
-	if len(l.window) < l.opts.Window {
-		l.window = append(l.window, ev)
-		return
-	}
-	l.window[l.start] = ev
-	l.start = (l.start + 1) % len(l.window)
+	l.window.Keep(ev)
 }
 
-// After returns the events after id in the window. Ids in the window may
-// skip numbers (events the stream dropped by age before this replica read
-// them), so it looks id up rather than counting.
+// After returns the events after id in the window.
 func (l *Log) After(id uint64) ([]*stream.Event, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	oldest := l.window.Oldest()
 	switch {
 	case id == l.head:
 		return nil, nil
@@ -280,24 +273,11 @@ func (l *Log) After(id uint64) ([]*stream.Event, error) {
 		return nil, &stream.PositionError{ID: id, Reason: stream.ResetUnknown}
 	case id < l.epoch:
 		return nil, &stream.PositionError{ID: id, Reason: stream.ResetOtherRun}
-	case len(l.window) == 0 || id+1 < l.at(0).ID:
+	case oldest == nil || id+1 < oldest.ID:
 		return nil, &stream.PositionError{ID: id, Reason: stream.ResetTooOld}
 	}
-	i, _ := slices.BinarySearchFunc(l.ordered(), id+1, func(ev *stream.Event, id uint64) int { return cmp.Compare(ev.ID, id) })
-	return slices.Clone(l.ordered()[i:]), nil
+	return l.window.After(id), nil
 }
-
-// ordered is the window oldest first.
-func (l *Log) ordered() []*stream.Event {
-	if l.start == 0 {
-		return l.window
-	}
-	l.window = append(l.window[l.start:], l.window[:l.start]...)
-	l.start = 0
-	return l.window
-}
-
-func (l *Log) at(i int) *stream.Event { return l.window[(l.start+i)%len(l.window)] }
 
 // Head is the id of the newest event delivered.
 func (l *Log) Head() uint64 {
@@ -494,8 +474,7 @@ func (l *Log) position(epoch, first, last uint64) (start uint64, moved bool) {
 		start = max(start, last-uint64(l.opts.Window)+1)
 	}
 	l.epoch, l.head = epoch, epoch+start-1
-	clear(l.window)
-	l.window, l.start = l.window[:0], 0
+	l.window.Clear()
 	return start, moved
 }
 

@@ -589,3 +589,36 @@ func TestHeadAndHeartbeatArePositions(t *testing.T) {
 		t.Fatal("no heartbeat")
 	}
 }
+
+// A Window keeps the newest events and answers after an id by looking it
+// up: a shared log's ids may skip numbers.
+func TestWindowWithGaps(t *testing.T) {
+	w := NewWindow(3)
+	if w.Oldest() != nil || len(w.After(0)) != 0 {
+		t.Fatal("an empty window holds something")
+	}
+	for _, id := range []uint64{1, 2, 5, 6} {
+		w.Keep(&Event{ID: id})
+	}
+	ids := func(evs []*Event) (out []uint64) {
+		for _, ev := range evs {
+			out = append(out, ev.ID)
+		}
+		return out
+	}
+	if got := w.Oldest().ID; got != 2 {
+		t.Fatalf("oldest %d, want 2 (1 dropped)", got)
+	}
+	for _, c := range []struct {
+		after uint64
+		want  []uint64
+	}{{2, []uint64{5, 6}}, {3, []uint64{5, 6}}, {5, []uint64{6}}, {6, nil}, {1, []uint64{2, 5, 6}}} {
+		if got := ids(w.After(c.after)); !slices.Equal(got, c.want) {
+			t.Errorf("after %d: %v, want %v", c.after, got, c.want)
+		}
+	}
+	w.Clear()
+	if w.Oldest() != nil {
+		t.Fatal("a cleared window holds something")
+	}
+}

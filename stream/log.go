@@ -2,6 +2,7 @@ package stream
 
 import (
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -65,13 +66,72 @@ func (e *PositionError) Error() string {
 	return fmt.Sprintf("stream: cannot resume from %d: %s", e.ID, e.Reason)
 }
 
+// A Window keeps the newest events of a log, oldest first, for clients
+// that resume: MemoryLog's, and a SharedLog's copy of its stream. Ids
+// increase through it but may skip numbers (a shared stream's events gone
+// by age before a replica read them). It is not safe for concurrent use.
+type Window struct {
+	evs   []*Event // circular, len == size once full
+	start int      // index of the oldest
+	size  int
+}
+
+// NewWindow keeps the newest size events.
+func NewWindow(size int) *Window {
+	size = max(size, 1)
+	return &Window{size: size, evs: make([]*Event, 0, min(size, 1024))}
+}
+
+// Keep adds the newest event, dropping the oldest once full.
+func (w *Window) Keep(ev *Event) {
+	if len(w.evs) < w.size {
+		w.evs = append(w.evs, ev)
+		return
+	}
+	w.evs[w.start] = ev
+	if w.start++; w.start == len(w.evs) {
+		w.start = 0
+	}
+}
+
+// Clear forgets every event.
+func (w *Window) Clear() {
+	clear(w.evs)
+	w.evs, w.start = w.evs[:0], 0
+}
+
+// Oldest is the oldest event kept; nil when none is.
+func (w *Window) Oldest() *Event {
+	if len(w.evs) == 0 {
+		return nil
+	}
+	return w.at(0)
+}
+
+// After returns the events kept with ids above id, oldest first.
+func (w *Window) After(id uint64) []*Event {
+	n := len(w.evs)
+	lo := sort.Search(n, func(i int) bool { return w.at(i).ID > id })
+	out := make([]*Event, 0, n-lo)
+	for i := lo; i < n; i++ {
+		out = append(out, w.at(i))
+	}
+	return out
+}
+
+// at returns the i-th oldest event.
+func (w *Window) at(i int) *Event {
+	if i += w.start; i >= len(w.evs) {
+		i -= len(w.evs)
+	}
+	return w.evs[i]
+}
+
 // MemoryLog is the in-process Log: ids count up from the run's first id
 // (see NextRunID), and the newest events are kept in a fixed window.
 type MemoryLog struct {
 	first, next uint64
-	window      []*Event // circular, len == size once full
-	start       int      // index of the oldest event in window
-	size        int
+	window      *Window
 	now         func() time.Time
 }
 
@@ -86,7 +146,7 @@ func NewMemoryLog(first uint64, size int, now func() time.Time) *MemoryLog {
 	if first == 0 || first > MaxID {
 		first = epochStart(now())
 	}
-	return &MemoryLog{first: first, next: first, size: max(size, 1), window: make([]*Event, 0, min(size, 1024)), now: now}
+	return &MemoryLog{first: first, next: first, window: NewWindow(size), now: now}
 }
 
 // Append encodes the event with the next id and keeps it, dropping the
@@ -97,15 +157,7 @@ func (l *MemoryLog) Append(e Entry) (*Event, error) {
 	}
 	ev := encodeEvent(l.next, e.Type, e.Source, e.Time, e.Body)
 	l.next++
-	if len(l.window) < l.size {
-		l.window = append(l.window, ev)
-		return ev, nil
-	}
-	l.window[l.start] = ev
-	l.start++
-	if l.start == len(l.window) {
-		l.start = 0
-	}
+	l.window.Keep(ev)
 	return ev, nil
 }
 
@@ -115,8 +167,7 @@ func (l *MemoryLog) Append(e Entry) (*Event, error) {
 func (l *MemoryLog) newEpoch() {
 	l.first = epochStart(l.now())
 	l.next = l.first
-	clear(l.window)
-	l.window, l.start = l.window[:0], 0
+	l.window.Clear()
 }
 
 // After returns the events after id still in the window.
@@ -131,27 +182,15 @@ func (l *MemoryLog) After(id uint64) ([]*Event, error) {
 		// first-1 is where a client stands that got a reset before this
 		// run published anything: it resumes from this run's start.
 		return nil, &PositionError{id, ResetOtherRun}
-	case len(l.window) == 0:
-		return nil, nil
 	}
-	oldest := l.at(0).ID
-	if id+1 < oldest {
+	oldest := l.window.Oldest()
+	switch {
+	case oldest == nil:
+		return nil, nil
+	case id+1 < oldest.ID:
 		return nil, &PositionError{id, ResetTooOld}
 	}
-	out := make([]*Event, 0, head-id)
-	for i := int(id + 1 - oldest); i < len(l.window); i++ {
-		out = append(out, l.at(i))
-	}
-	return out, nil
-}
-
-// at returns the i-th oldest event in the window.
-func (l *MemoryLog) at(i int) *Event {
-	i += l.start
-	if i >= len(l.window) {
-		i -= len(l.window)
-	}
-	return l.window[i]
+	return l.window.After(id), nil
 }
 
 // Head is the id of the newest event.
