@@ -26,9 +26,7 @@ const DefaultAlertsBucket = "VIGIL_ALERTS"
 // of the webhooks it sends, the journal of transitions), after the bucket,
 // so that a save NATS refuses is made again whole.
 type AlertStates struct {
-	js    jetstream.JetStream
-	cfg   jetstream.KeyValueConfig
-	kv    jetstream.KeyValue // opened by Run; guarded by mu
+	b     *bucket
 	local alerts.StateStore
 	log   *slog.Logger
 
@@ -65,54 +63,30 @@ func NewAlertStates(js jetstream.JetStream, bucket string, replicas int, local a
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &AlertStates{js: js, cfg: jetstream.KeyValueConfig{Bucket: bucket, Description: "vigil's alert states",
-		History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)},
+	return &AlertStates{b: newBucket(js, jetstream.KeyValueConfig{Bucket: bucket, Description: "vigil's alert states", Replicas: replicas}),
 		local: local, log: log, byFP: map[string]alerts.Alert{}, acks: map[string]alerts.AckRequest{}, ready: make(chan struct{})}
 }
 
 // Run opens the bucket and keeps a copy of it, watched, until ctx is done.
 func (s *AlertStates) Run(ctx context.Context) error {
-	wait := 100 * time.Millisecond
-	for {
-		err := s.open(ctx)
-		if err == nil {
-			err = s.watch(ctx)
+	retry(ctx, func() (bool, error) {
+		kv, err := s.b.open(ctx)
+		if err != nil {
+			return false, err
 		}
-		if ctx.Err() != nil {
-			return nil
-		}
+		return s.watch(ctx, kv)
+	}, func(err error, wait time.Duration) {
 		s.log.Warn("watching the alert states in NATS", "err", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 10*time.Second)
-	}
-}
-
-// open opens the bucket, once.
-func (s *AlertStates) open(ctx context.Context) error {
-	s.mu.Lock()
-	open := s.kv != nil
-	s.mu.Unlock()
-	if open {
-		return nil
-	}
-	kv, err := keyValue(ctx, s.js, s.cfg)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.kv = kv
-	s.mu.Unlock()
+	})
 	return nil
 }
 
-func (s *AlertStates) watch(ctx context.Context) error {
-	w, err := s.kv.WatchAll(ctx)
+// watch keeps the copy until the watch ends; caught says it had every
+// value before it did.
+func (s *AlertStates) watch(ctx context.Context, kv jetstream.KeyValue) (caught bool, err error) {
+	w, err := kv.WatchAll(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer w.Stop()
 	fresh := map[string]alerts.Alert{}
@@ -122,10 +96,10 @@ func (s *AlertStates) watch(ctx context.Context) error {
 		var ok bool
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return !initial, ctx.Err()
 		case e, ok = <-w.Updates():
 			if !ok {
-				return errors.New("the watch ended")
+				return !initial, errors.New("the watch ended")
 			}
 		}
 		if e == nil { // every value there was is in: from here on, updates
@@ -184,11 +158,9 @@ func (s *AlertStates) LoadAlerts(ctx context.Context) ([]alerts.Alert, error) {
 // is made again whole; the local store's webhooks are added only once the
 // bucket has the states.
 func (s *AlertStates) SaveTransitions(ctx context.Context, ts []alerts.Transition) error {
-	s.mu.Lock()
-	kv := s.kv
-	s.mu.Unlock()
-	if kv == nil {
-		return errors.New("save alerts in NATS: the bucket is not open yet")
+	kv, err := s.b.opened()
+	if err != nil {
+		return fmt.Errorf("save alerts in NATS: %w", err)
 	}
 	for _, t := range ts {
 		b, err := json.Marshal(storedAlert{Alert: t.Alert, ClearedAt: t.Alert.ClearedAt})
@@ -222,18 +194,9 @@ func (s *AlertStates) takeAck(fp string, e jetstream.KeyValueEntry) {
 	s.acks[fp] = r
 }
 
-func (s *AlertStates) bucket() (jetstream.KeyValue, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.kv == nil {
-		return nil, errors.New("the alert states' bucket in NATS is not open yet")
-	}
-	return s.kv, nil
-}
-
 // RequestAck asks the lease holder to acknowledge an alert.
 func (s *AlertStates) RequestAck(ctx context.Context, r alerts.AckRequest) error {
-	kv, err := s.bucket()
+	kv, err := s.b.opened()
 	if err != nil {
 		return err
 	}
@@ -263,7 +226,7 @@ func (s *AlertStates) PendingAcks() []alerts.AckRequest {
 // could not: the alert ended meanwhile), unless a newer one took its
 // place; it is forgotten here at once, not when the watch says so.
 func (s *AlertStates) DoneAck(ctx context.Context, r alerts.AckRequest) error {
-	kv, err := s.bucket()
+	kv, err := s.b.opened()
 	if err != nil {
 		return err
 	}

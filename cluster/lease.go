@@ -30,9 +30,8 @@ const (
 // after a holder stops (Run returns), it gives the key up and another
 // takes it within TTL/4.
 type Lease struct {
-	js   jetstream.JetStream
-	cfg  jetstream.KeyValueConfig
-	kv   jetstream.KeyValue // opened by Run
+	b    *bucket
+	kv   jetstream.KeyValue // opened by Run, its TTL checked
 	key  string
 	name string
 	ttl  time.Duration
@@ -71,27 +70,8 @@ func NewLease(js jetstream.JetStream, o LeaseOptions) *Lease {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Lease{js: js, cfg: jetstream.KeyValueConfig{Bucket: o.Bucket, Description: "vigil's leases", TTL: o.TTL,
-		History: 1, Storage: jetstream.FileStorage, Replicas: max(o.Replicas, 1)},
+	return &Lease{b: newBucket(js, jetstream.KeyValueConfig{Bucket: o.Bucket, Description: "vigil's leases", TTL: o.TTL, Replicas: o.Replicas}),
 		key: o.Key, name: o.Name, ttl: o.TTL, log: o.Logger, now: o.Now}
-}
-
-// keyValue opens a bucket, made if there is none. A bucket made before
-// with other settings is used as it is.
-func keyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	kv, err := js.KeyValue(ctx, cfg.Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, cfg)
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = js.KeyValue(ctx, cfg.Bucket)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("key-value bucket %s: %w", cfg.Bucket, err)
-	}
-	return kv, nil
 }
 
 // Held says whether this replica holds the lease now, and the term: a
@@ -139,7 +119,7 @@ func (l *Lease) Run(ctx context.Context) error {
 // bucket without a TTL (made by hand) would keep a dead replica's lease
 // for ever: it is refused.
 func (l *Lease) open(ctx context.Context) {
-	kv, err := keyValue(ctx, l.js, l.cfg)
+	kv, err := l.b.open(ctx)
 	if err == nil {
 		var st jetstream.KeyValueStatus
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -148,9 +128,9 @@ func (l *Lease) open(ctx context.Context) {
 		switch {
 		case err != nil:
 		case st.TTL() <= 0:
-			err = fmt.Errorf("bucket %s keeps its keys for ever: a lease there would outlive a replica that died; delete the bucket (vigil makes it again with a TTL)", l.cfg.Bucket)
+			err = fmt.Errorf("bucket %s keeps its keys for ever: a lease there would outlive a replica that died; delete the bucket (vigil makes it again with a TTL)", l.b.cfg.Bucket)
 		case st.TTL() != l.ttl:
-			l.log.Warn("the lease's bucket has another TTL than cluster.lease_ttl; the bucket's counts", "bucket", l.cfg.Bucket, "bucket_ttl", st.TTL(), "lease_ttl", l.ttl)
+			l.log.Warn("the lease's bucket has another TTL than cluster.lease_ttl; the bucket's counts", "bucket", l.b.cfg.Bucket, "bucket_ttl", st.TTL(), "lease_ttl", l.ttl)
 			l.mu.Lock()
 			l.ttl = st.TTL()
 			l.mu.Unlock()

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -198,23 +197,18 @@ func (l *Log) publish(e stream.Entry, agent bool) {
 // until it can or ctx is done: what an agent, which publishes to the
 // stream and reads nothing of it, runs.
 func (l *Log) Prepare(ctx context.Context) error {
-	wait := 100 * time.Millisecond
-	for {
+	retry(ctx, func() (bool, error) {
 		_, _, err := l.ensure(ctx, false) // an agent leaves the replicas' limits alone
 		if err == nil {
 			l.setErr(nil)
 			l.readyOnce.Do(func() { close(l.ready) })
-			return nil
 		}
+		return false, err
+	}, func(err error, wait time.Duration) {
 		l.setErr(err)
 		l.opts.Logger.Warn("making the event stream in NATS", "stream", l.opts.Stream, "err", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 10*time.Second)
-	}
+	})
+	return nil
 }
 
 // A Tee is the log of an agent that pushes into NATS (cluster.role:
@@ -305,26 +299,17 @@ type Hub interface {
 // While NATS cannot be reached it tries again with backoff, and carries
 // on from where it stood.
 func (l *Log) Run(ctx context.Context, hub Hub, took func(ev *stream.Event, from From)) error {
-	wait := 100 * time.Millisecond
-	for {
+	retry(ctx, func() (bool, error) {
 		caught, err := l.follow(ctx, hub, took)
-		if ctx.Err() != nil || errors.Is(err, stream.ErrClosed) {
-			return nil
+		if errors.Is(err, stream.ErrClosed) {
+			return caught, nil // the hub closed: vigil stops
 		}
-		if caught {
-			wait = 100 * time.Millisecond
-		}
+		return caught, err
+	}, func(err error, wait time.Duration) {
 		l.setErr(err)
 		l.opts.Logger.Warn("reading the event stream from NATS", "stream", l.opts.Stream, "err", err, "retry_in", wait)
-		t := time.NewTimer(wait/2 + rand.N(wait/2))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-		wait = min(2*wait, 10*time.Second)
-	}
+	})
+	return nil
 }
 
 // errMoved ends a follow: the stream is not the one it was reading.

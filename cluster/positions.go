@@ -21,11 +21,9 @@ const DefaultFleetBucket = "VIGIL_FLEET"
 // lease after it resumes every agent there, and what it publishes again
 // meanwhile carries the agent's ids, which the stream keeps once.
 type Positions struct {
-	js  jetstream.JetStream
-	cfg jetstream.KeyValueConfig
+	b *bucket
 
 	mu       sync.Mutex
-	kv       jetstream.KeyValue
 	status   []collector.UpstreamStatus // read at statusAt
 	statusAt time.Time
 }
@@ -37,28 +35,14 @@ const positionsKey = "upstream-positions"
 // NewPositions returns the positions in the bucket, opened (and made if
 // there is none) when first used.
 func NewPositions(js jetstream.JetStream, replicas int) *Positions {
-	return &Positions{js: js, cfg: jetstream.KeyValueConfig{Bucket: DefaultFleetBucket, Description: "vigil's fleet, shared by the replicas",
-		History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)}}
-}
-
-func (p *Positions) bucket(ctx context.Context) (jetstream.KeyValue, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.kv == nil {
-		kv, err := keyValue(ctx, p.js, p.cfg)
-		if err != nil {
-			return nil, err
-		}
-		p.kv = kv
-	}
-	return p.kv, nil
+	return &Positions{b: newBucket(js, jetstream.KeyValueConfig{Bucket: DefaultFleetBucket, Description: "vigil's fleet, shared by the replicas", Replicas: replicas})}
 }
 
 // Load reads the positions; none if none were saved.
 func (p *Positions) Load() (map[string]uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	kv, err := p.bucket(ctx)
+	kv, err := p.b.open(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +64,7 @@ func (p *Positions) Load() (map[string]uint64, error) {
 func (p *Positions) Save(pos map[string]uint64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // within a stop's 5 s
 	defer cancel()
-	kv, err := p.bucket(ctx)
+	kv, err := p.b.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -110,7 +94,7 @@ const staleStatus = 6 * time.Second
 func (p *Positions) SaveStatus(st []collector.UpstreamStatus) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	kv, err := p.bucket(ctx)
+	kv, err := p.b.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -137,7 +121,7 @@ func (p *Positions) Status() []collector.UpstreamStatus {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var shared sharedStatus
-	if kv, err := p.bucket(ctx); err == nil {
+	if kv, err := p.b.open(ctx); err == nil {
 		if e, err := kv.Get(ctx, statusKey); err == nil {
 			json.Unmarshal(e.Value(), &shared)
 		}

@@ -34,7 +34,7 @@ func TestSharedPositionsAndStatus(t *testing.T) {
 		t.Fatalf("a fresh status: %+v", st)
 	}
 	// As the follower saved it 10 s ago.
-	kv, err := p.bucket(context.Background())
+	kv, err := p.b.open(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
