@@ -170,9 +170,7 @@ func (a *app) connect(set *metrics.Set) error {
 	if a.shared, err = cluster.NewLog(nc, opts); err != nil {
 		return err
 	}
-	if a.js, err = jetstream.New(nc); err != nil {
-		return fmt.Errorf("nats: %w", err)
-	}
+	a.js = a.shared.JetStream()
 	return nil
 }
 
@@ -207,15 +205,14 @@ func (a *app) took(ev *stream.Event, from cluster.From) {
 	if from.Agent {
 		a.agents.Saw(from.Replica, ev.Time)
 	}
-	replica := from.Replica
 	err := a.mirror.Take(ev)
 	switch {
 	case errors.Is(err, collector.ErrOwnSource):
 		if _, told := a.clashes.LoadOrStore(ev.Source, true); !told {
-			a.log.Warn("a sample of the shared stream not taken", "source", ev.Source, "replica", replica, "err", err)
+			a.log.Warn("a sample of the shared stream not taken", "source", ev.Source, "replica", from.Replica, "err", err)
 		}
 	case err != nil:
-		a.log.Debug("a sample of the shared stream not taken", "replica", replica, "err", err)
+		a.log.Debug("a sample of the shared stream not taken", "replica", from.Replica, "err", err)
 	}
 }
 

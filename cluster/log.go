@@ -135,6 +135,9 @@ func NewLog(nc *nats.Conn, opts LogOptions) (*Log, error) {
 	return l, nil
 }
 
+// JetStream is the log's JetStream context, for the replica's buckets.
+func (l *Log) JetStream() jetstream.JetStream { return l.js }
+
 // Ready is closed once the log has read its stream up to the end the
 // stream had when it was first reached: a client that resumes here from
 // another replica then finds its id.

@@ -1,8 +1,6 @@
 package collector
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -58,22 +56,13 @@ func (m *Mirror) Take(ev *stream.Event) error {
 		names = &nameCache{}
 		m.names[ev.Source] = names
 	}
-	data := ev.JSON()
-	aev, err := decodeAgentEvent(data, names)
+	aev, err := decodeAgentEvent(ev.JSON(), names)
 	if err != nil {
 		return fmt.Errorf("mirror %s: %w", ev.Source, err)
 	}
 	if aev.Metrics == nil {
 		return nil
 	}
-	var labels struct {
-		Labels map[string]string `json:"labels"`
-	}
-	if bytes.Contains(data, []byte(`"labels":`)) {
-		if err := json.Unmarshal(data, &labels); err != nil {
-			return fmt.Errorf("mirror %s: %w", ev.Source, err)
-		}
-	}
-	m.Store.Append(Sample{Source: ev.Source, Time: ev.Time, Metrics: aev.Metrics, Labels: labels.Labels})
+	m.Store.Append(Sample{Source: ev.Source, Time: ev.Time, Metrics: aev.Metrics, Labels: aev.Labels})
 	return nil
 }

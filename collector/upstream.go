@@ -303,6 +303,7 @@ type agentEvent struct {
 	Metrics    map[string]float64 `json:"-"`
 	compact    bool               // RawMetrics has no whitespace
 	Traffic    *Traffic           `json:"traffic"`
+	Labels     map[string]string  `json:"labels"` // a hub's republished sample's (a replica mirrors it)
 	SourceState
 	Reason string            `json:"reason"`
 	Events []json.RawMessage `json:"events"`
