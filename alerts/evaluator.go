@@ -59,6 +59,13 @@ type AckQueue interface {
 	DoneAck(ctx context.Context, r AckRequest) error
 }
 
+// A Versioned StateStore says when its states change (cluster.AlertStates
+// counts the changes it watches): a replica that does not hold the lease
+// reads them again only then, not every interval.
+type Versioned interface {
+	Version() uint64
+}
+
 // ErrNotLeader: another replica holds the alert lease and evaluates the
 // rules; acknowledgements are made there.
 var ErrNotLeader = errors.New("alerts: another replica evaluates the alerts now")
@@ -224,6 +231,7 @@ type Evaluator struct {
 
 	leading     atomic.Bool   // evaluating, as of the last interval (with Lead)
 	term        atomic.Uint64 // the lease's term it evaluates in
+	loaded      uint64        // a Versioned store's version when last read, plus one; guarded by write
 	failure     storeFailure
 	storeErrors *metrics.Counter
 	transitions map[string]*metrics.Counter
@@ -339,12 +347,12 @@ func (e *Evaluator) lead(ctx context.Context) bool {
 		if e.leading.Swap(false) {
 			e.Logger.Warn("not evaluating the alert rules: this replica no longer holds the alert lease")
 		}
-		if err := e.reload(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		if err := e.reload(ctx, false); err != nil && !errors.Is(err, context.Canceled) {
 			e.Logger.Debug("reading the alert states", "err", err)
 		}
 		return false
 	case !e.leading.Load() || term != e.term.Load():
-		if err := e.reload(ctx); err != nil {
+		if err := e.reload(ctx, true); err != nil {
 			if !errors.Is(err, context.Canceled) {
 				e.Logger.Error("reading the alert states before evaluating; tried again next interval", "err", err)
 			}
@@ -395,19 +403,28 @@ func (e *Evaluator) leaseDeadline(ctx context.Context) (context.Context, context
 }
 
 // reload replaces every alert with the states saved in States, as Load
-// does at a start.
-func (e *Evaluator) reload(ctx context.Context) error {
+// does at a start: if they changed since last read, or always with force.
+func (e *Evaluator) reload(ctx context.Context, force bool) error {
 	if e.States == nil {
 		return nil
 	}
 	e.write.Lock()
 	defer e.write.Unlock()
+	versioned, _ := e.States.(Versioned)
+	var version uint64
+	if versioned != nil {
+		version = versioned.Version() + 1 // before reading: a change meanwhile is read next time
+		if !force && version == e.loaded {
+			return nil
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // a store that does not answer holds up no Ack
 	defer cancel()
 	saved, err := e.States.LoadAlerts(ctx)
 	if err != nil {
 		return err
 	}
+	e.loaded = version
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.alerts = make(map[string]*Alert, len(saved))

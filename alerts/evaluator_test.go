@@ -600,3 +600,50 @@ func TestPassedOnAckAppliedOnce(t *testing.T) {
 		t.Fatalf("without the lease: acknowledged %v times, %d requests removed; want none, the request kept", acked(), q.done)
 	}
 }
+
+// countingStore is a Versioned StateStore in memory that counts reads.
+type countingStore struct {
+	alerts  []Alert
+	version uint64
+	loads   int
+}
+
+func (c *countingStore) LoadAlerts(context.Context) ([]Alert, error) {
+	c.loads++
+	return slices.Clone(c.alerts), nil
+}
+func (c *countingStore) SaveTransitions(context.Context, []Transition) error { return nil }
+func (c *countingStore) Version() uint64                                     { return c.version }
+
+// A replica that does not hold the lease reads the states again only when
+// they changed, not every interval; one that takes the lease reads them
+// whatever the version.
+func TestFollowerReadsChangedStatesOnly(t *testing.T) {
+	ck := &clock{t: t0}
+	r := Rule{Name: "Hot", Source: "host/*", Metric: "cpu.percent", Op: ">", Threshold: 90}
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	store := &countingStore{alerts: []Alert{{Fingerprint: Fingerprint("Hot", "host/a", "cpu.percent"), Rule: "Hot", Source: "host/a", Metric: "cpu.percent", State: StateFiring}}}
+	held := false
+	e := &Evaluator{Rules: []Rule{r}, Ring: collector.NewStore(time.Minute, time.Second), Hub: stream.NewHub(stream.HubOptions{FirstID: 1}),
+		States: store, Now: ck.now, Lead: func() (bool, uint64, time.Time) { return held, 1, ck.t.Add(time.Hour) }}
+	e.init()
+	ctx := context.Background()
+	for range 5 {
+		e.lead(ctx)
+	}
+	if store.loads != 1 || len(e.Active()) != 1 {
+		t.Fatalf("5 intervals following, the states unchanged: %d reads, %d alerts; want 1 read", store.loads, len(e.Active()))
+	}
+	store.version++
+	store.alerts[0].State = StateResolved
+	e.lead(ctx)
+	if store.loads != 2 || len(e.Active()) != 0 {
+		t.Fatalf("after a change: %d reads, %d active; want the change read", store.loads, len(e.Active()))
+	}
+	held = true
+	if !e.lead(ctx) || store.loads != 3 {
+		t.Fatalf("taking the lease: %d reads, want the states read again", store.loads)
+	}
+}

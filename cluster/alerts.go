@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,11 +36,14 @@ type AlertStates struct {
 	acks  map[string]alerts.AckRequest // acknowledgements waiting for the lease holder, by fingerprint
 	ready chan struct{}                // closed once the watch has every value
 	once  sync.Once
+	// version counts the changes to byFP the watch made.
+	version atomic.Uint64
 }
 
 var (
 	_ alerts.StateStore = (*AlertStates)(nil)
 	_ alerts.AckQueue   = (*AlertStates)(nil)
+	_ alerts.Versioned  = (*AlertStates)(nil)
 )
 
 // ackPrefix starts the keys of acknowledgements made on a replica that
@@ -106,6 +110,7 @@ func (s *AlertStates) watch(ctx context.Context, kv jetstream.KeyValue) (caught 
 			s.mu.Lock()
 			s.byFP = fresh
 			s.mu.Unlock()
+			s.version.Add(1)
 			initial = false
 			s.once.Do(func() { close(s.ready) })
 			continue
@@ -133,9 +138,14 @@ func (s *AlertStates) watch(ctx context.Context, kv jetstream.KeyValue) (caught 
 		}
 		if !initial {
 			s.mu.Unlock()
+			s.version.Add(1)
 		}
 	}
 }
+
+// Version counts the changes to the states the watch saw
+// (alerts.Versioned).
+func (s *AlertStates) Version() uint64 { return s.version.Load() }
 
 // LoadAlerts returns the states in the bucket, once the watch has them.
 func (s *AlertStates) LoadAlerts(ctx context.Context) ([]alerts.Alert, error) {
