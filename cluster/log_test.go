@@ -173,8 +173,10 @@ func TestStartingReplicaFillsItsWindow(t *testing.T) {
 	}
 	ea := take(t, sa, 12)
 
-	b := startReplica(t, n, "b", LogOptions{Window: 8})
-	waitFor(t, func() bool { return b.log.Head() == ea[11].ID }, "b to read the stream's end")
+	b := startReplica(t, n, "b", LogOptions{Window: 8}) // returns once b is ready
+	if head := b.log.Head(); head != ea[11].ID {
+		t.Fatalf("b ready at %d before it read the stream's end %d: a client from a would get a reset", head, ea[11].ID)
+	}
 	rb := subscribe(t, b.hub, strconv.FormatUint(ea[5].ID, 10))
 	if got, want := ids(rb.Replay), ids(ea[6:]); !equal(got, want) {
 		t.Fatalf("resumed on b: replay %v, want %v", got, want)
@@ -512,5 +514,36 @@ func TestOneEventPerID(t *testing.T) {
 	}
 	if got[3].Source != "host/a" {
 		t.Fatalf("fourth event %s: an event of a repeated ID came twice", got[3].JSON())
+	}
+}
+
+// A stream kept a minute: its duplicate window (two minutes otherwise)
+// fits in its age, or the server refuses to make it.
+func TestShortMaxAge(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	a := startReplica(t, n, "a", LogOptions{MaxAge: time.Minute})
+	sa := subscribe(t, a.hub, "")
+	a.publish(t, "host/a", 1)
+	take(t, sa, 1)
+}
+
+// An agent makes the stream if there is none, but leaves the limits the
+// replicas set alone.
+func TestAgentLeavesTheLimits(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	startReplica(t, n, "r", LogOptions{MaxAge: 48 * time.Hour})
+	agent, err := NewLog(n.Connect(), LogOptions{Replica: "edge-1", MaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := jetStream(t, n).Stream(context.Background(), DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.MaxAge; got != 48*time.Hour {
+		t.Fatalf("the stream keeps events %s after an agent with max_age 1h prepared it; want the replicas' 48h", got)
 	}
 }

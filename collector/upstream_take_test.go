@@ -36,3 +36,35 @@ func TestClosedHubLeavesThePosition(t *testing.T) {
 		t.Fatalf("position %d after the hub closed, want 1 (the sample not published is taken again)", u.seq)
 	}
 }
+
+// A hub replica that takes over following an agent reads again samples
+// it mirrored from the replica before it: a Shared fleet takes none at or
+// before the Store's newest of the source, neither into the ring nor onto
+// the stream.
+func TestSharedFleetSkipsSamplesItHas(t *testing.T) {
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1})
+	defer hub.Close()
+	store := NewStore(10*time.Minute, time.Second)
+	f := &Fleet{Store: store, Hub: hub, Scheduler: &Scheduler{}, Shared: true}
+	f.init()
+	f.ctx = context.Background()
+	u := &upstream{opts: UpstreamOptions{URL: "http://a:1"}, key: "http://a:1", name: "a", suffix: bodySuffix("a", nil), names: &nameCache{}, fleet: f}
+	f.ups[u.key] = &runningUpstream{u: u, cancel: func() {}, hosts: map[string]bool{}, cut: map[string]bool{}}
+	at := time.Date(2026, 12, 2, 10, 0, 5, 0, time.UTC)
+	store.Append(Sample{Source: "host/a", Time: at, Metrics: map[string]float64{"v": 5}}) // mirrored before
+	sample := func(seq, sec int) []byte {
+		return fmt.Appendf(nil, `{"seq":%d,"type":"sample","ts":"2026-12-02T10:00:0%dZ","source":"host/a","metrics":{"v":%d}}`, seq, sec, sec)
+	}
+	for seq, sec := range []int{4, 5, 6} {
+		if err := u.take(stream.TypeSample, sample(seq+1, sec)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pts, _ := store.AppendRange(nil, "host/a", "v", at.Add(-time.Minute))
+	if len(pts) != 2 || pts[1].V != 6 {
+		t.Fatalf("ring %v: want the mirrored 5 and the new 6 only", pts)
+	}
+	if got := hub.LastID(); got != 1 {
+		t.Fatalf("%d events published, want only the new sample", got)
+	}
+}
