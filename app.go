@@ -56,7 +56,7 @@ type app struct {
 	states   *cluster.AlertStates
 	mirror   *collector.Mirror
 	clashes  sync.Map // sources another replica publishes under this one's names, told once
-	sampling sync.Map // the sources leadSources samples now, as the lease holder
+	sampling sync.Map // the sources holderWork samples now, as the lease holder
 	// positions are a hub replica's in NATS, with the upstreams' status
 	// the follower saves; following says this replica follows them now.
 	positions *cluster.Positions
@@ -245,7 +245,7 @@ func (a *app) buildSources(set *metrics.Set) error {
 		}
 		if a.replica() {
 			// Every replica has the same services; the lease holder
-			// probes them (leadSources), the others mirror its samples.
+			// probes them (holderWork), the others mirror its samples.
 			a.leaderSources = append(a.leaderSources, svc)
 			continue
 		}
@@ -269,7 +269,7 @@ func (a *app) buildSources(set *metrics.Set) error {
 			Positions: collector.PositionFile(filepath.Join(a.plan.data, "upstreams.json")), Metrics: set, Logger: a.log}
 		if a.replica() {
 			a.fleet.Shared = true
-			// The lease holder follows the upstreams (leadFleet), from
+			// The lease holder follows the upstreams (holderWork), from
 			// where the last holder stood.
 			a.positions = cluster.NewPositions(a.js, a.plan.cluster.log.Replicas)
 			a.fleet.Positions = a.positions
@@ -428,10 +428,7 @@ func (a *app) run(ctx context.Context) error {
 	if a.history != nil {
 		g.Go(func() error { return a.history.Run(gctx) })
 	}
-	switch {
-	case a.fleet != nil && a.replica():
-		g.Go(func() error { return a.leadFleet(gctx) })
-	case a.fleet != nil:
+	if a.fleet != nil && !a.replica() { // a replica's fleet is the lease holder's work
 		g.Go(func() error { return a.fleet.Run(gctx) })
 	}
 	g.Go(func() error { return a.hub.Run(gctx) })
@@ -443,7 +440,7 @@ func (a *app) run(ctx context.Context) error {
 		g.Go(func() error { return a.lease.Run(gctx) })
 		g.Go(func() error { return a.states.Run(gctx) })
 		a.agents.Idle = a.plan.cluster.agentIdle
-		g.Go(func() error { return a.leadSources(gctx) })
+		g.Go(func() error { return a.holderWork(gctx) })
 	case a.shared != nil: // an agent that pushes into NATS
 		g.Go(func() error { return a.shared.Prepare(gctx) })
 		fallthrough
@@ -472,43 +469,20 @@ func (a *app) follows(source string) bool {
 	return sampled
 }
 
-// leadSources samples the services, and the agents that push
-// (upstream/<agent>), while this replica holds the alert lease, and stops
-// when it loses it: checked every interval, when agents new to it are
-// added too.
-func (a *app) leadSources(ctx context.Context) error {
+// holderWork runs what only the replica that holds the alert lease runs,
+// while it does (checked every interval): the services, the agents that
+// push (upstream/<agent>, new ones added as they come), and a hub's
+// upstreams, followed from where the last holder stood.
+func (a *app) holderWork(ctx context.Context) error {
 	t := time.NewTicker(a.plan.interval)
 	defer t.Stop()
-	sampling := map[string]bool{}
-	leading := false
+	var h holder
+	defer h.stopFleet()
 	for {
 		held, _, _ := a.lease.Lead()
-		want := map[string]collector.Source{}
-		if held {
-			for _, src := range append(slices.Clone(a.leaderSources), a.agents.Sources()...) {
-				want[src.Name()] = src
-			}
-		}
-		for name, src := range want {
-			if !sampling[name] && a.sched.Add(src) {
-				sampling[name] = true
-				a.sampling.Store(name, true)
-			}
-		}
-		for name := range sampling {
-			if want[name] == nil {
-				a.sched.Remove(name)
-				delete(sampling, name)
-				a.sampling.Delete(name)
-			}
-		}
-		if held != leading {
-			leading = held
-			if held {
-				a.log.Info("sampling the services and the pushing agents: this replica holds the alert lease", "services", len(a.leaderSources))
-			} else {
-				a.log.Info("not sampling the services: another replica holds the alert lease")
-			}
+		a.holdSources(&h, held)
+		if a.fleet != nil {
+			a.holdFleet(ctx, &h, held)
 		}
 		select {
 		case <-ctx.Done():
@@ -518,53 +492,84 @@ func (a *app) leadSources(ctx context.Context) error {
 	}
 }
 
-// leadFleet follows the upstreams while this replica holds the alert
-// lease, from where the last holder stood, and lets them go when it
-// loses it: checked every interval.
-func (a *app) leadFleet(ctx context.Context) error {
-	t := time.NewTicker(a.plan.interval)
-	defer t.Stop()
-	var stop context.CancelFunc
-	done := make(chan struct{})
-	for {
-		held, _, _ := a.lease.Lead()
-		if stop != nil {
-			select {
-			case <-done: // Run ended on its own (the positions could not be read): again
-				stop = nil
-			default:
-			}
+// holder is what holderWork runs now.
+type holder struct {
+	sampling map[string]bool // the sources
+	leading  bool
+	stop     context.CancelFunc // the fleet's Run; nil when it does not run
+	done     chan struct{}      // closed when that Run returned
+}
+
+func (h *holder) stopFleet() {
+	if h.stop != nil {
+		h.stop()
+		<-h.done
+		h.stop = nil
+	}
+}
+
+// holdSources samples the services and the pushing agents while held.
+func (a *app) holdSources(h *holder, held bool) {
+	if h.sampling == nil {
+		h.sampling = map[string]bool{}
+	}
+	want := map[string]collector.Source{}
+	if held {
+		for _, src := range append(slices.Clone(a.leaderSources), a.agents.Sources()...) {
+			want[src.Name()] = src
 		}
-		switch {
-		case held && stop == nil:
-			var fctx context.Context
-			fctx, stop = context.WithCancel(ctx)
-			done = make(chan struct{})
-			go func() {
-				defer close(done)
-				a.following.Store(true)
-				defer a.following.Store(false)
-				go a.shareStatus(fctx)
-				if err := a.fleet.Run(fctx); err != nil {
-					a.log.Warn("not following the upstreams yet; tried again", "err", err)
-				}
-			}()
-			a.log.Info("following the upstreams: this replica holds the alert lease")
-		case !held && stop != nil:
-			stop()
-			<-done
-			stop = nil
-			a.log.Info("not following the upstreams: another replica holds the alert lease")
+	}
+	for name, src := range want {
+		if !h.sampling[name] && a.sched.Add(src) {
+			h.sampling[name] = true
+			a.sampling.Store(name, true)
 		}
+	}
+	for name := range h.sampling {
+		if want[name] == nil {
+			a.sched.Remove(name)
+			delete(h.sampling, name)
+			a.sampling.Delete(name)
+		}
+	}
+	if held != h.leading {
+		h.leading = held
+		if held {
+			a.log.Info("sampling the services and the pushing agents: this replica holds the alert lease", "services", len(a.leaderSources))
+		} else {
+			a.log.Info("not sampling the services: another replica holds the alert lease")
+		}
+	}
+}
+
+// holdFleet follows the upstreams while held, and lets them go when not.
+func (a *app) holdFleet(ctx context.Context, h *holder, held bool) {
+	if h.stop != nil {
 		select {
-		case <-ctx.Done():
-			if stop != nil {
-				stop()
-				<-done
-			}
-			return nil
-		case <-t.C:
+		case <-h.done: // Run ended on its own (the positions could not be read): again
+			h.stop = nil
+		default:
 		}
+	}
+	switch {
+	case held && h.stop == nil:
+		var fctx context.Context
+		fctx, h.stop = context.WithCancel(ctx)
+		h.done = make(chan struct{})
+		done := h.done
+		go func() {
+			defer close(done)
+			a.following.Store(true)
+			defer a.following.Store(false)
+			go a.shareStatus(fctx)
+			if err := a.fleet.Run(fctx); err != nil {
+				a.log.Warn("not following the upstreams yet; tried again", "err", err)
+			}
+		}()
+		a.log.Info("following the upstreams: this replica holds the alert lease")
+	case !held && h.stop != nil:
+		h.stopFleet()
+		a.log.Info("not following the upstreams: another replica holds the alert lease")
 	}
 }
 
