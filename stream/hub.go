@@ -85,7 +85,8 @@ type Hub struct {
 	opts HubOptions
 
 	mu     sync.Mutex
-	log    Log // guarded by mu
+	log    Log       // guarded by mu
+	shared SharedLog // the log, when it is shared; nil otherwise
 	latest map[string]*Event
 	subs   []*Subscriber
 	closed bool
@@ -127,6 +128,7 @@ func NewHub(opts HubOptions) *Hub {
 		published: make(map[string]*metrics.Counter),
 		resets:    make(map[string]*metrics.Counter),
 	}
+	h.shared, _ = opts.Log.(SharedLog)
 	for _, t := range Types {
 		h.published[t] = opts.Metrics.NewCounter(`vigil_events_published_total{type="` + t + `"}`)
 	}
@@ -187,7 +189,7 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 		m.Time = h.opts.Now()
 	}
 
-	if shared, ok := h.log.(SharedLog); ok {
+	if shared := h.shared; shared != nil {
 		// Sent, not kept: the event comes back through Deliver. Not under
 		// the lock, so that a NATS that is slow to take it holds up no
 		// subscriber and no delivery.
@@ -220,8 +222,7 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 // empty), the history, every matching subscriber. A SharedLog calls it
 // once an event, in id order.
 func (h *Hub) Deliver(ev *Event, key string) error {
-	shared, ok := h.log.(SharedLog)
-	if !ok {
+	if h.shared == nil {
 		return errors.New("stream: deliver: the hub's log is not shared")
 	}
 	h.mu.Lock()
@@ -229,7 +230,7 @@ func (h *Hub) Deliver(ev *Event, key string) error {
 	if h.closed {
 		return ErrClosed
 	}
-	shared.Keep(ev)
+	h.shared.Keep(ev)
 	h.deliverLocked(ev, key)
 	return nil
 }
