@@ -38,6 +38,8 @@ const shutdownTimeout = 4 * time.Second
 //	stream.Hub -> dashboard.Server (SSE, NDJSON, long polling, WebSocket)
 //	with cluster.nats: stream.Hub -> cluster.Log (JetStream) -> stream.Hub of every replica, and collector.Mirror -> collector.Store
 //	alerts.Evaluator (reads the ring) -> alerts.DB (states, outbox) -> alerts.Dispatcher -> alerts.Receivers
+//	with cluster.nats: alerts.Evaluator (on the lease holder) -> cluster.Webhooks (work queue) and cluster.AlertStates
+//	  (key-value) -> alerts.DB (journal); cluster.Webhooks on every replica -> alerts.Receivers (the receivers API)
 type app struct {
 	plan     plan
 	env      env
@@ -70,6 +72,7 @@ type app struct {
 	eval          *alerts.Evaluator
 	dispatch      *alerts.Dispatcher
 	receivers     *alerts.Receivers
+	webhooks      *cluster.Webhooks // a replica's outbox, shared in NATS
 	web           *dashboard.Server
 	set           *metrics.Set // vigil's own metrics
 	srv           *http.Server
@@ -328,9 +331,18 @@ func (a *app) buildAlerts(set *metrics.Set) error {
 	if n := len(a.plan.history); n > 0 { // the charts' marks as far back as their history
 		a.db.JournalRetention = a.plan.history[n-1].Keep
 	}
-	a.dispatch = &alerts.Dispatcher{DB: a.db, Client: alerts.NewClient(a.plan.allowNets, alerts.DefaultAttemptTimeout), Logger: a.log, Metrics: set}
-	a.receivers = &alerts.Receivers{DB: a.db, Wake: a.dispatch.Wake}
-	if err := a.receivers.Configure(context.Background(), a.plan.receivers); err != nil {
+	client := alerts.NewClient(a.plan.allowNets, alerts.DefaultAttemptTimeout)
+	a.dispatch = &alerts.Dispatcher{DB: a.db, Client: client, Logger: a.log, Metrics: set}
+	a.receivers = &alerts.Receivers{Outbox: a.db, Wake: a.dispatch.Wake}
+	if a.replica() {
+		// The receivers and webhooks are in NATS, sent by whichever
+		// replica is up; it saves the configured receivers there once it
+		// has read them. (The local dispatcher still sends what vigil.db
+		// held from before.)
+		a.webhooks = cluster.NewWebhooks(a.js, cluster.WebhookOptions{Replicas: a.plan.cluster.log.Replicas,
+			Sender: alerts.Sender{Client: client}, Configured: a.plan.receivers, Logger: a.log, Metrics: set})
+		a.receivers = &alerts.Receivers{Outbox: a.webhooks}
+	} else if err := a.receivers.Configure(context.Background(), a.plan.receivers); err != nil {
 		return err
 	}
 	a.eval = &alerts.Evaluator{Rules: a.plan.rules, Ring: a.store, Hub: a.hub, States: a.db, Interval: a.plan.interval,
@@ -342,7 +354,8 @@ func (a *app) buildAlerts(set *metrics.Set) error {
 		lo := cp.lease
 		lo.Logger = a.log
 		a.lease = cluster.NewLease(a.js, lo)
-		a.states = cluster.NewAlertStates(a.js, "", cp.log.Replicas, a.db, a.log)
+		a.states = cluster.NewAlertStates(a.js, "", cp.log.Replicas, a.db.WithoutWebhooks(), a.log)
+		a.states.Webhooks = a.webhooks
 		a.eval.States, a.eval.Lead, a.eval.Acks = a.states, a.lease.Lead, a.states
 		return nil
 	}
@@ -367,6 +380,9 @@ func (a *app) buildWeb(set *metrics.Set) error {
 	a.db.DashboardURL = a.plan.dashboardURL
 	if a.db.DashboardURL == "" {
 		a.db.DashboardURL = a.url()
+	}
+	if a.webhooks != nil {
+		a.webhooks.DashboardURL = a.db.DashboardURL
 	}
 	opts := dashboard.Options{Alerts: a.eval, Journal: a.db, Receivers: a.receivers, Tokens: a.plan.tokens, ReadTokens: a.plan.readTokens,
 		Hub: a.hub, Store: a.store, Metrics: set, Logger: a.log, Version: buildVersion(), Demo: a.plan.demo,
@@ -439,6 +455,7 @@ func (a *app) run(ctx context.Context) error {
 		g.Go(func() error { return a.shared.Run(gctx, a.hub, a.took) })
 		g.Go(func() error { return a.lease.Run(gctx) })
 		g.Go(func() error { return a.states.Run(gctx) })
+		g.Go(func() error { return a.webhooks.Run(gctx) })
 		a.agents.Idle = a.plan.cluster.agentIdle
 		g.Go(func() error { return a.holderWork(gctx) })
 	case a.shared != nil: // an agent that pushes into NATS

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -338,7 +339,7 @@ func TestReplicaCutOffFromNATSSendsNoDuplicate(t *testing.T) {
 	vigiltest.Eventually(t, 10*time.Second, "rep-a to evaluate", func() bool {
 		return strings.Contains(a.logs.String(), "this replica holds the alert lease")
 	})
-	b, _ := startReplicaProc(t, bin, n.URL, "rep-b", rules)
+	b, addrB := startReplicaProc(t, bin, n.URL, "rep-b", rules)
 	firing := func(rule string) int {
 		k := 0
 		for _, r := range rc.Requests() {
@@ -349,11 +350,25 @@ func TestReplicaCutOffFromNATSSendsNoDuplicate(t *testing.T) {
 		return k
 	}
 	vigiltest.Eventually(t, 15*time.Second, "Now firing, from rep-a", func() bool { return firing("Now") == 1 })
+	// Cut once the webhook is done in the shared outbox: acknowledged,
+	// then recorded. (A replica cut off between the receiver's answer and
+	// its acknowledgement leaves the webhook to another, which sends it
+	// again with the same webhook-id: at least once.)
+	vigiltest.Eventually(t, 10*time.Second, "Now's webhook recorded as delivered", func() bool {
+		var out struct{ Deliveries []alerts.Delivery }
+		getJSON(t, "http://"+addrB+"/api/v1/receivers/cfg-ops/deliveries", &out)
+		return len(out.Deliveries) == 1 && out.Deliveries[0].State == alerts.DeliveryDelivered
+	})
 
 	proxy.cut()
 	vigiltest.Eventually(t, 15*time.Second, "rep-b to take the lease", func() bool {
 		return strings.Contains(b.logs.String(), "this replica holds the alert lease")
 	})
+	defer func() {
+		if t.Failed() {
+			t.Logf("B:\n%s\nA:\n%s", b.logs, a.logs)
+		}
+	}()
 	vigiltest.Eventually(t, 20*time.Second, "Later firing, from rep-b", func() bool { return firing("Later") == 1 })
 	proxy.heal()
 	if got := len(rc.Requests()); got != 2 || firing("Now") != 1 {
@@ -532,5 +547,93 @@ func TestHubReplicasFollowAgentsOnce(t *testing.T) {
 	}
 	if published != len(got) {
 		t.Fatalf("the replicas passed on %d samples, the agent published %d in %d..%d", len(got), published, lo, hi)
+	}
+}
+
+// Webhooks go through the outbox the replicas share in NATS: a webhook
+// whose first attempt failed is retried by the other replica after the
+// one that tried it is killed with kill -9, and delivered once; the
+// receivers API answers the same on both replicas before that, and a
+// receiver subscribed through the one left is verified.
+func TestWebhookRetriedByTheReplicaThatIsUp(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	bin := buildVigil(t)
+	var up atomic.Bool
+	rc := vigiltest.NewReceiver(t, func(w http.ResponseWriter, _ vigiltest.Request, _ int) {
+		if !up.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	rules := withRules(rc.URL, `
+    - name: Now
+      source: host/rep-b
+      metric: host.uptime_seconds
+      op: ">"
+      threshold: 0`)
+	a, addrA := startReplicaProc(t, bin, n.URL, "rep-a", rules)
+	vigiltest.Eventually(t, 10*time.Second, "rep-a to evaluate", func() bool {
+		return strings.Contains(a.logs.String(), "this replica holds the alert lease")
+	})
+	_, addrB := startReplicaProc(t, bin, n.URL, "rep-b", rules)
+	deliveries := func(addr string) []alerts.Delivery {
+		var out struct{ Deliveries []alerts.Delivery }
+		getJSON(t, "http://"+addr+"/api/v1/receivers/cfg-ops/deliveries", &out)
+		return out.Deliveries
+	}
+	vigiltest.Eventually(t, 20*time.Second, "the first attempt failed, as rep-b sees it", func() bool {
+		ds := deliveries(addrB)
+		return len(ds) == 1 && ds[0].State == alerts.DeliveryQueued && len(ds[0].Attempts) == 1
+	})
+	if got := deliveries(addrA); len(got) != 1 || len(got[0].Attempts) != 1 {
+		t.Fatalf("rep-a answers %+v", got)
+	}
+	a.cmd.Process.Kill() // kill -9
+	a.cmd.Wait()
+	up.Store(true)
+	vigiltest.Eventually(t, 20*time.Second, "the webhook delivered, by rep-b", func() bool {
+		ds := deliveries(addrB)
+		return len(ds) == 1 && ds[0].State == alerts.DeliveryDelivered && len(ds[0].Attempts) == 2
+	})
+	got := rc.Requests()
+	if len(got) != 2 || got[0].Header.Get("webhook-id") != got[1].Header.Get("webhook-id") {
+		t.Fatalf("receiver got %d requests; want the failed attempt and the retry, with one webhook-id", len(got))
+	}
+
+	// A receiver subscribed through rep-b: verified by the challenge,
+	// and listed the same way.
+	echo := vigiltest.NewReceiver(t, func(w http.ResponseWriter, req vigiltest.Request, _ int) {
+		var ev struct{ Data struct{ Challenge string } }
+		json.Unmarshal(req.Body, &ev)
+		json.NewEncoder(w).Encode(map[string]string{"challenge": ev.Data.Challenge})
+	})
+	resp, err := http.Post("http://"+addrB+"/api/v1/receivers", "application/json", strings.NewReader(`{"url":"`+echo.URL+`/in"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var made alerts.Receiver
+	json.NewDecoder(resp.Body).Decode(&made)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || made.ID == "" {
+		t.Fatalf("create receiver: %s", resp.Status)
+	}
+	vigiltest.Eventually(t, 10*time.Second, "the new receiver active", func() bool {
+		var r alerts.Receiver
+		getJSON(t, "http://"+addrB+"/api/v1/receivers/"+made.ID, &r)
+		return r.Status == alerts.ReceiverActive
+	})
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
 	}
 }

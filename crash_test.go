@@ -86,7 +86,7 @@ func TestKill9LosesNoDelivery(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		ds, _ := (&alerts.Receivers{DB: db}).Deliveries(context.Background(), "cfg-ops", 10)
+		ds, _ := (&alerts.Receivers{Outbox: db}).Deliveries(context.Background(), "cfg-ops", 10)
 		if len(ds) == 1 && len(ds[0].Attempts) >= 1 {
 			id = ds[0].ID
 			if !strings.Contains(ds[0].Attempts[0].Error, "refused") {
@@ -109,7 +109,7 @@ func TestKill9LosesNoDelivery(t *testing.T) {
 	// Once the delivery is recorded as delivered nothing sends it again;
 	// a duplicate would have arrived before.
 	vigiltest.Eventually(t, 30*time.Second, "the delivery delivered after the restart", func() bool {
-		ds, _ := (&alerts.Receivers{DB: db}).Deliveries(context.Background(), "cfg-ops", 10)
+		ds, _ := (&alerts.Receivers{Outbox: db}).Deliveries(context.Background(), "cfg-ops", 10)
 		return len(ds) == 1 && ds[0].State == alerts.DeliveryDelivered
 	})
 	got := rc.Requests()
@@ -127,7 +127,7 @@ func TestKill9LosesNoDelivery(t *testing.T) {
 	if !strings.Contains(string(r.Body), `"type":"alert.firing"`) {
 		t.Fatalf("body %s", r.Body)
 	}
-	if ds, _ := (&alerts.Receivers{DB: db}).Deliveries(context.Background(), "cfg-ops", 10); len(ds) != 1 || ds[0].State != alerts.DeliveryDelivered {
+	if ds, _ := (&alerts.Receivers{Outbox: db}).Deliveries(context.Background(), "cfg-ops", 10); len(ds) != 1 || ds[0].State != alerts.DeliveryDelivered {
 		t.Fatalf("outbox after the restart: %+v", ds)
 	}
 }
@@ -222,7 +222,7 @@ func TestSIGTERMWhileReceiverHangs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ds, _ := (&alerts.Receivers{DB: db}).Deliveries(context.Background(), "cfg-ops", 10)
+	ds, _ := (&alerts.Receivers{Outbox: db}).Deliveries(context.Background(), "cfg-ops", 10)
 	if len(ds) != 1 || ds[0].State != alerts.DeliveryDelivered || len(ds[0].Attempts) != 1 || ds[0].Attempts[0].Status != 200 {
 		t.Fatalf("outbox: %+v", ds)
 	}

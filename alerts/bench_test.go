@@ -17,30 +17,43 @@ import (
 	"vigil/stream"
 )
 
-// BenchmarkDeliveryThroughput sends deliveries to one local receiver that
-// answers at once: outbox write, claim, sign, POST, record.
+// BenchmarkDeliveryThroughput sends deliveries to local receivers that
+// answer at once: outbox write, claim, sign, POST, record. Each
+// transition goes to every receiver. cluster.BenchmarkSharedDeliveryThroughput
+// is the same through the outbox replicas share in NATS.
 func BenchmarkDeliveryThroughput(b *testing.B) {
-	var got atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got.Add(1) }))
-	defer srv.Close()
-	db, _ := Open(b.TempDir())
-	defer db.Close()
-	d := &Dispatcher{DB: db, Client: NewClient(loopback, 10*time.Second), PerReceiver: 8}
-	db.putReceiver(context.Background(), Receiver{ID: "s", URL: srv.URL, Events: []string{"*"}, Format: FormatStandard,
-		Status: ReceiverActive, Secret: NewSecret()})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go d.Run(ctx)
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		db.SaveTransitions(ctx, []Transition{firing(fmt.Sprint("R", i))})
-		d.Wake()
+	for _, n := range []int{1, 8} {
+		b.Run(fmt.Sprint("receivers=", n), func(b *testing.B) {
+			var got atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got.Add(1) }))
+			defer srv.Close()
+			db, _ := Open(b.TempDir())
+			defer db.Close()
+			d := &Dispatcher{DB: db, Client: NewClient(loopback, 10*time.Second), PerReceiver: 8}
+			for i := range n {
+				db.PutReceiver(context.Background(), Receiver{ID: fmt.Sprint("s", i), URL: srv.URL, Events: []string{"*"}, Format: FormatStandard,
+					Status: ReceiverActive, Secret: NewSecret()})
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go d.Run(ctx)
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				db.SaveTransitions(ctx, []Transition{firing(fmt.Sprint("R", i))})
+				d.Wake()
+			}
+			want := int64(b.N * n)
+			deadline := time.Now().Add(time.Minute)
+			for got.Load() < want && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if got.Load() < want {
+				b.Fatalf("%d of %d deliveries in a minute", got.Load(), want)
+			}
+			b.ReportMetric(float64(want)/time.Since(start).Seconds(), "deliveries/s")
+		})
 	}
-	for got.Load() < int64(b.N) {
-		time.Sleep(time.Millisecond)
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "deliveries/s")
 }
 
 // BenchmarkBreachToReceipt is the time from the evaluator seeing a breach
@@ -58,7 +71,7 @@ func BenchmarkBreachToReceipt(b *testing.B) {
 	db, _ := Open(b.TempDir())
 	defer db.Close()
 	d := &Dispatcher{DB: db, Client: NewClient(loopback, 10*time.Second)}
-	db.putReceiver(context.Background(), Receiver{ID: "s", URL: srv.URL, Events: []string{"alert.firing"}, Format: FormatStandard,
+	db.PutReceiver(context.Background(), Receiver{ID: "s", URL: srv.URL, Events: []string{"alert.firing"}, Format: FormatStandard,
 		Status: ReceiverActive, Secret: NewSecret()})
 	store := collector.NewStore(time.Minute, time.Second)
 	hub := stream.NewHub(stream.HubOptions{})
@@ -118,9 +131,9 @@ func BenchmarkHealthyReceiverLatency(b *testing.B) {
 			defer db.Close()
 			d := &Dispatcher{DB: db, Client: NewClient(loopback, 10*time.Second)}
 			ctx := context.Background()
-			db.putReceiver(ctx, Receiver{ID: "healthy", URL: healthy.URL, Events: []string{"*"}, Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()})
+			db.PutReceiver(ctx, Receiver{ID: "healthy", URL: healthy.URL, Events: []string{"*"}, Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()})
 			for i := range dead {
-				db.putReceiver(ctx, Receiver{ID: fmt.Sprint("dead", i), URL: otherURL, Events: []string{"*"}, Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()})
+				db.PutReceiver(ctx, Receiver{ID: fmt.Sprint("dead", i), URL: otherURL, Events: []string{"*"}, Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()})
 			}
 			rctx, cancel := context.WithCancel(ctx)
 			go d.Run(rctx)

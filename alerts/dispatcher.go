@@ -206,20 +206,21 @@ func (d *Dispatcher) start(ctx, attempts context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// outcome of one attempt.
-type outcome struct {
-	retry      bool
-	retryAfter time.Duration // from a 429's Retry-After
-	gone       bool          // 410: disable the receiver
-	err        string
+// An Outcome is what one attempt came to.
+type Outcome struct {
+	Retry      bool          // worth another attempt: a 5xx, a 429, a timeout, a network error
+	RetryAfter time.Duration // from a 429's Retry-After
+	Gone       bool          // 410: disable the receiver
+	Verified   bool          // the receiver echoed its challenge: make it active
+	Err        string        // "" when delivered
 }
 
 func (d *Dispatcher) attempt(ctx context.Context, c claim) {
 	start := d.Now()
 	a := Attempt{At: start}
-	var o outcome
+	var o Outcome
 	if c.rcv.Status == ReceiverDisabled || c.rcv.URL == "" {
-		o = outcome{err: "receiver disabled or deleted"}
+		o = Outcome{Err: "receiver disabled or deleted"}
 	} else {
 		a.Status, o = d.send(ctx, c)
 	}
@@ -230,25 +231,24 @@ func (d *Dispatcher) attempt(ctx context.Context, c claim) {
 		return
 	}
 	a.DurationMS = d.Now().Sub(start).Milliseconds()
-	o.err = stream.Clip(o.err, stream.MaxTextBytes) // a receiver's words: bounded before they are stored or logged
-	a.Error = o.err
+	a.Error = o.Err
 	now := d.Now()
 	state, next := DeliveryDelivered, time.Time{}
 	switch {
-	case o.err == "":
-	case o.retry && c.attempts+1 < d.MaxAttempts:
-		state, next = DeliveryQueued, now.Add(d.backoff(c.attempts+1, o.retryAfter))
+	case o.Err == "":
+	case o.Retry && c.attempts+1 < d.MaxAttempts:
+		state, next = DeliveryQueued, now.Add(Backoff(c.attempts+1, o.RetryAfter, d.Jitter()))
 	default:
 		state = DeliveryDead
 	}
-	d.trip(c.ReceiverID, o.err == "" || !o.retry, now)
+	d.trip(c.ReceiverID, o.Err == "" || !o.Retry, now)
 	ctx = context.WithoutCancel(ctx) // the answer came: record it even if a stop cuts attempts short now
-	if o.gone {
+	if o.Gone {
 		if err := d.DB.setStatus(ctx, c.ReceiverID, ReceiverDisabled, now); err != nil {
 			d.Logger.Error("disable receiver", "receiver", c.ReceiverID, "err", err)
 		}
 	}
-	if err := d.DB.record(ctx, c.ID, a, state, next, o.err, now); err != nil {
+	if err := d.DB.record(ctx, c.ID, a, state, next, o.Err, now); err != nil {
 		d.Logger.Error("record webhook attempt", "delivery", c.ID, "err", err)
 	}
 	if state == DeliveryQueued {
@@ -257,8 +257,8 @@ func (d *Dispatcher) attempt(ctx context.Context, c claim) {
 		d.attempts[state].Inc()
 		d.deliveries[state].Inc()
 	}
-	if o.err != "" {
-		d.Logger.Warn("webhook attempt failed", "delivery", c.ID, "receiver", c.ReceiverID, "status", a.Status, "err", o.err, "next", state)
+	if o.Err != "" {
+		d.Logger.Warn("webhook attempt failed", "delivery", c.ID, "receiver", c.ReceiverID, "status", a.Status, "err", o.Err, "next", state)
 	}
 }
 
@@ -281,66 +281,99 @@ func (d *Dispatcher) trip(rcv string, ok bool, now time.Time) {
 	}
 }
 
-// backoff is BackoffBase·2^(n-1), capped, with full jitter over its upper
-// half so retries of many deliveries spread out; a Retry-After wins when
-// longer.
-func (d *Dispatcher) backoff(n int, retryAfter time.Duration) time.Duration {
+// Backoff is how long to wait before attempt n+1 of a delivery:
+// BackoffBase·2^(n-1), capped, with full jitter (a fraction in [0, 1))
+// over its upper half so retries of many deliveries spread out; a
+// Retry-After wins when longer.
+func Backoff(n int, retryAfter time.Duration, jitter float64) time.Duration {
 	b := float64(BackoffBase) * math.Pow(2, float64(n-1))
 	b = min(b, float64(BackoffMax))
-	wait := time.Duration(b/2 + b/2*d.Jitter())
+	wait := time.Duration(b/2 + b/2*jitter)
 	return max(wait, min(retryAfter, BackoffMax))
 }
 
-func (d *Dispatcher) send(ctx context.Context, c claim) (int, outcome) {
-	now := d.Now()
-	sig, err := Sign(c.rcv.secrets(now), c.ID, now, c.Payload)
-	if err != nil {
-		return 0, outcome{err: "sign: " + err.Error()}
+// send makes the attempt, and activates a receiver that echoed its
+// challenge.
+func (d *Dispatcher) send(ctx context.Context, c claim) (int, Outcome) {
+	code, o := Sender{Client: d.Client, Now: d.Now}.Send(ctx, c.rcv, c.Delivery)
+	if o.Verified {
+		if err := d.DB.setStatus(ctx, c.ReceiverID, ReceiverActive, d.Now()); err != nil {
+			return code, Outcome{Retry: true, Err: "verification: " + err.Error()}
+		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.rcv.URL, bytes.NewReader(c.Payload))
+	return code, o
+}
+
+// A Sender makes one attempt of a delivery to a receiver and judges the
+// answer; Dispatcher and cluster.Webhooks send with it. A refused address
+// (ErrBlockedAddress) is configuration, not weather: no retry. A
+// verification counts as delivered only when the answer echoes the
+// challenge, in a JSON body or an X-Hook-Secret header; then Verified
+// says the receiver must be made active.
+type Sender struct {
+	Client *http.Client // NewClient; its timeout is the attempt timeout
+	Now    func() time.Time
+}
+
+// Send POSTs d's payload to rcv, signed with rcv's secrets, and returns
+// the HTTP status (0 without an answer) and the outcome. Its error text is
+// bounded and never holds the receiver's URL.
+func (s Sender) Send(ctx context.Context, rcv Receiver, d Delivery) (int, Outcome) {
+	code, o := s.send(ctx, rcv, d)
+	o.Err = stream.Clip(o.Err, stream.MaxTextBytes) // a receiver's words: bounded before they are stored or logged
+	return code, o
+}
+
+func (s Sender) send(ctx context.Context, rcv Receiver, d Delivery) (int, Outcome) {
+	now := time.Now()
+	if s.Now != nil {
+		now = s.Now()
+	}
+	sig, err := Sign(rcv.secrets(now), d.ID, now, d.Payload)
 	if err != nil {
-		return 0, outcome{err: "bad url"}
+		return 0, Outcome{Err: "sign: " + err.Error()}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rcv.URL, bytes.NewReader(d.Payload))
+	if err != nil {
+		return 0, Outcome{Err: "bad url"}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "vigil-webhooks")
-	req.Header.Set("webhook-id", c.ID)
+	req.Header.Set("webhook-id", d.ID)
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
 	req.Header.Set("webhook-signature", sig)
-	resp, err := d.Client.Do(req)
+	resp, err := s.Client.Do(req)
 	if err != nil {
 		// A refused address is configuration, not weather: no retry.
-		return 0, outcome{retry: !errors.Is(err, ErrBlockedAddress), err: redact(err, c.rcv.URL)}
+		return 0, Outcome{Retry: !errors.Is(err, ErrBlockedAddress), Err: redact(err, rcv.URL)}
 	}
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes))
 	resp.Body.Close()
 	code := resp.StatusCode
 	switch {
-	case code >= 200 && code < 300 && c.EventType == EventVerify:
+	case code >= 200 && code < 300 && d.EventType == EventVerify:
 		// The receiver proves it wants these webhooks by echoing the
 		// challenge, in a JSON body or an X-Hook-Secret header.
 		var echo struct {
 			Challenge string `json:"challenge"`
 		}
 		json.Unmarshal(answer, &echo)
-		if c.rcv.challenge == "" || (echo.Challenge != c.rcv.challenge && resp.Header.Get("X-Hook-Secret") != c.rcv.challenge) {
-			return code, outcome{err: "verification: the answer did not echo the challenge"}
+		if rcv.Challenge == "" || (echo.Challenge != rcv.Challenge && resp.Header.Get("X-Hook-Secret") != rcv.Challenge) {
+			return code, Outcome{Err: "verification: the answer did not echo the challenge"}
 		}
-		if err := d.DB.setStatus(ctx, c.ReceiverID, ReceiverActive, now); err != nil {
-			return code, outcome{retry: true, err: "verification: " + err.Error()}
-		}
-		return code, outcome{}
+		return code, Outcome{Verified: true}
 	case code >= 200 && code < 300:
-		return code, outcome{}
+		return code, Outcome{}
 	case code == http.StatusGone:
-		return code, outcome{gone: true, err: "410 Gone: receiver disabled"}
+		return code, Outcome{Gone: true, Err: "410 Gone: receiver disabled"}
 	case code == http.StatusTooManyRequests:
-		return code, outcome{retry: true, retryAfter: retryAfter(resp.Header.Get("Retry-After"), now), err: "429 Too Many Requests"}
+		return code, Outcome{Retry: true, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), now), Err: "429 Too Many Requests"}
 	case code >= 500:
-		return code, outcome{retry: true, err: resp.Status}
+		return code, Outcome{Retry: true, Err: resp.Status}
 	case code >= 300 && code < 400:
-		return code, outcome{err: resp.Status + ": redirects are not followed"}
+		return code, Outcome{Err: resp.Status + ": redirects are not followed"}
 	}
-	return code, outcome{err: resp.Status}
+	return code, Outcome{Err: resp.Status}
 }
 
 func retryAfter(v string, now time.Time) time.Duration {

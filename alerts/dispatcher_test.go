@@ -62,7 +62,7 @@ func newFixture(t *testing.T, timeout time.Duration) *fixture {
 func (f *fixture) subscribe(t *testing.T, url string, format string) Receiver {
 	s := Receiver{ID: newID("rcv_"), URL: url, Events: []string{"alert.*"}, Format: format, Status: ReceiverActive,
 		Secret: NewSecret(), Origin: "config", CreatedAt: f.now, UpdatedAt: f.now}
-	if err := f.db.putReceiver(context.Background(), s); err != nil {
+	if err := f.db.PutReceiver(context.Background(), s); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -81,7 +81,7 @@ func (f *fixture) fire(t *testing.T, ts ...Transition) {
 }
 
 func (f *fixture) delivery(t *testing.T, sub string) Delivery {
-	ds, err := f.db.deliveries(context.Background(), sub, 10)
+	ds, err := f.db.Deliveries(context.Background(), sub, 10)
 	if err != nil || len(ds) != 1 {
 		t.Fatalf("deliveries of %s: %v %v", sub, ds, err)
 	}
@@ -166,7 +166,7 @@ func TestDeliveryPermanentFailures(t *testing.T) {
 		if d.State != tc.wantState || len(d.Attempts) != 1 || len(rc.Requests()) != 1 {
 			t.Errorf("%d: state %s after %d attempts, %d requests", tc.status, d.State, len(d.Attempts), len(rc.Requests()))
 		}
-		got, _ := f.db.receiver(context.Background(), sub.ID)
+		got, _ := f.db.Receiver(context.Background(), sub.ID)
 		if (got.Status == ReceiverDisabled) != tc.disabled {
 			t.Errorf("%d: receiver %s", tc.status, got.Status)
 		}
@@ -259,7 +259,7 @@ func TestDeadReceiversDoNotDelayOthers(t *testing.T) {
 	}
 	// The last answer may still be being recorded: wait for the outbox.
 	vigiltest.Eventually(t, 10*time.Second, "the healthy deliveries recorded as delivered", func() bool {
-		ds, _ := f.db.deliveries(context.Background(), hs.ID, 10)
+		ds, _ := f.db.Deliveries(context.Background(), hs.ID, 10)
 		done := len(ds) == 6
 		for _, d := range ds {
 			done = done && d.State == DeliveryDelivered
@@ -370,7 +370,7 @@ func TestEventsWaitForAReceiverAndSurviveReopen(t *testing.T) {
 	}
 	rc := newReceiver(t, 200)
 	sub := Receiver{ID: "sub_a", URL: rc.URL, Events: []string{"alert.firing"}, Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()}
-	if err := db.putReceiver(context.Background(), sub); err != nil {
+	if err := db.PutReceiver(context.Background(), sub); err != nil {
 		t.Fatal(err)
 	}
 	resolved := firing("R0")
@@ -395,7 +395,7 @@ func TestEventsWaitForAReceiverAndSurviveReopen(t *testing.T) {
 	}
 	defer db.Close()
 	late := newReceiver(t, 200) // subscribes now: none of the above is for it
-	if err := db.putReceiver(context.Background(), Receiver{ID: "sub_late", URL: late.URL, Events: []string{"*"},
+	if err := db.PutReceiver(context.Background(), Receiver{ID: "sub_late", URL: late.URL, Events: []string{"*"},
 		Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()}); err != nil {
 		t.Fatal(err)
 	}
@@ -425,10 +425,10 @@ func TestEventsWaitForAReceiverAndSurviveReopen(t *testing.T) {
 
 	// Disabled, it takes nothing; enabled again, it starts from then.
 	sub.Status = ReceiverDisabled
-	db.putReceiver(context.Background(), sub)
+	db.PutReceiver(context.Background(), sub)
 	db.SaveTransitions(context.Background(), []Transition{firing("R5")})
 	sub.Status = ReceiverActive
-	db.putReceiver(context.Background(), sub)
+	db.PutReceiver(context.Background(), sub)
 	db.SaveTransitions(context.Background(), []Transition{firing("R6")})
 	d.runOnce(context.Background())
 	d.runOnce(context.Background())
@@ -584,7 +584,7 @@ func TestOneAlertsWebhooksInOrder(t *testing.T) {
 	if together = append(together, more...); len(together) > 0 {
 		t.Fatalf("two webhooks of one alert were in flight at once: %v", together)
 	}
-	ds, _ := f.db.deliveries(context.Background(), sub.ID, 20)
+	ds, _ := f.db.Deliveries(context.Background(), sub.ID, 20)
 	for _, d := range ds {
 		if d.State != DeliveryDelivered {
 			t.Fatalf("undelivered: %+v", d)

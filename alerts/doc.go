@@ -16,6 +16,11 @@
 //	  -> a Receiver: written in the config file, or subscribed through the
 //	     API
 //
+// On replicas the outbox is shared in NATS JetStream instead
+// (cluster.Webhooks, an Outbox sending with a Sender and Backoff, the
+// pieces Dispatcher sends with), and DB keeps the states' journal
+// (WithoutWebhooks).
+//
 // Receivers is the service behind the receivers API: receivers that
 // subscribe themselves and prove it by echoing a challenge, their
 // secrets, test events and delivery history (receivers.go). Ack marks an

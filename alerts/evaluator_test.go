@@ -302,7 +302,7 @@ func TestRestartBeforeFirstSample(t *testing.T) {
 // can be acknowledged.
 func TestAck(t *testing.T) {
 	db := openDB(t)
-	if err := db.putReceiver(context.Background(), Receiver{ID: "sub_1", URL: "http://192.0.2.1/", Events: []string{"*"},
+	if err := db.PutReceiver(context.Background(), Receiver{ID: "sub_1", URL: "http://192.0.2.1/", Events: []string{"*"},
 		Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()}); err != nil {
 		t.Fatal(err)
 	}

@@ -218,7 +218,7 @@ func (d *DB) openOutbox(ctx context.Context) error {
 	}
 	d.seq.Store(uint64(max(last.Int64, lastEvent.Int64)))
 	d.lastEvent.Store(uint64(lastEvent.Int64))
-	rcvs, err := d.receivers(ctx)
+	rcvs, err := d.ListReceivers(ctx)
 	if err != nil {
 		return err
 	}
@@ -237,8 +237,8 @@ func newID(prefix string) string {
 	return prefix + base64.RawURLEncoding.EncodeToString(b)
 }
 
-// putReceiver creates or replaces a receiver.
-func (d *DB) putReceiver(ctx context.Context, s Receiver) error {
+// PutReceiver creates or replaces a receiver.
+func (d *DB) PutReceiver(ctx context.Context, s Receiver) error {
 	body, err := json.Marshal(s)
 	if err != nil {
 		return err
@@ -249,10 +249,10 @@ func (d *DB) putReceiver(ctx context.Context, s Receiver) error {
 	}
 	defer tx.Rollback()
 	defer d.forgetReceivers()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO receivers (id, body, secret, old_secret, old_secret_until) VALUES (?, ?, ?, ?, ?)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO receivers (id, body, secret, old_secret, old_secret_until, challenge) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET body = excluded.body, secret = excluded.secret,
-		old_secret = excluded.old_secret, old_secret_until = excluded.old_secret_until`,
-		s.ID, string(body), s.Secret, s.OldSecret, ms(s.OldSecretUntil)); err != nil {
+		old_secret = excluded.old_secret, old_secret_until = excluded.old_secret_until, challenge = excluded.challenge`,
+		s.ID, string(body), s.Secret, s.OldSecret, ms(s.OldSecretUntil), s.Challenge); err != nil {
 		return fmt.Errorf("save receiver: %w", err)
 	}
 	if err := d.syncCursor(ctx, tx, s); err != nil {
@@ -291,9 +291,9 @@ func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
 // ErrNotDead is returned when retrying a delivery that is not dead.
 var ErrNotDead = errors.New("alerts: only a dead delivery can be retried")
 
-// receiver returns one receiver.
-func (d *DB) receiver(ctx context.Context, id string) (Receiver, error) {
-	rcvs, err := d.receivers(ctx)
+// Receiver returns one receiver.
+func (d *DB) Receiver(ctx context.Context, id string) (Receiver, error) {
+	rcvs, err := d.ListReceivers(ctx)
 	if err != nil {
 		return Receiver{}, err
 	}
@@ -305,10 +305,10 @@ func (d *DB) receiver(ctx context.Context, id string) (Receiver, error) {
 	return Receiver{}, &NotFoundError{"receiver", id}
 }
 
-// receivers lists every receiver. They are read from the
+// ListReceivers lists every receiver. They are read from the
 // database once and kept until one changes: the dispatcher asks on every
 // pass.
-func (d *DB) receivers(ctx context.Context) ([]Receiver, error) {
+func (d *DB) ListReceivers(ctx context.Context) ([]Receiver, error) {
 	d.rcvMu.Lock()
 	defer d.rcvMu.Unlock()
 	if err := d.loadLocked(ctx); err != nil {
@@ -418,14 +418,14 @@ func (d *DB) loadReceivers(ctx context.Context, q querier, where string, args ..
 		if err := json.Unmarshal([]byte(body), &s); err != nil {
 			return nil, err
 		}
-		s.Secret, s.OldSecret, s.OldSecretUntil, s.challenge = secret, old, fromMS(until), challenge
+		s.Secret, s.OldSecret, s.OldSecretUntil, s.Challenge = secret, old, fromMS(until), challenge
 		out = append(out, s)
 	}
 	return out, rows.Err()
 }
 
-// deleteReceiver removes a receiver; its pending deliveries die.
-func (d *DB) deleteReceiver(ctx context.Context, id string) error {
+// DeleteReceiver removes a receiver; its pending deliveries die.
+func (d *DB) DeleteReceiver(ctx context.Context, id string) error {
 	res, err := d.db.ExecContext(ctx, `DELETE FROM receivers WHERE id = ?`, id)
 	d.forgetReceivers()
 	if err == nil {
@@ -499,9 +499,9 @@ func (d *DB) enqueue(ctx context.Context, tx *sql.Tx, rcv Receiver, typ string, 
 	return id, nil
 }
 
-// enqueueOne adds a delivery of a ready payload (a test event, a
+// Enqueue adds a delivery of a ready payload (a test event, a
 // verification) to one receiver.
-func (d *DB) enqueueOne(ctx context.Context, rcv Receiver, typ string, now time.Time, render func(seq uint64) ([]byte, error)) (string, error) {
+func (d *DB) Enqueue(ctx context.Context, rcv Receiver, typ string, now time.Time, render func(seq uint64) ([]byte, error)) (string, error) {
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return "", err
@@ -518,8 +518,8 @@ func (d *DB) enqueueOne(ctx context.Context, rcv Receiver, typ string, now time.
 	return id, nil
 }
 
-// delivery returns one delivery with its attempts.
-func (d *DB) delivery(ctx context.Context, id string) (Delivery, error) {
+// Delivery returns one delivery with its attempts.
+func (d *DB) Delivery(ctx context.Context, id string) (Delivery, error) {
 	ds, err := d.queryDeliveries(ctx, `WHERE d.id = ?`, id)
 	if err != nil {
 		return Delivery{}, err
@@ -530,8 +530,8 @@ func (d *DB) delivery(ctx context.Context, id string) (Delivery, error) {
 	return ds[0], nil
 }
 
-// deliveries lists a receiver's deliveries, newest first.
-func (d *DB) deliveries(ctx context.Context, receiverID string, limit int) ([]Delivery, error) {
+// Deliveries lists a receiver's deliveries, newest first.
+func (d *DB) Deliveries(ctx context.Context, receiverID string, limit int) ([]Delivery, error) {
 	return d.queryDeliveries(ctx, `WHERE d.receiver_id = ? ORDER BY d.seq DESC LIMIT ?`, receiverID, limit)
 }
 
@@ -581,8 +581,8 @@ func (d *DB) queryDeliveries(ctx context.Context, where string, args ...any) ([]
 	return out, nil
 }
 
-// retry queues a dead delivery again, now.
-func (d *DB) retry(ctx context.Context, id string, now time.Time) error {
+// RetryDelivery queues a dead delivery again, now.
+func (d *DB) RetryDelivery(ctx context.Context, id string, now time.Time) error {
 	res, err := d.db.ExecContext(ctx, `UPDATE deliveries SET state = ?, next_attempt_at = ?, updated_at = ?, last_error = '' WHERE id = ? AND state = ?`,
 		DeliveryQueued, ms(now), ms(now), id, DeliveryDead)
 	if err != nil {
@@ -590,7 +590,7 @@ func (d *DB) retry(ctx context.Context, id string, now time.Time) error {
 	}
 	d.retryAt(now)
 	if n, _ := res.RowsAffected(); n == 0 {
-		if _, err := d.delivery(ctx, id); err != nil {
+		if _, err := d.Delivery(ctx, id); err != nil {
 			return err
 		}
 		return ErrNotDead
@@ -882,11 +882,11 @@ func (d *DB) record(ctx context.Context, id string, a Attempt, state string, nex
 	return nil
 }
 
-// backlog is how many webhook events wait for a receiver that vigil has
+// Backlog is how many webhook events wait for a receiver that vigil has
 // not started sending yet (they become deliveries, with ids, when it
 // does): a dead receiver's backlog grows while its breaker is open.
-func (d *DB) backlog(ctx context.Context, rcvID string) (int, error) {
-	rcv, err := d.receiver(ctx, rcvID)
+func (d *DB) Backlog(ctx context.Context, rcvID string) (int, error) {
+	rcv, err := d.Receiver(ctx, rcvID)
 	if err != nil {
 		return 0, err
 	}
@@ -970,18 +970,12 @@ func (d *DB) requeueInFlight(ctx context.Context, now time.Time) error {
 	return err
 }
 
-func (d *DB) setChallenge(ctx context.Context, id, challenge string) error {
-	_, err := d.db.ExecContext(ctx, `UPDATE receivers SET challenge = ? WHERE id = ?`, challenge, id)
-	d.forgetReceivers()
-	return err
-}
-
 // setStatus changes a receiver's status.
 func (d *DB) setStatus(ctx context.Context, id, status string, now time.Time) error {
-	rcv, err := d.receiver(ctx, id)
+	rcv, err := d.Receiver(ctx, id)
 	if err != nil {
 		return err
 	}
 	rcv.Status, rcv.UpdatedAt = status, now
-	return d.putReceiver(ctx, rcv)
+	return d.PutReceiver(ctx, rcv)
 }

@@ -35,7 +35,9 @@ type Receiver struct {
 	Secret         string    `json:"-"`
 	OldSecret      string    `json:"-"`
 	OldSecretUntil time.Time `json:"-"`
-	challenge      string
+	// Challenge is what a receiver subscribed through the API must echo
+	// to become active.
+	Challenge string `json:"-"`
 }
 
 // Wants reports whether the receiver takes an event type; patterns may
@@ -178,7 +180,7 @@ var ErrConfigured = errors.New("alerts: configured in the file")
 
 // editable returns the receiver id names, unless the file declares it.
 func (rs *Receivers) editable(ctx context.Context, id string) (Receiver, error) {
-	r, err := rs.DB.receiver(ctx, id)
+	r, err := rs.Outbox.Receiver(ctx, id)
 	if err == nil && r.Origin == originConfig {
 		return Receiver{}, fmt.Errorf("%w: receiver %s is declared in alerts.receivers (name %q); change it there and restart vigil",
 			ErrConfigured, id, strings.TrimPrefix(id, "cfg-"))
@@ -266,10 +268,37 @@ func (in ReceiverInput) applyStatus(r *Receiver) error {
 // delivery history — and Configure, for the ones in the config file. It
 // is safe for concurrent use.
 type Receivers struct {
-	DB   *DB
-	Wake func() // wakes the dispatcher; may be nil
-	Now  func() time.Time
+	Outbox Outbox
+	Wake   func() // wakes the dispatcher; may be nil
+	Now    func() time.Time
 }
+
+// An Outbox keeps the receivers and their deliveries, for Receivers: DB,
+// in vigil.db, on one machine (sent by Dispatcher); cluster.Webhooks, in
+// NATS JetStream, shared by the replicas (and sent by whichever is up).
+type Outbox interface {
+	Receiver(ctx context.Context, id string) (Receiver, error)
+	ListReceivers(ctx context.Context) ([]Receiver, error) // ordered by id
+	// PutReceiver creates or replaces a receiver, its secrets and
+	// challenge with it.
+	PutReceiver(ctx context.Context, r Receiver) error
+	// DeleteReceiver removes a receiver; its queued deliveries die.
+	DeleteReceiver(ctx context.Context, id string) error
+	// Enqueue queues one delivery to r (a verification or a test event),
+	// whose body render makes with the outbox's sequence number, and
+	// returns its id.
+	Enqueue(ctx context.Context, r Receiver, typ string, now time.Time, render func(seq uint64) ([]byte, error)) (string, error)
+	// RetryDelivery queues a dead delivery again (ErrNotDead if it is
+	// not dead).
+	RetryDelivery(ctx context.Context, id string, now time.Time) error
+	// Backlog is how many events wait for a receiver, not yet started.
+	Backlog(ctx context.Context, receiverID string) (int, error)
+	Delivery(ctx context.Context, id string) (Delivery, error)
+	// Deliveries are a receiver's, newest first.
+	Deliveries(ctx context.Context, receiverID string, limit int) ([]Delivery, error)
+}
+
+var _ Outbox = (*DB)(nil)
 
 func (rs *Receivers) now() time.Time {
 	if rs.Now == nil {
@@ -297,13 +326,13 @@ func (rs *Receivers) Configure(ctx context.Context, configured []ConfiguredRecei
 		if len(errs) > 0 {
 			return fmt.Errorf("receiver %q: %w", c.Name, errors.Join(errs...))
 		}
-		if old, err := rs.DB.receiver(ctx, r.ID); err == nil {
+		if old, err := rs.Outbox.Receiver(ctx, r.ID); err == nil {
 			r.CreatedAt = old.CreatedAt
 		}
 		saves = append(saves, r)
 		keep[r.ID] = true
 	}
-	all, err := rs.DB.receivers(ctx)
+	all, err := rs.Outbox.ListReceivers(ctx)
 	if err != nil {
 		return err
 	}
@@ -314,7 +343,7 @@ func (rs *Receivers) Configure(ctx context.Context, configured []ConfiguredRecei
 		}
 	}
 	for _, r := range saves {
-		if err := rs.DB.putReceiver(ctx, r); err != nil {
+		if err := rs.Outbox.PutReceiver(ctx, r); err != nil {
 			return err
 		}
 	}
@@ -333,15 +362,12 @@ func (rs *Receivers) Create(ctx context.Context, in ReceiverInput) (_ Receiver, 
 	if in.Status != nil && *in.Status == ReceiverDisabled {
 		r.Status = ReceiverDisabled
 	}
-	r.challenge = strings.TrimPrefix(NewSecret(), "whsec_")
-	if err := rs.DB.putReceiver(ctx, r); err != nil {
+	r.Challenge = strings.TrimPrefix(NewSecret(), "whsec_")
+	if err := rs.Outbox.PutReceiver(ctx, r); err != nil {
 		return Receiver{}, err
 	}
-	if err := rs.DB.setChallenge(ctx, r.ID, r.challenge); err != nil {
-		return Receiver{}, err
-	}
-	if _, err := rs.DB.enqueueOne(ctx, r, EventVerify, now, func(seq uint64) ([]byte, error) {
-		return verifyPayload(r.ID, r.challenge, now, seq)
+	if _, err := rs.Outbox.Enqueue(ctx, r, EventVerify, now, func(seq uint64) ([]byte, error) {
+		return verifyPayload(r.ID, r.Challenge, now, seq)
 	}); err != nil {
 		return Receiver{}, err
 	}
@@ -360,7 +386,7 @@ func (rs *Receivers) Update(ctx context.Context, id string, in ReceiverInput) (_
 		return Receiver{}, err
 	}
 	r.UpdatedAt = rs.now()
-	return r, rs.DB.putReceiver(ctx, r)
+	return r, rs.Outbox.PutReceiver(ctx, r)
 }
 
 // Rotate gives a receiver a new secret; the old one keeps signing, beside
@@ -373,18 +399,18 @@ func (rs *Receivers) Rotate(ctx context.Context, id string) (_ Receiver, err err
 	}
 	now := rs.now()
 	r.OldSecret, r.OldSecretUntil, r.Secret, r.UpdatedAt = r.Secret, now.Add(SecretOverlap), NewSecret(), now
-	return r, rs.DB.putReceiver(ctx, r)
+	return r, rs.Outbox.PutReceiver(ctx, r)
 }
 
 // Test queues a signed test event and returns its delivery id.
 func (rs *Receivers) Test(ctx context.Context, id string) (_ string, err error) {
 	defer func() { err = storeErr(err) }()
-	r, err := rs.DB.receiver(ctx, id)
+	r, err := rs.Outbox.Receiver(ctx, id)
 	if err != nil {
 		return "", err
 	}
 	now := rs.now()
-	did, err := rs.DB.enqueueOne(ctx, r, EventTest, now, func(seq uint64) ([]byte, error) {
+	did, err := rs.Outbox.Enqueue(ctx, r, EventTest, now, func(seq uint64) ([]byte, error) {
 		return testPayload(r.ID, now, seq)
 	})
 	if err == nil {
@@ -399,13 +425,13 @@ func (rs *Receivers) Delete(ctx context.Context, id string) (err error) {
 	if _, err := rs.editable(ctx, id); err != nil {
 		return err
 	}
-	return rs.DB.deleteReceiver(ctx, id)
+	return rs.Outbox.DeleteReceiver(ctx, id)
 }
 
 // Retry sends a dead delivery again.
 func (rs *Receivers) Retry(ctx context.Context, id string) (err error) {
 	defer func() { err = storeErr(err) }()
-	err = rs.DB.retry(ctx, id, rs.now())
+	err = rs.Outbox.RetryDelivery(ctx, id, rs.now())
 	if err == nil {
 		rs.wake()
 	}
@@ -414,24 +440,24 @@ func (rs *Receivers) Retry(ctx context.Context, id string) (err error) {
 
 // Get, List, Backlog, Delivery and Deliveries read the outbox.
 func (rs *Receivers) Get(ctx context.Context, id string) (Receiver, error) {
-	return rs.DB.receiver(ctx, id)
+	return rs.Outbox.Receiver(ctx, id)
 }
 
 func (rs *Receivers) List(ctx context.Context) ([]Receiver, error) {
-	return rs.DB.receivers(ctx)
+	return rs.Outbox.ListReceivers(ctx)
 }
 
 // Backlog is how many events wait for a receiver, not yet started.
 func (rs *Receivers) Backlog(ctx context.Context, id string) (int, error) {
-	return rs.DB.backlog(ctx, id)
+	return rs.Outbox.Backlog(ctx, id)
 }
 
 func (rs *Receivers) Delivery(ctx context.Context, id string) (Delivery, error) {
-	return rs.DB.delivery(ctx, id)
+	return rs.Outbox.Delivery(ctx, id)
 }
 
 func (rs *Receivers) Deliveries(ctx context.Context, receiverID string, limit int) ([]Delivery, error) {
-	return rs.DB.deliveries(ctx, receiverID, limit)
+	return rs.Outbox.Deliveries(ctx, receiverID, limit)
 }
 
 // storeErr marks an error of the database as the store's (ErrStore), so the

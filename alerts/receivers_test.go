@@ -62,7 +62,7 @@ func TestConfigure(t *testing.T) {
 	db := openDB(t)
 	ctx := context.Background()
 	now := t0
-	rs := &Receivers{DB: db, Now: func() time.Time { return now }}
+	rs := &Receivers{Outbox: db, Now: func() time.Time { return now }}
 	api, err := rs.Create(ctx, ReceiverInput{URL: ptr("https://bridge.example.com/vigil")})
 	if err != nil {
 		t.Fatal(err)

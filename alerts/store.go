@@ -195,10 +195,29 @@ func (d *DB) LoadAlerts(ctx context.Context) ([]Alert, error) {
 // takes: a state change is never saved without its webhooks, nor a
 // webhook without its state.
 func (d *DB) SaveTransitions(ctx context.Context, ts []Transition) error {
+	return d.saveTransitions(ctx, ts, true)
+}
+
+// WithoutWebhooks is a StateStore that saves the states and the journal
+// in d, and no webhooks: for a replica whose webhooks go through the
+// shared outbox in NATS (cluster.Webhooks).
+func (d *DB) WithoutWebhooks() StateStore { return statesOnly{d} }
+
+type statesOnly struct{ d *DB }
+
+func (s statesOnly) LoadAlerts(ctx context.Context) ([]Alert, error) { return s.d.LoadAlerts(ctx) }
+func (s statesOnly) SaveTransitions(ctx context.Context, ts []Transition) error {
+	return s.d.saveTransitions(ctx, ts, false)
+}
+
+func (d *DB) saveTransitions(ctx context.Context, ts []Transition, webhooks bool) error {
 	// Read the receivers before the transaction takes the connection.
-	rcvs, _, err := d.cached(ctx)
-	if err != nil {
-		return fmt.Errorf("save alerts: %w", err)
+	var rcvs []Receiver
+	if webhooks {
+		var err error
+		if rcvs, _, err = d.cached(ctx); err != nil {
+			return fmt.Errorf("save alerts: %w", err)
+		}
 	}
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -220,7 +239,7 @@ func (d *DB) SaveTransitions(ctx context.Context, ts []Transition) error {
 	}
 	var last uint64
 	for _, t := range ts {
-		typ := webhookType(t.Kind)
+		typ := WebhookEvent(t.Kind)
 		if typ == "" || !wanted(rcvs, typ) {
 			continue
 		}

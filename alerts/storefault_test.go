@@ -62,7 +62,7 @@ func newStoreRig(t *testing.T, db *DB, store StateStore) *storeRig {
 	t.Cleanup(r.hub.Close)
 	r.sub, _ = r.hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
 	r.rc = newReceiver(t, 200)
-	if err := db.putReceiver(context.Background(), Receiver{ID: "sub_ops", URL: r.rc.URL, Events: []string{"alert.*"},
+	if err := db.PutReceiver(context.Background(), Receiver{ID: "sub_ops", URL: r.rc.URL, Events: []string{"alert.*"},
 		Format: FormatStandard, Status: ReceiverActive, Secret: NewSecret()}); err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestTransitionsSurviveAFullDisk(t *testing.T) {
 	// Receivers made through the API cannot be saved either: the error
 	// says it is the store's, which the HTTP edge answers with 503.
 	desc := strings.Repeat("x", 900)
-	if _, err := (&Receivers{DB: db}).Create(context.Background(), ReceiverInput{URL: ptr("http://127.0.0.1:9/hook"), Description: &desc}); !errors.Is(err, ErrStore) {
+	if _, err := (&Receivers{Outbox: db}).Create(context.Background(), ReceiverInput{URL: ptr("http://127.0.0.1:9/hook"), Description: &desc}); !errors.Is(err, ErrStore) {
 		t.Fatalf("creating a receiver on a full disk: %v", err)
 	}
 
@@ -342,10 +342,10 @@ func TestOpensADatabaseFromBefore(t *testing.T) {
 			}
 			defer db.Close()
 			ctx := context.Background()
-			if rcv, err := db.receiver(ctx, "cfg-old"); err != nil || rcv.Status != ReceiverDisabled || rcv.Secret != secret {
+			if rcv, err := db.Receiver(ctx, "cfg-old"); err != nil || rcv.Status != ReceiverDisabled || rcv.Secret != secret {
 				t.Fatalf("the receiver from before: %+v %v", rcv, err)
 			}
-			ds, err := db.deliveries(ctx, "cfg-old", 10)
+			ds, err := db.Deliveries(ctx, "cfg-old", 10)
 			if err != nil || len(ds) != 1 || ds[0].ID != "msg_old" || ds[0].ReceiverID != "cfg-old" || ds[0].State != DeliveryDead ||
 				len(ds[0].Attempts) != 1 || ds[0].Attempts[0].Status != 500 {
 				t.Fatalf("the delivery from before: %+v %v", ds, err)

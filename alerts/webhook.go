@@ -102,8 +102,9 @@ func Sign(secrets []string, id string, ts time.Time, body []byte) (string, error
 	return strings.Join(sigs, " "), nil
 }
 
-// webhookType is the webhook event of a transition, or "" for none.
-func webhookType(kind string) string {
+// WebhookEvent is the webhook event type of a transition's kind, or ""
+// for none.
+func WebhookEvent(kind string) string {
 	switch kind {
 	case StateFiring:
 		return EventFiring
@@ -129,6 +130,12 @@ func renderTransition(t Transition, dashboardURL string, seq uint64) (webhookBod
 	}
 	b.alertmanager, err = payload(FormatAlertmanager, t, dashboardURL, seq, t.Alert.UpdatedAt)
 	return b, err
+}
+
+// TransitionPayload renders the body a receiver in format gets for a
+// transition, with the outbox's sequence number for it.
+func TransitionPayload(format string, t Transition, dashboardURL string, seq uint64) ([]byte, error) {
+	return payload(format, t, dashboardURL, seq, t.Alert.UpdatedAt)
 }
 
 // payload renders the body a receiver gets for a transition.

@@ -27,6 +27,10 @@ const DefaultAlertsBucket = "VIGIL_ALERTS"
 // of the webhooks it sends, the journal of transitions), after the bucket,
 // so that a save NATS refuses is made again whole.
 type AlertStates struct {
+	// Webhooks, when set, queues each save's webhooks in the shared
+	// outbox, before the states are written.
+	Webhooks *Webhooks
+
 	b     *bucket
 	local alerts.StateStore
 	log   *slog.Logger
@@ -163,14 +167,22 @@ func (s *AlertStates) LoadAlerts(ctx context.Context) ([]alerts.Alert, error) {
 	return out, nil
 }
 
-// SaveTransitions writes the new states to the bucket, then to the local
-// store. Writing a state again is harmless, so a save that fails half way
-// is made again whole; the local store's webhooks are added only once the
-// bucket has the states.
+// SaveTransitions queues the webhooks in the shared outbox, then writes
+// the new states to the bucket, then to the local store. Queuing a
+// webhook or writing a state again is harmless (a webhook's id is made
+// from its transition), so a save that fails half way is made again
+// whole; and a holder that dies after the webhooks and before the states
+// leaves the same transitions to the next holder, whose webhooks are the
+// same ones.
 func (s *AlertStates) SaveTransitions(ctx context.Context, ts []alerts.Transition) error {
 	kv, err := s.b.opened()
 	if err != nil {
 		return fmt.Errorf("save alerts in NATS: %w", err)
+	}
+	if s.Webhooks != nil {
+		if err := s.Webhooks.Publish(ctx, ts); err != nil {
+			return err
+		}
 	}
 	for _, t := range ts {
 		b, err := json.Marshal(storedAlert{Alert: t.Alert, ClearedAt: t.Alert.ClearedAt})

@@ -265,7 +265,7 @@ func TestSlowBodyCutOff(t *testing.T) {
 	for name, tokens := range map[string][]string{"open": nil, "needs a token": {"0123456789abcdef-token"}} {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, stream.HubOptions{}, Options{BodyTimeout: 300 * time.Millisecond, Tokens: tokens,
-				Receivers: &alerts.Receivers{DB: openDB(t)}})
+				Receivers: &alerts.Receivers{Outbox: openDB(t)}})
 			conn, err := net.Dial("tcp", a.srv.Listener.Addr().String())
 			if err != nil {
 				t.Fatal(err)
@@ -321,7 +321,7 @@ func (panickyReceivers) List(context.Context) ([]alerts.Receiver, error) {
 func TestPanicLoggedAndCounted(t *testing.T) {
 	var logs vigiltest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))
-	a := newTestApp(t, stream.HubOptions{}, Options{Logger: log, Receivers: panickyReceivers{&alerts.Receivers{DB: openDB(t)}}})
+	a := newTestApp(t, stream.HubOptions{}, Options{Logger: log, Receivers: panickyReceivers{&alerts.Receivers{Outbox: openDB(t)}}})
 	if resp, err := http.Get(a.srv.URL + "/api/v1/subscriptions"); err == nil {
 		resp.Body.Close()
 		t.Fatalf("a crashed request was answered: %s", resp.Status)

@@ -29,7 +29,7 @@ func newReceiverApp(t *testing.T, tokens ...string) *receiverApp {
 	}
 	t.Cleanup(func() { db.Close() })
 	d := &alerts.Dispatcher{DB: db, Client: alerts.NewClient([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, 2*time.Second)}
-	a := newTestApp(t, stream.HubOptions{}, Options{Receivers: &alerts.Receivers{DB: db}, Tokens: tokens})
+	a := newTestApp(t, stream.HubOptions{}, Options{Receivers: &alerts.Receivers{Outbox: db}, Tokens: tokens})
 	return &receiverApp{testApp: a, db: db, d: d}
 }
 
@@ -234,7 +234,7 @@ func TestReceiverBadInput(t *testing.T) {
 func TestConfiguredReceiverIsReadOnly(t *testing.T) {
 	a := newReceiverApp(t)
 	rc := newEchoReceiver(t, false)
-	rs := &alerts.Receivers{DB: a.db}
+	rs := &alerts.Receivers{Outbox: a.db}
 	if err := rs.Configure(context.Background(), []alerts.ConfiguredReceiver{{Name: "ops", URL: rc.URL, Secret: alerts.NewSecret()}}); err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +291,7 @@ func TestReceiverURLsRedacted(t *testing.T) {
 	for _, tokens := range [][]string{nil, {token}} {
 		a := newReceiverApp(t, tokens...)
 		configured := []alerts.ConfiguredReceiver{{Name: "ops", URL: target, Secret: alerts.NewSecret()}}
-		if err := (&alerts.Receivers{DB: a.db}).Configure(context.Background(), configured); err != nil {
+		if err := (&alerts.Receivers{Outbox: a.db}).Configure(context.Background(), configured); err != nil {
 			t.Fatal(err)
 		}
 		for _, path := range []string{"/api/v1/receivers", "/api/v1/receivers/cfg-ops"} {

@@ -1,0 +1,182 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// A watched bucket is a copy of a key-value bucket, in memory, kept by a
+// watch: reads cost no round trip and answer the same on every replica
+// once its watch has caught up. A replica's own writes are in its copy at
+// once (put and remove), so it reads what it wrote; the watch never
+// brings back an older revision of a key.
+type watched struct {
+	b       *bucket
+	log     *slog.Logger
+	what    string           // for logs: "receivers"
+	changed func(key string) // after each change of a key, outside the lock; may be nil
+
+	mu    sync.Mutex
+	vals  map[string]entry
+	ready chan struct{} // closed once the watch has every value
+	once  sync.Once
+}
+
+type entry struct {
+	val []byte // nil: deleted
+	rev uint64
+}
+
+func newWatched(b *bucket, what string, log *slog.Logger) *watched {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &watched{b: b, what: what, log: log, vals: map[string]entry{}, ready: make(chan struct{})}
+}
+
+// run opens the bucket and keeps the copy until ctx is done.
+func (w *watched) run(ctx context.Context) {
+	retry(ctx, func() (bool, error) {
+		kv, err := w.b.open(ctx)
+		if err != nil {
+			return false, err
+		}
+		return w.watch(ctx, kv)
+	}, func(err error, wait time.Duration) {
+		w.log.Warn("watching a bucket in NATS", "bucket", w.what, "err", err, "retry_in", wait)
+	})
+}
+
+func (w *watched) watch(ctx context.Context, kv jetstream.KeyValue) (caught bool, err error) {
+	wt, err := kv.WatchAll(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer wt.Stop()
+	initial := true
+	seen := map[string]bool{} // keys the initial values had: the rest were deleted while the watch was away
+	for {
+		var e jetstream.KeyValueEntry
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return !initial, ctx.Err()
+		case e, ok = <-wt.Updates():
+			if !ok {
+				return !initial, errors.New("the watch ended")
+			}
+		}
+		if e == nil {
+			initial = false
+			w.mu.Lock()
+			var gone []string
+			for k, v := range w.vals {
+				if !seen[k] && v.val != nil {
+					gone = append(gone, k)
+					delete(w.vals, k)
+				}
+			}
+			w.mu.Unlock()
+			w.once.Do(func() { close(w.ready) })
+			for _, k := range gone {
+				w.notify(k)
+			}
+			continue
+		}
+		if initial {
+			seen[e.Key()] = true
+		}
+		var val []byte
+		if e.Operation() == jetstream.KeyValuePut {
+			val = e.Value()
+		}
+		w.set(e.Key(), val, e.Revision())
+	}
+}
+
+// set keeps a key's value (nil: deleted) at a revision, unless the copy
+// has a newer one.
+func (w *watched) set(key string, val []byte, rev uint64) {
+	w.mu.Lock()
+	if old, ok := w.vals[key]; ok && old.rev >= rev {
+		w.mu.Unlock()
+		return
+	}
+	w.vals[key] = entry{val: val, rev: rev}
+	w.mu.Unlock()
+	w.notify(key)
+}
+
+func (w *watched) notify(key string) {
+	if w.changed != nil {
+		w.changed(key)
+	}
+}
+
+// wait waits until the copy has every value, or ctx is done.
+func (w *watched) wait(ctx context.Context) error {
+	select {
+	case <-w.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// get returns a key's value.
+func (w *watched) get(key string) ([]byte, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e, ok := w.vals[key]
+	return e.val, ok && e.val != nil
+}
+
+// all returns a copy of every value, by key.
+func (w *watched) all() map[string][]byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string][]byte, len(w.vals))
+	for k, e := range w.vals {
+		if e.val != nil {
+			out[k] = e.val
+		}
+	}
+	return out
+}
+
+// put writes a key to the bucket and to the copy.
+func (w *watched) put(ctx context.Context, key string, val []byte) error {
+	kv, err := w.b.open(ctx)
+	if err != nil {
+		return err
+	}
+	rev, err := kv.Put(ctx, key, val)
+	if err != nil {
+		return err
+	}
+	w.set(key, val, rev)
+	return nil
+}
+
+// remove deletes a key from the bucket and from the copy.
+func (w *watched) remove(ctx context.Context, key string) error {
+	kv, err := w.b.open(ctx)
+	if err != nil {
+		return err
+	}
+	if err := kv.Delete(ctx, key); err != nil {
+		return err
+	}
+	// The delete marker's revision is not returned. It is above the
+	// revision the copy had; any later write is above the marker.
+	w.mu.Lock()
+	rev := w.vals[key].rev + 1
+	w.mu.Unlock()
+	w.set(key, nil, rev)
+	return nil
+}
