@@ -159,7 +159,11 @@ func TestSIGTERMWhileReceiverHangs(t *testing.T) {
 				if err == nil {
 					hung <- req.Header.Get("webhook-id")
 				}
-				// never answers; the connection stays open
+				// Never answers; the connection stays open until vigil
+				// closes it (read on, so that c stays referenced: a
+				// connection the collector finds unreachable is closed,
+				// and vigil's attempt would end with EOF).
+				io.Copy(io.Discard, c)
 			}()
 		}
 	}()

@@ -387,22 +387,24 @@ func (l *Log) follow(ctx context.Context, hub Hub, took func(*stream.Event, From
 		}
 		next = seq + 1
 		l.received.Inc()
+		ev, key, from, err := decode(epoch+seq, m)
+		if err != nil {
+			l.opts.Logger.Warn("skipping an event of the stream vigil cannot read", "seq", seq, "subject", m.Subject(), "err", err)
+		} else {
+			if err := hub.Deliver(ev, key); err != nil {
+				return true, err
+			}
+			if took != nil {
+				took(ev, from)
+			}
+		}
+		// Ready once the end's event is in the hub, not as it is read: a
+		// client that asks for it at once finds it.
 		if seq >= caughtUp {
 			l.readyOnce.Do(func() {
 				close(l.ready)
 				l.opts.Logger.Info("read the shared event stream", "stream", l.opts.Stream, "epoch", epoch, "head", epoch+seq)
 			})
-		}
-		ev, key, from, err := decode(epoch+seq, m)
-		if err != nil {
-			l.opts.Logger.Warn("skipping an event of the stream vigil cannot read", "seq", seq, "subject", m.Subject(), "err", err)
-			continue
-		}
-		if err := hub.Deliver(ev, key); err != nil {
-			return true, err
-		}
-		if took != nil {
-			took(ev, from)
 		}
 	}
 }
