@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -246,72 +245,6 @@ func TestAgentPushesIntoNATS(t *testing.T) {
 	}
 }
 
-// cutProxy forwards connections to target until it is cut: then it
-// closes every connection and refuses new ones, until healed — a replica
-// cut off from NATS by the network.
-type cutProxy struct {
-	t      *testing.T
-	addr   string
-	target string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  []net.Conn
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	p := &cutProxy{t: t, target: target}
-	p.heal()
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *cutProxy) heal() {
-	p.t.Helper()
-	addr := p.addr
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.ln, p.addr = ln, ln.Addr().String()
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go func() { io.Copy(up, c); up.Close() }()
-			go func() { io.Copy(c, up); c.Close() }()
-		}
-	}()
-}
-
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
 // The replica that evaluates is cut off from NATS after an alert fired:
 // the other takes the lease, and no webhook is sent twice — not by the
 // new holder, which read the alert's state, nor by the one cut off, which
@@ -334,8 +267,8 @@ func TestReplicaCutOffFromNATSSendsNoDuplicate(t *testing.T) {
       op: ">"
       threshold: 0
       for: 8s`)
-	proxy := newCutProxy(t, strings.TrimPrefix(n.URL, "nats://"))
-	a, _ := startReplicaProc(t, bin, "nats://"+proxy.addr, "rep-a", rules)
+	proxy := vigiltest.NewCutProxy(t, strings.TrimPrefix(n.URL, "nats://"))
+	a, _ := startReplicaProc(t, bin, "nats://"+proxy.Addr(), "rep-a", rules)
 	vigiltest.Eventually(t, 10*time.Second, "rep-a to evaluate", func() bool {
 		return strings.Contains(a.logs.String(), "this replica holds the alert lease")
 	})
@@ -360,7 +293,7 @@ func TestReplicaCutOffFromNATSSendsNoDuplicate(t *testing.T) {
 		return len(out.Deliveries) == 1 && out.Deliveries[0].State == alerts.DeliveryDelivered
 	})
 
-	proxy.cut()
+	proxy.Cut()
 	vigiltest.Eventually(t, 15*time.Second, "rep-b to take the lease", func() bool {
 		return strings.Contains(b.logs.String(), "this replica holds the alert lease")
 	})
@@ -370,7 +303,7 @@ func TestReplicaCutOffFromNATSSendsNoDuplicate(t *testing.T) {
 		}
 	}()
 	vigiltest.Eventually(t, 20*time.Second, "Later firing, from rep-b", func() bool { return firing("Later") == 1 })
-	proxy.heal()
+	proxy.Heal()
 	if got := len(rc.Requests()); got != 2 || firing("Now") != 1 {
 		t.Fatalf("receiver got %d requests (Now firing %d times); want Now and Later once each", got, firing("Now"))
 	}

@@ -66,6 +66,15 @@ type Versioned interface {
 	Version() uint64
 }
 
+// A Resumer is a StateStore with work that a holder of the alert lease
+// may have left half done when it died or was cut off
+// (cluster.AlertStates: the webhooks of transitions it saved). The
+// evaluator calls Resume when it takes the lease, once it has read the
+// states.
+type Resumer interface {
+	Resume(ctx context.Context)
+}
+
 // ErrNotLeader: another replica holds the alert lease and evaluates the
 // rules; acknowledgements are made there.
 var ErrNotLeader = errors.New("alerts: another replica evaluates the alerts now")
@@ -361,6 +370,9 @@ func (e *Evaluator) lead(ctx context.Context) bool {
 		e.term.Store(term)
 		e.leading.Store(true)
 		e.Logger.Info("evaluating the alert rules: this replica holds the alert lease")
+		if r, ok := e.States.(Resumer); ok {
+			r.Resume(ctx)
+		}
 	}
 	return true
 }

@@ -28,8 +28,12 @@ const DefaultAlertsBucket = "VIGIL_ALERTS"
 // so that a save NATS refuses is made again whole.
 type AlertStates struct {
 	// Webhooks, when set, queues each save's webhooks in the shared
-	// outbox, before the states are written.
+	// outbox, once the states are written.
 	Webhooks *Webhooks
+
+	sending  sync.Mutex // held by the one publishing webhooks
+	unsentMu sync.Mutex
+	unsent   []alerts.Transition // webhooks NATS has not taken yet, oldest first
 
 	b     *bucket
 	local alerts.StateStore
@@ -45,6 +49,7 @@ type AlertStates struct {
 }
 
 var (
+	_ alerts.Resumer    = (*AlertStates)(nil)
 	_ alerts.StateStore = (*AlertStates)(nil)
 	_ alerts.AckQueue   = (*AlertStates)(nil)
 	_ alerts.Versioned  = (*AlertStates)(nil)
@@ -75,8 +80,26 @@ func NewAlertStates(js jetstream.JetStream, bucket string, replicas int, local a
 		local: local, log: log, byFP: map[string]alerts.Alert{}, acks: map[string]alerts.AckRequest{}, ready: make(chan struct{})}
 }
 
-// Run opens the bucket and keeps a copy of it, watched, until ctx is done.
+// Run opens the bucket and keeps a copy of it, watched, until ctx is done;
+// webhooks NATS did not take are queued again every second.
 func (s *AlertStates) Run(ctx context.Context) error {
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s.unsentMu.Lock()
+				waiting := len(s.unsent) > 0
+				s.unsentMu.Unlock()
+				if waiting {
+					s.queue(ctx, nil)
+				}
+			}
+		}
+	}()
 	retry(ctx, func() (bool, error) {
 		kv, err := s.b.open(ctx)
 		if err != nil {
@@ -167,22 +190,19 @@ func (s *AlertStates) LoadAlerts(ctx context.Context) ([]alerts.Alert, error) {
 	return out, nil
 }
 
-// SaveTransitions queues the webhooks in the shared outbox, then writes
-// the new states to the bucket, then to the local store. Queuing a
-// webhook or writing a state again is harmless (a webhook's id is made
-// from its transition), so a save that fails half way is made again
-// whole; and a holder that dies after the webhooks and before the states
-// leaves the same transitions to the next holder, whose webhooks are the
-// same ones.
+// SaveTransitions writes the new states to the bucket, then to the local
+// store, then queues their webhooks in the shared outbox. Writing a state
+// again is harmless, so a save that fails half way is made again whole,
+// and nothing is queued for a state that is not saved. Webhooks that NATS
+// does not take are kept and queued again every second (the save itself
+// succeeded): each one's id is made from the alert's saved episode, so
+// queuing it twice keeps it once; and a holder that dies before they are
+// queued leaves them to the next, which queues the latest webhook of every
+// alert when it takes the lease (Resume).
 func (s *AlertStates) SaveTransitions(ctx context.Context, ts []alerts.Transition) error {
 	kv, err := s.b.opened()
 	if err != nil {
 		return fmt.Errorf("save alerts in NATS: %w", err)
-	}
-	if s.Webhooks != nil {
-		if err := s.Webhooks.Publish(ctx, ts); err != nil {
-			return err
-		}
 	}
 	for _, t := range ts {
 		b, err := json.Marshal(storedAlert{Alert: t.Alert, ClearedAt: t.Alert.ClearedAt})
@@ -193,10 +213,98 @@ func (s *AlertStates) SaveTransitions(ctx context.Context, ts []alerts.Transitio
 			return fmt.Errorf("save alerts in NATS: %w", err)
 		}
 	}
-	if s.local == nil {
-		return nil
+	if s.local != nil {
+		if err := s.local.SaveTransitions(ctx, ts); err != nil {
+			return err
+		}
 	}
-	return s.local.SaveTransitions(ctx, ts)
+	if s.Webhooks != nil {
+		var hooks []alerts.Transition
+		for _, t := range ts {
+			if alerts.WebhookEvent(t.Kind) != "" {
+				hooks = append(hooks, t)
+			}
+		}
+		s.queue(ctx, hooks)
+	}
+	return nil
+}
+
+// queue queues webhooks in the shared outbox, after those still waiting.
+// One caller at a time publishes; another only adds its webhooks, for the
+// one publishing or the next second's try. Those NATS does not take wait.
+func (s *AlertStates) queue(ctx context.Context, ts []alerts.Transition) {
+	s.unsentMu.Lock()
+	s.unsent = append(s.unsent, ts...)
+	s.unsentMu.Unlock()
+	if !s.sending.TryLock() {
+		return
+	}
+	defer s.sending.Unlock()
+	s.unsentMu.Lock()
+	now := time.Now()
+	keep := s.unsent[:0]
+	for _, t := range s.unsent {
+		if now.Sub(transitionTime(t)) < webhookDuplicates {
+			keep = append(keep, t)
+			continue
+		}
+		s.log.Error("a webhook NATS did not take for an hour is given up", "fingerprint", t.Alert.Fingerprint, "kind", t.Kind)
+	}
+	s.unsent = keep
+	batch := slices.Clone(s.unsent)
+	s.unsentMu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.Webhooks.Publish(ctx, batch); err != nil {
+		s.log.Warn("queuing webhooks in NATS; tried again every second", "webhooks", len(batch), "err", err)
+		return
+	}
+	s.unsentMu.Lock()
+	s.unsent = slices.Delete(s.unsent, 0, len(batch)) // only this one removes, from the front
+	s.unsentMu.Unlock()
+}
+
+// transitionTime is when a webhook's transition happened: its alert
+// fired, or resolved.
+func transitionTime(t alerts.Transition) time.Time {
+	if t.Kind == alerts.StateResolved {
+		return t.Alert.EndedAt
+	}
+	return t.Alert.StartedAt
+}
+
+// Resume queues again the latest webhook of every alert whose firing or
+// resolution is within the outbox's duplicate window (alerts.Resumer):
+// those the last holder queued are kept once, and those it saved and
+// died before queuing are sent.
+func (s *AlertStates) Resume(ctx context.Context) {
+	if s.Webhooks == nil {
+		return
+	}
+	now := time.Now()
+	var ts []alerts.Transition
+	s.mu.Lock()
+	for _, a := range s.byFP {
+		var t alerts.Transition
+		switch {
+		case a.State == alerts.StateFiring && !a.StartedAt.IsZero():
+			t = alerts.Transition{Kind: alerts.StateFiring, Alert: a}
+		case a.State == alerts.StateInactive && !a.StartedAt.IsZero() && !a.EndedAt.Before(a.StartedAt):
+			t = alerts.Transition{Kind: alerts.StateResolved, Alert: a}
+		default:
+			continue
+		}
+		if now.Sub(transitionTime(t)) < webhookDuplicates {
+			ts = append(ts, t)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(ts, func(a, b alerts.Transition) int { return transitionTime(a).Compare(transitionTime(b)) })
+	s.queue(ctx, ts)
 }
 
 // takeAck notes an acknowledgement request, or its removal.

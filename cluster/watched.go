@@ -180,3 +180,64 @@ func (w *watched) remove(ctx context.Context, key string) error {
 	w.set(key, nil, rev)
 	return nil
 }
+
+// forget drops a key from the copy, not from the bucket: one the bucket
+// let age out.
+func (w *watched) forget(key string) {
+	w.mu.Lock()
+	if e, ok := w.vals[key]; ok {
+		w.vals[key] = entry{rev: e.rev}
+	}
+	w.mu.Unlock()
+}
+
+// update changes a key's value with change, on its newest revision: a
+// write meanwhile makes it read the key again and change that, and a key
+// that is gone is left gone.
+func (w *watched) update(ctx context.Context, key string, change func([]byte) ([]byte, error)) error {
+	kv, err := w.b.open(ctx)
+	if err != nil {
+		return err
+	}
+	for range 5 {
+		e, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		val, err := change(e.Value())
+		if err != nil {
+			return err
+		}
+		rev, err := kv.Update(ctx, key, val, e.Revision())
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		w.set(key, val, rev)
+		return nil
+	}
+	return errors.New("changed by others five times over")
+}
+
+// create writes a key that does not exist yet; one that does is left as
+// it is.
+func (w *watched) create(ctx context.Context, key string, val []byte) error {
+	kv, err := w.b.open(ctx)
+	if err != nil {
+		return err
+	}
+	rev, err := kv.Create(ctx, key, val)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	w.set(key, val, rev)
+	return nil
+}

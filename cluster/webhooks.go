@@ -46,9 +46,10 @@ const (
 	// webhookAckWait is how long a delivery may be in flight on a
 	// replica that says nothing before NATS gives it to another: one
 	// killed or cut off mid-attempt holds its receiver's queue this long.
-	// A replica says "in progress" every third of it while it waits for
-	// the receiver.
-	webhookAckWait = 5 * time.Second
+	// It is longer than an attempt may take, so a replica cut off from
+	// NATS has given up its attempt before another starts one; and a
+	// replica says "in progress" every third of it until it is done.
+	webhookAckWait = alerts.DefaultAttemptTimeout + 5*time.Second
 )
 
 // Headers of a delivery's message.
@@ -91,6 +92,7 @@ type Webhooks struct {
 
 	mu      sync.Mutex
 	workers map[string]context.CancelFunc // receiver id → its worker on this replica
+	working sync.WaitGroup                // the workers
 	runCtx  context.Context               // Run's; nil before it
 
 	attempts   map[string]*metrics.Counter // by outcome
@@ -156,6 +158,7 @@ func (w *Webhooks) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { w.rcvs.run(ctx) })
 	wg.Go(func() { w.dels.run(ctx) })
+	wg.Go(func() { w.expire(ctx) })
 	wg.Go(func() {
 		if w.rcvs.wait(ctx) != nil {
 			return
@@ -175,7 +178,28 @@ func (w *Webhooks) Run(ctx context.Context) error {
 		delete(w.workers, id)
 	}
 	w.mu.Unlock()
+	w.working.Wait()
 	return nil
+}
+
+// expire forgets, every hour, the deliveries the bucket no longer keeps:
+// a key that ages out of a bucket is not announced to its watchers.
+func (w *Webhooks) expire(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		old := time.Now().Add(-alerts.DeliveryRetention)
+		for _, d := range w.stored("") {
+			if d.UpdatedAt.Before(old) {
+				w.dels.forget(d.ID)
+			}
+		}
+	}
 }
 
 // reconcile runs a worker for each receiver and stops those of receivers
@@ -197,7 +221,7 @@ func (w *Webhooks) reconcile() {
 		if _, ok := w.workers[id]; !ok {
 			ctx, stop := context.WithCancel(w.runCtx)
 			w.workers[id] = stop
-			go w.work(ctx, id)
+			w.working.Go(func() { w.work(ctx, id) })
 		}
 	}
 }
@@ -241,6 +265,13 @@ func (w *Webhooks) ensureStreams(ctx context.Context) error {
 	return nil
 }
 
+// lostStreams makes the next ensureStreams look for the streams again.
+func (w *Webhooks) lostStreams() {
+	w.streams.Lock()
+	w.streamsOK = false
+	w.streams.Unlock()
+}
+
 // storedReceiver is a receiver as the bucket keeps it, with what its JSON
 // leaves out.
 type storedReceiver struct {
@@ -269,10 +300,20 @@ type storedDelivery struct {
 	Retries int    `json:"retries,omitempty"`  // times sent again through the API
 }
 
-// ready waits, up to ctx, for the receivers to be read.
+// readyWait is how long an API call waits for a bucket to be read (a
+// replica that just started, NATS away) before it answers ErrStore.
+const readyWait = 2 * time.Second
+
+// ready waits, up to readyWait, for the receivers to be read.
 func (w *Webhooks) ready(ctx context.Context) error {
-	if err := w.rcvs.wait(ctx); err != nil {
-		return fmt.Errorf("%w: the receivers in NATS are not read yet", alerts.ErrStore)
+	return waitRead(ctx, w.rcvs)
+}
+
+func waitRead(ctx context.Context, b *watched) error {
+	ctx, cancel := context.WithTimeout(ctx, readyWait)
+	defer cancel()
+	if err := b.wait(ctx); err != nil {
+		return fmt.Errorf("%w: the %s in NATS are not read yet", alerts.ErrStore, b.what)
 	}
 	return nil
 }
@@ -325,26 +366,21 @@ func storeErr(what string, err error) error {
 }
 
 // DeleteReceiver removes a receiver; its queued deliveries die
-// (alerts.Outbox).
+// (alerts.Outbox). Its queue is emptied and its consumer deleted before
+// the receiver, so a failure leaves a receiver to delete again; and its
+// queue is emptied again after, of what was queued meanwhile.
 func (w *Webhooks) DeleteReceiver(ctx context.Context, id string) error {
 	if _, err := w.Receiver(ctx, id); err != nil {
 		return err
 	}
+	if err := w.purge(ctx, id); err != nil {
+		return storeErr("delete receiver", err)
+	}
 	if err := w.rcvs.remove(ctx, id); err != nil {
 		return storeErr("delete receiver", err)
 	}
-	if err := w.ensureStreams(ctx); err != nil {
-		return storeErr("delete receiver", err)
-	}
-	if err := w.js.DeleteConsumer(ctx, WebhooksStream, consumerName(id)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return storeErr("delete receiver", err)
-	}
-	s, err := w.js.Stream(ctx, WebhooksStream)
-	if err == nil {
-		err = s.Purge(ctx, jetstream.WithPurgeSubject(workSubject(id)))
-	}
-	if err != nil {
-		return storeErr("delete receiver", err)
+	if err := w.purge(ctx, id); err != nil {
+		w.log.Warn("emptying a deleted receiver's webhook queue", "receiver", id, "err", err)
 	}
 	now := time.Now()
 	for _, d := range w.stored(id) {
@@ -354,6 +390,21 @@ func (w *Webhooks) DeleteReceiver(ctx context.Context, id string) error {
 		}
 	}
 	return nil
+}
+
+// purge empties a receiver's queue and deletes its consumer.
+func (w *Webhooks) purge(ctx context.Context, id string) error {
+	if err := w.ensureStreams(ctx); err != nil {
+		return err
+	}
+	if err := w.js.DeleteConsumer(ctx, WebhooksStream, consumerName(id)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return err
+	}
+	s, err := w.js.Stream(ctx, WebhooksStream)
+	if err != nil {
+		return err
+	}
+	return s.Purge(ctx, jetstream.WithPurgeSubject(workSubject(id)))
 }
 
 // stored returns a receiver's deliveries ("": everyone's), newest first.
@@ -394,8 +445,8 @@ func (w *Webhooks) Delivery(ctx context.Context, id string) (alerts.Delivery, er
 }
 
 func (w *Webhooks) delivery(ctx context.Context, id string) (storedDelivery, error) {
-	if err := w.dels.wait(ctx); err != nil {
-		return storedDelivery{}, fmt.Errorf("%w: the deliveries in NATS are not read yet", alerts.ErrStore)
+	if err := waitRead(ctx, w.dels); err != nil {
+		return storedDelivery{}, err
 	}
 	b, ok := w.dels.get(id)
 	if !ok {
@@ -414,8 +465,8 @@ func (w *Webhooks) delivery(ctx context.Context, id string) (storedDelivery, err
 // Deliveries returns a receiver's deliveries, newest first
 // (alerts.Outbox).
 func (w *Webhooks) Deliveries(ctx context.Context, receiverID string, limit int) ([]alerts.Delivery, error) {
-	if err := w.dels.wait(ctx); err != nil {
-		return nil, fmt.Errorf("%w: the deliveries in NATS are not read yet", alerts.ErrStore)
+	if err := waitRead(ctx, w.dels); err != nil {
+		return nil, err
 	}
 	out := []alerts.Delivery{}
 	for _, d := range w.stored(receiverID) {
@@ -463,15 +514,16 @@ func (w *Webhooks) Enqueue(ctx context.Context, r alerts.Receiver, typ string, n
 	if err := w.ensureStreams(ctx); err != nil {
 		return "", storeErr("enqueue delivery", err)
 	}
-	// Its state first: a worker that takes the message at once finds it.
+	if _, err := w.js.PublishMsg(ctx, deliveryMsg(workSubject(r.ID), id, id, typ, now, body)); err != nil {
+		return "", storeErr("enqueue delivery", err)
+	}
+	// Its state after: the worker that took it at once may have
+	// recorded an attempt already, which this leaves alone.
 	b, err := json.Marshal(d)
 	if err != nil {
 		return "", err
 	}
-	if err := w.dels.put(ctx, id, b); err != nil {
-		return "", storeErr("enqueue delivery", err)
-	}
-	if _, err := w.js.PublishMsg(ctx, deliveryMsg(workSubject(r.ID), id, id, typ, now, body)); err != nil {
+	if err := w.dels.create(ctx, id, b); err != nil {
 		return "", storeErr("enqueue delivery", err)
 	}
 	return id, nil
@@ -518,26 +570,41 @@ func (w *Webhooks) RetryDelivery(ctx context.Context, id string, now time.Time) 
 	if err != nil {
 		return storeErr("retry delivery", err)
 	}
-	d.Retries++
-	d.State, d.LastError, d.NextAttemptAt, d.UpdatedAt, d.DeadSeq = alerts.DeliveryQueued, "", now, now, 0
-	b, err := json.Marshal(d)
-	if err != nil {
-		return err
+	if _, err := w.Receiver(ctx, d.ReceiverID); err != nil {
+		return fmt.Errorf("%w: delivery %s: its receiver %s is deleted", alerts.ErrInvalid, id, d.ReceiverID)
 	}
-	if err := w.dels.put(ctx, id, b); err != nil {
+	// Queued first, under an id of its own: a retry asked again after a
+	// failure below is the same message, kept once.
+	msg := deliveryMsg(workSubject(d.ReceiverID), id+".retry"+strconv.Itoa(d.Retries+1), id, d.EventType, d.CreatedAt, m.Data)
+	if _, err := w.js.PublishMsg(ctx, msg); err != nil {
 		return storeErr("retry delivery", err)
 	}
-	msg := deliveryMsg(workSubject(d.ReceiverID), id+".retry"+strconv.Itoa(d.Retries), id, d.EventType, d.CreatedAt, m.Data)
-	if _, err := w.js.PublishMsg(ctx, msg); err != nil {
+	// Recorded on the newest revision: a replica may have taken the
+	// message and recorded its attempt already.
+	retries := d.Retries + 1
+	err = w.dels.update(ctx, id, func(b []byte) ([]byte, error) {
+		var d storedDelivery
+		if err := json.Unmarshal(b, &d); err != nil {
+			return nil, err
+		}
+		d.Retries = max(d.Retries, retries)
+		if d.State == alerts.DeliveryDead {
+			d.State, d.LastError, d.NextAttemptAt, d.UpdatedAt = alerts.DeliveryQueued, "", now, now
+		}
+		return json.Marshal(d)
+	})
+	if err != nil {
 		return storeErr("retry delivery", err)
 	}
 	return nil
 }
 
 // Publish queues the webhooks of transitions to every active receiver
-// that takes them, and returns once NATS has them all. A delivery's id is
-// made from the alert, its episode (ActiveAt), the transition's kind and
-// the receiver, so publishing the same transition again keeps one.
+// that takes them and existed when the transition happened, and returns
+// once NATS has them all. A delivery's id is made from the alert, the
+// transition's kind, when the episode fired (StartedAt: the same in the
+// firing webhook and its resolution) and the receiver, so publishing the
+// same transition again keeps one.
 func (w *Webhooks) Publish(ctx context.Context, ts []alerts.Transition) error {
 	var rcvs []alerts.Receiver
 	var futures []jetstream.PubAckFuture
@@ -555,21 +622,22 @@ func (w *Webhooks) Publish(ctx context.Context, ts []alerts.Transition) error {
 				return storeErr("queue webhooks", err)
 			}
 		}
+		at := transitionTime(t)
 		bodies := map[string][]byte{}
 		for _, r := range rcvs {
-			if r.Status != alerts.ReceiverActive || !r.Wants(typ) {
+			if r.Status != alerts.ReceiverActive || !r.Wants(typ) || r.CreatedAt.After(at) {
 				continue
 			}
 			body, ok := bodies[r.Format]
 			if !ok {
 				var err error
-				if body, err = alerts.TransitionPayload(r.Format, t, w.DashboardURL, uint64(t.Alert.UpdatedAt.UnixMilli())); err != nil {
+				if body, err = alerts.TransitionPayload(r.Format, t, w.DashboardURL, uint64(at.UnixMilli())); err != nil {
 					return err
 				}
 				bodies[r.Format] = body
 			}
-			id := newDeliveryID(t.Alert.Fingerprint, t.Kind, strconv.FormatInt(t.Alert.ActiveAt.UnixMicro(), 10), r.ID)
-			f, err := w.js.PublishMsgAsync(deliveryMsg(workSubject(r.ID), id, id, typ, t.Alert.UpdatedAt, body))
+			id := newDeliveryID(t.Alert.Fingerprint, t.Kind, strconv.FormatInt(t.Alert.StartedAt.UnixMicro(), 10), r.ID)
+			f, err := w.js.PublishMsgAsync(deliveryMsg(workSubject(r.ID), id, id, typ, at, body))
 			if err != nil {
 				return storeErr("queue webhooks", err)
 			}
@@ -580,6 +648,9 @@ func (w *Webhooks) Publish(ctx context.Context, ts []alerts.Transition) error {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
+			if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+				w.lostStreams() // deleted: made again on the next try
+			}
 			return storeErr("queue webhooks", err)
 		case <-ctx.Done():
 			return storeErr("queue webhooks", ctx.Err())
@@ -597,7 +668,12 @@ func (w *Webhooks) work(ctx context.Context, receiverID string) {
 		c, err := w.js.CreateOrUpdateConsumer(ctx, WebhooksStream, jetstream.ConsumerConfig{
 			Durable: consumerName(receiverID), Description: "vigil's webhooks to " + receiverID,
 			FilterSubject: workSubject(receiverID), AckPolicy: jetstream.AckExplicitPolicy, AckWait: webhookAckWait,
-			MaxAckPending: 1, MaxDeliver: -1, Replicas: w.opts.Replicas,
+			MaxAckPending: 1, MaxDeliver: -1,
+			// As many copies as the stream (a work queue's consumers must
+			// match it); gone after a day unused (a receiver deleted while
+			// a replica made its consumer again): its messages stay in the
+			// queue for the next consumer.
+			InactiveThreshold: 24 * time.Hour,
 		})
 		if err != nil {
 			return false, err
@@ -624,7 +700,8 @@ func (w *Webhooks) work(ctx context.Context, receiverID string) {
 
 // attempt makes one attempt of a delivery and records it: delivered and
 // dead ones leave the work queue (dead ones into the dead-letter stream),
-// and a retry goes back to NATS for its time.
+// and a retry goes back to NATS for its time. NATS hears that the
+// delivery is in progress until then.
 func (w *Webhooks) attempt(ctx context.Context, receiverID string, m jetstream.Msg) {
 	id := m.Headers().Get(hdrDelivery)
 	typ := m.Headers().Get(hdrEvent)
@@ -634,6 +711,8 @@ func (w *Webhooks) attempt(ctx context.Context, receiverID string, m jetstream.M
 		m.Term()
 		return
 	}
+	stop := keepInProgress(m)
+	defer stop()
 	d, err := w.delivery(ctx, id)
 	if err != nil { // a transition's webhook, first attempt
 		d = storedDelivery{Delivery: alerts.Delivery{ID: id, ReceiverID: receiverID, EventType: typ, CreatedAt: created, Attempts: []alerts.Attempt{}}}
@@ -646,13 +725,12 @@ func (w *Webhooks) attempt(ctx context.Context, receiverID string, m jetstream.M
 		o = alerts.Outcome{Err: "receiver disabled or deleted"}
 	} else {
 		d.Payload = m.Data()
-		stop := keepInProgress(m)
 		a.Status, o = w.opts.Sender.Send(ctx, rcv, d.Delivery)
-		stop()
 		d.Payload = nil
 	}
-	if ctx.Err() != nil {
-		// Cut short by a stop: another replica sends it now.
+	if ctx.Err() != nil && a.Status == 0 {
+		// Cut short by a stop before an answer: another replica sends it
+		// now. (One that answered is recorded as it answered.)
 		m.Nak()
 		return
 	}
@@ -671,11 +749,11 @@ func (w *Webhooks) attempt(ctx context.Context, receiverID string, m jetstream.M
 		d.State = alerts.DeliveryDead
 	}
 	if o.Gone || o.Verified {
-		rcv.Status, rcv.UpdatedAt = alerts.ReceiverDisabled, now
+		status := alerts.ReceiverDisabled
 		if o.Verified {
-			rcv.Status = alerts.ReceiverActive
+			status = alerts.ReceiverActive
 		}
-		if err := w.PutReceiver(ctx, rcv); err != nil {
+		if err := w.setStatus(ctx, receiverID, status, now); err != nil {
 			w.log.Error("change receiver", "receiver", receiverID, "err", err)
 		}
 	}
@@ -687,27 +765,40 @@ func (w *Webhooks) attempt(ctx context.Context, receiverID string, m jetstream.M
 			d.DeadSeq = ack.Sequence
 		}
 	}
-	// A delivery that is done leaves the queue before it is recorded as
-	// done: whoever reads "delivered" knows that no replica sends it
-	// again. (A replica cut off between the answer and the
-	// acknowledgement leaves it to another, which sends it again with
-	// the same webhook-id: at least once.)
 	if d.State == alerts.DeliveryQueued {
 		w.record(ctx, d)
 		err = m.NakWithDelay(wait)
 		w.attempts["retry"].Inc()
 	} else {
-		err = m.DoubleAck(ctx)
-		w.record(ctx, d)
+		// A delivery that is done leaves the queue before it is
+		// recorded as done: whoever reads "delivered" knows that no
+		// replica sends it again. One NATS does not hear done of is sent
+		// again, and recorded then.
+		if err = m.DoubleAck(ctx); err == nil {
+			w.record(ctx, d)
+		}
 		w.attempts[d.State].Inc()
 		w.deliveries[d.State].Inc()
 	}
 	if err != nil {
-		w.log.Warn("acknowledge webhook in NATS; it may be sent again", "delivery", id, "err", err)
+		w.log.Warn("acknowledge webhook in NATS; it is sent again", "delivery", id, "err", err)
 	}
 	if o.Err != "" {
 		w.log.Warn("webhook attempt failed", "delivery", id, "receiver", receiverID, "status", a.Status, "err", o.Err, "next", d.State)
 	}
+}
+
+// setStatus changes a receiver's status, unless it changed meanwhile in
+// another way (then it is read again and changed) or is gone.
+func (w *Webhooks) setStatus(ctx context.Context, id, status string, now time.Time) error {
+	return w.rcvs.update(ctx, id, func(b []byte) ([]byte, error) {
+		var r storedReceiver
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, err
+		}
+		r.Status, r.UpdatedAt = status, now
+		return json.Marshal(r)
+	})
 }
 
 // keepInProgress tells NATS every third of webhookAckWait that m is still

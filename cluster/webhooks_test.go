@@ -3,16 +3,19 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"vigil/alerts"
@@ -82,11 +85,16 @@ func (h *hookServer) received() []received {
 // stop ends it as vigil's stop does.
 func runWebhooks(t testing.TB, n *vigiltest.NATS, opts WebhookOptions) (w *Webhooks, stop func()) {
 	t.Helper()
-	js, err := jetstream.New(n.Connect())
+	return runWebhooksOn(t, n.Connect(), opts)
+}
+
+func runWebhooksOn(t testing.TB, nc *nats.Conn, opts WebhookOptions) (w *Webhooks, stop func()) {
+	t.Helper()
+	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.Sender = alerts.Sender{Client: alerts.NewClient(loopback, 5*time.Second)}
+	opts.Sender = alerts.Sender{Client: alerts.NewClient(loopback, alerts.DefaultAttemptTimeout)}
 	if opts.Backoff == nil {
 		opts.Backoff = func(int, time.Duration) time.Duration { return 50 * time.Millisecond }
 	}
@@ -136,7 +144,7 @@ func TestSharedWebhooksDeliveredOnce(t *testing.T) {
 	b, _ := runWebhooks(t, n, WebhookOptions{Configured: configured(h.URL)})
 	receiverReady(t, a, b)
 	ctx := context.Background()
-	episode := time.Now().Truncate(time.Second)
+	episode := time.Now()
 	var ts []alerts.Transition
 	for i := range 20 {
 		ts = append(ts, transition(fmt.Sprint("Rule", i), alerts.StateFiring, episode))
@@ -402,5 +410,171 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("waited %v for %s", d, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runStates runs a replica's alert states with its shared outbox (nil:
+// one that dies after it saves and before it queues a webhook).
+func runStates(t *testing.T, n *vigiltest.NATS, w *Webhooks) *AlertStates {
+	t.Helper()
+	s := NewAlertStates(jetStream(t, n), "", 1, nil, nil)
+	s.Webhooks = w
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	eventually(t, 10*time.Second, "the states read", func() bool {
+		_, err := s.LoadAlerts(ctx)
+		return err == nil
+	})
+	return s
+}
+
+// A holder that saved a transition and died before it queued its webhook
+// leaves it to the next holder, which queues the latest webhook of every
+// alert when it takes the lease: those queued before are kept once, the
+// one missing is sent.
+func TestNextHolderQueuesWhatTheLastDidNot(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	h := newHookServer(t, nil)
+	a, _ := runWebhooks(t, n, WebhookOptions{Configured: configured(h.URL)})
+	receiverReady(t, a)
+	ctx := context.Background()
+	first := runStates(t, n, a)
+	sent := transition("Sent", alerts.StateFiring, time.Now())
+	if err := first.SaveTransitions(ctx, []alerts.Transition{sent}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the first webhook", func() bool { return len(h.received()) == 1 })
+	dying := runStates(t, n, nil) // saves, and dies before it queues
+	lost := transition("Lost", alerts.StateFiring, time.Now())
+	if err := dying.SaveTransitions(ctx, []alerts.Transition{lost}); err != nil {
+		t.Fatal(err)
+	}
+
+	next := runStates(t, n, a)
+	eventually(t, 10*time.Second, "the next holder to read both alerts", func() bool {
+		as, _ := next.LoadAlerts(ctx)
+		return len(as) == 2
+	})
+	next.Resume(ctx)
+	next.Resume(ctx) // a third holder does the same
+	eventually(t, 10*time.Second, "the missing webhook", func() bool { return len(h.received()) >= 2 })
+	time.Sleep(300 * time.Millisecond) // time for a duplicate to arrive, if one were sent
+	got := h.received()
+	if len(got) != 2 || got[0].Fingerprint != sent.Alert.Fingerprint || got[1].Fingerprint != lost.Alert.Fingerprint {
+		t.Fatalf("received %+v; want Sent's webhook once, then Lost's", got)
+	}
+}
+
+// Webhooks NATS does not take when the states are saved (the work queue
+// deleted) wait, and are queued once it can take them again.
+func TestUnsentWebhooksQueuedAgain(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	h := newHookServer(t, nil)
+	a, _ := runWebhooks(t, n, WebhookOptions{Configured: configured(h.URL)})
+	receiverReady(t, a)
+	states := runStates(t, n, a)
+	ctx := context.Background()
+	if err := states.SaveTransitions(ctx, []alerts.Transition{transition("One", alerts.StateFiring, time.Now())}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the first webhook", func() bool { return len(h.received()) == 1 })
+	if err := jetStream(t, n).DeleteStream(ctx, WebhooksStream); err != nil {
+		t.Fatal(err)
+	}
+	if err := states.SaveTransitions(ctx, []alerts.Transition{transition("Two", alerts.StateFiring, time.Now())}); err != nil {
+		t.Fatalf("a save whose webhook is not queued yet: %v; the state is saved", err)
+	}
+	eventually(t, 15*time.Second, "the webhook queued again", func() bool { return len(h.received()) == 2 })
+}
+
+// Two episodes of an alert resolve within the duplicate window (a source
+// removed, back, removed again): each resolution is its own webhook.
+func TestEachEpisodeResolvesOnce(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	h := newHookServer(t, nil)
+	a, _ := runWebhooks(t, n, WebhookOptions{Configured: configured(h.URL)})
+	receiverReady(t, a)
+	ctx := context.Background()
+	for _, episode := range []time.Time{time.Now(), time.Now().Add(time.Second)} {
+		r := transition("Gone", alerts.StateResolved, episode)
+		r.Alert.ActiveAt = time.Time{} // as a source removed leaves it
+		if err := a.Publish(ctx, []alerts.Transition{r}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Publish(ctx, []alerts.Transition{r}); err != nil { // and again: kept once
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "two resolutions", func() bool { return len(h.received()) >= 2 })
+	time.Sleep(300 * time.Millisecond)
+	if got := h.received(); len(got) != 2 || got[0].ID == got[1].ID {
+		t.Fatalf("received %+v; want two resolutions with two ids", got)
+	}
+}
+
+// The receivers API answers 503 (alerts.ErrStore) within a couple of
+// seconds while the receivers cannot be read, rather than hanging.
+func TestReceiversNotReadAnswerStoreError(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	w := NewWebhooks(jetStream(t, n), WebhookOptions{}) // not run: never read
+	start := time.Now()
+	_, err := w.ListReceivers(context.Background())
+	if !errors.Is(err, alerts.ErrStore) || time.Since(start) > 5*time.Second {
+		t.Fatalf("after %s: %v, want ErrStore", time.Since(start), err)
+	}
+	if _, err := w.Deliveries(context.Background(), "cfg-x", 10); !errors.Is(err, alerts.ErrStore) {
+		t.Fatalf("deliveries: %v, want ErrStore", err)
+	}
+}
+
+// A replica cut off from NATS in the middle of a slow attempt finishes
+// it before NATS gives the delivery to another replica: the receiver
+// never has two attempts of one webhook at once, and the second, from
+// the replica that is up, comes after the first answered (the one way a
+// webhook is sent twice: the first replica could not say it was done).
+func TestCutOffReplicaEndsItsAttemptBeforeAnotherStarts(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	type span struct{ start, end time.Time }
+	var mu sync.Mutex
+	var spans []span
+	started := make(chan struct{}, 4)
+	h := newHookServer(t, func(received, int) int {
+		s := span{start: time.Now()}
+		started <- struct{}{}
+		time.Sleep(alerts.DefaultAttemptTimeout - 2*time.Second) // slow, within the attempt timeout
+		s.end = time.Now()
+		mu.Lock()
+		spans = append(spans, s)
+		mu.Unlock()
+		return http.StatusOK
+	})
+	proxy := vigiltest.NewCutProxy(t, strings.TrimPrefix(n.URL, "nats://"))
+	nc, err := nats.Connect("nats://"+proxy.Addr(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	a, _ := runWebhooksOn(t, nc, WebhookOptions{Configured: configured(h.URL)})
+	receiverReady(t, a)
+	ctx := context.Background()
+	if err := a.Publish(ctx, []alerts.Transition{transition("Slow", alerts.StateFiring, time.Now())}); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	b, _ := runWebhooks(t, n, WebhookOptions{Configured: configured(h.URL)})
+	proxy.Cut()
+	eventually(t, 2*webhookAckWait+alerts.DefaultAttemptTimeout, "the webhook delivered by the replica that is up", func() bool {
+		ds, _ := b.Deliveries(ctx, "cfg-ops.team", 10)
+		return len(ds) == 1 && ds[0].State == alerts.DeliveryDelivered
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(spans) != 2 {
+		t.Fatalf("%d attempts, want 2", len(spans))
+	}
+	if spans[1].start.Before(spans[0].end) {
+		t.Fatalf("the second attempt began %s before the first answered", spans[0].end.Sub(spans[1].start))
 	}
 }
