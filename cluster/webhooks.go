@@ -659,6 +659,8 @@ func (w *Webhooks) Publish(ctx context.Context, ts []alerts.Transition) error {
 	return nil
 }
 
+var errConsumerDeleted = errors.New("the consumer was deleted")
+
 // work sends a receiver's deliveries, one at a time, until ctx is done.
 func (w *Webhooks) work(ctx context.Context, receiverID string) {
 	retry(ctx, func() (bool, error) {
@@ -687,6 +689,17 @@ func (w *Webhooks) work(ctx context.Context, receiverID string) {
 				return true, nil
 			case errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
 				continue
+			case errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound):
+				// Deleted with its receiver, most likely: made again
+				// after a pause, unless the receiver is gone by then.
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+				if _, ok := w.rcvs.get(receiverID); !ok || ctx.Err() != nil {
+					return true, nil
+				}
+				return true, errConsumerDeleted
 			case err != nil:
 				return true, err
 			}
@@ -694,6 +707,10 @@ func (w *Webhooks) work(ctx context.Context, receiverID string) {
 		}
 		return true, nil
 	}, func(err error, wait time.Duration) {
+		if errors.Is(err, errConsumerDeleted) {
+			w.log.Info("a receiver's webhook consumer was deleted, and its receiver is still there: made again", "receiver", receiverID)
+			return
+		}
 		w.log.Warn("webhooks from NATS", "receiver", receiverID, "err", err, "retry_in", wait)
 	})
 }
