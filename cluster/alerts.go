@@ -35,16 +35,10 @@ type AlertStates struct {
 	unsentMu sync.Mutex
 	unsent   []alerts.Transition // webhooks NATS has not taken yet, oldest first
 
-	b     *bucket
+	kv    *watched // fingerprint → alerts.Alert; ack.<fingerprint> → alerts.AckRequest
 	local alerts.StateStore
 	log   *slog.Logger
-
-	mu    sync.Mutex
-	byFP  map[string]alerts.Alert      // the bucket, as watched
-	acks  map[string]alerts.AckRequest // acknowledgements waiting for the lease holder, by fingerprint
-	ready chan struct{}                // closed once the watch has every value
-	once  sync.Once
-	// version counts the changes to byFP the watch made.
+	// version counts the changes to the copy.
 	version atomic.Uint64
 }
 
@@ -76,98 +70,37 @@ func NewAlertStates(js jetstream.JetStream, bucket string, replicas int, local a
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &AlertStates{b: newBucket(js, jetstream.KeyValueConfig{Bucket: bucket, Description: "vigil's alert states", Replicas: replicas}),
-		local: local, log: log, byFP: map[string]alerts.Alert{}, acks: map[string]alerts.AckRequest{}, ready: make(chan struct{})}
+	s := &AlertStates{local: local, log: log}
+	s.kv = newWatched(newBucket(js, jetstream.KeyValueConfig{Bucket: bucket, Description: "vigil's alert states", Replicas: replicas}), "alert states", log)
+	s.kv.decode = func(key string, b []byte) (any, error) {
+		if fp, ok := strings.CutPrefix(key, ackPrefix); ok {
+			var r alerts.AckRequest
+			err := json.Unmarshal(b, &r)
+			r.Fingerprint = fp
+			return r, err
+		}
+		var a storedAlert
+		err := json.Unmarshal(b, &a)
+		a.Alert.ClearedAt = a.ClearedAt
+		return a.Alert, err
+	}
+	s.kv.changed = func(string) { s.version.Add(1) }
+	return s
 }
 
 // Run opens the bucket and keeps a copy of it, watched, until ctx is done;
 // webhooks NATS did not take are queued again every second.
 func (s *AlertStates) Run(ctx context.Context) error {
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				s.unsentMu.Lock()
-				waiting := len(s.unsent) > 0
-				s.unsentMu.Unlock()
-				if waiting {
-					s.queue(ctx, nil)
-				}
-			}
+	go every(ctx, time.Second, func() {
+		s.unsentMu.Lock()
+		waiting := len(s.unsent) > 0
+		s.unsentMu.Unlock()
+		if waiting {
+			s.queue(ctx, nil)
 		}
-	}()
-	retry(ctx, func() (bool, error) {
-		kv, err := s.b.open(ctx)
-		if err != nil {
-			return false, err
-		}
-		return s.watch(ctx, kv)
-	}, func(err error, wait time.Duration) {
-		s.log.Warn("watching the alert states in NATS", "err", err, "retry_in", wait)
 	})
+	s.kv.run(ctx)
 	return nil
-}
-
-// watch keeps the copy until the watch ends; caught says it had every
-// value before it did.
-func (s *AlertStates) watch(ctx context.Context, kv jetstream.KeyValue) (caught bool, err error) {
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		return false, err
-	}
-	defer w.Stop()
-	fresh := map[string]alerts.Alert{}
-	initial := true
-	for {
-		var e jetstream.KeyValueEntry
-		var ok bool
-		select {
-		case <-ctx.Done():
-			return !initial, ctx.Err()
-		case e, ok = <-w.Updates():
-			if !ok {
-				return !initial, errors.New("the watch ended")
-			}
-		}
-		if e == nil { // every value there was is in: from here on, updates
-			s.mu.Lock()
-			s.byFP = fresh
-			s.mu.Unlock()
-			s.version.Add(1)
-			initial = false
-			s.once.Do(func() { close(s.ready) })
-			continue
-		}
-		if fp, ok := strings.CutPrefix(e.Key(), ackPrefix); ok {
-			s.takeAck(fp, e)
-			continue
-		}
-		target := fresh
-		if !initial {
-			s.mu.Lock()
-			target = s.byFP
-		}
-		switch e.Operation() {
-		case jetstream.KeyValuePut:
-			var a storedAlert
-			if err := json.Unmarshal(e.Value(), &a); err != nil {
-				s.log.Warn("an alert state in NATS vigil cannot read", "key", e.Key(), "err", err)
-			} else {
-				a.Alert.ClearedAt = a.ClearedAt
-				target[e.Key()] = a.Alert
-			}
-		default:
-			delete(target, e.Key())
-		}
-		if !initial {
-			s.mu.Unlock()
-			s.version.Add(1)
-		}
-	}
 }
 
 // Version counts the changes to the states the watch saw
@@ -176,18 +109,20 @@ func (s *AlertStates) Version() uint64 { return s.version.Load() }
 
 // LoadAlerts returns the states in the bucket, once the watch has them.
 func (s *AlertStates) LoadAlerts(ctx context.Context) ([]alerts.Alert, error) {
-	select {
-	case <-s.ready:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := s.kv.wait(ctx); err != nil {
+		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]alerts.Alert, 0, len(s.byFP))
-	for _, a := range s.byFP {
-		out = append(out, a)
-	}
-	return out, nil
+	return s.alerts(), nil
+}
+
+func (s *AlertStates) alerts() []alerts.Alert {
+	var out []alerts.Alert
+	s.kv.each(func(_ string, v any, _ uint64) {
+		if a, ok := v.(alerts.Alert); ok {
+			out = append(out, a)
+		}
+	})
+	return out
 }
 
 // SaveTransitions writes the new states to the bucket, then to the local
@@ -200,8 +135,7 @@ func (s *AlertStates) LoadAlerts(ctx context.Context) ([]alerts.Alert, error) {
 // queued leaves them to the next, which queues the latest webhook of every
 // alert when it takes the lease (Resume).
 func (s *AlertStates) SaveTransitions(ctx context.Context, ts []alerts.Transition) error {
-	kv, err := s.b.opened()
-	if err != nil {
+	if _, err := s.kv.b.opened(); err != nil {
 		return fmt.Errorf("save alerts in NATS: %w", err)
 	}
 	for _, t := range ts {
@@ -209,7 +143,7 @@ func (s *AlertStates) SaveTransitions(ctx context.Context, ts []alerts.Transitio
 		if err != nil {
 			return fmt.Errorf("save alerts in NATS: %w", err)
 		}
-		if _, err := kv.Put(ctx, t.Alert.Fingerprint, b); err != nil {
+		if err := s.kv.put(ctx, t.Alert.Fingerprint, b); err != nil {
 			return fmt.Errorf("save alerts in NATS: %w", err)
 		}
 	}
@@ -287,8 +221,7 @@ func (s *AlertStates) Resume(ctx context.Context) {
 	}
 	now := time.Now()
 	var ts []alerts.Transition
-	s.mu.Lock()
-	for _, a := range s.byFP {
+	for _, a := range s.alerts() {
 		var t alerts.Transition
 		switch {
 		case a.State == alerts.StateFiring && !a.StartedAt.IsZero():
@@ -302,39 +235,20 @@ func (s *AlertStates) Resume(ctx context.Context) {
 			ts = append(ts, t)
 		}
 	}
-	s.mu.Unlock()
 	slices.SortFunc(ts, func(a, b alerts.Transition) int { return transitionTime(a).Compare(transitionTime(b)) })
 	s.queue(ctx, ts)
 }
 
-// takeAck notes an acknowledgement request, or its removal.
-func (s *AlertStates) takeAck(fp string, e jetstream.KeyValueEntry) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e.Operation() != jetstream.KeyValuePut {
-		delete(s.acks, fp)
-		return
-	}
-	var r alerts.AckRequest
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		s.log.Warn("an acknowledgement in NATS vigil cannot read", "key", e.Key(), "err", err)
-		return
-	}
-	r.Fingerprint, r.Revision = fp, e.Revision()
-	s.acks[fp] = r
-}
-
 // RequestAck asks the lease holder to acknowledge an alert.
 func (s *AlertStates) RequestAck(ctx context.Context, r alerts.AckRequest) error {
-	kv, err := s.b.opened()
-	if err != nil {
+	if _, err := s.kv.b.opened(); err != nil {
 		return err
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	if _, err := kv.Put(ctx, ackPrefix+r.Fingerprint, b); err != nil {
+	if err := s.kv.put(ctx, ackPrefix+r.Fingerprint, b); err != nil {
 		return fmt.Errorf("acknowledge through NATS: %w", err)
 	}
 	return nil
@@ -342,12 +256,13 @@ func (s *AlertStates) RequestAck(ctx context.Context, r alerts.AckRequest) error
 
 // PendingAcks are the acknowledgements waiting, oldest first.
 func (s *AlertStates) PendingAcks() []alerts.AckRequest {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]alerts.AckRequest, 0, len(s.acks))
-	for _, r := range s.acks {
-		out = append(out, r)
-	}
+	var out []alerts.AckRequest
+	s.kv.each(func(_ string, v any, rev uint64) {
+		if r, ok := v.(alerts.AckRequest); ok {
+			r.Revision = rev
+			out = append(out, r)
+		}
+	})
 	slices.SortFunc(out, func(a, b alerts.AckRequest) int { return a.At.Compare(b.At) })
 	return out
 }
@@ -356,17 +271,14 @@ func (s *AlertStates) PendingAcks() []alerts.AckRequest {
 // could not: the alert ended meanwhile), unless a newer one took its
 // place; it is forgotten here at once, not when the watch says so.
 func (s *AlertStates) DoneAck(ctx context.Context, r alerts.AckRequest) error {
-	kv, err := s.b.opened()
+	kv, err := s.kv.b.opened()
 	if err != nil {
 		return err
 	}
-	err = kv.Delete(ctx, ackPrefix+r.Fingerprint, jetstream.LastRevision(r.Revision))
+	key := ackPrefix + r.Fingerprint
+	err = kv.Delete(ctx, key, jetstream.LastRevision(r.Revision))
 	if err == nil || errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		s.mu.Lock()
-		if cur, ok := s.acks[r.Fingerprint]; ok && cur.Revision == r.Revision {
-			delete(s.acks, r.Fingerprint)
-		}
-		s.mu.Unlock()
+		s.kv.set(key, nil, r.Revision+1) // a newer request has a higher revision, and stays
 		if err != nil {
 			return nil // a newer request: the next interval applies it
 		}

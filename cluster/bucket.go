@@ -91,3 +91,17 @@ func retry(ctx context.Context, try func() (progress bool, err error), failed fu
 		wait = min(2*wait, maxRetry)
 	}
 }
+
+// every calls f every d until ctx is done.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
+	}
+}

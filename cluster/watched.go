@@ -20,6 +20,9 @@ type watched struct {
 	log     *slog.Logger
 	what    string           // for logs: "receivers"
 	changed func(key string) // after each change of a key, outside the lock; may be nil
+	// decode, when set, reads each value once as it comes; a value it
+	// cannot read is logged and skipped by each.
+	decode func(key string, val []byte) (any, error)
 
 	mu    sync.Mutex
 	vals  map[string]entry
@@ -29,6 +32,7 @@ type watched struct {
 
 type entry struct {
 	val []byte // nil: deleted
+	v   any    // decoded
 	rev uint64
 }
 
@@ -102,14 +106,41 @@ func (w *watched) watch(ctx context.Context, kv jetstream.KeyValue) (caught bool
 // set keeps a key's value (nil: deleted) at a revision, unless the copy
 // has a newer one.
 func (w *watched) set(key string, val []byte, rev uint64) {
+	var v any
+	if val != nil && w.decode != nil {
+		var err error
+		if v, err = w.decode(key, val); err != nil {
+			w.log.Warn("a value in NATS vigil cannot read; skipped", "bucket", w.what, "key", key, "err", err)
+		}
+	}
 	w.mu.Lock()
 	if old, ok := w.vals[key]; ok && old.rev >= rev {
 		w.mu.Unlock()
 		return
 	}
-	w.vals[key] = entry{val: val, rev: rev}
+	w.vals[key] = entry{val: val, v: v, rev: rev}
 	w.mu.Unlock()
 	w.notify(key)
+}
+
+// each calls f with every key's decoded value and revision, under the
+// copy's lock: f must not call the copy.
+func (w *watched) each(f func(key string, v any, rev uint64)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, e := range w.vals {
+		if e.v != nil {
+			f(k, e.v, e.rev)
+		}
+	}
+}
+
+// value returns a key's decoded value.
+func (w *watched) value(key string) (any, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e, ok := w.vals[key]
+	return e.v, ok && e.v != nil
 }
 
 func (w *watched) notify(key string) {
@@ -126,27 +157,6 @@ func (w *watched) wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// get returns a key's value.
-func (w *watched) get(key string) ([]byte, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	e, ok := w.vals[key]
-	return e.val, ok && e.val != nil
-}
-
-// all returns a copy of every value, by key.
-func (w *watched) all() map[string][]byte {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make(map[string][]byte, len(w.vals))
-	for k, e := range w.vals {
-		if e.val != nil {
-			out[k] = e.val
-		}
-	}
-	return out
 }
 
 // put writes a key to the bucket and to the copy.

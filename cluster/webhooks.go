@@ -137,8 +137,17 @@ func NewWebhooks(js jetstream.JetStream, opts WebhookOptions) *Webhooks {
 	w.rcvs = newWatched(newBucket(js, jetstream.KeyValueConfig{Bucket: ReceiversBucket,
 		Description: "vigil's webhook receivers and their secrets", Replicas: opts.Replicas}), "receivers", w.log)
 	w.rcvs.changed = func(string) { w.reconcile() }
+	w.rcvs.decode = func(_ string, b []byte) (any, error) { return decodeReceiver(b) }
 	w.dels = newWatched(newBucket(js, jetstream.KeyValueConfig{Bucket: DeliveriesBucket,
 		Description: "vigil's webhook deliveries", Replicas: opts.Replicas, TTL: alerts.DeliveryRetention}), "deliveries", w.log)
+	w.dels.decode = func(_ string, b []byte) (any, error) {
+		var d storedDelivery
+		err := json.Unmarshal(b, &d)
+		if d.Attempts == nil {
+			d.Attempts = []alerts.Attempt{}
+		}
+		return d, err
+	}
 	for _, o := range []string{alerts.DeliveryDelivered, "retry", alerts.DeliveryDead} {
 		w.attempts[o] = opts.Metrics.GetOrCreateCounter(`vigil_webhook_attempts_total{outcome="` + o + `"}`)
 	}
@@ -185,21 +194,14 @@ func (w *Webhooks) Run(ctx context.Context) error {
 // expire forgets, every hour, the deliveries the bucket no longer keeps:
 // a key that ages out of a bucket is not announced to its watchers.
 func (w *Webhooks) expire(ctx context.Context) {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, time.Hour, func() {
 		old := time.Now().Add(-alerts.DeliveryRetention)
 		for _, d := range w.stored("") {
 			if d.UpdatedAt.Before(old) {
 				w.dels.forget(d.ID)
 			}
 		}
-	}
+	})
 }
 
 // reconcile runs a worker for each receiver and stops those of receivers
@@ -210,7 +212,8 @@ func (w *Webhooks) reconcile() {
 	if w.runCtx == nil || w.runCtx.Err() != nil {
 		return
 	}
-	ids := w.rcvs.all()
+	ids := map[string]bool{}
+	w.rcvs.each(func(id string, _ any, _ uint64) { ids[id] = true })
 	for id, stop := range w.workers {
 		if _, ok := ids[id]; !ok {
 			stop()
@@ -323,11 +326,11 @@ func (w *Webhooks) Receiver(ctx context.Context, id string) (alerts.Receiver, er
 	if err := w.ready(ctx); err != nil {
 		return alerts.Receiver{}, err
 	}
-	b, ok := w.rcvs.get(id)
+	v, ok := w.rcvs.value(id)
 	if !ok {
 		return alerts.Receiver{}, &alerts.NotFoundError{What: "receiver", ID: id}
 	}
-	return decodeReceiver(b)
+	return v.(alerts.Receiver), nil
 }
 
 // ListReceivers returns every receiver, by id (alerts.Outbox).
@@ -336,14 +339,7 @@ func (w *Webhooks) ListReceivers(ctx context.Context) ([]alerts.Receiver, error)
 		return nil, err
 	}
 	out := []alerts.Receiver{}
-	for key, b := range w.rcvs.all() {
-		r, err := decodeReceiver(b)
-		if err != nil {
-			w.log.Warn("a receiver in NATS vigil cannot read", "key", key, "err", err)
-			continue
-		}
-		out = append(out, r)
-	}
+	w.rcvs.each(func(_ string, v any, _ uint64) { out = append(out, v.(alerts.Receiver)) })
 	slices.SortFunc(out, func(a, b alerts.Receiver) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
@@ -410,16 +406,11 @@ func (w *Webhooks) purge(ctx context.Context, id string) error {
 // stored returns a receiver's deliveries ("": everyone's), newest first.
 func (w *Webhooks) stored(receiverID string) []storedDelivery {
 	var out []storedDelivery
-	for key, b := range w.dels.all() {
-		var d storedDelivery
-		if err := json.Unmarshal(b, &d); err != nil {
-			w.log.Warn("a delivery in NATS vigil cannot read", "key", key, "err", err)
-			continue
-		}
-		if receiverID == "" || d.ReceiverID == receiverID {
+	w.dels.each(func(_ string, v any, _ uint64) {
+		if d := v.(storedDelivery); receiverID == "" || d.ReceiverID == receiverID {
 			out = append(out, d)
 		}
-	}
+	})
 	slices.SortFunc(out, func(a, b storedDelivery) int {
 		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(b.ID, a.ID))
 	})
@@ -448,17 +439,12 @@ func (w *Webhooks) delivery(ctx context.Context, id string) (storedDelivery, err
 	if err := waitRead(ctx, w.dels); err != nil {
 		return storedDelivery{}, err
 	}
-	b, ok := w.dels.get(id)
+	v, ok := w.dels.value(id)
 	if !ok {
 		return storedDelivery{}, &alerts.NotFoundError{What: "delivery", ID: id}
 	}
-	var d storedDelivery
-	if err := json.Unmarshal(b, &d); err != nil {
-		return storedDelivery{}, err
-	}
-	if d.Attempts == nil {
-		d.Attempts = []alerts.Attempt{}
-	}
+	d := v.(storedDelivery)
+	d.Attempts = slices.Clone(d.Attempts) // the copy's own stays as it is
 	return d, nil
 }
 
@@ -472,9 +458,6 @@ func (w *Webhooks) Deliveries(ctx context.Context, receiverID string, limit int)
 	for _, d := range w.stored(receiverID) {
 		if len(out) == limit {
 			break
-		}
-		if d.Attempts == nil {
-			d.Attempts = []alerts.Attempt{}
 		}
 		out = append(out, d.Delivery)
 	}
@@ -696,7 +679,7 @@ func (w *Webhooks) work(ctx context.Context, receiverID string) {
 				case <-ctx.Done():
 				case <-time.After(time.Second):
 				}
-				if _, ok := w.rcvs.get(receiverID); !ok || ctx.Err() != nil {
+				if _, ok := w.rcvs.value(receiverID); !ok || ctx.Err() != nil {
 					return true, nil
 				}
 				return true, errConsumerDeleted
