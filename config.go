@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -219,19 +220,46 @@ type ScrapeConfig struct {
 	MaxSeries *int `yaml:"max_series"`
 }
 
-// ReceiverConfig is a webhook receiver written in the config file.
+// ReceiverConfig is a receiver written in the config file: a webhook,
+// or a service's (type slack, teams, discord, telegram, ntfy, pagerduty).
 type ReceiverConfig struct {
-	Name   string   `yaml:"name"`
-	URL    string   `yaml:"url"`
-	Secret string   `yaml:"secret"` // whsec_…; never logged or shown
-	Format string   `yaml:"format"` // standard (default) or alertmanager
-	Events []string `yaml:"events"` // default alert.*
+	Name       string   `yaml:"name"`
+	Type       string   `yaml:"type"` // webhook (default), slack, teams, discord, telegram, ntfy, pagerduty
+	URL        string   `yaml:"url"`
+	Secret     string   `yaml:"secret"`      // a webhook's whsec_…; never logged or shown
+	Token      string   `yaml:"token"`       // a Telegram bot's token, or an ntfy access token
+	RoutingKey string   `yaml:"routing_key"` // a PagerDuty integration key
+	ChatID     string   `yaml:"chat_id"`     // Telegram's chat id or @channel
+	Format     string   `yaml:"format"`      // a webhook's: standard (default) or alertmanager
+	Events     []string `yaml:"events"`      // default alert.*
 }
 
 // receiver is rc as package alerts takes it; alerts validates it and
-// saves it.
+// saves it. Each type's credential is its Secret.
 func (rc ReceiverConfig) receiver() alerts.ConfiguredReceiver {
-	return alerts.ConfiguredReceiver{Name: rc.Name, URL: rc.URL, Secret: rc.Secret, Format: rc.Format, Events: rc.Events}
+	secret := rc.Secret
+	switch rc.Type {
+	case alerts.TypeTelegram, alerts.TypeNtfy:
+		secret = rc.Token
+	case alerts.TypePagerDuty:
+		secret = rc.RoutingKey
+	}
+	return alerts.ConfiguredReceiver{Name: rc.Name, Type: rc.Type, URL: rc.URL, Secret: secret, ChatID: rc.ChatID, Format: rc.Format, Events: rc.Events}
+}
+
+// misplaced names the fields rc sets that its type does not take.
+func (rc ReceiverConfig) misplaced() []string {
+	typ := cmp.Or(rc.Type, alerts.TypeWebhook)
+	var out []string
+	for field, set := range map[string]bool{"secret": rc.Secret != "", "token": rc.Token != "", "routing_key": rc.RoutingKey != "", "chat_id": rc.ChatID != ""} {
+		takes := map[string][]string{"secret": {alerts.TypeWebhook}, "token": {alerts.TypeTelegram, alerts.TypeNtfy},
+			"routing_key": {alerts.TypePagerDuty}, "chat_id": {alerts.TypeTelegram}}[field]
+		if set && !slices.Contains(takes, typ) {
+			out = append(out, field)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // RuleConfig is an alert rule as written in the config file.

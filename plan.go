@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net"
@@ -343,6 +344,9 @@ func (pl *planner) receivers(c Config, p *plan) {
 		names[rc.Name] = true
 		r := rc.receiver()
 		pl.item(key, r.Validate())
+		for _, field := range rc.misplaced() {
+			pl.bad(key+"."+field, fmt.Sprintf("a receiver of type %s does not take %s", cmp.Or(rc.Type, alerts.TypeWebhook), field))
+		}
 		p.receivers = append(p.receivers, r)
 	}
 }

@@ -1,7 +1,6 @@
 package alerts
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -329,23 +328,19 @@ func (s Sender) send(ctx context.Context, rcv Receiver, d Delivery) (int, Outcom
 	if s.Now != nil {
 		now = s.Now()
 	}
-	sig, err := Sign(rcv.secrets(now), d.ID, now, d.Payload)
+	req, err := s.request(rcv, d, now)
 	if err != nil {
-		return 0, Outcome{Err: "sign: " + err.Error()}
+		return 0, Outcome{Err: err.Error()}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rcv.URL, bytes.NewReader(d.Payload))
+	resp, err := s.Client.Do(req.WithContext(ctx))
 	if err != nil {
-		return 0, Outcome{Err: "bad url"}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "vigil-webhooks")
-	req.Header.Set("webhook-id", d.ID)
-	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
-	req.Header.Set("webhook-signature", sig)
-	resp, err := s.Client.Do(req)
-	if err != nil {
-		// A refused address is configuration, not weather: no retry.
-		return 0, Outcome{Retry: !errors.Is(err, ErrBlockedAddress), Err: redact(err, rcv.URL)}
+		// A refused address is configuration, not weather: no retry. The
+		// error names neither URL (a Telegram one holds the bot's token).
+		msg := redact(err, req.URL.String())
+		if rcv.URL != "" {
+			msg = strings.ReplaceAll(msg, rcv.URL, "<url>")
+		}
+		return 0, Outcome{Retry: !errors.Is(err, ErrBlockedAddress), Err: msg}
 	}
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes))
 	resp.Body.Close()

@@ -22,8 +22,12 @@ const (
 // that subscribed itself through the API (Receivers.Create) and proved it
 // wants them by echoing a challenge.
 type Receiver struct {
-	ID          string    `json:"id"`
+	ID string `json:"id"`
+	// Type is where its messages go: TypeWebhook (""), or a service
+	// (TypeSlack, …) that gets a message written for it.
+	Type        string    `json:"type,omitempty"`
 	URL         string    `json:"url"`
+	ChatID      string    `json:"chat_id,omitempty"` // a Telegram receiver's chat
 	Events      []string  `json:"events"`
 	Format      string    `json:"format"`
 	Description string    `json:"description,omitempty"`
@@ -32,6 +36,9 @@ type Receiver struct {
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
 
+	// Secret is the receiver's credential: a webhook's signing secret,
+	// a Telegram bot's token, a PagerDuty routing key, an ntfy access
+	// token.
 	Secret         string    `json:"-"`
 	OldSecret      string    `json:"-"`
 	OldSecretUntil time.Time `json:"-"`
@@ -133,9 +140,11 @@ func checkDescription(d string) error {
 // operator vouches for it: no challenge), with the secret written.
 type ConfiguredReceiver struct {
 	Name   string
-	URL    string   // may carry credentials (see checkURL)
-	Secret string   // whsec_…; never logged or shown
-	Format string   // FormatStandard (the default) or FormatAlertmanager
+	Type   string   // TypeWebhook (the default), TypeSlack, …
+	URL    string   // may carry credentials (see checkURL); for Telegram and PagerDuty, their API unless set
+	Secret string   // a webhook's whsec_…, a Telegram bot token, a PagerDuty routing key, an ntfy token; never logged or shown
+	ChatID string   // Telegram's chat
+	Format string   // a webhook's: FormatStandard (the default) or FormatAlertmanager
 	Events []string // event types or patterns; default alert.*
 }
 
@@ -148,23 +157,35 @@ func (c ConfiguredReceiver) Validate() []error {
 
 // receiver is the receiver to save for c, at now.
 func (c ConfiguredReceiver) receiver(now time.Time) (Receiver, []error) {
-	r := Receiver{ID: "cfg-" + c.Name, Events: c.Events, Format: c.Format, Secret: c.Secret, Status: ReceiverActive,
+	r := Receiver{ID: "cfg-" + c.Name, Type: c.Type, Events: c.Events, Format: c.Format, Secret: c.Secret, ChatID: c.ChatID, Status: ReceiverActive,
 		Origin: originConfig, Description: "configured receiver " + c.Name, CreatedAt: now, UpdatedAt: now}
+	if r.Type == "" {
+		r.Type = TypeWebhook
+	}
 	if r.Format == "" {
 		r.Format = FormatStandard
 	}
 	if len(r.Events) == 0 {
 		r.Events = []string{"alert.*"}
 	}
-	var errs []error
-	u, err := checkURL(c.URL, true)
-	r.URL = u
-	for _, err := range []error{checkName(c.Name), err, checkSecret(c.Secret), checkFormat(r.Format), checkEvents(r.Events)} {
+	errs := []error{checkName(c.Name)}
+	if r.URL = c.URL; r.URL != "" || r.Type != TypeTelegram && r.Type != TypePagerDuty { // those two have their service's URL
+		u, err := checkURL(c.URL, true)
+		r.URL = u
+		errs = append(errs, err)
+	}
+	if r.Type == TypeWebhook {
+		errs = append(errs, checkSecret(c.Secret))
+	}
+	errs = append(errs, checkFormat(r.Format), checkEvents(r.Events))
+	errs = append(errs, checkType(r)...)
+	var out []error
+	for _, err := range errs {
 		if err != nil {
-			errs = append(errs, err)
+			out = append(out, err)
 		}
 	}
-	return r, errs
+	return r, out
 }
 
 // Where a receiver comes from (Receiver.Origin).
@@ -355,7 +376,7 @@ func (rs *Receivers) Configure(ctx context.Context, configured []ConfiguredRecei
 func (rs *Receivers) Create(ctx context.Context, in ReceiverInput) (_ Receiver, err error) {
 	defer func() { err = storeErr(err) }()
 	now := rs.now()
-	r := Receiver{ID: newID("rcv_"), Origin: originAPI, Status: ReceiverPending, Secret: NewSecret(), CreatedAt: now, UpdatedAt: now}
+	r := Receiver{ID: newID("rcv_"), Type: TypeWebhook, Origin: originAPI, Status: ReceiverPending, Secret: NewSecret(), CreatedAt: now, UpdatedAt: now}
 	if err := in.apply(&r, true); err != nil {
 		return Receiver{}, err
 	}

@@ -1,0 +1,417 @@
+package alerts
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Receiver types: where a receiver's messages go. A webhook gets the
+// signed JSON body of its format; the others get a message written for
+// the service, made from the same event when it is sent, so they go
+// through the same outbox, retries and address checks.
+const (
+	TypeWebhook   = "webhook"
+	TypeSlack     = "slack"     // an incoming webhook
+	TypeTeams     = "teams"     // a Workflows webhook, an adaptive card
+	TypeDiscord   = "discord"   // a channel webhook
+	TypeTelegram  = "telegram"  // the Bot API's sendMessage
+	TypeNtfy      = "ntfy"      // a topic on an ntfy server
+	TypePagerDuty = "pagerduty" // Events API v2
+)
+
+// ReceiverTypes are every receiver type, in the order the docs give them.
+var ReceiverTypes = []string{TypeWebhook, TypeSlack, TypeTeams, TypeDiscord, TypeTelegram, TypeNtfy, TypePagerDuty}
+
+// The services' own addresses, for the types that have one.
+const (
+	TelegramAPI  = "https://api.telegram.org"
+	PagerDutyAPI = "https://events.pagerduty.com/v2/enqueue"
+)
+
+// notice is what every message says, read from an event's standard
+// body: a transition of an alert, or a test.
+type notice struct {
+	Type      string    `json:"type"`
+	Timestamp time.Time `json:"timestamp"`
+	Data      struct {
+		Rule         string            `json:"rule"`
+		Source       string            `json:"source"`
+		Metric       string            `json:"metric"`
+		Value        float64           `json:"value"`
+		Threshold    float64           `json:"threshold"`
+		Op           string            `json:"op"`
+		Severity     string            `json:"severity"`
+		State        string            `json:"state"`
+		StartedAt    time.Time         `json:"started_at"`
+		EndedAt      time.Time         `json:"ended_at"`
+		Fingerprint  string            `json:"fingerprint"`
+		Labels       map[string]string `json:"labels"`
+		Annotations  map[string]string `json:"annotations"`
+		DashboardURL string            `json:"dashboard_url"`
+		ReceiverID   string            `json:"receiver_id"`
+		Message      string            `json:"message"`
+	} `json:"data"`
+}
+
+func (n notice) resolved() bool { return n.Type == EventResolved }
+func (n notice) test() bool     { return n.Type == EventTest }
+
+// title is the message's first line: "[FIRING] HighCPU on host/web-1".
+func (n notice) title() string {
+	switch {
+	case n.test():
+		return "vigil: a test message"
+	case n.resolved():
+		return "[RESOLVED] " + n.Data.Rule + " on " + n.Data.Source
+	}
+	return "[FIRING] " + n.Data.Rule + " on " + n.Data.Source
+}
+
+// condition is what was seen against what the rule allows:
+// "cpu.percent = 97.3 (> 90)".
+func (n notice) condition() string {
+	d := n.Data
+	return fmt.Sprintf("%s = %s (%s %s)", d.Metric, number(d.Value), d.Op, number(d.Threshold))
+}
+
+// when says since when it fires, or how long it fired.
+func (n notice) when() string {
+	d := n.Data
+	if n.resolved() && !d.StartedAt.IsZero() && !d.EndedAt.IsZero() {
+		return "fired " + d.StartedAt.UTC().Format(time.RFC3339) + " for " + d.EndedAt.Sub(d.StartedAt).Round(time.Second).String()
+	}
+	if !d.StartedAt.IsZero() {
+		return "firing since " + d.StartedAt.UTC().Format(time.RFC3339)
+	}
+	return ""
+}
+
+// summary is the alert's summary annotation, or its description.
+func (n notice) summary() string {
+	if n.test() {
+		return cmpOr(n.Data.Message, "a test message from vigil") + " (receiver " + n.Data.ReceiverID + ")"
+	}
+	return cmpOr(n.Data.Annotations["summary"], n.Data.Annotations["description"])
+}
+
+// facts are the lines of detail, in order.
+func (n notice) facts() [][2]string {
+	if n.test() {
+		return nil
+	}
+	d := n.Data
+	out := [][2]string{{"Value", n.condition()}, {"Severity", d.Severity}}
+	if w := n.when(); w != "" {
+		out = append(out, [2]string{"When", w})
+	}
+	return out
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// number writes a value as a person reads it: 97.3, 0.0042, 1.2e+09.
+func number(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
+
+// text is the whole message as plain lines.
+func (n notice) text() string {
+	lines := []string{n.title()}
+	if s := n.summary(); s != "" {
+		lines = append(lines, s)
+	}
+	for _, f := range n.facts() {
+		lines = append(lines, f[0]+": "+f[1])
+	}
+	if u := n.Data.DashboardURL; u != "" {
+		lines = append(lines, u)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// clip shortens s to at most n characters (not bytes), marking the cut.
+func clip(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}
+
+// A message is the request a receiver of a service type gets.
+type message struct {
+	url    string
+	body   []byte
+	header http.Header
+}
+
+// render makes the request for a receiver of a service type from an
+// event's standard body.
+func render(rcv Receiver, standard []byte) (message, error) {
+	var n notice
+	if err := json.Unmarshal(standard, &n); err != nil {
+		return message{}, fmt.Errorf("read the event: %w", err)
+	}
+	m := message{url: rcv.URL, header: http.Header{"Content-Type": {"application/json"}}}
+	var v any
+	switch rcv.Type {
+	case TypeSlack:
+		v = slackBody(n)
+	case TypeTeams:
+		v = teamsBody(n)
+	case TypeDiscord:
+		v = discordBody(n)
+	case TypeTelegram:
+		m.url = strings.TrimSuffix(cmpOr(rcv.URL, TelegramAPI), "/") + "/bot" + rcv.Secret + "/sendMessage"
+		v = telegramBody(n, rcv.ChatID)
+	case TypePagerDuty:
+		m.url = cmpOr(rcv.URL, PagerDutyAPI)
+		v = pagerDutyBody(n, rcv.Secret)
+	case TypeNtfy:
+		m.header = ntfyHeaders(n, rcv.Secret)
+		m.body = []byte(clip(n.text(), 4096))
+		return m, nil
+	default:
+		return message{}, fmt.Errorf("receiver type %q", rcv.Type)
+	}
+	b, err := marshal(v)
+	m.body = b
+	return m, err
+}
+
+// Slack: an incoming webhook takes text (the notification's) and blocks
+// (what the channel shows); mrkdwn needs &, < and > escaped.
+func slackBody(n notice) any {
+	esc := func(s string) string {
+		return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+	}
+	head := "*" + esc(n.title()) + "*"
+	if s := n.summary(); s != "" {
+		head += "\n" + esc(s)
+	}
+	blocks := []any{map[string]any{"type": "section", "text": map[string]string{"type": "mrkdwn", "text": clip(head, 3000)}}}
+	if facts := n.facts(); len(facts) > 0 {
+		var fields []any
+		for _, f := range facts {
+			fields = append(fields, map[string]string{"type": "mrkdwn", "text": clip("*"+f[0]+"*\n"+esc(f[1]), 2000)})
+		}
+		blocks = append(blocks, map[string]any{"type": "section", "fields": fields})
+	}
+	if u := n.Data.DashboardURL; u != "" {
+		blocks = append(blocks, map[string]any{"type": "context", "elements": []any{
+			map[string]string{"type": "mrkdwn", "text": "<" + u + "|Open in vigil>"}}})
+	}
+	return map[string]any{"text": clip(n.title(), 3000), "blocks": blocks}
+}
+
+// Teams: a Workflows webhook ("Post to a channel when a webhook request
+// is received") takes a message with an adaptive card.
+func teamsBody(n notice) any {
+	body := []any{map[string]any{"type": "TextBlock", "text": n.title(), "weight": "Bolder", "size": "Medium", "wrap": true,
+		"color": map[bool]string{true: "Good", false: "Attention"}[n.resolved() || n.test()]}}
+	if s := n.summary(); s != "" {
+		body = append(body, map[string]any{"type": "TextBlock", "text": s, "wrap": true})
+	}
+	if facts := n.facts(); len(facts) > 0 {
+		var fs []any
+		for _, f := range facts {
+			fs = append(fs, map[string]string{"title": f[0], "value": f[1]})
+		}
+		body = append(body, map[string]any{"type": "FactSet", "facts": fs})
+	}
+	card := map[string]any{"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4", "body": body}
+	if u := n.Data.DashboardURL; u != "" {
+		card["actions"] = []any{map[string]string{"type": "Action.OpenUrl", "title": "Open in vigil", "url": u}}
+	}
+	return map[string]any{"type": "message", "attachments": []any{map[string]any{
+		"contentType": "application/vnd.microsoft.card.adaptive", "content": card}}}
+}
+
+// Discord: content up to 2,000 characters and an embed (title 256,
+// description 4,096, field values 1,024); no one is pinged.
+func discordBody(n notice) any {
+	color := 0xd93f3f // firing
+	if n.resolved() || n.test() {
+		color = 0x2e9e5b
+	}
+	embed := map[string]any{"title": clip(n.title(), 256), "color": color}
+	if s := n.summary(); s != "" {
+		embed["description"] = clip(s, 4096)
+	}
+	if u := n.Data.DashboardURL; u != "" {
+		embed["url"] = u
+	}
+	if !n.Timestamp.IsZero() {
+		embed["timestamp"] = n.Timestamp.UTC().Format(time.RFC3339)
+	}
+	var fields []any
+	for _, f := range n.facts() {
+		fields = append(fields, map[string]any{"name": f[0], "value": clip(f[1], 1024), "inline": true})
+	}
+	if fields != nil {
+		embed["fields"] = fields
+	}
+	return map[string]any{"content": clip(n.title(), 2000), "embeds": []any{embed}, "allowed_mentions": map[string]any{"parse": []string{}}}
+}
+
+// Telegram: sendMessage with HTML parse mode, whose text must escape
+// <, > and &; at most 4,096 characters.
+func telegramBody(n notice, chatID string) any {
+	esc := html.EscapeString
+	lines := []string{"<b>" + esc(n.title()) + "</b>"}
+	if s := n.summary(); s != "" {
+		lines = append(lines, esc(s))
+	}
+	for _, f := range n.facts() {
+		lines = append(lines, esc(f[0])+": "+esc(f[1]))
+	}
+	if u := n.Data.DashboardURL; u != "" {
+		lines = append(lines, `<a href="`+esc(u)+`">Open in vigil</a>`)
+	}
+	text := strings.Join(lines, "\n")
+	if utf8.RuneCountInString(text) > 4096 { // cut the plain text, not a tag in half
+		text = esc(clip(n.text(), 4096))
+	}
+	return map[string]any{"chat_id": chatID, "text": text, "parse_mode": "HTML", "disable_web_page_preview": true}
+}
+
+// ntfy: the message is the body, and the rest goes in headers: a title,
+// a priority from the severity (5 urgent for critical), tags shown as
+// emoji, and where a click leads.
+func ntfyHeaders(n notice, token string) http.Header {
+	h := http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
+	h.Set("Title", n.title())
+	prio, tag := "3", "rotating_light"
+	switch {
+	case n.resolved() || n.test():
+		prio, tag = "3", "white_check_mark"
+	case n.Data.Severity == "critical":
+		prio = "5"
+	case n.Data.Severity == "warning":
+		prio = "4"
+	}
+	h.Set("Priority", prio)
+	h.Set("Tags", tag)
+	if u := n.Data.DashboardURL; u != "" {
+		h.Set("Click", u)
+	}
+	if token != "" {
+		h.Set("Authorization", "Bearer "+token)
+	}
+	return h
+}
+
+// PagerDuty: a trigger for a firing alert and a resolve for its end, with
+// the alert's fingerprint as dedup_key, so the resolve closes the incident
+// the trigger opened.
+func pagerDutyBody(n notice, routingKey string) any {
+	d := n.Data
+	if n.test() {
+		return map[string]any{"routing_key": routingKey, "event_action": "trigger", "dedup_key": "vigil-test-" + d.ReceiverID,
+			"payload": map[string]any{"summary": n.summary(), "source": "vigil", "severity": "info"}}
+	}
+	action := "trigger"
+	if n.resolved() {
+		action = "resolve"
+	}
+	sev := "warning"
+	switch d.Severity {
+	case "critical", "error", "warning", "info":
+		sev = d.Severity
+	}
+	summary := n.title() + ": " + n.condition()
+	if s := n.summary(); s != "" {
+		summary = n.title() + ": " + s
+	}
+	details := map[string]any{"rule": d.Rule, "metric": d.Metric, "value": d.Value, "threshold": d.Threshold, "op": d.Op}
+	for k, v := range d.Labels {
+		details["label_"+k] = v
+	}
+	out := map[string]any{"routing_key": routingKey, "event_action": action, "dedup_key": d.Fingerprint,
+		"payload": map[string]any{"summary": clip(summary, 1024), "source": d.Source, "severity": sev,
+			"timestamp": n.Timestamp.UTC().Format(time.RFC3339), "component": d.Metric, "group": d.Rule, "custom_details": details}}
+	if d.DashboardURL != "" {
+		out["links"] = []any{map[string]string{"href": d.DashboardURL, "text": "Open in vigil"}}
+	}
+	return out
+}
+
+// Checks of the fields each type needs, with the errors a person reads
+// in `vigil validate` ("field: what is wrong").
+var (
+	telegramToken = regexp.MustCompile(`^[0-9]{3,20}:[A-Za-z0-9_-]{20,100}$`)
+	telegramChat  = regexp.MustCompile(`^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$`)
+)
+
+// checkType says what is wrong with a receiver's type-specific fields.
+func checkType(r Receiver) []error {
+	var errs []error
+	need := func(ok bool, err string) {
+		if !ok {
+			errs = append(errs, errors.New(err))
+		}
+	}
+	switch r.Type {
+	case TypeWebhook, TypeSlack, TypeTeams, TypeDiscord: // a URL, checked as every receiver's
+	case TypeNtfy:
+		u, _ := url.Parse(r.URL)
+		need(u == nil || r.URL == "" || strings.Trim(u.Path, "/") != "", "url: want the topic's URL, such as https://ntfy.sh/my-alerts")
+	case TypeTelegram:
+		need(telegramToken.MatchString(r.Secret), "token: want the bot token BotFather gave, 123456789:AA…")
+		need(telegramChat.MatchString(r.ChatID), "chat_id: want a chat id (-1001234567890) or a channel's @name")
+	case TypePagerDuty:
+		need(len(r.Secret) >= 20 && len(r.Secret) <= 64 && !strings.ContainsAny(r.Secret, " \t\n"),
+			"routing_key: want the integration key of an Events API v2 integration (32 characters)")
+	default:
+		errs = append(errs, fmt.Errorf("type: %q is not one of %s", r.Type, strings.Join(ReceiverTypes, ", ")))
+	}
+	if r.Type != TypeWebhook && r.Format != FormatStandard {
+		errs = append(errs, fmt.Errorf("format: only a webhook has a format; a %s receiver gets messages written for it", r.Type))
+	}
+	return errs
+}
+
+// request makes the HTTP request of one attempt: a webhook's signed
+// body, or the message for a service.
+func (s Sender) request(r Receiver, d Delivery, now time.Time) (*http.Request, error) {
+	if r.Type != TypeWebhook && r.Type != "" {
+		m, err := render(r, d.Payload)
+		if err != nil {
+			return nil, err
+		}
+		req, err := http.NewRequest(http.MethodPost, m.url, bytes.NewReader(m.body))
+		if err != nil {
+			return nil, errors.New("bad url")
+		}
+		req.Header = m.header
+		req.Header.Set("User-Agent", "vigil")
+		return req, nil
+	}
+	sig, err := Sign(r.secrets(now), d.ID, now, d.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	req, err := http.NewRequest(http.MethodPost, r.URL, bytes.NewReader(d.Payload))
+	if err != nil {
+		return nil, errors.New("bad url")
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "vigil-webhooks")
+	req.Header.Set("webhook-id", d.ID)
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set("webhook-signature", sig)
+	return req, nil
+}
