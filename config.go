@@ -230,6 +230,12 @@ type ReceiverConfig struct {
 	Token      string   `yaml:"token"`       // a Telegram bot's token, or an ntfy access token
 	RoutingKey string   `yaml:"routing_key"` // a PagerDuty integration key
 	ChatID     string   `yaml:"chat_id"`     // Telegram's chat id or @channel
+	From       string   `yaml:"from"`        // email: the sender
+	To         []string `yaml:"to"`          // email: the recipients
+	Username   string   `yaml:"username"`    // email: the relay's user
+	Password   string   `yaml:"password"`    // email: the relay's password
+	RequireTLS *bool    `yaml:"require_tls"` // email: STARTTLS or no mail (default true)
+	CAFile     string   `yaml:"ca_file"`     // email: certificates to trust for the relay
 	Format     string   `yaml:"format"`      // a webhook's: standard (default) or alertmanager
 	Events     []string `yaml:"events"`      // default alert.*
 }
@@ -243,17 +249,23 @@ func (rc ReceiverConfig) receiver() alerts.ConfiguredReceiver {
 		secret = rc.Token
 	case alerts.TypePagerDuty:
 		secret = rc.RoutingKey
+	case alerts.TypeEmail:
+		secret = rc.Password
 	}
-	return alerts.ConfiguredReceiver{Name: rc.Name, Type: rc.Type, URL: rc.URL, Secret: secret, ChatID: rc.ChatID, Format: rc.Format, Events: rc.Events}
+	return alerts.ConfiguredReceiver{Name: rc.Name, Type: rc.Type, URL: rc.URL, Secret: secret, ChatID: rc.ChatID, Format: rc.Format, Events: rc.Events,
+		From: rc.From, To: rc.To, Username: rc.Username, NoTLS: rc.RequireTLS != nil && !*rc.RequireTLS, CAFile: rc.CAFile}
 }
 
 // misplaced names the fields rc sets that its type does not take.
 func (rc ReceiverConfig) misplaced() []string {
 	typ := cmp.Or(rc.Type, alerts.TypeWebhook)
 	var out []string
-	for field, set := range map[string]bool{"secret": rc.Secret != "", "token": rc.Token != "", "routing_key": rc.RoutingKey != "", "chat_id": rc.ChatID != ""} {
+	email := []string{alerts.TypeEmail}
+	for field, set := range map[string]bool{"secret": rc.Secret != "", "token": rc.Token != "", "routing_key": rc.RoutingKey != "", "chat_id": rc.ChatID != "",
+		"from": rc.From != "", "to": len(rc.To) > 0, "username": rc.Username != "", "password": rc.Password != "", "require_tls": rc.RequireTLS != nil, "ca_file": rc.CAFile != ""} {
 		takes := map[string][]string{"secret": {alerts.TypeWebhook}, "token": {alerts.TypeTelegram, alerts.TypeNtfy},
-			"routing_key": {alerts.TypePagerDuty}, "chat_id": {alerts.TypeTelegram}}[field]
+			"routing_key": {alerts.TypePagerDuty}, "chat_id": {alerts.TypeTelegram},
+			"from": email, "to": email, "username": email, "password": email, "require_tls": email, "ca_file": email}[field]
 		if set && !slices.Contains(takes, typ) {
 			out = append(out, field)
 		}

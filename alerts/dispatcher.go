@@ -328,6 +328,9 @@ func (s Sender) send(ctx context.Context, rcv Receiver, d Delivery) (int, Outcom
 	if s.Now != nil {
 		now = s.Now()
 	}
+	if rcv.Type == TypeEmail {
+		return s.sendEmail(ctx, rcv, d, now)
+	}
 	req, err := s.request(rcv, d, now)
 	if err != nil {
 		return 0, Outcome{Err: err.Error()}

@@ -30,7 +30,7 @@ const (
 )
 
 // ReceiverTypes are every receiver type, in the order the docs give them.
-var ReceiverTypes = []string{TypeWebhook, TypeSlack, TypeTeams, TypeDiscord, TypeTelegram, TypeNtfy, TypePagerDuty}
+var ReceiverTypes = []string{TypeWebhook, TypeSlack, TypeTeams, TypeDiscord, TypeTelegram, TypeNtfy, TypePagerDuty, TypeEmail}
 
 // The services' own addresses, for the types that have one.
 const (
@@ -372,6 +372,8 @@ func checkType(r Receiver) []error {
 	case TypeTelegram:
 		need(telegramToken.MatchString(r.Secret), "token: want the bot token BotFather gave, 123456789:AA…")
 		need(telegramChat.MatchString(r.ChatID), "chat_id: want a chat id (-1001234567890) or a channel's @name")
+	case TypeEmail:
+		errs = append(errs, checkEmail(r)...)
 	case TypePagerDuty:
 		need(len(r.Secret) >= 20 && len(r.Secret) <= 64 && !strings.ContainsAny(r.Secret, " \t\n"),
 			"routing_key: want the integration key of an Events API v2 integration (32 characters)")

@@ -361,6 +361,9 @@ func TestReceiverTypeFieldsChecked(t *testing.T) {
 		{ConfiguredReceiver{Type: TypeNtfy, URL: "https://ntfy.sh/"}, "url: want the topic's URL"},
 		{ConfiguredReceiver{Type: TypePagerDuty}, "routing_key: want the integration key"},
 		{ConfiguredReceiver{Type: TypeWebhook, URL: "https://x.example/hook"}, "secret: "},
+		{ConfiguredReceiver{Type: TypeEmail, URL: "https://mail.example.com", From: "v@example.com", To: []string{"o@example.com"}}, "url: want the relay as smtp://"},
+		{ConfiguredReceiver{Type: TypeEmail, URL: "smtp://mail.example.com", From: "v@example.com"}, "to: want 1 to 50 addresses"},
+		{ConfiguredReceiver{Type: TypeEmail, URL: "smtp://mail.example.com", From: "v@example.com", To: []string{"o@example.com"}, Username: "v"}, "password: give a username and a password"},
 	} {
 		c.rc.Name = "r"
 		errs := c.rc.Validate()
@@ -372,6 +375,7 @@ func TestReceiverTypeFieldsChecked(t *testing.T) {
 		{Name: "tg", Type: TypeTelegram, Secret: "123456789:AAH-example_token_0123456789abc", ChatID: "@ops_alerts"},
 		{Name: "pd", Type: TypePagerDuty, Secret: "R0123456789abcdef0123456789abcd"},
 		{Name: "nt", Type: TypeNtfy, URL: "https://ntfy.sh/vigil"},
+		{Name: "em", Type: TypeEmail, URL: "smtps://mail.example.com", From: "vigil@example.com", To: []string{"ops@example.com"}},
 	} {
 		if errs := rc.Validate(); len(errs) > 0 {
 			t.Errorf("%s: %v", rc.Name, errs)

@@ -25,9 +25,17 @@ type Receiver struct {
 	ID string `json:"id"`
 	// Type is where its messages go: TypeWebhook (""), or a service
 	// (TypeSlack, …) that gets a message written for it.
-	Type        string    `json:"type,omitempty"`
-	URL         string    `json:"url"`
-	ChatID      string    `json:"chat_id,omitempty"` // a Telegram receiver's chat
+	Type   string `json:"type,omitempty"`
+	URL    string `json:"url"`
+	ChatID string `json:"chat_id,omitempty"` // a Telegram receiver's chat
+	// An email receiver's: its sender and recipients, the relay's user
+	// (the password is the Secret), whether it may send without TLS, and
+	// the certificates to trust.
+	From        string    `json:"from,omitempty"`
+	To          []string  `json:"to,omitempty"`
+	Username    string    `json:"username,omitempty"`
+	NoTLS       bool      `json:"no_tls,omitempty"`
+	CAFile      string    `json:"ca_file,omitempty"`
 	Events      []string  `json:"events"`
 	Format      string    `json:"format"`
 	Description string    `json:"description,omitempty"`
@@ -140,12 +148,19 @@ func checkDescription(d string) error {
 // operator vouches for it: no challenge), with the secret written.
 type ConfiguredReceiver struct {
 	Name   string
-	Type   string   // TypeWebhook (the default), TypeSlack, …
-	URL    string   // may carry credentials (see checkURL); for Telegram and PagerDuty, their API unless set
-	Secret string   // a webhook's whsec_…, a Telegram bot token, a PagerDuty routing key, an ntfy token; never logged or shown
-	ChatID string   // Telegram's chat
-	Format string   // a webhook's: FormatStandard (the default) or FormatAlertmanager
-	Events []string // event types or patterns; default alert.*
+	Type   string // TypeWebhook (the default), TypeSlack, …
+	URL    string // may carry credentials (see checkURL); for Telegram and PagerDuty, their API unless set
+	Secret string // a webhook's whsec_…, a Telegram bot token, a PagerDuty routing key, an ntfy token; never logged or shown
+	ChatID string // Telegram's chat
+	// Email's: From, To, the relay's Username (Secret is its password),
+	// NoTLS to send without STARTTLS, CAFile to trust.
+	From     string
+	To       []string
+	Username string
+	NoTLS    bool
+	CAFile   string
+	Format   string   // a webhook's: FormatStandard (the default) or FormatAlertmanager
+	Events   []string // event types or patterns; default alert.*
 }
 
 // Validate says what is wrong with a configured receiver: an error per
@@ -157,7 +172,8 @@ func (c ConfiguredReceiver) Validate() []error {
 
 // receiver is the receiver to save for c, at now.
 func (c ConfiguredReceiver) receiver(now time.Time) (Receiver, []error) {
-	r := Receiver{ID: "cfg-" + c.Name, Type: c.Type, Events: c.Events, Format: c.Format, Secret: c.Secret, ChatID: c.ChatID, Status: ReceiverActive,
+	r := Receiver{ID: "cfg-" + c.Name, Type: c.Type, Events: c.Events, Format: c.Format, Secret: c.Secret, ChatID: c.ChatID,
+		From: c.From, To: c.To, Username: c.Username, NoTLS: c.NoTLS, CAFile: c.CAFile, Status: ReceiverActive,
 		Origin: originConfig, Description: "configured receiver " + c.Name, CreatedAt: now, UpdatedAt: now}
 	if r.Type == "" {
 		r.Type = TypeWebhook
@@ -169,7 +185,7 @@ func (c ConfiguredReceiver) receiver(now time.Time) (Receiver, []error) {
 		r.Events = []string{"alert.*"}
 	}
 	errs := []error{checkName(c.Name)}
-	if r.URL = c.URL; r.URL != "" || r.Type != TypeTelegram && r.Type != TypePagerDuty { // those two have their service's URL
+	if r.URL = c.URL; r.Type != TypeEmail && (r.URL != "" || r.Type != TypeTelegram && r.Type != TypePagerDuty) { // those two have their service's URL; email's is smtp://
 		u, err := checkURL(c.URL, true)
 		r.URL = u
 		errs = append(errs, err)
