@@ -237,6 +237,7 @@ type ReceiverConfig struct {
 	RequireTLS *bool    `yaml:"require_tls"` // email: STARTTLS or no mail (default true)
 	CAFile     string   `yaml:"ca_file"`     // email: certificates to trust for the relay
 	Format     string   `yaml:"format"`      // a webhook's: standard (default) or alertmanager
+	Template   string   `yaml:"template"`    // the body, instead of the type's own (Go text/template)
 	Events     []string `yaml:"events"`      // default alert.*
 }
 
@@ -253,7 +254,7 @@ func (rc ReceiverConfig) receiver() alerts.ConfiguredReceiver {
 		secret = rc.Password
 	}
 	return alerts.ConfiguredReceiver{Name: rc.Name, Type: rc.Type, URL: rc.URL, Secret: secret, ChatID: rc.ChatID, Format: rc.Format, Events: rc.Events,
-		From: rc.From, To: rc.To, Username: rc.Username, NoTLS: rc.RequireTLS != nil && !*rc.RequireTLS, CAFile: rc.CAFile}
+		From: rc.From, To: rc.To, Username: rc.Username, NoTLS: rc.RequireTLS != nil && !*rc.RequireTLS, CAFile: rc.CAFile, Template: rc.Template}
 }
 
 // misplaced names the fields rc sets that its type does not take.

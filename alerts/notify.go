@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"text/template"
 	"time"
 	"unicode/utf8"
 )
@@ -391,6 +392,9 @@ func checkType(r Receiver) []error {
 func (s Sender) request(r Receiver, d Delivery, now time.Time) (*http.Request, error) {
 	if r.Type != TypeWebhook && r.Type != "" {
 		m, err := render(r, d.Payload)
+		if err == nil && r.Template != "" {
+			m.body, err = applyTemplate(r.Template, d.Payload)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -402,11 +406,18 @@ func (s Sender) request(r Receiver, d Delivery, now time.Time) (*http.Request, e
 		req.Header.Set("User-Agent", "vigil")
 		return req, nil
 	}
-	sig, err := Sign(r.secrets(now), d.ID, now, d.Payload)
+	body := d.Payload
+	if r.Template != "" {
+		var err error
+		if body, err = applyTemplate(r.Template, d.Payload); err != nil {
+			return nil, err
+		}
+	}
+	sig, err := Sign(r.secrets(now), d.ID, now, body)
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
-	req, err := http.NewRequest(http.MethodPost, r.URL, bytes.NewReader(d.Payload))
+	req, err := http.NewRequest(http.MethodPost, r.URL, bytes.NewReader(body))
 	if err != nil {
 		return nil, errors.New("bad url")
 	}
@@ -416,4 +427,95 @@ func (s Sender) request(r Receiver, d Delivery, now time.Time) (*http.Request, e
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
 	req.Header.Set("webhook-signature", sig)
 	return req, nil
+}
+
+// MaxTemplateBytes bounds a receiver's body template.
+const MaxTemplateBytes = 16 << 10
+
+// A TemplateData is what a receiver's body template reads: the event,
+// and the pieces of the message every service type gets.
+type TemplateData struct {
+	Status       string // firing, resolved or test
+	Title        string // [FIRING] HighCPU on host/web-1
+	Text         string // the whole message, plain, one piece a line
+	Summary      string // the summary annotation (or the description)
+	Condition    string // cpu.percent = 97.3 (> 90)
+	When         string // firing since …, or fired … for …
+	Rule         string
+	Source       string
+	Metric       string
+	Op           string
+	Severity     string
+	Fingerprint  string
+	DashboardURL string
+	Value        float64
+	Threshold    float64
+	StartedAt    time.Time
+	EndedAt      time.Time
+	Labels       map[string]string
+	Annotations  map[string]string
+}
+
+func (n notice) templateData() TemplateData {
+	d := n.Data
+	status := "firing"
+	switch {
+	case n.resolved():
+		status = "resolved"
+	case n.test():
+		status = "test"
+	}
+	return TemplateData{Status: status, Title: n.title(), Text: n.text(), Summary: n.summary(), Condition: n.condition(), When: n.when(),
+		Rule: d.Rule, Source: d.Source, Metric: d.Metric, Op: d.Op, Severity: d.Severity, Fingerprint: d.Fingerprint,
+		DashboardURL: d.DashboardURL, Value: d.Value, Threshold: d.Threshold, StartedAt: d.StartedAt, EndedAt: d.EndedAt,
+		Labels: nonNil(d.Labels), Annotations: nonNil(d.Annotations)}
+}
+
+// parseTemplate parses a body template (text/template) with its one
+// function: json, which writes a value as JSON ({"text": {{json .Title}}}).
+func parseTemplate(text string) (*template.Template, error) {
+	if len(text) > MaxTemplateBytes {
+		return nil, fmt.Errorf("longer than %d bytes", MaxTemplateBytes)
+	}
+	return template.New("body").Option("missingkey=error").Funcs(template.FuncMap{
+		"json": func(v any) (string, error) {
+			b, err := marshal(v)
+			return string(b), err
+		},
+	}).Parse(text)
+}
+
+// applyTemplate renders a receiver's body template for an event.
+func applyTemplate(text string, standard []byte) ([]byte, error) {
+	t, err := parseTemplate(text)
+	if err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	var n notice
+	if err := json.Unmarshal(standard, &n); err != nil {
+		return nil, fmt.Errorf("read the event: %w", err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, n.templateData()); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// checkTemplate parses a receiver's template and runs it on a firing,
+// so a field it names that does not exist is found when vigil starts.
+func checkTemplate(r Receiver) error {
+	if r.Template == "" {
+		return nil
+	}
+	if r.Format != FormatStandard {
+		return errors.New("template: a template replaces the standard body; leave format out")
+	}
+	sample, err := renderTransition(Transition{Kind: StateFiring, Alert: Alert{Rule: "Sample", Source: "host/example", Metric: "cpu.percent",
+		Value: 97, Threshold: 90, Op: ">", Severity: "warning", StartedAt: time.Unix(0, 0)}}, "http://vigil.example", 1)
+	if err != nil {
+		return err
+	}
+	_, err = applyTemplate(r.Template, sample.standard)
+	return err
 }

@@ -402,3 +402,55 @@ func TestTelegramTokenNotInErrors(t *testing.T) {
 type roundTrip func(*http.Request) (*http.Response, error)
 
 func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A receiver's template replaces the body of its type: a service gets
+// exactly what the template wrote, and a webhook's signature is over the
+// body it gets.
+func TestReceiverTemplate(t *testing.T) {
+	type got struct {
+		body      []byte
+		id, ts    string
+		signature string
+	}
+	ch := make(chan got, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		ch <- got{b, r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature")}
+	}))
+	defer srv.Close()
+	tmpl := `{"status": {{json .Status}}, "title": {{json .Title}}, "team": {{json (index .Labels "team")}}, "value": {{.Value}}}`
+	hot := firing("Hot")
+	hot.Alert.Labels = map[string]string{"team": `db "core"`}
+	bodies, _ := renderTransition(hot, "", 1)
+	secret := NewSecret()
+	for _, rcv := range []Receiver{
+		{ID: "cfg-chat", Type: TypeSlack, URL: srv.URL, Format: FormatStandard, Template: tmpl},
+		{ID: "cfg-hook", Type: TypeWebhook, URL: srv.URL, Format: FormatStandard, Template: tmpl, Secret: secret},
+	} {
+		_, o := Sender{Client: NewClient(loopback, 5*time.Second), Now: func() time.Time { return t0 }}.Send(context.Background(), rcv,
+			Delivery{ID: "msg_1", EventType: EventFiring, Payload: bodies.standard})
+		if o.Err != "" {
+			t.Fatalf("%s: %s", rcv.ID, o.Err)
+		}
+		g := <-ch
+		var v map[string]any
+		if err := json.Unmarshal(g.body, &v); err != nil || v["status"] != "firing" || v["title"] != "[FIRING] Hot on host/a" || v["team"] != `db "core"` || v["value"] != 97.0 {
+			t.Errorf("%s: body %s (%v)", rcv.ID, g.body, err)
+		}
+		if rcv.Type == TypeWebhook {
+			want, _ := Sign([]string{secret}, g.id, t0, g.body)
+			if g.signature != want {
+				t.Errorf("signature %q, want %q over the templated body", g.signature, want)
+			}
+		}
+	}
+	for tmpl, want := range map[string]string{
+		`{{.Nope}}`:     "can't evaluate field Nope",
+		`{{json .Title`: "template: ",
+	} {
+		errs := ConfiguredReceiver{Name: "x", Type: TypeSlack, URL: "https://hooks.slack.com/x", Template: tmpl}.Validate()
+		if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), "template: ") || !strings.Contains(errs[0].Error(), want) {
+			t.Errorf("template %q: %v", tmpl, errs)
+		}
+	}
+}

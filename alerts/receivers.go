@@ -28,6 +28,9 @@ type Receiver struct {
 	Type   string `json:"type,omitempty"`
 	URL    string `json:"url"`
 	ChatID string `json:"chat_id,omitempty"` // a Telegram receiver's chat
+	// Template, when set, is the body (text/template over a
+	// TemplateData), instead of the type's own.
+	Template string `json:"template,omitempty"`
 	// An email receiver's: its sender and recipients, the relay's user
 	// (the password is the Secret), whether it may send without TLS, and
 	// the certificates to trust.
@@ -152,6 +155,9 @@ type ConfiguredReceiver struct {
 	URL    string // may carry credentials (see checkURL); for Telegram and PagerDuty, their API unless set
 	Secret string // a webhook's whsec_…, a Telegram bot token, a PagerDuty routing key, an ntfy token; never logged or shown
 	ChatID string // Telegram's chat
+	// Template replaces the body of any HTTP type (text/template over a
+	// TemplateData).
+	Template string
 	// Email's: From, To, the relay's Username (Secret is its password),
 	// NoTLS to send without STARTTLS, CAFile to trust.
 	From     string
@@ -173,7 +179,7 @@ func (c ConfiguredReceiver) Validate() []error {
 // receiver is the receiver to save for c, at now.
 func (c ConfiguredReceiver) receiver(now time.Time) (Receiver, []error) {
 	r := Receiver{ID: "cfg-" + c.Name, Type: c.Type, Events: c.Events, Format: c.Format, Secret: c.Secret, ChatID: c.ChatID,
-		From: c.From, To: c.To, Username: c.Username, NoTLS: c.NoTLS, CAFile: c.CAFile, Status: ReceiverActive,
+		From: c.From, To: c.To, Username: c.Username, NoTLS: c.NoTLS, CAFile: c.CAFile, Template: c.Template, Status: ReceiverActive,
 		Origin: originConfig, Description: "configured receiver " + c.Name, CreatedAt: now, UpdatedAt: now}
 	if r.Type == "" {
 		r.Type = TypeWebhook
@@ -195,6 +201,11 @@ func (c ConfiguredReceiver) receiver(now time.Time) (Receiver, []error) {
 	}
 	errs = append(errs, checkFormat(r.Format), checkEvents(r.Events))
 	errs = append(errs, checkType(r)...)
+	if r.Type == TypeEmail && r.Template != "" {
+		errs = append(errs, errors.New("template: an email is written by vigil; a template is for the HTTP types"))
+	} else {
+		errs = append(errs, checkTemplate(r))
+	}
 	var out []error
 	for _, err := range errs {
 		if err != nil {
