@@ -238,6 +238,7 @@ type ReceiverConfig struct {
 	CAFile     string   `yaml:"ca_file"`     // email: certificates to trust for the relay
 	Format     string   `yaml:"format"`      // a webhook's: standard (default) or alertmanager
 	Template   string   `yaml:"template"`    // the body, instead of the type's own (Go text/template)
+	Match      []string `yaml:"match"`       // the alerts it takes: severity="critical", team=~"ops|db"
 	Events     []string `yaml:"events"`      // default alert.*
 }
 
@@ -254,7 +255,7 @@ func (rc ReceiverConfig) receiver() alerts.ConfiguredReceiver {
 		secret = rc.Password
 	}
 	return alerts.ConfiguredReceiver{Name: rc.Name, Type: rc.Type, URL: rc.URL, Secret: secret, ChatID: rc.ChatID, Format: rc.Format, Events: rc.Events,
-		From: rc.From, To: rc.To, Username: rc.Username, NoTLS: rc.RequireTLS != nil && !*rc.RequireTLS, CAFile: rc.CAFile, Template: rc.Template}
+		From: rc.From, To: rc.To, Username: rc.Username, NoTLS: rc.RequireTLS != nil && !*rc.RequireTLS, CAFile: rc.CAFile, Template: rc.Template, Match: rc.Match}
 }
 
 // misplaced names the fields rc sets that its type does not take.

@@ -88,7 +88,8 @@ CREATE TABLE IF NOT EXISTS events (
 	standard_payload     INTEGER NOT NULL,
 	alertmanager_payload INTEGER NOT NULL,
 	created_at           INTEGER NOT NULL,
-	fingerprint          TEXT NOT NULL DEFAULT '' -- the alert's; its webhooks go to each receiver in order
+	fingerprint          TEXT NOT NULL DEFAULT '', -- the alert's; its webhooks go to each receiver in order
+	labels               TEXT NOT NULL DEFAULT '' -- the alert's labels to match receivers on, JSON
 );
 CREATE TABLE IF NOT EXISTS cursors (
 	receiver_id TEXT PRIMARY KEY,
@@ -122,6 +123,7 @@ func migrateOutbox(db *sql.DB) error {
 		`ALTER TABLE deliveries ADD COLUMN payload_id INTEGER NOT NULL DEFAULT 0`,
 		`ALTER TABLE deliveries ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE events ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE events ADD COLUMN labels TEXT NOT NULL DEFAULT ''`,
 		// Undelivered webhooks of one alert to one receiver: a newer one
 		// waits for these (after the column it needs exists).
 		`CREATE INDEX IF NOT EXISTS deliveries_alert_open ON deliveries (receiver_id, fingerprint, seq) WHERE state IN ('queued', 'in_flight')`,
@@ -178,8 +180,8 @@ func renameToReceivers(db *sql.DB) error {
 // database opens.
 const (
 	sqlInsertPayload = `INSERT INTO payloads (body) VALUES (?)`
-	sqlInsertEvent   = `INSERT INTO events (seq, type, standard_payload, alertmanager_payload, created_at, fingerprint) VALUES (?, ?, ?, ?, ?, ?)`
-	sqlTakeEvents    = `SELECT e.seq, e.type, e.created_at, p.id, p.body, e.fingerprint FROM events e
+	sqlInsertEvent   = `INSERT INTO events (seq, type, standard_payload, alertmanager_payload, created_at, fingerprint, labels) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	sqlTakeEvents    = `SELECT e.seq, e.type, e.created_at, p.id, p.body, e.fingerprint, e.labels FROM events e
 		JOIN payloads p ON p.id = CASE WHEN ? = 'alertmanager' THEN e.alertmanager_payload ELSE e.standard_payload END
 		WHERE e.seq > ? ORDER BY e.seq LIMIT 64`
 	sqlInsertDelivery = `INSERT INTO deliveries (seq, id, receiver_id, event_type, payload, payload_id, state, next_attempt_at, created_at, updated_at, fingerprint)
@@ -457,7 +459,7 @@ func wanted(rcvs []Receiver, typ string) bool {
 // bodies, which render makes with that number. Each receiver's delivery
 // of it is created when the dispatcher starts on it (see due), so an
 // event costs the same beside fifty receivers as beside one.
-func (d *DB) addEvent(ctx context.Context, tx *sql.Tx, typ, fingerprint string, at time.Time, render func(seq uint64) (webhookBodies, error)) (uint64, error) {
+func (d *DB) addEvent(ctx context.Context, tx *sql.Tx, typ string, a Alert, render func(seq uint64) (webhookBodies, error)) (uint64, error) {
 	seq := d.seq.Add(1)
 	bodies, err := render(seq)
 	if err != nil {
@@ -471,7 +473,11 @@ func (d *DB) addEvent(ctx context.Context, tx *sql.Tx, typ, fingerprint string, 
 		}
 		ids[i], _ = res.LastInsertId()
 	}
-	if _, err := d.exec(ctx, tx, sqlInsertEvent, seq, typ, ids[0], ids[1], ms(at), fingerprint); err != nil {
+	labels, err := json.Marshal(MatchLabels(a))
+	if err != nil {
+		return 0, err
+	}
+	if _, err := d.exec(ctx, tx, sqlInsertEvent, seq, typ, ids[0], ids[1], ms(a.UpdatedAt), a.Fingerprint, string(labels)); err != nil {
 		return 0, fmt.Errorf("enqueue webhooks: %w", err)
 	}
 	return seq, nil
@@ -794,11 +800,12 @@ func (d *DB) take(ctx context.Context, tx *sql.Tx, rcv Receiver, now time.Time, 
 			pid     int64
 			body    []byte
 			fp      string
+			labels  string
 		}
 		var batch []row
 		for rows.Next() {
 			var r row
-			if err := rows.Scan(&r.seq, &r.typ, &r.created, &r.pid, &r.body, &r.fp); err != nil {
+			if err := rows.Scan(&r.seq, &r.typ, &r.created, &r.pid, &r.body, &r.fp, &r.labels); err != nil {
 				rows.Close()
 				return nil, 0, err
 			}
@@ -816,7 +823,7 @@ func (d *DB) take(ctx context.Context, tx *sql.Tx, rcv Receiver, now time.Time, 
 				break
 			}
 			cursor = r.seq
-			if !rcv.Wants(r.typ) {
+			if !rcv.Wants(r.typ) || !rcv.Takes(eventLabels(r.labels, rcv)) {
 				continue
 			}
 			c := claim{Delivery: Delivery{ID: newID("msg_"), ReceiverID: rcv.ID, EventType: r.typ, Payload: r.body,
@@ -978,4 +985,15 @@ func (d *DB) setStatus(ctx context.Context, id, status string, now time.Time) er
 	}
 	rcv.Status, rcv.UpdatedAt = status, now
 	return d.PutReceiver(ctx, rcv)
+}
+
+// eventLabels are an event's labels to match rcv's matchers on; nil when
+// it has none to match (an event from before labels were kept is taken).
+func eventLabels(raw string, rcv Receiver) map[string]string {
+	if len(rcv.Match) == 0 || raw == "" {
+		return nil
+	}
+	var l map[string]string
+	json.Unmarshal([]byte(raw), &l)
+	return l
 }

@@ -31,6 +31,8 @@ type Receiver struct {
 	// Template, when set, is the body (text/template over a
 	// TemplateData), instead of the type's own.
 	Template string `json:"template,omitempty"`
+	// Match picks the alerts it takes (Matcher); none: every alert.
+	Match []string `json:"match,omitempty"`
 	// An email receiver's: its sender and recipients, the relay's user
 	// (the password is the Secret), whether it may send without TLS, and
 	// the certificates to trust.
@@ -158,6 +160,7 @@ type ConfiguredReceiver struct {
 	// Template replaces the body of any HTTP type (text/template over a
 	// TemplateData).
 	Template string
+	Match    []string // Alertmanager's matchers: severity="critical"
 	// Email's: From, To, the relay's Username (Secret is its password),
 	// NoTLS to send without STARTTLS, CAFile to trust.
 	From     string
@@ -179,7 +182,7 @@ func (c ConfiguredReceiver) Validate() []error {
 // receiver is the receiver to save for c, at now.
 func (c ConfiguredReceiver) receiver(now time.Time) (Receiver, []error) {
 	r := Receiver{ID: "cfg-" + c.Name, Type: c.Type, Events: c.Events, Format: c.Format, Secret: c.Secret, ChatID: c.ChatID,
-		From: c.From, To: c.To, Username: c.Username, NoTLS: c.NoTLS, CAFile: c.CAFile, Template: c.Template, Status: ReceiverActive,
+		From: c.From, To: c.To, Username: c.Username, NoTLS: c.NoTLS, CAFile: c.CAFile, Template: c.Template, Match: c.Match, Status: ReceiverActive,
 		Origin: originConfig, Description: "configured receiver " + c.Name, CreatedAt: now, UpdatedAt: now}
 	if r.Type == "" {
 		r.Type = TypeWebhook
@@ -200,6 +203,7 @@ func (c ConfiguredReceiver) receiver(now time.Time) (Receiver, []error) {
 		errs = append(errs, checkSecret(c.Secret))
 	}
 	errs = append(errs, checkFormat(r.Format), checkEvents(r.Events))
+	errs = append(errs, checkMatch(r.Match))
 	errs = append(errs, checkType(r)...)
 	if r.Type == TypeEmail && r.Template != "" {
 		errs = append(errs, errors.New("template: an email is written by vigil; a template is for the HTTP types"))

@@ -243,7 +243,7 @@ func (d *DB) saveTransitions(ctx context.Context, ts []Transition, webhooks bool
 		if typ == "" || !wanted(rcvs, typ) {
 			continue
 		}
-		if last, err = d.addEvent(ctx, tx, typ, t.Alert.Fingerprint, t.Alert.UpdatedAt, func(seq uint64) (webhookBodies, error) {
+		if last, err = d.addEvent(ctx, tx, typ, t.Alert, func(seq uint64) (webhookBodies, error) {
 			return renderTransition(t, d.DashboardURL, seq)
 		}); err != nil {
 			return err

@@ -606,9 +606,10 @@ func (w *Webhooks) Publish(ctx context.Context, ts []alerts.Transition) error {
 			}
 		}
 		at := transitionTime(t)
+		labels := alerts.MatchLabels(t.Alert)
 		bodies := map[string][]byte{}
 		for _, r := range rcvs {
-			if r.Status != alerts.ReceiverActive || !r.Wants(typ) || r.CreatedAt.After(at) {
+			if r.Status != alerts.ReceiverActive || !r.Wants(typ) || r.CreatedAt.After(at) || !r.Takes(labels) {
 				continue
 			}
 			body, ok := bodies[r.Format]

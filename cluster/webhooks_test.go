@@ -578,3 +578,28 @@ func TestCutOffReplicaEndsItsAttemptBeforeAnotherStarts(t *testing.T) {
 		t.Fatalf("the second attempt began %s before the first answered", spans[0].end.Sub(spans[1].start))
 	}
 }
+
+// A receiver with matchers gets only the alerts it matches through the
+// shared outbox too.
+func TestSharedReceiversMatchAlerts(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	pager, all := newHookServer(t, nil), newHookServer(t, nil)
+	a, _ := runWebhooks(t, n, WebhookOptions{Configured: []alerts.ConfiguredReceiver{
+		{Name: "pager", URL: pager.URL, Secret: alerts.NewSecret(), Match: []string{`severity="critical"`}},
+		{Name: "all", URL: all.URL, Secret: alerts.NewSecret()},
+	}})
+	eventually(t, 10*time.Second, "both receivers", func() bool {
+		rs, _ := a.ListReceivers(context.Background())
+		return len(rs) == 2
+	})
+	crit, warn := transition("Crit", alerts.StateFiring, time.Now()), transition("Warn", alerts.StateFiring, time.Now())
+	crit.Alert.Severity = "critical"
+	if err := a.Publish(context.Background(), []alerts.Transition{crit, warn}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "both alerts to the receiver of all", func() bool { return len(all.received()) == 2 })
+	time.Sleep(300 * time.Millisecond)
+	if got := pager.received(); len(got) != 1 || got[0].Fingerprint != crit.Alert.Fingerprint {
+		t.Fatalf("the pager got %+v; want the critical alert only", got)
+	}
+}

@@ -1,0 +1,110 @@
+package alerts
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestMatchers(t *testing.T) {
+	labels := map[string]string{"severity": "critical", "team": "db", "alertname": "DiskFull"}
+	for _, c := range []struct {
+		in   string
+		want bool
+		bad  string
+	}{
+		{in: `severity="critical"`, want: true},
+		{in: `severity = critical`, want: true},
+		{in: `severity!="critical"`, want: false},
+		{in: `team=~"ops|db"`, want: true},
+		{in: `team=~"d"`, want: false}, // anchored: the whole value
+		{in: `team!~"ops|web"`, want: true},
+		{in: `env=""`, want: true}, // a missing label is empty
+		{in: `env!=""`, want: false},
+		{in: `alertname="Disk\"Full"`, want: false},
+		{in: `severity==critical`, bad: "want label"},
+		{in: `team=~"("`, bad: "missing closing"},
+		{in: `team="open`, bad: "quotes do not close"},
+		{in: `1team="x"`, bad: "want label"},
+	} {
+		m, err := ParseMatcher(c.in)
+		switch {
+		case c.bad != "":
+			if err == nil || !strings.Contains(err.Error(), c.bad) {
+				t.Errorf("%s: %v, want an error with %q", c.in, err, c.bad)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", c.in, err)
+		case m.Matches(labels) != c.want:
+			t.Errorf("%s matches %v: %v, want %v", c.in, labels, !c.want, c.want)
+		}
+	}
+}
+
+// Receivers with matchers get only the alerts they match, through the
+// outbox: critical ones to the pager, the db team's to its chat.
+func TestReceiversMatchAlerts(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string][]string{} // path → rules
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n notice
+		json.NewDecoder(r.Body).Decode(&n)
+		mu.Lock()
+		got[r.URL.Path] = append(got[r.URL.Path], n.Data.Rule)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rcvs := []ConfiguredReceiver{
+		{Name: "pager", URL: srv.URL + "/pager", Secret: NewSecret(), Match: []string{`severity="critical"`}},
+		{Name: "db-chat", URL: srv.URL + "/db", Secret: NewSecret(), Match: []string{`team=~"db|storage"`, `severity!="info"`}},
+		{Name: "all", URL: srv.URL + "/all", Secret: NewSecret()},
+	}
+	if err := (&Receivers{Outbox: db}).Configure(ctx, rcvs); err != nil {
+		t.Fatal(err)
+	}
+	d := &Dispatcher{DB: db, Client: NewClient(loopback, 5*time.Second)}
+	go d.Run(ctx)
+	alert := func(rule, severity, team string) Transition {
+		tr := firing(rule)
+		tr.Alert.Severity, tr.Alert.Labels = severity, map[string]string{"team": team}
+		return tr
+	}
+	if err := db.SaveTransitions(ctx, []Transition{alert("A", "critical", "web"), alert("B", "warning", "db"),
+		alert("C", "info", "db"), alert("D", "critical", "storage")}); err != nil {
+		t.Fatal(err)
+	}
+	d.Wake()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		n := len(got["/all"])
+		mu.Unlock()
+		if n == 4 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	for path, want := range map[string][]string{"/pager": {"A", "D"}, "/db": {"B", "D"}, "/all": {"A", "B", "C", "D"}} {
+		g := slices.Clone(got[path])
+		slices.Sort(g)
+		if !slices.Equal(g, want) {
+			t.Errorf("%s got %v, want %v", path, g, want)
+		}
+	}
+}
