@@ -53,6 +53,9 @@ func checkEmail(r Receiver) []error {
 	if (r.Username == "") != (r.Secret == "") {
 		errs = append(errs, errors.New("password: give a username and a password, or neither"))
 	}
+	if r.NoTLS && r.Username != "" && strings.HasPrefix(r.URL, "smtp:") {
+		errs = append(errs, errors.New("require_tls: a password is never sent in the clear; sign in over TLS, or relay without signing in"))
+	}
 	if r.CAFile != "" {
 		if _, err := caPool(r.CAFile); err != nil {
 			errs = append(errs, fmt.Errorf("ca_file: %w", err))
@@ -75,14 +78,17 @@ func caPool(file string) (*x509.CertPool, error) {
 }
 
 // dial is the dialer of the sender's HTTP client (NewClient's, which
-// checks every address), so a mail relay is held to the same rules.
+// checks every address), so a mail relay is held to the same rules; a
+// client without one cannot send mail.
 func (s Sender) dial() func(ctx context.Context, network, addr string) (net.Conn, error) {
 	if s.Client != nil {
 		if tr, ok := s.Client.Transport.(*http.Transport); ok && tr.DialContext != nil {
 			return tr.DialContext
 		}
 	}
-	return (&net.Dialer{Timeout: DefaultAttemptTimeout}).DialContext
+	return func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("no checked dialer to reach a mail relay with")
+	}
 }
 
 // sendEmail makes one attempt of a delivery to an email receiver. Its
@@ -191,8 +197,16 @@ func emailMessage(rcv Receiver, d Delivery, now time.Time) ([]byte, error) {
 	id := "<" + d.ID + "@" + domain + ">"
 	var b bytes.Buffer
 	h := func(k, v string) { b.WriteString(k + ": " + v + "\r\n") }
+	var to []string
+	for _, t := range rcv.To {
+		a, err := mail.ParseAddress(t)
+		if err != nil {
+			return nil, fmt.Errorf("to: %w", err)
+		}
+		to = append(to, a.String()) // written again: encoded, and no line breaks from the config
+	}
 	h("From", from.String())
-	h("To", strings.Join(rcv.To, ", "))
+	h("To", strings.Join(to, ",\r\n "))
 	h("Subject", mime.QEncoding.Encode("utf-8", n.title()))
 	h("Date", now.UTC().Format(time.RFC1123Z))
 	switch {

@@ -212,3 +212,33 @@ func TestEmailNeedsTLS(t *testing.T) {
 		t.Errorf("require_tls false: %+v, %d mails", o, len(r.taken()))
 	}
 }
+
+// Recipients are written again from their parsed addresses: a line
+// break in one (net/mail takes it in a comment) adds no header, a name is
+// encoded, and a long list is folded.
+func TestEmailRecipientsWrittenSafely(t *testing.T) {
+	var to []string
+	for i := range 40 {
+		to = append(to, "ops"+strings.Repeat("x", 10)+string(rune('a'+i%26))+"@example.com")
+	}
+	to = append(to, "ops@example.com (x\r\nReply-To: evil@example.com)", "Jörg <jorg@example.com>")
+	payload, _ := renderTransition(firing("Hot"), "", 1)
+	msg, err := emailMessage(Receiver{From: "vigil@example.com", To: to}, Delivery{ID: "msg_1", Payload: payload.standard}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, _, _ := strings.Cut(string(msg), "\r\n\r\n")
+	for _, line := range strings.Split(head, "\r\n") {
+		if strings.HasPrefix(line, "Reply-To:") || len(line) > 998 || strings.ContainsFunc(line, func(r rune) bool { return r > 127 }) {
+			t.Errorf("header line %q", line)
+		}
+	}
+	m, err := mail.ReadMessage(strings.NewReader(string(msg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := m.Header.AddressList("To")
+	if err != nil || len(list) != 42 || list[41].Name != "Jörg" {
+		t.Fatalf("To: %v, %v", list, err)
+	}
+}

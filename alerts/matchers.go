@@ -32,6 +32,9 @@ func ParseMatcher(s string) (Matcher, error) {
 	if strings.HasPrefix(m.Value, "=") || strings.HasPrefix(m.Value, "~") { // severity==x: a typo, not the value "=x"
 		return Matcher{}, fmt.Errorf("%q: want label=\"value\", with =, !=, =~ or !~", s)
 	}
+	if !strings.HasPrefix(m.Value, `"`) && strings.ContainsAny(m.Value, ", \t\"{}") { // a=x,b=y: two matchers written as one
+		return Matcher{}, fmt.Errorf("%q: quote a value with spaces or commas, and give one matcher an item", s)
+	}
 	if strings.HasPrefix(m.Value, `"`) {
 		v, err := strconv.Unquote(m.Value)
 		if err != nil {

@@ -32,6 +32,8 @@ func TestMatchers(t *testing.T) {
 		{in: `team=~"("`, bad: "missing closing"},
 		{in: `team="open`, bad: "quotes do not close"},
 		{in: `1team="x"`, bad: "want label"},
+		{in: `team=db,severity=critical`, bad: "one matcher an item"},
+		{in: `team=db core`, bad: "quote a value"},
 	} {
 		m, err := ParseMatcher(c.in)
 		switch {
@@ -106,5 +108,73 @@ func TestReceiversMatchAlerts(t *testing.T) {
 		if !slices.Equal(g, want) {
 			t.Errorf("%s got %v, want %v", path, g, want)
 		}
+	}
+}
+
+// A resolution reaches every receiver its firing reached, though the
+// alert's labels changed between them (a rule's severity edited); and an
+// event from before labels were kept is matched on its body's.
+func TestResolutionFollowsItsFiring(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n notice
+		json.NewDecoder(r.Body).Decode(&n)
+		mu.Lock()
+		got = append(got, n.Type+" "+n.Data.Rule)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := (&Receivers{Outbox: db}).Configure(ctx, []ConfiguredReceiver{
+		{Name: "pager", URL: srv.URL, Secret: NewSecret(), Match: []string{`severity="critical"`}}}); err != nil {
+		t.Fatal(err)
+	}
+	d := &Dispatcher{DB: db, Client: NewClient(loopback, 5*time.Second)}
+	wait := func(n int) []string {
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			mu.Lock()
+			k := len(got)
+			mu.Unlock()
+			if k >= n {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+	hot, cool := firing("Hot"), resolvedT("Hot")
+	hot.Alert.Severity, cool.Alert.Severity = "critical", "warning"
+	if err := db.SaveTransitions(ctx, []Transition{hot}); err != nil {
+		t.Fatal(err)
+	}
+	go d.Run(ctx)
+	wait(1)
+	// An old event, its labels column empty: a warning, which the pager
+	// does not take, read from its body.
+	warn := firing("Warn")
+	warn.Alert.Severity = "warning"
+	if err := db.SaveTransitions(ctx, []Transition{warn}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.db.Exec(`UPDATE events SET labels = ''`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SaveTransitions(ctx, []Transition{cool}); err != nil {
+		t.Fatal(err)
+	}
+	d.Wake()
+	if g := wait(2); !slices.Equal(g, []string{EventFiring + " Hot", EventResolved + " Hot"}) {
+		t.Fatalf("the pager got %v; want Hot's firing and its resolution, not Warn", g)
 	}
 }

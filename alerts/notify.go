@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"mime"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -152,6 +153,18 @@ func clip(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
+// clipBytes shortens s to at most n bytes, at a character's start.
+func clipBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
 // A message is the request a receiver of a service type gets.
 type message struct {
 	url    string
@@ -183,7 +196,7 @@ func render(rcv Receiver, standard []byte) (message, error) {
 		v = pagerDutyBody(n, rcv.Secret)
 	case TypeNtfy:
 		m.header = ntfyHeaders(n, rcv.Secret)
-		m.body = []byte(clip(n.text(), 4096))
+		m.body = []byte(clipBytes(n.text(), 4096)) // ntfy's limit is in bytes: a longer one becomes an attachment
 		return m, nil
 	default:
 		return message{}, fmt.Errorf("receiver type %q", rcv.Type)
@@ -215,7 +228,7 @@ func slackBody(n notice) any {
 		blocks = append(blocks, map[string]any{"type": "context", "elements": []any{
 			map[string]string{"type": "mrkdwn", "text": "<" + u + "|Open in vigil>"}}})
 	}
-	return map[string]any{"text": clip(n.title(), 3000), "blocks": blocks}
+	return map[string]any{"text": esc(clip(n.title(), 3000)), "blocks": blocks}
 }
 
 // Teams: a Workflows webhook ("Post to a channel when a webhook request
@@ -286,7 +299,7 @@ func telegramBody(n notice, chatID string) any {
 	if utf8.RuneCountInString(text) > 4096 { // cut the plain text, not a tag in half
 		text = esc(clip(n.text(), 4096))
 	}
-	return map[string]any{"chat_id": chatID, "text": text, "parse_mode": "HTML", "disable_web_page_preview": true}
+	return map[string]any{"chat_id": chatID, "text": text, "parse_mode": "HTML", "link_preview_options": map[string]bool{"is_disabled": true}}
 }
 
 // ntfy: the message is the body, and the rest goes in headers: a title,
@@ -294,7 +307,7 @@ func telegramBody(n notice, chatID string) any {
 // emoji, and where a click leads.
 func ntfyHeaders(n notice, token string) http.Header {
 	h := http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
-	h.Set("Title", n.title())
+	h.Set("Title", mime.BEncoding.Encode("utf-8", n.title())) // RFC 2047 when it is not ASCII, which ntfy decodes
 	prio, tag := "3", "rotating_light"
 	switch {
 	case n.resolved() || n.test():
@@ -477,7 +490,7 @@ func parseTemplate(text string) (*template.Template, error) {
 	if len(text) > MaxTemplateBytes {
 		return nil, fmt.Errorf("longer than %d bytes", MaxTemplateBytes)
 	}
-	return template.New("body").Option("missingkey=error").Funcs(template.FuncMap{
+	return template.New("body").Option("missingkey=zero").Funcs(template.FuncMap{
 		"json": func(v any) (string, error) {
 			b, err := marshal(v)
 			return string(b), err
@@ -495,11 +508,28 @@ func applyTemplate(text string, standard []byte) ([]byte, error) {
 	if err := json.Unmarshal(standard, &n); err != nil {
 		return nil, fmt.Errorf("read the event: %w", err)
 	}
-	var b bytes.Buffer
-	if err := t.Execute(&b, n.templateData()); err != nil {
+	b := &limitedBuffer{max: MaxBodyBytes}
+	if err := t.Execute(b, n.templateData()); err != nil {
 		return nil, fmt.Errorf("template: %w", err)
 	}
 	return b.Bytes(), nil
+}
+
+// MaxBodyBytes bounds what a template may write.
+const MaxBodyBytes = 1 << 20
+
+// A limitedBuffer refuses writes past max: a template that nests itself
+// cannot fill the memory.
+type limitedBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > b.max {
+		return 0, fmt.Errorf("the body grows past %d bytes", b.max)
+	}
+	return b.Buffer.Write(p)
 }
 
 // checkTemplate parses a receiver's template and runs it on a firing,

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -364,6 +365,7 @@ func TestReceiverTypeFieldsChecked(t *testing.T) {
 		{ConfiguredReceiver{Type: TypeEmail, URL: "https://mail.example.com", From: "v@example.com", To: []string{"o@example.com"}}, "url: want the relay as smtp://"},
 		{ConfiguredReceiver{Type: TypeEmail, URL: "smtp://mail.example.com", From: "v@example.com"}, "to: want 1 to 50 addresses"},
 		{ConfiguredReceiver{Type: TypeEmail, URL: "smtp://mail.example.com", From: "v@example.com", To: []string{"o@example.com"}, Username: "v"}, "password: give a username and a password"},
+		{ConfiguredReceiver{Type: TypeEmail, URL: "smtp://mail.example.com", From: "v@example.com", To: []string{"o@example.com"}, Username: "v", Secret: "p", NoTLS: true}, "require_tls: a password is never sent in the clear"},
 	} {
 		c.rc.Name = "r"
 		errs := c.rc.Validate()
@@ -452,5 +454,66 @@ func TestReceiverTemplate(t *testing.T) {
 		if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), "template: ") || !strings.Contains(errs[0].Error(), want) {
 			t.Errorf("template %q: %v", tmpl, errs)
 		}
+	}
+}
+
+// Telegram's and PagerDuty's receivers need no url: theirs is the
+// service's, where the attempt goes.
+func TestServiceURLsByDefault(t *testing.T) {
+	var mu sync.Mutex
+	var hosts []string
+	client := &http.Client{Transport: roundTrip(func(r *http.Request) (*http.Response, error) {
+		mu.Lock()
+		hosts = append(hosts, r.URL.Host+r.URL.Path)
+		mu.Unlock()
+		return &http.Response{StatusCode: http.StatusAccepted, Body: io.NopCloser(strings.NewReader(`{}`)), Header: http.Header{}}, nil
+	})}
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := (&Receivers{Outbox: db}).Configure(ctx, []ConfiguredReceiver{
+		{Name: "tg", Type: TypeTelegram, Secret: "123456789:AAH-example_token_0123456789abc", ChatID: "-1001"},
+		{Name: "pd", Type: TypePagerDuty, Secret: "R0123456789abcdef0123456789abcd"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	d := &Dispatcher{DB: db, Client: client}
+	go d.Run(ctx)
+	db.SaveTransitions(ctx, []Transition{firing("Hot")})
+	d.Wake()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		n := len(hosts)
+		mu.Unlock()
+		if n == 2 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(hosts)
+	if want := []string{"api.telegram.org/bot123456789:AAH-example_token_0123456789abc/sendMessage", "events.pagerduty.com/v2/enqueue"}; !slices.Equal(hosts, want) {
+		t.Fatalf("attempts to %v, want %v", hosts, want)
+	}
+}
+
+// A template that nests itself stops at MaxBodyBytes, not at the end of
+// the memory.
+func TestTemplateBodyBounded(t *testing.T) {
+	tmpl := `{{define "a"}}xxxxxxxxxx{{end}}`
+	for _, l := range []string{"b", "c", "d", "e", "f", "g", "h"} {
+		prev := map[string]string{"b": "a", "c": "b", "d": "c", "e": "d", "f": "e", "g": "f", "h": "g"}[l]
+		tmpl += `{{define "` + l + `"}}` + strings.Repeat(`{{template "`+prev+`"}}`, 10) + `{{end}}`
+	}
+	tmpl += `{{template "h"}}` // 10^8 bytes
+	errs := ConfiguredReceiver{Name: "x", Type: TypeSlack, URL: "https://hooks.slack.com/x", Template: tmpl}.Validate()
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "grows past") {
+		t.Fatalf("%v", errs)
 	}
 }

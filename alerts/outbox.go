@@ -192,7 +192,11 @@ const (
 		AND d.fingerprint != '' AND o.seq < d.seq AND o.state IN ('queued', 'in_flight'))`
 	sqlAlertOpen  = `SELECT COUNT(*) FROM deliveries WHERE receiver_id = ? AND fingerprint = ? AND state IN ('queued', 'in_flight')`
 	sqlMoveCursor = `UPDATE cursors SET seq = ? WHERE receiver_id = ?`
-	sqlRetries    = `SELECT d.id, d.receiver_id, d.event_type, COALESCE(p.body, d.payload),
+	// Whether a receiver got an alert's firing (its latest delivery of
+	// the alert is one).
+	sqlFired = `SELECT COALESCE((SELECT event_type = 'alert.firing' FROM deliveries WHERE receiver_id = ? AND fingerprint = ?
+		ORDER BY seq DESC LIMIT 1), 0)`
+	sqlRetries = `SELECT d.id, d.receiver_id, d.event_type, COALESCE(p.body, d.payload),
 		(SELECT COUNT(*) FROM attempts a WHERE a.delivery_id = d.id), d.created_at, d.next_attempt_at
 		FROM deliveries d LEFT JOIN payloads p ON p.id = d.payload_id
 		WHERE d.receiver_id = ? AND d.state = 'queued' AND d.next_attempt_at <= ? AND NOT ` + alertOpenBefore + `
@@ -208,7 +212,7 @@ const (
 )
 
 var outboxStatements = []string{sqlInsertPayload, sqlInsertEvent, sqlTakeEvents, sqlInsertDelivery, sqlMoveCursor,
-	sqlRetries, sqlNextRetry, sqlInFlight, sqlInsertAttempt, sqlRecord, sqlWaitsBehind, sqlAlertOpen}
+	sqlRetries, sqlNextRetry, sqlInFlight, sqlInsertAttempt, sqlRecord, sqlWaitsBehind, sqlAlertOpen, sqlFired}
 
 // openOutbox picks up where the database left off: the newest sequence
 // number and event, and a cursor for each active receiver from before
@@ -823,8 +827,23 @@ func (d *DB) take(ctx context.Context, tx *sql.Tx, rcv Receiver, now time.Time, 
 				break
 			}
 			cursor = r.seq
-			if !rcv.Wants(r.typ) || !rcv.Takes(eventLabels(r.labels, rcv)) {
+			if !rcv.Wants(r.typ) {
 				continue
+			}
+			if !rcv.Takes(eventLabels(r.labels, r.body, rcv)) {
+				// A resolution goes wherever its firing went, whatever
+				// the labels are now (a rule's severity changed, an
+				// upstream's labels).
+				var fired bool
+				if r.typ != EventResolved || r.fp == "" {
+					continue
+				}
+				if err := d.queryRow(ctx, tx, sqlFired, rcv.ID, r.fp).Scan(&fired); err != nil {
+					return nil, 0, err
+				}
+				if !fired {
+					continue
+				}
 			}
 			c := claim{Delivery: Delivery{ID: newID("msg_"), ReceiverID: rcv.ID, EventType: r.typ, Payload: r.body,
 				CreatedAt: fromMS(r.created), NextAttemptAt: now}, rcv: rcv}
@@ -987,13 +1006,22 @@ func (d *DB) setStatus(ctx context.Context, id, status string, now time.Time) er
 	return d.PutReceiver(ctx, rcv)
 }
 
-// eventLabels are an event's labels to match rcv's matchers on; nil when
-// it has none to match (an event from before labels were kept is taken).
-func eventLabels(raw string, rcv Receiver) map[string]string {
-	if len(rcv.Match) == 0 || raw == "" {
+// eventLabels are an event's labels to match rcv's matchers on (nil when
+// it has no matchers). An event from before labels were kept has them
+// read from its standard body; one whose labels cannot be read has none,
+// so matchers on them see empty values.
+func eventLabels(raw string, body []byte, rcv Receiver) map[string]string {
+	if len(rcv.Match) == 0 {
 		return nil
 	}
-	var l map[string]string
-	json.Unmarshal([]byte(raw), &l)
+	l := map[string]string{}
+	if raw != "" {
+		json.Unmarshal([]byte(raw), &l)
+		return l
+	}
+	var n notice
+	if json.Unmarshal(body, &n) == nil && n.Data.Rule != "" {
+		l = MatchLabels(Alert{Rule: n.Data.Rule, Severity: n.Data.Severity, Source: n.Data.Source, Metric: n.Data.Metric, Labels: n.Data.Labels})
+	}
 	return l
 }

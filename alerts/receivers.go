@@ -194,8 +194,12 @@ func (c ConfiguredReceiver) receiver(now time.Time) (Receiver, []error) {
 		r.Events = []string{"alert.*"}
 	}
 	errs := []error{checkName(c.Name)}
-	if r.URL = c.URL; r.Type != TypeEmail && (r.URL != "" || r.Type != TypeTelegram && r.Type != TypePagerDuty) { // those two have their service's URL; email's is smtp://
-		u, err := checkURL(c.URL, true)
+	r.URL = c.URL
+	if r.URL == "" { // Telegram's and PagerDuty's are their service's
+		r.URL = map[string]string{TypeTelegram: TelegramAPI, TypePagerDuty: PagerDutyAPI}[r.Type]
+	}
+	if r.Type != TypeEmail { // an email's is smtp://, checked with its fields
+		u, err := checkURL(r.URL, true)
 		r.URL = u
 		errs = append(errs, err)
 	}

@@ -591,6 +591,7 @@ func (w *Webhooks) RetryDelivery(ctx context.Context, id string, now time.Time) 
 func (w *Webhooks) Publish(ctx context.Context, ts []alerts.Transition) error {
 	var rcvs []alerts.Receiver
 	var futures []jetstream.PubAckFuture
+	var queued []storedDelivery
 	for _, t := range ts {
 		typ := alerts.WebhookEvent(t.Kind)
 		if typ == "" {
@@ -609,7 +610,12 @@ func (w *Webhooks) Publish(ctx context.Context, ts []alerts.Transition) error {
 		labels := alerts.MatchLabels(t.Alert)
 		bodies := map[string][]byte{}
 		for _, r := range rcvs {
-			if r.Status != alerts.ReceiverActive || !r.Wants(typ) || r.CreatedAt.After(at) || !r.Takes(labels) {
+			if r.Status != alerts.ReceiverActive || !r.Wants(typ) || r.CreatedAt.After(at) {
+				continue
+			}
+			// A resolution goes wherever its firing went, whatever the
+			// labels are now.
+			if !r.Takes(labels) && (t.Kind != alerts.StateResolved || !w.fired(t, r.ID)) {
 				continue
 			}
 			body, ok := bodies[r.Format]
@@ -626,6 +632,10 @@ func (w *Webhooks) Publish(ctx context.Context, ts []alerts.Transition) error {
 				return storeErr("queue webhooks", err)
 			}
 			futures = append(futures, f)
+			if len(r.Match) > 0 && t.Kind == alerts.StateFiring { // recorded now, so its resolution finds it (fired)
+				queued = append(queued, storedDelivery{Delivery: alerts.Delivery{ID: id, ReceiverID: r.ID, EventType: typ,
+					State: alerts.DeliveryQueued, Attempts: []alerts.Attempt{}, CreatedAt: at, UpdatedAt: at}})
+			}
 		}
 	}
 	for _, f := range futures {
@@ -640,10 +650,26 @@ func (w *Webhooks) Publish(ctx context.Context, ts []alerts.Transition) error {
 			return storeErr("queue webhooks", ctx.Err())
 		}
 	}
+	for _, d := range queued {
+		b, err := json.Marshal(d)
+		if err == nil {
+			err = w.dels.create(ctx, d.ID, b)
+		}
+		if err != nil {
+			return storeErr("queue webhooks", err)
+		}
+	}
 	return nil
 }
 
 var errConsumerDeleted = errors.New("the consumer was deleted")
+
+// fired reports whether a receiver was sent the firing of the episode a
+// resolution ends.
+func (w *Webhooks) fired(t alerts.Transition, receiverID string) bool {
+	_, ok := w.dels.value(newDeliveryID(t.Alert.Fingerprint, alerts.StateFiring, strconv.FormatInt(t.Alert.StartedAt.UnixMicro(), 10), receiverID))
+	return ok
+}
 
 // work sends a receiver's deliveries, one at a time, until ctx is done.
 func (w *Webhooks) work(ctx context.Context, receiverID string) {

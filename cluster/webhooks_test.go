@@ -602,4 +602,12 @@ func TestSharedReceiversMatchAlerts(t *testing.T) {
 	if got := pager.received(); len(got) != 1 || got[0].Fingerprint != crit.Alert.Fingerprint {
 		t.Fatalf("the pager got %+v; want the critical alert only", got)
 	}
+	// Its resolution follows it to the pager, though the rule's severity
+	// is not critical any more.
+	cool := transition("Crit", alerts.StateResolved, crit.Alert.StartedAt)
+	cool.Alert.Severity = "warning"
+	if err := a.Publish(context.Background(), []alerts.Transition{cool}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the resolution to the pager", func() bool { return len(pager.received()) == 2 })
 }

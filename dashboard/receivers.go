@@ -74,6 +74,15 @@ func (s *Server) mayReadSecrets(r *http.Request) bool {
 	return len(s.opts.Tokens) > 0 && s.authorize(r.Header.Get("Authorization")) == nil
 }
 
+// redactReceiver hides what may hold a secret: the URL's path and query,
+// and a body template (a service's key may be written in it).
+func redactReceiver(r *alerts.Receiver) {
+	r.URL = redactTarget(r.URL)
+	if r.Template != "" {
+		r.Template = collector.Redacted
+	}
+}
+
 // redactTarget shows a webhook URL without what may be its secret: user
 // and password, path (Slack and Discord keep their tokens there) and
 // query. The scheme and host stay, to tell receivers apart.
@@ -145,7 +154,7 @@ func (s *Server) listReceivers(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.mayReadSecrets(r) {
 		for i := range rcvs {
-			rcvs[i].URL = redactTarget(rcvs[i].URL)
+			redactReceiver(&rcvs[i])
 		}
 	}
 	writeJSON(w, http.StatusOK, struct {
@@ -179,7 +188,7 @@ func (s *Server) getReceiver(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.mayReadSecrets(r) {
-		rcv.URL = redactTarget(rcv.URL)
+		redactReceiver(&rcv)
 	}
 	writeJSON(w, http.StatusOK, receiverView{Receiver: rcv, Backlog: &n})
 }

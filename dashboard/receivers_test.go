@@ -290,14 +290,15 @@ func TestReceiverURLsRedacted(t *testing.T) {
 	const target = "https://ops:pa55word@hooks.example.com/services/T00/B00/SECRETPATH?token=abc123"
 	for _, tokens := range [][]string{nil, {token}} {
 		a := newReceiverApp(t, tokens...)
-		configured := []alerts.ConfiguredReceiver{{Name: "ops", URL: target, Secret: alerts.NewSecret()}}
+		configured := []alerts.ConfiguredReceiver{{Name: "ops", URL: target, Secret: alerts.NewSecret(),
+			Template: `{"routing_key": "KEYINTEMPLATE", "title": {{json .Title}}}`}} // a key a service wants in the body
 		if err := (&alerts.Receivers{Outbox: a.db}).Configure(context.Background(), configured); err != nil {
 			t.Fatal(err)
 		}
 		for _, path := range []string{"/api/v1/receivers", "/api/v1/receivers/cfg-ops"} {
 			_, open := a.do(t, "GET", path, "")
 			body := toJSON(open)
-			for _, secret := range []string{"pa55word", "SECRETPATH", "abc123", "ops:"} {
+			for _, secret := range []string{"pa55word", "SECRETPATH", "abc123", "ops:", "KEYINTEMPLATE"} {
 				if strings.Contains(body, secret) {
 					t.Errorf("tokens %v, GET %s without a token shows %q: %s", tokens, path, secret, body)
 				}
