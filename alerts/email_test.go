@@ -137,34 +137,21 @@ func (r *relay) taken() []relayed {
 // fired; the resolution is a reply to the firing.
 func TestEmailReceiver(t *testing.T) {
 	r := startRelay(t, true)
-	db, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	db.DashboardURL = "https://vigil.example.com"
 	rc := ConfiguredReceiver{Name: "ops-mail", Type: TypeEmail, URL: "smtp://" + r.addr, From: "vigil <vigil@example.com>",
 		To: []string{"ops@example.com", "Oncall <oncall@example.com>"}, Username: "vigil", Secret: "s3cret", CAFile: r.caFile}
 	if errs := rc.Validate(); len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := (&Receivers{Outbox: db}).Configure(ctx, []ConfiguredReceiver{rc}); err != nil {
-		t.Fatal(err)
-	}
-	d := &Dispatcher{DB: db, Client: NewClient(loopback, 5*time.Second)}
-	go d.Run(ctx)
+	db, d := runOutbox(t, nil, rc)
+	db.DashboardURL = "https://vigil.example.com"
+	ctx := context.Background()
 	for _, tr := range []Transition{firing("Hot"), resolvedT("Hot")} {
 		if err := db.SaveTransitions(ctx, []Transition{tr}); err != nil {
 			t.Fatal(err)
 		}
 		d.Wake()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(r.taken()) < 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	within(10*time.Second, func() bool { return len(r.taken()) >= 2 })
 	got := r.taken()
 	if len(got) != 2 {
 		ds, _ := db.Deliveries(ctx, "cfg-ops-mail", 10)

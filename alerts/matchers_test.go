@@ -62,23 +62,11 @@ func TestReceiversMatchAlerts(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	db, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	rcvs := []ConfiguredReceiver{
-		{Name: "pager", URL: srv.URL + "/pager", Secret: NewSecret(), Match: []string{`severity="critical"`}},
-		{Name: "db-chat", URL: srv.URL + "/db", Secret: NewSecret(), Match: []string{`team=~"db|storage"`, `severity!="info"`}},
-		{Name: "all", URL: srv.URL + "/all", Secret: NewSecret()},
-	}
-	if err := (&Receivers{Outbox: db}).Configure(ctx, rcvs); err != nil {
-		t.Fatal(err)
-	}
-	d := &Dispatcher{DB: db, Client: NewClient(loopback, 5*time.Second)}
-	go d.Run(ctx)
+	db, d := runOutbox(t, nil,
+		ConfiguredReceiver{Name: "pager", URL: srv.URL + "/pager", Secret: NewSecret(), Match: []string{`severity="critical"`}},
+		ConfiguredReceiver{Name: "db-chat", URL: srv.URL + "/db", Secret: NewSecret(), Match: []string{`team=~"db|storage"`, `severity!="info"`}},
+		ConfiguredReceiver{Name: "all", URL: srv.URL + "/all", Secret: NewSecret()})
+	ctx := context.Background()
 	alert := func(rule, severity, team string) Transition {
 		tr := firing(rule)
 		tr.Alert.Severity, tr.Alert.Labels = severity, map[string]string{"team": team}
@@ -89,16 +77,7 @@ func TestReceiversMatchAlerts(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Wake()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		mu.Lock()
-		n := len(got["/all"])
-		mu.Unlock()
-		if n == 4 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	within(10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(got["/all"]) == 4 })
 	time.Sleep(200 * time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
@@ -125,29 +104,10 @@ func TestResolutionFollowsItsFiring(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	db, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := (&Receivers{Outbox: db}).Configure(ctx, []ConfiguredReceiver{
-		{Name: "pager", URL: srv.URL, Secret: NewSecret(), Match: []string{`severity="critical"`}}}); err != nil {
-		t.Fatal(err)
-	}
-	d := &Dispatcher{DB: db, Client: NewClient(loopback, 5*time.Second)}
+	db, d := runOutbox(t, nil, ConfiguredReceiver{Name: "pager", URL: srv.URL, Secret: NewSecret(), Match: []string{`severity="critical"`}})
+	ctx := context.Background()
 	wait := func(n int) []string {
-		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) {
-			mu.Lock()
-			k := len(got)
-			mu.Unlock()
-			if k >= n {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		within(5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= n })
 		time.Sleep(100 * time.Millisecond)
 		mu.Lock()
 		defer mu.Unlock()
@@ -158,7 +118,7 @@ func TestResolutionFollowsItsFiring(t *testing.T) {
 	if err := db.SaveTransitions(ctx, []Transition{hot}); err != nil {
 		t.Fatal(err)
 	}
-	go d.Run(ctx)
+	d.Wake()
 	wait(1)
 	// An old event, its labels column empty: a warning, which the pager
 	// does not take, read from its body.

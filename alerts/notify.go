@@ -46,22 +46,9 @@ type notice struct {
 	Type      string    `json:"type"`
 	Timestamp time.Time `json:"timestamp"`
 	Data      struct {
-		Rule         string            `json:"rule"`
-		Source       string            `json:"source"`
-		Metric       string            `json:"metric"`
-		Value        float64           `json:"value"`
-		Threshold    float64           `json:"threshold"`
-		Op           string            `json:"op"`
-		Severity     string            `json:"severity"`
-		State        string            `json:"state"`
-		StartedAt    time.Time         `json:"started_at"`
-		EndedAt      time.Time         `json:"ended_at"`
-		Fingerprint  string            `json:"fingerprint"`
-		Labels       map[string]string `json:"labels"`
-		Annotations  map[string]string `json:"annotations"`
-		DashboardURL string            `json:"dashboard_url"`
-		ReceiverID   string            `json:"receiver_id"`
-		Message      string            `json:"message"`
+		standardData
+		ReceiverID string `json:"receiver_id"` // a test's
+		Message    string `json:"message"`
 	} `json:"data"`
 }
 

@@ -303,24 +303,14 @@ func TestReceiverTypes(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.typ, func(t *testing.T) {
-			db, err := Open(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			db.DashboardURL = "https://vigil.example.com"
 			rc := c.rcv(c.svc.URL)
 			rc.Name, rc.Type = "to-"+c.typ, c.typ
 			if errs := rc.Validate(); len(errs) > 0 {
 				t.Fatalf("valid receiver refused: %v", errs)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			if err := (&Receivers{Outbox: db}).Configure(ctx, []ConfiguredReceiver{rc}); err != nil {
-				t.Fatal(err)
-			}
-			d := &Dispatcher{DB: db, Client: NewClient(loopback, 5*time.Second)}
-			go d.Run(ctx)
+			db, d := runOutbox(t, nil, rc)
+			db.DashboardURL = "https://vigil.example.com"
+			ctx := context.Background()
 			hot := firing("Hot")
 			hot.Alert.Annotations = map[string]string{"summary": "CPU > 90% & rising <fast>"}
 			cool := resolvedT("Hot")
@@ -331,13 +321,9 @@ func TestReceiverTypes(t *testing.T) {
 				}
 				d.Wake()
 			}
-			deadline := time.Now().Add(10 * time.Second)
 			var got []map[string]any
 			var errs []string
-			for len(got)+len(errs) < 2 && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-				got, errs = c.svc.bodies()
-			}
+			within(10*time.Second, func() bool { got, errs = c.svc.bodies(); return len(got)+len(errs) >= 2 })
 			if len(errs) > 0 || len(got) != 2 {
 				t.Fatalf("the service took %d and refused %v", len(got), errs)
 			}
@@ -468,33 +454,12 @@ func TestServiceURLsByDefault(t *testing.T) {
 		mu.Unlock()
 		return &http.Response{StatusCode: http.StatusAccepted, Body: io.NopCloser(strings.NewReader(`{}`)), Header: http.Header{}}, nil
 	})}
-	db, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := (&Receivers{Outbox: db}).Configure(ctx, []ConfiguredReceiver{
-		{Name: "tg", Type: TypeTelegram, Secret: "123456789:AAH-example_token_0123456789abc", ChatID: "-1001"},
-		{Name: "pd", Type: TypePagerDuty, Secret: "R0123456789abcdef0123456789abcd"},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	d := &Dispatcher{DB: db, Client: client}
-	go d.Run(ctx)
-	db.SaveTransitions(ctx, []Transition{firing("Hot")})
+	db, d := runOutbox(t, client,
+		ConfiguredReceiver{Name: "tg", Type: TypeTelegram, Secret: "123456789:AAH-example_token_0123456789abc", ChatID: "-1001"},
+		ConfiguredReceiver{Name: "pd", Type: TypePagerDuty, Secret: "R0123456789abcdef0123456789abcd"})
+	db.SaveTransitions(context.Background(), []Transition{firing("Hot")})
 	d.Wake()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		mu.Lock()
-		n := len(hosts)
-		mu.Unlock()
-		if n == 2 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	within(5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(hosts) == 2 })
 	mu.Lock()
 	defer mu.Unlock()
 	slices.Sort(hosts)
@@ -516,4 +481,40 @@ func TestTemplateBodyBounded(t *testing.T) {
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "grows past") {
 		t.Fatalf("%v", errs)
 	}
+}
+
+// within polls cond every 10 ms until it holds or d has passed, and says
+// whether it held.
+func within(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+// runOutbox opens a store with receivers configured and runs its
+// dispatcher until the test ends.
+func runOutbox(t *testing.T, client *http.Client, rcvs ...ConfiguredReceiver) (*DB, *Dispatcher) {
+	t.Helper()
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := (&Receivers{Outbox: db}).Configure(ctx, rcvs); err != nil {
+		t.Fatal(err)
+	}
+	if client == nil {
+		client = NewClient(loopback, 5*time.Second)
+	}
+	d := &Dispatcher{DB: db, Client: client}
+	done := make(chan struct{})
+	go func() { defer close(done); d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return db, d
 }

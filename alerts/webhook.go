@@ -138,6 +138,32 @@ func TransitionPayload(format string, t Transition, dashboardURL string, seq uin
 	return payload(format, t, dashboardURL, seq, t.Alert.UpdatedAt)
 }
 
+// standardBody is the standard format's body of a transition's webhook;
+// the service types' messages are read back from it (notice).
+type standardBody struct {
+	Type      string       `json:"type"`
+	Timestamp time.Time    `json:"timestamp"`
+	Data      standardData `json:"data"`
+}
+
+type standardData struct {
+	Rule         string            `json:"rule"`
+	Source       string            `json:"source"`
+	Metric       string            `json:"metric"`
+	Value        float64           `json:"value"`
+	Threshold    float64           `json:"threshold"`
+	Op           string            `json:"op"`
+	Severity     string            `json:"severity"`
+	State        string            `json:"state"`
+	StartedAt    time.Time         `json:"started_at,omitzero"`
+	EndedAt      time.Time         `json:"ended_at,omitzero"`
+	Fingerprint  string            `json:"fingerprint"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	DashboardURL string            `json:"dashboard_url"`
+	Seq          uint64            `json:"seq"`
+}
+
 // payload renders the body a receiver gets for a transition.
 func payload(format string, t Transition, dashboardURL string, seq uint64, now time.Time) ([]byte, error) {
 	a := t.Alert
@@ -148,28 +174,10 @@ func payload(format string, t Transition, dashboardURL string, seq uint64, now t
 	if format == FormatAlertmanager {
 		return alertmanagerPayload(typ, a, dashboardURL)
 	}
-	return marshal(struct {
-		Type      string    `json:"type"`
-		Timestamp time.Time `json:"timestamp"`
-		Data      any       `json:"data"`
-	}{typ, now.UTC(), struct {
-		Rule         string            `json:"rule"`
-		Source       string            `json:"source"`
-		Metric       string            `json:"metric"`
-		Value        float64           `json:"value"`
-		Threshold    float64           `json:"threshold"`
-		Op           string            `json:"op"`
-		Severity     string            `json:"severity"`
-		State        string            `json:"state"`
-		StartedAt    time.Time         `json:"started_at,omitzero"`
-		EndedAt      time.Time         `json:"ended_at,omitzero"`
-		Fingerprint  string            `json:"fingerprint"`
-		Labels       map[string]string `json:"labels"`
-		Annotations  map[string]string `json:"annotations"`
-		DashboardURL string            `json:"dashboard_url"`
-		Seq          uint64            `json:"seq"`
-	}{a.Rule, a.Source, a.Metric, a.Value, a.Threshold, a.Op, a.Severity, stateOf(t), a.StartedAt, a.EndedAt,
-		a.Fingerprint, nonNil(a.Labels), nonNil(a.Annotations), dashboardURL + "/source/" + a.Source, seq}})
+	return marshal(standardBody{Type: typ, Timestamp: now.UTC(), Data: standardData{Rule: a.Rule, Source: a.Source, Metric: a.Metric,
+		Value: a.Value, Threshold: a.Threshold, Op: a.Op, Severity: a.Severity, State: stateOf(t), StartedAt: a.StartedAt,
+		EndedAt: a.EndedAt, Fingerprint: a.Fingerprint, Labels: nonNil(a.Labels), Annotations: nonNil(a.Annotations),
+		DashboardURL: dashboardURL + "/source/" + a.Source, Seq: seq}})
 }
 
 // verifyPayload is the body of the verification event a receiver that
