@@ -459,9 +459,10 @@ func TestLostEventsBeginANewEpoch(t *testing.T) {
 	if err := js.DeleteStream(ctx, DefaultStream); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	// Made again as soon as the server lets it: just after a delete, a
+	// loaded server can still be removing the old store ("error creating
+	// store for stream").
+	waitFor(t, func() bool { _, err := js.CreateStream(ctx, cfg); return err == nil }, "the stream made again")
 	for i := range 2 {
 		l.publish(stream.Entry{Type: stream.TypeSample, Source: "host/b", Time: time.Now(), Body: []byte(`{"v":` + strconv.Itoa(i) + `}`)}, false)
 	}
