@@ -239,7 +239,9 @@ type ReceiverConfig struct {
 	Format     string   `yaml:"format"`      // a webhook's: standard (default) or alertmanager
 	Template   string   `yaml:"template"`    // the body, instead of the type's own (Go text/template)
 	Match      []string `yaml:"match"`       // the alerts it takes: severity="critical", team=~"ops|db"
-	Events     []string `yaml:"events"`      // default alert.*
+	// RepeatInterval sends a firing alert's webhook again this often.
+	RepeatInterval Duration `yaml:"repeat_interval"`
+	Events         []string `yaml:"events"` // default alert.*
 }
 
 // receiver is rc as package alerts takes it; alerts validates it and
@@ -255,7 +257,7 @@ func (rc ReceiverConfig) receiver() alerts.ConfiguredReceiver {
 		secret = rc.Password
 	}
 	return alerts.ConfiguredReceiver{Name: rc.Name, Type: rc.Type, URL: rc.URL, Secret: secret, ChatID: rc.ChatID, Format: rc.Format, Events: rc.Events,
-		From: rc.From, To: rc.To, Username: rc.Username, NoTLS: rc.RequireTLS != nil && !*rc.RequireTLS, CAFile: rc.CAFile, Template: rc.Template, Match: rc.Match}
+		From: rc.From, To: rc.To, Username: rc.Username, NoTLS: rc.RequireTLS != nil && !*rc.RequireTLS, CAFile: rc.CAFile, Template: rc.Template, Match: rc.Match, RepeatInterval: time.Duration(rc.RepeatInterval)}
 }
 
 // misplaced names the fields rc sets that its type does not take.

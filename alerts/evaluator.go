@@ -229,14 +229,15 @@ type Evaluator struct {
 	// within an interval; nil: such a replica answers ErrNotLeader.
 	Acks AckQueue
 
-	write   sync.Mutex // held by Evaluate and Ack, the only writers, from their first read to their commit
-	mu      sync.Mutex // guards the maps and the alerts in them
-	alerts  map[string]*Alert
-	rules   map[string]*Rule
-	series  map[string]*series      // every alert's series, by fingerprint
-	watches map[string]*sourceWatch // by source
-	steps   uint64                  // steps run
-	points  []collector.Point       // a step's: a window's points, for each series in turn
+	write    sync.Mutex // held by Evaluate and Ack, the only writers, from their first read to their commit
+	repeated time.Time  // when the firing alerts were last handed to a Repeater
+	mu       sync.Mutex // guards the maps and the alerts in them
+	alerts   map[string]*Alert
+	rules    map[string]*Rule
+	series   map[string]*series      // every alert's series, by fingerprint
+	watches  map[string]*sourceWatch // by source
+	steps    uint64                  // steps run
+	points   []collector.Point       // a step's: a window's points, for each series in turn
 
 	leading     atomic.Bool   // evaluating, as of the last interval (with Lead)
 	term        atomic.Uint64 // the lease's term it evaluates in
@@ -455,6 +456,7 @@ func (e *Evaluator) Evaluate(ctx context.Context) error {
 	e.write.Lock()
 	defer e.write.Unlock()
 	now := e.Now()
+	defer e.repeat(ctx, now)
 	changes := e.step(now)
 	if len(changes) == 0 {
 		return nil
@@ -659,6 +661,36 @@ func (e *Evaluator) save(ctx context.Context, ts []Transition, now time.Time) er
 		e.Saved()
 	}
 	return nil
+}
+
+// repeat hands the firing alerts to a Repeater store every RepeatCheck,
+// within the lease, after the evaluation's own saves.
+func (e *Evaluator) repeat(ctx context.Context, now time.Time) {
+	r, ok := e.States.(Repeater)
+	if !ok || now.Sub(e.repeated) < RepeatCheck {
+		return
+	}
+	sctx, cancel, ok := e.leaseDeadline(ctx)
+	defer cancel()
+	if !ok {
+		return
+	}
+	e.repeated = now
+	var firing []Alert
+	e.mu.Lock()
+	for _, a := range e.alerts {
+		if a.State == StateFiring {
+			firing = append(firing, *a)
+		}
+	}
+	e.mu.Unlock()
+	if len(firing) == 0 {
+		return
+	}
+	if err := r.Repeat(sctx, firing, now); err != nil && !errors.Is(err, context.Canceled) {
+		e.Logger.Warn("repeating webhooks of firing alerts; tried again", "err", err)
+		e.repeated = time.Time{}
+	}
 }
 
 // commit puts saved transitions into effect.

@@ -33,6 +33,9 @@ type Receiver struct {
 	Template string `json:"template,omitempty"`
 	// Match picks the alerts it takes (Matcher); none: every alert.
 	Match []string `json:"match,omitempty"`
+	// RepeatInterval, when set, sends a firing alert's webhook again
+	// every interval while it fires.
+	RepeatInterval time.Duration `json:"repeat_interval,omitempty"`
 	// An email receiver's: its sender and recipients, the relay's user
 	// (the password is the Secret), whether it may send without TLS, and
 	// the certificates to trust.
@@ -161,6 +164,9 @@ type ConfiguredReceiver struct {
 	// TemplateData).
 	Template string
 	Match    []string // Alertmanager's matchers: severity="critical"
+	// RepeatInterval sends a firing alert's webhook again this often
+	// while it fires; 0: once.
+	RepeatInterval time.Duration
 	// Email's: From, To, the relay's Username (Secret is its password),
 	// NoTLS to send without STARTTLS, CAFile to trust.
 	From     string
@@ -182,7 +188,7 @@ func (c ConfiguredReceiver) Validate() []error {
 // receiver is the receiver to save for c, at now.
 func (c ConfiguredReceiver) receiver(now time.Time) (Receiver, []error) {
 	r := Receiver{ID: "cfg-" + c.Name, Type: c.Type, Events: c.Events, Format: c.Format, Secret: c.Secret, ChatID: c.ChatID,
-		From: c.From, To: c.To, Username: c.Username, NoTLS: c.NoTLS, CAFile: c.CAFile, Template: c.Template, Match: c.Match, Status: ReceiverActive,
+		From: c.From, To: c.To, Username: c.Username, NoTLS: c.NoTLS, CAFile: c.CAFile, Template: c.Template, Match: c.Match, RepeatInterval: c.RepeatInterval, Status: ReceiverActive,
 		Origin: originConfig, Description: "configured receiver " + c.Name, CreatedAt: now, UpdatedAt: now}
 	if r.Type == "" {
 		r.Type = TypeWebhook
@@ -208,6 +214,9 @@ func (c ConfiguredReceiver) receiver(now time.Time) (Receiver, []error) {
 	}
 	errs = append(errs, checkFormat(r.Format), checkEvents(r.Events))
 	errs = append(errs, checkMatch(r.Match))
+	if r.RepeatInterval != 0 && r.RepeatInterval < MinRepeatInterval {
+		errs = append(errs, fmt.Errorf("repeat_interval: %s is shorter than %s", r.RepeatInterval, MinRepeatInterval))
+	}
 	errs = append(errs, checkType(r)...)
 	if r.Type == TypeEmail && r.Template != "" {
 		errs = append(errs, errors.New("template: an email is written by vigil; a template is for the HTTP types"))

@@ -43,6 +43,7 @@ type AlertStates struct {
 }
 
 var (
+	_ alerts.Repeater   = (*AlertStates)(nil)
 	_ alerts.Resumer    = (*AlertStates)(nil)
 	_ alerts.StateStore = (*AlertStates)(nil)
 	_ alerts.AckQueue   = (*AlertStates)(nil)
@@ -284,4 +285,13 @@ func (s *AlertStates) DoneAck(ctx context.Context, r alerts.AckRequest) error {
 		}
 	}
 	return err
+}
+
+// Repeat queues the repeats of firing alerts that are due, in the shared
+// outbox (alerts.Repeater).
+func (s *AlertStates) Repeat(ctx context.Context, firing []alerts.Alert, now time.Time) error {
+	if s.Webhooks == nil {
+		return nil
+	}
+	return s.Webhooks.Repeat(ctx, firing, now)
 }

@@ -846,3 +846,38 @@ func keepInProgress(m jetstream.Msg) (stop func()) {
 	}()
 	return func() { close(done) }
 }
+
+// Repeat queues the repeats of firing alerts that are due (see
+// alerts.DueRepeats) and not queued before: each is recorded in the
+// deliveries bucket as it is queued, and its id is the same on every
+// replica, so a new holder queues none twice.
+func (w *Webhooks) Repeat(ctx context.Context, firing []alerts.Alert, now time.Time) error {
+	rcvs, err := w.ListReceivers(ctx)
+	if err != nil {
+		return err
+	}
+	for _, rp := range alerts.DueRepeats(rcvs, firing, now) {
+		if _, ok := w.dels.value(rp.ID); ok {
+			continue
+		}
+		if err := w.ensureStreams(ctx); err != nil {
+			return storeErr("repeat webhook", err)
+		}
+		body, err := alerts.TransitionPayload(rp.Receiver.Format, alerts.Transition{Kind: alerts.StateFiring, Alert: rp.Alert}, w.DashboardURL, uint64(now.UnixMilli()))
+		if err != nil {
+			return err
+		}
+		if _, err := w.js.PublishMsg(ctx, deliveryMsg(workSubject(rp.Receiver.ID), rp.ID, rp.ID, alerts.EventFiring, now, body)); err != nil {
+			return storeErr("repeat webhook", err)
+		}
+		b, err := json.Marshal(storedDelivery{Delivery: alerts.Delivery{ID: rp.ID, ReceiverID: rp.Receiver.ID, EventType: alerts.EventFiring,
+			State: alerts.DeliveryQueued, Attempts: []alerts.Attempt{}, CreatedAt: now, UpdatedAt: now}})
+		if err == nil {
+			err = w.dels.create(ctx, rp.ID, b)
+		}
+		if err != nil {
+			return storeErr("repeat webhook", err)
+		}
+	}
+	return nil
+}

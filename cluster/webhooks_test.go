@@ -611,3 +611,39 @@ func TestSharedReceiversMatchAlerts(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "the resolution to the pager", func() bool { return len(pager.received()) == 2 })
 }
+
+// A receiver with repeat_interval gets a firing alert again each
+// interval through the shared outbox, once however many replicas (lease
+// holders one after another) find the repeat due.
+func TestSharedRepeatsOnce(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	h := newHookServer(t, nil)
+	rcv := []alerts.ConfiguredReceiver{{Name: "pager", URL: h.URL, Secret: alerts.NewSecret(), RepeatInterval: time.Hour}}
+	a, _ := runWebhooks(t, n, WebhookOptions{Configured: rcv})
+	b, _ := runWebhooks(t, n, WebhookOptions{Configured: rcv})
+	ctx := context.Background()
+	for _, w := range []*Webhooks{a, b} {
+		eventually(t, 10*time.Second, "the receiver", func() bool { _, err := w.Receiver(ctx, "cfg-pager"); return err == nil })
+	}
+	hot := transition("Hot", alerts.StateFiring, time.Now().Add(time.Second))
+	if err := a.Publish(ctx, []alerts.Transition{hot}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the firing", func() bool { return len(h.received()) == 1 })
+	later := hot.Alert.StartedAt.Add(61 * time.Minute)
+	if err := a.Repeat(ctx, []alerts.Alert{hot.Alert}, later); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the repeat on b", func() bool {
+		_, ok := b.dels.value(alerts.RepeatID(hot.Alert, "cfg-pager", 1))
+		return ok
+	})
+	if err := b.Repeat(ctx, []alerts.Alert{hot.Alert}, later.Add(time.Minute)); err != nil { // the next holder
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the repeat", func() bool { return len(h.received()) >= 2 })
+	time.Sleep(300 * time.Millisecond)
+	if got := h.received(); len(got) != 2 || got[0].ID == got[1].ID || got[1].Type != alerts.EventFiring {
+		t.Fatalf("received %+v; want the firing and one repeat", got)
+	}
+}
