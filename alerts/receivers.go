@@ -35,7 +35,7 @@ type Receiver struct {
 	Match []string `json:"match,omitempty"`
 	// RepeatInterval, when set, sends a firing alert's webhook again
 	// every interval while it fires.
-	RepeatInterval time.Duration `json:"repeat_interval,omitempty"`
+	RepeatInterval Interval `json:"repeat_interval,omitzero"`
 	// An email receiver's: its sender and recipients, the relay's user
 	// (the password is the Secret), whether it may send without TLS, and
 	// the certificates to trust.
@@ -188,7 +188,7 @@ func (c ConfiguredReceiver) Validate() []error {
 // receiver is the receiver to save for c, at now.
 func (c ConfiguredReceiver) receiver(now time.Time) (Receiver, []error) {
 	r := Receiver{ID: "cfg-" + c.Name, Type: c.Type, Events: c.Events, Format: c.Format, Secret: c.Secret, ChatID: c.ChatID,
-		From: c.From, To: c.To, Username: c.Username, NoTLS: c.NoTLS, CAFile: c.CAFile, Template: c.Template, Match: c.Match, RepeatInterval: c.RepeatInterval, Status: ReceiverActive,
+		From: c.From, To: c.To, Username: c.Username, NoTLS: c.NoTLS, CAFile: c.CAFile, Template: c.Template, Match: c.Match, RepeatInterval: Interval(c.RepeatInterval), Status: ReceiverActive,
 		Origin: originConfig, Description: "configured receiver " + c.Name, CreatedAt: now, UpdatedAt: now}
 	if r.Type == "" {
 		r.Type = TypeWebhook
@@ -213,10 +213,7 @@ func (c ConfiguredReceiver) receiver(now time.Time) (Receiver, []error) {
 		errs = append(errs, checkSecret(c.Secret))
 	}
 	errs = append(errs, checkFormat(r.Format), checkEvents(r.Events))
-	errs = append(errs, checkMatch(r.Match))
-	if r.RepeatInterval != 0 && r.RepeatInterval < MinRepeatInterval {
-		errs = append(errs, fmt.Errorf("repeat_interval: %s is shorter than %s", r.RepeatInterval, MinRepeatInterval))
-	}
+	errs = append(errs, checkMatch(r.Match), checkRepeat(r.RepeatInterval))
 	errs = append(errs, checkType(r)...)
 	if r.Type == TypeEmail && r.Template != "" {
 		errs = append(errs, errors.New("template: an email is written by vigil; a template is for the HTTP types"))
@@ -263,11 +260,21 @@ func invalid(err error) error {
 // ReceiverInput is what a client sends to create or change a receiver.
 // Unset fields keep their value on update.
 type ReceiverInput struct {
-	URL         *string   `json:"url"`
-	Events      *[]string `json:"events"`
-	Format      *string   `json:"format"`
-	Description *string   `json:"description"`
-	Status      *string   `json:"status"` // "active" or "disabled" (an unverified one stays pending)
+	URL            *string   `json:"url"`
+	Events         *[]string `json:"events"`
+	Format         *string   `json:"format"`
+	Description    *string   `json:"description"`
+	Status         *string   `json:"status"`          // "active" or "disabled" (an unverified one stays pending)
+	Match          *[]string `json:"match"`           // the alerts it takes; [] takes every one
+	RepeatInterval *Interval `json:"repeat_interval"` // "4h"; "0s": no repeats
+}
+
+// checkRepeat says what is wrong with a repeat interval.
+func checkRepeat(d Interval) error {
+	if d != 0 && time.Duration(d) < MinRepeatInterval {
+		return fmt.Errorf("repeat_interval: %s is shorter than %s", time.Duration(d), MinRepeatInterval)
+	}
+	return nil
 }
 
 // apply sets the fields in, by the rules of every receiver's fields (its
@@ -304,6 +311,18 @@ func (in ReceiverInput) apply(r *Receiver, creating bool) error {
 			return invalid(err)
 		}
 		r.Description = *in.Description
+	}
+	if in.Match != nil {
+		if err := checkMatch(*in.Match); err != nil {
+			return invalid(err)
+		}
+		r.Match = *in.Match
+	}
+	if in.RepeatInterval != nil {
+		if err := checkRepeat(*in.RepeatInterval); err != nil {
+			return invalid(err)
+		}
+		r.RepeatInterval = *in.RepeatInterval
 	}
 	if in.Status != nil {
 		return in.applyStatus(r)

@@ -18,6 +18,30 @@ import (
 // is due n intervals after it fired, and has an id of its own, the same
 // wherever it is made, so it is sent once.
 
+// An Interval is a duration that JSON writes as Go does ("4h0m0s"), and
+// reads from such a string (or, as stored before, nanoseconds).
+type Interval time.Duration
+
+func (d Interval) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Interval) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var ns int64
+		if err := json.Unmarshal(b, &ns); err != nil {
+			return errors.New(`want a duration such as "4h"`)
+		}
+		*d = Interval(ns)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf(`%q: want a duration such as "4h"`, s)
+	}
+	*d = Interval(v)
+	return nil
+}
+
 // RepeatCheck is how often the evaluator looks for repeats that are due.
 const RepeatCheck = 30 * time.Second
 
@@ -52,7 +76,7 @@ func DueRepeats(rcvs []Receiver, firing []Alert, now time.Time) []Repeat {
 			if a.State != StateFiring || a.StartedAt.IsZero() || r.CreatedAt.After(a.StartedAt) || !r.Takes(MatchLabels(a)) {
 				continue
 			}
-			n := int(now.Sub(a.StartedAt) / r.RepeatInterval)
+			n := int(now.Sub(a.StartedAt) / time.Duration(r.RepeatInterval))
 			if n < 1 {
 				continue
 			}

@@ -347,3 +347,28 @@ func TestSubscriptionsPathsStillServed(t *testing.T) {
 		}
 	}
 }
+
+// A receiver subscribed through the API can pick its alerts and ask for
+// repeats; bad ones are refused with what is wrong.
+func TestReceiverMatchAndRepeatThroughTheAPI(t *testing.T) {
+	a := newReceiverApp(t)
+	code, rcv := a.do(t, "POST", "/api/v1/receivers", `{"url":"http://127.0.0.1:9/hook","match":["severity=\"critical\""],"repeat_interval":"2h"}`)
+	if code != 201 || rcv["repeat_interval"] != "2h0m0s" || fmt.Sprint(rcv["match"]) != `[severity="critical"]` {
+		t.Fatalf("create: %d %v", code, rcv)
+	}
+	id, _ := rcv["id"].(string)
+	code, got := a.do(t, "PUT", "/api/v1/receivers/"+id, `{"match":[],"repeat_interval":"0s"}`)
+	if code != 200 || got["repeat_interval"] != nil || got["match"] != nil {
+		t.Fatalf("update: %d %v", code, got)
+	}
+	for body, want := range map[string]string{
+		`{"url":"http://127.0.0.1:9/x","match":["team==db"]}`:          "match: ",
+		`{"url":"http://127.0.0.1:9/x","repeat_interval":"10s"}`:       "repeat_interval: 10s is shorter",
+		`{"url":"http://127.0.0.1:9/x","repeat_interval":"sometimes"}`: "want a duration",
+	} {
+		code, res := a.do(t, "POST", "/api/v1/receivers", body)
+		if code != 400 || !strings.Contains(fmt.Sprint(res["error"]), want) {
+			t.Errorf("%s: %d %v, want 400 with %q", body, code, res, want)
+		}
+	}
+}
