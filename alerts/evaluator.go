@@ -230,7 +230,8 @@ type Evaluator struct {
 	Acks AckQueue
 
 	write    sync.Mutex // held by Evaluate and Ack, the only writers, from their first read to their commit
-	repeated time.Time  // when the firing alerts were last handed to a Repeater
+	repeatMu sync.Mutex
+	repeated time.Time  // when the firing alerts were last handed to a Repeater; guarded by repeatMu
 	mu       sync.Mutex // guards the maps and the alerts in them
 	alerts   map[string]*Alert
 	rules    map[string]*Rule
@@ -453,10 +454,15 @@ func (e *Evaluator) reload(ctx context.Context, force bool) error {
 // that fails changes nothing: the next evaluation makes them again.
 func (e *Evaluator) Evaluate(ctx context.Context) error {
 	e.init()
+	now := e.Now()
+	err := e.evaluate(ctx, now)
+	e.repeat(ctx, now) // not under e.write: a slow store holds up no acknowledgement
+	return err
+}
+
+func (e *Evaluator) evaluate(ctx context.Context, now time.Time) error {
 	e.write.Lock()
 	defer e.write.Unlock()
-	now := e.Now()
-	defer e.repeat(ctx, now)
 	changes := e.step(now)
 	if len(changes) == 0 {
 		return nil
@@ -667,7 +673,12 @@ func (e *Evaluator) save(ctx context.Context, ts []Transition, now time.Time) er
 // within the lease, after the evaluation's own saves.
 func (e *Evaluator) repeat(ctx context.Context, now time.Time) {
 	r, ok := e.States.(Repeater)
-	if !ok || now.Sub(e.repeated) < RepeatCheck {
+	if !ok {
+		return
+	}
+	e.repeatMu.Lock()
+	defer e.repeatMu.Unlock()
+	if now.Sub(e.repeated) < RepeatCheck {
 		return
 	}
 	sctx, cancel, ok := e.leaseDeadline(ctx)
@@ -675,7 +686,9 @@ func (e *Evaluator) repeat(ctx context.Context, now time.Time) {
 	if !ok {
 		return
 	}
-	e.repeated = now
+	sctx, cancelT := context.WithTimeout(sctx, 5*time.Second)
+	defer cancelT()
+	e.repeated = now // tried again after RepeatCheck, failed or not
 	var firing []Alert
 	e.mu.Lock()
 	for _, a := range e.alerts {
@@ -688,8 +701,7 @@ func (e *Evaluator) repeat(ctx context.Context, now time.Time) {
 		return
 	}
 	if err := r.Repeat(sctx, firing, now); err != nil && !errors.Is(err, context.Canceled) {
-		e.Logger.Warn("repeating webhooks of firing alerts; tried again", "err", err)
-		e.repeated = time.Time{}
+		e.Logger.Warn("repeating webhooks of firing alerts; tried again in 30 s", "err", err)
 	}
 }
 

@@ -73,22 +73,24 @@ func DueRepeats(rcvs []Receiver, firing []Alert, now time.Time) []Repeat {
 			continue
 		}
 		for _, a := range firing {
-			if a.State != StateFiring || a.StartedAt.IsZero() || r.CreatedAt.After(a.StartedAt) || !r.Takes(MatchLabels(a)) {
-				continue
+			if a.State != StateFiring || a.StartedAt.IsZero() || a.AckedBy != "" || r.CreatedAt.After(a.StartedAt) || !r.Takes(MatchLabels(a)) {
+				continue // an acknowledged alert is being handled: no more pages
 			}
 			n := int(now.Sub(a.StartedAt) / time.Duration(r.RepeatInterval))
 			if n < 1 {
 				continue
 			}
-			out = append(out, Repeat{Receiver: r, Alert: a, N: n, ID: RepeatID(a, r.ID, n)})
+			out = append(out, Repeat{Receiver: r, Alert: a, N: n, ID: RepeatID(a, r.ID, time.Duration(r.RepeatInterval), n)})
 		}
 	}
 	return out
 }
 
-// RepeatID is the delivery id of an episode's n-th repeat to a receiver.
-func RepeatID(a Alert, receiverID string, n int) string {
-	h := sha256.Sum256([]byte(a.Fingerprint + "\x00repeat\x00" + strconv.FormatInt(a.StartedAt.UnixMicro(), 10) + "\x00" + receiverID + "\x00" + strconv.Itoa(n)))
+// RepeatID is the delivery id of an episode's n-th repeat, every
+// interval, to a receiver (a new interval numbers its repeats anew).
+func RepeatID(a Alert, receiverID string, interval time.Duration, n int) string {
+	h := sha256.Sum256([]byte(a.Fingerprint + "\x00repeat\x00" + strconv.FormatInt(a.StartedAt.UnixMicro(), 10) + "\x00" + receiverID +
+		"\x00" + interval.String() + "\x00" + strconv.Itoa(n)))
 	return "msg_" + base64.RawURLEncoding.EncodeToString(h[:16])
 }
 
@@ -116,8 +118,19 @@ func (d *DB) repeat(ctx context.Context, rp Repeat, now time.Time) error {
 		return err
 	}
 	defer tx.Rollback()
-	var queued bool
+	// Not queued before; and the receiver got the episode's firing (its
+	// latest delivery of the alert is one) and has none of the alert's
+	// waiting: the firing goes first, and a receiver that is down has
+	// one page waiting, not one an interval.
+	var queued, fired bool
+	var open int
 	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = ?)`, rp.ID).Scan(&queued); err != nil || queued {
+		return err
+	}
+	if err := d.queryRow(ctx, tx, sqlFired, rp.Receiver.ID, rp.Alert.Fingerprint).Scan(&fired); err != nil || !fired {
+		return err
+	}
+	if err := d.queryRow(ctx, tx, sqlAlertOpen, rp.Receiver.ID, rp.Alert.Fingerprint).Scan(&open); err != nil || open > 0 {
 		return err
 	}
 	var body string

@@ -84,3 +84,34 @@ func TestRepeatInterval(t *testing.T) {
 		t.Fatalf("got %v, want the firing, one repeat, then the resolution", g)
 	}
 }
+
+// A receiver that has not got the firing yet (it is down: the firing is
+// queued for a retry) gets no repeat: the firing goes first, and the
+// pages do not pile up an interval each.
+func TestNoRepeatBeforeTheFiring(t *testing.T) {
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }))
+	defer down.Close()
+	db, d := runOutbox(t, nil, ConfiguredReceiver{Name: "pager", URL: down.URL, Secret: NewSecret(), RepeatInterval: time.Hour})
+	ctx := context.Background()
+	start := time.Now().Add(time.Second)
+	hot := firing("Hot")
+	hot.Alert.StartedAt, hot.Alert.ActiveAt, hot.Alert.UpdatedAt = start, start, start
+	if err := db.SaveTransitions(ctx, []Transition{hot}); err != nil {
+		t.Fatal(err)
+	}
+	d.Wake()
+	if !within(5*time.Second, func() bool {
+		ds, _ := db.Deliveries(ctx, "cfg-pager", 10)
+		return len(ds) == 1 && len(ds[0].Attempts) == 1
+	}) {
+		t.Fatal("the firing was not tried")
+	}
+	for _, later := range []time.Duration{61 * time.Minute, 121 * time.Minute, 181 * time.Minute} {
+		if err := db.Repeat(ctx, []Alert{hot.Alert}, start.Add(later)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ds, _ := db.Deliveries(ctx, "cfg-pager", 10); len(ds) != 1 {
+		t.Fatalf("%d deliveries, want the firing alone", len(ds))
+	}
+}

@@ -293,5 +293,16 @@ func (s *AlertStates) Repeat(ctx context.Context, firing []alerts.Alert, now tim
 	if s.Webhooks == nil {
 		return nil
 	}
-	return s.Webhooks.Repeat(ctx, firing, now)
+	return s.Webhooks.Repeat(ctx, firing, now, func(a alerts.Alert) bool {
+		kv, err := s.kv.b.opened()
+		if err != nil {
+			return false
+		}
+		e, err := kv.Get(ctx, a.Fingerprint)
+		if err != nil {
+			return false
+		}
+		var saved storedAlert
+		return json.Unmarshal(e.Value(), &saved) == nil && saved.State == alerts.StateFiring && saved.StartedAt.Equal(a.StartedAt)
+	})
 }

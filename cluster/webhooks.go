@@ -847,17 +847,34 @@ func keepInProgress(m jetstream.Msg) (stop func()) {
 	return func() { close(done) }
 }
 
+// delivered reports whether a repeat's receiver got the episode's firing
+// and has no earlier repeat of it waiting: the firing goes first, and a
+// receiver that is down has one page waiting, not one an interval.
+func (w *Webhooks) delivered(rp alerts.Repeat) bool {
+	v, ok := w.dels.value(newDeliveryID(rp.Alert.Fingerprint, alerts.StateFiring, strconv.FormatInt(rp.Alert.StartedAt.UnixMicro(), 10), rp.Receiver.ID))
+	if !ok || v.(storedDelivery).State != alerts.DeliveryDelivered {
+		return false
+	}
+	for n := rp.N - 1; n >= 1; n-- {
+		if v, ok := w.dels.value(alerts.RepeatID(rp.Alert, rp.Receiver.ID, time.Duration(rp.Receiver.RepeatInterval), n)); ok {
+			return v.(storedDelivery).State != alerts.DeliveryQueued
+		}
+	}
+	return true
+}
+
 // Repeat queues the repeats of firing alerts that are due (see
 // alerts.DueRepeats) and not queued before: each is recorded in the
 // deliveries bucket as it is queued, and its id is the same on every
-// replica, so a new holder queues none twice.
-func (w *Webhooks) Repeat(ctx context.Context, firing []alerts.Alert, now time.Time) error {
+// replica, so a new holder queues none twice. stillFiring reads the
+// alert's saved state again: a holder's view may miss a resolution.
+func (w *Webhooks) Repeat(ctx context.Context, firing []alerts.Alert, now time.Time, stillFiring func(alerts.Alert) bool) error {
 	rcvs, err := w.ListReceivers(ctx)
 	if err != nil {
 		return err
 	}
 	for _, rp := range alerts.DueRepeats(rcvs, firing, now) {
-		if _, ok := w.dels.value(rp.ID); ok {
+		if _, ok := w.dels.value(rp.ID); ok || !w.delivered(rp) || !stillFiring(rp.Alert) {
 			continue
 		}
 		if err := w.ensureStreams(ctx); err != nil {

@@ -629,16 +629,27 @@ func TestSharedRepeatsOnce(t *testing.T) {
 	if err := a.Publish(ctx, []alerts.Transition{hot}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the firing", func() bool { return len(h.received()) == 1 })
+	eventually(t, 10*time.Second, "the firing delivered", func() bool {
+		ds, _ := a.Deliveries(ctx, "cfg-pager", 10)
+		return len(ds) == 1 && ds[0].State == alerts.DeliveryDelivered
+	})
 	later := hot.Alert.StartedAt.Add(61 * time.Minute)
-	if err := a.Repeat(ctx, []alerts.Alert{hot.Alert}, later); err != nil {
+	resolved := func(alerts.Alert) bool { return false } // the bucket says it resolved meanwhile
+	if err := a.Repeat(ctx, []alerts.Alert{hot.Alert}, later, resolved); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.dels.value(alerts.RepeatID(hot.Alert, "cfg-pager", time.Hour, 1)); ok {
+		t.Fatal("a repeat queued for an alert its saved state says resolved")
+	}
+	firing := func(alerts.Alert) bool { return true }
+	if err := a.Repeat(ctx, []alerts.Alert{hot.Alert}, later, firing); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "the repeat on b", func() bool {
-		_, ok := b.dels.value(alerts.RepeatID(hot.Alert, "cfg-pager", 1))
+		_, ok := b.dels.value(alerts.RepeatID(hot.Alert, "cfg-pager", time.Hour, 1))
 		return ok
 	})
-	if err := b.Repeat(ctx, []alerts.Alert{hot.Alert}, later.Add(time.Minute)); err != nil { // the next holder
+	if err := b.Repeat(ctx, []alerts.Alert{hot.Alert}, later.Add(time.Minute), firing); err != nil { // the next holder
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "the repeat", func() bool { return len(h.received()) >= 2 })
