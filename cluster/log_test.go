@@ -127,8 +127,15 @@ func TestReplicasShareOneNumbering(t *testing.T) {
 	if want := `"seq":` + strconv.FormatUint(ea[0].ID, 10); string(ea[0].JSON()[1:len(want)+1]) != want {
 		t.Fatalf("event JSON %s does not carry its id", ea[0].JSON())
 	}
-	a.mu.Lock()
+	// took hears of an event just after the hub has it: wait for the last.
 	from := map[string]int{}
+	waitFor(t, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		_, ok := a.by[ea[len(ea)-1].ID]
+		return ok
+	}, "the replica's callback for every event")
+	a.mu.Lock()
 	for _, ev := range ea {
 		from[a.by[ev.ID]]++
 	}
