@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"maps"
 	"os"
@@ -133,13 +132,9 @@ func (t TLSClientConfig) config() (*tls.Config, error) {
 	}
 	cfg := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
+		pool, err := alerts.CAPool(t.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("ca_file: %v", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", t.CAFile)
 		}
 		cfg.RootCAs = pool
 	}

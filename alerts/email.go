@@ -57,22 +57,23 @@ func checkEmail(r Receiver) []error {
 		errs = append(errs, errors.New("require_tls: a password is never sent in the clear; sign in over TLS, or relay without signing in"))
 	}
 	if r.CAFile != "" {
-		if _, err := caPool(r.CAFile); err != nil {
+		if _, err := CAPool(r.CAFile); err != nil {
 			errs = append(errs, fmt.Errorf("ca_file: %w", err))
 		}
 	}
 	return errs
 }
 
-// caPool reads PEM certificates to trust.
-func caPool(file string) (*x509.CertPool, error) {
+// CAPool reads PEM certificates to trust (an email relay's, a fleet
+// upstream's).
+func CAPool(file string) (*x509.CertPool, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(b) {
-		return nil, errors.New("no PEM certificate in it")
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
 	}
 	return pool, nil
 }
@@ -121,7 +122,7 @@ func (s Sender) sendEmail(ctx context.Context, rcv Receiver, d Delivery, now tim
 	defer stop()
 	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 	if rcv.CAFile != "" {
-		if cfg.RootCAs, err = caPool(rcv.CAFile); err != nil {
+		if cfg.RootCAs, err = CAPool(rcv.CAFile); err != nil {
 			return 0, Outcome{Err: "ca_file: " + err.Error()}
 		}
 	}

@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"text/template"
 	"time"
 	"unicode/utf8"
+
+	"vigil/stream"
 )
 
 // Receiver types: where a receiver's messages go. A webhook gets the
@@ -88,9 +91,9 @@ func (n notice) when() string {
 // summary is the alert's summary annotation, or its description.
 func (n notice) summary() string {
 	if n.test() {
-		return cmpOr(n.Data.Message, "a test message from vigil") + " (receiver " + n.Data.ReceiverID + ")"
+		return cmp.Or(n.Data.Message, "a test message from vigil") + " (receiver " + n.Data.ReceiverID + ")"
 	}
-	return cmpOr(n.Data.Annotations["summary"], n.Data.Annotations["description"])
+	return cmp.Or(n.Data.Annotations["summary"], n.Data.Annotations["description"])
 }
 
 // facts are the lines of detail, in order.
@@ -104,13 +107,6 @@ func (n notice) facts() [][2]string {
 		out = append(out, [2]string{"When", w})
 	}
 	return out
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // number writes a value as a person reads it: 97.3, 0.0042, 1.2e+09.
@@ -140,18 +136,6 @@ func clip(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
-// clipBytes shortens s to at most n bytes, at a character's start.
-func clipBytes(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n - len("…")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
 // A message is the request a receiver of a service type gets.
 type message struct {
 	url    string
@@ -176,14 +160,14 @@ func render(rcv Receiver, standard []byte) (message, error) {
 	case TypeDiscord:
 		v = discordBody(n)
 	case TypeTelegram:
-		m.url = strings.TrimSuffix(cmpOr(rcv.URL, TelegramAPI), "/") + "/bot" + rcv.Secret + "/sendMessage"
+		m.url = strings.TrimSuffix(cmp.Or(rcv.URL, TelegramAPI), "/") + "/bot" + rcv.Secret + "/sendMessage"
 		v = telegramBody(n, rcv.ChatID)
 	case TypePagerDuty:
-		m.url = cmpOr(rcv.URL, PagerDutyAPI)
+		m.url = cmp.Or(rcv.URL, PagerDutyAPI)
 		v = pagerDutyBody(n, rcv.Secret)
 	case TypeNtfy:
 		m.header = ntfyHeaders(n, rcv.Secret)
-		m.body = []byte(clipBytes(n.text(), 4096)) // ntfy's limit is in bytes: a longer one becomes an attachment
+		m.body = []byte(stream.Clip(n.text(), 4096-len("…"))) // ntfy's limit is in bytes: a longer one becomes an attachment
 		return m, nil
 	default:
 		return message{}, fmt.Errorf("receiver type %q", rcv.Type)

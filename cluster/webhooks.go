@@ -492,24 +492,28 @@ func (w *Webhooks) Enqueue(ctx context.Context, r alerts.Receiver, typ string, n
 		return "", err
 	}
 	id := newDeliveryID(typ, r.ID, strconv.FormatInt(now.UnixNano(), 10), strconv.FormatUint(rand.Uint64(), 36))
-	d := storedDelivery{Delivery: alerts.Delivery{ID: id, ReceiverID: r.ID, EventType: typ, State: alerts.DeliveryQueued,
-		Attempts: []alerts.Attempt{}, NextAttemptAt: now, CreatedAt: now, UpdatedAt: now}}
 	if err := w.ensureStreams(ctx); err != nil {
 		return "", storeErr("enqueue delivery", err)
 	}
 	if _, err := w.js.PublishMsg(ctx, deliveryMsg(workSubject(r.ID), id, id, typ, now, body)); err != nil {
 		return "", storeErr("enqueue delivery", err)
 	}
-	// Its state after: the worker that took it at once may have
-	// recorded an attempt already, which this leaves alone.
-	b, err := json.Marshal(d)
-	if err != nil {
-		return "", err
-	}
-	if err := w.dels.create(ctx, id, b); err != nil {
+	if err := w.recordQueued(ctx, id, r.ID, typ, now); err != nil {
 		return "", storeErr("enqueue delivery", err)
 	}
 	return id, nil
+}
+
+// recordQueued records a delivery queued at at, after its message: a
+// replica that took the message at once may have recorded an attempt
+// already, which this leaves alone.
+func (w *Webhooks) recordQueued(ctx context.Context, id, receiverID, typ string, at time.Time) error {
+	b, err := json.Marshal(storedDelivery{Delivery: alerts.Delivery{ID: id, ReceiverID: receiverID, EventType: typ,
+		State: alerts.DeliveryQueued, Attempts: []alerts.Attempt{}, NextAttemptAt: at, CreatedAt: at, UpdatedAt: at}})
+	if err != nil {
+		return err
+	}
+	return w.dels.create(ctx, id, b)
 }
 
 // newDeliveryID makes a delivery id from what identifies it: the same
@@ -591,7 +595,7 @@ func (w *Webhooks) RetryDelivery(ctx context.Context, id string, now time.Time) 
 func (w *Webhooks) Publish(ctx context.Context, ts []alerts.Transition) error {
 	var rcvs []alerts.Receiver
 	var futures []jetstream.PubAckFuture
-	var queued []storedDelivery
+	var queued []func() error // records of firings, made once NATS has them
 	for _, t := range ts {
 		typ := alerts.WebhookEvent(t.Kind)
 		if typ == "" {
@@ -633,8 +637,7 @@ func (w *Webhooks) Publish(ctx context.Context, ts []alerts.Transition) error {
 			}
 			futures = append(futures, f)
 			if len(r.Match) > 0 && t.Kind == alerts.StateFiring { // recorded now, so its resolution finds it (fired)
-				queued = append(queued, storedDelivery{Delivery: alerts.Delivery{ID: id, ReceiverID: r.ID, EventType: typ,
-					State: alerts.DeliveryQueued, Attempts: []alerts.Attempt{}, CreatedAt: at, UpdatedAt: at}})
+				queued = append(queued, func() error { return w.recordQueued(ctx, id, r.ID, typ, at) })
 			}
 		}
 	}
@@ -650,12 +653,8 @@ func (w *Webhooks) Publish(ctx context.Context, ts []alerts.Transition) error {
 			return storeErr("queue webhooks", ctx.Err())
 		}
 	}
-	for _, d := range queued {
-		b, err := json.Marshal(d)
-		if err == nil {
-			err = w.dels.create(ctx, d.ID, b)
-		}
-		if err != nil {
+	for _, record := range queued {
+		if err := record(); err != nil {
 			return storeErr("queue webhooks", err)
 		}
 	}
@@ -887,12 +886,7 @@ func (w *Webhooks) Repeat(ctx context.Context, firing []alerts.Alert, now time.T
 		if _, err := w.js.PublishMsg(ctx, deliveryMsg(workSubject(rp.Receiver.ID), rp.ID, rp.ID, alerts.EventFiring, now, body)); err != nil {
 			return storeErr("repeat webhook", err)
 		}
-		b, err := json.Marshal(storedDelivery{Delivery: alerts.Delivery{ID: rp.ID, ReceiverID: rp.Receiver.ID, EventType: alerts.EventFiring,
-			State: alerts.DeliveryQueued, Attempts: []alerts.Attempt{}, CreatedAt: now, UpdatedAt: now}})
-		if err == nil {
-			err = w.dels.create(ctx, rp.ID, b)
-		}
-		if err != nil {
+		if err := w.recordQueued(ctx, rp.ID, rp.Receiver.ID, alerts.EventFiring, now); err != nil {
 			return storeErr("repeat webhook", err)
 		}
 	}
