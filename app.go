@@ -345,7 +345,7 @@ func (a *app) buildAlerts(set *metrics.Set) error {
 	} else if err := a.receivers.Configure(context.Background(), a.plan.receivers); err != nil {
 		return err
 	}
-	a.eval = &alerts.Evaluator{Rules: a.plan.rules, Ring: a.store, Hub: a.hub, States: a.db, Interval: a.plan.interval,
+	a.eval = &alerts.Evaluator{Rules: a.plan.rules, Ring: a.store, Hub: a.hub, States: a.db, Silences: a.db, Interval: a.plan.interval,
 		Logger: a.log, Metrics: set, Saved: a.dispatch.Wake}
 	if a.replica() {
 		// One replica at a time evaluates: the holder of the alert lease,
@@ -356,7 +356,7 @@ func (a *app) buildAlerts(set *metrics.Set) error {
 		a.lease = cluster.NewLease(a.js, lo)
 		a.states = cluster.NewAlertStates(a.js, "", cp.log.Replicas, a.db.WithoutWebhooks(), a.log)
 		a.states.Webhooks = a.webhooks
-		a.eval.States, a.eval.Lead, a.eval.Acks = a.states, a.lease.Lead, a.states
+		a.eval.States, a.eval.Lead, a.eval.Acks, a.eval.Silences = a.states, a.lease.Lead, a.states, a.states
 		return nil
 	}
 	return a.eval.Load(context.Background())
@@ -384,7 +384,7 @@ func (a *app) buildWeb(set *metrics.Set) error {
 	if a.webhooks != nil {
 		a.webhooks.DashboardURL = a.db.DashboardURL
 	}
-	opts := dashboard.Options{Alerts: a.eval, Journal: a.db, Receivers: a.receivers, Tokens: a.plan.tokens, ReadTokens: a.plan.readTokens,
+	opts := dashboard.Options{Alerts: a.eval, Journal: a.db, Receivers: a.receivers, Silences: a.eval.Silences, Tokens: a.plan.tokens, ReadTokens: a.plan.readTokens,
 		Hub: a.hub, Store: a.store, Metrics: set, Logger: a.log, Version: buildVersion(), Demo: a.plan.demo,
 		Interval: a.plan.interval, Heartbeat: a.plan.heartbeat, Retry: a.plan.retry, WriteTimeout: a.plan.writeTimeout,
 		Loopback: loopback, AllowedHosts: a.plan.allowedHosts,

@@ -34,6 +34,15 @@ const (
 // an active alert. It changes no state and sends no webhook.
 const KindAcknowledged = "acknowledged"
 
+// KindSilenced and KindUnsilenced are announced when the silences that
+// mute an active alert change (silences.go): a silence began or ended.
+// They change no state; an unsilenced alert whose firing was muted sends
+// it then (Transition.Late).
+const (
+	KindSilenced   = "silenced"
+	KindUnsilenced = "unsilenced"
+)
+
 // ErrNotActive is returned when acknowledging an alert that is not
 // pending, firing or without data.
 var ErrNotActive = errors.New("alerts: no pending, firing or nodata alert has that fingerprint")
@@ -98,6 +107,8 @@ type Alert struct {
 	ClearedAt   time.Time         `json:"-"`                   // value back to normal while firing (keep_firing_for)
 	AckedBy     string            `json:"acked_by,omitempty"`  // who acknowledged it, until it ends
 	AckedAt     time.Time         `json:"acked_at,omitzero"`
+	SilencedBy  []string          `json:"silenced_by,omitempty"` // the ids of the active silences that mute it
+	Muted       bool              `json:"muted,omitempty"`       // it fired while silenced, and its firing was not sent
 	UpdatedAt   time.Time         `json:"updated_at"`
 }
 
@@ -176,8 +187,27 @@ func (r *Rule) move(a *Alert, v float64, ok bool, now time.Time) string {
 
 // A Transition is one alert's change of state, as announced.
 type Transition struct {
-	Kind  string // StatePending, StateFiring, StateResolved, StateInactive or StateNoData
+	Kind  string // StatePending, StateFiring, StateResolved, StateInactive, StateNoData, or one of the Kind constants
 	Alert Alert
+	// Late, on an unsilenced alert that fires, says its firing was muted
+	// and is sent now (at Alert.UpdatedAt).
+	Late bool
+}
+
+// Webhook is the webhook a transition sends, as the transition to render
+// it from; ok false: none. A silenced alert sends nothing; a resolution
+// is sent unless its firing was muted; an alert's muted firing is sent
+// late when its silences end.
+func (t Transition) Webhook() (w Transition, ok bool) {
+	switch {
+	case t.Late:
+		return Transition{Kind: StateFiring, Alert: t.Alert, Late: true}, true
+	case WebhookEvent(t.Kind) == "":
+		return t, false
+	case t.Kind == StateResolved:
+		return t, !t.Alert.Muted
+	}
+	return t, len(t.Alert.SilencedBy) == 0
 }
 
 // A StateStore keeps alert states (and, with them, whatever must change
@@ -228,6 +258,9 @@ type Evaluator struct {
 	// does not hold the lease to the one that does, which applies it
 	// within an interval; nil: such a replica answers ErrNotLeader.
 	Acks AckQueue
+	// Silences mute alerts (silences.go), read every evaluation; nil:
+	// none.
+	Silences SilenceStore
 
 	write    sync.Mutex // held by Evaluate and Ack, the only writers, from their first read to their commit
 	repeatMu sync.Mutex
@@ -239,6 +272,8 @@ type Evaluator struct {
 	watches  map[string]*sourceWatch // by source
 	steps    uint64                  // steps run
 	points   []collector.Point       // a step's: a window's points, for each series in turn
+	silences []Silence               // as last read from Silences; guarded by write
+	silenced bool                    // some alert was muted as of the last step
 
 	leading     atomic.Bool   // evaluating, as of the last interval (with Lead)
 	term        atomic.Uint64 // the lease's term it evaluates in
@@ -318,7 +353,7 @@ func (e *Evaluator) init() {
 	}
 	e.storeErrors = e.Metrics.GetOrCreateCounter(`vigil_store_errors_total{op="save_alerts"}`)
 	e.transitions = map[string]*metrics.Counter{}
-	for _, k := range []string{StatePending, StateFiring, StateResolved, StateInactive, StateNoData, KindAcknowledged} {
+	for _, k := range []string{StatePending, StateFiring, StateResolved, StateInactive, StateNoData, KindAcknowledged, KindSilenced, KindUnsilenced} {
 		e.transitions[k] = e.Metrics.GetOrCreateCounter(`vigil_alert_transitions_total{transition="` + k + `"}`)
 	}
 }
@@ -463,6 +498,7 @@ func (e *Evaluator) Evaluate(ctx context.Context) error {
 func (e *Evaluator) evaluate(ctx context.Context, now time.Time) error {
 	e.write.Lock()
 	defer e.write.Unlock()
+	e.readSilences(ctx)
 	changes := e.step(now)
 	if len(changes) == 0 {
 		return nil
@@ -552,7 +588,80 @@ func (e *Evaluator) step(now time.Time) []change {
 			move(r, a, 0, false)
 		}
 	}
+	e.silence(now, &out)
 	return out
+}
+
+// readSilences reads the silences, holding e.write. While the store
+// cannot answer (a replica's NATS has not been read), the last read
+// stands: a silence does not lapse for a hiccup.
+func (e *Evaluator) readSilences(ctx context.Context) {
+	if e.Silences == nil {
+		return
+	}
+	list, err := e.Silences.Silences(ctx)
+	if err != nil {
+		e.Logger.Debug("reading silences; the last read stands", "err", err)
+		return
+	}
+	e.silences = list
+}
+
+// silence marks each active alert with the silences that mute it now,
+// holding e.mu: a transition carries them (a firing while muted is
+// Muted), and an alert whose silences changed otherwise makes a
+// "silenced" or "unsilenced" transition of its own; one that fires and
+// whose firing was muted sends it then (Late).
+func (e *Evaluator) silence(now time.Time, out *[]change) {
+	if len(e.silences) == 0 && !e.silenced {
+		return
+	}
+	mark := func(a *Alert) {
+		a.SilencedBy = nil
+		if a.State == StatePending || a.State == StateFiring || a.State == StateNoData {
+			a.SilencedBy = Muting(e.silences, MatchLabels(*a), now)
+		}
+	}
+	moved := make(map[*Alert]bool, len(*out))
+	for i := range *out {
+		c := &(*out)[i]
+		moved[c.alert] = true
+		mark(&c.Alert)
+		switch c.Kind {
+		case StatePending:
+			c.Alert.Muted = false // a new episode
+		case StateFiring:
+			c.Alert.Muted = len(c.Alert.SilencedBy) > 0
+		}
+	}
+	e.silenced = false
+	for _, a := range e.alerts {
+		if moved[a] {
+			continue
+		}
+		next := *a
+		mark(&next)
+		if len(next.SilencedBy) > 0 {
+			e.silenced = true
+		}
+		if slices.Equal(next.SilencedBy, a.SilencedBy) {
+			continue
+		}
+		t := Transition{Kind: KindSilenced, Alert: next}
+		if len(next.SilencedBy) == 0 {
+			t.Kind = KindUnsilenced
+			if next.State == StateFiring && next.Muted {
+				t.Alert.Muted, t.Late = false, true
+			}
+		}
+		t.Alert.UpdatedAt = now
+		*out = append(*out, change{alert: a, Transition: t})
+	}
+	for _, c := range *out {
+		if len(c.Alert.SilencedBy) > 0 {
+			e.silenced = true
+		}
+	}
 }
 
 // end ends an alert whose source is gone: a firing one resolves, any
@@ -692,7 +801,7 @@ func (e *Evaluator) repeat(ctx context.Context, now time.Time) {
 	var firing []Alert
 	e.mu.Lock()
 	for _, a := range e.alerts {
-		if a.State == StateFiring {
+		if a.State == StateFiring && len(a.SilencedBy) == 0 && !a.Muted { // a silenced alert repeats nothing
 			firing = append(firing, *a)
 		}
 	}

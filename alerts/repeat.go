@@ -73,8 +73,8 @@ func DueRepeats(rcvs []Receiver, firing []Alert, now time.Time) []Repeat {
 			continue
 		}
 		for _, a := range firing {
-			if a.State != StateFiring || a.StartedAt.IsZero() || a.AckedBy != "" || r.CreatedAt.After(a.StartedAt) || !r.Takes(MatchLabels(a)) {
-				continue // an acknowledged alert is being handled: no more pages
+			if !a.Repeats() || r.CreatedAt.After(a.StartedAt) || !r.Takes(MatchLabels(a)) {
+				continue
 			}
 			n := int(now.Sub(a.StartedAt) / time.Duration(r.RepeatInterval))
 			if n < 1 {
@@ -84,6 +84,13 @@ func DueRepeats(rcvs []Receiver, firing []Alert, now time.Time) []Repeat {
 		}
 	}
 	return out
+}
+
+// Repeats reports whether a firing alert is paged again: not when it is
+// acknowledged (someone is on it), nor silenced, nor while its firing is
+// muted.
+func (a Alert) Repeats() bool {
+	return a.State == StateFiring && !a.StartedAt.IsZero() && a.AckedBy == "" && len(a.SilencedBy) == 0 && !a.Muted
 }
 
 // RepeatID is the delivery id of an episode's n-th repeat, every
@@ -133,6 +140,13 @@ func (d *DB) repeat(ctx context.Context, rp Repeat, now time.Time) error {
 	if err := d.queryRow(ctx, tx, sqlAlertOpen, rp.Receiver.ID, rp.Alert.Fingerprint).Scan(&open); err != nil || open > 0 {
 		return err
 	}
+	// Nor within an interval of the last page (a firing sent late, when
+	// its silence ended).
+	var last int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(created_at), 0) FROM deliveries WHERE receiver_id = ? AND fingerprint = ?`,
+		rp.Receiver.ID, rp.Alert.Fingerprint).Scan(&last); err != nil || now.Sub(fromMS(last)) < time.Duration(rp.Receiver.RepeatInterval) {
+		return err
+	}
 	var body string
 	err = tx.QueryRowContext(ctx, `SELECT body FROM alerts WHERE fingerprint = ?`, rp.Alert.Fingerprint).Scan(&body)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -145,8 +159,8 @@ func (d *DB) repeat(ctx context.Context, rp Repeat, now time.Time) error {
 	if err := json.Unmarshal([]byte(body), &saved); err != nil {
 		return err
 	}
-	if saved.State != StateFiring || !saved.StartedAt.Equal(rp.Alert.StartedAt) {
-		return nil // resolved, or another episode, since
+	if !saved.Repeats() || !saved.StartedAt.Equal(rp.Alert.StartedAt) {
+		return nil // resolved, acknowledged, silenced, or another episode, since
 	}
 	seq := d.seq.Add(1)
 	payload, err := TransitionPayload(rp.Receiver.Format, Transition{Kind: StateFiring, Alert: saved.Alert}, d.DashboardURL, seq)

@@ -36,9 +36,15 @@ type DB struct {
 	nextRetry int64 // unix ms: no queued delivery is due before this
 
 	stmts sync.Map // query text → *sql.Stmt, for the statements run on every event and delivery
+
+	silMu    sync.Mutex
+	silences []Silence // every silence kept, read once when the database opens
 }
 
-var _ StateStore = (*DB)(nil)
+var (
+	_ StateStore   = (*DB)(nil)
+	_ SilenceStore = (*DB)(nil)
+)
 
 // Open opens (creating if needed) vigil.db in dir, in WAL mode: readers
 // never wait for the writer, and a committed transaction survives the
@@ -61,7 +67,7 @@ func Open(dir string) (*DB, error) {
 }
 
 func (d *DB) open() error {
-	if _, err := d.db.Exec(alertsSchema + journalSchema); err != nil {
+	if _, err := d.db.Exec(alertsSchema + journalSchema + silencesSchema); err != nil {
 		return err
 	}
 	if err := migrateOutbox(d.db); err != nil {
@@ -71,6 +77,9 @@ func (d *DB) open() error {
 		if _, err := d.stmt(context.Background(), nil, q); err != nil {
 			return err
 		}
+	}
+	if err := d.loadSilences(context.Background()); err != nil {
+		return err
 	}
 	return d.openOutbox(context.Background())
 }
@@ -239,12 +248,13 @@ func (d *DB) saveTransitions(ctx context.Context, ts []Transition, webhooks bool
 	}
 	var last uint64
 	for _, t := range ts {
-		typ := WebhookEvent(t.Kind)
-		if typ == "" || !wanted(rcvs, typ) {
+		w, ok := t.Webhook()
+		typ := WebhookEvent(w.Kind)
+		if !ok || !wanted(rcvs, typ) {
 			continue
 		}
-		if last, err = d.addEvent(ctx, tx, typ, t.Alert, func(seq uint64) (webhookBodies, error) {
-			return renderTransition(t, d.DashboardURL, seq)
+		if last, err = d.addEvent(ctx, tx, typ, w.Alert, func(seq uint64) (webhookBodies, error) {
+			return renderTransition(w, d.DashboardURL, seq)
 		}); err != nil {
 			return err
 		}

@@ -35,7 +35,7 @@ type AlertStates struct {
 	unsentMu sync.Mutex
 	unsent   []alerts.Transition // webhooks NATS has not taken yet, oldest first
 
-	kv    *watched // fingerprint → alerts.Alert; ack.<fingerprint> → alerts.AckRequest
+	kv    *watched // fingerprint → alerts.Alert; ack.<fingerprint> → alerts.AckRequest; silence.<id> → alerts.Silence
 	local alerts.StateStore
 	log   *slog.Logger
 	// version counts the changes to the copy.
@@ -43,17 +43,21 @@ type AlertStates struct {
 }
 
 var (
-	_ alerts.Repeater   = (*AlertStates)(nil)
-	_ alerts.Resumer    = (*AlertStates)(nil)
-	_ alerts.StateStore = (*AlertStates)(nil)
-	_ alerts.AckQueue   = (*AlertStates)(nil)
-	_ alerts.Versioned  = (*AlertStates)(nil)
+	_ alerts.Repeater     = (*AlertStates)(nil)
+	_ alerts.Resumer      = (*AlertStates)(nil)
+	_ alerts.StateStore   = (*AlertStates)(nil)
+	_ alerts.AckQueue     = (*AlertStates)(nil)
+	_ alerts.Versioned    = (*AlertStates)(nil)
+	_ alerts.SilenceStore = (*AlertStates)(nil)
 )
 
 // ackPrefix starts the keys of acknowledgements made on a replica that
 // does not hold the lease: "ack.<fingerprint>", until the holder applies
 // them.
 const ackPrefix = "ack."
+
+// silencePrefix starts the keys of silences: "silence.<id>".
+const silencePrefix = "silence."
 
 // storedAlert is an alert as the bucket keeps it, with what its JSON
 // leaves out.
@@ -79,6 +83,11 @@ func NewAlertStates(js jetstream.JetStream, bucket string, replicas int, local a
 			err := json.Unmarshal(b, &r)
 			r.Fingerprint = fp
 			return r, err
+		}
+		if strings.HasPrefix(key, silencePrefix) {
+			var sl alerts.Silence
+			err := json.Unmarshal(b, &sl)
+			return sl, err
 		}
 		var a storedAlert
 		err := json.Unmarshal(b, &a)
@@ -156,8 +165,8 @@ func (s *AlertStates) SaveTransitions(ctx context.Context, ts []alerts.Transitio
 	if s.Webhooks != nil {
 		var hooks []alerts.Transition
 		for _, t := range ts {
-			if alerts.WebhookEvent(t.Kind) != "" {
-				hooks = append(hooks, t)
+			if w, ok := t.Webhook(); ok {
+				hooks = append(hooks, w)
 			}
 		}
 		s.queue(ctx, hooks)
@@ -204,8 +213,11 @@ func (s *AlertStates) queue(ctx context.Context, ts []alerts.Transition) {
 }
 
 // transitionTime is when a webhook's transition happened: its alert
-// fired, or resolved.
+// fired, or resolved, or (late) its silences ended.
 func transitionTime(t alerts.Transition) time.Time {
+	if t.Late {
+		return t.Alert.UpdatedAt
+	}
 	if t.Kind == alerts.StateResolved {
 		return t.Alert.EndedAt
 	}
@@ -232,8 +244,8 @@ func (s *AlertStates) Resume(ctx context.Context) {
 		default:
 			continue
 		}
-		if now.Sub(transitionTime(t)) < webhookDuplicates {
-			ts = append(ts, t)
+		if w, ok := t.Webhook(); ok && now.Sub(transitionTime(w)) < webhookDuplicates {
+			ts = append(ts, w)
 		}
 	}
 	slices.SortFunc(ts, func(a, b alerts.Transition) int { return transitionTime(a).Compare(transitionTime(b)) })
@@ -287,6 +299,45 @@ func (s *AlertStates) DoneAck(ctx context.Context, r alerts.AckRequest) error {
 	return err
 }
 
+// Silences are the silences in the bucket, once the watch has read it
+// (alerts.SilenceStore): every replica answers the same.
+func (s *AlertStates) Silences(ctx context.Context) ([]alerts.Silence, error) {
+	if err := waitRead(ctx, s.kv); err != nil {
+		return nil, err
+	}
+	var out []alerts.Silence
+	s.kv.each(func(_ string, v any, _ uint64) {
+		if sl, ok := v.(alerts.Silence); ok {
+			out = append(out, sl)
+		}
+	})
+	return out, nil
+}
+
+// PutSilence saves a silence in the bucket, and removes those past their
+// retention.
+func (s *AlertStates) PutSilence(ctx context.Context, sl alerts.Silence) error {
+	b, err := json.Marshal(sl)
+	if err != nil {
+		return err
+	}
+	if err := s.kv.put(ctx, silencePrefix+sl.ID, b); err != nil {
+		return fmt.Errorf("%w: save silence in NATS: %w", alerts.ErrStore, err)
+	}
+	var old []string
+	s.kv.each(func(key string, v any, _ uint64) {
+		if o, ok := v.(alerts.Silence); ok && alerts.Forgotten(o, sl.UpdatedAt) {
+			old = append(old, key)
+		}
+	})
+	for _, key := range old {
+		if err := s.kv.remove(ctx, key); err != nil {
+			s.log.Warn("removing a silence past its retention; removed with the next one saved", "key", key, "err", err)
+		}
+	}
+	return nil
+}
+
 // Repeat queues the repeats of firing alerts that are due, in the shared
 // outbox (alerts.Repeater).
 func (s *AlertStates) Repeat(ctx context.Context, firing []alerts.Alert, now time.Time) error {
@@ -303,6 +354,6 @@ func (s *AlertStates) Repeat(ctx context.Context, firing []alerts.Alert, now tim
 			return false
 		}
 		var saved storedAlert
-		return json.Unmarshal(e.Value(), &saved) == nil && saved.State == alerts.StateFiring && saved.StartedAt.Equal(a.StartedAt)
+		return json.Unmarshal(e.Value(), &saved) == nil && saved.Repeats() && saved.StartedAt.Equal(a.StartedAt)
 	})
 }

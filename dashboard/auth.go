@@ -52,18 +52,24 @@ func (s *Server) authorizeRead(header string) error {
 }
 
 // openToAll are the paths anyone may read: health checks for load
-// balancers, and the page's static files (no data in them).
+// balancers, the page's static files and the sign-in form (no data in
+// them).
 func openToAll(path string) bool {
-	return path == "/healthz" || path == "/readyz" || strings.HasPrefix(path, "/static/")
+	return path == "/healthz" || path == "/readyz" || path == "/login" || path == "/logout" || strings.HasPrefix(path, "/static/")
 }
 
-// readGate refuses a read without a read token, once read tokens are set.
-// Browsers are asked for Basic credentials, the token as the password.
+// readGate refuses a read without a read token or a session, once read
+// tokens are set. Browsers are asked for Basic credentials, the token as
+// the password (or sign in at /login).
 func (s *Server) readGate(w http.ResponseWriter, r *http.Request) bool {
 	if openToAll(r.URL.Path) {
 		return true
 	}
-	if err := s.authorizeRead(r.Header.Get("Authorization")); err != nil {
+	h := r.Header.Get("Authorization")
+	if err := s.authorizeRead(h); err != nil {
+		if _, ok := s.sessionOf(r); ok && h == "" {
+			return true
+		}
 		w.Header().Set("WWW-Authenticate", `Basic realm="vigil", charset="UTF-8"`)
 		writeError(w, http.StatusUnauthorized, err.Error())
 		return false

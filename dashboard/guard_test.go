@@ -32,6 +32,14 @@ func writes(subID, deliveryID string) []struct{ method, path, body string } {
 		{"POST", "/api/v1/subscriptions/" + subID + "/test", ""},
 		{"POST", "/api/v1/deliveries/" + deliveryID + "/retry", ""},
 		{"POST", "/api/v1/alerts/fp1/ack", `{"by":"mallory"}`},
+		{"POST", "/api/v1/silences", `{"matchers":["alertname=\"X\""],"duration":"1h","created_by":"mallory","comment":"x"}`},
+		{"DELETE", "/api/v1/silences/sil_x", ""},
+		// The page's buttons and sign-in, which are forms.
+		{"POST", "/alerts/fp1/ack", "next=/"},
+		{"POST", "/alerts/fp1/silence", "next=/"},
+		{"POST", "/silences/sil_x/expire", "next=/"},
+		{"POST", "/login", "name=mallory&token=x"},
+		{"POST", "/logout", ""},
 	}
 }
 

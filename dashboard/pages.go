@@ -3,6 +3,7 @@ package dashboard
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -55,6 +56,7 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 	}
 	sortTiles(d.Tiles, view.Sort)
 	d.Alerts = s.alertViews("")
+	d.Silences = s.silenceViews(r)
 	s.render(w, r, templates.DashboardPage(d))
 }
 
@@ -74,6 +76,7 @@ func (s *Server) handleSource(w http.ResponseWriter, r *http.Request) {
 		Status: s.status(name),
 		Alerts: s.alertViews(name),
 	}
+	src.Silences = s.silenceViews(r)
 	if !strings.HasPrefix(name, "host/") {
 		t := s.tile(name)
 		src.Tile = &t
@@ -99,7 +102,7 @@ func (s *Server) page(r *http.Request, title string, last uint64, view templates
 	return templates.Page{
 		Title: title, Version: s.opts.Version, Demo: s.opts.Demo, LastEventID: last,
 		Interval: s.opts.Interval, Heartbeat: s.opts.Heartbeat, RenderedAt: s.opts.Now(), View: view, StreamQuery: stream,
-		Problems: problems,
+		Problems: problems, Viewer: s.viewer(r), Path: localPath(r.URL.RequestURI()),
 	}
 }
 
@@ -173,7 +176,15 @@ func (s *Server) alertViews(source string) []templates.Alert {
 		return nil
 	}
 	var out []templates.Alert
+	var silences map[string]alerts.Silence // read once an alert needs them
 	for _, a := range s.opts.Alerts.Active() {
+		if len(a.SilencedBy) > 0 && silences == nil && s.opts.Silences != nil {
+			list, _ := s.opts.Silences.Silences(context.Background())
+			silences = make(map[string]alerts.Silence, len(list))
+			for _, sl := range list {
+				silences[sl.ID] = sl
+			}
+		}
 		if source != "" && a.Source != source {
 			continue
 		}
@@ -185,8 +196,42 @@ func (s *Server) alertViews(source string) []templates.Alert {
 		if a.State != alerts.StateFiring {
 			since = a.ActiveAt
 		}
-		out = append(out, templates.Alert{Rule: a.Rule, Source: a.Source, State: a.State, Severity: a.Severity,
-			Value: a.Value, Metric: a.Metric, Summary: summary, Since: since, AckedBy: a.AckedBy})
+		v := templates.Alert{Fingerprint: a.Fingerprint, Rule: a.Rule, Source: a.Source, State: a.State, Severity: a.Severity,
+			Value: a.Value, Metric: a.Metric, Summary: summary, Since: since, AckedBy: a.AckedBy, Muted: a.Muted}
+		for _, id := range a.SilencedBy {
+			if sl, ok := silences[id]; ok {
+				v.Silences = append(v.Silences, silenceOf(sl))
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// silenceOf is a silence as the page shows it.
+func silenceOf(sl alerts.Silence) templates.Silence {
+	return templates.Silence{ID: sl.ID, Matchers: strings.Join(sl.Matchers, ", "), StartsAt: sl.StartsAt, EndsAt: sl.EndsAt,
+		CreatedBy: sl.CreatedBy, Comment: sl.Comment}
+}
+
+// silenceViews are the silences active or pending now, for the page;
+// expired ones are in the API.
+func (s *Server) silenceViews(r *http.Request) []templates.Silence {
+	if s.opts.Silences == nil {
+		return nil
+	}
+	now := s.opts.Now()
+	list, err := alerts.ListSilences(r.Context(), s.opts.Silences, now)
+	if err != nil {
+		return nil
+	}
+	var out []templates.Silence
+	for _, sl := range list {
+		if st := sl.State(now); st != alerts.SilenceExpired {
+			v := silenceOf(sl)
+			v.Pending = st == alerts.SilencePending
+			out = append(out, v)
+		}
 	}
 	return out
 }

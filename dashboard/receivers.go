@@ -55,10 +55,11 @@ func (s *Server) receiverRoutes() {
 	s.mux.HandleFunc("POST /api/v1/deliveries/{id}/retry", w(s.retryDelivery))
 }
 
-// writeAuth requires a bearer token for writes once tokens are configured.
+// writeAuth requires a bearer token, or a session signed in with one, for
+// writes once tokens are configured.
 func (s *Server) writeAuth(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := s.authorize(r.Header.Get("Authorization")); err != nil {
+		if err := s.mayWrite(r); err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="vigil"`)
 			writeError(w, http.StatusUnauthorized, err.Error())
 			return
@@ -71,7 +72,7 @@ func (s *Server) writeAuth(next http.HandlerFunc) http.HandlerFunc {
 // with a valid token (so never when no tokens are configured, since reads
 // are open to anyone then).
 func (s *Server) mayReadSecrets(r *http.Request) bool {
-	return len(s.opts.Tokens) > 0 && s.authorize(r.Header.Get("Authorization")) == nil
+	return len(s.opts.Tokens) > 0 && s.mayWrite(r) == nil
 }
 
 // redactReceiver hides what may hold a secret: the URL's path and query,

@@ -131,6 +131,9 @@ type Options struct {
 	AllowedHosts []string
 	// Receivers serves the receivers API (alerts.Receivers); nil: none.
 	Receivers Receivers
+	// Silences keeps the silences the API and the page make (alerts.DB,
+	// or cluster.AlertStates on a replica); nil: none.
+	Silences alerts.SilenceStore
 	// Jitter returns a random duration in [0, n); nil uses math/rand.
 	Jitter func(n time.Duration) time.Duration
 	Now    func() time.Time
@@ -201,6 +204,10 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/v1/upstreams", s.handleUpstreams)
 	s.mux.HandleFunc("GET /api/v1/series/{path...}", s.handleSeries)
 	s.receiverRoutes()
+	s.silenceRoutes()
+	s.mux.HandleFunc("GET /login", s.handleSignInForm)
+	s.mux.HandleFunc("POST /login", s.handleSignIn)
+	s.mux.HandleFunc("POST /logout", s.handleSignOut)
 	s.mux.HandleFunc("GET /metrics", s.handleMetrics)
 	s.mux.HandleFunc("GET /healthz", s.handleHealthz)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)

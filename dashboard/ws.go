@@ -81,7 +81,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	ws := &wsStream{s: s, w: w, r: r, ctx: ctx, cancel: cancel, reqs: make(chan wsRequest),
-		canWrite: s.authorize(r.Header.Get("Authorization")) == nil}
+		canWrite: s.mayWrite(r) == nil}
 	s.serve(ctx, w, r, ws, lastEventID(r)) // a bad filter is a 400, before the upgrade
 	if ws.c != nil {
 		ws.c.CloseNow()

@@ -2,6 +2,7 @@ package templates
 
 import (
 	"math"
+	"net/url"
 	"strconv"
 	"strings"
 	"vigil/units"
@@ -73,3 +74,6 @@ func maxKind(s ServiceStats) string {
 	}
 	return units.Latency
 }
+
+// queryEscape escapes a value for a URL's query.
+func queryEscape(s string) string { return url.QueryEscape(s) }

@@ -140,7 +140,7 @@ func SourcePage(s Source) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = AlertsPanel(s.Alerts).Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = AlertsPanel(s.Alerts, s.Silences, s.Page).Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

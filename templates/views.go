@@ -25,6 +25,32 @@ type Page struct {
 	// made, each "what: why" (the alert store cannot save, NATS cannot be
 	// reached): the page says so above everything else.
 	Problems []string
+	Viewer   Viewer
+	Path     string // this page's path and query, to come back to after a button
+}
+
+// Viewer is who looks at the page.
+type Viewer struct {
+	SignIn   bool   // vigil has tokens: there is a sign-in
+	Name     string // who signed in; "" if nobody
+	CanWrite bool   // may acknowledge and silence: signed in with a write token, or writes are open
+}
+
+// SignIn is the sign-in form.
+type SignIn struct {
+	Next    string // where to go back to
+	Problem string // why the last try failed
+	Needed  bool   // false: vigil has no tokens, and writes are open
+}
+
+// Silence is a silence, active or pending, on the page.
+type Silence struct {
+	ID               string
+	Matchers         string
+	StartsAt, EndsAt time.Time
+	CreatedBy        string
+	Comment          string
+	Pending          bool // it starts later
 }
 
 // ViewState is the part of the page's state kept in its URL.
@@ -64,10 +90,11 @@ var Sorts = []struct{ Key, Label string }{
 // Dashboard is the main page.
 type Dashboard struct {
 	Page
-	Hosts  []HostPanel
-	Fleet  *Fleet // on a hub, the hosts as a table instead of Hosts
-	Tiles  []Tile
-	Alerts []Alert
+	Hosts    []HostPanel
+	Fleet    *Fleet // on a hub, the hosts as a table instead of Hosts
+	Tiles    []Tile
+	Alerts   []Alert
+	Silences []Silence // active and pending
 }
 
 // Fleet is a hub's table of hosts: one row per host its agents send, per
@@ -199,15 +226,18 @@ type ServiceStats struct {
 
 // Alert is one row of the alerts panel.
 type Alert struct {
-	Rule     string
-	Source   string
-	State    string // "pending" or "firing"
-	Severity string
-	Value    float64
-	Metric   string
-	Summary  string
-	Since    time.Time
-	AckedBy  string // who is on it; "" if nobody yet
+	Fingerprint string
+	Rule        string
+	Source      string
+	State       string // "pending" or "firing"
+	Severity    string
+	Value       float64
+	Metric      string
+	Summary     string
+	Since       time.Time
+	AckedBy     string    // who is on it; "" if nobody yet
+	Silences    []Silence // those that mute it
+	Muted       bool      // it fired while silenced: nothing was sent
 }
 
 // Source is the drill-down page of one source.
@@ -221,6 +251,7 @@ type Source struct {
 	// history could not be read (they show what the ring holds).
 	ChartsError string
 	Alerts      []Alert
+	Silences    []Silence  // active and pending
 	Tile        *Tile      // for service sources
 	Instances   []Instance // a service's instances, for the breakdown
 	Hosts       []HostShare
