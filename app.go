@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,7 @@ type app struct {
 	dispatch      *alerts.Dispatcher
 	receivers     *alerts.Receivers
 	webhooks      *cluster.Webhooks // a replica's outbox, shared in NATS
+	push          *alerts.PushKeys  // the VAPID keys web pushes are signed with
 	web           *dashboard.Server
 	set           *metrics.Set // vigil's own metrics
 	srv           *http.Server
@@ -332,7 +334,16 @@ func (a *app) buildAlerts(set *metrics.Set) error {
 		a.db.JournalRetention = a.plan.history[n-1].Keep
 	}
 	client := alerts.NewClient(a.plan.allowNets, alerts.DefaultAttemptTimeout)
-	a.dispatch = &alerts.Dispatcher{DB: a.db, Client: client, Logger: a.log, Metrics: set}
+	a.push = &alerts.PushKeys{}
+	if !a.replica() { // a replica reads the replicas' keys from NATS once it runs
+		if v, err := alerts.LoadVAPID(a.plan.data); err != nil {
+			a.log.Error("no web push: its keys cannot be read", "err", err)
+		} else {
+			v.Subject = a.pushSubject()
+			a.push.Set(v)
+		}
+	}
+	a.dispatch = &alerts.Dispatcher{DB: a.db, Client: client, Logger: a.log, Metrics: set, VAPID: a.push}
 	a.receivers = &alerts.Receivers{Outbox: a.db, Wake: a.dispatch.Wake}
 	if a.replica() {
 		// The receivers and webhooks are in NATS, sent by whichever
@@ -340,7 +351,7 @@ func (a *app) buildAlerts(set *metrics.Set) error {
 		// has read them. (The local dispatcher still sends what vigil.db
 		// held from before.)
 		a.webhooks = cluster.NewWebhooks(a.js, cluster.WebhookOptions{Replicas: a.plan.cluster.log.Replicas,
-			Sender: alerts.Sender{Client: client}, Configured: a.plan.receivers, Logger: a.log, Metrics: set})
+			Sender: alerts.Sender{Client: client, VAPID: a.push}, Configured: a.plan.receivers, Logger: a.log, Metrics: set})
 		a.receivers = &alerts.Receivers{Outbox: a.webhooks}
 	} else if err := a.receivers.Configure(context.Background(), a.plan.receivers); err != nil {
 		return err
@@ -360,6 +371,16 @@ func (a *app) buildAlerts(set *metrics.Set) error {
 		return nil
 	}
 	return a.eval.Load(context.Background())
+}
+
+// pushSubject says who runs this vigil to the push services: the
+// dashboard's address when it is https (Apple's service wants a mailto:
+// or https: subject), or a mailto: of no one.
+func (a *app) pushSubject() string {
+	if strings.HasPrefix(a.plan.dashboardURL, "https://") {
+		return a.plan.dashboardURL
+	}
+	return "vigil@localhost"
 }
 
 // buildWeb listens and builds the HTTP server.
@@ -384,7 +405,7 @@ func (a *app) buildWeb(set *metrics.Set) error {
 	if a.webhooks != nil {
 		a.webhooks.DashboardURL = a.db.DashboardURL
 	}
-	opts := dashboard.Options{Alerts: a.eval, Journal: a.db, Receivers: a.receivers, Silences: a.eval.Silences, Tokens: a.plan.tokens, ReadTokens: a.plan.readTokens,
+	opts := dashboard.Options{Alerts: a.eval, Journal: a.db, Receivers: a.receivers, Silences: a.eval.Silences, PushKey: a.push.Public, Tokens: a.plan.tokens, ReadTokens: a.plan.readTokens,
 		Hub: a.hub, Store: a.store, Metrics: set, Logger: a.log, Version: buildVersion(), Demo: a.plan.demo,
 		Interval: a.plan.interval, Heartbeat: a.plan.heartbeat, Retry: a.plan.retry, WriteTimeout: a.plan.writeTimeout,
 		Loopback: loopback, AllowedHosts: a.plan.allowedHosts,
@@ -456,6 +477,10 @@ func (a *app) run(ctx context.Context) error {
 		g.Go(func() error { return a.lease.Run(gctx) })
 		g.Go(func() error { return a.states.Run(gctx) })
 		g.Go(func() error { return a.webhooks.Run(gctx) })
+		g.Go(func() error {
+			cluster.SharedVAPID(gctx, a.js, a.plan.cluster.log.Replicas, a.pushSubject(), a.push, a.log)
+			return nil
+		})
 		a.agents.Idle = a.plan.cluster.agentIdle
 		g.Go(func() error { return a.holderWork(gctx) })
 	case a.shared != nil: // an agent that pushes into NATS

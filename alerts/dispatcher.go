@@ -56,6 +56,8 @@ type Dispatcher struct {
 	ShutdownGrace time.Duration
 	// Jitter returns a fraction in [0, 1); nil is random.
 	Jitter func() float64
+	// VAPID signs pushes to browsers; none: webpush receivers get none.
+	VAPID *PushKeys
 
 	mu       sync.Mutex
 	inflight map[string]int // per receiver
@@ -242,7 +244,12 @@ func (d *Dispatcher) attempt(ctx context.Context, c claim) {
 	}
 	d.trip(c.ReceiverID, o.Err == "" || !o.Retry, now)
 	ctx = context.WithoutCancel(ctx) // the answer came: record it even if a stop cuts attempts short now
-	if o.Gone {
+	switch {
+	case o.Gone && c.rcv.Type == TypeWebPush: // an expired subscription: the browser subscribes anew
+		if err := d.DB.DeleteReceiver(ctx, c.ReceiverID); err != nil && !errors.Is(err, ErrNotFound) {
+			d.Logger.Error("remove an expired push subscription", "receiver", c.ReceiverID, "err", err)
+		}
+	case o.Gone:
 		if err := d.DB.setStatus(ctx, c.ReceiverID, ReceiverDisabled, now); err != nil {
 			d.Logger.Error("disable receiver", "receiver", c.ReceiverID, "err", err)
 		}
@@ -294,7 +301,7 @@ func Backoff(n int, retryAfter time.Duration, jitter float64) time.Duration {
 // send makes the attempt, and activates a receiver that echoed its
 // challenge.
 func (d *Dispatcher) send(ctx context.Context, c claim) (int, Outcome) {
-	code, o := Sender{Client: d.Client, Now: d.Now}.Send(ctx, c.rcv, c.Delivery)
+	code, o := Sender{Client: d.Client, Now: d.Now, VAPID: d.VAPID}.Send(ctx, c.rcv, c.Delivery)
 	if o.Verified {
 		if err := d.DB.setStatus(ctx, c.ReceiverID, ReceiverActive, d.Now()); err != nil {
 			return code, Outcome{Retry: true, Err: "verification: " + err.Error()}
@@ -312,6 +319,7 @@ func (d *Dispatcher) send(ctx context.Context, c claim) (int, Outcome) {
 type Sender struct {
 	Client *http.Client // NewClient; its timeout is the attempt timeout
 	Now    func() time.Time
+	VAPID  *PushKeys // signs pushes to browsers (webpush receivers); none: none are sent
 }
 
 // Send POSTs d's payload to rcv, signed with rcv's secrets, and returns
@@ -362,7 +370,10 @@ func (s Sender) send(ctx context.Context, rcv Receiver, d Delivery) (int, Outcom
 		return code, Outcome{Verified: true}
 	case code >= 200 && code < 300:
 		return code, Outcome{}
-	case code == http.StatusGone:
+	case code == http.StatusGone || (code == http.StatusNotFound && rcv.Type == TypeWebPush):
+		if rcv.Type == TypeWebPush {
+			return code, Outcome{Gone: true, Err: resp.Status + ": the browser's subscription expired; removed"}
+		}
 		return code, Outcome{Gone: true, Err: "410 Gone: receiver disabled"}
 	case code == http.StatusTooManyRequests:
 		return code, Outcome{Retry: true, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), now), Err: "429 Too Many Requests"}

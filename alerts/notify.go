@@ -359,6 +359,8 @@ func checkType(r Receiver) []error {
 		need(telegramChat.MatchString(r.ChatID), "chat_id: want a chat id (-1001234567890) or a channel's @name")
 	case TypeEmail:
 		errs = append(errs, checkEmail(r)...)
+	case TypeWebPush:
+		need(r.P256dh != "", `type: a webpush receiver is a browser's, made by "Notify me" on the page`)
 	case TypePagerDuty:
 		need(len(r.Secret) >= 20 && len(r.Secret) <= 64 && !strings.ContainsAny(r.Secret, " \t\n"),
 			"routing_key: want the integration key of an Events API v2 integration (32 characters)")
@@ -374,6 +376,9 @@ func checkType(r Receiver) []error {
 // request makes the HTTP request of one attempt: a webhook's signed
 // body, or the message for a service.
 func (s Sender) request(r Receiver, d Delivery, now time.Time) (*http.Request, error) {
+	if r.Type == TypeWebPush {
+		return s.pushRequest(r, d)
+	}
 	if r.Type != TypeWebhook && r.Type != "" {
 		m, err := render(r, d.Payload)
 		if err == nil && r.Template != "" {

@@ -28,6 +28,9 @@ type Receiver struct {
 	Type   string `json:"type,omitempty"`
 	URL    string `json:"url"`
 	ChatID string `json:"chat_id,omitempty"` // a Telegram receiver's chat
+	// P256dh is a browser's public key, for a webpush receiver (its auth
+	// secret is the Secret).
+	P256dh string `json:"p256dh,omitempty"`
 	// Template, when set, is the body (text/template over a
 	// TemplateData), instead of the type's own.
 	Template string `json:"template,omitempty"`
@@ -457,6 +460,29 @@ func (rs *Receivers) Create(ctx context.Context, in ReceiverInput) (_ Receiver, 
 	}
 	rs.wake()
 	return r, nil
+}
+
+// Subscribe adds a browser's push subscription (or replaces the one of
+// the same endpoint) as a webpush receiver.
+func (rs *Receivers) Subscribe(ctx context.Context, in PushInput) (_ Receiver, err error) {
+	defer func() { err = storeErr(err) }()
+	r, err := in.Receiver(rs.now())
+	if err != nil {
+		return Receiver{}, err
+	}
+	if old, err := rs.Outbox.Receiver(ctx, r.ID); err == nil {
+		r.CreatedAt = old.CreatedAt
+	}
+	if err := rs.Outbox.PutReceiver(ctx, r); err != nil {
+		return Receiver{}, err
+	}
+	rs.wake()
+	return r, nil
+}
+
+// Unsubscribe removes the push subscription of a browser's endpoint.
+func (rs *Receivers) Unsubscribe(ctx context.Context, endpoint string) error {
+	return storeErr(rs.Outbox.DeleteReceiver(ctx, PushReceiverID(endpoint)))
 }
 
 // Update changes a receiver made through the API.

@@ -774,7 +774,11 @@ func (w *Webhooks) attempt(ctx context.Context, receiverID string, m jetstream.M
 	default:
 		d.State = alerts.DeliveryDead
 	}
-	if o.Gone || o.Verified {
+	if o.Gone && rcv.Type == alerts.TypeWebPush { // an expired subscription: the browser subscribes anew
+		if err := w.DeleteReceiver(ctx, receiverID); err != nil && !errors.Is(err, alerts.ErrNotFound) {
+			w.log.Error("remove an expired push subscription", "receiver", receiverID, "err", err)
+		}
+	} else if o.Gone || o.Verified {
 		status := alerts.ReceiverDisabled
 		if o.Verified {
 			status = alerts.ReceiverActive

@@ -40,6 +40,8 @@ func writes(subID, deliveryID string) []struct{ method, path, body string } {
 		{"POST", "/silences/sil_x/expire", "next=/"},
 		{"POST", "/login", "name=mallory&token=x"},
 		{"POST", "/logout", ""},
+		{"POST", "/api/v1/push/subscriptions", `{"endpoint":"https://push.example/x","keys":{"p256dh":"x","auth":"y"}}`},
+		{"DELETE", "/api/v1/push/subscriptions", `{"endpoint":"https://push.example/x"}`},
 	}
 }
 

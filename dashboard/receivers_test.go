@@ -29,7 +29,8 @@ func newReceiverApp(t *testing.T, tokens ...string) *receiverApp {
 	}
 	t.Cleanup(func() { db.Close() })
 	d := &alerts.Dispatcher{DB: db, Client: alerts.NewClient([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, 2*time.Second)}
-	a := newTestApp(t, stream.HubOptions{}, Options{Receivers: &alerts.Receivers{Outbox: db}, Silences: db, Alerts: fakeAlerts{}, Tokens: tokens})
+	a := newTestApp(t, stream.HubOptions{}, Options{Receivers: &alerts.Receivers{Outbox: db}, Silences: db, Alerts: fakeAlerts{}, Tokens: tokens,
+		PushKey: func() string { return "BPublicKey" }})
 	return &receiverApp{testApp: a, db: db, d: d}
 }
 

@@ -131,6 +131,9 @@ type Options struct {
 	AllowedHosts []string
 	// Receivers serves the receivers API (alerts.Receivers); nil: none.
 	Receivers Receivers
+	// PushKey is the VAPID public key browsers subscribe to pushes with
+	// (alerts.PushKeys.Public); nil or "": no "Notify me".
+	PushKey func() string
 	// Silences keeps the silences the API and the page make (alerts.DB,
 	// or cluster.AlertStates on a replica); nil: none.
 	Silences alerts.SilenceStore
@@ -205,6 +208,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/v1/series/{path...}", s.handleSeries)
 	s.receiverRoutes()
 	s.silenceRoutes()
+	s.pushRoutes()
 	s.mux.HandleFunc("GET /login", s.handleSignInForm)
 	s.mux.HandleFunc("POST /login", s.handleSignIn)
 	s.mux.HandleFunc("POST /logout", s.handleSignOut)

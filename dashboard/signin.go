@@ -106,6 +106,9 @@ func (s *Server) signInNeeded() bool { return len(s.opts.Tokens) > 0 || len(s.op
 // viewer is who looks at a page, for its header and its buttons.
 func (s *Server) viewer(r *http.Request) templates.Viewer {
 	v := templates.Viewer{SignIn: s.signInNeeded(), CanWrite: s.mayWrite(r) == nil}
+	if _, ok := s.opts.Receivers.(Pushers); ok && s.opts.PushKey != nil && s.opts.PushKey() != "" {
+		v.Push = v.CanWrite
+	}
 	if ses, ok := s.sessionOf(r); ok {
 		v.Name = ses.Name
 	}

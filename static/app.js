@@ -1120,8 +1120,72 @@ function mountCharts() {
   charts.mount(section, { source: root ? root.dataset.source : '', format });
 }
 
+// ---- browser notifications (Web Push) --------------------------------------
+// "Notify me" subscribes this browser to vigil's pushes: the service
+// worker (sw.js) shows firing alerts that match the choice as the
+// browser's notifications, with the tab closed. The subscription is a
+// receiver on vigil's side, made and removed with the page's session.
+const notifyMatch = { critical: ['severity="critical"'], all: [] };
+
+function pushKey(b64) {
+  const s = atob(b64.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (b64.length % 4)) % 4));
+  return Uint8Array.from(s, (c) => c.charCodeAt(0));
+}
+
+async function sendJSON(method, path, body) {
+  const res = await fetch(path, { method, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  if (!res.ok) throw new Error((await res.json().catch(() => ({}))).error || res.statusText);
+  return res.status === 204 ? null : res.json();
+}
+
+async function wireNotify() {
+  const box = document.getElementById('notify');
+  if (!box || !('serviceWorker' in navigator) || !('PushManager' in window) || !window.isSecureContext) return;
+  const button = document.getElementById('notify-toggle');
+  const which = document.getElementById('notify-which');
+  let reg;
+  try {
+    reg = await navigator.serviceWorker.register('/static/sw.js');
+  } catch {
+    return; // no service worker here (a private window, a policy): no button
+  }
+  const show = (sub) => {
+    button.textContent = sub ? 'Stop notifications' : 'Notify me';
+    button.setAttribute('aria-pressed', sub ? 'true' : 'false');
+    which.disabled = !!sub;
+  };
+  show(await reg.pushManager.getSubscription());
+  box.hidden = false;
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    try {
+      const sub = await reg.pushManager.getSubscription();
+      if (sub) {
+        await sendJSON('DELETE', '/api/v1/push/subscriptions', { endpoint: sub.endpoint });
+        await sub.unsubscribe();
+        show(null);
+        return;
+      }
+      if (Notification.permission !== 'granted' && (await Notification.requestPermission()) !== 'granted') {
+        button.title = 'This browser does not allow vigil notifications (see its site settings)';
+        return;
+      }
+      const key = await (await fetch('/api/v1/push/key')).json();
+      const fresh = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: pushKey(key.public_key) });
+      const rcv = await sendJSON('POST', '/api/v1/push/subscriptions', { ...fresh.toJSON(), match: notifyMatch[which.value] || [] });
+      show(fresh);
+      await sendJSON('POST', '/api/v1/receivers/' + encodeURIComponent(rcv.id) + '/test', {}).catch(() => {}); // one to see it works
+    } catch (err) {
+      button.title = 'Notifications: ' + err.message;
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
 function init() {
   mountCharts();
+  wireNotify();
   window.addEventListener('popstate', () => { if (!charts.fromURL()) location.reload(); });
   indexPage();
   indexFleet();

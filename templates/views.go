@@ -34,6 +34,7 @@ type Viewer struct {
 	SignIn   bool   // vigil has tokens: there is a sign-in
 	Name     string // who signed in; "" if nobody
 	CanWrite bool   // may acknowledge and silence: signed in with a write token, or writes are open
+	Push     bool   // may subscribe this browser to pushes ("Notify me")
 }
 
 // SignIn is the sign-in form.
