@@ -221,6 +221,19 @@ func TestSignIn(t *testing.T) {
 	}
 }
 
+// signIn signs in as ana with the first of tokens; none: no session.
+func (a *testApp) signIn(t *testing.T, tokens []string) []*http.Cookie {
+	t.Helper()
+	if len(tokens) == 0 {
+		return nil
+	}
+	_, _, cookies, _ := form(t, a.srv.URL, "/login", url.Values{"name": {"ana"}, "token": {tokens[0]}})
+	if len(cookies) != 1 {
+		t.Fatalf("signing in: %v", cookies)
+	}
+	return cookies
+}
+
 // recordingAlerts is one firing alert, and the acknowledgements made.
 type recordingAlerts struct {
 	fakeAlerts

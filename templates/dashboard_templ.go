@@ -159,7 +159,7 @@ func AlertsPanel(alerts []Alert, silences []Silence, p Page) templ.Component {
 			return templ_7745c5c3_Err
 		}
 		if len(alerts) == 0 {
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 11, "<p class=\"empty\" data-testid=\"no-alerts\">No alerts pending or firing. <a href=\"/api/v1/rules\">Rules</a></p>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 11, "<p class=\"empty\" data-testid=\"no-alerts\">No alerts pending or firing. <a href=\"/api/v1/rules\">Rules</a> · <a href=\"/receivers\">Receivers</a></p>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

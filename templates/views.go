@@ -322,3 +322,21 @@ var Ranges = []struct {
 	{"10m", 10 * time.Minute}, {"1h", time.Hour}, {"6h", 6 * time.Hour},
 	{"24h", 24 * time.Hour}, {"7d", 7 * 24 * time.Hour}, {"30d", 30 * 24 * time.Hour},
 }
+
+// ReceiverRow is a receiver on the receivers page.
+type ReceiverRow struct {
+	ID, Name, Type string
+	Target         string // where its messages go, without credentials
+	Match          string // its matchers, "" for every alert
+	Status         string
+	Testable       bool // active: a test can be sent
+	Last           *DeliveryView
+}
+
+// DeliveryView is a receiver's last delivery.
+type DeliveryView struct {
+	ID, Event, State string
+	At               time.Time
+	Error            string
+	Attempts         int
+}
