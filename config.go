@@ -241,7 +241,11 @@ type ReceiverConfig struct {
 	Match      []string `yaml:"match"`       // the alerts it takes: severity="critical", team=~"ops|db"
 	// RepeatInterval sends a firing alert's webhook again this often.
 	RepeatInterval Duration `yaml:"repeat_interval"`
-	Events         []string `yaml:"events"` // default alert.*
+	// GroupWait holds firing alerts this long, to send those that fired
+	// together (of the same group_by labels) as one message.
+	GroupWait Duration `yaml:"group_wait"`
+	GroupBy   []string `yaml:"group_by"`
+	Events    []string `yaml:"events"` // default alert.*
 }
 
 // receiver is rc as package alerts takes it; alerts validates it and
@@ -257,7 +261,8 @@ func (rc ReceiverConfig) receiver() alerts.ConfiguredReceiver {
 		secret = rc.Password
 	}
 	return alerts.ConfiguredReceiver{Name: rc.Name, Type: rc.Type, URL: rc.URL, Secret: secret, ChatID: rc.ChatID, Format: rc.Format, Events: rc.Events,
-		From: rc.From, To: rc.To, Username: rc.Username, NoTLS: rc.RequireTLS != nil && !*rc.RequireTLS, CAFile: rc.CAFile, Template: rc.Template, Match: rc.Match, RepeatInterval: time.Duration(rc.RepeatInterval)}
+		From: rc.From, To: rc.To, Username: rc.Username, NoTLS: rc.RequireTLS != nil && !*rc.RequireTLS, CAFile: rc.CAFile, Template: rc.Template, Match: rc.Match, RepeatInterval: time.Duration(rc.RepeatInterval),
+		GroupWait: time.Duration(rc.GroupWait), GroupBy: rc.GroupBy}
 }
 
 // misplaced names the fields rc sets that its type does not take.

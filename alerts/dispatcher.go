@@ -254,14 +254,16 @@ func (d *Dispatcher) attempt(ctx context.Context, c claim) {
 			d.Logger.Error("disable receiver", "receiver", c.ReceiverID, "err", err)
 		}
 	}
-	if err := d.DB.record(ctx, c.ID, a, state, next, o.Err, now); err != nil {
-		d.Logger.Error("record webhook attempt", "delivery", c.ID, "err", err)
-	}
-	if state == DeliveryQueued {
-		d.attempts["retry"].Inc()
-	} else {
-		d.attempts[state].Inc()
-		d.deliveries[state].Inc()
+	for _, m := range append([]claim{c}, c.members...) { // a group's attempt is each of its alerts'
+		if err := d.DB.record(ctx, m.ID, a, state, next, o.Err, now); err != nil {
+			d.Logger.Error("record webhook attempt", "delivery", m.ID, "err", err)
+		}
+		if state == DeliveryQueued {
+			d.attempts["retry"].Inc()
+		} else {
+			d.attempts[state].Inc()
+			d.deliveries[state].Inc()
+		}
 	}
 	if o.Err != "" {
 		d.Logger.Warn("webhook attempt failed", "delivery", c.ID, "receiver", c.ReceiverID, "status", a.Status, "err", o.Err, "next", state)
@@ -301,7 +303,19 @@ func Backoff(n int, retryAfter time.Duration, jitter float64) time.Duration {
 // send makes the attempt, and activates a receiver that echoed its
 // challenge.
 func (d *Dispatcher) send(ctx context.Context, c claim) (int, Outcome) {
-	code, o := Sender{Client: d.Client, Now: d.Now, VAPID: d.VAPID}.Send(ctx, c.rcv, c.Delivery)
+	del := c.Delivery
+	if len(c.members) > 0 {
+		bodies := [][]byte{c.Payload}
+		for _, m := range c.members {
+			bodies = append(bodies, m.Payload)
+		}
+		b, err := GroupPayload(c.rcv, bodies)
+		if err != nil {
+			return 0, Outcome{Err: err.Error()}
+		}
+		del.Payload = b
+	}
+	code, o := Sender{Client: d.Client, Now: d.Now, VAPID: d.VAPID}.Send(ctx, c.rcv, del)
 	if o.Verified {
 		if err := d.DB.setStatus(ctx, c.ReceiverID, ReceiverActive, d.Now()); err != nil {
 			return code, Outcome{Retry: true, Err: "verification: " + err.Error()}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -53,6 +54,22 @@ type notice struct {
 		ReceiverID string `json:"receiver_id"` // a test's
 		Message    string `json:"message"`
 	} `json:"data"`
+	// Alerts are a group's (group.go), the first of them in Data.
+	Alerts []standardData `json:"alerts"`
+}
+
+// grouped reports whether the notice is of several alerts.
+func (n notice) grouped() bool { return len(n.Alerts) > 1 }
+
+// maxListed is how many of a group's alerts a message lists, one a line
+// (Slack takes ten fields a section).
+const maxListed = 9
+
+// one is a notice of one alert of a group.
+func (n notice) one(d standardData) notice {
+	o := notice{Type: n.Type, Timestamp: n.Timestamp}
+	o.Data.standardData = d
+	return o
 }
 
 func (n notice) resolved() bool { return n.Type == EventResolved }
@@ -61,6 +78,8 @@ func (n notice) test() bool     { return n.Type == EventTest }
 // title is the message's first line: "[FIRING] HighCPU on host/web-1".
 func (n notice) title() string {
 	switch {
+	case n.grouped():
+		return "[FIRING:" + strconv.Itoa(len(n.Alerts)) + "] " + n.groupTitle()
 	case n.test():
 		return "vigil: a test message"
 	case n.resolved():
@@ -88,8 +107,35 @@ func (n notice) when() string {
 	return ""
 }
 
+// groupTitle names a group's alerts: one rule on its sources, or the
+// rules, a few of each.
+func (n notice) groupTitle() string {
+	var rules, sources []string
+	for _, d := range n.Alerts {
+		if !slices.Contains(rules, d.Rule) {
+			rules = append(rules, d.Rule)
+		}
+		if !slices.Contains(sources, d.Source) {
+			sources = append(sources, d.Source)
+		}
+	}
+	few := func(list []string) string {
+		if len(list) <= 3 {
+			return strings.Join(list, ", ")
+		}
+		return strings.Join(list[:3], ", ") + " and " + strconv.Itoa(len(list)-3) + " more"
+	}
+	if len(rules) == 1 {
+		return rules[0] + " on " + few(sources)
+	}
+	return few(rules) + " on " + few(sources)
+}
+
 // summary is the alert's summary annotation, or its description.
 func (n notice) summary() string {
+	if n.grouped() {
+		return ""
+	}
 	if n.test() {
 		return cmp.Or(n.Data.Message, "a test message from vigil") + " (receiver " + n.Data.ReceiverID + ")"
 	}
@@ -101,12 +147,49 @@ func (n notice) facts() [][2]string {
 	if n.test() {
 		return nil
 	}
+	if n.grouped() { // a line an alert: where, and what
+		var out [][2]string
+		for i, d := range n.Alerts {
+			if i == maxListed && len(n.Alerts) > maxListed+1 {
+				out = append(out, [2]string{"…", "and " + strconv.Itoa(len(n.Alerts)-i) + " more (the dashboard lists them)"})
+				break
+			}
+			o := n.one(d)
+			line := o.condition()
+			if s := o.summary(); s != "" {
+				line = s + " (" + line + ")"
+			}
+			out = append(out, [2]string{d.Rule + " on " + d.Source, line})
+		}
+		return out
+	}
 	d := n.Data
 	out := [][2]string{{"Value", n.condition()}, {"Severity", d.Severity}}
 	if w := n.when(); w != "" {
 		out = append(out, [2]string{"When", w})
 	}
 	return out
+}
+
+// severity is the alert's, or the most severe of a group's.
+func (n notice) severity() string {
+	sev := n.Data.Severity
+	for _, d := range n.Alerts {
+		if d.Severity == "critical" || (d.Severity == "warning" && sev != "critical") {
+			sev = d.Severity
+		}
+	}
+	return sev
+}
+
+// link is where a message's "Open in vigil" goes: the alert's source, or
+// for a group the dashboard.
+func (n notice) link() string {
+	if n.grouped() {
+		base, _, _ := strings.Cut(n.Data.DashboardURL, "/source/")
+		return base + "/"
+	}
+	return n.Data.DashboardURL
 }
 
 // number writes a value as a person reads it: 97.3, 0.0042, 1.2e+09.
@@ -121,7 +204,7 @@ func (n notice) text() string {
 	for _, f := range n.facts() {
 		lines = append(lines, f[0]+": "+f[1])
 	}
-	if u := n.Data.DashboardURL; u != "" {
+	if u := n.link(); u != "/" && u != "" {
 		lines = append(lines, u)
 	}
 	return strings.Join(lines, "\n")
@@ -195,7 +278,7 @@ func slackBody(n notice) any {
 		}
 		blocks = append(blocks, map[string]any{"type": "section", "fields": fields})
 	}
-	if u := n.Data.DashboardURL; u != "" {
+	if u := n.link(); u != "/" && u != "" {
 		blocks = append(blocks, map[string]any{"type": "context", "elements": []any{
 			map[string]string{"type": "mrkdwn", "text": "<" + u + "|Open in vigil>"}}})
 	}
@@ -218,7 +301,7 @@ func teamsBody(n notice) any {
 		body = append(body, map[string]any{"type": "FactSet", "facts": fs})
 	}
 	card := map[string]any{"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4", "body": body}
-	if u := n.Data.DashboardURL; u != "" {
+	if u := n.link(); u != "/" && u != "" {
 		card["actions"] = []any{map[string]string{"type": "Action.OpenUrl", "title": "Open in vigil", "url": u}}
 	}
 	return map[string]any{"type": "message", "attachments": []any{map[string]any{
@@ -236,7 +319,7 @@ func discordBody(n notice) any {
 	if s := n.summary(); s != "" {
 		embed["description"] = clip(s, 4096)
 	}
-	if u := n.Data.DashboardURL; u != "" {
+	if u := n.link(); u != "/" && u != "" {
 		embed["url"] = u
 	}
 	if !n.Timestamp.IsZero() {
@@ -263,7 +346,7 @@ func telegramBody(n notice, chatID string) any {
 	for _, f := range n.facts() {
 		lines = append(lines, esc(f[0])+": "+esc(f[1]))
 	}
-	if u := n.Data.DashboardURL; u != "" {
+	if u := n.link(); u != "/" && u != "" {
 		lines = append(lines, `<a href="`+esc(u)+`">Open in vigil</a>`)
 	}
 	text := strings.Join(lines, "\n")
@@ -283,14 +366,14 @@ func ntfyHeaders(n notice, token string) http.Header {
 	switch {
 	case n.resolved() || n.test():
 		prio, tag = "3", "white_check_mark"
-	case n.Data.Severity == "critical":
+	case n.severity() == "critical":
 		prio = "5"
-	case n.Data.Severity == "warning":
+	case n.severity() == "warning":
 		prio = "4"
 	}
 	h.Set("Priority", prio)
 	h.Set("Tags", tag)
-	if u := n.Data.DashboardURL; u != "" {
+	if u := n.link(); u != "/" && u != "" {
 		h.Set("Click", u)
 	}
 	if token != "" {
@@ -443,6 +526,7 @@ type TemplateData struct {
 	EndedAt      time.Time
 	Labels       map[string]string
 	Annotations  map[string]string
+	Alerts       []TemplateData // a group's alerts (group_wait), each as above; empty for one alert
 }
 
 func (n notice) templateData() TemplateData {
@@ -457,7 +541,20 @@ func (n notice) templateData() TemplateData {
 	return TemplateData{Status: status, Title: n.title(), Text: n.text(), Summary: n.summary(), Condition: n.condition(), When: n.when(),
 		Rule: d.Rule, Source: d.Source, Metric: d.Metric, Op: d.Op, Severity: d.Severity, Fingerprint: d.Fingerprint,
 		DashboardURL: d.DashboardURL, Value: d.Value, Threshold: d.Threshold, StartedAt: d.StartedAt, EndedAt: d.EndedAt,
-		Labels: nonNil(d.Labels), Annotations: nonNil(d.Annotations)}
+		Labels: nonNil(d.Labels), Annotations: nonNil(d.Annotations), Alerts: n.groupData()}
+}
+
+// groupData is each alert of a group as a template reads it; one alert's
+// notice has itself alone.
+func (n notice) groupData() []TemplateData {
+	if !n.grouped() {
+		return nil
+	}
+	out := make([]TemplateData, len(n.Alerts))
+	for i, d := range n.Alerts {
+		out[i] = n.one(d).templateData()
+	}
+	return out
 }
 
 // parseTemplate parses a body template (text/template) with its one

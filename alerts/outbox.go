@@ -201,6 +201,13 @@ const (
 		FROM deliveries d LEFT JOIN payloads p ON p.id = d.payload_id
 		WHERE d.receiver_id = ? AND d.state = 'queued' AND d.next_attempt_at <= ? AND NOT ` + alertOpenBefore + `
 		ORDER BY d.next_attempt_at, d.seq LIMIT ?`
+	// A grouping receiver's firings waiting, due or not, that may go now:
+	// the companions of a group that is due.
+	sqlGroupable = `SELECT d.id, d.receiver_id, d.event_type, COALESCE(p.body, d.payload),
+		(SELECT COUNT(*) FROM attempts a WHERE a.delivery_id = d.id), d.created_at, d.next_attempt_at
+		FROM deliveries d LEFT JOIN payloads p ON p.id = d.payload_id
+		WHERE d.receiver_id = ? AND d.state = 'queued' AND d.event_type = 'alert.firing' AND NOT ` + alertOpenBefore + `
+		ORDER BY d.seq LIMIT ?`
 	sqlNextRetry     = `SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.state = 'queued' AND NOT ` + alertOpenBefore
 	sqlInFlight      = `UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ?`
 	sqlInsertAttempt = `INSERT INTO attempts (delivery_id, at, status, error, duration_ms) VALUES (?, ?, ?, ?, ?)`
@@ -212,7 +219,7 @@ const (
 )
 
 var outboxStatements = []string{sqlInsertPayload, sqlInsertEvent, sqlTakeEvents, sqlInsertDelivery, sqlMoveCursor,
-	sqlRetries, sqlNextRetry, sqlInFlight, sqlInsertAttempt, sqlRecord, sqlWaitsBehind, sqlAlertOpen, sqlFired}
+	sqlRetries, sqlGroupable, sqlNextRetry, sqlInFlight, sqlInsertAttempt, sqlRecord, sqlWaitsBehind, sqlAlertOpen, sqlFired}
 
 // openOutbox picks up where the database left off: the newest sequence
 // number and event, and a cursor for each active receiver from before
@@ -613,6 +620,9 @@ type claim struct {
 	Delivery
 	rcv      Receiver
 	attempts int
+	// members are the other deliveries of a group (group.go), sent in
+	// one request with this one, whose id it carries.
+	members []claim
 }
 
 // due claims the deliveries to start now, at most what room gives each
@@ -757,34 +767,82 @@ func (d *DB) scheduleRetries(ctx context.Context, tx *sql.Tx) error {
 }
 
 // retries claims up to n of a receiver's queued deliveries whose time has
-// come.
+// come; for a receiver that groups, with the firings that go with them.
 func (d *DB) retries(ctx context.Context, tx *sql.Tx, rcv Receiver, now time.Time, n int) ([]claim, error) {
-	rows, err := d.query(ctx, tx, sqlRetries, rcv.ID, ms(now), n)
+	out, err := d.queued(ctx, tx, rcv, sqlRetries, rcv.ID, ms(now), n)
 	if err != nil {
 		return nil, err
 	}
+	if rcv.GroupWait > 0 && slices.ContainsFunc(out, func(c claim) bool { return rcv.groups(c.EventType) }) {
+		waiting, err := d.queued(ctx, tx, rcv, sqlGroupable, rcv.ID, MaxGroup*4)
+		if err != nil {
+			return nil, err
+		}
+		out = group(rcv, out, waiting)
+	}
+	for _, c := range out {
+		for _, m := range append([]claim{c}, c.members...) {
+			if _, err := d.exec(ctx, tx, sqlInFlight, DeliveryInFlight, ms(now), m.ID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// queued reads a receiver's queued deliveries with a query of sqlRetries'
+// columns.
+func (d *DB) queued(ctx context.Context, tx *sql.Tx, rcv Receiver, query string, args ...any) ([]claim, error) {
+	rows, err := d.query(ctx, tx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
 	var out []claim
 	for rows.Next() {
 		var c claim
 		var created, next int64
 		if err := rows.Scan(&c.ID, &c.ReceiverID, &c.EventType, &c.Payload, &c.attempts, &created, &next); err != nil {
-			rows.Close()
 			return nil, err
 		}
 		c.CreatedAt, c.NextAttemptAt = fromMS(created), fromMS(next)
 		c.rcv = rcv
 		out = append(out, c)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
+	return out, rows.Err()
+}
+
+// group gathers, for each firing among the claims due, the firings of its
+// group waiting (due or not) into one claim, at most MaxGroup alerts: the
+// first due is the group's, the others its members.
+func group(rcv Receiver, due, waiting []claim) []claim {
+	var out []claim
+	taken := map[string]bool{}
+	lead := map[string]int{} // group key → its claim in out
+	for _, c := range due {
+		if !rcv.groups(c.EventType) {
+			out = append(out, c)
+			continue
+		}
+		taken[c.ID] = true
+		key := GroupKey(rcv, payloadLabels(c.Payload))
+		if i, ok := lead[key]; ok && len(out[i].members)+1 < MaxGroup {
+			out[i].members = append(out[i].members, c)
+			continue
+		}
+		lead[key] = len(out)
+		out = append(out, c)
 	}
-	for _, c := range out {
-		if _, err := d.exec(ctx, tx, sqlInFlight, DeliveryInFlight, ms(now), c.ID); err != nil {
-			return nil, err
+	for _, w := range waiting {
+		if taken[w.ID] {
+			continue
+		}
+		if i, ok := lead[GroupKey(rcv, payloadLabels(w.Payload))]; ok && len(out[i].members)+1 < MaxGroup {
+			out[i].members = append(out[i].members, w)
+			taken[w.ID] = true
 		}
 	}
-	return out, nil
+	return out
 }
 
 // take turns up to n of the events after a receiver's cursor that it
@@ -850,7 +908,7 @@ func (d *DB) take(ctx context.Context, tx *sql.Tx, rcv Receiver, now time.Time, 
 			// A webhook of an alert whose earlier one to this receiver is
 			// not delivered yet waits, queued, behind it: an alert's
 			// webhooks arrive in order.
-			state := DeliveryInFlight
+			state, next := DeliveryInFlight, now
 			if r.fp != "" {
 				var open int
 				if err := d.queryRow(ctx, tx, sqlAlertOpen, rcv.ID, r.fp).Scan(&open); err != nil {
@@ -860,7 +918,11 @@ func (d *DB) take(ctx context.Context, tx *sql.Tx, rcv Receiver, now time.Time, 
 					state = DeliveryQueued
 				}
 			}
-			if _, err := d.exec(ctx, tx, sqlInsertDelivery, d.seq.Add(1), c.ID, rcv.ID, r.typ, r.pid, state, ms(now), r.created, ms(now), r.fp); err != nil {
+			if rcv.groups(r.typ) { // held for the others of its group (group.go)
+				state, next = DeliveryQueued, now.Add(time.Duration(rcv.GroupWait))
+				d.retryAt(next)
+			}
+			if _, err := d.exec(ctx, tx, sqlInsertDelivery, d.seq.Add(1), c.ID, rcv.ID, r.typ, r.pid, state, ms(next), r.created, ms(now), r.fp); err != nil {
 				return nil, 0, fmt.Errorf("enqueue delivery: %w", err)
 			}
 			if state == DeliveryInFlight {

@@ -39,6 +39,11 @@ type Receiver struct {
 	// RepeatInterval, when set, sends a firing alert's webhook again
 	// every interval while it fires.
 	RepeatInterval Interval `json:"repeat_interval,omitzero"`
+	// GroupWait, when set, holds a firing alert's message this long and
+	// sends it with the others that fired meanwhile (of the same GroupBy
+	// labels) as one message (group.go).
+	GroupWait Interval `json:"group_wait,omitzero"`
+	GroupBy   []string `json:"group_by,omitempty"`
 	// An email receiver's: its sender and recipients, the relay's user
 	// (the password is the Secret), whether it may send without TLS, and
 	// the certificates to trust.
@@ -170,6 +175,11 @@ type ConfiguredReceiver struct {
 	// RepeatInterval sends a firing alert's webhook again this often
 	// while it fires; 0: once.
 	RepeatInterval time.Duration
+	// GroupWait holds firing alerts this long to send those that fired
+	// together as one message, grouped by the GroupBy labels; 0: each
+	// alert on its own.
+	GroupWait time.Duration
+	GroupBy   []string
 	// Email's: From, To, the relay's Username (Secret is its password),
 	// NoTLS to send without STARTTLS, CAFile to trust.
 	From     string
@@ -191,7 +201,8 @@ func (c ConfiguredReceiver) Validate() []error {
 // receiver is the receiver to save for c, at now.
 func (c ConfiguredReceiver) receiver(now time.Time) (Receiver, []error) {
 	r := Receiver{ID: "cfg-" + c.Name, Type: c.Type, Events: c.Events, Format: c.Format, Secret: c.Secret, ChatID: c.ChatID,
-		From: c.From, To: c.To, Username: c.Username, NoTLS: c.NoTLS, CAFile: c.CAFile, Template: c.Template, Match: c.Match, RepeatInterval: Interval(c.RepeatInterval), Status: ReceiverActive,
+		From: c.From, To: c.To, Username: c.Username, NoTLS: c.NoTLS, CAFile: c.CAFile, Template: c.Template, Match: c.Match, RepeatInterval: Interval(c.RepeatInterval),
+		GroupWait: Interval(c.GroupWait), GroupBy: c.GroupBy, Status: ReceiverActive,
 		Origin: originConfig, Description: "configured receiver " + c.Name, CreatedAt: now, UpdatedAt: now}
 	if r.Type == "" {
 		r.Type = TypeWebhook
@@ -216,7 +227,7 @@ func (c ConfiguredReceiver) receiver(now time.Time) (Receiver, []error) {
 		errs = append(errs, checkSecret(c.Secret))
 	}
 	errs = append(errs, checkFormat(r.Format), checkEvents(r.Events))
-	errs = append(errs, checkMatch(r.Match), checkRepeat(r.RepeatInterval))
+	errs = append(errs, checkMatch(r.Match), checkRepeat(r.RepeatInterval), checkGroup(r))
 	errs = append(errs, checkType(r)...)
 	if r.Type == TypeEmail && r.Template != "" {
 		errs = append(errs, errors.New("template: an email is written by vigil; a template is for the HTTP types"))
@@ -270,6 +281,8 @@ type ReceiverInput struct {
 	Status         *string   `json:"status"`          // "active" or "disabled" (an unverified one stays pending)
 	Match          *[]string `json:"match"`           // the alerts it takes; [] takes every one
 	RepeatInterval *Interval `json:"repeat_interval"` // "4h"; "0s": no repeats
+	GroupWait      *Interval `json:"group_wait"`      // "30s"; "0s": each alert on its own
+	GroupBy        *[]string `json:"group_by"`
 }
 
 // checkRepeat says what is wrong with a repeat interval.
@@ -326,6 +339,17 @@ func (in ReceiverInput) apply(r *Receiver, creating bool) error {
 			return invalid(err)
 		}
 		r.RepeatInterval = *in.RepeatInterval
+	}
+	if in.GroupWait != nil {
+		r.GroupWait = *in.GroupWait
+	}
+	if in.GroupBy != nil {
+		r.GroupBy = *in.GroupBy
+	}
+	if in.GroupWait != nil || in.GroupBy != nil {
+		if err := checkGroup(*r); err != nil {
+			return invalid(err)
+		}
 	}
 	if in.Status != nil {
 		return in.applyStatus(r)

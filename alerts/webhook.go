@@ -234,33 +234,38 @@ func alertmanagerPayload(typ string, a Alert, dashboardURL string) ([]byte, erro
 		labels[k] = v
 	}
 	ann := nonNil(a.Annotations)
-	type amAlert struct {
-		Status       string            `json:"status"`
-		Labels       map[string]string `json:"labels"`
-		Annotations  map[string]string `json:"annotations"`
-		StartsAt     time.Time         `json:"startsAt"`
-		EndsAt       time.Time         `json:"endsAt"`
-		GeneratorURL string            `json:"generatorURL"`
-		Fingerprint  string            `json:"fingerprint"`
-	}
 	ends := a.EndedAt
 	if ends.IsZero() {
 		ends = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC) // Alertmanager's "not ended"
 	}
 	group := map[string]string{"alertname": a.Rule}
-	return marshal(struct {
-		Version           string            `json:"version"`
-		GroupKey          string            `json:"groupKey"`
-		TruncatedAlerts   int               `json:"truncatedAlerts"`
-		Status            string            `json:"status"`
-		Receiver          string            `json:"receiver"`
-		GroupLabels       map[string]string `json:"groupLabels"`
-		CommonLabels      map[string]string `json:"commonLabels"`
-		CommonAnnotations map[string]string `json:"commonAnnotations"`
-		ExternalURL       string            `json:"externalURL"`
-		Alerts            []amAlert         `json:"alerts"`
-	}{"4", `{}:{alertname="` + a.Rule + `"}`, 0, status, "vigil", group, labels, ann, dashboardURL,
+	return marshal(amBody{"4", `{}:{alertname="` + a.Rule + `"}`, 0, status, "vigil", group, labels, ann, dashboardURL,
 		[]amAlert{{status, labels, ann, a.StartedAt.UTC(), ends.UTC(), dashboardURL + "/source/" + a.Source, a.Fingerprint}}})
+}
+
+// amBody is Alertmanager's webhook body.
+type amBody struct {
+	Version           string            `json:"version"`
+	GroupKey          string            `json:"groupKey"`
+	TruncatedAlerts   int               `json:"truncatedAlerts"`
+	Status            string            `json:"status"`
+	Receiver          string            `json:"receiver"`
+	GroupLabels       map[string]string `json:"groupLabels"`
+	CommonLabels      map[string]string `json:"commonLabels"`
+	CommonAnnotations map[string]string `json:"commonAnnotations"`
+	ExternalURL       string            `json:"externalURL"`
+	Alerts            []amAlert         `json:"alerts"`
+}
+
+// amAlert is one alert of an Alertmanager webhook.
+type amAlert struct {
+	Status       string            `json:"status"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint"`
 }
 
 // NewClient is the HTTP client deliveries use: no redirects followed, no

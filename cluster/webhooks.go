@@ -97,6 +97,8 @@ type Webhooks struct {
 
 	attempts   map[string]*metrics.Counter // by outcome
 	deliveries map[string]*metrics.Counter // by final outcome
+
+	held heldGroups // grouping receivers' firings, for their group_wait (groups.go)
 }
 
 var _ alerts.Outbox = (*Webhooks)(nil)
@@ -429,6 +431,23 @@ func (w *Webhooks) record(ctx context.Context, d storedDelivery) {
 	}
 }
 
+// recordEach records a delivery, or for a group message the delivery of
+// each of its alerts.
+func (w *Webhooks) recordEach(ctx context.Context, d storedDelivery, group []string) {
+	if len(group) == 0 {
+		w.record(ctx, d)
+		return
+	}
+	for _, id := range group {
+		md := d
+		md.ID = id
+		if old, err := w.delivery(ctx, id); err == nil {
+			md.CreatedAt, md.Retries = old.CreatedAt, max(old.Retries, d.Retries)
+		}
+		w.record(ctx, md)
+	}
+}
+
 // Delivery returns one delivery with its attempts (alerts.Outbox).
 func (w *Webhooks) Delivery(ctx context.Context, id string) (alerts.Delivery, error) {
 	d, err := w.delivery(ctx, id)
@@ -563,6 +582,9 @@ func (w *Webhooks) RetryDelivery(ctx context.Context, id string, now time.Time) 
 	// Queued first, under an id of its own: a retry asked again after a
 	// failure below is the same message, kept once.
 	msg := deliveryMsg(workSubject(d.ReceiverID), id+".retry"+strconv.Itoa(d.Retries+1), id, d.EventType, d.CreatedAt, m.Data)
+	if g := m.Header.Get(hdrMembers); g != "" { // a group's: sent again whole
+		msg.Header.Set(hdrMembers, g)
+	}
 	if _, err := w.js.PublishMsg(ctx, msg); err != nil {
 		return storeErr("retry delivery", err)
 	}
@@ -631,6 +653,13 @@ func (w *Webhooks) Publish(ctx context.Context, ts []alerts.Transition) error {
 				bodies[r.Format] = body
 			}
 			id := newDeliveryID(t.Alert.Fingerprint, t.Kind, strconv.FormatInt(t.Alert.StartedAt.UnixMicro(), 10), r.ID)
+			if r.GroupWait > 0 && t.Kind == alerts.StateFiring {
+				w.hold(r, labels, heldFiring{id: id, body: body, at: at})
+				continue
+			}
+			if t.Kind == alerts.StateResolved { // after its firing, if a group holds it
+				w.flushHolding(newDeliveryID(t.Alert.Fingerprint, alerts.StateFiring, strconv.FormatInt(t.Alert.StartedAt.UnixMicro(), 10), r.ID))
+			}
 			f, err := w.js.PublishMsgAsync(deliveryMsg(workSubject(r.ID), id, id, typ, at, body))
 			if err != nil {
 				return storeErr("queue webhooks", err)
@@ -739,10 +768,18 @@ func (w *Webhooks) attempt(ctx context.Context, receiverID string, m jetstream.M
 	}
 	stop := keepInProgress(m)
 	defer stop()
-	d, err := w.delivery(ctx, id)
-	if err != nil { // a transition's webhook, first attempt
-		d = storedDelivery{Delivery: alerts.Delivery{ID: id, ReceiverID: receiverID, EventType: typ, CreatedAt: created, Attempts: []alerts.Attempt{}}}
+	// A group's attempts are its alerts' (groups.go): read from the first,
+	// recorded on each.
+	group := members(m.Headers().Get(hdrMembers))
+	recID := id
+	if len(group) > 0 {
+		recID = group[0]
 	}
+	d, err := w.delivery(ctx, recID)
+	if err != nil { // a transition's webhook, first attempt
+		d = storedDelivery{Delivery: alerts.Delivery{ID: recID, ReceiverID: receiverID, EventType: typ, CreatedAt: created, Attempts: []alerts.Attempt{}}}
+	}
+	d.ID = id
 	rcv, err := w.Receiver(ctx, receiverID)
 	start := time.Now()
 	a := alerts.Attempt{At: start}
@@ -789,6 +826,9 @@ func (w *Webhooks) attempt(ctx context.Context, receiverID string, m jetstream.M
 	}
 	if d.State == alerts.DeliveryDead {
 		dm := deliveryMsg(deadSubject(receiverID), id+".dead"+strconv.Itoa(d.Retries), id, typ, created, m.Data())
+		if len(group) > 0 {
+			dm.Header.Set(hdrMembers, strings.Join(group, ","))
+		}
 		if ack, err := w.js.PublishMsg(ctx, dm); err != nil {
 			w.log.Error("webhook dead letter", "delivery", id, "err", err) // its state still says dead
 		} else {
@@ -796,7 +836,7 @@ func (w *Webhooks) attempt(ctx context.Context, receiverID string, m jetstream.M
 		}
 	}
 	if d.State == alerts.DeliveryQueued {
-		w.record(ctx, d)
+		w.recordEach(ctx, d, group)
 		err = m.NakWithDelay(wait)
 		w.attempts["retry"].Inc()
 	} else {
@@ -805,7 +845,7 @@ func (w *Webhooks) attempt(ctx context.Context, receiverID string, m jetstream.M
 		// replica sends it again. One NATS does not hear done of is sent
 		// again, and recorded then.
 		if err = m.DoubleAck(ctx); err == nil {
-			w.record(ctx, d)
+			w.recordEach(ctx, d, group)
 		}
 		w.attempts[d.State].Inc()
 		w.deliveries[d.State].Inc()

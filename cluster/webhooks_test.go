@@ -36,6 +36,7 @@ type hookServer struct {
 type received struct {
 	ID, Type, Fingerprint, State string
 	Challenge                    string
+	Alerts                       int // a group's
 }
 
 func newHookServer(t *testing.T, answer func(r received, n int) int) *hookServer {
@@ -49,9 +50,11 @@ func newHookServer(t *testing.T, answer func(r received, n int) int) *hookServer
 				State       string `json:"state"`
 				Challenge   string `json:"challenge"`
 			} `json:"data"`
+			Alerts []json.RawMessage `json:"alerts"`
 		}
 		json.Unmarshal(body, &ev)
-		rc := received{ID: r.Header.Get("webhook-id"), Type: ev.Type, Fingerprint: ev.Data.Fingerprint, State: ev.Data.State, Challenge: ev.Data.Challenge}
+		rc := received{ID: r.Header.Get("webhook-id"), Type: ev.Type, Fingerprint: ev.Data.Fingerprint, State: ev.Data.State, Challenge: ev.Data.Challenge,
+			Alerts: len(ev.Alerts)}
 		h.mu.Lock()
 		n := 0
 		for _, g := range h.got {
