@@ -109,6 +109,7 @@ type Alert struct {
 	AckedAt     time.Time         `json:"acked_at,omitzero"`
 	SilencedBy  []string          `json:"silenced_by,omitempty"` // the ids of the active silences that mute it
 	Muted       bool              `json:"muted,omitempty"`       // it fired while silenced, and its firing was not sent
+	NotifiedAt  time.Time         `json:"notified_at,omitzero"`  // when its firing was sent: when it fired, or (late) when its silences ended
 	UpdatedAt   time.Time         `json:"updated_at"`
 }
 
@@ -201,7 +202,7 @@ type Transition struct {
 func (t Transition) Webhook() (w Transition, ok bool) {
 	switch {
 	case t.Late:
-		return Transition{Kind: StateFiring, Alert: t.Alert, Late: true}, true
+		return Transition{Kind: StateFiring, Alert: t.Alert, Late: true}, len(t.Alert.SilencedBy) == 0
 	case WebhookEvent(t.Kind) == "":
 		return t, false
 	case t.Kind == StateResolved:
@@ -273,7 +274,6 @@ type Evaluator struct {
 	steps    uint64                  // steps run
 	points   []collector.Point       // a step's: a window's points, for each series in turn
 	silences []Silence               // as last read from Silences; guarded by write
-	silenced bool                    // some alert was muted as of the last step
 
 	leading     atomic.Bool   // evaluating, as of the last interval (with Lead)
 	term        atomic.Uint64 // the lease's term it evaluates in
@@ -609,16 +609,15 @@ func (e *Evaluator) readSilences(ctx context.Context) {
 
 // silence marks each active alert with the silences that mute it now,
 // holding e.mu: a transition carries them (a firing while muted is
-// Muted), and an alert whose silences changed otherwise makes a
-// "silenced" or "unsilenced" transition of its own; one that fires and
-// whose firing was muted sends it then (Late).
+// Muted; one sent has NotifiedAt), and an alert whose silences changed
+// otherwise makes a "silenced" or "unsilenced" transition of its own; one
+// that fires and whose firing was muted sends it then (Late). It runs
+// whether or not there are silences: an alert saved as silenced by one
+// that is gone is freed.
 func (e *Evaluator) silence(now time.Time, out *[]change) {
-	if len(e.silences) == 0 && !e.silenced {
-		return
-	}
 	mark := func(a *Alert) {
 		a.SilencedBy = nil
-		if a.State == StatePending || a.State == StateFiring || a.State == StateNoData {
+		if len(e.silences) > 0 && (a.State == StatePending || a.State == StateFiring || a.State == StateNoData) {
 			a.SilencedBy = Muting(e.silences, MatchLabels(*a), now)
 		}
 	}
@@ -629,21 +628,20 @@ func (e *Evaluator) silence(now time.Time, out *[]change) {
 		mark(&c.Alert)
 		switch c.Kind {
 		case StatePending:
-			c.Alert.Muted = false // a new episode
+			c.Alert.Muted, c.Alert.NotifiedAt = false, time.Time{} // a new episode
 		case StateFiring:
-			c.Alert.Muted = len(c.Alert.SilencedBy) > 0
+			c.Alert.Muted, c.Alert.NotifiedAt = len(c.Alert.SilencedBy) > 0, time.Time{}
+			if !c.Alert.Muted {
+				c.Alert.NotifiedAt = c.Alert.StartedAt
+			}
 		}
 	}
-	e.silenced = false
 	for _, a := range e.alerts {
-		if moved[a] {
+		if moved[a] || (len(a.SilencedBy) == 0 && len(e.silences) == 0) {
 			continue
 		}
 		next := *a
 		mark(&next)
-		if len(next.SilencedBy) > 0 {
-			e.silenced = true
-		}
 		if slices.Equal(next.SilencedBy, a.SilencedBy) {
 			continue
 		}
@@ -651,16 +649,11 @@ func (e *Evaluator) silence(now time.Time, out *[]change) {
 		if len(next.SilencedBy) == 0 {
 			t.Kind = KindUnsilenced
 			if next.State == StateFiring && next.Muted {
-				t.Alert.Muted, t.Late = false, true
+				t.Alert.Muted, t.Alert.NotifiedAt, t.Late = false, now, true
 			}
 		}
 		t.Alert.UpdatedAt = now
 		*out = append(*out, change{alert: a, Transition: t})
-	}
-	for _, c := range *out {
-		if len(c.Alert.SilencedBy) > 0 {
-			e.silenced = true
-		}
 	}
 }
 

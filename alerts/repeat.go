@@ -76,7 +76,7 @@ func DueRepeats(rcvs []Receiver, firing []Alert, now time.Time) []Repeat {
 			if !a.Repeats() || r.CreatedAt.After(a.StartedAt) || !r.Takes(MatchLabels(a)) {
 				continue
 			}
-			n := int(now.Sub(a.StartedAt) / time.Duration(r.RepeatInterval))
+			n := int(now.Sub(a.notified()) / time.Duration(r.RepeatInterval))
 			if n < 1 {
 				continue
 			}
@@ -91,6 +91,14 @@ func DueRepeats(rcvs []Receiver, firing []Alert, now time.Time) []Repeat {
 // muted.
 func (a Alert) Repeats() bool {
 	return a.State == StateFiring && !a.StartedAt.IsZero() && a.AckedBy == "" && len(a.SilencedBy) == 0 && !a.Muted
+}
+
+// notified is when an alert's firing was sent: repeats count from then.
+func (a Alert) notified() time.Time {
+	if a.NotifiedAt.After(a.StartedAt) {
+		return a.NotifiedAt
+	}
+	return a.StartedAt
 }
 
 // RepeatID is the delivery id of an episode's n-th repeat, every
@@ -138,13 +146,6 @@ func (d *DB) repeat(ctx context.Context, rp Repeat, now time.Time) error {
 		return err
 	}
 	if err := d.queryRow(ctx, tx, sqlAlertOpen, rp.Receiver.ID, rp.Alert.Fingerprint).Scan(&open); err != nil || open > 0 {
-		return err
-	}
-	// Nor within an interval of the last page (a firing sent late, when
-	// its silence ended).
-	var last int64
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(created_at), 0) FROM deliveries WHERE receiver_id = ? AND fingerprint = ?`,
-		rp.Receiver.ID, rp.Alert.Fingerprint).Scan(&last); err != nil || now.Sub(fromMS(last)) < time.Duration(rp.Receiver.RepeatInterval) {
 		return err
 	}
 	var body string

@@ -51,7 +51,8 @@ const (
 // its end: Alertmanager's default.
 const SilenceRetention = 5 * 24 * time.Hour
 
-// MaxSilences bounds the silences kept, expired ones included.
+// MaxSilences bounds the silences active or pending, and apart from them
+// the expired ones kept.
 const MaxSilences = 10000
 
 // State is where the silence stands at now.
@@ -97,7 +98,7 @@ func Muting(list []Silence, labels map[string]string, now time.Time) []string {
 type SilenceStore interface {
 	Silences(ctx context.Context) ([]Silence, error)
 	// PutSilence creates or replaces a silence, and forgets those that
-	// ended more than SilenceRetention before its UpdatedAt.
+	// Forget lists at its UpdatedAt.
 	PutSilence(ctx context.Context, s Silence) error
 }
 
@@ -177,8 +178,8 @@ func CreateSilence(ctx context.Context, st SilenceStore, in SilenceInput, now ti
 	if err != nil {
 		return Silence{}, err
 	}
-	if kept := countKept(list, now); kept >= MaxSilences {
-		return Silence{}, invalid(fmt.Errorf("%d silences are kept already; expire some first", kept))
+	if n := countLive(list, now); n >= MaxSilences {
+		return Silence{}, invalid(fmt.Errorf("%d silences are active or pending already; expire some first", n))
 	}
 	if err := st.PutSilence(ctx, s); err != nil {
 		return Silence{}, err
@@ -186,11 +187,12 @@ func CreateSilence(ctx context.Context, st SilenceStore, in SilenceInput, now ti
 	return s, nil
 }
 
-// countKept counts the silences not yet past their retention.
-func countKept(list []Silence, now time.Time) int {
+// countLive counts the silences active or pending: Alertmanager's bound
+// (expired ones are bounded by their retention, and by forget).
+func countLive(list []Silence, now time.Time) int {
 	n := 0
 	for _, s := range list {
-		if !Forgotten(s, now) {
+		if s.State(now) != SilenceExpired {
 			n++
 		}
 	}
@@ -200,6 +202,28 @@ func countKept(list []Silence, now time.Time) int {
 // Forgotten reports whether a silence ended more than SilenceRetention
 // before now.
 func Forgotten(s Silence, now time.Time) bool { return now.Sub(s.EndsAt) > SilenceRetention }
+
+// Forget lists the silences a store drops at now: those past their
+// retention, and the oldest expired ones beyond MaxSilences of them.
+func Forget(list []Silence, now time.Time) map[string]bool {
+	out := map[string]bool{}
+	var expired []Silence
+	for _, s := range list {
+		switch {
+		case Forgotten(s, now):
+			out[s.ID] = true
+		case s.State(now) == SilenceExpired:
+			expired = append(expired, s)
+		}
+	}
+	if len(expired) > MaxSilences {
+		slices.SortFunc(expired, func(a, b Silence) int { return b.EndsAt.Compare(a.EndsAt) })
+		for _, s := range expired[MaxSilences:] {
+			out[s.ID] = true
+		}
+	}
+	return out
+}
 
 // FindSilence is the silence with id, or a *NotFoundError.
 func FindSilence(ctx context.Context, st SilenceStore, id string, now time.Time) (Silence, error) {
@@ -320,18 +344,16 @@ func (d *DB) PutSilence(ctx context.Context, s Silence) error {
 		ON CONFLICT (id) DO UPDATE SET body = excluded.body, ends_at = excluded.ends_at`, s.ID, string(body), ms(s.EndsAt)); err != nil {
 		return fmt.Errorf("%w: save silence: %w", ErrStore, err)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM silences WHERE ends_at < ?`, ms(s.UpdatedAt.Add(-SilenceRetention))); err != nil {
-		return fmt.Errorf("%w: save silence: %w", ErrStore, err)
+	all := append(slices.DeleteFunc(slices.Clone(d.silences), func(o Silence) bool { return o.ID == s.ID }), s)
+	gone := Forget(all, s.UpdatedAt)
+	for id := range gone {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM silences WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("%w: save silence: %w", ErrStore, err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("%w: save silence: %w", ErrStore, err)
 	}
-	keep := d.silences[:0]
-	for _, o := range d.silences {
-		if o.ID != s.ID && !o.EndsAt.Before(s.UpdatedAt.Add(-SilenceRetention)) {
-			keep = append(keep, o)
-		}
-	}
-	d.silences = append(keep, s)
+	d.silences = slices.DeleteFunc(all, func(o Silence) bool { return gone[o.ID] })
 	return nil
 }

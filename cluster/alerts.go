@@ -216,6 +216,9 @@ func (s *AlertStates) queue(ctx context.Context, ts []alerts.Transition) {
 // fired, or resolved, or (late) its silences ended.
 func transitionTime(t alerts.Transition) time.Time {
 	if t.Late {
+		if !t.Alert.NotifiedAt.IsZero() {
+			return t.Alert.NotifiedAt
+		}
 		return t.Alert.UpdatedAt
 	}
 	if t.Kind == alerts.StateResolved {
@@ -238,7 +241,8 @@ func (s *AlertStates) Resume(ctx context.Context) {
 		var t alerts.Transition
 		switch {
 		case a.State == alerts.StateFiring && !a.StartedAt.IsZero():
-			t = alerts.Transition{Kind: alerts.StateFiring, Alert: a}
+			// A firing sent late, when its silences ended, is dated then.
+			t = alerts.Transition{Kind: alerts.StateFiring, Alert: a, Late: a.NotifiedAt.After(a.StartedAt)}
 		case a.State == alerts.StateInactive && !a.StartedAt.IsZero() && !a.EndedAt.Before(a.StartedAt):
 			t = alerts.Transition{Kind: alerts.StateResolved, Alert: a}
 		default:
@@ -324,12 +328,11 @@ func (s *AlertStates) PutSilence(ctx context.Context, sl alerts.Silence) error {
 	if err := s.kv.put(ctx, silencePrefix+sl.ID, b); err != nil {
 		return fmt.Errorf("%w: save silence in NATS: %w", alerts.ErrStore, err)
 	}
+	list, _ := s.Silences(ctx)
 	var old []string
-	s.kv.each(func(key string, v any, _ uint64) {
-		if o, ok := v.(alerts.Silence); ok && alerts.Forgotten(o, sl.UpdatedAt) {
-			old = append(old, key)
-		}
-	})
+	for id := range alerts.Forget(list, sl.UpdatedAt) {
+		old = append(old, silencePrefix+id)
+	}
 	for _, key := range old {
 		if err := s.kv.remove(ctx, key); err != nil {
 			s.log.Warn("removing a silence past its retention; removed with the next one saved", "key", key, "err", err)

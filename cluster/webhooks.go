@@ -891,17 +891,11 @@ func keepInProgress(m jetstream.Msg) (stop func()) {
 }
 
 // delivered reports whether a repeat's receiver got the episode's firing
-// at least an interval before now, and has no earlier repeat of it
-// waiting: the firing goes first, and a receiver that is down has one
-// page waiting, not one an interval.
-func (w *Webhooks) delivered(rp alerts.Repeat, now time.Time) bool {
+// and has no earlier repeat of it waiting: the firing goes first, and a
+// receiver that is down has one page waiting, not one an interval.
+func (w *Webhooks) delivered(rp alerts.Repeat) bool {
 	v, ok := w.dels.value(newDeliveryID(rp.Alert.Fingerprint, alerts.StateFiring, strconv.FormatInt(rp.Alert.StartedAt.UnixMicro(), 10), rp.Receiver.ID))
 	if !ok || v.(storedDelivery).State != alerts.DeliveryDelivered {
-		return false
-	}
-	// Nor within an interval of the firing (sent late, when its silence
-	// ended).
-	if now.Sub(v.(storedDelivery).CreatedAt) < time.Duration(rp.Receiver.RepeatInterval) {
 		return false
 	}
 	for n := rp.N - 1; n >= 1; n-- {
@@ -923,7 +917,7 @@ func (w *Webhooks) Repeat(ctx context.Context, firing []alerts.Alert, now time.T
 		return err
 	}
 	for _, rp := range alerts.DueRepeats(rcvs, firing, now) {
-		if _, ok := w.dels.value(rp.ID); ok || !w.delivered(rp, now) || !stillFiring(rp.Alert) {
+		if _, ok := w.dels.value(rp.ID); ok || !w.delivered(rp) || !stillFiring(rp.Alert) {
 			continue
 		}
 		if err := w.ensureStreams(ctx); err != nil {
