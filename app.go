@@ -73,8 +73,9 @@ type app struct {
 	eval          *alerts.Evaluator
 	dispatch      *alerts.Dispatcher
 	receivers     *alerts.Receivers
-	webhooks      *cluster.Webhooks // a replica's outbox, shared in NATS
-	push          *alerts.PushKeys  // the VAPID keys web pushes are signed with
+	webhooks      *cluster.Webhooks      // a replica's outbox, shared in NATS
+	push          *alerts.PushKeys       // the VAPID keys web pushes are signed with
+	sessionSecret atomic.Pointer[[]byte] // what sign-in sessions are signed with; nil until read
 	web           *dashboard.Server
 	set           *metrics.Set // vigil's own metrics
 	srv           *http.Server
@@ -342,6 +343,11 @@ func (a *app) buildAlerts(set *metrics.Set) error {
 			v.Subject = a.pushSubject()
 			a.push.Set(v)
 		}
+		secret, err := dashboard.LoadSessionSecret(a.plan.data)
+		if err != nil {
+			return err
+		}
+		a.sessionSecret.Store(&secret)
 	}
 	a.dispatch = &alerts.Dispatcher{DB: a.db, Client: client, Logger: a.log, Metrics: set, VAPID: a.push}
 	a.receivers = &alerts.Receivers{Outbox: a.db, Wake: a.dispatch.Wake}
@@ -405,7 +411,13 @@ func (a *app) buildWeb(set *metrics.Set) error {
 	if a.webhooks != nil {
 		a.webhooks.DashboardURL = a.db.DashboardURL
 	}
-	opts := dashboard.Options{Alerts: a.eval, Journal: a.db, Receivers: a.receivers, Silences: a.eval.Silences, PushKey: a.push.Public, Tokens: a.plan.tokens, ReadTokens: a.plan.readTokens,
+	opts := dashboard.Options{Alerts: a.eval, Journal: a.db, Receivers: a.receivers, Silences: a.eval.Silences, PushKey: a.push.Public,
+		SessionSecret: func() []byte {
+			if p := a.sessionSecret.Load(); p != nil {
+				return *p
+			}
+			return nil
+		}, Tokens: a.plan.tokens, ReadTokens: a.plan.readTokens,
 		Hub: a.hub, Store: a.store, Metrics: set, Logger: a.log, Version: buildVersion(), Demo: a.plan.demo,
 		Interval: a.plan.interval, Heartbeat: a.plan.heartbeat, Retry: a.plan.retry, WriteTimeout: a.plan.writeTimeout,
 		Loopback: loopback, AllowedHosts: a.plan.allowedHosts,
@@ -479,6 +491,10 @@ func (a *app) run(ctx context.Context) error {
 		g.Go(func() error { return a.webhooks.Run(gctx) })
 		g.Go(func() error {
 			cluster.SharedVAPID(gctx, a.js, a.plan.cluster.log.Replicas, a.pushSubject(), a.push, a.log)
+			return nil
+		})
+		g.Go(func() error {
+			cluster.SharedSessionSecret(gctx, a.js, a.plan.cluster.log.Replicas, func(b []byte) { a.sessionSecret.Store(&b) }, a.log)
 			return nil
 		})
 		a.agents.Idle = a.plan.cluster.agentIdle

@@ -63,9 +63,20 @@ func TestBrowserShowsAPushedAlert(t *testing.T) {
 	ctx := browser(t)
 	var mu sync.Mutex
 	var reg serviceworker.RegistrationID
+	var events []string
 	chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*serviceworker.EventWorkerVersionUpdated); ok {
+			for _, v := range e.Versions {
+				mu.Lock()
+				events = append(events, fmt.Sprintf("version %s reg %s %s %s", v.VersionID, v.RegistrationID, v.RunningStatus, v.Status))
+				mu.Unlock()
+			}
+		}
 		if e, ok := ev.(*serviceworker.EventWorkerRegistrationUpdated); ok {
 			for _, r := range e.Registrations {
+				mu.Lock()
+				events = append(events, fmt.Sprintf("registration %s %s deleted=%v", r.RegistrationID, r.ScopeURL, r.IsDeleted))
+				mu.Unlock()
 				if strings.HasSuffix(r.ScopeURL, "/static/") && !r.IsDeleted {
 					mu.Lock()
 					reg = r.RegistrationID
@@ -84,7 +95,17 @@ func TestBrowserShowsAPushedAlert(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(`[data-testid=notify]`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "the service worker active", `window.__sw = window.__sw || navigator.serviceWorker.getRegistration('/static/').then(r => { window.__active = !!(r && r.active); }); window.__active === true`, 10*time.Second)
+	await := func(js string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](js, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	vigiltest.Eventually(t, 10*time.Second, "the service worker active", func() bool {
+		return await(`navigator.serviceWorker.getRegistration('/static/').then(r => String(r && r.active && r.active.state))`) == "activated"
+	})
 	vigiltest.Eventually(t, 5*time.Second, "the registration's id", func() bool { mu.Lock(); defer mu.Unlock(); return reg != "" })
 
 	var m []byte
@@ -100,15 +121,31 @@ func TestBrowserShowsAPushedAlert(t *testing.T) {
 	mu.Lock()
 	id := reg
 	mu.Unlock()
-	if _, err := chromedp.Call(ctx, serviceworker.DeliverPushMessage, serviceworker.DeliverPushMessageParams{Origin: base, RegistrationID: id, Data: string(m)}); err != nil {
-		t.Fatal(err)
+	deliver := func() {
+		t.Helper()
+		if _, err := chromedp.Call(ctx, serviceworker.DeliverPushMessage, serviceworker.DeliverPushMessageParams{Origin: base, RegistrationID: id, Data: string(m)}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	shown := `navigator.serviceWorker.getRegistration('/static/').then(r => r.getNotifications()).then(ns => { window.__shown = ns.map(n => n.title + '|' + n.tag + '|' + n.requireInteraction + '|' + n.data.url); }); JSON.stringify(window.__shown || [])`
+	deliver()
+	shown := `navigator.serviceWorker.getRegistration('/static/').then(r => r.getNotifications()).then(ns => JSON.stringify(ns.map(n => n.title + '|' + n.tag + '|' + n.requireInteraction + '|' + n.data.url)))`
 	var got string
-	vigiltest.Eventually(t, 10*time.Second, "the notification", func() bool {
-		got = evalString(t, ctx, shown)
-		return got != "[]"
-	})
+	// A push the DevTools protocol hands a worker that has just started is
+	// now and then not dispatched: it is handed again (the same tag: one
+	// notification however often).
+	deadline, again := time.Now().Add(20*time.Second), time.Now().Add(3*time.Second)
+	for got = await(shown); got == "[]"; got = await(shown) {
+		if time.Now().After(again) {
+			deliver()
+			again = time.Now().Add(3 * time.Second)
+		}
+		if time.Now().After(deadline) {
+			mu.Lock()
+			t.Fatalf("no notification; registration %s; events %v; registrations now %s", id, events,
+				await(`navigator.serviceWorker.getRegistrations().then(rs => JSON.stringify(rs.map(r => [r.scope, r.active && r.active.state])))`))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	want := sent.Title + "|" + sent.Tag + "|true|"
 	if !strings.Contains(got, want) || bytes.Count([]byte(got), []byte("|true|")) != 1 {
 		t.Fatalf("notifications %s, want one with %q (a critical alert stays until seen)", got, want)

@@ -256,6 +256,44 @@ func ExpireSilence(ctx context.Context, st SilenceStore, id string, now time.Tim
 	return s, nil
 }
 
+// UpdateSilence changes a silence, as Alertmanager does: in gives the
+// whole silence again (a duration counts from now). A pending one is
+// changed in place; an active one too if its matchers stay the same
+// (its end, its comment, its author), and otherwise it is expired and a
+// new one made, which is returned. An expired one is not changed.
+func UpdateSilence(ctx context.Context, st SilenceStore, id string, in SilenceInput, now time.Time) (Silence, error) {
+	old, err := FindSilence(ctx, st, id, now)
+	if err != nil {
+		return Silence{}, err
+	}
+	state := old.State(now)
+	if state == SilenceExpired {
+		return Silence{}, invalid(fmt.Errorf("silence %s has expired; make a new one", id))
+	}
+	next, err := in.Silence(now)
+	if err != nil {
+		return Silence{}, err
+	}
+	same := slices.Equal(slices.Sorted(slices.Values(old.Matchers)), slices.Sorted(slices.Values(next.Matchers)))
+	if state == SilenceActive && !same {
+		if _, err := ExpireSilence(ctx, st, id, now); err != nil {
+			return Silence{}, err
+		}
+		if err := st.PutSilence(ctx, next); err != nil {
+			return Silence{}, err
+		}
+		return next, nil
+	}
+	next.ID = old.ID
+	if state == SilenceActive {
+		next.StartsAt = old.StartsAt
+	}
+	if err := st.PutSilence(ctx, next); err != nil {
+		return Silence{}, err
+	}
+	return next, nil
+}
+
 // ListSilences is every silence kept at now: active first, then pending,
 // then expired; within each, the one ending first first (expired: the
 // latest first).

@@ -248,3 +248,4 @@ func pushTopic(tag string) string {
 	h := sha256.Sum256([]byte(tag))
 	return base64.RawURLEncoding.EncodeToString(h[:24])
 }
+

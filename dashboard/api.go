@@ -327,6 +327,11 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && !decode(w, r, &in) {
 		return
 	}
+	if in.By == "" { // who signed in, when it is a person at the page
+		if ses, ok := s.sessionOf(r); ok {
+			in.By = ses.Name
+		}
+	}
 	a, err := s.ack(r.Context(), r.PathValue("fingerprint"), in.By)
 	if err != nil {
 		s.fail(w, r, err)

@@ -4,7 +4,10 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"html"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -71,6 +74,16 @@ func (s *Server) readGate(w http.ResponseWriter, r *http.Request) bool {
 			return true
 		}
 		w.Header().Set("WWW-Authenticate", `Basic realm="vigil", charset="UTF-8"`)
+		if r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/html") {
+			// A person at a browser that asks for the token as a password:
+			// who cancels that prompt sees the way to sign in instead.
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprintf(w, `<!DOCTYPE html><html lang="en"><meta charset="utf-8"><title>Sign in · vigil</title>`+
+				`<p>This vigil needs a token to read (auth.read_tokens). <a href="/login?next=%s">Sign in</a>, or give the token as the password.</p></html>`,
+				html.EscapeString(url.QueryEscape(localPath(r.URL.RequestURI()))))
+			return false
+		}
 		writeError(w, http.StatusUnauthorized, err.Error())
 		return false
 	}

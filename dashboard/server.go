@@ -15,6 +15,7 @@ package dashboard
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"io"
@@ -131,6 +132,10 @@ type Options struct {
 	AllowedHosts []string
 	// Receivers serves the receivers API (alerts.Receivers); nil: none.
 	Receivers Receivers
+	// SessionSecret is the secret sign-in sessions are signed with, the
+	// same on every replica (a file under --data, or NATS); nil or empty
+	// until it is known. nil: one made for this process.
+	SessionSecret func() []byte
 	// PushKey is the VAPID public key browsers subscribe to pushes with
 	// (alerts.PushKeys.Public); nil or "": no "Notify me".
 	PushKey func() string
@@ -181,6 +186,11 @@ func New(opts Options) *Server {
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
+	}
+	if opts.SessionSecret == nil {
+		secret := make([]byte, 32)
+		rand.Read(secret)
+		opts.SessionSecret = func() []byte { return secret }
 	}
 	s := &Server{opts: opts, mux: http.NewServeMux(),
 		panics: opts.Metrics.GetOrCreateCounter(`vigil_http_panics_total`)}

@@ -2,10 +2,16 @@ package dashboard
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -23,8 +29,13 @@ import (
 // restarts, and removing that token from auth.tokens ends every session
 // made with it.
 
-// sessionCookie names the cookie.
-const sessionCookie = "vigil_session"
+// The cookie's names: with the __Host- prefix where it is Secure (the
+// browser then takes it from this host alone, over HTTPS, for the whole
+// site), and without it over plain HTTP (loopback).
+const (
+	sessionCookie       = "vigil_session"
+	secureSessionCookie = "__Host-vigil_session"
+)
 
 // SessionLifetime is how long a session lasts after signing in.
 const SessionLifetime = 12 * time.Hour
@@ -37,12 +48,18 @@ type login struct {
 	Expires int64  `json:"e"` // unix seconds
 }
 
-// sessionKey is the key that signs the sessions of one token.
-func sessionKey(token string) []byte {
-	mac := hmac.New(sha256.New, []byte(token))
-	mac.Write([]byte("vigil session v1"))
+// sessionKey is the key that signs the sessions of one token: made from
+// the token and this vigil's session secret (so a cookie is no test of a
+// guessed token without the secret as well).
+func sessionKey(secret []byte, token string) []byte {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte("vigil session v1\x00" + token))
 	return mac.Sum(nil)
 }
+
+// sessionSecret is the secret sessions are signed with; nil until it is
+// known (a replica reads it from NATS).
+func (s *Server) sessionSecret() []byte { return s.opts.SessionSecret() }
 
 func sign(key, payload []byte) []byte {
 	mac := hmac.New(sha256.New, key)
@@ -51,18 +68,31 @@ func sign(key, payload []byte) []byte {
 }
 
 // cookieValue is a session, signed with its token's key.
-func cookieValue(s login, token string) string {
-	payload, _ := json.Marshal(s)
-	return base64.RawURLEncoding.EncodeToString(payload) + "." + base64.RawURLEncoding.EncodeToString(sign(sessionKey(token), payload))
+func cookieValue(secret []byte, l login, token string) string {
+	payload, _ := json.Marshal(l)
+	return base64.RawURLEncoding.EncodeToString(payload) + "." + base64.RawURLEncoding.EncodeToString(sign(sessionKey(secret, token), payload))
+}
+
+// secure reports whether the browser reached vigil over HTTPS: directly,
+// or through a proxy that says so (a client that lies only makes its
+// cookie stricter).
+func secure(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
 // sessionOf is the request's session, if its cookie is signed with the
 // key of a token still configured and has not expired. A session signed
 // with a read token never writes, whatever it says.
 func (s *Server) sessionOf(r *http.Request) (login, bool) {
-	c, err := r.Cookie(sessionCookie)
-	if err != nil {
+	secret := s.sessionSecret()
+	if len(secret) == 0 {
 		return login{}, false
+	}
+	c, err := r.Cookie(secureSessionCookie)
+	if err != nil {
+		if c, err = r.Cookie(sessionCookie); err != nil {
+			return login{}, false
+		}
 	}
 	p, sig, ok := strings.Cut(c.Value, ".")
 	payload, err1 := base64.RawURLEncoding.DecodeString(p)
@@ -75,12 +105,12 @@ func (s *Server) sessionOf(r *http.Request) (login, bool) {
 		return login{}, false
 	}
 	for _, tok := range s.opts.Tokens {
-		if hmac.Equal(mac, sign(sessionKey(tok), payload)) {
+		if hmac.Equal(mac, sign(sessionKey(secret, tok), payload)) {
 			return ses, true
 		}
 	}
 	for _, tok := range s.opts.ReadTokens {
-		if hmac.Equal(mac, sign(sessionKey(tok), payload)) {
+		if hmac.Equal(mac, sign(sessionKey(secret, tok), payload)) {
 			ses.Write = false
 			return ses, true
 		}
@@ -89,15 +119,16 @@ func (s *Server) sessionOf(r *http.Request) (login, bool) {
 }
 
 // mayWrite says why a request may not write, or nil when it may: its
-// Authorization header, or else its session.
+// Authorization header or its session (a browser that was given a read
+// token for the read gate sends it with everything, beside the session).
 func (s *Server) mayWrite(r *http.Request) error {
-	h := r.Header.Get("Authorization")
-	if h == "" && len(s.opts.Tokens) > 0 {
+	err := s.authorize(r.Header.Get("Authorization"))
+	if err != nil && len(s.opts.Tokens) > 0 {
 		if ses, ok := s.sessionOf(r); ok && ses.Write {
 			return nil
 		}
 	}
-	return s.authorize(h)
+	return err
 }
 
 // signInNeeded reports whether this vigil has tokens to sign in with.
@@ -151,6 +182,10 @@ func (s *Server) handleSignIn(w http.ResponseWriter, r *http.Request) {
 		s.renderSignIn(w, r, http.StatusConflict, "")
 		return
 	}
+	if len(s.sessionSecret()) == 0 {
+		s.renderSignIn(w, r, http.StatusServiceUnavailable, "Signing in is not ready yet: this replica has not read the session key from NATS. Try again in a moment.")
+		return
+	}
 	var write bool
 	switch {
 	case name == "":
@@ -165,23 +200,62 @@ func (s *Server) handleSignIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	exp := s.opts.Now().Add(SessionLifetime)
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: cookieValue(login{Name: name, Write: write, Expires: exp.Unix()}, token),
-		Path: "/", Expires: exp, MaxAge: int(SessionLifetime / time.Second), HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	name2 := sessionCookie
+	if secure(r) {
+		name2 = secureSessionCookie
+	}
+	http.SetCookie(w, &http.Cookie{Name: name2, Value: cookieValue(s.sessionSecret(), login{Name: name, Write: write, Expires: exp.Unix()}, token),
+		Path: "/", Expires: exp, MaxAge: int(SessionLifetime / time.Second), HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secure(r)})
 	s.opts.Logger.Info("signed in", "name", name, "writes", write, "remote", r.RemoteAddr)
 	http.Redirect(w, r, localPath(r.PostForm.Get("next")), http.StatusSeeOther)
 }
 
 // handleSignOut ends the session in this browser.
+// (A session signed out of stays valid until it expires, for whoever
+// copied its cookie: sessions are signed, not kept. Removing the token
+// from auth.tokens ends them all.)
 func (s *Server) handleSignOut(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	if _, err := r.Cookie(secureSessionCookie); err == nil || secure(r) {
+		http.SetCookie(w, &http.Cookie{Name: secureSessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: true})
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secure(r)})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
 // localPath is a path on this vigil to go back to, "/" for anything else:
-// never another site (//evil.example, /\evil.example, https://…).
+// never another site. Browsers drop tabs and line breaks from a URL and
+// read a backslash as a slash, so /<tab>/evil.example and /\evil.example
+// are //evil.example to them: any control character or backslash is
+// refused, and what is left must be a path alone.
 func localPath(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, `/\`) || strings.ContainsAny(p, "\r\n") {
+	if strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
+		return "/"
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
 		return "/"
 	}
 	return p
+}
+
+// sessionFile is where LoadSessionSecret keeps the secret, under --data.
+const sessionFile = "session.key"
+
+// LoadSessionSecret reads this vigil's session secret from dir, making it
+// (readable by vigil's user only) the first time.
+func LoadSessionSecret(dir string) ([]byte, error) {
+	path := filepath.Join(dir, sessionFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		b = make([]byte, 32)
+		rand.Read(b)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return nil, fmt.Errorf("session secret: %w", err)
+		}
+		return b, nil
+	}
+	if err != nil || len(b) < 32 {
+		return nil, fmt.Errorf("session secret: %s is not vigil's (remove it to make a new one; everyone then signs in again)", path)
+	}
+	return b, nil
 }

@@ -25,6 +25,7 @@ func (s *Server) silenceRoutes() {
 	s.mux.HandleFunc("GET /api/v1/silences", s.listSilences)
 	s.mux.HandleFunc("POST /api/v1/silences", w(s.createSilence))
 	s.mux.HandleFunc("GET /api/v1/silences/{id}", s.getSilence)
+	s.mux.HandleFunc("PUT /api/v1/silences/{id}", w(s.updateSilence))
 	s.mux.HandleFunc("DELETE /api/v1/silences/{id}", w(s.expireSilence))
 	if s.opts.Alerts != nil {
 		s.mux.HandleFunc("POST /alerts/{fingerprint}/silence", s.pageWrite(s.pageSilence))
@@ -94,6 +95,28 @@ func (s *Server) getSilence(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, s.silenceView(sl))
+}
+
+// updateSilence changes a silence (alerts.UpdateSilence): its answer is
+// the silence as it is now, under a new id if its matchers changed while
+// it was active.
+func (s *Server) updateSilence(w http.ResponseWriter, r *http.Request) {
+	var in alerts.SilenceInput
+	if !decode(w, r, &in) {
+		return
+	}
+	if strings.TrimSpace(in.CreatedBy) == "" {
+		if ses, ok := s.sessionOf(r); ok {
+			in.CreatedBy = ses.Name
+		}
+	}
+	sl, err := alerts.UpdateSilence(r.Context(), s.opts.Silences, r.PathValue("id"), in, s.opts.Now())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.opts.Logger.Info("silence changed", "id", r.PathValue("id"), "now", sl.ID, "matchers", sl.Matchers, "ends_at", sl.EndsAt, "by", sl.CreatedBy)
 	writeJSON(w, http.StatusOK, s.silenceView(sl))
 }
 

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"net/url"
@@ -66,10 +67,31 @@ func TestSilencesAPI(t *testing.T) {
 	if code, got := a.do(t, "GET", "/api/v1/silences/sil_nope", ""); code != 404 || got["error"] != `no silence "sil_nope"` {
 		t.Fatalf("get a silence that is not there: %d %v", code, got)
 	}
+	// Extended: the same silence, a later end; other matchers: a new one,
+	// and the old one expired.
+	if code, got := a.do(t, "PUT", "/api/v1/silences/"+id, `{"matchers":["source=~\"host/web-.*\"","alertname=\"HighCPU\""],"duration":"5h","created_by":"ana","comment":"longer"}`); code != 200 ||
+		got["id"] != id || got["comment"] != "longer" || got["starts_at"] != created["starts_at"] {
+		t.Fatalf("extend: %d %v", code, got)
+	}
+	code, moved := a.do(t, "PUT", "/api/v1/silences/"+pending["id"].(string), `{"matchers":["role=\"db\"","dc=\"fra\""],"duration":"1h","created_by":"bo","comment":"drill"}`)
+	if code != 200 || moved["id"] != pending["id"] || moved["state"] != alerts.SilenceActive {
+		t.Fatalf("a pending one changed (in place, from now): %d %v", code, moved)
+	}
+	code, moved = a.do(t, "PUT", "/api/v1/silences/"+pending["id"].(string), `{"matchers":["role=\"db\""],"duration":"1h","created_by":"bo","comment":"drill"}`)
+	if code != 200 || moved["id"] == pending["id"] {
+		t.Fatalf("an active one's matchers changed: %d %v, want a new silence", code, moved)
+	}
+	if code, got := a.do(t, "GET", "/api/v1/silences/"+pending["id"].(string), ""); code != 200 || got["state"] != alerts.SilenceExpired {
+		t.Fatalf("the one replaced: %d %v, want it expired", code, got)
+	}
+	if code, got := a.do(t, "PUT", "/api/v1/silences/"+pending["id"].(string), `{"matchers":["role=\"db\""],"duration":"1h","created_by":"bo","comment":"x"}`); code != 400 ||
+		!strings.Contains(got["error"].(string), "has expired") {
+		t.Fatalf("changing an expired one: %d %v", code, got)
+	}
 	if code, got := a.do(t, "DELETE", "/api/v1/silences/"+id, ""); code != 200 || got["state"] != alerts.SilenceExpired {
 		t.Fatalf("expire: %d %v", code, got)
 	}
-	if got, want := list("?state=expired"), []string{id + " expired"}; !slices.Equal(got, want) {
+	if got, want := list("?state=expired"), []string{id + " expired", pending["id"].(string) + " expired"}; !slices.Equal(got, want) {
 		t.Fatalf("after expiring: %v, want %v", got, want)
 	}
 }
@@ -124,7 +146,8 @@ func TestSignIn(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	opts := Options{Silences: db, Tokens: []string{writeTok}, ReadTokens: []string{readTok}, Now: clock}
+	secret := []byte("a session secret of the test's own")
+	opts := Options{Silences: db, Tokens: []string{writeTok}, ReadTokens: []string{readTok}, Now: clock, SessionSecret: func() []byte { return secret }}
 	a := newTestApp(t, stream.HubOptions{}, opts)
 	if code, body := get(t, a.srv.URL, "/login?next=/source/host/a"); code != 200 || !strings.Contains(body, `data-testid="sign-in-form"`) ||
 		!strings.Contains(body, `value="/source/host/a"`) {
@@ -154,7 +177,8 @@ func TestSignIn(t *testing.T) {
 		strings.Contains(ana.Value, writeTok) {
 		t.Fatalf("the cookie: %+v", ana)
 	}
-	for _, next := range []string{"//evil.example/", "https://evil.example/", `/\evil.example`} {
+	for _, next := range []string{"//evil.example/", "https://evil.example/", `/\evil.example`, "/\t/evil.example/x", "/\n/evil.example",
+		"javascript:alert(1)", "/ok\\/evil", "http:/evil.example"} {
 		if _, loc, _, _ := signIn("ana", writeTok, next); loc != "/" {
 			t.Errorf("next=%s went to %q, not back to vigil", next, loc)
 		}
@@ -194,7 +218,7 @@ func TestSignIn(t *testing.T) {
 	}
 	// Who holds a read token can sign a session that says it writes: it
 	// still does not.
-	raised := &http.Cookie{Name: sessionCookie, Value: cookieValue(login{Name: "bo", Write: true, Expires: now.Add(time.Hour).Unix()}, readTok)}
+	raised := &http.Cookie{Name: sessionCookie, Value: cookieValue(secret, login{Name: "bo", Write: true, Expires: now.Add(time.Hour).Unix()}, readTok)}
 	if code, _ := silence(raised); code != 401 {
 		t.Fatalf("a session of a read token that says it writes wrote: %d", code)
 	}
@@ -203,6 +227,44 @@ func TestSignIn(t *testing.T) {
 	}
 	if code, _ := get(t, a.srv.URL, "/api/v1/silences"); code != 401 {
 		t.Fatalf("reads need a token or a session: %d", code)
+	}
+	// A browser at the read gate is asked for the token as a password, and
+	// shown the way to sign in.
+	req, _ := http.NewRequest("GET", a.srv.URL+"/source/host/a?x=1", nil)
+	req.Header.Set("Accept", "text/html,application/xhtml+xml")
+	if resp, err := noRedirects.Do(req); err != nil || resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") == "" {
+		t.Fatalf("a page behind the read gate: %v %v", resp, err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), `href="/login?next=%2Fsource%2Fhost%2Fa%3Fx%3D1"`) {
+			t.Fatalf("the read gate's page: %s", b)
+		}
+	}
+	// A browser that gave the read token for the gate sends it with
+	// everything: a write session beside it still writes, in its name.
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("x:"+readTok))
+	req, _ = http.NewRequest("POST", a.srv.URL+"/api/v1/silences", strings.NewReader(`{"matchers":["alertname=\"Hot\""],"duration":"1h","comment":"deploy"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", basic)
+	req.AddCookie(ana)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 201 {
+		t.Fatalf("a write session beside a read token's Basic credentials: %v %v", resp, err)
+	}
+	// Over HTTPS (here, a proxy that says so) the cookie is Secure and
+	// kept to this host (__Host-), and it signs in as well.
+	req, _ = http.NewRequest("POST", a.srv.URL+"/login", strings.NewReader(url.Values{"name": {"ana"}, "token": {writeTok}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Forwarded-Proto", "https")
+	resp, err := noRedirects.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if cs := resp.Cookies(); len(cs) != 1 || cs[0].Name != "__Host-vigil_session" || !cs[0].Secure || cs[0].Path != "/" || cs[0].Domain != "" {
+		t.Fatalf("the cookie over HTTPS: %+v", resp.Cookies())
+	} else if code, got := silence(cs[0]); code != 201 || got["created_by"] != "ana" {
+		t.Fatalf("a write with the __Host- cookie: %d %v", code, got)
 	}
 	// Another vigil, or this one restarted without ana's token.
 	b := newTestApp(t, stream.HubOptions{}, Options{Silences: db, Tokens: []string{"another-token-0123456789"}, Now: clock})
