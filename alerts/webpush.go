@@ -248,4 +248,3 @@ func pushTopic(tag string) string {
 	h := sha256.Sum256([]byte(tag))
 	return base64.RawURLEncoding.EncodeToString(h[:24])
 }
-
