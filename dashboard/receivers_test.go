@@ -362,7 +362,13 @@ func TestReceiverMatchAndRepeatThroughTheAPI(t *testing.T) {
 	if code != 200 || got["repeat_interval"] != nil || got["match"] != nil {
 		t.Fatalf("update: %d %v", code, got)
 	}
+	code, got = a.do(t, "PUT", "/api/v1/receivers/"+id, `{"group_wait":"30s","group_by":["role"]}`)
+	if code != 200 || got["group_wait"] != "30s" || fmt.Sprint(got["group_by"]) != "[role]" {
+		t.Fatalf("grouping: %d %v", code, got)
+	}
 	for body, want := range map[string]string{
+		`{"url":"http://127.0.0.1:9/x","group_wait":"1h"}`:             "group_wait: between 0s and 10m0s",
+		`{"url":"http://127.0.0.1:9/x","group_by":["role"]}`:           "group_by: groups only with a group_wait",
 		`{"url":"http://127.0.0.1:9/x","match":["team==db"]}`:          "match: ",
 		`{"url":"http://127.0.0.1:9/x","repeat_interval":"10s"}`:       "repeat_interval: 10s is shorter",
 		`{"url":"http://127.0.0.1:9/x","repeat_interval":"sometimes"}`: "want a duration",
