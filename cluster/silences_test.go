@@ -65,10 +65,10 @@ func TestSharedSilences(t *testing.T) {
 
 	s1 := silence()
 	step(99) // fires, muted
-	saved, _ := other.LoadAlerts(ctx)
-	if len(saved) != 1 || !slices.Equal(saved[0].SilencedBy, []string{s1.ID}) || !saved[0].Muted {
-		t.Fatalf("the saved state of a silenced alert: %+v", saved)
-	}
+	eventually(t, 10*time.Second, "the silenced alert's state on the other replica", func() bool {
+		saved, _ := other.LoadAlerts(ctx)
+		return len(saved) == 1 && slices.Equal(saved[0].SilencedBy, []string{s1.ID}) && saved[0].Muted
+	})
 	expire(s1)
 	step(99) // unsilenced: its firing is sent now
 	eventually(t, 10*time.Second, "the late firing", func() bool { return len(h.received()) == 1 })

@@ -89,33 +89,47 @@ func (p *prober) probe(ctx context.Context) probeResult {
 	r := probeResult{at: p.now(), dns: nan, connect: nan, tls: nan, ttfb: nan, certDays: nan}
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
+	// The trace's callbacks may run after Do returns (a dial that goes on
+	// after a timeout): they write under a lock, and the result takes a
+	// copy of what they wrote (done) when it is returned.
+	var mu sync.Mutex
 	var dnsStart, connStart, tlsStart time.Time
+	t := r // the timings the callbacks write
+	set := func(f func()) { mu.Lock(); f(); mu.Unlock() }
 	start := time.Now()
 	trace := &httptrace.ClientTrace{
-		DNSStart:          func(httptrace.DNSStartInfo) { dnsStart = time.Now() },
-		DNSDone:           func(httptrace.DNSDoneInfo) { r.dns = time.Since(dnsStart).Seconds() },
-		ConnectStart:      func(string, string) { connStart = time.Now() },
-		ConnectDone:       func(string, string, error) { r.connect = time.Since(connStart).Seconds() },
-		TLSHandshakeStart: func() { tlsStart = time.Now() },
+		DNSStart:          func(httptrace.DNSStartInfo) { set(func() { dnsStart = time.Now() }) },
+		DNSDone:           func(httptrace.DNSDoneInfo) { set(func() { t.dns = time.Since(dnsStart).Seconds() }) },
+		ConnectStart:      func(string, string) { set(func() { connStart = time.Now() }) },
+		ConnectDone:       func(string, string, error) { set(func() { t.connect = time.Since(connStart).Seconds() }) },
+		TLSHandshakeStart: func() { set(func() { tlsStart = time.Now() }) },
 		TLSHandshakeDone: func(cs tls.ConnectionState, err error) {
-			r.tls = time.Since(tlsStart).Seconds()
-			if err == nil && len(cs.PeerCertificates) > 0 {
-				r.certDays = cs.PeerCertificates[0].NotAfter.Sub(r.at).Hours() / 24
-			}
+			set(func() {
+				t.tls = time.Since(tlsStart).Seconds()
+				if err == nil && len(cs.PeerCertificates) > 0 {
+					t.certDays = cs.PeerCertificates[0].NotAfter.Sub(r.at).Hours() / 24
+				}
+			})
 		},
-		GotFirstResponseByte: func() { r.ttfb = time.Since(start).Seconds() },
+		GotFirstResponseByte: func() { set(func() { t.ttfb = time.Since(start).Seconds() }) },
+	}
+	done := func(r probeResult) probeResult {
+		mu.Lock()
+		defer mu.Unlock()
+		r.dns, r.connect, r.tls, r.certDays, r.ttfb = t.dns, t.connect, t.tls, t.certDays, t.ttfb
+		return r
 	}
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), p.opts.Method, p.url, nil)
 	if err != nil {
 		r.err = fmt.Errorf("%s: %w", ReasonNetwork, hideURL(err, p.url))
-		return r
+		return done(r)
 	}
 	req.Header.Set("User-Agent", "vigil-probe")
 	resp, err := p.client.Do(req)
 	if err != nil {
 		r.total = time.Since(start).Seconds()
 		r.err = classify(hideURL(err, p.url))
-		return r
+		return done(r)
 	}
 	defer resp.Body.Close()
 	r.status = resp.StatusCode
@@ -123,18 +137,18 @@ func (p *prober) probe(ctx context.Context) probeResult {
 	r.total = time.Since(start).Seconds()
 	if err != nil {
 		r.err = classify(err)
-		return r
+		return done(r)
 	}
 	if !p.statusOK(resp.StatusCode) {
 		r.err = fmt.Errorf("%s: got %d", ReasonStatus, resp.StatusCode)
-		return r
+		return done(r)
 	}
 	if err := p.checkBody(body); err != nil {
 		r.err = fmt.Errorf("%s: %v", ReasonBody, err)
-		return r
+		return done(r)
 	}
 	r.ok = true
-	return r
+	return done(r)
 }
 
 func (p *prober) statusOK(code int) bool {

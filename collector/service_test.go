@@ -527,7 +527,11 @@ func TestProbeFailureReasons(t *testing.T) {
 		{redirect.URL, "status: got 302"}, // redirects are not followed
 		{"http://vigil-test.invalid/", "dns"},
 	} {
-		svc, _ := NewService(ServiceOptions{Name: "x", Probe: &ProbeOptions{URLs: []string{tc.url}, Timeout: 500 * time.Millisecond}})
+		timeout := 5 * time.Second // a TLS handshake under -race on a loaded machine takes its time
+		if tc.want == "timeout" {
+			timeout = 500 * time.Millisecond
+		}
+		svc, _ := NewService(ServiceOptions{Name: "x", Probe: &ProbeOptions{URLs: []string{tc.url}, Timeout: timeout}})
 		_, err := svc.Collect(context.Background())
 		if tc.want == "dns" && err != nil && strings.Contains(err.Error(), "timeout") {
 			continue // a resolver that cannot be reached at all times out instead
