@@ -34,7 +34,7 @@ func checkGroup(r Receiver) error {
 	var errs []error
 	switch {
 	case r.GroupWait < 0 || time.Duration(r.GroupWait) > MaxGroupWait:
-		errs = append(errs, fmt.Errorf("group_wait: between 0s and %s", MaxGroupWait))
+		errs = append(errs, fmt.Errorf("group_wait: %s is not between 0s and %s", time.Duration(r.GroupWait), MaxGroupWait))
 	case r.GroupWait > 0 && r.Type == TypePagerDuty:
 		errs = append(errs, errors.New("group_wait: PagerDuty keeps one incident per alert (its dedup_key); group them there"))
 	case r.GroupWait > 0 && r.Type == TypeWebPush:
@@ -45,9 +45,12 @@ func checkGroup(r Receiver) error {
 	if len(r.GroupBy) > maxMatchers {
 		errs = append(errs, fmt.Errorf("group_by: at most %d labels", maxMatchers))
 	}
-	for _, l := range r.GroupBy {
-		if !labelName.MatchString(l) {
+	for i, l := range r.GroupBy {
+		switch {
+		case !labelName.MatchString(l):
 			errs = append(errs, fmt.Errorf("group_by: %q is not a label name", l))
+		case slices.Contains(r.GroupBy[:i], l):
+			errs = append(errs, fmt.Errorf("group_by: %q twice", l))
 		}
 	}
 	return errors.Join(errs...)

@@ -153,7 +153,7 @@ func TestGroupConfig(t *testing.T) {
 		c    ConfiguredReceiver
 		want string
 	}{
-		{ConfiguredReceiver{Name: "a", URL: "https://x.example/h", Secret: NewSecret(), GroupWait: time.Hour}, "group_wait: between 0s and 10m0s"},
+		{ConfiguredReceiver{Name: "a", URL: "https://x.example/h", Secret: NewSecret(), GroupWait: time.Hour}, "group_wait: 1h0m0s is not between 0s and 10m0s"},
 		{ConfiguredReceiver{Name: "a", URL: "https://x.example/h", Secret: NewSecret(), GroupBy: []string{"role"}}, "group_by: groups only with a group_wait"},
 		{ConfiguredReceiver{Name: "a", URL: "https://x.example/h", Secret: NewSecret(), GroupWait: time.Second, GroupBy: []string{"a-b"}}, `group_by: "a-b" is not a label name`},
 		{ConfiguredReceiver{Name: "a", Type: TypePagerDuty, Secret: strings.Repeat("R", 32), GroupWait: time.Second}, "group_wait: PagerDuty keeps one incident per alert"},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -193,7 +194,12 @@ func (n notice) link() string {
 }
 
 // number writes a value as a person reads it: 97.3, 0.0042, 1.2e+09.
-func number(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
+func number(v float64) string {
+	if a := math.Abs(v); a >= 1e4 && a < 1e15 {
+		return strconv.FormatFloat(math.Round(v), 'f', 0, 64) // 29480, not 2.948e+04
+	}
+	return strconv.FormatFloat(v, 'g', 4, 64)
+}
 
 // text is the whole message as plain lines.
 func (n notice) text() string {

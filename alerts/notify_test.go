@@ -380,7 +380,7 @@ func TestTelegramTokenNotInErrors(t *testing.T) {
 		return nil, fmt.Errorf("proxy refused %s", r.URL)
 	})}
 	rcv := Receiver{ID: "cfg-tg", Type: TypeTelegram, URL: "https://tg.example", Secret: token, ChatID: "-1001"}
-	payload, _ := testPayload(rcv.ID, t0, 1)
+	payload, _ := testPayload(rcv, t0, 1)
 	_, o := Sender{Client: quoting}.Send(context.Background(), rcv, Delivery{ID: "msg_1", EventType: EventTest, Payload: payload})
 	if !strings.HasPrefix(o.Err, "proxy refused") || strings.Contains(o.Err, "AAH-example") {
 		t.Fatalf("error %q", o.Err)

@@ -280,8 +280,8 @@ type ReceiverInput struct {
 	Description    *string   `json:"description"`
 	Status         *string   `json:"status"`          // "active" or "disabled" (an unverified one stays pending)
 	Match          *[]string `json:"match"`           // the alerts it takes; [] takes every one
-	RepeatInterval *Interval `json:"repeat_interval"` // "4h"; "0s": no repeats
-	GroupWait      *Interval `json:"group_wait"`      // "30s"; "0s": each alert on its own
+	RepeatInterval *Duration `json:"repeat_interval"` // "4h"; "0s": no repeats
+	GroupWait      *Duration `json:"group_wait"`      // "30s"; "0s": each alert on its own
 	GroupBy        *[]string `json:"group_by"`
 }
 
@@ -335,13 +335,13 @@ func (in ReceiverInput) apply(r *Receiver, creating bool) error {
 		r.Match = *in.Match
 	}
 	if in.RepeatInterval != nil {
-		if err := checkRepeat(*in.RepeatInterval); err != nil {
+		if err := checkRepeat(Interval(*in.RepeatInterval)); err != nil {
 			return invalid(err)
 		}
-		r.RepeatInterval = *in.RepeatInterval
+		r.RepeatInterval = Interval(*in.RepeatInterval)
 	}
 	if in.GroupWait != nil {
-		r.GroupWait = *in.GroupWait
+		r.GroupWait = Interval(*in.GroupWait)
 	}
 	if in.GroupBy != nil {
 		r.GroupBy = *in.GroupBy
@@ -506,7 +506,11 @@ func (rs *Receivers) Subscribe(ctx context.Context, in PushInput) (_ Receiver, e
 
 // Unsubscribe removes the push subscription of a browser's endpoint.
 func (rs *Receivers) Unsubscribe(ctx context.Context, endpoint string) error {
-	return storeErr(rs.Outbox.DeleteReceiver(ctx, PushReceiverID(endpoint)))
+	err := rs.Outbox.DeleteReceiver(ctx, PushReceiverID(endpoint))
+	if errors.Is(err, ErrNotFound) {
+		return &NotFoundError{"push subscription for", endpoint}
+	}
+	return storeErr(err)
 }
 
 // Update changes a receiver made through the API.
@@ -545,7 +549,7 @@ func (rs *Receivers) Test(ctx context.Context, id string) (_ string, err error) 
 	}
 	now := rs.now()
 	did, err := rs.Outbox.Enqueue(ctx, r, EventTest, now, func(seq uint64) ([]byte, error) {
-		return testPayload(r.ID, now, seq)
+		return testPayload(r, now, seq)
 	})
 	if err == nil {
 		rs.wake()

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"vigil/internal/duration"
 )
 
 // Repeats: a receiver with a RepeatInterval gets a firing alert's webhook
@@ -25,20 +27,34 @@ type Interval time.Duration
 func (d Interval) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
 func (d *Interval) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		var ns int64
-		if err := json.Unmarshal(b, &ns); err != nil {
-			return errors.New(`want a duration such as "4h"`)
-		}
+	var ns int64
+	if err := json.Unmarshal(b, &ns); err == nil { // as stored before
 		*d = Interval(ns)
 		return nil
 	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf(`%q: want a duration such as "4h"`, s)
-	}
+	var v Duration
+	err := v.UnmarshalJSON(b)
 	*d = Interval(v)
+	return err
+}
+
+// A Duration is a duration as a client writes it in JSON: a string with
+// its unit, Go's ("90s", "4h30m") or Prometheus's days and weeks ("2d",
+// "1w"). A bare number is refused: it has no unit.
+type Duration time.Duration
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf(`%s: want a duration as a string with its unit, such as "4h", "90s" or "2d"`, b)
+	}
+	v, err := duration.Parse(s)
+	if err != nil {
+		return fmt.Errorf(`%q: want a duration such as "4h", "90s" or "2d"`, s)
+	}
+	*d = Duration(v)
 	return nil
 }
 

@@ -108,7 +108,7 @@ type SilenceInput struct {
 	Matchers  []string  `json:"matchers"`
 	StartsAt  time.Time `json:"starts_at,omitzero"` // zero: now
 	EndsAt    time.Time `json:"ends_at,omitzero"`
-	Duration  Interval  `json:"duration,omitempty"` // instead of ends_at
+	Duration  Duration  `json:"duration,omitempty"` // instead of ends_at
 	CreatedBy string    `json:"created_by"`
 	Comment   string    `json:"comment"`
 }
@@ -127,7 +127,7 @@ func (in SilenceInput) Silence(now time.Time) (Silence, error) {
 		errs = append(errs, errors.New(`matchers: at least one, such as alertname="HighCPU" or source="host/web-1"`))
 	}
 	if err := checkMatch(in.Matchers); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, errors.New("matchers"+strings.TrimPrefix(err.Error(), "match")))
 	} else if len(in.Matchers) > 0 && Muting([]Silence{{Matchers: in.Matchers, EndsAt: now.Add(time.Hour)}}, map[string]string{}, now) != nil {
 		errs = append(errs, errors.New(`matchers: they match an alert without labels, so they silence every alert; add one that names what to silence, such as alertname="HighCPU"`))
 	}

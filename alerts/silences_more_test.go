@@ -90,7 +90,7 @@ func TestLateFiringIsNotRepeatedAtOnce(t *testing.T) {
 	if g := h.received(); !slices.Equal(g, []string{EventFiring}) {
 		t.Fatalf("setup: %v", g)
 	}
-	s, err := CreateSilence(ctx, h.db, SilenceInput{Matchers: []string{`alertname="Hot"`}, Duration: Interval(24 * time.Hour), CreatedBy: "ana", Comment: "m"}, h.ck.t)
+	s, err := CreateSilence(ctx, h.db, SilenceInput{Matchers: []string{`alertname="Hot"`}, Duration: Duration(24 * time.Hour), CreatedBy: "ana", Comment: "m"}, h.ck.t)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func (f *flakySilences) Silences(ctx context.Context) ([]Silence, error) {
 func TestMutedDoesNotOutliveItsEpisode(t *testing.T) {
 	h := newHarness(t, nil, ConfiguredReceiver{Name: "pager"}, hot)
 	ctx := context.Background()
-	s, _ := CreateSilence(ctx, h.db, SilenceInput{Matchers: []string{`alertname="Hot"`}, Duration: Interval(time.Hour), CreatedBy: "ana", Comment: "m"}, h.ck.t)
+	s, _ := CreateSilence(ctx, h.db, SilenceInput{Matchers: []string{`alertname="Hot"`}, Duration: Duration(time.Hour), CreatedBy: "ana", Comment: "m"}, h.ck.t)
 	h.step(0, 99)           // muted episode
 	h.step(time.Minute, 10) // resolves under the silence: nothing sent
 	ExpireSilence(ctx, h.db, s.ID, h.ck.t)
@@ -182,7 +182,7 @@ func TestExpiredSilencesDoNotFillTheCap(t *testing.T) {
 		st.list = append(st.list, Silence{ID: fmt.Sprint("sil_", i), Matchers: []string{`alertname="Deploy"`},
 			StartsAt: now.Add(-time.Hour), EndsAt: now.Add(-time.Duration(i+1) * time.Second)})
 	}
-	in := SilenceInput{Matchers: []string{`alertname="Deploy"`}, Duration: Interval(10 * time.Minute), CreatedBy: "ci", Comment: "deploy"}
+	in := SilenceInput{Matchers: []string{`alertname="Deploy"`}, Duration: Duration(10 * time.Minute), CreatedBy: "ci", Comment: "deploy"}
 	if _, err := CreateSilence(ctx, st, in, now); err != nil {
 		t.Fatalf("refused while none is active or pending: %v", err)
 	}
@@ -208,7 +208,7 @@ func TestExpiredSilencesDoNotFillTheCap(t *testing.T) {
 func TestRestartAfterASilenceEnded(t *testing.T) {
 	h := newHarness(t, nil, ConfiguredReceiver{Name: "pager"}, hot)
 	ctx := context.Background()
-	CreateSilence(ctx, h.db, SilenceInput{Matchers: []string{`alertname="Hot"`}, Duration: Interval(time.Hour), CreatedBy: "ana", Comment: "m"}, h.ck.t)
+	CreateSilence(ctx, h.db, SilenceInput{Matchers: []string{`alertname="Hot"`}, Duration: Duration(time.Hour), CreatedBy: "ana", Comment: "m"}, h.ck.t)
 	h.step(0, 99)
 	h.e = &Evaluator{Rules: h.e.Rules, Ring: h.store, Hub: h.e.Hub, States: h.db, Silences: h.db, Now: h.ck.now, Saved: h.d.Wake}
 	if err := h.e.Load(ctx); err != nil {

@@ -60,7 +60,7 @@ func TestSilenceMatching(t *testing.T) {
 
 func TestSilenceInput(t *testing.T) {
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
-	ok := SilenceInput{Matchers: []string{`alertname="HighCPU"`}, Duration: Interval(time.Hour), CreatedBy: "ana", Comment: "maintenance"}
+	ok := SilenceInput{Matchers: []string{`alertname="HighCPU"`}, Duration: Duration(time.Hour), CreatedBy: "ana", Comment: "maintenance"}
 	s, err := ok.Silence(now)
 	if err != nil || !s.StartsAt.Equal(now) || !s.EndsAt.Equal(now.Add(time.Hour)) || !strings.HasPrefix(s.ID, "sil_") {
 		t.Fatalf("%+v %v", s, err)
@@ -83,7 +83,7 @@ func TestSilenceInput(t *testing.T) {
 		{func(in *SilenceInput) { in.Comment = strings.Repeat("x", 1001) }, "comment: at most 1000"},
 		{func(in *SilenceInput) { in.Duration = 0 }, "ends_at or duration"},
 		{func(in *SilenceInput) { in.EndsAt = now.Add(time.Hour) }, "not both"},
-		{func(in *SilenceInput) { in.Duration = Interval(-time.Hour) }, "must be positive"},
+		{func(in *SilenceInput) { in.Duration = Duration(-time.Hour) }, "must be positive"},
 		{func(in *SilenceInput) { in.Duration, in.EndsAt = 0, now.Add(-time.Minute) }, "is not after the start"},
 	} {
 		in := ok
@@ -105,7 +105,7 @@ func TestSilencesSurviveARestart(t *testing.T) {
 	}
 	ctx := context.Background()
 	now := time.Now()
-	in := SilenceInput{Matchers: []string{`source="host/a"`}, Duration: Interval(2 * time.Hour), CreatedBy: "ana", Comment: "disk swap"}
+	in := SilenceInput{Matchers: []string{`source="host/a"`}, Duration: Duration(2 * time.Hour), CreatedBy: "ana", Comment: "disk swap"}
 	kept, err := CreateSilence(ctx, db, in, now)
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +205,7 @@ func TestSilencedAlertsSendNothing(t *testing.T) {
 	silence := func() Silence {
 		t.Helper()
 		s, err := CreateSilence(ctx, db, SilenceInput{Matchers: []string{`alertname="Hot"`, `source="host/a"`},
-			Duration: Interval(24 * time.Hour), CreatedBy: "ana", Comment: "maintenance"}, ck.t)
+			Duration: Duration(24 * time.Hour), CreatedBy: "ana", Comment: "maintenance"}, ck.t)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -84,11 +84,11 @@ func (g *guard) control(_, address string, _ syscall.RawConn) error {
 func (g *guard) check(a netip.Addr) error {
 	a = a.WithZone("").Unmap()
 	if why := g.refusal(a); why != "" {
-		return fmt.Errorf("%w: %s %s (allow it with --webhook-allow-net)", ErrBlockedAddress, a, why)
+		return fmt.Errorf("%w: %s %s (allow it with alerts.allow_networks or --webhook-allow-net)", ErrBlockedAddress, a, why)
 	}
 	for _, v4 := range carriedIPv4(a) {
 		if why := g.refusal(v4); why != "" {
-			return fmt.Errorf("%w: %s carries %s, which %s (allow it with --webhook-allow-net)", ErrBlockedAddress, a, v4, why)
+			return fmt.Errorf("%w: %s carries %s, which %s (allow it with alerts.allow_networks or --webhook-allow-net)", ErrBlockedAddress, a, v4, why)
 		}
 	}
 	return nil

@@ -54,7 +54,7 @@ func refused(t *testing.T, check func(string, string) error, network, address, w
 	if !errors.Is(err, ErrBlockedAddress) {
 		t.Errorf("%s %s: %v, want ErrBlockedAddress", network, address, err)
 	}
-	if _, perr := netip.ParseAddrPort(address); perr == nil && !strings.Contains(err.Error(), "allow it with --webhook-allow-net") {
+	if _, perr := netip.ParseAddrPort(address); perr == nil && !strings.Contains(err.Error(), "allow it with alerts.allow_networks or --webhook-allow-net") {
 		t.Errorf("%s %s: %v, want it to say how to allow it", network, address, err)
 	}
 }
@@ -259,7 +259,7 @@ func TestDialCheckErrorNamesAddressAndNetwork(t *testing.T) {
 		{"[64:ff9b::a9fe:a9fe]:80", "169.254.169.254, which is in 169.254.0.0/16"},
 	} {
 		err := dialCheck(t, "64:ff9b::/96")("tcp6", c.address)
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "allow it with --webhook-allow-net") {
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "allow it with alerts.allow_networks or --webhook-allow-net") {
 			t.Errorf("%s: %v, want it to say %q and how to allow it", c.address, err, c.want)
 		}
 	}

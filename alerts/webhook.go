@@ -191,8 +191,21 @@ func verifyPayload(id, challenge string, now time.Time, seq uint64) ([]byte, err
 		"data": map[string]any{"receiver_id": id, "subscription_id": id, "challenge": challenge, "seq": seq}})
 }
 
-// testPayload is the body of a test event.
-func testPayload(id string, now time.Time, seq uint64) ([]byte, error) {
+// testPayload is the body of a test event: vigil's, or for a webhook in
+// Alertmanager's format an alert named TestAlert in that format, as
+// Grafana's test of a contact point sends, so a receiver written for
+// Alertmanager reads it.
+func testPayload(r Receiver, now time.Time, seq uint64) ([]byte, error) {
+	if r.Format == FormatAlertmanager && (r.Type == "" || r.Type == TypeWebhook) {
+		labels := map[string]string{"alertname": "TestAlert", "severity": "info", "receiver_id": r.ID}
+		ann := map[string]string{"summary": "a test event from vigil (receiver " + r.ID + ")"}
+		return marshal(amBody{"4", `{}:{alertname="TestAlert"}`, 0, "firing", "vigil", map[string]string{"alertname": "TestAlert"}, labels, ann, "",
+			[]amAlert{{"firing", labels, ann, now.UTC(), time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), "", "vigil-test-" + r.ID}}})
+	}
+	return standardTestPayload(r.ID, now, seq)
+}
+
+func standardTestPayload(id string, now time.Time, seq uint64) ([]byte, error) {
 	return json.Marshal(map[string]any{"type": EventTest, "timestamp": now.UTC(),
 		"data": map[string]any{"receiver_id": id, "subscription_id": id, "message": "a test event from vigil", "seq": seq}})
 }

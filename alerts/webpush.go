@@ -3,6 +3,7 @@ package alerts
 import (
 	"cmp"
 	"context"
+	"crypto/ecdh"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -123,6 +125,15 @@ type PushInput struct {
 	Description string `json:"description,omitempty"`
 }
 
+// loopbackHost reports whether a host is this machine (a push service on
+// loopback, as in tests, may be plain http).
+func loopbackHost(h string) bool {
+	if ip, err := netip.ParseAddr(h); err == nil {
+		return ip.IsLoopback()
+	}
+	return h == "localhost"
+}
+
 // PushReceiverID is the id of a browser's subscription: the same for the
 // same endpoint, so subscribing again replaces it.
 func PushReceiverID(endpoint string) string {
@@ -135,11 +146,16 @@ func PushReceiverID(endpoint string) string {
 func (in PushInput) Receiver(now time.Time) (Receiver, error) {
 	var errs []error
 	u, err := url.Parse(in.Endpoint)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	switch {
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil:
 		errs = append(errs, errors.New("endpoint: want the push service's URL from the browser's subscription"))
+	case u.Scheme == "http" && !loopbackHost(u.Hostname()):
+		errs = append(errs, errors.New("endpoint: a push service is reached over https"))
 	}
 	if k, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(in.Keys.P256dh, "=")); err != nil || len(k) != 65 || k[0] != 4 {
 		errs = append(errs, errors.New("keys.p256dh: want the subscription's public key (65 bytes, base64url)"))
+	} else if _, err := ecdh.P256().NewPublicKey(k); err != nil {
+		errs = append(errs, errors.New("keys.p256dh: not a point of the P-256 curve"))
 	}
 	if k, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(in.Keys.Auth, "=")); err != nil || len(k) != 16 {
 		errs = append(errs, errors.New("keys.auth: want the subscription's auth secret (16 bytes, base64url)"))

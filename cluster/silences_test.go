@@ -41,7 +41,7 @@ func TestSharedSilences(t *testing.T) {
 	}
 	silence := func() alerts.Silence {
 		t.Helper()
-		s, err := alerts.CreateSilence(ctx, other, alerts.SilenceInput{Matchers: []string{`alertname="Hot"`}, Duration: alerts.Interval(time.Hour),
+		s, err := alerts.CreateSilence(ctx, other, alerts.SilenceInput{Matchers: []string{`alertname="Hot"`}, Duration: alerts.Duration(time.Hour),
 			CreatedBy: "ana", Comment: "maintenance"}, time.Now())
 		if err != nil {
 			t.Fatal(err)

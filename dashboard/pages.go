@@ -136,6 +136,11 @@ const maxGroupKey = 128
 // render writes a page under a strict Content-Security-Policy: scripts only
 // from this origin and with this response's nonce, nothing from elsewhere.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, c templ.Component) {
+	s.renderStatus(w, r, http.StatusOK, c)
+}
+
+// renderStatus is render with a status other than 200.
+func (s *Server) renderStatus(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
 	var b [16]byte
 	rand.Read(b[:])
 	nonce := base64.StdEncoding.EncodeToString(b[:])
@@ -146,6 +151,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, c templ.Componen
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
 	if err := c.Render(templ.WithNonce(r.Context(), nonce), w); err != nil {
 		s.opts.Logger.Warn("render page", "path", r.URL.Path, "err", err)
 	}

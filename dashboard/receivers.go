@@ -2,10 +2,14 @@ package dashboard
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -135,7 +139,25 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 // badJSON is a body that is not the JSON asked for: a 400.
 type badJSON struct{ err error }
 
-func (e *badJSON) Error() string        { return "bad JSON: " + strings.TrimPrefix(e.err.Error(), "json: ") }
+// Error says what is wrong: the JSON itself, a field of the wrong kind,
+// or a field's value (a duration without its unit), or an unknown field.
+func (e *badJSON) Error() string {
+	msg := strings.TrimPrefix(e.err.Error(), "json: ")
+	var syntax *json.SyntaxError
+	var kind *json.UnmarshalTypeError
+	switch {
+	case errors.As(e.err, &syntax) || errors.Is(e.err, io.ErrUnexpectedEOF) || errors.Is(e.err, io.EOF):
+		return "bad JSON: " + msg
+	case errors.As(e.err, &kind) && kind.Field != "":
+		want := map[reflect.Kind]string{reflect.Slice: "a list", reflect.Array: "a list", reflect.String: "a string", reflect.Bool: "true or false",
+			reflect.Map: "an object", reflect.Struct: "an object"}[kind.Type.Kind()]
+		if want == "" {
+			want = "a number"
+		}
+		return fmt.Sprintf("%s: want %s, not a JSON %s", kind.Field, want, kind.Value)
+	}
+	return msg
+}
 func (e *badJSON) Is(target error) bool { return target == errBadJSON }
 
 // receiverView is a receiver as the API shows it: never its secret,

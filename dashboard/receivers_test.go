@@ -367,7 +367,7 @@ func TestReceiverMatchAndRepeatThroughTheAPI(t *testing.T) {
 		t.Fatalf("grouping: %d %v", code, got)
 	}
 	for body, want := range map[string]string{
-		`{"url":"http://127.0.0.1:9/x","group_wait":"1h"}`:             "group_wait: between 0s and 10m0s",
+		`{"url":"http://127.0.0.1:9/x","group_wait":"1h"}`:             "group_wait: 1h0m0s is not between 0s and 10m0s",
 		`{"url":"http://127.0.0.1:9/x","group_by":["role"]}`:           "group_by: groups only with a group_wait",
 		`{"url":"http://127.0.0.1:9/x","match":["team==db"]}`:          "match: ",
 		`{"url":"http://127.0.0.1:9/x","repeat_interval":"10s"}`:       "repeat_interval: 10s is shorter",

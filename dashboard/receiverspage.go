@@ -17,8 +17,7 @@ func (s *Server) handleReceiversPage(w http.ResponseWriter, r *http.Request) {
 	rcvs, err := s.opts.Receivers.List(r.Context())
 	if err != nil {
 		status, msg := statusOf(err)
-		w.WriteHeader(status)
-		s.render(w, r, templates.NoticePage(s.page(r, "Receivers · vigil", 0, templates.ViewState{}, ""), msg, "/"))
+		s.renderStatus(w, r, status, templates.NoticePage(s.page(r, "Receivers · vigil", 0, templates.ViewState{}, ""), msg, "/"))
 		return
 	}
 	slices.SortFunc(rcvs, func(a, b alerts.Receiver) int {
@@ -85,8 +84,7 @@ func (s *Server) pageTest(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if _, err := s.opts.Receivers.Test(r.Context(), id); err != nil {
 		status, msg := statusOf(err)
-		w.WriteHeader(status)
-		s.render(w, r, templates.NoticePage(s.page(r, "Not done · vigil", 0, templates.ViewState{}, ""), msg, "/receivers"))
+		s.renderStatus(w, r, status, templates.NoticePage(s.page(r, "Not done · vigil", 0, templates.ViewState{}, ""), msg, "/receivers"))
 		return
 	}
 	s.opts.Logger.Info("test message queued from the page", "receiver", id, "by", s.actor(r))

@@ -161,8 +161,7 @@ func (s *Server) handleSignInForm(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) renderSignIn(w http.ResponseWriter, r *http.Request, status int, problem string) {
 	p := s.page(r, "Sign in · vigil", 0, templates.ViewState{}, "")
-	w.WriteHeader(status)
-	s.render(w, r, templates.SignInPage(p, templates.SignIn{Next: localPath(r.FormValue("next")), Problem: problem, Needed: s.signInNeeded()}))
+	s.renderStatus(w, r, status, templates.SignInPage(p, templates.SignIn{Next: localPath(r.FormValue("next")), Problem: problem, Needed: s.signInNeeded()}))
 }
 
 // maxNameBytes bounds the name a person signs in as.

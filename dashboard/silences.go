@@ -152,8 +152,7 @@ func (s *Server) pageWrite(do func(r *http.Request) error) http.HandlerFunc {
 			if status == http.StatusInternalServerError {
 				s.opts.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			}
-			w.WriteHeader(status)
-			s.render(w, r, templates.NoticePage(s.page(r, "Not done · vigil", 0, templates.ViewState{}, ""), msg, back))
+			s.renderStatus(w, r, status, templates.NoticePage(s.page(r, "Not done · vigil", 0, templates.ViewState{}, ""), msg, back))
 			return
 		}
 		http.Redirect(w, r, back, http.StatusSeeOther)
@@ -196,7 +195,7 @@ func (s *Server) pageSilence(r *http.Request) error {
 	}
 	in := alerts.SilenceInput{Matchers: []string{
 		"alertname=" + strconv.Quote(a.Rule), "source=" + strconv.Quote(a.Source), "metric=" + strconv.Quote(a.Metric)},
-		Duration: alerts.Interval(d), CreatedBy: s.actor(r), Comment: comment}
+		Duration: alerts.Duration(d), CreatedBy: s.actor(r), Comment: comment}
 	sl, err := alerts.CreateSilence(r.Context(), s.opts.Silences, in, s.opts.Now())
 	if err == nil {
 		s.opts.Logger.Info("silence created", "id", sl.ID, "matchers", sl.Matchers, "ends_at", sl.EndsAt, "by", sl.CreatedBy)
