@@ -373,17 +373,21 @@ func (a *app) buildAlerts(set *metrics.Set) error {
 		a.lease = cluster.NewLease(a.js, lo)
 		a.states = cluster.NewAlertStates(a.js, "", cp.log.Replicas, a.db.WithoutWebhooks(), a.log)
 		a.states.Webhooks = a.webhooks
+		a.webhooks.Holding = func() bool { held, _, _ := a.lease.Lead(); return held }
 		a.eval.States, a.eval.Lead, a.eval.Acks, a.eval.Silences = a.states, a.lease.Lead, a.states, a.states
 		return nil
 	}
 	return a.eval.Load(context.Background())
 }
 
-// pushSubject says who runs this vigil to the push services: the
-// dashboard's address when it is https (Apple's service wants a mailto:
-// or https: subject), or a mailto: of no one.
+// pushSubject says who runs this vigil to the push services:
+// alerts.push_subject, or the dashboard's address when it is https, or a
+// mailto: of no one (which Apple's service refuses).
 func (a *app) pushSubject() string {
-	if strings.HasPrefix(a.plan.dashboardURL, "https://") {
+	switch {
+	case a.plan.pushSubject != "":
+		return a.plan.pushSubject
+	case strings.HasPrefix(a.plan.dashboardURL, "https://"):
 		return a.plan.dashboardURL
 	}
 	return "vigil@localhost"

@@ -61,6 +61,10 @@ type Config struct {
 		// DashboardURL is the base of links in webhook payloads; by default
 		// http:// and the listen address.
 		DashboardURL string `yaml:"dashboard_url"`
+		// PushSubject tells the push services who sends vigil's web pushes
+		// (VAPID's subject): a mailto: or https: address. Default: the
+		// dashboard_url when it is https.
+		PushSubject string `yaml:"push_subject"`
 		// AgentDownFor is how long an upstream stays unreachable before
 		// the AgentDown alert fires; 0s: no such alert.
 		AgentDownFor Duration `yaml:"agent_down_for"`

@@ -77,7 +77,7 @@ func TestBrowserShowsAPushedAlert(t *testing.T) {
 				mu.Lock()
 				events = append(events, fmt.Sprintf("registration %s %s deleted=%v", r.RegistrationID, r.ScopeURL, r.IsDeleted))
 				mu.Unlock()
-				if strings.HasSuffix(r.ScopeURL, "/static/") && !r.IsDeleted {
+				if r.ScopeURL == base+"/" && !r.IsDeleted {
 					mu.Lock()
 					reg = r.RegistrationID
 					mu.Unlock()
@@ -104,7 +104,7 @@ func TestBrowserShowsAPushedAlert(t *testing.T) {
 		return v
 	}
 	vigiltest.Eventually(t, 10*time.Second, "the service worker active", func() bool {
-		return await(`navigator.serviceWorker.getRegistration('/static/').then(r => String(r && r.active && r.active.state))`) == "activated"
+		return await(`navigator.serviceWorker.getRegistration('/').then(r => String(r && r.active && r.active.state))`) == "activated"
 	})
 	vigiltest.Eventually(t, 5*time.Second, "the registration's id", func() bool { mu.Lock(); defer mu.Unlock(); return reg != "" })
 
@@ -128,7 +128,7 @@ func TestBrowserShowsAPushedAlert(t *testing.T) {
 		}
 	}
 	deliver()
-	shown := `navigator.serviceWorker.getRegistration('/static/').then(r => r.getNotifications()).then(ns => JSON.stringify(ns.map(n => n.title + '|' + n.tag + '|' + n.requireInteraction + '|' + n.data.url)))`
+	shown := `navigator.serviceWorker.getRegistration('/').then(r => r.getNotifications()).then(ns => JSON.stringify(ns.map(n => n.title + '|' + n.tag + '|' + n.requireInteraction + '|' + n.data.url)))`
 	var got string
 	// A push the DevTools protocol hands a worker that has just started is
 	// now and then not dispatched: it is handed again (the same tag: one

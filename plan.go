@@ -42,6 +42,7 @@ type plan struct {
 	receivers                      []alerts.ConfiguredReceiver
 	allowNets                      []netip.Prefix
 	dashboardURL                   string
+	pushSubject                    string
 
 	readTokens    []string
 	upstreams     []collector.UpstreamOptions // followed: this vigil is a hub
@@ -254,6 +255,10 @@ func (pl *planner) access(c Config, p *plan) {
 		}
 	}
 	p.dashboardURL = c.Alerts.DashboardURL
+	if s := c.Alerts.PushSubject; s != "" && !strings.HasPrefix(s, "mailto:") && !strings.HasPrefix(s, "https://") {
+		pl.bad("alerts.push_subject", fmt.Sprintf("%q: want a mailto: or https: address, such as mailto:ops@example.com", s))
+	}
+	p.pushSubject = c.Alerts.PushSubject
 }
 
 func (pl *planner) host(c Config, p *plan) {

@@ -304,7 +304,9 @@ func Backoff(n int, retryAfter time.Duration, jitter float64) time.Duration {
 // challenge.
 func (d *Dispatcher) send(ctx context.Context, c claim) (int, Outcome) {
 	del := c.Delivery
-	if len(c.members) > 0 {
+	// A grouping receiver's alert messages are all group-shaped, one alert
+	// or many (group.go).
+	if c.rcv.GroupWait > 0 && (c.EventType == EventFiring || c.EventType == EventResolved) {
 		bodies := [][]byte{c.Payload}
 		for _, m := range c.members {
 			bodies = append(bodies, m.Payload)
@@ -389,6 +391,9 @@ func (s Sender) send(ctx context.Context, rcv Receiver, d Delivery) (int, Outcom
 			return code, Outcome{Gone: true, Err: resp.Status + ": the browser's subscription expired; removed"}
 		}
 		return code, Outcome{Gone: true, Err: "410 Gone: receiver disabled"}
+	case (code == http.StatusUnauthorized || code == http.StatusForbidden) && rcv.Type == TypeWebPush:
+		return code, Outcome{Err: resp.Status + ": the push service refused vigil's VAPID signature: set alerts.push_subject to a mailto: or https: address; " +
+			"or vigil's keys changed since the browser subscribed (it must subscribe again)"}
 	case code == http.StatusTooManyRequests:
 		return code, Outcome{Retry: true, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), now), Err: "429 Too Many Requests"}
 	case code >= 500:

@@ -150,3 +150,24 @@ func keepCommon(common, other map[string]string) {
 		}
 	}
 }
+
+// MemberPayload is the body of the i-th alert of a group's body, as a
+// group of one: for sending one alert of a group again alone.
+func MemberPayload(r Receiver, group []byte, i int) ([]byte, error) {
+	if r.Format == FormatAlertmanager {
+		var b amBody
+		if err := json.Unmarshal(group, &b); err != nil || i >= len(b.Alerts) {
+			return nil, fmt.Errorf("alert %d of a group: not in its body", i)
+		}
+		b.Alerts = b.Alerts[i : i+1]
+		b.CommonLabels, b.CommonAnnotations = b.Alerts[0].Labels, b.Alerts[0].Annotations
+		b.Status = b.Alerts[0].Status
+		return marshal(b)
+	}
+	var b groupedBody
+	if err := json.Unmarshal(group, &b); err != nil || i >= len(b.Alerts) {
+		return nil, fmt.Errorf("alert %d of a group: not in its body", i)
+	}
+	b.Data, b.Alerts = b.Alerts[i], b.Alerts[i:i+1]
+	return marshal(b)
+}

@@ -331,9 +331,20 @@ func discordBody(n notice) any {
 	if !n.Timestamp.IsZero() {
 		embed["timestamp"] = n.Timestamp.UTC().Format(time.RFC3339)
 	}
+	// Discord refuses an embed of more than 6,000 characters in all.
+	budget := 6000 - utf8.RuneCountInString(embed["title"].(string))
+	if d, ok := embed["description"].(string); ok {
+		budget -= utf8.RuneCountInString(d)
+	}
 	var fields []any
 	for _, f := range n.facts() {
-		fields = append(fields, map[string]any{"name": f[0], "value": clip(f[1], 1024), "inline": true})
+		name, value := clip(f[0], 256), clip(f[1], 1024)
+		cost := utf8.RuneCountInString(name) + utf8.RuneCountInString(value)
+		if cost > budget {
+			break // the dashboard lists the rest
+		}
+		budget -= cost
+		fields = append(fields, map[string]any{"name": name, "value": value, "inline": true})
 	}
 	if fields != nil {
 		embed["fields"] = fields

@@ -124,6 +124,11 @@ func migrateOutbox(db *sql.DB) error {
 		`ALTER TABLE deliveries ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE events ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE events ADD COLUMN labels TEXT NOT NULL DEFAULT ''`,
+		// A grouping receiver's firings: held for its group_wait (held),
+		// and once claimed the group's lead (group_id, the lead's own id
+		// on the lead).
+		`ALTER TABLE deliveries ADD COLUMN held INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE deliveries ADD COLUMN group_id TEXT NOT NULL DEFAULT ''`,
 		// Undelivered webhooks of one alert to one receiver: a newer one
 		// waits for these (after the column it needs exists).
 		`CREATE INDEX IF NOT EXISTS deliveries_alert_open ON deliveries (receiver_id, fingerprint, seq) WHERE state IN ('queued', 'in_flight')`,
@@ -184,8 +189,8 @@ const (
 	sqlTakeEvents    = `SELECT e.seq, e.type, e.created_at, p.id, p.body, e.fingerprint, e.labels FROM events e
 		JOIN payloads p ON p.id = CASE WHEN ? = 'alertmanager' THEN e.alertmanager_payload ELSE e.standard_payload END
 		WHERE e.seq > ? ORDER BY e.seq LIMIT 64`
-	sqlInsertDelivery = `INSERT INTO deliveries (seq, id, receiver_id, event_type, payload, payload_id, state, next_attempt_at, created_at, updated_at, fingerprint)
-		VALUES (?, ?, ?, ?, x'', ?, ?, ?, ?, ?, ?)`
+	sqlInsertDelivery = `INSERT INTO deliveries (seq, id, receiver_id, event_type, payload, payload_id, state, next_attempt_at, created_at, updated_at, fingerprint, held)
+		VALUES (?, ?, ?, ?, x'', ?, ?, ?, ?, ?, ?, ?)`
 	// An alert's webhook to a receiver is held back while an earlier one
 	// is queued or in flight, so they arrive in order.
 	alertOpenBefore = `EXISTS (SELECT 1 FROM deliveries o WHERE o.receiver_id = d.receiver_id AND o.fingerprint = d.fingerprint
@@ -197,17 +202,23 @@ const (
 	sqlFired = `SELECT COALESCE((SELECT event_type = 'alert.firing' FROM deliveries WHERE receiver_id = ? AND fingerprint = ?
 		ORDER BY seq DESC LIMIT 1), 0)`
 	sqlRetries = `SELECT d.id, d.receiver_id, d.event_type, COALESCE(p.body, d.payload),
-		(SELECT COUNT(*) FROM attempts a WHERE a.delivery_id = d.id), d.created_at, d.next_attempt_at
+		(SELECT COUNT(*) FROM attempts a WHERE a.delivery_id = d.id), d.created_at, d.next_attempt_at, d.held, d.group_id
 		FROM deliveries d LEFT JOIN payloads p ON p.id = d.payload_id
-		WHERE d.receiver_id = ? AND d.state = 'queued' AND d.next_attempt_at <= ? AND NOT ` + alertOpenBefore + `
+		WHERE d.receiver_id = ? AND d.state = 'queued' AND d.next_attempt_at <= ? AND d.group_id IN ('', d.id) AND NOT ` + alertOpenBefore + `
 		ORDER BY d.next_attempt_at, d.seq LIMIT ?`
 	// A grouping receiver's firings waiting, due or not, that may go now:
 	// the companions of a group that is due.
-	sqlGroupable = `SELECT d.id, d.receiver_id, d.event_type, COALESCE(p.body, d.payload),
-		(SELECT COUNT(*) FROM attempts a WHERE a.delivery_id = d.id), d.created_at, d.next_attempt_at
+	sqlGroupable = `SELECT d.id, d.receiver_id, d.event_type, COALESCE(p.body, d.payload), 0, d.created_at, d.next_attempt_at, d.held, d.group_id
 		FROM deliveries d LEFT JOIN payloads p ON p.id = d.payload_id
-		WHERE d.receiver_id = ? AND d.state = 'queued' AND d.event_type = 'alert.firing' AND NOT ` + alertOpenBefore + `
+		WHERE d.receiver_id = ? AND d.state = 'queued' AND d.held AND d.group_id = ''
+		AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.delivery_id = d.id) AND NOT ` + alertOpenBefore + `
 		ORDER BY d.seq LIMIT ?`
+	// A group's members waiting with their lead.
+	sqlMembers = `SELECT d.id, d.receiver_id, d.event_type, COALESCE(p.body, d.payload),
+		(SELECT COUNT(*) FROM attempts a WHERE a.delivery_id = d.id), d.created_at, d.next_attempt_at, d.held, d.group_id
+		FROM deliveries d LEFT JOIN payloads p ON p.id = d.payload_id
+		WHERE d.group_id = ? AND d.id != d.group_id AND d.state = 'queued' ORDER BY d.seq`
+	sqlJoinGroup     = `UPDATE deliveries SET group_id = ? WHERE id = ?`
 	sqlNextRetry     = `SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.state = 'queued' AND NOT ` + alertOpenBefore
 	sqlInFlight      = `UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ?`
 	sqlInsertAttempt = `INSERT INTO attempts (delivery_id, at, status, error, duration_ms) VALUES (?, ?, ?, ?, ?)`
@@ -219,7 +230,7 @@ const (
 )
 
 var outboxStatements = []string{sqlInsertPayload, sqlInsertEvent, sqlTakeEvents, sqlInsertDelivery, sqlMoveCursor,
-	sqlRetries, sqlGroupable, sqlNextRetry, sqlInFlight, sqlInsertAttempt, sqlRecord, sqlWaitsBehind, sqlAlertOpen, sqlFired}
+	sqlRetries, sqlGroupable, sqlMembers, sqlJoinGroup, sqlNextRetry, sqlInFlight, sqlInsertAttempt, sqlRecord, sqlWaitsBehind, sqlAlertOpen, sqlFired}
 
 // openOutbox picks up where the database left off: the newest sequence
 // number and event, and a cursor for each active receiver from before
@@ -510,7 +521,7 @@ func (d *DB) enqueue(ctx context.Context, tx *sql.Tx, rcv Receiver, typ string, 
 		return "", fmt.Errorf("enqueue delivery: %w", err)
 	}
 	pid, _ := res.LastInsertId()
-	if _, err := d.exec(ctx, tx, sqlInsertDelivery, seq, id, rcv.ID, typ, pid, DeliveryQueued, ms(now), ms(now), ms(now), ""); err != nil {
+	if _, err := d.exec(ctx, tx, sqlInsertDelivery, seq, id, rcv.ID, typ, pid, DeliveryQueued, ms(now), ms(now), ms(now), "", false); err != nil {
 		return "", fmt.Errorf("enqueue delivery: %w", err)
 	}
 	return id, nil
@@ -600,7 +611,8 @@ func (d *DB) queryDeliveries(ctx context.Context, where string, args ...any) ([]
 
 // RetryDelivery queues a dead delivery again, now.
 func (d *DB) RetryDelivery(ctx context.Context, id string, now time.Time) error {
-	res, err := d.db.ExecContext(ctx, `UPDATE deliveries SET state = ?, next_attempt_at = ?, updated_at = ?, last_error = '' WHERE id = ? AND state = ?`,
+	// It goes alone: out of its group, whose others are not retried.
+	res, err := d.db.ExecContext(ctx, `UPDATE deliveries SET state = ?, next_attempt_at = ?, updated_at = ?, last_error = '', group_id = '', held = 0 WHERE id = ? AND state = ?`,
 		DeliveryQueued, ms(now), ms(now), id, DeliveryDead)
 	if err != nil {
 		return err
@@ -620,6 +632,8 @@ type claim struct {
 	Delivery
 	rcv      Receiver
 	attempts int
+	held     bool   // a grouping receiver's firing, held for its group
+	groupID  string // its group's lead, once it has one
 	// members are the other deliveries of a group (group.go), sent in
 	// one request with this one, whose id it carries.
 	members []claim
@@ -767,18 +781,16 @@ func (d *DB) scheduleRetries(ctx context.Context, tx *sql.Tx) error {
 }
 
 // retries claims up to n of a receiver's queued deliveries whose time has
-// come; for a receiver that groups, with the firings that go with them.
+// come, a group's lead with its members.
 func (d *DB) retries(ctx context.Context, tx *sql.Tx, rcv Receiver, now time.Time, n int) ([]claim, error) {
 	out, err := d.queued(ctx, tx, rcv, sqlRetries, rcv.ID, ms(now), n)
 	if err != nil {
 		return nil, err
 	}
-	if rcv.GroupWait > 0 && slices.ContainsFunc(out, func(c claim) bool { return rcv.groups(c.EventType) }) {
-		waiting, err := d.queued(ctx, tx, rcv, sqlGroupable, rcv.ID, MaxGroup*4)
-		if err != nil {
+	if rcv.GroupWait > 0 {
+		if out, err = d.groups(ctx, tx, rcv, out); err != nil {
 			return nil, err
 		}
-		out = group(rcv, out, waiting)
 	}
 	for _, c := range out {
 		for _, m := range append([]claim{c}, c.members...) {
@@ -802,7 +814,7 @@ func (d *DB) queued(ctx context.Context, tx *sql.Tx, rcv Receiver, query string,
 	for rows.Next() {
 		var c claim
 		var created, next int64
-		if err := rows.Scan(&c.ID, &c.ReceiverID, &c.EventType, &c.Payload, &c.attempts, &created, &next); err != nil {
+		if err := rows.Scan(&c.ID, &c.ReceiverID, &c.EventType, &c.Payload, &c.attempts, &created, &next, &c.held, &c.groupID); err != nil {
 			return nil, err
 		}
 		c.CreatedAt, c.NextAttemptAt = fromMS(created), fromMS(next)
@@ -812,18 +824,56 @@ func (d *DB) queued(ctx context.Context, tx *sql.Tx, rcv Receiver, query string,
 	return out, rows.Err()
 }
 
-// group gathers, for each firing among the claims due, the firings of its
-// group waiting (due or not) into one claim, at most MaxGroup alerts: the
-// first due is the group's, the others its members.
+// groups gathers the groups of a grouping receiver's due claims (group.go).
+// A group's membership is settled when it is first claimed, and kept
+// (group_id) for its retries, which then carry the same alerts under the
+// same webhook-id: a held firing due, never attempted, takes the held
+// firings of its group waiting, never attempted either (due or not); a
+// group claimed before takes its members again. Anything else — a
+// repeat, a resolution, a delivery retried through the API — goes alone.
+func (d *DB) groups(ctx context.Context, tx *sql.Tx, rcv Receiver, due []claim) ([]claim, error) {
+	var out, fresh []claim
+	for _, c := range due {
+		switch {
+		case c.held && c.groupID == c.ID:
+			members, err := d.queued(ctx, tx, rcv, sqlMembers, c.ID)
+			if err != nil {
+				return nil, err
+			}
+			c.members = members
+			out = append(out, c)
+		case c.held && c.groupID == "" && c.attempts == 0:
+			fresh = append(fresh, c)
+		default:
+			out = append(out, c)
+		}
+	}
+	if len(fresh) == 0 {
+		return out, nil
+	}
+	waiting, err := d.queued(ctx, tx, rcv, sqlGroupable, rcv.ID, MaxGroup*4)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range group(rcv, fresh, waiting) {
+		for _, m := range append([]claim{g}, g.members...) {
+			if _, err := d.exec(ctx, tx, sqlJoinGroup, g.ID, m.ID); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}
+
+// group gathers, for each held firing due, the held firings of its group
+// waiting into one claim, at most MaxGroup alerts: the first due is the
+// group's lead, the others its members.
 func group(rcv Receiver, due, waiting []claim) []claim {
 	var out []claim
 	taken := map[string]bool{}
 	lead := map[string]int{} // group key → its claim in out
 	for _, c := range due {
-		if !rcv.groups(c.EventType) {
-			out = append(out, c)
-			continue
-		}
 		taken[c.ID] = true
 		key := GroupKey(rcv, payloadLabels(c.Payload))
 		if i, ok := lead[key]; ok && len(out[i].members)+1 < MaxGroup {
@@ -918,11 +968,12 @@ func (d *DB) take(ctx context.Context, tx *sql.Tx, rcv Receiver, now time.Time, 
 					state = DeliveryQueued
 				}
 			}
-			if rcv.groups(r.typ) { // held for the others of its group (group.go)
+			held := rcv.groups(r.typ)
+			if held { // for the others of its group (group.go)
 				state, next = DeliveryQueued, now.Add(time.Duration(rcv.GroupWait))
 				d.retryAt(next)
 			}
-			if _, err := d.exec(ctx, tx, sqlInsertDelivery, d.seq.Add(1), c.ID, rcv.ID, r.typ, r.pid, state, ms(next), r.created, ms(now), r.fp); err != nil {
+			if _, err := d.exec(ctx, tx, sqlInsertDelivery, d.seq.Add(1), c.ID, rcv.ID, r.typ, r.pid, state, ms(next), r.created, ms(now), r.fp, held); err != nil {
 				return nil, 0, fmt.Errorf("enqueue delivery: %w", err)
 			}
 			if state == DeliveryInFlight {

@@ -497,8 +497,19 @@ func (rs *Receivers) Subscribe(ctx context.Context, in PushInput) (_ Receiver, e
 	if old, err := rs.Outbox.Receiver(ctx, r.ID); err == nil {
 		r.CreatedAt = old.CreatedAt
 	}
+	var renewed string
+	if in.Replaces != "" && in.Replaces != in.Endpoint {
+		if old, err := rs.Outbox.Receiver(ctx, PushReceiverID(in.Replaces)); err == nil && old.Type == TypeWebPush {
+			r.Match, r.Description, r.CreatedAt, renewed = old.Match, old.Description, old.CreatedAt, old.ID
+		}
+	}
 	if err := rs.Outbox.PutReceiver(ctx, r); err != nil {
 		return Receiver{}, err
+	}
+	if renewed != "" {
+		if err := rs.Outbox.DeleteReceiver(ctx, renewed); err != nil && !errors.Is(err, ErrNotFound) {
+			return Receiver{}, err
+		}
 	}
 	rs.wake()
 	return r, nil

@@ -189,7 +189,7 @@ func (d *DB) repeat(ctx context.Context, rp Repeat, now time.Time) error {
 		return err
 	}
 	pid, _ := res.LastInsertId()
-	if _, err := d.exec(ctx, tx, sqlInsertDelivery, seq, rp.ID, rp.Receiver.ID, EventFiring, pid, DeliveryQueued, ms(now), ms(now), ms(now), rp.Alert.Fingerprint); err != nil {
+	if _, err := d.exec(ctx, tx, sqlInsertDelivery, seq, rp.ID, rp.Receiver.ID, EventFiring, pid, DeliveryQueued, ms(now), ms(now), ms(now), rp.Alert.Fingerprint, false); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {

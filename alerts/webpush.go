@@ -21,6 +21,8 @@ import (
 	"time"
 
 	webpush "github.com/SherClockHolmes/webpush-go"
+
+	"vigil/stream"
 )
 
 // Web Push (RFC 8030, with RFC 8291's encryption and RFC 8292's VAPID):
@@ -35,6 +37,9 @@ import (
 
 // TypeWebPush is a browser's push subscription.
 const TypeWebPush = "webpush"
+
+// maxPushBytes is the most of a message one encrypted record holds.
+const maxPushBytes = 3900
 
 // PushTTL is how long a push service keeps a push for a browser that is
 // offline.
@@ -123,6 +128,10 @@ type PushInput struct {
 	Match []string `json:"match,omitempty"`
 	// Description says whose browser it is (the page sends who signed in).
 	Description string `json:"description,omitempty"`
+	// Replaces is the endpoint of the subscription this one renews (the
+	// service worker's pushsubscriptionchange): its choice is kept, and it
+	// is removed.
+	Replaces string `json:"replaces,omitempty"`
 }
 
 // loopbackHost reports whether a host is this machine (a push service on
@@ -132,6 +141,11 @@ func loopbackHost(h string) bool {
 		return ip.IsLoopback()
 	}
 	return h == "localhost"
+}
+
+func isAddress(h string) bool {
+	_, err := netip.ParseAddr(h)
+	return err == nil
 }
 
 // PushReceiverID is the id of a browser's subscription: the same for the
@@ -149,8 +163,13 @@ func (in PushInput) Receiver(now time.Time) (Receiver, error) {
 	switch {
 	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil:
 		errs = append(errs, errors.New("endpoint: want the push service's URL from the browser's subscription"))
-	case u.Scheme == "http" && !loopbackHost(u.Hostname()):
+	case len(in.Endpoint) > maxURLBytes:
+		errs = append(errs, fmt.Errorf("endpoint: longer than %d bytes", maxURLBytes))
+	case loopbackHost(u.Hostname()): // a push service of a test, on this machine
+	case u.Scheme == "http":
 		errs = append(errs, errors.New("endpoint: a push service is reached over https"))
+	case isAddress(u.Hostname()):
+		errs = append(errs, errors.New("endpoint: a push service has a name, not an address"))
 	}
 	if k, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(in.Keys.P256dh, "=")); err != nil || len(k) != 65 || k[0] != 4 {
 		errs = append(errs, errors.New("keys.p256dh: want the subscription's public key (65 bytes, base64url)"))
@@ -232,9 +251,15 @@ func (s Sender) pushRequest(r Receiver, d Delivery) (*http.Request, error) {
 		return nil, fmt.Errorf("read the event: %w", err)
 	}
 	m := pushBody(n)
+	// One record of 4,096 bytes once encrypted (webpush-go's): the
+	// message is cut to fit, not refused.
+	m.Title, m.Body = stream.Clip(m.Title, 256), stream.Clip(m.Body, 2048)
 	body, err := marshal(m)
 	if err == nil && r.Template != "" {
 		body, err = applyTemplate(r.Template, d.Payload)
+		if len(body) > maxPushBytes {
+			body = []byte(stream.Clip(string(body), maxPushBytes))
+		}
 	}
 	if err != nil {
 		return nil, err

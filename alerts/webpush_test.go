@@ -187,3 +187,30 @@ func TestPushInput(t *testing.T) {
 		}
 	}
 }
+
+// A subscription the browser renews (pushsubscriptionchange) replaces the
+// old one, and keeps its choice.
+func TestPushSubscriptionRenewed(t *testing.T) {
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	rs := &Receivers{Outbox: db}
+	br := vigiltest.NewPushBrowser(t)
+	old := pushInput(br, "https://fcm.googleapis.com/fcm/send/old")
+	old.Match, old.Description = []string{`severity="critical"`}, "the browser of ana"
+	if _, err := rs.Subscribe(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	renewed := pushInput(vigiltest.NewPushBrowser(t), "https://fcm.googleapis.com/fcm/send/new")
+	renewed.Replaces = old.Endpoint
+	r, err := rs.Subscribe(ctx, renewed)
+	if err != nil || len(r.Match) != 1 || r.Description != "the browser of ana" {
+		t.Fatalf("renewed: %+v %v", r, err)
+	}
+	if list, _ := db.ListReceivers(ctx); len(list) != 1 || list[0].ID != PushReceiverID(renewed.Endpoint) {
+		t.Fatalf("receivers %+v, want the renewed subscription alone", list)
+	}
+}

@@ -88,30 +88,66 @@ func (w *Webhooks) flushKey(key string, g *heldGroup) {
 	w.flush(g)
 }
 
-// flushHolding queues now the group that holds a delivery, if any: a
-// resolution must not overtake its firing.
-func (w *Webhooks) flushHolding(id string) {
-	w.held.mu.Lock()
-	var found *heldGroup
+// holding is the group that holds a delivery, and its key; nil if none.
+// The caller holds w.held.mu.
+func (w *Webhooks) holding(id string) (string, *heldGroup) {
 	for key, g := range w.held.groups {
 		for _, m := range g.members {
 			if m.id == id {
-				found = g
-				g.timer.Stop()
-				delete(w.held.groups, key)
+				return key, g
 			}
 		}
 	}
-	w.held.mu.Unlock()
-	if found != nil {
-		w.flush(found)
+	return "", nil
+}
+
+// isHeld reports whether a firing is held in a group.
+func (w *Webhooks) isHeld(id string) bool {
+	w.held.mu.Lock()
+	defer w.held.mu.Unlock()
+	_, g := w.holding(id)
+	return g != nil
+}
+
+// flushHolding queues now the group that holds a delivery, if any, and
+// says whether NATS took it: a resolution must not overtake its firing,
+// so one whose firing could not be queued waits (its save is queued again
+// with the others NATS did not take).
+func (w *Webhooks) flushHolding(ctx context.Context, id string) error {
+	w.held.mu.Lock()
+	key, g := w.holding(id)
+	if g != nil {
+		g.timer.Stop()
+		delete(w.held.groups, key)
 	}
+	w.held.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	if err := w.queueGroup(ctx, g); err != nil {
+		w.held.mu.Lock() // held again, until its wait or the next try
+		if w.held.groups[key] == nil {
+			w.held.groups[key] = g
+			g.timer = time.AfterFunc(groupRetry, func() { w.flushKey(key, g) })
+		} else {
+			w.held.groups[key].members = append(g.members, w.held.groups[key].members...)
+		}
+		w.held.mu.Unlock()
+		return err
+	}
+	return nil
 }
 
 // flush queues a group as one message (one firing alone as its own), and
 // records each firing as queued. One NATS does not take is tried again
 // every groupRetry, for up to webhookDuplicates.
 func (w *Webhooks) flush(g *heldGroup) {
+	if w.Holding != nil && !w.Holding() {
+		// The lease moved while the group waited: the holder now queues
+		// these firings again (Resume), each on its own.
+		w.log.Info("a group of webhooks held by a replica that lost the alert lease is left to the holder", "receiver", g.rcv.ID, "alerts", len(g.members))
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := w.queueGroup(ctx, g)
@@ -136,12 +172,12 @@ func (w *Webhooks) queueGroup(ctx context.Context, g *heldGroup) error {
 	for i, m := range g.members {
 		ids[i], bodies[i] = m.id, m.body
 	}
-	msg := deliveryMsg(workSubject(g.rcv.ID), first.id, first.id, alerts.EventFiring, first.at, first.body)
+	body, err := alerts.GroupPayload(g.rcv, bodies)
+	if err != nil {
+		return err
+	}
+	msg := deliveryMsg(workSubject(g.rcv.ID), first.id, first.id, alerts.EventFiring, first.at, body)
 	if len(g.members) > 1 {
-		body, err := alerts.GroupPayload(g.rcv, bodies)
-		if err != nil {
-			return err
-		}
 		id := newDeliveryID(append([]string{"group"}, ids...)...)
 		msg = deliveryMsg(workSubject(g.rcv.ID), id, id, alerts.EventFiring, first.at, body)
 		msg.Header.Set(hdrMembers, strings.Join(ids, ","))

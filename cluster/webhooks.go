@@ -99,6 +99,9 @@ type Webhooks struct {
 	deliveries map[string]*metrics.Counter // by final outcome
 
 	held heldGroups // grouping receivers' firings, for their group_wait (groups.go)
+	// Holding, when set, says whether this replica holds the alert lease:
+	// a group held by one that lost it is left to the next holder.
+	Holding func() bool
 }
 
 var _ alerts.Outbox = (*Webhooks)(nil)
@@ -581,10 +584,18 @@ func (w *Webhooks) RetryDelivery(ctx context.Context, id string, now time.Time) 
 	}
 	// Queued first, under an id of its own: a retry asked again after a
 	// failure below is the same message, kept once.
-	msg := deliveryMsg(workSubject(d.ReceiverID), id+".retry"+strconv.Itoa(d.Retries+1), id, d.EventType, d.CreatedAt, m.Data)
-	if g := m.Header.Get(hdrMembers); g != "" { // a group's: sent again whole
-		msg.Header.Set(hdrMembers, g)
+	data := m.Data
+	if group := members(m.Header.Get(hdrMembers)); len(group) > 0 { // a group's: this alert alone
+		rcv, err := w.Receiver(ctx, d.ReceiverID)
+		if err != nil {
+			return err
+		}
+		i := slices.Index(group, id)
+		if data, err = alerts.MemberPayload(rcv, m.Data, max(i, 0)); err != nil || i < 0 {
+			return fmt.Errorf("%w: delivery %s: its alert is not in its group's dead letter", alerts.ErrInvalid, id)
+		}
 	}
+	msg := deliveryMsg(workSubject(d.ReceiverID), id+".retry"+strconv.Itoa(d.Retries+1), id, d.EventType, d.CreatedAt, data)
 	if _, err := w.js.PublishMsg(ctx, msg); err != nil {
 		return storeErr("retry delivery", err)
 	}
@@ -639,9 +650,10 @@ func (w *Webhooks) Publish(ctx context.Context, ts []alerts.Transition) error {
 			if r.Status != alerts.ReceiverActive || !r.Wants(typ) || r.CreatedAt.After(at) {
 				continue
 			}
-			// A resolution goes wherever its firing went, whatever the
-			// labels are now.
-			if !r.Takes(labels) && (t.Kind != alerts.StateResolved || !w.fired(t, r.ID)) {
+			// A resolution goes wherever its firing went (or is held to
+			// go), whatever the labels are now.
+			firingID := newDeliveryID(t.Alert.Fingerprint, alerts.StateFiring, strconv.FormatInt(t.Alert.StartedAt.UnixMicro(), 10), r.ID)
+			if !r.Takes(labels) && (t.Kind != alerts.StateResolved || !(w.fired(t, r.ID) || w.isHeld(firingID))) {
 				continue
 			}
 			body, ok := bodies[r.Format]
@@ -658,7 +670,15 @@ func (w *Webhooks) Publish(ctx context.Context, ts []alerts.Transition) error {
 				continue
 			}
 			if t.Kind == alerts.StateResolved { // after its firing, if a group holds it
-				w.flushHolding(newDeliveryID(t.Alert.Fingerprint, alerts.StateFiring, strconv.FormatInt(t.Alert.StartedAt.UnixMicro(), 10), r.ID))
+				if err := w.flushHolding(ctx, firingID); err != nil {
+					return storeErr("queue webhooks", err)
+				}
+			}
+			if r.GroupWait > 0 { // a grouping receiver's messages are all group-shaped
+				var err error
+				if body, err = alerts.GroupPayload(r, [][]byte{body}); err != nil {
+					return err
+				}
 			}
 			f, err := w.js.PublishMsgAsync(deliveryMsg(workSubject(r.ID), id, id, typ, at, body))
 			if err != nil {
@@ -924,6 +944,9 @@ func (w *Webhooks) Repeat(ctx context.Context, firing []alerts.Alert, now time.T
 			return storeErr("repeat webhook", err)
 		}
 		body, err := alerts.TransitionPayload(rp.Receiver.Format, alerts.Transition{Kind: alerts.StateFiring, Alert: rp.Alert}, w.DashboardURL, uint64(now.UnixMilli()))
+		if err == nil && rp.Receiver.GroupWait > 0 {
+			body, err = alerts.GroupPayload(rp.Receiver, [][]byte{body})
+		}
 		if err != nil {
 			return err
 		}

@@ -466,6 +466,9 @@ func (f staticFiles) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
+	if r.PathValue("file") == "sw.js" {
+		h.Set("Service-Worker-Allowed", "/") // its scope is the whole dashboard: it opens the alert in a tab it controls
+	}
 	h.Set("ETag", file.etag)
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Content-Type-Options", "nosniff")

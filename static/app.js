@@ -1145,7 +1145,7 @@ async function wireNotify() {
   const which = document.getElementById('notify-which');
   let reg;
   try {
-    reg = await navigator.serviceWorker.register('/static/sw.js');
+    reg = await navigator.serviceWorker.register('/static/sw.js', { scope: '/' });
   } catch {
     return; // no service worker here (a private window, a policy): no button
   }
@@ -1161,7 +1161,11 @@ async function wireNotify() {
     try {
       const sub = await reg.pushManager.getSubscription();
       if (sub) {
-        await sendJSON('DELETE', '/api/v1/push/subscriptions', { endpoint: sub.endpoint });
+        // vigil may have removed it already (the push service said it
+        // expired): the browser's is removed all the same.
+        await sendJSON('DELETE', '/api/v1/push/subscriptions', { endpoint: sub.endpoint }).catch((err) => {
+          if (!/no push subscription/.test(err.message)) throw err;
+        });
         await sub.unsubscribe();
         show(null);
         return;
@@ -1172,7 +1176,13 @@ async function wireNotify() {
       }
       const key = await (await fetch('/api/v1/push/key')).json();
       const fresh = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: pushKey(key.public_key) });
-      const rcv = await sendJSON('POST', '/api/v1/push/subscriptions', { ...fresh.toJSON(), match: notifyMatch[which.value] || [] });
+      let rcv;
+      try {
+        rcv = await sendJSON('POST', '/api/v1/push/subscriptions', { ...fresh.toJSON(), match: notifyMatch[which.value] || [] });
+      } catch (err) {
+        await fresh.unsubscribe(); // vigil does not have it: neither does the browser
+        throw err;
+      }
       show(fresh);
       await sendJSON('POST', '/api/v1/receivers/' + encodeURIComponent(rcv.id) + '/test', {}).catch(() => {}); // one to see it works
     } catch (err) {

@@ -33,10 +33,27 @@ self.addEventListener('notificationclick', (event) => {
     for (const tab of tabs) {
       if (new URL(tab.url).origin === url.origin && 'focus' in tab) {
         await tab.focus();
-        if ('navigate' in tab) await tab.navigate(url.href).catch(() => {});
+        // A tab this worker controls goes to the alert; one it does not
+        // (opened before it was) cannot be moved: a new one opens.
+        const moved = 'navigate' in tab ? await tab.navigate(url.href).catch(() => null) : null;
+        if (!moved) await self.clients.openWindow(url.href);
         return;
       }
     }
     await self.clients.openWindow(url.href);
+  })());
+});
+
+// The browser renews a subscription now and then: vigil is told of the
+// new one, which replaces the old (and keeps the person's choice).
+self.addEventListener('pushsubscriptionchange', (event) => {
+  event.waitUntil((async () => {
+    const old = event.oldSubscription;
+    const fresh = event.newSubscription || (old && await self.registration.pushManager.subscribe(old.options));
+    if (!fresh) return;
+    await fetch('/api/v1/push/subscriptions', {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, credentials: 'same-origin',
+      body: JSON.stringify({ ...fresh.toJSON(), replaces: old ? old.endpoint : '' }),
+    });
   })());
 });
