@@ -26,12 +26,23 @@ func (s *Server) handleReceiversPage(w http.ResponseWriter, r *http.Request) {
 	p := s.page(r, "Receivers · vigil", s.opts.Hub.LastID(), templates.ViewState{}, "type=alert")
 	rows := make([]templates.ReceiverRow, 0, len(rcvs))
 	var sent string
+	whole := s.mayReadSecrets(r) // a writer sees URLs whole, as in the API
 	for _, rc := range rcvs {
-		row := templates.ReceiverRow{ID: rc.ID, Name: receiverName(rc), Type: cmp.Or(rc.Type, alerts.TypeWebhook), Target: receiverTarget(rc),
+		target := receiverTarget(rc)
+		if whole && rc.URL != "" && rc.Type != alerts.TypeEmail && rc.Type != alerts.TypeTelegram {
+			target = rc.URL
+		}
+		row := templates.ReceiverRow{ID: rc.ID, Name: receiverName(rc), Type: cmp.Or(rc.Type, alerts.TypeWebhook), Target: target,
 			Match: strings.Join(rc.Match, ", "), Status: rc.Status, Testable: rc.Status == alerts.ReceiverActive}
 		if ds, err := s.opts.Receivers.Deliveries(r.Context(), rc.ID, 1); err == nil && len(ds) > 0 {
 			d := ds[0]
 			row.Last = &templates.DeliveryView{ID: d.ID, Event: d.EventType, State: d.State, At: d.UpdatedAt, Error: d.LastError, Attempts: len(d.Attempts)}
+			if d.State == alerts.DeliveryQueued {
+				row.Last.Next = d.NextAttemptAt
+			}
+			if n := len(d.Attempts); n > 0 && row.Last.Error == "" {
+				row.Last.Error = d.Attempts[n-1].Error // a queued retry says why it waits
+			}
 		}
 		if rc.ID == r.URL.Query().Get("sent") {
 			sent = row.Name

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 	"vigil/units"
 )
 
@@ -77,3 +78,13 @@ func maxKind(s ServiceStats) string {
 
 // queryEscape escapes a value for a URL's query.
 func queryEscape(s string) string { return url.QueryEscape(s) }
+
+// day writes a time to the minute, with its year when it is not this
+// year's.
+func day(t time.Time) string {
+	t = t.Local()
+	if t.Year() != time.Now().Year() {
+		return t.Format("Jan 2 2006 15:04")
+	}
+	return t.Format("Jan 2 15:04")
+}

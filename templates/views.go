@@ -339,4 +339,5 @@ type DeliveryView struct {
 	At               time.Time
 	Error            string
 	Attempts         int
+	Next             time.Time // a queued one's next attempt
 }
