@@ -17,6 +17,10 @@ import (
 	"vigil/stream"
 )
 
+// harness is an evaluator over a ring, a hub and vigil.db, with a
+// dispatcher sending to one receiver that keeps the types it gets; its
+// clock starts two days ago, so what it queues is due at once by the
+// dispatcher's.
 type harness struct {
 	t     *testing.T
 	db    *DB
@@ -24,6 +28,7 @@ type harness struct {
 	e     *Evaluator
 	ck    *clock
 	store *collector.Store
+	hub   *stream.Hub
 	mu    sync.Mutex
 	got   []string
 }
@@ -49,6 +54,7 @@ func newHarness(t *testing.T, sil SilenceStore, rcv ConfiguredReceiver, rules ..
 	h.store = collector.NewStore(time.Minute, time.Second)
 	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: h.ck.now})
 	t.Cleanup(hub.Close)
+	h.hub = hub
 	for i := range rules {
 		rules[i].Validate()
 	}
@@ -69,7 +75,14 @@ func (h *harness) step(after time.Duration, cpu float64) {
 	h.d.Wake()
 }
 
-func (h *harness) received() []string {
+// received is what the receiver got once the dispatcher has had time to
+// send what was due.
+func (h *harness) received() []string { return h.receivedAtLeast(0) }
+
+// receivedAtLeast waits for n requests, then for one too many to arrive,
+// if it would (past the dispatcher's 250 ms pass).
+func (h *harness) receivedAtLeast(n int) []string {
+	within(5*time.Second, func() bool { h.mu.Lock(); defer h.mu.Unlock(); return len(h.got) >= n })
 	time.Sleep(700 * time.Millisecond)
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -4,15 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"vigil/collector"
 	"vigil/stream"
 )
 
@@ -158,50 +154,13 @@ func TestSilencesSurviveARestart(t *testing.T) {
 //   - its resolution follows its firing, silenced or not;
 //   - an episode that fires and resolves under a silence sends nothing.
 func TestSilencedAlertsSendNothing(t *testing.T) {
-	var mu sync.Mutex
-	var got []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var n notice
-		json.NewDecoder(r.Body).Decode(&n)
-		mu.Lock()
-		got = append(got, n.Type)
-		mu.Unlock()
-	}))
-	defer srv.Close()
-	received := func(n int) []string {
-		within(5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= n })
-		time.Sleep(500 * time.Millisecond) // for one too many to arrive, if it would
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(got)
-	}
-	db, d := runOutbox(t, nil, ConfiguredReceiver{Name: "pager", URL: srv.URL, Secret: NewSecret(), RepeatInterval: time.Hour})
-	ck := &clock{t: time.Now().Add(-10 * time.Hour)}
-	rcv, _ := db.Receiver(context.Background(), "cfg-pager")
-	rcv.CreatedAt = ck.t.Add(-time.Hour)
-	if err := db.PutReceiver(context.Background(), rcv); err != nil {
-		t.Fatal(err)
-	}
-	store := collector.NewStore(time.Minute, time.Second)
-	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
-	defer hub.Close()
-	sub, err := hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
+	h := newHarness(t, nil, ConfiguredReceiver{Name: "pager", RepeatInterval: time.Hour}, hot)
+	db, e, ck, step, received := h.db, h.e, h.ck, h.step, h.receivedAtLeast
+	sub, err := h.hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules := []Rule{{Name: "Hot", Source: "host/*", Metric: "cpu.percent", Op: ">", Threshold: 90}}
-	rules[0].Validate()
-	e := &Evaluator{Rules: rules, Ring: store, Hub: hub, States: db, Silences: db, Now: ck.now, Saved: d.Wake}
 	ctx := context.Background()
-	step := func(after time.Duration, cpu float64) {
-		t.Helper()
-		ck.t = ck.t.Add(after)
-		store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: map[string]float64{"cpu.percent": cpu}})
-		if err := e.Evaluate(ctx); err != nil {
-			t.Fatal(err)
-		}
-		d.Wake()
-	}
 	silence := func() Silence {
 		t.Helper()
 		s, err := CreateSilence(ctx, db, SilenceInput{Matchers: []string{`alertname="Hot"`, `source="host/a"`},

@@ -70,14 +70,9 @@ func (s *Server) listSilences(w http.ResponseWriter, r *http.Request) {
 // createSilence makes a silence; a person signed in is its author unless
 // the body names one.
 func (s *Server) createSilence(w http.ResponseWriter, r *http.Request) {
-	var in alerts.SilenceInput
-	if !decode(w, r, &in) {
+	in, ok := s.silenceInput(w, r)
+	if !ok {
 		return
-	}
-	if strings.TrimSpace(in.CreatedBy) == "" {
-		if ses, ok := s.sessionOf(r); ok {
-			in.CreatedBy = ses.Name
-		}
 	}
 	sl, err := alerts.CreateSilence(r.Context(), s.opts.Silences, in, s.opts.Now())
 	if err != nil {
@@ -87,6 +82,21 @@ func (s *Server) createSilence(w http.ResponseWriter, r *http.Request) {
 	s.opts.Logger.Info("silence created", "id", sl.ID, "matchers", sl.Matchers, "ends_at", sl.EndsAt, "by", sl.CreatedBy)
 	w.Header().Set("Location", "/api/v1/silences/"+sl.ID)
 	writeJSON(w, http.StatusCreated, s.silenceView(sl))
+}
+
+// silenceInput reads a silence from a request's body: its author, unless
+// the body names one, is who signed in.
+func (s *Server) silenceInput(w http.ResponseWriter, r *http.Request) (alerts.SilenceInput, bool) {
+	var in alerts.SilenceInput
+	if !decode(w, r, &in) {
+		return in, false
+	}
+	if strings.TrimSpace(in.CreatedBy) == "" {
+		if ses, ok := s.sessionOf(r); ok {
+			in.CreatedBy = ses.Name
+		}
+	}
+	return in, true
 }
 
 func (s *Server) getSilence(w http.ResponseWriter, r *http.Request) {
@@ -102,14 +112,9 @@ func (s *Server) getSilence(w http.ResponseWriter, r *http.Request) {
 // the silence as it is now, under a new id if its matchers changed while
 // it was active.
 func (s *Server) updateSilence(w http.ResponseWriter, r *http.Request) {
-	var in alerts.SilenceInput
-	if !decode(w, r, &in) {
+	in, ok := s.silenceInput(w, r)
+	if !ok {
 		return
-	}
-	if strings.TrimSpace(in.CreatedBy) == "" {
-		if ses, ok := s.sessionOf(r); ok {
-			in.CreatedBy = ses.Name
-		}
 	}
 	sl, err := alerts.UpdateSilence(r.Context(), s.opts.Silences, r.PathValue("id"), in, s.opts.Now())
 	if err != nil {

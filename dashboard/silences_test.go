@@ -105,21 +105,20 @@ func form(t *testing.T, base, path string, vals url.Values, cookies ...*http.Coo
 	t.Helper()
 	req, _ := http.NewRequest("POST", base+path, strings.NewReader(vals.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	for _, c := range cookies {
-		req.AddCookie(c)
-	}
-	resp, err := noRedirects.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header.Get("Location"), resp.Cookies(), string(b)
+	resp, body := send(t, req, cookies)
+	return resp.StatusCode, resp.Header.Get("Location"), resp.Cookies(), body
 }
 
 func get(t *testing.T, base, path string, cookies ...*http.Cookie) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", base+path, nil)
+	resp, body := send(t, req, cookies)
+	return resp.StatusCode, body
+}
+
+// send makes a request with cookies, not following a redirect.
+func send(t *testing.T, req *http.Request, cookies []*http.Cookie) (*http.Response, string) {
+	t.Helper()
 	for _, c := range cookies {
 		req.AddCookie(c)
 	}
@@ -129,7 +128,7 @@ func get(t *testing.T, base, path string, cookies ...*http.Cookie) (int, string)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp, string(b)
 }
 
 // Signing in exchanges a token for a session cookie that scripts cannot
