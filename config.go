@@ -228,7 +228,7 @@ type ScrapeConfig struct {
 // or a service's (type slack, teams, discord, telegram, ntfy, pagerduty).
 type ReceiverConfig struct {
 	Name       string   `yaml:"name"`
-	Type       string   `yaml:"type"` // webhook (default), slack, teams, discord, telegram, ntfy, pagerduty
+	Type       string   `yaml:"type"` // webhook (default), slack, teams, discord, telegram, ntfy, pagerduty, email, mqtt
 	URL        string   `yaml:"url"`
 	Secret     string   `yaml:"secret"`      // a webhook's whsec_…; never logged or shown
 	Token      string   `yaml:"token"`       // a Telegram bot's token, or an ntfy access token
@@ -261,7 +261,7 @@ func (rc ReceiverConfig) receiver() alerts.ConfiguredReceiver {
 		secret = rc.Token
 	case alerts.TypePagerDuty:
 		secret = rc.RoutingKey
-	case alerts.TypeEmail:
+	case alerts.TypeEmail, alerts.TypeMQTT:
 		secret = rc.Password
 	}
 	return alerts.ConfiguredReceiver{Name: rc.Name, Type: rc.Type, URL: rc.URL, Secret: secret, ChatID: rc.ChatID, Format: rc.Format, Events: rc.Events,
@@ -274,11 +274,12 @@ func (rc ReceiverConfig) misplaced() []string {
 	typ := cmp.Or(rc.Type, alerts.TypeWebhook)
 	var out []string
 	email := []string{alerts.TypeEmail}
+	mqttOrEmail := []string{alerts.TypeEmail, alerts.TypeMQTT}
 	for field, set := range map[string]bool{"secret": rc.Secret != "", "token": rc.Token != "", "routing_key": rc.RoutingKey != "", "chat_id": rc.ChatID != "",
 		"from": rc.From != "", "to": len(rc.To) > 0, "username": rc.Username != "", "password": rc.Password != "", "require_tls": rc.RequireTLS != nil, "ca_file": rc.CAFile != ""} {
 		takes := map[string][]string{"secret": {alerts.TypeWebhook}, "token": {alerts.TypeTelegram, alerts.TypeNtfy},
 			"routing_key": {alerts.TypePagerDuty}, "chat_id": {alerts.TypeTelegram},
-			"from": email, "to": email, "username": email, "password": email, "require_tls": email, "ca_file": email}[field]
+			"from": email, "to": email, "username": mqttOrEmail, "password": mqttOrEmail, "require_tls": email, "ca_file": mqttOrEmail}[field]
 		if set && !slices.Contains(takes, typ) {
 			out = append(out, field)
 		}

@@ -352,8 +352,11 @@ func (s Sender) send(ctx context.Context, rcv Receiver, d Delivery) (int, Outcom
 	if s.Now != nil {
 		now = s.Now()
 	}
-	if rcv.Type == TypeEmail {
+	switch rcv.Type {
+	case TypeEmail:
 		return s.sendEmail(ctx, rcv, d, now)
+	case TypeMQTT:
+		return s.sendMQTT(ctx, rcv, d)
 	}
 	req, err := s.request(rcv, d, now)
 	if err != nil {

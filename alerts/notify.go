@@ -37,7 +37,7 @@ const (
 )
 
 // ReceiverTypes are every receiver type, in the order the docs give them.
-var ReceiverTypes = []string{TypeWebhook, TypeSlack, TypeTeams, TypeDiscord, TypeTelegram, TypeNtfy, TypePagerDuty, TypeEmail}
+var ReceiverTypes = []string{TypeWebhook, TypeSlack, TypeTeams, TypeDiscord, TypeTelegram, TypeNtfy, TypePagerDuty, TypeEmail, TypeMQTT}
 
 // The services' own addresses, for the types that have one.
 const (
@@ -459,6 +459,8 @@ func checkType(r Receiver) []error {
 		need(telegramChat.MatchString(r.ChatID), "chat_id: want a chat id (-1001234567890) or a channel's @name")
 	case TypeEmail:
 		errs = append(errs, checkEmail(r)...)
+	case TypeMQTT:
+		errs = append(errs, checkMQTT(r)...)
 	case TypeWebPush:
 		need(r.P256dh != "", `type: a webpush receiver is a browser's, made by "Notify me" on the page`)
 	case TypePagerDuty:

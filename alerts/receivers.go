@@ -218,7 +218,7 @@ func (c ConfiguredReceiver) receiver(now time.Time) (Receiver, []error) {
 	if r.URL == "" { // Telegram's and PagerDuty's are their service's
 		r.URL = map[string]string{TypeTelegram: TelegramAPI, TypePagerDuty: PagerDutyAPI}[r.Type]
 	}
-	if r.Type != TypeEmail { // an email's is smtp://, checked with its fields
+	if r.Type != TypeEmail && r.Type != TypeMQTT { // an email's is smtp://, an MQTT broker's mqtt://, checked with their fields
 		u, err := checkURL(r.URL, true)
 		r.URL = u
 		errs = append(errs, err)
@@ -229,6 +229,9 @@ func (c ConfiguredReceiver) receiver(now time.Time) (Receiver, []error) {
 	errs = append(errs, checkFormat(r.Format), checkEvents(r.Events))
 	errs = append(errs, checkMatch(r.Match), checkRepeat(r.RepeatInterval), checkGroup(r))
 	errs = append(errs, checkType(r)...)
+	if r.Type == TypeMQTT && r.GroupWait > 0 {
+		errs = append(errs, errors.New("group_wait: an MQTT receiver keeps one retained message per alert"))
+	}
 	if r.Type == TypeEmail && r.Template != "" {
 		errs = append(errs, errors.New("template: an email is written by vigil; a template is for the HTTP types"))
 	} else {
