@@ -487,6 +487,17 @@ func (a *app) run(ctx context.Context) error {
 	g.Go(func() error { return a.hub.Run(gctx) })
 	g.Go(func() error { return a.eval.Run(gctx) })
 	g.Go(func() error { return a.dispatch.Run(gctx) })
+	for _, rc := range a.plan.receivers { // MQTT receivers that take the samples too
+		if rc.Type != alerts.TypeMQTT || !rc.Samples {
+			continue
+		}
+		m := &alerts.MQTTSamples{Receiver: alerts.Receiver{ID: "cfg-" + rc.Name, Type: rc.Type, URL: rc.URL, Username: rc.Username, Secret: rc.Secret, CAFile: rc.CAFile},
+			Hub: a.hub, Sender: alerts.Sender{Client: a.dispatch.Client}, Logger: a.log}
+		if a.lease != nil {
+			m.Leading = func() bool { held, _, _ := a.lease.Lead(); return held }
+		}
+		g.Go(func() error { return m.Run(gctx) })
+	}
 	switch {
 	case a.replica():
 		g.Go(func() error { return a.shared.Run(gctx, a.hub, a.took) })

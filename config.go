@@ -249,7 +249,9 @@ type ReceiverConfig struct {
 	// together (of the same group_by labels) as one message.
 	GroupWait Duration `yaml:"group_wait"`
 	GroupBy   []string `yaml:"group_by"`
-	Events    []string `yaml:"events"` // default alert.*
+	// Samples, for an MQTT receiver, publishes every sample too, at QoS 0.
+	Samples bool     `yaml:"samples"`
+	Events  []string `yaml:"events"` // default alert.*
 }
 
 // receiver is rc as package alerts takes it; alerts validates it and
@@ -266,7 +268,7 @@ func (rc ReceiverConfig) receiver() alerts.ConfiguredReceiver {
 	}
 	return alerts.ConfiguredReceiver{Name: rc.Name, Type: rc.Type, URL: rc.URL, Secret: secret, ChatID: rc.ChatID, Format: rc.Format, Events: rc.Events,
 		From: rc.From, To: rc.To, Username: rc.Username, NoTLS: rc.RequireTLS != nil && !*rc.RequireTLS, CAFile: rc.CAFile, Template: rc.Template, Match: rc.Match, RepeatInterval: time.Duration(rc.RepeatInterval),
-		GroupWait: time.Duration(rc.GroupWait), GroupBy: rc.GroupBy}
+		GroupWait: time.Duration(rc.GroupWait), GroupBy: rc.GroupBy, Samples: rc.Samples}
 }
 
 // misplaced names the fields rc sets that its type does not take.
@@ -276,10 +278,12 @@ func (rc ReceiverConfig) misplaced() []string {
 	email := []string{alerts.TypeEmail}
 	mqttOrEmail := []string{alerts.TypeEmail, alerts.TypeMQTT}
 	for field, set := range map[string]bool{"secret": rc.Secret != "", "token": rc.Token != "", "routing_key": rc.RoutingKey != "", "chat_id": rc.ChatID != "",
-		"from": rc.From != "", "to": len(rc.To) > 0, "username": rc.Username != "", "password": rc.Password != "", "require_tls": rc.RequireTLS != nil, "ca_file": rc.CAFile != ""} {
+		"from": rc.From != "", "to": len(rc.To) > 0, "username": rc.Username != "", "password": rc.Password != "", "require_tls": rc.RequireTLS != nil, "ca_file": rc.CAFile != "",
+		"samples": rc.Samples} {
 		takes := map[string][]string{"secret": {alerts.TypeWebhook}, "token": {alerts.TypeTelegram, alerts.TypeNtfy},
 			"routing_key": {alerts.TypePagerDuty}, "chat_id": {alerts.TypeTelegram},
-			"from": email, "to": email, "username": mqttOrEmail, "password": mqttOrEmail, "require_tls": email, "ca_file": mqttOrEmail}[field]
+			"from": email, "to": email, "username": mqttOrEmail, "password": mqttOrEmail, "require_tls": email, "ca_file": mqttOrEmail,
+			"samples": {alerts.TypeMQTT}}[field]
 		if set && !slices.Contains(takes, typ) {
 			out = append(out, field)
 		}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strings"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
+
+	"vigil/stream"
 )
 
 // TypeMQTT publishes alert transitions to an MQTT broker (MQTT 5, with
@@ -112,54 +115,17 @@ func (s Sender) sendMQTT(ctx context.Context, rcv Receiver, d Delivery) (int, Ou
 	if err != nil {
 		return 0, Outcome{Err: err.Error()}
 	}
-	u, _ := url.Parse(rcv.URL)
-	host, port := u.Hostname(), u.Port()
-	if port == "" {
-		port = map[string]string{"mqtt": "1883", "mqtts": "8883"}[u.Scheme]
-	}
-	timeout := DefaultAttemptTimeout
-	if s.Client != nil && s.Client.Timeout > 0 {
-		timeout = s.Client.Timeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout())
 	defer cancel()
-	conn, err := s.dial()(ctx, "tcp", net.JoinHostPort(host, port))
+	c, closeConn, err := s.mqttConnect(ctx, rcv, "")
 	if err != nil {
+		var r *mqttRefused
+		if errors.As(err, &r) {
+			return int(r.code), r.outcome
+		}
 		return 0, Outcome{Retry: !errors.Is(err, ErrBlockedAddress), Err: redact(err, "")}
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) }) // a stop or the timeout cuts it short
-	defer stop()
-	if u.Scheme == "mqtts" {
-		cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
-		if rcv.CAFile != "" {
-			if cfg.RootCAs, err = CAPool(rcv.CAFile); err != nil {
-				return 0, Outcome{Err: "ca_file: " + err.Error()}
-			}
-		}
-		tc := tls.Client(conn, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return 0, Outcome{Retry: true, Err: "TLS: " + err.Error()}
-		}
-		conn = packets.NewThreadSafeConn(tc)
-	}
-	c := paho.NewClient(paho.ClientConfig{Conn: conn, PacketTimeout: timeout})
-	h := sha256.Sum256([]byte(rcv.ID))
-	cp := &paho.Connect{ClientID: "vigil-" + hex.EncodeToString(h[:6]), KeepAlive: 30, CleanStart: true}
-	if rcv.Username != "" {
-		cp.Username, cp.UsernameFlag = rcv.Username, true
-	}
-	if rcv.Secret != "" {
-		cp.Password, cp.PasswordFlag = []byte(rcv.Secret), true
-	}
-	ack, err := c.Connect(ctx, cp)
-	if err != nil {
-		if ack != nil && ack.ReasonCode >= 0x80 {
-			return int(ack.ReasonCode), mqttRefusal("connect", ack.ReasonCode, ack.Properties)
-		}
-		return 0, Outcome{Retry: true, Err: "connect: " + err.Error()}
-	}
-	defer c.Disconnect(&paho.Disconnect{ReasonCode: 0})
+	defer closeConn()
 	for _, m := range msgs {
 		res, err := c.Publish(ctx, &paho.Publish{Topic: m.topic, QoS: 1, Retain: m.retain, Payload: m.payload,
 			Properties: &paho.PublishProperties{ContentType: "application/json"}})
@@ -171,6 +137,75 @@ func (s Sender) sendMQTT(ctx context.Context, rcv Receiver, d Delivery) (int, Ou
 		}
 	}
 	return 0, Outcome{}
+}
+
+// mqttRefused is a broker's refusal of a connection.
+type mqttRefused struct {
+	code    byte
+	outcome Outcome
+}
+
+func (e *mqttRefused) Error() string { return e.outcome.Err }
+
+// timeout is an attempt's: the client's.
+func (s Sender) timeout() time.Duration {
+	if s.Client != nil && s.Client.Timeout > 0 {
+		return s.Client.Timeout
+	}
+	return DefaultAttemptTimeout
+}
+
+// mqttConnect connects to a receiver's broker, through the sender's
+// checked dialer (and TLS for mqtts://), as a client whose id is made from
+// the receiver's and role; close ends it.
+func (s Sender) mqttConnect(ctx context.Context, rcv Receiver, role string) (c *paho.Client, close func(), err error) {
+	u, _ := url.Parse(rcv.URL)
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = map[string]string{"mqtt": "1883", "mqtts": "8883"}[u.Scheme]
+	}
+	conn, err := s.dial()(ctx, "tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		return nil, nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) }) // a stop or the timeout cuts it short
+	fail := func(err error) (*paho.Client, func(), error) {
+		stop()
+		conn.Close()
+		return nil, nil, err
+	}
+	if u.Scheme == "mqtts" {
+		cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		if rcv.CAFile != "" {
+			if cfg.RootCAs, err = CAPool(rcv.CAFile); err != nil {
+				return fail(&mqttRefused{outcome: Outcome{Err: "ca_file: " + err.Error()}})
+			}
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fail(fmt.Errorf("TLS: %w", err))
+		}
+		conn = packets.NewThreadSafeConn(tc)
+	}
+	c = paho.NewClient(paho.ClientConfig{Conn: conn, PacketTimeout: s.timeout()})
+	h := sha256.Sum256([]byte(rcv.ID))
+	cp := &paho.Connect{ClientID: "vigil-" + hex.EncodeToString(h[:6]) + role, KeepAlive: 30, CleanStart: true}
+	if rcv.Username != "" {
+		cp.Username, cp.UsernameFlag = rcv.Username, true
+	}
+	if rcv.Secret != "" {
+		cp.Password, cp.PasswordFlag = []byte(rcv.Secret), true
+	}
+	ack, err := c.Connect(ctx, cp)
+	if err != nil {
+		if ack != nil && ack.ReasonCode >= 0x80 {
+			return fail(&mqttRefused{code: ack.ReasonCode, outcome: mqttRefusal("connect", ack.ReasonCode, ack.Properties)})
+		}
+		return fail(fmt.Errorf("connect: %w", err))
+	}
+	stop()
+	conn.SetDeadline(time.Time{})
+	return c, func() { c.Disconnect(&paho.Disconnect{ReasonCode: 0}); conn.Close() }, nil
 }
 
 // mqttRefusal judges a broker's reason code (MQTT 5, 0x80 and up): bad
@@ -186,4 +221,88 @@ func mqttRefusal(what string, code byte, props *paho.ConnackProperties) Outcome 
 		return Outcome{Err: msg}
 	}
 	return Outcome{Retry: true, Err: msg}
+}
+
+// MQTTSamples publishes every sample on the hub to an MQTT receiver's
+// broker, on <prefix>/<source>/sample at QoS 0: the live numbers for a
+// consumer on the broker, best effort (a sample missed is superseded by
+// the next a second later). It never holds up the hub: while the broker
+// is away, or slower than the samples, they are dropped (the hub drops a
+// subscriber that falls behind; it subscribes again from now), and it
+// connects again with backoff. Alerts do not go this way: they go through
+// the outbox (sendMQTT).
+type MQTTSamples struct {
+	Receiver Receiver // an mqtt receiver: its URL, credentials and CA
+	Hub      interface {
+		Subscribe(cur stream.Cursor, f stream.Filter) (*stream.Subscriber, error)
+	}
+	Sender Sender // its dialer (the address checks) and attempt timeout
+	Logger *slog.Logger
+	// Leading, when set, says whether this vigil publishes now: on
+	// replicas, whose hubs carry the same samples, the lease holder alone.
+	Leading func() bool
+}
+
+// Run publishes samples until ctx is done.
+func (m *MQTTSamples) Run(ctx context.Context) error {
+	if m.Logger == nil {
+		m.Logger = slog.New(slog.DiscardHandler)
+	}
+	wait := time.Second
+	for ctx.Err() == nil {
+		sent, err := m.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if sent > 0 {
+			wait = time.Second // it worked for a while: start the backoff again
+		}
+		m.Logger.Warn("MQTT samples: the broker connection ended; connecting again", "receiver", m.Receiver.ID, "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 30*time.Second)
+	}
+	return nil
+}
+
+// session connects, and publishes samples until the connection or the
+// subscription fails; it says how many it sent.
+func (m *MQTTSamples) session(ctx context.Context) (int, error) {
+	cctx, cancel := context.WithTimeout(ctx, m.Sender.timeout())
+	c, closeConn, err := m.Sender.mqttConnect(cctx, m.Receiver, "-samples")
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	defer closeConn()
+	sub, err := m.Hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeSample}})
+	if err != nil {
+		return 0, err
+	}
+	defer sub.Close()
+	u, _ := url.Parse(m.Receiver.URL)
+	prefix := mqttPrefix(u)
+	clean := strings.NewReplacer("+", "_", "#", "_")
+	sent := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return sent, nil
+		case <-sub.Done():
+			return sent, fmt.Errorf("the hub dropped the subscription: %w", sub.Err())
+		case ev := <-sub.C():
+			if ev.IsHeartbeat() || ev.Type != stream.TypeSample || (m.Leading != nil && !m.Leading()) {
+				continue
+			}
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := c.Publish(pctx, &paho.Publish{Topic: prefix + "/" + clean.Replace(ev.Source) + "/sample", QoS: 0, Payload: ev.JSON()})
+			cancel()
+			if err != nil {
+				return sent, err
+			}
+			sent++
+		}
+	}
 }

@@ -14,6 +14,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"vigil/stream"
 )
 
 // broker runs an MQTT broker (mochi-mqtt, in the test's process) on addr
@@ -214,5 +216,41 @@ func TestMQTTConfig(t *testing.T) {
 	}
 	if errs := (ConfiguredReceiver{Name: "m", Type: TypeMQTT, URL: "mqtts://broker:8883/site", Username: "u", Secret: "p"}).Validate(); len(errs) != 0 {
 		t.Fatal(errs)
+	}
+}
+
+// An MQTT receiver with samples gets every sample on <prefix>/<source>/
+// sample; while the broker is away they are dropped, and once it is back
+// they come again, without anyone asking.
+func TestMQTTSamples(t *testing.T) {
+	addr := freeAddr(t)
+	stop := broker(t, addr)
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1})
+	defer hub.Close()
+	m := &MQTTSamples{Receiver: Receiver{ID: "cfg-plant", Type: TypeMQTT, URL: "mqtt://" + addr + "/site"}, Hub: hub,
+		Sender: Sender{Client: NewClient(loopback, 2*time.Second)}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	publish := func(v float64) {
+		hub.Publish(stream.Message{Type: stream.TypeSample, Source: "host/a", Body: map[string]any{"metrics": map[string]float64{"cpu.percent": v}}})
+	}
+	got := subscribe(t, addr, "site/#")
+	if !within(5*time.Second, func() bool { publish(1); return len(got()) > 0 }) {
+		t.Fatal("no sample on the broker")
+	}
+	if g := got()[0]; g.topic != "site/host/a/sample" || !strings.Contains(g.payload, `"cpu.percent":1`) || g.retain {
+		t.Fatalf("a sample: %+v", g)
+	}
+	stop()
+	publish(2) // dropped: the broker is away
+	broker(t, addr)
+	again := subscribe(t, addr, "site/#")
+	if !within(15*time.Second, func() bool { publish(3); return len(again()) > 0 }) {
+		t.Fatal("no sample after the broker came back")
+	}
+	if g := again()[0]; !strings.Contains(g.payload, `"cpu.percent":3`) {
+		t.Fatalf("after the restart: %+v", g)
 	}
 }

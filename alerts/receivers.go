@@ -180,6 +180,9 @@ type ConfiguredReceiver struct {
 	// alert on its own.
 	GroupWait time.Duration
 	GroupBy   []string
+	// Samples, for an MQTT receiver, publishes every sample too
+	// (MQTTSamples).
+	Samples bool
 	// Email's: From, To, the relay's Username (Secret is its password),
 	// NoTLS to send without STARTTLS, CAFile to trust.
 	From     string
