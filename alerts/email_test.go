@@ -94,12 +94,12 @@ func (s *relaySession) Data(r io.Reader) error {
 func (s *relaySession) Reset()        {}
 func (s *relaySession) Logout() error { return nil }
 
-// startRelay starts the relay; starttls false makes one that offers no
-// STARTTLS.
-func startRelay(t *testing.T, starttls bool) *relay {
+// selfSigned is a certificate for 127.0.0.1, and a PEM file of it to trust
+// (ca_file).
+func selfSigned(t *testing.T) (tls.Certificate, string) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "relay"},
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "vigil test"},
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
@@ -107,12 +107,21 @@ func startRelay(t *testing.T, starttls bool) *relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &relay{caFile: filepath.Join(t.TempDir(), "ca.pem")}
-	os.WriteFile(r.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, caFile
+}
+
+// startRelay starts the relay; starttls false makes one that offers no
+// STARTTLS.
+func startRelay(t *testing.T, starttls bool) *relay {
+	t.Helper()
+	cert, caFile := selfSigned(t)
+	r := &relay{caFile: caFile}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &relaySession{r: r, conn: c}, nil }))
 	srv.Domain = "relay.test"
 	if starttls {
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 	} else {
 		srv.AllowInsecureAuth = true
 	}

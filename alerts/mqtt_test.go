@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"log/slog"
 	"net"
@@ -19,14 +20,27 @@ import (
 )
 
 // broker runs an MQTT broker (mochi-mqtt, in the test's process) on addr
-// until stop.
+// until stop, open to all.
 func broker(t *testing.T, addr string) (stop func()) {
 	t.Helper()
+	return brokerWith(t, listeners.Config{ID: "tcp", Address: addr}, nil)
+}
+
+// brokerWith runs a broker with a listener and, when set, a ledger of
+// who may connect.
+func brokerWith(t *testing.T, lc listeners.Config, ledger *auth.Ledger) (stop func()) {
+	t.Helper()
 	s := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
+	var err error
+	if ledger != nil {
+		err = s.AddHook(new(auth.Hook), &auth.Options{Ledger: ledger})
+	} else {
+		err = s.AddHook(new(auth.AllowHook), nil)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})); err != nil {
+	if err := s.AddListener(listeners.NewTCP(lc)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Serve(); err != nil {
@@ -252,5 +266,42 @@ func TestMQTTSamples(t *testing.T) {
 	}
 	if g := again()[0]; !strings.Contains(g.payload, `"cpu.percent":3`) {
 		t.Fatalf("after the restart: %+v", g)
+	}
+}
+
+// Over mqtts://, vigil checks the broker's certificate against ca_file
+// and signs in; a broker that refuses the credentials is a permanent
+// failure, whose error does not name the password.
+func TestMQTTOverTLSWithCredentials(t *testing.T) {
+	cert, caFile := selfSigned(t)
+	addr := freeAddr(t)
+	brokerWith(t, listeners.Config{ID: "tls", Address: addr, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}},
+		&auth.Ledger{Auth: auth.AuthRules{{Username: "vigil", Password: "right-password", Allow: true}}})
+	db, d := runOutbox(t, nil,
+		ConfiguredReceiver{Name: "ok", Type: TypeMQTT, URL: "mqtts://" + addr + "/site", Username: "vigil", Secret: "right-password", CAFile: caFile},
+		ConfiguredReceiver{Name: "wrong", Type: TypeMQTT, URL: "mqtts://" + addr + "/site", Username: "vigil", Secret: "wrong-password", CAFile: caFile},
+		ConfiguredReceiver{Name: "untrusting", Type: TypeMQTT, URL: "mqtts://" + addr + "/site"})
+	ctx := context.Background()
+	if err := db.SaveTransitions(ctx, []Transition{firing("Hot")}); err != nil {
+		t.Fatal(err)
+	}
+	d.Wake()
+	state := func(id string) Delivery {
+		ds, _ := db.Deliveries(ctx, id, 1)
+		if len(ds) == 0 {
+			return Delivery{}
+		}
+		return ds[0]
+	}
+	if !within(10*time.Second, func() bool {
+		return state("cfg-ok").State == DeliveryDelivered && state("cfg-wrong").State == DeliveryDead && len(state("cfg-untrusting").Attempts) > 0
+	}) {
+		t.Fatalf("ok %+v; wrong %+v; untrusting %+v", state("cfg-ok"), state("cfg-wrong"), state("cfg-untrusting"))
+	}
+	if e := state("cfg-wrong").LastError; !strings.Contains(e, "refused (reason 0x86)") || strings.Contains(e, "wrong-password") {
+		t.Fatalf("wrong credentials: %q", e)
+	}
+	if e := state("cfg-untrusting").LastError; !strings.Contains(e, "certificate") {
+		t.Fatalf("a broker's certificate not trusted: %q", e)
 	}
 }
