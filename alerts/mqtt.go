@@ -2,16 +2,16 @@ package alerts
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
@@ -30,7 +30,8 @@ import (
 //     empty retained message then clears the alert's.
 //   - A test goes to <prefix>/test.
 //
-// The body is the event's standard JSON (or the receiver's template). The
+// (An MQTT receiver must take resolutions: they clear what its firings
+// retained.) The body is the event's standard JSON (or the receiver's template). The
 // message goes through the outbox as a webhook does: a broker that is
 // down holds up nothing else, and the message waits, retried, until the
 // broker acknowledges it (PUBACK). Each attempt is a connection of its
@@ -44,10 +45,21 @@ const DefaultMQTTPrefix = "vigil"
 func checkMQTT(r Receiver) []error {
 	var errs []error
 	u, err := url.Parse(r.URL)
-	if err != nil || (u.Scheme != "mqtt" && u.Scheme != "mqtts") || u.Hostname() == "" || u.User != nil || u.RawQuery != "" {
+	port := 1
+	if u != nil && u.Port() != "" {
+		port, _ = strconv.Atoi(u.Port())
+	}
+	if err != nil || (u.Scheme != "mqtt" && u.Scheme != "mqtts") || u.Hostname() == "" || u.User != nil || u.RawQuery != "" || port < 1 || port > 65535 {
 		errs = append(errs, errors.New("url: want the broker as mqtt://host:1883 or mqtts://host:8883, its path the topic prefix (mqtt://host/plant-7/vigil), without credentials (username and password are their own fields)"))
-	} else if p := mqttPrefix(u); u.Fragment != "" || strings.HasSuffix(r.URL, "#") || strings.ContainsAny(p, "#+") || strings.Contains(p, "//") {
-		errs = append(errs, errors.New("url: the topic prefix (its path) may not hold # or + or an empty level"))
+	} else if p := mqttPrefix(u); u.Fragment != "" || strings.HasSuffix(r.URL, "#") || strings.ContainsAny(p, "#+") || strings.Contains(p, "//") ||
+		strings.HasPrefix(p, "$") || strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		errs = append(errs, errors.New("url: the topic prefix (its path) may not hold # or +, an empty level or a control character, nor start with $ (the broker's own topics)"))
+	}
+	if !r.Wants(EventResolved) {
+		errs = append(errs, errors.New("events: an MQTT receiver takes alert.resolved too: a resolution clears its alert's retained firing"))
+	}
+	if r.CAFile != "" && u != nil && u.Scheme == "mqtt" {
+		errs = append(errs, errors.New("ca_file: only for a broker over TLS (mqtts://)"))
 	}
 	if r.Secret != "" && r.Username == "" {
 		errs = append(errs, errors.New("password: give a username with it"))
@@ -100,8 +112,11 @@ func mqttMessages(rcv Receiver, d Delivery) ([]mqttMessage, error) {
 	case n.Data.Fingerprint == "":
 		return nil, errors.New("an alert's event without its fingerprint")
 	case n.resolved():
+		// The retained firing is cleared first: a retry after a failure
+		// between the two repeats the clear, which is harmless, and not
+		// the resolution.
 		topic := prefix + "/alerts/" + n.Data.Fingerprint
-		return []mqttMessage{{topic, body, false}, {topic, nil, true}}, nil // then the retained firing is cleared
+		return []mqttMessage{{topic, nil, true}, {topic, body, false}}, nil
 	}
 	return []mqttMessage{{prefix + "/alerts/" + n.Data.Fingerprint, body, true}}, nil
 }
@@ -117,21 +132,26 @@ func (s Sender) sendMQTT(ctx context.Context, rcv Receiver, d Delivery) (int, Ou
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout())
 	defer cancel()
-	c, closeConn, err := s.mqttConnect(ctx, rcv, "")
+	mc, err := s.mqttConnect(ctx, rcv)
 	if err != nil {
 		var r *mqttRefused
 		if errors.As(err, &r) {
 			return int(r.code), r.outcome
 		}
-		return 0, Outcome{Retry: !errors.Is(err, ErrBlockedAddress), Err: redact(err, "")}
+		return 0, Outcome{Retry: !errors.Is(err, ErrBlockedAddress), Err: err.Error()} // it names no credentials: the URL has none
 	}
-	defer closeConn()
+	defer mc.close()
 	for _, m := range msgs {
-		res, err := c.Publish(ctx, &paho.Publish{Topic: m.topic, QoS: 1, Retain: m.retain, Payload: m.payload,
+		res, err := mc.publish(ctx, &paho.Publish{Topic: m.topic, QoS: 1, Retain: m.retain, Payload: m.payload,
 			Properties: &paho.PublishProperties{ContentType: "application/json"}})
+		var r *mqttRefused
 		switch {
 		case res != nil && res.ReasonCode >= 0x80:
-			return int(res.ReasonCode), mqttRefusal("publish to "+m.topic, res.ReasonCode, nil)
+			return int(res.ReasonCode), mqttRefusal("publish to "+m.topic, res.ReasonCode, "")
+		case errors.As(err, &r):
+			return int(r.code), r.outcome
+		case errors.Is(err, paho.ErrInvalidArguments): // what this broker cannot take (retained messages, QoS 1): no retry will do
+			return 0, Outcome{Err: "publish to " + m.topic + ": " + err.Error()}
 		case err != nil:
 			return 0, Outcome{Retry: true, Err: "publish to " + m.topic + ": " + err.Error()}
 		}
@@ -155,25 +175,37 @@ func (s Sender) timeout() time.Duration {
 	return DefaultAttemptTimeout
 }
 
+// mqttConn is a connection to a broker: the client, and the socket under
+// it, which a stop closes at once (a broker that stops reading holds up
+// nothing).
+type mqttConn struct {
+	c    *paho.Client
+	raw  net.Conn
+	gone chan struct{} // closed when the broker sends DISCONNECT
+	why  byte          // its reason code, once gone
+}
+
 // mqttConnect connects to a receiver's broker, through the sender's
-// checked dialer (and TLS for mqtts://), as a client whose id is made from
-// the receiver's and role; close ends it.
-func (s Sender) mqttConnect(ctx context.Context, rcv Receiver, role string) (c *paho.Client, close func(), err error) {
+// checked dialer (and TLS for mqtts://). The broker gives the client its
+// id (MQTT 5, an empty one with a clean start): two connections of one
+// vigil, or two vigils, never knock each other off.
+func (s Sender) mqttConnect(ctx context.Context, rcv Receiver) (*mqttConn, error) {
 	u, _ := url.Parse(rcv.URL)
 	host, port := u.Hostname(), u.Port()
 	if port == "" {
 		port = map[string]string{"mqtt": "1883", "mqtts": "8883"}[u.Scheme]
 	}
-	conn, err := s.dial()(ctx, "tcp", net.JoinHostPort(host, port))
+	raw, err := s.dial()(ctx, "tcp", net.JoinHostPort(host, port))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) }) // a stop or the timeout cuts it short
-	fail := func(err error) (*paho.Client, func(), error) {
+	stop := context.AfterFunc(ctx, func() { raw.Close() }) // a stop or the timeout cuts it short
+	fail := func(err error) (*mqttConn, error) {
 		stop()
-		conn.Close()
-		return nil, nil, err
+		raw.Close()
+		return nil, err
 	}
+	conn := raw
 	if u.Scheme == "mqtts" {
 		cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 		if rcv.CAFile != "" {
@@ -181,43 +213,89 @@ func (s Sender) mqttConnect(ctx context.Context, rcv Receiver, role string) (c *
 				return fail(&mqttRefused{outcome: Outcome{Err: "ca_file: " + err.Error()}})
 			}
 		}
-		tc := tls.Client(conn, cfg)
+		tc := tls.Client(raw, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return fail(fmt.Errorf("TLS: %w", err))
 		}
 		conn = packets.NewThreadSafeConn(tc)
 	}
-	c = paho.NewClient(paho.ClientConfig{Conn: conn, PacketTimeout: s.timeout()})
-	h := sha256.Sum256([]byte(rcv.ID))
-	cp := &paho.Connect{ClientID: "vigil-" + hex.EncodeToString(h[:6]) + role, KeepAlive: 30, CleanStart: true}
+	mc := &mqttConn{raw: raw, gone: make(chan struct{})}
+	var once sync.Once
+	mc.c = paho.NewClient(paho.ClientConfig{Conn: conn, PacketTimeout: s.timeout(),
+		OnServerDisconnect: func(d *paho.Disconnect) { once.Do(func() { mc.why = d.ReasonCode; close(mc.gone) }) }})
+	cp := &paho.Connect{KeepAlive: 30, CleanStart: true}
 	if rcv.Username != "" {
 		cp.Username, cp.UsernameFlag = rcv.Username, true
 	}
 	if rcv.Secret != "" {
 		cp.Password, cp.PasswordFlag = []byte(rcv.Secret), true
 	}
-	ack, err := c.Connect(ctx, cp)
+	ack, err := mc.c.Connect(ctx, cp)
 	if err != nil {
 		if ack != nil && ack.ReasonCode >= 0x80 {
-			return fail(&mqttRefused{code: ack.ReasonCode, outcome: mqttRefusal("connect", ack.ReasonCode, ack.Properties)})
+			reason := ""
+			if ack.Properties != nil {
+				reason = ack.Properties.ReasonString
+			}
+			return fail(&mqttRefused{code: ack.ReasonCode, outcome: mqttRefusal("connect", ack.ReasonCode, reason)})
 		}
 		return fail(fmt.Errorf("connect: %w", err))
 	}
 	stop()
-	conn.SetDeadline(time.Time{})
-	return c, func() { c.Disconnect(&paho.Disconnect{ReasonCode: 0}); conn.Close() }, nil
+	return mc, nil
+}
+
+// publish publishes, and gives up as soon as the connection is lost (the
+// client's own session would only let the wait run out): with the
+// broker's reason, when it sent one.
+func (mc *mqttConn) publish(ctx context.Context, p *paho.Publish) (*paho.PublishResponse, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { mc.raw.Close() }) // a stop, or a write that hangs past the attempt
+	defer stop()
+	go func() {
+		select {
+		case <-mc.c.Done():
+		case <-mc.gone:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	mc.raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	res, err := mc.c.Publish(ctx, p)
+	select {
+	case <-mc.gone:
+		if mc.why >= 0x80 {
+			return res, &mqttRefused{code: mc.why, outcome: mqttRefusal("publish to "+p.Topic+": the broker disconnected", mc.why, "")}
+		}
+		if err == nil {
+			err = errors.New("the broker disconnected")
+		}
+	default:
+	}
+	return res, err
+}
+
+// close ends the connection: DISCONNECT, if the broker still reads.
+func (mc *mqttConn) close() {
+	mc.raw.SetWriteDeadline(time.Now().Add(time.Second))
+	mc.c.Disconnect(&paho.Disconnect{ReasonCode: 0})
+	mc.raw.Close()
 }
 
 // mqttRefusal judges a broker's reason code (MQTT 5, 0x80 and up): bad
 // credentials, not authorized, a topic refused are permanent; the rest
 // (busy, unavailable, quota) is retried.
-func mqttRefusal(what string, code byte, props *paho.ConnackProperties) Outcome {
+func mqttRefusal(what string, code byte, reason string) Outcome {
 	msg := fmt.Sprintf("%s: the broker refused (reason 0x%02x)", what, code)
-	if props != nil && props.ReasonString != "" {
-		msg += ": " + props.ReasonString
+	if reason != "" {
+		msg += ": " + reason
 	}
 	switch code {
-	case 0x84, 0x85, 0x86, 0x87, 0x8C, 0x90, 0x99: // protocol, client id, credentials, not authorized, bad auth method, topic name, payload format
+	// protocol, client id, credentials, not authorized, bad auth method,
+	// topic name, packet too large, payload format, retain or QoS not
+	// supported: the same message would be refused again
+	case 0x84, 0x85, 0x86, 0x87, 0x8C, 0x90, 0x95, 0x99, 0x9A, 0x9B:
 		return Outcome{Err: msg}
 	}
 	return Outcome{Retry: true, Err: msg}
@@ -271,12 +349,12 @@ func (m *MQTTSamples) Run(ctx context.Context) error {
 // subscription fails; it says how many it sent.
 func (m *MQTTSamples) session(ctx context.Context) (int, error) {
 	cctx, cancel := context.WithTimeout(ctx, m.Sender.timeout())
-	c, closeConn, err := m.Sender.mqttConnect(cctx, m.Receiver, "-samples")
+	mc, err := m.Sender.mqttConnect(cctx, m.Receiver)
 	cancel()
 	if err != nil {
 		return 0, err
 	}
-	defer closeConn()
+	defer mc.close()
 	sub, err := m.Hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeSample}})
 	if err != nil {
 		return 0, err
@@ -290,6 +368,10 @@ func (m *MQTTSamples) session(ctx context.Context) (int, error) {
 		select {
 		case <-ctx.Done():
 			return sent, nil
+		case <-mc.c.Done():
+			return sent, errors.New("the connection was lost")
+		case <-mc.gone:
+			return sent, fmt.Errorf("the broker disconnected (reason 0x%02x)", mc.why)
 		case <-sub.Done():
 			return sent, fmt.Errorf("the hub dropped the subscription: %w", sub.Err())
 		case ev := <-sub.C():
@@ -297,7 +379,7 @@ func (m *MQTTSamples) session(ctx context.Context) (int, error) {
 				continue
 			}
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := c.Publish(pctx, &paho.Publish{Topic: prefix + "/" + clean.Replace(ev.Source) + "/sample", QoS: 0, Payload: ev.JSON()})
+			_, err := mc.publish(pctx, &paho.Publish{Topic: prefix + "/" + clean.Replace(ev.Source) + "/sample", QoS: 0, Payload: ev.JSON()})
 			cancel()
 			if err != nil {
 				return sent, err
