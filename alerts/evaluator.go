@@ -794,7 +794,7 @@ func (e *Evaluator) repeat(ctx context.Context, now time.Time) {
 	var firing []Alert
 	e.mu.Lock()
 	for _, a := range e.alerts {
-		if a.State == StateFiring && len(a.SilencedBy) == 0 && !a.Muted { // a silenced alert repeats nothing
+		if a.Repeats() { // not acknowledged, nor silenced
 			firing = append(firing, *a)
 		}
 	}

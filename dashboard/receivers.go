@@ -56,7 +56,7 @@ func (s *Server) receiverRoutes() {
 		s.mux.HandleFunc("GET "+base+"/{id}/deliveries", s.listDeliveries)
 	}
 	s.mux.HandleFunc("GET /receivers", s.handleReceiversPage)
-	s.mux.HandleFunc("POST /receivers/{id}/test", s.pageTest)
+	s.mux.HandleFunc("POST /receivers/{id}/test", s.pageWrite(s.pageTest))
 	s.mux.HandleFunc("GET /api/v1/deliveries/{id}", s.getDelivery)
 	s.mux.HandleFunc("POST /api/v1/deliveries/{id}/retry", w(s.retryDelivery))
 }

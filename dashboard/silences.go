@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -138,9 +139,9 @@ func (s *Server) expireSilence(w http.ResponseWriter, r *http.Request) {
 }
 
 // pageWrite wraps a button's handler: a person who may not write is sent
-// to sign in (and back); one who may is sent back to the page once the
-// change is made, or shown why it was not.
-func (s *Server) pageWrite(do func(r *http.Request) error) http.HandlerFunc {
+// to sign in (and back); one who may is sent back to the page (or where
+// do says) once the change is made, or shown why it was not.
+func (s *Server) pageWrite(do func(r *http.Request) (to string, err error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		back := localPath(r.FormValue("next"))
@@ -152,7 +153,8 @@ func (s *Server) pageWrite(do func(r *http.Request) error) http.HandlerFunc {
 			writeError(w, http.StatusForbidden, err.Error())
 			return
 		}
-		if err := do(r); err != nil {
+		to, err := do(r)
+		if err != nil {
 			status, msg := statusOf(err)
 			if status == http.StatusInternalServerError {
 				s.opts.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -160,13 +162,13 @@ func (s *Server) pageWrite(do func(r *http.Request) error) http.HandlerFunc {
 			s.renderStatus(w, r, status, templates.NoticePage(s.page(r, "Not done · vigil", 0, templates.ViewState{}, ""), msg, back))
 			return
 		}
-		http.Redirect(w, r, back, http.StatusSeeOther)
+		http.Redirect(w, r, cmp.Or(to, back), http.StatusSeeOther)
 	}
 }
 
-func (s *Server) pageAck(r *http.Request) error {
+func (s *Server) pageAck(r *http.Request) (string, error) {
 	_, err := s.ack(r.Context(), r.PathValue("fingerprint"), s.actor(r))
-	return err
+	return "", err
 }
 
 // DefaultPageSilence is how long the page's "silence" button silences.
@@ -174,7 +176,7 @@ const DefaultPageSilence = time.Hour
 
 // pageSilence silences one alert, by its rule, source and metric, for
 // the form's "for" (1 h by default), with the form's comment.
-func (s *Server) pageSilence(r *http.Request) error {
+func (s *Server) pageSilence(r *http.Request) (string, error) {
 	fp := r.PathValue("fingerprint")
 	var a *alerts.Alert
 	for _, x := range s.opts.Alerts.Active() {
@@ -184,13 +186,13 @@ func (s *Server) pageSilence(r *http.Request) error {
 		}
 	}
 	if a == nil {
-		return alerts.ErrNotActive
+		return "", alerts.ErrNotActive
 	}
 	d := DefaultPageSilence
 	if f := r.PostForm.Get("for"); f != "" {
 		v, err := time.ParseDuration(f)
 		if err != nil {
-			return fmt.Errorf("%w: for: %v", alerts.ErrInvalid, err)
+			return "", fmt.Errorf("%w: for: %v", alerts.ErrInvalid, err)
 		}
 		d = v
 	}
@@ -205,13 +207,13 @@ func (s *Server) pageSilence(r *http.Request) error {
 	if err == nil {
 		s.opts.Logger.Info("silence created", "id", sl.ID, "matchers", sl.Matchers, "ends_at", sl.EndsAt, "by", sl.CreatedBy)
 	}
-	return err
+	return "", err
 }
 
-func (s *Server) pageExpire(r *http.Request) error {
+func (s *Server) pageExpire(r *http.Request) (string, error) {
 	sl, err := alerts.ExpireSilence(r.Context(), s.opts.Silences, r.PathValue("id"), s.opts.Now())
 	if err == nil {
 		s.opts.Logger.Info("silence expired", "id", sl.ID, "by", s.actor(r))
 	}
-	return err
+	return "", err
 }
