@@ -440,7 +440,7 @@ func (a *app) buildWeb(set *metrics.Set) error {
 		opts.History = a.history
 	}
 	a.web = dashboard.New(opts)
-	a.srv = &http.Server{Handler: a.web, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	a.srv = &http.Server{Handler: a.web, Protocols: dashboard.Protocols(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
 	// Streams end when the hub closes, so Shutdown does not wait on them.
 	a.srv.RegisterOnShutdown(a.hub.Close)

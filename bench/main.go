@@ -174,7 +174,7 @@ func listenAndServe(addr string, h http.Handler) error {
 		return err
 	}
 	fmt.Println("listening", ln.Addr())
-	return (&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
+	return (&http.Server{Handler: h, Protocols: dashboard.Protocols(), ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
 }
 
 // ---- process measurements --------------------------------------------------
@@ -336,11 +336,20 @@ func (s *subscriber) record(data []byte) uint64 {
 	if !ok {
 		return 0
 	}
+	s.add(seq, lat)
+	return seq
+}
+
+// recordAt records an event that came as a message rather than JSON.
+func (s *subscriber) recordAt(seq uint64, published time.Time) {
+	s.add(seq, time.Since(published))
+}
+
+func (s *subscriber) add(seq uint64, lat time.Duration) {
 	s.mu.Lock()
 	s.seqs = append(s.seqs, seq)
 	s.latencies = append(s.latencies, lat)
 	s.mu.Unlock()
-	return seq
 }
 
 // uintAfter reads the number after the first key in b, up to a , or }.

@@ -17,11 +17,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/coder/websocket"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"vigil/collector"
 	"vigil/dashboard"
+	vigilv1 "vigil/proto/vigil/v1"
+	"vigil/proto/vigil/v1/vigilv1connect"
 	"vigil/stream"
 )
 
@@ -107,7 +112,7 @@ func transports(args []string) error {
 	rate := fs.Int("rate", 10, "events published per second")
 	warm := fs.Duration("warm", 5*time.Second, "time after connecting before measuring")
 	measure := fs.Duration("measure", 20*time.Second, "measurement window")
-	only := fs.String("only", "", "one transport: sse, ndjson, ws, longpoll or shortpoll")
+	only := fs.String("only", "", "one transport: sse, ndjson, ws, grpc, connect, longpoll or shortpoll")
 	fs.Parse(args)
 	if *clients < 1 || *clients > 5000 {
 		return fmt.Errorf("-clients %d: want 1 to 5000", *clients)
@@ -117,7 +122,7 @@ func transports(args []string) error {
 	fmt.Println("| transport | held | events received | missed | p50 latency | p99 latency | server CPU (% of one core) | memory / client | bytes on the wire / event / client | requests in window |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	var sse transportResult
-	for _, name := range []string{"sse", "ndjson", "ws", "longpoll", "shortpoll"} {
+	for _, name := range []string{"sse", "ndjson", "ws", "grpc", "connect", "longpoll", "shortpoll"} {
 		if *only != "" && name != *only {
 			continue
 		}
@@ -165,6 +170,7 @@ func measureTransport(name string, n, rate int, warm, measure time.Duration) (tr
 		cs[i] = c
 		follow := map[string]func(*subscriber) func(){
 			"sse": tc.stream("/events"), "ndjson": tc.stream("/api/v1/stream"), "ws": tc.websocket,
+			"grpc": tc.grpc, "connect": tc.connect,
 			"longpoll": tc.longPoll, "shortpoll": tc.shortPoll(time.Duration(i) * time.Second / time.Duration(n)),
 		}[name]
 		if run := follow(c); run != nil {
@@ -216,16 +222,9 @@ type transportClients struct {
 
 func newTransportClients(ctx context.Context, addr string, n int, polling bool) *transportClients {
 	tc := &transportClients{ctx: ctx, base: "http://" + addr, addr: addr}
-	dialer := &net.Dialer{}
 	tc.tr = &http.Transport{
 		MaxIdleConnsPerHost: -1, DisableCompression: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return countingConn{c, &tc.wire}, nil
-		},
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return tc.dial(ctx, addr) },
 	}
 	if polling {
 		tc.tr.MaxIdleConnsPerHost = n // one kept-alive connection per poller
@@ -241,6 +240,15 @@ func (tc *transportClients) get(url string, h http.Header) (*http.Response, erro
 	}
 	tc.requests.Add(1)
 	return tc.client.Do(req)
+}
+
+// dial opens a connection whose bytes count.
+func (tc *transportClients) dial(ctx context.Context, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{c, &tc.wire}, nil
 }
 
 // stream follows an SSE (/events) or NDJSON stream; the returned function
@@ -285,6 +293,57 @@ func (tc *transportClients) websocket(c *subscriber) func() {
 				return
 			}
 			c.record(b)
+		}
+	}
+}
+
+// grpc watches over gRPC (google.golang.org/grpc, HTTP/2 without TLS),
+// a connection of its own per client as a browser's EventSource has.
+func (tc *transportClients) grpc(c *subscriber) func() {
+	cc, err := grpc.NewClient("passthrough:///"+tc.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(tc.dial))
+	if err != nil {
+		return nil
+	}
+	tc.requests.Add(1)
+	cs, err := cc.NewStream(tc.ctx, &grpc.StreamDesc{ServerStreams: true}, vigilv1connect.EventServiceWatchProcedure)
+	if err == nil {
+		err = cs.SendMsg(&vigilv1.WatchRequest{})
+	}
+	if err == nil {
+		err = cs.CloseSend()
+	}
+	if err != nil {
+		cc.Close()
+		return nil
+	}
+	return func() {
+		defer cc.Close()
+		for {
+			var res vigilv1.WatchResponse
+			if cs.RecvMsg(&res) != nil {
+				return
+			}
+			for _, ev := range res.Events {
+				c.recordAt(ev.Id, ev.Time.AsTime())
+			}
+		}
+	}
+}
+
+// connect watches over the Connect protocol (HTTP/1.1).
+func (tc *transportClients) connect(c *subscriber) func() {
+	tc.requests.Add(1)
+	cs, err := vigilv1connect.NewEventServiceClient(tc.client, tc.base).Watch(tc.ctx, connect.NewRequest(&vigilv1.WatchRequest{}))
+	if err != nil {
+		return nil
+	}
+	return func() {
+		defer cs.Close()
+		for cs.Receive() {
+			for _, ev := range cs.Msg().Events {
+				c.recordAt(ev.Id, ev.Time.AsTime())
+			}
 		}
 	}
 }

@@ -54,6 +54,19 @@ func (s *Server) authorizeRead(header string) error {
 	return nil
 }
 
+// mayRead says why a request may not read, or nil when it may: a read or
+// write token, or a session without an Authorization header.
+func (s *Server) mayRead(r *http.Request) error {
+	h := r.Header.Get("Authorization")
+	err := s.authorizeRead(h)
+	if err != nil && h == "" {
+		if _, ok := s.sessionOf(r); ok {
+			return nil
+		}
+	}
+	return err
+}
+
 // openToAll are the paths anyone may read: health checks for load
 // balancers, the page's static files and the sign-in form (no data in
 // them).
@@ -65,14 +78,10 @@ func openToAll(path string) bool {
 // tokens are set. Browsers are asked for Basic credentials, the token as
 // the password (or sign in at /login).
 func (s *Server) readGate(w http.ResponseWriter, r *http.Request) bool {
-	if openToAll(r.URL.Path) {
+	if openToAll(r.URL.Path) || s.isRPC(r.URL.Path) { // the RPCs answer in their own protocol (rpc.go)
 		return true
 	}
-	h := r.Header.Get("Authorization")
-	if err := s.authorizeRead(h); err != nil {
-		if _, ok := s.sessionOf(r); ok && h == "" {
-			return true
-		}
+	if err := s.mayRead(r); err != nil {
 		w.Header().Set("WWW-Authenticate", `Basic realm="vigil", charset="UTF-8"`)
 		if r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/html") {
 			// A person at a browser that asks for the token as a password:

@@ -25,14 +25,14 @@ func randomJitter(n time.Duration) time.Duration {
 // position, as an "id:" line. The client resumes with Last-Event-ID (or
 // ?lastEventId= where it cannot set headers).
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
-	s.serve(r.Context(), w, r, &httpStream{s: s, w: w, r: r, via: viaSSE}, lastEventID(r))
+	s.serveHTTP(r.Context(), w, r, &httpStream{s: s, w: w, r: r, via: viaSSE}, lastEventID(r))
 }
 
 // handleNDJSON streams the same events as /events, one JSON object per
 // line (heartbeats are empty lines), for curl | jq and for clients behind
 // proxies that mangle text/event-stream. Same filters and resume.
 func (s *Server) handleNDJSON(w http.ResponseWriter, r *http.Request) {
-	s.serve(r.Context(), w, r, &httpStream{s: s, w: w, r: r, via: viaNDJSON}, lastEventID(r))
+	s.serveHTTP(r.Context(), w, r, &httpStream{s: s, w: w, r: r, via: viaNDJSON}, lastEventID(r))
 }
 
 // httpStream is a streaming HTTP answer: Server-Sent Events frames or

@@ -42,6 +42,7 @@ func newTestApp(t *testing.T, hopts stream.HubOptions, opts Options) *testApp {
 		opts.Jitter = func(time.Duration) time.Duration { return 250 * time.Millisecond }
 	}
 	a.srv = httptest.NewUnstartedServer(New(opts))
+	a.srv.Config.Protocols = Protocols()
 	a.srv.Config.RegisterOnShutdown(a.hub.Close)
 	a.srv.Start()
 	t.Cleanup(func() { a.hub.Close(); a.srv.Close() })

@@ -47,7 +47,7 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	}
 	p := &longPoll{w: w, timer: time.NewTimer(timeout), ans: pollAnswer{Events: []json.RawMessage{}, Next: after}}
 	defer p.timer.Stop()
-	s.serve(r.Context(), w, r, p, after)
+	s.serveHTTP(r.Context(), w, r, p, after)
 }
 
 // longPoll is a long poll's answer: a batch of events and the cursor to ask

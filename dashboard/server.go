@@ -2,7 +2,7 @@
 //
 //	stream.Hub -> one session per client (session.go) -> a transport:
 //	  Server-Sent Events and NDJSON (events.go), long polling (poll.go),
-//	  WebSocket (ws.go)
+//	  WebSocket (ws.go), Watch over gRPC, gRPC-Web and Connect (rpc.go)
 //	collector.Store -> the pages (pages.go) and the series API (api.go)
 //	alerts -> the alerts API, acknowledgements and receivers (hooks.go)
 //
@@ -149,13 +149,14 @@ type Options struct {
 
 // Server serves vigil's HTTP surface. Create it with New.
 type Server struct {
-	opts    Options
-	mux     *http.ServeMux
-	ready   atomic.Bool
-	closing atomic.Bool
-	clients map[transportName]*atomic.Int64 // connected clients by transport
-	handler http.Handler                    // mux behind the checks every request passes
-	panics  *metrics.Counter
+	opts     Options
+	mux      *http.ServeMux
+	ready    atomic.Bool
+	closing  atomic.Bool
+	clients  map[transportName]*atomic.Int64 // connected clients by transport
+	rpcPaths []string                        // the RPC services' paths (rpc.go)
+	handler  http.Handler                    // mux behind the checks every request passes
+	panics   *metrics.Counter
 }
 
 // New returns a server with its routes.
@@ -222,6 +223,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /login", s.handleSignInForm)
 	s.mux.HandleFunc("POST /login", s.handleSignIn)
 	s.mux.HandleFunc("POST /logout", s.handleSignOut)
+	s.rpcRoutes()
 	s.mux.HandleFunc("GET /metrics", s.handleMetrics)
 	s.mux.HandleFunc("GET /healthz", s.handleHealthz)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
@@ -250,25 +252,31 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	switch {
-	case s.closing.Load():
-		writeError(w, http.StatusServiceUnavailable, "shutting down")
-		return
-	case !s.ready.Load():
-		writeError(w, http.StatusServiceUnavailable, "starting: first samples not collected yet")
-		return
-	}
-	failing, hard := s.problems()
-	if hard {
-		writeError(w, http.StatusServiceUnavailable, strings.Join(failing, "; "))
+	if err := s.readiness(); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if len(failing) > 0 {
+	if failing, _ := s.problems(); len(failing) > 0 {
 		w.Write([]byte("ready, degraded: " + strings.Join(failing, "; ") + "\n"))
 		return
 	}
 	w.Write([]byte("ready\n"))
+}
+
+// readiness says why vigil is not ready to serve, or nil: it is starting
+// or stopping, or a check that is not soft fails.
+func (s *Server) readiness() error {
+	switch {
+	case s.closing.Load():
+		return errors.New("shutting down")
+	case !s.ready.Load():
+		return errors.New("starting: first samples not collected yet")
+	}
+	if failing, hard := s.problems(); hard {
+		return errors.New(strings.Join(failing, "; "))
+	}
+	return nil
 }
 
 // decodeStrict reads one JSON value: known fields only, nothing after it.

@@ -20,9 +20,13 @@ const (
 	viaNDJSON transportName = "ndjson"
 	viaPoll   transportName = "poll"
 	viaWS     transportName = "ws"
+	// Watch, by its protocol (rpc.go).
+	viaGRPC    transportName = "grpc"
+	viaGRPCWeb transportName = "grpcweb"
+	viaConnect transportName = "connect"
 )
 
-var transportNames = []transportName{viaSSE, viaNDJSON, viaPoll, viaWS}
+var transportNames = []transportName{viaSSE, viaNDJSON, viaPoll, viaWS, viaGRPC, viaGRPCWeb, viaConnect}
 
 // maxBatch bounds how many queued events are written before one flush.
 const maxBatch = 64
@@ -76,19 +80,27 @@ type session struct {
 	pos uint64 // where the client stands: the last event, heartbeat or position sent
 }
 
-// serve runs a client's stream from cursor ("" starts now) until the client
-// goes, has its answer, falls too far behind, or vigil stops. A bad filter
-// or cursor is answered before the transport opens.
-func (s *Server) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, t transport, cursor string) {
+// serveHTTP runs the stream of an HTTP client whose filter is in the
+// query (?source=, ?type=). A bad filter or cursor is answered before the
+// transport opens.
+func (s *Server) serveHTTP(ctx context.Context, w http.ResponseWriter, r *http.Request, t transport, cursor string) {
 	f, err := stream.ParseFilter(r.URL.Query())
+	if err == nil {
+		err = s.serve(ctx, t, cursor, f)
+	}
 	if err != nil {
 		s.fail(w, r, err)
-		return
 	}
+}
+
+// serve runs a client's stream from cursor ("" starts now) until the client
+// goes, has its answer, falls too far behind, or vigil stops. It returns
+// an error only when the stream cannot start (a bad cursor), before the
+// transport opens.
+func (s *Server) serve(ctx context.Context, t transport, cursor string, f stream.Filter) error {
 	sub, err := s.opts.Hub.Subscribe(stream.Cursor{LastID: cursor}, f)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	ss := &session{s: s, ctx: ctx, t: t, sub: sub}
 	defer func() { ss.sub.Close() }()
@@ -96,15 +108,16 @@ func (s *Server) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	n.Add(1)
 	defer n.Add(-1)
 	if t.open(sub) != nil {
-		return
+		return nil
 	}
 	if err := ss.replay(); err != nil {
 		if errors.Is(err, errDone) {
 			t.end(nil)
 		}
-		return
+		return nil
 	}
 	ss.live()
+	return nil
 }
 
 // replay writes the subscription's replay in batches, then the position,

@@ -9,13 +9,16 @@ import (
 	"strings"
 	"testing"
 
+	"connectrpc.com/connect"
 	sse "github.com/tmaxmax/go-sse"
 
+	vigilv1 "vigil/proto/vigil/v1"
+	"vigil/proto/vigil/v1/vigilv1connect"
 	"vigil/stream"
 )
 
 // TestSwitchTransportsEveryEventOnce moves one client between every
-// transport — long polling, then SSE, then NDJSON, then WebSocket, and
+// transport — long polling, SSE, gRPC, NDJSON, WebSocket, Connect, and
 // round again — resuming each time from the last id it got, while a
 // publisher keeps publishing. The client must see every event exactly
 // once, in order.
@@ -136,7 +139,51 @@ func TestSwitchTransportsEveryEventOnce(t *testing.T) {
 			}
 		},
 	}
-	order := []string{"poll", "sse", "ndjson", "ws"}
+	after := func() uint64 { id, _ := strconv.ParseUint(cursor, 10, 64); return id }
+	cc := grpcConn(t, a.srv.URL)
+	legs["grpc"] = func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		gs := grpcWatch(ctx, t, cc, &vigilv1.WatchRequest{AfterId: after()})
+		for n := 0; n < perLeg && !done(); {
+			var res vigilv1.WatchResponse
+			if err := gs.RecvMsg(&res); err != nil {
+				t.Fatalf("grpc: %v", err)
+			}
+			// Take events one by one, leaving mid-batch: the cursor is
+			// the last event taken, not the response's position.
+			for _, ev := range res.Events {
+				if n == perLeg || done() {
+					break
+				}
+				took(ev.Id)
+				n++
+			}
+		}
+	}
+	client := vigilv1connect.NewEventServiceClient(http.DefaultClient, a.srv.URL)
+	legs["connect"] = func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		cs, err := client.Watch(ctx, connect.NewRequest(&vigilv1.WatchRequest{AfterId: after()}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cs.Close()
+		for n := 0; n < perLeg && !done(); {
+			if !cs.Receive() {
+				t.Fatalf("connect: %v", cs.Err())
+			}
+			for _, ev := range cs.Msg().Events {
+				if n == perLeg || done() {
+					break
+				}
+				took(ev.Id)
+				n++
+			}
+		}
+	}
+	order := []string{"poll", "sse", "grpc", "ndjson", "ws", "connect"}
 	close(start)
 	for leg := 0; !done(); leg++ {
 		legs[order[leg%len(order)]]()

@@ -82,7 +82,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	ws := &wsStream{s: s, w: w, r: r, ctx: ctx, cancel: cancel, reqs: make(chan wsRequest),
 		canWrite: s.mayWrite(r) == nil}
-	s.serve(ctx, w, r, ws, lastEventID(r)) // a bad filter is a 400, before the upgrade
+	s.serveHTTP(ctx, w, r, ws, lastEventID(r)) // a bad filter is a 400, before the upgrade
 	if ws.c != nil {
 		ws.c.CloseNow()
 	}

@@ -7,7 +7,8 @@
 //	     counter and a replay window) and the event is encoded once
 //	  -> every Subscriber's bounded queue, never waiting for one
 //	       -> the transports in package dashboard (SSE, NDJSON, long
-//	          polling, WebSocket), all from the same events and ids
+//	          polling, WebSocket, gRPC/Connect), all from the same events
+//	          and ids
 //
 // A client resumes from the id of the last event it got (Cursor). What it
 // missed comes from the Log's window; when the window no longer has it (the
