@@ -15,6 +15,8 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -45,7 +47,8 @@ func (s *Server) rpcRoutes() {
 	reflector := grpcreflect.NewStaticReflector(vigilv1connect.EventServiceName, grpchealth.HealthV1ServiceName)
 	gated := func(path string, h http.Handler) { s.handleRPC(path, h, true) }
 	open := func(path string, h http.Handler) { s.handleRPC(path, h, false) }
-	gated(vigilv1connect.NewEventServiceHandler(&eventService{s: s, cache: newRPCEvents(rpcCacheSize)}))
+	cache := newRPCEvents(rpcCacheSize)
+	gated(vigilv1connect.NewEventServiceHandler(&eventService{s: s, cache: cache}, connect.WithCodec(rpcCodec{cache})))
 	open(grpchealth.NewHandler(rpcHealth{s}))
 	// Reflection tells what the published .proto file tells, nothing of
 	// vigil's data; open, so that a health check by grpcurl needs no
@@ -270,40 +273,56 @@ func (t *rpcStream) end(why error) {
 // and the live stream's recent events, which every Watch client sends.
 const rpcCacheSize = 1024
 
-// rpcEvents turns events into messages once for every client, as the
-// hub encodes their JSON once: the newest few are kept, by event. A
-// message is shared by every stream that sends it and never changed.
+// rpcEvents turns events into messages, and encodes them, once for every
+// client, as the hub encodes their JSON once: the newest few are kept, by
+// event. A message is shared by every stream that sends it and never
+// changed.
 type rpcEvents struct {
 	mu   sync.Mutex
-	m    map[*stream.Event]*vigilv1.Event
-	ring []*stream.Event // the kept events, oldest at next once full
+	msgs map[*stream.Event]*vigilv1.Event
+	wire map[*vigilv1.Event][]byte // each kept message, encoded
+	ring []*stream.Event           // the kept events, oldest at next once full
 	next int
 }
 
 func newRPCEvents(n int) *rpcEvents {
-	return &rpcEvents{m: make(map[*stream.Event]*vigilv1.Event, n), ring: make([]*stream.Event, n)}
+	return &rpcEvents{msgs: make(map[*stream.Event]*vigilv1.Event, n), wire: make(map[*vigilv1.Event][]byte, n),
+		ring: make([]*stream.Event, n)}
 }
 
 func (c *rpcEvents) get(ev *stream.Event) *vigilv1.Event {
 	c.mu.Lock()
-	msg, ok := c.m[ev]
+	msg, ok := c.msgs[ev]
 	c.mu.Unlock()
 	if ok {
 		return msg
 	}
 	msg = rpcEvent(ev)
+	b, err := proto.Marshal(msg)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if kept, ok := c.m[ev]; ok {
+	if kept, ok := c.msgs[ev]; ok {
 		return kept // made by another client meanwhile
 	}
 	if old := c.ring[c.next]; old != nil {
-		delete(c.m, old)
+		delete(c.wire, c.msgs[old])
+		delete(c.msgs, old)
 	}
 	c.ring[c.next] = ev
 	c.next = (c.next + 1) % len(c.ring)
-	c.m[ev] = msg
+	c.msgs[ev] = msg
+	if err == nil {
+		c.wire[msg] = b
+	}
 	return msg
+}
+
+// encoded is a kept message's encoding.
+func (c *rpcEvents) encoded(msg *vigilv1.Event) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.wire[msg]
+	return b, ok
 }
 
 // rpcEvent is an event as a message: its data the same JSON object.
@@ -315,6 +334,60 @@ func rpcEvent(ev *stream.Event) *vigilv1.Event {
 		data = nil
 	}
 	return &vigilv1.Event{Id: ev.ID, Type: ev.Type, Source: ev.Source, Time: timestamppb.New(ev.Time), Data: data}
+}
+
+// rpcCodec is connect's binary protobuf codec, except that a
+// WatchResponse is written from its events' encodings, made once for
+// every client (rpcEvents), not once each: a field of a message is its
+// tag, its length and its encoding, so the bytes are the same message
+// proto.Marshal would write (TestRPCCodec).
+type rpcCodec struct{ cache *rpcEvents }
+
+// The fields of a WatchResponse.
+var (
+	watchFields   = (*vigilv1.WatchResponse)(nil).ProtoReflect().Descriptor().Fields()
+	watchEvents   = watchFields.ByName("events").Number()
+	watchPosition = watchFields.ByName("position").Number()
+)
+
+func (rpcCodec) Name() string { return "proto" }
+
+func (c rpcCodec) Marshal(m any) ([]byte, error) { return c.MarshalAppend(nil, m) }
+
+// MarshalAppend lets connect encode into its pooled buffers.
+func (c rpcCodec) MarshalAppend(b []byte, m any) ([]byte, error) {
+	res, ok := m.(*vigilv1.WatchResponse)
+	if !ok {
+		pm, ok := m.(proto.Message)
+		if !ok {
+			return nil, errors.New("not a protobuf message")
+		}
+		return proto.MarshalOptions{}.MarshalAppend(b, pm)
+	}
+	for _, ev := range res.Events {
+		wire, ok := c.cache.encoded(ev)
+		if !ok { // evicted since it was sent to the stream: rare
+			var err error
+			if wire, err = proto.Marshal(ev); err != nil {
+				return nil, err
+			}
+		}
+		b = protowire.AppendTag(b, watchEvents, protowire.BytesType)
+		b = protowire.AppendBytes(b, wire)
+	}
+	if res.Position != 0 {
+		b = protowire.AppendTag(b, watchPosition, protowire.VarintType)
+		b = protowire.AppendVarint(b, res.Position)
+	}
+	return b, nil
+}
+
+func (rpcCodec) Unmarshal(data []byte, m any) error {
+	pm, ok := m.(proto.Message)
+	if !ok {
+		return errors.New("not a protobuf message")
+	}
+	return proto.Unmarshal(data, pm)
 }
 
 // rpcHealth answers the gRPC health check as /readyz does: SERVING when

@@ -596,3 +596,60 @@ func TestHealthAndReflection(t *testing.T) {
 		t.Fatalf("reflection lists %v", names)
 	}
 }
+
+// TestRPCCodec: a WatchResponse written from its events' kept encodings
+// is the message proto.Marshal would write, whether its events are kept
+// or not, with and without a position.
+func TestRPCCodec(t *testing.T) {
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1 << 40})
+	defer hub.Close()
+	cache := newRPCEvents(2)
+	var evs []*vigilv1.Event
+	for i := range 4 {
+		ev, err := hub.Publish(stream.Message{Type: stream.TypeSample, Source: "host/" + strconv.Itoa(i),
+			Body: map[string]any{"metrics": map[string]float64{"cpu.percent": float64(i) + 0.5, "load.1": 2}, "note": strings.Repeat("é", i*100)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, cache.get(ev)) // the first two are evicted by the last two
+	}
+	codec := rpcCodec{cache}
+	for _, res := range []*vigilv1.WatchResponse{
+		{},
+		{Position: 1<<53 - 1},
+		{Events: evs[3:], Position: evs[3].Id},
+		{Events: evs, Position: evs[3].Id},
+		{Events: evs[:1]},
+	} {
+		b, err := codec.MarshalAppend([]byte("head"), res) // as connect does, into its buffer
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, ok := bytes.CutPrefix(b, []byte("head"))
+		if !ok {
+			t.Fatal("MarshalAppend lost what was in its buffer")
+		}
+		whole, err := codec.Marshal(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range [][]byte{b, whole} {
+			var got vigilv1.WatchResponse
+			if err := proto.Unmarshal(b, &got); err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(&got, res) {
+				t.Fatalf("decoded %v, want %v", &got, res)
+			}
+		}
+	}
+	// Any other message is encoded as usual.
+	b, err := codec.Marshal(&vigilv1.WatchRequest{AfterId: 7, Types: []string{"alert"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req vigilv1.WatchRequest
+	if err := codec.Unmarshal(b, &req); err != nil || req.AfterId != 7 || req.Types[0] != "alert" {
+		t.Fatalf("request %v, %v", &req, err)
+	}
+}
