@@ -48,14 +48,20 @@ func (s *Server) rpcRoutes() {
 	gated := func(path string, h http.Handler) { s.handleRPC(path, h, true) }
 	open := func(path string, h http.Handler) { s.handleRPC(path, h, false) }
 	cache := newRPCEvents(rpcCacheSize)
-	gated(vigilv1connect.NewEventServiceHandler(&eventService{s: s, cache: cache}, connect.WithCodec(rpcCodec{cache})))
-	open(grpchealth.NewHandler(rpcHealth{s}))
+	limit := connect.WithReadMaxBytes(rpcMaxRequest)
+	gated(vigilv1connect.NewEventServiceHandler(&eventService{s: s, cache: cache}, connect.WithCodec(rpcCodec{cache}), limit))
+	open(grpchealth.NewHandler(rpcHealth{s}, limit))
 	// Reflection tells what the published .proto file tells, nothing of
 	// vigil's data; open, so that a health check by grpcurl needs no
 	// token.
-	open(grpcreflect.NewHandlerV1(reflector))
-	open(grpcreflect.NewHandlerV1Alpha(reflector))
+	open(grpcreflect.NewHandlerV1(reflector, limit))
+	open(grpcreflect.NewHandlerV1Alpha(reflector, limit))
 }
+
+// rpcMaxRequest bounds a request message: filters of at most
+// stream.MaxFilterPatterns patterns of stream.MaxPatternLen bytes fit
+// many times over. A larger one is RESOURCE_EXHAUSTED, unread.
+const rpcMaxRequest = 64 << 10
 
 // handleRPC serves an RPC service's path. gated: behind the read tokens.
 func (s *Server) handleRPC(path string, h http.Handler, gated bool) {
@@ -158,8 +164,9 @@ func (e *eventService) Snapshot(ctx context.Context, req *connect.Request[vigilv
 var alertStates = []string{alerts.StatePending, alerts.StateFiring, alerts.StateNoData}
 
 func (e *eventService) ListAlerts(ctx context.Context, req *connect.Request[vigilv1.ListAlertsRequest]) (*connect.Response[vigilv1.ListAlertsResponse], error) {
-	if len(req.Msg.Sources) > stream.MaxFilterPatterns {
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("more than "+strconv.Itoa(stream.MaxFilterPatterns)+" source patterns"))
+	f, err := stream.ParseFilter(url.Values{"source": req.Msg.Sources})
+	if err != nil {
+		return nil, e.s.rpcError(req.Spec().Procedure, err)
 	}
 	for _, st := range req.Msg.States {
 		if !slices.Contains(alertStates, st) {
@@ -171,7 +178,6 @@ func (e *eventService) ListAlerts(ctx context.Context, req *connect.Request[vigi
 	if e.s.opts.Alerts == nil {
 		return connect.NewResponse(res), nil
 	}
-	f := stream.Filter{Sources: req.Msg.Sources}
 	for _, a := range e.s.opts.Alerts.Active() {
 		if !f.Match(stream.TypeAlert, a.Source) || (len(req.Msg.States) > 0 && !slices.Contains(req.Msg.States, a.State)) {
 			continue

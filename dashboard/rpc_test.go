@@ -529,6 +529,10 @@ func TestSnapshotAndListAlerts(t *testing.T) {
 	if len(firing.Msg.Alerts) != 1 || !proto.Equal(firing.Msg.Alerts[0], want) {
 		t.Fatalf("firing alerts %v, want %v", firing.Msg.Alerts, want)
 	}
+	if _, err := client.ListAlerts(ctx, connect.NewRequest(&vigilv1.ListAlertsRequest{Sources: []string{strings.Repeat("h", 1000)}})); connect.CodeOf(err) != connect.CodeInvalidArgument ||
+		!strings.Contains(err.Error(), "longer than") {
+		t.Fatalf("a long pattern: %v, want the filters' own refusal", err)
+	}
 	if _, err := client.ListAlerts(ctx, connect.NewRequest(&vigilv1.ListAlertsRequest{States: []string{"resolved"}})); connect.CodeOf(err) != connect.CodeInvalidArgument ||
 		!strings.Contains(err.Error(), "pending, firing, nodata") {
 		t.Fatalf("bad state: %v", err)
@@ -651,5 +655,25 @@ func TestRPCCodec(t *testing.T) {
 	var req vigilv1.WatchRequest
 	if err := codec.Unmarshal(b, &req); err != nil || req.AfterId != 7 || req.Types[0] != "alert" {
 		t.Fatalf("request %v, %v", &req, err)
+	}
+}
+
+// TestRPCRequestsAreBounded: a request message is small; a large one is
+// refused before it is read into memory, as the HTTP API's bodies are.
+func TestRPCRequestsAreBounded(t *testing.T) {
+	a := newTestApp(t, stream.HubOptions{}, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	huge := &vigilv1.ListAlertsRequest{Sources: []string{strings.Repeat("x", 2<<20)}}
+	client := vigilv1connect.NewEventServiceClient(http.DefaultClient, a.srv.URL, connect.WithGRPC())
+	if _, err := client.ListAlerts(ctx, connect.NewRequest(huge)); connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("a 2 MiB request: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	gs := grpcWatch(ctx, t, grpcConn(t, a.srv.URL), &vigilv1.WatchRequest{Sources: huge.Sources})
+	if err := gs.RecvMsg(new(vigilv1.WatchResponse)); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a 2 MiB Watch request: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if _, err := client.ListAlerts(ctx, connect.NewRequest(&vigilv1.ListAlertsRequest{Sources: []string{"host/*"}})); err != nil {
+		t.Fatal(err)
 	}
 }
