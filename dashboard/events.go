@@ -115,7 +115,13 @@ func (h *httpStream) position(id uint64) error {
 func (h *httpStream) flush(bool) error {
 	h.deadline()
 	h.armed = false
-	return h.rc.Flush()
+	if err := h.rc.Flush(); err != nil {
+		return err
+	}
+	// No deadline while idle: over HTTP/2 one that passes resets the
+	// stream, written to or not.
+	_ = h.rc.SetWriteDeadline(time.Time{})
+	return nil
 }
 
 func (h *httpStream) end(why error) {

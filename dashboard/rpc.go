@@ -48,6 +48,7 @@ func (s *Server) rpcRoutes() {
 	gated := func(path string, h http.Handler) { s.handleRPC(path, h, true) }
 	open := func(path string, h http.Handler) { s.handleRPC(path, h, false) }
 	cache := newRPCEvents(rpcCacheSize)
+	s.rpcCache = cache
 	limit := connect.WithReadMaxBytes(rpcMaxRequest)
 	gated(vigilv1connect.NewEventServiceHandler(&eventService{s: s, cache: cache}, connect.WithCodec(rpcCodec{cache}), limit))
 	open(grpchealth.NewHandler(rpcHealth{s}, limit))
@@ -228,6 +229,7 @@ type rpcStream struct {
 	rc    *http.ResponseController // nil: no deadlines (not served through Server.rpc)
 	via   transportName
 	res   vigilv1.WatchResponse // the batch being written
+	size  int                   // its events' encoded bytes
 	moved bool                  // the batch's position is new, events or not
 	err   error                 // the status the stream ends with
 }
@@ -242,7 +244,17 @@ func (t *rpcStream) open(*stream.Subscriber) error { return nil }
 
 func (t *rpcStream) write(ev *stream.Event) error {
 	if !ev.IsHeartbeat() {
-		t.res.Events = append(t.res.Events, t.cache.get(ev))
+		msg := t.cache.get(ev)
+		n := t.cache.size(msg)
+		if t.size > 0 && t.size+n > rpcMaxBatch {
+			// A response within what gRPC clients take by default (4 MiB):
+			// the batch goes now, this event starts the next.
+			if err := t.flush(true); err != nil {
+				return err
+			}
+		}
+		t.res.Events = append(t.res.Events, msg)
+		t.size += n
 	}
 	t.res.Position, t.moved = ev.Position(), true
 	return nil
@@ -261,7 +273,12 @@ func (t *rpcStream) flush(bool) error {
 		_ = t.rc.SetWriteDeadline(time.Now().Add(t.s.opts.WriteTimeout))
 	}
 	err := t.out.Send(&t.res)
-	t.res.Events, t.moved = t.res.Events[:0], false
+	t.res.Events, t.moved, t.size = t.res.Events[:0], false, 0
+	if err == nil && t.rc != nil {
+		// No deadline while idle: over HTTP/2 one that passes resets the
+		// stream, written to or not.
+		_ = t.rc.SetWriteDeadline(time.Time{})
+	}
 	return err
 }
 
@@ -297,6 +314,9 @@ func newRPCEvents(n int) *rpcEvents {
 }
 
 func (c *rpcEvents) get(ev *stream.Event) *vigilv1.Event {
+	if ev.Type == stream.TypeReset {
+		return rpcEvent(ev) // made for one client: nobody else sends it
+	}
 	c.mu.Lock()
 	msg, ok := c.msgs[ev]
 	c.mu.Unlock()
@@ -321,6 +341,19 @@ func (c *rpcEvents) get(ev *stream.Event) *vigilv1.Event {
 		c.wire[msg] = b
 	}
 	return msg
+}
+
+// rpcMaxBatch bounds the events of one WatchResponse, in encoded bytes,
+// well within the 4 MiB gRPC clients take by default; a single event
+// larger than that (a reset of a very large fleet) goes alone.
+const rpcMaxBatch = 1 << 20
+
+// size is a message's encoded size.
+func (c *rpcEvents) size(msg *vigilv1.Event) int {
+	if b, ok := c.encoded(msg); ok {
+		return len(b)
+	}
+	return proto.Size(msg)
 }
 
 // encoded is a kept message's encoding.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	sse "github.com/tmaxmax/go-sse"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -222,7 +223,7 @@ func TestWatchSameAsSSE(t *testing.T) {
 	if fromSSE[0].ID != 104 || fromSSE[1].ID != 106 || fromSSE[2].Source != "host/c" {
 		t.Fatalf("SSE saw %+v: want the replay of 104 and 106, then host/c", fromSSE)
 	}
-	for _, via := range []transportName{viaConnect, viaGRPC} {
+	for _, via := range []transportName{viaConnect, viaGRPC} { // gRPC-Web's has ended
 		if n := vigiltest.Counter(a.set, `vigil_stream_clients{transport="`+string(via)+`"}`); n != 1 {
 			t.Errorf("vigil_stream_clients{transport=%q} = %v, want 1", via, n)
 		}
@@ -349,6 +350,24 @@ func TestWatchRefusals(t *testing.T) {
 	gs = grpcWatch(metadata.NewOutgoingContext(ctx, md), t, grpcConn(t, a.srv.URL), &vigilv1.WatchRequest{})
 	if err := gs.RecvMsg(new(vigilv1.WatchResponse)); err != nil {
 		t.Fatalf("grpc with a token: %v", err)
+	}
+	// The unary calls too, POSTed or, as Connect allows for them, GET.
+	if _, err := client.Snapshot(ctx, connect.NewRequest(&vigilv1.SnapshotRequest{})); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("Snapshot without a token: %v", err)
+	}
+	if _, err := client.ListAlerts(ctx, connect.NewRequest(&vigilv1.ListAlertsRequest{})); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("ListAlerts without a token: %v", err)
+	}
+	for _, path := range []string{"Snapshot", "ListAlerts"} {
+		resp, err := http.Get(a.srv.URL + "/vigil.v1.EventService/" + path + "?encoding=json&message=%7B%7D")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), `"unauthenticated"`) {
+			t.Fatalf("GET %s without a token: %d %s", path, resp.StatusCode, body)
+		}
 	}
 	// gRPC-Web's refusal is in its trailers.
 	_, tr := grpcWebWatch(t, ctx, a.srv.URL, &vigilv1.WatchRequest{}, 1, nil)
@@ -675,5 +694,108 @@ func TestRPCRequestsAreBounded(t *testing.T) {
 	}
 	if _, err := client.ListAlerts(ctx, connect.NewRequest(&vigilv1.ListAlertsRequest{Sources: []string{"host/*"}})); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIdleStreamsOutliveTheWriteTimeout: over HTTP/2 a write deadline
+// left set resets the stream when it passes, written to or not; an idle
+// stream (a filter that matches nothing) lives on heartbeats, many write
+// timeouts long, on gRPC and on SSE.
+func TestIdleStreamsOutliveTheWriteTimeout(t *testing.T) {
+	const beat = 50 * time.Millisecond
+	a := newTestApp(t, stream.HubOptions{Heartbeat: beat}, Options{WriteTimeout: beat})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go a.hub.Run(ctx)
+	const beats = 30 // the stream outlives 30 write timeouts
+	gs := grpcWatch(ctx, t, grpcConn(t, a.srv.URL), &vigilv1.WatchRequest{Sources: []string{"nothing"}})
+	for i := range beats {
+		if err := gs.RecvMsg(new(vigilv1.WatchResponse)); err != nil {
+			t.Fatalf("gRPC, heartbeat %d: %v", i, err)
+		}
+	}
+	// SSE over HTTP/2 without TLS.
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(ctx, "GET", a.srv.URL+"/events?source=nothing", nil)
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("SSE over %s, want HTTP/2", resp.Proto)
+	}
+	n := 0
+	for _, err := range sse.Read(resp.Body, nil) {
+		if err != nil {
+			t.Fatalf("SSE over HTTP/2, after %d heartbeats: %v", n, err)
+		}
+		if n++; n == beats {
+			return
+		}
+	}
+	t.Fatalf("SSE over HTTP/2 ended after %d heartbeats", n)
+}
+
+// TestResetsAreNotKept: a reset is made for one client; keeping its
+// message (a whole snapshot) for the next clients would only hold memory.
+func TestResetsAreNotKept(t *testing.T) {
+	a := newTestApp(t, stream.HubOptions{FirstID: 100, Replay: 4}, Options{})
+	for i := range 10 {
+		a.publish(t, "host/"+strconv.Itoa(i), float64(i))
+	}
+	web := a.srv.Config.Handler.(*Server)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	client := vigilv1connect.NewEventServiceClient(http.DefaultClient, a.srv.URL)
+	for range 3 {
+		cs, err := client.Watch(ctx, connect.NewRequest(&vigilv1.WatchRequest{AfterId: 101}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cs.Receive() || cs.Msg().Events[0].Type != stream.TypeReset {
+			t.Fatalf("want a reset: %v %v", cs.Msg(), cs.Err())
+		}
+		cs.Close()
+	}
+	c := web.rpcCache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for ev, msg := range c.msgs {
+		if ev.Type == stream.TypeReset || msg.Type == stream.TypeReset {
+			t.Fatalf("a reset is kept: %v", msg)
+		}
+	}
+}
+
+// TestWatchBatchesFitGRPCClients: a replay of large events comes in
+// responses that a gRPC client takes with its default 4 MiB limit.
+func TestWatchBatchesFitGRPCClients(t *testing.T) {
+	a := newTestApp(t, stream.HubOptions{FirstID: 100, Replay: 512}, Options{})
+	big := strings.Repeat("x", 64<<10)
+	const n = 80 // 5 MiB in all, in the window
+	for i := range n {
+		a.hub.Publish(stream.Message{Type: stream.TypeSample, Source: "host/a", Body: map[string]any{"pad": big, "i": i}})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	gs := grpcWatch(ctx, t, grpcConn(t, a.srv.URL), &vigilv1.WatchRequest{AfterId: 99})
+	got := 0
+	for got < n {
+		var res vigilv1.WatchResponse
+		if err := gs.RecvMsg(&res); err != nil {
+			t.Fatalf("after %d events: %v", got, err)
+		}
+		if size := proto.Size(&res); size > rpcMaxBatch+(100<<10) {
+			t.Fatalf("a response of %d bytes", size)
+		}
+		for _, ev := range res.Events {
+			if int(ev.Data.Fields["i"].GetNumberValue()) != got {
+				t.Fatalf("event %v, want i=%d", ev.Id, got)
+			}
+			got++
+		}
 	}
 }

@@ -155,6 +155,7 @@ type Server struct {
 	closing  atomic.Bool
 	clients  map[transportName]*atomic.Int64 // connected clients by transport
 	rpcPaths []string                        // the RPC services' paths (rpc.go)
+	rpcCache *rpcEvents                      // the events Watch clients are sent, as messages
 	handler  http.Handler                    // mux behind the checks every request passes
 	panics   *metrics.Counter
 }
