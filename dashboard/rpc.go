@@ -50,7 +50,8 @@ func (s *Server) rpcRoutes() {
 	cache := newRPCEvents(rpcCacheSize)
 	s.rpcCache = cache
 	limit := connect.WithReadMaxBytes(rpcMaxRequest)
-	gated(vigilv1connect.NewEventServiceHandler(&eventService{s: s, cache: cache}, connect.WithCodec(rpcCodec{cache}), limit))
+	gated(vigilv1connect.NewEventServiceHandler(&eventService{s: s, cache: cache}, limit, connect.WithCodec(rpcCodec{cache}),
+		connect.WithCodec(rpcJSON("json")), connect.WithCodec(rpcJSON("json; charset=utf-8"))))
 	open(grpchealth.NewHandler(rpcHealth{s}, limit))
 	// Reflection tells what the published .proto file tells, nothing of
 	// vigil's data; open, so that a health check by grpcurl needs no
@@ -427,6 +428,36 @@ func (rpcCodec) Unmarshal(data []byte, m any) error {
 		return errors.New("not a protobuf message")
 	}
 	return proto.Unmarshal(data, pm)
+}
+
+// rpcJSON is connect's JSON codec, except that empty lists and zero
+// values are written, as the HTTP API writes them: {"alerts": []} when
+// there are none, for jq and for clients that index without checking.
+type rpcJSON string
+
+func (c rpcJSON) Name() string { return string(c) }
+
+func (c rpcJSON) Marshal(m any) ([]byte, error) { return c.MarshalAppend(nil, m) }
+
+func (rpcJSON) MarshalAppend(b []byte, m any) ([]byte, error) {
+	pm, ok := m.(proto.Message)
+	if !ok {
+		return nil, errors.New("not a protobuf message")
+	}
+	return protojson.MarshalOptions{EmitDefaultValues: true}.MarshalAppend(b, pm)
+}
+
+func (rpcJSON) Unmarshal(data []byte, m any) error {
+	pm, ok := m.(proto.Message)
+	if !ok {
+		return errors.New("not a protobuf message")
+	}
+	if len(data) == 0 {
+		return errors.New("zero-length payload is not a valid JSON object")
+	}
+	// Unknown fields are let through, as connect's own codec does, so
+	// that a client of a newer schema still works.
+	return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(data, pm)
 }
 
 // rpcHealth answers the gRPC health check as /readyz does: SERVING when

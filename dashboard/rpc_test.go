@@ -799,3 +799,31 @@ func TestWatchBatchesFitGRPCClients(t *testing.T) {
 		}
 	}
 }
+
+// TestRPCJSONWritesEmptyLists: Connect's JSON says "alerts": [] when there
+// are none, as GET /api/v1/alerts does, and reads what curl sends.
+func TestRPCJSONWritesEmptyLists(t *testing.T) {
+	a := newTestApp(t, stream.HubOptions{}, Options{Alerts: fakeAlerts{}})
+	for _, c := range []struct{ path, body, want string }{
+		{"ListAlerts", `{"states": ["firing"], "unknown_field": 1}`, `"alerts":[]`},
+		{"Snapshot", `{"types": ["alert"]}`, `"events":[]`},
+	} {
+		resp, err := http.Post(a.srv.URL+"/vigil.v1.EventService/"+c.path, "application/json", strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(strings.ReplaceAll(string(body), " ", ""), c.want) {
+			t.Fatalf("%s: %d %s, want %s", c.path, resp.StatusCode, body, c.want)
+		}
+	}
+	resp, err := http.Post(a.srv.URL+"/vigil.v1.EventService/ListAlerts", "application/json", strings.NewReader(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("an empty body: %d, want 400", resp.StatusCode)
+	}
+}

@@ -28,11 +28,11 @@ const (
 
 type WatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Source name globs, as ?source= on /events ("host/*", "svc/api");
-	// none: every source.
+	// Source name globs, as ?source= on /events ("host/*", "svc/api"): at
+	// most 32, of at most 256 bytes each; none: every source.
 	Sources []string `protobuf:"bytes,1,rep,name=sources,proto3" json:"sources,omitempty"`
-	// Event types, as ?type= ("sample", "alert", "source"); none: every
-	// type. A "reset" is always sent.
+	// Event types, as ?type=: "sample", "source", "alert"; none: every type.
+	// A "reset" is always sent, asked for or not.
 	Types []string `protobuf:"bytes,2,rep,name=types,proto3" json:"types,omitempty"`
 	// The position to resume from (Last-Event-ID): the last response's
 	// position. 0: start now.
@@ -154,13 +154,19 @@ type Event struct {
 	// The event's id, the same as /events' "id:" and the JSON's "seq":
 	// increasing, at most 2^53-1.
 	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	// "sample", "source", "alert", "reset", or another type of /events.
+	// "sample", "source", "alert" or "reset". A client should pass over a
+	// type it does not know: a later vigil may send more.
 	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	// The source it is about ("host/web-1", "svc/api"); empty for none.
 	Source string                 `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
 	Time   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
 	// The event's JSON object as /events sends it: "seq", "type", "ts",
-	// "source" and the fields of its type.
+	// "source" and the fields of its type, which the README's "Event types"
+	// describes. A reset's: "reason", "last_event_id" (the position that was
+	// lost), "events" (the newest event of every source and alert, and the
+	// alert and source events missed, from the journal, in the order of
+	// their ids) and, when more were missed than a reset carries (1,000),
+	// "omitted": how many were left out.
 	Data          *structpb.Struct `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
