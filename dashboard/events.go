@@ -36,16 +36,21 @@ func (s *Server) handleNDJSON(w http.ResponseWriter, r *http.Request) {
 }
 
 // httpStream is a streaming HTTP answer: Server-Sent Events frames or
-// NDJSON lines, every batch written under a deadline and flushed.
+// NDJSON lines, each batch gathered and written at once, under a
+// deadline, then flushed.
 type httpStream struct {
 	s   *Server
 	w   http.ResponseWriter
 	r   *http.Request
 	rc  *http.ResponseController
 	via transportName // viaSSE or viaNDJSON
-	// armed: a write deadline is set for the batch being written.
-	armed bool
+	buf []byte        // the batch being written
 }
+
+// maxStreamBuffer is as much of a batch as is gathered before it is
+// written: the writes of a batch are then one or two system calls, not
+// one every 4 KiB of net/http's buffer.
+const maxStreamBuffer = 64 << 10
 
 var _ transport = (*httpStream)(nil)
 
@@ -80,23 +85,36 @@ func (h *httpStream) open(sub *stream.Subscriber) error {
 	return sess.Flush()
 }
 
-// deadline bounds the writes of a batch, from its first. Not every
-// ResponseWriter supports deadlines (httptest's recorder); the stream
-// still works without.
+// deadline bounds the writes to come. Not every ResponseWriter supports
+// deadlines (httptest's recorder); the stream still works without.
 func (h *httpStream) deadline() {
-	if !h.armed {
-		_ = h.rc.SetWriteDeadline(time.Now().Add(h.s.opts.WriteTimeout))
-		h.armed = true
-	}
+	_ = h.rc.SetWriteDeadline(time.Now().Add(h.s.opts.WriteTimeout))
 }
 
 func (h *httpStream) write(ev *stream.Event) error {
-	h.deadline()
-	b := ev.Frame()
 	if h.via == viaNDJSON {
-		b = ev.Line()
+		h.buf = append(h.buf, ev.Line()...)
+	} else {
+		h.buf = append(h.buf, ev.Frame()...)
 	}
-	_, err := h.w.Write(b)
+	if len(h.buf) >= maxStreamBuffer {
+		return h.writeOut()
+	}
+	return nil
+}
+
+// writeOut writes what the batch gathered, under a deadline.
+func (h *httpStream) writeOut() error {
+	if len(h.buf) == 0 {
+		return nil
+	}
+	h.deadline()
+	_, err := h.w.Write(h.buf)
+	if cap(h.buf) > maxStreamBuffer {
+		h.buf = nil // one large event: not kept
+	} else {
+		h.buf = h.buf[:0]
+	}
 	return err
 }
 
@@ -107,14 +125,17 @@ func (h *httpStream) position(id uint64) error {
 	if h.via == viaNDJSON {
 		return nil
 	}
-	h.deadline()
-	_, err := h.w.Write([]byte("id: " + strconv.FormatUint(id, 10) + "\n\n"))
-	return err
+	h.buf = append(h.buf, "id: "...)
+	h.buf = strconv.AppendUint(h.buf, id, 10)
+	h.buf = append(h.buf, "\n\n"...)
+	return nil
 }
 
 func (h *httpStream) flush(bool) error {
+	if err := h.writeOut(); err != nil {
+		return err
+	}
 	h.deadline()
-	h.armed = false
 	if err := h.rc.Flush(); err != nil {
 		return err
 	}
