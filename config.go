@@ -43,12 +43,11 @@ type Config struct {
 		Key  string `yaml:"key"`
 	} `yaml:"tls"`
 	Stream struct {
-		Replay        int      `yaml:"replay"`         // events kept for resuming clients
-		Queue         int      `yaml:"queue"`          // events a client may fall behind before it is dropped
-		Heartbeat     Duration `yaml:"heartbeat"`      // comment sent to idle streams
-		Retry         Duration `yaml:"retry"`          // reconnect delay hint; clients get up to twice this
-		WriteTimeout  Duration `yaml:"write_timeout"`  // deadline per write to a client
-		FlushInterval Duration `yaml:"flush_interval"` // least time between two writes to a client; 0: none
+		Replay       int      `yaml:"replay"`        // events kept for resuming clients
+		Queue        int      `yaml:"queue"`         // events a client may fall behind before it is dropped
+		Heartbeat    Duration `yaml:"heartbeat"`     // comment sent to idle streams
+		Retry        Duration `yaml:"retry"`         // reconnect delay hint; clients get up to twice this
+		WriteTimeout Duration `yaml:"write_timeout"` // deadline per write to a client
 	} `yaml:"stream"`
 	Alerts struct {
 		// Rules replace the default host rules when given; an empty list
@@ -474,7 +473,6 @@ func defaultConfig() Config {
 	c.Stream.Heartbeat = Duration(stream.DefaultHeartbeat)
 	c.Stream.Retry = Duration(dashboard.DefaultRetry)
 	c.Stream.WriteTimeout = Duration(dashboard.DefaultWriteTimeout)
-	c.Stream.FlushInterval = Duration(dashboard.DefaultFlushInterval)
 	c.Alerts.AgentDownFor = Duration(alerts.DefaultAgentDownFor)
 	c.Cluster.NATS.Stream = cluster.DefaultStream
 	c.Cluster.NATS.Subject = cluster.DefaultSubject

@@ -310,7 +310,6 @@ func TestValidate(t *testing.T) {
 		{"replay too large", "stream:\n  replay: 50000000\n", []string{"cfg.yaml:2: stream.replay: 50000000 is outside 256 to 1000000"}},
 		{"interval too long", "interval: 2h\nretention: 4h\n", []string{"cfg.yaml:1: interval: 2h0m0s is outside 100ms to 1h"}},
 		{"write timeout too long", "stream:\n  write_timeout: 1h\n", []string{"cfg.yaml:2: stream.write_timeout: 1h0m0s is outside 1s to 5m"}},
-		{"flush interval too long", "stream:\n  flush_interval: 2s\n", []string{"cfg.yaml:2: stream.flush_interval: 2s is outside 0s to 1s"}},
 		{"a NATS URL of another scheme", "cluster:\n  name: a\n  nats:\n    urls: [http://127.0.0.1:4222]\n", []string{"cfg.yaml:4: cluster.nats.urls[0]: \"http://127.0.0.1:4222\": want nats://"}},
 		{"two ways to sign in to NATS", "cluster:\n  name: a\n  nats:\n    urls: [nats://127.0.0.1:4222]\n    token: sesame\n    user: vigil\n    password: x\n", []string{"cfg.yaml:3: cluster.nats: give one of creds_file, token"}},
 		{"an even number of stream copies", "cluster:\n  name: a\n  nats:\n    urls: [nats://127.0.0.1:4222]\n    replicas: 2\n", []string{"cfg.yaml:5: cluster.nats.replicas: 2: want 1, 3 or 5"}},

@@ -33,7 +33,6 @@ type plan struct {
 
 	replay, queue                  int
 	heartbeat, retry, writeTimeout time.Duration
-	flushInterval                  time.Duration // negative: none (dashboard.Options)
 	tokens, allowedHosts           []string
 	host                           *collector.HostOptions // nil: the host is not watched
 	hostTimeout                    time.Duration
@@ -224,11 +223,6 @@ func (pl *planner) stream(c Config, p *plan) {
 	pl.durRange("stream.write_timeout", s.WriteTimeout, time.Second, 5*time.Minute)
 	p.replay, p.queue = s.Replay, s.Queue
 	p.heartbeat, p.retry, p.writeTimeout = s.Heartbeat.D(), s.Retry.D(), s.WriteTimeout.D()
-	pl.durRange("stream.flush_interval", s.FlushInterval, 0, time.Second)
-	p.flushInterval = s.FlushInterval.D()
-	if p.flushInterval == 0 {
-		p.flushInterval = -1 // every batch at once
-	}
 }
 
 // allowedHostRe is a DNS name, a "*." pattern or "*".

@@ -36,21 +36,16 @@ func (s *Server) handleNDJSON(w http.ResponseWriter, r *http.Request) {
 }
 
 // httpStream is a streaming HTTP answer: Server-Sent Events frames or
-// NDJSON lines, each batch gathered and written at once, under a
-// deadline, then flushed.
+// NDJSON lines, every batch written under a deadline and flushed.
 type httpStream struct {
 	s   *Server
 	w   http.ResponseWriter
 	r   *http.Request
 	rc  *http.ResponseController
 	via transportName // viaSSE or viaNDJSON
-	buf []byte        // the batch being written
+	// armed: a write deadline is set for the batch being written.
+	armed bool
 }
-
-// maxStreamBuffer is as much of a batch as is gathered before it is
-// written: the writes of a batch are then one or two system calls, not
-// one every 4 KiB of net/http's buffer.
-const maxStreamBuffer = 64 << 10
 
 var _ transport = (*httpStream)(nil)
 
@@ -85,36 +80,23 @@ func (h *httpStream) open(sub *stream.Subscriber) error {
 	return sess.Flush()
 }
 
-// deadline bounds the writes to come. Not every ResponseWriter supports
-// deadlines (httptest's recorder); the stream still works without.
+// deadline bounds the writes of a batch, from its first. Not every
+// ResponseWriter supports deadlines (httptest's recorder); the stream
+// still works without.
 func (h *httpStream) deadline() {
-	_ = h.rc.SetWriteDeadline(time.Now().Add(h.s.opts.WriteTimeout))
+	if !h.armed {
+		_ = h.rc.SetWriteDeadline(time.Now().Add(h.s.opts.WriteTimeout))
+		h.armed = true
+	}
 }
 
 func (h *httpStream) write(ev *stream.Event) error {
-	if h.via == viaNDJSON {
-		h.buf = append(h.buf, ev.Line()...)
-	} else {
-		h.buf = append(h.buf, ev.Frame()...)
-	}
-	if len(h.buf) >= maxStreamBuffer {
-		return h.writeOut()
-	}
-	return nil
-}
-
-// writeOut writes what the batch gathered, under a deadline.
-func (h *httpStream) writeOut() error {
-	if len(h.buf) == 0 {
-		return nil
-	}
 	h.deadline()
-	_, err := h.w.Write(h.buf)
-	if cap(h.buf) > maxStreamBuffer {
-		h.buf = nil // one large event: not kept
-	} else {
-		h.buf = h.buf[:0]
+	b := ev.Frame()
+	if h.via == viaNDJSON {
+		b = ev.Line()
 	}
+	_, err := h.w.Write(b)
 	return err
 }
 
@@ -125,17 +107,14 @@ func (h *httpStream) position(id uint64) error {
 	if h.via == viaNDJSON {
 		return nil
 	}
-	h.buf = append(h.buf, "id: "...)
-	h.buf = strconv.AppendUint(h.buf, id, 10)
-	h.buf = append(h.buf, "\n\n"...)
-	return nil
+	h.deadline()
+	_, err := h.w.Write([]byte("id: " + strconv.FormatUint(id, 10) + "\n\n"))
+	return err
 }
 
 func (h *httpStream) flush(bool) error {
-	if err := h.writeOut(); err != nil {
-		return err
-	}
 	h.deadline()
+	h.armed = false
 	if err := h.rc.Flush(); err != nil {
 		return err
 	}

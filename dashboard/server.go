@@ -36,10 +36,6 @@ import (
 const (
 	DefaultRetry        = time.Second      // base reconnect delay sent in retry:; up to twice this with jitter
 	DefaultWriteTimeout = 10 * time.Second // deadline for each write to a streaming client
-	// DefaultFlushInterval is the least time between two flushes of a
-	// stream: at most a hundred writes a second to a client however many
-	// events it is sent, and as little delay added to any event.
-	DefaultFlushInterval = 10 * time.Millisecond
 )
 
 // Hub is what the server needs of stream.Hub.
@@ -126,11 +122,7 @@ type Options struct {
 	Heartbeat    time.Duration // the hub's heartbeat; the page falls back to long polling when a stream is silent longer (stream.DefaultHeartbeat)
 	Retry        time.Duration // DefaultRetry
 	WriteTimeout time.Duration // DefaultWriteTimeout
-	// FlushInterval is the least time between two flushes of a stream
-	// (session.batch); DefaultFlushInterval. Negative: every batch is
-	// flushed at once.
-	FlushInterval time.Duration
-	BodyTimeout   time.Duration // DefaultBodyTimeout
+	BodyTimeout  time.Duration // DefaultBodyTimeout
 	// Loopback says vigil listens on a loopback address: it then answers
 	// only to loopback host names and addresses, and AllowedHosts.
 	Loopback bool
@@ -178,9 +170,6 @@ func New(opts Options) *Server {
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
-	}
-	if opts.FlushInterval == 0 {
-		opts.FlushInterval = DefaultFlushInterval
 	}
 	if opts.BodyTimeout <= 0 {
 		opts.BodyTimeout = DefaultBodyTimeout

@@ -73,13 +73,11 @@ type deadliner interface {
 
 // A session is one client's stream, over any transport.
 type session struct {
-	s       *Server
-	ctx     context.Context
-	t       transport
-	sub     *stream.Subscriber
-	pos     uint64    // where the client stands: the last event, heartbeat or position sent
-	flushed time.Time // the last flush
-	spacing *time.Timer
+	s   *Server
+	ctx context.Context
+	t   transport
+	sub *stream.Subscriber
+	pos uint64 // where the client stands: the last event, heartbeat or position sent
 }
 
 // serveHTTP runs the stream of an HTTP client whose filter is in the
@@ -143,12 +141,6 @@ func (ss *session) replay() error {
 	if err := ss.t.position(ss.sub.Head); err != nil {
 		return err
 	}
-	return ss.flush()
-}
-
-// flush sends what was written.
-func (ss *session) flush() error {
-	ss.flushed = time.Now()
 	return ss.t.flush(len(ss.sub.C()) > 0)
 }
 
@@ -214,17 +206,12 @@ func (ss *session) live() {
 }
 
 // batch writes an event and whatever else is queued, up to maxBatch, and
-// flushes them together. Flushes are spaced: one within FlushInterval of
-// the last first takes what comes until then, so that a stream of many
-// events a second (a hub's thousand agents) is a write to the client's
-// socket every FlushInterval, not one an event; an event after a quiet
-// spell goes out at once.
+// flushes them together.
 func (ss *session) batch(ev *stream.Event) error {
 	if err := ss.write(ev); err != nil {
 		return ss.flushAfter(err)
 	}
-	n := 1
-	for ; n < maxBatch; n++ {
+	for range maxBatch - 1 {
 		select {
 		case ev = <-ss.sub.C():
 			if err := ss.write(ev); err != nil {
@@ -235,38 +222,7 @@ func (ss *session) batch(ev *stream.Event) error {
 		}
 		break
 	}
-	if wait := ss.s.opts.FlushInterval - time.Since(ss.flushed); wait > 0 && n < maxBatch {
-		if err := ss.gather(wait, n); err != nil {
-			return err
-		}
-	}
-	return ss.flush()
-}
-
-// gather writes the events that come within wait, up to maxBatch in the
-// batch of n, without flushing them.
-func (ss *session) gather(wait time.Duration, n int) error {
-	if ss.spacing == nil {
-		ss.spacing = time.NewTimer(wait)
-	} else {
-		ss.spacing.Reset(wait)
-	}
-	defer ss.spacing.Stop()
-	for ; n < maxBatch; n++ {
-		select {
-		case ev := <-ss.sub.C():
-			if err := ss.write(ev); err != nil {
-				return ss.flushAfter(err)
-			}
-		case <-ss.spacing.C:
-			return nil
-		case <-ss.sub.Done():
-			return nil // what was taken goes out; live then ends the session
-		case <-ss.ctx.Done():
-			return ss.ctx.Err()
-		}
-	}
-	return nil
+	return ss.t.flush(len(ss.sub.C()) > 0)
 }
 
 // resubscribe changes the session's filter: the stream carries on from
