@@ -157,7 +157,8 @@ func (e *eventService) Snapshot(ctx context.Context, req *connect.Request[vigilv
 	evs, last := e.s.opts.Hub.Snapshot(f)
 	res := &vigilv1.SnapshotResponse{Position: last, Events: make([]*vigilv1.Event, 0, len(evs))}
 	for _, ev := range evs {
-		res.Events = append(res.Events, e.cache.get(ev))
+		msg, _ := e.cache.get(ev)
+		res.Events = append(res.Events, msg)
 	}
 	return connect.NewResponse(res), nil
 }
@@ -245,8 +246,7 @@ func (t *rpcStream) open(*stream.Subscriber) error { return nil }
 
 func (t *rpcStream) write(ev *stream.Event) error {
 	if !ev.IsHeartbeat() {
-		msg := t.cache.get(ev)
-		n := t.cache.size(msg)
+		msg, n := t.cache.get(ev)
 		if t.size > 0 && t.size+n > rpcMaxBatch {
 			// A response within what gRPC clients take by default (4 MiB):
 			// the batch goes now, this event starts the next.
@@ -314,22 +314,29 @@ func newRPCEvents(n int) *rpcEvents {
 		ring: make([]*stream.Event, n)}
 }
 
-func (c *rpcEvents) get(ev *stream.Event) *vigilv1.Event {
+// get is an event's message and its encoded size, made once and kept,
+// but for a reset's.
+func (c *rpcEvents) get(ev *stream.Event) (*vigilv1.Event, int) {
 	if ev.Type == stream.TypeReset {
-		return rpcEvent(ev) // made for one client: nobody else sends it
+		msg := rpcEvent(ev) // made for one client: nobody else sends it
+		return msg, proto.Size(msg)
 	}
 	c.mu.Lock()
 	msg, ok := c.msgs[ev]
+	n := len(c.wire[msg])
 	c.mu.Unlock()
 	if ok {
-		return msg
+		return msg, n
 	}
 	msg = rpcEvent(ev)
 	b, err := proto.Marshal(msg)
+	if err != nil {
+		return msg, proto.Size(msg) // not kept: the codec encodes it itself
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if kept, ok := c.msgs[ev]; ok {
-		return kept // made by another client meanwhile
+		return kept, len(c.wire[kept]) // made by another client meanwhile
 	}
 	if old := c.ring[c.next]; old != nil {
 		delete(c.wire, c.msgs[old])
@@ -337,25 +344,14 @@ func (c *rpcEvents) get(ev *stream.Event) *vigilv1.Event {
 	}
 	c.ring[c.next] = ev
 	c.next = (c.next + 1) % len(c.ring)
-	c.msgs[ev] = msg
-	if err == nil {
-		c.wire[msg] = b
-	}
-	return msg
+	c.msgs[ev], c.wire[msg] = msg, b
+	return msg, len(b)
 }
 
 // rpcMaxBatch bounds the events of one WatchResponse, in encoded bytes,
 // well within the 4 MiB gRPC clients take by default; a single event
 // larger than that (a reset of a very large fleet) goes alone.
 const rpcMaxBatch = 1 << 20
-
-// size is a message's encoded size.
-func (c *rpcEvents) size(msg *vigilv1.Event) int {
-	if b, ok := c.encoded(msg); ok {
-		return len(b)
-	}
-	return proto.Size(msg)
-}
 
 // encoded is a kept message's encoding.
 func (c *rpcEvents) encoded(msg *vigilv1.Event) ([]byte, bool) {

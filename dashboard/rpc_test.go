@@ -634,7 +634,11 @@ func TestRPCCodec(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		evs = append(evs, cache.get(ev)) // the first two are evicted by the last two
+		msg, n := cache.get(ev) // the first two are evicted by the last two
+		if n != proto.Size(msg) {
+			t.Fatalf("size %d, want %d", n, proto.Size(msg))
+		}
+		evs = append(evs, msg)
 	}
 	codec := rpcCodec{cache}
 	for _, res := range []*vigilv1.WatchResponse{
