@@ -594,8 +594,9 @@ func clip(s string, n int) string {
 }
 
 // startHub starts vigil with the config and returns it and its URL.
-func startHub(bin, dir, cfg string, log *hubLog) (*proc, string, error) {
+func startHub(bin, dir, cfg string, env []string, log *hubLog) (*proc, string, error) {
 	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--config", cfg, "--log-level", "info")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = log
 	cmd.Stdout = io.Discard
 	if err := cmd.Start(); err != nil {
@@ -698,6 +699,7 @@ func machineBusySeconds() float64 {
 // ---- the run ---------------------------------------------------------------
 
 type fleetResult struct {
+	relay                    bool // the reference, not vigil
 	agents, connected        int
 	published, received      int
 	missing, dups            int
@@ -715,7 +717,10 @@ type fleetResult struct {
 	windowAt                 time.Duration // when the window opened, from the subscriber's start
 	dropped                  float64
 	alerts                   float64 // alert events the hub published
-	log                      *hubLog
+	// the hub's read and write system calls and its threads' context
+	// switches, per event it published
+	readsPerEvent, writesPerEvent, switchesPerEvent float64
+	log                                             *hubLog
 }
 
 // fleet runs, for each number of agents, the simulated agents and vigil
@@ -732,6 +737,15 @@ func fleet(args []string) error {
 	measure := fs.Duration("measure", 30*time.Second, "measurement window")
 	perf := fs.String("perf", "", "record the hub with perf(1) over each window into `prefix`-<agents>.data (the CPU figures then include perf's cost)")
 	pprofOut := fs.String("pprof", "", "run, instead of the vigil binary, the same hub wired in this binary (serve-fleet) and save its CPU profile over each window and its heap after it to `prefix`-<agents>.cpu.pprof and .heap.pprof")
+	var hubEnv []string
+	fs.Func("hubenv", "set `NAME=value` in the hub's environment only (repeatable), e.g. GOMAXPROCS=1 or GOMEMLIMIT=250MiB", func(v string) error {
+		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+			return fmt.Errorf("%q: want NAME=value", v)
+		}
+		hubEnv = append(hubEnv, v)
+		return nil
+	})
+	reference := fs.Bool("reference", true, "after each hub, run the reference in its place over the same agents and subscriber: a relay that only reads the agents' streams and writes their samples to the subscriber (serve-relay), warmed for at most 30s")
 	hubLogs := fs.String("hublog", "", "write each hub's whole log (stderr: with GODEBUG=gctrace=1, its GC too) to `prefix`-<agents>.log")
 	fs.Parse(args)
 	var sizes []int
@@ -762,6 +776,7 @@ func fleet(args []string) error {
 		if *pprofOut != "" {
 			o.pprof = fmt.Sprintf("%s-%d", *pprofOut, n)
 		}
+		o.env = hubEnv
 		if *hubLogs != "" {
 			o.log = fmt.Sprintf("%s-%d.log", *hubLogs, n)
 		}
@@ -770,10 +785,24 @@ func fleet(args []string) error {
 			return fmt.Errorf("%d agents: %w", n, err)
 		}
 		results = append(results, r)
+		if *reference {
+			r, err := measureFleet(bin, dir, n, min(*warm, 30*time.Second), *measure, fleetOutputs{relay: true})
+			if err != nil {
+				return fmt.Errorf("%d agents, the relay: %w", n, err)
+			}
+			results = append(results, r)
+		}
 	}
 
 	printFleet(results, *measure, *pprofOut != "", *perf != "")
 	return nil
+}
+
+func (r fleetResult) name() string {
+	if r.relay {
+		return "relay (reference)"
+	}
+	return "vigil"
 }
 
 // printFleet prints the runs' results as a table and notes.
@@ -787,20 +816,22 @@ func printFleet(results []fleetResult, measure time.Duration, pprof, perf bool) 
 	fmt.Printf("Machine: %d CPUs, %s; load generator (the simulated agents and the hub's subscriber) in the same machine. "+
 		"Each agent: one host sample a second of %d metrics, publish instants spread over the second; the hub: %s; %s window.\n\n",
 		runtime.NumCPU(), runtime.Version(), len(hostMetrics), hubKind, measure)
-	fmt.Println("| agents | connected | samples published | received | missing | p50 latency | p99 latency | max latency | hub CPU (% of one core) | hub CPU / metric point | hub RSS (peak) | RSS / agent | load generator CPU |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| hub | agents | connected | samples published | received | missing | p50 latency | p99 latency | max latency | hub CPU (% of one core) | hub CPU / metric point | hub RSS (peak) | RSS / agent | load generator CPU |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range results {
-		fmt.Printf("| %d | %d | %d | %d | %d | %s | %s | %s | %.1f%% | %.2f µs | %.1f MiB (%.1f MiB) | %.0f KiB | %.1f%% |\n",
-			r.agents, r.connected, r.published, r.received, r.missing,
+		fmt.Printf("| %s | %d | %d | %d | %d | %d | %s | %s | %s | %.1f%% | %.2f µs | %.1f MiB (%.1f MiB) | %.0f KiB | %.1f%% |\n",
+			r.name(), r.agents, r.connected, r.published, r.received, r.missing,
 			r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.max.Round(time.Millisecond),
 			r.cpuPercent, r.cpuPerPoint, r.rss/(1<<20), r.peak/(1<<20), r.rss/float64(r.agents)/1024, r.genPercent)
 	}
 	fmt.Println()
 	for _, r := range results {
-		fmt.Printf("- %d agents: the hub published %.0f samples/s (its agents' hosts and its upstream/* sources); "+
+		fmt.Printf("- %s, %d agents: it published %.0f samples/s (its agents' hosts and its upstream/* sources); "+
 			"in the window %d agent streams opened, %d resets, %d streams ended by the hub; %d repeated, %d out-of-order ids and %d unknown samples on its stream, "+
-			"its subscriber connected %d time(s) and got %d reset(s), %.0f events dropped by the hub, %.0f alert events; %d publish instants late; the rest of the machine used %.0f%% of a core.\n",
-			r.agents, r.hubPublished, r.hubConns, r.resets, r.cut, r.dups, r.disorder, r.unknown, r.watcherConns, r.watcherRst, r.dropped, r.alerts, r.late, max(0, r.otherPercent))
+			"its subscriber connected %d time(s) and got %d reset(s), %.0f events dropped by the hub, %.0f alert events; %d publish instants late; the rest of the machine used %.0f%% of a core. "+
+			"For each event it published it made %.2f read and %.2f write system calls (its history's included, for vigil) and its threads %.2f context switches.\n",
+			r.name(), r.agents, r.hubPublished, r.hubConns, r.resets, r.cut, r.dups, r.disorder, r.unknown, r.watcherConns, r.watcherRst, r.dropped, r.alerts, r.late, max(0, r.otherPercent),
+			r.readsPerEvent, r.writesPerEvent, r.switchesPerEvent)
 		for _, k := range slices.Sorted(maps.Keys(r.log.warnings)) {
 			fmt.Printf("  - hub log: %d × %s\n", r.log.warnings[k], k)
 		}
@@ -811,6 +842,7 @@ func printFleet(results []fleetResult, measure time.Duration, pprof, perf bool) 
 			fmt.Printf("  - e.g. `%s`\n", clip(l, 300))
 		}
 	}
+	results = slices.DeleteFunc(results, func(r fleetResult) bool { return r.relay })
 	if len(results) > 1 {
 		a, b := results[0], results[len(results)-1]
 		fmt.Printf("- from %d to %d agents: %.0f KiB of RSS and %.3f%% of a core per added agent.\n", a.agents, b.agents,
@@ -818,11 +850,14 @@ func printFleet(results []fleetResult, measure time.Duration, pprof, perf bool) 
 	}
 }
 
-// fleetOutputs are the files a run may leave: "" for none.
+// fleetOutputs are the files a run may leave ("" for none), and what the
+// hub's environment adds.
 type fleetOutputs struct {
-	perf  string // perf.data of the hub over the window
-	pprof string // run serve-fleet and save its profiles under this prefix
-	log   string // the hub's log
+	perf  string   // perf.data of the hub over the window
+	pprof string   // run serve-fleet and save its profiles under this prefix
+	log   string   // the hub's log
+	env   []string // NAME=value
+	relay bool     // run the reference (serve-relay) instead of a hub
 }
 
 // startFleetHub starts the hub of a run in its folder: vigil following
@@ -845,6 +880,17 @@ func startFleetHub(bin, run string, sim *simFleet, out fleetOutputs, log *hubLog
 	if err := os.WriteFile(cfg, []byte("upstreams_file: "+upFile+"\nhost:\n  enabled: false\n"), 0o600); err != nil {
 		return nil, "", err
 	}
+	if out.relay {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, "", err
+		}
+		relay, err := startServer(self, "serve-relay", "127.0.0.1:0", upFile)
+		if err != nil {
+			return nil, "", err
+		}
+		return relay, "http://" + relay.addr, nil
+	}
 	if out.pprof != "" {
 		self, err := os.Executable()
 		if err != nil {
@@ -859,7 +905,7 @@ func startFleetHub(bin, run string, sim *simFleet, out fleetOutputs, log *hubLog
 		}
 		return hub, "http://" + hub.addr, nil
 	}
-	return startHub(bin, run, cfg, log)
+	return startHub(bin, run, cfg, out.env, log)
 }
 
 // count tallies, for each agent, the samples it published in the window
@@ -889,12 +935,17 @@ func (r *fleetResult) count(w *hubWatcher, heads0, heads1 []uint64) []time.Durat
 
 // waitConnected waits until the hub says every upstream is up, every
 // agent has a stream open, and a sample of every agent came through.
-func waitConnected(ctx context.Context, sim *simFleet, w *hubWatcher, base string) error {
+// (The relay has no upstream sources: for it, the agents' streams and
+// the samples through are enough.)
+func waitConnected(ctx context.Context, sim *simFleet, w *hubWatcher, base string, relay bool) error {
 	n := len(sim.agents)
 	began := time.Now()
 	deadline := began.Add(30*time.Second + time.Duration(n)*30*time.Millisecond)
 	for {
-		up, err := upstreamsUp(ctx, base)
+		up, err := n, error(nil)
+		if !relay {
+			up, err = upstreamsUp(ctx, base)
+		}
 		var live int
 		for _, a := range sim.agents {
 			if a.live.Load() > 0 {
@@ -955,16 +1006,17 @@ var windowMetrics = []string{`vigil_events_published_total{type="sample"}`, `vig
 
 // A fleetSnapshot is what the counters of a run say at one instant.
 type fleetSnapshot struct {
-	at                     time.Time
-	metrics                map[string]float64 // windowMetrics
-	conns, resets, cut     int64              // the agents'
-	late                   int64
-	heads                  []uint64
-	cpu, self, machineBusy float64 // CPU seconds: the hub's, this process's, the machine's
+	at                      time.Time
+	metrics                 map[string]float64 // windowMetrics
+	conns, resets, cut      int64              // the agents'
+	late                    int64
+	heads                   []uint64
+	cpu, self, machineBusy  float64 // CPU seconds: the hub's, this process's, the machine's
+	reads, writes, switches float64 // the hub's system calls and context switches
 }
 
 func snapshot(hub *proc, sim *simFleet, base string) fleetSnapshot {
-	return fleetSnapshot{
+	s := fleetSnapshot{
 		metrics: hubMetrics(base, windowMetrics...),
 		conns:   sim.sum(func(a *simAgent) *atomic.Int64 { return &a.conns }),
 		resets:  sim.sum(func(a *simAgent) *atomic.Int64 { return &a.resets }),
@@ -974,6 +1026,8 @@ func snapshot(hub *proc, sim *simFleet, base string) fleetSnapshot {
 		cpu:     hub.cpuSeconds(), self: selfCPUSeconds(), machineBusy: machineBusySeconds(),
 		at: time.Now(),
 	}
+	s.reads, s.writes, s.switches = hub.syscalls()
+	return s
 }
 
 // between sets what happened in the window from s0 to s1.
@@ -987,10 +1041,15 @@ func (r *fleetResult) between(s0, s1 fleetSnapshot) {
 	r.cpuPercent = 100 * (s1.cpu - s0.cpu) / secs
 	r.genPercent = 100 * (s1.self - s0.self) / secs
 	r.otherPercent = 100*(s1.machineBusy-s0.machineBusy)/secs - r.cpuPercent - r.genPercent
+	if events := r.hubPublished * secs; events > 0 {
+		r.readsPerEvent = (s1.reads - s0.reads) / events
+		r.writesPerEvent = (s1.writes - s0.writes) / events
+		r.switchesPerEvent = (s1.switches - s0.switches) / events
+	}
 }
 
 func measureFleet(bin, dir string, n int, warm, measure time.Duration, out fleetOutputs) (fleetResult, error) {
-	r := fleetResult{agents: n, log: &hubLog{addr: make(chan string, 1), warnings: map[string]int{}}}
+	r := fleetResult{agents: n, relay: out.relay, log: &hubLog{addr: make(chan string, 1), warnings: map[string]int{}}}
 	if out.log != "" {
 		f, err := os.Create(out.log)
 		if err != nil {
@@ -1021,7 +1080,7 @@ func measureFleet(bin, dir string, n int, warm, measure time.Duration, out fleet
 	wg.Go(func() { w.follow(wctx, base) })
 	defer func() { wcancel(); wg.Wait() }()
 
-	if err := waitConnected(ctx, sim, w, base); err != nil {
+	if err := waitConnected(ctx, sim, w, base, out.relay); err != nil {
 		return r, err
 	}
 	time.Sleep(warm)

@@ -82,6 +82,8 @@ func main() {
 		err = serveVigilNATS(os.Args[2], url)
 	case "cluster":
 		err = clusterBench(os.Args[2:])
+	case "serve-relay":
+		err = serveRelay(os.Args[2], os.Args[3])
 	case "serve-ref":
 		err = serveRef(os.Args[2])
 	default:
@@ -235,6 +237,37 @@ func (p *proc) cpuSeconds() float64 {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / 100 // USER_HZ
+}
+
+// syscalls is how many read-like and write-like system calls the process
+// has made (syscr and syscw of /proc/<pid>/io: read, pread, recv…; write,
+// pwrite, send…), and how many times its threads gave up or were taken
+// off a CPU (every thread's context switches, voluntary or not).
+func (p *proc) syscalls() (reads, writes, switches float64) {
+	pid := p.cmd.Process.Pid
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "syscr: "); ok {
+				reads, _ = strconv.ParseFloat(v, 64)
+			} else if v, ok := strings.CutPrefix(line, "syscw: "); ok {
+				writes, _ = strconv.ParseFloat(v, 64)
+			}
+		}
+	}
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+				n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				switches += n
+			}
+		}
+	}
+	return reads, writes, switches
 }
 
 // rssBytes is the process's resident set.

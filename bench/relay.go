@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// serveRelay is the reference beside a fleet's hub: the least a Go process
+// can do to put a thousand agents' events on one stream. It follows each
+// agent of an upstreams file (Prometheus file_sd JSON) with net/http as
+// the hub does, cuts its stream into events, numbers each sample anew and
+// writes it to every subscriber, flushed as it comes — nothing parsed,
+// kept, evaluated or written to disk. A sample goes out as the hub writes
+// it, as far as the bench's subscriber reads: its data with the relay's
+// number for "seq" and the agent's in "upstream". /metrics counts the
+// samples published, as the hub's vigil_events_published_total does.
+func serveRelay(addr, file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var groups []struct{ Targets []string }
+	if err := json.Unmarshal(b, &groups); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	r := &relay{clients: map[chan []byte]struct{}{}}
+	for _, g := range groups {
+		for _, t := range g.Targets {
+			go r.follow(t)
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "vigil_events_published_total{type=\"sample\"} %d\n", r.seq.Load())
+	})
+	mux.HandleFunc("/events", r.serve)
+	return listenAndServe(addr, mux)
+}
+
+type relay struct {
+	seq     atomic.Uint64
+	mu      sync.Mutex
+	clients map[chan []byte]struct{}
+}
+
+// follow reads one agent's stream (its /events, as the hub asks), again
+// from where it stood whenever it ends.
+func (r *relay) follow(agent string) {
+	url := strings.TrimSuffix(agent, "/") + "/events"
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	var last string
+	for {
+		req, _ := http.NewRequestWithContext(context.Background(), "GET", url, nil)
+		req.Header.Set("Accept", "text/event-stream")
+		if last != "" {
+			req.Header.Set("Last-Event-ID", last)
+		}
+		if resp, err := client.Do(req); err == nil {
+			last = r.read(bufio.NewReaderSize(resp.Body, 64<<10), last)
+			resp.Body.Close()
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// read relays an agent's samples until its stream ends, and returns the
+// last id it read.
+func (r *relay) read(br *bufio.Reader, last string) string {
+	var typ, data []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return last
+		}
+		line = bytes.TrimSuffix(line, []byte("\n"))
+		switch {
+		case len(line) == 0:
+			if string(typ) == "sample" {
+				r.publish(data)
+			}
+			typ, data = typ[:0], data[:0]
+		case bytes.HasPrefix(line, []byte("id: ")):
+			last = string(line[4:])
+		case bytes.HasPrefix(line, []byte("event: ")):
+			typ = append(typ[:0], line[7:]...)
+		case bytes.HasPrefix(line, []byte("data: ")):
+			data = append(data[:0], line[6:]...)
+		}
+	}
+}
+
+// publish numbers an agent's sample and hands it to every subscriber.
+func (r *relay) publish(data []byte) {
+	rest, ok := bytes.CutPrefix(data, []byte(`{"seq":`))
+	comma := bytes.IndexByte(rest, ',')
+	if !ok || comma < 0 || len(rest) < comma+2 {
+		return
+	}
+	agentSeq, rest := rest[:comma], rest[comma:len(rest)-1] // from its "," to before its "}"
+	seq := r.seq.Add(1)
+	f := make([]byte, 0, len(data)+96)
+	f = append(f, "id: "...)
+	f = strconv.AppendUint(f, seq, 10)
+	f = append(f, "\nevent: sample\ndata: {\"seq\":"...)
+	f = strconv.AppendUint(f, seq, 10)
+	f = append(f, rest...)
+	f = append(f, `,"upstream":{"seq":`...)
+	f = append(f, agentSeq...)
+	f = append(f, "}}\n\n"...)
+	r.mu.Lock()
+	for c := range r.clients {
+		select {
+		case c <- f:
+		default:
+		}
+	}
+	r.mu.Unlock()
+}
+
+// serve writes every sample to one subscriber, flushed as it comes (what
+// serveRef does for the fan-out).
+func (r *relay) serve(w http.ResponseWriter, req *http.Request) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	w.(http.Flusher).Flush()
+	c := make(chan []byte, 4096)
+	r.mu.Lock()
+	r.clients[c] = struct{}{}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.clients, c)
+		r.mu.Unlock()
+	}()
+	for {
+		select {
+		case <-req.Context().Done():
+			return
+		case f := <-c:
+			if _, err := w.Write(f); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	}
+}
