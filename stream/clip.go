@@ -58,7 +58,7 @@ func Clip(s string, n int) string {
 // read "webexe.png") and the control characters (a terminal would obey an
 // escape sequence in it).
 func Readable(s string) string {
-	if !strings.ContainsFunc(s, unreadable) {
+	if printable(s) || !strings.ContainsFunc(s, unreadable) {
 		return s
 	}
 	return strings.Map(func(r rune) rune {
@@ -67,6 +67,19 @@ func Readable(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// printable says whether s is printable ASCII alone, as nearly every name
+// is: a hub checks forty metric names of each of a thousand agents'
+// samples a second, and a byte at a time is several times quicker than a
+// rune at a time through unreadable.
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func unreadable(r rune) bool {

@@ -56,6 +56,9 @@ func FuzzClip(f *testing.F) {
 func TestReadable(t *testing.T) {
 	for in, want := range map[string]string{
 		"web-1":                  "web-1",
+		"cpu.util{core=\"0\"} ~": "cpu.util{core=\"0\"} ~",
+		"del\x7fete":             "del\ufffdete",
+		"nul\x00":                "nul\ufffd",
 		"web\u202egnp.exe":       "web\ufffdgnp.exe",
 		"a\u2066b\u2069c\u200fd": "a\ufffdb\ufffdc\ufffdd",
 		"host\x1b[31mred":        "host\ufffd[31mred",
@@ -64,6 +67,22 @@ func TestReadable(t *testing.T) {
 	} {
 		if got := Readable(in); got != want {
 			t.Errorf("Readable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestReadableEveryCharacter holds Readable's quick path for printable
+// ASCII to the rule it shortens: every character up to U+3000 alone
+// between two letters.
+func TestReadableEveryCharacter(t *testing.T) {
+	for r := rune(0); r < 0x3000; r++ {
+		in := "a" + string(r) + "b"
+		want := in
+		if unreadable(r) {
+			want = "a\ufffdb"
+		}
+		if got := Readable(in); got != want {
+			t.Fatalf("Readable(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

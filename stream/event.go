@@ -83,7 +83,7 @@ func encodeEvent(id uint64, typ, source string, t time.Time, body []byte) *Event
 	f = append(f, `,"type":"`...)
 	f = append(f, typ...)
 	f = append(f, `","ts":"`...)
-	f = t.UTC().AppendFormat(f, "2006-01-02T15:04:05.000Z07:00")
+	f = appendTime(f, t)
 	f = append(f, '"')
 	if source != "" {
 		f = append(f, `,"source":`...)
@@ -97,6 +97,44 @@ func encodeEvent(id uint64, typ, source string, t time.Time, body []byte) *Event
 		f = append(f, '}')
 	}
 	return framed(id, typ, source, t, f, off)
+}
+
+// timeLayout is how an event's time is written: RFC 3339 in UTC, to the
+// millisecond.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// appendTime appends t as timeLayout says, as t.UTC().AppendFormat does
+// but without reading the layout each time: a third of encoding a hub's
+// event went to it.
+func appendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, timeLayout)
+	}
+	hour, minute, sec := t.Clock()
+	var buf [24]byte
+	put := func(i, v, n int) {
+		for k := i + n - 1; k >= i; k-- {
+			buf[k] = byte('0' + v%10)
+			v /= 10
+		}
+	}
+	put(0, year, 4)
+	buf[4] = '-'
+	put(5, int(month), 2)
+	buf[7] = '-'
+	put(8, day, 2)
+	buf[10] = 'T'
+	put(11, hour, 2)
+	buf[13] = ':'
+	put(14, minute, 2)
+	buf[16] = ':'
+	put(17, sec, 2)
+	buf[19] = '.'
+	put(20, t.Nanosecond()/1e6, 3)
+	buf[23] = 'Z'
+	return append(b, buf[:]...)
 }
 
 // storedEvent rebuilds an event from the JSON it was sent with.

@@ -117,6 +117,29 @@ func TestFrameIsGoSSEs(t *testing.T) {
 	}
 }
 
+// TestAppendTime holds the event time's writer to time's own formatting of
+// the same layout: years at the ends of four digits and beyond, every
+// millisecond's rounding (down, as time truncates), zones other than UTC.
+func TestAppendTime(t *testing.T) {
+	fra := time.FixedZone("CET", 3600)
+	times := []time.Time{
+		testNow, {}, time.Unix(0, 0), time.Unix(0, 999_999_999), time.Unix(-1, 1),
+		time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(1999, 12, 31, 23, 30, 0, 500_000_000, fra),
+	}
+	for i := range 10000 {
+		times = append(times, time.Unix(int64(i)*7919*104729, int64(i)*999_983%1e9).In(fra))
+	}
+	for _, tm := range times {
+		want := tm.UTC().Format(timeLayout)
+		if got := string(appendTime([]byte("x"), tm)); got != "x"+want {
+			t.Fatalf("appendTime(%v) = %q, want %q", tm, got, "x"+want)
+		}
+	}
+}
+
 func TestPublishRejectsBadMessages(t *testing.T) {
 	h := newTestHub(t, HubOptions{})
 	for _, m := range []Message{
