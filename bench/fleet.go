@@ -746,6 +746,7 @@ func fleet(args []string) error {
 		return nil
 	})
 	reference := fs.Bool("reference", true, "after each hub, run the reference in its place over the same agents and subscriber: a relay that only reads the agents' streams and writes their samples to the subscriber (serve-relay), warmed for at most 30s")
+	hubConfig := fs.String("hubconfig", "", "YAML appended to the hub's config, e.g. `history: {enabled: false}`")
 	hubLogs := fs.String("hublog", "", "write each hub's whole log (stderr: with GODEBUG=gctrace=1, its GC too) to `prefix`-<agents>.log")
 	fs.Parse(args)
 	var sizes []int
@@ -776,7 +777,7 @@ func fleet(args []string) error {
 		if *pprofOut != "" {
 			o.pprof = fmt.Sprintf("%s-%d", *pprofOut, n)
 		}
-		o.env = hubEnv
+		o.env, o.config = hubEnv, *hubConfig
 		if *hubLogs != "" {
 			o.log = fmt.Sprintf("%s-%d.log", *hubLogs, n)
 		}
@@ -853,11 +854,12 @@ func printFleet(results []fleetResult, measure time.Duration, pprof, perf bool) 
 // fleetOutputs are the files a run may leave ("" for none), and what the
 // hub's environment adds.
 type fleetOutputs struct {
-	perf  string   // perf.data of the hub over the window
-	pprof string   // run serve-fleet and save its profiles under this prefix
-	log   string   // the hub's log
-	env   []string // NAME=value
-	relay bool     // run the reference (serve-relay) instead of a hub
+	perf   string   // perf.data of the hub over the window
+	pprof  string   // run serve-fleet and save its profiles under this prefix
+	log    string   // the hub's log
+	env    []string // NAME=value
+	config string   // YAML for the hub's config, after the bench's
+	relay  bool     // run the reference (serve-relay) instead of a hub
 }
 
 // startFleetHub starts the hub of a run in its folder: vigil following
@@ -877,7 +879,7 @@ func startFleetHub(bin, run string, sim *simFleet, out fleetOutputs, log *hubLog
 	if err := os.WriteFile(upFile, file, 0o600); err != nil {
 		return nil, "", err
 	}
-	if err := os.WriteFile(cfg, []byte("upstreams_file: "+upFile+"\nhost:\n  enabled: false\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("upstreams_file: "+upFile+"\nhost:\n  enabled: false\n"+out.config+"\n"), 0o600); err != nil {
 		return nil, "", err
 	}
 	if out.relay {

@@ -66,7 +66,7 @@ func (r *relay) follow(agent string) {
 			req.Header.Set("Last-Event-ID", last)
 		}
 		if resp, err := client.Do(req); err == nil {
-			last = r.read(bufio.NewReaderSize(resp.Body, 64<<10), last)
+			last = r.read(bufio.NewReaderSize(resp.Body, 16<<10), last)
 			resp.Body.Close()
 		}
 		time.Sleep(time.Second)
@@ -107,7 +107,9 @@ func (r *relay) publish(data []byte) {
 		return
 	}
 	agentSeq, rest := rest[:comma], rest[comma:len(rest)-1] // from its "," to before its "}"
-	seq := r.seq.Add(1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seq := r.seq.Add(1) // under the lock: the subscriber gets them in order
 	f := make([]byte, 0, len(data)+96)
 	f = append(f, "id: "...)
 	f = strconv.AppendUint(f, seq, 10)
@@ -117,14 +119,12 @@ func (r *relay) publish(data []byte) {
 	f = append(f, `,"upstream":{"seq":`...)
 	f = append(f, agentSeq...)
 	f = append(f, "}}\n\n"...)
-	r.mu.Lock()
 	for c := range r.clients {
 		select {
 		case c <- f:
 		default:
 		}
 	}
-	r.mu.Unlock()
 }
 
 // serve writes every sample to one subscriber, flushed as it comes (what
