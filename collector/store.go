@@ -46,6 +46,13 @@ type Recorder interface {
 	Record(Sample)
 }
 
+// A Forgetter is a Recorder that is told when a source is removed, so
+// that what it keeps of the source's past is not taken for a live source
+// again (the history does not give it back to the ring after a restart).
+type Forgetter interface {
+	Forget(source string)
+}
+
 // RecordInto gives every sample appended from now on to r as well.
 func (s *Store) RecordInto(r Recorder) {
 	s.mu.Lock()
@@ -113,16 +120,20 @@ func (s *Store) SetStatus(source, state, errMsg string, at time.Time) {
 }
 
 // Remove forgets a source: its series and its status. Removed says so
-// until it has a sample again.
+// until it has a sample again; a recorder that is a Forgetter is told.
 func (s *Store) Remove(source string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	delete(s.sources, source)
 	delete(s.statuses, source)
 	if len(s.removed) >= maxRemoved {
 		clear(s.removed)
 	}
 	s.removed[source] = true
+	f, _ := s.recorder.(Forgetter)
+	s.mu.Unlock()
+	if f != nil {
+		f.Forget(source)
+	}
 }
 
 // maxRemoved bounds the sources Removed remembers.

@@ -182,7 +182,7 @@ func BenchmarkQuery7Days(b *testing.B) {
 		}
 		rows = append(rows, r)
 	}
-	if err := h.sql.write(context.Background(), rows); err != nil {
+	if err := h.sql.write(context.Background(), rows, nil); err != nil {
 		b.Fatal(err)
 	}
 	var want []string

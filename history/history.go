@@ -145,7 +145,8 @@ type DB struct {
 	sql          *sqlStore
 	mu           sync.Mutex
 	sources      map[string]*source
-	pending      []row // steps closed, not yet written
+	pending      []row            // steps closed, not yet written
+	gone         map[string]int64 // sources removed (when), not yet written
 	pruned       time.Time
 	checkpointed time.Time
 	m            dbMetrics
@@ -289,6 +290,20 @@ func (h *DB) Record(smp collector.Sample) {
 	}
 }
 
+// Forget notes that the ring removed a source (a hub's agent taken out
+// of its upstreams), to be written with the next steps: its past stays,
+// but the next run's Fill does not give the ring what came before now.
+func (h *DB) Forget(source string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.gone == nil {
+		h.gone = map[string]int64{}
+	}
+	h.gone[source] = h.opts.Now().UnixMilli()
+}
+
+var _ collector.Forgetter = (*DB)(nil)
+
 // source returns a source's state, new if need be.
 func (h *DB) source(name string) *source {
 	src := h.sources[name]
@@ -427,19 +442,27 @@ const pruneEvery = 10 * time.Minute
 // page is copied once for six writes, and the log stays a minute long.
 const checkpointEvery = time.Minute
 
-// Flush writes the closed steps, in one transaction. Rows that could not
-// be written stay, to be written next time.
+// Flush writes the closed steps and the sources gone, in one
+// transaction. What could not be written stays, to be written next time.
 func (h *DB) Flush(ctx context.Context) error {
 	h.mu.Lock()
-	rows := h.pending
-	h.pending = nil
+	rows, gone := h.pending, h.gone
+	h.pending, h.gone = nil, nil
 	h.mu.Unlock()
-	if len(rows) == 0 {
+	if len(rows) == 0 && len(gone) == 0 {
 		return nil
 	}
-	if err := h.sql.write(ctx, rows); err != nil {
+	if err := h.sql.write(ctx, rows, gone); err != nil {
 		h.m.writeErrors.Inc()
 		h.mu.Lock()
+		for src, t := range gone {
+			if h.gone == nil {
+				h.gone = map[string]int64{}
+			}
+			if _, later := h.gone[src]; !later {
+				h.gone[src] = t
+			}
+		}
 		h.pending = append(rows, h.pending...)
 		if over := len(h.pending) - h.opts.MaxPending; over > 0 {
 			h.pending = h.pending[over:]
@@ -452,7 +475,8 @@ func (h *DB) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Prune deletes each tier's steps older than it keeps.
+// Prune deletes each tier's steps older than it keeps, and the removals
+// older than the first tier keeps (no step before them is left to Fill).
 func (h *DB) Prune(ctx context.Context) error {
 	now := h.opts.Now()
 	for k, t := range h.tiers {
@@ -460,7 +484,7 @@ func (h *DB) Prune(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return h.sql.pruneGone(ctx, now.Add(-h.tiers[0].Keep).UnixMilli())
 }
 
 // reopen makes the levels being filled again after a restart: the first
@@ -528,9 +552,17 @@ func (h *DB) reload(src *source, k int, r row) {
 
 // Fill appends to the ring every source's first-tier steps since a time,
 // their means as samples at each step's start: the ring's past after a
-// restart. Call it before the ring records into the history.
+// restart. A source removed (Forget) gets only its steps after its
+// removal. Call it before the ring records into the history.
 func (h *DB) Fill(ctx context.Context, ring *collector.Store, since time.Time) error {
+	gone, err := h.sql.gone(ctx)
+	if err != nil {
+		return err
+	}
 	return h.sql.each(ctx, 0, since.UnixMilli(), func(r row) {
+		if t, ok := gone[r.source]; ok && r.start < t {
+			return // from before its removal
+		}
 		m := make(map[string]float64, len(r.names))
 		for i, name := range r.names {
 			m[name] = decimal.Significant(r.aggs[i].sum/float64(r.aggs[i].n), 6) // as the scheduler rounds

@@ -390,3 +390,62 @@ func FuzzDecodeRow(f *testing.F) {
 		}
 	})
 }
+
+// TestRemovedSourcesStayRemoved: a source the ring removed (a hub's agent
+// taken out of its upstreams) is not given back to the ring by the next
+// run's Fill, while its past stays in the history; one that came back
+// after its removal is, from its return.
+func TestRemovedSourcesStayRemoved(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "history.db")
+	ck := &clock{t: t0}
+	h, _ := open(t, path, ck)
+	ring := collector.NewStore(10*time.Minute, time.Second)
+	ring.RecordInto(h)
+	for i := range 60 {
+		ck.set(t0.Add(time.Duration(i) * time.Second))
+		for _, src := range []string{"host/a", "host/b", "host/c"} {
+			ring.Append(collector.Sample{Source: src, Time: ck.now(), Metrics: map[string]float64{"v": float64(i)}})
+		}
+	}
+	ck.set(t0.Add(65 * time.Second))
+	ring.Remove("host/b")
+	ring.Remove("host/c")
+	for i := 70; i < 100; i++ { // host/c is back
+		ck.set(t0.Add(time.Duration(i) * time.Second))
+		ring.Append(collector.Sample{Source: "host/c", Time: ck.now(), Metrics: map[string]float64{"v": float64(i)}})
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	h, _ = open(t, path, ck)
+	defer h.Close()
+	ring = collector.NewStore(10*time.Minute, time.Second)
+	if err := h.Fill(context.Background(), ring, t0); err != nil {
+		t.Fatal(err)
+	}
+	if got := ring.Sources(); strings.Join(got, " ") != "host/a host/c" {
+		t.Fatalf("sources after a restart: %q, want host/a and host/c (host/b was removed)", got)
+	}
+	if pts, _ := ring.Range("host/c", "v", time.Time{}); len(pts) == 0 || pts[0].T.Before(t0.Add(65*time.Second)) {
+		t.Fatalf("host/c after a restart: %v, want its steps from its return only", pts)
+	}
+	res, err := h.Query(context.Background(), "host/b", []string{"v"}, t0, t0.Add(time.Minute), 0)
+	if err != nil || len(res.Series["v"]) != 6 {
+		t.Fatalf("host/b's past: %v %v, want its 6 steps kept", res.Series["v"], err)
+	}
+
+	// A removal is kept as long as the first tier holds steps before it.
+	for _, c := range []struct {
+		at   time.Time
+		kept int
+	}{{t0.Add(time.Hour), 2}, {t0.Add(time.Hour + 2*time.Minute), 0}} {
+		ck.set(c.at)
+		if err := h.Prune(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if gone, err := h.sql.gone(context.Background()); err != nil || len(gone) != c.kept {
+			t.Fatalf("removals kept at %s: %v %v, want %d", c.at.Sub(t0), gone, err, c.kept)
+		}
+	}
+}

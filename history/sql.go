@@ -31,7 +31,11 @@ CREATE TABLE IF NOT EXISTS steps (
 	open   INTEGER NOT NULL, -- 1: a first-tier step written unfinished, at a Close
 	data   BLOB NOT NULL,
 	PRIMARY KEY (tier, source, t)
-) WITHOUT ROWID;`
+) WITHOUT ROWID;
+-- A source removed at t (unix milliseconds): a hub's agent taken out of
+-- its upstreams. Its steps before t are kept, but not given back to the
+-- ring after a restart.
+CREATE TABLE IF NOT EXISTS gone (source TEXT PRIMARY KEY, t INTEGER NOT NULL) WITHOUT ROWID;`
 
 // sqlStore is the file, and the numbers of sources and metrics, which
 // are only ever added.
@@ -95,9 +99,9 @@ func (s *sqlStore) load(ctx context.Context) error {
 
 func (s *sqlStore) close() error { return s.db.Close() }
 
-// write writes rows in one transaction, numbering new sources and
-// metrics in it.
-func (s *sqlStore) write(ctx context.Context, rows []row) (err error) {
+// write writes rows and the sources gone (by when) in one transaction,
+// numbering new sources and metrics in it.
+func (s *sqlStore) write(ctx context.Context, rows []row, gone map[string]int64) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -162,7 +166,31 @@ func (s *sqlStore) write(ctx context.Context, rows []row) (err error) {
 			return err
 		}
 	}
+	for src, t := range gone {
+		if _, err := tx.ExecContext(ctx, "INSERT OR REPLACE INTO gone (source, t) VALUES (?, ?)", src, t); err != nil {
+			return err
+		}
+	}
 	return tx.Commit()
+}
+
+// gone returns the sources removed, by when.
+func (s *sqlStore) gone(ctx context.Context) (map[string]int64, error) {
+	q, err := s.db.QueryContext(ctx, "SELECT source, t FROM gone")
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	defer q.Close()
+	gone := map[string]int64{}
+	for q.Next() {
+		var src string
+		var t int64
+		if err := q.Scan(&src, &t); err != nil {
+			return nil, fmt.Errorf("history: %w", err)
+		}
+		gone[src] = t
+	}
+	return gone, q.Err()
 }
 
 // prune deletes a tier's steps before a time, source by source (the key's
@@ -178,6 +206,14 @@ func (s *sqlStore) prune(ctx context.Context, tier int, before int64) error {
 		if _, err := s.db.ExecContext(ctx, "DELETE FROM steps WHERE tier = ? AND source = ? AND t < ?", tier, id, before); err != nil {
 			return fmt.Errorf("history: prune: %w", err)
 		}
+	}
+	return nil
+}
+
+// pruneGone deletes the removals before a time.
+func (s *sqlStore) pruneGone(ctx context.Context, before int64) error {
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM gone WHERE t < ?", before); err != nil {
+		return fmt.Errorf("history: prune: %w", err)
 	}
 	return nil
 }
