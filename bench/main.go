@@ -142,10 +142,6 @@ func serveRef(addr string) error {
 		}
 	}()
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.Header().Set("Cache-Control", "no-cache")
-		w.WriteHeader(200)
-		w.(http.Flusher).Flush()
 		c := make(chan []byte, 16)
 		mu.Lock()
 		clients[c] = struct{}{}
@@ -155,19 +151,29 @@ func serveRef(addr string) error {
 			delete(clients, c)
 			mu.Unlock()
 		}()
-		for {
-			select {
-			case <-r.Context().Done():
-				return
-			case m := <-c:
-				if _, err := w.Write(m); err != nil {
-					return
-				}
-				w.(http.Flusher).Flush()
-			}
-		}
+		writeFrames(w, r, c)
 	})
 	return listenAndServe(addr, h)
+}
+
+// writeFrames is the references' event stream: each frame from c written
+// and flushed as it comes, until the client goes.
+func writeFrames(w http.ResponseWriter, r *http.Request, c <-chan []byte) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	w.(http.Flusher).Flush()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case m := <-c:
+			if _, err := w.Write(m); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	}
 }
 
 func listenAndServe(addr string, h http.Handler) error {

@@ -127,13 +127,9 @@ func (r *relay) publish(data []byte) {
 	}
 }
 
-// serve writes every sample to one subscriber, flushed as it comes (what
+// serve writes every sample to one subscriber, flushed as it comes (as
 // serveRef does for the fan-out).
 func (r *relay) serve(w http.ResponseWriter, req *http.Request) {
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	w.(http.Flusher).Flush()
 	c := make(chan []byte, 4096)
 	r.mu.Lock()
 	r.clients[c] = struct{}{}
@@ -143,15 +139,5 @@ func (r *relay) serve(w http.ResponseWriter, req *http.Request) {
 		delete(r.clients, c)
 		r.mu.Unlock()
 	}()
-	for {
-		select {
-		case <-req.Context().Done():
-			return
-		case f := <-c:
-			if _, err := w.Write(f); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-		}
-	}
+	writeFrames(w, req, c)
 }

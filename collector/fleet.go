@@ -671,7 +671,7 @@ func (f *Fleet) Status() []UpstreamStatus {
 	}
 	hosts := make([][]string, len(ups))
 	for i, r := range ups {
-		hosts[i] = slices.Sorted(maps.Keys(r.hosts))
+		hosts[i] = append([]string{}, slices.Sorted(maps.Keys(r.hosts))...) // [] in JSON, not null
 	}
 	f.mu.Unlock()
 	out := make([]UpstreamStatus, len(ups))

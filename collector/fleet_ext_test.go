@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -279,4 +280,22 @@ func TestUpstreamHTTPToHTTPS(t *testing.T) {
 		st := f.Status()
 		return len(st) == 1 && strings.Contains(st[0].Error, "it speaks https; give an https:// URL")
 	})
+}
+
+// TestUnreachedUpstreamHasNoHosts: an agent never reached lists its
+// hosts as an empty list, not null, in /api/v1/upstreams.
+func TestUnreachedUpstreamHasNoHosts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing answers there
+	f := &collector.Fleet{Upstreams: []collector.UpstreamOptions{{URL: "http://" + addr, Name: "x"}}}
+	runFleet(t, f)
+	vigiltest.Eventually(t, 10*time.Second, "the upstream listed", func() bool { return len(f.Status()) == 1 })
+	b, err := json.Marshal(f.Status()[0])
+	if err != nil || !strings.Contains(string(b), `"hosts":[]`) {
+		t.Fatalf("an upstream never reached: %s %v, want \"hosts\":[]", b, err)
+	}
 }
