@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -92,17 +93,23 @@ func TargetURL(t, scheme string) (string, error) {
 		raw = scheme + "://" + t
 	}
 	u, err := url.Parse(raw)
+	shown := t // as given, unless it may hold a password
+	if strings.Contains(t, "@") {
+		shown = RedactURL(t)
+	}
+	shown = stream.Clip(shown, stream.MaxTextBytes)
 	switch {
 	case err != nil:
-		shown := t
-		if strings.Contains(t, "@") { // it may hold a password
-			shown = RedactURL(t)
-		}
 		return "", fmt.Errorf("%q is not a URL: %v", stream.Clip(shown, 64), errors.Unwrap(err))
 	case u.RawQuery != "" || u.Fragment != "":
-		return "", fmt.Errorf("%q: a vigil's URL has no query or fragment (the hub asks for /events itself)", stream.Clip(RedactURL(t), stream.MaxTextBytes))
+		return "", fmt.Errorf("%q: a vigil's URL has no query or fragment (the hub asks for /events itself)", shown)
 	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return "", fmt.Errorf("%q is not host:port or an http(s):// URL of a vigil", stream.Clip(RedactURL(t), stream.MaxTextBytes))
+		return "", fmt.Errorf("%q is not host:port or an http(s):// URL of a vigil", shown)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "", fmt.Errorf("%q: port %s is not between 1 and 65535", shown, p)
+		}
 	}
 	if u.User != nil {
 		return "", fmt.Errorf("%q carries credentials: give a token instead", stream.Clip(RedactURL(t), stream.MaxTextBytes))

@@ -198,6 +198,9 @@ func TestTargetURLErrors(t *testing.T) {
 		{"ftp://x:1", "is not host:port or an http(s):// URL of a vigil"},
 		{"http://u:secret@x:1", "carries credentials"},
 		{"http://u:secret@[::1", "is not a URL"},
+		{"http://", `"http://" is not host:port or an http(s):// URL of a vigil`},
+		{"127.0.0.1:99999", `"127.0.0.1:99999": port 99999 is not between 1 and 65535`},
+		{"https://web-1:0/", `port 0 is not between 1 and 65535`},
 	}
 	for _, tt := range tests {
 		_, err := TargetURL(tt.in, "http")
