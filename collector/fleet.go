@@ -3,6 +3,7 @@ package collector
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,6 +89,7 @@ type Fleet struct {
 	saved    map[string]uint64 // positions loaded at the start
 	posDirty bool
 	pos      map[string]uint64
+	clients  map[*tls.Config]*http.Client // upstreamClient's, by TLS settings
 	ctx      context.Context
 	wg       sync.WaitGroup
 
@@ -264,7 +266,7 @@ func (f *Fleet) distinct(ups []UpstreamOptions) ([]UpstreamOptions, []string) {
 }
 
 func (f *Fleet) startLocked(o UpstreamOptions, name string) {
-	u := &upstream{opts: o, key: o.URL, name: name, suffix: bodySuffix(name, o.Labels), names: &nameCache{}, fleet: f, client: upstreamClient(o), poke: make(chan struct{}, 1), seq: f.saved[o.URL]}
+	u := &upstream{opts: o, key: o.URL, name: name, suffix: bodySuffix(name, o.Labels), names: &nameCache{}, fleet: f, client: f.clientLocked(o), poke: make(chan struct{}, 1), seq: f.saved[o.URL]}
 	if seq, ok := f.saved[o.URL]; ok {
 		f.pos[o.URL] = seq // saved again as it was, even if the agent sends nothing this run
 	}
@@ -625,13 +627,35 @@ func UpstreamNames(ups []UpstreamOptions) []string {
 	return names
 }
 
-// upstreamClient is the client of one upstream: no overall timeout (the
-// stream is long), but one for connecting and for the answer's headers.
+// clientLocked is the client of an upstream: one for every upstream with
+// the same TLS settings (the upstreams file's share their defaults'), so a
+// hub of a thousand agents has a few transports, not a thousand with
+// their HTTP/2 set-up each. A transport pools connections by address,
+// so upstreams share nothing through it but the settings.
+func (f *Fleet) clientLocked(o UpstreamOptions) *http.Client {
+	if c := f.clients[o.TLS]; c != nil {
+		return c
+	}
+	if f.clients == nil || len(f.clients) >= maxClients { // settings given anew at each reload
+		f.clients = map[*tls.Config]*http.Client{}
+	}
+	c := upstreamClient(o)
+	f.clients[o.TLS] = c
+	return c
+}
+
+// maxClients bounds the clients a Fleet keeps for upstreams to come.
+const maxClients = 64
+
+// upstreamClient is a client for upstreams: no overall timeout (the
+// stream is long), but one for connecting and for the answer's headers,
+// and a small write buffer (a hub writes one GET a connection).
 func upstreamClient(o UpstreamOptions) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = o.TLS
 	tr.ResponseHeaderTimeout = 10 * time.Second
 	tr.MaxIdleConnsPerHost = 1
+	tr.WriteBufferSize = 1 << 10
 	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return errors.New("an upstream's /events does not redirect")
 	}}

@@ -2,8 +2,10 @@ package collector
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -66,5 +68,21 @@ func TestSharedFleetSkipsSamplesItHas(t *testing.T) {
 	}
 	if got := hub.LastID(); got != 1 {
 		t.Fatalf("%d events published, want only the new sample", got)
+	}
+}
+
+// TestUpstreamsShareClients: upstreams with the same TLS settings share
+// one client (and transport), those with their own get their own.
+func TestUpstreamsShareClients(t *testing.T) {
+	f := &Fleet{}
+	own := &tls.Config{ServerName: "db-1.internal"}
+	a := f.clientLocked(UpstreamOptions{URL: "http://web-1:8080"})
+	b := f.clientLocked(UpstreamOptions{URL: "http://web-2:8080"})
+	c := f.clientLocked(UpstreamOptions{URL: "https://db-1:8443", TLS: own})
+	if a != b || a == c || len(f.clients) != 2 {
+		t.Fatalf("clients: web-1 %p, web-2 %p, db-1 %p; %d kept, want web-1's and web-2's the same, db-1's its own", a, b, c, len(f.clients))
+	}
+	if got := c.Transport.(*http.Transport).TLSClientConfig; got != own {
+		t.Fatalf("db-1's transport has TLS settings %v, want its own", got)
 	}
 }
