@@ -145,7 +145,7 @@ func TestStoreMetricsThatComeAndGo(t *testing.T) {
 // TestStoreCompresses: points take less than the sixteen bytes a plain
 // time and value would: a constant under two bytes (a bit for its value,
 // the rest its share of the sample's time, of its chunk and of the open
-// chunk's rows, eight bytes a value for a tenth of the ring), a value
+// chunk's rows, eight bytes a value for a twentieth of the ring), a value
 // wandering at random in three decimals under five.
 func TestStoreCompresses(t *testing.T) {
 	s := NewStore(10*time.Minute, time.Second)
