@@ -123,6 +123,9 @@ func (d *Dispatcher) Wake() {
 func (d *Dispatcher) Run(ctx context.Context) error {
 	d.init()
 	if err := d.DB.requeueInFlight(ctx, d.Now()); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it began: no failure
+		}
 		return err
 	}
 	attempts, cutShort := context.WithCancel(context.WithoutCancel(ctx))

@@ -667,3 +667,20 @@ func verify(secret, id, timestamp, signature string, body []byte, now time.Time,
 	}
 	return errors.New("no matching signature")
 }
+
+// TestDispatcherStoppedAtOnce: a Dispatcher stopped before it began (vigil
+// stopped right after its start) ends without an error, as a stop is no
+// failure.
+func TestDispatcherStoppedAtOnce(t *testing.T) {
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d := &Dispatcher{DB: db, Client: NewClient(loopback, time.Second)}
+	if err := d.Run(ctx); err != nil {
+		t.Fatalf("Run after its context was done: %v, want nil", err)
+	}
+}
