@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -66,36 +65,17 @@ func (r *relay) follow(agent string) {
 			req.Header.Set("Last-Event-ID", last)
 		}
 		if resp, err := client.Do(req); err == nil {
-			last = r.read(bufio.NewReaderSize(resp.Body, 16<<10), last)
+			readEvents(resp.Body, 16<<10, func(typ, id string, data []byte) { // the bench's own reader
+				if id != "" {
+					last = id
+				}
+				if typ == "sample" {
+					r.publish(data)
+				}
+			})
 			resp.Body.Close()
 		}
 		time.Sleep(time.Second)
-	}
-}
-
-// read relays an agent's samples until its stream ends, and returns the
-// last id it read.
-func (r *relay) read(br *bufio.Reader, last string) string {
-	var typ, data []byte
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return last
-		}
-		line = bytes.TrimSuffix(line, []byte("\n"))
-		switch {
-		case len(line) == 0:
-			if string(typ) == "sample" {
-				r.publish(data)
-			}
-			typ, data = typ[:0], data[:0]
-		case bytes.HasPrefix(line, []byte("id: ")):
-			last = string(line[4:])
-		case bytes.HasPrefix(line, []byte("event: ")):
-			typ = append(typ[:0], line[7:]...)
-		case bytes.HasPrefix(line, []byte("data: ")):
-			data = append(data[:0], line[6:]...)
-		}
 	}
 }
 

@@ -112,7 +112,7 @@ func TargetURL(t, scheme string) (string, error) {
 		}
 	}
 	if u.User != nil {
-		return "", fmt.Errorf("%q carries credentials: give a token instead", stream.Clip(RedactURL(t), stream.MaxTextBytes))
+		return "", fmt.Errorf("%q carries credentials: give a token instead", shown)
 	}
 	return strings.TrimSuffix(u.String(), "/"), nil
 }

@@ -217,7 +217,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &DB{opts: opts, tiers: opts.Tiers, sql: st, sources: map[string]*source{}, pruned: opts.Now()}
+	h := &DB{opts: opts, tiers: opts.Tiers, sql: st, sources: map[string]*source{}, gone: map[string]int64{}, pruned: opts.Now()}
 	for _, t := range opts.Tiers {
 		h.steps = append(h.steps, t.Step.Milliseconds())
 	}
@@ -296,9 +296,6 @@ func (h *DB) Record(smp collector.Sample) {
 func (h *DB) Forget(source string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.gone == nil {
-		h.gone = map[string]int64{}
-	}
 	h.gone[source] = h.opts.Now().UnixMilli()
 }
 
@@ -447,7 +444,7 @@ const checkpointEvery = time.Minute
 func (h *DB) Flush(ctx context.Context) error {
 	h.mu.Lock()
 	rows, gone := h.pending, h.gone
-	h.pending, h.gone = nil, nil
+	h.pending, h.gone = nil, map[string]int64{}
 	h.mu.Unlock()
 	if len(rows) == 0 && len(gone) == 0 {
 		return nil
@@ -456,10 +453,7 @@ func (h *DB) Flush(ctx context.Context) error {
 		h.m.writeErrors.Inc()
 		h.mu.Lock()
 		for src, t := range gone {
-			if h.gone == nil {
-				h.gone = map[string]int64{}
-			}
-			if _, later := h.gone[src]; !later {
+			if _, later := h.gone[src]; !later { // removed again since: that one stands
 				h.gone[src] = t
 			}
 		}

@@ -272,6 +272,7 @@ func TestWritesThatFailAreWrittenLater(t *testing.T) {
 		t.Fatal(err)
 	}
 	record(h, in, t0.Add(30*time.Second), 20*60)
+	h.Forget("host/old") // a removal waits with the rows
 	err := h.Flush(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "full") {
 		t.Fatalf("a write to a full file: %v", err)
@@ -284,6 +285,9 @@ func TestWritesThatFailAreWrittenLater(t *testing.T) {
 	}
 	if err := h.Flush(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	if gone, err := h.sql.gone(context.Background()); err != nil || gone["host/old"] == 0 {
+		t.Fatalf("the removal after the disk had room again: %v %v", gone, err)
 	}
 	end := t0.Add(20*time.Minute + 29*time.Second)
 	h.mu.Lock()
