@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"math"
 	"slices"
 	"time"
 )
@@ -52,6 +53,26 @@ type sealing struct {
 	buf []byte
 }
 
+// A limit is what a source keeps: its newest capacity samples, of those
+// less than retention older than its last one. A source sampled at the
+// store's interval reaches both together; one sampled less often (a
+// hub's upstream/<name>, every 5s) keeps the retention's time, not the
+// capacity's count, which was five times as long.
+type limit struct {
+	capacity  int
+	retention int64 // nanoseconds
+}
+
+// cutoff is the time at or before which a sample is beyond the retention:
+// the retention before the last sample appended (not the greatest time,
+// so that a clock set back does not hide what comes after it).
+func (s *sourceRings) cutoff(lim limit) int64 {
+	if s.total == 0 {
+		return math.MinInt64
+	}
+	return s.last.Time.UnixNano() - lim.retention
+}
+
 // chunkLen is how many samples a chunk holds for a ring of the capacity:
 // a twentieth of it, so at most a twentieth more is held than asked, and
 // the open chunk's rows (eight bytes a value) are a twentieth of the
@@ -61,8 +82,8 @@ func chunkLen(capacity int) int { return min(max(capacity/20, 8), 240) }
 
 // append records a sample. shapes counts the shapes of every source of
 // the store, so that no number is the shape of two.
-func (s *sourceRings) append(smp Sample, capacity int, shapes *uint64, w *sealing) {
-	per := chunkLen(capacity)
+func (s *sourceRings) append(smp Sample, lim limit, shapes *uint64, w *sealing) {
+	per := chunkLen(lim.capacity)
 	c := s.head(per, w)
 	found, changed := s.row(c, smp)
 	if found < len(smp.Metrics) { // metrics new to the source
@@ -94,8 +115,10 @@ func (s *sourceRings) append(smp Sample, capacity int, shapes *uint64, w *sealin
 	s.total++
 	s.n++
 	s.last = smp
-	// The oldest chunk goes once the ones after it hold the capacity.
-	for len(s.chunks) > 1 && s.n-len(s.chunks[0].ts) >= capacity {
+	// The oldest chunk goes once the ones after it hold the capacity, or
+	// once all of it is beyond the retention.
+	cut := s.cutoff(lim)
+	for len(s.chunks) > 1 && (s.n-len(s.chunks[0].ts) >= lim.capacity || s.chunks[0].newest <= cut) {
 		old := s.chunks[0]
 		s.n -= len(old.ts)
 		s.spare = old.ts[:0] // its times' array serves the next chunk
@@ -206,12 +229,12 @@ func (c *chunk) each(col int, fn func(j int, v float64)) bool {
 }
 
 // appendSince appends, oldest first, a column's points at or after since
-// among the newest capacity samples. The open chunk's rows are read back
+// among those the limit keeps. The open chunk's rows are read back
 // from its newest to the first before since: a second's read (the
 // evaluator's, each step) touches a row, not the chunk.
-func (s *sourceRings) appendSince(dst []Point, col int, since time.Time, capacity int) []Point {
-	skip := s.n - capacity // samples beyond the capacity, in the oldest chunk
-	sinceNs := since.UnixNano()
+func (s *sourceRings) appendSince(dst []Point, col int, since time.Time, lim limit) []Point {
+	skip := s.n - lim.capacity // samples beyond the capacity, in the oldest chunk
+	sinceNs := max(since.UnixNano(), s.cutoff(lim)+1)
 	for _, c := range s.chunks {
 		switch {
 		case c.newest < sinceNs: // a chunk before the window is not read
@@ -239,14 +262,14 @@ func (s *sourceRings) appendSince(dst []Point, col int, since time.Time, capacit
 
 // since is about how many samples are at or after a time: those of the
 // chunks that reach it, at most the capacity.
-func (s *sourceRings) since(t time.Time, capacity int) int {
-	n, ns := 0, t.UnixNano()
+func (s *sourceRings) since(t time.Time, lim limit) int {
+	n, ns := 0, max(t.UnixNano(), s.cutoff(lim)+1)
 	for _, c := range s.chunks {
 		if c.newest >= ns {
 			n += len(c.ts)
 		}
 	}
-	return min(n, capacity)
+	return min(n, lim.capacity)
 }
 
 // size is the memory the source's samples take, about.
@@ -258,21 +281,22 @@ func (s *sourceRings) size() int {
 	return n + 40*len(s.names)
 }
 
-// count is how many values a column has among the newest capacity
-// samples, and the newest of them. Only the chunks that need it are
-// read: the open one, the oldest when part of it is beyond the capacity,
-// and for the newest value the newest chunk that has one; the sealed
-// chunks' counts were kept when they were sealed.
-func (s *sourceRings) count(col, capacity int) (n int, last Point) {
-	skip := s.n - capacity // samples beyond the capacity, in the oldest chunk
+// count is how many values a column has among the samples the limit
+// keeps, and the newest of them. Only the chunks that need it are read:
+// the open one, the oldest when part of it is beyond the limit, and for
+// the newest value the newest chunk that has one; the sealed chunks'
+// counts were kept when they were sealed.
+func (s *sourceRings) count(col int, lim limit) (n int, last Point) {
+	skip := s.n - lim.capacity // samples beyond the capacity, in the oldest chunk
+	cut := s.cutoff(lim)
 	for _, c := range s.chunks {
 		switch {
 		case col >= c.width:
-		case c.raw == nil && skip <= 0:
+		case c.raw == nil && skip <= 0 && slices.Min(c.ts) > cut:
 			n += int(c.counts[col])
 		default:
 			c.each(col, func(j int, v float64) {
-				if j >= skip && !isMissing(v) {
+				if j >= skip && !isMissing(v) && c.ts[j] > cut {
 					n++
 				}
 			})

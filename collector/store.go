@@ -23,12 +23,14 @@ type SeriesInfo struct {
 	LastAt time.Time `json:"last_at"`
 }
 
-// A Store keeps the newest capacity points of every (source, metric)
-// series: a source's as columns beside its samples' times (sourceRings).
+// A Store keeps every (source, metric) series' points of the retention,
+// at most capacity of them (the retention at the interval): a source's
+// as columns beside its samples' times (sourceRings).
 // It is safe for concurrent use: one writer per source (the Scheduler)
 // and any number of readers.
 type Store struct {
-	capacity int
+	capacity  int
+	retention time.Duration
 
 	mu       sync.RWMutex
 	sources  map[string]*sourceRings
@@ -69,17 +71,21 @@ type SourceStatus struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
-// NewStore returns a store whose rings keep retention/interval points.
+// NewStore returns a store whose rings keep the retention's points, at
+// most retention/interval of them.
 func NewStore(retention, interval time.Duration) *Store {
 	capacity := 1
 	if interval > 0 && retention > interval {
 		capacity = int(retention / interval)
 	}
-	return &Store{capacity: capacity, sources: make(map[string]*sourceRings), statuses: make(map[string]SourceStatus), removed: make(map[string]bool)}
+	retention = max(retention, interval, time.Nanosecond)
+	return &Store{capacity: capacity, retention: retention, sources: make(map[string]*sourceRings), statuses: make(map[string]SourceStatus), removed: make(map[string]bool)}
 }
 
-// Capacity is the number of points each series keeps.
+// Capacity is the number of points each series keeps at most.
 func (s *Store) Capacity() int { return s.capacity }
+
+func (s *Store) limit() limit { return limit{capacity: s.capacity, retention: int64(s.retention)} }
 
 // Append records every metric of a sample in its series. The sample's
 // map is kept as the source's latest sample and must not be changed
@@ -101,7 +107,7 @@ func (s *Store) append(smp Sample) {
 		s.sources[smp.Source] = src
 		delete(s.removed, smp.Source)
 	}
-	src.append(smp, s.capacity, &s.shapes, &s.sealing)
+	src.append(smp, s.limit(), &s.shapes, &s.sealing)
 }
 
 // SetStatus records a source's state; errMsg is empty unless it failed.
@@ -211,7 +217,7 @@ func (s *Store) Series() []SeriesInfo {
 	var out []SeriesInfo
 	for source, src := range s.sources {
 		for metric, col := range src.cols {
-			n, last := src.count(col, s.capacity)
+			n, last := src.count(col, s.limit())
 			out = append(out, SeriesInfo{Source: source, Metric: metric, Points: n, Last: last.V, LastAt: last.T})
 		}
 	}
@@ -244,9 +250,9 @@ func (s *Store) AppendRange(dst []Point, source, metric string, since time.Time)
 		return dst, false
 	}
 	if dst == nil {
-		dst = make([]Point, 0, src.since(since, s.capacity))
+		dst = make([]Point, 0, src.since(since, s.limit()))
 	}
-	return src.appendSince(dst, col, since, s.capacity), true
+	return src.appendSince(dst, col, since, s.limit()), true
 }
 
 // SplitSeriesPath splits "host/web-1/cpu.percent" into a known source and

@@ -254,3 +254,41 @@ func TestStoreShape(t *testing.T) {
 		t.Fatalf("removed and back: shape %d again", sh)
 	}
 }
+
+// TestStoreKeepsTheRetentionOfSlowerSources: a source sampled less often
+// than the store's interval (a hub's upstream/<name>, every 5s) keeps the
+// retention's time, not the capacity's count: at 5s, 600 points were 50
+// minutes, five times what a hub was asked to keep, and what a hub of
+// 1,000 agents held grew for most of an hour after its start.
+func TestStoreKeepsTheRetentionOfSlowerSources(t *testing.T) {
+	s := NewStore(10*time.Minute, time.Second)
+	t0 := time.Unix(1000, 0)
+	var last time.Time
+	for i := range 720 { // an hour at 5s
+		last = t0.Add(time.Duration(i) * 5 * time.Second)
+		s.Append(Sample{Source: "upstream/a", Time: last, Metrics: map[string]float64{"upstream.up": 1, "upstream.lag_seconds": float64(i % 7)}})
+	}
+	pts, _ := s.Range("upstream/a", "upstream.lag_seconds", time.Time{})
+	if len(pts) != 120 || !pts[0].T.Equal(last.Add(-595*time.Second)) || !pts[len(pts)-1].T.Equal(last) {
+		t.Fatalf("Range: %d points from %v to %v, want 120 from %v (the ten minutes to %v)", len(pts), pts[0].T, pts[len(pts)-1].T, last.Add(-595*time.Second), last)
+	}
+	for _, info := range s.Series() {
+		if info.Points != 120 {
+			t.Errorf("Series: %s has %d points, want 120", info.Metric, info.Points)
+		}
+	}
+	s.mu.RLock()
+	held := s.sources["upstream/a"].n
+	s.mu.RUnlock()
+	if held > 120+chunkLen(600) {
+		t.Errorf("%d samples held, want at most the retention's 120 and a chunk", held)
+	}
+
+	// A clock set back an hour: what comes after is kept and read (after
+	// what came before it, in the order they came).
+	back := last.Add(-time.Hour)
+	s.Append(Sample{Source: "upstream/a", Time: back, Metrics: map[string]float64{"upstream.up": 1, "upstream.lag_seconds": 42}})
+	if pts, _ := s.Range("upstream/a", "upstream.lag_seconds", back); len(pts) != 121 || pts[120].V != 42 || !pts[120].T.Equal(back) {
+		t.Errorf("after the clock was set back: Range from then has %d points, want the 120 before and the sample of then last", len(pts))
+	}
+}
