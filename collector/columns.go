@@ -30,20 +30,21 @@ type sourceRings struct {
 	n      int            // samples in chunks
 	total  int            // samples ever appended
 	shape  uint64         // changes when a sample's set of metrics differs from the last one's
-	spare  []int64        // a dropped chunk's times' array, for the next
 	last   Sample         // newest sample, shared read-only
 }
 
 // A chunk is up to chunkLen consecutive samples of a source, with a value
 // (or a missing one) of each of its first width columns.
 type chunk struct {
-	ts     []int64   // unix nanoseconds of each sample
-	newest int64     // the greatest of ts
+	n      int       // samples
+	oldest int64     // the least of their times
+	newest int64     // the greatest
 	width  int       // the source's columns when it began
+	ts     []int64   // while open: unix nanoseconds of each sample
 	raw    []float64 // while open: width values a sample, row after row
 	offs   []uint32  // once sealed, per column: where its stream starts in data
 	counts []uint16  // once sealed, per column: values that are not missing
-	data   []byte    // once sealed: the columns' streams, one after the other
+	data   []byte    // once sealed: the times (timeStream), then the columns' streams
 }
 
 // sealing is what sealing a chunk works in: one for a Store, whose write
@@ -95,8 +96,9 @@ func (s *sourceRings) append(smp Sample, lim limit, shapes *uint64, w *sealing) 
 				s.absent = append(s.absent, true)
 			}
 		}
-		if len(c.ts) > 0 {
-			c = s.open(per, s.seal(c, w))
+		if c.n > 0 {
+			ts, raw := s.seal(c, w)
+			c = s.open(per, ts, raw)
 		} else {
 			c.width, c.raw = len(s.names), make([]float64, 0, per*len(s.names))
 		}
@@ -104,10 +106,14 @@ func (s *sourceRings) append(smp Sample, lim limit, shapes *uint64, w *sealing) 
 		changed = true
 	}
 	t := smp.Time.UnixNano()
-	if len(c.ts) == 0 || t > c.newest {
+	if c.n == 0 || t > c.newest {
 		c.newest = t
 	}
+	if c.n == 0 || t < c.oldest {
+		c.oldest = t
+	}
 	c.ts = append(c.ts, t)
+	c.n++
 	if changed {
 		*shapes++
 		s.shape = *shapes
@@ -118,10 +124,8 @@ func (s *sourceRings) append(smp Sample, lim limit, shapes *uint64, w *sealing) 
 	// The oldest chunk goes once the ones after it hold the capacity, or
 	// once all of it is beyond the retention.
 	cut := s.cutoff(lim)
-	for len(s.chunks) > 1 && (s.n-len(s.chunks[0].ts) >= lim.capacity || s.chunks[0].newest <= cut) {
-		old := s.chunks[0]
-		s.n -= len(old.ts)
-		s.spare = old.ts[:0] // its times' array serves the next chunk
+	for len(s.chunks) > 1 && (s.n-s.chunks[0].n >= lim.capacity || s.chunks[0].newest <= cut) {
+		s.n -= s.chunks[0].n
 		s.chunks = append(s.chunks[:0], s.chunks[1:]...)
 	}
 }
@@ -152,23 +156,23 @@ func (s *sourceRings) row(c *chunk, smp Sample) (found int, changed bool) {
 // head returns the chunk to write the next sample in: the last one, or a
 // new one when it is full (sealing the full one).
 func (s *sourceRings) head(per int, w *sealing) *chunk {
+	var ts []int64
 	var raw []float64
 	if len(s.chunks) > 0 {
 		c := s.chunks[len(s.chunks)-1]
-		if c.raw != nil && len(c.ts) < per {
+		if c.raw != nil && c.n < per {
 			return c
 		}
 		if c.raw != nil {
-			raw = s.seal(c, w)
+			ts, raw = s.seal(c, w)
 		}
 	}
-	return s.open(per, raw)
+	return s.open(per, ts, raw)
 }
 
-// open starts a chunk, its rows in raw's array when it is large enough.
-func (s *sourceRings) open(per int, raw []float64) *chunk {
-	ts := s.spare
-	s.spare = nil
+// open starts a chunk, in the arrays of the one just sealed when they
+// are large enough.
+func (s *sourceRings) open(per int, ts []int64, raw []float64) *chunk {
 	if cap(ts) < per {
 		ts = make([]int64, 0, per)
 	}
@@ -176,15 +180,15 @@ func (s *sourceRings) open(per int, raw []float64) *chunk {
 	if raw == nil || cap(raw) < per*width { // non-nil, even for no columns: a nil raw is a sealed chunk
 		raw = make([]float64, 0, per*width)
 	}
-	c := &chunk{ts: ts, width: width, raw: raw[:0]}
+	c := &chunk{ts: ts[:0], width: width, raw: raw[:0]}
 	s.chunks = append(s.chunks, c)
 	return c
 }
 
-// seal compresses the chunk's rows into its columns' streams, one slice
-// for all, and returns the rows' array for the next chunk.
-func (s *sourceRings) seal(c *chunk, w *sealing) []float64 {
-	w.buf = w.buf[:0]
+// seal compresses the chunk's times and its rows' columns into one
+// slice, and returns the arrays it held them in, for the next chunk.
+func (s *sourceRings) seal(c *chunk, w *sealing) (ts []int64, raw []float64) {
+	w.buf = appendTimes(w.buf[:0], c.ts)
 	c.offs, c.counts = make([]uint32, c.width), make([]uint16, c.width)
 	for col := range c.width {
 		w.enc.reset()
@@ -198,20 +202,20 @@ func (s *sourceRings) seal(c *chunk, w *sealing) []float64 {
 		w.buf = append(w.buf, w.enc.b...)
 	}
 	c.data = slices.Clone(w.buf)
-	raw := c.raw
-	c.raw = nil
-	return raw
+	ts, raw = c.ts, c.raw
+	c.ts, c.raw = nil, nil
+	return ts, raw
 }
 
-// each calls fn with a column's values in the chunk, the j-th sample's
-// first; false when the chunk has no place for the column.
-func (c *chunk) each(col int, fn func(j int, v float64)) bool {
+// each calls fn with a column's values in the chunk and their times, the
+// j-th sample's first; false when the chunk has no place for the column.
+func (c *chunk) each(col int, fn func(j int, t int64, v float64)) bool {
 	if col >= c.width {
 		return false
 	}
 	if c.raw != nil {
-		for j := range c.ts {
-			fn(j, c.raw[j*c.width+col])
+		for j, t := range c.ts {
+			fn(j, t, c.raw[j*c.width+col])
 		}
 		return true
 	}
@@ -219,11 +223,12 @@ func (c *chunk) each(col int, fn func(j int, v float64)) bool {
 	if col+1 < len(c.offs) {
 		end = c.offs[col+1]
 	}
-	st := valueStream{b: c.data[c.offs[col]:end], n: uint16(len(c.ts))}
+	st := valueStream{b: c.data[c.offs[col]:end], n: uint16(c.n)}
 	r := valueReader{s: &st}
-	for j := range c.ts {
+	times := timeReader{b: c.data}
+	for j := range c.n {
 		v, _ := r.next()
-		fn(j, v)
+		fn(j, times.next(), v)
 	}
 	return true
 }
@@ -239,23 +244,23 @@ func (s *sourceRings) appendSince(dst []Point, col int, since time.Time, lim lim
 		switch {
 		case c.newest < sinceNs: // a chunk before the window is not read
 		case c.raw != nil && col < c.width: // the open chunk's rows: from the first at or after since
-			j := len(c.ts)
+			j := c.n
 			for j > max(skip, 0) && c.ts[j-1] >= sinceNs {
 				j--
 			}
-			for ; j < len(c.ts); j++ {
+			for ; j < c.n; j++ {
 				if v := c.raw[j*c.width+col]; !isMissing(v) {
 					dst = append(dst, Point{T: time.Unix(0, c.ts[j]), V: v})
 				}
 			}
 		default:
-			c.each(col, func(j int, v float64) {
-				if j >= skip && !isMissing(v) && c.ts[j] >= sinceNs {
-					dst = append(dst, Point{T: time.Unix(0, c.ts[j]), V: v})
+			c.each(col, func(j int, t int64, v float64) {
+				if j >= skip && !isMissing(v) && t >= sinceNs {
+					dst = append(dst, Point{T: time.Unix(0, t), V: v})
 				}
 			})
 		}
-		skip -= len(c.ts)
+		skip -= c.n
 	}
 	return dst
 }
@@ -266,7 +271,7 @@ func (s *sourceRings) since(t time.Time, lim limit) int {
 	n, ns := 0, max(t.UnixNano(), s.cutoff(lim)+1)
 	for _, c := range s.chunks {
 		if c.newest >= ns {
-			n += len(c.ts)
+			n += c.n
 		}
 	}
 	return min(n, lim.capacity)
@@ -276,7 +281,7 @@ func (s *sourceRings) since(t time.Time, lim limit) int {
 func (s *sourceRings) size() int {
 	n := 0
 	for _, c := range s.chunks {
-		n += 64 + 8*cap(c.ts) + 8*cap(c.raw) + 4*cap(c.offs) + cap(c.data)
+		n += 96 + 8*cap(c.ts) + 8*cap(c.raw) + 6*cap(c.offs) + cap(c.data)
 	}
 	return n + 40*len(s.names)
 }
@@ -292,23 +297,23 @@ func (s *sourceRings) count(col int, lim limit) (n int, last Point) {
 	for _, c := range s.chunks {
 		switch {
 		case col >= c.width:
-		case c.raw == nil && skip <= 0 && slices.Min(c.ts) > cut:
+		case c.raw == nil && skip <= 0 && c.oldest > cut:
 			n += int(c.counts[col])
 		default:
-			c.each(col, func(j int, v float64) {
-				if j >= skip && !isMissing(v) && c.ts[j] > cut {
+			c.each(col, func(j int, t int64, v float64) {
+				if j >= skip && !isMissing(v) && t > cut {
 					n++
 				}
 			})
 		}
-		skip -= len(c.ts)
+		skip -= c.n
 	}
 	// With a value held, the newest is held too.
 	for i := len(s.chunks) - 1; i >= 0 && n > 0 && last.T.IsZero(); i-- {
 		c := s.chunks[i]
-		c.each(col, func(j int, v float64) {
+		c.each(col, func(j int, t int64, v float64) {
 			if !isMissing(v) {
-				last = Point{T: time.Unix(0, c.ts[j]), V: v}
+				last = Point{T: time.Unix(0, t), V: v}
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"unique"
 )
 
 // errNotMetrics is a metrics object that is not {"name": number, ...}.
@@ -13,12 +14,14 @@ var errNotMetrics = errors.New(`metrics: want an object of "name": number`)
 // types', its sources' — so that the forty names of each sample are not
 // forty new strings each second. An agent sends its names in the same
 // order every time: the cache keeps the order of the last event and
-// compares each name with the one at its place there first, which a
-// hub's thousand caches make much cheaper than a lookup in a map.
+// compares each name with the one at its place there, which a hub's
+// thousand caches make much cheaper than a lookup in a map. A name not
+// at its place is interned (unique.Make): a hub's agents send the same
+// names, which are then one string for all of them, not a map and forty
+// strings for each (5 MB of a hub of 1,000 agents).
 type nameCache struct {
-	byName map[string]string
-	order  []string // the last event's names, in order
-	next   int      // the place of the next name in order
+	order []string // the last event's names, in order
+	next  int      // the place of the next name in order
 }
 
 // maxNames bounds a cache: an agent that invents names does not grow it
@@ -42,16 +45,7 @@ func (c *nameCache) name(b []byte) string {
 	if i < len(c.order) && c.order[i] == string(b) {
 		return c.order[i]
 	}
-	s, ok := c.byName[string(b)] // no allocation for the lookup
-	if !ok {
-		s = string(b)
-		if c.byName == nil {
-			c.byName = map[string]string{}
-		}
-		if len(c.byName) < maxNames {
-			c.byName[s] = s
-		}
-	}
+	s := unique.Make(string(b)).Value()
 	switch {
 	case i < len(c.order):
 		c.order[i] = s

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"vigil/stream"
 )
@@ -250,5 +251,39 @@ func TestNameCache(t *testing.T) {
 	var none *nameCache // no cache: a new string each time
 	if none.name([]byte("y")) != "y" {
 		t.Error("no cache")
+	}
+}
+
+// TestAgentsShareTheirNames: two agents' samples with the same metrics
+// give the hub one string for each name, not one for each agent — a hub
+// of a thousand agents held forty thousand copies of forty names — and a
+// name in another order than the last event's is still read right.
+func TestAgentsShareTheirNames(t *testing.T) {
+	a, b := &nameCache{}, &nameCache{}
+	ma, _, err := parseMetrics([]byte(`{"cpu.percent":1,"mem.used_percent":2}`), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _, err := parseMetrics([]byte(`{"mem.used_percent":3,"cpu.percent":4}`), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(m map[string]float64, name string) string {
+		for k := range m {
+			if k == name {
+				return k
+			}
+		}
+		t.Fatalf("%v has no %s", m, name)
+		return ""
+	}
+	for _, name := range []string{"cpu.percent", "mem.used_percent"} {
+		if unsafe.StringData(key(ma, name)) != unsafe.StringData(key(mb, name)) {
+			t.Errorf("%s: two agents' samples hold two strings", name)
+		}
+	}
+	again, _, _ := parseMetrics([]byte(`{"cpu.percent":5,"mem.used_percent":6}`), b)
+	if again["cpu.percent"] != 5 || again["mem.used_percent"] != 6 {
+		t.Errorf("the names in another order: %v", again)
 	}
 }

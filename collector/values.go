@@ -181,3 +181,46 @@ func (r *valueReader) next() (v float64, ok bool) {
 	}
 	return r.v, true
 }
+
+// A sealed chunk's times are kept as the first one, then the difference
+// of the second from it, then each next difference's change from the one
+// before, each a zigzag varint: samples a second apart, give or take a
+// little, cost a few bytes a time rather than eight. The arithmetic wraps
+// as it is written and read, so any times come back as they were.
+func appendTimes(b []byte, ts []int64) []byte {
+	var prev, delta int64
+	for i, t := range ts {
+		switch i {
+		case 0:
+			b = binary.AppendVarint(b, t)
+		default:
+			d := t - prev
+			b = binary.AppendVarint(b, d-delta)
+			delta = d
+		}
+		prev = t
+	}
+	return b
+}
+
+// A timeReader reads appendTimes's times back in order; the caller reads
+// no more than were written.
+type timeReader struct {
+	b     []byte
+	pos   int
+	prev  int64
+	delta int64
+	read  bool
+}
+
+func (r *timeReader) next() int64 {
+	v, n := binary.Varint(r.b[r.pos:])
+	r.pos += n
+	if !r.read {
+		r.prev, r.read = v, true
+		return v
+	}
+	r.delta += v
+	r.prev += r.delta
+	return r.prev
+}

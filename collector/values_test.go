@@ -100,3 +100,37 @@ func TestValueStreamSizes(t *testing.T) {
 		t.Logf("%s: %.2f bytes a value", tt.name, per)
 	}
 }
+
+// TestTimesComeBack: a sealed chunk's times, compressed, come back as
+// they were — a second apart with jitter, out of order, equal, at the
+// extremes of int64 — and a second apart with a millisecond's jitter
+// costs a few bytes a time, not eight.
+func TestTimesComeBack(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	jittered := make([]int64, 30)
+	for i := range jittered {
+		jittered[i] = 1_764_000_000_000_000_000 + int64(i)*1e9 + rng.Int64N(1e6)
+	}
+	cases := map[string][]int64{
+		"one":          {42},
+		"jittered":     jittered,
+		"equal":        {7, 7, 7, 7},
+		"out of order": {5e9, 3e9, 9e9, -1, 0},
+		"extremes":     {math.MinInt64, math.MaxInt64, 0, math.MaxInt64, math.MinInt64, -1},
+	}
+	for name, ts := range cases {
+		b := appendTimes(nil, ts)
+		r := timeReader{b: b}
+		for i, want := range ts {
+			if got := r.next(); got != want {
+				t.Fatalf("%s: time %d = %d, want %d", name, i, got, want)
+			}
+		}
+		if r.pos != len(b) {
+			t.Errorf("%s: %d of %d bytes read", name, r.pos, len(b))
+		}
+	}
+	if per := float64(len(appendTimes(nil, jittered))) / float64(len(jittered)); per > 4 {
+		t.Errorf("a second apart with a millisecond's jitter: %.1f bytes a time, want at most 4", per)
+	}
+}
