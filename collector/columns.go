@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"time"
+	"unsafe"
 )
 
 // sourceRings holds a source's recent samples in chunks of up to chunkLen
@@ -11,7 +12,8 @@ import (
 // chunk being written keeps its values as they came, a row a sample;
 // once full it is sealed, each metric's values compressed into a column
 // (valueStream). When the samples beyond the oldest chunk are the
-// capacity, that chunk goes whole. A metric missing from a sample has a
+// capacity, or all of it is beyond the retention, that chunk goes whole
+// (limit). A metric missing from a sample has a
 // missing value there; a metric new to the source starts a new chunk,
 // whose rows have a place for it.
 //
@@ -36,15 +38,16 @@ type sourceRings struct {
 // A chunk is up to chunkLen consecutive samples of a source, with a value
 // (or a missing one) of each of its first width columns.
 type chunk struct {
-	n      int       // samples
-	oldest int64     // the least of their times
-	newest int64     // the greatest
-	width  int       // the source's columns when it began
-	ts     []int64   // while open: unix nanoseconds of each sample
-	raw    []float64 // while open: width values a sample, row after row
-	offs   []uint32  // once sealed, per column: where its stream starts in data
-	counts []uint16  // once sealed, per column: values that are not missing
-	data   []byte    // once sealed: the times (timeStream), then the columns' streams
+	n        int       // samples
+	oldest   int64     // the least of their times
+	newest   int64     // the greatest
+	unsorted bool      // a time is before the one appended before it (a clock set back)
+	width    int       // the source's columns when it began
+	ts       []int64   // while open: unix nanoseconds of each sample
+	raw      []float64 // while open: width values a sample, row after row
+	offs     []uint32  // once sealed, per column: where its stream starts in data
+	counts   []uint16  // once sealed, per column: values that are not missing
+	data     []byte    // once sealed: the times (appendTimes), then the columns' streams
 }
 
 // sealing is what sealing a chunk works in: one for a Store, whose write
@@ -62,16 +65,20 @@ type sealing struct {
 type limit struct {
 	capacity  int
 	retention int64 // nanoseconds
+	now       int64 // unix nanoseconds
 }
 
 // cutoff is the time at or before which a sample is beyond the retention:
-// the retention before the last sample appended (not the greatest time,
-// so that a clock set back does not hide what comes after it).
+// the retention before the last sample appended, or before now when that
+// is earlier. Not the greatest time, so that a clock set back does not
+// hide what comes after it; and not a time ahead of now, so that a clock
+// set forward for a moment (an agent's, whose times the hub keeps) does
+// not take the source's ten minutes with it.
 func (s *sourceRings) cutoff(lim limit) int64 {
 	if s.total == 0 {
 		return math.MinInt64
 	}
-	return s.last.Time.UnixNano() - lim.retention
+	return min(s.last.Time.UnixNano(), lim.now) - lim.retention
 }
 
 // chunkLen is how many samples a chunk holds for a ring of the capacity:
@@ -111,6 +118,9 @@ func (s *sourceRings) append(smp Sample, lim limit, shapes *uint64, w *sealing) 
 	}
 	if c.n == 0 || t < c.oldest {
 		c.oldest = t
+	}
+	if c.n > 0 && t < c.ts[c.n-1] {
+		c.unsorted = true
 	}
 	c.ts = append(c.ts, t)
 	c.n++
@@ -236,7 +246,8 @@ func (c *chunk) each(col int, fn func(j int, t int64, v float64)) bool {
 // appendSince appends, oldest first, a column's points at or after since
 // among those the limit keeps. The open chunk's rows are read back
 // from its newest to the first before since: a second's read (the
-// evaluator's, each step) touches a row, not the chunk.
+// evaluator's, each step) touches a row, not the chunk. (Unless a clock
+// was set back in it: then each row's time is looked at.)
 func (s *sourceRings) appendSince(dst []Point, col int, since time.Time, lim limit) []Point {
 	skip := s.n - lim.capacity // samples beyond the capacity, in the oldest chunk
 	sinceNs := max(since.UnixNano(), s.cutoff(lim)+1)
@@ -245,11 +256,11 @@ func (s *sourceRings) appendSince(dst []Point, col int, since time.Time, lim lim
 		case c.newest < sinceNs: // a chunk before the window is not read
 		case c.raw != nil && col < c.width: // the open chunk's rows: from the first at or after since
 			j := c.n
-			for j > max(skip, 0) && c.ts[j-1] >= sinceNs {
+			for j > max(skip, 0) && (c.ts[j-1] >= sinceNs || c.unsorted) {
 				j--
 			}
 			for ; j < c.n; j++ {
-				if v := c.raw[j*c.width+col]; !isMissing(v) {
+				if v := c.raw[j*c.width+col]; !isMissing(v) && c.ts[j] >= sinceNs {
 					dst = append(dst, Point{T: time.Unix(0, c.ts[j]), V: v})
 				}
 			}
@@ -281,7 +292,7 @@ func (s *sourceRings) since(t time.Time, lim limit) int {
 func (s *sourceRings) size() int {
 	n := 0
 	for _, c := range s.chunks {
-		n += 96 + 8*cap(c.ts) + 8*cap(c.raw) + 6*cap(c.offs) + cap(c.data)
+		n += int(unsafe.Sizeof(*c)) + 8 + 8*cap(c.ts) + 8*cap(c.raw) + 6*cap(c.offs) + cap(c.data)
 	}
 	return n + 40*len(s.names)
 }
@@ -309,13 +320,16 @@ func (s *sourceRings) count(col int, lim limit) (n int, last Point) {
 		skip -= c.n
 	}
 	// With a value held, the newest is held too.
+	after := 0 // samples in the chunks after the one read
 	for i := len(s.chunks) - 1; i >= 0 && n > 0 && last.T.IsZero(); i-- {
 		c := s.chunks[i]
+		skip := c.n + after - lim.capacity
 		c.each(col, func(j int, t int64, v float64) {
-			if !isMissing(v) {
+			if j >= skip && !isMissing(v) && t > cut {
 				last = Point{T: time.Unix(0, t), V: v}
 			}
 		})
+		after += c.n
 	}
 	return n, last
 }

@@ -16,12 +16,13 @@ var errNotMetrics = errors.New(`metrics: want an object of "name": number`)
 // order every time: the cache keeps the order of the last event and
 // compares each name with the one at its place there, which a hub's
 // thousand caches make much cheaper than a lookup in a map. A name not
-// at its place is interned (unique.Make): a hub's agents send the same
-// names, which are then one string for all of them, not a map and forty
-// strings for each (5 MB of a hub of 1,000 agents).
+// at its place is interned (unique.Make), and the cache holds its handle,
+// which keeps it interned: a hub's agents send the same names, which are
+// then one string for all of them, not a map and forty strings for each
+// (5 MB of a hub of 1,000 agents).
 type nameCache struct {
-	order []string // the last event's names, in order
-	next  int      // the place of the next name in order
+	order []unique.Handle[string] // the last event's names, in order
+	next  int                     // the place of the next name in order
 }
 
 // maxNames bounds a cache: an agent that invents names does not grow it
@@ -42,17 +43,19 @@ func (c *nameCache) name(b []byte) string {
 	}
 	i := c.next
 	c.next++
-	if i < len(c.order) && c.order[i] == string(b) {
-		return c.order[i]
+	if i < len(c.order) {
+		if s := c.order[i].Value(); s == string(b) {
+			return s
+		}
 	}
-	s := unique.Make(string(b)).Value()
+	h := unique.Make(string(b))
 	switch {
 	case i < len(c.order):
-		c.order[i] = s
+		c.order[i] = h
 	case i == len(c.order) && i < maxNames:
-		c.order = append(c.order, s)
+		c.order = append(c.order, h)
 	}
-	return s
+	return h.Value()
 }
 
 // parseMetrics reads a sample's metrics — a JSON object of names to

@@ -31,6 +31,7 @@ type SeriesInfo struct {
 type Store struct {
 	capacity  int
 	retention time.Duration
+	now       func() time.Time // time.Now; a test's clock
 
 	mu       sync.RWMutex
 	sources  map[string]*sourceRings
@@ -79,13 +80,15 @@ func NewStore(retention, interval time.Duration) *Store {
 		capacity = int(retention / interval)
 	}
 	retention = max(retention, interval, time.Nanosecond)
-	return &Store{capacity: capacity, retention: retention, sources: make(map[string]*sourceRings), statuses: make(map[string]SourceStatus), removed: make(map[string]bool)}
+	return &Store{capacity: capacity, retention: retention, now: time.Now, sources: make(map[string]*sourceRings), statuses: make(map[string]SourceStatus), removed: make(map[string]bool)}
 }
 
 // Capacity is the number of points each series keeps at most.
 func (s *Store) Capacity() int { return s.capacity }
 
-func (s *Store) limit() limit { return limit{capacity: s.capacity, retention: int64(s.retention)} }
+func (s *Store) limit() limit {
+	return limit{capacity: s.capacity, retention: int64(s.retention), now: s.now().UnixNano()}
+}
 
 // Append records every metric of a sample in its series. The sample's
 // map is kept as the source's latest sample and must not be changed

@@ -292,3 +292,37 @@ func TestStoreKeepsTheRetentionOfSlowerSources(t *testing.T) {
 		t.Errorf("after the clock was set back: Range from then has %d points, want the 120 before and the sample of then last", len(pts))
 	}
 }
+
+// TestStoreClockJumps: a source's times are its own (an agent's clock,
+// on a hub). One sample a day ahead does not take the source's minutes
+// with it, and a clock set back within the open chunk hides nothing.
+func TestStoreClockJumps(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := NewStore(10*time.Minute, time.Second)
+	s.now = func() time.Time { return now }
+	add := func(at time.Time, v float64) {
+		s.Append(Sample{Source: "host/a", Time: at, Metrics: map[string]float64{"x": v}})
+	}
+	for i := range 300 {
+		add(now.Add(time.Duration(i-299)*time.Second), float64(i))
+	}
+	add(now.Add(24*time.Hour), 1000) // a clock a day ahead, for one sample
+	now = now.Add(time.Second)
+	add(now, 1001)
+	pts, _ := s.Range("host/a", "x", time.Time{})
+	if len(pts) != 302 || pts[0].V != 0 {
+		t.Fatalf("after a sample a day ahead: %d points, the first %v; want the 302 taken", len(pts), pts[0])
+	}
+
+	// Set back an hour, then on again, within one chunk.
+	s = NewStore(10*time.Minute, time.Second)
+	s.now = func() time.Time { return now }
+	add(now, 1)
+	add(now.Add(-time.Hour), 2)
+	add(now.Add(time.Second), 3)
+	pts, _ = s.Range("host/a", "x", time.Time{})
+	info := s.Series()[0]
+	if len(pts) != 2 || pts[0].V != 1 || pts[1].V != 3 || info.Points != 2 || info.Last != 3 {
+		t.Errorf("a clock set back an hour and on again: Range %v, Series %+v; want the two samples of the ten minutes (1 and 3)", pts, info)
+	}
+}
