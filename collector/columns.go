@@ -64,8 +64,8 @@ type sealing struct {
 // capacity's count, which was five times as long.
 type limit struct {
 	capacity  int
-	retention int64 // nanoseconds
-	now       int64 // unix nanoseconds
+	retention int64        // nanoseconds
+	now       func() int64 // unix nanoseconds
 }
 
 // cutoff is the time at or before which a sample is beyond the retention:
@@ -78,7 +78,7 @@ func (s *sourceRings) cutoff(lim limit) int64 {
 	if s.total == 0 {
 		return math.MinInt64
 	}
-	return min(s.last.Time.UnixNano(), lim.now) - lim.retention
+	return min(s.last.Time.UnixNano(), lim.now()) - lim.retention
 }
 
 // chunkLen is how many samples a chunk holds for a ring of the capacity:
@@ -133,8 +133,10 @@ func (s *sourceRings) append(smp Sample, lim limit, shapes *uint64, w *sealing) 
 	s.last = smp
 	// The oldest chunk goes once the ones after it hold the capacity, or
 	// once all of it is beyond the retention.
-	cut := s.cutoff(lim)
-	for len(s.chunks) > 1 && (s.n-s.chunks[0].n >= lim.capacity || s.chunks[0].newest <= cut) {
+	// (The clock is read only when the chunk is beyond the retention
+	// before the last sample, which the cutoff never comes after.)
+	for len(s.chunks) > 1 && (s.n-s.chunks[0].n >= lim.capacity ||
+		s.chunks[0].newest <= t-lim.retention && s.chunks[0].newest <= s.cutoff(lim)) {
 		s.n -= s.chunks[0].n
 		s.chunks = append(s.chunks[:0], s.chunks[1:]...)
 	}
