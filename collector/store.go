@@ -215,11 +215,12 @@ func (s *Store) Metrics(source string) []string {
 	return out
 }
 
-// Series lists every series, sorted by source then metric.
+// Series lists every series, sorted by source then metric: an empty
+// list, not nil, when there are none.
 func (s *Store) Series() []SeriesInfo {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var out []SeriesInfo
+	out := []SeriesInfo{}
 	for source, src := range s.sources {
 		for metric, col := range src.cols {
 			n, last := src.count(col, s.limit())

@@ -21,7 +21,7 @@ import (
 
 type seriesList struct {
 	Interval string                 `json:"interval"`
-	Capacity int                    `json:"capacity"` // points kept per series
+	Capacity int                    `json:"capacity"` // the most points a series keeps
 	Series   []collector.SeriesInfo `json:"series"`
 }
 

@@ -441,3 +441,18 @@ func TestTheWholeRingIsTheRings(t *testing.T) {
 		t.Fatalf("window=10m: %d, store %q", code, pts.Store)
 	}
 }
+
+// TestSeriesAPIWithNothingYet: before anything is collected the list is
+// empty, not null, as the API's other lists are.
+func TestSeriesAPIWithNothingYet(t *testing.T) {
+	a := newTestApp(t, stream.HubOptions{}, Options{})
+	resp, err := http.Get(a.srv.URL + "/api/v1/series")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), `"series":[]`) {
+		t.Fatalf("GET /api/v1/series with nothing collected: %s, want \"series\":[]", body)
+	}
+}
