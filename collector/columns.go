@@ -64,8 +64,8 @@ type sealing struct {
 // capacity's count, which was five times as long.
 type limit struct {
 	capacity  int
-	retention int64        // nanoseconds
-	now       func() int64 // unix nanoseconds
+	retention int64 // nanoseconds
+	now       func() time.Time
 }
 
 // cutoff is the time at or before which a sample is beyond the retention:
@@ -78,7 +78,7 @@ func (s *sourceRings) cutoff(lim limit) int64 {
 	if s.total == 0 {
 		return math.MinInt64
 	}
-	return min(s.last.Time.UnixNano(), lim.now()) - lim.retention
+	return min(s.last.Time.UnixNano(), lim.now().UnixNano()) - lim.retention
 }
 
 // chunkLen is how many samples a chunk holds for a ring of the capacity:

@@ -695,7 +695,9 @@ func (f *Fleet) Status() []UpstreamStatus {
 	}
 	hosts := make([][]string, len(ups))
 	for i, r := range ups {
-		hosts[i] = append([]string{}, slices.Sorted(maps.Keys(r.hosts))...) // [] in JSON, not null
+		if hosts[i] = slices.Sorted(maps.Keys(r.hosts)); hosts[i] == nil {
+			hosts[i] = []string{} // [] in JSON, not null
+		}
 	}
 	f.mu.Unlock()
 	out := make([]UpstreamStatus, len(ups))

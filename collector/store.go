@@ -86,10 +86,8 @@ func NewStore(retention, interval time.Duration) *Store {
 // Capacity is the number of points each series keeps at most.
 func (s *Store) Capacity() int { return s.capacity }
 
-func (s *Store) nowNs() int64 { return s.now().UnixNano() }
-
 func (s *Store) limit() limit {
-	return limit{capacity: s.capacity, retention: int64(s.retention), now: s.nowNs}
+	return limit{capacity: s.capacity, retention: int64(s.retention), now: s.now}
 }
 
 // Append records every metric of a sample in its series. The sample's
