@@ -325,4 +325,16 @@ func TestStoreClockJumps(t *testing.T) {
 	if len(pts) != 2 || pts[0].V != 1 || pts[1].V != 3 || info.Points != 2 || info.Last != 3 {
 		t.Errorf("a clock set back an hour and on again: Range %v, Series %+v; want the two samples of the ten minutes (1 and 3)", pts, info)
 	}
+
+	// Set back an hour for one sample, then on again without the metric:
+	// the series' last value is the newest of those it counts, not the
+	// one beyond the retention that came after it.
+	s = NewStore(10*time.Minute, time.Second)
+	s.now = func() time.Time { return now }
+	add(now, 1)
+	add(now.Add(-time.Hour), 2)
+	s.Append(Sample{Source: "host/a", Time: now.Add(time.Second), Metrics: map[string]float64{"y": 0}})
+	if info := s.Series()[0]; info.Metric != "x" || info.Points != 1 || info.Last != 1 || !info.LastAt.Equal(now) {
+		t.Errorf("a sample an hour back, then one without the metric: Series %+v, want x's 1 point, the last 1 at %v", info, now)
+	}
 }
