@@ -45,7 +45,17 @@ type httpStream struct {
 	via transportName // viaSSE or viaNDJSON
 	// armed: a write deadline is set for the batch being written.
 	armed bool
+	// A batch's first frame goes to w, the rest to queued, written to w
+	// at the flush in one piece: ResponseWriter's 2 KiB buffer and its
+	// connection's 4 KiB would send a busy stream's batch (flushGap) a
+	// few frames a system call.
+	started bool
+	queued  []byte
 }
+
+// maxQueued is the most a stream keeps of its queue's buffer for the next
+// batch.
+const maxQueued = 256 << 10
 
 var _ transport = (*httpStream)(nil)
 
@@ -91,11 +101,21 @@ func (h *httpStream) deadline() {
 }
 
 func (h *httpStream) write(ev *stream.Event) error {
-	h.deadline()
 	b := ev.Frame()
 	if h.via == viaNDJSON {
 		b = ev.Line()
 	}
+	return h.put(b)
+}
+
+// put writes a frame of the batch.
+func (h *httpStream) put(b []byte) error {
+	h.deadline()
+	if h.started {
+		h.queued = append(h.queued, b...)
+		return nil
+	}
+	h.started = true
 	_, err := h.w.Write(b)
 	return err
 }
@@ -107,14 +127,21 @@ func (h *httpStream) position(id uint64) error {
 	if h.via == viaNDJSON {
 		return nil
 	}
-	h.deadline()
-	_, err := h.w.Write([]byte("id: " + strconv.FormatUint(id, 10) + "\n\n"))
-	return err
+	return h.put([]byte("id: " + strconv.FormatUint(id, 10) + "\n\n"))
 }
 
 func (h *httpStream) flush(bool) error {
 	h.deadline()
-	h.armed = false
+	h.armed, h.started = false, false
+	if len(h.queued) > 0 {
+		_, err := h.w.Write(h.queued)
+		if h.queued = h.queued[:0]; cap(h.queued) > maxQueued {
+			h.queued = nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 	if err := h.rc.Flush(); err != nil {
 		return err
 	}
