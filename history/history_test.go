@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -452,4 +453,91 @@ func TestRemovedSourcesStayRemoved(t *testing.T) {
 			t.Fatalf("removals kept at %s: %v %v, want %d", c.at.Sub(t0), gone, err, c.kept)
 		}
 	}
+}
+
+// TestPendingRowsRenumber: a step waiting to be written is held encoded
+// with its metrics numbered by place, and written with their numbers in
+// the file: the same blob as encoded from its aggregates, which it gives
+// back whole.
+func TestPendingRowsRenumber(t *testing.T) {
+	aggs := []agg{
+		{min: 1, max: 2, sum: 3, n: 2},
+		{min: math.Pi, max: math.Pi, sum: math.Pi, n: 1},
+		{min: -2.5e-7, max: math.Inf(1), sum: math.Inf(1), n: 300},
+		{min: 45.123, max: 1 << 60, sum: 0.1 + 0.2, n: 7},
+	}
+	ids := []int64{9, 1, 300, 70000}
+	held := encodeRow(nil, nil, aggs)
+	got, err := renumber(nil, held, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := encodeRow(nil, ids, aggs); string(got) != string(want) {
+		t.Fatalf("renumbered % x\nwant        % x", got, want)
+	}
+	r, err := row{names: []string{"a", "b", "c", "d"}, data: held}.decoded()
+	if err != nil || r.data != nil || fmt.Sprint(r.aggs) != fmt.Sprint(aggs) {
+		t.Fatalf("decoded %v (%v), want %v", r.aggs, err, aggs)
+	}
+	if _, err := renumber(nil, held, ids[:2]); err == nil {
+		t.Error("a metric beyond the numbers given was renumbered")
+	}
+	if _, err := renumber(nil, held[:len(held)-1], ids); err == nil {
+		t.Error("a blob cut short was renumbered")
+	}
+}
+
+// TestStepsAreWrittenAMinuteAtATime: Run writes the steps that closed
+// once every WriteEvery, not as each closes — a source's steps share a
+// page of the file — and a query sees them all the while.
+func TestStepsAreWrittenAMinuteAtATime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, err := Open(t.Context(), Options{Path: filepath.Join(t.TempDir(), "h.db"), Tiers: testTiers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { h.Run(ctx); close(done) }()
+		defer func() { // on a failure too: the bubble's goroutines end
+			cancel()
+			<-done
+			if err := h.Close(); err != nil {
+				t.Error(err)
+			}
+		}()
+		start := time.Now()
+		onDisk := func() int {
+			rows, err := h.sql.rows(context.Background(), 0, "host/a", 0, math.MaxInt64, []string{"v"}, anyRow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(rows)
+		}
+		queried := func() int {
+			res, err := h.Query(context.Background(), "host/a", []string{"v"}, start, time.Now(), 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(res.Series["v"])
+		}
+		for i := range 125 {
+			h.Record(collector.Sample{Source: "host/a", Time: time.Now(), Metrics: map[string]float64{"v": float64(i)}})
+			time.Sleep(time.Second)
+			synctest.Wait()
+			switch elapsed := time.Since(start); {
+			case elapsed < DefaultWriteEvery:
+				if n := onDisk(); n != 0 {
+					t.Fatalf("after %s, %d steps written; want none before %s", elapsed, n, DefaultWriteEvery)
+				}
+			case elapsed < 2*DefaultWriteEvery:
+				if n := onDisk(); n < 5 || n > 6 {
+					t.Fatalf("after %s, %d steps written; want the minute's 5 or 6 closed", elapsed, n)
+				}
+			}
+			if n, want := queried(), int(time.Since(start)/(10*time.Second))+1; n != want && n != want-1 {
+				t.Fatalf("after %s a query gives %d steps, want %d", time.Since(start), n, want)
+			}
+		}
+	})
 }
