@@ -157,49 +157,20 @@ func serveRef(addr string) error {
 }
 
 // writeFrames is the references' event stream: each frame from c written
-// and flushed as vigil writes and flushes its streams, until the client
-// goes: at once, unless the last flush was less than flushGap ago; then
-// with whatever else comes, in one piece, when the gap is over. (The fan-out's one
-// event a second is flushed at once; a relay of a thousand agents is
-// flushed fifty times a second, as vigil's hub.)
+// and flushed as it comes, until the client goes.
 func writeFrames(w http.ResponseWriter, r *http.Request, c <-chan []byte) {
-	const flushGap = 20 * time.Millisecond // dashboard's
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
 	w.(http.Flusher).Flush()
-	var last time.Time
-	gap := time.NewTimer(flushGap)
-	gap.Stop()
-	defer gap.Stop()
-	var gapC <-chan time.Time
-	var queued []byte // what comes while the gap lasts, written in one piece as vigil does
 	for {
 		select {
 		case <-r.Context().Done():
 			return
-		case <-gapC:
-			gapC, last = nil, time.Now()
-			if _, err := w.Write(queued); err != nil {
-				return
-			}
-			queued = queued[:0]
-			w.(http.Flusher).Flush()
 		case m := <-c:
-			if gapC != nil {
-				queued = append(queued, m...)
-				continue
-			}
 			if _, err := w.Write(m); err != nil {
 				return
 			}
-			now := time.Now()
-			if wait := flushGap - now.Sub(last); wait > 0 {
-				gap.Reset(wait)
-				gapC = gap.C
-				continue
-			}
-			last = now
 			w.(http.Flusher).Flush()
 		}
 	}

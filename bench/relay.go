@@ -18,8 +18,8 @@ import (
 // can do to put a thousand agents' events on one stream. It follows each
 // agent of an upstreams file (Prometheus file_sd JSON) with net/http as
 // the hub does, cuts its stream into events, numbers each sample anew and
-// writes it to every subscriber, flushed as the hub flushes (writeFrames):
-// nothing parsed, kept, evaluated or written to disk. A sample goes out as the hub writes
+// writes it to every subscriber, flushed as it comes — nothing parsed,
+// kept, evaluated or written to disk. A sample goes out as the hub writes
 // it, as far as the bench's subscriber reads: its data with the relay's
 // number for "seq" and the agent's in "upstream". /metrics counts the
 // samples published, as the hub's vigil_events_published_total does.
@@ -107,7 +107,7 @@ func (r *relay) publish(data []byte) {
 	}
 }
 
-// serve writes every sample to one subscriber, flushed as the hub does (as
+// serve writes every sample to one subscriber, flushed as it comes (as
 // serveRef does for the fan-out).
 func (r *relay) serve(w http.ResponseWriter, req *http.Request) {
 	c := make(chan []byte, 4096)

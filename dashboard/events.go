@@ -47,8 +47,8 @@ type httpStream struct {
 	armed bool
 	// A batch's first frame goes to w, the rest to queued, written to w
 	// at the flush in one piece: ResponseWriter's 2 KiB buffer and its
-	// connection's 4 KiB would send a busy stream's batch (flushGap) a
-	// few frames a system call.
+	// connection's 4 KiB would send a batch (a replay of up to maxBatch
+	// events, a backlog) a few frames a system call.
 	started bool
 	queued  []byte
 }

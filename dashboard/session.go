@@ -164,17 +164,7 @@ func (ss *session) write(ev *stream.Event) error {
 	return nil
 }
 
-// flushGap is the least time between two flushes of a busy stream. An
-// event that comes to a stream flushed longer ago goes at once; those
-// that come sooner are written and go with the next flush, at most
-// flushGap later. A hub of a thousand agents publishes a thousand events
-// a second, each on its own: flushed one by one, a subscriber costs a
-// system call an event, most of what the hub spends on it (as
-// Centrifugo's write_delay, but only when the stream is busy).
-const flushGap = 20 * time.Millisecond
-
-// live writes events as they come, in batches of what is queued, a busy
-// stream's flushed at most every flushGap.
+// live writes events as they come, in batches of what is queued.
 func (ss *session) live() {
 	var deadline <-chan time.Time
 	if d, ok := ss.t.(deadliner); ok {
@@ -185,42 +175,14 @@ func (ss *session) live() {
 	if talks {
 		reqs = tk.requests()
 	}
-	// A stream flushed less than flushGap ago holds what comes until the
-	// gap is over (held, and gap armed); a quiet stream arms no timer.
-	var last time.Time // the last flush
-	gap := time.NewTimer(flushGap)
-	gap.Stop()
-	defer gap.Stop()
-	var gapC <-chan time.Time // while events are held
-	flush := func() error {
-		if gapC == nil {
-			return nil
-		}
-		gap.Stop()
-		gapC, last = nil, time.Now()
-		return ss.t.flush(len(ss.sub.C()) > 0)
-	}
-	end := func(err error) {
-		if errors.Is(err, errDone) {
-			ss.t.end(nil)
-		}
-	}
 	for {
 		select {
 		case <-ss.ctx.Done():
 			return
 		case <-ss.sub.Done():
-			if err := flush(); err != nil {
-				end(err)
-				return
-			}
 			ss.t.end(ss.sub.Err())
 			return
 		case <-deadline:
-			if err := flush(); err != nil {
-				end(err)
-				return
-			}
 			// Nothing matched in time: the client moves on past what
 			// its filter passed over, if nothing is waiting.
 			if id, ok := ss.sub.Caught(); ok {
@@ -229,43 +191,22 @@ func (ss *session) live() {
 			ss.t.end(nil)
 			return
 		case req := <-reqs:
-			if err := flush(); err != nil {
-				end(err)
-				return
-			}
 			if tk.handle(ss, req) != nil {
-				return
-			}
-		case <-gapC:
-			if err := flush(); err != nil {
-				end(err)
 				return
 			}
 		case ev := <-ss.sub.C():
 			if err := ss.batch(ev); err != nil {
-				end(err)
-				return
-			}
-			if gapC != nil {
-				continue // held: flushed when the gap is over
-			}
-			now := time.Now()
-			if wait := flushGap - now.Sub(last); wait > 0 {
-				gap.Reset(wait)
-				gapC = gap.C
-				continue
-			}
-			last = now
-			if err := ss.t.flush(len(ss.sub.C()) > 0); err != nil {
-				end(err)
+				if errors.Is(err, errDone) {
+					ss.t.end(nil)
+				}
 				return
 			}
 		}
 	}
 }
 
-// batch writes an event and whatever else is queued, up to maxBatch, to
-// be flushed together.
+// batch writes an event and whatever else is queued, up to maxBatch, and
+// flushes them together.
 func (ss *session) batch(ev *stream.Event) error {
 	if err := ss.write(ev); err != nil {
 		return ss.flushAfter(err)
@@ -281,7 +222,7 @@ func (ss *session) batch(ev *stream.Event) error {
 		}
 		break
 	}
-	return nil
+	return ss.t.flush(len(ss.sub.C()) > 0)
 }
 
 // resubscribe changes the session's filter: the stream carries on from
