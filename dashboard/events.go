@@ -54,7 +54,7 @@ type httpStream struct {
 }
 
 // maxQueued is the most a stream keeps of its queue's buffer for the next
-// batch.
+// batch, while it has more waiting.
 const maxQueued = 256 << 10
 
 var _ transport = (*httpStream)(nil)
@@ -130,12 +130,14 @@ func (h *httpStream) position(id uint64) error {
 	return h.put([]byte("id: " + strconv.FormatUint(id, 10) + "\n\n"))
 }
 
-func (h *httpStream) flush(bool) error {
+func (h *httpStream) flush(more bool) error {
 	h.deadline()
 	h.armed, h.started = false, false
 	if len(h.queued) > 0 {
 		_, err := h.w.Write(h.queued)
-		if h.queued = h.queued[:0]; cap(h.queued) > maxQueued {
+		// Kept for the next batch while more are waiting (a replay),
+		// not by a stream that caught up.
+		if h.queued = h.queued[:0]; !more || cap(h.queued) > maxQueued {
 			h.queued = nil
 		}
 		if err != nil {

@@ -58,6 +58,9 @@ func TestStreamWritesABatchInOnePiece(t *testing.T) {
 	if got := w.Body.String(); got != want.String() {
 		t.Fatalf("the batch as written:\n%s\nwant\n%s", got, want.String())
 	}
+	if h.queued != nil {
+		t.Errorf("a stream caught up keeps %d bytes of queue", cap(h.queued))
+	}
 	quiet := &countingWriter{ResponseRecorder: httptest.NewRecorder()}
 	h = &httpStream{s: &Server{}, w: quiet, via: viaSSE}
 	h.rc = http.NewResponseController(quiet)

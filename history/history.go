@@ -15,6 +15,7 @@
 package history
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -151,18 +152,17 @@ const DefaultWriteEvery = time.Minute
 
 // A DB is the history of every source.
 type DB struct {
-	opts         Options
-	tiers        []Tier
-	steps        []int64 // the tiers' steps in milliseconds
-	sql          *sqlStore
-	mu           sync.Mutex
-	sources      map[string]*source
-	pending      []row            // steps closed, not yet written: encoded (row.data)
-	written      time.Time        // when Run last wrote
-	gone         map[string]int64 // sources removed (when), not yet written
-	pruned       time.Time
-	checkpointed time.Time
-	m            dbMetrics
+	opts    Options
+	tiers   []Tier
+	steps   []int64 // the tiers' steps in milliseconds
+	sql     *sqlStore
+	mu      sync.Mutex
+	sources map[string]*source
+	pending []row            // steps closed, not yet written: encoded (row.data)
+	writing []row            // pending rows being written, which queries still see
+	scratch []byte           // queue's, under mu
+	gone    map[string]int64 // sources removed (when), not yet written
+	m       dbMetrics
 }
 
 type dbMetrics struct {
@@ -252,7 +252,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &DB{opts: opts, tiers: opts.Tiers, sql: st, sources: map[string]*source{}, gone: map[string]int64{}, pruned: opts.Now(), written: opts.Now()}
+	h := &DB{opts: opts, tiers: opts.Tiers, sql: st, sources: map[string]*source{}, gone: map[string]int64{}}
 	for _, t := range opts.Tiers {
 		h.steps = append(h.steps, t.Step.Milliseconds())
 	}
@@ -415,7 +415,8 @@ func (h *DB) queue(r row) {
 	if len(r.aggs) == 0 {
 		return
 	}
-	r.data, r.aggs = encodeRow(nil, nil, r.aggs), nil
+	h.scratch = encodeRow(h.scratch[:0], nil, r.aggs)
+	r.data, r.aggs = bytes.Clone(h.scratch), nil
 	if len(h.pending) >= h.opts.MaxPending {
 		drop := len(h.pending) - h.opts.MaxPending + 1
 		h.pending = append(h.pending[:0], h.pending[drop:]...)
@@ -438,12 +439,17 @@ func (h *DB) closeStale(now time.Time) {
 }
 
 // Run closes the steps of sources gone quiet every first-tier step,
-// writes the closed steps every WriteEvery and prunes the tiers every ten
-// minutes, until ctx is done.
+// writes the closed steps every WriteEvery, checkpoints the file every
+// minute and prunes the tiers every ten minutes, until ctx is done. Each
+// is a count of ticks, so that a tick a little late does not put a write
+// off by a whole tick.
 func (h *DB) Run(ctx context.Context) error {
-	tick := time.NewTicker(min(h.tiers[0].Step, h.opts.WriteEvery))
+	interval := min(h.tiers[0].Step, h.opts.WriteEvery)
+	every := func(d time.Duration) uint64 { return uint64(max(1, d/interval)) }
+	writeTicks, checkpointTicks, pruneTicks := every(h.opts.WriteEvery), every(checkpointEvery), every(pruneEvery)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	for {
+	for n := uint64(1); ; n++ {
 		select {
 		case <-ctx.Done():
 			return nil
@@ -452,22 +458,17 @@ func (h *DB) Run(ctx context.Context) error {
 		h.mu.Lock()
 		h.closeStale(h.opts.Now())
 		h.mu.Unlock()
-		if now := h.opts.Now(); now.Sub(h.written) < h.opts.WriteEvery {
-			continue
-		} else {
-			h.written = now
+		if n%writeTicks == 0 {
+			if err := h.Flush(ctx); err != nil && ctx.Err() == nil {
+				h.opts.Logger.Error("history: writing steps failed; they are kept and written again", "err", err)
+			}
 		}
-		if err := h.Flush(ctx); err != nil && ctx.Err() == nil {
-			h.opts.Logger.Error("history: writing steps failed; they are kept and written again", "err", err)
-		}
-		if now := h.opts.Now(); now.Sub(h.checkpointed) >= checkpointEvery {
-			h.checkpointed = now
+		if n%checkpointTicks == 0 {
 			if err := h.sql.checkpoint(ctx); err != nil && ctx.Err() == nil {
 				h.opts.Logger.Warn("history: checkpoint failed", "err", err)
 			}
 		}
-		if now := h.opts.Now(); now.Sub(h.pruned) >= pruneEvery {
-			h.pruned = now
+		if n%pruneTicks == 0 {
 			if err := h.Prune(ctx); err != nil && ctx.Err() == nil {
 				h.opts.Logger.Error("history: pruning failed", "err", err)
 			}
@@ -489,29 +490,32 @@ const checkpointEvery = time.Minute
 func (h *DB) Flush(ctx context.Context) error {
 	h.mu.Lock()
 	rows, gone := h.pending, h.gone
-	h.pending, h.gone = nil, map[string]int64{}
+	h.pending, h.gone, h.writing = nil, map[string]int64{}, rows
 	h.mu.Unlock()
 	if len(rows) == 0 && len(gone) == 0 {
 		return nil
 	}
-	if err := h.sql.write(ctx, rows, gone); err != nil {
-		h.m.writeErrors.Inc()
-		h.mu.Lock()
-		for src, t := range gone {
-			if _, later := h.gone[src]; !later { // removed again since: that one stands
-				h.gone[src] = t
-			}
-		}
-		h.pending = append(rows, h.pending...)
-		if over := len(h.pending) - h.opts.MaxPending; over > 0 {
-			h.pending = h.pending[over:]
-			h.m.dropped.Add(over)
-		}
+	err := h.sql.write(ctx, rows, gone)
+	h.mu.Lock()
+	h.writing = nil
+	if err == nil {
 		h.mu.Unlock()
-		return err
+		h.m.written.Add(len(rows))
+		return nil
 	}
-	h.m.written.Add(len(rows))
-	return nil
+	h.m.writeErrors.Inc()
+	for src, t := range gone {
+		if _, later := h.gone[src]; !later { // removed again since: that one stands
+			h.gone[src] = t
+		}
+	}
+	h.pending = append(rows, h.pending...)
+	if over := len(h.pending) - h.opts.MaxPending; over > 0 {
+		h.pending = h.pending[over:]
+		h.m.dropped.Add(over)
+	}
+	h.mu.Unlock()
+	return err
 }
 
 // Prune deletes each tier's steps older than it keeps, and the removals
@@ -641,11 +645,18 @@ func (h *DB) Query(ctx context.Context, src string, metricNames []string, from, 
 	lo := from.UnixMilli()
 	lo -= lo % step.Milliseconds()
 	hi := to.UnixMilli()
+	// What is not in the file is taken first: a row written meanwhile is
+	// then in one or the other.
+	extra := h.unwritten(k, src, lo, hi, metricNames)
 	rows, err := h.sql.rows(ctx, k, src, lo, hi+1, metricNames, anyRow)
 	if err != nil {
 		return Result{}, err
 	}
-	rows = h.unwritten(rows, k, src, lo, hi, metricNames)
+	if len(extra) > 0 {
+		rows = append(extra, rows...) // the newer first: the stable sort keeps them first of a step
+		slices.SortStableFunc(rows, func(a, b row) int { return cmp.Compare(a.start, b.start) })
+		rows = slices.CompactFunc(rows, func(a, b row) bool { return a.start == b.start })
+	}
 	return Result{Step: step, Tier: k, Series: group(rows, metricNames, step.Milliseconds())}, nil
 }
 
@@ -673,20 +684,23 @@ func (h *DB) tierFor(from, to time.Time, step time.Duration) int {
 	return pick
 }
 
-// unwritten adds to rows read from the file the source's rows of the
-// tier waiting to be written and its level being filled, which win over
-// a row of the same step.
-func (h *DB) unwritten(rows []row, k int, name string, lo, hi int64, want []string) []row {
+// unwritten is the source's rows of the tier not in the file yet, which
+// win over a row of the same step there: those waiting to be written, its
+// level being filled, those being written.
+func (h *DB) unwritten(k int, name string, lo, hi int64, want []string) []row {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var extra []row
-	for _, r := range h.pending {
-		if r.tier == k && r.source == name && r.start >= lo && r.start <= hi {
-			if r, err := r.decoded(); err == nil {
-				extra = append(extra, align(r, want))
+	waiting := func(rows []row) {
+		for i := len(rows) - 1; i >= 0; i-- { // the newest first, should a step have closed twice
+			if r := rows[i]; r.tier == k && r.source == name && r.start >= lo && r.start <= hi {
+				if r, err := r.decoded(); err == nil {
+					extra = append(extra, align(r, want))
+				}
 			}
 		}
 	}
+	waiting(h.pending)
 	if src := h.sources[name]; src != nil {
 		for _, r := range h.filling(src, k) {
 			if r.start >= lo && r.start <= hi {
@@ -694,12 +708,8 @@ func (h *DB) unwritten(rows []row, k int, name string, lo, hi int64, want []stri
 			}
 		}
 	}
-	if len(extra) == 0 {
-		return rows
-	}
-	rows = append(extra, rows...) // the newer first: the stable sort keeps them first of a step
-	slices.SortStableFunc(rows, func(a, b row) int { return cmp.Compare(a.start, b.start) })
-	return slices.CompactFunc(rows, func(a, b row) bool { return a.start == b.start })
+	waiting(h.writing) // in the file, or about to be
+	return extra
 }
 
 // filling is tier k's steps being filled as they stand: its level, and

@@ -143,7 +143,7 @@ func (s *sqlStore) write(ctx context.Context, rows []row, gone map[string]int64)
 	// once a write, not once a step (a hub's thousand sources' pages do
 	// not fit SQLite's cache).
 	rows = slices.Clone(rows)
-	slices.SortFunc(rows, func(a, b row) int {
+	slices.SortStableFunc(rows, func(a, b row) int { // stable: of a step closed twice, the later is written last
 		return cmp.Or(cmp.Compare(a.tier, b.tier), cmp.Compare(a.source, b.source), cmp.Compare(a.start, b.start))
 	})
 	var buf []byte
