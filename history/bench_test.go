@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+	"unsafe"
 
 	"vigil/collector"
 )
@@ -235,8 +236,9 @@ func dirSize(dir string) int64 {
 // BenchmarkHub is the history's cost on a hub of a thousand hosts of 36
 // metrics (Record, and the writes and checkpoints as Run makes them):
 // each op is 10 seconds of 1 Hz samples, 36,000 sample points a second,
-// the samples made before the timer starts; reported a sample. Run it a
-// whole number of minutes: -benchtime 60x.
+// the samples made before the timer starts; reported a sample, with the
+// most the rows waiting for a write held. Run it a whole number of
+// minutes: -benchtime 60x.
 func BenchmarkHub(b *testing.B) {
 	const sources, metrics = 1000, 36
 	ck := &clock{t: t0}
@@ -260,6 +262,11 @@ func BenchmarkHub(b *testing.B) {
 		second(at)
 		at = at.Add(time.Second)
 	}
+	ck.set(at)
+	if err := h.Flush(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	var most int64 // the bytes of the rows waiting before a write, at most
 	b.ResetTimer()
 	for i := range b.N {
 		for range 10 {
@@ -268,6 +275,13 @@ func BenchmarkHub(b *testing.B) {
 		}
 		ck.set(at)
 		if (i+1)%int(DefaultWriteEvery/(10*time.Second)) == 0 { // as Run does, once a minute
+			h.mu.Lock()
+			held := int64(cap(h.pending)) * int64(unsafe.Sizeof(row{}))
+			for _, r := range h.pending {
+				held += int64(cap(r.data))
+			}
+			h.mu.Unlock()
+			most = max(most, held)
 			if err := h.Flush(context.Background()); err != nil {
 				b.Fatal(err)
 			}
@@ -279,4 +293,5 @@ func BenchmarkHub(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*10*sources), "ns/sample")
+	b.ReportMetric(float64(most)/1e6, "MB-waiting")
 }
