@@ -173,6 +173,7 @@ type dbMetrics struct {
 type source struct {
 	name   string
 	done   int64          // the end of its newest first-tier step closed: a sample before it is late
+	behind int64          // how far the source's clock is behind ours (ms), as of its newest sample
 	cols   map[string]int // by metric
 	names  []string       // by column
 	levels []level
@@ -307,6 +308,7 @@ func (h *DB) Record(smp collector.Sample) {
 		return
 	}
 	h.advance(src, 0, t)
+	src.behind = h.opts.Now().UnixMilli() - t
 	aggs := src.levels[0].aggs
 	found := 0
 	for i, name := range src.names {
@@ -426,10 +428,12 @@ func (h *DB) queue(r row) {
 }
 
 // closeStale closes the steps whose time is past by a first-tier step,
-// for sources that stopped sending.
+// for sources that stopped sending. A source's time is its own clock's:
+// an agent's that is behind the hub's (or its samples that are late on
+// the way) has its steps closed as its samples come, not before.
 func (h *DB) closeStale(now time.Time) {
-	t := now.UnixMilli()
 	for _, src := range h.sources {
+		t := now.UnixMilli() - src.behind
 		for k := range h.tiers {
 			if lv := &src.levels[k]; lv.open && t >= lv.start+h.steps[k]+h.steps[0] {
 				h.close(src, k)

@@ -554,3 +554,52 @@ func TestStepsAreWrittenAMinuteAtATime(t *testing.T) {
 		}
 	})
 }
+
+// TestSourcesWithClocksBehind: an agent whose clock is behind the hub's
+// (30 s here) has its steps closed by its own time, not the hub's: none
+// of its samples is taken for late, and every step of every tier holds
+// all of them — the hub closing its steps early had dropped the rest of
+// each 10-second step and written a minute's step twice, the second time
+// with its last part alone.
+func TestSourcesWithClocksBehind(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		set := metrics.NewSet()
+		h, err := Open(t.Context(), Options{Path: filepath.Join(t.TempDir(), "h.db"), Tiers: testTiers, Metrics: set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { h.Run(ctx); close(done) }()
+		defer func() {
+			cancel()
+			<-done
+			if err := h.Close(); err != nil {
+				t.Error(err)
+			}
+		}()
+		time.Sleep(30 * time.Second)
+		start := time.Now().Add(-30 * time.Second) // the agent's clock, on a minute
+		for i := range 300 {
+			h.Record(collector.Sample{Source: "host/behind", Time: start.Add(time.Duration(i) * time.Second), Metrics: map[string]float64{"v": 1}})
+			time.Sleep(time.Second)
+		}
+		synctest.Wait()
+		if late := vigiltest.Counter(set, "vigil_history_late_samples_total"); late != 0 {
+			t.Errorf("%v samples taken for late", late)
+		}
+		res, err := h.Query(context.Background(), "host/behind", []string{"v"}, start, start.Add(239*time.Second), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps := res.Series["v"]
+		if len(steps) != 4 {
+			t.Fatalf("%d minutes, want 4: %+v", len(steps), steps)
+		}
+		for _, a := range steps {
+			if a.Count != 60 {
+				t.Errorf("the minute at %s counts %d samples, want 60", a.T.Sub(start), a.Count)
+			}
+		}
+	})
+}
