@@ -467,24 +467,51 @@ func TestPendingRowsRenumber(t *testing.T) {
 		{min: 45.123, max: 1 << 60, sum: 0.1 + 0.2, n: 7},
 	}
 	ids := []int64{9, 1, 300, 70000}
+	names := []string{"a", "b", "c", "d"}
 	held := encodeRow(nil, nil, aggs)
-	got, err := renumber(nil, held, ids)
+	written := func(r row) ([]byte, error) { // as sqlStore.write encodes it
+		a, err := r.aggregates(nil)
+		return encodeRow(nil, ids[:len(r.names)], a), err
+	}
+	got, err := written(row{names: names, data: held})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := encodeRow(nil, ids, aggs); string(got) != string(want) {
 		t.Fatalf("renumbered % x\nwant        % x", got, want)
 	}
-	r, err := row{names: []string{"a", "b", "c", "d"}, data: held}.decoded()
+	r, err := row{names: names, data: held}.decoded()
 	if err != nil || r.data != nil || fmt.Sprint(r.aggs) != fmt.Sprint(aggs) {
 		t.Fatalf("decoded %v (%v), want %v", r.aggs, err, aggs)
 	}
-	if _, err := renumber(nil, held, ids[:2]); err == nil {
+	if _, err := written(row{names: names[:2], data: held}); err == nil {
 		t.Error("a metric beyond the numbers given was renumbered")
 	}
-	if _, err := renumber(nil, held[:len(held)-1], ids); err == nil {
+	if _, err := written(row{names: names, data: held[:len(held)-1]}); err == nil {
 		t.Error("a blob cut short was renumbered")
 	}
+}
+
+// runDB opens a DB in a synctest bubble and runs it; it stops and closes
+// when the test ends, on a failure too, so that the bubble's goroutines end.
+func runDB(t *testing.T, opts Options) *DB {
+	t.Helper()
+	opts.Path, opts.Tiers = filepath.Join(t.TempDir(), "h.db"), testTiers
+	h, err := Open(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { h.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if err := h.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return h
 }
 
 // TestStepsAreWrittenAMinuteAtATime: Run writes the steps that closed
@@ -501,20 +528,7 @@ func TestStepsAreWrittenAMinuteAtATime(t *testing.T) {
 			}
 			return now
 		}
-		h, err := Open(t.Context(), Options{Path: filepath.Join(t.TempDir(), "h.db"), Tiers: testTiers, Now: late})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() { h.Run(ctx); close(done) }()
-		defer func() { // on a failure too: the bubble's goroutines end
-			cancel()
-			<-done
-			if err := h.Close(); err != nil {
-				t.Error(err)
-			}
-		}()
+		h := runDB(t, Options{Now: late})
 		start := time.Now()
 		onDisk := func() int {
 			rows, err := h.sql.rows(context.Background(), 0, "host/a", 0, math.MaxInt64, []string{"v"}, anyRow)
@@ -564,20 +578,7 @@ func TestStepsAreWrittenAMinuteAtATime(t *testing.T) {
 func TestSourcesWithClocksBehind(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		set := metrics.NewSet()
-		h, err := Open(t.Context(), Options{Path: filepath.Join(t.TempDir(), "h.db"), Tiers: testTiers, Metrics: set})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() { h.Run(ctx); close(done) }()
-		defer func() {
-			cancel()
-			<-done
-			if err := h.Close(); err != nil {
-				t.Error(err)
-			}
-		}()
+		h := runDB(t, Options{Metrics: set})
 		time.Sleep(30 * time.Second)
 		start := time.Now().Add(-30 * time.Second) // the agent's clock, on a minute
 		for i := range 300 {

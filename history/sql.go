@@ -147,6 +147,7 @@ func (s *sqlStore) write(ctx context.Context, rows []row, gone map[string]int64)
 		return cmp.Or(cmp.Compare(a.tier, b.tier), cmp.Compare(a.source, b.source), cmp.Compare(a.start, b.start))
 	})
 	var buf []byte
+	var held []agg // a pending row's, decoded
 	ids := make([]int64, 0, 64)
 	for _, r := range rows {
 		src, err := number("sources", r.source, s.srcIDs, s.srcName)
@@ -161,13 +162,10 @@ func (s *sqlStore) write(ctx context.Context, rows []row, gone map[string]int64)
 			}
 			ids = append(ids, id)
 		}
-		if r.data != nil {
-			if buf, err = renumber(buf[:0], r.data, ids); err != nil {
-				return fmt.Errorf("history: %s at %d: %w", r.source, r.start, err)
-			}
-		} else {
-			buf = encodeRow(buf[:0], ids, r.aggs)
+		if held, err = r.aggregates(held); err != nil {
+			return fmt.Errorf("history: %s at %d: %w", r.source, r.start, err)
 		}
+		buf = encodeRow(buf[:0], ids, held)
 		if _, err := ins.ExecContext(ctx, r.tier, src, r.start, r.open, buf); err != nil {
 			return err
 		}
@@ -394,7 +392,7 @@ func (s *sqlStore) decode(r *row, data []byte, want []string, pick []int32) erro
 // encodeRow appends a row's blob: for each metric its number, its count,
 // its min and, when it counted more than one value, its max and sum
 // (appendValue). Without ids, a metric's number is its place in aggs
-// (a row waiting to be written: see renumber).
+// (a row waiting to be written: see row.aggregates).
 func encodeRow(b []byte, ids []int64, aggs []agg) []byte {
 	for i, a := range aggs {
 		id := int64(i)
@@ -410,34 +408,6 @@ func encodeRow(b []byte, ids []int64, aggs []agg) []byte {
 		}
 	}
 	return b
-}
-
-// renumber appends a blob encoded without ids with each metric's number
-// in ids (by its place), its values as they are.
-func renumber(b, data []byte, ids []int64) ([]byte, error) {
-	for len(data) > 0 {
-		i, k := binary.Uvarint(data)
-		if k <= 0 || i >= uint64(len(ids)) {
-			return b, errCorrupt
-		}
-		data = data[k:]
-		n, k := binary.Uvarint(data)
-		if k <= 0 || n == 0 {
-			return b, errCorrupt
-		}
-		values := 1
-		if n > 1 {
-			values = 3
-		}
-		rest, ok := skipValues(data[k:], values)
-		if !ok {
-			return b, errCorrupt
-		}
-		b = binary.AppendUvarint(b, uint64(ids[i]))
-		b = append(b, data[:len(data)-len(rest)]...) // the count and the values
-		data = rest
-	}
-	return b, nil
 }
 
 // errCorrupt is a blob that does not read.
