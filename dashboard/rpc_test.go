@@ -394,9 +394,13 @@ func TestWatchSlowClientDropped(t *testing.T) {
 	defer fast.Close()
 	waitSubscribers(t, a.hub, 2)
 	big := strings.Repeat("x", 64<<10)
-	const n = 300 // ~19 MiB: more than HTTP/2's windows and the socket buffers hold
+	// Until the slow client is dropped: more than HTTP/2's windows and
+	// the socket buffers hold (grpc-go's client grows its window as it
+	// takes frames in, to 16 MiB and more, so a fixed count was not
+	// always enough on a loaded machine), and at most 1,200 (75 MiB).
+	dropped := func() uint64 { return a.set.GetOrCreateCounter(`vigil_subscribers_dropped_total{reason="slow"}`).Get() }
 	var got []int
-	for i := range n {
+	for i := 0; i < 1200 && (i < 300 || dropped() == 0); i++ {
 		a.hub.Publish(stream.Message{Type: stream.TypeSample, Source: "host/a", Body: map[string]any{"pad": big, "i": i}})
 		for len(got) <= i {
 			if !fast.Receive() {
@@ -410,7 +414,7 @@ func TestWatchSlowClientDropped(t *testing.T) {
 			t.Fatalf("fast client got %d, want %d", got[i], i)
 		}
 	}
-	if d := a.set.GetOrCreateCounter(`vigil_subscribers_dropped_total{reason="slow"}`).Get(); d != 1 {
+	if d := dropped(); d != 1 {
 		t.Fatalf("dropped counter = %d, want 1", d)
 	}
 	// Its stream ends on the server while it still reads nothing: the
