@@ -553,8 +553,12 @@ func (e *Evaluator) step(now time.Time) []change {
 	sources := e.Ring.Sources()
 	for _, source := range sources {
 		latest, _ := e.Ring.Latest(source)
-		for _, w := range e.watch(source, latest.Metrics) {
-			w.step, w.seenAt = e.steps, latest.Time
+		sw := e.watch(source, latest.Metrics)
+		if !latest.Time.Equal(sw.newest) {
+			sw.newest, sw.seenAt = latest.Time, now
+		}
+		for _, w := range sw.list {
+			w.step, w.seenAt = e.steps, sw.seenAt
 			v, ok := e.value(w, source, latest, now)
 			move(w.rule, w.alert, v, ok)
 		}
@@ -676,7 +680,7 @@ type series struct {
 	rule   *Rule
 	metric string
 	alert  *Alert
-	seenAt time.Time // the time of the newest sample that had it
+	seenAt time.Time // when the newest sample that had it was first seen, by our clock
 	step   uint64    // the last step whose samples had it
 	// window holds the points of the rule's window (for rules that
 	// aggregate one), oldest first, as of the last step: each step reads
@@ -685,10 +689,18 @@ type series struct {
 }
 
 // sourceWatch is what the rules evaluate of a source, for the metrics its
-// samples had when it was worked out (its Shape then).
+// samples had when it was worked out (its Shape then), and when its
+// newest sample was first seen.
+//
+// A source's samples carry its own clock's time (an agent's), which may
+// be behind or ahead of ours: whether it is silent is judged by when its
+// samples came, by our clock, and a rule's window is the window before
+// its newest sample, by its clock. Neither needs the two clocks to agree.
 type sourceWatch struct {
-	shape uint64 // the store's Shape of the source when it was worked out
-	list  []*series
+	shape  uint64 // the store's Shape of the source when it was worked out
+	list   []*series
+	newest time.Time // the newest sample's time, by the source's clock
+	seenAt time.Time // when a step first saw it, by ours
 }
 
 // watch returns the series of a source the rules evaluate, given its
@@ -696,12 +708,17 @@ type sourceWatch struct {
 // differ from the last sample's (Shape), so that a step does not match
 // every rule against every metric of a fleet, nor hash every
 // fingerprint, each second.
-func (e *Evaluator) watch(source string, m map[string]float64) []*series {
+func (e *Evaluator) watch(source string, m map[string]float64) *sourceWatch {
 	shape := e.Ring.Shape(source)
-	if w := e.watches[source]; w != nil && w.shape == shape {
-		return w.list
+	w := e.watches[source]
+	if w != nil && w.shape == shape {
+		return w
 	}
-	w := &sourceWatch{shape: shape}
+	if w == nil {
+		w = &sourceWatch{}
+		e.watches[source] = w
+	}
+	w.shape, w.list = shape, nil
 	for i := range e.Rules {
 		r := &e.Rules[i]
 		if !stream.Glob(r.Source, source) {
@@ -713,8 +730,7 @@ func (e *Evaluator) watch(source string, m map[string]float64) []*series {
 			}
 		}
 	}
-	e.watches[source] = w
-	return w.list
+	return w
 }
 
 // seriesOf returns the series of a rule, a source and a metric, with its
@@ -937,18 +953,19 @@ type event struct {
 	Alert
 }
 
-// value is the rule's aggregate for one series, or ok false when the
-// source has been silent longer than the rule allows.
+// value is the rule's aggregate for one series, over the window before
+// the source's newest sample, or ok false when the source has been silent
+// longer than the rule allows (see sourceWatch).
 func (e *Evaluator) value(w *series, source string, latest collector.Sample, now time.Time) (float64, bool) {
 	r := w.rule
-	if now.Sub(latest.Time) > r.NoData {
+	if now.Sub(w.seenAt) > r.NoData {
 		return 0, false
 	}
 	if r.Aggregate == "last" {
 		v, ok := latest.Metrics[w.metric]
 		return v, ok
 	}
-	w.window = slide(w.window, now.Add(-r.Window), func(dst []collector.Point, since time.Time) []collector.Point {
+	w.window = slide(w.window, latest.Time.Add(-r.Window), func(dst []collector.Point, since time.Time) []collector.Point {
 		dst, _ = e.Ring.AppendRange(dst, source, w.metric, since)
 		return dst
 	})

@@ -647,3 +647,48 @@ func TestFollowerReadsChangedStatesOnly(t *testing.T) {
 		t.Fatalf("taking the lease: %d reads, want the states read again", store.loads)
 	}
 }
+
+// TestSourcesWithClocksOff: an agent whose clock is behind or ahead of
+// the hub's has its alerts judged as one whose clock is right: its
+// samples keep coming, so it is not silent, and a rule's window is the
+// window before its newest sample, not before the hub's now.
+func TestSourcesWithClocksOff(t *testing.T) {
+	rule := Rule{Name: "Hot", Source: "host/*", Metric: "cpu.percent", Op: ">", Threshold: 90,
+		Aggregate: "avg", Window: time.Minute, For: 20 * time.Second}
+	type change struct {
+		step int
+		kind string
+	}
+	run := func(skew time.Duration) []change {
+		e, store, ck, hub := memoryEvaluator(t, rule)
+		sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
+		defer sub.Close()
+		var out []change
+		for step := range 400 {
+			ck.t = ck.t.Add(time.Second)
+			v := 50.0
+			if step >= 120 && step < 240 {
+				v = 99
+			}
+			store.Append(collector.Sample{Source: "host/a", Time: ck.t.Add(skew), Metrics: map[string]float64{"cpu.percent": v}})
+			if err := e.Evaluate(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			for len(sub.C()) > 0 {
+				var ev map[string]any
+				json.Unmarshal((<-sub.C()).JSON(), &ev)
+				out = append(out, change{step, ev["transition"].(string)})
+			}
+		}
+		return out
+	}
+	want := run(0)
+	if len(want) != 3 || want[0].kind != StatePending || want[1].kind != StateFiring || want[2].kind != StateResolved {
+		t.Fatalf("a source whose clock is right: %v, want pending, firing, resolved", want)
+	}
+	for _, skew := range []time.Duration{-2 * time.Minute, -30 * time.Second, 30 * time.Second, 2 * time.Minute} {
+		if got := run(skew); !slices.Equal(got, want) {
+			t.Errorf("a source whose clock is %v off: %v, want %v as with a clock that is right", skew, got, want)
+		}
+	}
+}
