@@ -172,7 +172,6 @@ type dbMetrics struct {
 // A source is one source's steps being filled, a level a tier.
 type source struct {
 	name   string
-	done   int64          // the end of its newest first-tier step closed: a sample before it is late
 	behind int64          // how far the source's clock is behind ours (ms), as of its newest sample
 	cols   map[string]int // by metric
 	names  []string       // by column
@@ -181,10 +180,19 @@ type source struct {
 
 // A level is a tier's step being filled: the first tier's of samples,
 // each other's of the closed steps of the tier before it.
+//
+// A step closed because its source went quiet may open again: what the
+// source sent meanwhile comes late (a hub reads an agent's events after
+// a drop). So a closed level keeps its step's aggregates until another
+// step opens; one opened again holds them as its base, and takes what
+// comes in aggs, which is what the next tier takes in at its close, so
+// that the step is written whole and nothing is counted twice above it.
 type level struct {
-	start int64 // unix milliseconds; meaningful while aggs has a count
-	aggs  []agg // by column
-	open  bool
+	start  int64 // unix milliseconds; meaningful while aggs has a count
+	aggs   []agg // by column
+	base   []agg // of a step opened again: what it held when it closed; else nil
+	closed int64 // the end of the newest step closed
+	open   bool
 }
 
 // A row is a closed step of a source in a tier: what is written, an
@@ -298,8 +306,8 @@ func (h *DB) Tiers() []Tier { return slices.Clone(h.tiers) }
 func (h *DB) Close() error {
 	h.mu.Lock()
 	for _, src := range h.sources {
-		if lv := &src.levels[0]; lv.open {
-			r := h.rowOf(src, 0, lv)
+		if lv := src.levels[0]; lv.open {
+			r := h.rowOf(src, 0, lv.whole())
 			r.open = true
 			h.queue(r)
 		}
@@ -317,7 +325,9 @@ func (h *DB) Record(smp collector.Sample) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	src := h.source(smp.Source)
-	if lv := &src.levels[0]; t < src.done || lv.open && t < lv.start {
+	// Late: before the step being filled, or before the newest closed
+	// when none is (which is opened again).
+	if lv := &src.levels[0]; lv.open && t < lv.start || !lv.open && t < lv.closed-h.steps[0] {
 		h.m.late.Inc()
 		return
 	}
@@ -367,13 +377,18 @@ func (src *source) column(name string) {
 	src.cols[name] = len(src.names)
 	src.names = append(src.names, name)
 	for k := range src.levels {
-		src.levels[k].aggs = append(src.levels[k].aggs, agg{})
+		lv := &src.levels[k]
+		lv.aggs = append(lv.aggs, agg{})
+		if lv.base != nil {
+			lv.base = append(lv.base, agg{})
+		}
 	}
 }
 
 // advance makes tier k's level the step holding t, closing the one it
 // holds if it is another: written as a row, and merged into the next
-// tier's level.
+// tier's level. The step it closed last opens again with what it held
+// (see level).
 func (h *DB) advance(src *source, k int, t int64) {
 	start := t - t%h.steps[k]
 	lv := &src.levels[k]
@@ -383,25 +398,46 @@ func (h *DB) advance(src *source, k int, t int64) {
 	if lv.open {
 		h.close(src, k)
 	}
+	if start == lv.start && start < lv.closed {
+		lv.base, lv.aggs = lv.aggs, make([]agg, len(lv.aggs))
+	} else {
+		clear(lv.aggs)
+	}
 	lv.start, lv.open = start, true
 }
 
-// close ends tier k's level: a row, and a part of tier k+1's.
+// close ends tier k's level: a row, and a part of tier k+1's. Its
+// aggregates stay until another step opens.
 func (h *DB) close(src *source, k int) {
 	lv := &src.levels[k]
-	h.queue(h.rowOf(src, k, lv))
-	if k == 0 {
-		src.done = max(src.done, lv.start+h.steps[0])
+	part := lv.aggs
+	if lv.base != nil {
+		for i, a := range part {
+			lv.base[i].merge(a)
+		}
+		lv.aggs, lv.base = lv.base, nil
 	}
+	h.queue(h.rowOf(src, k, lv))
+	lv.closed, lv.open = max(lv.closed, lv.start+h.steps[k]), false
 	if k+1 < len(h.tiers) {
 		h.advance(src, k+1, lv.start)
 		next := src.levels[k+1].aggs
-		for i, a := range lv.aggs {
+		for i, a := range part {
 			next[i].merge(a)
 		}
 	}
-	clear(lv.aggs)
-	lv.open = false
+}
+
+// whole is the level with its base taken in, if it has one.
+func (lv level) whole() *level {
+	if lv.base != nil {
+		aggs := slices.Clone(lv.base)
+		for i, a := range lv.aggs {
+			aggs[i].merge(a)
+		}
+		lv.aggs, lv.base = aggs, nil
+	}
+	return &lv
 }
 
 // rowOf is the row of a level: its aggs are the level's own when it has
@@ -551,8 +587,9 @@ func (h *DB) Prune(ctx context.Context) error {
 // reopen makes the levels being filled again after a restart: the first
 // tier's from the row Close wrote of it; each other tier's from the
 // finished rows of the tier before it after its own newest finished row,
-// which are those it held. After a crash, the first tier's step being
-// filled is what is lost.
+// which are those it held. A level with none keeps its newest finished
+// row, should its step open again (see level). After a crash, the first
+// tier's step being filled is what is lost.
 func (h *DB) reopen(ctx context.Context) error {
 	names, err := h.sql.sources(ctx, 0)
 	if err != nil {
@@ -568,31 +605,42 @@ func (h *DB) reopen(ctx context.Context) error {
 			h.reload(src, 0, rows[len(rows)-1]) // the newest: Close writes one, the next step replaces it
 		}
 	}
-	newest0, err := h.sql.newest(ctx, 0)
-	if err != nil {
-		return err
-	}
-	for k := 1; k < len(h.tiers); k++ {
+	for k := range h.tiers {
 		newest, err := h.sql.newest(ctx, k)
 		if err != nil {
 			return err
 		}
 		for _, name := range names {
-			after := int64(math.MinInt64)
-			if t, ok := newest[name]; ok {
-				after = t + h.steps[k]
-			}
-			if k == 1 {
-				if t, ok := newest0[name]; ok {
-					h.source(name).done = t + h.steps[0]
+			src := h.source(name)
+			t, ok := newest[name]
+			if k > 0 {
+				after := int64(math.MinInt64)
+				if ok {
+					after = t + h.steps[k]
+				}
+				rows, err := h.sql.rows(ctx, k-1, name, after, math.MaxInt64, nil, finishedRows)
+				if err != nil {
+					return err
+				}
+				for _, r := range rows {
+					h.reload(src, k, r)
 				}
 			}
-			rows, err := h.sql.rows(ctx, k-1, name, after, math.MaxInt64, nil, finishedRows)
+			if !ok {
+				continue
+			}
+			lv := &src.levels[k]
+			lv.closed = t + h.steps[k]
+			if lv.open {
+				continue
+			}
+			rows, err := h.sql.rows(ctx, k, name, t, t+1, nil, finishedRows)
 			if err != nil {
 				return err
 			}
 			for _, r := range rows {
-				h.reload(h.source(name), k, r)
+				h.reload(src, k, r)
+				lv.open = false
 			}
 		}
 	}
@@ -703,8 +751,9 @@ func (h *DB) tierFor(from, to time.Time, step time.Duration) int {
 }
 
 // unwritten is the source's rows of the tier not in the file yet, which
-// win over a row of the same step there: those waiting to be written, its
-// level being filled, those being written.
+// win over a row of the same step there, the newest first: its level being
+// filled (a step opened again holds what it was closed with), those
+// waiting to be written, those being written.
 func (h *DB) unwritten(k int, name string, lo, hi int64, want []string) []row {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -718,7 +767,6 @@ func (h *DB) unwritten(k int, name string, lo, hi int64, want []string) []row {
 			}
 		}
 	}
-	waiting(h.pending)
 	if src := h.sources[name]; src != nil {
 		for _, r := range h.filling(src, k) {
 			if r.start >= lo && r.start <= hi {
@@ -726,6 +774,7 @@ func (h *DB) unwritten(k int, name string, lo, hi int64, want []string) []row {
 			}
 		}
 	}
+	waiting(h.pending)
 	waiting(h.writing) // in the file, or about to be
 	return extra
 }
@@ -747,6 +796,9 @@ func (h *DB) filling(src *source, k int) []row {
 			i = len(out) - 1
 		}
 		for c, a := range f.aggs {
+			out[i].aggs[c].merge(a)
+		}
+		for c, a := range f.base {
 			out[i].aggs[c].merge(a)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -339,13 +340,12 @@ func TestLateSamplesAreCounted(t *testing.T) {
 		t.Fatalf("late samples: %v", got)
 	}
 	// A source that went quiet: its steps are closed and written; a
-	// sample of one of them that comes after is late too, and does not
-	// take the step's place.
+	// sample of one before the newest that comes after is late too.
 	ck.set(t0.Add(time.Hour))
 	h.mu.Lock()
 	h.closeStale(ck.now())
 	h.mu.Unlock()
-	h.Record(collector.Sample{Source: "host/a", Time: t0.Add(21 * time.Second), Metrics: map[string]float64{"a": 1e6}})
+	h.Record(collector.Sample{Source: "host/a", Time: t0.Add(11 * time.Second), Metrics: map[string]float64{"a": 1e6}})
 	if got := vigiltest.Counter(set, "vigil_history_late_samples_total"); got != 2 {
 		t.Fatalf("late samples after the source went quiet: %v", got)
 	}
@@ -353,13 +353,61 @@ func TestLateSamplesAreCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, _ := h.Query(context.Background(), "host/a", []string{"a"}, t0, t0.Add(time.Minute), 10*time.Second)
-	if len(res.Series["a"]) != 3 || res.Series["a"][2].Count != 5 {
+	if len(res.Series["a"]) != 3 || res.Series["a"][1].Count != 10 || res.Series["a"][2].Count != 5 {
 		t.Fatalf("steps after late samples: %+v", res.Series["a"])
 	}
 	for _, a := range res.Series["a"] {
 		if a.Max == 1e6 {
 			t.Fatal("a late sample was kept")
 		}
+	}
+}
+
+// TestAStepOpenedAgainIsWhole: the newest step of a source that went
+// quiet opens again for the samples that come late into it (what an
+// agent sent while cut off), with what it held; a query sees it whole
+// while it fills, while it waits to be written and once written.
+func TestAStepOpenedAgainIsWhole(t *testing.T) {
+	ck := &clock{t: t0}
+	h, set := open(t, filepath.Join(t.TempDir(), "history.db"), ck)
+	defer h.Close()
+	rec := func(from, to int) {
+		for i := from; i < to; i++ {
+			h.Record(collector.Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: map[string]float64{"a": float64(i)}})
+		}
+	}
+	want := func(when string, counts ...int) {
+		t.Helper()
+		res, err := h.Query(context.Background(), "host/a", []string{"a"}, t0, t0.Add(time.Minute), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int
+		for _, a := range res.Series["a"] {
+			got = append(got, a.Count)
+		}
+		if !slices.Equal(got, counts) {
+			t.Errorf("%s: steps count %v, want %v", when, got, counts)
+		}
+		if a := res.Series["a"]; len(a) > 2 && (a[2].Min != 20 || a[2].Max != float64(20+counts[2]-1)) {
+			t.Errorf("%s: the step opened again: %+v", when, a[2])
+		}
+	}
+	rec(0, 25)
+	ck.set(t0.Add(45 * time.Second))
+	h.mu.Lock()
+	h.closeStale(ck.now()) // quiet since 24 s: [20 s, 30 s) closed with 5
+	h.mu.Unlock()
+	rec(25, 28)
+	want("opened again", 10, 10, 8)
+	rec(28, 35)
+	want("closed again", 10, 10, 10, 5)
+	if err := h.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want("written", 10, 10, 10, 5)
+	if late := vigiltest.Counter(set, "vigil_history_late_samples_total"); late != 0 {
+		t.Errorf("%v samples taken for late", late)
 	}
 }
 
@@ -603,4 +651,91 @@ func TestSourcesWithClocksBehind(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAnOutageReplayedLosesNothing: an agent cut off from the hub for
+// longer than a step of every tier has its steps closed as a quiet
+// source's; when it is back, the hub reads what it missed (its events
+// after the last it had) and those samples come late, into steps already
+// closed and written. Each such step is written whole, not replaced by
+// its late part — with the hub restarted during the outage too.
+func TestAnOutageReplayedLosesNothing(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				set := metrics.NewSet()
+				path := filepath.Join(t.TempDir(), "h.db")
+				run := func() (*DB, func()) {
+					h, err := Open(t.Context(), Options{Path: path, Tiers: testTiers, Metrics: set})
+					if err != nil {
+						t.Fatal(err)
+					}
+					ctx, cancel := context.WithCancel(t.Context())
+					done := make(chan struct{})
+					go func() { h.Run(ctx); close(done) }()
+					return h, func() {
+						cancel()
+						<-done
+						if err := h.Close(); err != nil {
+							t.Error(err)
+						}
+					}
+				}
+				h, stop := run()
+				start := time.Now() // on ten minutes
+				at := func(i int) collector.Sample {
+					return collector.Sample{Source: "host/a", Time: start.Add(time.Duration(i) * time.Second), Metrics: map[string]float64{"v": 1}}
+				}
+				for i := range 25 {
+					h.Record(at(i))
+					time.Sleep(time.Second)
+				}
+				time.Sleep(12 * time.Minute) // cut off: every tier's step is closed and written
+				synctest.Wait()
+				if restart {
+					stop()
+					h, stop = run()
+				}
+				now := int(time.Since(start) / time.Second)
+				for i := 25; i < now; i++ { // what it missed, at once
+					h.Record(at(i))
+				}
+				for i := now; i < now+11*60; i++ {
+					h.Record(at(i))
+					time.Sleep(time.Second)
+				}
+				synctest.Wait()
+				if late := vigiltest.Counter(set, "vigil_history_late_samples_total"); late != 0 {
+					t.Errorf("%v samples taken for late", late)
+				}
+				check := func(when string) {
+					for _, c := range []struct {
+						step time.Duration
+						want int
+					}{{10 * time.Second, 10}, {time.Minute, 60}, {10 * time.Minute, 600}} {
+						res, err := h.Query(context.Background(), "host/a", []string{"v"}, start, start.Add(20*time.Minute-time.Millisecond), c.step)
+						if err != nil {
+							t.Fatal(err)
+						}
+						steps := res.Series["v"]
+						if len(steps) != int(20*time.Minute/c.step) {
+							t.Errorf("%s, step %s: %d steps, want %d", when, c.step, len(steps), 20*time.Minute/c.step)
+						}
+						for _, a := range steps {
+							if a.Count != c.want {
+								t.Errorf("%s: the %s step at %s counts %d samples, want %d", when, c.step, a.T.Sub(start), a.Count, c.want)
+								break
+							}
+						}
+					}
+				}
+				check("waiting")
+				if err := h.Flush(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				check("written")
+				stop()
+			})
+		})
+	}
 }
