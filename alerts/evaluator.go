@@ -555,7 +555,13 @@ func (e *Evaluator) step(now time.Time) []change {
 		latest, _ := e.Ring.Latest(source)
 		sw := e.watch(source, latest.Metrics)
 		if !latest.Time.Equal(sw.newest) {
-			sw.newest, sw.seenAt = latest.Time, now
+			sw.newest, sw.live = latest.Time, e.Ring.Live(source)
+			if sw.live {
+				sw.seenAt = now
+			}
+		}
+		if !sw.live {
+			continue // the history's past, given back after a restart: its alerts wait for it (restoreLocked)
 		}
 		for _, w := range sw.list {
 			w.step, w.seenAt = e.steps, sw.seenAt
@@ -696,11 +702,14 @@ type series struct {
 // be behind or ahead of ours: whether it is silent is judged by when its
 // samples came, by our clock, and a rule's window is the window before
 // its newest sample, by its clock. Neither needs the two clocks to agree.
+// Samples given back from the history after a restart are not the source
+// reporting: its series are judged as those of a source not seen yet.
 type sourceWatch struct {
 	shape  uint64 // the store's Shape of the source when it was worked out
 	list   []*series
 	newest time.Time // the newest sample's time, by the source's clock
 	seenAt time.Time // when a step first saw it, by ours
+	live   bool      // it was collected in this run (collector.Store.Live), not the history's
 }
 
 // watch returns the series of a source the rules evaluate, given its

@@ -692,3 +692,63 @@ func TestSourcesWithClocksOff(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartWithTheHistorysPast: after a restart the ring holds the
+// history's last minutes of every source, a dead agent's too. Those
+// samples are not the source reporting: an alert with no data stays so,
+// and a firing one waits for its source as after any restart, until the
+// source reports again or its no-data time has passed.
+func TestRestartWithTheHistorysPast(t *testing.T) {
+	db := openDB(t)
+	ck := &clock{t: t0}
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
+	defer hub.Close()
+	rules := []Rule{{Name: "Hot", Source: "host/*", Metric: "cpu", Op: ">", Threshold: 90}}
+	rules[0].Validate()
+	store := collector.NewStore(10*time.Minute, time.Second)
+	e := &Evaluator{Rules: rules, Ring: store, Hub: hub, States: db, Now: ck.now}
+	e.Load(context.Background())
+	store.Append(collector.Sample{Source: "host/dead", Time: ck.t, Metrics: map[string]float64{"cpu": 95}})
+	store.Append(collector.Sample{Source: "host/live", Time: ck.t, Metrics: map[string]float64{"cpu": 95}})
+	e.Evaluate(context.Background())
+	for range 90 { // host/dead stops; its alert goes nodata
+		ck.t = ck.t.Add(time.Second)
+		store.Append(collector.Sample{Source: "host/live", Time: ck.t, Metrics: map[string]float64{"cpu": 95}})
+		e.Evaluate(context.Background())
+	}
+	states := func(e *Evaluator) map[string]string {
+		out := map[string]string{}
+		for _, a := range e.Active() {
+			out[a.Source] = a.State
+		}
+		return out
+	}
+	if got := states(e); got["host/dead"] != StateNoData || got["host/live"] != StateFiring {
+		t.Fatalf("before the restart: %v", got)
+	}
+
+	// The restart: the ring starts with the history's past.
+	sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
+	ring := collector.NewStore(10*time.Minute, time.Second)
+	ring.AppendPast(collector.Sample{Source: "host/dead", Time: t0, Metrics: map[string]float64{"cpu": 50}})
+	ring.AppendPast(collector.Sample{Source: "host/live", Time: ck.t, Metrics: map[string]float64{"cpu": 95}})
+	e2 := &Evaluator{Rules: rules, Ring: ring, Hub: hub, States: db, Now: ck.now}
+	e2.Load(context.Background())
+	for range 20 {
+		ck.t = ck.t.Add(time.Second)
+		e2.Evaluate(context.Background())
+	}
+	if n := len(sub.C()); n != 0 {
+		t.Fatalf("%d alert events before any source reported again, want none", n)
+	}
+	ring.Append(collector.Sample{Source: "host/live", Time: ck.t, Metrics: map[string]float64{"cpu": 50}})
+	e2.Evaluate(context.Background())
+	var ev map[string]any
+	json.Unmarshal((<-sub.C()).JSON(), &ev)
+	if ev["transition"] != StateResolved || len(sub.C()) != 0 {
+		t.Fatalf("host/live reported: %v, want it resolved and nothing else", ev)
+	}
+	if got := states(e2); got["host/dead"] != StateNoData {
+		t.Fatalf("after the restart: %v", got)
+	}
+}

@@ -33,6 +33,7 @@ type sourceRings struct {
 	total  int            // samples ever appended
 	shape  uint64         // changes when a sample's set of metrics differs from the last one's
 	last   Sample         // newest sample, shared read-only
+	past   bool           // last came from before this run (Store.AppendPast)
 }
 
 // A chunk is up to chunkLen consecutive samples of a source, with a value

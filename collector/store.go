@@ -103,6 +103,25 @@ func (s *Store) Append(smp Sample) {
 	}
 }
 
+// AppendPast appends a sample from before this run (the history's, given
+// back after a restart): it is not given to the recorder, and it does not
+// make its source Live.
+func (s *Store) AppendPast(smp Sample) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.append(smp)
+	s.sources[smp.Source].past = true
+}
+
+// Live says whether the source's newest sample was appended in this run,
+// rather than given back from its past (AppendPast): whether it reports.
+func (s *Store) Live(source string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	src := s.sources[source]
+	return src != nil && !src.past
+}
+
 func (s *Store) append(smp Sample) {
 	src := s.sources[smp.Source]
 	if src == nil {
@@ -111,6 +130,7 @@ func (s *Store) append(smp Sample) {
 		delete(s.removed, smp.Source)
 	}
 	src.append(smp, s.limit(), &s.shapes, &s.sealing)
+	src.past = false
 }
 
 // SetStatus records a source's state; errMsg is empty unless it failed.

@@ -676,7 +676,7 @@ func (h *DB) Fill(ctx context.Context, ring *collector.Store, since time.Time) e
 		for i, name := range r.names {
 			m[name] = decimal.Significant(r.aggs[i].sum/float64(r.aggs[i].n), 6) // as the scheduler rounds
 		}
-		ring.Append(collector.Sample{Source: r.source, Time: time.UnixMilli(r.start), Metrics: m})
+		ring.AppendPast(collector.Sample{Source: r.source, Time: time.UnixMilli(r.start), Metrics: m})
 	})
 }
 
