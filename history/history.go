@@ -798,8 +798,10 @@ func (h *DB) filling(src *source, k int) []row {
 		for c, a := range f.aggs {
 			out[i].aggs[c].merge(a)
 		}
-		for c, a := range f.base {
-			out[i].aggs[c].merge(a)
+		if j == k { // a finer level's base is in this one already
+			for c, a := range f.base {
+				out[i].aggs[c].merge(a)
+			}
 		}
 	}
 	rows := make([]row, len(out))

@@ -392,6 +392,17 @@ func TestAStepOpenedAgainIsWhole(t *testing.T) {
 		if a := res.Series["a"]; len(a) > 2 && (a[2].Min != 20 || a[2].Max != float64(20+counts[2]-1)) {
 			t.Errorf("%s: the step opened again: %+v", when, a[2])
 		}
+		sum := 0
+		for _, c := range counts {
+			sum += c
+		}
+		res, err = h.Query(context.Background(), "host/a", []string{"a"}, t0, t0.Add(time.Minute), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := res.Series["a"]; len(a) != 1 || a[0].Count != sum {
+			t.Errorf("%s: the minute: %+v, want %d samples", when, a, sum)
+		}
 	}
 	rec(0, 25)
 	ck.set(t0.Add(45 * time.Second))
