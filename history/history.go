@@ -113,6 +113,13 @@ func (a *agg) add(v float64) {
 	a.n++
 }
 
+// merge merges each of src into dst's aggregate of the same place.
+func merge(dst, src []agg) {
+	for i, a := range src {
+		dst[i].merge(a)
+	}
+}
+
 func (a *agg) merge(b agg) {
 	if b.n == 0 {
 		return
@@ -412,19 +419,14 @@ func (h *DB) close(src *source, k int) {
 	lv := &src.levels[k]
 	part := lv.aggs
 	if lv.base != nil {
-		for i, a := range part {
-			lv.base[i].merge(a)
-		}
+		merge(lv.base, part)
 		lv.aggs, lv.base = lv.base, nil
 	}
 	h.queue(h.rowOf(src, k, lv))
 	lv.closed, lv.open = max(lv.closed, lv.start+h.steps[k]), false
 	if k+1 < len(h.tiers) {
 		h.advance(src, k+1, lv.start)
-		next := src.levels[k+1].aggs
-		for i, a := range part {
-			next[i].merge(a)
-		}
+		merge(src.levels[k+1].aggs, part)
 	}
 }
 
@@ -432,9 +434,7 @@ func (h *DB) close(src *source, k int) {
 func (lv level) whole() *level {
 	if lv.base != nil {
 		aggs := slices.Clone(lv.base)
-		for i, a := range lv.aggs {
-			aggs[i].merge(a)
-		}
+		merge(aggs, lv.aggs)
 		lv.aggs, lv.base = aggs, nil
 	}
 	return &lv
@@ -781,11 +781,13 @@ func (h *DB) unwritten(k int, name string, lo, hi int64, want []string) []row {
 
 // filling is tier k's steps being filled as they stand: its level, and
 // the levels of the finer tiers, which it takes in when they close — in
-// its step, or in the next.
+// its step, or in the next. A finer level's base is in tier k's already:
+// in its level, open or kept since its close (see level).
 func (h *DB) filling(src *source, k int) []row {
 	var out []level
+	top := &src.levels[k]
 	for j := k; j >= 0; j-- {
-		f := src.levels[j]
+		f := &src.levels[j]
 		if !f.open {
 			continue
 		}
@@ -794,14 +796,13 @@ func (h *DB) filling(src *source, k int) []row {
 		if i < 0 {
 			out = append(out, level{start: start, aggs: make([]agg, len(src.names)), open: true})
 			i = len(out) - 1
-		}
-		for c, a := range f.aggs {
-			out[i].aggs[c].merge(a)
-		}
-		if j == k { // a finer level's base is in this one already
-			for c, a := range f.base {
-				out[i].aggs[c].merge(a)
+			if j < k && !top.open && top.start == start && start < top.closed { // its step closed, to open again
+				merge(out[i].aggs, top.aggs)
 			}
+		}
+		merge(out[i].aggs, f.aggs)
+		if j == k {
+			merge(out[i].aggs, f.base)
 		}
 	}
 	rows := make([]row, len(out))

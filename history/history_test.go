@@ -368,6 +368,14 @@ func TestLateSamplesAreCounted(t *testing.T) {
 // agent sent while cut off), with what it held; a query sees it whole
 // while it fills, while it waits to be written and once written.
 func TestAStepOpenedAgainIsWhole(t *testing.T) {
+	// Quiet for 45 s, the minute is still being filled; for 75 s, it is
+	// closed too, and opens again under the step that does.
+	for _, quiet := range []time.Duration{45 * time.Second, 75 * time.Second} {
+		t.Run(quiet.String(), func(t *testing.T) { stepOpenedAgain(t, quiet) })
+	}
+}
+
+func stepOpenedAgain(t *testing.T, quiet time.Duration) {
 	ck := &clock{t: t0}
 	h, set := open(t, filepath.Join(t.TempDir(), "history.db"), ck)
 	defer h.Close()
@@ -405,7 +413,7 @@ func TestAStepOpenedAgainIsWhole(t *testing.T) {
 		}
 	}
 	rec(0, 25)
-	ck.set(t0.Add(45 * time.Second))
+	ck.set(t0.Add(quiet))
 	h.mu.Lock()
 	h.closeStale(ck.now()) // quiet since 24 s: [20 s, 30 s) closed with 5
 	h.mu.Unlock()
