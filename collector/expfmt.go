@@ -87,6 +87,9 @@ func ParseExposition(r io.Reader, maxSeries int) ([]PromSample, error) {
 		p := lineParser{line: line, col0: len(raw) - len(trimmed) + 1}
 		s, err := p.sample()
 		if err != nil {
+			if err := sc.Err(); err != nil && !errors.Is(err, bufio.ErrTooLong) {
+				return out, err // the read failed within the line: the line is cut, not malformed
+			}
 			return out, fmt.Errorf("%w: line %d, %v", ErrExposition, n, err)
 		}
 		if len(out) == maxSeries {

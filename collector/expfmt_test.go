@@ -3,8 +3,10 @@ package collector
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // A parse error says where (line and column) and what was wanted; it never
@@ -87,5 +89,15 @@ func TestParseCapsSeries(t *testing.T) {
 	}
 	if _, err := ParseExposition(strings.NewReader(b.String()), 0); err == nil || err.Error() != "more than 10000 series; raise scrape.max_series" {
 		t.Fatalf("default limit: %v", err)
+	}
+}
+
+// TestExpositionReadError: a reader that fails within a line (a target
+// that went away, a timeout) gives its error, not a malformed line.
+func TestExpositionReadError(t *testing.T) {
+	boom := errors.New("boom")
+	_, err := ParseExposition(io.MultiReader(strings.NewReader("a 1\nb{x=\"y"), iotest.ErrReader(boom)), 0)
+	if !errors.Is(err, boom) || errors.Is(err, ErrExposition) {
+		t.Fatalf("error %v, want the reader's", err)
 	}
 }

@@ -129,8 +129,12 @@ func (s *scraper) scrape(ctx context.Context, now time.Time) (scrapeResult, erro
 	if body.exceeded {
 		return scrapeResult{}, fmt.Errorf("body: larger than %d bytes", s.opts.MaxBytes)
 	}
-	if err != nil {
+	var limit *SeriesLimitError
+	switch {
+	case errors.Is(err, ErrExposition) || errors.As(err, &limit):
 		return scrapeResult{}, fmt.Errorf("body: %w", err)
+	case err != nil: // the target went away, or the timeout came, while it was read
+		return scrapeResult{}, classify(fmt.Errorf("reading the body: %w", hideURL(err, s.url)))
 	}
 	return s.increases(samples, now)
 }

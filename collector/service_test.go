@@ -429,14 +429,24 @@ func TestScrapeBadTargets(t *testing.T) {
 			case <-r.Context().Done():
 			}
 		},
+		// The connection ends within a line: a failed read, not a
+		// malformed exposition.
+		"cut": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "1000")
+			fmt.Fprint(w, "http_requests_total{code=\"200\"} 1\nhttp_requests_total{code=\"5")
+		},
 	}
 	want := map[string]string{"garbage": "body: malformed exposition", "empty": "body: no series", "status": "status: 500",
-		"huge": "body: larger than", "slow": "timeout"}
+		"huge": "body: larger than", "slow": "timeout", "cut": "network: reading the body: unexpected EOF"}
 	for name, h := range handlers {
 		t.Run(name, func(t *testing.T) {
 			srv := httptest.NewServer(h)
 			defer srv.Close()
-			svc, _ := NewService(ServiceOptions{Name: name, Scrape: &ScrapeOptions{URLs: []string{srv.URL}, Timeout: 300 * time.Millisecond, MaxBytes: 1 << 20}})
+			timeout := 10 * time.Second // a megabyte read under the race detector on a busy machine
+			if name == "slow" {
+				timeout = 300 * time.Millisecond
+			}
+			svc, _ := NewService(ServiceOptions{Name: name, Scrape: &ScrapeOptions{URLs: []string{srv.URL}, Timeout: timeout, MaxBytes: 1 << 20}})
 			m, err := svc.Collect(context.Background())
 			if err == nil || !strings.Contains(err.Error(), want[name]) {
 				t.Fatalf("error %v, want %q", err, want[name])
