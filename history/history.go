@@ -309,12 +309,20 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 func (h *DB) Tiers() []Tier { return slices.Clone(h.tiers) }
 
 // Close writes what is waiting, the first tier's steps being filled too,
-// and closes the file.
+// and closes the file. A step opened again (see level) is closed, so that
+// the next run finds it whole among the finished ones, as it would have
+// had it not opened again; the coarser tiers' steps it opens again are
+// closed in turn.
 func (h *DB) Close() error {
 	h.mu.Lock()
 	for _, src := range h.sources {
-		if lv := src.levels[0]; lv.open {
-			r := h.rowOf(src, 0, lv.whole())
+		for k := range src.levels {
+			if lv := &src.levels[k]; lv.open && lv.base != nil {
+				h.close(src, k)
+			}
+		}
+		if lv := &src.levels[0]; lv.open {
+			r := h.rowOf(src, 0, lv)
 			r.open = true
 			h.queue(r)
 		}
@@ -428,16 +436,6 @@ func (h *DB) close(src *source, k int) {
 		h.advance(src, k+1, lv.start)
 		merge(src.levels[k+1].aggs, part)
 	}
-}
-
-// whole is the level with its base taken in, if it has one.
-func (lv level) whole() *level {
-	if lv.base != nil {
-		aggs := slices.Clone(lv.base)
-		merge(aggs, lv.aggs)
-		lv.aggs, lv.base = aggs, nil
-	}
-	return &lv
 }
 
 // rowOf is the row of a level: its aggs are the level's own when it has

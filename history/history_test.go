@@ -758,3 +758,58 @@ func TestAnOutageReplayedLosesNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestARestartWhileStepsAreOpenAgain: a stop while a source's late
+// samples have opened its closed steps again — the first tier's, or the
+// minute's below it — neither loses what came late nor counts what the
+// step was closed with twice.
+func TestARestartWhileStepsAreOpenAgain(t *testing.T) {
+	for _, late := range []int{27, 55} { // the 10-second step open again; the minute open again
+		t.Run(fmt.Sprint(late), func(t *testing.T) {
+			ck := &clock{t: t0}
+			path := filepath.Join(t.TempDir(), "history.db")
+			h, _ := open(t, path, ck)
+			rec := func(from, to int) {
+				for i := from; i < to; i++ {
+					h.Record(collector.Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: map[string]float64{"a": 1}})
+				}
+			}
+			rec(0, 25)
+			ck.set(t0.Add(80 * time.Second))
+			h.mu.Lock()
+			h.closeStale(ck.now()) // [20 s, 30 s) and the minute closed
+			h.mu.Unlock()
+			rec(25, late)
+			if err := h.Close(); err != nil {
+				t.Fatal(err)
+			}
+			h, _ = open(t, path, ck)
+			defer h.Close()
+			rec(late, 70)
+			counts := func(step time.Duration) []int {
+				res, err := h.Query(context.Background(), "host/a", []string{"a"}, t0, t0.Add(70*time.Second-time.Millisecond), step)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var out []int
+				for _, a := range res.Series["a"] {
+					out = append(out, a.Count)
+				}
+				return out
+			}
+			for _, when := range []string{"waiting", "written"} {
+				if when == "written" {
+					if err := h.Flush(context.Background()); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if got, want := counts(time.Minute), []int{60, 10}; !slices.Equal(got, want) {
+					t.Errorf("%s: minutes count %v, want %v", when, got, want)
+				}
+				if got, want := counts(10*time.Second), []int{10, 10, 10, 10, 10, 10, 10}; !slices.Equal(got, want) {
+					t.Errorf("%s: 10-second steps count %v, want %v", when, got, want)
+				}
+			}
+		})
+	}
+}
