@@ -555,10 +555,8 @@ func (e *Evaluator) step(now time.Time) []change {
 		latest, _ := e.Ring.Latest(source)
 		sw := e.watch(source, latest.Metrics)
 		if !latest.Time.Equal(sw.newest) {
-			sw.newest, sw.live = latest.Time, e.Ring.Live(source)
-			if sw.live {
-				sw.seenAt = now
-			}
+			age, live := e.Ring.Arrival(source)
+			sw.newest, sw.live, sw.seenAt = latest.Time, live, now.Add(-age)
 		}
 		if !sw.live {
 			continue // the history's past, given back after a restart: its alerts wait for it (restoreLocked)
@@ -700,16 +698,18 @@ type series struct {
 //
 // A source's samples carry its own clock's time (an agent's), which may
 // be behind or ahead of ours: whether it is silent is judged by when its
-// samples came, by our clock, and a rule's window is the window before
-// its newest sample, by its clock. Neither needs the two clocks to agree.
+// samples came, by our clock — the ring knows, so an evaluator that sees
+// a source for the first time (after a takeover) knows how long it has
+// been silent — and a rule's window is the window before its newest
+// sample, by its clock. Neither needs the two clocks to agree.
 // Samples given back from the history after a restart are not the source
 // reporting: its series are judged as those of a source not seen yet.
 type sourceWatch struct {
 	shape  uint64 // the store's Shape of the source when it was worked out
 	list   []*series
 	newest time.Time // the newest sample's time, by the source's clock
-	seenAt time.Time // when a step first saw it, by ours
-	live   bool      // it was collected in this run (collector.Store.Live), not the history's
+	seenAt time.Time // when it came, by ours (its age in the ring, collector.Store.Arrival)
+	live   bool      // it was collected in this run, not given back from the history
 }
 
 // watch returns the series of a source the rules evaluate, given its

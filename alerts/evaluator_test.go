@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"slices"
@@ -750,5 +751,53 @@ func TestRestartWithTheHistorysPast(t *testing.T) {
 	}
 	if got := states(e2); got["host/dead"] != StateNoData {
 		t.Fatalf("after the restart: %v", got)
+	}
+}
+
+// TestATakeoverKnowsASilentSource: a replica that takes the alert lease
+// (or takes it again, in a new term) reads the states and sees every
+// source of its ring anew: one silent for a minute and a half is known
+// to be silent by when its newest sample came, and its nodata alert
+// stays so, whatever that sample's value — not brought back to life on
+// it for another no-data time.
+func TestATakeoverKnowsASilentSource(t *testing.T) {
+	for _, v := range []float64{95, 10} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			db := openDB(t)
+			ck := &clock{t: t0}
+			hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
+			defer hub.Close()
+			rules := []Rule{{Name: "Hot", Source: "host/*", Metric: "cpu", Op: ">", Threshold: 90}}
+			rules[0].Validate()
+			ring := collector.NewStore(10*time.Minute, time.Second).WithClock(ck.now)
+			term := uint64(1)
+			e := &Evaluator{Rules: rules, Ring: ring, Hub: hub, States: db, Now: ck.now,
+				Lead: func() (bool, uint64, time.Time) { return true, term, time.Now().Add(time.Hour) }} // a save's deadline, by the real clock
+			e.init()
+			ring.Append(collector.Sample{Source: "host/dead", Time: ck.t, Metrics: map[string]float64{"cpu": v}})
+			step := func() {
+				ck.t = ck.t.Add(time.Second)
+				if e.lead(t.Context()) {
+					if err := e.Evaluate(t.Context()); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			for range 90 {
+				step()
+			}
+			if a := e.Active(); len(a) != 1 || a[0].State != StateNoData {
+				t.Fatalf("silent for 90 s: %+v, want nodata", a)
+			}
+			sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
+			defer sub.Close()
+			term = 2
+			for range 120 {
+				step()
+			}
+			if n := len(sub.C()); n != 0 {
+				t.Fatalf("%d alert events after the takeover, want none", n)
+			}
+		})
 	}
 }

@@ -25,15 +25,15 @@ import (
 // second, and forty streams of each, scattered in memory, each missed the
 // processor's cache.
 type sourceRings struct {
-	chunks []*chunk       // oldest first; the last is the one written
-	cols   map[string]int // column by metric
-	names  []string       // metric by column, in the order they came
-	absent []bool         // by column: the last sample lacked it
-	n      int            // samples in chunks
-	total  int            // samples ever appended
-	shape  uint64         // changes when a sample's set of metrics differs from the last one's
-	last   Sample         // newest sample, shared read-only
-	past   bool           // last came from before this run (Store.AppendPast)
+	chunks  []*chunk       // oldest first; the last is the one written
+	cols    map[string]int // column by metric
+	names   []string       // metric by column, in the order they came
+	absent  []bool         // by column: the last sample lacked it
+	n       int            // samples in chunks
+	total   int            // samples ever appended
+	shape   uint64         // changes when a sample's set of metrics differs from the last one's
+	last    Sample         // newest sample, shared read-only
+	arrived int64          // when last was appended, by the store's clock (unix ns); 0: it came from before this run (Store.AppendPast)
 }
 
 // A chunk is up to chunkLen consecutive samples of a source, with a value

@@ -104,22 +104,37 @@ func (s *Store) Append(smp Sample) {
 }
 
 // AppendPast appends a sample from before this run (the history's, given
-// back after a restart): it is not given to the recorder, and it does not
-// make its source Live.
+// back after a restart): it is not given to the recorder, and its source
+// is not live (Arrival) until a sample is appended.
 func (s *Store) AppendPast(smp Sample) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.append(smp)
-	s.sources[smp.Source].past = true
+	s.sources[smp.Source].arrived = 0
 }
 
-// Live says whether the source's newest sample was appended in this run,
-// rather than given back from its past (AppendPast): whether it reports.
-func (s *Store) Live(source string) bool {
+// Arrival is how long ago the source's newest sample was appended, by the
+// store's clock, and whether it was in this run (live) rather than given
+// back from its past (AppendPast). A sample's own time is its source's
+// clock's, which may be off ours: this is how long the source has been
+// silent.
+func (s *Store) Arrival(source string) (age time.Duration, live bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	src := s.sources[source]
-	return src != nil && !src.past
+	if src == nil || src.arrived == 0 {
+		return 0, false
+	}
+	return time.Duration(s.now().UnixNano() - src.arrived), true
+}
+
+// WithClock makes the store read the time from now (a test's clock)
+// rather than time.Now, and returns it.
+func (s *Store) WithClock(now func() time.Time) *Store {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
+	return s
 }
 
 func (s *Store) append(smp Sample) {
@@ -130,7 +145,7 @@ func (s *Store) append(smp Sample) {
 		delete(s.removed, smp.Source)
 	}
 	src.append(smp, s.limit(), &s.shapes, &s.sealing)
-	src.past = false
+	src.arrived = s.now().UnixNano()
 }
 
 // SetStatus records a source's state; errMsg is empty unless it failed.
