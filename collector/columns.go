@@ -33,7 +33,7 @@ type sourceRings struct {
 	total   int            // samples ever appended
 	shape   uint64         // changes when a sample's set of metrics differs from the last one's
 	last    Sample         // newest sample, shared read-only
-	arrived int64          // when last was appended, by the store's clock (unix ns); 0: it came from before this run (Store.AppendPast)
+	arrived time.Time      // when last was appended, by the store's clock, its monotonic reading kept; zero: it came from before this run (Store.AppendPast)
 }
 
 // A chunk is up to chunkLen consecutive samples of a source, with a value

@@ -110,7 +110,7 @@ func (s *Store) AppendPast(smp Sample) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.append(smp)
-	s.sources[smp.Source].arrived = 0
+	s.sources[smp.Source].arrived = time.Time{}
 }
 
 // Arrival is how long ago the source's newest sample was appended, by the
@@ -122,10 +122,10 @@ func (s *Store) Arrival(source string) (age time.Duration, live bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	src := s.sources[source]
-	if src == nil || src.arrived == 0 {
+	if src == nil || src.arrived.IsZero() {
 		return 0, false
 	}
-	return time.Duration(s.now().UnixNano() - src.arrived), true
+	return s.now().Sub(src.arrived), true
 }
 
 // WithClock makes the store read the time from now (a test's clock)
@@ -145,7 +145,7 @@ func (s *Store) append(smp Sample) {
 		delete(s.removed, smp.Source)
 	}
 	src.append(smp, s.limit(), &s.shapes, &s.sealing)
-	src.arrived = s.now().UnixNano()
+	src.arrived = s.now()
 }
 
 // SetStatus records a source's state; errMsg is empty unless it failed.
