@@ -269,12 +269,8 @@ func TestEvaluatorPublishesPersistsAndSurvivesRestart(t *testing.T) {
 // until the sources report; a firing alert must not go to nodata (and fire
 // again) in that moment.
 func TestRestartBeforeFirstSample(t *testing.T) {
-	db := openDB(t)
-	ck := &clock{t: t0}
-	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
-	defer hub.Close()
 	rules := []Rule{{Name: "Up", Source: "host/*", Metric: "up", Op: ">", Threshold: 0}}
-	rules[0].Validate()
+	db, ck, hub := savedRig(t, rules)
 	store := collector.NewStore(time.Minute, time.Second)
 	store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: map[string]float64{"up": 1}})
 	e := &Evaluator{Rules: rules, Ring: store, Hub: hub, States: db, Now: ck.now}
@@ -700,12 +696,8 @@ func TestSourcesWithClocksOff(t *testing.T) {
 // and a firing one waits for its source as after any restart, until the
 // source reports again or its no-data time has passed.
 func TestRestartWithTheHistorysPast(t *testing.T) {
-	db := openDB(t)
-	ck := &clock{t: t0}
-	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
-	defer hub.Close()
 	rules := []Rule{{Name: "Hot", Source: "host/*", Metric: "cpu", Op: ">", Threshold: 90}}
-	rules[0].Validate()
+	db, ck, hub := savedRig(t, rules)
 	store := collector.NewStore(10*time.Minute, time.Second)
 	e := &Evaluator{Rules: rules, Ring: store, Hub: hub, States: db, Now: ck.now}
 	e.Load(context.Background())
@@ -763,12 +755,8 @@ func TestRestartWithTheHistorysPast(t *testing.T) {
 func TestATakeoverKnowsASilentSource(t *testing.T) {
 	for _, v := range []float64{95, 10} {
 		t.Run(fmt.Sprint(v), func(t *testing.T) {
-			db := openDB(t)
-			ck := &clock{t: t0}
-			hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
-			defer hub.Close()
 			rules := []Rule{{Name: "Hot", Source: "host/*", Metric: "cpu", Op: ">", Threshold: 90}}
-			rules[0].Validate()
+			db, ck, hub := savedRig(t, rules)
 			ring := collector.NewStore(10*time.Minute, time.Second).WithClock(ck.now)
 			term := uint64(1)
 			e := &Evaluator{Rules: rules, Ring: ring, Hub: hub, States: db, Now: ck.now,
@@ -800,4 +788,20 @@ func TestATakeoverKnowsASilentSource(t *testing.T) {
 			}
 		})
 	}
+}
+
+// savedRig is what an evaluator whose states are saved needs besides its
+// ring: a store of its own, a test clock and a hub on it; the rules are
+// validated.
+func savedRig(t *testing.T, rules []Rule) (*DB, *clock, *stream.Hub) {
+	t.Helper()
+	for i := range rules {
+		if err := rules[i].Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ck := &clock{t: t0}
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1, Now: ck.now})
+	t.Cleanup(hub.Close)
+	return openDB(t), ck, hub
 }
