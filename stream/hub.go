@@ -199,6 +199,9 @@ func (h *Hub) Publish(m Message) (*Event, error) {
 		if closed {
 			return nil, ErrClosed
 		}
+		if _, ok := m.Body.(json.RawMessage); ok {
+			body = bytes.Clone(body) // the log sends it later; the caller's buffer is the caller's
+		}
 		if _, err := shared.Append(Entry{Type: m.Type, Source: m.Source, Key: m.Key, ID: m.ID, Time: m.Time, Body: body}); err != nil {
 			return nil, fmt.Errorf("stream: publish %s %s: %w", m.Type, m.Source, err)
 		}

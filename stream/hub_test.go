@@ -117,6 +117,19 @@ func TestFrameIsGoSSEs(t *testing.T) {
 	}
 }
 
+// TestAppendJSONString holds the source's writer to encoding/json: names
+// copied as they are, and every string JSON escapes, or that
+// encoding/json escapes for HTML or mends as UTF-8.
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "host/web-1", "service/checkout{region=eu}", `a"b`, `a\b`, "a\nb", "\x00", "\x1f", "\x7f",
+		"<script>", "a&b", "é", "\xff", "\u2028", "host/ä", strings.Repeat("x", 300)} {
+		want, _ := json.Marshal(s)
+		if got := appendJSONString([]byte("prefix"), s); string(got) != "prefix"+string(want) {
+			t.Errorf("%q: %s, encoding/json writes %s", s, got, want)
+		}
+	}
+}
+
 // TestAppendTime holds the event time's writer to time's own formatting of
 // the same layout: years at the ends of four digits and beyond, every
 // millisecond's rounding (down, as time truncates), zones other than UTC.
@@ -154,6 +167,32 @@ func TestPublishRejectsBadMessages(t *testing.T) {
 	}
 	if h.LastID() != 999 {
 		t.Fatalf("a rejected message used an id: LastID = %d", h.LastID())
+	}
+}
+
+// TestPublishKeepsNothingOfABody: a hub that republishes its agents'
+// samples reuses one buffer for their bodies; an event published, and
+// replayed, is the body as it was when published.
+func TestPublishKeepsNothingOfABody(t *testing.T) {
+	h := newTestHub(t, HubOptions{Replay: 8})
+	buf := []byte(`{"metrics":{"v":1}}`)
+	ev, err := h.Publish(Message{Type: TypeSample, Source: "host/a", Body: json.RawMessage(buf)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, `{"metrics":{"v":2}}`)
+	if _, err := h.Publish(Message{Type: TypeSample, Source: "host/a", Body: json.RawMessage(buf)}); err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, `{"metrics":{"x":3}}`)
+	evs, err := h.log.After(ev.ID - 1)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("replay: %d events, %v", len(evs), err)
+	}
+	for i, ev := range evs {
+		if want := fmt.Sprintf(`"metrics":{"v":%d}}`, i+1); !strings.HasSuffix(string(ev.JSON()), want) {
+			t.Errorf("event %d: %s, want it to end %s", i, ev.JSON(), want)
+		}
 	}
 }
 
