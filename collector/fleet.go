@@ -368,12 +368,20 @@ func acceptable(ev agentEvent) string {
 	if len(ev.Metrics) > MaxUpstreamMetrics {
 		return fmt.Sprintf("%s: %d metrics in a sample, more than %d", ev.Source, len(ev.Metrics), MaxUpstreamMetrics)
 	}
+	if ev.checked {
+		return ""
+	}
 	for name := range ev.Metrics {
-		if len(name) > maxNameBytes || stream.Readable(name) != name {
+		if !metricName(name) {
 			return fmt.Sprintf("%s: a metric named %q: at most %d bytes of readable text", ev.Source, stream.Clip(stream.Readable(name), 64), maxNameBytes)
 		}
 	}
 	return ""
+}
+
+// metricName says whether a hub takes name for a metric's.
+func metricName(name string) bool {
+	return len(name) <= maxNameBytes && stream.Readable(name) == name
 }
 
 // take takes one sample or source event of an agent; one it cannot
@@ -413,8 +421,11 @@ func (f *Fleet) take(u *upstream, ev agentEvent) (taken bool, err error) {
 		// The ID is the agent's event: replicas that follow one agent, or
 		// one that resumes where another stood, put it on a shared
 		// stream once.
+		body := bodies.Get().(*[]byte)
+		*body = u.appendSampleBody((*body)[:0], ev)
 		_, err = f.Hub.Publish(stream.Message{Type: stream.TypeSample, Source: ev.Source, Time: ev.TS,
-			Key: stream.TypeSample + "/" + ev.Source, Body: u.sampleBody(ev), ID: u.name + "-" + strconv.FormatUint(ev.Seq, 10)})
+			Key: stream.TypeSample + "/" + ev.Source, Body: json.RawMessage(*body), ID: u.name + "-" + strconv.FormatUint(ev.Seq, 10)})
+		bodies.Put(body)
 	case stream.TypeSource: // the agent's word on its host, cut off or not
 		f.setState(u, ev.Source, SourceState{State: ev.State, Error: stream.Clip(ev.Error, maxErrorBytes), Partial: ev.Partial,
 			Upstream: &UpstreamRef{Name: u.name, Seq: ev.Seq}}, ev.TS)

@@ -20,9 +20,20 @@ var errNotMetrics = errors.New(`metrics: want an object of "name": number`)
 // which keeps it interned: a hub's agents send the same names, which are
 // then one string for all of them, not a map and forty strings for each
 // (5 MB of a hub of 1,000 agents).
+//
+// The cache also keeps whether each name is one a hub takes for a
+// metric's (metricName), so that a hub checks a name once, not forty
+// times a second: odd says a name of the event is not, or was not read
+// through the cache.
 type nameCache struct {
-	order []unique.Handle[string] // the last event's names, in order
-	next  int                     // the place of the next name in order
+	order []cachedName // the last event's names, in order
+	next  int          // the place of the next name in order
+	odd   bool
+}
+
+type cachedName struct {
+	h  unique.Handle[string]
+	ok bool // metricName
 }
 
 // maxNames bounds a cache: an agent that invents names does not grow it
@@ -32,9 +43,13 @@ const maxNames = 10000
 // begin starts an event's names.
 func (c *nameCache) begin() {
 	if c != nil {
-		c.next = 0
+		c.next, c.odd = 0, false
 	}
 }
+
+// checked says whether every name of the event so far was read through
+// the cache and is one a hub takes for a metric's.
+func (c *nameCache) checked() bool { return c != nil && !c.odd }
 
 // name returns b as a string, the cached one when seen before.
 func (c *nameCache) name(b []byte) string {
@@ -44,18 +59,21 @@ func (c *nameCache) name(b []byte) string {
 	i := c.next
 	c.next++
 	if i < len(c.order) {
-		if s := c.order[i].Value(); s == string(b) {
-			return s
+		if n := c.order[i]; n.h.Value() == string(b) {
+			c.odd = c.odd || !n.ok
+			return n.h.Value()
 		}
 	}
-	h := unique.Make(string(b))
+	n := cachedName{h: unique.Make(string(b))}
+	n.ok = metricName(n.h.Value())
+	c.odd = c.odd || !n.ok
 	switch {
 	case i < len(c.order):
-		c.order[i] = h
+		c.order[i] = n
 	case i == len(c.order) && i < maxNames:
-		c.order = append(c.order, h)
+		c.order = append(c.order, n)
 	}
-	return h.Value()
+	return n.h.Value()
 }
 
 // parseMetrics reads a sample's metrics — a JSON object of names to
@@ -209,6 +227,9 @@ func (p *metricsParser) str(names *nameCache) (string, bool) {
 			p.i++
 			return s, true
 		case c == '\\' || c < 0x20 || c >= 0x80:
+			if names != nil {
+				names.odd = true // not through the cache: acceptable reads it
+			}
 			return p.slowStr(start - 1)
 		}
 		p.i++

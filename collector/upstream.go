@@ -302,6 +302,7 @@ type agentEvent struct {
 	RawMetrics json.RawMessage    `json:"metrics"` // as sent: a host's is republished as it is
 	Metrics    map[string]float64 `json:"-"`
 	compact    bool               // RawMetrics has no whitespace
+	checked    bool               // every metric's name is one a hub takes (metricName), seen so by the agent's nameCache
 	Traffic    *Traffic           `json:"traffic"`
 	Labels     map[string]string  `json:"labels"` // a hub's republished sample's (a replica mirrors it)
 	SourceState
@@ -313,6 +314,7 @@ type agentEvent struct {
 // as a map.
 func decodeAgentEvent(data []byte, names *nameCache) (agentEvent, error) {
 	if ev, ok := fastSample(data, names); ok {
+		ev.checked = names.checked()
 		return ev, nil
 	}
 	var ev agentEvent
@@ -324,7 +326,7 @@ func decodeAgentEvent(data []byte, names *nameCache) (agentEvent, error) {
 		if err != nil {
 			return ev, err
 		}
-		ev.Metrics, ev.compact = m, compact
+		ev.Metrics, ev.compact, ev.checked = m, compact, names.checked()
 	}
 	return ev, nil
 }
@@ -355,12 +357,12 @@ func (u *upstream) take(typ string, data []byte) error {
 	return nil
 }
 
-// sampleBody is the body of an agent's host sample as the hub republishes
-// it: the metrics as the agent sent them (compacted: valid JSON, one
-// line), the upstream's labels, and where it came from. Building it by
-// hand spares re-encoding forty metrics a sample, most of a hub's work.
-func (u *upstream) sampleBody(ev agentEvent) json.RawMessage {
-	b := make([]byte, 0, len(ev.RawMetrics)+len(u.suffix)+48)
+// appendSampleBody appends the body of an agent's host sample as the hub
+// republishes it: the metrics as the agent sent them (compacted: valid
+// JSON, one line), the upstream's labels, and where it came from. Building
+// it by hand spares re-encoding forty metrics a sample, most of a hub's
+// work.
+func (u *upstream) appendSampleBody(b []byte, ev agentEvent) json.RawMessage {
 	b = append(b, `{"metrics":`...)
 	if ev.compact {
 		b = append(b, ev.RawMetrics...)
@@ -375,6 +377,12 @@ func (u *upstream) sampleBody(ev agentEvent) json.RawMessage {
 	b = strconv.AppendUint(b, ev.Seq, 10)
 	return append(b, "}}"...)
 }
+
+// bodies are the buffers of the samples a hub republishes: Publish copies
+// a body into its event and keeps nothing of it, so a kilobyte a sample is
+// not left to the collector (a fifth of what a hub of 1,000 agents
+// allocated).
+var bodies = sync.Pool{New: func() any { return new([]byte) }}
 
 // moveTo records the agent's position after an event — taken says
 // whether the hub took it — or after a heartbeat's position (nil).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"math"
 	"reflect"
@@ -252,6 +253,45 @@ func TestNameCache(t *testing.T) {
 	var none *nameCache // no cache: a new string each time
 	if none.name([]byte("y")) != "y" {
 		t.Error("no cache")
+	}
+}
+
+// TestNamesCheckedOnce: the names an agent's cache remembers carry
+// whether a hub takes them, so that a sample whose names were all seen
+// before is not checked again — and one whose name a hub does not take is
+// refused each time it comes, from the cache or not, on the fast path or
+// the slow one.
+func TestNamesCheckedOnce(t *testing.T) {
+	long := strings.Repeat("x", maxNameBytes+1)
+	tests := []struct {
+		metrics string
+		checked bool
+	}{
+		{`{"cpu.percent":1,"load.1":2}`, true},
+		{`{"cpu.percent":1,"load.1":2}`, true}, // from the cache
+		{`{"cpu.percent":1,"` + long + `":2}`, false},
+		{`{"cpu.percent":1,"` + long + `":2}`, false}, // from the cache
+		{`{"cpu.percent":1,"load.1":2}`, true},
+		{`{"cpu.percent":1,"bad\u0007name":2}`, false}, // an escape: not through the cache
+		{`{"cpu.percent":1,"bad\u0007name":2}`, false},
+		{`{"cpu.percent":1,"h\u00e9":2}`, false}, // not checked by the cache, but taken
+		{`{"cpu.percent":1,"load.1":2}`, true},
+	}
+	c := &nameCache{}
+	for i, tt := range tests {
+		for _, form := range []string{
+			`{"seq":%d,"type":"sample","ts":"2026-12-01T10:00:00Z","source":"host/a","metrics":%s}`, // the fast path
+			`{"seq":%d, "type":"sample","source":"host/a","metrics":%s}`,                            // encoding/json's
+		} {
+			ev, err := decodeAgentEvent(fmt.Appendf(nil, form, i+1, tt.metrics), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			refused := acceptable(ev) != ""
+			if ev.checked != tt.checked || refused != (!tt.checked && !strings.Contains(tt.metrics, "00e9")) {
+				t.Errorf("event %d (%.20s…): checked %v, refused %v (%s)", i+1, form, ev.checked, refused, acceptable(ev))
+			}
+		}
 	}
 }
 
