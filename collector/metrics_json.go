@@ -26,14 +26,10 @@ var errNotMetrics = errors.New(`metrics: want an object of "name": number`)
 // times a second: odd says a name of the event is not, or was not read
 // through the cache.
 type nameCache struct {
-	order []cachedName // the last event's names, in order
-	next  int          // the place of the next name in order
+	order []unique.Handle[string] // the last event's names, in order
+	ok    []bool                  // metricName of each, a byte, not a word beside each handle
+	next  int                     // the place of the next name in order
 	odd   bool
-}
-
-type cachedName struct {
-	h  unique.Handle[string]
-	ok bool // metricName
 }
 
 // maxNames bounds a cache: an agent that invents names does not grow it
@@ -59,21 +55,21 @@ func (c *nameCache) name(b []byte) string {
 	i := c.next
 	c.next++
 	if i < len(c.order) {
-		if n := c.order[i]; n.h.Value() == string(b) {
-			c.odd = c.odd || !n.ok
-			return n.h.Value()
+		if s := c.order[i].Value(); s == string(b) {
+			c.odd = c.odd || !c.ok[i]
+			return s
 		}
 	}
-	n := cachedName{h: unique.Make(string(b))}
-	n.ok = metricName(n.h.Value())
-	c.odd = c.odd || !n.ok
+	h := unique.Make(string(b))
+	ok := metricName(h.Value())
+	c.odd = c.odd || !ok
 	switch {
 	case i < len(c.order):
-		c.order[i] = n
+		c.order[i], c.ok[i] = h, ok
 	case i == len(c.order) && i < maxNames:
-		c.order = append(c.order, n)
+		c.order, c.ok = append(c.order, h), append(c.ok, ok)
 	}
-	return n.h.Value()
+	return h.Value()
 }
 
 // parseMetrics reads a sample's metrics — a JSON object of names to
