@@ -84,11 +84,11 @@ func BenchmarkBreachToReceipt(b *testing.B) {
 	go d.Run(ctx)
 	b.ResetTimer()
 	for range b.N {
-		store.Append(collector.Sample{Source: "host/a", Time: time.Now(), Metrics: map[string]float64{"cpu.percent": 95}})
+		store.Append(collector.Sample{Source: "host/a", Time: time.Now(), Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": 95})})
 		e.Evaluate(ctx)
 		<-received
 		b.StopTimer()
-		store.Append(collector.Sample{Source: "host/a", Time: time.Now(), Metrics: map[string]float64{"cpu.percent": 10}})
+		store.Append(collector.Sample{Source: "host/a", Time: time.Now(), Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": 10})})
 		e.Evaluate(ctx) // resolved; not subscribed
 		b.StartTimer()
 	}
@@ -176,16 +176,20 @@ func BenchmarkEvaluate1000Hosts(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	noisy := func(v float64) float64 { return decimal.Significant(v*(0.9+0.2*rng.Float64()), 6) } // as the fleet bench's agents
 	sample := func(i int, at time.Time) collector.Sample {
-		return collector.Sample{Source: fmt.Sprintf("host/h%04d", i), Time: at, Metrics: map[string]float64{
+		return collector.Sample{Source: fmt.Sprintf("host/h%04d", i), Time: at, Metrics: collector.MetricsOf(map[string]float64{
 			"cpu.percent": noisy(40), "mem.used_percent": noisy(40), "swap.used_percent": noisy(1),
-			"load.5_per_core": noisy(0.3), "fs.used_percent{mount=/}": noisy(50), "disk.read_bytes_per_sec": noisy(1000)}}
+			"load.5_per_core": noisy(0.3), "fs.used_percent{mount=/}": noisy(50), "disk.read_bytes_per_sec": noisy(1000)})}
 	}
 	for s := range 600 {
 		for i := range 1000 {
 			ring.Append(sample(i, t0.Add(time.Duration(s)*time.Second)))
 		}
 	}
-	e := &Evaluator{Rules: DefaultRules(), Ring: ring, Interval: time.Second}
+	hub := stream.NewHub(stream.HubOptions{})
+	defer hub.Close()
+	// A hub to publish to: a run of more than a few hundred seconds
+	// has transitions (a host's figures wander past a threshold).
+	e := &Evaluator{Rules: DefaultRules(), Ring: ring, Interval: time.Second, Hub: hub}
 	now := t0.Add(600 * time.Second)
 	e.Evaluate(context.Background()) // the series made
 	b.ResetTimer()

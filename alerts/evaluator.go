@@ -717,7 +717,7 @@ type sourceWatch struct {
 // differ from the last sample's (Shape), so that a step does not match
 // every rule against every metric of a fleet, nor hash every
 // fingerprint, each second.
-func (e *Evaluator) watch(source string, m map[string]float64) *sourceWatch {
+func (e *Evaluator) watch(source string, m collector.Metrics) *sourceWatch {
 	shape := e.Ring.Shape(source)
 	w := e.watches[source]
 	if w != nil && w.shape == shape {
@@ -733,7 +733,7 @@ func (e *Evaluator) watch(source string, m map[string]float64) *sourceWatch {
 		if !stream.Glob(r.Source, source) {
 			continue
 		}
-		for name := range m {
+		for _, name := range m.Names().List() {
 			if stream.Glob(r.Metric, name) {
 				w.list = append(w.list, e.seriesOf(r, source, name))
 			}
@@ -971,7 +971,7 @@ func (e *Evaluator) value(w *series, source string, latest collector.Sample, now
 		return 0, false
 	}
 	if r.Aggregate == "last" {
-		v, ok := latest.Metrics[w.metric]
+		v, ok := latest.Metrics.Get(w.metric)
 		return v, ok
 	}
 	w.window = slide(w.window, latest.Time.Add(-r.Window), func(dst []collector.Point, since time.Time) []collector.Point {

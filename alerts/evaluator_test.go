@@ -199,8 +199,8 @@ func TestEvaluatorPublishesPersistsAndSurvivesRestart(t *testing.T) {
 		return e
 	}
 	sample := func(root, home float64) {
-		store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: map[string]float64{
-			"fs.used_percent{mount=/}": root, "fs.used_percent{mount=/home}": home, "cpu.percent": 99}})
+		store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: collector.MetricsOf(map[string]float64{
+			"fs.used_percent{mount=/}": root, "fs.used_percent{mount=/home}": home, "cpu.percent": 99})})
 	}
 	var raw []string
 	events := func() []map[string]any {
@@ -272,7 +272,7 @@ func TestRestartBeforeFirstSample(t *testing.T) {
 	rules := []Rule{{Name: "Up", Source: "host/*", Metric: "up", Op: ">", Threshold: 0}}
 	db, ck, hub := savedRig(t, rules)
 	store := collector.NewStore(time.Minute, time.Second)
-	store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: map[string]float64{"up": 1}})
+	store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: collector.MetricsOf(map[string]float64{"up": 1})})
 	e := &Evaluator{Rules: rules, Ring: store, Hub: hub, States: db, Now: ck.now}
 	e.Load(context.Background())
 	e.Evaluate(context.Background())
@@ -284,7 +284,7 @@ func TestRestartBeforeFirstSample(t *testing.T) {
 	ck.t = ck.t.Add(time.Second)
 	e2.Evaluate(context.Background()) // before the first sample
 	ck.t = ck.t.Add(time.Second)
-	empty.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: map[string]float64{"up": 1}})
+	empty.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: collector.MetricsOf(map[string]float64{"up": 1})})
 	e2.Evaluate(context.Background())
 	if n := len(sub.C()); n != 0 {
 		t.Fatalf("%d alert events after a restart, want none", n)
@@ -311,7 +311,7 @@ func TestAck(t *testing.T) {
 	rules[0].Validate()
 	store := collector.NewStore(time.Minute, time.Second)
 	sample := func(v float64) {
-		store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: map[string]float64{"temp": v}})
+		store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: collector.MetricsOf(map[string]float64{"temp": v})})
 	}
 	newEval := func() *Evaluator {
 		e := &Evaluator{Rules: rules, Ring: store, Hub: hub, States: db, Now: ck.now}
@@ -388,7 +388,7 @@ func TestAlertsCarrySourceLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := &Evaluator{Rules: []Rule{r}, Ring: store, Hub: hub, Now: ck.now}
-	store.Append(collector.Sample{Source: "host/web-1", Time: ck.t, Metrics: map[string]float64{"cpu.percent": 99},
+	store.Append(collector.Sample{Source: "host/web-1", Time: ck.t, Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": 99}),
 		Labels: map[string]string{"role": "web", "dc": "fra"}})
 	if err := e.Evaluate(context.Background()); err != nil {
 		t.Fatal(err)
@@ -429,7 +429,7 @@ func TestEvaluatorFollowsChangingMetrics(t *testing.T) {
 	}
 	for i, st := range steps {
 		ck.t = ck.t.Add(time.Second)
-		store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: st.metrics})
+		store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: collector.MetricsOf(st.metrics)})
 		e.Evaluate(context.Background())
 		if got := states(); !maps.Equal(got, st.want) {
 			t.Fatalf("step %d: %v, want %v", i, got, st.want)
@@ -437,7 +437,7 @@ func TestEvaluatorFollowsChangingMetrics(t *testing.T) {
 	}
 	for range 3 { // /data left the samples
 		ck.t = ck.t.Add(time.Second)
-		store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: steps[2].metrics})
+		store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: collector.MetricsOf(steps[2].metrics)})
 		e.Evaluate(context.Background())
 	}
 	if got := states()["fs.used_percent{mount=/data}"]; got != StateNoData {
@@ -460,7 +460,7 @@ func TestAlertsOfARemovedSource(t *testing.T) {
 	}
 	for range 4 {
 		ck.t = ck.t.Add(time.Second)
-		store.Append(collector.Sample{Source: "upstream/web-1", Time: ck.t, Metrics: map[string]float64{"upstream.up": 0}, Labels: map[string]string{"role": "web"}})
+		store.Append(collector.Sample{Source: "upstream/web-1", Time: ck.t, Metrics: collector.MetricsOf(map[string]float64{"upstream.up": 0}), Labels: map[string]string{"role": "web"}})
 		e.Evaluate(context.Background())
 	}
 	sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
@@ -519,9 +519,9 @@ func TestSlideMatchesAWholeRead(t *testing.T) {
 		case r < 2:
 			at = at.Add(time.Duration(30+rng.IntN(120)) * time.Second) // silent, sometimes past the window
 		case r < 10:
-			ring.Append(collector.Sample{Source: "host/a", Time: at, Metrics: map[string]float64{"other": 1}})
+			ring.Append(collector.Sample{Source: "host/a", Time: at, Metrics: collector.MetricsOf(map[string]float64{"other": 1})})
 		default:
-			ring.Append(collector.Sample{Source: "host/a", Time: at, Metrics: map[string]float64{"cpu.percent": float64(rng.IntN(1000)) / 10}})
+			ring.Append(collector.Sample{Source: "host/a", Time: at, Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": float64(rng.IntN(1000)) / 10})})
 		}
 		at = at.Add(time.Second)
 		from := at.Add(-time.Minute)
@@ -569,7 +569,7 @@ func TestPassedOnAckAppliedOnce(t *testing.T) {
 	set := metrics.NewSet()
 	e := &Evaluator{Rules: []Rule{r}, Ring: store, Hub: hub, Now: ck.now, Metrics: set, Acks: q,
 		Lead: func() (bool, uint64, time.Time) { return held, 1, ck.t.Add(time.Hour) }}
-	store.Append(collector.Sample{Source: "host/web-1", Time: ck.t, Metrics: map[string]float64{"cpu.percent": 99}})
+	store.Append(collector.Sample{Source: "host/web-1", Time: ck.t, Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": 99})})
 	ctx := context.Background()
 	e.init() // as Run does
 	if !e.lead(ctx) {
@@ -667,7 +667,7 @@ func TestSourcesWithClocksOff(t *testing.T) {
 			if step >= 120 && step < 240 {
 				v = 99
 			}
-			store.Append(collector.Sample{Source: "host/a", Time: ck.t.Add(skew), Metrics: map[string]float64{"cpu.percent": v}})
+			store.Append(collector.Sample{Source: "host/a", Time: ck.t.Add(skew), Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": v})})
 			if err := e.Evaluate(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -701,12 +701,12 @@ func TestRestartWithTheHistorysPast(t *testing.T) {
 	store := collector.NewStore(10*time.Minute, time.Second)
 	e := &Evaluator{Rules: rules, Ring: store, Hub: hub, States: db, Now: ck.now}
 	e.Load(context.Background())
-	store.Append(collector.Sample{Source: "host/dead", Time: ck.t, Metrics: map[string]float64{"cpu": 95}})
-	store.Append(collector.Sample{Source: "host/live", Time: ck.t, Metrics: map[string]float64{"cpu": 95}})
+	store.Append(collector.Sample{Source: "host/dead", Time: ck.t, Metrics: collector.MetricsOf(map[string]float64{"cpu": 95})})
+	store.Append(collector.Sample{Source: "host/live", Time: ck.t, Metrics: collector.MetricsOf(map[string]float64{"cpu": 95})})
 	e.Evaluate(context.Background())
 	for range 90 { // host/dead stops; its alert goes nodata
 		ck.t = ck.t.Add(time.Second)
-		store.Append(collector.Sample{Source: "host/live", Time: ck.t, Metrics: map[string]float64{"cpu": 95}})
+		store.Append(collector.Sample{Source: "host/live", Time: ck.t, Metrics: collector.MetricsOf(map[string]float64{"cpu": 95})})
 		e.Evaluate(context.Background())
 	}
 	states := func(e *Evaluator) map[string]string {
@@ -723,8 +723,8 @@ func TestRestartWithTheHistorysPast(t *testing.T) {
 	// The restart: the ring starts with the history's past.
 	sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
 	ring := collector.NewStore(10*time.Minute, time.Second)
-	ring.AppendPast(collector.Sample{Source: "host/dead", Time: t0, Metrics: map[string]float64{"cpu": 50}})
-	ring.AppendPast(collector.Sample{Source: "host/live", Time: ck.t, Metrics: map[string]float64{"cpu": 95}})
+	ring.AppendPast(collector.Sample{Source: "host/dead", Time: t0, Metrics: collector.MetricsOf(map[string]float64{"cpu": 50})})
+	ring.AppendPast(collector.Sample{Source: "host/live", Time: ck.t, Metrics: collector.MetricsOf(map[string]float64{"cpu": 95})})
 	e2 := &Evaluator{Rules: rules, Ring: ring, Hub: hub, States: db, Now: ck.now}
 	e2.Load(context.Background())
 	for range 20 {
@@ -734,7 +734,7 @@ func TestRestartWithTheHistorysPast(t *testing.T) {
 	if n := len(sub.C()); n != 0 {
 		t.Fatalf("%d alert events before any source reported again, want none", n)
 	}
-	ring.Append(collector.Sample{Source: "host/live", Time: ck.t, Metrics: map[string]float64{"cpu": 50}})
+	ring.Append(collector.Sample{Source: "host/live", Time: ck.t, Metrics: collector.MetricsOf(map[string]float64{"cpu": 50})})
 	e2.Evaluate(context.Background())
 	var ev map[string]any
 	json.Unmarshal((<-sub.C()).JSON(), &ev)
@@ -762,7 +762,7 @@ func TestATakeoverKnowsASilentSource(t *testing.T) {
 			e := &Evaluator{Rules: rules, Ring: ring, Hub: hub, States: db, Now: ck.now,
 				Lead: func() (bool, uint64, time.Time) { return true, term, time.Now().Add(time.Hour) }} // a save's deadline, by the real clock
 			e.init()
-			ring.Append(collector.Sample{Source: "host/dead", Time: ck.t, Metrics: map[string]float64{"cpu": v}})
+			ring.Append(collector.Sample{Source: "host/dead", Time: ck.t, Metrics: collector.MetricsOf(map[string]float64{"cpu": v})})
 			step := func() {
 				ck.t = ck.t.Add(time.Second)
 				if e.lead(t.Context()) {

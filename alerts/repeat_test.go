@@ -54,7 +54,7 @@ func TestRepeatInterval(t *testing.T) {
 	ctx := context.Background()
 	step := func(after time.Duration, cpu float64) {
 		ck.t = ck.t.Add(after)
-		store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: map[string]float64{"cpu.percent": cpu}})
+		store.Append(collector.Sample{Source: "host/a", Time: ck.t, Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": cpu})})
 		if err := e.Evaluate(ctx); err != nil {
 			t.Fatal(err)
 		}

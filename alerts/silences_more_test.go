@@ -68,7 +68,7 @@ func newHarness(t *testing.T, sil SilenceStore, rcv ConfiguredReceiver, rules ..
 func (h *harness) step(after time.Duration, cpu float64) {
 	h.t.Helper()
 	h.ck.t = h.ck.t.Add(after)
-	h.store.Append(collector.Sample{Source: "host/a", Time: h.ck.t, Metrics: map[string]float64{"cpu.percent": cpu}})
+	h.store.Append(collector.Sample{Source: "host/a", Time: h.ck.t, Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": cpu})})
 	if err := h.e.Evaluate(context.Background()); err != nil {
 		h.t.Fatal(err)
 	}

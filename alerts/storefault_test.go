@@ -81,7 +81,7 @@ func newStoreRig(t *testing.T, db *DB, store StateStore) *storeRig {
 // than the last tick.
 func (r *storeRig) tick(v float64) error {
 	r.ck.t = r.ck.t.Add(250 * time.Millisecond)
-	r.ring.Append(collector.Sample{Source: "host/a", Time: r.ck.t, Metrics: map[string]float64{"temp": v}})
+	r.ring.Append(collector.Sample{Source: "host/a", Time: r.ck.t, Metrics: collector.MetricsOf(map[string]float64{"temp": v})})
 	return r.e.Evaluate(context.Background())
 }
 

@@ -131,7 +131,7 @@ func fillDay(store *collector.Store, now time.Time) {
 		for _, l := range latencies {
 			m[l.metric] = p50 * l.times * (1 + 0.2*rng.Float64())
 		}
-		store.Append(collector.Sample{Source: chartsSource, Time: t, Metrics: m})
+		store.Append(collector.Sample{Source: chartsSource, Time: t, Metrics: collector.MetricsOf(m)})
 	}
 }
 

@@ -180,7 +180,7 @@ func TestTakeoverFiresOnce(t *testing.T) {
 			if hot.Load() {
 				v = 99
 			}
-			ring.Append(collector.Sample{Source: "host/web-1", Time: time.Now(), Metrics: map[string]float64{"cpu.percent": v}})
+			ring.Append(collector.Sample{Source: "host/web-1", Time: time.Now(), Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": v})})
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
@@ -217,7 +217,7 @@ func TestAckOnAFollowerReachesTheHolder(t *testing.T) {
 	if err := rule.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	ring.Append(collector.Sample{Source: "host/web-1", Time: time.Now(), Metrics: map[string]float64{"cpu.percent": 99}})
+	ring.Append(collector.Sample{Source: "host/web-1", Time: time.Now(), Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": 99})})
 	a := startEvalReplica(t, n, "a", ring, rule)
 	waitFor(t, func() bool { return a.pub.count(alerts.StateFiring) == 1 }, "the alert firing on a")
 	b := startEvalReplica(t, n, "b", ring, rule)

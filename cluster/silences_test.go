@@ -34,7 +34,7 @@ func TestSharedSilences(t *testing.T) {
 	}
 	step := func(cpu float64) {
 		t.Helper()
-		ring.Append(collector.Sample{Source: "host/a", Time: time.Now(), Metrics: map[string]float64{"cpu.percent": cpu}})
+		ring.Append(collector.Sample{Source: "host/a", Time: time.Now(), Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": cpu})})
 		if err := e.Evaluate(ctx); err != nil {
 			t.Fatal(err)
 		}

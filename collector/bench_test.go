@@ -20,10 +20,11 @@ func BenchmarkStoreAppend(b *testing.B) {
 	for i := range 40 {
 		m[fmt.Sprintf("metric.%d", i)] = float64(i)
 	}
+	metrics := MetricsOf(m)
 	now := time.Unix(1000, 0)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		s.Append(Sample{Source: "host/a", Time: now.Add(time.Duration(i) * time.Second), Metrics: m})
+		s.Append(Sample{Source: "host/a", Time: now.Add(time.Duration(i) * time.Second), Metrics: metrics})
 	}
 }
 
@@ -142,7 +143,7 @@ func BenchmarkStoreRangeMinute(b *testing.B) {
 		for k := range 40 {
 			m[fmt.Sprintf("metric.%d", k)] = math.Round(rng.Float64()*100000) / 1000
 		}
-		s.Append(Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: m})
+		s.Append(Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: MetricsOf(m)})
 	}
 	since := t0.Add(639 * time.Second)
 	var pts []Point

@@ -365,13 +365,13 @@ func acceptable(ev agentEvent) string {
 	if len(ev.Source) > maxNameBytes || stream.Readable(ev.Source) != ev.Source || !strings.Contains(ev.Source, "/") {
 		return fmt.Sprintf("a source named %q: a name is kind/name, readable, at most %d bytes", stream.Clip(stream.Readable(ev.Source), 64), maxNameBytes)
 	}
-	if len(ev.Metrics) > MaxUpstreamMetrics {
-		return fmt.Sprintf("%s: %d metrics in a sample, more than %d", ev.Source, len(ev.Metrics), MaxUpstreamMetrics)
+	if ev.Metrics.Len() > MaxUpstreamMetrics {
+		return fmt.Sprintf("%s: %d metrics in a sample, more than %d", ev.Source, ev.Metrics.Len(), MaxUpstreamMetrics)
 	}
 	if ev.checked {
 		return ""
 	}
-	for name := range ev.Metrics {
+	for _, name := range ev.Metrics.Names().List() {
 		if !metricName(name) {
 			return fmt.Sprintf("%s: a metric named %q: at most %d bytes of readable text", ev.Source, stream.Clip(stream.Readable(name), 64), maxNameBytes)
 		}
@@ -406,7 +406,7 @@ func (f *Fleet) take(u *upstream, ev agentEvent) (taken bool, err error) {
 	}
 	switch ev.Type {
 	case stream.TypeSample:
-		if ev.Metrics == nil {
+		if ev.RawMetrics == nil {
 			return false, nil
 		}
 		if f.Shared {

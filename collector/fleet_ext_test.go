@@ -187,7 +187,7 @@ func TestAgentHostIsTheHubs(t *testing.T) {
 	})
 	vigiltest.Eventually(t, 10*time.Second, "the upstream down: nothing it sends is taken", func() bool {
 		smp, _ := f.Store.Latest("upstream/web-1")
-		up, ok := smp.Metrics["upstream.up"]
+		up, ok := smp.Metrics.Get("upstream.up")
 		return ok && up == 0
 	})
 	pts, _ := f.Store.Range("host/vm", "cpu.percent", time.Time{})

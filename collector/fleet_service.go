@@ -70,7 +70,7 @@ func (s *fleetService) take(host string, ev agentEvent, now time.Time) {
 		return
 	}
 	h.seen = now
-	h.instancesUp, h.instancesTotal = ev.Metrics["instances.up"], ev.Metrics["instances.total"]
+	h.instancesUp, h.instancesTotal = ev.Metrics.Value("instances.up"), ev.Metrics.Value("instances.total")
 	t := ev.Traffic
 	if t == nil || !(t.Seconds > 0) || !(t.Requests >= 0) || !(t.Errors >= 0) || math.IsInf(t.Requests+t.Errors+t.Seconds, 0) {
 		return

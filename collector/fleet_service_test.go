@@ -94,7 +94,7 @@ func TestFleetServiceHosts(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1000, 0)}
 	s := &fleetService{name: "service/api", window: 30 * time.Second, hosts: map[string]*hostTraffic{}, now: clock.Now}
 	sample := func(host string, tr *Traffic) {
-		s.take(host, agentEvent{Type: "sample", Source: "service/api", Metrics: map[string]float64{"instances.up": 1, "instances.total": 2}, Traffic: tr}, clock.Now())
+		s.take(host, agentEvent{Type: "sample", Source: "service/api", Metrics: MetricsOf(map[string]float64{"instances.up": 1, "instances.total": 2}), Traffic: tr}, clock.Now())
 	}
 	for range 5 {
 		sample("a", &Traffic{Requests: 100, Errors: 5, Seconds: 1, Latency: map[string]float64{"0...0.1": 100}})

@@ -30,6 +30,8 @@ type nameCache struct {
 	ok    []bool                  // metricName of each, a byte, not a word beside each handle
 	next  int                     // the place of the next name in order
 	odd   bool
+	names *Names   // the last sample's metrics' names
+	keys  []string // a sample's names as read, reused
 }
 
 // maxNames bounds a cache: an agent that invents names does not grow it
@@ -73,52 +75,86 @@ func (c *nameCache) name(b []byte) string {
 }
 
 // parseMetrics reads a sample's metrics — a JSON object of names to
-// numbers — into a map. It is what encoding/json would make of it (the
-// tests compare the two), without reflection: on a hub, decoding agents'
-// metrics is most of the work. compact says raw has no whitespace.
-func parseMetrics(raw []byte, names *nameCache) (m map[string]float64, compact bool, err error) {
+// numbers. It is what encoding/json would make of it (the tests compare
+// the two), without reflection: on a hub, decoding agents' metrics is
+// most of the work. compact says raw has no whitespace.
+func parseMetrics(raw []byte, names *nameCache) (m Metrics, compact bool, err error) {
 	names.begin()
 	p := metricsParser{b: raw, compact: true}
 	p.space()
 	m, ok := p.metrics(names)
 	if !ok {
-		return nil, false, errNotMetrics
+		return Metrics{}, false, errNotMetrics
 	}
 	return m, p.end(), p.err()
 }
 
 // metrics reads an object of names to numbers.
-func (p *metricsParser) metrics(names *nameCache) (map[string]float64, bool) {
+func (p *metricsParser) metrics(names *nameCache) (Metrics, bool) {
 	if !p.eat('{') {
-		return nil, false
+		return Metrics{}, false
 	}
-	m := make(map[string]float64, 48)
+	var keys []string
+	var values []float64
+	if names != nil {
+		keys = names.keys[:0]
+		if names.names != nil {
+			values = make([]float64, 0, len(names.names.list))
+		}
+	}
 	p.space()
 	if p.eat('}') {
-		return m, true
+		return Metrics{}, true
 	}
 	for {
 		p.space()
 		key, ok := p.str(names)
 		if !ok {
-			return nil, false
+			return Metrics{}, false
 		}
 		p.space()
 		if !p.eat(':') {
-			return nil, false
+			return Metrics{}, false
 		}
 		p.space()
 		v, ok := p.number()
 		if !ok {
-			return nil, false
+			return Metrics{}, false
 		}
-		m[key] = v
+		keys, values = append(keys, key), append(values, v)
 		p.space()
 		if p.eat(',') {
 			continue
 		}
-		return m, p.eat('}')
+		if !p.eat('}') {
+			return Metrics{}, false
+		}
+		return names.metrics(keys, values), true
 	}
+}
+
+// metrics makes Metrics of a sample's names and values as read: the last
+// sample's Names when its names are the same, in the same order (as an
+// agent sends them every second).
+func (c *nameCache) metrics(keys []string, values []float64) Metrics {
+	if c != nil {
+		c.keys = keys[:0]
+		if c.names.same(keys) {
+			return Metrics{names: c.names, values: values}
+		}
+	}
+	n := internNames(keys)
+	if n == nil { // a name twice: its last value, as encoding/json takes it
+		m := make(map[string]float64, len(keys))
+		for i, k := range keys {
+			m[k] = values[i]
+		}
+		return MetricsOf(m)
+	}
+	if c != nil {
+		c.names = n
+	}
+	return Metrics{names: n, values: values}
 }
 
 // fastSample reads an agent's event as vigil writes a sample with no more

@@ -60,7 +60,7 @@ func (m *Mirror) Take(ev *stream.Event) error {
 	if err != nil {
 		return fmt.Errorf("mirror %s: %w", ev.Source, err)
 	}
-	if aev.Metrics == nil {
+	if aev.RawMetrics == nil {
 		return nil
 	}
 	m.Store.Append(Sample{Source: ev.Source, Time: ev.Time, Metrics: aev.Metrics, Labels: aev.Labels})

@@ -20,7 +20,7 @@ func TestMirrorTakesOthersSamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, ok := store.Latest("host/web-1")
-	if !ok || got.Metrics["cpu.percent"] != 42.5 || !got.Time.Equal(at) || got.Labels["role"] != "web" {
+	if !ok || got.Metrics.Value("cpu.percent") != 42.5 || !got.Time.Equal(at) || got.Labels["role"] != "web" {
 		t.Fatalf("ring has %+v (%v)", got, ok)
 	}
 	own := stream.NewEvent(8, stream.TypeSample, "host/me", at, []byte(`{"metrics":{"cpu.percent":1}}`))

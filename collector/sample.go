@@ -14,7 +14,7 @@ import (
 type Sample struct {
 	Source  string
 	Time    time.Time
-	Metrics map[string]float64
+	Metrics Metrics
 	// Labels are the source's own labels, from the upstream a hub got it
 	// from (role=web, dc=fra); nil for a local source.
 	Labels map[string]string

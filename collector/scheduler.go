@@ -321,7 +321,7 @@ func (l *sourceLoop) tick(ctx context.Context) {
 		for k, v := range r.metrics {
 			r.metrics[k] = decimal.Significant(v, 6) // more digits are noise on every stream
 		}
-		smp := Sample{Source: l.name, Time: start, Metrics: r.metrics}
+		smp := Sample{Source: l.name, Time: start, Metrics: MetricsOf(r.metrics)}
 		if lb, ok := l.src.(Labeled); ok {
 			smp.Labels = lb.Labels()
 		}

@@ -90,9 +90,9 @@ func (s *Store) limit() limit {
 	return limit{capacity: s.capacity, retention: int64(s.retention), now: s.now}
 }
 
-// Append records every metric of a sample in its series. The sample's
-// map is kept as the source's latest sample and must not be changed
-// afterwards.
+// Append records every metric of a sample in its series. The sample is
+// kept as the source's latest sample: its Metrics' values must not be
+// changed afterwards.
 func (s *Store) Append(smp Sample) {
 	s.mu.Lock()
 	s.append(smp)
@@ -140,7 +140,7 @@ func (s *Store) WithClock(now func() time.Time) *Store {
 func (s *Store) append(smp Sample) {
 	src := s.sources[smp.Source]
 	if src == nil {
-		src = &sourceRings{cols: make(map[string]int, len(smp.Metrics))}
+		src = &sourceRings{cols: make(map[string]int, smp.Metrics.Len())}
 		s.sources[smp.Source] = src
 		delete(s.removed, smp.Source)
 	}

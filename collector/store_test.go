@@ -29,7 +29,7 @@ func TestStoreKeepsTheNewestCapacityPoints(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := NewStore(time.Duration(tt.cap)*time.Second, time.Second)
 			for i := range tt.pushes {
-				s.Append(Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: map[string]float64{"x": float64(i)}})
+				s.Append(Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: MetricsOf(map[string]float64{"x": float64(i)})})
 			}
 			got, ok := s.Range("host/a", "x", time.Time{})
 			if ok != (tt.pushes > 0) || len(got) != len(tt.want) {
@@ -62,7 +62,7 @@ func TestStoreRangeSince(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	s := NewStore(5*time.Second, time.Second)
 	for i := range 8 { // holds 3..7
-		s.Append(Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: map[string]float64{"x": float64(i)}})
+		s.Append(Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: MetricsOf(map[string]float64{"x": float64(i)})})
 	}
 	got, _ := s.Range("host/a", "x", t0.Add(5*time.Second))
 	if len(got) != 3 || got[0].V != 5 || got[2].V != 7 {
@@ -74,7 +74,7 @@ func TestStoreRangeSince(t *testing.T) {
 	// Chunks of 10: a window that starts within one, after others.
 	s = NewStore(100*time.Second, time.Second)
 	for i := range 250 {
-		s.Append(Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: map[string]float64{"x": float64(i)}})
+		s.Append(Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: MetricsOf(map[string]float64{"x": float64(i)})})
 	}
 	for _, from := range []int{0, 150, 200, 205, 249} {
 		got, _ := s.Range("host/a", "x", t0.Add(time.Duration(from)*time.Second))
@@ -95,23 +95,30 @@ func TestStoreMetricsThatComeAndGo(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	values := []float64{0, math.Copysign(0, -1), 1, -1, 1e300, -1e-300, math.SmallestNonzeroFloat64, math.MaxFloat64, 42, 42, 42}
 	want := map[string][]Point{}
+	order := []string{"always", "later", "sometimes", "constant"}
 	for i := range 250 {
 		m := map[string]float64{}
-		for k, name := range []string{"always", "later", "sometimes", "constant"} {
+		if rng.IntN(5) == 0 { // an agent sends its names in its own order, which may change
+			rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		}
+		var names []string
+		var vs []float64
+		for _, name := range order {
 			switch {
 			case name == "later" && i < 137, name == "sometimes" && rng.IntN(3) == 0:
 				continue
 			}
 			v := values[rng.IntN(len(values))]
-			if k == 0 {
+			if name == "always" {
 				v = rng.NormFloat64() * 1e6
 			} else if name == "constant" {
 				v = 17.25
 			}
 			m[name] = v
+			names, vs = append(names, name), append(vs, v)
 		}
 		at := t0.Add(time.Duration(i) * time.Second)
-		s.Append(Sample{Source: "host/a", Time: at, Metrics: m})
+		s.Append(Sample{Source: "host/a", Time: at, Metrics: MetricsIn(names, vs)})
 		for name, v := range m {
 			want[name] = append(want[name], Point{T: at, V: v})
 		}
@@ -158,8 +165,8 @@ func TestStoreCompresses(t *testing.T) {
 			noisy[fmt.Sprintf("cpu.percent{core=%d}", k)] = math.Round(rng.Float64()*100000) / 1000
 		}
 		at := t0.Add(time.Duration(i) * time.Second)
-		s.Append(Sample{Source: "host/constant", Time: at, Metrics: constant})
-		s.Append(Sample{Source: "host/noisy", Time: at, Metrics: noisy})
+		s.Append(Sample{Source: "host/constant", Time: at, Metrics: MetricsOf(constant)})
+		s.Append(Sample{Source: "host/noisy", Time: at, Metrics: MetricsOf(noisy)})
 	}
 	for source, most := range map[string]float64{"host/constant": 2, "host/noisy": 5} {
 		s.mu.RLock()
@@ -175,7 +182,7 @@ func TestStoreCompresses(t *testing.T) {
 
 func TestStoreAppendSteadyStateHardlyAllocates(t *testing.T) {
 	s := NewStore(10*time.Minute, time.Second)
-	m := map[string]float64{"cpu.percent": 1, "mem.used_percent": 2}
+	m := MetricsOf(map[string]float64{"cpu.percent": 1, "mem.used_percent": 2})
 	now := time.Unix(1000, 0)
 	s.Append(Sample{Source: "host/a", Time: now, Metrics: m})
 	allocs := testing.AllocsPerRun(6000, func() {
@@ -193,8 +200,8 @@ func TestStoreCapacityAndSplitPath(t *testing.T) {
 		t.Fatalf("capacity = %d, want 600 (10m at 1s)", s.Capacity())
 	}
 	now := time.Unix(1000, 0)
-	s.Append(Sample{Source: "host/web-1", Time: now, Metrics: map[string]float64{"cpu.percent": 1, "fs.used_bytes{mount=/var/lib}": 2}})
-	s.Append(Sample{Source: "host/web", Time: now, Metrics: map[string]float64{"1/cpu.percent": 3}})
+	s.Append(Sample{Source: "host/web-1", Time: now, Metrics: MetricsOf(map[string]float64{"cpu.percent": 1, "fs.used_bytes{mount=/var/lib}": 2})})
+	s.Append(Sample{Source: "host/web", Time: now, Metrics: MetricsOf(map[string]float64{"1/cpu.percent": 3})})
 	tests := []struct {
 		path           string
 		source, metric string
@@ -233,7 +240,7 @@ func TestStoreShape(t *testing.T) {
 		for _, n := range names {
 			m[n] = float64(i)
 		}
-		s.Append(Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: m})
+		s.Append(Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: MetricsOf(m)})
 		return s.Shape("host/a")
 	}
 	seen := map[uint64]bool{}
@@ -266,7 +273,7 @@ func TestStoreKeepsTheRetentionOfSlowerSources(t *testing.T) {
 	var last time.Time
 	for i := range 720 { // an hour at 5s
 		last = t0.Add(time.Duration(i) * 5 * time.Second)
-		s.Append(Sample{Source: "upstream/a", Time: last, Metrics: map[string]float64{"upstream.up": 1, "upstream.lag_seconds": float64(i % 7)}})
+		s.Append(Sample{Source: "upstream/a", Time: last, Metrics: MetricsOf(map[string]float64{"upstream.up": 1, "upstream.lag_seconds": float64(i % 7)})})
 	}
 	pts, _ := s.Range("upstream/a", "upstream.lag_seconds", time.Time{})
 	if len(pts) != 120 || !pts[0].T.Equal(last.Add(-595*time.Second)) || !pts[len(pts)-1].T.Equal(last) {
@@ -287,7 +294,7 @@ func TestStoreKeepsTheRetentionOfSlowerSources(t *testing.T) {
 	// A clock set back an hour: what comes after is kept and read (after
 	// what came before it, in the order they came).
 	back := last.Add(-time.Hour)
-	s.Append(Sample{Source: "upstream/a", Time: back, Metrics: map[string]float64{"upstream.up": 1, "upstream.lag_seconds": 42}})
+	s.Append(Sample{Source: "upstream/a", Time: back, Metrics: MetricsOf(map[string]float64{"upstream.up": 1, "upstream.lag_seconds": 42})})
 	if pts, _ := s.Range("upstream/a", "upstream.lag_seconds", back); len(pts) != 121 || pts[120].V != 42 || !pts[120].T.Equal(back) {
 		t.Errorf("after the clock was set back: Range from then has %d points, want the 120 before and the sample of then last", len(pts))
 	}
@@ -301,7 +308,7 @@ func TestStoreClockJumps(t *testing.T) {
 	s := NewStore(10*time.Minute, time.Second)
 	s.now = func() time.Time { return now }
 	add := func(at time.Time, v float64) {
-		s.Append(Sample{Source: "host/a", Time: at, Metrics: map[string]float64{"x": v}})
+		s.Append(Sample{Source: "host/a", Time: at, Metrics: MetricsOf(map[string]float64{"x": v})})
 	}
 	for i := range 300 {
 		add(now.Add(time.Duration(i-299)*time.Second), float64(i))
@@ -333,7 +340,7 @@ func TestStoreClockJumps(t *testing.T) {
 	s.now = func() time.Time { return now }
 	add(now, 1)
 	add(now.Add(-time.Hour), 2)
-	s.Append(Sample{Source: "host/a", Time: now.Add(time.Second), Metrics: map[string]float64{"y": 0}})
+	s.Append(Sample{Source: "host/a", Time: now.Add(time.Second), Metrics: MetricsOf(map[string]float64{"y": 0})})
 	if info := s.Series()[0]; info.Metric != "x" || info.Points != 1 || info.Last != 1 || !info.LastAt.Equal(now) {
 		t.Errorf("a sample an hour back, then one without the metric: Series %+v, want x's 1 point, the last 1 at %v", info, now)
 	}

@@ -295,23 +295,23 @@ func (u *upstream) eventsURL() string {
 
 // agentEvent is every field of an agent's event the hub reads.
 type agentEvent struct {
-	Seq        uint64             `json:"seq"`
-	Type       string             `json:"type"`
-	TS         time.Time          `json:"ts"`
-	Source     string             `json:"source"`
-	RawMetrics json.RawMessage    `json:"metrics"` // as sent: a host's is republished as it is
-	Metrics    map[string]float64 `json:"-"`
-	compact    bool               // RawMetrics has no whitespace
-	checked    bool               // every metric's name is one a hub takes (metricName), seen so by the agent's nameCache
-	Traffic    *Traffic           `json:"traffic"`
-	Labels     map[string]string  `json:"labels"` // a hub's republished sample's (a replica mirrors it)
+	Seq        uint64            `json:"seq"`
+	Type       string            `json:"type"`
+	TS         time.Time         `json:"ts"`
+	Source     string            `json:"source"`
+	RawMetrics json.RawMessage   `json:"metrics"` // as sent: a host's is republished as it is
+	Metrics    Metrics           `json:"-"`
+	compact    bool              // RawMetrics has no whitespace
+	checked    bool              // every metric's name is one a hub takes (metricName), seen so by the agent's nameCache
+	Traffic    *Traffic          `json:"traffic"`
+	Labels     map[string]string `json:"labels"` // a hub's republished sample's (a replica mirrors it)
 	SourceState
 	Reason string            `json:"reason"`
 	Events []json.RawMessage `json:"events"`
 }
 
 // decodeAgentEvent reads an agent's event, its metrics both as sent and
-// as a map.
+// as Metrics.
 func decodeAgentEvent(data []byte, names *nameCache) (agentEvent, error) {
 	if ev, ok := fastSample(data, names); ok {
 		ev.checked = names.checked()

@@ -53,7 +53,7 @@ func TestSharedFleetSkipsSamplesItHas(t *testing.T) {
 	u := &upstream{opts: UpstreamOptions{URL: "http://a:1"}, key: "http://a:1", name: "a", suffix: bodySuffix("a", nil), names: &nameCache{}, fleet: f}
 	f.ups[u.key] = &runningUpstream{u: u, cancel: func() {}, hosts: map[string]bool{}, cut: map[string]bool{}}
 	at := time.Date(2026, 12, 2, 10, 0, 5, 0, time.UTC)
-	store.Append(Sample{Source: "host/a", Time: at, Metrics: map[string]float64{"v": 5}}) // mirrored before
+	store.Append(Sample{Source: "host/a", Time: at, Metrics: MetricsOf(map[string]float64{"v": 5})}) // mirrored before
 	sample := func(seq, sec int) []byte {
 		return fmt.Appendf(nil, `{"seq":%d,"type":"sample","ts":"2026-12-02T10:00:0%dZ","source":"host/a","metrics":{"v":%d}}`, seq, sec, sec)
 	}

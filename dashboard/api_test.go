@@ -41,7 +41,7 @@ func TestSeriesAPI(t *testing.T) {
 	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }})
 	for i := range 10 {
 		a.store.Append(collector.Sample{Source: "host/web-1", Time: now.Add(time.Duration(i-9) * time.Minute),
-			Metrics: map[string]float64{"cpu.percent": float64(i), "fs.used_bytes{mount=/var}": 1}})
+			Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": float64(i), "fs.used_bytes{mount=/var}": 1})})
 	}
 	var list seriesList
 	if code := getJSON(t, a.srv.URL+"/api/v1/series", &list); code != 200 || len(list.Series) != 2 || list.Capacity != 600 {
@@ -83,7 +83,7 @@ func TestSeriesAPIReadsHistory(t *testing.T) {
 	start := now.Add(-2 * time.Hour)
 	for i := range 2 * 3600 {
 		a.store.Append(collector.Sample{Source: "host/web-1", Time: start.Add(time.Duration(i) * time.Second),
-			Metrics: map[string]float64{"cpu.percent": float64(i % 60)}}) // 0 to 59 each minute
+			Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": float64(i % 60)})}) // 0 to 59 each minute
 	}
 	series := a.srv.URL + "/api/v1/series/host/web-1/cpu.percent"
 	var pts seriesPoints
@@ -277,7 +277,7 @@ func TestAlertsAndRulesAPI(t *testing.T) {
 		rules: []alerts.Rule{{Name: "HighErrors", Source: "service/*", Metric: "http.error_percent", Op: ">", Threshold: 5, For: 2 * time.Minute}},
 	}
 	a := newTestApp(t, stream.HubOptions{}, Options{Alerts: fa, Now: func() time.Time { return now }})
-	a.store.Append(collector.Sample{Source: "service/api", Time: now, Metrics: map[string]float64{"http.requests_per_sec": 10, "http.error_percent": 12}})
+	a.store.Append(collector.Sample{Source: "service/api", Time: now, Metrics: collector.MetricsOf(map[string]float64{"http.requests_per_sec": 10, "http.error_percent": 12})})
 
 	var al struct{ Alerts []alerts.Alert }
 	if code := getJSON(t, a.srv.URL+"/api/v1/alerts", &al); code != 200 || len(al.Alerts) != 1 || al.Alerts[0].State != "firing" {
@@ -391,10 +391,10 @@ func TestSeriesAfterARestartTakesTheHistoryBeforeTheRing(t *testing.T) {
 	now := time.Date(2026, 12, 1, 7, 0, 0, 0, time.UTC)
 	a, h := newHistoryApp(t, now, Options{})
 	for i := 600; i > 0; i-- { // the ten minutes before: in the history only
-		h.Record(collector.Sample{Source: "host/web-1", Time: now.Add(-time.Duration(i) * time.Second), Metrics: map[string]float64{"cpu.percent": 10}})
+		h.Record(collector.Sample{Source: "host/web-1", Time: now.Add(-time.Duration(i) * time.Second), Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": 10})})
 	}
 	for i := 55; i > 0; i-- { // the last 55 s: in the ring as well, from the middle of a 10 s step
-		a.store.Append(collector.Sample{Source: "host/web-1", Time: now.Add(-time.Duration(i) * time.Second), Metrics: map[string]float64{"cpu.percent": 20}})
+		a.store.Append(collector.Sample{Source: "host/web-1", Time: now.Add(-time.Duration(i) * time.Second), Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": 20})})
 	}
 	var pts seriesPoints
 	if code := getJSON(t, a.srv.URL+"/api/v1/series/host/web-1/cpu.percent?window=5m", &pts); code != 200 || pts.Store != "history+ring" {
@@ -434,7 +434,7 @@ func TestTheWholeRingIsTheRings(t *testing.T) {
 	var ticks atomic.Int64
 	a, _ := newHistoryApp(t, start, Options{Now: func() time.Time { return start.Add(time.Duration(ticks.Add(1)) * time.Millisecond) }})
 	for i := 600; i > 0; i-- {
-		a.store.Append(collector.Sample{Source: "host/web-1", Time: start.Add(-time.Duration(i) * time.Second), Metrics: map[string]float64{"cpu.percent": 1}})
+		a.store.Append(collector.Sample{Source: "host/web-1", Time: start.Add(-time.Duration(i) * time.Second), Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": 1})})
 	}
 	var pts seriesPoints
 	if code := getJSON(t, a.srv.URL+"/api/v1/series/host/web-1/cpu.percent?window=10m", &pts); code != 200 || pts.Store != "ring" {

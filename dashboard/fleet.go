@@ -120,13 +120,13 @@ func upstreamState(r *templates.HostRow, u *collector.UpstreamStatus) {
 
 // hostFigures are the numbers of a host row, from its newest sample. The
 // page script (static/app.js hostFigures) reads them the same way.
-func hostFigures(m map[string]float64) (cpu, mem, disk, net, load, uptime templates.Value) {
+func hostFigures(m collector.Metrics) (cpu, mem, disk, net, load, uptime templates.Value) {
 	get := func(k string) templates.Value {
-		v, ok := m[k]
+		v, ok := m.Get(k)
 		return templates.Value{V: v, Known: ok}
 	}
 	cpu, mem, uptime = get("cpu.percent"), get("mem.used_percent"), get("host.uptime_seconds")
-	for k, v := range m {
+	for k, v := range m.All() {
 		if strings.HasPrefix(k, "fs.used_percent{") && (!disk.Known || v > disk.V) {
 			disk = templates.Value{V: v, Known: true}
 		}
@@ -264,7 +264,7 @@ func groupRows(rows []templates.HostRow, key string) []templates.RowGroup {
 // up; hosts that are down first, then by name.
 func (s *Server) hostShares(source string) []templates.HostShare {
 	smp, _ := s.opts.Store.Latest(source)
-	if _, merged := smp.Metrics["hosts.total"]; !merged {
+	if !smp.Metrics.Has("hosts.total") {
 		return nil
 	}
 	byHost := byLabel(smp.Metrics, "host")

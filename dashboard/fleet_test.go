@@ -31,18 +31,18 @@ func newFleetApp(t *testing.T) (*testApp, time.Time) {
 		Fleet: fleetFunc(func() []collector.UpstreamStatus { return status })})
 	host := func(name string, cpu, mem, root, data float64) {
 		for i := range 3 {
-			a.store.Append(collector.Sample{Source: "host/" + name, Time: now.Add(time.Duration(i-2) * time.Second), Metrics: map[string]float64{
+			a.store.Append(collector.Sample{Source: "host/" + name, Time: now.Add(time.Duration(i-2) * time.Second), Metrics: collector.MetricsOf(map[string]float64{
 				"cpu.percent": cpu + float64(i), "mem.used_percent": mem, "fs.used_percent{mount=/}": root, "fs.used_percent{mount=/data}": data,
 				"net.rx_bytes_per_sec": 1000, "net.tx_bytes_per_sec": 24, "load.1": 3, "load.5_per_core": 0.25, "host.uptime_seconds": 90000,
-			}})
+			})})
 		}
 	}
 	host("web-1", 10, 30, 20, 95) // the fullest disk: pressure 95
 	host("web-2", 80, 20, 10, 10)
 	host("db-1", 50, 60, 10, 10)
 	host("hub", 20, 70, 40, 10)
-	a.store.Append(collector.Sample{Source: "upstream/web-1", Time: now, Metrics: map[string]float64{"upstream.up": 1}})
-	a.store.Append(collector.Sample{Source: "service/api", Time: now, Metrics: map[string]float64{"http.requests_per_sec": 5}})
+	a.store.Append(collector.Sample{Source: "upstream/web-1", Time: now, Metrics: collector.MetricsOf(map[string]float64{"upstream.up": 1})})
+	a.store.Append(collector.Sample{Source: "service/api", Time: now, Metrics: collector.MetricsOf(map[string]float64{"http.requests_per_sec": 5})})
 	a.store.SetStatus("host/db-1", collector.StateFailed, "filesystem /data: input/output error", down)
 	return a, now
 }
@@ -208,8 +208,8 @@ func TestFleetTableSortGroupFilter(t *testing.T) {
 func TestNotAHubKeepsHostPanels(t *testing.T) {
 	now := time.Now()
 	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }})
-	a.store.Append(collector.Sample{Source: "host/web-1", Time: now, Metrics: map[string]float64{"cpu.percent": 1}})
-	a.store.Append(collector.Sample{Source: "upstream/x", Time: now, Metrics: map[string]float64{"upstream.up": 1}})
+	a.store.Append(collector.Sample{Source: "host/web-1", Time: now, Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": 1})})
+	a.store.Append(collector.Sample{Source: "upstream/x", Time: now, Metrics: collector.MetricsOf(map[string]float64{"upstream.up": 1})})
 	_, doc := getPage(t, a.srv.URL+"/?sort=name")
 	if doc.Find(`[data-testid="fleet"]`).Length() != 0 || doc.Find(`[data-testid="host-panel"]`).Length() != 1 ||
 		doc.Find(`#sort`).AttrOr("name", "") != "sort" || doc.Find(`#sort option[selected]`).AttrOr("value", "") != "name" ||
@@ -222,12 +222,12 @@ func TestNotAHubKeepsHostPanels(t *testing.T) {
 // hosts are up on its tile, and its page breaks it down by host.
 func TestServiceAcrossHosts(t *testing.T) {
 	a, now := newFleetApp(t)
-	a.store.Append(collector.Sample{Source: "service/checkout", Time: now, Metrics: map[string]float64{
+	a.store.Append(collector.Sample{Source: "service/checkout", Time: now, Metrics: collector.MetricsOf(map[string]float64{
 		"http.requests_per_sec": 30, "http.error_percent": 1, "hosts.up": 1, "hosts.total": 2, "instances.up": 3, "instances.total": 4,
 		"http.requests_per_sec{host=web-1}": 25, "http.error_percent{host=web-1}": 0.4, "http.latency_p99_seconds{host=web-1}": 0.120,
 		"instances.up{host=web-1}": 3, "up{host=web-1}": 1,
 		"http.requests_per_sec{host=web-2}": 5, "up{host=web-2}": 0,
-	}})
+	})})
 	_, doc := getPage(t, a.srv.URL+"/")
 	tile := doc.Find(`[data-testid="tile"][data-source="service/checkout"]`)
 	if got := strings.Join(strings.Fields(tile.Find(`[data-testid="hosts-reporting"]`).Text()), " "); got != "1 of 2" {
@@ -273,7 +273,7 @@ func TestHostFigures(t *testing.T) {
 		{map[string]float64{"net.rx_bytes_per_sec": 1, "net.tx_bytes_per_sec": 5, "load.1": 4, "load.5_per_core": 0.5}, templates.Value{},
 			templates.Value{V: 6, Known: true}, templates.Value{V: 0.5, Known: true}, "per core first"},
 	} {
-		_, _, disk, net, load, _ := hostFigures(c.m)
+		_, _, disk, net, load, _ := hostFigures(collector.MetricsOf(c.m))
 		if disk != c.disk || net != c.net || load != c.load {
 			t.Errorf("%s: disk %v net %v load %v", c.name, disk, net, load)
 		}

@@ -258,8 +258,8 @@ func instances(source string, store *collector.Store) []templates.Instance {
 }
 
 // anyPrefixed says whether a metric's name starts with prefix.
-func anyPrefixed(m map[string]float64, prefix string) bool {
-	for k := range m {
+func anyPrefixed(m collector.Metrics, prefix string) bool {
+	for _, k := range m.Names().List() {
 		if strings.HasPrefix(k, prefix) {
 			return true
 		}
@@ -269,21 +269,20 @@ func anyPrefixed(m map[string]float64, prefix string) bool {
 
 // sameAsService says whether a metric is an instance's figure that the
 // service has too: with one instance, the same series twice.
-func sameAsService(metric string, metrics map[string]float64) bool {
+func sameAsService(metric string, metrics collector.Metrics) bool {
 	bare, _, ok := strings.Cut(metric, "{instance=")
 	if !ok || !strings.HasSuffix(metric, "}") {
 		return false
 	}
-	_, has := metrics[bare]
-	return has
+	return metrics.Has(bare)
 }
 
 // byLabel splits a sample's metrics that end in {label=value} by value:
 // value → metric without the label → its value.
-func byLabel(metrics map[string]float64, label string) map[string]map[string]float64 {
+func byLabel(metrics collector.Metrics, label string) map[string]map[string]float64 {
 	open := "{" + label + "="
 	out := map[string]map[string]float64{}
-	for k, v := range metrics {
+	for k, v := range metrics.All() {
 		i := strings.Index(k, open)
 		if i < 0 || !strings.HasSuffix(k, "}") {
 			continue
@@ -327,17 +326,17 @@ func (s *Server) hostPanel(source string) templates.HostPanel {
 	smp, _ := s.opts.Store.Latest(source)
 	p := templates.HostPanel{Source: source, Name: strings.TrimPrefix(source, "host/"), Status: s.status(source)}
 	for _, st := range hostStats {
-		v, ok := smp.Metrics[st.metric]
+		v, ok := smp.Metrics.Get(st.metric)
 		p.Stats = append(p.Stats, templates.Stat{Label: st.label, Metric: st.metric, Value: v, Known: ok})
 	}
 	capacity := s.opts.Store.Capacity()
 	since := s.opts.Now().Add(-time.Duration(capacity) * s.opts.Interval)
 	for _, c := range hostCharts {
-		if _, ok := smp.Metrics[c.metric]; ok {
+		if smp.Metrics.Has(c.metric) {
 			p.Charts = append(p.Charts, s.chart(source, c.metric, c.label, capacity, since))
 		}
 	}
-	for name, v := range smp.Metrics {
+	for name, v := range smp.Metrics.All() {
 		mount, ok := strings.CutPrefix(name, "fs.used_percent{mount=")
 		if !ok {
 			continue
@@ -346,7 +345,7 @@ func (s *Server) hostPanel(source string) templates.HostPanel {
 		label := "{mount=" + mount + "}"
 		p.Filesystems = append(p.Filesystems, templates.Filesystem{
 			Mount: mount, UsedPercent: v,
-			UsedBytes: smp.Metrics["fs.used_bytes"+label], SizeBytes: smp.Metrics["fs.size_bytes"+label],
+			UsedBytes: smp.Metrics.Value("fs.used_bytes" + label), SizeBytes: smp.Metrics.Value("fs.size_bytes" + label),
 		})
 	}
 	slices.SortFunc(p.Filesystems, func(a, b templates.Filesystem) int { return strings.Compare(a.Mount, b.Mount) })
@@ -369,16 +368,16 @@ func (s *Server) tile(source string) templates.Tile {
 		}
 	}
 	m := smp.Metrics
-	if _, ok := m["http.requests_per_sec"]; ok || strings.HasPrefix(source, "service/") {
+	if m.Has("http.requests_per_sec") || strings.HasPrefix(source, "service/") {
 		t.Kind = "service"
 		t.Service = templates.ServiceStats{
-			Rate: m["http.requests_per_sec"], ErrorPercent: m["http.error_percent"],
-			P50: m["http.latency_p50_seconds"], P90: m["http.latency_p90_seconds"], P99: m["http.latency_p99_seconds"],
-			P995: m["http.latency_p99_5_seconds"], Max: m["http.latency_max_seconds"],
-			HostsUp: int(m["instances.up"]), HostsTotal: int(m["instances.total"]),
+			Rate: m.Value("http.requests_per_sec"), ErrorPercent: m.Value("http.error_percent"),
+			P50: m.Value("http.latency_p50_seconds"), P90: m.Value("http.latency_p90_seconds"), P99: m.Value("http.latency_p99_seconds"),
+			P995: m.Value("http.latency_p99_5_seconds"), Max: m.Value("http.latency_max_seconds"),
+			HostsUp: int(m.Value("instances.up")), HostsTotal: int(m.Value("instances.total")),
 		}
-		if total, merged := m["hosts.total"]; merged { // a hub's: count hosts
-			t.Service.Merged, t.Service.HostsUp, t.Service.HostsTotal = true, int(m["hosts.up"]), int(total)
+		if total, merged := m.Get("hosts.total"); merged { // a hub's: count hosts
+			t.Service.Merged, t.Service.HostsUp, t.Service.HostsTotal = true, int(m.Value("hosts.up")), int(total)
 		}
 		// Scraped and merged latencies come from histogram buckets: the
 		// max is the top of the highest bucket with a request.
@@ -387,13 +386,9 @@ func (s *Server) tile(source string) templates.Tile {
 		t.Rate = s.chart(source, "http.requests_per_sec", "rate", capacity, s.opts.Now().Add(-serviceRateWindow))
 		return t
 	}
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(slices.Values(m.Names().List()))
 	for _, k := range names[:min(len(names), 8)] {
-		t.Metrics = append(t.Metrics, templates.Stat{Label: k, Metric: k, Value: m[k], Known: true})
+		t.Metrics = append(t.Metrics, templates.Stat{Label: k, Metric: k, Value: m.Value(k), Known: true})
 	}
 	return t
 }

@@ -35,11 +35,11 @@ func TestIndexPage(t *testing.T) {
 	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }, Version: "v9"})
 	for i := range 5 {
 		ts := now.Add(time.Duration(i-4) * time.Second)
-		a.store.Append(collector.Sample{Source: "host/web-1", Time: ts, Metrics: map[string]float64{"cpu.percent": float64(10 * i), "fs.used_percent{mount=/}": 50, "fs.size_bytes{mount=/}": 1 << 30}})
-		a.store.Append(collector.Sample{Source: "service/quiet", Time: ts, Metrics: map[string]float64{"http.requests_per_sec": 5, "http.error_percent": 0}})
-		a.store.Append(collector.Sample{Source: "service/busy", Time: ts, Metrics: map[string]float64{"http.requests_per_sec": 5000, "http.error_percent": 0.5}})
-		a.store.Append(collector.Sample{Source: "service/broken", Time: ts, Metrics: map[string]float64{"http.requests_per_sec": 1, "http.error_percent": 50}})
-		a.store.Append(collector.Sample{Source: "queue/jobs", Time: ts, Metrics: map[string]float64{"depth": 3}})
+		a.store.Append(collector.Sample{Source: "host/web-1", Time: ts, Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": float64(10 * i), "fs.used_percent{mount=/}": 50, "fs.size_bytes{mount=/}": 1 << 30})})
+		a.store.Append(collector.Sample{Source: "service/quiet", Time: ts, Metrics: collector.MetricsOf(map[string]float64{"http.requests_per_sec": 5, "http.error_percent": 0})})
+		a.store.Append(collector.Sample{Source: "service/busy", Time: ts, Metrics: collector.MetricsOf(map[string]float64{"http.requests_per_sec": 5000, "http.error_percent": 0.5})})
+		a.store.Append(collector.Sample{Source: "service/broken", Time: ts, Metrics: collector.MetricsOf(map[string]float64{"http.requests_per_sec": 1, "http.error_percent": 50})})
+		a.store.Append(collector.Sample{Source: "queue/jobs", Time: ts, Metrics: collector.MetricsOf(map[string]float64{"depth": 3})})
 	}
 	a.store.SetStatus("queue/jobs", collector.StateFailed, "scrape: connection refused", now)
 	a.publish(t, "host/web-1", 1)
@@ -84,10 +84,10 @@ func TestIndexPage(t *testing.T) {
 func TestServicePageChartsEachSeriesOnce(t *testing.T) {
 	now := time.Now()
 	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }})
-	a.store.Append(collector.Sample{Source: "service/one", Time: now, Metrics: map[string]float64{
-		"http.error_percent": 1, "http.error_percent{instance=a:1}": 1, "probe.status_code{instance=a:1}": 200}})
-	a.store.Append(collector.Sample{Source: "service/two", Time: now, Metrics: map[string]float64{
-		"http.error_percent": 1, "http.error_percent{instance=a:1}": 0, "http.error_percent{instance=b:1}": 2}})
+	a.store.Append(collector.Sample{Source: "service/one", Time: now, Metrics: collector.MetricsOf(map[string]float64{
+		"http.error_percent": 1, "http.error_percent{instance=a:1}": 1, "probe.status_code{instance=a:1}": 200})})
+	a.store.Append(collector.Sample{Source: "service/two", Time: now, Metrics: collector.MetricsOf(map[string]float64{
+		"http.error_percent": 1, "http.error_percent{instance=a:1}": 0, "http.error_percent{instance=b:1}": 2})})
 	charts := func(source string) []string {
 		_, doc := getPage(t, a.srv.URL+"/source/"+source)
 		var out []string
@@ -110,10 +110,10 @@ func TestServicePageChartsEachSeriesOnce(t *testing.T) {
 func TestServiceMaxIsABoundWhenFromBuckets(t *testing.T) {
 	now := time.Now()
 	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }})
-	a.store.Append(collector.Sample{Source: "service/scraped", Time: now, Metrics: map[string]float64{
-		"http.requests_per_sec": 10, "http.latency_max_seconds": 1, "scrape.up{instance=a:1}": 1}})
-	a.store.Append(collector.Sample{Source: "service/probed", Time: now, Metrics: map[string]float64{
-		"http.requests_per_sec": 1, "http.latency_max_seconds": 0.0123, "probe.up{instance=a:1}": 1}})
+	a.store.Append(collector.Sample{Source: "service/scraped", Time: now, Metrics: collector.MetricsOf(map[string]float64{
+		"http.requests_per_sec": 10, "http.latency_max_seconds": 1, "scrape.up{instance=a:1}": 1})})
+	a.store.Append(collector.Sample{Source: "service/probed", Time: now, Metrics: collector.MetricsOf(map[string]float64{
+		"http.requests_per_sec": 1, "http.latency_max_seconds": 0.0123, "probe.up{instance=a:1}": 1})})
 	for source, want := range map[string][2]string{"service/scraped": {"≤ 1 s", "latency-bound"}, "service/probed": {"12 ms", "latency"}} {
 		_, doc := getPage(t, a.srv.URL+"/source/"+source)
 		max := doc.Find(`[data-testid="max"]`)
@@ -126,7 +126,7 @@ func TestServiceMaxIsABoundWhenFromBuckets(t *testing.T) {
 func TestSourcePageAndStatic(t *testing.T) {
 	now := time.Now()
 	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }})
-	a.store.Append(collector.Sample{Source: "host/web-1", Time: now, Metrics: map[string]float64{"cpu.percent": 1, "load.1": 2}})
+	a.store.Append(collector.Sample{Source: "host/web-1", Time: now, Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": 1, "load.1": 2})})
 	a.store.SetStatus("host/web-1", collector.StateFailed, "filesystem /mnt: input/output error", now)
 
 	resp, doc := getPage(t, a.srv.URL+"/source/host/web-1")

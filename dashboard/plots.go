@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"vigil/alerts"
+	"vigil/collector"
 	"vigil/templates"
 	"vigil/units"
 )
@@ -184,7 +185,7 @@ func (s *Server) chartRange(q url.Values) templates.Range {
 // plots fills the charts of a source's metrics over r, with its alerts'
 // transitions as marks. When the history cannot be read, the charts have
 // what the ring holds, and failed says why.
-func (s *Server) plots(ctx context.Context, source string, metrics []string, latest map[string]float64, r templates.Range) (plots []templates.Plot, failed string) {
+func (s *Server) plots(ctx context.Context, source string, metrics []string, latest collector.Metrics, r templates.Range) (plots []templates.Plot, failed string) {
 	plots = groupPlots(metrics)
 	marks, err := s.marks(ctx, source, r.From, r.To)
 	if err != nil {
@@ -209,7 +210,7 @@ func (s *Server) plots(ctx context.Context, source string, metrics []string, lat
 		for j := range p.Series {
 			se := &p.Series[j]
 			se.Points = got.series[se.Metric]
-			v, ok := latest[se.Metric]
+			v, ok := latest.Get(se.Metric)
 			se.Last = templates.Value{V: v, Known: ok}
 		}
 	}

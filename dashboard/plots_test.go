@@ -75,7 +75,7 @@ func TestSourcePageChartsTheRange(t *testing.T) {
 	start := now.Add(-3 * time.Hour)
 	for i := range 3 * 3600 {
 		a.store.Append(collector.Sample{Source: "host/web-1", Time: start.Add(time.Duration(i) * time.Second),
-			Metrics: map[string]float64{"cpu.percent": 50, "load.1": 1}})
+			Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": 50, "load.1": 1})})
 	}
 	fired := now.Add(-2 * time.Hour)
 	if err := db.SaveTransitions(ctx, []alerts.Transition{{Kind: alerts.StateFiring, Alert: alerts.Alert{
@@ -153,7 +153,7 @@ func TestChartsWhenTheHistoryCannotBeRead(t *testing.T) {
 	now := time.Now()
 	a := newTestApp(t, stream.HubOptions{}, Options{Now: func() time.Time { return now }, History: vm})
 	for i := 60; i > 0; i-- {
-		a.store.Append(collector.Sample{Source: "host/web-1", Time: now.Add(-time.Duration(i) * time.Second), Metrics: map[string]float64{"cpu.percent": 50}})
+		a.store.Append(collector.Sample{Source: "host/web-1", Time: now.Add(-time.Duration(i) * time.Second), Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": 50})})
 	}
 	var e errorBody
 	if code := getJSON(t, a.srv.URL+"/api/v1/series/host/web-1/cpu.percent?window=1h", &e); code != http.StatusBadGateway || !strings.Contains(e.Error, "the history cannot be read: victoriametrics") {

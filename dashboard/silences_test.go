@@ -328,7 +328,7 @@ func TestPageButtons(t *testing.T) {
 			defer db.Close()
 			rec := &recordingAlerts{fakeAlerts: fakeAlerts{active: []alerts.Alert{hot}}}
 			a := newTestApp(t, stream.HubOptions{}, Options{Silences: db, Alerts: rec, Tokens: tc.tokens})
-			a.store.Append(collector.Sample{Source: "host/a", Time: time.Now(), Metrics: map[string]float64{"cpu.percent": 97}})
+			a.store.Append(collector.Sample{Source: "host/a", Time: time.Now(), Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": 97})})
 			var cookies []*http.Cookie
 			who := "anonymous"
 			_, page := get(t, a.srv.URL, "/")

@@ -57,7 +57,7 @@ func feed(b testing.TB, h *DB, sources, n int, t time.Time, seconds int, ck *clo
 	for s := range seconds {
 		at := t.Add(time.Duration(s) * time.Second)
 		for i, g := range gens {
-			h.Record(collector.Sample{Source: fmt.Sprintf("svc/s%03d", i), Time: at, Metrics: g()})
+			h.Record(collector.Sample{Source: fmt.Sprintf("svc/s%03d", i), Time: at, Metrics: collector.MetricsOf(g())})
 		}
 		if (s+1)%10 == 0 {
 			ck.set(at)
@@ -249,7 +249,7 @@ func BenchmarkHub(b *testing.B) {
 	defer h.Close()
 	samples := make([]collector.Sample, sources)
 	for i := range samples {
-		samples[i] = collector.Sample{Source: fmt.Sprintf("host/h%04d", i), Metrics: hostLike(uint64(i), metrics)()}
+		samples[i] = collector.Sample{Source: fmt.Sprintf("host/h%04d", i), Metrics: collector.MetricsOf(hostLike(uint64(i), metrics)())}
 	}
 	second := func(at time.Time) {
 		for i := range samples {

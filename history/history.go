@@ -183,6 +183,28 @@ type source struct {
 	cols   map[string]int // by metric
 	names  []string       // by column
 	levels []level
+	seen   *collector.Names // the Names colOf is of
+	colOf  []int            // the column of each of seen's names; -1: none yet
+	inCols int              // seen's names that have a column
+}
+
+// columns returns the column of each of a sample's names (-1: none yet),
+// looked up once for the samples that share their Names.
+func (src *source) columns(n *collector.Names) []int {
+	if n == src.seen && n != nil {
+		return src.colOf
+	}
+	src.seen, src.colOf, src.inCols = n, src.colOf[:0], 0
+	for _, name := range n.List() {
+		col, ok := src.cols[name]
+		if !ok {
+			col = -1
+		} else {
+			src.inCols++
+		}
+		src.colOf = append(src.colOf, col)
+	}
+	return src.colOf
 }
 
 // A level is a tier's step being filled: the first tier's of samples,
@@ -348,21 +370,22 @@ func (h *DB) Record(smp collector.Sample) {
 	}
 	h.advance(src, 0, t)
 	src.behind = h.opts.Now().UnixMilli() - t
+	names, values := smp.Metrics.Names(), smp.Metrics.Values()
+	cols := src.columns(names)
 	aggs := src.levels[0].aggs
-	found := 0
-	for i, name := range src.names {
-		if v, ok := smp.Metrics[name]; ok {
-			aggs[i].add(v)
-			found++
+	for i, col := range cols {
+		if col >= 0 {
+			aggs[col].add(values[i])
 		}
 	}
-	if found < len(smp.Metrics) { // metrics new to the source
-		for name, v := range smp.Metrics {
-			if _, ok := src.cols[name]; !ok {
+	if src.inCols < len(values) { // metrics new to the source
+		for i, name := range names.List() {
+			if cols[i] < 0 {
 				src.column(name)
-				src.levels[0].aggs[src.cols[name]].add(v)
+				src.levels[0].aggs[src.cols[name]].add(values[i])
 			}
 		}
+		src.seen = nil
 	}
 }
 
@@ -670,11 +693,11 @@ func (h *DB) Fill(ctx context.Context, ring *collector.Store, since time.Time) e
 		if t, ok := gone[r.source]; ok && r.start < t {
 			return // from before its removal
 		}
-		m := make(map[string]float64, len(r.names))
-		for i, name := range r.names {
-			m[name] = decimal.Significant(r.aggs[i].sum/float64(r.aggs[i].n), 6) // as the scheduler rounds
+		values := make([]float64, len(r.names))
+		for i := range r.names {
+			values[i] = decimal.Significant(r.aggs[i].sum/float64(r.aggs[i].n), 6) // as the scheduler rounds
 		}
-		ring.AppendPast(collector.Sample{Source: r.source, Time: time.UnixMilli(r.start), Metrics: m})
+		ring.AppendPast(collector.Sample{Source: r.source, Time: time.UnixMilli(r.start), Metrics: collector.MetricsIn(r.names, values)})
 	})
 }
 

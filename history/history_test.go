@@ -53,13 +53,24 @@ func record(h *DB, in input, start time.Time, n int) {
 		if i%7 == 0 {
 			m["c"] = float64(i)
 		}
+		var names []string
+		var values []float64
 		for k, v := range m {
 			if in[k] == nil {
 				in[k] = map[time.Time]float64{}
 			}
 			in[k][at] = v
+			names, values = append(names, k), append(values, v)
 		}
-		h.Record(collector.Sample{Source: "host/a", Time: at, Metrics: m})
+		// In one order for a few samples, then another, as an agent
+		// whose names change sends them.
+		if (i/5)%3 != 0 {
+			slices.Sort(names)
+			for j, k := range names {
+				values[j] = m[k]
+			}
+		}
+		h.Record(collector.Sample{Source: "host/a", Time: at, Metrics: collector.MetricsIn(names, values)})
 	}
 }
 
@@ -335,7 +346,7 @@ func TestLateSamplesAreCounted(t *testing.T) {
 	h, set := open(t, filepath.Join(t.TempDir(), "history.db"), ck)
 	defer h.Close()
 	record(h, input{}, t0, 25)
-	h.Record(collector.Sample{Source: "host/a", Time: t0, Metrics: map[string]float64{"a": 1e6}})
+	h.Record(collector.Sample{Source: "host/a", Time: t0, Metrics: collector.MetricsOf(map[string]float64{"a": 1e6})})
 	if got := vigiltest.Counter(set, "vigil_history_late_samples_total"); got != 1 {
 		t.Fatalf("late samples: %v", got)
 	}
@@ -345,7 +356,7 @@ func TestLateSamplesAreCounted(t *testing.T) {
 	h.mu.Lock()
 	h.closeStale(ck.now())
 	h.mu.Unlock()
-	h.Record(collector.Sample{Source: "host/a", Time: t0.Add(11 * time.Second), Metrics: map[string]float64{"a": 1e6}})
+	h.Record(collector.Sample{Source: "host/a", Time: t0.Add(11 * time.Second), Metrics: collector.MetricsOf(map[string]float64{"a": 1e6})})
 	if got := vigiltest.Counter(set, "vigil_history_late_samples_total"); got != 2 {
 		t.Fatalf("late samples after the source went quiet: %v", got)
 	}
@@ -381,7 +392,7 @@ func stepOpenedAgain(t *testing.T, quiet time.Duration) {
 	defer h.Close()
 	rec := func(from, to int) {
 		for i := from; i < to; i++ {
-			h.Record(collector.Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: map[string]float64{"a": float64(i)}})
+			h.Record(collector.Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: collector.MetricsOf(map[string]float64{"a": float64(i)})})
 		}
 	}
 	want := func(when string, counts ...int) {
@@ -476,7 +487,7 @@ func TestRemovedSourcesStayRemoved(t *testing.T) {
 	for i := range 60 {
 		ck.set(t0.Add(time.Duration(i) * time.Second))
 		for _, src := range []string{"host/a", "host/b", "host/c"} {
-			ring.Append(collector.Sample{Source: src, Time: ck.now(), Metrics: map[string]float64{"v": float64(i)}})
+			ring.Append(collector.Sample{Source: src, Time: ck.now(), Metrics: collector.MetricsOf(map[string]float64{"v": float64(i)})})
 		}
 	}
 	ck.set(t0.Add(65 * time.Second))
@@ -484,7 +495,7 @@ func TestRemovedSourcesStayRemoved(t *testing.T) {
 	ring.Remove("host/c")
 	for i := 70; i < 100; i++ { // host/c is back
 		ck.set(t0.Add(time.Duration(i) * time.Second))
-		ring.Append(collector.Sample{Source: "host/c", Time: ck.now(), Metrics: map[string]float64{"v": float64(i)}})
+		ring.Append(collector.Sample{Source: "host/c", Time: ck.now(), Metrics: collector.MetricsOf(map[string]float64{"v": float64(i)})})
 	}
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
@@ -612,7 +623,7 @@ func TestStepsAreWrittenAMinuteAtATime(t *testing.T) {
 			return len(res.Series["v"])
 		}
 		for i := range 185 {
-			h.Record(collector.Sample{Source: "host/a", Time: time.Now(), Metrics: map[string]float64{"v": float64(i)}})
+			h.Record(collector.Sample{Source: "host/a", Time: time.Now(), Metrics: collector.MetricsOf(map[string]float64{"v": float64(i)})})
 			time.Sleep(time.Second)
 			synctest.Wait()
 			switch elapsed := time.Since(start); {
@@ -649,7 +660,7 @@ func TestSourcesWithClocksBehind(t *testing.T) {
 		time.Sleep(30 * time.Second)
 		start := time.Now().Add(-30 * time.Second) // the agent's clock, on a minute
 		for i := range 300 {
-			h.Record(collector.Sample{Source: "host/behind", Time: start.Add(time.Duration(i) * time.Second), Metrics: map[string]float64{"v": 1}})
+			h.Record(collector.Sample{Source: "host/behind", Time: start.Add(time.Duration(i) * time.Second), Metrics: collector.MetricsOf(map[string]float64{"v": 1})})
 			time.Sleep(time.Second)
 		}
 		synctest.Wait()
@@ -703,7 +714,7 @@ func TestAnOutageReplayedLosesNothing(t *testing.T) {
 				h, stop := run()
 				start := time.Now() // on ten minutes
 				at := func(i int) collector.Sample {
-					return collector.Sample{Source: "host/a", Time: start.Add(time.Duration(i) * time.Second), Metrics: map[string]float64{"v": 1}}
+					return collector.Sample{Source: "host/a", Time: start.Add(time.Duration(i) * time.Second), Metrics: collector.MetricsOf(map[string]float64{"v": 1})}
 				}
 				for i := range 25 {
 					h.Record(at(i))
@@ -771,7 +782,7 @@ func TestARestartWhileStepsAreOpenAgain(t *testing.T) {
 			h, _ := open(t, path, ck)
 			rec := func(from, to int) {
 				for i := from; i < to; i++ {
-					h.Record(collector.Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: map[string]float64{"a": 1}})
+					h.Record(collector.Sample{Source: "host/a", Time: t0.Add(time.Duration(i) * time.Second), Metrics: collector.MetricsOf(map[string]float64{"a": 1})})
 				}
 			}
 			rec(0, 25)

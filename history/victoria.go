@@ -193,7 +193,7 @@ func (v *Victoria) Record(smp collector.Sample) {
 	var b []byte
 	points := 0
 	ts := smp.Time.UnixMilli()
-	for metric, val := range smp.Metrics {
+	for metric, val := range smp.Metrics.All() {
 		if math.IsNaN(val) || math.IsInf(val, 0) {
 			continue
 		}

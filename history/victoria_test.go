@@ -72,8 +72,8 @@ func TestVictoriaKeepsTheHistory(t *testing.T) {
 	end := time.Now().Truncate(time.Minute)
 	start := end.Add(-time.Hour)
 	for i := range 360 { // an hour at 10 s: cpu.percent 0, 10, ... 50 each minute
-		v.Record(collector.Sample{Source: "host/web-1", Time: start.Add(time.Duration(i) * 10 * time.Second), Metrics: map[string]float64{
-			"cpu.percent": float64(i%6) * 10, `fs.used_percent{mount=/var/"x"}`: 42}})
+		v.Record(collector.Sample{Source: "host/web-1", Time: start.Add(time.Duration(i) * 10 * time.Second), Metrics: collector.MetricsOf(map[string]float64{
+			"cpu.percent": float64(i%6) * 10, `fs.used_percent{mount=/var/"x"}`: 42})})
 	}
 	vigiltest.Eventually(t, 10*time.Second, "720 points pushed", func() bool {
 		return vigiltest.Counter(set, "vigil_victoriametrics_samples_pushed_total") == 720
@@ -124,8 +124,8 @@ func TestVictoriaWaitsForItsServer(t *testing.T) {
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
 	record := func(from, n int) {
 		for i := from; i < from+n; i++ {
-			v.Record(collector.Sample{Source: "service/api", Time: t0.Add(time.Duration(i) * time.Second), Metrics: map[string]float64{
-				"http.requests_per_sec": float64(i), "http.error_percent": 1, "x": 1, "y": 2, "z": 3}})
+			v.Record(collector.Sample{Source: "service/api", Time: t0.Add(time.Duration(i) * time.Second), Metrics: collector.MetricsOf(map[string]float64{
+				"http.requests_per_sec": float64(i), "http.error_percent": 1, "x": 1, "y": 2, "z": 3})})
 		}
 	}
 	record(0, 10) // 50 points
