@@ -34,7 +34,7 @@ type sourceRings struct {
 	shape   uint64         // changes when a sample's set of metrics differs from the last one's
 	last    Sample         // newest sample, shared read-only
 	seen    *Names         // the Names colOf is of
-	colOf   []int          // the column of each of seen's names; -1: none yet
+	colOf   []int32        // the column of each of seen's names; -1: none yet
 	inCols  int            // seen's names that have a column
 	nabsent int            // columns true in absent
 	arrived time.Time      // when last was appended, by the store's clock, its monotonic reading kept; zero: it came from before this run (Store.AppendPast)
@@ -153,19 +153,23 @@ func (s *sourceRings) append(smp Sample, lim limit, shapes *uint64, w *sealing) 
 // columns returns the column of each of a sample's names (-1: none yet).
 // A source's samples share their Names while their metrics stay the
 // same: the columns are looked up once, not forty times a sample.
-func (s *sourceRings) columns(n *Names) []int {
+func (s *sourceRings) columns(n *Names) []int32 {
 	if n == s.seen && n != nil {
 		return s.colOf
 	}
+	list := n.List()
+	if cap(s.colOf) < len(list) {
+		s.colOf = make([]int32, 0, len(list))
+	}
 	s.seen, s.colOf, s.inCols = n, s.colOf[:0], 0
-	for _, name := range n.List() {
+	for _, name := range list {
 		col, ok := s.cols[name]
 		if !ok {
 			col = -1
 		} else {
 			s.inCols++
 		}
-		s.colOf = append(s.colOf, col)
+		s.colOf = append(s.colOf, int32(col))
 	}
 	return s.colOf
 }
@@ -173,7 +177,7 @@ func (s *sourceRings) columns(n *Names) []int {
 // row writes a sample's values as the chunk's next row, by their columns
 // (cols), and says whether a column's presence differs from the last
 // sample's.
-func (s *sourceRings) row(c *chunk, cols []int, values []float64) (changed bool) {
+func (s *sourceRings) row(c *chunk, cols []int32, values []float64) (changed bool) {
 	at := len(c.raw)
 	c.raw = c.raw[:at+c.width]
 	row := c.raw[at:]

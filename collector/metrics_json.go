@@ -30,8 +30,7 @@ type nameCache struct {
 	ok    []bool                  // metricName of each, a byte, not a word beside each handle
 	next  int                     // the place of the next name in order
 	odd   bool
-	names *Names   // the last sample's metrics' names
-	keys  []string // a sample's names as read, reused
+	names *Names // the last sample's metrics' names
 }
 
 // maxNames bounds a cache: an agent that invents names does not grow it
@@ -94,13 +93,11 @@ func (p *metricsParser) metrics(names *nameCache) (Metrics, bool) {
 	if !p.eat('{') {
 		return Metrics{}, false
 	}
-	var keys []string
+	var buf [64]string // a sample's names as read: on the stack, not a buffer an agent
+	keys := buf[:0]
 	var values []float64
-	if names != nil {
-		keys = names.keys[:0]
-		if names.names != nil {
-			values = make([]float64, 0, len(names.names.list))
-		}
+	if names != nil && names.names != nil {
+		values = make([]float64, 0, len(names.names.list))
 	}
 	p.space()
 	if p.eat('}') {
@@ -137,11 +134,8 @@ func (p *metricsParser) metrics(names *nameCache) (Metrics, bool) {
 // sample's Names when its names are the same, in the same order (as an
 // agent sends them every second).
 func (c *nameCache) metrics(keys []string, values []float64) Metrics {
-	if c != nil {
-		c.keys = keys[:0]
-		if c.names.same(keys) {
-			return Metrics{names: c.names, values: values}
-		}
+	if c != nil && c.names.same(keys) {
+		return Metrics{names: c.names, values: values}
 	}
 	n := internNames(keys)
 	if n == nil { // a name twice: its last value, as encoding/json takes it

@@ -184,25 +184,29 @@ type source struct {
 	names  []string       // by column
 	levels []level
 	seen   *collector.Names // the Names colOf is of
-	colOf  []int            // the column of each of seen's names; -1: none yet
+	colOf  []int32          // the column of each of seen's names; -1: none yet
 	inCols int              // seen's names that have a column
 }
 
 // columns returns the column of each of a sample's names (-1: none yet),
 // looked up once for the samples that share their Names.
-func (src *source) columns(n *collector.Names) []int {
+func (src *source) columns(n *collector.Names) []int32 {
 	if n == src.seen && n != nil {
 		return src.colOf
 	}
+	list := n.List()
+	if cap(src.colOf) < len(list) {
+		src.colOf = make([]int32, 0, len(list))
+	}
 	src.seen, src.colOf, src.inCols = n, src.colOf[:0], 0
-	for _, name := range n.List() {
+	for _, name := range list {
 		col, ok := src.cols[name]
 		if !ok {
 			col = -1
 		} else {
 			src.inCols++
 		}
-		src.colOf = append(src.colOf, col)
+		src.colOf = append(src.colOf, int32(col))
 	}
 	return src.colOf
 }
