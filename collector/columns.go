@@ -33,9 +33,7 @@ type sourceRings struct {
 	total   int            // samples ever appended
 	shape   uint64         // changes when a sample's set of metrics differs from the last one's
 	last    Sample         // newest sample, shared read-only
-	seen    *Names         // the Names colOf is of
-	colOf   []int32        // the column of each of seen's names; -1: none yet
-	inCols  int            // seen's names that have a column
+	places  Places         // the columns of the last sample's names
 	nabsent int            // columns true in absent
 	arrived time.Time      // when last was appended, by the store's clock, its monotonic reading kept; zero: it came from before this run (Store.AppendPast)
 }
@@ -98,9 +96,9 @@ func chunkLen(capacity int) int { return min(max(capacity/20, 8), 240) }
 func (s *sourceRings) append(smp Sample, lim limit, shapes *uint64, w *sealing) {
 	per := chunkLen(lim.capacity)
 	c := s.head(per, w)
-	cols := s.columns(smp.Metrics.names)
-	changed := s.row(c, cols, smp.Metrics.values)
-	if s.inCols < smp.Metrics.Len() { // metrics new to the source
+	cols, have := s.places.Of(smp.Metrics.names, s.cols)
+	changed := s.row(c, cols, have, smp.Metrics.values)
+	if have < smp.Metrics.Len() { // metrics new to the source
 		c.raw = c.raw[:len(c.raw)-c.width] // the row goes to a chunk that has their places
 		for i, name := range smp.Metrics.Names().List() {
 			if cols[i] < 0 {
@@ -110,14 +108,15 @@ func (s *sourceRings) append(smp Sample, lim limit, shapes *uint64, w *sealing) 
 				s.nabsent++
 			}
 		}
-		s.seen = nil
+		s.places.Forget()
 		if c.n > 0 {
 			ts, raw := s.seal(c, w)
 			c = s.open(per, ts, raw)
 		} else {
 			c.width, c.raw = len(s.names), make([]float64, 0, per*len(s.names))
 		}
-		s.row(c, s.columns(smp.Metrics.names), smp.Metrics.values)
+		cols, have := s.places.Of(smp.Metrics.names, s.cols)
+		s.row(c, cols, have, smp.Metrics.values)
 		changed = true
 	}
 	t := smp.Time.UnixNano()
@@ -150,38 +149,14 @@ func (s *sourceRings) append(smp Sample, lim limit, shapes *uint64, w *sealing) 
 	}
 }
 
-// columns returns the column of each of a sample's names (-1: none yet).
-// A source's samples share their Names while their metrics stay the
-// same: the columns are looked up once, not forty times a sample.
-func (s *sourceRings) columns(n *Names) []int32 {
-	if n == s.seen && n != nil {
-		return s.colOf
-	}
-	list := n.List()
-	if cap(s.colOf) < len(list) {
-		s.colOf = make([]int32, 0, len(list))
-	}
-	s.seen, s.colOf, s.inCols = n, s.colOf[:0], 0
-	for _, name := range list {
-		col, ok := s.cols[name]
-		if !ok {
-			col = -1
-		} else {
-			s.inCols++
-		}
-		s.colOf = append(s.colOf, int32(col))
-	}
-	return s.colOf
-}
-
 // row writes a sample's values as the chunk's next row, by their columns
-// (cols), and says whether a column's presence differs from the last
-// sample's.
-func (s *sourceRings) row(c *chunk, cols []int32, values []float64) (changed bool) {
+// (cols, have of which are columns: Places.Of), and says whether a
+// column's presence differs from the last sample's.
+func (s *sourceRings) row(c *chunk, cols []int32, have int, values []float64) (changed bool) {
 	at := len(c.raw)
 	c.raw = c.raw[:at+c.width]
 	row := c.raw[at:]
-	whole := s.inCols == c.width
+	whole := have == c.width
 	if !whole {
 		for i := range row {
 			row[i] = missing

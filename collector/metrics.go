@@ -2,6 +2,7 @@ package collector
 
 import (
 	"encoding/json"
+	"fmt"
 	"iter"
 	"maps"
 	"slices"
@@ -53,6 +54,9 @@ func MetricsOf(m map[string]float64) Metrics {
 // a source sent them; a name that comes twice keeps its last value, as in
 // a map. values is kept, and must not be changed.
 func MetricsIn(names []string, values []float64) Metrics {
+	if len(names) != len(values) {
+		panic(fmt.Sprintf("collector.MetricsIn: %d names, %d values", len(names), len(values)))
+	}
 	var none *nameCache
 	return none.metrics(names, values)
 }
@@ -147,6 +151,42 @@ func (n *Names) List() []string {
 	}
 	return n.list
 }
+
+// Places are where a reader that keeps a source's metrics in columns —
+// the ring, the history — has each name of the last Names it was given,
+// so that the samples that share their Names are placed without a lookup
+// a name. The zero value is ready to use.
+type Places struct {
+	seen *Names
+	of   []int32 // the column of each of seen's names; -1: none
+	have int     // seen's names that have a column
+}
+
+// Of returns the column in cols of each of n's names (-1: none), and how
+// many have one. The slice is the Places' own, good until the next call.
+func (p *Places) Of(n *Names, cols map[string]int) (of []int32, have int) {
+	if n == p.seen && n != nil {
+		return p.of, p.have
+	}
+	list := n.List()
+	if cap(p.of) < len(list) {
+		p.of = make([]int32, 0, len(list))
+	}
+	p.seen, p.of, p.have = n, p.of[:0], 0
+	for _, name := range list {
+		col, ok := cols[name]
+		if !ok {
+			col = -1
+		} else {
+			p.have++
+		}
+		p.of = append(p.of, int32(col))
+	}
+	return p.of, p.have
+}
+
+// Forget makes the next Of look the names up again: the columns changed.
+func (p *Places) Forget() { p.seen = nil }
 
 // same says whether names are the Names' own, in order.
 func (n *Names) same(names []string) bool {

@@ -183,32 +183,7 @@ type source struct {
 	cols   map[string]int // by metric
 	names  []string       // by column
 	levels []level
-	seen   *collector.Names // the Names colOf is of
-	colOf  []int32          // the column of each of seen's names; -1: none yet
-	inCols int              // seen's names that have a column
-}
-
-// columns returns the column of each of a sample's names (-1: none yet),
-// looked up once for the samples that share their Names.
-func (src *source) columns(n *collector.Names) []int32 {
-	if n == src.seen && n != nil {
-		return src.colOf
-	}
-	list := n.List()
-	if cap(src.colOf) < len(list) {
-		src.colOf = make([]int32, 0, len(list))
-	}
-	src.seen, src.colOf, src.inCols = n, src.colOf[:0], 0
-	for _, name := range list {
-		col, ok := src.cols[name]
-		if !ok {
-			col = -1
-		} else {
-			src.inCols++
-		}
-		src.colOf = append(src.colOf, int32(col))
-	}
-	return src.colOf
+	places collector.Places // the columns of the last sample's names
 }
 
 // A level is a tier's step being filled: the first tier's of samples,
@@ -375,21 +350,21 @@ func (h *DB) Record(smp collector.Sample) {
 	h.advance(src, 0, t)
 	src.behind = h.opts.Now().UnixMilli() - t
 	names, values := smp.Metrics.Names(), smp.Metrics.Values()
-	cols := src.columns(names)
+	cols, have := src.places.Of(names, src.cols)
 	aggs := src.levels[0].aggs
 	for i, col := range cols {
 		if col >= 0 {
 			aggs[col].add(values[i])
 		}
 	}
-	if src.inCols < len(values) { // metrics new to the source
+	if have < len(values) { // metrics new to the source
 		for i, name := range names.List() {
 			if cols[i] < 0 {
 				src.column(name)
 				src.levels[0].aggs[src.cols[name]].add(values[i])
 			}
 		}
-		src.seen = nil
+		src.places.Forget()
 	}
 }
 
