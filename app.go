@@ -211,7 +211,7 @@ func (a *app) took(ev *stream.Event, from cluster.From) {
 	if from.Agent {
 		a.agents.Saw(from.Replica, ev.Time)
 	}
-	err := a.mirror.Take(ev)
+	err := a.mirror.Take(ev, from.Stored)
 	switch {
 	case errors.Is(err, collector.ErrOwnSource):
 		if _, told := a.clashes.LoadOrStore(ev.Source, true); !told {

@@ -388,6 +388,7 @@ func (l *Log) follow(ctx context.Context, hub Hub, took func(*stream.Event, From
 		next = seq + 1
 		l.received.Inc()
 		ev, key, from, err := decode(epoch+seq, m)
+		from.Stored = meta.Timestamp
 		if err != nil {
 			l.opts.Logger.Warn("skipping an event of the stream vigil cannot read", "seq", seq, "subject", m.Subject(), "err", err)
 		} else {
@@ -575,8 +576,9 @@ func decode(id uint64, m jetstream.Msg) (ev *stream.Event, key string, from From
 	return stream.NewEvent(id, typ, source, t, body), h.Get(hKey), from, nil
 }
 
-// From says who published an event of the stream.
+// From says who published an event of the stream, and when.
 type From struct {
-	Replica string // its cluster.name
-	Agent   bool   // an agent that pushes (cluster.role: agent), not a replica
+	Replica string    // its cluster.name
+	Agent   bool      // an agent that pushes (cluster.role: agent), not a replica
+	Stored  time.Time // when the stream stored it, by the NATS server's clock
 }

@@ -525,6 +525,43 @@ func TestOneEventPerID(t *testing.T) {
 	}
 }
 
+// TestFromSaysWhenStored: an event read from the stream says when the
+// stream stored it — what a replica's mirror counts a source's silence
+// from, rather than when the replica read it.
+func TestFromSaysWhenStored(t *testing.T) {
+	n := vigiltest.StartNATS(t)
+	a := startReplica(t, n, "a", LogOptions{})
+	before := time.Now()
+	a.publish(t, "host/a", 1)
+	l, err := NewLog(n.Connect(), LogOptions{Replica: "b", Check: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := stream.NewHub(stream.HubOptions{Log: l})
+	defer hub.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan From, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.Run(ctx, hub, func(ev *stream.Event, from From) {
+			select {
+			case got <- from:
+			default:
+			}
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	select {
+	case from := <-got:
+		if from.Replica != "a" || from.Stored.Before(before.Add(-time.Second)) || from.Stored.After(time.Now()) {
+			t.Fatalf("from %+v: want replica a, stored between %s and now", from, before.Format(time.RFC3339Nano))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the event did not come")
+	}
+}
+
 // A stream kept a minute: its duplicate window (two minutes otherwise)
 // fits in its age, or the server refuses to make it.
 func TestShortMaxAge(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"vigil/stream"
 )
@@ -36,7 +37,12 @@ var ErrOwnSource = errors.New("another replica publishes a source of this replic
 var ErrFollowedSource = errors.New("a source this replica samples or follows itself")
 
 // Take puts a sample event into the Store; other events it leaves.
-func (m *Mirror) Take(ev *stream.Event) error {
+// stored is when the shared log stored it (zero: now): the source was
+// heard from then, not when this replica read it, which after a restart
+// or a lost connection is a backlog's read, maybe minutes later — the
+// rules of a replica that then takes the alert lease must not take a
+// source silent since for a live one (Store.AppendArrived).
+func (m *Mirror) Take(ev *stream.Event, stored time.Time) error {
 	if ev.Type != stream.TypeSample || ev.Source == "" {
 		return nil
 	}
@@ -63,6 +69,6 @@ func (m *Mirror) Take(ev *stream.Event) error {
 	if aev.RawMetrics == nil {
 		return nil
 	}
-	m.Store.Append(Sample{Source: ev.Source, Time: ev.Time, Metrics: aev.Metrics, Labels: aev.Labels})
+	m.Store.AppendArrived(Sample{Source: ev.Source, Time: ev.Time, Metrics: aev.Metrics, Labels: aev.Labels}, stored)
 	return nil
 }

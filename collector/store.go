@@ -93,9 +93,19 @@ func (s *Store) limit() limit {
 // Append records every metric of a sample in its series. The sample is
 // kept as the source's latest sample: its Metrics' values must not be
 // changed afterwards.
-func (s *Store) Append(smp Sample) {
+func (s *Store) Append(smp Sample) { s.AppendArrived(smp, time.Time{}) }
+
+// AppendArrived appends a sample that reached this process's cluster at
+// arrived, before this process read it (a replica's mirror of another's
+// sample, read from the shared log's backlog): its source's silence
+// (Arrival) counts from then. A zero time, or one after now (another
+// machine's clock), is now.
+func (s *Store) AppendArrived(smp Sample, arrived time.Time) {
 	s.mu.Lock()
 	s.append(smp)
+	if src := s.sources[smp.Source]; !arrived.IsZero() && arrived.Before(src.arrived) {
+		src.arrived = arrived
+	}
 	r := s.recorder
 	s.mu.Unlock()
 	if r != nil {
