@@ -176,7 +176,7 @@ func heartbeatAt(id uint64) *Event {
 func byID(a, b *Event) int { return cmp.Compare(a.ID, b.ID) }
 
 func writeJSONString(b *bytes.Buffer, s string) {
-	b.Write(appendJSONString(nil, s))
+	b.Write(appendJSONString(b.AvailableBuffer(), s))
 }
 
 // appendJSONString appends s as encoding/json writes it. A name of
