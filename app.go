@@ -423,7 +423,7 @@ func (a *app) buildWeb(set *metrics.Set) error {
 			return nil
 		}, Tokens: a.plan.tokens, ReadTokens: a.plan.readTokens,
 		Hub: a.hub, Store: a.store, Metrics: set, Logger: a.log, Version: buildVersion(), Demo: a.plan.demo,
-		Interval: a.plan.interval, Heartbeat: a.plan.heartbeat, Retry: a.plan.retry, WriteTimeout: a.plan.writeTimeout, WriteDelay: a.plan.writeDelay,
+		Interval: a.plan.interval, Heartbeat: a.plan.heartbeat, Retry: a.plan.retry, WriteTimeout: a.plan.writeTimeout,
 		Loopback: loopback, AllowedHosts: a.plan.allowedHosts,
 		Checks: []dashboard.Check{{Name: "alert store", Err: a.eval.Healthy}},
 	}

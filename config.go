@@ -48,7 +48,6 @@ type Config struct {
 		Heartbeat    Duration `yaml:"heartbeat"`     // comment sent to idle streams
 		Retry        Duration `yaml:"retry"`         // reconnect delay hint; clients get up to twice this
 		WriteTimeout Duration `yaml:"write_timeout"` // deadline per write to a client
-		WriteDelay   Duration `yaml:"write_delay"`   // events coming faster share a write to a client
 	} `yaml:"stream"`
 	Alerts struct {
 		// Rules replace the default host rules when given; an empty list
@@ -474,7 +473,6 @@ func defaultConfig() Config {
 	c.Stream.Heartbeat = Duration(stream.DefaultHeartbeat)
 	c.Stream.Retry = Duration(dashboard.DefaultRetry)
 	c.Stream.WriteTimeout = Duration(dashboard.DefaultWriteTimeout)
-	c.Stream.WriteDelay = Duration(dashboard.DefaultWriteDelay)
 	c.Alerts.AgentDownFor = Duration(alerts.DefaultAgentDownFor)
 	c.Cluster.NATS.Stream = cluster.DefaultStream
 	c.Cluster.NATS.Subject = cluster.DefaultSubject

@@ -32,7 +32,7 @@ type plan struct {
 	tlsCert, tlsKey     string
 
 	replay, queue                  int
-	heartbeat, retry, writeTimeout, writeDelay time.Duration
+	heartbeat, retry, writeTimeout time.Duration
 	tokens, allowedHosts           []string
 	host                           *collector.HostOptions // nil: the host is not watched
 	hostTimeout                    time.Duration
@@ -221,9 +221,8 @@ func (pl *planner) stream(c Config, p *plan) {
 	}
 	pl.durRange("stream.retry", s.Retry, 100*time.Millisecond, time.Minute)
 	pl.durRange("stream.write_timeout", s.WriteTimeout, time.Second, 5*time.Minute)
-	pl.durRange("stream.write_delay", s.WriteDelay, 0, time.Second)
 	p.replay, p.queue = s.Replay, s.Queue
-	p.heartbeat, p.retry, p.writeTimeout, p.writeDelay = s.Heartbeat.D(), s.Retry.D(), s.WriteTimeout.D(), s.WriteDelay.D()
+	p.heartbeat, p.retry, p.writeTimeout = s.Heartbeat.D(), s.Retry.D(), s.WriteTimeout.D()
 }
 
 // allowedHostRe is a DNS name, a "*." pattern or "*".

@@ -69,7 +69,7 @@ func serveFleet(addr, file, dir string) error {
 	go sched.Run(ctx)
 	go fleet.Run(ctx)
 	go eval.Run(ctx)
-	web := dashboard.New(dashboard.Options{Alerts: eval, Hub: hub, Store: store, Metrics: set, Logger: log, Interval: collector.DefaultInterval, WriteDelay: dashboard.DefaultWriteDelay, Loopback: true})
+	web := dashboard.New(dashboard.Options{Alerts: eval, Hub: hub, Store: store, Metrics: set, Logger: log, Interval: collector.DefaultInterval, Loopback: true})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

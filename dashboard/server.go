@@ -36,11 +36,6 @@ import (
 const (
 	DefaultRetry        = time.Second      // base reconnect delay sent in retry:; up to twice this with jitter
 	DefaultWriteTimeout = 10 * time.Second // deadline for each write to a streaming client
-	// DefaultWriteDelay is the longest an event waits for others to share
-	// its write to a client, once events come faster than that: at a
-	// thousand agents' samples a second, a write each cost a hub more CPU
-	// than its rules (docs/BENCHMARKS.md).
-	DefaultWriteDelay = 10 * time.Millisecond
 )
 
 // Hub is what the server needs of stream.Hub.
@@ -127,11 +122,7 @@ type Options struct {
 	Heartbeat    time.Duration // the hub's heartbeat; the page falls back to long polling when a stream is silent longer (stream.DefaultHeartbeat)
 	Retry        time.Duration // DefaultRetry
 	WriteTimeout time.Duration // DefaultWriteTimeout
-	// WriteDelay gathers the events a streaming client is sent within it
-	// of its last write into its next one (DefaultWriteDelay in vigil's
-	// config); 0 writes every batch at once.
-	WriteDelay  time.Duration
-	BodyTimeout time.Duration // DefaultBodyTimeout
+	BodyTimeout  time.Duration // DefaultBodyTimeout
 	// Loopback says vigil listens on a loopback address: it then answers
 	// only to loopback host names and addresses, and AllowedHosts.
 	Loopback bool

@@ -78,10 +78,6 @@ type session struct {
 	t   transport
 	sub *stream.Subscriber
 	pos uint64 // where the client stands: the last event, heartbeat or position sent
-	// flushed is when the last batch was flushed; gather waits on
-	// timer for the events that follow it within the write delay.
-	flushed time.Time
-	timer   *time.Timer
 }
 
 // serveHTTP runs the stream of an HTTP client whose filter is in the
@@ -210,65 +206,23 @@ func (ss *session) live() {
 }
 
 // batch writes an event and whatever else is queued, up to maxBatch, and
-// flushes them together. Events that come within the server's WriteDelay
-// of the last flush are gathered until the delay is up, so a client sent
-// events faster than that gets one write a delay rather than one an
-// event; an event after a quiet spell is flushed at once.
+// flushes them together.
 func (ss *session) batch(ev *stream.Event) error {
 	if err := ss.write(ev); err != nil {
 		return ss.flushAfter(err)
 	}
-	n, err := ss.drain(maxBatch - 1)
-	if err != nil {
-		return ss.flushAfter(err)
-	}
-	if 1+n < maxBatch {
-		if ss.gather() {
-			if _, err := ss.drain(maxBatch - 1 - n); err != nil {
+	for range maxBatch - 1 {
+		select {
+		case ev = <-ss.sub.C():
+			if err := ss.write(ev); err != nil {
 				return ss.flushAfter(err)
 			}
-		}
-	}
-	err = ss.t.flush(len(ss.sub.C()) > 0)
-	ss.flushed = time.Now()
-	return err
-}
-
-// drain writes up to n events that are queued already, without waiting,
-// and says how many it wrote.
-func (ss *session) drain(n int) (int, error) {
-	for i := range n {
-		select {
-		case ev := <-ss.sub.C():
-			if err := ss.write(ev); err != nil {
-				return i, err
-			}
+			continue
 		default:
-			return i, nil
 		}
+		break
 	}
-	return n, nil
-}
-
-// gather waits out the rest of the write delay when the last flush was
-// within it; it says whether it waited. It stops early when the client
-// goes or the subscription ends, and the live loop then sees why.
-func (ss *session) gather() bool {
-	wait := ss.s.opts.WriteDelay - time.Since(ss.flushed)
-	if wait <= 0 || ss.s.opts.WriteDelay <= 0 {
-		return false
-	}
-	if ss.timer == nil {
-		ss.timer = time.NewTimer(wait)
-	} else {
-		ss.timer.Reset(wait)
-	}
-	select {
-	case <-ss.timer.C:
-	case <-ss.ctx.Done():
-	case <-ss.sub.Done():
-	}
-	return true
+	return ss.t.flush(len(ss.sub.C()) > 0)
 }
 
 // resubscribe changes the session's filter: the stream carries on from
