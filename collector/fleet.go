@@ -81,6 +81,7 @@ type Fleet struct {
 	Metrics     *metrics.Set
 
 	once     sync.Once
+	start    time.Time // of clock
 	dials    chan struct{}
 	mu       sync.Mutex
 	ups      map[string]*runningUpstream // by URL
@@ -116,6 +117,7 @@ func (f *Fleet) init() {
 		if f.Now == nil {
 			f.Now = time.Now
 		}
+		f.start = time.Now()
 		if f.Logger == nil {
 			f.Logger = slog.New(slog.DiscardHandler)
 		}
@@ -133,6 +135,25 @@ func (f *Fleet) init() {
 }
 
 func (f *Fleet) now() time.Time { return f.Now() }
+
+// clock is the time since the fleet started, on the monotonic clock: what
+// the idle check goes by.
+func (f *Fleet) clock() int64 { return int64(time.Since(f.start)) }
+
+// idle ends the streams on which nothing came for IdleTimeout. One look
+// at every stream a while, rather than a timer an upstream reset at every
+// event: at a thousand agents the resets alone were 1.4% of a hub's CPU
+// profile.
+func (f *Fleet) idle() {
+	now := f.clock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.ups {
+		if end := r.u.stream.Load(); end != nil && now-r.u.heard.Load() >= int64(f.IdleTimeout) {
+			(*end)(fmt.Errorf("nothing from the agent for %s, not even a heartbeat", f.IdleTimeout))
+		}
+	}
+}
 
 // Positions keep where a hub stands in each agent's stream: a
 // PositionFile, or a replica's bucket in NATS (cluster.Positions) that the
@@ -171,6 +192,8 @@ func (f *Fleet) Run(ctx context.Context) error {
 	defer t.Stop()
 	save := time.NewTicker(time.Second)
 	defer save.Stop()
+	idle := time.NewTicker(max(min(time.Second, f.IdleTimeout/4), time.Millisecond))
+	defer idle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -187,6 +210,8 @@ func (f *Fleet) Run(ctx context.Context) error {
 			}
 		case <-save.C:
 			f.savePositions()
+		case <-idle.C:
+			f.idle()
 		}
 	}
 }

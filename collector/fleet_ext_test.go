@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,6 +57,43 @@ func TestUpstreamSilentStreamIsDead(t *testing.T) {
 	vigiltest.Eventually(t, 10*time.Second, "the silent agent taken for unreachable", func() bool {
 		st := f.Status()
 		return len(st) == 1 && !st[0].Connected && strings.Contains(st[0].Error, "nothing from the agent for 300ms")
+	})
+}
+
+// TestUpstreamTalkingStreamIsAlive: a stream that keeps sending, if only
+// heartbeats, is never taken for dead however long it runs past the idle
+// timeout; once it falls silent it is.
+func TestUpstreamTalkingStreamIsAlive(t *testing.T) {
+	var opened atomic.Int32
+	release := make(chan struct{})
+	talking := make(chan struct{})
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if opened.Add(1) > 1 {
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 25 { // 2.5 s of heartbeats, two and a half idle timeouts
+			fmt.Fprintf(w, "id: %d\n\n", i+1)
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+		close(talking)
+		select { // then nothing more, and no end
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer agent.Close()
+	defer close(release)
+	f := &collector.Fleet{Upstreams: []collector.UpstreamOptions{{URL: agent.URL, Name: "chatty"}}, IdleTimeout: time.Second}
+	runFleet(t, f)
+	<-talking
+	if st := f.Status(); len(st) != 1 || !st[0].Connected || opened.Load() != 1 {
+		t.Fatalf("after 2.5 s of heartbeats: %+v, %d streams opened; want connected on the first", st, opened.Load())
+	}
+	vigiltest.Eventually(t, 10*time.Second, "the agent fallen silent taken for unreachable", func() bool {
+		st := f.Status()
+		return len(st) == 1 && !st[0].Connected && strings.Contains(st[0].Error, "nothing from the agent for 1s")
 	})
 }
 

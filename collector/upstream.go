@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"vigil/stream"
@@ -51,6 +52,10 @@ type upstream struct {
 	name   string
 	suffix string     // bodySuffix(name, opts.Labels)
 	names  *nameCache // the agent's metric names; used by run's goroutine only
+	// The stream being followed, for the fleet's idle check (Fleet.idle):
+	// when something last came on it, by the fleet's clock, and what ends it.
+	heard  atomic.Int64
+	stream atomic.Pointer[context.CancelCauseFunc]
 	fleet  *Fleet
 	client *http.Client
 	poke   chan struct{} // the connection was made or lost: collect now
@@ -191,18 +196,17 @@ func (u *upstream) run(ctx context.Context) {
 // events until the stream ends; got says whether any came. A stream on
 // which nothing comes for the fleet's IdleTimeout — not even a heartbeat,
 // which an agent sends every 15 s at most — is taken for dead (a host
-// gone without closing the connection) and given up.
+// gone without closing the connection) and given up: the fleet looks for
+// such streams (Fleet.idle), so that an event only notes the time.
 func (u *upstream) follow(ctx context.Context) (got bool, err error) {
 	if err := u.fleet.dialSlot(ctx); err != nil {
 		return false, err
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	idle := u.fleet.IdleTimeout
-	watchdog := time.AfterFunc(idle, func() {
-		cancel(fmt.Errorf("nothing from the agent for %s, not even a heartbeat", idle))
-	})
-	defer watchdog.Stop()
+	u.heard.Store(u.fleet.clock())
+	u.stream.Store(&cancel) // for the fleet's idle check
+	defer u.stream.Store(nil)
 	resp, err := u.open(ctx)
 	u.fleet.dialDone()
 	if err != nil {
@@ -219,7 +223,7 @@ func (u *upstream) follow(ctx context.Context) (got bool, err error) {
 		if err != nil {
 			return got, cmp.Or(context.Cause(ctx), err)
 		}
-		watchdog.Reset(idle)
+		u.heard.Store(u.fleet.clock())
 		got = true
 		if len(ev.Type) == 0 && len(ev.Data) == 0 { // a position: nothing to take, somewhere to resume from
 			if id, err := stream.ParseID(string(ev.ID)); err == nil {
