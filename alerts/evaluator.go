@@ -974,30 +974,51 @@ func (e *Evaluator) value(w *series, source string, latest collector.Sample, now
 		v, ok := latest.Metrics.Get(w.metric)
 		return v, ok
 	}
-	w.window = slide(w.window, latest.Time.Add(-r.Window), func(dst []collector.Point, since time.Time) []collector.Point {
+	w.window = slide(w.window, latest.Time.Add(-r.Window), latest.Time, func(dst []collector.Point, since time.Time) []collector.Point {
 		dst, _ = e.Ring.AppendRange(dst, source, w.metric, since)
 		return dst
 	})
 	return aggregate(r.Aggregate, w.window)
 }
 
-// slide moves a window of points (oldest first) to start at from: the
-// points before from go, and read gives the points after the newest held
-// (or all since from, if none is held). A fleet's evaluator reads a
-// second of each series a step, not a minute.
-func slide(window []collector.Point, from time.Time, read func(dst []collector.Point, since time.Time) []collector.Point) []collector.Point {
+// slide moves a window of points (oldest first) to hold those from from
+// to to: the points before from go, and read gives the points after the
+// newest held (or all since from, if none is held), in the ring's order.
+// A fleet's evaluator reads a second of each series a step, not a
+// minute. A source whose clock was set back has points after to, of the
+// time before: they are left out, and a window that held some is read
+// again whole. Its points then mix the two runs of the clock over the
+// times both covered, as a store that orders points by time must (as
+// VictoriaMetrics does); what came after the clock went back is in the
+// window at once, rather than waiting for the clock to pass what came
+// before.
+func slide(window []collector.Point, from, to time.Time, read func(dst []collector.Point, since time.Time) []collector.Point) []collector.Point {
 	since := from
-	if n := len(window); n > 0 && !window[n-1].T.Before(from) {
+	if n := len(window); n > 0 && !window[n-1].T.Before(from) && !window[n-1].T.After(to) {
 		since = window[n-1].T.Add(time.Nanosecond)
 	} else {
 		window = window[:0]
 	}
+	held := len(window)
 	window = read(window, since)
+	kept, sorted := window[:held], true
+	for _, p := range window[held:] {
+		if p.T.After(to) {
+			continue
+		}
+		if n := len(kept); n > 0 && p.T.Before(kept[n-1].T) {
+			sorted = false
+		}
+		kept = append(kept, p)
+	}
+	if !sorted {
+		slices.SortStableFunc(kept, func(a, b collector.Point) int { return a.T.Compare(b.T) })
+	}
 	drop := 0
-	for drop < len(window) && window[drop].T.Before(from) {
+	for drop < len(kept) && kept[drop].T.Before(from) {
 		drop++
 	}
-	return append(window[:0], window[drop:]...)
+	return append(kept[:0], kept[drop:]...)
 }
 
 // describe sets what the rule says of an alert. Its labels are the

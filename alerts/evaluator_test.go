@@ -506,8 +506,9 @@ func memoryEvaluator(t *testing.T, rules ...Rule) (*Evaluator, *collector.Store,
 
 // TestSlideMatchesAWholeRead: a rule's window kept step by step (slide,
 // reading only what is new) holds what reading the whole window from the
-// ring does, through gaps longer than the window and samples without the
-// metric.
+// ring does, in time order, through gaps longer than the window, samples
+// without the metric, and a clock set back by seconds or minutes (whose
+// points from before that are after the newest sample are not in it).
 func TestSlideMatchesAWholeRead(t *testing.T) {
 	ring := collector.NewStore(10*time.Minute, time.Second)
 	rng := rand.New(rand.NewPCG(7, 9))
@@ -518,15 +519,20 @@ func TestSlideMatchesAWholeRead(t *testing.T) {
 		switch r := rng.IntN(100); {
 		case r < 2:
 			at = at.Add(time.Duration(30+rng.IntN(120)) * time.Second) // silent, sometimes past the window
+		case r < 3:
+			at = at.Add(-time.Duration(2+rng.IntN(150)) * time.Second) // the source's clock set back
 		case r < 10:
 			ring.Append(collector.Sample{Source: "host/a", Time: at, Metrics: collector.MetricsOf(map[string]float64{"other": 1})})
 		default:
 			ring.Append(collector.Sample{Source: "host/a", Time: at, Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": float64(rng.IntN(1000)) / 10})})
 		}
+		to := at
 		at = at.Add(time.Second)
-		from := at.Add(-time.Minute)
+		from := to.Add(-time.Minute)
 		whole, _ := ring.AppendRange(nil, "host/a", "cpu.percent", from)
-		window = slide(window, from, func(dst []collector.Point, since time.Time) []collector.Point {
+		whole = slices.DeleteFunc(whole, func(p collector.Point) bool { return p.T.After(to) })
+		slices.SortStableFunc(whole, func(a, b collector.Point) int { return a.T.Compare(b.T) })
+		window = slide(window, from, to, func(dst []collector.Point, since time.Time) []collector.Point {
 			dst, _ = ring.AppendRange(dst, "host/a", "cpu.percent", since)
 			return dst
 		})
@@ -687,6 +693,45 @@ func TestSourcesWithClocksOff(t *testing.T) {
 		if got := run(skew); !slices.Equal(got, want) {
 			t.Errorf("a source whose clock is %v off: %v, want %v as with a clock that is right", skew, got, want)
 		}
+	}
+}
+
+// TestASourceWhoseClockStepsBack: a source whose clock is set back five
+// minutes (a host's clock corrected, or wrong until it rebooted) has its
+// samples from then on in its rules' windows at once: its alert fires
+// and resolves as its samples say, not five minutes late.
+func TestASourceWhoseClockStepsBack(t *testing.T) {
+	rule := Rule{Name: "Hot", Source: "host/*", Metric: "cpu.percent", Op: ">", Threshold: 90,
+		Aggregate: "max", Window: time.Minute, For: 10 * time.Second}
+	e, store, ck, hub := memoryEvaluator(t, rule)
+	sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
+	defer sub.Close()
+	got := map[string]int{} // the step of each transition
+	skew := time.Duration(0)
+	for step := range 300 {
+		ck.t = ck.t.Add(time.Second)
+		if step == 100 {
+			skew = -5 * time.Minute
+		}
+		v := 50.0
+		if step >= 110 && step < 170 {
+			v = 99
+		}
+		store.Append(collector.Sample{Source: "host/a", Time: ck.t.Add(skew), Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": v})})
+		if err := e.Evaluate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		for len(sub.C()) > 0 {
+			var ev map[string]any
+			json.Unmarshal((<-sub.C()).JSON(), &ev)
+			got[ev["transition"].(string)] = step
+		}
+	}
+	// 99 from step 110: pending at once, firing 10 s on; the last 99 at
+	// step 169 leaves the one-minute window at step 230.
+	want := map[string]int{StatePending: 110, StateFiring: 120, StateResolved: 230}
+	if !maps.Equal(got, want) {
+		t.Errorf("transitions at steps %v, want %v", got, want)
 	}
 }
 
