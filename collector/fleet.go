@@ -291,7 +291,7 @@ func (f *Fleet) distinct(ups []UpstreamOptions) ([]UpstreamOptions, []string) {
 }
 
 func (f *Fleet) startLocked(o UpstreamOptions, name string) {
-	u := &upstream{opts: o, key: o.URL, name: name, suffix: bodySuffix(name, o.Labels), names: &nameCache{}, fleet: f, client: f.clientLocked(o), poke: make(chan struct{}, 1), seq: f.saved[o.URL]}
+	u := &upstream{opts: o, key: o.URL, name: name, suffix: bodySuffix(name, o.Labels), names: &nameCache{}, fleet: f, client: f.clientLocked(o), seq: f.saved[o.URL]}
 	if seq, ok := f.saved[o.URL]; ok {
 		f.pos[o.URL] = seq // saved again as it was, even if the agent sends nothing this run
 	}

@@ -41,17 +41,20 @@ type Labeled interface {
 }
 
 // An Instant source's Collect reads what is in memory and returns at
-// once: the scheduler calls it on the source's own goroutine, without the
-// goroutine and timeout each collect of a source that may block gets (a
-// hub has one such source per agent).
+// once: the scheduler collects every such source on one goroutine of its
+// own (instants), without the goroutine, ticker and timeout each source
+// that may block gets (a hub has one per agent). One that is a Primer
+// too gets a goroutine of its own, to prime on.
 type Instant interface {
 	Instant()
 }
 
-// A Triggered source is also collected, between its ticks, each time its
-// channel says something changed (an agent's connection made or lost).
+// A Triggered source is also collected, between its ticks, whenever it
+// calls the function the scheduler gives it before it is first collected
+// (an agent's connection made or lost). Calls before that collect come
+// about ask for one collect.
 type Triggered interface {
-	Trigger() <-chan struct{}
+	Trigger(collect func())
 }
 
 // A Scheduled source sets its own interval and collect timeout; zero
@@ -72,8 +75,9 @@ type Publisher interface {
 
 var _ Publisher = (*stream.Hub)(nil)
 
-// A Scheduler samples each source every interval, on a goroutine of its own,
-// and hands the results to the store and the hub.
+// A Scheduler samples each source every interval, on a goroutine of its own
+// (the Instant sources on one they share), and hands the results to the
+// store and the hub.
 //
 // A collect that runs past its timeout is reported as failed; if the source
 // ignores its context, the scheduler skips that source's ticks until the
@@ -92,11 +96,12 @@ type Scheduler struct {
 	readyCh chan struct{}
 	once    sync.Once
 
-	mu      sync.Mutex
-	ctx     context.Context     // Run's, once it runs; nil before and after
-	wg      sync.WaitGroup      // every source's goroutine
-	running map[string]*running // by source name
-	added   []Source            // added before Run
+	mu       sync.Mutex
+	ctx      context.Context     // Run's, once it runs; nil before and after
+	wg       sync.WaitGroup      // every source's goroutine, and the instants'
+	running  map[string]*running // by source name
+	added    []Source            // added before Run
+	instants *instants           // the Instant sources' goroutine, while Run runs
 }
 
 // running is a source's goroutine.
@@ -152,7 +157,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	<-ctx.Done()
 	s.mu.Lock()
-	s.ctx = nil
+	s.ctx, s.instants = nil, nil
 	s.mu.Unlock()
 	s.wg.Wait()
 	return nil
@@ -198,8 +203,8 @@ func (s *Scheduler) Has(name string) bool {
 	return false
 }
 
-// Remove stops sampling a source and waits until its goroutine has
-// published its last (a collect under way is cut short).
+// Remove stops sampling a source and waits until it has published its
+// last (a collect under way is cut short).
 func (s *Scheduler) Remove(name string) {
 	s.mu.Lock()
 	r := s.running[name]
@@ -212,18 +217,34 @@ func (s *Scheduler) Remove(name string) {
 	}
 }
 
-// startLocked starts a source's goroutine; initial says it is one of
-// Sources, whose first collects Ready waits for.
+// startLocked starts sampling a source: on a goroutine of its own, or
+// with the other Instant sources; initial says it is one of Sources, whose
+// first collects Ready waits for.
 func (s *Scheduler) startLocked(src Source, initial bool) {
+	l := s.newSourceLoop(src, initial)
+	_, instant := src.(Instant)
+	if _, primes := src.(Primer); instant && !primes {
+		if s.instants == nil {
+			g := &instants{wake: make(chan struct{}, 1)}
+			s.instants = g
+			s.wg.Add(1)
+			go func(ctx context.Context) {
+				defer s.wg.Done()
+				g.run(ctx)
+			}(s.ctx)
+		}
+		s.running[l.name] = s.instants.add(l)
+		return
+	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	r := &running{cancel: cancel, done: make(chan struct{})}
-	s.running[src.Name()] = r
+	s.running[l.name] = r
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer close(r.done)
 		defer cancel()
-		s.loop(ctx, src, initial)
+		l.loop(ctx)
 	}()
 }
 
@@ -255,7 +276,8 @@ type collectResult struct {
 
 var collectBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
-func (s *Scheduler) loop(ctx context.Context, src Source, initial bool) {
+// newSourceLoop makes the state of a source's sampling.
+func (s *Scheduler) newSourceLoop(src Source, initial bool) *sourceLoop {
 	name := src.Name()
 	label := `{source=` + strconv.Quote(name) + `}`
 	l := &sourceLoop{s: s, src: src, name: name, interval: s.Interval, timeout: s.Timeout, first: !initial, m: sourceMetrics{
@@ -272,17 +294,28 @@ func (s *Scheduler) loop(ctx context.Context, src Source, initial bool) {
 			l.timeout = to
 		}
 	}
-	if p, ok := src.(Primer); ok {
+	return l
+}
+
+// loop samples a source on its own goroutine until ctx is done.
+func (l *sourceLoop) loop(ctx context.Context) {
+	if p, ok := l.src.(Primer); ok {
 		pctx, cancel := context.WithTimeout(ctx, l.timeout)
 		err := p.Prime(pctx)
 		cancel()
 		if err != nil {
-			s.Logger.Warn("prime source", "source", name, "err", stream.Clip(err.Error(), maxErrorBytes))
+			l.s.Logger.Warn("prime source", "source", l.name, "err", stream.Clip(err.Error(), maxErrorBytes))
 		}
 	}
-	var trigger <-chan struct{}
-	if tr, ok := src.(Triggered); ok {
-		trigger = tr.Trigger()
+	var trigger chan struct{}
+	if tr, ok := l.src.(Triggered); ok {
+		trigger = make(chan struct{}, 1)
+		tr.Trigger(func() {
+			select {
+			case trigger <- struct{}{}:
+			default:
+			}
+		})
 	}
 	t := time.NewTicker(l.interval)
 	defer t.Stop()

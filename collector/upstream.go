@@ -58,7 +58,10 @@ type upstream struct {
 	stream atomic.Pointer[context.CancelCauseFunc]
 	fleet  *Fleet
 	client *http.Client
-	poke   chan struct{} // the connection was made or lost: collect now
+	// collect asks the scheduler for a sample of the connection now
+	// (Trigger); pending, that one was wanted before it was given.
+	collect atomic.Pointer[func()]
+	pending atomic.Bool
 
 	mu        sync.Mutex
 	connected bool
@@ -91,14 +94,24 @@ const UpstreamInterval = 5 * time.Second
 // was as many events as the agents' hosts.
 func (u *upstream) Schedule() (interval, timeout time.Duration) { return UpstreamInterval, 0 }
 
-// Trigger says when the connection was made or lost.
-func (u *upstream) Trigger() <-chan struct{} { return u.poke }
+// Trigger takes how to ask for a sample, as the connection is made or
+// lost.
+func (u *upstream) Trigger(collect func()) {
+	u.collect.Store(&collect)
+	if u.pending.Swap(false) {
+		collect()
+	}
+}
 
 // changed asks for a sample of the connection now.
 func (u *upstream) changed() {
-	select {
-	case u.poke <- struct{}{}:
-	default:
+	if c := u.collect.Load(); c != nil {
+		(*c)()
+		return
+	}
+	u.pending.Store(true)
+	if c := u.collect.Load(); c != nil && u.pending.Swap(false) { // given meanwhile
+		(*c)()
 	}
 }
 
