@@ -40,8 +40,9 @@ type instant struct {
 	done    chan struct{} // closed once gone and not being ticked
 }
 
-// add starts ticking a source, from its first tick one interval or less
-// from now.
+// add starts ticking a source, its first tick an interval from now or up
+// to an interval after that, as its phase falls: not sooner, so that an
+// upstream is not reported unreachable before it had time to connect.
 func (g *instants) add(l *sourceLoop) *running {
 	e := &instant{l: l, done: make(chan struct{})}
 	if n := l.interval / instantSlot; n > 1 {
@@ -54,7 +55,7 @@ func (g *instants) add(l *sourceLoop) *running {
 		e.gone = true
 		close(e.done)
 	} else {
-		e.next = e.after(time.Now())
+		e.next = e.after(time.Now().Add(l.interval - 1))
 		heap.Push(&g.due, e)
 	}
 	g.mu.Unlock()
