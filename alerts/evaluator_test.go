@@ -658,32 +658,8 @@ func TestFollowerReadsChangedStatesOnly(t *testing.T) {
 func TestSourcesWithClocksOff(t *testing.T) {
 	rule := Rule{Name: "Hot", Source: "host/*", Metric: "cpu.percent", Op: ">", Threshold: 90,
 		Aggregate: "avg", Window: time.Minute, For: 20 * time.Second}
-	type change struct {
-		step int
-		kind string
-	}
-	run := func(skew time.Duration) []change {
-		e, store, ck, hub := memoryEvaluator(t, rule)
-		sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
-		defer sub.Close()
-		var out []change
-		for step := range 400 {
-			ck.t = ck.t.Add(time.Second)
-			v := 50.0
-			if step >= 120 && step < 240 {
-				v = 99
-			}
-			store.Append(collector.Sample{Source: "host/a", Time: ck.t.Add(skew), Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": v})})
-			if err := e.Evaluate(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			for len(sub.C()) > 0 {
-				var ev map[string]any
-				json.Unmarshal((<-sub.C()).JSON(), &ev)
-				out = append(out, change{step, ev["transition"].(string)})
-			}
-		}
-		return out
+	run := func(skew time.Duration) []stepChange {
+		return hotSteps(t, rule, 400, 120, 240, func(int) time.Duration { return skew })
 	}
 	want := run(0)
 	if len(want) != 3 || want[0].kind != StatePending || want[1].kind != StateFiring || want[2].kind != StateResolved {
@@ -703,36 +679,53 @@ func TestSourcesWithClocksOff(t *testing.T) {
 func TestASourceWhoseClockStepsBack(t *testing.T) {
 	rule := Rule{Name: "Hot", Source: "host/*", Metric: "cpu.percent", Op: ">", Threshold: 90,
 		Aggregate: "max", Window: time.Minute, For: 10 * time.Second}
+	got := hotSteps(t, rule, 300, 110, 170, func(step int) time.Duration {
+		if step >= 100 {
+			return -5 * time.Minute
+		}
+		return 0
+	})
+	// 99 from step 110: pending at once, firing 10 s on; the last 99 at
+	// step 169 leaves the one-minute window at step 230.
+	want := []stepChange{{110, StatePending}, {120, StateFiring}, {230, StateResolved}}
+	if !slices.Equal(got, want) {
+		t.Errorf("transitions %v, want %v", got, want)
+	}
+}
+
+// A stepChange is an alert's transition at a step of hotSteps.
+type stepChange struct {
+	step int
+	kind string
+}
+
+// hotSteps evaluates a rule over host/a sampled once a step (a second)
+// for n steps, its cpu.percent 99 from step hot to before step cool and
+// 50 otherwise, each sample's time the clock's plus skew(step), and
+// returns the alert's transitions.
+func hotSteps(t *testing.T, rule Rule, n, hot, cool int, skew func(step int) time.Duration) []stepChange {
+	t.Helper()
 	e, store, ck, hub := memoryEvaluator(t, rule)
 	sub, _ := hub.Subscribe(stream.Cursor{}, stream.Filter{Types: []string{stream.TypeAlert}})
 	defer sub.Close()
-	got := map[string]int{} // the step of each transition
-	skew := time.Duration(0)
-	for step := range 300 {
+	var out []stepChange
+	for step := range n {
 		ck.t = ck.t.Add(time.Second)
-		if step == 100 {
-			skew = -5 * time.Minute
-		}
 		v := 50.0
-		if step >= 110 && step < 170 {
+		if step >= hot && step < cool {
 			v = 99
 		}
-		store.Append(collector.Sample{Source: "host/a", Time: ck.t.Add(skew), Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": v})})
+		store.Append(collector.Sample{Source: "host/a", Time: ck.t.Add(skew(step)), Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": v})})
 		if err := e.Evaluate(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		for len(sub.C()) > 0 {
 			var ev map[string]any
 			json.Unmarshal((<-sub.C()).JSON(), &ev)
-			got[ev["transition"].(string)] = step
+			out = append(out, stepChange{step, ev["transition"].(string)})
 		}
 	}
-	// 99 from step 110: pending at once, firing 10 s on; the last 99 at
-	// step 169 leaves the one-minute window at step 230.
-	want := map[string]int{StatePending: 110, StateFiring: 120, StateResolved: 230}
-	if !maps.Equal(got, want) {
-		t.Errorf("transitions at steps %v, want %v", got, want)
-	}
+	return out
 }
 
 // TestRestartWithTheHistorysPast: after a restart the ring holds the
