@@ -20,6 +20,7 @@ const instantSlot = 100 * time.Millisecond
 // are spread over their interval rather than all published in the same
 // instant, and one wake-up ticks all the sources of a slot.
 type instants struct {
+	start   time.Time // what ticks are counted from, on the monotonic clock
 	mu      sync.Mutex
 	due     instantHeap // every source not removed, by its next tick
 	poked   []*instant  // triggered since the last wake-up
@@ -32,7 +33,7 @@ type instants struct {
 type instant struct {
 	l       *sourceLoop
 	phase   time.Duration // where in its interval its ticks fall
-	next    time.Time     // its next tick
+	next    time.Duration // its next tick, since the instants' start
 	index   int           // in due
 	poked   bool          // in poked
 	batched bool          // to be ticked in the batch under way
@@ -55,7 +56,7 @@ func (g *instants) add(l *sourceLoop) *running {
 		e.gone = true
 		close(e.done)
 	} else {
-		e.next = e.after(time.Now().Add(l.interval - 1))
+		e.next = e.after(g.now() + l.interval - 1)
 		heap.Push(&g.due, e)
 	}
 	g.mu.Unlock()
@@ -66,11 +67,17 @@ func (g *instants) add(l *sourceLoop) *running {
 	return &running{cancel: func() { g.remove(e) }, done: e.done}
 }
 
-// after is the source's first tick after t.
-func (e *instant) after(t time.Time) time.Time {
-	iv := e.l.interval
-	ns := t.UnixNano() - int64(e.phase)
-	return time.Unix(0, ns-ns%int64(iv)+int64(e.phase)).Add(iv)
+// now is the time since the instants' start. Ticks go by it, not by the
+// wall clock, which may be set back or forward while vigil runs.
+func (g *instants) now() time.Duration { return time.Since(g.start) }
+
+// after is the source's first tick after d.
+func (e *instant) after(d time.Duration) time.Duration {
+	k := d - e.phase
+	if k < 0 {
+		return e.phase
+	}
+	return k - k%e.l.interval + e.phase + e.l.interval
 }
 
 // poke asks for a tick of the source now.
@@ -112,7 +119,7 @@ func (g *instants) run(ctx context.Context) {
 	defer t.Stop()
 	var batch []*instant
 	for {
-		batch = g.take(batch[:0], time.Now())
+		batch = g.take(batch[:0], g.now())
 		for _, e := range batch {
 			g.tick(ctx, e)
 		}
@@ -120,7 +127,7 @@ func (g *instants) run(ctx context.Context) {
 		g.mu.Lock()
 		wait := time.Hour
 		if len(g.due) > 0 {
-			wait = time.Until(g.due[0].next)
+			wait = g.due[0].next - g.now()
 		}
 		g.mu.Unlock()
 		t.Reset(wait)
@@ -136,7 +143,7 @@ func (g *instants) run(ctx context.Context) {
 
 // take appends to batch the sources poked and those due at now, each
 // once, and sets the next tick of those due.
-func (g *instants) take(batch []*instant, now time.Time) []*instant {
+func (g *instants) take(batch []*instant, now time.Duration) []*instant {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, e := range g.poked {
@@ -145,7 +152,7 @@ func (g *instants) take(batch []*instant, now time.Time) []*instant {
 	}
 	clear(g.poked)
 	g.poked = g.poked[:0]
-	for len(g.due) > 0 && !g.due[0].next.After(now) {
+	for len(g.due) > 0 && g.due[0].next <= now {
 		e := g.due[0]
 		e.next = e.after(now)
 		heap.Fix(&g.due, 0)
@@ -193,7 +200,7 @@ func (g *instants) stop() {
 type instantHeap []*instant
 
 func (h instantHeap) Len() int           { return len(h) }
-func (h instantHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h instantHeap) Less(i, j int) bool { return h[i].next < h[j].next }
 func (h instantHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].index, h[j].index = i, j

@@ -225,7 +225,7 @@ func (s *Scheduler) startLocked(src Source, initial bool) {
 	_, instant := src.(Instant)
 	if _, primes := src.(Primer); instant && !primes {
 		if s.instants == nil {
-			g := &instants{wake: make(chan struct{}, 1)}
+			g := &instants{start: time.Now(), wake: make(chan struct{}, 1)}
 			s.instants = g
 			s.wg.Add(1)
 			go func(ctx context.Context) {
