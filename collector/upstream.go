@@ -58,12 +58,10 @@ type upstream struct {
 	stream atomic.Pointer[context.CancelCauseFunc]
 	fleet  *Fleet
 	client *http.Client
-	// collect asks the scheduler for a sample of the connection now
-	// (Trigger); pending, that one was wanted before it was given.
-	collect atomic.Pointer[func()]
-	pending atomic.Bool
 
 	mu        sync.Mutex
+	collect   func() // asks the scheduler for a sample now (Trigger)
+	pending   bool   // one was wanted before collect was given
 	connected bool
 	since     time.Time // when connected became what it is
 	lastErr   string
@@ -97,22 +95,23 @@ func (u *upstream) Schedule() (interval, timeout time.Duration) { return Upstrea
 // Trigger takes how to ask for a sample, as the connection is made or
 // lost.
 func (u *upstream) Trigger(collect func()) {
-	u.collect.Store(&collect)
-	if u.pending.Swap(false) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.collect = collect
+	if u.pending {
+		u.pending = false
 		collect()
 	}
 }
 
-// changed asks for a sample of the connection now.
+// changed asks for a sample of the connection now, or as soon as the
+// scheduler says how. u.mu is held.
 func (u *upstream) changed() {
-	if c := u.collect.Load(); c != nil {
-		(*c)()
+	if u.collect == nil {
+		u.pending = true
 		return
 	}
-	u.pending.Store(true)
-	if c := u.collect.Load(); c != nil && u.pending.Swap(false) { // given meanwhile
-		(*c)()
-	}
+	u.collect()
 }
 
 func (u *upstream) Name() string { return "upstream/" + u.name }
