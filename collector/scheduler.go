@@ -50,9 +50,9 @@ type Instant interface {
 }
 
 // A Triggered source is also collected, between its ticks, whenever it
-// calls the function the scheduler gives it before it is first collected
-// (an agent's connection made or lost). Calls before that collect come
-// about ask for one collect.
+// calls the function the scheduler gives it (an agent's connection made
+// or lost). Calls made before the collect they ask for has run ask for
+// that one collect.
 type Triggered interface {
 	Trigger(collect func())
 }
