@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	sse "github.com/tmaxmax/go-sse"
@@ -48,14 +49,21 @@ type httpStream struct {
 	// A batch's first frame goes to w, the rest to queued, written to w
 	// at the flush in one piece: ResponseWriter's 2 KiB buffer and its
 	// connection's 4 KiB would send a batch (a replay of up to maxBatch
-	// events, a backlog) a few frames a system call.
+	// events, a backlog) a few frames a system call. The buffer is taken
+	// from queues for a batch and given back once the stream caught up.
 	started bool
-	queued  []byte
+	queued  *[]byte
 }
 
 // maxQueued is the most a stream keeps of its queue's buffer for the next
-// batch, while it has more waiting.
+// batch, while it has more waiting, and the most queues keeps.
 const maxQueued = 256 << 10
+
+// queues are the buffers of batches being written. A live stream's
+// events that come together are batches of a few frames: a buffer each
+// was, for a hub's subscriber, the most its stream allocated after the
+// events themselves; a stream that caught up holds none.
+var queues = sync.Pool{New: func() any { return new([]byte) }}
 
 var _ transport = (*httpStream)(nil)
 
@@ -112,7 +120,10 @@ func (h *httpStream) write(ev *stream.Event) error {
 func (h *httpStream) put(b []byte) error {
 	h.deadline()
 	if h.started {
-		h.queued = append(h.queued, b...)
+		if h.queued == nil {
+			h.queued = queues.Get().(*[]byte)
+		}
+		*h.queued = append(*h.queued, b...)
 		return nil
 	}
 	h.started = true
@@ -133,11 +144,17 @@ func (h *httpStream) position(id uint64) error {
 func (h *httpStream) flush(more bool) error {
 	h.deadline()
 	h.armed, h.started = false, false
-	if len(h.queued) > 0 {
-		_, err := h.w.Write(h.queued)
+	if q := h.queued; q != nil {
+		var err error
+		if len(*q) > 0 {
+			_, err = h.w.Write(*q)
+		}
 		// Kept for the next batch while more are waiting (a replay),
 		// not by a stream that caught up.
-		if h.queued = h.queued[:0]; !more || cap(h.queued) > maxQueued {
+		if *q = (*q)[:0]; !more || cap(*q) > maxQueued {
+			if cap(*q) <= maxQueued {
+				queues.Put(q)
+			}
 			h.queued = nil
 		}
 		if err != nil {
