@@ -983,7 +983,7 @@ func (e *Evaluator) value(w *series, source string, latest collector.Sample, now
 
 // slide moves a window of points (oldest first) to hold those from from
 // to to: the points before from go, and read gives the points after the
-// newest held (or all since from, if none is held), in the ring's order.
+// newest held (or all since from, if none is held), in time order.
 // A fleet's evaluator reads a second of each series a step, not a
 // minute. A source whose clock was set back has points after to, of the
 // time before: they are left out, and a window that held some is read

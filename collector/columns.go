@@ -263,11 +263,13 @@ func (c *chunk) each(col int, fn func(j int, t int64, v float64)) bool {
 	return true
 }
 
-// appendSince appends, oldest first, a column's points at or after since
-// among those the limit keeps. The open chunk's rows are read back
-// from its newest to the first before since: a second's read (the
-// evaluator's, each step) touches a row, not the chunk. (Unless a clock
-// was set back in it: then each row's time is looked at.)
+// appendSince appends a column's points at or after since among those
+// the limit keeps, in the order they were taken: oldest first, unless the
+// source's clock was set back (AppendRange sorts them). The open chunk's
+// rows are read back from its newest to the first before since: a
+// second's read (the evaluator's, each step) touches a row, not the
+// chunk. (Unless a clock was set back in it: then each row's time is
+// looked at.)
 func (s *sourceRings) appendSince(dst []Point, col int, since time.Time, lim limit) []Point {
 	skip := s.n - lim.capacity // samples beyond the capacity, in the oldest chunk
 	sinceNs := max(since.UnixNano(), s.cutoff(lim)+1)

@@ -301,8 +301,18 @@ func (s *Store) AppendRange(dst []Point, source, metric string, since time.Time)
 	if dst == nil {
 		dst = make([]Point, 0, src.since(since, s.limit()))
 	}
-	return src.appendSince(dst, col, since, s.limit()), true
+	n := len(dst)
+	dst = src.appendSince(dst, col, since, s.limit())
+	if pts := dst[n:]; !slices.IsSortedFunc(pts, Point.compare) {
+		// The source's clock was set back: its points come in the
+		// order they were taken, which is not their times'.
+		slices.SortStableFunc(pts, Point.compare)
+	}
+	return dst, true
 }
+
+// compare orders points by time.
+func (p Point) compare(q Point) int { return p.T.Compare(q.T) }
 
 // SplitSeriesPath splits "host/web-1/cpu.percent" into a known source and
 // metric. Both source names and metric names may contain slashes, so the

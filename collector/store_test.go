@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -291,12 +292,12 @@ func TestStoreKeepsTheRetentionOfSlowerSources(t *testing.T) {
 		t.Errorf("%d samples held, want at most the retention's 120 and a chunk", held)
 	}
 
-	// A clock set back an hour: what comes after is kept and read (after
-	// what came before it, in the order they came).
+	// A clock set back an hour: what comes after is kept and read, in
+	// time order (before what came before it).
 	back := last.Add(-time.Hour)
 	s.Append(Sample{Source: "upstream/a", Time: back, Metrics: MetricsOf(map[string]float64{"upstream.up": 1, "upstream.lag_seconds": 42})})
-	if pts, _ := s.Range("upstream/a", "upstream.lag_seconds", back); len(pts) != 121 || pts[120].V != 42 || !pts[120].T.Equal(back) {
-		t.Errorf("after the clock was set back: Range from then has %d points, want the 120 before and the sample of then last", len(pts))
+	if pts, _ := s.Range("upstream/a", "upstream.lag_seconds", back); len(pts) != 121 || pts[0].V != 42 || !pts[0].T.Equal(back) {
+		t.Errorf("after the clock was set back: Range from then has %d points, want the sample of then first and the 120 after it", len(pts))
 	}
 }
 
@@ -331,6 +332,32 @@ func TestStoreClockJumps(t *testing.T) {
 	info := s.Series()[0]
 	if len(pts) != 2 || pts[0].V != 1 || pts[1].V != 3 || info.Points != 2 || info.Last != 3 {
 		t.Errorf("a clock set back an hour and on again: Range %v, Series %+v; want the two samples of the ten minutes (1 and 3)", pts, info)
+	}
+
+	// Set back fifteen seconds, within the retention: into the open
+	// chunk's times and a sealed one's. Range gives the points in time order
+	// (a chart draws them as they are given).
+	s = NewStore(10*time.Minute, time.Second)
+	s.now = func() time.Time { return now }
+	var want []time.Time
+	for i := range 40 { // the first chunk (30) sealed, ten in the next
+		at := now.Add(time.Duration(i-40) * time.Second)
+		add(at, float64(i))
+		want = append(want, at)
+	}
+	for i := range 8 { // then the clock goes back 15 s and on
+		at := now.Add(time.Duration(i-5)*time.Second - 500*time.Millisecond - 15*time.Second)
+		add(at, float64(100+i))
+		want = append(want, at)
+	}
+	slices.SortFunc(want, time.Time.Compare)
+	pts, _ = s.Range("host/a", "x", time.Time{})
+	var got []time.Time
+	for _, p := range pts {
+		got = append(got, p.T)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("a clock set back fifteen seconds: Range's times\n%v\nwant them in order\n%v", got, want)
 	}
 
 	// Set back an hour for one sample, then on again without the metric:
