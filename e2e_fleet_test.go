@@ -263,5 +263,8 @@ func TestBrowserFleet(t *testing.T) {
 	t.Logf("h005 marked unreachable %s after its agent stopped", time.Since(stopped).Round(100*time.Millisecond))
 	waitFor(t, ctx, "the unreachable first", names(2)+` === 'h005 zz-nowhere'`, 8*time.Second)
 	agents[5].serve(t)
-	waitFor(t, ctx, "h005 back", row("h005")+`.dataset.state === 'up' && `+cell("h005", "cpu")+` === `+fmt.Sprintf("%q", fmt.Sprintf("%g%%", fleetCPU(5))), 20*time.Second)
+	// The hub tries again after a random wait up to a step that doubles
+	// from 1 s with each failure: after up to 18 s away, up to 16 s.
+	waitFor(t, ctx, "h005 back", row("h005")+`.dataset.state === 'up' && `+cell("h005", "cpu")+` === `+fmt.Sprintf("%q", fmt.Sprintf("%g%%", fleetCPU(5))),
+		collector.UpstreamMaxBackoff+5*time.Second)
 }
