@@ -732,7 +732,7 @@ type fleetResult struct {
 // millisecond, so latencies read up to 1 ms long).
 func fleet(args []string) error {
 	fs := flag.NewFlagSet("fleet", flag.ExitOnError)
-	agentsFlag := fs.String("agents", "100,1000", "numbers of agents, one hub run each")
+	agentsFlag := fs.String("agents", "100,1000", "numbers of agents, one hub run each (and the relay after it); a number given again runs again: 1000,1000,1000 is three pairs, one after another")
 	warm := fs.Duration("warm", 10*time.Second, "time after every agent is connected before measuring")
 	measure := fs.Duration("measure", 30*time.Second, "measurement window")
 	perf := fs.String("perf", "", "record the hub with perf(1) over each window into `prefix`-<agents>.data (the CPU figures then include perf's cost)")
@@ -844,7 +844,7 @@ func printFleet(results []fleetResult, measure time.Duration, pprof, perf bool) 
 		}
 	}
 	results = slices.DeleteFunc(results, func(r fleetResult) bool { return r.relay })
-	if len(results) > 1 {
+	if len(results) > 1 && results[0].agents != results[len(results)-1].agents { // not when a size runs again (-agents 1000,1000)
 		a, b := results[0], results[len(results)-1]
 		fmt.Printf("- from %d to %d agents: %.0f KiB of RSS and %.3f%% of a core per added agent.\n", a.agents, b.agents,
 			(b.rss-a.rss)/float64(b.agents-a.agents)/1024, (b.cpuPercent-a.cpuPercent)/float64(b.agents-a.agents))
