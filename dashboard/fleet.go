@@ -83,6 +83,7 @@ func (s *Server) hostRow(src string, u *collector.UpstreamStatus, labels []templ
 	r := templates.HostRow{Source: src, Name: strings.TrimPrefix(src, "host/"), Labels: labels, Sampled: smp.Time}
 	r.CPU, r.Mem, r.Disk, r.Net, r.Load, r.Uptime = hostFigures(smp.Metrics)
 	pts, _ := s.opts.Store.Range(src, "cpu.percent", now.Add(-time.Duration(FleetSparkPoints)*s.opts.Interval))
+	pts = upTo(pts, now)
 	for _, p := range pts[max(0, len(pts)-FleetSparkPoints):] {
 		r.CPUSpark = append(r.CPUSpark, p.V)
 	}

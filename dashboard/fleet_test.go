@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -277,5 +278,30 @@ func TestHostFigures(t *testing.T) {
 		if disk != c.disk || net != c.net || load != c.load {
 			t.Errorf("%s: disk %v net %v load %v", c.name, disk, net, load)
 		}
+	}
+}
+
+// A sample from a clock ahead of the hub's — one a day ahead, for a
+// moment — is kept by the store, whose points come in time order, but a
+// host's sparklines and their captions end at now: they show what came
+// last, not a value the store holds at the end of a day.
+func TestSparklinesEndAtNow(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 5, 0, 0, time.Local)
+	hub := stream.NewHub(stream.HubOptions{FirstID: 1})
+	defer hub.Close()
+	store := collector.NewStore(10*time.Minute, time.Second)
+	s := New(Options{Hub: hub, Store: store, Interval: time.Second, Now: func() time.Time { return now }})
+	add := func(at time.Time, cpu float64) {
+		store.Append(collector.Sample{Source: "host/a", Time: at, Metrics: collector.MetricsOf(map[string]float64{"cpu.percent": cpu})})
+	}
+	add(now.Add(-2*time.Second), 10)
+	add(now.Add(24*time.Hour), 99)
+	add(now.Add(-time.Second), 11)
+	add(now, 12)
+	if r := s.hostRow("host/a", nil, nil, now); !slices.Equal(r.CPUSpark, []float64{10, 11, 12}) {
+		t.Errorf("the fleet row's sparkline: %v, want [10 11 12]", r.CPUSpark)
+	}
+	if c := s.chart("host/a", "cpu.percent", "CPU", 600, now.Add(-time.Minute)); !slices.Equal(c.Values, []float64{10, 11, 12}) {
+		t.Errorf("the host page's chart: %v, want [10 11 12]", c.Values)
 	}
 }

@@ -164,6 +164,7 @@ func (s *Server) status(source string) templates.Status {
 
 func (s *Server) chart(source, metric, label string, capacity int, since time.Time) templates.Chart {
 	pts, _ := s.opts.Store.Range(source, metric, since)
+	pts = upTo(pts, s.opts.Now())
 	vals := make([]float64, len(pts))
 	for i, p := range pts {
 		vals[i] = p.V
@@ -173,6 +174,16 @@ func (s *Server) chart(source, metric, label string, capacity int, since time.Ti
 		c.Max = 100
 	}
 	return c
+}
+
+// upTo cuts the points, in time order, after now: a sample from a clock
+// ahead of the hub's, which the store keeps, is not yet, and does not end
+// a sparkline or give its caption.
+func upTo(pts []collector.Point, now time.Time) []collector.Point {
+	for len(pts) > 0 && pts[len(pts)-1].T.After(now) {
+		pts = pts[:len(pts)-1]
+	}
+	return pts
 }
 
 // alertViews lists active alerts (of one source, or all when source is
