@@ -346,7 +346,7 @@ func TestStoreClockJumps(t *testing.T) {
 		want = append(want, at)
 	}
 	for i := range 8 { // then the clock goes back 15 s and on
-		at := now.Add(time.Duration(i-5)*time.Second - 500*time.Millisecond - 15*time.Second)
+		at := now.Add(time.Duration(i-15)*time.Second - 500*time.Millisecond)
 		add(at, float64(100+i))
 		want = append(want, at)
 	}
