@@ -735,8 +735,8 @@ func fleet(args []string) error {
 	agentsFlag := fs.String("agents", "100,1000", "numbers of agents, one hub run each (and the relay after it); a number given again runs again: 1000,1000,1000 is three pairs, one after another")
 	warm := fs.Duration("warm", 10*time.Second, "time after every agent is connected before measuring")
 	measure := fs.Duration("measure", 30*time.Second, "measurement window")
-	perf := fs.String("perf", "", "record the hub with perf(1) over each window into `prefix`-<agents>.data (the CPU figures then include perf's cost)")
-	pprofOut := fs.String("pprof", "", "run, instead of the vigil binary, the same hub wired in this binary (serve-fleet) and save its CPU profile over each window and its heap after it to `prefix`-<agents>.cpu.pprof and .heap.pprof")
+	perf := fs.String("perf", "", "record the hub with perf(1) over each window into `prefix`-<agents>.data (-<agents>-<run> when a number is given again; the CPU figures then include perf's cost)")
+	pprofOut := fs.String("pprof", "", "run, instead of the vigil binary, the same hub wired in this binary (serve-fleet) and save its CPU profile over each window and its heap after it to `prefix`-<agents>.cpu.pprof and .heap.pprof (-<agents>-<run> when a number is given again)")
 	var hubEnv []string
 	fs.Func("hubenv", "set `NAME=value` in the hub's environment only (repeatable), e.g. GOMAXPROCS=1 or GOMEMLIMIT=250MiB", func(v string) error {
 		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
@@ -747,7 +747,7 @@ func fleet(args []string) error {
 	})
 	reference := fs.Bool("reference", true, "after each hub, run the reference in its place over the same agents and subscriber: a relay that only reads the agents' streams and writes their samples to the subscriber (serve-relay), warmed for at most 30s")
 	hubConfig := fs.String("hubconfig", "", "YAML appended to the hub's config, e.g. `history: {enabled: false}`")
-	hubLogs := fs.String("hublog", "", "write each hub's whole log (stderr: with GODEBUG=gctrace=1, its GC too) to `prefix`-<agents>.log")
+	hubLogs := fs.String("hublog", "", "write each hub's whole log (stderr: with GODEBUG=gctrace=1, its GC too) to `prefix`-<agents>.log (-<agents>-<run> when a number is given again)")
 	fs.Parse(args)
 	var sizes []int
 	for _, f := range strings.Split(*agentsFlag, ",") {
@@ -769,17 +769,23 @@ func fleet(args []string) error {
 	defer os.RemoveAll(dir)
 
 	var results []fleetResult
-	for _, n := range sizes {
+	for i, n := range sizes {
 		var o fleetOutputs
+		// Files are named by the agents, and by the run as well when a
+		// number is given again, so that a run's do not replace another's.
+		name := strconv.Itoa(n)
+		if len(slices.DeleteFunc(slices.Clone(sizes), func(m int) bool { return m != n })) > 1 {
+			name = fmt.Sprintf("%d-%d", n, i+1) // the i+1-th run
+		}
 		if *perf != "" {
-			o.perf = fmt.Sprintf("%s-%d.data", *perf, n)
+			o.perf = fmt.Sprintf("%s-%s.data", *perf, name)
 		}
 		if *pprofOut != "" {
-			o.pprof = fmt.Sprintf("%s-%d", *pprofOut, n)
+			o.pprof = fmt.Sprintf("%s-%s", *pprofOut, name)
 		}
 		o.env, o.config = hubEnv, *hubConfig
 		if *hubLogs != "" {
-			o.log = fmt.Sprintf("%s-%d.log", *hubLogs, n)
+			o.log = fmt.Sprintf("%s-%s.log", *hubLogs, name)
 		}
 		r, err := measureFleet(bin, dir, n, *warm, *measure, o)
 		if err != nil {
@@ -844,8 +850,12 @@ func printFleet(results []fleetResult, measure time.Duration, pprof, perf bool) 
 		}
 	}
 	results = slices.DeleteFunc(results, func(r fleetResult) bool { return r.relay })
-	if len(results) > 1 && results[0].agents != results[len(results)-1].agents { // not when a size runs again (-agents 1000,1000)
-		a, b := results[0], results[len(results)-1]
+	if len(results) > 1 {
+		byAgents := func(x, y fleetResult) int { return x.agents - y.agents }
+		a, b := slices.MinFunc(results, byAgents), slices.MaxFunc(results, byAgents)
+		if a.agents == b.agents { // one number, run again (-agents 1000,1000)
+			return
+		}
 		fmt.Printf("- from %d to %d agents: %.0f KiB of RSS and %.3f%% of a core per added agent.\n", a.agents, b.agents,
 			(b.rss-a.rss)/float64(b.agents-a.agents)/1024, (b.cpuPercent-a.cpuPercent)/float64(b.agents-a.agents))
 	}
