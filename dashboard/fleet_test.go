@@ -301,7 +301,15 @@ func TestSparklinesEndAtNow(t *testing.T) {
 	if r := s.hostRow("host/a", nil, nil, now); !slices.Equal(r.CPUSpark, []float64{10, 11, 12}) {
 		t.Errorf("the fleet row's sparkline: %v, want [10 11 12]", r.CPUSpark)
 	}
-	if c := s.chart("host/a", "cpu.percent", "CPU", 600, now.Add(-time.Minute)); !slices.Equal(c.Values, []float64{10, 11, 12}) {
-		t.Errorf("the host page's chart: %v, want [10 11 12]", c.Values)
+	if c := s.chart("host/a", "cpu.percent", "CPU", 600, now.Add(-time.Minute)); !slices.Equal(c.Values, []float64{10, 11, 12}) || c.Last != (templates.Value{V: 12, Known: true}) {
+		t.Errorf("the host page's chart: %v, caption %+v; want [10 11 12], 12", c.Values, c.Last)
+	}
+
+	// Then the host's clock is set back half a minute: the chart has the
+	// sample in its place by time, and the caption is what came last, as
+	// the live stream's next sample would make it.
+	add(now.Add(-30*time.Second), 5)
+	if c := s.chart("host/a", "cpu.percent", "CPU", 600, now.Add(-time.Minute)); !slices.Equal(c.Values, []float64{5, 10, 11, 12}) || c.Last != (templates.Value{V: 5, Known: true}) {
+		t.Errorf("a clock set back: the host page's chart %v, caption %+v; want [5 10 11 12], 5", c.Values, c.Last)
 	}
 }

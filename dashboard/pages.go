@@ -170,6 +170,9 @@ func (s *Server) chart(source, metric, label string, capacity int, since time.Ti
 		vals[i] = p.V
 	}
 	c := templates.Chart{Label: label, Metric: metric, Values: vals, Capacity: capacity}
+	if smp, ok := s.opts.Store.Latest(source); ok {
+		c.Last.V, c.Last.Known = smp.Metrics.Get(metric)
+	}
 	if units.Of(metric) == units.Percent {
 		c.Max = 100
 	}

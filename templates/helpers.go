@@ -16,8 +16,13 @@ func stateOr(s string) string {
 	return s
 }
 
+// lastValue is a chart's caption: the newest sample's value, or the
+// chart's last when the newest sample lacks the metric.
 func lastValue(c Chart) string {
-	if len(c.Values) == 0 {
+	switch {
+	case c.Last.Known:
+		return units.Format(c.Metric, c.Last.V)
+	case len(c.Values) == 0:
 		return "–"
 	}
 	return units.Format(c.Metric, c.Values[len(c.Values)-1])

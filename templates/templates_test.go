@@ -10,6 +10,8 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 	"github.com/a-h/templ"
+
+	"vigil/units"
 )
 
 func render(t *testing.T, c templ.Component) *goquery.Document {
@@ -349,5 +351,22 @@ func TestPlotValueAxisHasDistinctLabels(t *testing.T) {
 		if strings.Join(got, " ") != c.want {
 			t.Errorf("%s up to %v: ticks %q, want %q", c.unit, c.hi, got, c.want)
 		}
+	}
+}
+
+// A chart's caption is its newest sample's value — after a clock set
+// back, not the chart's last by time — and the chart's last when the
+// newest sample lacks the metric.
+func TestChartCaption(t *testing.T) {
+	c := Chart{Metric: "cpu.percent", Values: []float64{5, 10, 12}}
+	if got, want := lastValue(c), units.Format("cpu.percent", 12); got != want {
+		t.Errorf("without the newest sample's value: %q, want %q", got, want)
+	}
+	c.Last = Value{V: 5, Known: true}
+	if got, want := lastValue(c), units.Format("cpu.percent", 5); got != want {
+		t.Errorf("with it: %q, want %q", got, want)
+	}
+	if got := lastValue(Chart{Metric: "cpu.percent"}); got != "–" {
+		t.Errorf("no value: %q", got)
 	}
 }

@@ -185,6 +185,7 @@ type Chart struct {
 	Label    string
 	Metric   string
 	Values   []float64 // oldest first, one per interval
+	Last     Value     // the caption: the newest sample's, which is not the latest by time after a clock was set back
 	Capacity int       // points the window holds
 	Max      float64   // fixed top of the scale; 0 scales to the data
 }
