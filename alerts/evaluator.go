@@ -1000,19 +1000,9 @@ func slide(window []collector.Point, from, to time.Time, read func(dst []collect
 		window = window[:0]
 	}
 	held := len(window)
-	window = read(window, since)
-	kept, sorted := window[:held], true
-	for _, p := range window[held:] {
-		if p.T.After(to) {
-			continue
-		}
-		if n := len(kept); n > 0 && p.T.Before(kept[n-1].T) {
-			sorted = false
-		}
-		kept = append(kept, p)
-	}
-	if !sorted {
-		slices.SortStableFunc(kept, func(a, b collector.Point) int { return a.T.Compare(b.T) })
+	kept := read(window, since) // after the newest held, in time order
+	for len(kept) > held && kept[len(kept)-1].T.After(to) {
+		kept = kept[:len(kept)-1]
 	}
 	drop := 0
 	for drop < len(kept) && kept[drop].T.Before(from) {
