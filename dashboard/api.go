@@ -115,11 +115,10 @@ func (s *Server) ringPoints(source string, metrics []string, from, to time.Time)
 	ringStart := to
 	for _, metric := range metrics {
 		pts, _ := s.opts.Store.Range(source, metric, from)
+		pts = upTo(pts, to)
 		list := make([]templates.Point, 0, len(pts))
 		for _, p := range pts {
-			if !p.T.After(to) {
-				list = append(list, templates.Point{T: p.T, V: p.V})
-			}
+			list = append(list, templates.Point{T: p.T, V: p.V})
 		}
 		out.series[metric] = list
 		if len(list) > 0 && list[0].T.Before(ringStart) {

@@ -179,11 +179,11 @@ func (s *Server) chart(source, metric, label string, capacity int, since time.Ti
 	return c
 }
 
-// upTo cuts the points, in time order, after now: a sample from a clock
-// ahead of the hub's, which the store keeps, is not yet, and does not end
-// a sparkline or give its caption.
-func upTo(pts []collector.Point, now time.Time) []collector.Point {
-	for len(pts) > 0 && pts[len(pts)-1].T.After(now) {
+// upTo cuts the points, in time order, after t: a chart's end, or now
+// for a sparkline — a sample from a clock ahead of the hub's, which the
+// store keeps, is not yet, and does not end a sparkline.
+func upTo(pts []collector.Point, t time.Time) []collector.Point {
+	for len(pts) > 0 && pts[len(pts)-1].T.After(t) {
 		pts = pts[:len(pts)-1]
 	}
 	return pts
