@@ -80,6 +80,7 @@ type simAgent struct {
 	rng   uint64
 	born  time.Time
 	base  []float64 // each metric's level
+	cur   []float64 // each metric's value in the newest sample
 
 	mu      sync.Mutex
 	head    uint64 // id of the newest event
@@ -156,10 +157,32 @@ func (a *simAgent) baselines() {
 	}
 }
 
-// sample publishes one host sample, stamped now: every value but the
-// constants differs from the last, rounded to six digits as vigil does.
+// values moves the agent's metrics for a sample taken at now, into
+// a.cur: every value but the constants differs from the last, rounded to
+// six digits as vigil does. A simulated Netdata child takes the same.
+func (a *simAgent) values(now time.Time) []float64 {
+	if a.cur == nil {
+		a.cur = make([]float64, len(hostMetrics))
+	}
+	for i, m := range hostMetrics {
+		v := a.base[i]
+		switch m.kind {
+		case 'p', 'r', 'l':
+			v *= 0.9 + 0.2*a.unit()
+		case 'n':
+			v = math.Round(v) + float64(a.next()%5)
+		case 'u':
+			v = float64(86400 + int(now.Sub(a.born).Seconds()))
+		}
+		a.cur[i], _ = strconv.ParseFloat(strconv.FormatFloat(v, 'g', 6, 64), 64)
+	}
+	return a.cur
+}
+
+// sample publishes one host sample, stamped now.
 func (a *simAgent) sample() {
 	now := time.Now()
+	vals := a.values(now)
 	a.publish("sample", now, func(b []byte) []byte {
 		b = append(b, `,"metrics":{`...)
 		for i, m := range hostMetrics {
@@ -169,17 +192,7 @@ func (a *simAgent) sample() {
 			b = append(b, '"')
 			b = append(b, m.name...)
 			b = append(b, `":`...)
-			v := a.base[i]
-			switch m.kind {
-			case 'p', 'r', 'l':
-				v *= 0.9 + 0.2*a.unit()
-			case 'n':
-				v = math.Round(v) + float64(a.next()%5)
-			case 'u':
-				v = float64(86400 + int(now.Sub(a.born).Seconds()))
-			}
-			v, _ = strconv.ParseFloat(strconv.FormatFloat(v, 'g', 6, 64), 64)
-			b = strconv.AppendFloat(b, v, 'f', -1, 64)
+			b = strconv.AppendFloat(b, vals[i], 'f', -1, 64)
 		}
 		return append(b, '}')
 	})
@@ -289,10 +302,17 @@ func (f *simFleet) url(i int) string {
 // publish has every agent publish a sample once a second, agent i at
 // i/n of the second, as hosts whose clocks tick independently would.
 func (f *simFleet) publish(ctx context.Context) {
-	bySlot := make([][]*simAgent, publishSlots)
-	for i, a := range f.agents {
-		s := i * publishSlots / len(f.agents)
-		bySlot[s] = append(bySlot[s], a)
+	everySecond(ctx, len(f.agents), &f.late, func(i int) { f.agents[i].sample() })
+}
+
+// everySecond calls each(i) for i in [0, n) once a second until ctx is
+// done (a day at most), i at about i/n of the second, over publishSlots
+// instants; late counts the instants missed by over 50 ms.
+func everySecond(ctx context.Context, n int, late *atomic.Int64, each func(i int)) {
+	bySlot := make([][]int, publishSlots)
+	for i := range n {
+		s := i * publishSlots / n
+		bySlot[s] = append(bySlot[s], i)
 	}
 	step := time.Second / publishSlots
 	start := time.Now().Truncate(time.Second).Add(time.Second)
@@ -311,10 +331,10 @@ func (f *simFleet) publish(ctx context.Context) {
 			return
 		}
 		if time.Since(at) > 50*time.Millisecond {
-			f.late.Add(1)
+			late.Add(1)
 		}
-		for _, a := range bySlot[k%publishSlots] {
-			a.sample()
+		for _, i := range bySlot[k%publishSlots] {
+			each(i)
 		}
 	}
 }
@@ -700,6 +720,8 @@ func machineBusySeconds() float64 {
 
 type fleetResult struct {
 	relay                    bool // the reference, not vigil
+	netdata, netdataHealth   bool // the Netdata parent, not vigil; with its health checks on the children
+	stored, storedSeconds    int  // the Netdata parent's: seconds of its children it holds, of those in the window
 	agents, connected        int
 	published, received      int
 	missing, dups            int
@@ -745,6 +767,9 @@ func fleet(args []string) error {
 		hubEnv = append(hubEnv, v)
 		return nil
 	})
+	withVigil := fs.Bool("vigil", true, "run vigil as the hub (false: only the references)")
+	netdata := fs.Bool("netdata", false, "after each hub, run a Netdata parent (Debian's netdata, on PATH) in its place: as many simulated Netdata children stream it the same forty values a second each, at the same instants, in Netdata's streaming protocol")
+	netdataHealth := fs.Bool("netdatahealth", true, "run the Netdata parent's health checks on its children, as its stream.conf ships (false: none; a 1.37 parent gives each child's checks a thread of their own)")
 	reference := fs.Bool("reference", true, "after each hub, run the reference in its place over the same agents and subscriber: a relay that only reads the agents' streams and writes their samples to the subscriber (serve-relay), warmed for at most 30s")
 	hubConfig := fs.String("hubconfig", "", "YAML appended to the hub's config, e.g. `history: {enabled: false}`")
 	hubLogs := fs.String("hublog", "", "write each hub's whole log (stderr: with GODEBUG=gctrace=1, its GC too) to `prefix`-<agents>.log (-<agents>-<run> when a number is given again)")
@@ -761,6 +786,11 @@ func fleet(args []string) error {
 	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rlim)
 	if need := 2*slices.Max(sizes) + 256; rlim.Cur < uint64(need) {
 		return fmt.Errorf("open-file limit %d: %d agents need %d; run `ulimit -n 20000` first", rlim.Cur, slices.Max(sizes), need)
+	}
+	if *netdata {
+		if _, err := exec.LookPath("netdata"); err != nil {
+			return fmt.Errorf("-netdata needs netdata on PATH (apt-get install netdata-core): %w", err)
+		}
 	}
 	dir, bin, err := buildVigil()
 	if err != nil {
@@ -787,11 +817,20 @@ func fleet(args []string) error {
 		if *hubLogs != "" {
 			o.log = fmt.Sprintf("%s-%s.log", *hubLogs, name)
 		}
-		r, err := measureFleet(bin, dir, n, *warm, *measure, o)
-		if err != nil {
-			return fmt.Errorf("%d agents: %w", n, err)
+		if *withVigil {
+			r, err := measureFleet(bin, dir, n, *warm, *measure, o)
+			if err != nil {
+				return fmt.Errorf("%d agents: %w", n, err)
+			}
+			results = append(results, r)
 		}
-		results = append(results, r)
+		if *netdata {
+			r, err := measureNetdata(dir, n, *warm, *measure, *netdataHealth)
+			if err != nil {
+				return fmt.Errorf("%d agents, the Netdata parent: %w", n, err)
+			}
+			results = append(results, r)
+		}
 		if *reference {
 			r, err := measureFleet(bin, dir, n, min(*warm, 30*time.Second), *measure, fleetOutputs{relay: true})
 			if err != nil {
@@ -808,6 +847,12 @@ func fleet(args []string) error {
 func (r fleetResult) name() string {
 	if r.relay {
 		return "relay (reference)"
+	}
+	if r.netdata && !r.netdataHealth {
+		return "Netdata parent, no health checks (reference)"
+	}
+	if r.netdata {
+		return "Netdata parent (reference)"
 	}
 	return "vigil"
 }
@@ -826,6 +871,11 @@ func printFleet(results []fleetResult, measure time.Duration, pprof, perf bool) 
 	fmt.Println("| hub | agents | connected | samples published | received | missing | p50 latency | p99 latency | max latency | hub CPU (% of one core) | hub CPU / metric point | hub RSS (peak) | RSS / agent | load generator CPU |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range results {
+		if r.netdata {
+			fmt.Printf("| %s | %d | %d | %d | n/a | n/a | n/a | n/a | n/a | %.1f%% | %.2f µs | %.1f MiB (%.1f MiB) | %.0f KiB | %.1f%% |\n",
+				r.name(), r.agents, r.connected, r.published, r.cpuPercent, r.cpuPerPoint, r.rss/(1<<20), r.peak/(1<<20), r.rss/float64(r.agents)/1024, r.genPercent)
+			continue
+		}
 		fmt.Printf("| %s | %d | %d | %d | %d | %d | %s | %s | %s | %.1f%% | %.2f µs | %.1f MiB (%.1f MiB) | %.0f KiB | %.1f%% |\n",
 			r.name(), r.agents, r.connected, r.published, r.received, r.missing,
 			r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.max.Round(time.Millisecond),
@@ -833,6 +883,16 @@ func printFleet(results []fleetResult, measure time.Duration, pprof, perf bool) 
 	}
 	fmt.Println()
 	for _, r := range results {
+		if r.netdata {
+			fmt.Printf("- %s, %d children: it holds a value for %d of the %d seconds of its children wholly in the window (the uptime chart, read back from its API after the window); "+
+				"%d children's streams ended by the parent; %d publish instants late; the rest of the machine used %.0f%% of a core. For each sample it took it made %.2f read and %.2f write system calls and its threads %.2f context switches. "+
+				"It has no subscriber: the columns of what reached one are n/a.\n",
+				r.name(), r.agents, r.stored, r.storedSeconds, r.cut, r.late, max(0, r.otherPercent), r.readsPerEvent, r.writesPerEvent, r.switchesPerEvent)
+			for _, l := range r.log.first {
+				fmt.Printf("  - e.g. `%s`\n", clip(l, 300))
+			}
+			continue
+		}
 		fmt.Printf("- %s, %d agents: it published %.0f samples/s (its agents' hosts and its upstream/* sources); "+
 			"in the window %d agent streams opened, %d resets, %d streams ended by the hub; %d repeated, %d out-of-order ids and %d unknown samples on its stream, "+
 			"its subscriber connected %d time(s) and got %d reset(s), %.0f events dropped by the hub, %.0f alert events; %d publish instants late; the rest of the machine used %.0f%% of a core. "+
@@ -849,7 +909,7 @@ func printFleet(results []fleetResult, measure time.Duration, pprof, perf bool) 
 			fmt.Printf("  - e.g. `%s`\n", clip(l, 300))
 		}
 	}
-	results = slices.DeleteFunc(results, func(r fleetResult) bool { return r.relay })
+	results = slices.DeleteFunc(results, func(r fleetResult) bool { return r.relay || r.netdata })
 	if len(results) > 1 {
 		byAgents := func(x, y fleetResult) int { return x.agents - y.agents }
 		a, b := slices.MinFunc(results, byAgents), slices.MaxFunc(results, byAgents)

@@ -7,7 +7,7 @@
 //	go run ./bench ui [-tiles 500] [-measure 30s] [-screenshot file.png]
 //	go run ./bench probes [-targets 100] [-measure 30s]
 //	go run ./bench transports [-clients 1000] [-rate 10] [-measure 20s]
-//	go run ./bench fleet [-agents 100,1000] [-measure 30s] [-perf prefix] [-pprof prefix]
+//	go run ./bench fleet [-agents 100,1000] [-measure 30s] [-perf prefix] [-pprof prefix] [-netdata [-netdatahealth=false]]
 //	go run ./bench charts [-runs 50] [-warm 5]
 //	go run ./bench cluster [-subs 1000] [-replicas-subs 10000] [-measure 20s]
 //
