@@ -139,6 +139,15 @@ func (a *simAgent) publish(typ string, t time.Time, body func(b []byte) []byte) 
 	a.wake = make(chan struct{})
 }
 
+// newSimAgent is agent i (from 0), host/h0001 for 0, born at born, with
+// its levels set: agent i's values are the same whichever kind of agent
+// (vigil's or a Netdata child) sends them.
+func newSimAgent(i int, born time.Time) *simAgent {
+	a := &simAgent{index: i, name: fmt.Sprintf("host/h%04d", i+1), rng: uint64(i)*0x9E3779B97F4A7C15 + 1, born: born}
+	a.baselines()
+	return a
+}
+
 // unit is the next random number in [0, 1).
 func (a *simAgent) unit() float64 { return float64(a.next()>>11) / (1 << 53) }
 
@@ -281,8 +290,8 @@ func startSimFleet(ctx context.Context, n int) (*simFleet, error) {
 	ctx = f.ctx
 	now := time.Now()
 	for i := range n {
-		a := &simAgent{index: i, name: fmt.Sprintf("host/h%04d", i+1), rng: uint64(i)*0x9E3779B97F4A7C15 + 1, born: now, wake: make(chan struct{})}
-		a.baselines()
+		a := newSimAgent(i, now)
+		a.wake = make(chan struct{})
 		a.publish("source", now, func(b []byte) []byte { return append(b, `,"state":"up"`...) })
 		f.agents = append(f.agents, a)
 	}
@@ -1113,7 +1122,13 @@ func (r *fleetResult) between(s0, s1 fleetSnapshot) {
 	r.cpuPercent = 100 * (s1.cpu - s0.cpu) / secs
 	r.genPercent = 100 * (s1.self - s0.self) / secs
 	r.otherPercent = 100*(s1.machineBusy-s0.machineBusy)/secs - r.cpuPercent - r.genPercent
-	if events := r.hubPublished * secs; events > 0 {
+	r.perEvent(s0, s1, r.hubPublished*secs)
+}
+
+// perEvent sets the system calls and context switches from s0 to s1 for
+// each of the events.
+func (r *fleetResult) perEvent(s0, s1 fleetSnapshot, events float64) {
+	if events > 0 {
 		r.readsPerEvent = (s1.reads - s0.reads) / events
 		r.writesPerEvent = (s1.writes - s0.writes) / events
 		r.switchesPerEvent = (s1.switches - s0.switches) / events

@@ -380,9 +380,8 @@ func measureNetdata(dir string, n int, warm, measure time.Duration, health bool)
 	// streams from when it is connected.
 	children := make([]*netdataChild, n)
 	for i := range children {
-		a := &simAgent{index: i, rng: uint64(i)*0x9E3779B97F4A7C15 + 1, born: now}
-		a.baselines()
-		children[i] = &netdataChild{agent: a, name: fmt.Sprintf("h%04d", i+1)}
+		a := newSimAgent(i, now)
+		children[i] = &netdataChild{agent: a, name: strings.TrimPrefix(a.name, "host/")}
 	}
 	var late atomic.Int64
 	var wg sync.WaitGroup
@@ -460,11 +459,9 @@ func measureNetdata(dir string, n int, warm, measure time.Duration, health bool)
 		}
 	}
 	r.hubPublished = float64(r.published) / s1.at.Sub(s0.at).Seconds()
-	if events := float64(r.published); events > 0 {
-		r.readsPerEvent = (s1.reads - s0.reads) / events
-		r.writesPerEvent = (s1.writes - s0.writes) / events
-		r.switchesPerEvent = (s1.switches - s0.switches) / events
-		r.cpuPerPoint = (s1.cpu - s0.cpu) * 1e6 / (events * float64(len(hostMetrics)))
+	r.perEvent(s0, s1, float64(r.published))
+	if r.published > 0 {
+		r.cpuPerPoint = (s1.cpu - s0.cpu) * 1e6 / float64(r.published*len(hostMetrics))
 	}
 
 	// The seconds wholly inside the window, once the parent has had two
